@@ -1,0 +1,122 @@
+# The C build: needs no Swift. `make` builds libhyperdown.so.1 (real SONAME), libhyperdown.a,
+# hyperdown.pc and the tools; `make test` runs every suite; `make demo` runs the demo.
+# Every source in CSources/ is part of the library; every tests/c/test_*.c is one test program.
+
+CC ?= cc
+BUILD ?= build
+PREFIX ?= /usr/local
+ABI_VERSION := 1
+VERSION := $(shell sed -n 's/^\#define HD_VERSION_STRING "\(.*\)"/\1/p' include/hyperdown.h)
+
+DEPS_PKGS := libuv libsodium sqlite3
+DEPS_CFLAGS := $(shell pkg-config --cflags $(DEPS_PKGS) 2>/dev/null)
+DEPS_LIBS := $(shell pkg-config --libs $(DEPS_PKGS) 2>/dev/null || echo -luv -lsodium -lsqlite3) -lpthread
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+OPT ?= -O2 -g
+CFLAGS_LIB := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -fvisibility=hidden -DHD_BUILDING \
+              -Iinclude -ICSources $(DEPS_CFLAGS) $(EXTRA_CFLAGS)
+CFLAGS_TEST := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Iinclude -ICSources -Itests/c $(DEPS_CFLAGS) \
+               $(EXTRA_CFLAGS)
+
+LIB_SRCS := $(wildcard CSources/*.c)
+LIB_OBJS := $(patsubst CSources/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
+SONAME := libhyperdown.so.$(ABI_VERSION)
+SHLIB := $(BUILD)/libhyperdown.so.$(VERSION)
+STLIB := $(BUILD)/libhyperdown.a
+TEST_SRCS := $(wildcard tests/c/test_*.c)
+TEST_BINS := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
+TOOLS := $(BUILD)/hd-noise-vectors
+
+.PHONY: all deps lib tools tests test test-c test-c-valgrind test-header test-swift abi-check \
+        abi-baseline demo clean install
+
+SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
+
+all: lib tools tests
+
+lib: $(SHLIB) $(STLIB) $(BUILD)/hyperdown.pc
+
+$(BUILD)/obj/%.o: CSources/%.c $(wildcard CSources/*.h) include/hyperdown.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_LIB) -c $< -o $@
+
+$(SHLIB): $(LIB_OBJS)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined -o $@ $^ $(DEPS_LIBS) $(LDFLAGS)
+	ln -sf libhyperdown.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libhyperdown.so
+
+$(STLIB): $(LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/hyperdown.pc: hyperdown.pc.in include/hyperdown.h
+	@mkdir -p $(@D)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+tools: $(TOOLS)
+
+$(BUILD)/hd-noise-vectors: tools/hd-noise-vectors.c $(STLIB)
+	$(CC) $(CFLAGS_TEST) $< -o $@ $(STLIB) $(DEPS_LIBS)
+
+# Test programs link the static library so that they can reach internal pieces too.
+tests: $(TEST_BINS)
+
+$(BUILD)/tests/%: tests/c/%.c tests/c/harness.h $(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_TEST) $< -o $@ $(STLIB) $(DEPS_LIBS)
+
+test-c: lib tools tests test-header
+	@sh tests/c/run.sh $(BUILD) "$(TEST_BINS) $(BUILD)/hd-noise-vectors"
+
+test-c-valgrind: lib tools tests
+	@HD_VALGRIND=1 sh tests/c/run.sh $(BUILD) "$(TEST_BINS) $(BUILD)/hd-noise-vectors"
+
+# The public header compiles alone, as C and as C++, with -pedantic -Werror.
+test-header:
+	@mkdir -p $(BUILD)
+	$(CC) -std=c99 -pedantic -Werror -Wall -Wextra -Iinclude -x c -c tests/header/header_test.c -o $(BUILD)/header_c.o
+	c++ -std=c++11 -pedantic -Werror -Wall -Wextra -Iinclude -x c++ -c tests/header/header_test.c -o $(BUILD)/header_cxx.o
+
+# The exported ABI against the committed baseline (abidiff, from libabigail).
+abi-check: $(SHLIB)
+	abidiff --headers-dir2 include --no-added-syms abi/libhyperdown.abi $(SHLIB)
+
+abi-baseline: $(SHLIB)
+	@mkdir -p abi
+	abidw --headers-dir include --out-file abi/libhyperdown.abi $(SHLIB)
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 644 include/hyperdown.h $(DESTDIR)$(PREFIX)/include/
+	install -m 755 $(SHLIB) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libhyperdown.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libhyperdown.so
+	install -m 644 $(STLIB) $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(BUILD)/hyperdown.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+
+deps:
+	@sh scripts/install-deps.sh
+
+# Every suite: C (plain and under valgrind), the header check, the ABI check, Swift.
+test: deps
+	$(MAKE) test-c
+	$(MAKE) test-c-valgrind
+	$(MAKE) abi-check
+	$(MAKE) test-swift
+	@echo "all suites passed"
+
+test-swift:
+	$(SWIFT) build --build-tests
+	$(SWIFT) test
+
+demo: deps lib
+	$(MAKE) $(BUILD)/examples/demo
+	$(BUILD)/examples/demo
+
+$(BUILD)/examples/%: examples/%.c $(SHLIB)
+	@mkdir -p $(@D)
+	$(CC) -std=c11 $(OPT) -Wall -Wextra -Iinclude $< -o $@ -L$(BUILD) -lhyperdown -Wl,-rpath,'$$ORIGIN/..'
+
+clean:
+	rm -rf $(BUILD)

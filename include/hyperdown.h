@@ -1,0 +1,263 @@
+/*
+ * hyperdown.h: the one public header of Hyperdown, a durable event memory for a server and its
+ * users. Everything a C, Swift, Node or Python caller may use is declared here; everything else
+ * in libhyperdown is hidden.
+ *
+ * Conventions (docs/conventions.md):
+ *   - every exported name starts with `hd_` (types end in `_t`, macros start with `HD_`);
+ *   - functions that can fail return 0 or a positive count on success and a negative `HD_E*`
+ *     code on failure; `hd_strerror()` and `hd_err_name()` describe a code, and
+ *     `hd_last_error_message()` gives the detail of the last failure on the calling thread;
+ *   - when a function that takes a callback returns an error, that callback never fires;
+ *   - handles are opaque and closed asynchronously: their memory is freed only after the close
+ *     callback has run;
+ *   - option structs start with a `version` field; initialise them with the `_INIT` macro or the
+ *     `_options_init()` function (for FFI), then set the fields you need. Fields are only ever
+ *     appended, so code built against an older header keeps working.
+ *
+ * Threads (docs/threading.md): every public function may be called from any thread. Each server
+ * or client runs on a libuv loop; by default the handle owns the loop and a thread that runs it,
+ * or it can run on a loop the caller owns (`loop` option). Callbacks run on the loop's thread.
+ */
+#ifndef HYPERDOWN_H
+#define HYPERDOWN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The one export macro: the library is built with -fvisibility=hidden and -DHD_BUILDING. */
+#if defined(HD_BUILDING) && defined(__GNUC__)
+#define HD_EXTERN __attribute__((visibility("default")))
+#else
+#define HD_EXTERN
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Versions. The release version follows semver; the ABI version (the SONAME's number) changes
+ * only when a binary built against an older header would break.
+ */
+#define HD_VERSION_MAJOR 0
+#define HD_VERSION_MINOR 1
+#define HD_VERSION_PATCH 0
+#define HD_VERSION_STRING "0.1.0"
+/* 0xMMmmpp; a literal so that Swift and FFI importers see it. */
+#define HD_VERSION_HEX 0x000100
+#define HD_ABI_VERSION 1
+/* The wire protocol version spoken by this library (docs/PROTOCOL.md). */
+#define HD_PROTOCOL_VERSION 1
+
+/* HD_VERSION_HEX of the library that is loaded (compare with the macro to catch a mismatch). */
+HD_EXTERN unsigned int hd_version(void);
+HD_EXTERN const char *hd_version_string(void);
+HD_EXTERN int hd_abi_version(void);
+/* 0 when the loaded library is ABI-compatible with the header this call was compiled with;
+ * HD_EVERSION otherwise. Use the HD_CHECK_VERSION() macro. */
+HD_EXTERN int hd_check_version(int abi_version, unsigned int header_version_hex);
+#define HD_CHECK_VERSION() hd_check_version(HD_ABI_VERSION, HD_VERSION_HEX)
+
+/* Idempotent and thread-safe; every other function calls it when needed. Returns 0 or HD_EINIT. */
+HD_EXTERN int hd_init(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Errors: negative codes from one list. Append only; never renumber.
+ */
+#define HD_ERRNO_MAP(XX)                                                                          \
+  XX(EINVAL, -1, "invalid argument")                                                              \
+  XX(ENOMEM, -2, "out of memory")                                                                 \
+  XX(EINIT, -3, "library initialisation failed")                                                  \
+  XX(EVERSION, -4, "version mismatch")                                                            \
+  XX(EKEY, -5, "key pair does not verify")                                                        \
+  XX(EHEX, -6, "not valid hexadecimal of the expected length")                                    \
+  XX(ETOPIC, -7, "peer is on another topic")                                                      \
+  XX(EAUTH, -8, "handshake authentication failed")                                                \
+  XX(EPROTO, -9, "protocol violation")                                                            \
+  XX(EMSGSIZE, -10, "message too large")                                                          \
+  XX(ETIMEDOUT, -11, "timed out")                                                                 \
+  XX(ECONNREFUSED, -12, "connection refused")                                                     \
+  XX(ECONNRESET, -13, "connection reset by peer")                                                 \
+  XX(EADDRINUSE, -14, "address already in use")                                                   \
+  XX(EADDR, -15, "invalid address")                                                               \
+  XX(EIO, -16, "input/output error")                                                              \
+  XX(ECLOSED, -17, "handle is closed or closing")                                                 \
+  XX(EBUSY, -18, "resource busy (folder in use by another process)")                              \
+  XX(ENOSPC, -19, "no space left on device")                                                      \
+  XX(ESTORE, -20, "storage error")                                                                \
+  XX(ECORRUPT, -21, "stored data is corrupt")                                                     \
+  XX(ECANCELED, -22, "operation canceled")                                                        \
+  XX(ENOTFOUND, -23, "not found")                                                                 \
+  XX(EALREADY, -24, "already done")                                                               \
+  XX(EBUFSIZE, -25, "buffer too small")                                                           \
+  XX(ESTATE, -26, "operation not valid in the current state")                                     \
+  XX(EBYE, -27, "peer closed the connection")                                                     \
+  XX(ETHREAD, -28, "call not allowed on this thread")
+
+typedef enum hd_errno {
+#define HD__ERRNO_ENUM(name, value, text) HD_##name = value,
+  HD_ERRNO_MAP(HD__ERRNO_ENUM)
+#undef HD__ERRNO_ENUM
+  HD_ERRNO_MIN = -28
+} hd_errno_t;
+
+/* A static description of `code` ("unknown error" for a code that is not in the list). */
+HD_EXTERN const char *hd_strerror(int code);
+/* The code's name without prefix, e.g. "EAUTH" ("UNKNOWN" for a code not in the list). */
+HD_EXTERN const char *hd_err_name(int code);
+/* The detail of the last failure on the calling thread ("" if none). Valid until the next call
+ * into the library on this thread. Inside a callback it explains the code passed to it. */
+HD_EXTERN const char *hd_last_error_message(void);
+/* The code of the last failure on the calling thread (0 if none). */
+HD_EXTERN int hd_last_error_code(void);
+HD_EXTERN void hd_clear_error(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Sizes. Every constant is also a function, for FFI.
+ */
+#define HD_PUBLICKEY_BYTES 32
+#define HD_SCALAR_BYTES 32
+#define HD_SEED_BYTES 32
+#define HD_SECRETKEY_BYTES 64
+#define HD_TOPIC_BYTES 32
+#define HD_STORE_ID_BYTES 16
+
+HD_EXTERN size_t hd_publickey_bytes(void);
+HD_EXTERN size_t hd_scalar_bytes(void);
+HD_EXTERN size_t hd_seed_bytes(void);
+HD_EXTERN size_t hd_secretkey_bytes(void);
+HD_EXTERN size_t hd_topic_bytes(void);
+HD_EXTERN size_t hd_keypair_size(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Identity: an Ed25519 key pair. It is kept as the public key and the clamped secret scalar,
+ * the one form that all three accepted inputs share (a 32-byte seed, libsodium's 64-byte secret
+ * key, a keypear-style { scalar, publicKey }). Every constructor checks scalar·G == public_key
+ * and returns HD_EKEY if it does not hold. The struct's layout is part of the ABI.
+ */
+typedef struct hd_keypair {
+  uint8_t public_key[HD_PUBLICKEY_BYTES];
+  uint8_t scalar[HD_SCALAR_BYTES];
+} hd_keypair_t;
+
+HD_EXTERN int hd_keypair_generate(hd_keypair_t *out);
+HD_EXTERN int hd_keypair_from_seed(hd_keypair_t *out, const uint8_t seed[HD_SEED_BYTES]);
+/* libsodium's crypto_sign secret key: seed || public key. The public half must match the seed. */
+HD_EXTERN int hd_keypair_from_secret_key(hd_keypair_t *out,
+                                         const uint8_t secret_key[HD_SECRETKEY_BYTES]);
+HD_EXTERN int hd_keypair_from_scalar(hd_keypair_t *out, const uint8_t scalar[HD_SCALAR_BYTES],
+                                     const uint8_t public_key[HD_PUBLICKEY_BYTES]);
+/* 0 if the pair verifies, HD_EKEY otherwise. */
+HD_EXTERN int hd_keypair_verify(const hd_keypair_t *kp);
+/* 0 if `public_key` is a valid Ed25519 point usable as a peer identity, HD_EKEY otherwise. */
+HD_EXTERN int hd_publickey_check(const uint8_t public_key[HD_PUBLICKEY_BYTES]);
+/* Overwrites the secret scalar with zeros. */
+HD_EXTERN void hd_keypair_wipe(hd_keypair_t *kp);
+
+/* Lower-case hex of `len` bytes into `out` (`out_size` >= 2*len+1, NUL-terminated). */
+HD_EXTERN int hd_hex_encode(char *out, size_t out_size, const uint8_t *bytes, size_t len);
+/* Exactly `out_len` bytes from `hex` (NUL-terminated, 2*out_len digits, either case);
+ * HD_EHEX for anything else. */
+HD_EXTERN int hd_hex_decode(uint8_t *out, size_t out_len, const char *hex);
+
+/* The topic key of a folder name: BLAKE2b-256 over a fixed context string and the name
+ * (docs/PROTOCOL.md). Peers on different topics fail the handshake with HD_ETOPIC. */
+HD_EXTERN int hd_topic_key(uint8_t out[HD_TOPIC_BYTES], const char *name, size_t name_len);
+
+/* ---------------------------------------------------------------------------------------------
+ * Logging. A log callback receives one line without a trailing newline, on the loop thread.
+ */
+typedef enum hd_log_level {
+  HD_LOG_ERROR = 0,
+  HD_LOG_WARN = 1,
+  HD_LOG_INFO = 2,
+  HD_LOG_DEBUG = 3
+} hd_log_level_t;
+
+typedef void (*hd_log_cb)(void *user_data, hd_log_level_t level, const char *message);
+
+/* ---------------------------------------------------------------------------------------------
+ * Handles. A server listens on one address and serves the users that dial it; a client dials one
+ * server. Both authenticate with a Noise_IK handshake (docs/PROTOCOL.md) bound to the topic.
+ */
+typedef struct hd_server hd_server_t;
+typedef struct hd_client hd_client_t;
+
+/* A peer finished the handshake; `public_key` is its authenticated Ed25519 key. */
+typedef void (*hd_peer_cb)(void *user_data, const uint8_t public_key[HD_PUBLICKEY_BYTES]);
+/* A connection ended. `public_key` is NULL if the peer never authenticated. `status` is 0 for an
+ * orderly close and a negative HD_E* code otherwise; hd_last_error_message() tells the detail. */
+typedef void (*hd_peer_closed_cb)(void *user_data, const uint8_t *public_key, int status);
+/* A handle finished closing; its memory is freed right after this returns. */
+typedef void (*hd_close_cb)(void *user_data);
+/* Called once with the handle's user_data when the handle no longer uses it. */
+typedef void (*hd_destroy_cb)(void *user_data);
+
+#define HD_SERVER_OPTIONS_VERSION 1
+typedef struct hd_server_options {
+  unsigned int version;           /* HD_SERVER_OPTIONS_VERSION */
+  const hd_keypair_t *keypair;    /* the server's identity (copied) */
+  const char *topic;              /* the folder name: names the topic (copied) */
+  const char *listen;             /* "127.0.0.1:7000", "[::1]:0", "0.0.0.0:7000"; port 0 = any */
+  void *loop;                     /* a uv_loop_t * the caller runs, or NULL for a loop thread */
+  uint32_t handshake_timeout_ms;  /* 0 = 10000 */
+  uint32_t keepalive_ms;          /* ping after this much silence; 0 = 5000 */
+  uint32_t idle_timeout_ms;       /* drop a peer silent this long; 0 = 3 x keepalive */
+  uint32_t max_message_bytes;     /* the largest message accepted; 0 = 1 MiB */
+  void *user_data;                /* passed to every callback */
+  hd_destroy_cb destroy;          /* optional: releases user_data after the close */
+  hd_log_cb log;                  /* optional */
+  hd_log_level_t log_level;       /* most verbose level passed to `log` (default HD_LOG_ERROR) */
+  hd_peer_cb on_peer_connected;          /* optional */
+  hd_peer_closed_cb on_peer_disconnected; /* optional */
+} hd_server_options_t;
+#define HD_SERVER_OPTIONS_INIT {HD_SERVER_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, HD_LOG_ERROR, 0, 0}
+HD_EXTERN int hd_server_options_init(hd_server_options_t *opts, unsigned int version);
+
+#define HD_CLIENT_OPTIONS_VERSION 1
+typedef struct hd_client_options {
+  unsigned int version;           /* HD_CLIENT_OPTIONS_VERSION */
+  const hd_keypair_t *keypair;    /* the user's identity (copied) */
+  const uint8_t *server_public_key; /* HD_PUBLICKEY_BYTES: the server it trusts (copied) */
+  const char *topic;              /* the folder name (copied) */
+  const char *connect;            /* "127.0.0.1:7000" or "[::1]:7000" */
+  void *loop;                     /* a uv_loop_t * the caller runs, or NULL for a loop thread */
+  uint32_t handshake_timeout_ms;  /* 0 = 10000 */
+  uint32_t keepalive_ms;          /* 0 = 5000 */
+  uint32_t idle_timeout_ms;       /* 0 = 3 x keepalive */
+  uint32_t max_message_bytes;     /* 0 = 1 MiB */
+  uint32_t reconnect_min_ms;      /* first retry delay after a failure; 0 = 100 */
+  uint32_t reconnect_max_ms;      /* cap of the doubling retry delay; 0 = 5000 */
+  int no_reconnect;               /* 1: do not dial again after a failure or a disconnect */
+  void *user_data;
+  hd_destroy_cb destroy;
+  hd_log_cb log;
+  hd_log_level_t log_level;
+  hd_peer_cb on_connected;         /* the server authenticated: its key */
+  hd_peer_closed_cb on_disconnected; /* a connection or an attempt ended: why */
+} hd_client_options_t;
+#define HD_CLIENT_OPTIONS_INIT {HD_CLIENT_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, HD_LOG_ERROR, 0, 0}
+HD_EXTERN int hd_client_options_init(hd_client_options_t *opts, unsigned int version);
+
+/* Creates a server and starts listening before it returns (so the port is known). */
+HD_EXTERN int hd_server_create(hd_server_t **out, const hd_server_options_t *opts);
+/* The port the server listens on (useful with port 0), or a negative code. */
+HD_EXTERN int hd_server_port(hd_server_t *server);
+/* Starts an orderly close: stop accepting, say goodbye to every peer, free. `cb` (optional)
+ * runs on the loop thread once everything is released; the handle must not be used after this
+ * call returns 0. HD_ECLOSED if it was already closing. */
+HD_EXTERN int hd_server_close(hd_server_t *server, hd_close_cb cb, void *cb_data);
+/* hd_server_close() and wait until it is done (and the loop thread, if owned, has ended).
+ * HD_ETHREAD if called on the handle's own loop thread. */
+HD_EXTERN int hd_server_close_wait(hd_server_t *server);
+
+/* Creates a client and starts dialing. */
+HD_EXTERN int hd_client_create(hd_client_t **out, const hd_client_options_t *opts);
+HD_EXTERN int hd_client_close(hd_client_t *client, hd_close_cb cb, void *cb_data);
+HD_EXTERN int hd_client_close_wait(hd_client_t *client);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* HYPERDOWN_H */
