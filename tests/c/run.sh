@@ -19,7 +19,7 @@ for bin in $bins; do
     "$bin" $args >"$out" 2>&1
   fi
   rc=$?
-  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -1)
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' "$out" | tail -1 | sed 's/, [0-9]* skipped$//')
   p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
   f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed$/\1/p')
   [ -n "$p" ] || p=0
