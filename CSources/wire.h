@@ -1,0 +1,209 @@
+/* The message codec of the wire protocol (docs/PROTOCOL.md): the growable output buffer, one
+ * encoder per message type, validating zero-copy decoders, HELLO/WELCOME, the preamble, the
+ * rejection frame and the message stream reader. No I/O and no crypto here: record.h seals and
+ * opens the records that carry the message stream. */
+#ifndef HD_WIRE_H
+#define HD_WIRE_H
+
+#include "common.h"
+#include "varint.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- Growable byte buffer ------------------------------------------------------------------ */
+
+/* Owned bytes data[0..len) with room for cap. Zero-initialised is a valid empty buffer. It only
+ * grows (doubling), so once it has reached a connection's working size the hot path never
+ * allocates; hd__buf_trim gives memory back when a connection goes idle. */
+typedef struct hd__buf {
+  uint8_t *data;
+  size_t len;
+  size_t cap;
+} hd__buf_t;
+
+void hd__buf_init(hd__buf_t *b);
+void hd__buf_free(hd__buf_t *b);
+/* Makes room for `extra` more bytes after len. HD_ENOMEM on failure (the buffer is unchanged). */
+int hd__buf_reserve(hd__buf_t *b, size_t extra);
+int hd__buf_append(hd__buf_t *b, const void *p, size_t n);
+/* Removes the first n bytes (e.g. what a write has taken); keeps the memory. */
+void hd__buf_consume(hd__buf_t *b, size_t n);
+/* When empty and holding more than `keep` bytes of capacity, frees the memory (idle connections
+ * stay small). */
+void hd__buf_trim(hd__buf_t *b, size_t keep);
+
+/* ---- Message types ------------------------------------------------------------------------- */
+
+enum {
+  HD__MSG_EVENTS = 0x01,
+  HD__MSG_CONSUMED = 0x02,
+  HD__MSG_DONE = 0x03,
+  HD__MSG_RESUME = 0x04,
+  HD__MSG_CREDIT = 0x05,
+  HD__MSG_PAUSE = 0x06,
+  HD__MSG_PING = 0x07,
+  HD__MSG_PONG = 0x08,
+  HD__MSG_BYE = 0x09
+};
+
+#define HD__BYE_TEXT_MAX 256
+#define HD__DEFAULT_MAX_MESSAGE (1024 * 1024)
+
+/* "EVENTS", ..., or NULL for a type this version does not know. */
+const char *hd__msg_type_name(uint8_t type);
+
+/* One entry of a batch message. EVENTS uses all fields; CONSUMED uses seq and data (the client's
+ * data about the event); DONE uses seq only. Decoded entries point into the message body. */
+typedef struct hd__entry {
+  uint64_t seq;
+  uint64_t created_ms;
+  const uint8_t *data;
+  size_t len;
+} hd__entry_t;
+
+typedef struct hd__resume {
+  uint8_t store_id[HD_STORE_ID_BYTES]; /* all zeros: the client remembers no store */
+  uint64_t high_seq;
+  uint64_t window;
+} hd__resume_t;
+
+/* ---- Encoding: each call appends one whole message (length, type, body) to `out` -------------
+ * Returns 0, HD_ENOMEM, or HD_EINVAL for a value the protocol cannot carry. Payload bytes are
+ * copied exactly once, straight into `out`. The caller keeps each message within the peer's
+ * max_message_bytes: hd__msg_*_fit tell how many leading entries fit. */
+
+int hd__msg_encode_events(hd__buf_t *out, const hd__entry_t *e, size_t n);
+int hd__msg_encode_consumed(hd__buf_t *out, const hd__entry_t *e, size_t n);
+int hd__msg_encode_done(hd__buf_t *out, const uint64_t *seqs, size_t n);
+int hd__msg_encode_resume(hd__buf_t *out, const hd__resume_t *r);
+int hd__msg_encode_credit(hd__buf_t *out, uint64_t granted);
+int hd__msg_encode_pause(hd__buf_t *out, uint64_t pause_ms);
+int hd__msg_encode_ping(hd__buf_t *out, uint64_t nonce);
+int hd__msg_encode_pong(hd__buf_t *out, uint64_t nonce);
+/* `text` is UTF-8, at most HD__BYE_TEXT_MAX bytes (HD_EINVAL otherwise). */
+int hd__msg_encode_bye(hd__buf_t *out, uint64_t reason, const char *text, size_t text_len);
+
+/* The encoded size (length prefix included) of a batch message, and how many leading entries
+ * of `e` fit in one message of at most `max_message_bytes` (the L of the frame). */
+size_t hd__msg_events_size(const hd__entry_t *e, size_t n);
+size_t hd__msg_events_fit(const hd__entry_t *e, size_t n, uint64_t max_message_bytes);
+size_t hd__msg_consumed_size(const hd__entry_t *e, size_t n);
+size_t hd__msg_consumed_fit(const hd__entry_t *e, size_t n, uint64_t max_message_bytes);
+size_t hd__msg_done_fit(const uint64_t *seqs, size_t n, uint64_t max_message_bytes);
+
+/* ---- Decoding: `body` is the message after its type byte ------------------------------------
+ * Every decoder validates the whole body first and returns HD_EPROTO (with a detail naming the
+ * message and the fault) for anything malformed, so a consumer never acts on half a message. */
+
+/* Iterator over the entries of an EVENTS, CONSUMED or DONE body. */
+typedef struct hd__entry_iter {
+  const uint8_t *p;
+  const uint8_t *end;
+  uint64_t left;
+  uint8_t type;
+} hd__entry_iter_t;
+
+/* Validates the body of `type` (one of the three batch types) and readies `it`. `*count` gets the
+ * number of entries; it is checked against the body's length before anything else, so a caller
+ * may size an array from it. */
+int hd__msg_entries_begin(hd__entry_iter_t *it, uint8_t type, const uint8_t *body, size_t len,
+                          uint64_t *count);
+/* 1 with the next entry in `*e`, 0 at the end. Cannot fail: begin has validated the body. */
+int hd__msg_entries_next(hd__entry_iter_t *it, hd__entry_t *e);
+
+int hd__msg_decode_resume(const uint8_t *body, size_t len, hd__resume_t *r);
+/* CREDIT, PAUSE, PING and PONG: a body of exactly one varint. */
+int hd__msg_decode_varint(uint8_t type, const uint8_t *body, size_t len, uint64_t *v);
+/* BYE: `*text` points into the body (not NUL-terminated), valid UTF-8 of at most 256 bytes. */
+int hd__msg_decode_bye(const uint8_t *body, size_t len, uint64_t *reason, const uint8_t **text,
+                       size_t *text_len);
+/* Validates a message of any type: HD_EPROTO for an unknown type or a malformed body. */
+int hd__msg_check(uint8_t type, const uint8_t *body, size_t len);
+
+/* ---- Handshake payloads -------------------------------------------------------------------- */
+
+#define HD__HELLO_MAX (HD__VARINT_MAX + HD_PUBLICKEY_BYTES + HD__VARINT_MAX)
+#define HD__WELCOME_MAX (HD__VARINT_MAX + HD_STORE_ID_BYTES + 3 * HD__VARINT_MAX)
+
+typedef struct hd__hello {
+  uint64_t version;
+  uint8_t public_key[HD_PUBLICKEY_BYTES]; /* the client's Ed25519 identity */
+  uint64_t max_message_bytes;             /* the largest message the client accepts */
+} hd__hello_t;
+
+typedef struct hd__welcome {
+  uint64_t version;
+  uint8_t store_id[HD_STORE_ID_BYTES];
+  uint64_t pause_ms;
+  uint64_t max_message_bytes; /* the largest message the server accepts */
+  uint64_t keepalive_ms;
+} hd__welcome_t;
+
+/* Encode into `out` (HD__HELLO_MAX / HD__WELCOME_MAX bytes); return the length used. */
+size_t hd__hello_encode(const hd__hello_t *h, uint8_t *out);
+size_t hd__welcome_encode(const hd__welcome_t *w, uint8_t *out);
+/* Decode a handshake payload. Trailing bytes are ignored (room for extensions). When the version
+ * is not HD_PROTOCOL_VERSION only `version` is filled and 0 is returned, so that the caller can
+ * answer "version unsupported" rather than "malformed". HD_EPROTO if malformed. */
+int hd__hello_decode(const uint8_t *p, size_t len, hd__hello_t *h);
+int hd__welcome_decode(const uint8_t *p, size_t len, hd__welcome_t *w);
+
+/* ---- Preamble and rejection ---------------------------------------------------------------- */
+
+#define HD__PREAMBLE_BYTES 16
+#define HD__REJECT_BYTES 3
+
+void hd__preamble_encode(uint8_t out[HD__PREAMBLE_BYTES], const uint8_t topic_key[HD_TOPIC_BYTES]);
+/* 0 if the preamble is ours; HD_EPROTO (not Hyperdown: bad magic, flags or reserved bytes),
+ * HD_EVERSION (another protocol version) or HD_ETOPIC (another topic). */
+int hd__preamble_check(const uint8_t in[HD__PREAMBLE_BYTES],
+                       const uint8_t topic_key[HD_TOPIC_BYTES]);
+
+enum {
+  HD__REJECT_VERSION = 1,  /* protocol version unsupported */
+  HD__REJECT_TOPIC = 2,    /* topic mismatch */
+  HD__REJECT_AUTH = 3,     /* handshake authentication failed */
+  HD__REJECT_IDENTITY = 4, /* HELLO's Ed25519 key does not map to the Noise static key */
+  HD__REJECT_MALFORMED = 5 /* malformed preamble or handshake */
+};
+
+/* The rejection frame: 00 00 reason. */
+void hd__reject_encode(uint8_t out[HD__REJECT_BYTES], uint8_t reason);
+/* The reason the server should send for a failure code from the checks above. */
+uint8_t hd__reject_reason_for(int code);
+/* Records the reason as the thread's error detail and returns the matching HD_E* code. */
+int hd__reject_error(uint8_t reason);
+
+/* ---- Message stream reader ----------------------------------------------------------------- */
+
+/* Receives one whole message; `body` is valid only during the call. Non-zero stops the feed. */
+typedef int (*hd__msg_cb)(void *ctx, uint8_t type, const uint8_t *body, size_t body_len);
+
+/* Cuts the decrypted record stream into messages. A message inside one chunk is handed over in
+ * place; one that spans chunks is assembled in a buffer of its exact size, allocated only after
+ * its declared length passed the max_message_bytes check. Idle, the reader holds at most
+ * HD__MSG_KEEP bytes. */
+#define HD__MSG_KEEP 4096
+
+typedef struct hd__msg_reader {
+  uint64_t max_message_bytes; /* the largest L accepted (type byte + body) */
+  hd__msg_cb cb;
+  void *ctx;
+  int error;                     /* sticky: once set, every feed returns it */
+  uint8_t head[HD__VARINT_MAX];  /* a length prefix cut by a chunk boundary */
+  uint8_t head_len;
+  uint8_t *msg;                  /* the message being assembled */
+  size_t msg_len, msg_have, msg_cap;
+} hd__msg_reader_t;
+
+void hd__msg_reader_init(hd__msg_reader_t *r, uint64_t max_message_bytes, hd__msg_cb cb,
+                         void *ctx);
+/* Feeds plaintext. 0 when every complete message was delivered; the callback's non-zero value,
+ * HD_EPROTO (bad length prefix), HD_EMSGSIZE (declared length above the limit) or HD_ENOMEM. */
+int hd__msg_reader_feed(hd__msg_reader_t *r, const uint8_t *p, size_t n);
+/* 1 if no message is half received (a clean place for the stream to end). */
+int hd__msg_reader_idle(const hd__msg_reader_t *r);
+void hd__msg_reader_free(hd__msg_reader_t *r);
+
+#endif
