@@ -1,0 +1,41 @@
+/* Backend selection and the blocking close helpers shared by every backend (store.h). */
+#include "store.h"
+#include "store_writer.h"
+
+static int check_options(const hd__store_options_t *opts) {
+  if (opts == NULL || opts->folder == NULL || opts->folder[0] == '\0' || opts->loop == NULL) {
+    return hd__error(HD_EINVAL, "store options need a folder and a loop");
+  }
+  if (opts->backend != HD__STORE_SQLITE) {
+    return hd__error(HD_EINVAL, "unknown store backend %d", (int)opts->backend);
+  }
+  return 0;
+}
+
+int hd__server_store_open(hd__server_store_t **out, const hd__store_options_t *opts) {
+  if (out == NULL) return hd__error(HD_EINVAL, "no output pointer");
+  *out = NULL;
+  int err = check_options(opts);
+  return err != 0 ? err : hd__sqlite_server_store_open(out, opts);
+}
+
+int hd__client_store_open(hd__client_store_t **out, const hd__store_options_t *opts) {
+  if (out == NULL) return hd__error(HD_EINVAL, "no output pointer");
+  *out = NULL;
+  int err = check_options(opts);
+  return err != 0 ? err : hd__sqlite_client_store_open(out, opts);
+}
+
+static void set_flag(void *data) { *(int *)data = 1; }
+
+void hd__server_store_close_wait(hd__server_store_t *s) {
+  int done = 0;
+  uv_loop_t *loop = s->loop;
+  if (s->vt->close(s, set_flag, &done) == 0) hd__store_run_until(loop, &done);
+}
+
+void hd__client_store_close_wait(hd__client_store_t *s) {
+  int done = 0;
+  uv_loop_t *loop = s->loop;
+  if (s->vt->close(s, set_flag, &done) == 0) hd__store_run_until(loop, &done);
+}

@@ -1,0 +1,171 @@
+/* The storage interfaces of the core: one for the server's per-user queues, one for the client's
+ * received events. Each is a table of function pointers (a vtable) so that a second backend
+ * (PostgreSQL over libpq, DESIGN.md "Scale beyond one machine") can sit beside the embedded
+ * SQLite one without the server or client code changing. docs/STORAGE.md explains the choices.
+ *
+ * Threads. A store is opened on the thread that runs its uv_loop_t and belongs to that loop:
+ *   - writes are queued (submit is safe from any thread) and committed by the store's writer
+ *     thread in groups: everything queued goes into one transaction with one commit (one fsync);
+ *   - every write completes exactly once, on the loop thread, in submission order, through an
+ *     hd__store_cb; a failure sets the loop thread's hd_last_error_message() before the call;
+ *   - reads run synchronously on the loop thread against a read-only connection and see what is
+ *     committed, i.e. exactly the writes whose completion has run or is about to run. They page
+ *     (LIMIT), so no read ever loads a whole backlog. */
+#ifndef HD_STORE_H
+#define HD_STORE_H
+
+#include "common.h"
+
+#include <stdint.h>
+#include <uv.h>
+
+#define HD__STORE_DB_FILE "hyperdown.db"
+#define HD__STORE_LOCK_FILE "hyperdown.lock"
+#define HD__STORE_DEFAULT_MAX_BATCH 8192u
+
+typedef enum hd__store_backend { HD__STORE_SQLITE = 0 } hd__store_backend_t;
+
+typedef struct hd__store_options {
+  hd__store_backend_t backend;
+  const char *folder;    /* created (mode 0700) if missing; locked while the store is open */
+  uv_loop_t *loop;       /* completions run on this loop; open on its thread */
+  int sync_normal;       /* 0: synchronous=FULL (an acknowledged write survives power loss);
+                            1: NORMAL (survives a process crash; the last commits may be lost on
+                            power loss). docs/STORAGE.md */
+  uint32_t max_batch;    /* most writes per transaction; 0 = HD__STORE_DEFAULT_MAX_BATCH */
+  uint64_t max_db_pages; /* a size quota in database pages (4096 bytes); writes past it fail with
+                            HD_ENOSPC like a full disk. 0 = none */
+} hd__store_options_t;
+
+/* Completion of a queued write: `status` 0 or an HD_E* code, `value` what the write produced
+ * (documented per operation: a sequence number, a count...). */
+typedef void (*hd__store_cb)(void *cb_data, int status, uint64_t value);
+
+/* One stored event as a read hands it out. The pointers are valid during the call only. */
+typedef struct hd__store_event {
+  uint64_t seq;
+  int64_t created_ms;
+  const uint8_t *payload;
+  size_t payload_len;
+  const uint8_t *data; /* client store, consumed events: the consumer's data (else NULL, 0) */
+  size_t data_len;
+} hd__store_event_t;
+
+/* Called per event by the paging reads, in sequence order. Return 0 to go on, non-zero to stop. */
+typedef int (*hd__store_event_fn)(void *fn_data, const hd__store_event_t *ev);
+
+typedef struct hd__store_stats {
+  uint64_t commits;     /* transactions committed (one fsync each) */
+  uint64_t ops_done;    /* writes committed */
+  uint64_t ops_failed;  /* writes completed with an error */
+  uint64_t queued;      /* writes submitted and not yet completed */
+} hd__store_stats_t;
+
+/* ---------------------------------------------------------------------------------------------
+ * Server store: per-user queues keyed by the user's Ed25519 public key.
+ */
+typedef struct hd__server_store hd__server_store_t;
+typedef struct hd__server_store_vtable {
+  const char *backend_name;
+
+  /* Queued writes (any thread). Return 0 once queued, HD_EINVAL or HD_ECLOSED otherwise; the
+   * callback runs only if 0 was returned. */
+  /* Stores an event; value = its sequence number (the user's next: from 1, never reused). The
+   * payload is copied once, into the queued write. */
+  int (*add_event)(hd__server_store_t *s, const uint8_t user[32], int64_t created_ms,
+                   const void *payload, size_t len, hd__store_cb cb, void *cb_data);
+  /* Deletes events of a user (consumed and confirmed); value = how many were still held. */
+  int (*delete_events)(hd__server_store_t *s, const uint8_t user[32], const uint64_t *seqs,
+                       size_t n, hd__store_cb cb, void *cb_data);
+  /* Stores the pause setting; value = the pause. pause() returns it once this completed. */
+  int (*set_pause)(hd__server_store_t *s, uint32_t pause_ms, hd__store_cb cb, void *cb_data);
+
+  /* Reads (loop thread). Return a count >= 0 or an HD_E* code. */
+  /* At most `limit` pending events of `user` with seq > after_seq, in order; returns how many
+   * were passed to fn. */
+  int (*read_pending)(hd__server_store_t *s, const uint8_t user[32], uint64_t after_seq,
+                      uint32_t limit, hd__store_event_fn fn, void *fn_data);
+  /* The events among seqs[0..n) that are still held, in the order given; returns how many. */
+  int (*read_events)(hd__server_store_t *s, const uint8_t user[32], const uint64_t *seqs,
+                     size_t n, hd__store_event_fn fn, void *fn_data);
+  int (*pending_count)(hd__server_store_t *s, const uint8_t user[32], uint64_t *out);
+  int (*pending_total)(hd__server_store_t *s, uint64_t *out);
+  uint32_t (*pause)(hd__server_store_t *s);
+  void (*store_id)(hd__server_store_t *s, uint8_t out[HD_STORE_ID_BYTES]);
+  void (*stats)(hd__server_store_t *s, hd__store_stats_t *out);
+  /* Tests: while held, writes queue up and nothing commits (group-commit tests). */
+  void (*hold)(hd__server_store_t *s, int held);
+
+  /* Stops accepting writes, commits everything queued (their callbacks run first), closes and
+   * frees, then calls cb on the loop thread. HD_ECLOSED if already closing. */
+  int (*close)(hd__server_store_t *s, hd_close_cb cb, void *cb_data);
+} hd__server_store_vtable_t;
+
+struct hd__server_store {
+  const hd__server_store_vtable_t *vt;
+  uv_loop_t *loop;
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * Client store: the events one user received from its server, until the server confirms them.
+ */
+typedef struct hd__client_store hd__client_store_t;
+typedef struct hd__client_store_vtable {
+  const char *backend_name;
+
+  /* Queued writes (any thread), as for the server store. */
+  /* Stores received events that are above the high-water mark (the highest sequence ever
+   * received from this server store) and raises the mark; value = how many were new. */
+  int (*insert_received)(hd__client_store_t *s, const hd__store_event_t *evs, size_t n,
+                         hd__store_cb cb, void *cb_data);
+  /* Records that the handler consumed `seq`, with its data for the server; value = 1 if the
+   * event was held and not yet consumed, else 0. */
+  int (*mark_consumed)(hd__client_store_t *s, uint64_t seq, const void *data, size_t len,
+                       hd__store_cb cb, void *cb_data);
+  /* The server confirmed (DONE): forgets these consumed events; value = how many. */
+  int (*forget)(hd__client_store_t *s, const uint64_t *seqs, size_t n, hd__store_cb cb,
+                void *cb_data);
+  /* Records the server's store id seen at connect. If another one was remembered (the server
+   * store was replaced), every held event is dropped and the high-water mark reset to 0;
+   * value = 1 then, else 0. */
+  int (*set_server_store_id)(hd__client_store_t *s, const uint8_t id[HD_STORE_ID_BYTES],
+                             hd__store_cb cb, void *cb_data);
+
+  /* Reads (loop thread). */
+  int (*high_water)(hd__client_store_t *s, uint64_t *out);
+  /* 0 and the id, or HD_ENOTFOUND if no server was seen yet. */
+  int (*server_store_id)(hd__client_store_t *s, uint8_t out[HD_STORE_ID_BYTES]);
+  /* Received, not yet consumed events with seq > after_seq, in order, at most `limit`. */
+  int (*list_unhandled)(hd__client_store_t *s, uint64_t after_seq, uint32_t limit,
+                        hd__store_event_fn fn, void *fn_data);
+  /* Consumed events the server has not confirmed, with their data, in order. */
+  int (*list_consumed)(hd__client_store_t *s, uint64_t after_seq, uint32_t limit,
+                       hd__store_event_fn fn, void *fn_data);
+  int (*counts)(hd__client_store_t *s, uint64_t *unhandled, uint64_t *consumed);
+  void (*stats)(hd__client_store_t *s, hd__store_stats_t *out);
+  void (*hold)(hd__client_store_t *s, int held);
+
+  int (*close)(hd__client_store_t *s, hd_close_cb cb, void *cb_data);
+} hd__client_store_vtable_t;
+
+struct hd__client_store {
+  const hd__client_store_vtable_t *vt;
+  uv_loop_t *loop;
+};
+
+/* Opening is synchronous, on the loop thread (it locks the folder, creates or migrates the
+ * schema). HD_EBUSY: the folder is in use; HD_EVERSION: written by a newer release;
+ * HD_ECORRUPT: not a readable database. */
+int hd__server_store_open(hd__server_store_t **out, const hd__store_options_t *opts);
+int hd__client_store_open(hd__client_store_t **out, const hd__store_options_t *opts);
+
+/* Closes and runs the loop until the close finished: for the loop's own thread when the loop is
+ * not running (start-up failures, shutdown, tests). Another thread waits on the close cb. */
+void hd__server_store_close_wait(hd__server_store_t *s);
+void hd__client_store_close_wait(hd__client_store_t *s);
+
+/* Backends. */
+int hd__sqlite_server_store_open(hd__server_store_t **out, const hd__store_options_t *opts);
+int hd__sqlite_client_store_open(hd__client_store_t **out, const hd__store_options_t *opts);
+
+#endif

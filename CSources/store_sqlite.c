@@ -1,0 +1,275 @@
+/* SQLite plumbing shared by both stores (store_sqlite.h). */
+#include "store_sqlite.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int hd__sqlite_error(int rc, sqlite3 *db, const char *what) {
+  int code;
+  switch (rc & 0xff) {
+    case SQLITE_FULL: code = HD_ENOSPC; break;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB: code = HD_ECORRUPT; break;
+    case SQLITE_IOERR: code = HD_EIO; break;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: code = HD_EBUSY; break;
+    case SQLITE_NOMEM: code = HD_ENOMEM; break;
+    case SQLITE_CANTOPEN:
+    case SQLITE_PERM:
+    case SQLITE_READONLY: code = HD_EIO; break;
+    default: code = HD_ESTORE; break;
+  }
+  const char *msg = db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  int sys = db != NULL ? sqlite3_system_errno(db) : 0;
+  if (sys != 0 && code != HD_ECORRUPT) {
+    return hd__error(code, "%s: %s (sqlite %d, %s)", what, msg, rc, strerror(sys));
+  }
+  return hd__error(code, "%s: %s (sqlite %d)", what, msg, rc);
+}
+
+static int errno_code(int e) { return e == ENOSPC || e == EDQUOT ? HD_ENOSPC : HD_EIO; }
+
+/* mkdir -p with mode 0700 for what it creates: the folder holds a user's private events. */
+static int make_folder(const char *folder) {
+  char path[PATH_MAX];
+  size_t len = strlen(folder);
+  if (len == 0 || len >= sizeof path) return hd__error(HD_EINVAL, "store folder name is empty or too long");
+  memcpy(path, folder, len + 1);
+  for (size_t i = 1; i <= len; i++) {
+    if (path[i] != '/' && path[i] != '\0') continue;
+    char c = path[i];
+    path[i] = '\0';
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+      int e = errno;
+      return hd__error(errno_code(e), "cannot create store folder %s: %s", path, strerror(e));
+    }
+    path[i] = c;
+  }
+  struct stat st;
+  if (stat(folder, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return hd__error(HD_EIO, "store folder %s is not a directory", folder);
+  }
+  return 0;
+}
+
+/* An exclusive lock that conflicts with any other open of the file, in this process too. OFD
+ * locks (Linux) and flock() belong to the open file description; classic fcntl locks belong to
+ * the process, so a second open in the same process would succeed and the first close would
+ * silently drop the lock: not used. */
+static int try_lock(int fd) {
+#ifdef F_OFD_SETLK
+  struct flock fl;
+  memset(&fl, 0, sizeof fl);
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  if (fcntl(fd, F_OFD_SETLK, &fl) == 0) return 0;
+  if (errno != EINVAL) return -1;
+#endif
+  return flock(fd, LOCK_EX | LOCK_NB);
+}
+
+int hd__sqlite_lock_folder(const char *folder, int *fd_out) {
+  *fd_out = -1;
+  int rc = make_folder(folder);
+  if (rc != 0) return rc;
+  char path[PATH_MAX];
+  if (snprintf(path, sizeof path, "%s/%s", folder, HD__STORE_LOCK_FILE) >= (int)sizeof path) {
+    return hd__error(HD_EINVAL, "store folder name too long");
+  }
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    int e = errno;
+    return hd__error(errno_code(e), "cannot open lock file %s: %s", path, strerror(e));
+  }
+  if (try_lock(fd) != 0) {
+    int e = errno;
+    char buf[32] = {0};
+    ssize_t got = pread(fd, buf, sizeof buf - 1, 0);
+    long pid = got > 0 ? strtol(buf, NULL, 10) : 0;
+    close(fd);
+    if (e == EAGAIN || e == EACCES || e == EWOULDBLOCK) {
+      if (pid == (long)getpid()) {
+        return hd__error(HD_EBUSY, "store folder %s is already open in this process", folder);
+      }
+      return hd__error(HD_EBUSY, "store folder %s is in use by another process (pid %ld)", folder,
+                       pid);
+    }
+    return hd__error(HD_EIO, "cannot lock %s: %s", path, strerror(e));
+  }
+  /* the holder's pid, for the message another process shows; advisory only */
+  char pid[32];
+  int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+    /* not fatal: the lock is what matters */
+  }
+  *fd_out = fd;
+  return 0;
+}
+
+void hd__sqlite_unlock(int fd) {
+  if (fd >= 0) close(fd); /* closing the description releases the lock */
+}
+
+int hd__sqlite_exec(sqlite3 *db, const char *sql, const char *what) {
+  int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+  return rc == SQLITE_OK ? 0 : hd__sqlite_error(rc, db, what);
+}
+
+/* The first column of the first row of `sql` as an integer (pragmas). */
+static int query_int(sqlite3 *db, const char *sql, int64_t *out) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+      *out = sqlite3_column_int64(st, 0);
+      rc = SQLITE_OK;
+    }
+  }
+  int err = rc == SQLITE_OK ? 0 : hd__sqlite_error(rc, db, sql);
+  sqlite3_finalize(st);
+  return err;
+}
+
+static int set_wal(sqlite3 *db) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  int err = 0;
+  if (rc != SQLITE_ROW) {
+    err = hd__sqlite_error(rc, db, "cannot enable WAL");
+  } else {
+    const char *mode = (const char *)sqlite3_column_text(st, 0);
+    if (mode == NULL || strcmp(mode, "wal") != 0) {
+      err = hd__error(HD_ESTORE, "cannot enable WAL (journal mode stays %s)", mode ? mode : "?");
+    }
+  }
+  sqlite3_finalize(st);
+  return err;
+}
+
+int hd__sqlite_open_conn(const char *folder, int readonly, const hd__store_options_t *opts,
+                         sqlite3 **out) {
+  *out = NULL;
+  if (!sqlite3_threadsafe()) return hd__error(HD_ESTORE, "SQLite was built without threads");
+  char path[PATH_MAX];
+  if (snprintf(path, sizeof path, "%s/%s", folder, HD__STORE_DB_FILE) >= (int)sizeof path) {
+    return hd__error(HD_EINVAL, "store folder name too long");
+  }
+  int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE |
+              (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  sqlite3 *db = NULL;
+  int rc = sqlite3_open_v2(path, &db, flags, NULL);
+  if (rc != SQLITE_OK) {
+    int err = hd__sqlite_error(rc, db, path);
+    sqlite3_close(db);
+    return err;
+  }
+  /* the writer may wait for a foreign reader (a backup tool); the loop thread barely at all */
+  sqlite3_busy_timeout(db, readonly ? 100 : 5000);
+  int err = 0;
+  if (readonly) {
+    err = hd__sqlite_exec(db, "PRAGMA query_only=1; PRAGMA temp_store=MEMORY", "read connection");
+  } else {
+    err = set_wal(db);
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "PRAGMA synchronous=%s; PRAGMA journal_size_limit=67108864; "
+             "PRAGMA temp_store=MEMORY",
+             opts->sync_normal ? "NORMAL" : "FULL");
+    if (err == 0) err = hd__sqlite_exec(db, sql, "write connection pragmas");
+    if (err == 0 && opts->max_db_pages != 0) {
+      snprintf(sql, sizeof sql, "PRAGMA max_page_count=%llu",
+               (unsigned long long)opts->max_db_pages);
+      err = hd__sqlite_exec(db, sql, "size quota");
+    }
+  }
+  if (err != 0) {
+    sqlite3_close(db);
+    return err;
+  }
+  *out = db;
+  return 0;
+}
+
+void hd__sqlite_close_conn(sqlite3 *db) {
+  if (db != NULL) sqlite3_close(db); /* statements are finalized by their owner first */
+}
+
+int hd__sqlite_migrate(sqlite3 *db, const hd__sqlite_schema_t *schema) {
+  int err = hd__sqlite_exec(db, "BEGIN IMMEDIATE", "migration");
+  if (err != 0) return err;
+  int64_t app = 0, version = 0;
+  err = query_int(db, "PRAGMA application_id", &app);
+  if (err == 0) err = query_int(db, "PRAGMA user_version", &version);
+  if (err == 0 && app != 0 && app != schema->application_id) {
+    err = hd__error(HD_ESTORE, "the database is not a hyperdown %s store (application id %lld)",
+                    schema->kind, (long long)app);
+  }
+  if (err == 0 && version > schema->n_migrations) {
+    err = hd__error(HD_EVERSION,
+                    "the %s store has schema version %lld, newer than this release knows (%d): "
+                    "open it with a newer hyperdown",
+                    schema->kind, (long long)version, schema->n_migrations);
+  }
+  if (err == 0 && version < 0) {
+    err = hd__error(HD_ECORRUPT, "the %s store has schema version %lld", schema->kind,
+                    (long long)version);
+  }
+  for (int64_t v = version; err == 0 && v < schema->n_migrations; v++) {
+    char what[64];
+    snprintf(what, sizeof what, "%s store migration to version %lld", schema->kind,
+             (long long)(v + 1));
+    err = hd__sqlite_exec(db, schema->migrations[v], what);
+  }
+  if (err == 0 && (version != schema->n_migrations || app == 0)) {
+    char sql[96];
+    snprintf(sql, sizeof sql, "PRAGMA user_version=%d; PRAGMA application_id=%d",
+             schema->n_migrations, (int)schema->application_id);
+    err = hd__sqlite_exec(db, sql, "schema version");
+  }
+  if (err == 0) return hd__sqlite_exec(db, "COMMIT", "migration commit");
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s", hd_last_error_message());
+  sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+  return hd__error(err, "%s", msg);
+}
+
+int hd__sqlite_prepare_all(sqlite3 *db, const char *const *sql, sqlite3_stmt **out, size_t n) {
+  memset(out, 0, n * sizeof *out);
+  for (size_t i = 0; i < n; i++) {
+    int rc = sqlite3_prepare_v3(db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &out[i], NULL);
+    if (rc != SQLITE_OK) {
+      int err = hd__sqlite_error(rc, db, sql[i]);
+      hd__sqlite_finalize_all(out, n);
+      return err;
+    }
+  }
+  return 0;
+}
+
+void hd__sqlite_finalize_all(sqlite3_stmt **st, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    sqlite3_finalize(st[i]);
+    st[i] = NULL;
+  }
+}
+
+void hd__sqlite_rollback(sqlite3 *db) {
+  /* SQLite may already have rolled back by itself (after FULL or IOERR) */
+  if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int hd__sqlite_step_done(sqlite3_stmt *st, const char *what) {
+  int rc = sqlite3_step(st);
+  int err = rc == SQLITE_DONE ? 0 : hd__sqlite_error(rc, sqlite3_db_handle(st), what);
+  sqlite3_reset(st);
+  return err;
+}

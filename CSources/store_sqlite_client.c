@@ -1,0 +1,478 @@
+/* The client store on SQLite: the events one user received, until its server confirms them.
+ *
+ * events is keyed by seq (the rowid: clustered, no extra index on the insert path). A partial
+ * index over the consumed rows makes the reconnect's "what did I consume" listing cost what it
+ * returns, not a scan of every unhandled event. meta holds the high-water mark (the highest seq
+ * ever received from the remembered server store, kept across forgetting, so a confirmed event
+ * that the server sends again is recognised as a duplicate) and that store's id. */
+#include "store_sqlite.h"
+#include "store_writer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const client_migrations[] = {
+    /* version 1 */
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+    "CREATE TABLE events(seq INTEGER PRIMARY KEY, created_ms INTEGER NOT NULL,"
+    "  payload BLOB NOT NULL, state INTEGER NOT NULL DEFAULT 0, data BLOB);"
+    "CREATE INDEX events_consumed ON events(seq) WHERE state = 1;"
+    "INSERT INTO meta(key, value) VALUES('high_water', 0);",
+};
+
+static const hd__sqlite_schema_t client_schema = {
+    "client", 0x4844636c /* "HDcl" */, client_migrations, (int)HD__ARRAY_SIZE(client_migrations)};
+
+enum { STATE_RECEIVED = 0, STATE_CONSUMED = 1 };
+
+enum { W_BEGIN, W_COMMIT, W_INSERT, W_CONSUME, W_FORGET, W_META_GET, W_META_SET, W_CLEAR, W_COUNT };
+static const char *const write_sql[W_COUNT] = {
+    "BEGIN IMMEDIATE",
+    "COMMIT",
+    "INSERT OR IGNORE INTO events(seq, created_ms, payload) VALUES(?1, ?2, ?3)",
+    "UPDATE events SET state = 1, data = ?2 WHERE seq = ?1 AND state = 0",
+    "DELETE FROM events WHERE seq = ?1 AND state = 1",
+    "SELECT value FROM meta WHERE key = ?1",
+    "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
+    "DELETE FROM events",
+};
+
+enum { R_META, R_UNHANDLED, R_CONSUMED, R_COUNTS, R_COUNT };
+static const char *const read_sql[R_COUNT] = {
+    "SELECT value FROM meta WHERE key = ?1",
+    "SELECT seq, created_ms, payload FROM events WHERE state = 0 AND seq > ?1"
+    "  ORDER BY seq LIMIT ?2",
+    "SELECT seq, created_ms, payload, data FROM events WHERE state = 1 AND seq > ?1"
+    "  ORDER BY seq LIMIT ?2",
+    "SELECT coalesce(sum(state = 0), 0), coalesce(sum(state = 1), 0) FROM events",
+};
+
+typedef struct sq_client {
+  hd__client_store_t base;
+  hd__writer_t writer;
+  int lock_fd;
+  sqlite3 *wdb;
+  sqlite3 *rdb;
+  sqlite3_stmt *w[W_COUNT];
+  sqlite3_stmt *r[R_COUNT];
+  int closing;
+  int open_failed;
+  hd_close_cb close_cb;
+  void *close_data;
+  /* writer thread: the mark as committed and as the current batch leaves it */
+  int64_t hw_committed;
+  int64_t hw;
+} sq_client_t;
+
+typedef struct insert_op {
+  hd__wop_t base;
+  size_t n;
+  hd__store_event_t evs[]; /* followed by the payloads, copied once */
+} insert_op_t;
+
+typedef struct consume_op {
+  hd__wop_t base;
+  uint64_t seq;
+  size_t len;
+  uint8_t data[];
+} consume_op_t;
+
+typedef struct forget_op {
+  hd__wop_t base;
+  size_t n;
+  uint64_t seqs[];
+} forget_op_t;
+
+typedef struct store_id_op {
+  hd__wop_t base;
+  uint8_t id[HD_STORE_ID_BYTES];
+} store_id_op_t;
+
+/* ---- writer thread ------------------------------------------------------------------------ */
+
+static int run_insert(void *ctx, hd__wop_t *base) {
+  sq_client_t *s = ctx;
+  insert_op_t *op = (insert_op_t *)base;
+  sqlite3_stmt *st = s->w[W_INSERT];
+  int64_t floor = s->hw; /* at or below: held already, or received and confirmed */
+  base->value = 0;
+  for (size_t i = 0; i < op->n; i++) {
+    const hd__store_event_t *ev = &op->evs[i];
+    if (ev->seq > INT64_MAX || (int64_t)ev->seq <= floor) continue;
+    sqlite3_bind_int64(st, 1, (int64_t)ev->seq);
+    sqlite3_bind_int64(st, 2, ev->created_ms);
+    sqlite3_bind_blob(st, 3, ev->payload, (int)ev->payload_len, SQLITE_STATIC);
+    int err = hd__sqlite_step_done(st, "store received event");
+    if (err != 0) return err;
+    base->value += (uint64_t)sqlite3_changes(s->wdb);
+    if ((int64_t)ev->seq > s->hw) s->hw = (int64_t)ev->seq;
+  }
+  sqlite3_clear_bindings(st);
+  return 0;
+}
+
+static int run_consume(void *ctx, hd__wop_t *base) {
+  sq_client_t *s = ctx;
+  consume_op_t *op = (consume_op_t *)base;
+  sqlite3_stmt *st = s->w[W_CONSUME];
+  base->value = 0;
+  if (op->seq > INT64_MAX) return 0;
+  sqlite3_bind_int64(st, 1, (int64_t)op->seq);
+  sqlite3_bind_blob(st, 2, op->data, (int)op->len, SQLITE_STATIC);
+  int err = hd__sqlite_step_done(st, "mark consumed");
+  sqlite3_clear_bindings(st);
+  if (err == 0) base->value = (uint64_t)sqlite3_changes(s->wdb);
+  return err;
+}
+
+static int run_forget(void *ctx, hd__wop_t *base) {
+  sq_client_t *s = ctx;
+  forget_op_t *op = (forget_op_t *)base;
+  sqlite3_stmt *st = s->w[W_FORGET];
+  base->value = 0;
+  for (size_t i = 0; i < op->n; i++) {
+    if (op->seqs[i] > INT64_MAX) continue;
+    sqlite3_bind_int64(st, 1, (int64_t)op->seqs[i]);
+    int err = hd__sqlite_step_done(st, "forget event");
+    if (err != 0) return err;
+    base->value += (uint64_t)sqlite3_changes(s->wdb);
+  }
+  return 0;
+}
+
+static int set_meta_blob(sq_client_t *s, const char *key, const void *v, int len) {
+  sqlite3_stmt *st = s->w[W_META_SET];
+  sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+  sqlite3_bind_blob(st, 2, v, len, SQLITE_STATIC);
+  return hd__sqlite_step_done(st, key);
+}
+
+static int run_store_id(void *ctx, hd__wop_t *base) {
+  sq_client_t *s = ctx;
+  store_id_op_t *op = (store_id_op_t *)base;
+  sqlite3_stmt *st = s->w[W_META_GET];
+  sqlite3_bind_text(st, 1, "server_store_id", -1, SQLITE_STATIC);
+  int rc = sqlite3_step(st), known = 0, same = 0;
+  if (rc == SQLITE_ROW) {
+    known = 1;
+    same = sqlite3_column_bytes(st, 0) == HD_STORE_ID_BYTES &&
+           memcmp(sqlite3_column_blob(st, 0), op->id, HD_STORE_ID_BYTES) == 0;
+  }
+  int err = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : hd__sqlite_error(rc, s->wdb, "read store id");
+  sqlite3_reset(st);
+  base->value = 0;
+  if (err != 0 || same) return err;
+  if (known) {
+    /* Another server store: its sequence numbers start again at 1, so what we hold (numbered by
+     * the old store) can neither be confirmed by it nor kept without colliding. */
+    err = hd__sqlite_step_done(s->w[W_CLEAR], "drop events of the old server store");
+    if (err != 0) return err;
+    s->hw = 0;
+    base->value = 1;
+  }
+  return set_meta_blob(s, "server_store_id", op->id, HD_STORE_ID_BYTES);
+}
+
+static int hook_begin(void *ctx, size_t n_ops) {
+  sq_client_t *s = ctx;
+  return hd__sqlite_step_done(s->w[W_BEGIN], "begin");
+}
+
+static int hook_before_commit(void *ctx) {
+  sq_client_t *s = ctx;
+  if (s->hw == s->hw_committed) return 0;
+  sqlite3_stmt *st = s->w[W_META_SET];
+  sqlite3_bind_text(st, 1, "high_water", -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, s->hw);
+  return hd__sqlite_step_done(st, "high-water mark");
+}
+
+static int hook_commit(void *ctx) {
+  sq_client_t *s = ctx;
+  return hd__sqlite_step_done(s->w[W_COMMIT], "commit");
+}
+
+static void hook_rollback(void *ctx) {
+  sq_client_t *s = ctx;
+  hd__sqlite_rollback(s->wdb);
+  s->hw = s->hw_committed;
+}
+
+static void hook_after_commit(void *ctx) {
+  sq_client_t *s = ctx;
+  s->hw_committed = s->hw;
+}
+
+static void close_write_side(sq_client_t *s) {
+  hd__sqlite_finalize_all(s->w, W_COUNT);
+  hd__sqlite_close_conn(s->wdb);
+  s->wdb = NULL;
+}
+
+static void hook_thread_exit(void *ctx) { close_write_side(ctx); }
+
+static const hd__writer_hooks_t hooks = {hook_begin,        hook_before_commit, hook_commit,
+                                         hook_rollback,     hook_after_commit,  hook_thread_exit};
+
+/* ---- loop thread -------------------------------------------------------------------------- */
+
+static void op_done(void *ctx, hd__wop_t *op, int status) {
+  hd__store_cb cb = op->cb;
+  void *data = op->cb_data;
+  uint64_t value = op->value;
+  free(op);
+  if (cb != NULL) cb(data, status, value);
+}
+
+static int submit(sq_client_t *s, hd__wop_t *op, int (*run)(void *, hd__wop_t *),
+                  hd__store_cb cb, void *cb_data) {
+  op->run = run;
+  op->done = op_done;
+  op->cb = cb;
+  op->cb_data = cb_data;
+  op->value = 0;
+  int err = hd__writer_submit(&s->writer, op);
+  if (err != 0) free(op);
+  return err;
+}
+
+static int c_insert_received(hd__client_store_t *base, const hd__store_event_t *evs, size_t n,
+                             hd__store_cb cb, void *cb_data) {
+  sq_client_t *s = (sq_client_t *)base;
+  if (evs == NULL && n != 0) return hd__error(HD_EINVAL, "insert received: no events");
+  size_t total = sizeof(insert_op_t), bytes = 0;
+  for (size_t i = 0; i < n; i++) {
+    if ((evs[i].payload == NULL && evs[i].payload_len != 0) ||
+        evs[i].payload_len > (size_t)INT32_MAX) {
+      return hd__error(HD_EINVAL, "insert received: event %zu has a bad payload", i);
+    }
+    bytes += evs[i].payload_len;
+  }
+  if (n > (SIZE_MAX - total - bytes) / sizeof(hd__store_event_t)) {
+    return hd__error(HD_EINVAL, "insert received: batch too large");
+  }
+  total += n * sizeof(hd__store_event_t) + bytes;
+  insert_op_t *op = malloc(total);
+  if (op == NULL) return hd__error(HD_ENOMEM, "insert received: %zu bytes", total);
+  op->n = n;
+  uint8_t *p = (uint8_t *)&op->evs[n];
+  for (size_t i = 0; i < n; i++) {
+    op->evs[i] = evs[i];
+    op->evs[i].data = NULL;
+    op->evs[i].data_len = 0;
+    op->evs[i].payload = p;
+    if (evs[i].payload_len != 0) memcpy(p, evs[i].payload, evs[i].payload_len);
+    p += evs[i].payload_len;
+  }
+  return submit(s, &op->base, run_insert, cb, cb_data);
+}
+
+static int c_mark_consumed(hd__client_store_t *base, uint64_t seq, const void *data, size_t len,
+                           hd__store_cb cb, void *cb_data) {
+  sq_client_t *s = (sq_client_t *)base;
+  if ((data == NULL && len != 0) || len > (size_t)INT32_MAX) {
+    return hd__error(HD_EINVAL, "mark consumed: bad data");
+  }
+  consume_op_t *op = malloc(sizeof *op + len);
+  if (op == NULL) return hd__error(HD_ENOMEM, "mark consumed");
+  op->seq = seq;
+  op->len = len;
+  if (len != 0) memcpy(op->data, data, len);
+  return submit(s, &op->base, run_consume, cb, cb_data);
+}
+
+static int c_forget(hd__client_store_t *base, const uint64_t *seqs, size_t n, hd__store_cb cb,
+                    void *cb_data) {
+  sq_client_t *s = (sq_client_t *)base;
+  if ((seqs == NULL && n != 0) || n > SIZE_MAX / 8 - sizeof(forget_op_t)) {
+    return hd__error(HD_EINVAL, "forget: no sequence numbers");
+  }
+  forget_op_t *op = malloc(sizeof *op + n * sizeof(uint64_t));
+  if (op == NULL) return hd__error(HD_ENOMEM, "forget");
+  op->n = n;
+  if (n != 0) memcpy(op->seqs, seqs, n * sizeof(uint64_t));
+  return submit(s, &op->base, run_forget, cb, cb_data);
+}
+
+static int c_set_server_store_id(hd__client_store_t *base, const uint8_t id[HD_STORE_ID_BYTES],
+                                 hd__store_cb cb, void *cb_data) {
+  sq_client_t *s = (sq_client_t *)base;
+  if (id == NULL) return hd__error(HD_EINVAL, "no store id");
+  store_id_op_t *op = malloc(sizeof *op);
+  if (op == NULL) return hd__error(HD_ENOMEM, "set store id");
+  memcpy(op->id, id, HD_STORE_ID_BYTES);
+  return submit(s, &op->base, run_store_id, cb, cb_data);
+}
+
+/* Reads meta[key] on the read connection: copies a blob into out (if len fits) or an integer. */
+static int read_meta(sq_client_t *s, const char *key, int64_t *num, uint8_t *blob, int blob_len,
+                     int *found) {
+  if (s->closing) return hd__error(HD_ECLOSED, "store is closing");
+  sqlite3_stmt *st = s->r[R_META];
+  sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(st), err = 0;
+  *found = 0;
+  if (rc == SQLITE_ROW) {
+    if (num != NULL) {
+      *num = sqlite3_column_int64(st, 0);
+      *found = 1;
+    } else if (sqlite3_column_bytes(st, 0) == blob_len) {
+      memcpy(blob, sqlite3_column_blob(st, 0), (size_t)blob_len);
+      *found = 1;
+    } else {
+      err = hd__error(HD_ECORRUPT, "client store: %s has %d bytes", key,
+                      sqlite3_column_bytes(st, 0));
+    }
+  } else if (rc != SQLITE_DONE) {
+    err = hd__sqlite_error(rc, s->rdb, key);
+  }
+  sqlite3_reset(st);
+  return err;
+}
+
+static int c_high_water(hd__client_store_t *base, uint64_t *out) {
+  int64_t v = 0;
+  int found;
+  int err = read_meta((sq_client_t *)base, "high_water", &v, NULL, 0, &found);
+  *out = err == 0 && v > 0 ? (uint64_t)v : 0;
+  return err;
+}
+
+static int c_server_store_id(hd__client_store_t *base, uint8_t out[HD_STORE_ID_BYTES]) {
+  int found;
+  int err = read_meta((sq_client_t *)base, "server_store_id", NULL, out, HD_STORE_ID_BYTES, &found);
+  if (err == 0 && !found) return hd__error(HD_ENOTFOUND, "no server store id remembered yet");
+  return err;
+}
+
+static int list(sq_client_t *s, int which, uint64_t after_seq, uint32_t limit,
+                hd__store_event_fn fn, void *fn_data) {
+  if (s->closing) return hd__error(HD_ECLOSED, "store is closing");
+  if (limit == 0 || after_seq >= INT64_MAX) return 0;
+  sqlite3_stmt *st = s->r[which];
+  sqlite3_bind_int64(st, 1, (int64_t)after_seq);
+  sqlite3_bind_int64(st, 2, limit > INT32_MAX ? INT32_MAX : (int64_t)limit);
+  int count = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    hd__store_event_t ev = {(uint64_t)sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+                            sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2),
+                            NULL, 0};
+    if (which == R_CONSUMED) {
+      ev.data = sqlite3_column_blob(st, 3);
+      ev.data_len = (size_t)sqlite3_column_bytes(st, 3);
+    }
+    count++;
+    if (fn(fn_data, &ev) != 0) {
+      rc = SQLITE_DONE;
+      break;
+    }
+  }
+  int err = rc == SQLITE_DONE ? count : hd__sqlite_error(rc, s->rdb, "list events");
+  sqlite3_reset(st); /* ends the read transaction: an open one would pin the WAL */
+  return err;
+}
+
+static int c_list_unhandled(hd__client_store_t *base, uint64_t after_seq, uint32_t limit,
+                            hd__store_event_fn fn, void *fn_data) {
+  return list((sq_client_t *)base, R_UNHANDLED, after_seq, limit, fn, fn_data);
+}
+
+static int c_list_consumed(hd__client_store_t *base, uint64_t after_seq, uint32_t limit,
+                           hd__store_event_fn fn, void *fn_data) {
+  return list((sq_client_t *)base, R_CONSUMED, after_seq, limit, fn, fn_data);
+}
+
+static int c_counts(hd__client_store_t *base, uint64_t *unhandled, uint64_t *consumed) {
+  sq_client_t *s = (sq_client_t *)base;
+  *unhandled = *consumed = 0;
+  if (s->closing) return hd__error(HD_ECLOSED, "store is closing");
+  sqlite3_stmt *st = s->r[R_COUNTS];
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    *unhandled = (uint64_t)sqlite3_column_int64(st, 0);
+    *consumed = (uint64_t)sqlite3_column_int64(st, 1);
+  }
+  int err = rc == SQLITE_ROW ? 0 : hd__sqlite_error(rc, s->rdb, "count events");
+  sqlite3_reset(st);
+  return err;
+}
+
+static void c_stats(hd__client_store_t *base, hd__store_stats_t *out) {
+  hd__writer_stats(&((sq_client_t *)base)->writer, out);
+}
+
+static void c_hold(hd__client_store_t *base, int held) {
+  hd__writer_hold(&((sq_client_t *)base)->writer, held);
+}
+
+static void close_read_side(sq_client_t *s) {
+  hd__sqlite_finalize_all(s->r, R_COUNT);
+  hd__sqlite_close_conn(s->rdb);
+  s->rdb = NULL;
+}
+
+static void free_store(sq_client_t *s) {
+  close_read_side(s);
+  close_write_side(s);
+  hd__sqlite_unlock(s->lock_fd);
+  free(s);
+}
+
+static void on_writer_closed(void *ctx) {
+  sq_client_t *s = ctx;
+  hd_close_cb cb = s->open_failed ? NULL : s->close_cb;
+  void *data = s->close_data;
+  free_store(s);
+  if (cb != NULL) cb(data);
+}
+
+static int c_close(hd__client_store_t *base, hd_close_cb cb, void *cb_data) {
+  sq_client_t *s = (sq_client_t *)base;
+  if (s->closing) return hd__error(HD_ECLOSED, "store is already closing");
+  s->closing = 1;
+  s->close_cb = cb;
+  s->close_data = cb_data;
+  close_read_side(s); /* the writer's connection closes last and checkpoints the WAL */
+  hd__writer_stop(&s->writer);
+  return 0;
+}
+
+static const hd__client_store_vtable_t sqlite_client_vtable = {
+    "sqlite",         c_insert_received, c_mark_consumed, c_forget,    c_set_server_store_id,
+    c_high_water,     c_server_store_id, c_list_unhandled, c_list_consumed, c_counts,
+    c_stats,          c_hold,            c_close,
+};
+
+int hd__sqlite_client_store_open(hd__client_store_t **out, const hd__store_options_t *opts) {
+  *out = NULL;
+  sq_client_t *s = calloc(1, sizeof *s);
+  if (s == NULL) return hd__error(HD_ENOMEM, "client store");
+  s->base.vt = &sqlite_client_vtable;
+  s->base.loop = opts->loop;
+  s->lock_fd = -1;
+  int err = hd__sqlite_lock_folder(opts->folder, &s->lock_fd);
+  if (err == 0) err = hd__sqlite_open_conn(opts->folder, 0, opts, &s->wdb);
+  if (err == 0) err = hd__sqlite_migrate(s->wdb, &client_schema);
+  if (err == 0) err = hd__sqlite_prepare_all(s->wdb, write_sql, s->w, W_COUNT);
+  if (err == 0) err = hd__sqlite_open_conn(opts->folder, 1, opts, &s->rdb);
+  if (err == 0) err = hd__sqlite_prepare_all(s->rdb, read_sql, s->r, R_COUNT);
+  if (err == 0) {
+    uint64_t hw = 0;
+    err = c_high_water(&s->base, &hw);
+    s->hw = s->hw_committed = (int64_t)hw;
+  }
+  if (err == 0) {
+    err = hd__writer_start(&s->writer, opts->loop, opts->max_batch, s, &hooks, on_writer_closed);
+    if (err != 0 && s->writer.exited) {
+      s->open_failed = 1;
+      s->closing = 1;
+      return err;
+    }
+  }
+  if (err != 0) {
+    free_store(s);
+    return err;
+  }
+  *out = &s->base;
+  return 0;
+}

@@ -1,0 +1,541 @@
+/* The server store on SQLite: per-user queues of events.
+ *
+ * Layout (docs/STORAGE.md): users get a small integer user_no on first sight; events are
+ * clustered by (user_no, seq) in a WITHOUT ROWID table, so a user's queue is one contiguous
+ * range of the B-tree and paging is a range scan with no secondary index. users.next_seq keeps
+ * the next sequence number, so numbers are never reused even when every event was deleted;
+ * users.pending keeps the count so introspection costs no scan.
+ *
+ * Writes go through the group-commit writer (store_writer.c). Within a batch the touched users
+ * live in a small hash table owned by the writer thread; their next_seq/pending are written once
+ * per batch, not once per event. */
+#include "store_sqlite.h"
+#include "store_writer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const server_migrations[] = {
+    /* version 1 */
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+    "CREATE TABLE users(user_no INTEGER PRIMARY KEY, public_key BLOB NOT NULL UNIQUE,"
+    "  next_seq INTEGER NOT NULL, pending INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE events(user_no INTEGER NOT NULL, seq INTEGER NOT NULL,"
+    "  created_ms INTEGER NOT NULL, payload BLOB NOT NULL,"
+    "  PRIMARY KEY(user_no, seq)) WITHOUT ROWID;"
+    /* the id only has to be unique: SQLite's PRNG is seeded from the OS */
+    "INSERT INTO meta(key, value) VALUES('store_id', randomblob(16)), ('pause_ms', 0);",
+};
+
+static const hd__sqlite_schema_t server_schema = {
+    "server", 0x48447376 /* "HDsv" */, server_migrations, (int)HD__ARRAY_SIZE(server_migrations)};
+
+enum { W_BEGIN, W_COMMIT, W_USER_GET, W_USER_NEW, W_USER_SET, W_EVENT_ADD, W_EVENT_DEL, W_PAUSE,
+       W_COUNT };
+static const char *const write_sql[W_COUNT] = {
+    "BEGIN IMMEDIATE",
+    "COMMIT",
+    "SELECT user_no, next_seq, pending FROM users WHERE public_key = ?1",
+    "INSERT INTO users(public_key, next_seq, pending) VALUES(?1, 1, 0)",
+    "UPDATE users SET next_seq = ?2, pending = ?3 WHERE user_no = ?1",
+    "INSERT INTO events(user_no, seq, created_ms, payload) VALUES(?1, ?2, ?3, ?4)",
+    "DELETE FROM events WHERE user_no = ?1 AND seq = ?2",
+    "INSERT OR REPLACE INTO meta(key, value) VALUES('pause_ms', ?1)",
+};
+
+enum { R_USER, R_PAGE, R_ONE, R_TOTAL, R_META, R_COUNT };
+static const char *const read_sql[R_COUNT] = {
+    "SELECT user_no, pending FROM users WHERE public_key = ?1",
+    "SELECT seq, created_ms, payload FROM events WHERE user_no = ?1 AND seq > ?2"
+    "  ORDER BY seq LIMIT ?3",
+    "SELECT created_ms, payload FROM events WHERE user_no = ?1 AND seq = ?2",
+    "SELECT coalesce(sum(pending), 0) FROM users",
+    "SELECT value FROM meta WHERE key = ?1",
+};
+
+/* A user touched by the current batch. Valid while gen == the batch's generation, so starting a
+ * batch invalidates the whole table without clearing it. */
+typedef struct batch_user {
+  uint8_t pk[32];
+  uint64_t gen;
+  int64_t user_no; /* 0: not in the database (yet) */
+  int64_t next_seq;
+  int64_t pending;
+  int dirty;
+} batch_user_t;
+
+typedef struct sq_server {
+  hd__server_store_t base;
+  hd__writer_t writer;
+  int lock_fd;
+  sqlite3 *wdb; /* writer thread (after open) */
+  sqlite3 *rdb; /* loop thread */
+  sqlite3_stmt *w[W_COUNT];
+  sqlite3_stmt *r[R_COUNT];
+  uint8_t store_id[HD_STORE_ID_BYTES];
+  uint32_t pause_ms;
+  int closing;
+  int open_failed;
+  hd_close_cb close_cb;
+  void *close_data;
+  /* writer thread: the batch's users */
+  batch_user_t *users;
+  size_t users_cap; /* a power of two, at least twice the batch's ops */
+  size_t *dirty;
+  size_t n_dirty;
+  uint64_t gen;
+} sq_server_t;
+
+typedef struct add_op {
+  hd__wop_t base;
+  uint8_t user[32];
+  int64_t created_ms;
+  size_t len;
+  uint8_t payload[]; /* the one copy of the payload */
+} add_op_t;
+
+typedef struct del_op {
+  hd__wop_t base;
+  uint8_t user[32];
+  size_t n;
+  uint64_t seqs[];
+} del_op_t;
+
+typedef struct pause_op {
+  hd__wop_t base;
+  uint32_t pause_ms;
+} pause_op_t;
+
+/* ---- writer thread ------------------------------------------------------------------------ */
+
+static size_t hash_pk(const uint8_t pk[32]) {
+  uint64_t h;
+  memcpy(&h, pk, sizeof h);
+  return (size_t)((h ^ (h >> 29)) * 0x9E3779B97F4A7C15ull);
+}
+
+/* The batch's entry for `pk`, loaded from the database on first use in this batch. */
+static int batch_user(sq_server_t *s, const uint8_t pk[32], batch_user_t **out) {
+  size_t mask = s->users_cap - 1, i = (hash_pk(pk) >> 7) & mask;
+  while (s->users[i].gen == s->gen) {
+    if (memcmp(s->users[i].pk, pk, 32) == 0) {
+      *out = &s->users[i];
+      return 0;
+    }
+    i = (i + 1) & mask;
+  }
+  batch_user_t *u = &s->users[i];
+  memcpy(u->pk, pk, 32);
+  u->gen = s->gen;
+  u->user_no = 0;
+  u->next_seq = 1;
+  u->pending = 0;
+  u->dirty = 0;
+  sqlite3_stmt *st = s->w[W_USER_GET];
+  sqlite3_bind_blob(st, 1, pk, 32, SQLITE_STATIC);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    u->user_no = sqlite3_column_int64(st, 0);
+    u->next_seq = sqlite3_column_int64(st, 1);
+    u->pending = sqlite3_column_int64(st, 2);
+  }
+  int err = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : hd__sqlite_error(rc, s->wdb, "user lookup");
+  sqlite3_reset(st);
+  if (err != 0) u->gen = 0;
+  *out = u;
+  return err;
+}
+
+static void mark_dirty(sq_server_t *s, batch_user_t *u) {
+  if (!u->dirty) {
+    u->dirty = 1;
+    s->dirty[s->n_dirty++] = (size_t)(u - s->users);
+  }
+}
+
+static int run_add(void *ctx, hd__wop_t *base) {
+  sq_server_t *s = ctx;
+  add_op_t *op = (add_op_t *)base;
+  batch_user_t *u;
+  int err = batch_user(s, op->user, &u);
+  if (err != 0) return err;
+  if (u->user_no == 0) {
+    sqlite3_stmt *st = s->w[W_USER_NEW];
+    sqlite3_bind_blob(st, 1, op->user, 32, SQLITE_STATIC);
+    err = hd__sqlite_step_done(st, "new user");
+    if (err != 0) return err;
+    u->user_no = sqlite3_last_insert_rowid(s->wdb);
+  }
+  sqlite3_stmt *st = s->w[W_EVENT_ADD];
+  sqlite3_bind_int64(st, 1, u->user_no);
+  sqlite3_bind_int64(st, 2, u->next_seq);
+  sqlite3_bind_int64(st, 3, op->created_ms);
+  sqlite3_bind_blob(st, 4, op->payload, (int)op->len, SQLITE_STATIC);
+  err = hd__sqlite_step_done(st, "add event");
+  sqlite3_clear_bindings(st); /* drop the pointer to the payload */
+  if (err != 0) return err;
+  base->value = (uint64_t)u->next_seq++;
+  u->pending++;
+  mark_dirty(s, u);
+  return 0;
+}
+
+static int run_delete(void *ctx, hd__wop_t *base) {
+  sq_server_t *s = ctx;
+  del_op_t *op = (del_op_t *)base;
+  batch_user_t *u;
+  int err = batch_user(s, op->user, &u);
+  if (err != 0) return err;
+  base->value = 0;
+  if (u->user_no == 0) return 0; /* never seen: nothing held */
+  sqlite3_stmt *st = s->w[W_EVENT_DEL];
+  for (size_t i = 0; i < op->n; i++) {
+    if (op->seqs[i] > INT64_MAX) continue;
+    sqlite3_bind_int64(st, 1, u->user_no);
+    sqlite3_bind_int64(st, 2, (int64_t)op->seqs[i]);
+    err = hd__sqlite_step_done(st, "delete event");
+    if (err != 0) return err;
+    int gone = sqlite3_changes(s->wdb);
+    base->value += (uint64_t)gone;
+    u->pending -= gone;
+  }
+  if (base->value != 0) mark_dirty(s, u);
+  return 0;
+}
+
+static int run_pause(void *ctx, hd__wop_t *base) {
+  sq_server_t *s = ctx;
+  pause_op_t *op = (pause_op_t *)base;
+  sqlite3_bind_int64(s->w[W_PAUSE], 1, op->pause_ms);
+  base->value = op->pause_ms;
+  return hd__sqlite_step_done(s->w[W_PAUSE], "set pause");
+}
+
+static int hook_begin(void *ctx, size_t n_ops) {
+  sq_server_t *s = ctx;
+  if (s->users_cap < 2 * n_ops || s->users == NULL) {
+    size_t cap = 16;
+    while (cap < 2 * n_ops) cap *= 2;
+    batch_user_t *users = calloc(cap, sizeof *users);
+    size_t *dirty = malloc(cap * sizeof *dirty);
+    if (users == NULL || dirty == NULL) {
+      free(users);
+      free(dirty);
+      return hd__error(HD_ENOMEM, "store writer: batch table of %zu users", cap);
+    }
+    free(s->users);
+    free(s->dirty);
+    s->users = users;
+    s->dirty = dirty;
+    s->users_cap = cap;
+    s->gen = 0;
+  }
+  s->gen++; /* invalidates every entry of the previous batch */
+  s->n_dirty = 0;
+  return hd__sqlite_step_done(s->w[W_BEGIN], "begin");
+}
+
+static int hook_before_commit(void *ctx) {
+  sq_server_t *s = ctx;
+  sqlite3_stmt *st = s->w[W_USER_SET];
+  for (size_t i = 0; i < s->n_dirty; i++) {
+    batch_user_t *u = &s->users[s->dirty[i]];
+    sqlite3_bind_int64(st, 1, u->user_no);
+    sqlite3_bind_int64(st, 2, u->next_seq);
+    sqlite3_bind_int64(st, 3, u->pending);
+    int err = hd__sqlite_step_done(st, "update user");
+    if (err != 0) return err;
+  }
+  return 0;
+}
+
+static int hook_commit(void *ctx) {
+  sq_server_t *s = ctx;
+  return hd__sqlite_step_done(s->w[W_COMMIT], "commit");
+}
+
+static void hook_rollback(void *ctx) {
+  sq_server_t *s = ctx;
+  hd__sqlite_rollback(s->wdb);
+  s->gen++; /* the batch's users hold numbers that were not committed */
+}
+
+static void hook_after_commit(void *ctx) { (void)ctx; }
+
+static void close_write_side(sq_server_t *s) {
+  hd__sqlite_finalize_all(s->w, W_COUNT);
+  hd__sqlite_close_conn(s->wdb); /* the last connection: checkpoints and removes the WAL */
+  s->wdb = NULL;
+}
+
+static void hook_thread_exit(void *ctx) { close_write_side(ctx); }
+
+static const hd__writer_hooks_t hooks = {hook_begin,        hook_before_commit, hook_commit,
+                                         hook_rollback,     hook_after_commit,  hook_thread_exit};
+
+/* ---- loop thread -------------------------------------------------------------------------- */
+
+static void op_done(void *ctx, hd__wop_t *op, int status) {
+  hd__store_cb cb = op->cb;
+  void *data = op->cb_data;
+  uint64_t value = op->value;
+  free(op);
+  if (cb != NULL) cb(data, status, value);
+}
+
+static void pause_done(void *ctx, hd__wop_t *op, int status) {
+  sq_server_t *s = ctx;
+  if (status == 0) s->pause_ms = ((pause_op_t *)op)->pause_ms;
+  op_done(ctx, op, status);
+}
+
+static int submit(sq_server_t *s, hd__wop_t *op, int (*run)(void *, hd__wop_t *),
+                  void (*done)(void *, hd__wop_t *, int), hd__store_cb cb, void *cb_data) {
+  op->run = run;
+  op->done = done;
+  op->cb = cb;
+  op->cb_data = cb_data;
+  op->value = 0;
+  int err = hd__writer_submit(&s->writer, op);
+  if (err != 0) free(op);
+  return err;
+}
+
+static int s_add_event(hd__server_store_t *base, const uint8_t user[32], int64_t created_ms,
+                       const void *payload, size_t len, hd__store_cb cb, void *cb_data) {
+  sq_server_t *s = (sq_server_t *)base;
+  if (user == NULL || (payload == NULL && len != 0) || len > (size_t)INT32_MAX) {
+    return hd__error(HD_EINVAL, "add event: no user, or payload missing or too large");
+  }
+  add_op_t *op = malloc(sizeof *op + len);
+  if (op == NULL) return hd__error(HD_ENOMEM, "add event: %zu bytes", len);
+  memcpy(op->user, user, 32);
+  op->created_ms = created_ms;
+  op->len = len;
+  if (len != 0) memcpy(op->payload, payload, len);
+  return submit(s, &op->base, run_add, op_done, cb, cb_data);
+}
+
+static int s_delete_events(hd__server_store_t *base, const uint8_t user[32],
+                           const uint64_t *seqs, size_t n, hd__store_cb cb, void *cb_data) {
+  sq_server_t *s = (sq_server_t *)base;
+  if (user == NULL || (seqs == NULL && n != 0) || n > SIZE_MAX / 8 - sizeof(del_op_t)) {
+    return hd__error(HD_EINVAL, "delete events: no user or no sequence numbers");
+  }
+  del_op_t *op = malloc(sizeof *op + n * sizeof(uint64_t));
+  if (op == NULL) return hd__error(HD_ENOMEM, "delete events: %zu", n);
+  memcpy(op->user, user, 32);
+  op->n = n;
+  if (n != 0) memcpy(op->seqs, seqs, n * sizeof(uint64_t));
+  return submit(s, &op->base, run_delete, op_done, cb, cb_data);
+}
+
+static int s_set_pause(hd__server_store_t *base, uint32_t pause_ms, hd__store_cb cb,
+                       void *cb_data) {
+  sq_server_t *s = (sq_server_t *)base;
+  pause_op_t *op = malloc(sizeof *op);
+  if (op == NULL) return hd__error(HD_ENOMEM, "set pause");
+  op->pause_ms = pause_ms;
+  return submit(s, &op->base, run_pause, pause_done, cb, cb_data);
+}
+
+/* The user's number and pending count as committed; user_no 0 if unknown. */
+static int read_user(sq_server_t *s, const uint8_t user[32], int64_t *user_no, int64_t *pending) {
+  if (s->closing) return hd__error(HD_ECLOSED, "store is closing");
+  if (user == NULL) return hd__error(HD_EINVAL, "no user");
+  sqlite3_stmt *st = s->r[R_USER];
+  sqlite3_bind_blob(st, 1, user, 32, SQLITE_STATIC);
+  int rc = sqlite3_step(st);
+  *user_no = 0;
+  *pending = 0;
+  if (rc == SQLITE_ROW) {
+    *user_no = sqlite3_column_int64(st, 0);
+    *pending = sqlite3_column_int64(st, 1);
+  }
+  int err = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : hd__sqlite_error(rc, s->rdb, "read user");
+  sqlite3_reset(st); /* never keep a read transaction open: it would pin the WAL */
+  return err;
+}
+
+static int s_read_pending(hd__server_store_t *base, const uint8_t user[32], uint64_t after_seq,
+                          uint32_t limit, hd__store_event_fn fn, void *fn_data) {
+  sq_server_t *s = (sq_server_t *)base;
+  int64_t user_no, pending;
+  int err = read_user(s, user, &user_no, &pending);
+  if (err != 0 || user_no == 0 || limit == 0 || after_seq >= INT64_MAX) return err;
+  sqlite3_stmt *st = s->r[R_PAGE];
+  sqlite3_bind_int64(st, 1, user_no);
+  sqlite3_bind_int64(st, 2, (int64_t)after_seq);
+  sqlite3_bind_int64(st, 3, limit > INT32_MAX ? INT32_MAX : (int64_t)limit);
+  int count = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    hd__store_event_t ev = {(uint64_t)sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+                            sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2),
+                            NULL, 0};
+    count++;
+    if (fn(fn_data, &ev) != 0) {
+      rc = SQLITE_DONE;
+      break;
+    }
+  }
+  err = rc == SQLITE_DONE ? count : hd__sqlite_error(rc, s->rdb, "read pending events");
+  sqlite3_reset(st);
+  return err;
+}
+
+static int s_read_events(hd__server_store_t *base, const uint8_t user[32], const uint64_t *seqs,
+                         size_t n, hd__store_event_fn fn, void *fn_data) {
+  sq_server_t *s = (sq_server_t *)base;
+  int64_t user_no, pending;
+  int err = read_user(s, user, &user_no, &pending);
+  if (err != 0 || user_no == 0) return err;
+  sqlite3_stmt *st = s->r[R_ONE];
+  int count = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (seqs[i] > INT64_MAX) continue;
+    sqlite3_bind_int64(st, 1, user_no);
+    sqlite3_bind_int64(st, 2, (int64_t)seqs[i]);
+    int rc = sqlite3_step(st), stop = 0;
+    if (rc == SQLITE_ROW) {
+      hd__store_event_t ev = {seqs[i], sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 1),
+                              (size_t)sqlite3_column_bytes(st, 1), NULL, 0};
+      count++;
+      stop = fn(fn_data, &ev);
+    } else if (rc != SQLITE_DONE) {
+      err = hd__sqlite_error(rc, s->rdb, "read events");
+    }
+    sqlite3_reset(st);
+    if (err != 0) return err;
+    if (stop) break;
+  }
+  return count;
+}
+
+static int s_pending_count(hd__server_store_t *base, const uint8_t user[32], uint64_t *out) {
+  int64_t user_no, pending;
+  int err = read_user((sq_server_t *)base, user, &user_no, &pending);
+  *out = err == 0 ? (uint64_t)pending : 0;
+  return err;
+}
+
+static int s_pending_total(hd__server_store_t *base, uint64_t *out) {
+  sq_server_t *s = (sq_server_t *)base;
+  *out = 0;
+  if (s->closing) return hd__error(HD_ECLOSED, "store is closing");
+  sqlite3_stmt *st = s->r[R_TOTAL];
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) *out = (uint64_t)sqlite3_column_int64(st, 0);
+  int err = rc == SQLITE_ROW ? 0 : hd__sqlite_error(rc, s->rdb, "pending total");
+  sqlite3_reset(st);
+  return err;
+}
+
+static uint32_t s_pause(hd__server_store_t *base) { return ((sq_server_t *)base)->pause_ms; }
+
+static void s_store_id(hd__server_store_t *base, uint8_t out[HD_STORE_ID_BYTES]) {
+  memcpy(out, ((sq_server_t *)base)->store_id, HD_STORE_ID_BYTES);
+}
+
+static void s_stats(hd__server_store_t *base, hd__store_stats_t *out) {
+  hd__writer_stats(&((sq_server_t *)base)->writer, out);
+}
+
+static void s_hold(hd__server_store_t *base, int held) {
+  hd__writer_hold(&((sq_server_t *)base)->writer, held);
+}
+
+static void close_read_side(sq_server_t *s) {
+  hd__sqlite_finalize_all(s->r, R_COUNT);
+  hd__sqlite_close_conn(s->rdb);
+  s->rdb = NULL;
+}
+
+static void free_store(sq_server_t *s) {
+  close_read_side(s);
+  close_write_side(s); /* already done by the writer thread unless it never ran */
+  hd__sqlite_unlock(s->lock_fd);
+  free(s->users);
+  free(s->dirty);
+  free(s);
+}
+
+static void on_writer_closed(void *ctx) {
+  sq_server_t *s = ctx;
+  hd_close_cb cb = s->open_failed ? NULL : s->close_cb;
+  void *data = s->close_data;
+  free_store(s);
+  if (cb != NULL) cb(data);
+}
+
+static int s_close(hd__server_store_t *base, hd_close_cb cb, void *cb_data) {
+  sq_server_t *s = (sq_server_t *)base;
+  if (s->closing) return hd__error(HD_ECLOSED, "store is already closing");
+  s->closing = 1;
+  s->close_cb = cb;
+  s->close_data = cb_data;
+  /* the read side first, so that the writer's connection is the last one and its close
+   * checkpoints the WAL into the database */
+  close_read_side(s);
+  hd__writer_stop(&s->writer);
+  return 0;
+}
+
+static const hd__server_store_vtable_t sqlite_server_vtable = {
+    "sqlite",        s_add_event,   s_delete_events, s_set_pause, s_read_pending,
+    s_read_events,   s_pending_count, s_pending_total, s_pause,   s_store_id,
+    s_stats,         s_hold,        s_close,
+};
+
+/* store id and pause, committed by the migration that created the store */
+static int load_meta(sq_server_t *s) {
+  sqlite3_stmt *st = s->r[R_META];
+  sqlite3_bind_text(st, 1, "store_id", -1, SQLITE_STATIC);
+  int rc = sqlite3_step(st), err = 0;
+  if (rc != SQLITE_ROW) {
+    err = rc == SQLITE_DONE ? hd__error(HD_ECORRUPT, "server store has no store id")
+                            : hd__sqlite_error(rc, s->rdb, "read store id");
+  } else if (sqlite3_column_bytes(st, 0) != HD_STORE_ID_BYTES) {
+    err = hd__error(HD_ECORRUPT, "server store id has %d bytes", sqlite3_column_bytes(st, 0));
+  } else {
+    memcpy(s->store_id, sqlite3_column_blob(st, 0), HD_STORE_ID_BYTES);
+  }
+  sqlite3_reset(st);
+  if (err != 0) return err;
+  sqlite3_bind_text(st, 1, "pause_ms", -1, SQLITE_STATIC);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) s->pause_ms = (uint32_t)sqlite3_column_int64(st, 0);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) err = hd__sqlite_error(rc, s->rdb, "read pause");
+  sqlite3_reset(st);
+  return err;
+}
+
+int hd__sqlite_server_store_open(hd__server_store_t **out, const hd__store_options_t *opts) {
+  *out = NULL;
+  sq_server_t *s = calloc(1, sizeof *s);
+  if (s == NULL) return hd__error(HD_ENOMEM, "server store");
+  s->base.vt = &sqlite_server_vtable;
+  s->base.loop = opts->loop;
+  s->lock_fd = -1;
+  int err = hd__sqlite_lock_folder(opts->folder, &s->lock_fd);
+  if (err == 0) err = hd__sqlite_open_conn(opts->folder, 0, opts, &s->wdb);
+  if (err == 0) err = hd__sqlite_migrate(s->wdb, &server_schema);
+  if (err == 0) err = hd__sqlite_prepare_all(s->wdb, write_sql, s->w, W_COUNT);
+  if (err == 0) err = hd__sqlite_open_conn(opts->folder, 1, opts, &s->rdb);
+  if (err == 0) err = hd__sqlite_prepare_all(s->rdb, read_sql, s->r, R_COUNT);
+  if (err == 0) err = load_meta(s);
+  if (err == 0) {
+    err = hd__writer_start(&s->writer, opts->loop, opts->max_batch, s, &hooks, on_writer_closed);
+    if (err != 0 && s->writer.exited) {
+      /* the writer's handle is live: its close frees the store on the next loop turn */
+      s->open_failed = 1;
+      s->closing = 1;
+      return err;
+    }
+  }
+  if (err != 0) {
+    free_store(s);
+    return err;
+  }
+  *out = &s->base;
+  return 0;
+}

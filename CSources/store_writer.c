@@ -1,0 +1,206 @@
+/* The group-commit writer (store_writer.h). One mutex guards two FIFO lists: the queue the
+ * callers fill and the finished list the loop drains. Order is kept end to end (queue order =
+ * batch order = finished order = completion order), so completions run in submission order. */
+#include "store_writer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int is_sticky(int code) { return code == HD_EIO || code == HD_ECORRUPT; }
+
+/* Runs one batch on the writer thread; sets every op's status. Returns 1 if it committed. */
+static int run_batch(hd__writer_t *w, hd__wop_t *batch, size_t n) {
+  int rc = w->sticky;
+  if (rc != 0) {
+    hd__error(rc, "store failed earlier and accepts no more writes: %s", w->sticky_msg);
+  } else {
+    rc = w->hooks->begin(w->ctx, n);
+    for (hd__wop_t *op = batch; rc == 0 && op != NULL; op = op->next) rc = op->run(w->ctx, op);
+    if (rc == 0) rc = w->hooks->before_commit(w->ctx);
+    if (rc == 0) rc = w->hooks->commit(w->ctx);
+    if (rc == 0) {
+      w->hooks->after_commit(w->ctx);
+      for (hd__wop_t *op = batch; op != NULL; op = op->next) op->status = 0;
+      return 1;
+    }
+    /* keep the detail: rollback may overwrite this thread's last error */
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", hd_last_error_message());
+    w->hooks->rollback(w->ctx);
+    hd__error(rc, "%s", msg);
+    /* After a failed fsync the kernel may have dropped the dirty pages: retrying could report
+     * data durable that is not. Refuse further writes instead (the process restarts cleanly). */
+    if (is_sticky(rc)) {
+      w->sticky = rc;
+      snprintf(w->sticky_msg, sizeof w->sticky_msg, "%s", msg);
+    }
+  }
+  const char *msg = hd_last_error_message();
+  for (hd__wop_t *op = batch; op != NULL; op = op->next) {
+    op->status = rc;
+    op->value = 0;
+    op->err = strdup(msg); /* NULL on ENOMEM: the code alone is reported then */
+  }
+  return 0;
+}
+
+static void writer_thread(void *arg) {
+  hd__writer_t *w = arg;
+  uv_mutex_lock(&w->mu);
+  for (;;) {
+    while (!w->stopping && (w->q_head == NULL || w->held)) uv_cond_wait(&w->cv, &w->mu);
+    if (w->q_head == NULL) break; /* stopping and drained */
+    /* take up to max_batch ops: everything queued, bounded so that one giant batch cannot
+     * delay every completion and grow the WAL without limit */
+    hd__wop_t *batch = w->q_head, *last = batch;
+    size_t n = 1;
+    while (last->next != NULL && n < w->max_batch) {
+      last = last->next;
+      n++;
+    }
+    w->q_head = last->next;
+    if (w->q_head == NULL) w->q_tail = NULL;
+    last->next = NULL;
+    uv_mutex_unlock(&w->mu);
+
+    int committed = run_batch(w, batch, n);
+
+    uv_mutex_lock(&w->mu);
+    if (committed) {
+      w->stats.commits++;
+      w->stats.ops_done += n;
+    } else {
+      w->stats.ops_failed += n;
+    }
+    if (w->d_tail != NULL) {
+      w->d_tail->next = batch;
+    } else {
+      w->d_head = batch;
+    }
+    w->d_tail = last;
+    uv_async_send(&w->async);
+  }
+  uv_mutex_unlock(&w->mu);
+  w->hooks->thread_exit(w->ctx);
+  uv_mutex_lock(&w->mu);
+  w->exited = 1;
+  uv_mutex_unlock(&w->mu);
+  uv_async_send(&w->async);
+}
+
+static void on_async_closed(uv_handle_t *h) {
+  hd__writer_t *w = h->data;
+  uv_cond_destroy(&w->cv);
+  uv_mutex_destroy(&w->mu);
+  w->closed(w->ctx); /* may free w */
+}
+
+static void on_async(uv_async_t *a) {
+  hd__writer_t *w = a->data;
+  uv_mutex_lock(&w->mu);
+  hd__wop_t *op = w->d_head;
+  w->d_head = w->d_tail = NULL;
+  int exited = w->exited;
+  uv_mutex_unlock(&w->mu);
+  uint64_t n = 0;
+  while (op != NULL) {
+    hd__wop_t *next = op->next;
+    int status = op->status;
+    if (status != 0) hd__error(status, "%s", op->err != NULL ? op->err : hd_strerror(status));
+    free(op->err);
+    op->err = NULL;
+    op->done(w->ctx, op, status);
+    op = next;
+    n++;
+  }
+  if (n != 0) {
+    uv_mutex_lock(&w->mu);
+    w->stats.queued -= n;
+    uv_mutex_unlock(&w->mu);
+  }
+  if (exited && !uv_is_closing((uv_handle_t *)&w->async)) {
+    /* exited is the thread's last write: it has returned or is about to */
+    if (w->thread_started) uv_thread_join(&w->thread);
+    w->thread_started = 0;
+    uv_close((uv_handle_t *)&w->async, on_async_closed);
+  }
+}
+
+int hd__writer_start(hd__writer_t *w, uv_loop_t *loop, size_t max_batch, void *ctx,
+                     const hd__writer_hooks_t *hooks, void (*closed)(void *ctx)) {
+  memset(w, 0, sizeof *w);
+  w->loop = loop;
+  w->max_batch = max_batch ? max_batch : HD__STORE_DEFAULT_MAX_BATCH;
+  w->ctx = ctx;
+  w->hooks = hooks;
+  w->closed = closed;
+  if (uv_mutex_init(&w->mu) != 0) return hd__error(HD_ENOMEM, "store writer: mutex");
+  if (uv_cond_init(&w->cv) != 0) {
+    uv_mutex_destroy(&w->mu);
+    return hd__error(HD_ENOMEM, "store writer: condition variable");
+  }
+  int rc = uv_async_init(loop, &w->async, on_async);
+  if (rc != 0) {
+    uv_cond_destroy(&w->cv);
+    uv_mutex_destroy(&w->mu);
+    return hd__error_from_uv(rc, "store writer: async handle");
+  }
+  w->async.data = w;
+  rc = uv_thread_create(&w->thread, writer_thread, w);
+  if (rc != 0) {
+    /* nothing to join: the async callback closes the handle and `closed` frees the backend
+     * (thread_exit never ran, so `closed` must release the connection itself) */
+    w->exited = 1;
+    w->stopping = 1;
+    uv_async_send(&w->async);
+    return hd__error_from_uv(rc, "store writer: thread");
+  }
+  w->thread_started = 1;
+  return 0;
+}
+
+int hd__writer_submit(hd__writer_t *w, hd__wop_t *op) {
+  op->next = NULL;
+  op->err = NULL;
+  uv_mutex_lock(&w->mu);
+  if (w->stopping) {
+    uv_mutex_unlock(&w->mu);
+    return hd__error(HD_ECLOSED, "store is closing");
+  }
+  if (w->q_tail != NULL) {
+    w->q_tail->next = op;
+  } else {
+    w->q_head = op;
+  }
+  w->q_tail = op;
+  w->stats.queued++;
+  /* wake the thread only when the queue was empty: a busy writer takes the rest by itself */
+  if (w->q_head == op) uv_cond_signal(&w->cv);
+  uv_mutex_unlock(&w->mu);
+  return 0;
+}
+
+void hd__writer_stop(hd__writer_t *w) {
+  uv_mutex_lock(&w->mu);
+  w->stopping = 1;
+  w->held = 0;
+  uv_cond_signal(&w->cv);
+  uv_mutex_unlock(&w->mu);
+}
+
+void hd__writer_stats(hd__writer_t *w, hd__store_stats_t *out) {
+  uv_mutex_lock(&w->mu);
+  *out = w->stats;
+  uv_mutex_unlock(&w->mu);
+}
+
+void hd__writer_hold(hd__writer_t *w, int held) {
+  uv_mutex_lock(&w->mu);
+  w->held = held && !w->stopping;
+  uv_cond_signal(&w->cv);
+  uv_mutex_unlock(&w->mu);
+}
+
+void hd__store_run_until(uv_loop_t *loop, const int *flag) {
+  while (!*flag) uv_run(loop, UV_RUN_ONCE);
+}

@@ -1,0 +1,704 @@
+/* The server store (store.h) on SQLite: sequence numbers, paging, group commit, durability
+ * across reopen, folder locking, migrations, error mapping. Every test works in a fresh folder
+ * under /tmp that it removes, and every wait on the loop is bounded. */
+#include "harness.h"
+#include "store.h"
+
+#include <ftw.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WAIT_MS 20000 /* generous: valgrind is slow; a passing test never waits this long */
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  return remove(path);
+}
+static void rmtree(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+static void on_timer(uv_timer_t *t) { *(int *)t->data = 1; }
+
+/* Runs the loop until *flag is set or ms passed; 0 if the flag was set. */
+static int run_until(uv_loop_t *loop, const int *flag, uint64_t ms) {
+  uv_timer_t timer;
+  int expired = 0;
+  uv_timer_init(loop, &timer);
+  timer.data = &expired;
+  uv_timer_start(&timer, on_timer, ms, 0);
+  while (!*flag && !expired) uv_run(loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&timer, NULL);
+  uv_run(loop, UV_RUN_NOWAIT);
+  return *flag ? 0 : -1;
+}
+
+typedef struct fx {
+  char dir[64];
+  char folder[128];
+  uv_loop_t loop;
+  hd__store_options_t opts;
+  hd__server_store_t *s;
+} fx_t;
+
+static int fx_init(fx_t *f) {
+  memset(f, 0, sizeof *f);
+  snprintf(f->dir, sizeof f->dir, "/tmp/hd-store-XXXXXX");
+  if (mkdtemp(f->dir) == NULL) return -1;
+  snprintf(f->folder, sizeof f->folder, "%s/data", f->dir);
+  if (uv_loop_init(&f->loop) != 0) return -1;
+  f->opts.folder = f->folder;
+  f->opts.loop = &f->loop;
+  return 0;
+}
+
+static int fx_open(fx_t *f) { return hd__server_store_open(&f->s, &f->opts); }
+
+static void set_flag(void *data) { *(int *)data = 1; }
+
+static int fx_close(fx_t *f) {
+  if (f->s == NULL) return 0;
+  int done = 0;
+  int rc = f->s->vt->close(f->s, set_flag, &done);
+  f->s = NULL;
+  if (rc != 0) return rc;
+  return run_until(&f->loop, &done, WAIT_MS);
+}
+
+/* Closes the store if open, checks the loop has nothing left, removes the folder. */
+static int fx_done(fx_t *f) {
+  int rc = fx_close(f);
+  uv_run(&f->loop, UV_RUN_NOWAIT);
+  if (uv_loop_close(&f->loop) != 0) rc = -1;
+  rmtree(f->dir);
+  return rc;
+}
+
+/* Completions: how many, their status, their values in completion order. */
+typedef struct results {
+  int done, failed, last_status;
+  uint64_t values[12000];
+  int wrong_thread;
+  uv_thread_t loop_thread;
+} results_t;
+
+static void on_result(void *data, int status, uint64_t value) {
+  results_t *r = data;
+  uv_thread_t self = uv_thread_self();
+  if (!uv_thread_equal(&self, &r->loop_thread)) r->wrong_thread++;
+  if (status != 0) {
+    r->failed++;
+    r->last_status = status;
+  }
+  if (r->done < (int)HD__ARRAY_SIZE(r->values)) r->values[r->done] = value;
+  r->done++;
+}
+
+static results_t *results_new(void) {
+  results_t *r = calloc(1, sizeof *r);
+  if (r != NULL) r->loop_thread = uv_thread_self();
+  return r;
+}
+
+static void user_key(uint8_t out[32], int n) {
+  memset(out, 0, 32);
+  out[0] = (uint8_t)n;
+  out[31] = 0xA5;
+}
+
+static int add(fx_t *f, int user, const char *text, results_t *r) {
+  uint8_t pk[32];
+  user_key(pk, user);
+  return f->s->vt->add_event(f->s, pk, 1700000000000, text, strlen(text), on_result, r);
+}
+
+/* Waits until r counts `want` completions. */
+static int wait_results(fx_t *f, results_t *r, int want) {
+  uv_timer_t timer;
+  int expired = 0;
+  uv_timer_init(&f->loop, &timer);
+  timer.data = &expired;
+  uv_timer_start(&timer, on_timer, WAIT_MS, 0);
+  while (r->done < want && !expired) uv_run(&f->loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&timer, NULL);
+  uv_run(&f->loop, UV_RUN_NOWAIT);
+  return r->done == want ? 0 : -1;
+}
+
+typedef struct page {
+  int count;
+  uint64_t first, last;
+  int out_of_order;
+  char last_payload[64];
+} page_t;
+
+static int on_event(void *data, const hd__store_event_t *ev) {
+  page_t *p = data;
+  if (p->count == 0) p->first = ev->seq;
+  if (p->count > 0 && ev->seq <= p->last) p->out_of_order++;
+  p->last = ev->seq;
+  size_t n = ev->payload_len < sizeof p->last_payload - 1 ? ev->payload_len
+                                                          : sizeof p->last_payload - 1;
+  memcpy(p->last_payload, ev->payload, n);
+  p->last_payload[n] = '\0';
+  p->count++;
+  return 0;
+}
+
+/* ---- tests -------------------------------------------------------------------------------- */
+
+static void open_creates_folder(void) {
+  fx_t f;
+  CHECK(fx_init(&f) == 0);
+  snprintf(f.folder, sizeof f.folder, "%s/a/b/c", f.dir); /* parents missing too */
+  CHECK_OK(fx_open(&f));
+  struct stat st;
+  CHECK(stat(f.folder, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0700);
+  uint8_t id[HD_STORE_ID_BYTES], zero[HD_STORE_ID_BYTES] = {0};
+  f.s->vt->store_id(f.s, id);
+  CHECK(memcmp(id, zero, sizeof id) != 0);
+  CHECK(f.s->vt->pause(f.s) == 0);
+  CHECK(strcmp(f.s->vt->backend_name, "sqlite") == 0);
+  uint64_t total = 99;
+  CHECK_OK(f.s->vt->pending_total(f.s, &total));
+  CHECK(total == 0);
+  CHECK_OK(fx_done(&f));
+}
+
+static void sequence_never_reused(void) {
+  fx_t f;
+  CHECK(fx_init(&f) == 0);
+  CHECK_OK(fx_open(&f));
+  results_t *r = results_new();
+  CHECK(r != NULL);
+  for (int i = 0; i < 5; i++) CHECK_OK(add(&f, 1, "a", r));
+  for (int i = 0; i < 3; i++) CHECK_OK(add(&f, 2, "b", r));
+  CHECK(wait_results(&f, r, 8) == 0);
+  CHECK(r->failed == 0 && r->wrong_thread == 0);
+  for (int i = 0; i < 5; i++) CHECK(r->values[i] == (uint64_t)i + 1);
+  for (int i = 0; i < 3; i++) CHECK(r->values[5 + i] == (uint64_t)i + 1);
+
+  uint8_t a[32], b[32];
+  user_key(a, 1);
+  user_key(b, 2);
+  uint64_t del[] = {4, 5, 5, 77};
+  CHECK_OK(f.s->vt->delete_events(f.s, a, del, 4, on_result, r));
+  CHECK_OK(f.s->vt->delete_events(f.s, a, del, 1, on_result, r)); /* 4 again: gone already */
+  uint8_t stranger[32];
+  user_key(stranger, 9);
+  CHECK_OK(f.s->vt->delete_events(f.s, stranger, del, 2, on_result, r));
+  CHECK(wait_results(&f, r, 11) == 0);
+  CHECK(r->values[8] == 2 && r->values[9] == 0 && r->values[10] == 0);
+  uint64_t n;
+  CHECK_OK(f.s->vt->pending_count(f.s, a, &n));
+  CHECK(n == 3);
+  CHECK_OK(f.s->vt->pending_count(f.s, stranger, &n));
+  CHECK(n == 0);
+
+  /* reopen: the deleted 4 and 5 stay used */
+  CHECK_OK(fx_close(&f));
+  CHECK_OK(fx_open(&f));
+  CHECK_OK(add(&f, 1, "a6", r));
+  CHECK_OK(add(&f, 2, "b4", r));
+  CHECK(wait_results(&f, r, 13) == 0);
+  CHECK(r->values[11] == 6 && r->values[12] == 4);
+  /* delete everything of user 1: the next number still goes on */
+  uint64_t all[] = {1, 2, 3, 6};
+  CHECK_OK(f.s->vt->delete_events(f.s, a, all, 4, on_result, r));
+  CHECK(wait_results(&f, r, 14) == 0);
+  CHECK(r->values[13] == 4);
+  CHECK_OK(fx_close(&f));
+  CHECK_OK(fx_open(&f));
+  CHECK_OK(add(&f, 1, "a7", r));
+  CHECK(wait_results(&f, r, 15) == 0);
+  CHECK(r->values[14] == 7 && r->failed == 0);
+  uint64_t total;
+  CHECK_OK(f.s->vt->pending_total(f.s, &total));
+  CHECK(total == 1 + 4);
+  free(r);
+  CHECK_OK(fx_done(&f));
+}
+
+static void paging_fifo(void) {
+  fx_t f;
+  CHECK(fx_init(&f) == 0);
+  CHECK_OK(fx_open(&f));
+  results_t *r = results_new();
+  CHECK(r != NULL);
+  char text[32];
+  for (int i = 1; i <= 10000; i++) {
+    snprintf(text, sizeof text, "event %d", i);
+    CHECK_OK(add(&f, 1, text, r));
+    if (i % 1000 == 0) CHECK_OK(add(&f, 2, "other user", r)); /* interleaved, not paged */
+  }
+  CHECK(wait_results(&f, r, 10010) == 0);
+  CHECK(r->failed == 0);
+  uint8_t a[32];
+  user_key(a, 1);
+  uint64_t n;
+  CHECK_OK(f.s->vt->pending_count(f.s, a, &n));
+  CHECK(n == 10000);
+
+  /* read-only paging: 100 pages of 100, in order, each starting where the last ended */
+  uint64_t after = 0;
+  int pages = 0;
+  for (;;) {
+    page_t p = {0};
+    int got = f.s->vt->read_pending(f.s, a, after, 100, on_event, &p);
+    CHECK(got >= 0 && got == p.count && got <= 100 && p.out_of_order == 0);
+    if (got == 0) break;
+    CHECK(p.first == after + 1 && p.last == after + (uint64_t)got);
+    snprintf(text, sizeof text, "event %llu", (unsigned long long)p.last);
+    CHECK(strcmp(p.last_payload, text) == 0);
+    after = p.last;
+    pages++;
+  }
+  CHECK(pages == 100 && after == 10000);
+
+  /* consume as a server does: page from the start, delete the page, page again */
+  int drained = 0, rounds = 0;
+  while (rounds++ < 200) {
+    page_t p = {0};
+    uint64_t seqs[100];
+    int got = f.s->vt->read_pending(f.s, a, 0, 100, on_event, &p);
+    CHECK(got >= 0);
+    if (got == 0) break;
+    for (int i = 0; i < got; i++) seqs[i] = p.first + (uint64_t)i;
+    int before = r->done;
+    CHECK_OK(f.s->vt->delete_events(f.s, a, seqs, (size_t)got, on_result, r));
+    CHECK(wait_results(&f, r, before + 1) == 0);
+    CHECK(r->values[before] == (uint64_t)got);
+    drained += got;
+  }
+  CHECK(drained == 10000);
+  CHECK_OK(f.s->vt->pending_count(f.s, a, &n));
+  CHECK(n == 0);
+  uint64_t total;
+  CHECK_OK(f.s->vt->pending_total(f.s, &total));
+  CHECK(total == 10);
+  free(r);
+  CHECK_OK(fx_done(&f));
+}
+
+/* Threads that submit adds straight to the store (submission is thread-safe). */
+typedef struct submitter {
+  fx_t *f;
+  results_t *r;
+  int user, count, errors;
+} submitter_t;
+
+static void submit_thread(void *arg) {
+  submitter_t *t = arg;
+  for (int i = 0; i < t->count; i++) {
+    if (add(t->f, t->user, "concurrent", t->r) != 0) t->errors++;
+  }
+}
+
+static void group_commit_held(void) {
+  fx_t f;
+  CHECK(fx_init(&f) == 0);
+  CHECK_OK(fx_open(&f));
+  results_t *r = results_new();
+  CHECK(r != NULL);
+  f.s->vt->hold(f.s, 1);
+  submitter_t t[4];
+  uv_thread_t th[4];
+  for (int i = 0; i < 4; i++) {
+    t[i] = (submitter_t){&f, r, i + 1, 250, 0};
+    CHECK(uv_thread_create(&th[i], submit_thread, &t[i]) == 0);
+  }
+  for (int i = 0; i < 4; i++) uv_thread_join(&th[i]);
+  for (int i = 0; i < 4; i++) CHECK(t[i].errors == 0);
+  hd__store_stats_t st;
+  f.s->vt->stats(f.s, &st);
+  CHECK(st.queued == 1000 && st.commits == 0);
+  f.s->vt->hold(f.s, 0);
+  CHECK(wait_results(&f, r, 1000) == 0);
+  CHECK(r->failed == 0 && r->wrong_thread == 0);
+  f.s->vt->stats(f.s, &st);
+  CHECK(st.commits == 1 && st.ops_done == 1000 && st.queued == 0);
+  /* every user got 1..250 exactly once */
+  for (int u = 1; u <= 4; u++) {
+    uint8_t pk[32];
+    user_key(pk, u);
+    page_t p = {0};
+    CHECK(f.s->vt->read_pending(f.s, pk, 0, 1000, on_event, &p) == 250);
+    CHECK(p.first == 1 && p.last == 250 && p.out_of_order == 0);
+  }
+  free(r);
+  CHECK_OK(fx_done(&f));
+}
+
+/* The same without holding: threads race the writer while the loop runs. */
+typedef struct race {
+  fx_t *f;
+  results_t *r;
+  submitter_t t[4];
+  uv_thread_t th[4];
+} race_t;
+
+static void group_commit_concurrent(void) {
+  fx_t f;
+  CHECK(fx_init(&f) == 0);
+  CHECK_OK(fx_open(&f));
+  results_t *r = results_new();
+  CHECK(r != NULL);
+  race_t race;
+  for (int i = 0; i < 4; i++) {
+    race.t[i] = (submitter_t){&f, r, i + 1, 250, 0};
+    CHECK(uv_thread_create(&race.th[i], submit_thread, &race.t[i]) == 0);
+  }
+  CHECK(wait_results(&f, r, 1000) == 0);
+  for (int i = 0; i < 4; i++) uv_thread_join(&race.th[i]);
+  CHECK(r->failed == 0 && r->wrong_thread == 0);
+  hd__store_stats_t st;
+  f.s->vt->stats(f.s, &st);
+  CHECK(st.ops_done == 1000 && st.commits >= 1 && st.commits < 1000);
+  if (getenv("HD_TEST_VERBOSE")) printf("  1000 concurrent adds: %llu commits\n",
+                                        (unsigned long long)st.commits);
+  for (int u = 1; u <= 4; u++) {
+    uint8_t pk[32];
+    user_key(pk, u);
+    page_t p = {0};
+    CHECK(f.s->vt->read_pending(f.s, pk, 0, 1000, on_event, &p) == 250);
+    CHECK(p.first == 1 && p.last == 250 && p.out_of_order == 0);
+  }
+  free(r);
+  CHECK_OK(fx_done(&f));
+}
+
+/* Mixed writes complete in submission order; each exactly once. */
+typedef struct order {
+  int seen[64];
+  int n, all;
+} order_t;
+
+typedef struct tag {
+  order_t *o;
+  int id;
+} tag_t;
+
+static void on_tagged(void *data, int status, uint64_t value) {
+  tag_t *t = data;
+  t->o->seen[t->o->n++] = status == 0 ? t->id : -t->id;
+  if (t->o->n == 40) t->o->all = 1;
+}
+
+static void completion_order(void) {
+  fx_t f;
+  CHECK(fx_init(&f) == 0);
+  CHECK_OK(fx_open(&f));
+  order_t o = {{0}, 0, 0};
+  tag_t tags[40];
+  uint8_t pk[32];
+  user_key(pk, 1);
+  uint64_t seq1 = 1;
+  f.s->vt->hold(f.s, 1); /* make the first batch mixed, then release mid-way */
+  for (int i = 0; i < 40; i++) {
+    tags[i] = (tag_t){&o, i + 1};
+    if (i == 20) f.s->vt->hold(f.s, 0);
+    if (i % 7 == 3) {
+      CHECK_OK(f.s->vt->delete_events(f.s, pk, &seq1, 1, on_tagged, &tags[i]));
+    } else if (i % 11 == 5) {
+      CHECK_OK(f.s->vt->set_pause(f.s, (uint32_t)i, on_tagged, &tags[i]));
+    } else {
+      CHECK_OK(f.s->vt->add_event(f.s, pk, 0, "x", 1, on_tagged, &tags[i]));
+    }
+  }
+  CHECK(run_until(&f.loop, &o.all, WAIT_MS) == 0);
+  CHECK(o.n == 40);
+  for (int i = 0; i < 40; i++) CHECK(o.seen[i] == i + 1);
+  CHECK(f.s->vt->pause(f.s) == 27); /* the last set_pause submitted: i = 27 */
+  CHECK_OK(fx_done(&f));
+}
+
+static void reopen_keeps_everything(void) {
+  fx_t f;
+  CHECK(fx_init(&f) == 0);
+  CHECK_OK(fx_open(&f));
+  uint8_t id1[HD_STORE_ID_BYTES], id2[HD_STORE_ID_BYTES];
+  f.s->vt->store_id(f.s, id1);
+  results_t *r = results_new();
+  CHECK(r != NULL);
+  CHECK_OK(f.s->vt->set_pause(f.s, 1234, on_result, r));
+  CHECK_OK(add(&f, 3, "kept", r));
+  CHECK(wait_results(&f, r, 2) == 0);
+  CHECK(r->failed == 0 && r->values[0] == 1234 && f.s->vt->pause(f.s) == 1234);
+  CHECK_OK(fx_close(&f));
+  f.opts.sync_normal = 1; /* the durability level is per open, not stored */
+  CHECK_OK(fx_open(&f));
+  f.s->vt->store_id(f.s, id2);
+  CHECK(memcmp(id1, id2, sizeof id1) == 0);
+  CHECK(f.s->vt->pause(f.s) == 1234);
+  uint8_t pk[32];
+  user_key(pk, 3);
+  page_t p = {0};
+  CHECK(f.s->vt->read_pending(f.s, pk, 0, 10, on_event, &p) == 1);
+  CHECK(strcmp(p.last_payload, "kept") == 0);
+  CHECK_OK(fx_close(&f));
+  /* the WAL was checkpointed into the database by the last close */
+  char wal[200];
+  snprintf(wal, sizeof wal, "%s/hyperdown.db-wal", f.folder);
+  CHECK(access(wal, F_OK) != 0);
+
+  /* another folder: another store id */
+  fx_t g;
+  CHECK(fx_init(&g) == 0);
+  CHECK_OK(fx_open(&g));
+  g.s->vt->store_id(g.s, id2);
+  CHECK(memcmp(id1, id2, sizeof id1) != 0);
+  CHECK_OK(fx_done(&g));
+  free(r);
+  CHECK_OK(fx_done(&f));
+}
+
+static void close_flushes_queue(void) {
+  fx_t f;
+  CHECK(fx_init(&f) == 0);
+  CHECK_OK(fx_open(&f));
+  results_t *r = results_new();
+  CHECK(r != NULL);
+  f.s->vt->hold(f.s, 1);
+  for (int i = 0; i < 100; i++) CHECK_OK(add(&f, 1, "queued", r));
+  int done = 0;
+  hd__server_store_t *s = f.s;
+  CHECK_OK(s->vt->close(s, set_flag, &done));
+  CHECK(s->vt->close(s, set_flag, &done) == HD_ECLOSED);
+  CHECK(add(&f, 1, "late", r) == HD_ECLOSED);
+  f.s = NULL;
+  CHECK(run_until(&f.loop, &done, WAIT_MS) == 0);
+  CHECK(r->done == 100 && r->failed == 0); /* all completed before the close callback */
+  CHECK_OK(fx_open(&f));
+  uint64_t total;
+  CHECK_OK(f.s->vt->pending_total(f.s, &total));
+  CHECK(total == 100);
+  /* the blocking close */
+  hd__server_store_close_wait(f.s);
+  f.s = NULL;
+  free(r);
+  CHECK_OK(fx_done(&f));
+}
+
+/* The child of busy_folder: opens the folder its parent holds; exit 0 if refused with EBUSY. */
+static const char *program_path; /* argv[0]: /proc/self/exe is valgrind itself under valgrind */
+
+/* glibc hands constructors main's arguments */
+__attribute__((constructor)) static void busy_child(int argc, char **argv) {
+  program_path = argc > 0 ? argv[0] : NULL;
+  const char *folder = getenv("HD_STORE_BUSY_CHILD");
+  if (folder == NULL) return;
+  uv_loop_t loop;
+  int code = 3;
+  if (uv_loop_init(&loop) == 0) {
+    hd__store_options_t o = {0};
+    o.folder = folder;
+    o.loop = &loop;
+    hd__server_store_t *s = NULL;
+    int rc = hd__server_store_open(&s, &o);
+    code = rc == HD_EBUSY && strstr(hd_last_error_message(), "another process") != NULL ? 0 : 1;
+    if (code != 0) fprintf(stderr, "child: %d %s\n", rc, hd_last_error_message());
+    uv_loop_close(&loop);
+  }
+  _exit(code);
+}
+
+static void busy_folder(void) {
+  fx_t f;
+  CHECK(fx_init(&f) == 0);
+  CHECK_OK(fx_open(&f));
+  /* the same process */
+  hd__server_store_t *second = NULL;
+  CHECK(hd__server_store_open(&second, &f.opts) == HD_EBUSY);
+  CHECK(second == NULL && strstr(hd_last_error_message(), "already open") != NULL);
+  /* another process: a forked child that execs this program (busy_child below), so that it
+   * starts clean instead of inheriting this process's heap and threads */
+  fflush(NULL);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    setenv("HD_STORE_BUSY_CHILD", f.folder, 1);
+    if (program_path != NULL) execl(program_path, program_path, (char *)NULL);
+    _exit(4);
+  }
+  int status = 0;
+  pid_t got = 0;
+  for (int i = 0; i < 2000 && got == 0; i++) {
+    got = waitpid(pid, &status, WNOHANG);
+    if (got == 0) usleep(5000);
+  }
+  if (got == 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+  }
+  CHECK(got == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  /* the store still works, and once closed the folder opens again */
+  results_t *r = results_new();
+  CHECK(r != NULL);
+  CHECK_OK(add(&f, 1, "still fine", r));
+  CHECK(wait_results(&f, r, 1) == 0 && r->failed == 0);
+  CHECK_OK(fx_close(&f));
+  CHECK_OK(fx_open(&f));
+  free(r);
+  CHECK_OK(fx_done(&f));
+}
+
+static int sql_file(const char *folder, const char *sql) {
+  char path[200];
+  snprintf(path, sizeof path, "%s/hyperdown.db", folder);
+  sqlite3 *db = NULL;
+  int rc = sqlite3_open(path, &db);
+  if (rc == SQLITE_OK) rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+  sqlite3_close(db);
+  return rc;
+}
+
+static int user_version(const char *folder) {
+  char path[200];
+  snprintf(path, sizeof path, "%s/hyperdown.db", folder);
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  int v = -1;
+  if (sqlite3_open(path, &db) == SQLITE_OK &&
+      sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW) {
+    v = sqlite3_column_int(st, 0);
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return v;
+}
+
+static void migration_from_zero(void) {
+  fx_t f;
+  CHECK(fx_init(&f) == 0);
+  CHECK(mkdir(f.folder, 0700) == 0);
+  CHECK(sql_file(f.folder, "PRAGMA user_version=0") == SQLITE_OK);
+  CHECK(user_version(f.folder) == 0);
+  CHECK_OK(fx_open(&f));
+  results_t *r = results_new();
+  CHECK(r != NULL);
+  CHECK_OK(add(&f, 1, "after migration", r));
+  CHECK(wait_results(&f, r, 1) == 0 && r->failed == 0 && r->values[0] == 1);
+  CHECK_OK(fx_close(&f));
+  CHECK(user_version(f.folder) == 1);
+  free(r);
+  CHECK_OK(fx_done(&f));
+}
+
+static void migration_future_refused(void) {
+  fx_t f;
+  CHECK(fx_init(&f) == 0);
+  CHECK(mkdir(f.folder, 0700) == 0);
+  CHECK(sql_file(f.folder, "PRAGMA user_version=99") == SQLITE_OK);
+  CHECK(fx_open(&f) == HD_EVERSION);
+  CHECK(strstr(hd_last_error_message(), "newer") != NULL);
+  CHECK(fx_open(&f) == HD_EVERSION); /* the failed open released the lock */
+  CHECK(user_version(f.folder) == 99);   /* and changed nothing */
+  CHECK_OK(fx_done(&f));
+}
+
+static void wrong_kind_refused(void) {
+  fx_t f;
+  CHECK(fx_init(&f) == 0);
+  hd__client_store_t *c = NULL;
+  CHECK_OK(hd__client_store_open(&c, &f.opts));
+  hd__client_store_close_wait(c);
+  CHECK(fx_open(&f) == HD_ESTORE);
+  CHECK(strstr(hd_last_error_message(), "not a hyperdown server store") != NULL);
+  CHECK_OK(fx_done(&f));
+}
+
+static void corrupt_refused(void) {
+  fx_t f;
+  CHECK(fx_init(&f) == 0);
+  CHECK(mkdir(f.folder, 0700) == 0);
+  char path[200];
+  snprintf(path, sizeof path, "%s/hyperdown.db", f.folder);
+  FILE *fp = fopen(path, "wb");
+  CHECK(fp != NULL);
+  for (int i = 0; i < 512; i++) fputs("not a database ", fp);
+  fclose(fp);
+  CHECK(fx_open(&f) == HD_ECORRUPT);
+  CHECK(fx_open(&f) == HD_ECORRUPT);
+  CHECK_OK(fx_done(&f));
+}
+
+static void disk_full(void) {
+  fx_t f;
+  CHECK(fx_init(&f) == 0);
+  f.opts.max_db_pages = 40; /* a quota hits SQLITE_FULL exactly as a full disk does */
+  CHECK_OK(fx_open(&f));
+  results_t *r = results_new();
+  CHECK(r != NULL);
+  char big[1500];
+  memset(big, 'x', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  int acknowledged = 0;
+  for (int i = 0; i < 1000 && r->failed == 0; i++) {
+    CHECK_OK(add(&f, 1, big, r));
+    CHECK(wait_results(&f, r, i + 1) == 0);
+    if (r->failed == 0) acknowledged++;
+  }
+  CHECK(r->failed == 1 && r->last_status == HD_ENOSPC);
+  CHECK(acknowledged > 10);
+  /* the loop thread's detail says why, and the store goes on answering */
+  CHECK(strstr(hd_last_error_message(), "full") != NULL);
+  CHECK_OK(add(&f, 1, big, r));
+  CHECK(wait_results(&f, r, acknowledged + 2) == 0 && r->last_status == HD_ENOSPC);
+  CHECK_OK(fx_close(&f));
+  /* everything acknowledged is there, nothing else; numbers go on after the last durable one */
+  f.opts.max_db_pages = 0;
+  CHECK_OK(fx_open(&f));
+  uint8_t pk[32];
+  user_key(pk, 1);
+  uint64_t n;
+  CHECK_OK(f.s->vt->pending_count(f.s, pk, &n));
+  CHECK(n == (uint64_t)acknowledged);
+  page_t p = {0};
+  CHECK(f.s->vt->read_pending(f.s, pk, 0, 2000, on_event, &p) == acknowledged);
+  CHECK(p.last == (uint64_t)acknowledged);
+  int before = r->done;
+  CHECK_OK(add(&f, 1, "small", r));
+  CHECK(wait_results(&f, r, before + 1) == 0 && r->values[before] == (uint64_t)acknowledged + 1);
+  free(r);
+  CHECK_OK(fx_done(&f));
+}
+
+static void bad_arguments(void) {
+  fx_t f;
+  CHECK(fx_init(&f) == 0);
+  hd__server_store_t *s = NULL;
+  hd__store_options_t none = {0};
+  CHECK(hd__server_store_open(&s, &none) == HD_EINVAL);
+  CHECK(hd__server_store_open(&s, NULL) == HD_EINVAL);
+  CHECK_OK(fx_open(&f));
+  CHECK(f.s->vt->add_event(f.s, NULL, 0, "x", 1, NULL, NULL) == HD_EINVAL);
+  uint8_t pk[32];
+  user_key(pk, 1);
+  CHECK(f.s->vt->add_event(f.s, pk, 0, NULL, 5, NULL, NULL) == HD_EINVAL);
+  /* no callback is allowed (fire and forget) */
+  CHECK_OK(f.s->vt->add_event(f.s, pk, 0, "x", 1, NULL, NULL));
+  CHECK_OK(fx_done(&f));
+}
+
+#define TESTS(X)                                                                                  \
+  X(open_creates_folder)                                                                          \
+  X(sequence_never_reused)                                                                        \
+  X(paging_fifo)                                                                                  \
+  X(group_commit_held)                                                                            \
+  X(group_commit_concurrent)                                                                      \
+  X(completion_order)                                                                             \
+  X(reopen_keeps_everything)                                                                      \
+  X(close_flushes_queue)                                                                          \
+  X(busy_folder)                                                                                  \
+  X(migration_from_zero)                                                                          \
+  X(migration_future_refused)                                                                     \
+  X(wrong_kind_refused)                                                                           \
+  X(corrupt_refused)                                                                              \
+  X(disk_full)                                                                                    \
+  X(bad_arguments)
+HD_TEST_MAIN(TESTS)

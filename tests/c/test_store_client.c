@@ -1,0 +1,348 @@
+/* The client store (store.h) on SQLite: high-water mark and duplicates, consumed events waiting
+ * for confirmation, forgetting, paging, a change of the server's store id, reopen, locking and
+ * migrations. Fresh folder under /tmp per test, removed after; every wait bounded. */
+#include "harness.h"
+#include "store.h"
+
+#include <ftw.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define WAIT_MS 20000
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  return remove(path);
+}
+static void rmtree(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+static void on_timer(uv_timer_t *t) { *(int *)t->data = 1; }
+
+typedef struct fx {
+  char dir[64];
+  char folder[128];
+  uv_loop_t loop;
+  hd__store_options_t opts;
+  hd__client_store_t *s;
+  /* completions */
+  int done, failed, last_status;
+  uint64_t values[256];
+} fx_t;
+
+static void on_result(void *data, int status, uint64_t value) {
+  fx_t *f = data;
+  if (status != 0) {
+    f->failed++;
+    f->last_status = status;
+  }
+  if (f->done < (int)HD__ARRAY_SIZE(f->values)) f->values[f->done] = value;
+  f->done++;
+}
+
+static int run_until(uv_loop_t *loop, const int *counter, int want) {
+  uv_timer_t timer;
+  int expired = 0;
+  uv_timer_init(loop, &timer);
+  timer.data = &expired;
+  uv_timer_start(&timer, on_timer, WAIT_MS, 0);
+  while (*counter < want && !expired) uv_run(loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&timer, NULL);
+  uv_run(loop, UV_RUN_NOWAIT);
+  return *counter >= want ? 0 : -1;
+}
+
+/* Waits for the next completion and returns its value (UINT64_MAX on failure or timeout). */
+static uint64_t next_value(fx_t *f) {
+  int want = f->done + 1, failed = f->failed;
+  if (run_until(&f->loop, &f->done, want) != 0 || f->failed != failed) return UINT64_MAX;
+  return f->values[want - 1];
+}
+
+static int fx_init(fx_t *f) {
+  memset(f, 0, sizeof *f);
+  snprintf(f->dir, sizeof f->dir, "/tmp/hd-cstore-XXXXXX");
+  if (mkdtemp(f->dir) == NULL) return -1;
+  snprintf(f->folder, sizeof f->folder, "%s/client", f->dir);
+  if (uv_loop_init(&f->loop) != 0) return -1;
+  f->opts.folder = f->folder;
+  f->opts.loop = &f->loop;
+  return 0;
+}
+
+static int fx_open(fx_t *f) { return hd__client_store_open(&f->s, &f->opts); }
+
+static void set_flag(void *data) { *(int *)data = 1; }
+
+static int fx_close(fx_t *f) {
+  if (f->s == NULL) return 0;
+  int done = 0;
+  int rc = f->s->vt->close(f->s, set_flag, &done);
+  f->s = NULL;
+  return rc != 0 ? rc : run_until(&f->loop, &done, 1);
+}
+
+static int fx_done(fx_t *f) {
+  int rc = fx_close(f);
+  uv_run(&f->loop, UV_RUN_NOWAIT);
+  if (uv_loop_close(&f->loop) != 0) rc = -1;
+  rmtree(f->dir);
+  return rc;
+}
+
+/* Inserts events first..last (payload "e<seq>") as one received batch; returns how many new. */
+static uint64_t receive(fx_t *f, uint64_t first, uint64_t last) {
+  hd__store_event_t evs[128];
+  char text[128][16];
+  size_t n = 0;
+  for (uint64_t seq = first; seq <= last && n < 128; seq++, n++) {
+    snprintf(text[n], sizeof text[n], "e%llu", (unsigned long long)seq);
+    evs[n] = (hd__store_event_t){seq, 1700000000000 + (int64_t)seq, (const uint8_t *)text[n],
+                                 strlen(text[n]), NULL, 0};
+  }
+  if (f->s->vt->insert_received(f->s, evs, n, on_result, f) != 0) return UINT64_MAX;
+  return next_value(f);
+}
+
+typedef struct listing {
+  int count, bad;
+  uint64_t seqs[1100];
+  char data[64][16];
+} listing_t;
+
+static int on_event(void *p, const hd__store_event_t *ev) {
+  listing_t *l = p;
+  char want[32];
+  snprintf(want, sizeof want, "e%llu", (unsigned long long)ev->seq);
+  if (ev->payload_len != strlen(want) || memcmp(ev->payload, want, ev->payload_len) != 0) l->bad++;
+  if (ev->created_ms != 1700000000000 + (int64_t)ev->seq) l->bad++;
+  if (l->count < 64) {
+    size_t n = ev->data_len < 15 ? ev->data_len : 15;
+    if (n) memcpy(l->data[l->count], ev->data, n);
+    l->data[l->count][n] = '\0';
+  }
+  if (l->count < 1100) l->seqs[l->count] = ev->seq;
+  l->count++;
+  return 0;
+}
+
+static void high_water_and_duplicates(void) {
+  fx_t f;
+  CHECK(fx_init(&f) == 0);
+  CHECK_OK(fx_open(&f));
+  uint64_t hw = 99;
+  CHECK_OK(f.s->vt->high_water(f.s, &hw));
+  CHECK(hw == 0);
+  CHECK(receive(&f, 1, 3) == 3);
+  CHECK_OK(f.s->vt->high_water(f.s, &hw));
+  CHECK(hw == 3);
+  CHECK(receive(&f, 2, 5) == 2); /* 2 and 3 are held already */
+  CHECK(receive(&f, 1, 5) == 0);
+  CHECK_OK(f.s->vt->high_water(f.s, &hw));
+  CHECK(hw == 5);
+  listing_t l = {0};
+  CHECK(f.s->vt->list_unhandled(f.s, 0, 100, on_event, &l) == 5);
+  CHECK(l.bad == 0);
+  for (int i = 0; i < 5; i++) CHECK(l.seqs[i] == (uint64_t)i + 1);
+  uint64_t unhandled, consumed;
+  CHECK_OK(f.s->vt->counts(f.s, &unhandled, &consumed));
+  CHECK(unhandled == 5 && consumed == 0);
+  CHECK_OK(fx_done(&f));
+}
+
+static void consume_and_forget(void) {
+  fx_t f;
+  CHECK(fx_init(&f) == 0);
+  CHECK_OK(fx_open(&f));
+  CHECK(receive(&f, 1, 4) == 4);
+  CHECK_OK(f.s->vt->mark_consumed(f.s, 2, "ok2", 3, on_result, &f));
+  CHECK(next_value(&f) == 1);
+  CHECK_OK(f.s->vt->mark_consumed(f.s, 2, "again", 5, on_result, &f));
+  CHECK(next_value(&f) == 0); /* consumed once; the first data stays */
+  CHECK_OK(f.s->vt->mark_consumed(f.s, 1, NULL, 0, on_result, &f));
+  CHECK(next_value(&f) == 1);
+  CHECK_OK(f.s->vt->mark_consumed(f.s, 42, "x", 1, on_result, &f));
+  CHECK(next_value(&f) == 0); /* not held */
+
+  listing_t c = {0};
+  CHECK(f.s->vt->list_consumed(f.s, 0, 100, on_event, &c) == 2);
+  CHECK(c.bad == 0 && c.seqs[0] == 1 && c.seqs[1] == 2);
+  CHECK(strcmp(c.data[0], "") == 0 && strcmp(c.data[1], "ok2") == 0);
+  listing_t u = {0};
+  CHECK(f.s->vt->list_unhandled(f.s, 0, 100, on_event, &u) == 2);
+  CHECK(u.seqs[0] == 3 && u.seqs[1] == 4);
+
+  /* DONE for 1, 2 and for 3 (not consumed: kept, so a confused server cannot erase it) */
+  uint64_t done[] = {1, 2, 3};
+  CHECK_OK(f.s->vt->forget(f.s, done, 3, on_result, &f));
+  CHECK(next_value(&f) == 2);
+  listing_t c2 = {0};
+  CHECK(f.s->vt->list_consumed(f.s, 0, 100, on_event, &c2) == 0);
+  uint64_t unhandled, consumed;
+  CHECK_OK(f.s->vt->counts(f.s, &unhandled, &consumed));
+  CHECK(unhandled == 2 && consumed == 0);
+  /* a resend of a confirmed event is a duplicate: never handled twice */
+  CHECK(receive(&f, 1, 2) == 0);
+  CHECK_OK(fx_done(&f));
+}
+
+static void unhandled_paging(void) {
+  fx_t f;
+  CHECK(fx_init(&f) == 0);
+  CHECK_OK(fx_open(&f));
+  for (uint64_t first = 1; first <= 1000; first += 100) {
+    CHECK(receive(&f, first, first + 99) == 100);
+  }
+  /* consume every tenth: the unhandled pages skip them, the consumed listing has them */
+  for (uint64_t seq = 10; seq <= 1000; seq += 10) {
+    CHECK_OK(f.s->vt->mark_consumed(f.s, seq, "d", 1, on_result, &f));
+  }
+  CHECK(run_until(&f.loop, &f.done, 10 + 100) == 0 && f.failed == 0);
+  uint64_t after = 0;
+  int total = 0, pages = 0;
+  for (;;) {
+    listing_t l = {0};
+    int got = f.s->vt->list_unhandled(f.s, after, 100, on_event, &l);
+    CHECK(got >= 0 && got <= 100 && l.bad == 0);
+    if (got == 0) break;
+    for (int i = 0; i < got; i++) CHECK(l.seqs[i] % 10 != 0 && l.seqs[i] > after);
+    for (int i = 1; i < got; i++) CHECK(l.seqs[i] > l.seqs[i - 1]);
+    after = l.seqs[got - 1];
+    total += got;
+    pages++;
+  }
+  CHECK(total == 900 && pages == 9);
+  listing_t c = {0};
+  CHECK(f.s->vt->list_consumed(f.s, 500, 1000, on_event, &c) == 50);
+  CHECK(c.seqs[0] == 510 && c.seqs[49] == 1000);
+  CHECK_OK(fx_done(&f));
+}
+
+static void store_id_change(void) {
+  fx_t f;
+  CHECK(fx_init(&f) == 0);
+  CHECK_OK(fx_open(&f));
+  uint8_t a[HD_STORE_ID_BYTES], b[HD_STORE_ID_BYTES], got[HD_STORE_ID_BYTES];
+  memset(a, 0xAA, sizeof a);
+  memset(b, 0xBB, sizeof b);
+  CHECK(f.s->vt->server_store_id(f.s, got) == HD_ENOTFOUND);
+  CHECK_OK(f.s->vt->set_server_store_id(f.s, a, on_result, &f));
+  CHECK(next_value(&f) == 0); /* first sight: nothing to reset */
+  CHECK_OK(f.s->vt->server_store_id(f.s, got));
+  CHECK(memcmp(got, a, sizeof a) == 0);
+  CHECK(receive(&f, 1, 8) == 8);
+  CHECK_OK(f.s->vt->mark_consumed(f.s, 1, "d", 1, on_result, &f));
+  CHECK(next_value(&f) == 1);
+  CHECK_OK(f.s->vt->set_server_store_id(f.s, a, on_result, &f));
+  CHECK(next_value(&f) == 0); /* same store: nothing changes */
+  uint64_t hw;
+  CHECK_OK(f.s->vt->high_water(f.s, &hw));
+  CHECK(hw == 8);
+
+  CHECK_OK(f.s->vt->set_server_store_id(f.s, b, on_result, &f));
+  CHECK(next_value(&f) == 1); /* another store: reset */
+  CHECK_OK(f.s->vt->high_water(f.s, &hw));
+  CHECK(hw == 0);
+  CHECK_OK(f.s->vt->server_store_id(f.s, got));
+  CHECK(memcmp(got, b, sizeof b) == 0);
+  uint64_t unhandled, consumed;
+  CHECK_OK(f.s->vt->counts(f.s, &unhandled, &consumed));
+  CHECK(unhandled == 0 && consumed == 0);
+  /* the new store's numbers start at 1 again and are not taken for duplicates */
+  CHECK(receive(&f, 1, 3) == 3);
+  CHECK_OK(fx_done(&f));
+}
+
+static void reopen_keeps_everything(void) {
+  fx_t f;
+  CHECK(fx_init(&f) == 0);
+  CHECK_OK(fx_open(&f));
+  uint8_t a[HD_STORE_ID_BYTES], got[HD_STORE_ID_BYTES];
+  memset(a, 0x5A, sizeof a);
+  CHECK_OK(f.s->vt->set_server_store_id(f.s, a, on_result, &f));
+  CHECK(next_value(&f) == 0);
+  CHECK(receive(&f, 1, 6) == 6);
+  CHECK_OK(f.s->vt->mark_consumed(f.s, 1, "data1", 5, on_result, &f));
+  CHECK(next_value(&f) == 1);
+  uint64_t one = 1;
+  CHECK_OK(f.s->vt->mark_consumed(f.s, 2, "data2", 5, on_result, &f));
+  CHECK_OK(f.s->vt->forget(f.s, &one, 1, on_result, &f));
+  CHECK(run_until(&f.loop, &f.done, f.done + 2) == 0 && f.failed == 0);
+  CHECK_OK(fx_close(&f));
+  f.opts.sync_normal = 1;
+  CHECK_OK(fx_open(&f));
+  uint64_t hw;
+  CHECK_OK(f.s->vt->high_water(f.s, &hw));
+  CHECK(hw == 6);
+  CHECK_OK(f.s->vt->server_store_id(f.s, got));
+  CHECK(memcmp(got, a, sizeof a) == 0);
+  listing_t c = {0};
+  CHECK(f.s->vt->list_consumed(f.s, 0, 10, on_event, &c) == 1);
+  CHECK(c.seqs[0] == 2 && strcmp(c.data[0], "data2") == 0);
+  listing_t u = {0};
+  CHECK(f.s->vt->list_unhandled(f.s, 0, 10, on_event, &u) == 4);
+  CHECK(u.seqs[0] == 3 && u.seqs[3] == 6);
+  CHECK(receive(&f, 1, 7) == 1);
+  CHECK_OK(fx_done(&f));
+}
+
+static void group_commit(void) {
+  fx_t f;
+  CHECK(fx_init(&f) == 0);
+  CHECK_OK(fx_open(&f));
+  CHECK(receive(&f, 1, 100) == 100);
+  f.s->vt->hold(f.s, 1);
+  for (uint64_t seq = 1; seq <= 100; seq++) {
+    CHECK_OK(f.s->vt->mark_consumed(f.s, seq, "d", 1, on_result, &f));
+  }
+  f.s->vt->hold(f.s, 0);
+  CHECK(run_until(&f.loop, &f.done, 101) == 0 && f.failed == 0);
+  hd__store_stats_t st;
+  f.s->vt->stats(f.s, &st);
+  CHECK(st.commits == 2 && st.ops_done == 101 && st.queued == 0);
+  CHECK_OK(fx_done(&f));
+}
+
+static void busy_and_versions(void) {
+  fx_t f;
+  CHECK(fx_init(&f) == 0);
+  CHECK_OK(fx_open(&f));
+  hd__client_store_t *second = NULL;
+  CHECK(hd__client_store_open(&second, &f.opts) == HD_EBUSY);
+  /* a server store cannot open a client's folder either while it is open */
+  hd__server_store_t *srv = NULL;
+  CHECK(hd__server_store_open(&srv, &f.opts) == HD_EBUSY);
+  CHECK_OK(fx_close(&f));
+
+  /* a future schema version is refused, and a database at version 0 is brought up to date */
+  char path[320];
+  snprintf(path, sizeof path, "%s/hyperdown.db", f.folder);
+  sqlite3 *db = NULL;
+  CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+  CHECK(sqlite3_exec(db, "PRAGMA user_version=7", NULL, NULL, NULL) == SQLITE_OK);
+  sqlite3_close(db);
+  CHECK(fx_open(&f) == HD_EVERSION);
+  CHECK(strstr(hd_last_error_message(), "client store has schema version 7") != NULL);
+
+  char fresh[100];
+  snprintf(fresh, sizeof fresh, "%s/fresh", f.dir);
+  CHECK(mkdir(fresh, 0700) == 0);
+  snprintf(path, sizeof path, "%s/hyperdown.db", fresh);
+  CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+  CHECK(sqlite3_exec(db, "PRAGMA user_version=0", NULL, NULL, NULL) == SQLITE_OK);
+  sqlite3_close(db);
+  f.opts.folder = fresh;
+  CHECK_OK(fx_open(&f));
+  CHECK(receive(&f, 1, 1) == 1);
+  CHECK_OK(fx_done(&f));
+}
+
+#define TESTS(X)                                                                                  \
+  X(high_water_and_duplicates)                                                                    \
+  X(consume_and_forget)                                                                           \
+  X(unhandled_paging)                                                                             \
+  X(store_id_change)                                                                              \
+  X(reopen_keeps_everything)                                                                      \
+  X(group_commit)                                                                                 \
+  X(busy_and_versions)
+HD_TEST_MAIN(TESTS)
