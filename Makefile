@@ -80,6 +80,8 @@ test-header:
 
 # The exported ABI against the committed baseline (abidiff, from libabigail).
 abi-check: $(SHLIB)
+	@bad=$$(nm -D --defined-only $(SHLIB) | awk '{print $$3}' | grep -v '^hd_'); \
+	  if [ -n "$$bad" ]; then echo "exported symbols outside hd_*: $$bad"; exit 1; fi
 	abidiff --headers-dir2 include --no-added-syms abi/libhyperdown.abi $(SHLIB)
 
 abi-baseline: $(SHLIB)

@@ -1,0 +1,107 @@
+/* One connection, either role: TCP, the clear preamble, the Noise IK handshake, then the record
+ * layer carrying the message stream; keepalive, write coalescing and close (docs/PROTOCOL.md).
+ *
+ * Everything here runs on the loop thread of the owning handle. A connection reports to its
+ * owner through three callbacks: on_open once the peer is authenticated, on_message for every
+ * message that is not a control message (PING, PONG and BYE are handled here), and on_close
+ * exactly once, after which the connection's memory is freed. */
+#ifndef HD_CONN_H
+#define HD_CONN_H
+
+#include "addr.h"
+#include "noise.h"
+#include "record.h"
+#include "runtime.h"
+#include "wire.h"
+
+typedef struct hd__conn hd__conn_t;
+
+/* What all connections of one handle share; owned by the handle, which outlives them. */
+typedef struct hd__conn_config {
+  hd__runtime_t *rt;
+  int is_server;
+  uint8_t public_key[HD_PUBLICKEY_BYTES]; /* our Ed25519 identity (sent in HELLO) */
+  uint8_t x_secret[32], x_public[32];     /* our Noise static key pair */
+  uint8_t topic_key[HD_TOPIC_BYTES];
+  uint8_t server_public_key[HD_PUBLICKEY_BYTES]; /* client: the server it trusts */
+  uint8_t server_x_public[32];                   /* client: that key as X25519 */
+  uint32_t handshake_timeout_ms;
+  uint32_t keepalive_ms;
+  uint32_t idle_timeout_ms;
+  uint32_t max_message_bytes;   /* the largest message we accept */
+  hd__welcome_t welcome;        /* server: what WELCOME says (store id, pause...) */
+
+  void *owner;
+  void (*on_open)(hd__conn_t *c, const uint8_t remote_public_key[HD_PUBLICKEY_BYTES]);
+  void (*on_message)(hd__conn_t *c, uint8_t type, const uint8_t *body, size_t len);
+  /* `status` 0 for an orderly close, else HD_E*; the thread's error detail explains it. The
+   * remote key is NULL if the peer never authenticated. The connection is freed after this
+   * without touching the config again, so the owner may free the config inside this call. */
+  void (*on_close)(hd__conn_t *c, const uint8_t *remote_public_key, int status);
+} hd__conn_config_t;
+
+enum hd__conn_state {
+  HD__CONN_CONNECTING = 0, /* client: TCP connect in flight */
+  HD__CONN_PREAMBLE,       /* server: waiting for the 16-byte preamble */
+  HD__CONN_HANDSHAKE,      /* waiting for a length-prefixed handshake message */
+  HD__CONN_REJECTED,       /* client: read a 0 length, waiting for the reason byte */
+  HD__CONN_OPEN,
+  HD__CONN_CLOSING,        /* orderly: BYE queued, shutdown pending */
+  HD__CONN_CLOSED          /* handles closing; on_close pending */
+};
+
+struct hd__handshake_io; /* the handshake's state and input buffer: only while handshaking */
+
+struct hd__conn {
+  uv_tcp_t tcp;
+  uv_timer_t timer;  /* the handshake deadline, then keepalive/idle, then the close guard */
+  const hd__conn_config_t *cfg;
+  enum hd__conn_state state;
+  char peer[HD__ADDR_STRLEN];
+  struct hd__handshake_io *hs;
+
+  hd__cipher_t tx;
+  hd__record_reader_t rr;   /* owns the receiving cipher */
+  hd__msg_reader_t mr;
+  uint64_t peer_max_message; /* the largest message the peer accepts */
+  hd__buf_t out;             /* plaintext messages waiting for the end of the iteration */
+  hd__deferred_t flush;
+
+  uint64_t last_recv_ms;     /* uv_now of the last byte received */
+  int ping_sent;             /* a PING went out since last_recv_ms */
+  uint64_t ping_nonce;
+
+  uint8_t remote_pk[HD_PUBLICKEY_BYTES];
+  int authenticated;
+  int status;                /* the close status once closing */
+  char *close_detail;        /* the error detail, kept until on_close */
+  int pending_closes;
+  int silent;                /* freed without on_close (a create path that failed) */
+  hd__welcome_t welcome;     /* client: what the server said in WELCOME */
+
+  void *user_data;           /* the owner's, e.g. its table entry */
+  hd__conn_t *next, *prev;   /* the owner's list links */
+};
+
+/* Server: accepts a pending connection from `listener` and starts the handshake. On error
+ * nothing is allocated (the pending connection is refused). */
+int hd__conn_accept(const hd__conn_config_t *cfg, uv_stream_t *listener, hd__conn_t **out);
+/* Client: starts dialing `addr`. The connection reports failures through on_close. */
+int hd__conn_connect(const hd__conn_config_t *cfg, const struct sockaddr *addr,
+                     hd__conn_t **out);
+
+/* Queues one message (type + body) for the peer. It goes out with the other messages of this
+ * loop iteration. HD_ESTATE before on_open or after close, HD_EMSGSIZE above the peer's limit. */
+int hd__conn_send(hd__conn_t *c, uint8_t type, const uint8_t *body, size_t len);
+/* For the encoders of wire.h (hd__msg_encode_*): the buffer to append whole messages to, or
+ * NULL if the connection cannot send; call hd__conn_queued() after appending. */
+hd__buf_t *hd__conn_out(hd__conn_t *c);
+void hd__conn_queued(hd__conn_t *c);
+/* Bytes queued in libuv and not yet written (backpressure for the next layer). */
+size_t hd__conn_write_backlog(const hd__conn_t *c);
+
+/* Closes the connection. status 0: orderly (BYE with `text`, then shutdown); otherwise abrupt,
+ * with the thread's current error detail kept for on_close and the log. Idempotent. */
+void hd__conn_close(hd__conn_t *c, int status, const char *text);
+
+#endif

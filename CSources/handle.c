@@ -1,0 +1,48 @@
+/* Shared pieces of the server and client handles (handle.h). */
+#include "handle.h"
+
+#include "keys.h"
+
+#include <sodium.h>
+#include <string.h>
+
+int hd__check_options_version(const void *opts, unsigned int version, unsigned int known,
+                              const char *what) {
+  if (opts == NULL) return hd__error(HD_EINVAL, "%s options are NULL", what);
+  if (version == 0) {
+    return hd__error(HD_EINVAL, "%s options have version 0: initialise them with the _INIT "
+                                "macro or the _options_init function", what);
+  }
+  if (version > known) {
+    return hd__error(HD_EVERSION, "%s options version %u is newer than this library knows (%u)",
+                     what, version, known);
+  }
+  return 0;
+}
+
+int hd__conn_config_init(hd__conn_config_t *cfg, const hd_keypair_t *kp, const char *topic,
+                         uint32_t handshake_timeout_ms, uint32_t keepalive_ms,
+                         uint32_t idle_timeout_ms, uint32_t max_message_bytes) {
+  memset(cfg, 0, sizeof *cfg);
+  if (kp == NULL) return hd__error(HD_EINVAL, "no key pair given");
+  int rc = hd_keypair_verify(kp);
+  if (rc != 0) return rc;
+  if (topic == NULL || topic[0] == '\0') {
+    return hd__error(HD_EINVAL, "the topic (folder name) must not be empty");
+  }
+  memcpy(cfg->public_key, kp->public_key, HD_PUBLICKEY_BYTES);
+  rc = hd__keypair_to_x25519(kp, cfg->x_secret, cfg->x_public);
+  if (rc == 0) rc = hd_topic_key(cfg->topic_key, topic, strlen(topic));
+  if (rc != 0) {
+    hd__conn_config_wipe(cfg);
+    return rc;
+  }
+  cfg->handshake_timeout_ms =
+      handshake_timeout_ms ? handshake_timeout_ms : HD__DEFAULT_HANDSHAKE_TIMEOUT_MS;
+  cfg->keepalive_ms = keepalive_ms ? keepalive_ms : HD__DEFAULT_KEEPALIVE_MS;
+  cfg->idle_timeout_ms = idle_timeout_ms ? idle_timeout_ms : 3 * cfg->keepalive_ms;
+  cfg->max_message_bytes = max_message_bytes ? max_message_bytes : HD__DEFAULT_MAX_MESSAGE;
+  return 0;
+}
+
+void hd__conn_config_wipe(hd__conn_config_t *cfg) { sodium_memzero(cfg->x_secret, 32); }

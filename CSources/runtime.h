@@ -1,0 +1,130 @@
+/* The loop a handle runs on (docs/threading.md).
+ *
+ * Each server or client owns one runtime. The runtime either owns a uv_loop_t and a thread that
+ * runs it, or wraps a loop the caller runs (Node's), in which case it starts no thread. Work from
+ * other threads reaches the loop through a mutex-protected queue of tasks and one uv_async_t; a
+ * call made on the loop thread runs inline. The runtime also offers "deferred" work that runs
+ * once at the end of the current loop iteration (used to coalesce writes), one shared read buffer
+ * for all connections (a connection that is idle owns no read memory), and the log helper. */
+#ifndef HD_RUNTIME_H
+#define HD_RUNTIME_H
+
+#include "common.h"
+
+#include <uv.h>
+
+/* A unit of work posted to the loop. `cancelled` is 1 when the runtime is being released before
+ * the task could run: the task must then only free its own memory. Tasks are intrusive: embed
+ * one in a struct of your own and recover it with a cast or container_of. */
+typedef struct hd__task hd__task_t;
+typedef void (*hd__task_fn)(hd__task_t *task, int cancelled);
+struct hd__task {
+  hd__task_t *next;
+  hd__task_fn fn;
+};
+
+/* Work to run once after the current loop iteration's I/O callbacks (uv_check), e.g. flushing
+ * the writes a connection queued during this iteration. Intrusive, like tasks. */
+typedef struct hd__deferred hd__deferred_t;
+typedef void (*hd__deferred_fn)(hd__deferred_t *d);
+struct hd__deferred {
+  hd__deferred_t *next;
+  hd__deferred_fn fn;
+  int queued;
+};
+
+typedef struct hd__runtime_options {
+  uv_loop_t *loop;        /* caller-owned loop, or NULL: own a loop and a thread */
+  hd_log_cb log;
+  void *log_user_data;
+  hd_log_level_t log_level;
+  const char *name;       /* "server" or "client": prefixes log lines */
+} hd__runtime_options_t;
+
+#define HD__READ_BUFFER_BYTES 65536
+
+typedef struct hd__runtime {
+  uv_loop_t *loop;
+  uv_loop_t owned_loop;
+  int owns_loop;
+  uv_thread_t thread;
+  uv_thread_t loop_thread; /* the thread that runs `loop` (ours, or the creator's) */
+  int thread_started;
+
+  uv_mutex_t mu;           /* guards tasks, close_requested, joiner, waiter */
+  hd__task_t *task_head, *task_tail;
+  uv_async_t async;
+  int close_requested;     /* the handle's close was called: further closes get HD_ECLOSED */
+  int joiner;              /* close_wait will join the owned thread: do not detach */
+  struct hd__runtime_waiter *waiter; /* close_wait on a caller-owned loop */
+  int pending_closes;      /* loop handles of the runtime still closing */
+  int released;
+
+  uv_check_t check;
+  uv_idle_t idle;          /* active while deferred work is queued, so poll does not block */
+  hd__deferred_t *deferred_head;
+
+  uint8_t *read_buf;       /* shared by every connection of this runtime */
+  int read_buf_busy;
+
+  hd_log_cb log;
+  void *log_user_data;
+  hd_log_level_t log_level;
+  const char *name;
+} hd__runtime_t;
+
+/* Creates the runtime and its loop handles but does not start the thread yet, so that the
+ * caller can set up its libuv handles (bind, listen, connect) synchronously first. With a
+ * caller-owned loop this must be called on that loop's thread (HD_ETHREAD is not detectable
+ * here; docs/threading.md states the rule). */
+int hd__runtime_create(hd__runtime_t **out, const hd__runtime_options_t *opts);
+/* Starts the loop thread (no-op for a caller-owned loop). On failure the runtime must be
+ * destroyed with hd__runtime_abort. */
+int hd__runtime_start(hd__runtime_t *rt);
+/* Undoes a create whose start never happened or failed: closes the loop handles, runs the loop
+ * until they are gone (owned loop) and frees. Only for error paths of *_create. */
+void hd__runtime_abort(hd__runtime_t *rt);
+
+/* 1 if the calling thread is the loop thread. */
+int hd__runtime_on_loop(const hd__runtime_t *rt);
+/* Runs `task` on the loop: inline when called on the loop thread, else queued and woken. */
+void hd__runtime_post(hd__runtime_t *rt, hd__task_t *task);
+/* Queues `d` to run after this iteration's I/O (once, even if deferred several times). Loop
+ * thread only. */
+void hd__runtime_defer(hd__runtime_t *rt, hd__deferred_t *d);
+/* Removes `d` if queued (a connection that closes). Loop thread only. */
+void hd__runtime_undefer(hd__runtime_t *rt, hd__deferred_t *d);
+
+/* Marks the close as requested; HD_ECLOSED if it already was. Any thread. */
+int hd__runtime_request_close(hd__runtime_t *rt);
+/* What *_close_wait blocks on; lives on the waiting thread's stack. */
+typedef struct hd__runtime_waiter {
+  uv_mutex_t mu;
+  uv_cond_t cv;
+  int done;
+  int join; /* owned loop: join the thread instead of waiting on cv */
+} hd__runtime_waiter_t;
+/* For *_close_wait: like request_close, and also records that the caller will wait. HD_ETHREAD
+ * on the loop thread, HD_ECLOSED if a close was already requested. */
+int hd__runtime_request_close_wait(hd__runtime_t *rt, hd__runtime_waiter_t *w);
+/* After *_close_wait posted the close: blocks until the runtime is released. Owned loop: joins
+ * the thread and frees the runtime here. Caller's loop: waits until the loop thread freed it. */
+void hd__runtime_wait(hd__runtime_t *rt, hd__runtime_waiter_t *w);
+/* The handle is gone: close the loop handles; cancel queued tasks. With an owned loop the
+ * thread then ends (joined by the waiter or detached); memory is freed when all is closed.
+ * Loop thread only; `rt` must not be used after. */
+void hd__runtime_release(hd__runtime_t *rt);
+
+/* The shared read buffer for alloc_cb (falls back to malloc if already lent out, which libuv
+ * never does for one loop; kept for safety) and its release in read_cb. */
+void hd__runtime_read_alloc(hd__runtime_t *rt, uv_buf_t *buf);
+void hd__runtime_read_free(hd__runtime_t *rt, const uv_buf_t *buf);
+
+/* One log line to the log callback if `level` passes the filter. Loop thread (or the creating
+ * thread during create). */
+void hd__log(hd__runtime_t *rt, hd_log_level_t level, const char *fmt, ...) HD__PRINTF(3, 4);
+static inline int hd__log_enabled(const hd__runtime_t *rt, hd_log_level_t level) {
+  return rt->log != NULL && level <= rt->log_level;
+}
+
+#endif
