@@ -178,6 +178,30 @@ typedef enum hd_log_level {
 typedef void (*hd_log_cb)(void *user_data, hd_log_level_t level, const char *message);
 
 /* ---------------------------------------------------------------------------------------------
+ * Events as the API hands them out. An event's bytes belong to the object that handed it out
+ * (an hd_consumed_t batch on the server, an hd_event_t on the client) until it is completed.
+ */
+typedef struct hd_event_info {
+  uint64_t seq;            /* the user's sequence number: from 1, strictly increasing, never reused */
+  int64_t created_ms;      /* when the server stored it (Unix time, ms) */
+  const uint8_t *payload;  /* what hd_server_add_event stored */
+  size_t payload_len;
+  const uint8_t *data;     /* server, consumed events: what the client's handler reported */
+  size_t data_len;
+} hd_event_info_t;
+
+/* Server: a batch of events one user reported consumed, handed to `on_consumed`. */
+typedef struct hd_consumed hd_consumed_t;
+/* Client: one event handed to `on_event`. */
+typedef struct hd_event hd_event_t;
+
+/* `batch` holds the events `user` reported consumed, in sequence order. Complete each event (or
+ * all) with hd_consumed_complete*(), from any thread, exactly once. */
+typedef void (*hd_consumed_cb)(void *user_data, const uint8_t user[32], hd_consumed_t *batch);
+/* The client's handler: complete the event with hd_event_complete(), from any thread, once. */
+typedef void (*hd_event_cb)(void *user_data, hd_event_t *event);
+
+/* ---------------------------------------------------------------------------------------------
  * Handles. A server listens on one address and serves the users that dial it; a client dials one
  * server. Both authenticate with a Noise_IK handshake (docs/PROTOCOL.md) bound to the topic.
  */
@@ -211,8 +235,14 @@ typedef struct hd_server_options {
   hd_log_level_t log_level;       /* most verbose level passed to `log` (default HD_LOG_ERROR) */
   hd_peer_cb on_peer_connected;          /* optional */
   hd_peer_closed_cb on_peer_disconnected; /* optional */
+  /* Events (appended with the event store). */
+  const char *data_dir;           /* the store's folder (created 0700; locked while open) */
+  int sync_normal;                /* 0: synchronous=FULL (an acknowledged event survives power
+                                     loss); 1: NORMAL (survives a crash of the process) */
+  hd_consumed_cb on_consumed;     /* a user reported events consumed (default: complete ok) */
+  uint32_t page_events;           /* catch-up page size in events; 0 = 512 */
 } hd_server_options_t;
-#define HD_SERVER_OPTIONS_INIT {HD_SERVER_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, HD_LOG_ERROR, 0, 0}
+#define HD_SERVER_OPTIONS_INIT {HD_SERVER_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, HD_LOG_ERROR, 0, 0, 0, 0, 0, 0}
 HD_EXTERN int hd_server_options_init(hd_server_options_t *opts, unsigned int version);
 
 #define HD_CLIENT_OPTIONS_VERSION 1
@@ -236,8 +266,15 @@ typedef struct hd_client_options {
   hd_log_level_t log_level;
   hd_peer_cb on_connected;         /* the server authenticated: its key */
   hd_peer_closed_cb on_disconnected; /* a connection or an attempt ended: why */
+  /* Events (appended with the event store). */
+  const char *data_dir;           /* the store's folder (created 0700; locked while open) */
+  int sync_normal;                /* as for the server */
+  hd_event_cb on_event;           /* the handler (required) */
+  uint32_t window;                /* events accepted unconfirmed (in flight + held); 0 = 1024 */
+  uint32_t retry_min_ms;          /* first delay before a failed event is handled again; 0 = 100 */
+  uint32_t retry_max_ms;          /* cap of the doubling delay; 0 = 30000 */
 } hd_client_options_t;
-#define HD_CLIENT_OPTIONS_INIT {HD_CLIENT_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, HD_LOG_ERROR, 0, 0}
+#define HD_CLIENT_OPTIONS_INIT {HD_CLIENT_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, HD_LOG_ERROR, 0, 0, 0, 0, 0, 0, 0, 0}
 HD_EXTERN int hd_client_options_init(hd_client_options_t *opts, unsigned int version);
 
 /* Creates a server and starts listening before it returns (so the port is known). */
@@ -256,6 +293,96 @@ HD_EXTERN int hd_server_close_wait(hd_server_t *server);
 HD_EXTERN int hd_client_create(hd_client_t **out, const hd_client_options_t *opts);
 HD_EXTERN int hd_client_close(hd_client_t *client, hd_close_cb cb, void *cb_data);
 HD_EXTERN int hd_client_close_wait(hd_client_t *client);
+
+/* ---------------------------------------------------------------------------------------------
+ * Events, server side. The server keeps each user's events in its store until the user's client
+ * has handled them and reported them consumed and `on_consumed` has completed them with success.
+ */
+
+/* The completion of hd_server_add_event: status 0 and the event's sequence number once it is
+ * durable (committed), or a negative code and seq 0. Runs on the loop thread. */
+typedef void (*hd_add_cb)(void *cb_data, int status, uint64_t seq);
+/* A completion with a status only. */
+typedef void (*hd_done_cb)(void *cb_data, int status);
+
+/* Adds an event for `user` (an Ed25519 public key). The payload (1 byte up to the server's
+ * max_message_bytes less 64) is copied before the call returns. The event takes the user's next
+ * sequence number; concurrent adds share one transaction and one fsync; `cb` (optional) runs
+ * once it is durable, and a connected user gets the event pushed right after. Any thread.
+ * HD_EINVAL: empty or oversized payload; HD_EKEY: `user` is not a valid Ed25519 key;
+ * HD_ECLOSED: the server is closing. */
+HD_EXTERN int hd_server_add_event(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYTES],
+                                  const void *payload, size_t len, hd_add_cb cb, void *cb_data);
+/* The same, blocking until the event is durable; `seq` (optional) receives its number.
+ * HD_ETHREAD on the handle's loop thread. */
+HD_EXTERN int hd_server_add_event_wait(hd_server_t *server,
+                                       const uint8_t user[HD_PUBLICKEY_BYTES],
+                                       const void *payload, size_t len, uint64_t *seq);
+/* Stores the pause (ms) and pushes it to every connected client; new clients get it in WELCOME.
+ * `cb` (optional) runs once it is stored. */
+HD_EXTERN int hd_server_update_pause(hd_server_t *server, uint32_t pause_ms, hd_done_cb cb,
+                                     void *cb_data);
+
+HD_EXTERN size_t hd_consumed_count(const hd_consumed_t *batch);
+/* Event `index` (0-based) of the batch, with the client's data. HD_EINVAL past the end. */
+HD_EXTERN int hd_consumed_event(const hd_consumed_t *batch, size_t index, hd_event_info_t *out);
+/* Completes event `index`: ok != 0 deletes it and confirms it to the client (DONE); ok == 0 keeps
+ * it, and the client reports it again on its next connection. Any thread, once per event
+ * (HD_EALREADY after that). The batch is freed after its last completion. */
+HD_EXTERN int hd_consumed_complete(hd_consumed_t *batch, size_t index, int ok);
+/* Completes every event of the batch not completed yet, with the same `ok`. */
+HD_EXTERN int hd_consumed_complete_all(hd_consumed_t *batch, int ok);
+
+#define HD_SERVER_STATS_VERSION 1
+typedef struct hd_server_stats {
+  unsigned int version;       /* set to HD_SERVER_STATS_VERSION before the call */
+  uint64_t events_added;      /* adds that completed durable since create */
+  uint64_t events_delivered;  /* events sent to clients (a resend after reconnect counts again) */
+  uint64_t events_consumed;   /* consumption reports received */
+  uint64_t events_confirmed;  /* events completed ok, deleted and confirmed (DONE) */
+  uint64_t pending_total;     /* events held in the store */
+  uint64_t connected_users;   /* authenticated connections now */
+  uint64_t commits;           /* store transactions (one fsync each) */
+} hd_server_stats_t;
+
+/* Blocking reads, any thread (inline on the loop thread). */
+HD_EXTERN int hd_server_stats(hd_server_t *server, hd_server_stats_t *out);
+/* How many events the store holds for `user`. */
+HD_EXTERN int hd_server_pending(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYTES],
+                                uint64_t *out);
+/* Copies up to `cap` connected users' keys into `out` (cap x 32 bytes); returns how many are
+ * connected (may exceed cap). */
+HD_EXTERN int hd_server_connected_users(hd_server_t *server, uint8_t *out, size_t cap);
+
+/* ---------------------------------------------------------------------------------------------
+ * Events, client side. The client writes received events to its store before it hands them to
+ * `on_event`: in sequence order, one at a time (the next after the previous completed), after the
+ * pause window. Events already received are handled even while the server is away.
+ */
+
+/* The event's fields; the pointers stay valid until hd_event_complete(). */
+HD_EXTERN int hd_event_info(const hd_event_t *event, hd_event_info_t *out);
+HD_EXTERN uint64_t hd_event_seq(const hd_event_t *event);
+/* ok != 0: the event is recorded consumed (durably) with `data` (optional, copied) and reported
+ * to the server. ok == 0: it stays and is handed to the handler again after a backoff (doubling
+ * from retry_min_ms to retry_max_ms), before any later event. Frees the event. Any thread, once. */
+HD_EXTERN int hd_event_complete(hd_event_t *event, int ok, const void *data, size_t len);
+
+#define HD_CLIENT_STATS_VERSION 1
+typedef struct hd_client_stats {
+  unsigned int version;       /* set to HD_CLIENT_STATS_VERSION before the call */
+  uint64_t events_received;   /* new events stored */
+  uint64_t events_handled;    /* handler completions with success */
+  uint64_t events_failed;     /* handler completions with failure (retried) */
+  uint64_t events_confirmed;  /* DONE received: forgotten */
+  uint64_t unhandled;         /* held, not yet consumed */
+  uint64_t consumed;          /* consumed, not yet confirmed by the server */
+  uint64_t high_water;        /* the highest sequence received from the current server store */
+  uint32_t pause_ms;          /* the pause in force */
+  int connected;              /* 1 while authenticated to the server */
+} hd_client_stats_t;
+/* Blocking read, any thread (inline on the loop thread). */
+HD_EXTERN int hd_client_stats(hd_client_t *client, hd_client_stats_t *out);
 
 #ifdef __cplusplus
 }
