@@ -77,6 +77,21 @@ static int open_record(hd__record_reader_t *r, uint8_t *ct, size_t len) {
   return 0;
 }
 
+/* The buffer of a cut record grows with the bytes that actually arrived (never past the record's
+ * length), so a peer that announces 65535 bytes and sends a few costs a few KiB, not 64. */
+static int grow_record(hd__record_reader_t *r, size_t need) {
+  if (need <= r->rec_cap) return 0;
+  size_t cap = r->rec_cap ? r->rec_cap * 2 : 4096;
+  if (cap < need) cap = need;
+  if (cap > r->rec_len) cap = r->rec_len;
+  uint8_t *grown = realloc(r->rec, cap);
+  if (grown == NULL)
+    return fail(r, hd__error(HD_ENOMEM, "out of memory for a record of %zu bytes", r->rec_len));
+  r->rec = grown;
+  r->rec_cap = cap;
+  return 0;
+}
+
 int hd__record_reader_feed(hd__record_reader_t *r, uint8_t *data, size_t n) {
   if (r->error) return r->error;
   uint8_t *p = data, *end = data + n;
@@ -85,6 +100,7 @@ int hd__record_reader_feed(hd__record_reader_t *r, uint8_t *data, size_t n) {
     if (r->rec_len) { /* continue a record cut by a read boundary */
       size_t take = r->rec_len - r->rec_have;
       if (take > (size_t)(end - p)) take = (size_t)(end - p);
+      if ((rc = grow_record(r, r->rec_have + take))) return rc;
       memcpy(r->rec + r->rec_have, p, take);
       p += take;
       r->rec_have += take;
@@ -92,7 +108,7 @@ int hd__record_reader_feed(hd__record_reader_t *r, uint8_t *data, size_t n) {
       rc = open_record(r, r->rec, r->rec_len);
       free(r->rec); /* an idle connection keeps no record buffer */
       r->rec = NULL;
-      r->rec_len = r->rec_have = 0;
+      r->rec_len = r->rec_have = r->rec_cap = 0;
       if (rc) return rc;
       continue;
     }
@@ -114,11 +130,9 @@ int hd__record_reader_feed(hd__record_reader_t *r, uint8_t *data, size_t n) {
       if ((rc = open_record(r, p, len))) return rc;
       p += len;
     } else {
-      r->rec = malloc(len); /* exact size, at most 65535 bytes */
-      if (r->rec == NULL)
-        return fail(r, hd__error(HD_ENOMEM, "out of memory for a record of %zu bytes", len));
       r->rec_len = len;
       r->rec_have = (size_t)(end - p);
+      if ((rc = grow_record(r, r->rec_have))) return rc;
       memcpy(r->rec, p, r->rec_have);
       return 0;
     }

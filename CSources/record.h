@@ -36,7 +36,7 @@ typedef struct hd__record_reader {
   uint8_t head[HD__RECORD_HEADER];
   uint8_t head_len;
   uint8_t *rec;        /* the record being collected */
-  size_t rec_len, rec_have;
+  size_t rec_len, rec_have, rec_cap;
 } hd__record_reader_t;
 
 /* `recv` must have a key (HD_EINVAL otherwise). */
