@@ -1,0 +1,31 @@
+"""Hyperdown for Python: keys, topics, errors and the server/client handles of the C core.
+
+The plain API (this module) calls your callbacks on the core's loop thread; ``hyperdown.aio``
+hands them to an asyncio loop. See README.md ("Threading model").
+"""
+from __future__ import annotations
+
+from ._errors import *  # noqa: F401,F403
+from ._errors import __all__ as _errors_all
+from ._handles import (CallbackErrorHandler, Client, Event, EventHandler, LogCallback, LogLevel,
+                       PeerCallback, PeerClosedCallback, Server)
+from ._hyperdown import ffi as _ffi, lib as _lib
+from ._keys import (PROTOCOL_VERSION, PUBLICKEY_BYTES, SCALAR_BYTES, SECRETKEY_BYTES, SEED_BYTES,
+                    TOPIC_BYTES, BytesLike, KeyPair, abi_version, check_public_key, hex_decode,
+                    hex_encode, topic_key, version, version_hex)
+
+__version__ = "0.1.0"
+
+# the core this extension loaded must be ABI-compatible with the header it was compiled from
+if _lib.hd_check_version(_lib.HD_ABI_VERSION, _lib.HD_VERSION_HEX) != 0:  # pragma: no cover
+    raise ImportError(
+        f"hyperdown: the loaded core {version()} (ABI {abi_version()}) does not match the header "
+        f"the extension was built with (ABI {_lib.HD_ABI_VERSION}); rebuild the package")
+
+__all__ = [
+    *_errors_all,
+    "KeyPair", "BytesLike", "topic_key", "hex_encode", "hex_decode", "check_public_key",
+    "version", "version_hex", "abi_version", "Server", "Client", "Event", "EventHandler", "LogLevel", "PeerCallback",
+    "PeerClosedCallback", "LogCallback", "CallbackErrorHandler", "PUBLICKEY_BYTES",
+    "SCALAR_BYTES", "SEED_BYTES", "SECRETKEY_BYTES", "TOPIC_BYTES", "PROTOCOL_VERSION",
+]
