@@ -28,8 +28,10 @@ TEST_SRCS := $(wildcard tests/c/test_*.c)
 TEST_BINS := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 TOOLS := $(BUILD)/hd-noise-vectors
 
+-include bench/bench.mk
+
 .PHONY: all deps lib tools tests test test-c test-c-valgrind test-header test-swift abi-check \
-        abi-baseline demo clean install
+        abi-baseline demo demo-c clean install
 
 SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
 
@@ -112,9 +114,14 @@ test-swift:
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 
-demo: deps lib
-	$(MAKE) $(BUILD)/examples/demo
-	$(BUILD)/examples/demo
+# The original example, narrated, on the embedded SQLite default (the Swift CLI's `hyperdown demo`
+# tells the same story; `make demo-c` plays it with the C example program).
+demo: deps
+	$(SWIFT) run hyperdown demo
+
+demo-c: deps lib
+	$(MAKE) $(BUILD)/examples/original
+	$(BUILD)/examples/original
 
 $(BUILD)/examples/%: examples/%.c $(SHLIB)
 	@mkdir -p $(@D)

@@ -4,7 +4,10 @@
 
 #include "conn.h"
 
-/* Receives every non-control message from the server, on the loop thread. */
+/* Receives every non-control message from the server, on the loop thread. While a hook is set
+ * the event layer leaves connections alone (no RESUME, CONSUMED or CREDIT; received messages go
+ * to the hook only): transport tests drive the messages themselves. Set it before the connection
+ * opens (right after create is early enough: RESUME waits for a store write). */
 typedef void (*hd__client_message_hook)(void *ud, hd__conn_t *conn, uint8_t type,
                                         const uint8_t *body, size_t len);
 

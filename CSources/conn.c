@@ -133,6 +133,8 @@ static void on_write(uv_write_t *req, int status) {
   free(w);
   if (status < 0 && c->state < HD__CONN_CLOSING) {
     conn_end(c, hd__error_from_uv(status, "write failed"), CLOSE_ABRUPT);
+  } else if (c->state == HD__CONN_OPEN && c->cfg->on_drain != NULL) {
+    c->cfg->on_drain(c);
   }
 }
 

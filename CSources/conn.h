@@ -38,6 +38,9 @@ typedef struct hd__conn_config {
    * remote key is NULL if the peer never authenticated. The connection is freed after this
    * without touching the config again, so the owner may free the config inside this call. */
   void (*on_close)(hd__conn_t *c, const uint8_t *remote_public_key, int status);
+  /* Optional: a write finished on an open connection, so hd__conn_write_backlog() shrank
+   * (lets a sender that stopped at a high-water mark go on). */
+  void (*on_drain)(hd__conn_t *c);
 } hd__conn_config_t;
 
 enum hd__conn_state {

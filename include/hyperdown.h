@@ -330,7 +330,10 @@ HD_EXTERN int hd_consumed_event(const hd_consumed_t *batch, size_t index, hd_eve
  * it, and the client reports it again on its next connection. Any thread, once per event
  * (HD_EALREADY after that). The batch is freed after its last completion. */
 HD_EXTERN int hd_consumed_complete(hd_consumed_t *batch, size_t index, int ok);
-/* Completes every event of the batch not completed yet, with the same `ok`. */
+/* Completes every event of the batch not completed yet, with the same `ok`.
+ * A batch outlives the server's close: completing it after the close only frees it (its events
+ * are not deleted; the client reports them again to the next server on the folder). A batch
+ * that is never completed is never freed: the application must complete every event. */
 HD_EXTERN int hd_consumed_complete_all(hd_consumed_t *batch, int ok);
 
 #define HD_SERVER_STATS_VERSION 1

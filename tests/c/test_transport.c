@@ -383,6 +383,7 @@ static void bad_options(void) {
   CHECK_RC(hd_server_options_init(&so, HD_SERVER_OPTIONS_VERSION + 1), HD_EVERSION);
   CHECK_OK(hd_server_options_init(&so, HD_SERVER_OPTIONS_VERSION));
   hd_server_t *s;
+  so.data_dir = tu_data_dir();
   so.keypair = &kp;
   so.topic = TOPIC;
   so.listen = "example.com:80";

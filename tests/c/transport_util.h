@@ -132,7 +132,7 @@ static HD__UNUSED hd__buf_t tu_events_message(uint64_t seq, size_t len) {
 }
 
 /* The body of a whole encoded message (after the length varint and the type byte). */
-static const uint8_t *tu_body(const hd__buf_t *m, size_t *len) {
+static HD__UNUSED const uint8_t *tu_body(const hd__buf_t *m, size_t *len) {
   uint64_t l = 1;
   int n = hd__varint_get(m->data, m->len, &l);
   *len = (size_t)l - 1;
@@ -176,12 +176,42 @@ static HD__UNUSED void tu_client_hook(void *ud, hd__conn_t *c, uint8_t type, con
 }
 
 /* ---- handles ---- */
+/* A fresh store folder under /tmp for a server, removed at exit by the process that made it
+ * (a forked child that exits must not remove its parent's folders). */
+static char tu_dirs[512][32];
+static int tu_ndirs;
+static pid_t tu_dirs_pid;
+
+static void tu_dirs_cleanup(void) {
+  if (getpid() != tu_dirs_pid) return;
+  for (int i = 0; i < tu_ndirs; i++) {
+    char cmd[48];
+    snprintf(cmd, sizeof cmd, "rm -rf %.31s", tu_dirs[i]);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tu_dirs[i]);
+  }
+  tu_ndirs = 0;
+}
+
+static HD__UNUSED const char *tu_data_dir(void) {
+  if (tu_ndirs == 0 && tu_dirs_pid == 0) {
+    tu_dirs_pid = getpid();
+    atexit(tu_dirs_cleanup);
+  }
+  static char spare[32];
+  char *d = tu_ndirs < 512 ? tu_dirs[tu_ndirs] : spare; /* past 512: left in /tmp */
+  snprintf(d, sizeof tu_dirs[0], "/tmp/hd-tu-XXXXXX");
+  if (mkdtemp(d) == NULL) return NULL;
+  if (d != spare) tu_ndirs++;
+  return d;
+}
+
 static HD__UNUSED hd_server_options_t tu_server_options(const hd_keypair_t *kp, const char *topic,
                                              const char *listen, tu_peer_t *p) {
   hd_server_options_t o = HD_SERVER_OPTIONS_INIT;
   o.keypair = kp;
   o.topic = topic;
   o.listen = listen;
+  o.data_dir = tu_data_dir();
   o.user_data = p;
   o.destroy = tu_on_destroy;
   o.log = tu_log;
@@ -189,6 +219,12 @@ static HD__UNUSED hd_server_options_t tu_server_options(const hd_keypair_t *kp, 
   o.on_peer_connected = tu_on_connected;
   o.on_peer_disconnected = tu_on_disconnected;
   return o;
+}
+
+/* The client's handler: every event is handled at once. */
+static HD__UNUSED void tu_on_event(void *ud, hd_event_t *e) {
+  (void)ud;
+  hd_event_complete(e, 1, NULL, 0);
 }
 
 static HD__UNUSED hd_client_options_t tu_client_options(const hd_keypair_t *kp, const uint8_t *server_pk,
@@ -205,6 +241,8 @@ static HD__UNUSED hd_client_options_t tu_client_options(const hd_keypair_t *kp, 
   o.log_level = getenv("HD_TEST_VERBOSE") ? HD_LOG_DEBUG : HD_LOG_INFO;
   o.on_connected = tu_on_connected;
   o.on_disconnected = tu_on_disconnected;
+  o.data_dir = tu_data_dir();
+  o.on_event = tu_on_event;
   o.reconnect_min_ms = 20;
   o.reconnect_max_ms = 200;
   return o;

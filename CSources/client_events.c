@@ -1,0 +1,245 @@
+/* The client's event state: the store, receiving EVENTS/DONE/PAUSE, flow control, close and
+ * stats (client_events.h). */
+#include "client_events.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_WINDOW 1024
+#define DEFAULT_RETRY_MIN_MS 100
+#define DEFAULT_RETRY_MAX_MS 30000
+
+int hd__client_grow(void **p, size_t *cap, size_t need, size_t size) {
+  if (need <= *cap) return 0;
+  size_t n = *cap ? *cap : 16;
+  while (n < need) n *= 2;
+  void *q = realloc(*p, n * size);
+  if (q == NULL) return hd__error(HD_ENOMEM, "out of memory (%zu entries)", n);
+  *p = q;
+  *cap = n;
+  return 0;
+}
+
+int hd__client_events_create(hd__client_events_t **out, hd__runtime_t *rt,
+                             const hd_client_options_t *opts) {
+  *out = NULL;
+  hd__client_events_t *ev = calloc(1, sizeof *ev);
+  if (ev == NULL) return hd__error(HD_ENOMEM, "out of memory creating the client");
+  ev->rt = rt;
+  ev->on_event = opts->on_event;
+  ev->user_data = opts->user_data;
+  ev->window = opts->window ? opts->window : DEFAULT_WINDOW;
+  ev->retry_min_ms = opts->retry_min_ms ? opts->retry_min_ms : DEFAULT_RETRY_MIN_MS;
+  ev->retry_max_ms = opts->retry_max_ms ? opts->retry_max_ms : DEFAULT_RETRY_MAX_MS;
+  if (ev->retry_max_ms < ev->retry_min_ms) ev->retry_max_ms = ev->retry_min_ms;
+  ev->link = hd__client_link_new(rt, ev);
+  if (ev->link == NULL) {
+    free(ev);
+    return hd__error(HD_ENOMEM, "out of memory creating the client");
+  }
+  hd__store_options_t so = {HD__STORE_SQLITE, opts->data_dir, rt->loop, opts->sync_normal, 0, 0};
+  int rc = hd__client_store_open(&ev->store, &so);
+  if (rc != 0) {
+    hd__client_link_detach(ev->link);
+    free(ev);
+    return rc;
+  }
+  hd__client_handler_init(ev);
+  *out = ev;
+  return 0;
+}
+
+/* ---- receiving ------------------------------------------------------------------------- */
+
+static void on_inserted(void *data, int status, uint64_t value) {
+  hd__client_events_t *ev = data;
+  hd__insert_rec_t rec = ev->ins[ev->ins_head];
+  ev->ins_head = (ev->ins_head + 1) % ev->ins_cap;
+  ev->ins_len--;
+  if (ev->closing) return;
+  if (status != 0) {
+    /* not stored: the server still holds them and sends them again after a reconnect, which
+     * also resumes from the high-water mark the failed batch did not raise */
+    hd__log(ev->rt, HD_LOG_ERROR, "storing %llu received events failed: %s",
+            (unsigned long long)rec.n, hd_last_error_message());
+    if (ev->conn != NULL && rec.epoch == ev->epoch) hd__conn_close(ev->conn, status, "store failed");
+    return;
+  }
+  ev->received += value;
+  /* duplicates (at or below the high-water mark) took credit but are not held: give it back */
+  if (rec.epoch == ev->epoch && value < rec.n) {
+    ev->grant += rec.n - value;
+    hd__client_report_flush_later(ev);
+  }
+  if (value > 0) hd__client_handler_arrived(ev);
+}
+
+static int push_insert(hd__client_events_t *ev, uint64_t n) {
+  if (ev->ins_len == ev->ins_cap) {
+    size_t cap = ev->ins_cap ? ev->ins_cap * 2 : 16;
+    hd__insert_rec_t *r = malloc(cap * sizeof *r);
+    if (r == NULL) return hd__error(HD_ENOMEM, "out of memory queueing received events");
+    for (size_t i = 0; i < ev->ins_len; i++) r[i] = ev->ins[(ev->ins_head + i) % ev->ins_cap];
+    free(ev->ins);
+    ev->ins = r;
+    ev->ins_cap = cap;
+    ev->ins_head = 0;
+  }
+  ev->ins[(ev->ins_head + ev->ins_len) % ev->ins_cap] = (hd__insert_rec_t){n, ev->epoch};
+  ev->ins_len++;
+  return 0;
+}
+
+static int on_events(hd__client_events_t *ev, hd__conn_t *c, const uint8_t *body, size_t len) {
+  hd__entry_iter_t it;
+  uint64_t n;
+  int rc = hd__msg_entries_begin(&it, HD__MSG_EVENTS, body, len, &n);
+  if (rc != 0) return rc;
+  if (n == 0) return 0;
+  rc = hd__client_grow((void **)&ev->scratch_ev, &ev->scratch_ev_cap, (size_t)n,
+                       sizeof *ev->scratch_ev);
+  if (rc != 0) return rc;
+  hd__entry_t e;
+  size_t i = 0;
+  while (hd__msg_entries_next(&it, &e)) {
+    if (e.seq <= ev->last_seq || e.created_ms > INT64_MAX) {
+      return hd__error(HD_EPROTO, "EVENTS: seq %llu after %llu on this connection (must increase)",
+                       (unsigned long long)e.seq, (unsigned long long)ev->last_seq);
+    }
+    ev->last_seq = e.seq;
+    ev->scratch_ev[i++] = (hd__store_event_t){e.seq, (int64_t)e.created_ms, e.data, e.len, NULL, 0};
+  }
+  rc = push_insert(ev, n);
+  if (rc != 0) return rc;
+  /* one queued write per message: the store's group commit batches them across messages */
+  rc = ev->store->vt->insert_received(ev->store, ev->scratch_ev, i, on_inserted, ev);
+  if (rc != 0) {
+    ev->ins_len--; /* the newest record: its completion will never run */
+    return rc;
+  }
+  (void)c;
+  return 0;
+}
+
+static void on_forgotten(void *data, int status, uint64_t value) {
+  hd__client_events_t *ev = data;
+  if (status != 0) {
+    /* kept: reported again at the next connect, and the server confirms it again */
+    hd__log(ev->rt, HD_LOG_ERROR, "forgetting confirmed events failed: %s", hd_last_error_message());
+    return;
+  }
+  ev->confirmed += value;
+  if (ev->closing || value == 0) return;
+  ev->grant += value; /* they left the store: the server may send as many more */
+  hd__client_report_flush_later(ev);
+}
+
+static int on_done(hd__client_events_t *ev, const uint8_t *body, size_t len) {
+  hd__entry_iter_t it;
+  uint64_t n;
+  int rc = hd__msg_entries_begin(&it, HD__MSG_DONE, body, len, &n);
+  if (rc != 0 || n == 0) return rc;
+  rc = hd__client_grow((void **)&ev->scratch_seq, &ev->scratch_seq_cap, (size_t)n, sizeof(uint64_t));
+  if (rc != 0) return rc;
+  hd__entry_t e;
+  size_t i = 0;
+  while (hd__msg_entries_next(&it, &e)) ev->scratch_seq[i++] = e.seq;
+  /* the store forgets only consumed events it holds: a DONE for anything else changes nothing */
+  return ev->store->vt->forget(ev->store, ev->scratch_seq, i, on_forgotten, ev);
+}
+
+void hd__client_events_on_message(hd__client_events_t *ev, hd__conn_t *c, uint8_t type,
+                                  const uint8_t *body, size_t len) {
+  if (c != ev->conn || ev->closing) return;
+  if (atomic_load(&ev->raw)) {
+    ev->conn = NULL; /* a hook was set after the connection opened: it takes over */
+    return;
+  }
+  int rc = 0;
+  uint64_t v;
+  switch (type) {
+    case HD__MSG_EVENTS:
+      rc = on_events(ev, c, body, len);
+      break;
+    case HD__MSG_DONE:
+      rc = on_done(ev, body, len);
+      break;
+    case HD__MSG_PAUSE:
+      rc = hd__msg_decode_varint(type, body, len, &v);
+      if (rc == 0) ev->pause_ms = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+      break;
+    default: /* CONSUMED, RESUME, CREDIT: client to server only */
+      rc = hd__error(HD_EPROTO, "%s received from the server (client to server only)",
+                     hd__msg_type_name(type) ? hd__msg_type_name(type) : "unknown message");
+      break;
+  }
+  if (rc != 0) {
+    char detail[512];
+    snprintf(detail, sizeof detail, "%s", hd_last_error_message());
+    hd__conn_close(c, rc, detail);
+  }
+}
+
+/* ---- connection ------------------------------------------------------------------------ */
+
+void hd__client_events_on_open(hd__client_events_t *ev, hd__conn_t *c, int raw) {
+  if (raw || atomic_load(&ev->raw) || ev->closing) return;
+  ev->conn = c;
+  ev->resumed = 0;
+  ev->last_seq = 0;
+  ev->pause_ms = c->welcome.pause_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)c->welcome.pause_ms;
+  hd__client_report_open(ev, c);
+}
+
+void hd__client_events_on_close(hd__client_events_t *ev, hd__conn_t *c) {
+  if (ev->conn != c) return;
+  ev->conn = NULL;
+  ev->resumed = 0;
+}
+
+/* ---- close and stats ------------------------------------------------------------------- */
+
+static void close_step(hd__client_events_t *ev) {
+  if (--ev->pending_closes > 0) return;
+  void (*cb)(void *) = ev->closed_cb;
+  void *arg = ev->closed_arg;
+  free(ev->ins);
+  free(ev->scratch_ev);
+  free(ev->scratch_seq);
+  free(ev->scratch_entry);
+  free(ev);
+  if (cb != NULL) cb(arg);
+}
+
+static void on_store_closed(void *data) { close_step(data); }
+static void on_timer_closed(uv_handle_t *h) { close_step(h->data); }
+
+void hd__client_events_close(hd__client_events_t *ev, void (*cb)(void *arg), void *arg) {
+  ev->closing = 1;
+  ev->closed_cb = cb;
+  ev->closed_arg = arg;
+  ev->conn = NULL;
+  /* a completion from now on only frees its event: it is handled again next time */
+  hd__client_link_detach(ev->link);
+  ev->link = NULL;
+  hd__client_handler_stop(ev);
+  hd__runtime_undefer(ev->rt, &ev->flush_d);
+  hd__client_report_drop(ev);
+  ev->pending_closes = 2;
+  uv_close((uv_handle_t *)&ev->timer, on_timer_closed);
+  /* commits every queued write (their callbacks run first, and see `closing`) */
+  if (ev->store->vt->close(ev->store, on_store_closed, ev) != 0) close_step(ev);
+}
+
+int hd__client_events_stats(hd__client_events_t *ev, hd_client_stats_t *out) {
+  if (ev->closing) return hd__error(HD_ECLOSED, "the client is closing");
+  out->events_received = ev->received;
+  out->events_handled = ev->handled;
+  out->events_failed = ev->failed;
+  out->events_confirmed = ev->confirmed;
+  out->pause_ms = ev->pause_ms;
+  out->connected = ev->conn != NULL;
+  int rc = ev->store->vt->counts(ev->store, &out->unhandled, &out->consumed);
+  if (rc == 0) rc = ev->store->vt->high_water(ev->store, &out->high_water);
+  return rc;
+}

@@ -1,0 +1,103 @@
+/* The client's side of event delivery (DESIGN.md "Delivery semantics", docs/PROTOCOL.md 7):
+ * what the client holds in its store, the handler fed one event at a time, and what it tells the
+ * server (RESUME, CONSUMED, CREDIT). Loop thread only, except where noted.
+ *
+ *   client_events.c   state, receiving (EVENTS, DONE, PAUSE), flow control, close, stats
+ *   client_handler.c  handing events to on_event: pause, order, retry with backoff
+ *   client_report.c   on connect: store id, RESUME, the consumed-but-unconfirmed report;
+ *                     CONSUMED and CREDIT coalesced once per loop iteration
+ *   client_event.c    hd_event_t and its any-thread completion */
+#ifndef HD_CLIENT_EVENTS_H
+#define HD_CLIENT_EVENTS_H
+
+#include "client_event.h"
+#include "conn.h"
+#include "store.h"
+
+/* One EVENTS message whose insert is queued: store completions run in submission order, so a
+ * FIFO ring is enough to match them (no allocation per message). */
+typedef struct hd__insert_rec {
+  uint64_t n;      /* events in the message */
+  uint64_t epoch;  /* the credit epoch (connection) it was received in */
+} hd__insert_rec_t;
+
+struct hd__client_events {
+  hd__runtime_t *rt;
+  hd__client_store_t *store;
+  hd__client_link_t *link;
+  hd_event_cb on_event;
+  void *user_data;
+  uint32_t window, retry_min_ms, retry_max_ms;
+
+  /* the connection that speaks the event protocol (NULL: none, or a raw one for tests) */
+  hd__conn_t *conn;
+  atomic_int raw;              /* a test hook is set: the event layer leaves connections alone */
+  int resumed;                 /* RESUME went out on `conn` */
+  int sets_pending;            /* set_server_store_id writes queued, not completed */
+  uint64_t last_seq;           /* highest seq received on `conn`: EVENTS must go above it */
+  uint32_t pause_ms;
+  uint8_t resume_id[HD_STORE_ID_BYTES]; /* the id remembered when `conn` opened (zeros: none) */
+
+  /* flow control: the server's credit is window - held at RESUME, plus what we grant */
+  uint64_t epoch;              /* bumps at each RESUME */
+  uint64_t grant;              /* credit owed, sent once per iteration */
+  hd__insert_rec_t *ins;
+  size_t ins_cap, ins_head, ins_len;
+  hd__store_event_t *scratch_ev; /* one EVENTS message's events, pointing into its body */
+  size_t scratch_ev_cap;
+  uint64_t *scratch_seq;       /* one DONE message's seqs */
+  size_t scratch_seq_cap;
+  hd__entry_t *scratch_entry;  /* CONSUMED entries being encoded */
+  size_t scratch_entry_cap;
+
+  /* the handler (client_handler.c) */
+  uint64_t gen;                /* store generation: bumps when the server's store changed */
+  hd_event_t *ready_head, *ready_tail; /* read from the store, not handed out yet */
+  uint64_t fetched;            /* highest seq read from the store in this generation */
+  int more;                    /* the store may hold unhandled events above `fetched` */
+  hd_event_t *current;         /* handed out, not completed */
+  uv_timer_t timer;            /* the pause, or a failed event's backoff */
+  int timer_armed;
+  uint32_t backoff_ms;
+  hd__deferred_t next_d;       /* hand out the next event after this iteration */
+
+  /* consumption reports: committed consumed events to put in CONSUMED (client_report.c) */
+  hd_event_t *report_head, *report_tail;
+  hd__deferred_t flush_d;
+
+  uint64_t received, handled, failed, confirmed;
+
+  int closing;
+  int pending_closes;          /* the timer and the store */
+  void (*closed_cb)(void *arg);
+  void *closed_arg;
+};
+
+/* Opens the store (create time, before the loop runs or on the caller loop's thread). HD_EBUSY:
+ * the folder is in use. On error nothing is left behind. */
+int hd__client_events_create(hd__client_events_t **out, hd__runtime_t *rt,
+                             const hd_client_options_t *opts);
+/* Starts handing out what the store already holds (no server needed). */
+void hd__client_events_start(hd__client_events_t *ev);
+/* The connection opened; `raw` (a test hook was set) keeps the event protocol silent on it. */
+void hd__client_events_on_open(hd__client_events_t *ev, hd__conn_t *c, int raw);
+void hd__client_events_on_message(hd__client_events_t *ev, hd__conn_t *c, uint8_t type,
+                                  const uint8_t *body, size_t len);
+void hd__client_events_on_close(hd__client_events_t *ev, hd__conn_t *c);
+/* Stops the handler, commits the queued writes, closes the store; then `cb(arg)` and frees
+ * `ev`. Before the loop runs (a failed create) the loop must be run for it to finish. */
+void hd__client_events_close(hd__client_events_t *ev, void (*cb)(void *arg), void *arg);
+int hd__client_events_stats(hd__client_events_t *ev, hd_client_stats_t *out);
+
+/* Shared between the files above. */
+void hd__client_handler_arrived(hd__client_events_t *ev);   /* new events are in the store */
+void hd__client_handler_reset(hd__client_events_t *ev);     /* the server's store changed */
+void hd__client_handler_stop(hd__client_events_t *ev);
+void hd__client_handler_init(hd__client_events_t *ev);
+void hd__client_report_open(hd__client_events_t *ev, hd__conn_t *c);
+void hd__client_report_consumed(hd__client_events_t *ev, hd_event_t *e); /* committed */
+void hd__client_report_flush_later(hd__client_events_t *ev);
+void hd__client_report_drop(hd__client_events_t *ev);
+int hd__client_grow(void **p, size_t *cap, size_t need, size_t size);
+
+#endif

@@ -1,0 +1,185 @@
+/* Handing events to the client's on_event: in sequence order, one at a time (the next only after
+ * the previous completed), after the pause when events arrive to an idle handler, a failed event
+ * again after a doubling backoff before any later one (client_events.h).
+ *
+ * Events are read from the store a small page at a time, so memory stays bounded whatever the
+ * backlog; only committed events are read, so an event is handed out only once it is durable. */
+#include "client_events.h"
+
+#include <stdlib.h>
+
+#define PAGE_EVENTS 32
+#define PAGE_BYTES (256 * 1024)
+
+typedef struct fill_ctx {
+  hd__client_events_t *ev;
+  size_t bytes;
+  int error;
+} fill_ctx_t;
+
+static int fill_one(void *data, const hd__store_event_t *row) {
+  fill_ctx_t *f = data;
+  hd__client_events_t *ev = f->ev;
+  hd_event_t *e = hd__event_new(ev->link, row, ev->gen);
+  if (e == NULL) {
+    f->error = hd__error(HD_ENOMEM, "out of memory reading event %llu", (unsigned long long)row->seq);
+    return 1;
+  }
+  if (ev->ready_tail) ev->ready_tail->next = e;
+  else ev->ready_head = e;
+  ev->ready_tail = e;
+  ev->fetched = row->seq;
+  f->bytes += row->payload_len;
+  return f->bytes >= PAGE_BYTES; /* a page of large events stops early */
+}
+
+static void fill(hd__client_events_t *ev) {
+  fill_ctx_t f = {ev, 0, 0};
+  int n = ev->store->vt->list_unhandled(ev->store, ev->fetched, PAGE_EVENTS, fill_one, &f);
+  if (n < 0 || f.error != 0) {
+    hd__log(ev->rt, HD_LOG_ERROR, "reading unhandled events failed: %s", hd_last_error_message());
+    ev->more = 0; /* tried again when the next events arrive */
+    return;
+  }
+  if (n < PAGE_EVENTS && f.bytes < PAGE_BYTES) ev->more = 0;
+}
+
+static void hand_out(hd__client_events_t *ev) {
+  if (ev->closing || ev->current != NULL || ev->timer_armed) return;
+  if (ev->ready_head == NULL && ev->more) fill(ev);
+  hd_event_t *e = ev->ready_head;
+  if (e == NULL) return; /* idle until events arrive */
+  ev->ready_head = e->next;
+  if (ev->ready_head == NULL) ev->ready_tail = NULL;
+  e->next = NULL;
+  atomic_store(&e->state, HD__EVENT_OUT);
+  ev->current = e;
+  ev->on_event(ev->user_data, e); /* it may complete inline: the next one waits for next_d */
+}
+
+static void next_deferred(hd__deferred_t *d) {
+  hd__client_events_t *ev = (hd__client_events_t *)((char *)d - offsetof(hd__client_events_t, next_d));
+  hand_out(ev);
+}
+
+static void on_timer(uv_timer_t *t) {
+  hd__client_events_t *ev = t->data;
+  ev->timer_armed = 0;
+  hand_out(ev);
+}
+
+static void wait_then_hand_out(hd__client_events_t *ev, uint32_t ms) {
+  if (ms == 0) {
+    hd__runtime_defer(ev->rt, &ev->next_d);
+    return;
+  }
+  ev->timer_armed = 1;
+  uv_timer_start(&ev->timer, on_timer, ms, 0);
+}
+
+void hd__client_handler_init(hd__client_events_t *ev) {
+  uv_timer_init(ev->rt->loop, &ev->timer);
+  ev->timer.data = ev;
+  ev->next_d.fn = next_deferred;
+  ev->backoff_ms = ev->retry_min_ms;
+  ev->more = 1; /* whatever an earlier run left unhandled */
+}
+
+void hd__client_handler_arrived(hd__client_events_t *ev) {
+  ev->more = 1;
+  if (ev->closing || ev->current != NULL || ev->timer_armed || ev->next_d.queued) return;
+  if (ev->ready_head != NULL) return; /* not idle: a retry or a hand-out is on its way */
+  /* the handler was idle: coalesce for the pause before the first of these is handed out */
+  wait_then_hand_out(ev, ev->pause_ms);
+}
+
+static void drop_ready(hd__client_events_t *ev) {
+  while (ev->ready_head != NULL) {
+    hd_event_t *e = ev->ready_head;
+    ev->ready_head = e->next;
+    hd__event_free(e);
+  }
+  ev->ready_tail = NULL;
+}
+
+void hd__client_handler_reset(hd__client_events_t *ev) {
+  /* the store dropped everything: what is read or handed out belongs to the old numbering */
+  ev->gen++;
+  drop_ready(ev);
+  ev->fetched = 0;
+  ev->more = 1;
+  ev->backoff_ms = ev->retry_min_ms;
+  if (ev->timer_armed) {
+    uv_timer_stop(&ev->timer);
+    ev->timer_armed = 0;
+  }
+}
+
+void hd__client_handler_stop(hd__client_events_t *ev) {
+  hd__runtime_undefer(ev->rt, &ev->next_d);
+  if (ev->timer_armed) uv_timer_stop(&ev->timer);
+  ev->timer_armed = 0;
+  drop_ready(ev);
+  ev->current = NULL; /* the handler still has it: its completion frees it (link detached) */
+}
+
+void hd__client_events_start(hd__client_events_t *ev) {
+  /* events already stored are handed out at once, with or without a server */
+  hd__runtime_defer(ev->rt, &ev->next_d);
+}
+
+/* ---- completions (loop thread) --------------------------------------------------------- */
+
+static void on_marked(void *data, int status, uint64_t value) {
+  hd_event_t *e = data;
+  hd__client_events_t *ev = e->link->owner;
+  if (status != 0) {
+    /* still unhandled in the store: handled again after a restart (at least once) */
+    if (ev != NULL) {
+      hd__log(ev->rt, HD_LOG_ERROR, "recording event %llu consumed failed: %s",
+              (unsigned long long)e->seq, hd_last_error_message());
+    }
+    hd__event_free(e);
+    return;
+  }
+  if (ev == NULL || ev->closing || e->gen != ev->gen || value == 0) {
+    hd__event_free(e); /* reported from the store at the next connect, if still consumed */
+    return;
+  }
+  hd__client_report_consumed(ev, e);
+}
+
+void hd__client_events_completed(hd__client_events_t *ev, hd_event_t *e) {
+  if (ev->current == e) ev->current = NULL;
+  if (ev->closing || e->gen != ev->gen) {
+    hd__event_free(e);
+    if (!ev->closing) hd__runtime_defer(ev->rt, &ev->next_d);
+    return;
+  }
+  if (e->ok) {
+    ev->handled++;
+    ev->backoff_ms = ev->retry_min_ms;
+    /* the event stays alive until the commit: its data goes into CONSUMED then */
+    int rc = ev->store->vt->mark_consumed(ev->store, e->seq, e->data, e->data_len, on_marked, e);
+    if (rc != 0) {
+      hd__log(ev->rt, HD_LOG_ERROR, "recording event %llu consumed failed: %s",
+              (unsigned long long)e->seq, hd_last_error_message());
+      hd__event_free(e);
+    }
+    /* the next event need not wait for the commit; after this iteration, so that a handler
+     * completing inline cannot recurse through a whole backlog */
+    hd__runtime_defer(ev->rt, &ev->next_d);
+    return;
+  }
+  ev->failed++;
+  hd__log(ev->rt, HD_LOG_DEBUG, "event %llu failed; handled again in %u ms",
+          (unsigned long long)e->seq, ev->backoff_ms);
+  atomic_store(&e->state, HD__EVENT_READY);
+  e->next = ev->ready_head; /* before any later event */
+  ev->ready_head = e;
+  if (ev->ready_tail == NULL) ev->ready_tail = e;
+  hd__runtime_undefer(ev->rt, &ev->next_d);
+  wait_then_hand_out(ev, ev->backoff_ms);
+  uint64_t next = (uint64_t)ev->backoff_ms * 2;
+  ev->backoff_ms = next > ev->retry_max_ms ? ev->retry_max_ms : (uint32_t)next;
+}

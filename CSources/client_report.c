@@ -1,0 +1,211 @@
+/* What the client tells its server (client_events.h): on each connect the store id check, RESUME
+ * and the consumed-but-unconfirmed report; afterwards CONSUMED for each committed completion and
+ * CREDIT for each event that left the store, coalesced into one write per loop iteration. */
+#include "client_events.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define REPORT_PAGE 256
+
+/* Encodes `n` CONSUMED entries into as few messages as the server's limit allows. */
+static int send_consumed(hd__client_events_t *ev, const hd__entry_t *e, size_t n) {
+  hd__conn_t *c = ev->conn;
+  while (n > 0) {
+    size_t k = hd__msg_consumed_fit(e, n, c->peer_max_message);
+    if (k == 0) {
+      /* cannot happen with data under HD__EVENT_DATA_MAX and a server accepting 1 MiB; a server
+       * with a smaller limit never learns of this event (it stays consumed here) */
+      hd__log(ev->rt, HD_LOG_ERROR, "consumed event %llu: data of %zu bytes too large for the "
+              "server's limit of %llu", (unsigned long long)e->seq, e->len,
+              (unsigned long long)c->peer_max_message);
+      e++;
+      n--;
+      continue;
+    }
+    hd__buf_t *out = hd__conn_out(c);
+    if (out == NULL) return HD_ESTATE;
+    int rc = hd__msg_encode_consumed(out, e, k);
+    if (rc != 0) return rc;
+    hd__conn_queued(c);
+    e += k;
+    n -= k;
+  }
+  return 0;
+}
+
+static void flush(hd__deferred_t *d) {
+  hd__client_events_t *ev = (hd__client_events_t *)((char *)d - offsetof(hd__client_events_t, flush_d));
+  if (ev->conn == NULL || !ev->resumed) {
+    hd__client_report_drop(ev); /* the store has them: reported after the next RESUME */
+    return;
+  }
+  size_t n = 0;
+  for (hd_event_t *e = ev->report_head; e != NULL; e = e->next) n++;
+  int rc = 0;
+  if (n > 0) {
+    rc = hd__client_grow((void **)&ev->scratch_entry, &ev->scratch_entry_cap, n,
+                         sizeof *ev->scratch_entry);
+    if (rc == 0) {
+      size_t i = 0;
+      for (hd_event_t *e = ev->report_head; e != NULL; e = e->next) {
+        ev->scratch_entry[i++] = (hd__entry_t){e->seq, 0, e->data, e->data_len};
+      }
+      rc = send_consumed(ev, ev->scratch_entry, n); /* the data's one copy: into the wire */
+    }
+  }
+  hd__client_report_drop(ev);
+  if (rc == 0 && ev->grant > 0 && ev->conn != NULL) {
+    hd__buf_t *out = hd__conn_out(ev->conn);
+    if (out != NULL && (rc = hd__msg_encode_credit(out, ev->grant)) == 0) {
+      ev->grant = 0;
+      hd__conn_queued(ev->conn);
+    }
+  }
+  if (rc != 0 && rc != HD_ESTATE && ev->conn != NULL) hd__conn_close(ev->conn, rc, "report failed");
+}
+
+void hd__client_report_flush_later(hd__client_events_t *ev) {
+  if (ev->closing) return;
+  ev->flush_d.fn = flush;
+  hd__runtime_defer(ev->rt, &ev->flush_d);
+}
+
+void hd__client_report_consumed(hd__client_events_t *ev, hd_event_t *e) {
+  e->next = NULL;
+  if (ev->report_tail) ev->report_tail->next = e;
+  else ev->report_head = e;
+  ev->report_tail = e;
+  hd__client_report_flush_later(ev);
+}
+
+void hd__client_report_drop(hd__client_events_t *ev) {
+  while (ev->report_head != NULL) {
+    hd_event_t *e = ev->report_head;
+    ev->report_head = e->next;
+    hd__event_free(e);
+  }
+  ev->report_tail = NULL;
+}
+
+/* ---- on connect ------------------------------------------------------------------------ */
+
+/* Reconnect path only (bounded by the window): a page of consumed events is copied out of the
+ * store's rows (valid during the callback only) into `page`, then encoded. */
+typedef struct page {
+  hd__client_events_t *ev;
+  hd__buf_t bytes;
+  size_t n;
+  uint64_t last;
+} page_t;
+
+static int page_one(void *data, const hd__store_event_t *row) {
+  page_t *p = data;
+  hd__client_events_t *ev = p->ev;
+  if (hd__client_grow((void **)&ev->scratch_entry, &ev->scratch_entry_cap, p->n + 1,
+                      sizeof *ev->scratch_entry) != 0 ||
+      (row->data_len && hd__buf_append(&p->bytes, row->data, row->data_len) != 0)) {
+    return 1;
+  }
+  /* data pointers are fixed up once the page is complete (the buffer may move) */
+  ev->scratch_entry[p->n++] = (hd__entry_t){row->seq, 0, NULL, row->data_len};
+  p->last = row->seq;
+  return 0;
+}
+
+static int report_consumed_from_store(hd__client_events_t *ev) {
+  page_t p = {ev, {0}, 0, 0};
+  int rc = 0;
+  for (;;) {
+    p.n = 0;
+    p.bytes.len = 0;
+    int got = ev->store->vt->list_consumed(ev->store, p.last, REPORT_PAGE, page_one, &p);
+    if (got < 0) {
+      rc = got;
+      break;
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < p.n; i++) {
+      ev->scratch_entry[i].data = p.bytes.data + off;
+      off += ev->scratch_entry[i].len;
+    }
+    if (p.n > 0 && (rc = send_consumed(ev, ev->scratch_entry, p.n)) != 0) break;
+    if (got < REPORT_PAGE) break;
+    if (p.n < (size_t)got) {
+      rc = hd__error(HD_ENOMEM, "out of memory reporting consumed events");
+      break;
+    }
+  }
+  hd__buf_free(&p.bytes);
+  return rc;
+}
+
+static void resume(hd__client_events_t *ev) {
+  hd__client_store_t *s = ev->store;
+  hd__resume_t r;
+  uint64_t unhandled = 0, consumed = 0;
+  memcpy(r.store_id, ev->resume_id, HD_STORE_ID_BYTES);
+  int rc = s->vt->high_water(s, &r.high_seq);
+  if (rc == 0) rc = s->vt->counts(s, &unhandled, &consumed);
+  /* what we hold counts against the window: the server may send only the rest */
+  uint64_t held = unhandled + consumed;
+  r.window = held < ev->window ? ev->window - held : 0;
+  /* completions committed before this point are in the store's listing below */
+  hd__client_report_drop(ev);
+  ev->epoch++;
+  ev->grant = 0;
+  hd__buf_t *out = rc == 0 ? hd__conn_out(ev->conn) : NULL;
+  if (rc == 0 && out != NULL) rc = hd__msg_encode_resume(out, &r);
+  if (rc == 0 && out != NULL) {
+    hd__conn_queued(ev->conn);
+    ev->resumed = 1;
+    hd__log(ev->rt, HD_LOG_DEBUG, "RESUME high_seq %llu window %llu (holding %llu)",
+            (unsigned long long)r.high_seq, (unsigned long long)r.window, (unsigned long long)held);
+    rc = report_consumed_from_store(ev);
+  }
+  if (rc != 0 && rc != HD_ESTATE && ev->conn != NULL) {
+    char detail[512];
+    snprintf(detail, sizeof detail, "resuming: %s", hd_last_error_message());
+    hd__conn_close(ev->conn, rc, detail);
+  }
+}
+
+static void on_store_id_set(void *data, int status, uint64_t changed) {
+  hd__client_events_t *ev = data;
+  ev->sets_pending--;
+  if (ev->closing) return;
+  if (status == 0 && changed) {
+    hd__log(ev->rt, HD_LOG_WARN, "the server's store changed (restored or replaced): events of "
+            "the old store dropped, resuming from sequence 0");
+    hd__client_handler_reset(ev);
+  }
+  /* a connection that closed meanwhile has a newer set queued, or none is needed */
+  if (ev->sets_pending > 0 || ev->conn == NULL || ev->resumed) return;
+  if (atomic_load(&ev->raw)) {
+    ev->conn = NULL; /* a test hook was set meanwhile: it drives this connection */
+    return;
+  }
+  if (status != 0) {
+    char detail[512];
+    snprintf(detail, sizeof detail, "recording the server's store id: %s", hd_last_error_message());
+    hd__conn_close(ev->conn, status, detail);
+    return;
+  }
+  resume(ev);
+  if (changed) hd__client_handler_arrived(ev);
+}
+
+void hd__client_report_open(hd__client_events_t *ev, hd__conn_t *c) {
+  if (ev->store->vt->server_store_id(ev->store, ev->resume_id) != 0) {
+    memset(ev->resume_id, 0, HD_STORE_ID_BYTES); /* none remembered: zeros */
+  }
+  /* RESUME waits for this write: writes complete in order, so when it has, every earlier
+   * insert, consumption and forget is committed and the high-water mark and the counts that
+   * RESUME carries are exact */
+  int rc = ev->store->vt->set_server_store_id(ev->store, c->welcome.store_id, on_store_id_set, ev);
+  if (rc != 0) {
+    hd__conn_close(c, rc, "recording the server's store id");
+    return;
+  }
+  ev->sets_pending++;
+}

@@ -1,0 +1,589 @@
+/* The client's side of event delivery against a raw server: a blocking socket on this thread that
+ * speaks the handshake as responder with the internal noise/record/wire API, so these tests
+ * control WELCOME (store id, pause) and every message, and depend on no server event code.
+ * Every wait is bounded (transport_util.h). */
+#include "harness.h"
+#include "transport_util.h"
+
+#define TOPIC "client-events-test"
+#define WINDOW 8
+
+/* ---- raw server ---------------------------------------------------------------------------- */
+
+typedef struct rmsg {
+  uint8_t type;
+  uint8_t *body;
+  size_t len;
+} rmsg_t;
+
+typedef struct rs {
+  int lfd, fd, port;
+  hd_keypair_t kp;
+  uint8_t store_id[16];
+  uint32_t pause_ms;
+  hd__cipher_t tx;
+  hd__record_reader_t rr;
+  hd__msg_reader_t mr;
+  int have_rr;
+  rmsg_t q[4096];
+  size_t nq, next;
+} rs_t;
+
+static int rs_collect(void *ctx, uint8_t type, const uint8_t *body, size_t len) {
+  rs_t *r = ctx;
+  if (r->nq == HD__ARRAY_SIZE(r->q)) return HD_ENOMEM;
+  rmsg_t *m = &r->q[r->nq++];
+  m->type = type;
+  m->len = len;
+  m->body = malloc(len ? len : 1);
+  if (len) memcpy(m->body, body, len);
+  return 0;
+}
+
+static void rs_drop_conn(rs_t *r) {
+  if (r->fd >= 0) close(r->fd);
+  r->fd = -1;
+  if (r->have_rr) {
+    hd__record_reader_free(&r->rr);
+    hd__msg_reader_free(&r->mr);
+  }
+  r->have_rr = 0;
+  for (size_t i = 0; i < r->nq; i++) free(r->q[i].body);
+  r->nq = r->next = 0;
+}
+
+static int rs_listen(rs_t *r, uint8_t id_byte, uint32_t pause_ms) {
+  memset(r, 0, sizeof *r);
+  r->fd = -1;
+  hd_keypair_generate(&r->kp);
+  memset(r->store_id, id_byte, 16);
+  r->pause_ms = pause_ms;
+  r->lfd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t al = sizeof a;
+  if (bind(r->lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(r->lfd, 8) != 0) return -1;
+  getsockname(r->lfd, (struct sockaddr *)&a, &al);
+  r->port = ntohs(a.sin_port);
+  return 0;
+}
+
+static void rs_close(rs_t *r) {
+  rs_drop_conn(r);
+  close(r->lfd);
+}
+
+/* Accepts one client and completes the handshake as responder; 0 when records are up. */
+static int rs_accept(rs_t *r, int ms) {
+  rs_drop_conn(r);
+  struct pollfd pf = {r->lfd, POLLIN, 0};
+  if (poll(&pf, 1, ms * tu_slow()) <= 0) return -1;
+  r->fd = accept(r->lfd, NULL, NULL);
+  if (r->fd < 0) return -1;
+  uint8_t topic_key[32], xs[32], xp[32], pre[16], lenb[2], msg[512], payload[512], out[512];
+  hd_topic_key(topic_key, TOPIC, strlen(TOPIC));
+  hd__keypair_to_x25519(&r->kp, xs, xp);
+  uint8_t prologue[43];
+  memcpy(prologue, "hyperdown/1", 11);
+  memcpy(prologue + 11, topic_key, 32);
+  if (tu_recv_all(r->fd, pre, 16, 3000) != 0 || tu_recv_all(r->fd, lenb, 2, 3000) != 0) return -1;
+  size_t len = hd__get_u16be(lenb), pl = 0, ol = 0;
+  if (len == 0 || len > sizeof msg || tu_recv_all(r->fd, msg, len, 3000) != 0) return -1;
+  hd__handshake_t hs;
+  if (hd__handshake_init(&hs, HD__NOISE_IK, 0, prologue, 43, xs, NULL) != 0) return -1;
+  if (hd__handshake_read_message(&hs, msg, len, payload, sizeof payload, &pl) != 0) return -1;
+  hd__welcome_t w = {HD_PROTOCOL_VERSION, {0}, r->pause_ms, HD__DEFAULT_MAX_MESSAGE, 60000};
+  memcpy(w.store_id, r->store_id, 16);
+  uint8_t wp[HD__WELCOME_MAX];
+  size_t wl = hd__welcome_encode(&w, wp);
+  if (hd__handshake_write_message(&hs, wp, wl, out + 2, sizeof out - 2, &ol) != 0) return -1;
+  hd__put_u16be(out, (uint16_t)ol);
+  if (tu_send_all(r->fd, out, ol + 2) != 0) return -1;
+  hd__cipher_t rx;
+  if (hd__handshake_split(&hs, &r->tx, &rx) != 0) return -1;
+  hd__handshake_wipe(&hs);
+  hd__msg_reader_init(&r->mr, HD__DEFAULT_MAX_MESSAGE, rs_collect, r);
+  hd__record_reader_init(&r->rr, &rx, hd__record_to_msgs, &r->mr);
+  r->have_rr = 1;
+  return 0;
+}
+
+/* The next message from the client within `ms`, or NULL (timeout or closed). */
+static rmsg_t *rs_next(rs_t *r, int ms) {
+  uint64_t dl = tu_now_ms() + (uint64_t)ms * tu_slow();
+  while (r->next == r->nq) {
+    uint64_t now = tu_now_ms();
+    if (now >= dl || r->fd < 0) return NULL;
+    struct pollfd pf = {r->fd, POLLIN, 0};
+    if (poll(&pf, 1, (int)(dl - now)) <= 0) continue;
+    uint8_t buf[65536];
+    ssize_t n = recv(r->fd, buf, sizeof buf, 0);
+    if (n <= 0) return NULL;
+    if (hd__record_reader_feed(&r->rr, buf, (size_t)n) != 0) return NULL;
+  }
+  return &r->q[r->next++];
+}
+
+/* The next message of `type`, skipping PING/PONG. */
+static rmsg_t *rs_expect(rs_t *r, uint8_t type, int ms) {
+  for (;;) {
+    rmsg_t *m = rs_next(r, ms);
+    if (m == NULL) return NULL;
+    if (m->type == HD__MSG_PING || m->type == HD__MSG_PONG) continue;
+    return m->type == type ? m : NULL;
+  }
+}
+
+static int rs_send(rs_t *r, hd__buf_t *m) {
+  hd__buf_t rec;
+  hd__buf_init(&rec);
+  int rc = hd__record_seal(&r->tx, m->data, m->len, &rec);
+  if (rc == 0) rc = tu_send_all(r->fd, rec.data, rec.len);
+  hd__buf_free(&rec);
+  hd__buf_free(m);
+  return rc;
+}
+
+/* EVENTS with seqs[0..n), payload "ev<seq>". */
+static int rs_events(rs_t *r, const uint64_t *seqs, size_t n) {
+  hd__entry_t e[16];
+  char p[16][16];
+  for (size_t i = 0; i < n; i++) {
+    snprintf(p[i], sizeof p[i], "ev%llu", (unsigned long long)seqs[i]);
+    e[i] = (hd__entry_t){seqs[i], 1700000000000ull + seqs[i], (const uint8_t *)p[i], strlen(p[i])};
+  }
+  hd__buf_t m;
+  hd__buf_init(&m);
+  hd__msg_encode_events(&m, e, n);
+  return rs_send(r, &m);
+}
+
+static int rs_done(rs_t *r, const uint64_t *seqs, size_t n) {
+  hd__buf_t m;
+  hd__buf_init(&m);
+  hd__msg_encode_done(&m, seqs, n);
+  return rs_send(r, &m);
+}
+
+/* Collects CONSUMED entries until `want` seqs were seen; checks data "ok<seq>". */
+static int rs_consumed(rs_t *r, uint64_t *seen, size_t want, int ms) {
+  size_t got = 0;
+  while (got < want) {
+    rmsg_t *m = rs_expect(r, HD__MSG_CONSUMED, ms);
+    if (m == NULL) return (int)got;
+    hd__entry_iter_t it;
+    uint64_t count;
+    if (hd__msg_entries_begin(&it, HD__MSG_CONSUMED, m->body, m->len, &count) != 0) return -1;
+    hd__entry_t e;
+    while (hd__msg_entries_next(&it, &e)) {
+      char want_data[32];
+      snprintf(want_data, sizeof want_data, "ok%llu", (unsigned long long)e.seq);
+      if (e.len != strlen(want_data) || memcmp(e.data, want_data, e.len) != 0) return -1;
+      if (got < want) seen[got] = e.seq;
+      got++;
+    }
+  }
+  return (int)got;
+}
+
+/* ---- client side ----------------------------------------------------------------------------- */
+
+enum { MODE_OK = 0, MODE_HOLD, MODE_FAIL_FIRST };
+
+typedef struct handler {
+  pthread_mutex_t mu;
+  int mode;
+  int fail_left;        /* MODE_FAIL_FIRST: failures still to give */
+  uint64_t hold_from;   /* MODE_HOLD: events with seq >= this are kept, not completed */
+  uint64_t seqs[256];   /* every call, in order */
+  uint64_t at_ms[256];
+  hd_event_t *held[256];
+  atomic_int calls;
+  int nheld;
+  int bad_payload;
+} handler_t;
+
+static void on_event(void *ud, hd_event_t *e) {
+  tu_peer_t *p = ud;
+  handler_t *h = *(handler_t **)((char *)p + sizeof(tu_peer_t));
+  hd_event_info_t info;
+  hd_event_info(e, &info);
+  char want[32];
+  snprintf(want, sizeof want, "ev%llu", (unsigned long long)info.seq);
+  pthread_mutex_lock(&h->mu);
+  if (info.payload_len != strlen(want) || memcmp(info.payload, want, info.payload_len) != 0 ||
+      info.created_ms != (int64_t)(1700000000000ull + info.seq)) {
+    h->bad_payload++;
+  }
+  int n = atomic_load(&h->calls);
+  if (n < 256) {
+    h->seqs[n] = info.seq;
+    h->at_ms[n] = tu_now_ms();
+  }
+  int complete = 1, ok = 1;
+  if (h->mode == MODE_HOLD && info.seq >= h->hold_from) {
+    h->held[h->nheld++] = e;
+    complete = 0;
+  } else if (h->mode == MODE_FAIL_FIRST && h->fail_left > 0) {
+    h->fail_left--;
+    ok = 0;
+  }
+  atomic_fetch_add(&h->calls, 1);
+  pthread_mutex_unlock(&h->mu);
+  if (complete) {
+    snprintf(want, sizeof want, "ok%llu", (unsigned long long)info.seq);
+    hd_event_complete(e, ok, want, strlen(want));
+  }
+}
+
+typedef struct cli {
+  tu_peer_t p;
+  handler_t *h; /* right after p: on_event finds it there */
+  hd_client_t *c;
+  char dir[64];
+  char addr[64];
+} cli_t;
+
+static int cli_start(cli_t *c, handler_t *h, rs_t *r, const hd_keypair_t *ckp, int port) {
+  tu_peer_init(&c->p);
+  c->h = h;
+  snprintf(c->addr, sizeof c->addr, "127.0.0.1:%d", port);
+  hd_client_options_t o = tu_client_options(ckp, r->kp.public_key, TOPIC, c->addr, &c->p);
+  o.data_dir = c->dir;
+  o.on_event = on_event;
+  o.window = WINDOW;
+  o.retry_min_ms = 100;
+  o.retry_max_ms = 200;
+  return hd_client_create(&c->c, &o);
+}
+
+static void handler_init(handler_t *h, int mode) {
+  memset(h, 0, sizeof *h);
+  pthread_mutex_init(&h->mu, NULL);
+  h->mode = mode;
+}
+
+static void fresh_dir(char *dir) {
+  snprintf(dir, 64, "/tmp/hd-ce-XXXXXX");
+  if (mkdtemp(dir) == NULL) dir[0] = '\0';
+}
+
+static void remove_dir(const char *dir) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+static int resume_is(rmsg_t *m, const uint8_t *id_or_null, uint64_t high, uint64_t window) {
+  hd__resume_t res;
+  if (m == NULL || hd__msg_decode_resume(m->body, m->len, &res) != 0) return 0;
+  uint8_t zeros[16] = {0};
+  if (memcmp(res.store_id, id_or_null ? id_or_null : zeros, 16) != 0) return 0;
+  if (res.high_seq != high || res.window != window) {
+    fprintf(stderr, "  RESUME high %llu window %llu\n", (unsigned long long)res.high_seq,
+            (unsigned long long)res.window);
+    return 0;
+  }
+  return 1;
+}
+
+static uint64_t credit_sum(rs_t *r, uint64_t want, int ms) {
+  uint64_t sum = 0;
+  while (sum < want) {
+    rmsg_t *m = rs_expect(r, HD__MSG_CREDIT, ms);
+    uint64_t v;
+    if (m == NULL || hd__msg_decode_varint(HD__MSG_CREDIT, m->body, m->len, &v) != 0) break;
+    sum += v;
+  }
+  return sum;
+}
+
+/* ---- tests -------------------------------------------------------------------------------------- */
+
+static void bad_options(void) {
+  hd_keypair_t kp;
+  hd_keypair_generate(&kp);
+  tu_peer_t p;
+  tu_peer_init(&p);
+  hd_client_options_t o = tu_client_options(&kp, kp.public_key, TOPIC, "127.0.0.1:1", &p);
+  hd_client_t *c;
+  o.data_dir = NULL;
+  CHECK_RC(hd_client_create(&c, &o), HD_EINVAL);
+  CHECK(strstr(hd_last_error_message(), "data_dir") != NULL);
+  o.data_dir = tu_data_dir();
+  o.on_event = NULL;
+  CHECK_RC(hd_client_create(&c, &o), HD_EINVAL);
+  CHECK(strstr(hd_last_error_message(), "on_event") != NULL);
+  o.on_event = tu_on_event;
+  CHECK_OK(hd_client_create(&c, &o));
+  hd_client_t *c2;
+  CHECK_RC(hd_client_create(&c2, &o), HD_EBUSY); /* the folder is in use */
+  CHECK_OK(hd_client_close_wait(c));
+  CHECK(atomic_load(&p.destroyed) == 1); /* the failed create fired nothing */
+}
+
+/* RESUME first; EVENTS stored then handled in order once each, completed from another thread;
+ * CONSUMED carries the data; DONE forgets and grants credit. */
+static void deliver_consume_confirm(void) {
+  rs_t r;
+  CHECK(rs_listen(&r, 0x11, 0) == 0);
+  hd_keypair_t ckp;
+  hd_keypair_generate(&ckp);
+  handler_t h;
+  handler_init(&h, MODE_HOLD);
+  h.hold_from = 1; /* keep every event: this thread completes them */
+  cli_t c;
+  fresh_dir(c.dir);
+  CHECK_OK(cli_start(&c, &h, &r, &ckp, r.port));
+  CHECK(rs_accept(&r, 5000) == 0);
+  rmsg_t *m = rs_next(&r, 3000);
+  CHECK(m != NULL && m->type == HD__MSG_RESUME);
+  CHECK(resume_is(m, NULL, 0, WINDOW));
+  uint64_t s1[] = {1, 2, 3}, s2[] = {4};
+  CHECK(rs_events(&r, s1, 3) == 0);
+  CHECK(rs_events(&r, s2, 1) == 0);
+  uint64_t done_seqs[4];
+  for (int i = 0; i < 4; i++) {
+    /* one at a time: the next only once the previous completed */
+    CHECK(TU_WAIT(atomic_load(&h.calls) == i + 1, 3000));
+    tu_sleep_ms(20);
+    CHECK(atomic_load(&h.calls) == i + 1);
+    pthread_mutex_lock(&h.mu);
+    hd_event_t *e = h.held[i];
+    pthread_mutex_unlock(&h.mu);
+    CHECK(hd_event_seq(e) == (uint64_t)i + 1);
+    char d[16];
+    snprintf(d, sizeof d, "ok%d", i + 1);
+    CHECK_OK(hd_event_complete(e, 1, d, strlen(d))); /* from this thread */
+  }
+  CHECK(rs_consumed(&r, done_seqs, 4, 3000) == 4);
+  for (int i = 0; i < 4; i++) CHECK(done_seqs[i] == (uint64_t)i + 1);
+  CHECK(h.bad_payload == 0);
+  hd_client_stats_t st;
+  memset(&st, 0, sizeof st);
+  st.version = HD_CLIENT_STATS_VERSION;
+  CHECK_OK(hd_client_stats(c.c, &st));
+  CHECK(st.events_received == 4 && st.events_handled == 4 && st.consumed == 4);
+  CHECK(st.unhandled == 0 && st.high_water == 4 && st.connected == 1);
+  uint64_t d1[] = {1, 2, 3, 4, 99}; /* 99: not held, ignored */
+  CHECK(rs_done(&r, d1, 5) == 0);
+  CHECK(credit_sum(&r, 4, 3000) == 4);
+  CHECK(TU_WAIT((hd_client_stats(c.c, &st) == 0 && st.events_confirmed == 4), 3000));
+  CHECK(st.consumed == 0 && st.unhandled == 0);
+  CHECK(atomic_load(&h.calls) == 4);
+  CHECK_OK(hd_client_close_wait(c.c));
+  CHECK(rs_expect(&r, HD__MSG_BYE, 3000) != NULL);
+  rs_close(&r);
+  remove_dir(c.dir);
+}
+
+/* A failing handler is retried after a doubling backoff, and no later event goes first. */
+static void retry_backoff(void) {
+  rs_t r;
+  CHECK(rs_listen(&r, 0x12, 0) == 0);
+  hd_keypair_t ckp;
+  hd_keypair_generate(&ckp);
+  handler_t h;
+  handler_init(&h, MODE_FAIL_FIRST);
+  h.fail_left = 2;
+  cli_t c;
+  fresh_dir(c.dir);
+  CHECK_OK(cli_start(&c, &h, &r, &ckp, r.port));
+  CHECK(rs_accept(&r, 5000) == 0);
+  CHECK(rs_expect(&r, HD__MSG_RESUME, 3000) != NULL);
+  uint64_t s[] = {1, 2};
+  CHECK(rs_events(&r, s, 2) == 0);
+  CHECK(TU_WAIT(atomic_load(&h.calls) == 4, 5000));
+  CHECK(h.seqs[0] == 1 && h.seqs[1] == 1 && h.seqs[2] == 1 && h.seqs[3] == 2);
+  CHECK(h.at_ms[1] - h.at_ms[0] >= 90);  /* retry_min 100 */
+  CHECK(h.at_ms[2] - h.at_ms[1] >= 190); /* doubled, capped at 200 */
+  uint64_t seen[2];
+  CHECK(rs_consumed(&r, seen, 2, 3000) == 2);
+  CHECK(seen[0] == 1 && seen[1] == 2);
+  hd_client_stats_t st;
+  memset(&st, 0, sizeof st);
+  st.version = HD_CLIENT_STATS_VERSION;
+  CHECK_OK(hd_client_stats(c.c, &st));
+  CHECK(st.events_failed == 2 && st.events_handled == 2);
+  CHECK_OK(hd_client_close_wait(c.c));
+  rs_close(&r);
+  remove_dir(c.dir);
+}
+
+/* WELCOME's pause delays handling; PAUSE replaces it. */
+static void pause_delays(void) {
+  rs_t r;
+  CHECK(rs_listen(&r, 0x13, 400) == 0);
+  hd_keypair_t ckp;
+  hd_keypair_generate(&ckp);
+  handler_t h;
+  handler_init(&h, MODE_OK);
+  cli_t c;
+  fresh_dir(c.dir);
+  CHECK_OK(cli_start(&c, &h, &r, &ckp, r.port));
+  CHECK(rs_accept(&r, 5000) == 0);
+  CHECK(rs_expect(&r, HD__MSG_RESUME, 3000) != NULL);
+  uint64_t s1[] = {1}, s2[] = {2};
+  uint64_t t0 = tu_now_ms();
+  CHECK(rs_events(&r, s1, 1) == 0);
+  CHECK(TU_WAIT(atomic_load(&h.calls) == 1, 3000));
+  CHECK(h.at_ms[0] - t0 >= 380);
+  hd__buf_t m;
+  hd__buf_init(&m);
+  hd__msg_encode_pause(&m, 0);
+  CHECK(rs_send(&r, &m) == 0);
+  tu_sleep_ms(50);
+  t0 = tu_now_ms();
+  CHECK(rs_events(&r, s2, 1) == 0);
+  CHECK(TU_WAIT(atomic_load(&h.calls) == 2, 3000));
+  CHECK(h.at_ms[1] - t0 < 300);
+  hd_client_stats_t st;
+  memset(&st, 0, sizeof st);
+  st.version = HD_CLIENT_STATS_VERSION;
+  CHECK_OK(hd_client_stats(c.c, &st));
+  CHECK(st.pause_ms == 0);
+  CHECK_OK(hd_client_close_wait(c.c));
+  rs_close(&r);
+  remove_dir(c.dir);
+}
+
+/* Events out of order and wrong-direction messages close the connection with HD_EPROTO. */
+static void protocol_errors(void) {
+  rs_t r;
+  CHECK(rs_listen(&r, 0x14, 0) == 0);
+  hd_keypair_t ckp;
+  hd_keypair_generate(&ckp);
+  handler_t h;
+  handler_init(&h, MODE_OK);
+  cli_t c;
+  fresh_dir(c.dir);
+  CHECK_OK(cli_start(&c, &h, &r, &ckp, r.port));
+  CHECK(rs_accept(&r, 5000) == 0);
+  CHECK(rs_expect(&r, HD__MSG_RESUME, 3000) != NULL);
+  uint64_t s2[] = {2}, s1[] = {1};
+  CHECK(rs_events(&r, s2, 1) == 0);
+  CHECK(rs_events(&r, s1, 1) == 0);
+  CHECK(tu_wait_closed(r.fd, 3000));
+  CHECK(TU_WAIT(atomic_load(&c.p.disconnected) >= 1, 3000));
+  CHECK(atomic_load(&c.p.last_status) == HD_EPROTO);
+  /* it dials again: a CREDIT from the server is in the wrong direction */
+  CHECK(rs_accept(&r, 5000) == 0);
+  rmsg_t *m = rs_expect(&r, HD__MSG_RESUME, 3000);
+  CHECK(resume_is(m, r.store_id, 2, WINDOW - 1)); /* holds 2 (consumed, unconfirmed) */
+  hd__buf_t b;
+  hd__buf_init(&b);
+  hd__msg_encode_credit(&b, 5);
+  CHECK(rs_send(&r, &b) == 0);
+  CHECK(tu_wait_closed(r.fd, 3000));
+  CHECK(TU_WAIT(atomic_load(&c.p.disconnected) >= 2, 3000));
+  CHECK(atomic_load(&c.p.last_status) == HD_EPROTO);
+  CHECK(atomic_load(&h.calls) == 1); /* event 2 was stored and handled once; 1 never stored */
+  CHECK_OK(hd_client_close_wait(c.c));
+  rs_close(&r);
+  remove_dir(c.dir);
+}
+
+/* Restart on the same folder: unhandled events are handled with no server; handled but
+ * unconfirmed ones are reported again (CONSUMED) and not handled again. A completion after the
+ * close is safe. */
+static void restart(void) {
+  rs_t r;
+  CHECK(rs_listen(&r, 0x15, 0) == 0);
+  hd_keypair_t ckp;
+  hd_keypair_generate(&ckp);
+  handler_t h;
+  handler_init(&h, MODE_HOLD);
+  h.hold_from = 2;
+  cli_t c;
+  fresh_dir(c.dir);
+  CHECK_OK(cli_start(&c, &h, &r, &ckp, r.port));
+  CHECK(rs_accept(&r, 5000) == 0);
+  CHECK(rs_expect(&r, HD__MSG_RESUME, 3000) != NULL);
+  uint64_t s[] = {1, 2, 3};
+  CHECK(rs_events(&r, s, 3) == 0);
+  uint64_t seen[1];
+  CHECK(rs_consumed(&r, seen, 1, 3000) == 1 && seen[0] == 1);
+  CHECK(TU_WAIT(atomic_load(&h.calls) == 2, 3000)); /* 2 is held by the handler */
+  CHECK_OK(hd_client_close_wait(c.c));
+  CHECK_OK(hd_event_complete(h.held[0], 1, "late", 4)); /* after close: freed, nothing else */
+  rs_drop_conn(&r);
+
+  /* no server reachable: 2 and 3 are handled from the store */
+  handler_t h2;
+  handler_init(&h2, MODE_OK);
+  cli_t c2;
+  memcpy(c2.dir, c.dir, sizeof c.dir);
+  CHECK_OK(cli_start(&c2, &h2, &r, &ckp, 1));
+  CHECK(TU_WAIT(atomic_load(&h2.calls) == 2, 5000));
+  CHECK(h2.seqs[0] == 2 && h2.seqs[1] == 3);
+  tu_sleep_ms(50);
+  CHECK(atomic_load(&h2.calls) == 2);
+  CHECK_OK(hd_client_close_wait(c2.c));
+
+  /* with the server again: all three reported consumed, none handled again */
+  handler_t h3;
+  handler_init(&h3, MODE_OK);
+  cli_t c3;
+  memcpy(c3.dir, c.dir, sizeof c.dir);
+  CHECK_OK(cli_start(&c3, &h3, &r, &ckp, r.port));
+  CHECK(rs_accept(&r, 5000) == 0);
+  CHECK(resume_is(rs_next(&r, 3000), r.store_id, 3, WINDOW - 3));
+  uint64_t all[3];
+  CHECK(rs_consumed(&r, all, 3, 3000) == 3);
+  CHECK(all[0] == 1 && all[1] == 2 && all[2] == 3);
+  uint64_t d[] = {1, 2, 3};
+  CHECK(rs_done(&r, d, 3) == 0);
+  CHECK(credit_sum(&r, 3, 3000) == 3);
+  tu_sleep_ms(50);
+  CHECK(atomic_load(&h3.calls) == 0);
+  CHECK_OK(hd_client_close_wait(c3.c));
+  rs_close(&r);
+  remove_dir(c.dir);
+}
+
+/* A new server store id: the client drops what it held, resumes from 0 and handles the new
+ * store's events even where their numbers repeat. */
+static void store_id_change(void) {
+  rs_t r;
+  CHECK(rs_listen(&r, 0x16, 0) == 0);
+  hd_keypair_t ckp;
+  hd_keypair_generate(&ckp);
+  handler_t h;
+  handler_init(&h, MODE_OK);
+  cli_t c;
+  fresh_dir(c.dir);
+  CHECK_OK(cli_start(&c, &h, &r, &ckp, r.port));
+  CHECK(rs_accept(&r, 5000) == 0);
+  CHECK(resume_is(rs_next(&r, 3000), NULL, 0, WINDOW));
+  uint64_t s[] = {1, 2};
+  CHECK(rs_events(&r, s, 2) == 0);
+  uint64_t seen[2];
+  CHECK(rs_consumed(&r, seen, 2, 3000) == 2);
+  /* the server comes back with another store */
+  uint8_t old_id[16];
+  memcpy(old_id, r.store_id, 16);
+  memset(r.store_id, 0x17, 16);
+  rs_drop_conn(&r);
+  CHECK(rs_accept(&r, 5000) == 0);
+  CHECK(resume_is(rs_next(&r, 3000), old_id, 0, WINDOW));
+  CHECK(rs_events(&r, s, 1) == 0);
+  CHECK(TU_WAIT(atomic_load(&h.calls) == 3, 3000));
+  CHECK(h.seqs[2] == 1);
+  CHECK(rs_consumed(&r, seen, 1, 3000) == 1 && seen[0] == 1);
+  CHECK_OK(hd_client_close_wait(c.c));
+  rs_close(&r);
+  remove_dir(c.dir);
+}
+
+#define TESTS(X)                                                                                  \
+  X(bad_options)                                                                                  \
+  X(deliver_consume_confirm)                                                                      \
+  X(retry_backoff)                                                                                \
+  X(pause_delays)                                                                                 \
+  X(protocol_errors)                                                                              \
+  X(restart)                                                                                      \
+  X(store_id_change)
+
+HD_TEST_MAIN(TESTS)

@@ -1,0 +1,603 @@
+/* Crashes: processes killed with SIGKILL in the middle of a stream of events.
+ *
+ * The test re-executes its own binary (/proc/self/exe, argv[1] = "crash_role") in two roles,
+ * chosen by the environment (HD_CRASH_ROLE):
+ *   server  creates a server on a data folder, adds HD_CRASH_ADD events for one user from four
+ *           threads with hd_server_add_event_wait (so group commits happen), and completes every
+ *           consumption report ok;
+ *   client  the user's client on its own data folder; its handler completes ok at once.
+ * Both processes append lines to ONE shared log file opened with O_APPEND. A line is a single
+ * write(2), so lines from the processes interleave whole and the file's order is the order in
+ * which things happened. A write that returned is in the kernel's page cache and survives a
+ * SIGKILL of the writer (only a machine crash could lose it, which this test does not do), so the
+ * lines need no fsync to be evidence:
+ *   "added SEQ IDX"     after hd_server_add_event_wait returned (the event is durable)
+ *   "handled SEQ IDX"   in the handler, before it completes ok
+ *   "reported SEQ"      in on_consumed: the server received the client's consumption report
+ *   "KILL server|client", "START ..." written by the parent
+ * (IDX is the payload's number, "crash#IDX", so a handled event is matched to its add.)
+ *
+ * server_killed: the parent SIGKILLs the server once half the events were added, starts it
+ * again on the same folder and port (it adds N/10 more), lets everything drain, stops both and
+ * checks: every event whose add completed is handled; none is handled twice (the client and its
+ * store survived); no sequence number is given twice across the crash; the payload handled for
+ * a seq is the one added; both stores end empty. Consumption reports seen twice by the server
+ * (the client reports again what the killed server had not confirmed: at least once) are counted
+ * and printed.
+ *
+ * client_killed: the parent SIGKILLs the client once a third of the events were handled, starts
+ * it again on the same folder. Its handler works 50 us per event (HD_CRASH_US overrides) so that
+ * the client is busy all along and the kill lands while consumptions are being recorded. A handler may run again for an event it completed whose consumption
+ * was not yet durable (DESIGN.md: at least once), so the strict rule checked is the durable one:
+ * once the server has received the consumption report of an event (the client sends it only after
+ * recording the consumption durably), that event is never handled again. Also: every added event
+ * is handled; within one client process no event is handled twice. Re-handles are counted and
+ * printed. */
+#include "harness.h"
+#include "delivery_util.h"
+
+#define ADDERS 4
+
+/* ================================ child roles ================================ */
+
+static int log_fd = -1;
+
+static void log_write(const char *fmt, ...) {
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if (n > (int)sizeof line - 2) n = (int)sizeof line - 2;
+  line[n++] = '\n';
+  ssize_t w = write(log_fd, line, (size_t)n);
+  (void)w;
+}
+
+static void role_log(void *ud, hd_log_level_t level, const char *msg) {
+  if (level <= HD_LOG_INFO) log_write("# %s [%d] %s", (const char *)ud, (int)level, msg);
+}
+
+static int load_key(hd_keypair_t *kp, const char *scalar_hex, const char *pk_hex) {
+  uint8_t sc[32], pk[32];
+  if (!scalar_hex || !pk_hex || hd_hex_decode(sc, 32, scalar_hex) || hd_hex_decode(pk, 32, pk_hex))
+    return -1;
+  return hd_keypair_from_scalar(kp, sc, pk);
+}
+
+/* The parent's stop file, or a time limit (a child never outlives a parent that died). */
+static uint64_t role_deadline;
+static int stop_requested(void) {
+  if (role_deadline == 0) role_deadline = du_now_ms() + 300000;
+  return access(getenv("HD_CRASH_STOP"), F_OK) == 0 || du_now_ms() > role_deadline;
+}
+
+typedef struct adder {
+  hd_server_t *s;
+  const uint8_t *user;
+  atomic_long *next;
+  long last;
+  int failed;
+} adder_t;
+
+static void *adder_main(void *arg) {
+  adder_t *a = arg;
+  uint8_t buf[128];
+  for (;;) {
+    long i = atomic_fetch_add(a->next, 1);
+    if (i > a->last) break;
+    int len = snprintf((char *)buf, sizeof buf, "crash#%ld", i);
+    uint64_t seq = 0;
+    int rc = hd_server_add_event_wait(a->s, a->user, buf, (size_t)len, &seq);
+    if (rc != 0) {
+      log_write("# add %ld failed: %s (%s)", i, hd_err_name(rc), hd_last_error_message());
+      a->failed++;
+      continue;
+    }
+    log_write("added %" PRIu64 " %ld", seq, i);
+  }
+  return NULL;
+}
+
+static void role_consumed(void *ud, const uint8_t user[32], hd_consumed_t *b) {
+  (void)ud;
+  (void)user;
+  size_t n = hd_consumed_count(b);
+  for (size_t i = 0; i < n; i++) {
+    hd_event_info_t info;
+    if (hd_consumed_event(b, i, &info) == 0) {
+      char want[64];
+      int wl = snprintf(want, sizeof want, "ack %" PRIu64, info.seq);
+      if (info.data_len != (size_t)wl || memcmp(info.data, want, (size_t)wl) != 0)
+        log_write("bad-data %" PRIu64, info.seq);
+      log_write("reported %" PRIu64, info.seq);
+    }
+  }
+  hd_consumed_complete_all(b, 1);
+}
+
+static void role_server(void) {
+  hd_keypair_t kp;
+  uint8_t user[32];
+  CHECK_OK(load_key(&kp, getenv("HD_CRASH_SKEY_S"), getenv("HD_CRASH_SKEY_P")));
+  CHECK_OK(hd_hex_decode(user, 32, getenv("HD_CRASH_USER")));
+  char listen[64];
+  snprintf(listen, sizeof listen, "127.0.0.1:%s", getenv("HD_CRASH_PORT"));
+  hd_server_options_t o = HD_SERVER_OPTIONS_INIT;
+  o.keypair = &kp;
+  o.topic = DU_TOPIC;
+  o.listen = listen;
+  o.data_dir = getenv("HD_CRASH_DIR");
+  o.on_consumed = role_consumed;
+  o.log = role_log;
+  o.log_level = HD_LOG_INFO;
+  o.user_data = "server";
+  hd_server_t *s = NULL;
+  int rc = HD_EADDRINUSE;
+  for (int i = 0; i < 100 && rc == HD_EADDRINUSE; i++) {
+    rc = hd_server_create(&s, &o);
+    if (rc == HD_EADDRINUSE) du_sleep_ms(20);
+  }
+  if (rc != 0) log_write("# server create failed: %s (%s)", hd_err_name(rc), hd_last_error_message());
+  CHECK_OK(rc);
+  log_write("port %d", hd_server_port(s));
+  atomic_long next = atol(getenv("HD_CRASH_FIRST"));
+  long last = next + atol(getenv("HD_CRASH_ADD")) - 1;
+  adder_t a[ADDERS];
+  pthread_t t[ADDERS];
+  for (int i = 0; i < ADDERS; i++) {
+    a[i] = (adder_t){s, user, &next, last, 0};
+    pthread_create(&t[i], NULL, adder_main, &a[i]);
+  }
+  int failed = 0;
+  for (int i = 0; i < ADDERS; i++) {
+    pthread_join(t[i], NULL);
+    failed += a[i].failed;
+  }
+  log_write("adds-done %d", failed);
+  while (!stop_requested()) du_sleep_ms(10);
+  hd_server_stats_t st = {HD_SERVER_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0};
+  uint64_t dl = du_now_ms() + 10000;
+  while (du_now_ms() < dl && hd_server_stats(s, &st) == 0 && st.pending_total != 0) du_sleep_ms(10);
+  log_write("final-server pending %" PRIu64, st.pending_total);
+  CHECK_OK(hd_server_close_wait(s));
+  CHECK(failed == 0);
+}
+
+static long handler_us;
+
+static void role_event(void *ud, hd_event_t *ev) {
+  (void)ud;
+  hd_event_info_t info;
+  if (hd_event_info(ev, &info) != 0) {
+    log_write("bad-event");
+    hd_event_complete(ev, 0, NULL, 0);
+    return;
+  }
+  long idx = -1;
+  if (info.payload_len > 6 && info.payload_len < 40 && memcmp(info.payload, "crash#", 6) == 0) {
+    char tmp[40];
+    memcpy(tmp, info.payload + 6, info.payload_len - 6);
+    tmp[info.payload_len - 6] = '\0';
+    idx = atol(tmp);
+  }
+  log_write("handled %" PRIu64 " %ld", info.seq, idx);
+  if (handler_us > 0) usleep((useconds_t)handler_us); /* an application doing some work */
+  char data[64];
+  int dl = snprintf(data, sizeof data, "ack %" PRIu64, info.seq);
+  hd_event_complete(ev, 1, data, (size_t)dl);
+}
+
+static void role_client(void) {
+  hd_keypair_t kp;
+  uint8_t server_pk[32];
+  CHECK_OK(load_key(&kp, getenv("HD_CRASH_UKEY_S"), getenv("HD_CRASH_UKEY_P")));
+  CHECK_OK(hd_hex_decode(server_pk, 32, getenv("HD_CRASH_SKEY_P")));
+  char connect[64];
+  snprintf(connect, sizeof connect, "127.0.0.1:%s", getenv("HD_CRASH_PORT"));
+  hd_client_options_t o = HD_CLIENT_OPTIONS_INIT;
+  o.keypair = &kp;
+  o.server_public_key = server_pk;
+  o.topic = DU_TOPIC;
+  o.connect = connect;
+  o.data_dir = getenv("HD_CRASH_DIR");
+  o.on_event = role_event;
+  o.log = role_log;
+  o.log_level = HD_LOG_INFO;
+  o.user_data = "client";
+  handler_us = getenv("HD_CRASH_HANDLER_US") ? atol(getenv("HD_CRASH_HANDLER_US")) : 0;
+  o.reconnect_min_ms = 20;
+  o.reconnect_max_ms = 200;
+  hd_client_t *c = NULL;
+  int rc = hd_client_create(&c, &o);
+  if (rc != 0) log_write("# client create failed: %s (%s)", hd_err_name(rc), hd_last_error_message());
+  CHECK_OK(rc);
+  while (!stop_requested()) du_sleep_ms(10);
+  hd_client_stats_t st = {HD_CLIENT_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  uint64_t dl = du_now_ms() + 10000;
+  while (du_now_ms() < dl && hd_client_stats(c, &st) == 0 && (st.unhandled || st.consumed))
+    du_sleep_ms(10);
+  log_write("final-client unhandled %" PRIu64 " consumed %" PRIu64, st.unhandled, st.consumed);
+  CHECK_OK(hd_client_close_wait(c));
+}
+
+static void crash_role(void) {
+  const char *role = getenv("HD_CRASH_ROLE");
+  if (role == NULL) return; /* not a child */
+  log_fd = open(getenv("HD_CRASH_LOG"), O_WRONLY | O_APPEND | O_CREAT, 0600);
+  CHECK(log_fd >= 0);
+  if (strcmp(role, "server") == 0) role_server();
+  else role_client();
+  close(log_fd);
+}
+
+/* ================================ the parent ================================ */
+
+typedef struct crash {
+  char *root, *sdir, *cdir, *log, *stop;
+  hd_keypair_t skp, ukp;
+  pid_t server, client;
+  int port;
+  long n;
+  long handler_us; /* the client's handler works this long per event */
+} crash_t;
+
+/* The log, parsed. */
+typedef struct parsed {
+  uint64_t cap;
+  int *added, *handled, *handled_seg, *reported, *reported_seen;
+  long *added_idx;
+  long added_lines, handled_lines, reported_lines;
+  int segment;               /* client processes seen (KILL client lines) */
+  int dup_in_segment;        /* a seq handled twice by one client process */
+  int handled_after_report;  /* the strict rule broken */
+  uint64_t first_after_report;
+  int idx_mismatch, bad_data, bad_event, out_of_range;
+  int adds_done, add_failures;
+  int port_lines, last_port;
+  int final_server, final_client;
+  long final_pending, final_unhandled, final_consumed;
+} parsed_t;
+
+static void parsed_free(parsed_t *p) {
+  free(p->added);
+  free(p->handled);
+  free(p->handled_seg);
+  free(p->reported);
+  free(p->reported_seen);
+  free(p->added_idx);
+  memset(p, 0, sizeof *p);
+}
+
+static int parse_log(const char *path, uint64_t cap, parsed_t *p) {
+  memset(p, 0, sizeof *p);
+  p->cap = cap;
+  p->added = calloc(cap, sizeof(int));
+  p->handled = calloc(cap, sizeof(int));
+  p->handled_seg = calloc(cap, sizeof(int));
+  p->reported = calloc(cap, sizeof(int));
+  p->reported_seen = calloc(cap, sizeof(int));
+  p->added_idx = calloc(cap, sizeof(long));
+  p->final_pending = p->final_unhandled = p->final_consumed = -1;
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return -1;
+  char line[1024];
+  long *handled_idx = calloc(cap, sizeof(long));
+  while (fgets(line, sizeof line, f)) {
+    uint64_t seq;
+    long idx, a, b;
+    if (sscanf(line, "added %" SCNu64 " %ld", &seq, &idx) == 2) {
+      p->added_lines++;
+      if (seq >= cap) { p->out_of_range++; continue; }
+      p->added[seq]++;
+      p->added_idx[seq] = idx;
+      if (handled_idx[seq] && handled_idx[seq] != idx) p->idx_mismatch++;
+    } else if (sscanf(line, "handled %" SCNu64 " %ld", &seq, &idx) == 2) {
+      p->handled_lines++;
+      if (seq >= cap) { p->out_of_range++; continue; }
+      p->handled[seq]++;
+      if (p->handled_seg[seq] == p->segment + 1) p->dup_in_segment++;
+      p->handled_seg[seq] = p->segment + 1;
+      if (p->reported_seen[seq]) {
+        if (!p->handled_after_report) p->first_after_report = seq;
+        p->handled_after_report++;
+      }
+      handled_idx[seq] = idx;
+      if (p->added[seq] && p->added_idx[seq] != idx) p->idx_mismatch++;
+    } else if (sscanf(line, "reported %" SCNu64, &seq) == 1) {
+      p->reported_lines++;
+      if (seq >= cap) { p->out_of_range++; continue; }
+      p->reported[seq]++;
+      p->reported_seen[seq] = 1;
+    } else if (strncmp(line, "KILL client", 11) == 0) {
+      p->segment++;
+    } else if (sscanf(line, "adds-done %ld", &a) == 1) {
+      p->adds_done++;
+      p->add_failures += (int)a;
+    } else if (sscanf(line, "port %ld", &a) == 1) {
+      p->port_lines++;
+      p->last_port = (int)a;
+    } else if (sscanf(line, "final-server pending %ld", &a) == 1) {
+      p->final_server++;
+      p->final_pending = a;
+    } else if (sscanf(line, "final-client unhandled %ld consumed %ld", &a, &b) == 2) {
+      p->final_client++;
+      p->final_unhandled = a;
+      p->final_consumed = b;
+    } else if (strncmp(line, "bad-data", 8) == 0) {
+      p->bad_data++;
+    } else if (strncmp(line, "bad-event", 9) == 0) {
+      p->bad_event++;
+    }
+  }
+  free(handled_idx);
+  fclose(f);
+  return 0;
+}
+
+/* Every added event handled (at least once). */
+static int all_added_handled(const parsed_t *p) {
+  for (uint64_t s = 1; s < p->cap; s++) {
+    if (p->added[s] && !p->handled[s]) return 0;
+  }
+  return 1;
+}
+
+static void parent_log(crash_t *c, const char *what) {
+  int fd = open(c->log, O_WRONLY | O_APPEND | O_CREAT, 0600);
+  if (fd < 0) return;
+  char line[128];
+  int n = snprintf(line, sizeof line, "%s\n", what);
+  ssize_t w = write(fd, line, (size_t)n);
+  (void)w;
+  close(fd);
+}
+
+static void hexkey(char out[65], const uint8_t *b) { hd_hex_encode(out, 65, b, 32); }
+
+static pid_t spawn(crash_t *c, const char *role, const char *dir, int port, long first, long add) {
+  char self[4096];
+  if (du_self_path(self, sizeof self) != 0) return -1;
+  char ss[65], sp[65], us[65], up[65], portb[16], firstb[32], addb[32];
+  hexkey(ss, c->skp.scalar);
+  hexkey(sp, c->skp.public_key);
+  hexkey(us, c->ukp.scalar);
+  hexkey(up, c->ukp.public_key);
+  snprintf(portb, sizeof portb, "%d", port);
+  snprintf(firstb, sizeof firstb, "%ld", first);
+  snprintf(addb, sizeof addb, "%ld", add);
+  char line[64];
+  snprintf(line, sizeof line, "START %s", role);
+  parent_log(c, line);
+  pid_t pid = fork();
+  if (pid == 0) {
+    setenv("HD_CRASH_ROLE", role, 1);
+    setenv("HD_CRASH_DIR", dir, 1);
+    setenv("HD_CRASH_LOG", c->log, 1);
+    setenv("HD_CRASH_STOP", c->stop, 1);
+    setenv("HD_CRASH_PORT", portb, 1);
+    setenv("HD_CRASH_FIRST", firstb, 1);
+    setenv("HD_CRASH_ADD", addb, 1);
+    char hus[32];
+    snprintf(hus, sizeof hus, "%ld", c->handler_us);
+    setenv("HD_CRASH_HANDLER_US", hus, 1);
+    setenv("HD_CRASH_SKEY_S", ss, 1);
+    setenv("HD_CRASH_SKEY_P", sp, 1);
+    setenv("HD_CRASH_UKEY_S", us, 1);
+    setenv("HD_CRASH_UKEY_P", up, 1);
+    setenv("HD_CRASH_USER", up, 1);
+    unsetenv("HD_TEST_SLOW"); /* the children run natively, not under valgrind */
+    int devnull = open("/dev/null", O_WRONLY);
+    if (devnull >= 0 && !du_verbose()) dup2(devnull, 1);
+    char *argv[] = {"test_crash", "crash_role", NULL};
+    execv(self, argv);
+    _exit(127);
+  }
+  return pid;
+}
+
+static void kill_child(crash_t *c, pid_t *pid, const char *what) {
+  if (*pid <= 0) return;
+  kill(*pid, SIGKILL);
+  waitpid(*pid, NULL, 0);
+  *pid = 0;
+  parent_log(c, what);
+}
+
+/* Waits until `cond` on a fresh parse holds (bounded). */
+#define WAIT_LOG(c, p, cond, ms)                                                                  \
+  ({                                                                                              \
+    uint64_t wl_dl_ = du_now_ms() + (uint64_t)(ms) * (uint64_t)du_slow();                         \
+    int wl_ok_ = 0;                                                                               \
+    for (;;) {                                                                                    \
+      parsed_free(&(p));                                                                          \
+      parse_log((c)->log, (uint64_t)(c)->n * 2 + 100, &(p));                                      \
+      if (cond) { wl_ok_ = 1; break; }                                                            \
+      if (du_now_ms() > wl_dl_) break;                                                            \
+      du_sleep_ms(20);                                                                            \
+    }                                                                                             \
+    wl_ok_;                                                                                       \
+  })
+
+static void crash_free(crash_t *c) {
+  if (c->server > 0) { kill(c->server, SIGKILL); waitpid(c->server, NULL, 0); }
+  if (c->client > 0) { kill(c->client, SIGKILL); waitpid(c->client, NULL, 0); }
+  if (c->root && !getenv("HD_TEST_KEEP")) du_rmrf(c->root);
+  free(c->root);
+  free(c->sdir);
+  free(c->cdir);
+  free(c->log);
+  free(c->stop);
+  memset(c, 0, sizeof *c);
+}
+
+static int crash_init(crash_t *c) {
+  memset(c, 0, sizeof *c);
+  c->root = du_mkdtemp("crash");
+  if (c->root == NULL) return -1;
+  c->sdir = du_path(c->root, "server");
+  c->cdir = du_path(c->root, "client");
+  c->log = du_path(c->root, "log");
+  c->stop = du_path(c->root, "stop");
+  hd_keypair_generate(&c->skp);
+  hd_keypair_generate(&c->ukp);
+  c->n = (long)du_count(10000, 1000);
+  return 0;
+}
+
+static void print_tail(crash_t *c) {
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "grep -v '^\\(added\\|handled\\|reported\\) ' %s | tail -40 >&2", c->log);
+  int r = system(cmd);
+  (void)r;
+}
+
+/* Stops both children cleanly (the stop file) and waits for them. */
+static int stop_children(crash_t *c) {
+  int fd = open(c->stop, O_WRONLY | O_CREAT, 0600);
+  if (fd >= 0) close(fd);
+  int ok = 1;
+  if (c->server > 0) {
+    int st = du_wait_child(c->server, 30000);
+    c->server = 0;
+    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) ok = 0;
+  }
+  if (c->client > 0) {
+    int st = du_wait_child(c->client, 30000);
+    c->client = 0;
+    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) ok = 0;
+  }
+  return ok;
+}
+
+static void server_killed_body(crash_t *c) {
+  parsed_t p;
+  memset(&p, 0, sizeof p);
+  CHECK_OK(crash_init(c));
+  c->server = spawn(c, "server", c->sdir, 0, 1, c->n);
+  CHECK(c->server > 0);
+  int got_port = WAIT_LOG(c, p, p.port_lines >= 1, 10000);
+  c->port = p.last_port;
+  if (!got_port) print_tail(c);
+  CHECK(got_port);
+  c->client = spawn(c, "client", c->cdir, c->port, 0, 0);
+  CHECK(c->client > 0);
+  /* kill the server in the middle of the stream */
+  int half = WAIT_LOG(c, p, p.added_lines >= c->n / 2, 30000);
+  kill_child(c, &c->server, "KILL server");
+  parsed_free(&p);
+  parse_log(c->log, (uint64_t)c->n * 2 + 100, &p);
+  long added_at_kill = p.added_lines, handled_at_kill = p.handled_lines;
+  if (!half) print_tail(c);
+  CHECK(half);
+  /* start it again on the same folder and port; it adds N/10 more */
+  c->server = spawn(c, "server", c->sdir, c->port, c->n + 1, c->n / 10);
+  CHECK(c->server > 0);
+  int drained = WAIT_LOG(c, p, p.adds_done >= 1 && all_added_handled(&p), 60000);
+  if (!drained) print_tail(c);
+  CHECK(drained);
+  int clean_exit = stop_children(c);
+  parsed_free(&p);
+  CHECK_OK(parse_log(c->log, (uint64_t)c->n * 2 + 100, &p));
+  printf("  server killed after %ld adds (%ld handled); then %ld added, %ld handled, %ld reports "
+         "in all\n",
+         added_at_kill, handled_at_kill, p.added_lines, p.handled_lines, p.reported_lines);
+  int rereported = 0, twice = 0, dup_added = 0;
+  uint64_t first_twice = 0, first_dup = 0;
+  for (uint64_t s = 1; s < p.cap; s++) {
+    if (p.reported[s] > 1) rereported++;
+    if (p.handled[s] > 1) { if (!twice) first_twice = s; twice++; }
+    if (p.added[s] > 1) { if (!dup_added) first_dup = s; dup_added++; }
+  }
+  printf("  %d events reported to the server again after its restart (at least once: allowed)\n",
+         rereported);
+  if (twice) fprintf(stderr, "  %d events handled twice, the first: seq %" PRIu64 "\n", twice, first_twice);
+  if (dup_added) fprintf(stderr, "  %d sequence numbers given twice, the first: %" PRIu64 "\n", dup_added, first_dup);
+  if (twice || dup_added || !clean_exit) print_tail(c);
+  int ok = all_added_handled(&p);
+  CHECK(ok);
+  CHECK(twice == 0);             /* the client's store survived: exactly once */
+  CHECK(dup_added == 0);         /* no sequence number given twice across the crash */
+  CHECK(p.idx_mismatch == 0);    /* the handled payload is the one added under that seq */
+  CHECK(p.out_of_range == 0 && p.bad_data == 0 && p.bad_event == 0);
+  CHECK(p.add_failures == 0);
+  CHECK(p.added_lines >= c->n / 2 + c->n / 10);
+  CHECK(clean_exit);
+  CHECK(p.final_server == 1 && p.final_pending == 0);
+  CHECK(p.final_client == 1 && p.final_unhandled == 0 && p.final_consumed == 0);
+  parsed_free(&p);
+}
+
+static void server_killed(void) {
+  if (getenv("HD_CRASH_ROLE")) return;
+  crash_t c;
+  server_killed_body(&c);
+  crash_free(&c);
+}
+
+static void client_killed_body(crash_t *c) {
+  parsed_t p;
+  memset(&p, 0, sizeof p);
+  CHECK_OK(crash_init(c));
+  /* the handler works 50 us per event: the client is busy all along, so the kill lands while
+   * consumptions are being recorded */
+  c->handler_us = getenv("HD_CRASH_US") ? atol(getenv("HD_CRASH_US")) : 50;
+  c->server = spawn(c, "server", c->sdir, 0, 1, c->n);
+  CHECK(c->server > 0);
+  int got_port = WAIT_LOG(c, p, p.port_lines >= 1, 10000);
+  c->port = p.last_port;
+  if (!got_port) print_tail(c);
+  CHECK(got_port);
+  c->client = spawn(c, "client", c->cdir, c->port, 0, 0);
+  CHECK(c->client > 0);
+  int third = WAIT_LOG(c, p, p.handled_lines >= c->n / 3, 30000);
+  kill_child(c, &c->client, "KILL client");
+  parsed_free(&p);
+  parse_log(c->log, (uint64_t)c->n * 2 + 100, &p);
+  long added_at_kill = p.added_lines, handled_at_kill = p.handled_lines;
+  if (!third) print_tail(c);
+  CHECK(third);
+  du_sleep_ms(50);
+  c->client = spawn(c, "client", c->cdir, c->port, 0, 0);
+  CHECK(c->client > 0);
+  int drained = WAIT_LOG(c, p, p.adds_done >= 1 && all_added_handled(&p), 60000);
+  if (!drained) print_tail(c);
+  CHECK(drained);
+  int clean_exit = stop_children(c);
+  parsed_free(&p);
+  CHECK_OK(parse_log(c->log, (uint64_t)c->n * 2 + 100, &p));
+  long rehandled = 0;
+  for (uint64_t s = 1; s < p.cap; s++) {
+    if (p.handled[s] > 1) rehandled += p.handled[s] - 1;
+  }
+  printf("  client killed after %ld handled (%ld added); %ld handled in all, %ld re-handled after "
+         "the restart (consumption not yet durable: allowed)\n",
+         handled_at_kill, added_at_kill, p.handled_lines, rehandled);
+  if (p.handled_after_report)
+    fprintf(stderr, "  %d events handled again after the server had their report, the first: seq %" PRIu64 "\n",
+            p.handled_after_report, p.first_after_report);
+  if (p.handled_after_report || p.dup_in_segment || !clean_exit) print_tail(c);
+  CHECK(all_added_handled(&p));
+  CHECK(p.handled_after_report == 0); /* durable consumption is never handled again */
+  CHECK(p.dup_in_segment == 0);       /* one client process never handles an event twice */
+  CHECK(p.idx_mismatch == 0);
+  CHECK(p.out_of_range == 0 && p.bad_data == 0 && p.bad_event == 0);
+  CHECK(p.add_failures == 0);
+  CHECK(p.added_lines == c->n);
+  CHECK(clean_exit);
+  CHECK(p.final_server == 1 && p.final_pending == 0);
+  CHECK(p.final_client == 1 && p.final_unhandled == 0 && p.final_consumed == 0);
+  parsed_free(&p);
+}
+
+static void client_killed(void) {
+  if (getenv("HD_CRASH_ROLE")) return;
+  crash_t c;
+  client_killed_body(&c);
+  crash_free(&c);
+}
+
+#define TESTS(X) X(crash_role) X(server_killed) X(client_killed)
+
+HD_TEST_MAIN(TESTS)

@@ -1,0 +1,426 @@
+/* Server event delivery, driven by a raw client built from the internal API (transport_util.h):
+ * durable adds, paged catch-up under a window, CONSUMED -> on_consumed -> DONE, idempotent
+ * reports, failed completions, HD_EALREADY, PAUSE, restart on the same folder, a folder in use,
+ * completions from another thread and after close, wrong-direction messages, backpressure.
+ * Every wait is bounded. */
+#include "harness.h"
+#include "transport_util.h"
+
+#define TOPIC "server-events-test"
+
+/* ---- a raw client that reads records and messages ---- */
+typedef struct rc {
+  tu_raw_t r;
+  hd__record_reader_t rr;
+  hd__msg_reader_t mr;
+  int closed;
+  uint64_t received, last_seq, out_of_order, confirmed, credit_back;
+  uint64_t max_in_flight, window;
+  uint64_t done_seqs[64];
+  size_t n_done;
+  uint64_t pause;
+  int auto_consume; /* answer every event with CONSUMED, every DONE with CREDIT */
+  hd__buf_t pending_out;
+} rc_t;
+
+static int rc_msg(void *ctx, uint8_t type, const uint8_t *body, size_t len) {
+  rc_t *c = ctx;
+  hd__entry_iter_t it;
+  uint64_t n, v;
+  hd__entry_t e;
+  if (type == HD__MSG_EVENTS && hd__msg_entries_begin(&it, type, body, len, &n) == 0) {
+    hd__entry_t batch[512];
+    size_t k = 0;
+    while (hd__msg_entries_next(&it, &e)) {
+      if (e.seq != c->last_seq + 1) c->out_of_order++;
+      c->last_seq = e.seq;
+      c->received++;
+      if (k < 512) batch[k++] = (hd__entry_t){e.seq, 0, (const uint8_t *)"ok", 2};
+    }
+    uint64_t in_flight = c->received - c->confirmed;
+    if (in_flight > c->max_in_flight) c->max_in_flight = in_flight;
+    if (c->auto_consume) hd__msg_encode_consumed(&c->pending_out, batch, k);
+  } else if (type == HD__MSG_DONE && hd__msg_entries_begin(&it, type, body, len, &n) == 0) {
+    while (hd__msg_entries_next(&it, &e)) {
+      if (c->n_done < 64) c->done_seqs[c->n_done++] = e.seq;
+    }
+    c->confirmed += n;
+    if (c->auto_consume) {
+      hd__msg_encode_credit(&c->pending_out, n);
+      c->credit_back += n;
+    }
+  } else if (type == HD__MSG_PAUSE && hd__msg_decode_varint(type, body, len, &v) == 0) {
+    c->pause = v;
+  } else if (type == HD__MSG_BYE) {
+    c->closed = 1;
+  }
+  return 0;
+}
+
+static int rc_connect(rc_t *c, int port, const hd_keypair_t *kp, const uint8_t server_pk[32]) {
+  memset(c, 0, sizeof *c);
+  if (tu_raw_connect(&c->r, port) != 0) return -1;
+  if (tu_raw_handshake(&c->r, kp, server_pk, TOPIC) != 0) return -1;
+  hd__msg_reader_init(&c->mr, HD__DEFAULT_MAX_MESSAGE, rc_msg, c);
+  return hd__record_reader_init(&c->rr, &c->r.rx, hd__record_to_msgs, &c->mr);
+}
+
+static void rc_free(rc_t *c) {
+  close(c->r.fd);
+  hd__record_reader_free(&c->rr);
+  hd__msg_reader_free(&c->mr);
+  hd__buf_free(&c->pending_out);
+}
+
+static int rc_send(rc_t *c, hd__buf_t *m) {
+  int rc = tu_raw_send(&c->r, m, 0);
+  hd__buf_free(m);
+  return rc;
+}
+
+static int rc_resume(rc_t *c, const uint8_t *store_id, uint64_t high, uint64_t window) {
+  hd__resume_t r;
+  memset(&r, 0, sizeof r);
+  if (store_id) memcpy(r.store_id, store_id, 16);
+  r.high_seq = high;
+  r.window = window;
+  c->window = window;
+  hd__buf_t m = {0};
+  hd__msg_encode_resume(&m, &r);
+  return rc_send(c, &m);
+}
+
+static int rc_consumed(rc_t *c, const uint64_t *seqs, const char *const *data, size_t n) {
+  hd__entry_t e[16];
+  for (size_t i = 0; i < n; i++) e[i] = (hd__entry_t){seqs[i], 0, (const uint8_t *)data[i], strlen(data[i])};
+  hd__buf_t m = {0};
+  hd__msg_encode_consumed(&m, e, n);
+  return rc_send(c, &m);
+}
+
+/* Reads for up to `ms`; returns at the first batch of bytes. */
+static void rc_poll(rc_t *c, int ms) {
+  struct pollfd pf = {c->r.fd, POLLIN, 0};
+  if (!c->closed && poll(&pf, 1, ms) > 0) {
+    uint8_t buf[65536];
+    ssize_t n = recv(c->r.fd, buf, sizeof buf, 0);
+    if (n <= 0) c->closed = 1;
+    else if (hd__record_reader_feed(&c->rr, buf, (size_t)n) != 0) c->closed = 1;
+  }
+  if (c->pending_out.len && !c->closed) rc_send(c, &c->pending_out);
+}
+
+#define RC_UNTIL(c, cond, ms)                                                                     \
+  ({                                                                                              \
+    uint64_t dl_ = tu_now_ms() + (uint64_t)(ms) * tu_slow();                                      \
+    while (!(cond) && !(c)->closed && tu_now_ms() < dl_) rc_poll((c), 5);                         \
+    (cond);                                                                                       \
+  })
+
+/* ---- the server under test ---- */
+typedef struct fx {
+  hd_keypair_t skp, ukp;
+  char dir[32];
+  hd_server_t *s;
+  int port;
+  tu_peer_t p;
+  pthread_mutex_t mu;
+  hd_consumed_t *batches[16];
+  atomic_int n_batches;
+  atomic_int adds_done;
+} fx_t;
+
+static void on_consumed_keep(void *ud, const uint8_t user[32], hd_consumed_t *b) {
+  fx_t *f = (fx_t *)(void *)((char *)ud - offsetof(fx_t, p)); /* user_data is &f->p */
+  (void)user;
+  int i = atomic_load(&f->n_batches);
+  if (i < 16) f->batches[i] = b;
+  atomic_fetch_add(&f->n_batches, 1);
+}
+
+static int fx_start(fx_t *f, int keep_batches, uint32_t page) {
+  hd_server_options_t so = tu_server_options(&f->skp, TOPIC, "127.0.0.1:0", &f->p);
+  so.data_dir = f->dir;
+  so.page_events = page;
+  if (keep_batches) so.on_consumed = on_consumed_keep;
+  atomic_store(&f->n_batches, 0);
+  if (hd_server_create(&f->s, &so) != 0) return -1;
+  f->port = hd_server_port(f->s);
+  return 0;
+}
+
+static int fx_init(fx_t *f, int keep_batches, uint32_t page) {
+  memset(f, 0, sizeof *f);
+  hd_keypair_generate(&f->skp);
+  hd_keypair_generate(&f->ukp);
+  tu_peer_init(&f->p);
+  tu_log_clear();
+  snprintf(f->dir, sizeof f->dir, "/tmp/hd-se-XXXXXX");
+  if (mkdtemp(f->dir) == NULL) return -1;
+  return fx_start(f, keep_batches, page);
+}
+
+static void fx_done(fx_t *f) {
+  if (f->s) hd_server_close_wait(f->s);
+  f->s = NULL;
+  char cmd[64];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+  if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", f->dir);
+}
+
+static void count_add(void *data, int status, uint64_t seq) {
+  (void)seq;
+  if (status == 0) atomic_fetch_add(&((fx_t *)data)->adds_done, 1);
+}
+
+static int add_many(fx_t *f, int n, size_t len) {
+  uint8_t payload[2048];
+  memset(payload, 'x', sizeof payload);
+  atomic_store(&f->adds_done, 0);
+  for (int i = 0; i < n; i++) {
+    if (hd_server_add_event(f->s, f->ukp.public_key, payload, len, count_add, f) != 0) return -1;
+  }
+  return TU_WAIT(atomic_load(&f->adds_done) == n, 20000) ? 0 : -1;
+}
+
+/* ---- tests ---- */
+
+static void add_durable(void) {
+  fx_t f;
+  CHECK(fx_init(&f, 0, 0) == 0);
+  uint64_t seq = 0, pending = 0;
+  for (uint64_t i = 1; i <= 10; i++) {
+    CHECK_OK(hd_server_add_event_wait(f.s, f.ukp.public_key, "e", 1, &seq));
+    CHECK(seq == i);
+  }
+  uint8_t bad[32];
+  memset(bad, 0, sizeof bad);
+  bad[0] = 2; /* not on the curve */
+  CHECK_RC(hd_server_add_event(f.s, bad, "e", 1, NULL, NULL), HD_EKEY);
+  CHECK_RC(hd_server_add_event(f.s, f.ukp.public_key, "", 0, NULL, NULL), HD_EINVAL);
+  static uint8_t big[1024 * 1024];
+  CHECK_RC(hd_server_add_event(f.s, f.ukp.public_key, big, sizeof big - 63, NULL, NULL), HD_EINVAL);
+  CHECK_OK(hd_server_add_event_wait(f.s, f.ukp.public_key, big, sizeof big - 64, &seq));
+  CHECK(seq == 11);
+  CHECK_OK(hd_server_pending(f.s, f.ukp.public_key, &pending));
+  CHECK(pending == 11);
+  hd_server_stats_t st = {HD_SERVER_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0};
+  CHECK_OK(hd_server_stats(f.s, &st));
+  CHECK(st.events_added == 11 && st.pending_total == 11 && st.commits >= 1);
+  fx_done(&f);
+}
+
+static void catchup_window(void) {
+  fx_t f;
+  CHECK(fx_init(&f, 0, 64) == 0);
+  CHECK(add_many(&f, 5000, 100) == 0);
+  rc_t c;
+  CHECK(rc_connect(&c, f.port, &f.ukp, f.skp.public_key) == 0);
+  c.auto_consume = 1;
+  CHECK(rc_resume(&c, NULL, 0, 100) == 0);
+  CHECK(RC_UNTIL(&c, c.confirmed == 5000, 30000));
+  CHECK(c.received == 5000 && c.out_of_order == 0);
+  CHECK(c.max_in_flight <= 100); /* the window is never exceeded */
+  uint64_t pending = 1;
+  CHECK_OK(hd_server_pending(f.s, f.ukp.public_key, &pending));
+  CHECK(pending == 0);
+  hd_server_stats_t st = {HD_SERVER_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0};
+  CHECK_OK(hd_server_stats(f.s, &st));
+  CHECK(st.events_delivered == 5000 && st.events_confirmed == 5000 && st.connected_users == 1);
+  CHECK(tu_log_has("catch-up starts") && tu_log_has("catch-up done"));
+  /* an event added now is pushed at once */
+  CHECK(add_many(&f, 1, 10) == 0);
+  CHECK(RC_UNTIL(&c, c.confirmed == 5001, 5000));
+  rc_free(&c);
+  fx_done(&f);
+}
+
+static void *complete_thread(void *arg) {
+  hd_consumed_complete_all(arg, 1);
+  return NULL;
+}
+
+static void consumed_flow(void) {
+  fx_t f;
+  CHECK(fx_init(&f, 1, 0) == 0);
+  CHECK(add_many(&f, 3, 5) == 0);
+  rc_t c;
+  CHECK(rc_connect(&c, f.port, &f.ukp, f.skp.public_key) == 0);
+  CHECK(rc_resume(&c, NULL, 0, 10) == 0);
+  CHECK(RC_UNTIL(&c, c.received == 3, 5000));
+  uint64_t seqs[] = {1, 2};
+  const char *data[] = {"d1", "d2"};
+  CHECK(rc_consumed(&c, seqs, data, 2) == 0);
+  CHECK(TU_WAIT(atomic_load(&f.n_batches) == 1, 5000));
+  hd_consumed_t *b = f.batches[0];
+  CHECK(hd_consumed_count(b) == 2);
+  hd_event_info_t e;
+  CHECK_OK(hd_consumed_event(b, 1, &e));
+  CHECK(e.seq == 2 && e.data_len == 2 && memcmp(e.data, "d2", 2) == 0);
+  CHECK(e.payload_len == 5 && memcmp(e.payload, "xxxxx", 5) == 0 && e.created_ms > 0);
+  CHECK_RC(hd_consumed_event(b, 2, &e), HD_EINVAL);
+  /* a duplicate report while the batch is with the application is ignored */
+  CHECK(rc_consumed(&c, seqs, data, 1) == 0);
+  tu_sleep_ms(50);
+  CHECK(atomic_load(&f.n_batches) == 1);
+  CHECK_OK(hd_consumed_complete(b, 0, 1));
+  CHECK_RC(hd_consumed_complete(b, 0, 1), HD_EALREADY);
+  CHECK_OK(hd_consumed_complete(b, 1, 0)); /* failure: event 2 stays; the batch is freed */
+  CHECK(RC_UNTIL(&c, c.n_done == 1, 5000));
+  CHECK(c.done_seqs[0] == 1);
+  uint64_t pending = 0;
+  CHECK_OK(hd_server_pending(f.s, f.ukp.public_key, &pending));
+  CHECK(pending == 2);
+  /* reported again after the failure: a new batch, completed from another thread */
+  uint64_t two[] = {2};
+  CHECK(rc_consumed(&c, two, data + 1, 1) == 0);
+  CHECK(TU_WAIT(atomic_load(&f.n_batches) == 2, 5000));
+  pthread_t t;
+  pthread_create(&t, NULL, complete_thread, f.batches[1]);
+  pthread_join(t, NULL);
+  CHECK(RC_UNTIL(&c, c.n_done == 2, 5000));
+  CHECK(c.done_seqs[1] == 2);
+  /* reports of events not held: DONE at once, no callback */
+  uint64_t gone[] = {1, 999};
+  CHECK(rc_consumed(&c, gone, data, 2) == 0);
+  CHECK(RC_UNTIL(&c, c.n_done == 4, 5000));
+  CHECK(atomic_load(&f.n_batches) == 2);
+  hd_server_stats_t st = {HD_SERVER_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0};
+  CHECK_OK(hd_server_stats(f.s, &st));
+  CHECK(st.events_confirmed == 2 && st.pending_total == 1 && st.events_consumed == 6);
+  rc_free(&c);
+  fx_done(&f);
+}
+
+static void pause_and_restart(void) {
+  fx_t f;
+  CHECK(fx_init(&f, 0, 0) == 0);
+  CHECK(add_many(&f, 3, 5) == 0);
+  rc_t c;
+  CHECK(rc_connect(&c, f.port, &f.ukp, f.skp.public_key) == 0);
+  uint8_t store_id[16];
+  memcpy(store_id, c.r.welcome.store_id, 16);
+  CHECK(c.r.welcome.pause_ms == 0);
+  CHECK(rc_resume(&c, NULL, 3, 10) == 0);
+  CHECK_OK(hd_server_update_pause(f.s, 1500, NULL, NULL));
+  CHECK(RC_UNTIL(&c, c.pause == 1500, 5000));
+  CHECK(c.received == 0); /* high_seq 3: nothing to send */
+  rc_free(&c);
+  CHECK_OK(hd_server_close_wait(f.s));
+  /* the same folder again: same store, pause kept, numbers go on */
+  CHECK(fx_start(&f, 0, 0) == 0);
+  uint64_t seq = 0;
+  CHECK_OK(hd_server_add_event_wait(f.s, f.ukp.public_key, "n", 1, &seq));
+  CHECK(seq == 4);
+  CHECK(rc_connect(&c, f.port, &f.ukp, f.skp.public_key) == 0);
+  CHECK(memcmp(c.r.welcome.store_id, store_id, 16) == 0 && c.r.welcome.pause_ms == 1500);
+  CHECK(rc_resume(&c, store_id, 2, 10) == 0);
+  c.last_seq = 2;
+  CHECK(RC_UNTIL(&c, c.received == 2, 5000));
+  CHECK(c.last_seq == 4 && c.out_of_order == 0);
+  rc_free(&c);
+  /* a client that knew another store gets everything */
+  uint8_t other[16];
+  memset(other, 7, sizeof other);
+  CHECK(rc_connect(&c, f.port, &f.ukp, f.skp.public_key) == 0);
+  CHECK(rc_resume(&c, other, 3, 10) == 0);
+  CHECK(RC_UNTIL(&c, c.received == 4, 5000));
+  rc_free(&c);
+  fx_done(&f);
+}
+
+static void folder_in_use(void) {
+  fx_t f;
+  CHECK(fx_init(&f, 0, 0) == 0);
+  hd_server_options_t so = tu_server_options(&f.skp, TOPIC, "127.0.0.1:0", &f.p);
+  so.data_dir = f.dir;
+  hd_server_t *s2 = NULL;
+  CHECK_RC(hd_server_create(&s2, &so), HD_EBUSY);
+  CHECK(s2 == NULL && atomic_load(&f.p.destroyed) == 0);
+  so.data_dir = NULL;
+  CHECK_RC(hd_server_create(&s2, &so), HD_EINVAL);
+  CHECK(strstr(hd_last_error_message(), "data_dir") != NULL);
+  fx_done(&f);
+}
+
+static void batch_after_close(void) {
+  fx_t f;
+  CHECK(fx_init(&f, 1, 0) == 0);
+  CHECK(add_many(&f, 2, 5) == 0);
+  rc_t c;
+  CHECK(rc_connect(&c, f.port, &f.ukp, f.skp.public_key) == 0);
+  CHECK(rc_resume(&c, NULL, 0, 10) == 0);
+  CHECK(RC_UNTIL(&c, c.received == 2, 5000));
+  uint64_t seqs[] = {1, 2};
+  const char *data[] = {"a", "b"};
+  CHECK(rc_consumed(&c, seqs, data, 2) == 0);
+  CHECK(TU_WAIT(atomic_load(&f.n_batches) == 1, 5000));
+  hd_consumed_t *b = f.batches[0];
+  CHECK_OK(hd_consumed_complete(b, 0, 0)); /* claimed before close, applied */
+  CHECK_OK(hd_server_close_wait(f.s));
+  f.s = NULL;
+  hd_event_info_t e;
+  CHECK_OK(hd_consumed_event(b, 1, &e)); /* still readable */
+  CHECK(e.seq == 2 && memcmp(e.data, "b", 1) == 0);
+  CHECK_RC(hd_consumed_complete(b, 0, 1), HD_EALREADY);
+  CHECK_OK(hd_consumed_complete(b, 1, 1)); /* frees it */
+  rc_free(&c);
+  /* the event completed after close was not deleted: still pending */
+  CHECK(fx_start(&f, 0, 0) == 0);
+  uint64_t pending = 0;
+  CHECK_OK(hd_server_pending(f.s, f.ukp.public_key, &pending));
+  CHECK(pending == 2);
+  fx_done(&f);
+}
+
+static void wrong_direction(void) {
+  fx_t f;
+  CHECK(fx_init(&f, 0, 0) == 0);
+  rc_t c;
+  CHECK(rc_connect(&c, f.port, &f.ukp, f.skp.public_key) == 0);
+  hd__buf_t m = {0};
+  hd__msg_encode_credit(&m, 5); /* before RESUME */
+  CHECK(rc_send(&c, &m) == 0);
+  CHECK(tu_wait_closed(c.r.fd, 3000));
+  rc_free(&c);
+  CHECK(TU_WAIT(tu_log_has("before RESUME"), 3000));
+  CHECK(rc_connect(&c, f.port, &f.ukp, f.skp.public_key) == 0);
+  CHECK(rc_resume(&c, NULL, 0, 10) == 0);
+  uint64_t one = 1;
+  hd__msg_encode_done(&m, &one, 1);
+  CHECK(rc_send(&c, &m) == 0);
+  CHECK(tu_wait_closed(c.r.fd, 3000));
+  rc_free(&c);
+  CHECK(TU_WAIT(tu_log_has("wrong direction") && atomic_load(&f.p.disconnected) == 2, 3000));
+  CHECK(atomic_load(&f.p.last_status) == HD_EPROTO);
+  fx_done(&f);
+}
+
+/* A client that does not read: the server stops near the high-water mark, then goes on. */
+static void backpressure(void) {
+  fx_t f;
+  CHECK(fx_init(&f, 0, 0) == 0);
+  CHECK(add_many(&f, 20000, 1000) == 0);
+  rc_t c;
+  CHECK(rc_connect(&c, f.port, &f.ukp, f.skp.public_key) == 0);
+  CHECK(rc_resume(&c, NULL, 0, 1000000) == 0);
+  tu_sleep_ms(300 * tu_slow());
+  hd_server_stats_t st = {HD_SERVER_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0};
+  CHECK_OK(hd_server_stats(f.s, &st));
+  CHECK(st.events_delivered > 0 && st.events_delivered < 20000);
+  CHECK(RC_UNTIL(&c, c.received == 20000, 30000));
+  CHECK(c.out_of_order == 0);
+  rc_free(&c);
+  fx_done(&f);
+}
+
+#define TESTS(X)                                                                                  \
+  X(add_durable)                                                                                  \
+  X(catchup_window)                                                                               \
+  X(consumed_flow)                                                                                \
+  X(pause_and_restart)                                                                            \
+  X(folder_in_use)                                                                                \
+  X(batch_after_close)                                                                            \
+  X(wrong_direction)                                                                              \
+  X(backpressure)
+HD_TEST_MAIN(TESTS)
