@@ -2,14 +2,18 @@ import CHyperdown
 
 /// An error from the Hyperdown core: one of the `HD_E*` codes of `hyperdown.h` with the detail
 /// message the core recorded on the failing thread.
+///
+/// Compare ``code`` with the constants below (`error.code == HyperdownError.busy`) or read
+/// ``name`` (`"EBUSY"`).
 public struct HyperdownError: Error, Sendable, Equatable, CustomStringConvertible {
   /// The negative `HD_E*` code.
   public let code: Int32
   /// The code's name without prefix, e.g. `"EAUTH"`.
   public var name: String { String(cString: hd_err_name(code)) }
-  /// What went wrong, in the core's words.
+  /// What went wrong, in the core's words (which key, which address, which byte).
   public let message: String
 
+  /// An error with this code and message.
   public init(code: Int32, message: String) {
     self.code = code
     self.message = message
@@ -28,11 +32,45 @@ public struct HyperdownError: Error, Sendable, Equatable, CustomStringConvertibl
     return rc
   }
 
+  /// `NAME: message`.
   public var description: String { "\(name): \(message)" }
 
+  /// `EINVAL`: an invalid argument.
   public static let invalidArgument = HD_EINVAL.rawValue
+  /// `EKEY`: a key pair that does not verify, or an invalid public key.
   public static let badKey = HD_EKEY.rawValue
+  /// `EHEX`: not valid hexadecimal of the expected length.
   public static let badHex = HD_EHEX.rawValue
+  /// `ETOPIC`: the peer is on another topic (folder name).
   public static let wrongTopic = HD_ETOPIC.rawValue
+  /// `EAUTH`: the handshake failed (for a client: the server has another key).
   public static let authenticationFailed = HD_EAUTH.rawValue
+  /// `EPROTO`: a protocol violation.
+  public static let protocolViolation = HD_EPROTO.rawValue
+  /// `ETIMEDOUT`: a handshake or a silent peer timed out.
+  public static let timedOut = HD_ETIMEDOUT.rawValue
+  /// `ECONNREFUSED`: nobody listens at the address.
+  public static let connectionRefused = HD_ECONNREFUSED.rawValue
+  /// `ECONNRESET`: the peer reset the connection.
+  public static let connectionReset = HD_ECONNRESET.rawValue
+  /// `EADDRINUSE`: the listen address is taken.
+  public static let addressInUse = HD_EADDRINUSE.rawValue
+  /// `EADDR`: a malformed address.
+  public static let badAddress = HD_EADDR.rawValue
+  /// `EIO`: an input/output error.
+  public static let io = HD_EIO.rawValue
+  /// `ECLOSED`: the server or client is closed or closing.
+  public static let closed = HD_ECLOSED.rawValue
+  /// `EBUSY`: the storage folder is used by another process (or another handle).
+  public static let busy = HD_EBUSY.rawValue
+  /// `ENOSPC`: no space left on the device.
+  public static let noSpace = HD_ENOSPC.rawValue
+  /// `ESTORE`: a storage error.
+  public static let storage = HD_ESTORE.rawValue
+  /// `ECORRUPT`: stored data is corrupt.
+  public static let corrupt = HD_ECORRUPT.rawValue
+  /// `EVERSION`: a library or protocol version mismatch.
+  public static let versionMismatch = HD_EVERSION.rawValue
+  /// `EBYE`: the peer closed the connection.
+  public static let bye = HD_EBYE.rawValue
 }

@@ -69,12 +69,16 @@ public struct KeyPair: Sendable, Equatable {
 
 /// Hexadecimal helpers with the core's rules (exact length, either case).
 public enum Hex {
+  /// Lower-case hex of `bytes`.
   public static func encode(_ bytes: [UInt8]) -> String {
     var out = [CChar](repeating: 0, count: bytes.count * 2 + 1)
     _ = hd_hex_encode(&out, out.count, bytes, bytes.count)
     return String(decoding: out.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
   }
 
+  /// Exactly `count` bytes from `hex` (2 × `count` digits, either case).
+  /// - Throws: ``HyperdownError`` `EHEX` for any other length or a non-hex digit (the detail
+  ///   names its position).
   public static func decode(_ hex: String, count: Int) throws -> [UInt8] {
     var out = [UInt8](repeating: 0, count: count)
     try HyperdownError.check(hd_hex_decode(&out, count, hex))
@@ -84,6 +88,7 @@ public enum Hex {
 
 /// The topic a folder name stands for (BLAKE2b-256 over a fixed context and the name).
 public enum Topic {
+  /// The 32-byte topic key of a folder name; peers must share it to complete a handshake.
   public static func key(forFolderName name: String) throws -> [UInt8] {
     var out = [UInt8](repeating: 0, count: Int(HD_TOPIC_BYTES))
     let utf8 = Array(name.utf8)
@@ -98,7 +103,9 @@ public enum Topic {
 
 /// Versions of the loaded core.
 public enum Version {
+  /// The loaded core's release version, e.g. `"0.1.0"`.
   public static var string: String { String(cString: hd_version_string()) }
+  /// The loaded core's ABI version (the SONAME's number).
   public static var abi: Int { Int(hd_abi_version()) }
   /// Throws if the loaded library does not match the header this module was built with.
   public static func check() throws { try HyperdownError.check(hd_check_version(HD_ABI_VERSION, UInt32(HD_VERSION_HEX))) }

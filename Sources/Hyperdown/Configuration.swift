@@ -1,0 +1,166 @@
+import Logging
+
+/// How hard the store works to keep what it acknowledged.
+public enum Durability: Sendable, Hashable {
+  /// SQLite `synchronous=FULL`: an acknowledged event survives a power loss (the default).
+  case full
+  /// SQLite `synchronous=NORMAL`: an acknowledged event survives a crash of the process, but the
+  /// last commits may be lost when the machine loses power. Faster on slow disks.
+  case normal
+}
+
+/// Everything a ``HyperdownServer`` needs: its identity, its topic, its folder and its address.
+///
+/// ```swift
+/// var config = ServerConfiguration(
+///   keyPair: try KeyPair(scalarHex: "808a…", publicKeyHex: "9b0e…"),
+///   folderName: "topic", dataDirectory: "/var/lib/hyperdown/server", listen: "0.0.0.0:7000")
+/// config.onClientConsumedEvents = { user, events in
+///   print("\(user) used \(events.map(\.id))")
+///   return true
+/// }
+/// let server = try HyperdownServer(configuration: config)
+/// ```
+public struct ServerConfiguration: Sendable {
+  /// The server's identity. Clients must know its public key (`serverPublicKey`).
+  public var keyPair: KeyPair
+  /// The topic (the original's `folderName`). Peers on another topic fail the handshake (`ETOPIC`).
+  public var folderName: String
+  /// The store's folder: created with mode 0700, locked while the server runs (a second process
+  /// gets `EBUSY`). A server started again on the same folder resumes where it was.
+  public var dataDirectory: String
+  /// The address to listen on: `"127.0.0.1:7000"`, `"[::1]:7000"`, `"0.0.0.0:7000"`; port 0 picks
+  /// a free port (read it from ``HyperdownServer/port``).
+  public var listen: String
+  /// A pause to push to every client when the server starts (see ``HyperdownServer/updatePause(_:)``);
+  /// `nil` keeps the pause the store remembers.
+  public var pause: Duration?
+  /// Durability of the store (``Durability/full`` by default).
+  public var durability: Durability = .full
+  /// The catch-up page size in events (`nil`: the core's default, 512).
+  public var pageEvents: UInt32?
+  /// Handshake timeout (`nil`: 10 s).
+  public var handshakeTimeout: Duration?
+  /// Ping after this much silence (`nil`: 5 s).
+  public var keepalive: Duration?
+  /// Drop a peer silent this long (`nil`: three keepalives).
+  public var idleTimeout: Duration?
+  /// The largest message accepted, in bytes (`nil`: 1 MiB).
+  public var maxMessageBytes: UInt32?
+  /// Receives the core's log lines; its `logLevel` decides how verbose the core is.
+  public var logger: Logger
+  /// Runs when a user reports events consumed (the original's `onClientConsumedEvents`): the
+  /// user's key and the events, in sequence order, with the data the client's handler reported.
+  /// Return `true` to forget them and confirm them to the client, `false` to keep them (the
+  /// client reports them again on its next connection). It runs in a task of its own, one per
+  /// batch. `nil` accepts every report.
+  public var onClientConsumedEvents: (@Sendable (PublicKey, [ConsumedEvent]) async -> Bool)?
+  /// A user finished the handshake. Runs on the core's loop thread: it must not block.
+  public var onUserConnected: (@Sendable (PublicKey) -> Void)?
+  /// A user's connection ended: `nil` for an orderly close, else why. Runs on the loop thread.
+  public var onUserDisconnected: (@Sendable (PublicKey?, HyperdownError?) -> Void)?
+
+  /// A configuration with the required fields; set the others as needed.
+  /// - Parameters:
+  ///   - keyPair: the server's identity.
+  ///   - folderName: the topic.
+  ///   - dataDirectory: the store's folder.
+  ///   - listen: the address to listen on (default `127.0.0.1:0`, any free port).
+  ///   - logger: receives the core's log lines (default: warnings and errors).
+  public init(keyPair: KeyPair, folderName: String, dataDirectory: String,
+              listen: String = "127.0.0.1:0",
+              logger: Logger = quietLogger("hyperdown.server")) {
+    self.keyPair = keyPair
+    self.folderName = folderName
+    self.dataDirectory = dataDirectory
+    self.listen = listen
+    self.logger = logger
+  }
+}
+
+/// Everything a ``HyperdownClient`` needs: the user's identity, the server it trusts and where.
+///
+/// ```swift
+/// var config = ClientConfiguration(
+///   keyPair: user, serverPublicKey: server.identity, folderName: "topic",
+///   dataDirectory: "/var/lib/hyperdown/client", server: "127.0.0.1:7000")
+/// let client = try HyperdownClient(configuration: config)
+/// for try await event in client.events {
+///   print(event.id, String(decoding: event.payload, as: UTF8.self))
+///   event.complete()
+/// }
+/// ```
+public struct ClientConfiguration: Sendable {
+  /// The user's identity: the server adds events for its public key.
+  public var keyPair: KeyPair
+  /// The server's public key; a server with another key fails the handshake (`EAUTH`).
+  public var serverPublicKey: PublicKey
+  /// The topic (the original's `folderName`); it must be the server's.
+  public var folderName: String
+  /// The client's store folder (created 0700, locked while open). Events received are written
+  /// here before they are handled, so they are handled even while the server is away.
+  public var dataDirectory: String
+  /// The server's address, `"127.0.0.1:7000"` or `"[::1]:7000"`.
+  public var server: String
+  /// How many events the client accepts unconfirmed (`nil`: 1024). Bounds memory on both sides.
+  public var window: UInt32?
+  /// First delay before a failed event is handed again (`nil`: 100 ms); it doubles up to
+  /// ``retryMax``.
+  public var retryMin: Duration?
+  /// Cap of the retry delay (`nil`: 30 s).
+  public var retryMax: Duration?
+  /// First redial delay after a failed or lost connection (`nil`: 100 ms).
+  public var reconnectMin: Duration?
+  /// Cap of the doubling redial delay (`nil`: 5 s).
+  public var reconnectMax: Duration?
+  /// `true`: do not dial again after a failure or a disconnect.
+  public var noReconnect: Bool = false
+  /// Durability of the store (``Durability/full`` by default).
+  public var durability: Durability = .full
+  /// Handshake timeout (`nil`: 10 s).
+  public var handshakeTimeout: Duration?
+  /// Ping after this much silence (`nil`: 5 s).
+  public var keepalive: Duration?
+  /// Drop the server when silent this long (`nil`: three keepalives).
+  public var idleTimeout: Duration?
+  /// The largest message accepted, in bytes (`nil`: 1 MiB).
+  public var maxMessageBytes: UInt32?
+  /// Receives the core's log lines; its `logLevel` decides how verbose the core is.
+  public var logger: Logger
+  /// The original's `eventHandler`: when set, every event goes to this closure (and none to
+  /// ``HyperdownClient/events``). Return the data to report to the server (or `nil`) to mark the
+  /// event consumed; throw to have it handed again after the retry delay.
+  public var eventHandler: (@Sendable (Event) async throws -> [UInt8]?)?
+  /// The server authenticated (its key). Runs on the core's loop thread: it must not block.
+  public var onConnected: (@Sendable (PublicKey) -> Void)?
+  /// A connection or a connection attempt ended: `nil` for an orderly close, else why (`EAUTH`
+  /// for a wrong server key, `ETOPIC` for another topic, `ECONNREFUSED`...). Loop thread.
+  public var onDisconnected: (@Sendable (HyperdownError?) -> Void)?
+
+  /// A configuration with the required fields; set the others as needed.
+  /// - Parameters:
+  ///   - keyPair: the user's identity.
+  ///   - serverPublicKey: the server it trusts.
+  ///   - folderName: the topic.
+  ///   - dataDirectory: the client's store folder.
+  ///   - server: the server's address.
+  ///   - logger: receives the core's log lines (default: warnings and errors).
+  public init(keyPair: KeyPair, serverPublicKey: PublicKey, folderName: String,
+              dataDirectory: String, server: String,
+              logger: Logger = quietLogger("hyperdown.client")) {
+    self.keyPair = keyPair
+    self.serverPublicKey = serverPublicKey
+    self.folderName = folderName
+    self.dataDirectory = dataDirectory
+    self.server = server
+    self.logger = logger
+  }
+}
+
+/// A logger at level `warning`: the default of the configurations.
+@usableFromInline
+func quietLogger(_ label: String) -> Logger {
+  var logger = Logger(label: label)
+  logger.logLevel = .warning
+  return logger
+}

@@ -1,0 +1,168 @@
+import CHyperdown
+import Foundation
+import Synchronization
+
+/// An event a user reported consumed, as the server's ``ServerConfiguration/onClientConsumedEvents``
+/// receives it.
+public struct ConsumedEvent: Sendable, Hashable {
+  /// The user's sequence number of the event (from 1, never reused).
+  public let id: UInt64
+  /// When the server stored the event.
+  public let created: Date
+  /// What ``HyperdownServer/addEvent(for:payload:)-(PublicKey,[UInt8])`` stored.
+  public let payload: [UInt8]
+  /// What the client's handler reported with its completion (empty if nothing).
+  public let data: [UInt8]
+
+  /// An event with these fields (for tests and adapters).
+  public init(id: UInt64, created: Date, payload: [UInt8], data: [UInt8]) {
+    self.id = id
+    self.created = created
+    self.payload = payload
+    self.data = data
+  }
+
+  /// Decodes the payload as JSON.
+  public func decodePayload<T: Decodable>(_ type: T.Type, decoder: JSONDecoder = JSONDecoder()) throws -> T {
+    try decoder.decode(type, from: Data(payload))
+  }
+
+  init(_ info: hd_event_info_t) {
+    id = info.seq
+    created = Date(timeIntervalSince1970: Double(info.created_ms) / 1000)
+    payload = info.payload_len > 0 && info.payload != nil
+      ? Array(UnsafeBufferPointer(start: info.payload, count: info.payload_len)) : []
+    data = info.data_len > 0 && info.data != nil
+      ? Array(UnsafeBufferPointer(start: info.data, count: info.data_len)) : []
+  }
+}
+
+/// One event handed to a client, from ``HyperdownClient/events`` or to
+/// ``ClientConfiguration/eventHandler``.
+///
+/// Complete it once with ``complete(ok:data:)``: success records it consumed (durably) and
+/// reports it to the server; failure has it handed again after the retry delay, before any later
+/// event. The client hands the next event only after this one is completed.
+///
+/// An event that is dropped without completion is never lost: if it was handed out to your code it
+/// counts as a failure (handed again after the retry delay); if it was still waiting in a sequence
+/// whose iteration ended (the task was cancelled), it goes to the next iteration of
+/// ``HyperdownClient/events``; if the client closes first, it comes again when a client opens
+/// the same folder.
+public final class Event: Sendable, CustomStringConvertible {
+  /// The user's sequence number of the event: from 1, strictly increasing, stable across
+  /// redeliveries (use it to make a handler idempotent).
+  public var id: UInt64 { delivery.seq }
+  /// When the server stored the event.
+  public var created: Date { Date(timeIntervalSince1970: Double(delivery.createdMs) / 1000) }
+  /// The bytes the server added.
+  public var payload: [UInt8] { delivery.payload }
+
+  let delivery: Delivery
+  let core: ClientCore
+  /// Whether the event reached user code (an iterator returned it or a handler got it).
+  private let seen = Atomic<Bool>(false)
+
+  init(delivery: Delivery, core: ClientCore) {
+    self.delivery = delivery
+    self.core = core
+  }
+
+  func markSeen() { seen.store(true, ordering: .relaxed) }
+
+  /// Decodes the payload as JSON.
+  public func decodePayload<T: Decodable>(_ type: T.Type, decoder: JSONDecoder = JSONDecoder()) throws -> T {
+    try decoder.decode(type, from: Data(delivery.payload))
+  }
+
+  /// Completes the event: `ok` records it consumed with `data` (optional, reported to the server's
+  /// consumption callback); `!ok` has it handed again after the retry delay. Call it once, from any
+  /// thread or task; later calls do nothing and return `false`. After the client closed it does
+  /// nothing (the event comes again next time).
+  @discardableResult
+  public func complete(ok: Bool = true, data: [UInt8]? = nil) -> Bool {
+    core.complete(delivery, ok: ok, data: data)
+  }
+
+  /// Completes the event with success and `value` encoded as JSON as its data.
+  @discardableResult
+  public func complete<T: Encodable>(json value: T, encoder: JSONEncoder = JSONEncoder()) throws -> Bool {
+    let data = try encoder.encode(value)
+    return complete(ok: true, data: Array(data))
+  }
+
+  /// Whether the event was completed.
+  public var isCompleted: Bool { !delivery.isPending }
+
+  /// `Event(id: N, n bytes)`.
+  public var description: String { "Event(id: \(id), \(delivery.payload.count) bytes)" }
+
+  deinit {
+    if delivery.isPending {
+      core.released(delivery, seen: seen.load(ordering: .relaxed))
+    }
+  }
+}
+
+/// One `hd_event_t` the core handed out, with its fields copied; completed at most once.
+final class Delivery: Sendable {
+  let seq: UInt64
+  let createdMs: Int64
+  let payload: [UInt8]
+  private let pointer: Mutex<UnsafeTransfer<OpaquePointer>?>
+
+  init(_ event: OpaquePointer) {
+    var info = hd_event_info_t()
+    _ = hd_event_info(event, &info)
+    let copied = ConsumedEvent(info)
+    seq = copied.id
+    createdMs = info.created_ms
+    payload = copied.payload
+    pointer = Mutex(UnsafeTransfer(value: event))
+  }
+
+  var isPending: Bool { pointer.withLock { $0 != nil } }
+
+  /// The C event, once: nil if it was completed already.
+  func take() -> OpaquePointer? { pointer.withLock { p in defer { p = nil }; return p?.value } }
+}
+
+/// Counters of a server since it was created (``HyperdownServer/stats()``).
+public struct ServerStats: Sendable, Hashable {
+  /// Adds that completed durable.
+  public var eventsAdded: UInt64
+  /// Events sent to clients (a resend after a reconnect counts again).
+  public var eventsDelivered: UInt64
+  /// Consumption reports received.
+  public var eventsConsumed: UInt64
+  /// Events completed with success: deleted and confirmed to their client.
+  public var eventsConfirmed: UInt64
+  /// Events the store holds now, for all users.
+  public var pendingTotal: UInt64
+  /// Authenticated connections now.
+  public var connectedUsers: UInt64
+  /// Store transactions (one fsync each).
+  public var commits: UInt64
+}
+
+/// Counters and state of a client (``HyperdownClient/stats()``).
+public struct ClientStats: Sendable, Hashable {
+  /// New events stored.
+  public var eventsReceived: UInt64
+  /// Completions with success.
+  public var eventsHandled: UInt64
+  /// Completions with failure (handed again later).
+  public var eventsFailed: UInt64
+  /// Events the server confirmed (forgotten by the client).
+  public var eventsConfirmed: UInt64
+  /// Events held, not yet consumed.
+  public var unhandled: UInt64
+  /// Events consumed, not yet confirmed by the server.
+  public var consumed: UInt64
+  /// The highest sequence number received from the current server store.
+  public var highWater: UInt64
+  /// The pause in force.
+  public var pause: Duration
+  /// Whether the client is authenticated to its server now.
+  public var isConnected: Bool
+}

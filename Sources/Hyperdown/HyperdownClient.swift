@@ -1,0 +1,358 @@
+import CHyperdown
+import Foundation
+import Logging
+import Synchronization
+
+/// A Hyperdown client: a user's side. It dials its server, stores the events it receives and hands
+/// them to your code one at a time, in sequence order.
+///
+/// Handle events either with ``ClientConfiguration/eventHandler`` (the original's
+/// `eventHandler`) or by iterating ``events``:
+///
+/// ```swift
+/// let client = try HyperdownClient(configuration: config)
+/// for try await event in client.events {
+///   try await handle(event.payload)
+///   event.complete()          // consumed: reported to the server
+/// }
+/// ```
+///
+/// Nothing is lost when the iterating task is cancelled or the client is dropped: an event that
+/// was not completed is handed again (to the next iteration, or by the next client on the same
+/// folder). A client dropped without ``close()`` closes itself in `deinit`, blocking until its
+/// folder is released.
+///
+/// `Sendable`: every method may be called from any task; the C handle is thread-safe and guarded
+/// against use after close.
+public final class HyperdownClient: Sendable {
+  let core: ClientCore
+
+  /// Creates the client and starts dialing its server (it redials after a failure unless
+  /// ``ClientConfiguration/noReconnect`` is set). Events already in its store are handed out
+  /// even while the server is away.
+  /// - Throws: ``HyperdownError``: `EBUSY` if another process uses the folder, `EADDR`, `EKEY`...
+  public init(configuration: ClientConfiguration) throws {
+    let core = ClientCore(configuration)
+    let c = configuration
+    var opts = hd_client_options_t()
+    _ = hd_client_options_init(&opts, UInt32(HD_CLIENT_OPTIONS_VERSION))
+    opts.handshake_timeout_ms = c.handshakeTimeout?.clampedMilliseconds ?? 0
+    opts.keepalive_ms = c.keepalive?.clampedMilliseconds ?? 0
+    opts.idle_timeout_ms = c.idleTimeout?.clampedMilliseconds ?? 0
+    opts.max_message_bytes = c.maxMessageBytes ?? 0
+    opts.reconnect_min_ms = c.reconnectMin?.clampedMilliseconds ?? 0
+    opts.reconnect_max_ms = c.reconnectMax?.clampedMilliseconds ?? 0
+    opts.no_reconnect = c.noReconnect ? 1 : 0
+    opts.sync_normal = c.durability == .normal ? 1 : 0
+    opts.window = c.window ?? 0
+    opts.retry_min_ms = c.retryMin?.clampedMilliseconds ?? 0
+    opts.retry_max_ms = c.retryMax?.clampedMilliseconds ?? 0
+    opts.log_level = LogBridge.coreLevel(for: c.logger.logLevel)
+    opts.log = { ud, level, message in
+      guard let ud, let message else { return }
+      let core = Unmanaged<ClientCore>.fromOpaque(ud).takeUnretainedValue()
+      core.logger.log(level: LogBridge.swiftLevel(for: level), "\(String(cString: message))")
+    }
+    opts.destroy = { ud in
+      guard let ud else { return }
+      Unmanaged<ClientCore>.fromOpaque(ud).release()
+    }
+    opts.on_connected = { ud, key in
+      guard let ud, let key else { return }
+      Unmanaged<ClientCore>.fromOpaque(ud).takeUnretainedValue().onConnected?(PublicKey(pointer: key))
+    }
+    opts.on_disconnected = { ud, _, status in
+      guard let ud else { return }
+      let core = Unmanaged<ClientCore>.fromOpaque(ud).takeUnretainedValue()
+      core.onDisconnected?(status < 0 ? HyperdownError.last(status) : nil)
+    }
+    opts.on_event = { ud, event in
+      guard let ud, let event else { return }
+      Unmanaged<ClientCore>.fromOpaque(ud).takeUnretainedValue().deliver(event)
+    }
+    let userData = Unmanaged.passRetained(core)
+    opts.user_data = userData.toOpaque()
+    var handle: OpaquePointer?
+    let rc = withCStrings([c.folderName, c.server, c.dataDirectory]) { s in
+      c.keyPair.withCKeyPair { kp in
+        c.serverPublicKey.bytes.withUnsafeBufferPointer { serverKey in
+          opts.keypair = kp
+          opts.server_public_key = serverKey.baseAddress
+          opts.topic = s[0]
+          opts.connect = s[1]
+          opts.data_dir = s[2]
+          return hd_client_create(&handle, &opts)
+        }
+      }
+    }
+    guard rc >= 0, let handle else {
+      let error = HyperdownError.last(rc)
+      userData.release()  // a failed create never calls `destroy`
+      throw error
+    }
+    // Events may already be waiting in `parked` (handed out before `set`): fine, they only need
+    // the handle when they are completed.
+    core.handle.set(handle)
+    self.core = core
+  }
+
+  deinit {
+    core.closeNow()
+  }
+
+  /// The events, as an `AsyncSequence`: each one stays with your code until you
+  /// ``Event/complete(ok:data:)`` it, and the next comes only after that.
+  ///
+  /// One iteration at a time: starting a new one ends the previous. The sequence ends when the
+  /// client closes. Cancelling the iterating task ends it too; the event it held (if any) is
+  /// handed to the next iteration, so nothing is lost. Unused when
+  /// ``ClientConfiguration/eventHandler`` is set.
+  public var events: EventSequence { EventSequence(core: core) }
+
+  /// Handles events with `handler` until the client closes or the calling task is cancelled: the
+  /// data it returns is reported to the server; a thrown error has the event handed again after
+  /// the retry delay.
+  public func handleEvents(_ handler: (Event) async throws -> [UInt8]?) async {
+    do {
+      for try await event in events {
+        do {
+          let data = try await handler(event)
+          event.complete(ok: true, data: data)
+        } catch {
+          core.logger.debug("event \(event.id) failed: \(error)")
+          event.complete(ok: false)
+        }
+      }
+    } catch {}
+  }
+
+  /// The client's counters and state. A short blocking read.
+  public func stats() throws -> ClientStats {
+    var s = hd_client_stats_t()
+    s.version = UInt32(HD_CLIENT_STATS_VERSION)
+    try core.handle.with { h in try HyperdownError.check(hd_client_stats(h, &s)) }
+    return ClientStats(eventsReceived: s.events_received, eventsHandled: s.events_handled,
+                       eventsFailed: s.events_failed, eventsConfirmed: s.events_confirmed,
+                       unhandled: s.unhandled, consumed: s.consumed, highWater: s.high_water,
+                       pause: .milliseconds(Int64(s.pause_ms)), isConnected: s.connected != 0)
+  }
+
+  /// Closes the client: says goodbye to the server, ends ``events``, flushes and closes the
+  /// store. Events not completed yet come again next time. Returns once everything is released.
+  public func close() async {
+    await core.close()
+  }
+}
+
+/// The events of a ``HyperdownClient`` as an `AsyncSequence` (``HyperdownClient/events``).
+public struct EventSequence: AsyncSequence, Sendable {
+  /// The element: one event to complete.
+  public typealias Element = Event
+  /// The sequence ends without error; the type leaves room for errors in later versions.
+  public typealias Failure = any Error
+
+  let core: ClientCore
+
+  /// Starts an iteration (and ends a previous one).
+  public func makeAsyncIterator() -> Iterator {
+    Iterator(base: core.subscribe().makeAsyncIterator())
+  }
+
+  /// Iterates the events; `next()` returns `nil` once the client closed or the task was cancelled.
+  public struct Iterator: AsyncIteratorProtocol {
+    var base: AsyncThrowingStream<Event, any Error>.Iterator
+
+    /// The next event, once the client hands it out.
+    public mutating func next() async throws -> Event? {
+      let event = try await base.next()
+      event?.markSeen()
+      return event
+    }
+  }
+}
+
+/// What the C callbacks of a client reach through `user_data`.
+final class ClientCore: Sendable {
+  let handle = HandleGuard()
+  let logger: Logger
+  let eventHandler: (@Sendable (Event) async throws -> [UInt8]?)?
+  let onConnected: (@Sendable (PublicKey) -> Void)?
+  let onDisconnected: (@Sendable (HyperdownError?) -> Void)?
+
+  typealias Continuation = AsyncThrowingStream<Event, any Error>.Continuation
+
+  struct State {
+    var consumer: (id: UInt64, continuation: Continuation)?
+    var nextConsumer: UInt64 = 0
+    /// Events the core handed out that wait for an iteration.
+    var parked: [Delivery] = []
+    var closing = false
+    var closed = false
+    var closeWaiters: [CheckedContinuation<Void, Never>] = []
+  }
+  let state = Mutex(State())
+
+  init(_ c: ClientConfiguration) {
+    logger = c.logger
+    eventHandler = c.eventHandler
+    onConnected = c.onConnected
+    onDisconnected = c.onDisconnected
+  }
+
+  /// On the loop thread: one event from the core.
+  func deliver(_ event: OpaquePointer) {
+    let delivery = Delivery(event)
+    if let handler = eventHandler {
+      Task {
+        let event = Event(delivery: delivery, core: self)
+        event.markSeen()
+        do {
+          let data = try await handler(event)
+          event.complete(ok: true, data: data)
+        } catch {
+          self.logger.debug("event \(event.id) failed: \(error)")
+          event.complete(ok: false)
+        }
+      }
+      return
+    }
+    offer(delivery)
+  }
+
+  /// Hands `delivery` to the current iteration, or parks it for the next one.
+  func offer(_ delivery: Delivery) {
+    enum Route { case consumer((id: UInt64, continuation: Continuation)), parked, closing }
+    let route = state.withLock { s -> Route in
+      if s.closing { return .closing }
+      if let c = s.consumer { return .consumer(c) }
+      s.parked.append(delivery)
+      return .parked
+    }
+    switch route {
+    case .consumer(let consumer): yield(delivery, to: consumer)
+    case .parked: break
+    case .closing: _ = complete(delivery, ok: false, data: nil)  // frees it; handled next time
+    }
+  }
+
+  private func yield(_ delivery: Delivery, to consumer: (id: UInt64, continuation: Continuation)) {
+    let event = Event(delivery: delivery, core: self)
+    withExtendedLifetime(event) {
+      if case .terminated = consumer.continuation.yield(event) {
+        // The iteration ended: forget it before `event` is released and parks its delivery.
+        state.withLock { s in
+          if s.consumer?.id == consumer.id { s.consumer = nil }
+        }
+      }
+    }
+  }
+
+  func subscribe() -> AsyncThrowingStream<Event, any Error> {
+    let (stream, continuation) = AsyncThrowingStream<Event, any Error>.makeStream()
+    let (id, previous, parked, closing) = state.withLock { s in
+      s.nextConsumer += 1
+      let previous = s.consumer
+      if s.closing { return (s.nextConsumer, previous, [Delivery](), true) }
+      s.consumer = (s.nextConsumer, continuation)
+      defer { s.parked = [] }
+      return (s.nextConsumer, previous, s.parked, false)
+    }
+    continuation.onTermination = { [weak self] _ in
+      self?.state.withLock { s in
+        if s.consumer?.id == id { s.consumer = nil }
+      }
+    }
+    previous?.continuation.finish()
+    if closing {
+      continuation.finish()
+      return stream
+    }
+    for delivery in parked { yield(delivery, to: (id, continuation)) }
+    return stream
+  }
+
+  /// An event was released without completion.
+  func released(_ delivery: Delivery, seen: Bool) {
+    if seen {
+      // Your code had it and dropped it: a failure, handed again after the retry delay.
+      _ = complete(delivery, ok: false, data: nil)
+    } else {
+      offer(delivery)
+    }
+  }
+
+  func complete(_ delivery: Delivery, ok: Bool, data: [UInt8]?) -> Bool {
+    guard let event = delivery.take() else { return false }
+    // Always completed, also after the client closed: then the core only frees the event (it is
+    // handed again next time). An hd_event_t outlives its client until it is completed.
+    let rc: Int32
+    if let data, !data.isEmpty {
+      rc = data.withUnsafeBytes { hd_event_complete(event, ok ? 1 : 0, $0.baseAddress, $0.count) }
+    } else {
+      rc = hd_event_complete(event, ok ? 1 : 0, nil, 0)
+    }
+    if rc < 0 { logger.warning("completing event \(delivery.seq): \(HyperdownError.last(rc))") }
+    return rc >= 0
+  }
+
+  /// Marks the client closing, ends the iteration and returns the parked events.
+  private func beginClosing() -> [Delivery] {
+    let (consumer, parked) = state.withLock { s in
+      s.closing = true
+      defer { s.consumer = nil; s.parked = [] }
+      return (s.consumer?.continuation, s.parked)
+    }
+    consumer?.finish()
+    return parked
+  }
+
+  /// Frees events nobody took (after the close, completing only frees them).
+  private func release(_ parked: [Delivery]) {
+    for delivery in parked { _ = complete(delivery, ok: false, data: nil) }
+  }
+
+  func close() async {
+    let parked = beginClosing()
+    defer { release(parked) }
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+      let closed = state.withLock { s -> Bool in
+        if s.closed { return true }
+        s.closeWaiters.append(continuation)
+        return false
+      }
+      if closed { continuation.resume(); return }
+      guard let h = handle.take() else { return }
+      let ctx = Unmanaged.passRetained(self)
+      if hd_client_close(h, { ctx in
+        Unmanaged<ClientCore>.fromOpaque(ctx!).takeRetainedValue().didClose()
+      }, ctx.toOpaque()) < 0 {
+        ctx.release()
+        didClose()
+      }
+    }
+  }
+
+  func didClose() {
+    let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+      s.closed = true
+      defer { s.closeWaiters = [] }
+      return s.closeWaiters
+    }
+    waiters.forEach { $0.resume() }
+  }
+
+  func closeNow() {
+    let parked = beginClosing()
+    defer { release(parked) }
+    guard let h = handle.take() else { return }
+    if hd_client_close_wait(h) == HD_ETHREAD.rawValue {
+      let ctx = Unmanaged.passRetained(self)
+      if hd_client_close(h, { ctx in Unmanaged<ClientCore>.fromOpaque(ctx!).takeRetainedValue().didClose() },
+                         ctx.toOpaque()) < 0 {
+        ctx.release()
+      }
+    } else {
+      didClose()
+    }
+  }
+}

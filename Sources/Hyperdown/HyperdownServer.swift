@@ -1,0 +1,417 @@
+import CHyperdown
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// A Hyperdown server: it keeps each user's events until the user's client has handled them.
+///
+/// Create it with a ``ServerConfiguration``; it listens before the initializer returns. Add events
+/// with ``addEvent(for:payload:)-(PublicKey,[UInt8])`` (the sequence number comes back once the event is durable);
+/// a connected user gets the event at once, an offline one when they come back. When a user
+/// reports events consumed, ``ServerConfiguration/onClientConsumedEvents`` decides whether to
+/// forget them. ``leave()`` closes it gracefully; a server started again on the same folder
+/// resumes where it was.
+///
+/// As a swift-service-lifecycle `Service`, ``run()`` waits for the graceful shutdown of its
+/// `ServiceGroup` (SIGTERM, say) and then leaves.
+///
+/// A server dropped without ``leave()`` closes itself in `deinit` (blocking until its folder is
+/// released); events added and not yet consumed stay in its store.
+///
+/// `Sendable`: every method may be called from any task; the C handle is thread-safe and guarded
+/// against use after close.
+public final class HyperdownServer: Sendable, Service {
+  let core: ServerCore
+
+  /// Creates the server: opens (or creates) its store, binds and listens.
+  /// - Throws: ``HyperdownError``: `EBUSY` if another process uses the folder, `EADDRINUSE`,
+  ///   `EADDR` for a malformed address, `EKEY`, `ESTORE`...
+  public init(configuration: ServerConfiguration) throws {
+    let core = ServerCore(configuration)
+    var opts = hd_server_options_t()
+    _ = hd_server_options_init(&opts, UInt32(HD_SERVER_OPTIONS_VERSION))
+    let c = configuration
+    opts.handshake_timeout_ms = c.handshakeTimeout?.clampedMilliseconds ?? 0
+    opts.keepalive_ms = c.keepalive?.clampedMilliseconds ?? 0
+    opts.idle_timeout_ms = c.idleTimeout?.clampedMilliseconds ?? 0
+    opts.max_message_bytes = c.maxMessageBytes ?? 0
+    opts.sync_normal = c.durability == .normal ? 1 : 0
+    opts.page_events = c.pageEvents ?? 0
+    opts.log_level = LogBridge.coreLevel(for: c.logger.logLevel)
+    opts.log = { ud, level, message in
+      guard let ud, let message else { return }
+      let core = Unmanaged<ServerCore>.fromOpaque(ud).takeUnretainedValue()
+      core.logger.log(level: LogBridge.swiftLevel(for: level), "\(String(cString: message))")
+    }
+    opts.destroy = { ud in
+      guard let ud else { return }
+      Unmanaged<ServerCore>.fromOpaque(ud).release()
+    }
+    opts.on_peer_connected = { ud, key in
+      guard let ud, let key else { return }
+      let core = Unmanaged<ServerCore>.fromOpaque(ud).takeUnretainedValue()
+      core.onUserConnected?(PublicKey(pointer: key))
+    }
+    opts.on_peer_disconnected = { ud, key, status in
+      guard let ud else { return }
+      let core = Unmanaged<ServerCore>.fromOpaque(ud).takeUnretainedValue()
+      let error = status < 0 ? HyperdownError.last(status) : nil
+      core.onUserDisconnected?(key.map { PublicKey(pointer: $0) }, error)
+    }
+    if c.onClientConsumedEvents != nil {
+      opts.on_consumed = { ud, user, batch in
+        guard let ud, let user, let batch else { return }
+        Unmanaged<ServerCore>.fromOpaque(ud).takeUnretainedValue()
+          .consumed(user: PublicKey(pointer: user), batch: batch)
+      }
+    }
+    let userData = Unmanaged.passRetained(core)
+    opts.user_data = userData.toOpaque()
+    var handle: OpaquePointer?
+    let rc = withCStrings([c.folderName, c.listen, c.dataDirectory]) { s in
+      c.keyPair.withCKeyPair { kp in
+        opts.keypair = kp
+        opts.topic = s[0]
+        opts.listen = s[1]
+        opts.data_dir = s[2]
+        return hd_server_create(&handle, &opts)
+      }
+    }
+    guard rc >= 0, let handle else {
+      let error = HyperdownError.last(rc)
+      userData.release()  // a failed create never calls `destroy`
+      throw error
+    }
+    core.handle.set(handle)
+    self.core = core
+    if let pause = c.pause {
+      try core.handle.with { h in try HyperdownError.check(hd_server_update_pause(h, pause.clampedMilliseconds, nil, nil)) }
+    }
+  }
+
+  deinit {
+    core.closeNow()
+  }
+
+  /// The TCP port the server listens on (the one picked when the address said port 0).
+  public var port: Int {
+    (try? core.handle.with { h in Int(try HyperdownError.check(hd_server_port(h))) }) ?? 0
+  }
+
+  /// Adds an event for `user` and returns its sequence number once it is durable.
+  ///
+  /// The event takes the user's next sequence number (from 1, never reused). Concurrent adds share
+  /// one transaction and one fsync. A connected user gets the event right after the commit. The
+  /// payload is copied before the call suspends, and the add is not undone if the calling task is
+  /// cancelled.
+  /// - Throws: ``HyperdownError``: `EINVAL` for an empty or oversized payload, `ECLOSED` once the
+  ///   server is leaving, `ESTORE`/`EIO`/`ENOSPC` if the commit failed.
+  @discardableResult
+  public func addEvent(for user: PublicKey, payload: [UInt8]) async throws -> UInt64 {
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<UInt64, any Error>) in
+      let box = Unmanaged.passRetained(AddCompletion(continuation))
+      do {
+        try core.handle.with { h in
+          let rc = payload.withUnsafeBytes { bytes in
+            hd_server_add_event(h, user.bytes, bytes.baseAddress, bytes.count, { ctx, status, seq in
+              let box = Unmanaged<AddCompletion>.fromOpaque(ctx!).takeRetainedValue()
+              if status < 0 {
+                box.continuation.resume(throwing: HyperdownError.last(status))
+              } else {
+                box.continuation.resume(returning: seq)
+              }
+            }, box.toOpaque())
+          }
+          try HyperdownError.check(rc)
+        }
+      } catch {
+        box.release()  // the callback never fires when the call fails
+        continuation.resume(throwing: error)
+      }
+    }
+  }
+
+  /// Adds several events for `user`, in this order, and returns their sequence numbers (in the
+  /// same order) once all are durable. They share commits; unlike concurrent
+  /// ``addEvent(for:payload:)-(PublicKey,[UInt8])`` calls, the numbers follow the order of `payloads`.
+  /// - Throws: the first ``HyperdownError`` (events before a failed one may have been added).
+  @discardableResult
+  public func addEvents(for user: PublicKey, payloads: [[UInt8]]) async throws -> [UInt64] {
+    if payloads.isEmpty { return [] }
+    return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[UInt64], any Error>) in
+      let batch = BatchCompletion(count: payloads.count, continuation)
+      do {
+        try core.handle.with { h in
+          for (i, payload) in payloads.enumerated() {
+            let slot = Unmanaged.passRetained(BatchSlot(batch: batch, index: i))
+            let rc = payload.withUnsafeBytes { bytes in
+              hd_server_add_event(h, user.bytes, bytes.baseAddress, bytes.count, { ctx, status, seq in
+                let slot = Unmanaged<BatchSlot>.fromOpaque(ctx!).takeRetainedValue()
+                slot.batch.finish(slot.index, status < 0 ? .failure(HyperdownError.last(status)) : .success(seq))
+              }, slot.toOpaque())
+            }
+            if rc < 0 {
+              slot.release()
+              let error = HyperdownError.last(rc)
+              for j in i..<payloads.count { batch.finish(j, .failure(error)) }
+              return
+            }
+          }
+        }
+      } catch {
+        for j in 0..<payloads.count { batch.finish(j, .failure(error)) }
+      }
+    }
+  }
+
+  /// Adds an event for the user with this 32-byte public key (see ``addEvent(for:payload:)-(PublicKey,[UInt8])``).
+  @discardableResult
+  public func addEvent(for user: [UInt8], payload: [UInt8]) async throws -> UInt64 {
+    try await addEvent(for: try PublicKey(user), payload: payload)
+  }
+
+  /// Adds an event whose payload is `data` (see ``addEvent(for:payload:)-(PublicKey,[UInt8])``).
+  @discardableResult
+  public func addEvent(for user: PublicKey, payload data: Data) async throws -> UInt64 {
+    try await addEvent(for: user, payload: Array(data))
+  }
+
+  /// Adds an event whose payload is `value` encoded as JSON, as the original's
+  /// `server.addEvent(publicKey, { prize: 500 })` does (see ``addEvent(for:payload:)-(PublicKey,[UInt8])``).
+  public func addEvent<T: Encodable>(for user: PublicKey, json value: T,
+                                     encoder: JSONEncoder = JSONEncoder()) async throws -> UInt64 {
+    try await addEvent(for: user, payload: Array(try encoder.encode(value)))
+  }
+
+  /// Stores the pause and pushes it to every connected client (new clients get it when they
+  /// connect). Clients coalesce events for this long before handling them. Returns once stored.
+  public func updatePause(_ pause: Duration) async throws {
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+      let box = Unmanaged.passRetained(DoneCompletion(continuation))
+      do {
+        try core.handle.with { h in
+          try HyperdownError.check(hd_server_update_pause(h, pause.clampedMilliseconds, { ctx, status in
+            let box = Unmanaged<DoneCompletion>.fromOpaque(ctx!).takeRetainedValue()
+            if status < 0 {
+              box.continuation.resume(throwing: HyperdownError.last(status))
+            } else {
+              box.continuation.resume()
+            }
+          }, box.toOpaque()))
+        }
+      } catch {
+        box.release()
+        continuation.resume(throwing: error)
+      }
+    }
+  }
+
+  /// The server's counters. A short blocking read (the core answers from its loop thread).
+  public func stats() throws -> ServerStats {
+    var s = hd_server_stats_t()
+    s.version = UInt32(HD_SERVER_STATS_VERSION)
+    try core.handle.with { h in try HyperdownError.check(hd_server_stats(h, &s)) }
+    return ServerStats(eventsAdded: s.events_added, eventsDelivered: s.events_delivered,
+                       eventsConsumed: s.events_consumed, eventsConfirmed: s.events_confirmed,
+                       pendingTotal: s.pending_total, connectedUsers: s.connected_users,
+                       commits: s.commits)
+  }
+
+  /// How many events the store holds for `user` (not yet consumed and confirmed).
+  public func pending(for user: PublicKey) throws -> UInt64 {
+    var n: UInt64 = 0
+    try core.handle.with { h in try HyperdownError.check(hd_server_pending(h, user.bytes, &n)) }
+    return n
+  }
+
+  /// The users connected now (authenticated).
+  public func connectedUsers() throws -> [PublicKey] {
+    var capacity = 64
+    while true {
+      var buffer = [UInt8](repeating: 0, count: capacity * 32)
+      let n = Int(try core.handle.with { h in try HyperdownError.check(hd_server_connected_users(h, &buffer, capacity)) })
+      if n <= capacity {
+        return (0..<n).map { PublicKey(trusted: Array(buffer[$0 * 32..<($0 + 1) * 32])) }
+      }
+      capacity = n + 16
+    }
+  }
+
+  /// Leaves gracefully: waits for consumption callbacks in progress, stops accepting, says
+  /// goodbye to every client, flushes the store and closes it. Returns once everything is
+  /// released (the folder can be opened again). Calling it again waits for the same close.
+  public func leave() async {
+    await core.leave()
+  }
+
+  /// Runs until the service group shuts down gracefully (or this task is cancelled), then
+  /// ``leave()``s. The swift-service-lifecycle entry point.
+  public func run() async throws {
+    try? await gracefulShutdown()
+    await leave()
+  }
+}
+
+final class AddCompletion {
+  let continuation: CheckedContinuation<UInt64, any Error>
+  init(_ continuation: CheckedContinuation<UInt64, any Error>) { self.continuation = continuation }
+}
+
+/// Collects the completions of ``HyperdownServer/addEvents(for:payloads:)``.
+final class BatchCompletion: Sendable {
+  struct State {
+    var remaining: Int
+    var seqs: [UInt64]
+    var error: (any Error)?
+    var continuation: CheckedContinuation<[UInt64], any Error>?
+  }
+  let state: Mutex<State>
+
+  init(count: Int, _ continuation: CheckedContinuation<[UInt64], any Error>) {
+    state = Mutex(State(remaining: count, seqs: Array(repeating: 0, count: count), continuation: continuation))
+  }
+
+  func finish(_ index: Int, _ result: Result<UInt64, any Error>) {
+    let done = state.withLock { s -> (CheckedContinuation<[UInt64], any Error>, Result<[UInt64], any Error>)? in
+      switch result {
+      case .success(let seq): s.seqs[index] = seq
+      case .failure(let error): if s.error == nil { s.error = error }
+      }
+      s.remaining -= 1
+      guard s.remaining == 0, let c = s.continuation else { return nil }
+      s.continuation = nil
+      return (c, s.error.map { .failure($0) } ?? .success(s.seqs))
+    }
+    if let (continuation, result) = done { continuation.resume(with: result) }
+  }
+}
+
+final class BatchSlot {
+  let batch: BatchCompletion
+  let index: Int
+  init(batch: BatchCompletion, index: Int) {
+    self.batch = batch
+    self.index = index
+  }
+}
+
+final class DoneCompletion {
+  let continuation: CheckedContinuation<Void, any Error>
+  init(_ continuation: CheckedContinuation<Void, any Error>) { self.continuation = continuation }
+}
+
+/// What the C callbacks of a server reach through `user_data`. Retained once for `user_data`
+/// (released by `destroy`) and once per pending close callback.
+final class ServerCore: Sendable {
+  let handle = HandleGuard()
+  let logger: Logger
+  let onClientConsumedEvents: (@Sendable (PublicKey, [ConsumedEvent]) async -> Bool)?
+  let onUserConnected: (@Sendable (PublicKey) -> Void)?
+  let onUserDisconnected: (@Sendable (PublicKey?, HyperdownError?) -> Void)?
+
+  struct State {
+    var draining = false
+    var inFlight = 0
+    var drainWaiters: [CheckedContinuation<Void, Never>] = []
+    var closed = false
+    var closeWaiters: [CheckedContinuation<Void, Never>] = []
+  }
+  let state = Mutex(State())
+
+  init(_ c: ServerConfiguration) {
+    logger = c.logger
+    onClientConsumedEvents = c.onClientConsumedEvents
+    onUserConnected = c.onUserConnected
+    onUserDisconnected = c.onUserDisconnected
+  }
+
+  /// On the loop thread: copies the batch and runs the callback in a task that completes it.
+  func consumed(user: PublicKey, batch: OpaquePointer) {
+    let accepted = state.withLock { s -> Bool in
+      if s.draining { return false }
+      s.inFlight += 1
+      return true
+    }
+    guard accepted, let handler = onClientConsumedEvents else {
+      // Leaving: keep the events; the client reports them again on its next connection.
+      _ = hd_consumed_complete_all(batch, 0)
+      return
+    }
+    let count = hd_consumed_count(batch)
+    var events: [ConsumedEvent] = []
+    events.reserveCapacity(count)
+    for i in 0..<count {
+      var info = hd_event_info_t()
+      if hd_consumed_event(batch, i, &info) == 0 { events.append(ConsumedEvent(info)) }
+    }
+    let transfer = UnsafeTransfer(value: batch)
+    Task {
+      let ok = await handler(user, events)
+      // Always completed, also after the server closed: then the core only frees the batch (the
+      // events stay; the client reports them again to the next server on the folder).
+      _ = hd_consumed_complete_all(transfer.value, ok ? 1 : 0)
+      let waiters = self.state.withLock { s -> [CheckedContinuation<Void, Never>] in
+        s.inFlight -= 1
+        guard s.inFlight == 0 else { return [] }
+        defer { s.drainWaiters = [] }
+        return s.drainWaiters
+      }
+      waiters.forEach { $0.resume() }
+    }
+  }
+
+  func leave() async {
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+      let ready = state.withLock { s -> Bool in
+        s.draining = true
+        if s.inFlight == 0 { return true }
+        s.drainWaiters.append(continuation)
+        return false
+      }
+      if ready { continuation.resume() }
+    }
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+      let closed = state.withLock { s -> Bool in
+        if s.closed { return true }
+        s.closeWaiters.append(continuation)
+        return false
+      }
+      if closed { continuation.resume(); return }
+      guard let h = handle.take() else { return }  // another leave started the close
+      let ctx = Unmanaged.passRetained(self)
+      let rc = hd_server_close(h, { ctx in
+        Unmanaged<ServerCore>.fromOpaque(ctx!).takeRetainedValue().didClose()
+      }, ctx.toOpaque())
+      if rc < 0 {
+        ctx.release()
+        didClose()
+      }
+    }
+  }
+
+  func didClose() {
+    let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+      s.closed = true
+      defer { s.closeWaiters = [] }
+      return s.closeWaiters
+    }
+    waiters.forEach { $0.resume() }
+  }
+
+  /// deinit of the server: close and wait, so that the folder is free when this returns.
+  func closeNow() {
+    state.withLock { $0.draining = true }
+    guard let h = handle.take() else { return }
+    if hd_server_close_wait(h) == HD_ETHREAD.rawValue {
+      // On the loop thread itself (cannot wait for itself): a plain close.
+      let ctx = Unmanaged.passRetained(self)
+      if hd_server_close(h, { ctx in Unmanaged<ServerCore>.fromOpaque(ctx!).takeRetainedValue().didClose() },
+                         ctx.toOpaque()) < 0 {
+        ctx.release()
+      }
+    } else {
+      didClose()
+    }
+  }
+}
