@@ -30,7 +30,7 @@ TOOLS := $(BUILD)/hd-noise-vectors
 
 -include bench/bench.mk
 
-.PHONY: all deps lib tools tests test test-c test-c-valgrind test-header test-swift abi-check \
+.PHONY: all deps lib tools tests test test-c test-c-valgrind test-header test-swift test-python abi-check \
         abi-baseline demo demo-c clean install
 
 SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
@@ -108,11 +108,21 @@ test: deps
 	$(MAKE) test-c-valgrind
 	$(MAKE) abi-check
 	$(MAKE) test-swift
+	$(MAKE) test-python
 	@echo "all suites passed"
 
 test-swift:
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
+
+# The Python binding in a venv of its own (pip builds it from the sources: no make needed),
+# then its tests and the interop tests, which drive the Swift CLI as the other side.
+PYVENV := $(BUILD)/venv
+test-python:
+	$(SWIFT) build --product hyperdown
+	python3 -m venv $(PYVENV)
+	$(PYVENV)/bin/pip install -q ./bindings/python pytest
+	PATH=$(dir $(SWIFT)):$$PATH $(PYVENV)/bin/python -m pytest bindings/python/tests tests/interop -q
 
 # The original example, narrated, on the embedded SQLite default (the Swift CLI's `hyperdown demo`
 # tells the same story; `make demo-c` plays it with the C example program).

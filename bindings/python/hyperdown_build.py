@@ -310,6 +310,10 @@ extern "Python" void _hd_py_log(void *user_data, hd_log_level_t level, const cha
 # Declared only when the header has the type (the event API lands with the delivery issue).
 OPTIONAL_CALLBACKS = {
     "hd_event_cb": 'extern "Python" void _hd_py_event(void *user_data, hd_event_t *event);\n',
+    "hd_consumed_cb": 'extern "Python" void _hd_py_consumed(void *user_data, const uint8_t *user, '
+                      'hd_consumed_t *batch);\n',
+    "hd_add_cb": 'extern "Python" void _hd_py_added(void *cb_data, int status, uint64_t seq);\n',
+    "hd_done_cb": 'extern "Python" void _hd_py_done(void *cb_data, int status);\n',
 }
 
 

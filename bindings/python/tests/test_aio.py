@@ -9,7 +9,7 @@ import hyperdown
 import hyperdown.aio
 from hyperdown import _lib
 
-from conftest import ORIGINAL_KEYS, TIMEOUT
+from hd_testutil import ORIGINAL_KEYS, TIMEOUT
 
 
 def run(coro):  # type: ignore[no-untyped-def]

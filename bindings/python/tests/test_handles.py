@@ -9,7 +9,7 @@ import pytest
 import hyperdown
 from hyperdown import _lib
 
-from conftest import ORIGINAL_KEYS, TIMEOUT, Recorder, addr, find_in
+from hd_testutil import ORIGINAL_KEYS, TIMEOUT, Recorder, addr, find_in
 
 
 def test_handshake_each_side_sees_the_other(server_kp, user_kp, rec: Recorder, store) -> None:

@@ -8,7 +8,7 @@ import pytest
 import hyperdown
 from hyperdown import _ffi, _lib
 
-from conftest import HEADER, ORIGINAL_KEYS
+from hd_testutil import HEADER, ORIGINAL_KEYS
 
 
 @pytest.mark.parametrize("name", sorted(ORIGINAL_KEYS))

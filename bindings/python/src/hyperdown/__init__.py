@@ -5,10 +5,14 @@ hands them to an asyncio loop. See README.md ("Threading model").
 """
 from __future__ import annotations
 
+from typing import Any, Dict, Union
+
 from ._errors import *  # noqa: F401,F403
 from ._errors import __all__ as _errors_all
-from ._handles import (CallbackErrorHandler, Client, Event, EventHandler, LogCallback, LogLevel,
-                       PeerCallback, PeerClosedCallback, Server)
+from ._events import (DEFER, ClientStats, ConsumedBatch, ConsumedEvent, Event, Payload,
+                      ServerStats, decode_payload, encode_payload)
+from ._handles import (AddCallback, CallbackErrorHandler, Client, ConsumedHandler, EventHandler,
+                       LogCallback, LogLevel, PeerCallback, PeerClosedCallback, Server)
 from ._hyperdown import ffi as _ffi, lib as _lib
 from ._keys import (PROTOCOL_VERSION, PUBLICKEY_BYTES, SCALAR_BYTES, SECRETKEY_BYTES, SEED_BYTES,
                     TOPIC_BYTES, BytesLike, KeyPair, abi_version, check_public_key, hex_decode,
@@ -22,7 +26,24 @@ if _lib.hd_check_version(_lib.HD_ABI_VERSION, _lib.HD_VERSION_HEX) != 0:  # prag
         f"hyperdown: the loaded core {version()} (ABI {abi_version()}) does not match the header "
         f"the extension was built with (ABI {_lib.HD_ABI_VERSION}); rebuild the package")
 
+
+
+def create(options: Dict[str, Any]) -> Union[Server, Client]:
+    """The original's ``require('hyperdown')(options)``: a :class:`Server` (``isServer``) or a
+    :class:`Client` from the original's option names (``uniqueKeyPair``, ``folderName``,
+    ``testFolder``, ``isServer``, ``serverPublicKey``, ``onClientConsumedEvents``,
+    ``eventHandler``) plus ``listen`` / ``connect``. Storage: ``folderName[/testFolder]`` under
+    the current directory unless ``data_dir`` is given. Callbacks in the original's form get a
+    ``cb`` (``cb(ok)`` for consumption, ``cb(id, ok)`` for events) that completes, from any
+    thread. See hyperdown._compat for the whole table."""
+    from ._compat import resolve
+    kind, args, kwargs = resolve(options, aio=False)
+    return Server(*args, **kwargs) if kind == "server" else Client(*args, **kwargs)
+
+
 __all__ = [
+    "create", "DEFER", "Payload", "ConsumedEvent", "ConsumedBatch", "ServerStats", "ClientStats",
+    "encode_payload", "decode_payload", "ConsumedHandler", "AddCallback",
     *_errors_all,
     "KeyPair", "BytesLike", "topic_key", "hex_encode", "hex_decode", "check_public_key",
     "version", "version_hex", "abi_version", "Server", "Client", "Event", "EventHandler", "LogLevel", "PeerCallback",

@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import atexit
 import enum
+import itertools
 import logging
 import os
 import threading
 import weakref
-from typing import Any, Callable, FrozenSet, Optional, Set, Union
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple, Union
 
-from ._errors import AlreadyDoneError, HyperdownError, _str, check, error_from_code, last_error
+from ._errors import HyperdownError, _str, check, error_from_code, last_error
+from ._events import (DEFER, ClientStats, ConsumedBatch, ConsumedEvent, Event, Payload,
+                      ServerStats, encode_payload)
 from ._hyperdown import ffi, lib
 from ._keys import BytesLike, KeyPair, PUBLICKEY_BYTES, check_public_key
 
-__all__ = ["Server", "Client", "Event", "EventHandler", "LogLevel", "PeerCallback", "PeerClosedCallback", "LogCallback",
+__all__ = ["Server", "Client", "Event", "EventHandler", "ConsumedHandler", "AddCallback",
+           "LogLevel", "PeerCallback", "PeerClosedCallback", "LogCallback",
            "CallbackErrorHandler"]
 
 logger = logging.getLogger("hyperdown")
@@ -57,8 +61,8 @@ class _State:
     """What the core's user_data points at (through ffi.new_handle). It holds no reference to the
     Server/Client object, so that an abandoned handle can still be collected and closed."""
 
-    __slots__ = ("on_peer", "on_peer_closed", "log", "on_error", "on_event", "cdata",
-                 "loop_thread", "warned")
+    __slots__ = ("on_peer", "on_peer_closed", "log", "on_error", "on_event", "on_consumed",
+                 "cdata", "loop_thread", "warned")
 
     def __init__(self, on_peer: Optional[PeerCallback], on_peer_closed: Optional[PeerClosedCallback],
                  log: Optional[LogCallback], on_error: Optional[CallbackErrorHandler]) -> None:
@@ -67,6 +71,7 @@ class _State:
         self.log = log
         self.on_error = on_error
         self.on_event: Optional[Callable[["Event"], Any]] = None
+        self.on_consumed: Optional[Callable[[bytes, ConsumedBatch], Any]] = None
         self.warned = False
         self.cdata: Any = None
         self.loop_thread: Optional[int] = None
@@ -121,6 +126,7 @@ def _hd_py_peer_closed(user_data: Any, public_key: Any, status: int) -> None:
 @ffi.def_extern(onerror=_unraisable)
 def _hd_py_log(user_data: Any, level: int, message: Any) -> None:
     st: _State = ffi.from_handle(user_data)
+    st.loop_thread = threading.get_ident()
     if st.log is None:
         return
     try:
@@ -135,6 +141,7 @@ def _hd_py_destroy(user_data: Any) -> None:
     with _live_lock:
         _live.discard(st.cdata)
     st.on_peer = st.on_peer_closed = st.log = st.on_error = st.on_event = None
+    st.on_consumed = None
 
 
 # ---- Events (present when the core has the event API: hd_event_cb) ---------------------------
@@ -147,63 +154,70 @@ _SERVER_FIELDS = _fields("hd_server_options_t")
 _CLIENT_FIELDS = _fields("hd_client_options_t")
 HAS_EVENTS = hasattr(lib, "_hd_py_event")
 
-DEFERRED: Any = object()
-"""Returned by an internal event handler that completes the event later (the asyncio API)."""
+DEFERRED: Any = DEFER  # the name used before DEFER was public
+
+EventHandler = Callable[[Event], Any]
+"""``(event) -> None | True | False | data | DEFER``: ``None``/``True`` complete with success,
+``False`` (or a raise) with failure (handed again after a backoff), any other value is success
+with that value as the consumption data reported to the server (bytes as is, else JSON), and
+:data:`DEFER` leaves the completion to you (``event.complete()``, any thread)."""
+
+ConsumedHandler = Callable[[bytes, ConsumedBatch], Any]
+"""``(user, events) -> None | True | False | DEFER``: ``None``/``True`` delete the events and
+confirm them to the client, ``False`` (or a raise) keep them (the client reports them again on its
+next connection), :data:`DEFER` leaves the completion to you (``events.complete(ok)`` or
+``event.complete(ok)``, any thread, once per event)."""
+
+AddCallback = Callable[[Optional[HyperdownError], int], Any]
+"""``(error, seq)``: the completion of :meth:`Server.add_event_nowait`, on the server's loop
+thread: ``(None, seq)`` once the event is durable, else ``(error, 0)``."""
 
 
-class Event:
-    """One event handed to a client's ``on_event``: ``seq``, ``payload`` (bytes), ``created_ms``.
-
-    Complete it exactly once with :meth:`complete` (any thread). The plain API completes it for
-    you when the handler returns: success, unless the handler returns ``False`` (failure: handed
-    again after a backoff) or raises (failure too); a bytes return value is sent to the server as
-    the consumption data."""
-
-    __slots__ = ("seq", "payload", "created_ms", "_ptr", "_lock")
-
-    def __init__(self, ptr: Any) -> None:
-        info = ffi.new("hd_event_info_t *")
-        check(lib.hd_event_info(ptr, info))
-        self.seq: int = int(info.seq)
-        self.created_ms: int = int(info.created_ms)
-        self.payload: bytes = bytes(ffi.buffer(info.payload, info.payload_len)) \
-            if info.payload_len else b""
-        self._ptr = ptr
-        self._lock = threading.Lock()
-
-    @property
-    def completed(self) -> bool:
-        return self._ptr is None
-
-    def complete(self, ok: bool = True, data: Optional[bytes] = None) -> None:
-        with self._lock:
-            ptr, self._ptr = self._ptr, None
-        if ptr is None:
-            raise AlreadyDoneError(lib.HD_EALREADY, f"event {self.seq} was already completed")
-        raw = bytes(data) if data is not None else b""
-        check(lib.hd_event_complete(ptr, 1 if ok else 0, raw if raw else ffi.NULL, len(raw)))
-
-    def __repr__(self) -> str:
-        return f"<hyperdown.Event seq={self.seq} {len(self.payload)} bytes>"
+def _finish(ev: Any, result: Any) -> None:
+    ev._finish(result)
 
 
-EventHandler = Callable[[Event], Union[None, bool, bytes]]
-"""``(event) -> None | bool | bytes``: see :class:`Event`."""
+# Completions of asynchronous calls (add_event_nowait, update_pause): cb_data is a key here.
+_calls: Dict[int, Tuple[int, Callable[[int, int], None]]] = {}
+_calls_lock = threading.Lock()
+_call_ids = itertools.count(1)
 
 
-def _finish(ev: Event, result: Any) -> None:
-    if result is DEFERRED or ev.completed:
-        return
-    if isinstance(result, (bytes, bytearray, memoryview)):
-        ev.complete(True, bytes(result))
-    else:
-        ev.complete(result is not False)
+def _call_register(owner: int, fn: Callable[[int, int], None]) -> Any:
+    key = next(_call_ids)
+    with _calls_lock:
+        _calls[key] = (owner, fn)
+    return key, ffi.cast("void *", key)
+
+
+def _call_pop(key: int) -> Optional[Callable[[int, int], None]]:
+    with _calls_lock:
+        entry = _calls.pop(key, None)
+    return entry[1] if entry else None
+
+
+def _call_fire(key: int, status: int, value: int) -> None:
+    fn = _call_pop(key)
+    if fn is not None:
+        try:
+            fn(status, value)
+        except BaseException as exc:  # noqa: BLE001 - never let it reach C
+            logger.error("hyperdown: a completion callback raised", exc_info=exc)
+
+
+def _calls_abandon(owner: int) -> None:
+    """After a close: completions the core will not deliver any more end with ECLOSED."""
+    with _calls_lock:
+        keys = [k for k, (o, _) in _calls.items() if o == owner]
+    for k in keys:
+        _call_fire(k, lib.HD_ECLOSED, 0)
 
 
 if HAS_EVENTS:
     @ffi.def_extern(onerror=_unraisable)
     def _hd_py_event(user_data: Any, event: Any) -> None:
         st: _State = ffi.from_handle(user_data)
+        st.loop_thread = threading.get_ident()
         try:
             ev = Event(event)
         except BaseException as exc:  # noqa: BLE001 - the event stays unhandled: fail it
@@ -224,9 +238,43 @@ if HAS_EVENTS:
             st.report(exc, "on_event")
             result = False
         try:
-            _finish(ev, result)
-        except BaseException as exc:  # noqa: BLE001
+            ev._finish(result)
+        except BaseException as exc:  # noqa: BLE001 - e.g. data that is not JSON: fail it
             st.report(exc, "on_event")
+            if not ev.completed:
+                ev.complete(False)
+
+    @ffi.def_extern(onerror=_unraisable)
+    def _hd_py_consumed(user_data: Any, user: Any, batch: Any) -> None:
+        st: _State = ffi.from_handle(user_data)
+        st.loop_thread = threading.get_ident()
+        try:
+            b = ConsumedBatch(batch, bytes(ffi.buffer(user, PUBLICKEY_BYTES)))
+        except BaseException as exc:  # noqa: BLE001 - keep the events: reported again later
+            lib.hd_consumed_complete_all(batch, 0)
+            st.report(exc, "on_consumed")
+            return
+        handler = st.on_consumed
+        if handler is None:
+            b.complete(True)
+            return
+        try:
+            result = handler(b.user, b)
+        except BaseException as exc:  # noqa: BLE001 - failure: the events stay
+            st.report(exc, "on_consumed")
+            result = False
+        try:
+            b._finish(result)
+        except BaseException as exc:  # noqa: BLE001
+            st.report(exc, "on_consumed")
+
+    @ffi.def_extern(onerror=_unraisable)
+    def _hd_py_added(cb_data: Any, status: int, seq: int) -> None:
+        _call_fire(int(ffi.cast("uintptr_t", cb_data)), status, int(seq))
+
+    @ffi.def_extern(onerror=_unraisable)
+    def _hd_py_done(cb_data: Any, status: int) -> None:
+        _call_fire(int(ffi.cast("uintptr_t", cb_data)), status, 0)
 
 
 def _ms(seconds: Optional[float], what: str) -> int:
@@ -298,6 +346,8 @@ class _Handle:
         rc = close_wait(h)  # cffi releases the GIL: callbacks keep running meanwhile
         if rc == lib.HD_ETHREAD:
             rc = getattr(lib, f"hd_{self._kind}_close")(h, ffi.NULL, ffi.NULL)
+        else:
+            _calls_abandon(id(self))
         check(rc)
 
     def _close_nowait(self) -> None:
@@ -312,6 +362,10 @@ class _Handle:
             self._close_nowait()
         except Exception:  # noqa: BLE001
             pass
+
+    def _on_loop_thread(self) -> bool:
+        st = self._state
+        return st is not None and st.loop_thread == threading.get_ident()
 
     def _require_open(self) -> Any:
         h = self._handle
@@ -355,8 +409,12 @@ def _as_keypair(kp: KeyPair) -> KeyPair:
 class Server(_Handle):
     """A server: listens on ``listen`` and authenticates the users that dial it on ``topic``.
 
-    The socket listens before the constructor returns, so :attr:`port` is known at once (useful
-    with port 0). Callbacks run on the server's loop thread (see the module docstring)."""
+    ``data_dir`` is the event store's folder (required; created 0700, locked while open): a
+    server started again on the same folder resumes where it was. ``on_consumed(user, events)``
+    (a :data:`ConsumedHandler`) runs when a user reported events consumed; without it every
+    report is accepted. The socket listens before the constructor returns, so :attr:`port` is
+    known at once (useful with port 0). Callbacks run on the server's loop thread (see the module
+    docstring)."""
 
     _kind = "server"
 
@@ -371,7 +429,9 @@ class Server(_Handle):
                  log_level: LogLevel = LogLevel.ERROR,
                  on_callback_error: Optional[CallbackErrorHandler] = None,
                  data_dir: Union[str, "os.PathLike[str]", None] = None,
-                 sync_normal: bool = False) -> None:
+                 sync_normal: bool = False,
+                 on_consumed: Optional[ConsumedHandler] = None,
+                 page_events: Optional[int] = None) -> None:
         super().__init__()
         self._keypair = _as_keypair(keypair)
         self._topic = topic
@@ -391,8 +451,15 @@ class Server(_Handle):
         if log is not None:
             opts.log = lib._hd_py_log
             opts.log_level = int(log_level)
-        cdata = self._attach(opts, _State(on_peer_connected, on_peer_disconnected, log,
-                                          on_callback_error))
+        state = _State(on_peer_connected, on_peer_disconnected, log, on_callback_error)
+        if on_consumed is not None:
+            if "on_consumed" not in _SERVER_FIELDS:
+                raise TypeError("on_consumed: this build of the core has no event API")
+            state.on_consumed = on_consumed
+            opts.on_consumed = lib._hd_py_consumed
+        if page_events is not None:
+            opts.page_events = _u32(page_events, "page_events")
+        cdata = self._attach(opts, state)
         out = ffi.new("hd_server_t **")
         self._created(lib.hd_server_create(out, opts), out, cdata)
         self._port = check(lib.hd_server_port(self._handle))
@@ -410,17 +477,108 @@ class Server(_Handle):
     def topic(self) -> str:
         return self._topic
 
-    def add_event(self, user: BytesLike, payload: Union[bytes, bytearray, memoryview]) -> int:
-        """Stores an event for ``user`` (a public key) and waits until it is durable; returns its
-        sequence number. Blocks (GIL released); WrongThreadError from this server's callbacks.
-        Requires a core with the event store (``data_dir``)."""
-        if not hasattr(lib, "hd_server_add_event_wait"):
-            raise NotImplementedError("this build of the core has no event store")
+    def add_event(self, user: BytesLike, payload: Payload) -> int:
+        """Stores an event for ``user`` (a public key, bytes or hex) and waits until it is durable;
+        returns its sequence number. ``payload``: bytes as is, anything else as UTF-8 JSON (the
+        payload rule). Blocks with the GIL released; from this server's own callbacks use
+        :meth:`add_event_nowait` (this raises WrongThreadError there)."""
         pk = check_public_key(user)
-        raw = bytes(payload)
+        raw = encode_payload(payload)
         seq = ffi.new("uint64_t *")
         check(lib.hd_server_add_event_wait(self._require_open(), pk, raw, len(raw), seq))
         return int(seq[0])
+
+    def add_event_nowait(self, user: BytesLike, payload: Payload,
+                         callback: Optional[AddCallback] = None) -> None:
+        """Stores an event without waiting: ``callback(error, seq)`` runs on the server's loop
+        thread once it is durable (``error`` None) or failed. Raises at once for an invalid
+        argument or a closed server (the callback then never runs). If the server closes first,
+        the callback gets ClosedError (the add may or may not have been stored)."""
+        pk = check_public_key(user)
+        raw = encode_payload(payload)
+        h = self._require_open()
+        if callback is None:
+            check(lib.hd_server_add_event(h, pk, raw, len(raw), ffi.NULL, ffi.NULL))
+            return
+
+        def done(status: int, seq: int) -> None:
+            if status == 0:
+                callback(None, seq)
+            else:
+                callback(error_from_code(status, "adding the event failed"), 0)
+
+        key, cb_data = _call_register(id(self), done)
+        rc = lib.hd_server_add_event(h, pk, raw, len(raw), lib._hd_py_added, cb_data)
+        if rc < 0:
+            _call_pop(key)
+            raise last_error(rc)
+
+    def update_pause(self, pause_ms: int, callback: Optional[Callable[[Optional[HyperdownError]], Any]] = None,
+                     wait: bool = True) -> None:
+        """Stores the pause (milliseconds, the window clients coalesce events over) and pushes it
+        to every connected client; new clients get it when they connect. Waits until it is
+        stored unless ``wait=False`` or a ``callback(error)`` is given (run on the loop thread),
+        or when called from this server's own callbacks."""
+        if not 0 <= int(pause_ms) <= 0xFFFFFFFF:
+            raise ValueError("pause_ms must be a 32-bit unsigned number of milliseconds")
+        h = self._require_open()
+        ready = threading.Event()
+        result: List[int] = []
+
+        def done(status: int, _value: int) -> None:
+            if callback is not None:
+                callback(None if status == 0 else error_from_code(status, "update_pause failed"))
+            result.append(status)
+            ready.set()
+
+        key, cb_data = _call_register(id(self), done)
+        rc = lib.hd_server_update_pause(h, int(pause_ms), lib._hd_py_done, cb_data)
+        if rc < 0:
+            _call_pop(key)
+            raise last_error(rc)
+        if wait and callback is None and not self._on_loop_thread():
+            ready.wait()
+            check(result[0])
+
+    def stats(self) -> ServerStats:
+        """The server's counters (a short blocking read)."""
+        out = ffi.new("hd_server_stats_t *")
+        out.version = lib.HD_SERVER_STATS_VERSION
+        check(lib.hd_server_stats(self._require_open(), out))
+        return ServerStats(int(out.events_added), int(out.events_delivered),
+                           int(out.events_consumed), int(out.events_confirmed),
+                           int(out.pending_total), int(out.connected_users), int(out.commits))
+
+    def pending(self, user: BytesLike) -> int:
+        """How many events the store holds for ``user`` (a short blocking read)."""
+        out = ffi.new("uint64_t *")
+        check(lib.hd_server_pending(self._require_open(), check_public_key(user), out))
+        return int(out[0])
+
+    def connected_users(self) -> List[bytes]:
+        """The public keys of the users connected now."""
+        h = self._require_open()
+        cap = 64
+        while True:
+            buf = ffi.new("uint8_t[]", cap * PUBLICKEY_BYTES)
+            n = check(lib.hd_server_connected_users(h, buf, cap))
+            if n <= cap:
+                raw = bytes(ffi.buffer(buf, n * PUBLICKEY_BYTES))
+                return [raw[i:i + PUBLICKEY_BYTES] for i in range(0, len(raw), PUBLICKEY_BYTES)]
+            cap = n + 16
+
+    # the original's names
+    def addEvent(self, user: BytesLike, payload: Payload) -> int:  # noqa: N802
+        """The original's name for :meth:`add_event`."""
+        return self.add_event(user, payload)
+
+    def updatePause(self, pause_ms: int) -> None:  # noqa: N802
+        """The original's name for :meth:`update_pause`."""
+        self.update_pause(pause_ms)
+
+    def leave(self) -> None:
+        """The original's name for :meth:`close`."""
+        self.close()
 
     def __enter__(self) -> "Server":
         return self
@@ -437,8 +595,12 @@ class Client(_Handle):
     """A client: dials ``connect`` and authenticates the server holding ``server_public_key``.
 
     It dials again (doubling back-off from ``reconnect_min`` to ``reconnect_max`` seconds) after
-    a failure or a disconnect unless ``reconnect=False``. Callbacks run on the client's loop
-    thread (see the module docstring)."""
+    a failure or a disconnect unless ``reconnect=False``. ``data_dir`` is its event store's
+    folder (required): received events are stored before ``on_event`` (an :data:`EventHandler`)
+    sees them, one at a time in order, also while the server is away. A failed event is handed
+    again after ``retry_min`` seconds, doubling up to ``retry_max``. ``window``: how many events
+    the server may send unconfirmed. Callbacks run on the client's loop thread (see the module
+    docstring)."""
 
     _kind = "client"
 
@@ -458,6 +620,9 @@ class Client(_Handle):
                  data_dir: Union[str, "os.PathLike[str]", None] = None,
                  sync_normal: bool = False,
                  on_event: Optional[EventHandler] = None,
+                 window: Optional[int] = None,
+                 retry_min: Optional[float] = None,
+                 retry_max: Optional[float] = None,
                  _on_event_raw: Optional[Callable[[Event], Any]] = None) -> None:
         super().__init__()
         self._keypair = _as_keypair(keypair)
@@ -479,6 +644,12 @@ class Client(_Handle):
         opts.reconnect_min_ms = _ms(reconnect_min, "reconnect_min")
         opts.reconnect_max_ms = _ms(reconnect_max, "reconnect_max")
         opts.no_reconnect = 0 if reconnect else 1
+        if window is not None:
+            opts.window = _u32(window, "window")
+        if retry_min is not None:
+            opts.retry_min_ms = _ms(retry_min, "retry_min")
+        if retry_max is not None:
+            opts.retry_max_ms = _ms(retry_max, "retry_max")
         opts.on_connected = lib._hd_py_peer
         opts.on_disconnected = lib._hd_py_peer_closed
         if log is not None:
@@ -502,6 +673,20 @@ class Client(_Handle):
     @property
     def server_public_key(self) -> bytes:
         return self._server_public_key
+
+    def stats(self) -> ClientStats:
+        """The client's counters and what its store holds (a short blocking read)."""
+        out = ffi.new("hd_client_stats_t *")
+        out.version = lib.HD_CLIENT_STATS_VERSION
+        check(lib.hd_client_stats(self._require_open(), out))
+        return ClientStats(int(out.events_received), int(out.events_handled),
+                           int(out.events_failed), int(out.events_confirmed), int(out.unhandled),
+                           int(out.consumed), int(out.high_water), int(out.pause_ms),
+                           bool(out.connected))
+
+    def leave(self) -> None:
+        """The original's name for :meth:`close`."""
+        self.close()
 
     @property
     def topic(self) -> str:

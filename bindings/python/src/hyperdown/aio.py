@@ -1,13 +1,21 @@
 """The asyncio API: the same Server and Client, with every callback handed to an event loop.
 
-The core calls back on its own loop thread; this module passes each event to the asyncio loop
+The core calls back on its own loop thread; this module passes each callback to the asyncio loop
 with ``loop.call_soon_threadsafe`` and exposes awaitables::
 
-    async with hyperdown.aio.Server(kp, "topic") as server:
+    async with hyperdown.aio.Server(kp, "topic", data_dir="srv") as server:
         async with hyperdown.aio.Client(kp1, server.public_key, "topic",
-                                        f"127.0.0.1:{server.port}") as client:
+                                        f"127.0.0.1:{server.port}", data_dir="usr") as client:
             server_key = await client.connected(timeout=5)
-            user_key = await server.peer_connected(timeout=5)
+            seq = await server.add_event(kp1.public_key, {"prize": 500})
+            async for event in client.events():
+                print(event.id, event.payload)   # completed (success) when the loop goes on
+                break
+
+``await server.add_event(...)`` is a future resolved from the core's completion callback (no
+thread waits). Event handlers (``on_event``, ``on_consumed``) run on the event loop and may be
+coroutine functions: the event (batch) is completed when the coroutine finishes, from its result
+(see hyperdown.EventHandler / hyperdown.ConsumedHandler); a raise is a failure.
 
 Each awaitable returns the oldest event of its kind not yet returned (events are queued from the
 moment the handle is created, so none is missed by awaiting late). Optional callbacks given to the
@@ -21,15 +29,16 @@ import asyncio
 import inspect
 import logging
 import os
-from typing import Any, Awaitable, Callable, Optional, Set, Tuple, TypeVar, Union
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Set, Tuple, TypeVar, Union
 
 from . import _handles
-from ._errors import HyperdownError
-from ._handles import DEFERRED, Event, LogCallback, LogLevel, _finish
+from ._errors import HyperdownError, error_from_code
+from ._events import DEFER, ClientStats, ConsumedBatch, Event, Payload, ServerStats
+from ._handles import LogCallback, LogLevel
 from ._keys import BytesLike, KeyPair
 
 __all__ = ["Server", "Client", "Disconnect", "AsyncPeerCallback", "AsyncPeerClosedCallback",
-           "AsyncEventHandler"]
+           "AsyncEventHandler", "AsyncConsumedHandler", "create"]
 
 T = TypeVar("T")
 Disconnect = Tuple[Optional[bytes], Optional[HyperdownError]]
@@ -37,8 +46,12 @@ Disconnect = Tuple[Optional[bytes], Optional[HyperdownError]]
 AsyncPeerCallback = Callable[[bytes], Union[None, Awaitable[None]]]
 AsyncPeerClosedCallback = Callable[[Optional[bytes], Optional[HyperdownError]],
                                    Union[None, Awaitable[None]]]
-AsyncEventHandler = Callable[[Event], Union[None, bool, bytes, Awaitable[Union[None, bool, bytes]]]]
-"""Runs on the event loop; its (awaited) result completes the event as in hyperdown.Event."""
+AsyncEventHandler = Callable[[Event], Any]
+"""Runs on the event loop; its (awaited) result completes the event as in
+hyperdown.EventHandler."""
+AsyncConsumedHandler = Callable[[bytes, ConsumedBatch], Any]
+"""Runs on the event loop; its (awaited) result completes the batch as in
+hyperdown.ConsumedHandler."""
 
 
 class _Bridge:
@@ -56,30 +69,38 @@ class _Bridge:
         except RuntimeError:
             return False  # the event loop is closed: nobody is left to tell
 
-    def handle_event(self, handler: AsyncEventHandler, ev: Event) -> None:
-        # runs on the event loop; completes `ev` exactly once, failure if the handler raises
+    def handle(self, what: str, target: Any, handler: Callable[..., Any], *args: Any) -> None:
+        # runs on the event loop; completes `target` (an Event or a ConsumedBatch) exactly once
+        # from the handler's result, failure if it raises
         def fail(exc: BaseException) -> None:
-            self.loop.call_exception_handler({"message": "hyperdown: on_event raised",
-                                              "exception": exc})
-            if not ev.completed:
-                ev.complete(False)
+            if not isinstance(exc, asyncio.CancelledError):
+                self.loop.call_exception_handler({"message": f"hyperdown: {what} raised",
+                                                  "exception": exc})
+            if not target.completed:
+                target._finish(False)
+
+        def finish(value: Any) -> None:
+            try:
+                target._finish(value)
+            except Exception as exc:  # noqa: BLE001 - e.g. data that is not JSON
+                fail(exc)
 
         try:
-            result = handler(ev)
+            result = handler(*args)
         except Exception as exc:  # noqa: BLE001
             fail(exc)
             return
         if not inspect.isawaitable(result):
-            _finish(ev, result)
+            finish(result)
             return
 
         async def wait() -> None:
             try:
                 value = await result  # type: ignore[misc]
-            except BaseException as exc:  # noqa: BLE001 - includes cancellation at close
+            except BaseException as exc:  # noqa: BLE001 - includes cancellation at loop end
                 fail(exc)
                 return
-            _finish(ev, value)
+            finish(value)
 
         task = asyncio.ensure_future(wait())
         self.tasks.add(task)
@@ -151,7 +172,9 @@ class Server(_AsyncHandle):
                  log: Optional[LogCallback] = _handles._default_log,
                  log_level: LogLevel = LogLevel.ERROR,
                  data_dir: Union[str, "os.PathLike[str]", None] = None,
-                 sync_normal: bool = False) -> None:
+                 sync_normal: bool = False,
+                 on_consumed: Optional[AsyncConsumedHandler] = None,
+                 page_events: Optional[int] = None) -> None:
         self._bridge = b = _Bridge(loop or asyncio.get_running_loop())
         self._connected: "asyncio.Queue[bytes]" = asyncio.Queue()
         self._disconnected: "asyncio.Queue[Disconnect]" = asyncio.Queue()
@@ -164,7 +187,15 @@ class Server(_AsyncHandle):
             on_peer_disconnected=lambda pk, err: b.post(self._peer_disconnected, pk, err),
             handshake_timeout=handshake_timeout, keepalive=keepalive, idle_timeout=idle_timeout,
             max_message_bytes=max_message_bytes, log=log, log_level=log_level,
-            data_dir=data_dir, sync_normal=sync_normal)
+            data_dir=data_dir, sync_normal=sync_normal, page_events=page_events,
+            on_consumed=(lambda user, batch: self._post_consumed(on_consumed, batch))
+            if on_consumed is not None else None)
+
+    def _post_consumed(self, handler: AsyncConsumedHandler, batch: ConsumedBatch) -> Any:
+        # on the core's thread: the loop completes the batch; a closed loop keeps the events
+        posted = self._bridge.post(self._bridge.handle, "on_consumed", batch, handler,
+                                   batch.user, batch)
+        return DEFER if posted else False
 
     def _peer_connected(self, pk: bytes) -> None:
         self._peers.add(pk)
@@ -186,10 +217,70 @@ class Server(_AsyncHandle):
         """The public keys of the peers connected now (as seen by the event loop)."""
         return set(self._peers)
 
-    async def add_event(self, user: BytesLike, payload: bytes) -> int:
-        """hyperdown.Server.add_event, awaited in a worker thread: the sequence number."""
-        return int(await asyncio.get_running_loop().run_in_executor(
-            None, self._inner.add_event, user, payload))
+    async def add_event(self, user: BytesLike, payload: Payload) -> int:
+        """Stores an event for ``user`` and returns its sequence number once it is durable.
+        ``payload``: bytes as is, anything else as UTF-8 JSON. The result comes from the core's
+        completion callback through ``call_soon_threadsafe``; no thread waits. Cancelling the
+        await does not undo the add."""
+        loop = asyncio.get_running_loop()
+        fut: "asyncio.Future[int]" = loop.create_future()
+
+        def settle(err: Optional[HyperdownError], seq: int) -> None:  # on the event loop
+            if fut.done():
+                return
+            if err is not None:
+                fut.set_exception(err)
+            else:
+                fut.set_result(seq)
+
+        def done(err: Optional[HyperdownError], seq: int) -> None:  # on the core's thread
+            try:
+                loop.call_soon_threadsafe(settle, err, seq)
+            except RuntimeError:
+                pass  # the event loop is closed: nobody awaits any more
+
+        self._inner.add_event_nowait(user, payload, done)
+        return await fut
+
+    async def update_pause(self, pause_ms: int) -> None:
+        """Stores the pause (ms) and pushes it to every connected client; returns once stored."""
+        loop = asyncio.get_running_loop()
+        fut: "asyncio.Future[None]" = loop.create_future()
+
+        def settle(err: Optional[HyperdownError]) -> None:
+            if not fut.done():
+                fut.set_exception(err) if err is not None else fut.set_result(None)
+
+        def done(err: Optional[HyperdownError]) -> None:
+            try:
+                loop.call_soon_threadsafe(settle, err)
+            except RuntimeError:
+                pass
+
+        self._inner.update_pause(pause_ms, callback=done)
+        await fut
+
+    def stats(self) -> ServerStats:
+        """The server's counters (a short blocking read)."""
+        return self._inner.stats()
+
+    def pending(self, user: BytesLike) -> int:
+        """How many events the store holds for ``user`` (a short blocking read)."""
+        return int(self._inner.pending(user))
+
+    def connected_users(self) -> List[bytes]:
+        """The public keys of the users connected now (a short blocking read)."""
+        return list(self._inner.connected_users())
+
+    # the original's names
+    async def addEvent(self, user: BytesLike, payload: Payload) -> int:  # noqa: N802
+        return await self.add_event(user, payload)
+
+    async def updatePause(self, pause_ms: int) -> None:  # noqa: N802
+        await self.update_pause(pause_ms)
+
+    async def leave(self) -> None:
+        await self.aclose()
 
     async def peer_connected(self, timeout: Optional[float] = None) -> bytes:
         """The next peer that finished the handshake: its public key."""
@@ -224,8 +315,14 @@ class Client(_AsyncHandle):
                  log_level: LogLevel = LogLevel.ERROR,
                  data_dir: Union[str, "os.PathLike[str]", None] = None,
                  sync_normal: bool = False,
-                 on_event: Optional[AsyncEventHandler] = None) -> None:
+                 on_event: Optional[AsyncEventHandler] = None,
+                 window: Optional[int] = None,
+                 retry_min: Optional[float] = None,
+                 retry_max: Optional[float] = None) -> None:
         self._bridge = b = _Bridge(loop or asyncio.get_running_loop())
+        self._events: "asyncio.Queue[Optional[Event]]" = asyncio.Queue()
+        self._held: Set[Event] = set()  # handed out by events()/next_event(), maybe not completed
+        self._has_handler = on_event is not None
         self._connected: "asyncio.Queue[bytes]" = asyncio.Queue()
         self._disconnected: "asyncio.Queue[Disconnect]" = asyncio.Queue()
         self._is_connected = False
@@ -238,12 +335,66 @@ class Client(_AsyncHandle):
             reconnect=reconnect, reconnect_min=reconnect_min, reconnect_max=reconnect_max,
             handshake_timeout=handshake_timeout, keepalive=keepalive, idle_timeout=idle_timeout,
             max_message_bytes=max_message_bytes, log=log, log_level=log_level,
-            data_dir=data_dir, sync_normal=sync_normal,
-            _on_event_raw=(lambda ev: self._post_event(on_event, ev)) if on_event else None)
+            data_dir=data_dir, sync_normal=sync_normal, window=window, retry_min=retry_min,
+            retry_max=retry_max,
+            _on_event_raw=(lambda ev: self._post_event(on_event, ev)))
 
-    def _post_event(self, handler: AsyncEventHandler, ev: Event) -> Any:
+    def _post_event(self, handler: Optional[AsyncEventHandler], ev: Event) -> Any:
         # on the core's thread: hand the event to the loop, which completes it
-        return DEFERRED if self._bridge.post(self._bridge.handle_event, handler, ev) else False
+        if handler is not None:
+            posted = self._bridge.post(self._bridge.handle, "on_event", ev, handler, ev)
+        else:
+            posted = self._bridge.post(self._queue_event, ev)
+        return DEFER if posted else False
+
+    def _queue_event(self, ev: Event) -> None:
+        self._held = {e for e in self._held if not e.completed}
+        self._held.add(ev)
+        self._events.put_nowait(ev)
+
+    async def next_event(self, timeout: Optional[float] = None) -> Event:
+        """The next event (for a client without ``on_event``). Complete it yourself with
+        ``event.complete(ok, data)``: the core hands the next one only after that."""
+        if self._has_handler:
+            raise RuntimeError("this client has an on_event handler: events go there")
+        ev = await _get(self._events, timeout)
+        if ev is None:
+            self._events.put_nowait(None)
+            raise error_from_code(_handles.lib.HD_ECLOSED, "the client is closed")
+        return ev
+
+    def events(self) -> "_EventIterator":
+        """Async iteration over the events (for a client without ``on_event``)::
+
+            async for event in client.events():
+                ...   # completed with success when the loop asks for the next one
+
+        An event you completed yourself (``event.complete(ok, data)``) is left as it is; the one
+        in hand when the loop ends by ``break`` or a raise is completed as a failure (handed again
+        after the retry delay). The iteration ends when the client closes."""
+        if self._has_handler:
+            raise RuntimeError("this client has an on_event handler: events go there")
+        return _EventIterator(self)
+
+    def stats(self) -> ClientStats:
+        """The client's counters (a short blocking read)."""
+        return self._inner.stats()
+
+    async def aclose(self) -> None:
+        """Closes and waits (in a worker thread) until the core has released the client; ends
+        any iteration. Events handed out and not completed are failed (handed again next time)."""
+        await super().aclose()
+        self._events.put_nowait(None)
+        for ev in list(self._held):
+            if not ev.completed:
+                try:
+                    ev.complete(False)
+                except HyperdownError:
+                    pass
+        self._held.clear()
+
+    async def leave(self) -> None:
+        await self.aclose()
 
     def _conn_up(self, pk: bytes) -> None:
         self._is_connected = True
@@ -276,6 +427,50 @@ class Client(_AsyncHandle):
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.aclose()
+
+
+class _EventIterator:
+    """``async for event in client.events()`` (see Client.events)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._last: Optional[Event] = None
+
+    def __aiter__(self) -> "_EventIterator":
+        return self
+
+    def _settle_last(self, ok: bool) -> None:
+        last, self._last = self._last, None
+        if last is not None:
+            self._client._held.discard(last)
+            if not last.completed:
+                try:
+                    last.complete(ok)
+                except HyperdownError:
+                    pass
+
+    async def __anext__(self) -> Event:
+        self._settle_last(True)
+        ev = await self._client._events.get()
+        if ev is None:
+            self._client._events.put_nowait(None)  # every iteration ends
+            raise StopAsyncIteration
+        self._last = ev
+        return ev
+
+    def __del__(self) -> None:
+        # the loop ended (break, raise) with an event in hand: failure, handed again later
+        self._settle_last(False)
+
+
+async def create(options: Dict[str, Any]) -> Union[Server, Client]:
+    """The original's ``await require('hyperdown')(options)`` for asyncio: a
+    :class:`Server` (``isServer``) or a :class:`Client` from the original's option names (see
+    hyperdown.create). ``eventHandler`` and ``onClientConsumedEvents`` may be coroutine
+    functions; their ``cb`` returns an awaitable, as in the original (``await cb(id, True)``)."""
+    from ._compat import resolve
+    kind, args, kwargs = resolve(options, aio=True)
+    return Server(*args, **kwargs) if kind == "server" else Client(*args, **kwargs)
 
 
 logging.getLogger("hyperdown").addHandler(logging.NullHandler())

@@ -1,0 +1,251 @@
+"""Event values: the payload rule, client events, server consumption batches, stats.
+
+The payload rule (shared with the Node and Swift APIs):
+
+- On the wire a payload (and a client's consumption data) is raw bytes.
+- Sending: ``bytes``/``bytearray``/``memoryview`` go as they are; ``dict``, ``list``, ``tuple``,
+  ``str``, ``int``, ``float``, ``bool`` and ``None`` are sent as compact UTF-8 JSON (so the
+  string ``"hi"`` is sent as the 4 bytes ``"hi"`` with its quotes).
+- Receiving: bytes that are valid UTF-8 JSON are parsed (``{"a": 1}`` -> ``dict``, ``7`` ->
+  ``int``); anything else is given as ``bytes``. The raw bytes are always available (``.raw``).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any, List, Optional, Union
+
+from ._errors import AlreadyDoneError, check
+from ._hyperdown import ffi, lib
+
+__all__ = ["encode_payload", "decode_payload", "Payload", "Event", "ConsumedEvent",
+           "ConsumedBatch", "ServerStats", "ClientStats", "DEFER"]
+
+Payload = Union[bytes, bytearray, memoryview, dict, list, tuple, str, int, float, bool, None]
+"""What can be sent as a payload or as consumption data (see the module docstring)."""
+
+
+class _Defer:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "hyperdown.DEFER"
+
+
+DEFER: Any = _Defer()
+"""Return this from ``on_event`` / ``on_consumed`` to complete the event (batch) yourself later,
+from any thread, with ``complete()``. Every event must be completed exactly once."""
+
+
+def encode_payload(value: Payload) -> bytes:
+    """The bytes sent for ``value``: bytes-like as is, anything else as compact UTF-8 JSON."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"a payload must be bytes or JSON-serialisable: {exc}") from None
+    return text.encode("utf-8")
+
+
+def _strict_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode_payload(raw: bytes) -> Any:
+    """``raw`` parsed as UTF-8 JSON when it is valid JSON, else ``raw`` itself (bytes)."""
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_strict_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return raw
+
+
+def _created(ms: int) -> _dt.datetime:
+    return _dt.datetime.fromtimestamp(ms / 1000.0, tz=_dt.timezone.utc)
+
+
+def _bytes(ptr: Any, n: int) -> bytes:
+    return bytes(ffi.buffer(ptr, n)) if n and ptr != ffi.NULL else b""
+
+
+class Event:
+    """One event handed to a client's ``on_event`` (or yielded by ``hyperdown.aio`` iteration).
+
+    ``id`` (also ``seq``): the user's sequence number; ``payload`` (also ``data``, the original's
+    name): the decoded payload (see the payload rule); ``raw``: its bytes; ``created_at`` /
+    ``created_ms``: when the server stored it.
+
+    Complete it exactly once with :meth:`complete` (any thread). Handlers complete it for you
+    from their return value: success (``None``/``True``/data), failure (``False`` or a raise:
+    handed again after a backoff), or nothing yet (:data:`DEFER`)."""
+
+    __slots__ = ("id", "raw", "payload", "created_ms", "_ptr", "_lock")
+
+    def __init__(self, ptr: Any) -> None:
+        info = ffi.new("hd_event_info_t *")
+        check(lib.hd_event_info(ptr, info))
+        self.id: int = int(info.seq)
+        self.created_ms: int = int(info.created_ms)
+        self.raw: bytes = _bytes(info.payload, info.payload_len)
+        self.payload: Any = decode_payload(self.raw)
+        self._ptr = ptr
+        self._lock = threading.Lock()
+
+    @property
+    def seq(self) -> int:
+        return self.id
+
+    @property
+    def data(self) -> Any:
+        """The decoded payload (the original's ``eventHandler(id, data, cb)`` name)."""
+        return self.payload
+
+    @property
+    def created_at(self) -> _dt.datetime:
+        return _created(self.created_ms)
+
+    @property
+    def completed(self) -> bool:
+        return self._ptr is None
+
+    def complete(self, ok: bool = True, data: Payload = None) -> None:
+        """Success (``ok``): recorded consumed with ``data`` (optional; encoded by the payload
+        rule) and reported to the server. Failure: handed to the handler again after a backoff.
+        Any thread; AlreadyDoneError the second time."""
+        raw = encode_payload(data) if data is not None else b""
+        with self._lock:
+            ptr, self._ptr = self._ptr, None
+        if ptr is None:
+            raise AlreadyDoneError(lib.HD_EALREADY, f"event {self.id} was already completed")
+        check(lib.hd_event_complete(ptr, 1 if ok else 0, raw if raw else ffi.NULL, len(raw)))
+
+    def _finish(self, result: Any) -> None:
+        """Completes from a handler's return value (no-op if completed or deferred)."""
+        if result is DEFER or self.completed:
+            return
+        if result is None or result is True:
+            self.complete(True)
+        elif result is False:
+            self.complete(False)
+        else:
+            self.complete(True, result)
+
+    def __repr__(self) -> str:
+        return f"<hyperdown.Event id={self.id} {len(self.raw)} bytes>"
+
+
+class ConsumedEvent:
+    """An event a user reported consumed, as the server's ``on_consumed`` gets it: ``id``,
+    ``payload`` (decoded; ``raw``), ``data`` (what the client's handler returned, decoded;
+    ``None`` if it returned nothing; ``raw_data``), ``created_at`` / ``created_ms``.
+    :meth:`complete` completes this one event (any thread, once)."""
+
+    __slots__ = ("id", "raw", "payload", "raw_data", "data", "created_ms", "_batch", "_index")
+
+    def __init__(self, batch: "ConsumedBatch", index: int, info: Any) -> None:
+        self.id: int = int(info.seq)
+        self.created_ms: int = int(info.created_ms)
+        self.raw: bytes = _bytes(info.payload, info.payload_len)
+        self.payload: Any = decode_payload(self.raw)
+        self.raw_data: Optional[bytes] = _bytes(info.data, info.data_len) if info.data_len else None
+        self.data: Any = decode_payload(self.raw_data) if self.raw_data is not None else None
+        self._batch = batch
+        self._index = index
+
+    @property
+    def seq(self) -> int:
+        return self.id
+
+    @property
+    def created_at(self) -> _dt.datetime:
+        return _created(self.created_ms)
+
+    def complete(self, ok: bool = True) -> None:
+        """ok: delete the event and confirm it to the client; not ok: keep it (the client reports
+        it again on its next connection)."""
+        self._batch._complete_one(self._index, ok)
+
+    def __repr__(self) -> str:
+        return f"<hyperdown.ConsumedEvent id={self.id} payload={self.payload!r} data={self.data!r}>"
+
+
+class ConsumedBatch(List[ConsumedEvent]):
+    """The events one user reported consumed (a list, in sequence order) plus ``user`` (the
+    user's public key). Complete them all with :meth:`complete` or one by one; any thread, once
+    per event. Handlers complete the batch from their return value unless it is :data:`DEFER`."""
+
+    def __init__(self, ptr: Any, user: bytes) -> None:
+        super().__init__()
+        self.user = user
+        self._ptr = ptr
+        self._left = int(lib.hd_consumed_count(ptr))
+        self._done = [False] * self._left
+        self._lock = threading.Lock()
+        info = ffi.new("hd_event_info_t *")
+        for i in range(self._left):
+            check(lib.hd_consumed_event(ptr, i, info))
+            self.append(ConsumedEvent(self, i, info))
+
+    @property
+    def completed(self) -> bool:
+        return self._ptr is None
+
+    def _complete_one(self, index: int, ok: bool) -> None:
+        with self._lock:
+            ptr = self._ptr
+            if ptr is None or self._done[index]:
+                raise AlreadyDoneError(lib.HD_EALREADY, "the event was already completed")
+            self._done[index] = True
+            self._left -= 1
+            if self._left == 0:
+                self._ptr = None  # the core frees the batch after its last completion
+            # called under the lock so that a concurrent complete() cannot free the batch first
+            check(lib.hd_consumed_complete(ptr, index, 1 if ok else 0))
+
+    def complete(self, ok: bool = True) -> None:
+        """Completes every event not completed yet with ``ok``. AlreadyDoneError if none was left."""
+        with self._lock:
+            ptr, self._ptr = self._ptr, None
+            if ptr is None:
+                raise AlreadyDoneError(lib.HD_EALREADY, "the batch was already completed")
+            self._left = 0
+            self._done = [True] * len(self._done)
+            check(lib.hd_consumed_complete_all(ptr, 1 if ok else 0))
+
+    def _finish(self, result: Any) -> None:
+        if result is DEFER or self.completed:
+            return
+        self.complete(result is not False)
+
+    def __repr__(self) -> str:
+        return f"<hyperdown.ConsumedBatch user={self.user.hex()[:16]}… {list.__repr__(self)}>"
+
+
+@dataclass(frozen=True)
+class ServerStats:
+    """hd_server_stats_t: counters since the server was created, and what its store holds."""
+
+    events_added: int
+    events_delivered: int
+    events_consumed: int
+    events_confirmed: int
+    pending_total: int
+    connected_users: int
+    commits: int
+
+
+@dataclass(frozen=True)
+class ClientStats:
+    """hd_client_stats_t."""
+
+    events_received: int
+    events_handled: int
+    events_failed: int
+    events_confirmed: int
+    unhandled: int
+    consumed: int
+    high_water: int
+    pause_ms: int
+    connected: bool
