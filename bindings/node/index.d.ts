@@ -17,6 +17,65 @@ declare namespace hyperdown {
     | { scalar: Bytes; publicKey: Bytes }
     | { secretKey: Bytes; publicKey?: Bytes }
     | { seed: Bytes }
+    | { get (): { scalar: Bytes; publicKey: Bytes } } // a keypear Keychain
+
+  /**
+   * An event's id: the user's sequence number, from 1. A Number (exact up to 2^53, which it
+   * always is in practice); a BigInt only beyond that.
+   */
+  type EventId = number | bigint
+
+  /**
+   * A payload or a client's result: a Buffer/Uint8Array is sent as its bytes, any other value
+   * as its UTF-8 JSON. Received bytes that are valid UTF-8 JSON are given parsed, others as the
+   * Buffer (with `json: false`: always the Buffer).
+   */
+  type Payload = unknown
+
+  /** One event of a consumption report (server side). */
+  interface ConsumedEvent {
+    id: EventId
+    /** What the client's handler reported with cb(id, true, result); null if nothing. */
+    data: Payload | null
+    /** What addEvent stored. */
+    payload: Payload
+    /** When the server stored it (Unix ms). */
+    createdAt: number
+  }
+
+  /** cb(ok) completes every event of the report; cb(ok, index) one of them. */
+  type ConsumedCallback = (ok?: boolean, index?: number) => void
+
+  type OnClientConsumedEvents = (this: Server, remotePublicKey: Buffer, events: ConsumedEvent[],
+    cb: ConsumedCallback) => unknown
+
+  /** cb(id, ok = true, result?); cb(true) is accepted too. Throws EINVAL for another id. */
+  type EventCallback = (id: EventId | boolean, ok?: boolean, result?: Payload) => void
+
+  type EventHandler = (this: Client, id: EventId, data: Payload, cb: EventCallback,
+    event: { id: EventId; payload: Buffer; createdAt: number }) => unknown
+
+  interface ServerStats {
+    eventsAdded: number
+    eventsDelivered: number
+    eventsConsumed: number
+    eventsConfirmed: number
+    pendingTotal: number
+    connectedUsers: number
+    commits: number
+  }
+
+  interface ClientStats {
+    eventsReceived: number
+    eventsHandled: number
+    eventsFailed: number
+    eventsConfirmed: number
+    unhandled: number
+    consumed: number
+    highWater: number
+    pauseMs: number
+    connected: boolean
+  }
 
   /** An Error from the core: `code` is the name ('EKEY', 'EAUTH', ...), `errno` the number. */
   interface HyperdownError extends Error {
@@ -36,9 +95,17 @@ declare namespace hyperdown {
     /** The identity (any KeyPairInput form); the original's name is `uniqueKeyPair`. */
     keyPair?: KeyPairInput
     uniqueKeyPair?: KeyPairInput
-    /** The topic (and, with events, the storage folder); the original's name is `folderName`. */
+    /** The topic, and the storage folder unless dataDir is given; the original's name is `folderName`. */
     topic?: string
     folderName?: string
+    /** The store's folder (created). Default: folderName[/testFolder] relative to process.cwd(). */
+    dataDir?: string
+    /** With the default folder: an inner folder of folderName (the original's option). */
+    testFolder?: string
+    /** true: SQLite synchronous=NORMAL (survives a process crash, not a power loss). */
+    syncNormal?: boolean
+    /** false: payloads and results are always given as Buffers (no JSON decoding). */
+    json?: boolean
     /** "host:port" for both a server (listen) and a client (connect). */
     address?: string
     handshakeTimeoutMs?: number
@@ -53,8 +120,12 @@ declare namespace hyperdown {
   interface ServerOptions extends CommonOptions {
     /** "127.0.0.1:7000", "[::1]:0", "0.0.0.0:7000"; port 0 picks a free port. */
     listen?: string
-    /** Issue 5 (events): the original's server callback. */
-    onClientConsumedEvents?: (remotePublicKey: Buffer, events: unknown[], cb: (ok: boolean) => void) => void
+    /** The original's server callback (required by require('hyperdown')(options)); without it
+     *  consumption reports are completed with success. Alias: onConsumed. */
+    onClientConsumedEvents?: OnClientConsumedEvents
+    onConsumed?: OnClientConsumedEvents
+    /** Catch-up page size in events (default 512). */
+    pageEvents?: number
   }
 
   interface ClientOptions extends CommonOptions {
@@ -65,22 +136,34 @@ declare namespace hyperdown {
     reconnect?: boolean
     reconnectMinMs?: number
     reconnectMaxMs?: number
-    /** Issue 5 (events): the original's client callback. */
-    eventHandler?: (id: unknown, data: unknown, cb: (id: unknown, ok: boolean) => unknown) => unknown
+    /** The original's client callback (required by require('hyperdown')(options)). Without it
+     *  the 'event' listeners get the events; without either they wait. Alias: onEvent. */
+    eventHandler?: EventHandler
+    onEvent?: EventHandler
+    /** Events accepted unconfirmed (default 1024). */
+    window?: number
+    /** Backoff of a failed event: retryMinMs (default 100) doubling up to retryMaxMs (30000). */
+    retryMinMs?: number
+    retryMaxMs?: number
+    /** Accepted and kept as client.offline (informational, as in the original). */
+    offline?: boolean
   }
 
-  /** The original's options (require('hyperdown')(options)). */
+  /** The original's options (require('hyperdown')(options)); a server listens on
+   *  '127.0.0.1:0' unless `listen`/`address` says otherwise, a client needs `connect`/`address`. */
   interface OriginalOptions extends ServerOptions, Omit<ClientOptions, 'serverPublicKey'> {
     isServer?: boolean
     serverPublicKey?: Bytes
-    testFolder?: string
-    offline?: boolean
   }
 
   interface HandleEvents {
     connect: [publicKey: Buffer]
     disconnect: [publicKey: Buffer | null, error: HyperdownError | null]
     log: [level: LogLevel, message: string]
+    /** An eventHandler / onClientConsumedEvents threw or rejected (the events count as failed). */
+    callbackError: [error: unknown, where: string]
+    /** Client without an eventHandler: the events. */
+    event: [id: EventId, data: Payload, cb: EventCallback, event: { id: EventId; payload: Buffer; createdAt: number }]
     close: []
   }
 
@@ -91,6 +174,8 @@ declare namespace hyperdown {
     /** 'open' | 'closing' | 'closed' */
     readonly state: 'open' | 'closing' | 'closed'
     readonly closed: boolean
+    /** The store's folder. */
+    readonly dataDir: string
     /** Orderly close; resolves once the core released everything. Idempotent. */
     close (): Promise<void>
     /** The original's name for close(). */
@@ -107,6 +192,16 @@ declare namespace hyperdown {
     /** Authenticated peers connected now, by hex public key. */
     readonly peers: Map<string, Buffer>
     readonly isServer: true
+    onClientConsumedEvents?: OnClientConsumedEvents
+    /** Stores an event for the user; resolves with its id once durable. Rejects with a code
+     *  (EINVAL, EKEY, ECLOSED, ...). */
+    addEvent (remotePublicKey: Bytes, data: Payload): Promise<EventId>
+    /** Stores the pause (ms) and pushes it to connected clients. */
+    updatePause (ms: number): Promise<void>
+    stats (): ServerStats
+    /** Events the store holds for the user. */
+    pending (remotePublicKey: Bytes): number
+    connectedUsers (): Buffer[]
   }
 
   class Client extends Handle {
@@ -114,6 +209,9 @@ declare namespace hyperdown {
     readonly serverPublicKey: Buffer
     readonly connected: boolean
     readonly isServer: false
+    readonly offline: boolean
+    eventHandler?: EventHandler
+    stats (): ClientStats
   }
 
   function createServer (options: ServerOptions): Server
@@ -147,6 +245,10 @@ declare namespace hyperdown {
     uvRuntimeHex: number
     napi: number
   }>
+  /** The JSON rule: a Buffer as is, anything else as UTF-8 JSON. */
+  function encode (value: Payload): Buffer
+  /** Parsed UTF-8 JSON, or the Buffer itself. */
+  function decode (bytes: Buffer | null): Payload
   function strerror (code: number): string
   function errName (code: number): string
 

@@ -5,10 +5,12 @@
  * Layers:
  *   - binding (build/Release/hyperdown.node, src/*.c): the core's functions and its Server and
  *     Client handles running on Node's own libuv loop (no extra thread);
- *   - this file: key pair forms, option names, EventEmitter wrappers, and the original's entry
- *     point `require('hyperdown')(options)`, which issue 5 completes once events exist.
+ *   - this file: key pair forms, option names, payload encoding (JSON or bytes), EventEmitter
+ *     wrappers with events (addEvent, eventHandler, onClientConsumedEvents), and the original's
+ *     entry point `require('hyperdown')(options)`.
  */
 const { EventEmitter } = require('events')
+const fs = require('fs')
 const path = require('path')
 
 const binding = loadBinding()
@@ -93,6 +95,7 @@ function keyPair (input) {
     throw invalid(`a key must be a 32-byte seed or a 64-byte secret key, got ${buf.length} bytes`)
   }
   if (typeof input !== 'object') throw invalid('a key pair must be an object, a Buffer or hex')
+  if (input.publicKey === undefined && typeof input.get === 'function') input = input.get() // a keypear Keychain
   if (input.scalar !== undefined && input.scalar !== null) {
     return keyPairFromScalar(input.scalar, input.publicKey)
   }
@@ -140,6 +143,47 @@ function topicKey (name) {
   return binding.topicKey(toBuffer(name, 'name'))
 }
 
+/* ---- Payloads ----------------------------------------------------------------------------- */
+
+/*
+ * The rule shared by every binding: an event's payload (and the data a client reports with it)
+ * is raw bytes on the wire and in the stores. Sending: a Buffer or Uint8Array goes as is; any
+ * other value goes as its UTF-8 JSON (JSON.stringify). Receiving: bytes that are valid UTF-8
+ * holding valid JSON are given as the parsed value; anything else as the Buffer. (So a Buffer
+ * whose bytes happen to be JSON text, e.g. Buffer.from('42'), comes back parsed: 42. Pass
+ * `json: false` to get Buffers always.)
+ */
+function encode (value, what = 'payload') {
+  if (Buffer.isBuffer(value)) return value
+  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+  let json
+  try {
+    json = JSON.stringify(value)
+  } catch (err) {
+    throw invalid(`${what} cannot be encoded as JSON: ${err.message}`)
+  }
+  if (json === undefined) throw invalid(`${what} must be a Buffer or a JSON value, got ${typeof value}`)
+  return Buffer.from(json, 'utf8')
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true })
+
+function decode (bytes) {
+  if (bytes === null || bytes === undefined) return null
+  if (bytes.length === 0) return bytes
+  let text
+  try {
+    text = utf8.decode(bytes)
+  } catch {
+    return bytes
+  }
+  try {
+    return JSON.parse(text)
+  } catch {
+    return bytes
+  }
+}
+
 /* ---- Options ------------------------------------------------------------------------------ */
 
 const LOG_LEVELS = ['error', 'warn', 'info', 'debug']
@@ -150,6 +194,27 @@ function logLevel (value) {
   const i = LOG_LEVELS.indexOf(value)
   if (i < 0) throw invalid(`logLevel must be one of ${LOG_LEVELS.join(', ')}`)
   return i
+}
+
+/**
+ * The store's folder: `dataDir` when given, else `folderName` (or `topic`) relative to
+ * process.cwd() as in the original, with `testFolder` as an inner folder of it.
+ */
+function storageDir (options, topic) {
+  if (options.dataDir !== undefined && options.dataDir !== null) {
+    if (typeof options.dataDir !== 'string' || options.dataDir.length === 0) {
+      throw invalid('dataDir must be a non-empty string')
+    }
+    return path.resolve(options.dataDir)
+  }
+  let dir = path.resolve(process.cwd(), options.folderName ?? topic)
+  if (options.testFolder !== undefined && options.testFolder !== null) {
+    if (typeof options.testFolder !== 'string' || options.testFolder.length === 0) {
+      throw invalid('testFolder must be a non-empty string')
+    }
+    dir = path.join(dir, options.testFolder)
+  }
+  return dir
 }
 
 function commonOptions (options, addressKey) {
@@ -164,6 +229,8 @@ function commonOptions (options, addressKey) {
     throw invalid(`${addressKey} (or address) must be a "host:port" string`)
   }
   const wantLog = typeof options.log === 'function' || options.logLevel !== undefined
+  const dataDir = storageDir(options, topic)
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 })
   return {
     kp,
     native: {
@@ -171,6 +238,8 @@ function commonOptions (options, addressKey) {
       scalar: kp.scalar,
       topic,
       [addressKey]: address,
+      dataDir,
+      syncNormal: options.syncNormal === undefined ? undefined : Boolean(options.syncNormal),
       handshakeTimeoutMs: options.handshakeTimeoutMs,
       keepaliveMs: options.keepaliveMs,
       idleTimeoutMs: options.idleTimeoutMs,
@@ -190,23 +259,63 @@ function commonOptions (options, addressKey) {
  *                client, an attempt) ended; error.code tells why ('EAUTH', 'ETOPIC', ...),
  *                null for an orderly close; publicKey is null if the peer never authenticated
  *   'log'        (level: 'error'|'warn'|'info'|'debug', message: string)  with options.log/logLevel
+ *   'callbackError' (error, where)  an eventHandler/onClientConsumedEvents threw or rejected
+ *                (the events count as failed); printed to stderr when nobody listens
  *   'close'      ()                                           the handle finished closing
  * Exceptions thrown by listeners are caught by the addon, printed to stderr and ignored.
  */
 class Handle extends EventEmitter {
   constructor (Native, native, options) {
     super()
-    const onEvent = (type, a, b) => {
+    const onEvent = (type, a, b, c, d) => {
       if (type === 'log') this.emit('log', LOG_LEVELS[a] || String(a), b)
+      else if (type === 'event') this._onEvent(a, b, c, d)
+      else if (type === 'consumed') this._onConsumed(a, b, c)
       else this._event(type, a, b)
     }
     if (typeof options.log === 'function') this.on('log', options.log)
+    this._json = options.json !== false
     this._native = new Native(native, onEvent)
     this._closing = null
+    this.dataDir = native.dataDir
   }
 
   _event (type, publicKey, error) {
     this.emit(type, publicKey, error)
+  }
+
+  _decode (bytes) { return this._json ? decode(bytes) : bytes }
+
+  /* A user callback threw or its promise rejected: never crash, tell whoever listens. */
+  _callbackError (err, where) {
+    if (this.listenerCount('callbackError') > 0) {
+      try {
+        this.emit('callbackError', err, where)
+        return
+      } catch (e) {
+        err = e
+      }
+    }
+    console.error(`hyperdown: ${where} failed (the event counts as not handled and comes again):`,
+      err && err.stack ? err.stack : err)
+  }
+
+  /* Calls fn(...args); a throw or a rejection calls fail(err). */
+  _guard (fn, args, where, fail) {
+    let result
+    try {
+      result = fn.apply(this, args)
+    } catch (err) {
+      fail()
+      this._callbackError(err, where)
+      return
+    }
+    if (result && typeof result.then === 'function') {
+      result.then(undefined, (err) => {
+        fail()
+        this._callbackError(err, where)
+      })
+    }
   }
 
   /** 'open', 'closing' or 'closed'. */
@@ -221,19 +330,32 @@ class Handle extends EventEmitter {
     }
     return this._closing
   }
+
+  /** The original's name for close(). */
+  leave () { return this.close() }
+}
+
+function quietly (fn) {
+  try { fn() } catch {}
 }
 
 class Server extends Handle {
   constructor (options = {}) {
     const { kp, native } = commonOptions(options, 'listen')
+    const onConsumed = options.onClientConsumedEvents ?? options.onConsumed
+    if (onConsumed !== undefined && onConsumed !== null && typeof onConsumed !== 'function') {
+      throw invalid('onClientConsumedEvents must be a function')
+    }
+    native.onConsumed = typeof onConsumed === 'function'
+    native.pageEvents = options.pageEvents
     super(binding.Server, native, options)
     this.publicKey = kp.publicKey
     this.topic = native.topic
     this.isServer = true
     this._port = this._native.port()
     this.peers = new Map() // hex public key -> Buffer, authenticated peers now connected
-    /* kept for issue 5 (events): the original's server callback */
-    this.onClientConsumedEvents = options.onClientConsumedEvents
+    /** The original's server callback: (remotePublicKey, events, cb(ok[, index])). */
+    this.onClientConsumedEvents = onConsumed
   }
 
   /** The port it listens on (useful with port 0). */
@@ -248,8 +370,64 @@ class Server extends Handle {
     super._event(type, publicKey, error)
   }
 
-  /** The original's name for close(). */
-  leave () { return this.close() }
+  /*
+   * A user reported events consumed: onClientConsumedEvents(remotePublicKey, events, cb) with
+   * events [{ id, data, payload, createdAt }] in id order (data: what the client's handler
+   * reported, payload: what addEvent stored, both decoded by the JSON rule). cb(true) deletes
+   * them and confirms them to the client; cb(false) keeps them (the client reports them again
+   * on its next connection); cb(ok, index) completes one event of the array. A throw or a
+   * rejected promise counts as cb(false) for what is not completed yet.
+   */
+  _onConsumed (user, events, complete) {
+    const list = events.map((e) => ({
+      id: e.id,
+      data: e.data === null ? null : this._decode(e.data),
+      payload: this._decode(e.payload),
+      createdAt: e.createdAt
+    }))
+    const cb = (ok = true, index) => {
+      if (index === undefined || index === null) complete(Boolean(ok))
+      else complete(Boolean(ok), index)
+    }
+    const fn = this.onClientConsumedEvents
+    if (typeof fn !== 'function') return quietly(() => complete(true))
+    this._guard(fn, [user, list, cb], 'onClientConsumedEvents', () => quietly(() => complete(false)))
+  }
+
+  /**
+   * Stores an event for the user (its Ed25519 public key: Buffer, Uint8Array or hex); `data` is
+   * a Buffer (sent as is) or any JSON value. Resolves with the event's id (the user's sequence
+   * number, from 1) once it is durable; a connected user gets it right after.
+   */
+  addEvent (remotePublicKey, data) {
+    try {
+      return this._native.addEvent(toBuffer(remotePublicKey, 'remotePublicKey', sizes.publicKey),
+        encode(data, 'data'))
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /** Stores the pause (ms) clients wait before handling new events and pushes it to them. */
+  updatePause (ms) {
+    try {
+      return this._native.updatePause(ms)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /** { eventsAdded, eventsDelivered, eventsConsumed, eventsConfirmed, pendingTotal,
+   *    connectedUsers, commits } */
+  stats () { return this._native.stats() }
+
+  /** How many events the store holds for the user. */
+  pending (remotePublicKey) {
+    return this._native.pending(toBuffer(remotePublicKey, 'remotePublicKey', sizes.publicKey))
+  }
+
+  /** The public keys of the users connected now. */
+  connectedUsers () { return this._native.connectedUsers() }
 }
 
 class Client extends Handle {
@@ -257,18 +435,26 @@ class Client extends Handle {
     const { kp, native } = commonOptions(options, 'connect')
     const server = options.serverPublicKey
     if (server === undefined || server === null) throw invalid('serverPublicKey is required')
+    const handler = options.eventHandler ?? options.onEvent
+    if (handler !== undefined && handler !== null && typeof handler !== 'function') {
+      throw invalid('eventHandler must be a function')
+    }
     native.serverPublicKey = toBuffer(server, 'serverPublicKey', sizes.publicKey)
     native.reconnect = options.reconnect === undefined ? undefined : Boolean(options.reconnect)
     native.reconnectMinMs = options.reconnectMinMs
     native.reconnectMaxMs = options.reconnectMaxMs
+    native.window = options.window
+    native.retryMinMs = options.retryMinMs
+    native.retryMaxMs = options.retryMaxMs
     super(binding.Client, native, options)
     this.publicKey = kp.publicKey
     this.serverPublicKey = native.serverPublicKey
     this.topic = native.topic
     this.isServer = false
     this.connected = false
-    /* kept for issue 5 (events): the original's client callback */
-    this.eventHandler = options.eventHandler
+    this.offline = Boolean(options.offline) // informational, as in the original
+    /** The original's client callback: (id, data, cb(id, ok[, result])). */
+    this.eventHandler = handler
   }
 
   _event (type, publicKey, error) {
@@ -277,30 +463,76 @@ class Client extends Handle {
     super._event(type, publicKey, error)
   }
 
-  /** The original's name for close(). */
-  leave () { return this.close() }
+  /*
+   * One event at a time, in id order: eventHandler(id, data, cb, event) with data decoded by the
+   * JSON rule and event = { id, payload (Buffer), createdAt }. cb(id, true[, result]) records it
+   * consumed (result: optional data reported to the server, a Buffer or a JSON value) and the
+   * next event follows; cb(id, false), a throw or a rejected promise: it is handed out again
+   * after a backoff (retryMinMs doubling to retryMaxMs), before any later event. Without an
+   * eventHandler the 'event' listeners get (id, data, cb, event); without either the event waits.
+   */
+  _onEvent (id, payload, createdAt, complete) {
+    let done = false
+    const cb = (cbId, ok, result) => {
+      if (typeof cbId === 'boolean' && ok === undefined) { ok = cbId; cbId = id } // cb(true)
+      if (String(cbId) !== String(id)) {
+        throw invalid(`Malformed id for event. Got: '${cbId}', expected: '${id}'`)
+      }
+      ok = ok === undefined ? true : Boolean(ok)
+      const bytes = ok && result !== undefined && result !== null ? encode(result, 'result') : undefined
+      complete(ok, bytes)
+      done = true
+    }
+    const fail = () => { if (!done) { done = true; quietly(() => complete(false)) } }
+    const event = { id, payload, createdAt }
+    const data = this._decode(payload)
+    const fn = this.eventHandler
+    if (typeof fn === 'function') return this._guard(fn, [id, data, cb, event], 'eventHandler', fail)
+    if (this.listenerCount('event') > 0) {
+      return this._guard((...args) => { this.emit('event', ...args) }, [id, data, cb, event], "'event' listener", fail)
+    }
+    fail()
+  }
+
+  /** { eventsReceived, eventsHandled, eventsFailed, eventsConfirmed, unhandled, consumed,
+   *    highWater, pauseMs, connected } */
+  stats () { return this._native.stats() }
 }
 
 /**
- * createServer({ keyPair, topic, listen, ... }): listens before it returns (server.port).
- * keyPair accepts every form keyPair() does; `uniqueKeyPair`, `folderName` and `address` are
- * accepted as the original's names.
+ * createServer({ keyPair, topic, listen, dataDir, onClientConsumedEvents, ... }): listens before
+ * it returns (server.port). keyPair accepts every form keyPair() does; `uniqueKeyPair`,
+ * `folderName`, `testFolder` and `address` are accepted as the original's names.
  */
 function createServer (options) { return new Server(options) }
 
-/** createClient({ keyPair, serverPublicKey, topic, connect, reconnect, ... }): starts dialing. */
+/** createClient({ keyPair, serverPublicKey, topic, connect, dataDir, eventHandler, ... }). */
 function createClient (options) { return new Client(options) }
 
 /**
  * The original's entry point: `await require('hyperdown')(options)`, with its option names
  * (uniqueKeyPair, folderName, testFolder, isServer, serverPublicKey, onClientConsumedEvents,
- * eventHandler) plus `listen` (server) / `connect` (client) or one `address` for both.
- * Today it resolves to a Server or a Client that does the handshake; addEvent, updatePause,
- * onClientConsumedEvents and eventHandler take effect with the event delivery (issue 5).
+ * eventHandler, offline) plus the address: `listen` for a server (default '127.0.0.1:0'; the
+ * original found peers with hyperswarm, here the address is explicit) and `connect` for a
+ * client ('host:port'), or one `address` for both. Storage: `dataDir`, else folderName
+ * (/testFolder) relative to process.cwd().
  */
 async function hyperdown (options) {
-  if (!options || typeof options !== 'object') throw invalid('options must be an object')
-  return options.isServer ? createServer(options) : createClient(options)
+  if (!options || typeof options !== 'object') throw invalid('options object is missing')
+  if (options.isServer) {
+    if (typeof (options.onClientConsumedEvents ?? options.onConsumed) !== 'function') {
+      throw invalid('options.onClientConsumedEvents should be a function if you intend this to be a server')
+    }
+    const listen = options.listen ?? options.address ?? '127.0.0.1:0'
+    return createServer({ ...options, listen })
+  }
+  if (typeof (options.eventHandler ?? options.onEvent) !== 'function') {
+    throw invalid('options.eventHandler should be a function if you intend this to be a client')
+  }
+  if ((options.connect ?? options.address) === undefined) {
+    throw invalid('options.connect (the server\'s "host:port") is required: there is no discovery')
+  }
+  return createClient(options)
 }
 
 module.exports = hyperdown
@@ -318,6 +550,8 @@ Object.assign(module.exports, {
   checkPublicKey,
   topicKey,
   hex,
+  encode,
+  decode,
   errors,
   sizes,
   version: binding.versions.version,

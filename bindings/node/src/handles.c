@@ -43,6 +43,7 @@ typedef struct hdn_handle {
   napi_deferred close_deferred;
   napi_ref close_promise;
   napi_async_cleanup_hook_handle cleanup;
+  int pending;               /* addEvent/updatePause not completed yet: keep the wrapper */
 } hdn_handle_t;
 
 static int can_call_js(const hdn_handle_t *h) {
@@ -76,14 +77,15 @@ static void report_exception(napi_env env, const char *kind, const char *what, n
   fflush(stderr);
 }
 
-/* onEvent(argv...) through napi_make_callback; must be called inside a handle scope. */
-static void call_js(hdn_handle_t *h, const char *what, size_t argc, napi_value *argv) {
+/* onEvent(argv...) through napi_make_callback; must be called inside a handle scope.
+ * Returns 0 if the call returned normally, -1 if it could not be made or JS threw. */
+static int call_js(hdn_handle_t *h, const char *what, size_t argc, napi_value *argv) {
   napi_env env = h->env;
   napi_value fn, recv, result;
-  if (napi_get_reference_value(env, h->on_event, &fn) != napi_ok || fn == NULL) return;
+  if (napi_get_reference_value(env, h->on_event, &fn) != napi_ok || fn == NULL) return -1;
   if (h->self == NULL || napi_get_reference_value(env, h->self, &recv) != napi_ok || recv == NULL) {
     /* during create (a log line) `this` is not wrapped yet; make_callback needs an object */
-    if (napi_get_global(env, &recv) != napi_ok) return;
+    if (napi_get_global(env, &recv) != napi_ok) return -1;
   }
   napi_status st = napi_make_callback(env, h->actx, recv, fn, argc, argv, &result);
   bool pending = false;
@@ -93,7 +95,9 @@ static void call_js(hdn_handle_t *h, const char *what, size_t argc, napi_value *
     if (napi_get_and_clear_last_exception(env, &exc) == napi_ok) {
       report_exception(env, kind_names[h->kind], what, exc);
     }
+    return -1;
   }
+  return st == napi_ok ? 0 : -1;
 }
 
 static void on_peer(void *ud, const uint8_t public_key[HD_PUBLICKEY_BYTES]) {
@@ -166,6 +170,16 @@ static void release_js(hdn_handle_t *h) {
   }
 }
 
+/* Closed and no operation pending: drop the JS side; free the wrapper if its object is gone.
+ * (While an operation is pending the strong `self` reference keeps the object, so `finalized`
+ * cannot become true before this runs, except at env teardown.) */
+static void finish(hdn_handle_t *h) {
+  if (h->state != HDN_CLOSED || h->pending > 0) return;
+  int free_now = h->finalized;
+  release_js(h);
+  if (free_now) free(h);
+}
+
 /* The core's close callback (loop thread); the core frees its handle right after. */
 static void on_core_closed(void *arg) {
   hdn_handle_t *h = arg;
@@ -197,9 +211,7 @@ static void on_core_closed(void *arg) {
     }
     /* torn down: the deferred is dropped with the env */
   }
-  int free_now = h->finalized;
-  release_js(h);
-  if (free_now) free(h);
+  finish(h);
 }
 
 static int core_close(hdn_handle_t *h) {
@@ -239,12 +251,256 @@ static void finalize(napi_env env, void *data, void *hint) {
   }
 }
 
+/* ---- Events ----------------------------------------------------------------------------- */
+
+/* An event's sequence number as a Number (always, in practice: exact up to 2^53) or a BigInt. */
+static napi_value seq_value(napi_env env, uint64_t seq) {
+  napi_value v;
+  napi_status st = seq <= 9007199254740992ULL ? napi_create_double(env, (double)seq, &v)
+                                              : napi_create_bigint_uint64(env, seq, &v);
+  return st == napi_ok ? v : NULL;
+}
+
+/* { id, createdAt, payload, data } of one event; data is null when empty. */
+static napi_value event_object(napi_env env, const hd_event_info_t *info) {
+  napi_value obj, id, created, payload, data;
+  if (napi_create_object(env, &obj) != napi_ok || (id = seq_value(env, info->seq)) == NULL ||
+      napi_create_double(env, (double)info->created_ms, &created) != napi_ok ||
+      (payload = hdn_buffer_copy(env, info->payload, info->payload_len)) == NULL) {
+    return NULL;
+  }
+  if (info->data != NULL && info->data_len > 0) {
+    if ((data = hdn_buffer_copy(env, info->data, info->data_len)) == NULL) return NULL;
+  } else if (napi_get_null(env, &data) != napi_ok) {
+    return NULL;
+  }
+  if (napi_set_named_property(env, obj, "id", id) != napi_ok ||
+      napi_set_named_property(env, obj, "createdAt", created) != napi_ok ||
+      napi_set_named_property(env, obj, "payload", payload) != napi_ok ||
+      napi_set_named_property(env, obj, "data", data) != napi_ok) {
+    return NULL;
+  }
+  return obj;
+}
+
+static napi_value throw_already(napi_env env, const char *what) {
+  napi_value err = hdn_make_error(env, HD_EALREADY, what);
+  if (err != NULL) napi_throw(env, err);
+  return NULL;
+}
+
+static bool truthy(napi_env env, napi_value v) {
+  napi_value b;
+  bool out = false;
+  if (napi_coerce_to_bool(env, v, &b) == napi_ok) napi_get_value_bool(env, b, &out);
+  return out;
+}
+
+static bool is_nullish(napi_env env, napi_value v) {
+  napi_valuetype t;
+  return napi_typeof(env, v, &t) != napi_ok || t == napi_undefined || t == napi_null;
+}
+
+/* A function `fn(...)` bound to `data`; `fin` runs when the function is collected. */
+static napi_value make_completion(napi_env env, const char *name, napi_callback cb, void *data,
+                                  napi_finalize fin) {
+  napi_value fn;
+  if (napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, data, &fn) != napi_ok) return NULL;
+  if (napi_add_finalizer(env, fn, data, fin, NULL, NULL) != napi_ok) return NULL;
+  return fn;
+}
+
+/* Server: one hd_consumed_t handed to JS. `b` is NULL once every event is completed (the core
+ * may have freed it then). A batch whose completion function is collected with events still
+ * open is completed with failure: the client reports them again (nothing is lost, nothing
+ * leaks). */
+typedef struct batch_ref {
+  hd_consumed_t *b;
+  size_t count, remaining;
+  unsigned char *done;
+} batch_ref_t;
+
+static void batch_fail_rest(batch_ref_t *r) {
+  if (r->b != NULL && r->remaining > 0) hd_consumed_complete_all(r->b, 0);
+  r->b = NULL;
+  r->remaining = 0;
+}
+
+static void batch_finalize(napi_env env, void *data, void *hint) {
+  batch_ref_t *r = data;
+  batch_fail_rest(r);
+  free(r->done);
+  free(r);
+}
+
+/* complete(ok) completes every open event of the batch; complete(ok, index) one of them. */
+static napi_value js_batch_complete(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  void *data = NULL;
+  HDN_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, &data));
+  batch_ref_t *r = data;
+  int ok = argc > 0 && truthy(env, argv[0]);
+  int rc;
+  if (argc < 2 || is_nullish(env, argv[1])) {
+    if (r->b == NULL) return throw_already(env, "the batch's event is already completed");
+    rc = hd_consumed_complete_all(r->b, ok);
+    memset(r->done, 1, r->count);
+    r->b = NULL;
+    r->remaining = 0;
+  } else {
+    uint32_t i;
+    if (napi_get_value_uint32(env, argv[1], &i) != napi_ok || i >= r->count) {
+      return hdn_throw_einval(env, "index must be an event's index in the batch");
+    }
+    if (r->done[i] || r->b == NULL) return throw_already(env, "the batch's event is already completed");
+    r->done[i] = 1;
+    hd_consumed_t *b = r->b;
+    if (--r->remaining == 0) r->b = NULL; /* the last completion may free it */
+    rc = hd_consumed_complete(b, i, ok);
+  }
+  if (rc < 0) return hdn_throw_hd(env, rc);
+  napi_value undef;
+  napi_get_undefined(env, &undef);
+  return undef;
+}
+
+/* The core's on_consumed: onEvent('consumed', user, events[], complete). */
+static void on_consumed(void *ud, const uint8_t user[32], hd_consumed_t *batch) {
+  hdn_handle_t *h = ud;
+  size_t n = hd_consumed_count(batch);
+  batch_ref_t *r = NULL;
+  if (!can_call_js(h) || n == 0 || (r = calloc(1, sizeof *r)) == NULL ||
+      (r->done = calloc(n, 1)) == NULL) {
+    if (r) free(r);
+    hd_consumed_complete_all(batch, 0); /* reported again later */
+    return;
+  }
+  r->b = batch;
+  r->count = r->remaining = n;
+  napi_env env = h->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) {
+    batch_finalize(env, r, NULL);
+    return;
+  }
+  napi_value argv[4], fn = NULL;
+  int ok = napi_create_string_utf8(env, "consumed", NAPI_AUTO_LENGTH, &argv[0]) == napi_ok &&
+           (argv[1] = hdn_buffer_copy(env, user, HD_PUBLICKEY_BYTES)) != NULL &&
+           napi_create_array_with_length(env, n, &argv[2]) == napi_ok;
+  for (size_t i = 0; ok && i < n; i++) {
+    hd_event_info_t info;
+    napi_value ev;
+    ok = hd_consumed_event(batch, i, &info) == 0 && (ev = event_object(env, &info)) != NULL &&
+         napi_set_element(env, argv[2], (uint32_t)i, ev) == napi_ok;
+  }
+  if (ok) ok = (fn = make_completion(env, "complete", js_batch_complete, r, batch_finalize)) != NULL;
+  if (!ok) {
+    bool pending;
+    napi_value exc;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+      napi_get_and_clear_last_exception(env, &exc);
+    }
+    if (fn == NULL) batch_finalize(env, r, NULL); /* not owned by a function yet */
+    else batch_fail_rest(r);
+    napi_close_handle_scope(env, scope);
+    return;
+  }
+  argv[3] = fn;
+  /* JS threw past the binding's own try/catch: what is still open fails (and comes back) */
+  if (call_js(h, "consumed", 4, argv) != 0) batch_fail_rest(r);
+  napi_close_handle_scope(env, scope);
+}
+
+/* Client: one hd_event_t handed to JS; `e` is NULL once completed. Collected uncompleted: it
+ * fails, so the core hands it out again after the backoff. */
+typedef struct event_ref {
+  hd_event_t *e;
+} event_ref_t;
+
+static void event_finalize(napi_env env, void *data, void *hint) {
+  event_ref_t *r = data;
+  if (r->e != NULL) hd_event_complete(r->e, 0, NULL, 0);
+  free(r);
+}
+
+/* complete(ok[, data: Uint8Array]) */
+static napi_value js_event_complete(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  void *data = NULL;
+  HDN_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, &data));
+  event_ref_t *r = data;
+  if (r->e == NULL) return throw_already(env, "the event is already completed");
+  int ok = argc > 0 && truthy(env, argv[0]);
+  const uint8_t *bytes = NULL;
+  size_t len = 0;
+  if (argc > 1 && !is_nullish(env, argv[1]) &&
+      hdn_get_bytes(env, argv[1], 0, &bytes, &len, "data") < 0) {
+    return NULL;
+  }
+  if (!ok) len = 0;
+  int rc = hd_event_complete(r->e, ok, len ? bytes : NULL, len);
+  if (rc == HD_EINVAL || rc == HD_ENOMEM) return hdn_throw_hd(env, rc); /* still open */
+  r->e = NULL;
+  if (rc < 0) return hdn_throw_hd(env, rc);
+  napi_value undef;
+  napi_get_undefined(env, &undef);
+  return undef;
+}
+
+/* The core's on_event: onEvent('event', id, payload, createdAt, complete). */
+static void on_client_event(void *ud, hd_event_t *event) {
+  hdn_handle_t *h = ud;
+  event_ref_t *r = NULL;
+  hd_event_info_t info;
+  if (!can_call_js(h) || hd_event_info(event, &info) != 0 || (r = calloc(1, sizeof *r)) == NULL) {
+    hd_event_complete(event, 0, NULL, 0); /* handed out again later */
+    return;
+  }
+  r->e = event;
+  napi_env env = h->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) {
+    event_finalize(env, r, NULL);
+    return;
+  }
+  napi_value argv[5], fn = NULL;
+  int ok = napi_create_string_utf8(env, "event", NAPI_AUTO_LENGTH, &argv[0]) == napi_ok &&
+           (argv[1] = seq_value(env, info.seq)) != NULL &&
+           (argv[2] = hdn_buffer_copy(env, info.payload, info.payload_len)) != NULL &&
+           napi_create_double(env, (double)info.created_ms, &argv[3]) == napi_ok &&
+           (fn = make_completion(env, "complete", js_event_complete, r, event_finalize)) != NULL;
+  if (!ok) {
+    bool pending;
+    napi_value exc;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+      napi_get_and_clear_last_exception(env, &exc);
+    }
+    if (fn == NULL) event_finalize(env, r, NULL);
+    else if (r->e != NULL) {
+      hd_event_complete(r->e, 0, NULL, 0);
+      r->e = NULL;
+    }
+    napi_close_handle_scope(env, scope);
+    return;
+  }
+  argv[4] = fn;
+  if (call_js(h, "event", 5, argv) != 0 && r->e != NULL) {
+    hd_event_complete(r->e, 0, NULL, 0); /* JS threw before completing: fail, retried */
+    r->e = NULL;
+  }
+  napi_close_handle_scope(env, scope);
+}
+
 /* ---- Construction ----------------------------------------------------------------------- */
 
 typedef struct common_opts {
   hd_keypair_t kp;
   char *topic;
   char *address;
+  char *data_dir;
+  int sync_normal;
   uint32_t handshake_timeout_ms, keepalive_ms, idle_timeout_ms, max_message_bytes;
   uint32_t log_level;
   int log;
@@ -254,6 +510,7 @@ static void common_opts_free(common_opts_t *o) {
   hd_keypair_wipe(&o->kp);
   free(o->topic);
   free(o->address);
+  free(o->data_dir);
 }
 
 static int read_common(napi_env env, napi_value opts, const char *address_key, common_opts_t *o) {
@@ -272,6 +529,9 @@ static int read_common(napi_env env, napi_value opts, const char *address_key, c
   if ((v = hdn_prop(env, opts, "topic")) == NULL || (o->topic = hdn_get_string(env, v, "topic")) == NULL ||
       (v = hdn_prop(env, opts, address_key)) == NULL ||
       (o->address = hdn_get_string(env, v, address_key)) == NULL ||
+      (v = hdn_prop(env, opts, "dataDir")) == NULL ||
+      (o->data_dir = hdn_get_string(env, v, "dataDir")) == NULL ||
+      hdn_opt_bool(env, opts, "syncNormal", &o->sync_normal) < 0 ||
       hdn_opt_u32(env, opts, "handshakeTimeoutMs", &o->handshake_timeout_ms) < 0 ||
       hdn_opt_u32(env, opts, "keepaliveMs", &o->keepalive_ms) < 0 ||
       hdn_opt_u32(env, opts, "idleTimeoutMs", &o->idle_timeout_ms) < 0 ||
@@ -302,15 +562,26 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
   common_opts_t co;
   if (read_common(env, argv[0], kind == HDN_SERVER ? "listen" : "connect", &co) < 0) return NULL;
   uint8_t server_pk[HD_PUBLICKEY_BYTES];
-  uint32_t reconnect_min = 0, reconnect_max = 0;
-  int reconnect = 1;
+  uint32_t reconnect_min = 0, reconnect_max = 0, page_events = 0, window = 0, retry_min = 0,
+           retry_max = 0;
+  int reconnect = 1, want_consumed = 0;
+  if (kind == HDN_SERVER) {
+    if (hdn_opt_u32(env, argv[0], "pageEvents", &page_events) < 0 ||
+        hdn_opt_bool(env, argv[0], "onConsumed", &want_consumed) < 0) {
+      common_opts_free(&co);
+      return NULL;
+    }
+  }
   if (kind == HDN_CLIENT) {
     const uint8_t *spk;
     napi_value v = hdn_prop(env, argv[0], "serverPublicKey");
     if (v == NULL || hdn_get_bytes(env, v, HD_PUBLICKEY_BYTES, &spk, NULL, "serverPublicKey") < 0 ||
         hdn_opt_u32(env, argv[0], "reconnectMinMs", &reconnect_min) < 0 ||
         hdn_opt_u32(env, argv[0], "reconnectMaxMs", &reconnect_max) < 0 ||
-        hdn_opt_bool(env, argv[0], "reconnect", &reconnect) < 0) {
+        hdn_opt_bool(env, argv[0], "reconnect", &reconnect) < 0 ||
+        hdn_opt_u32(env, argv[0], "window", &window) < 0 ||
+        hdn_opt_u32(env, argv[0], "retryMinMs", &retry_min) < 0 ||
+        hdn_opt_u32(env, argv[0], "retryMaxMs", &retry_max) < 0) {
       common_opts_free(&co);
       return NULL;
     }
@@ -359,6 +630,10 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
     o.log_level = (hd_log_level_t)co.log_level;
     o.on_peer_connected = on_peer;
     o.on_peer_disconnected = on_peer_closed;
+    o.data_dir = co.data_dir;
+    o.sync_normal = co.sync_normal;
+    o.on_consumed = want_consumed ? on_consumed : NULL;
+    o.page_events = page_events;
     hd_server_t *s = NULL;
     rc = hd_server_create(&s, &o);
     h->core = s;
@@ -381,6 +656,12 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
     o.log_level = (hd_log_level_t)co.log_level;
     o.on_connected = on_peer;
     o.on_disconnected = on_peer_closed;
+    o.data_dir = co.data_dir;
+    o.sync_normal = co.sync_normal;
+    o.on_event = on_client_event;
+    o.window = window;
+    o.retry_min_ms = retry_min;
+    o.retry_max_ms = retry_max;
     hd_client_t *c = NULL;
     rc = hd_client_create(&c, &o);
     h->core = c;
@@ -482,6 +763,258 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* ---- Asynchronous operations (addEvent, updatePause) ------------------------------------- */
+
+typedef struct op_ctx {
+  hdn_handle_t *h;
+  napi_deferred d;
+} op_ctx_t;
+
+/* Settles an operation's promise from the core's completion (loop thread): resolved with the
+ * sequence number (has_seq) or undefined, or rejected with an Error carrying the code. */
+static void op_settle(op_ctx_t *o, int status, uint64_t seq, int has_seq) {
+  hdn_handle_t *h = o->h;
+  napi_env env = h->env;
+  char detail[512];
+  snprintf(detail, sizeof detail, "%s", status < 0 ? hd_last_error_message() : "");
+  napi_handle_scope scope;
+  if (!h->teardown && napi_open_handle_scope(env, &scope) == napi_ok) {
+    napi_value value = NULL, resource = NULL;
+    napi_callback_scope cscope;
+    if (h->self) napi_get_reference_value(env, h->self, &resource);
+    if (resource == NULL) napi_create_object(env, &resource);
+    int scoped = napi_open_callback_scope(env, resource, h->actx, &cscope) == napi_ok;
+    if (status < 0) {
+      value = hdn_make_error(env, status, detail[0] ? detail : NULL);
+      if (value != NULL) napi_reject_deferred(env, o->d, value);
+    } else {
+      if (has_seq) value = seq_value(env, seq);
+      else napi_get_undefined(env, &value);
+      if (value != NULL) napi_resolve_deferred(env, o->d, value);
+    }
+    if (scoped) napi_close_callback_scope(env, cscope);
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+      napi_value exc;
+      if (napi_get_and_clear_last_exception(env, &exc) == napi_ok) {
+        report_exception(env, kind_names[h->kind], "operation", exc);
+      }
+    }
+    napi_close_handle_scope(env, scope);
+  }
+  free(o);
+  h->pending--;
+  finish(h);
+}
+
+static void on_added(void *cb_data, int status, uint64_t seq) { op_settle(cb_data, status, seq, 1); }
+static void on_paused(void *cb_data, int status) { op_settle(cb_data, status, 0, 0); }
+
+/* A promise and its context; `*promise` set. NULL (thrown) on failure. */
+static op_ctx_t *op_new(napi_env env, hdn_handle_t *h, napi_value *promise) {
+  op_ctx_t *o = calloc(1, sizeof *o);
+  if (o == NULL) {
+    hdn_throw_hd(env, HD_ENOMEM);
+    return NULL;
+  }
+  napi_status st = napi_create_promise(env, &o->d, promise);
+  if (st != napi_ok) {
+    free(o);
+    hdn_throw_napi(env, st, "napi_create_promise");
+    return NULL;
+  }
+  o->h = h;
+  return o;
+}
+
+/* The call failed before the core took it: reject at once (the promise is returned). */
+static napi_value op_fail(napi_env env, op_ctx_t *o, napi_value promise, int rc) {
+  napi_value err = hdn_make_error(env, rc, NULL);
+  if (err != NULL) napi_reject_deferred(env, o->d, err);
+  free(o);
+  return err != NULL ? promise : NULL;
+}
+
+/* server.addEvent(user: Buffer(32), payload: Uint8Array) -> Promise<number | bigint> */
+static napi_value js_add_event(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], this, promise;
+  void *data = NULL;
+  HDN_CALL(env, napi_get_cb_info(env, info, &argc, argv, &this, NULL));
+  if (napi_unwrap(env, this, &data) != napi_ok || data == NULL) {
+    return hdn_throw_einval(env, "not a hyperdown handle");
+  }
+  hdn_handle_t *h = data;
+  if (argc < 2) return hdn_throw_einval(env, "expected (user, payload)");
+  const uint8_t *user, *payload;
+  size_t len;
+  if (hdn_get_bytes(env, argv[0], HD_PUBLICKEY_BYTES, &user, NULL, "user") < 0 ||
+      hdn_get_bytes(env, argv[1], 0, &payload, &len, "payload") < 0) {
+    return NULL;
+  }
+  op_ctx_t *o = op_new(env, h, &promise);
+  if (o == NULL) return NULL;
+  if (h->state != HDN_OPEN) { hd_clear_error(); return op_fail(env, o, promise, HD_ECLOSED); }
+  int rc = hd_server_add_event(h->core, user, payload, len, on_added, o);
+  if (rc < 0) return op_fail(env, o, promise, rc);
+  h->pending++;
+  return promise;
+}
+
+/* server.updatePause(ms) -> Promise<void> */
+static napi_value js_update_pause(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], this, promise;
+  void *data = NULL;
+  HDN_CALL(env, napi_get_cb_info(env, info, &argc, argv, &this, NULL));
+  if (napi_unwrap(env, this, &data) != napi_ok || data == NULL) {
+    return hdn_throw_einval(env, "not a hyperdown handle");
+  }
+  hdn_handle_t *h = data;
+  double d = -1;
+  if (argc < 1 || napi_get_value_double(env, argv[0], &d) != napi_ok || !(d >= 0) ||
+      d > 4294967295.0 || d != (double)(uint32_t)d) {
+    return hdn_throw_einval(env, "the pause must be an integer number of ms from 0 to 2^32-1");
+  }
+  op_ctx_t *o = op_new(env, h, &promise);
+  if (o == NULL) return NULL;
+  if (h->state != HDN_OPEN) { hd_clear_error(); return op_fail(env, o, promise, HD_ECLOSED); }
+  int rc = hd_server_update_pause(h->core, (uint32_t)d, on_paused, o);
+  if (rc < 0) return op_fail(env, o, promise, rc);
+  h->pending++;
+  return promise;
+}
+
+/* ---- Blocking reads (inline: we are on the loop thread) ------------------------------------ */
+
+static hdn_handle_t *open_handle(napi_env env, napi_callback_info info, size_t *argc,
+                                 napi_value *argv) {
+  napi_value this;
+  void *data = NULL;
+  if (napi_get_cb_info(env, info, argc, argv, &this, NULL) != napi_ok ||
+      napi_unwrap(env, this, &data) != napi_ok || data == NULL) {
+    hdn_throw_einval(env, "not a hyperdown handle");
+    return NULL;
+  }
+  hdn_handle_t *h = data;
+  if (h->state != HDN_OPEN) {
+    napi_value err = hdn_make_error(env, HD_ECLOSED, "the handle is closed or closing");
+    if (err) napi_throw(env, err);
+    return NULL;
+  }
+  return h;
+}
+
+static int set_u64(napi_env env, napi_value obj, const char *key, uint64_t v) {
+  napi_value n;
+  return napi_create_double(env, (double)v, &n) == napi_ok &&
+                 napi_set_named_property(env, obj, key, n) == napi_ok
+             ? 0
+             : -1;
+}
+
+static napi_value js_server_stats(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  hdn_handle_t *h = open_handle(env, info, &argc, NULL);
+  if (h == NULL) return NULL;
+  hd_server_stats_t s;
+  memset(&s, 0, sizeof s);
+  s.version = HD_SERVER_STATS_VERSION;
+  int rc = hd_server_stats(h->core, &s);
+  if (rc < 0) return hdn_throw_hd(env, rc);
+  napi_value obj;
+  HDN_CALL(env, napi_create_object(env, &obj));
+  if (set_u64(env, obj, "eventsAdded", s.events_added) < 0 ||
+      set_u64(env, obj, "eventsDelivered", s.events_delivered) < 0 ||
+      set_u64(env, obj, "eventsConsumed", s.events_consumed) < 0 ||
+      set_u64(env, obj, "eventsConfirmed", s.events_confirmed) < 0 ||
+      set_u64(env, obj, "pendingTotal", s.pending_total) < 0 ||
+      set_u64(env, obj, "connectedUsers", s.connected_users) < 0 ||
+      set_u64(env, obj, "commits", s.commits) < 0) {
+    hdn_throw_napi(env, napi_generic_failure, "stats");
+    return NULL;
+  }
+  return obj;
+}
+
+static napi_value js_server_pending(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  hdn_handle_t *h = open_handle(env, info, &argc, argv);
+  if (h == NULL) return NULL;
+  if (argc < 1) return hdn_throw_einval(env, "expected (user)");
+  const uint8_t *user;
+  if (hdn_get_bytes(env, argv[0], HD_PUBLICKEY_BYTES, &user, NULL, "user") < 0) return NULL;
+  uint64_t n = 0;
+  int rc = hd_server_pending(h->core, user, &n);
+  if (rc < 0) return hdn_throw_hd(env, rc);
+  HDN_CALL(env, napi_create_double(env, (double)n, &out));
+  return out;
+}
+
+static napi_value js_server_connected_users(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  hdn_handle_t *h = open_handle(env, info, &argc, NULL);
+  if (h == NULL) return NULL;
+  size_t cap = 16;
+  uint8_t *keys = NULL;
+  int n;
+  for (;;) {
+    uint8_t *p = realloc(keys, cap * HD_PUBLICKEY_BYTES);
+    if (p == NULL) {
+      free(keys);
+      return hdn_throw_hd(env, HD_ENOMEM);
+    }
+    keys = p;
+    n = hd_server_connected_users(h->core, keys, cap);
+    if (n < 0 || (size_t)n <= cap) break;
+    cap = (size_t)n;
+  }
+  if (n < 0) {
+    free(keys);
+    return hdn_throw_hd(env, n);
+  }
+  napi_value arr;
+  napi_status st = napi_create_array_with_length(env, (size_t)n, &arr);
+  for (int i = 0; st == napi_ok && i < n; i++) {
+    napi_value b = hdn_buffer_copy(env, keys + (size_t)i * HD_PUBLICKEY_BYTES, HD_PUBLICKEY_BYTES);
+    st = b != NULL ? napi_set_element(env, arr, (uint32_t)i, b) : napi_generic_failure;
+  }
+  free(keys);
+  if (st != napi_ok) {
+    hdn_throw_napi(env, st, "connectedUsers");
+    return NULL;
+  }
+  return arr;
+}
+
+static napi_value js_client_stats(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  hdn_handle_t *h = open_handle(env, info, &argc, NULL);
+  if (h == NULL) return NULL;
+  hd_client_stats_t s;
+  memset(&s, 0, sizeof s);
+  s.version = HD_CLIENT_STATS_VERSION;
+  int rc = hd_client_stats(h->core, &s);
+  if (rc < 0) return hdn_throw_hd(env, rc);
+  napi_value obj, b;
+  HDN_CALL(env, napi_create_object(env, &obj));
+  if (set_u64(env, obj, "eventsReceived", s.events_received) < 0 ||
+      set_u64(env, obj, "eventsHandled", s.events_handled) < 0 ||
+      set_u64(env, obj, "eventsFailed", s.events_failed) < 0 ||
+      set_u64(env, obj, "eventsConfirmed", s.events_confirmed) < 0 ||
+      set_u64(env, obj, "unhandled", s.unhandled) < 0 ||
+      set_u64(env, obj, "consumed", s.consumed) < 0 ||
+      set_u64(env, obj, "highWater", s.high_water) < 0 ||
+      set_u64(env, obj, "pauseMs", s.pause_ms) < 0 ||
+      napi_get_boolean(env, s.connected != 0, &b) != napi_ok ||
+      napi_set_named_property(env, obj, "connected", b) != napi_ok) {
+    hdn_throw_napi(env, napi_generic_failure, "stats");
+    return NULL;
+  }
+  return obj;
+}
+
 napi_status hdn_handles_init(napi_env env, napi_value exports) {
   napi_status st;
   napi_value cls;
@@ -489,6 +1022,12 @@ napi_status hdn_handles_init(napi_env env, napi_value exports) {
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default_method, NULL},
       {"port", NULL, js_port, NULL, NULL, NULL, napi_default_method, NULL},
       {"state", NULL, js_state, NULL, NULL, NULL, napi_default_method, NULL},
+      {"addEvent", NULL, js_add_event, NULL, NULL, NULL, napi_default_method, NULL},
+      {"updatePause", NULL, js_update_pause, NULL, NULL, NULL, napi_default_method, NULL},
+      {"stats", NULL, js_server_stats, NULL, NULL, NULL, napi_default_method, NULL},
+      {"pending", NULL, js_server_pending, NULL, NULL, NULL, napi_default_method, NULL},
+      {"connectedUsers", NULL, js_server_connected_users, NULL, NULL, NULL, napi_default_method,
+       NULL},
   };
   st = napi_define_class(env, "Server", NAPI_AUTO_LENGTH, server_new, NULL,
                          sizeof server_props / sizeof server_props[0], server_props, &cls);
@@ -497,6 +1036,7 @@ napi_status hdn_handles_init(napi_env env, napi_value exports) {
   napi_property_descriptor client_props[] = {
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default_method, NULL},
       {"state", NULL, js_state, NULL, NULL, NULL, napi_default_method, NULL},
+      {"stats", NULL, js_client_stats, NULL, NULL, NULL, napi_default_method, NULL},
   };
   st = napi_define_class(env, "Client", NAPI_AUTO_LENGTH, client_new, NULL,
                          sizeof client_props / sizeof client_props[0], client_props, &cls);

@@ -1,6 +1,8 @@
 'use strict'
 // Shared by the tests: the original example's key pairs and bounded waits.
 const { spawn } = require('child_process')
+const fs = require('fs')
+const os = require('os')
 const path = require('path')
 
 const h = (s) => Buffer.from(s, 'hex')
@@ -21,6 +23,17 @@ const ORIGINAL = {
   }
 }
 
+/* Every store folder of a test process lives under one temporary folder, removed at exit. */
+let root = null
+/** A new empty folder for one handle's store (`name` only makes it readable). */
+function tmpDir (name = 'store') {
+  if (root === null) {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'hd-node-'))
+    process.on('exit', () => { try { fs.rmSync(root, { recursive: true, force: true }) } catch {} })
+  }
+  return fs.mkdtempSync(path.join(root, name + '-'))
+}
+
 /** `promise`, or a rejection naming `what` after `ms` (the timer never holds the process). */
 function within (promise, ms, what) {
   let timer
@@ -37,15 +50,25 @@ function next (emitter, event, ms = 5000) {
     `'${event}'`)
 }
 
-/** Runs a fixture in its own node process; resolves { code, signal, stdout, stderr, ms }. */
-function runFixture (name, { timeout = 15000, args = [], nodeArgs = [] } = {}) {
+/**
+ * Runs a fixture in its own node process; resolves { code, signal, stdout, stderr, ms }.
+ * `until(stdout)`: once it returns true the child is sent SIGTERM (for scripts that never end).
+ */
+function runFixture (name, { timeout = 15000, args = [], nodeArgs = [], cwd, until } = {}) {
   const file = path.join(__dirname, 'fixtures', name)
   const started = Date.now()
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...nodeArgs, file, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [...nodeArgs, file, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd })
     let stdout = ''
     let stderr = ''
-    child.stdout.on('data', (d) => { stdout += d })
+    let stopping = false
+    child.stdout.on('data', (d) => {
+      stdout += d
+      if (until && !stopping && until(stdout)) {
+        stopping = true
+        child.kill('SIGTERM')
+      }
+    })
     child.stderr.on('data', (d) => { stderr += d })
     const timer = setTimeout(() => {
       child.kill('SIGKILL')
@@ -59,4 +82,4 @@ function runFixture (name, { timeout = 15000, args = [], nodeArgs = [] } = {}) {
   })
 }
 
-module.exports = { ORIGINAL, within, next, runFixture }
+module.exports = { ORIGINAL, within, next, runFixture, tmpDir }
