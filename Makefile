@@ -30,7 +30,7 @@ TOOLS := $(BUILD)/hd-noise-vectors
 
 -include bench/bench.mk
 
-.PHONY: all deps lib tools tests test test-c test-c-valgrind test-header test-swift test-python abi-check \
+.PHONY: all deps lib tools tests test test-c test-c-valgrind test-header test-swift test-node test-python abi-check \
         abi-baseline demo demo-c clean install
 
 SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
@@ -108,12 +108,17 @@ test: deps
 	$(MAKE) test-c-valgrind
 	$(MAKE) abi-check
 	$(MAKE) test-swift
+	$(MAKE) test-node
 	$(MAKE) test-python
 	@echo "all suites passed"
 
 test-swift:
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
+
+# The Node addon, built offline by the node-gyp inside npm against Node's own headers.
+test-node:
+	cd bindings/node && npm install --no-audit --no-fund && npm test
 
 # The Python binding in a venv of its own (pip builds it from the sources: no make needed),
 # then its tests and the interop tests, which drive the Swift CLI as the other side.

@@ -2,7 +2,7 @@
 # Installs the Debian packages the build, the tests and the demo need, if any is missing.
 # Safe to run again: it does nothing when everything is there.
 set -eu
-packages="build-essential pkg-config libuv1-dev libsodium-dev libsqlite3-dev valgrind abigail-tools"
+packages="build-essential pkg-config libuv1-dev libsodium-dev libsqlite3-dev valgrind abigail-tools python3-venv nodejs"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
