@@ -4,7 +4,9 @@ The peers in other languages are driven as processes:
 - Swift: the `hyperdown` command-line tool (`swift build` at the project root; docs/swift.md).
   Found through $HYPERDOWN_CLI, else `swift build --show-bin-path` (with /opt/swift/usr/bin on
   PATH). Tests skip with the reason when it is not built.
-- Node: see test_node_python.py (added once the Node binding has its event API).
+- Node: `node tests/interop/node/peer.js '<options JSON>'` (the binding in bindings/node, built
+  by `npm install` there), speaking line-delimited JSON on stdout and taking commands on stdin
+  (see that script). Tests skip with the reason when `node` or the built addon is missing.
 Everything listens on 127.0.0.1 with port 0, uses temporary folders, and every wait is bounded.
 """
 from __future__ import annotations
@@ -103,10 +105,12 @@ def swift_cli() -> str:
 class Proc:
     """A child process whose stdout lines are read (as JSON when they parse) on a thread."""
 
-    def __init__(self, argv: List[str]) -> None:
+    def __init__(self, argv: List[str], stdin: bool = False) -> None:
         self.argv = argv
-        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True, start_new_session=True)
+        self._tag = 0
         self.lines: "queue.Queue[Any]" = queue.Queue()
         self.seen: List[Any] = []
         self.stderr: List[str] = []
@@ -149,6 +153,32 @@ class Proc:
                 pass
         return self.seen
 
+    def drain(self, settle: float = 0.0) -> List[Any]:
+        """Waits `settle` seconds, then moves every line already read into `seen`."""
+        time.sleep(settle)
+        while True:
+            try:
+                self.seen.append(self.lines.get_nowait())
+            except queue.Empty:
+                return self.seen
+
+    def send(self, obj: Any) -> None:
+        """Writes one JSON command line to the child's stdin (Proc(..., stdin=True))."""
+        assert self.p.stdin is not None, "started without stdin=True"
+        self.p.stdin.write(json.dumps(obj) + "\n")
+        self.p.stdin.flush()
+
+    def request(self, obj: Dict[str, Any], timeout: float = TIMEOUT) -> Dict[str, Any]:
+        """Sends a command with a fresh "tag" and returns the line answering it ({"re": tag})."""
+        self._tag += 1
+        tag = self._tag
+        self.send({**obj, "tag": tag})
+        seen = self.wait_for(lambda s: any(isinstance(x, dict) and x.get("re") == tag for x in s),
+                             timeout=timeout, what=f"the answer to {obj}")
+        answer = next(x for x in seen if isinstance(x, dict) and x.get("re") == tag)
+        assert "error" not in answer, answer
+        return answer
+
     def stop(self, timeout: float = TIMEOUT) -> int:
         if self.p.poll() is None:
             self.p.send_signal(signal.SIGTERM)
@@ -164,8 +194,8 @@ class Proc:
 def procs() -> Any:
     started: List[Proc] = []
 
-    def start(argv: List[str]) -> Proc:
-        pr = Proc(argv)
+    def start(argv: List[str], stdin: bool = False) -> Proc:
+        pr = Proc(argv, stdin=stdin)
         started.append(pr)
         return pr
 
@@ -174,6 +204,42 @@ def procs() -> Any:
         if pr.p.poll() is None:
             pr.p.kill()
             pr.p.wait(timeout=TIMEOUT)
+        if pr.p.stdin is not None:
+            try:
+                pr.p.stdin.close()
+            except OSError:
+                pass
+
+
+NODE_PEER = os.path.join(ROOT, "tests", "interop", "node", "peer.js")
+NODE_ADDON_DIR = os.path.join(ROOT, "bindings", "node", "build")
+
+
+@pytest.fixture(scope="session")
+def node_bin() -> str:
+    """`node`, once the addon of bindings/node is built; skips with the reason otherwise."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("`node` is not on PATH (the Node interop tests need Node >= 18)")
+    built = [os.path.join(NODE_ADDON_DIR, t, "hyperdown.node") for t in ("Release", "Debug")]
+    if not any(os.path.exists(f) for f in built):
+        pytest.skip("the Node addon is not built (run `npm install` in bindings/node); "
+                    f"looked for {', '.join(built)}")
+    return node
+
+
+def node_peer(procs: Any, node: str, **options: Any) -> Proc:
+    """Starts tests/interop/node/peer.js with these options (role, keyPair, topic, dataDir,
+    listen | connect + serverPublicKey) and returns it once it printed its first line."""
+    pr = procs([node, NODE_PEER, json.dumps(options)], stdin=True)
+    first = pr.next()
+    assert isinstance(first, dict) and ("listening" in first or "started" in first), first
+    return pr
+
+
+def lines_with(seen: List[Any], key: str) -> List[Dict[str, Any]]:
+    """The JSON lines (dicts) of `seen` that have `key`."""
+    return [x for x in seen if isinstance(x, dict) and key in x]
 
 
 def wait_until(pred: Callable[[], Any], timeout: float = TIMEOUT, what: str = "condition") -> Any:
