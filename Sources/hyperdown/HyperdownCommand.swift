@@ -66,7 +66,8 @@ struct Serve: AsyncParsableCommand {
     abstract: "Run a server until SIGINT or SIGTERM, then leave gracefully.",
     discussion: """
       Prints one JSON line when it listens ({"listening": ..., "port": ..., "publicKey": ...}) and \
-      one per consumption report ({"user": ..., "consumed": [ids]}). Events are added with \
+      one per consumption report ({"user": ..., "consumed": [ids], "events": [{"id", "payload", \
+      "data"}]}, "data" being what the client's handler reported). Events are added with \
       `hyperdown send` through the admin socket DIR/admin/hyperdown.sock (owner only).
       """)
 
@@ -79,6 +80,19 @@ struct Serve: AsyncParsableCommand {
   var syncNormal = false
   @Option(help: "Log level on stderr.") var logLevel = "warning"
 
+  /// One consumed event as JSON: its id, the payload and what the client's handler reported
+  /// (`data`; `...Base64` when the bytes are not text).
+  static func eventJSON(_ event: ConsumedEvent) -> String {
+    var fields = ["\"id\": \(event.id)"]
+    let payload = JSONText.dataField(event.payload)
+    fields.append("\"\(payload.key == "data" ? "payload" : "payloadBase64")\": \(payload.value)")
+    if !event.data.isEmpty {
+      let data = JSONText.dataField(event.data)
+      fields.append("\"\(data.key)\": \(data.value)")
+    }
+    return "{" + fields.joined(separator: ", ") + "}"
+  }
+
   func run() async throws {
     try await reportingErrors {
       let logger = try CLILogging.logger("hyperdown.serve", level: logLevel)
@@ -88,7 +102,9 @@ struct Serve: AsyncParsableCommand {
       config.durability = syncNormal ? .normal : .full
       config.pause = pause.map { .milliseconds(Int64($0)) }
       config.onClientConsumedEvents = { user, events in
-        Output.line("{\"user\": \"\(user.hex)\", \"consumed\": [\(events.map { String($0.id) }.joined(separator: ", "))]}")
+        let ids = events.map { String($0.id) }.joined(separator: ", ")
+        let detail = events.map(Self.eventJSON).joined(separator: ", ")
+        Output.line("{\"user\": \"\(user.hex)\", \"consumed\": [\(ids)], \"events\": [\(detail)]}")
         return true
       }
       let server: HyperdownServer

@@ -94,6 +94,11 @@ def test_swift_server_node_and_python_clients(swift_cli: str, node_bin: str,
     got = reports(serve.seen)
     for user in (kp1.hex, kp2.hex):
         assert sorted(got[user]) == want[user], (user, got[user])
+    # ... with what each client's handler reported, as the Swift server received it.
+    by = {kp1.hex: "node", kp2.hex: "python"}
+    for line in lines_with(serve.seen, "consumed"):
+        for ev in line["events"]:
+            assert ev["data"] == {"by": by[line["user"]], "id": ev["id"]}, line
     assert not lines_with(node.seen, "callbackError"), node.seen
     assert node.stop() == 0
     node.wait_for(lambda s: bool(lines_with(s, "closed")), what="its orderly close")
