@@ -1,6 +1,8 @@
-/* A small cache of user keys that passed hd_publickey_check. The full check (decoding the point
- * and multiplying by the group order) costs ~50 us, which would cap adds near 20,000/s per
- * thread; a server sees the same users again and again, so it checks each one once. */
+/* The user keys that passed hd_publickey_check. The full check (decoding the point and
+ * multiplying by the group order) costs ~50 us, which would cap adds near 20,000/s per thread;
+ * a server sees the same users again and again, so it checks each one once. An open-addressing
+ * set that grows with the number of distinct users, up to a cap past which it starts over (a key
+ * forgotten is only checked again). */
 #ifndef HD_KEY_CACHE_H
 #define HD_KEY_CACHE_H
 
@@ -9,12 +11,13 @@
 
 #include "hyperdown.h"
 
-#define HD__KEY_CACHE_SLOTS 256
+#define HD__KEY_CACHE_MIN 256u
+#define HD__KEY_CACHE_MAX 65536u /* slots: 2 MiB of keys at most */
 
 typedef struct hd__key_cache {
-  uv_mutex_t mu;
-  uint8_t keys[HD__KEY_CACHE_SLOTS][HD_PUBLICKEY_BYTES];
-  uint8_t used[HD__KEY_CACHE_SLOTS];
+  uv_rwlock_t lock;
+  uint8_t (*keys)[HD_PUBLICKEY_BYTES]; /* an all-zero key marks a free slot: it never passes */
+  size_t cap, count;
 } hd__key_cache_t;
 
 int hd__key_cache_init(hd__key_cache_t *c);

@@ -59,7 +59,7 @@ typedef struct sq_client {
   int open_failed;
   hd_close_cb close_cb;
   void *close_data;
-  /* writer thread: the mark as committed and as the current batch leaves it */
+  /* writer (pool thread): the mark as committed and as the current batch leaves it */
   int64_t hw_committed;
   int64_t hw;
 } sq_client_t;
@@ -88,7 +88,7 @@ typedef struct store_id_op {
   uint8_t id[HD_STORE_ID_BYTES];
 } store_id_op_t;
 
-/* ---- writer thread ------------------------------------------------------------------------ */
+/* ---- writer (a pool thread, one batch at a time) ---------------------------------------- */
 
 static int run_insert(void *ctx, hd__wop_t *base) {
   sq_client_t *s = ctx;

@@ -7,7 +7,7 @@
  * users.pending keeps the count so introspection costs no scan.
  *
  * Writes go through the group-commit writer (store_writer.c). Within a batch the touched users
- * live in a small hash table owned by the writer thread; their next_seq/pending are written once
+ * live in a small hash table owned by the writer; their next_seq/pending are written once
  * per batch, not once per event. */
 #include "store_sqlite.h"
 #include "store_writer.h"
@@ -68,7 +68,7 @@ typedef struct sq_server {
   hd__server_store_t base;
   hd__writer_t writer;
   int lock_fd;
-  sqlite3 *wdb; /* writer thread (after open) */
+  sqlite3 *wdb; /* the writer's, on the pool (after open) */
   sqlite3 *rdb; /* loop thread */
   sqlite3_stmt *w[W_COUNT];
   sqlite3_stmt *r[R_COUNT];
@@ -78,7 +78,7 @@ typedef struct sq_server {
   int open_failed;
   hd_close_cb close_cb;
   void *close_data;
-  /* writer thread: the batch's users */
+  /* writer (pool thread): the batch's users */
   batch_user_t *users;
   size_t users_cap; /* a power of two, at least twice the batch's ops */
   size_t *dirty;
@@ -106,7 +106,7 @@ typedef struct pause_op {
   uint32_t pause_ms;
 } pause_op_t;
 
-/* ---- writer thread ------------------------------------------------------------------------ */
+/* ---- writer (a pool thread, one batch at a time) ---------------------------------------- */
 
 static size_t hash_pk(const uint8_t pk[32]) {
   uint64_t h;
@@ -452,7 +452,7 @@ static void close_read_side(sq_server_t *s) {
 
 static void free_store(sq_server_t *s) {
   close_read_side(s);
-  close_write_side(s); /* already done by the writer thread unless it never ran */
+  close_write_side(s); /* already done by the writer's last work unless it never ran */
   hd__sqlite_unlock(s->lock_fd);
   free(s->users);
   free(s->dirty);

@@ -8,7 +8,7 @@
 
 static int is_sticky(int code) { return code == HD_EIO || code == HD_ECORRUPT; }
 
-/* Runs one batch on the writer thread; sets every op's status. Returns 1 if it committed. */
+/* Runs one batch on a pool thread; sets every op's status. Returns 1 if it committed. */
 static int run_batch(hd__writer_t *w, hd__wop_t *batch, size_t n) {
   int rc = w->sticky;
   if (rc != 0) {
@@ -44,65 +44,7 @@ static int run_batch(hd__writer_t *w, hd__wop_t *batch, size_t n) {
   return 0;
 }
 
-static void writer_thread(void *arg) {
-  hd__writer_t *w = arg;
-  uv_mutex_lock(&w->mu);
-  for (;;) {
-    while (!w->stopping && (w->q_head == NULL || w->held)) uv_cond_wait(&w->cv, &w->mu);
-    if (w->q_head == NULL) break; /* stopping and drained */
-    /* take up to max_batch ops: everything queued, bounded so that one giant batch cannot
-     * delay every completion and grow the WAL without limit */
-    hd__wop_t *batch = w->q_head, *last = batch;
-    size_t n = 1;
-    while (last->next != NULL && n < w->max_batch) {
-      last = last->next;
-      n++;
-    }
-    w->q_head = last->next;
-    if (w->q_head == NULL) w->q_tail = NULL;
-    last->next = NULL;
-    uv_mutex_unlock(&w->mu);
-
-    int committed = run_batch(w, batch, n);
-
-    uv_mutex_lock(&w->mu);
-    if (committed) {
-      w->stats.commits++;
-      w->stats.ops_done += n;
-    } else {
-      w->stats.ops_failed += n;
-    }
-    if (w->d_tail != NULL) {
-      w->d_tail->next = batch;
-    } else {
-      w->d_head = batch;
-    }
-    w->d_tail = last;
-    uv_async_send(&w->async);
-  }
-  uv_mutex_unlock(&w->mu);
-  w->hooks->thread_exit(w->ctx);
-  uv_mutex_lock(&w->mu);
-  w->exited = 1;
-  uv_mutex_unlock(&w->mu);
-  uv_async_send(&w->async);
-}
-
-static void on_async_closed(uv_handle_t *h) {
-  hd__writer_t *w = h->data;
-  uv_cond_destroy(&w->cv);
-  uv_mutex_destroy(&w->mu);
-  w->closed(w->ctx); /* may free w */
-}
-
-static void on_async(uv_async_t *a) {
-  hd__writer_t *w = a->data;
-  uv_mutex_lock(&w->mu);
-  hd__wop_t *op = w->d_head;
-  w->d_head = w->d_tail = NULL;
-  int exited = w->exited;
-  uv_mutex_unlock(&w->mu);
-  uint64_t n = 0;
+static void complete_ops(hd__writer_t *w, hd__wop_t *op) {
   while (op != NULL) {
     hd__wop_t *next = op->next;
     int status = op->status;
@@ -111,20 +53,81 @@ static void on_async(uv_async_t *a) {
     op->err = NULL;
     op->done(w->ctx, op, status);
     op = next;
-    n++;
-  }
-  if (n != 0) {
-    uv_mutex_lock(&w->mu);
-    w->stats.queued -= n;
-    uv_mutex_unlock(&w->mu);
-  }
-  if (exited && !uv_is_closing((uv_handle_t *)&w->async)) {
-    /* exited is the thread's last write: it has returned or is about to */
-    if (w->thread_started) uv_thread_join(&w->thread);
-    w->thread_started = 0;
-    uv_close((uv_handle_t *)&w->async, on_async_closed);
   }
 }
+
+/* Pool thread: one batch, or the final work that closes the connection. */
+static void work_cb(uv_work_t *req) {
+  hd__writer_t *w = req->data;
+  if (w->batch == NULL) {
+    w->hooks->thread_exit(w->ctx);
+    return;
+  }
+  w->batch_committed = run_batch(w, w->batch, w->batch_n);
+}
+
+static void on_async_closed(uv_handle_t *h) {
+  hd__writer_t *w = h->data;
+  uv_mutex_destroy(&w->mu);
+  w->closed(w->ctx); /* may free w */
+}
+
+static void schedule(hd__writer_t *w);
+
+/* Loop thread: the work is done; complete its ops in order and take the next batch. */
+static void after_work_cb(uv_work_t *req, int status) {
+  hd__writer_t *w = req->data;
+  w->running = 0;
+  hd__wop_t *batch = w->batch;
+  if (batch == NULL) { /* the final work: the connection is closed */
+    w->exited = 1;
+    uv_close((uv_handle_t *)&w->async, on_async_closed);
+    return;
+  }
+  w->batch = NULL;
+  uv_mutex_lock(&w->mu);
+  if (w->batch_committed) {
+    w->stats.commits++;
+    w->stats.ops_done += w->batch_n;
+  } else {
+    w->stats.ops_failed += w->batch_n;
+  }
+  w->stats.queued -= w->batch_n;
+  uv_mutex_unlock(&w->mu);
+  complete_ops(w, batch);
+  schedule(w);
+}
+
+/* Loop thread: puts the next batch (everything queued, at most max_batch, so that one giant
+ * batch cannot delay every completion and grow the WAL without limit) on the pool, or, once
+ * stopping and drained, the final work. */
+static void schedule(hd__writer_t *w) {
+  if (w->running || w->exited) return;
+  uv_mutex_lock(&w->mu);
+  hd__wop_t *batch = w->held ? NULL : w->q_head;
+  int finish = w->stopping && w->q_head == NULL;
+  size_t n = 0;
+  if (batch != NULL) {
+    hd__wop_t *last = batch;
+    n = 1;
+    while (last->next != NULL && n < w->max_batch) {
+      last = last->next;
+      n++;
+    }
+    w->q_head = last->next;
+    if (w->q_head == NULL) w->q_tail = NULL;
+    last->next = NULL;
+  }
+  uv_mutex_unlock(&w->mu);
+  if (batch == NULL && !finish) return;
+  w->batch = batch;
+  w->batch_n = n;
+  w->running = 1;
+  w->work.data = w;
+  uv_queue_work(w->loop, &w->work, work_cb, after_work_cb);
+}
+
+static void on_async(uv_async_t *a) { schedule(a->data); }
 
 int hd__writer_start(hd__writer_t *w, uv_loop_t *loop, size_t max_batch, void *ctx,
                      const hd__writer_hooks_t *hooks, void (*closed)(void *ctx)) {
@@ -135,27 +138,12 @@ int hd__writer_start(hd__writer_t *w, uv_loop_t *loop, size_t max_batch, void *c
   w->hooks = hooks;
   w->closed = closed;
   if (uv_mutex_init(&w->mu) != 0) return hd__error(HD_ENOMEM, "store writer: mutex");
-  if (uv_cond_init(&w->cv) != 0) {
-    uv_mutex_destroy(&w->mu);
-    return hd__error(HD_ENOMEM, "store writer: condition variable");
-  }
   int rc = uv_async_init(loop, &w->async, on_async);
   if (rc != 0) {
-    uv_cond_destroy(&w->cv);
     uv_mutex_destroy(&w->mu);
     return hd__error_from_uv(rc, "store writer: async handle");
   }
   w->async.data = w;
-  rc = uv_thread_create(&w->thread, writer_thread, w);
-  if (rc != 0) {
-    /* nothing to join: the async callback closes the handle and `closed` frees the backend
-     * (thread_exit never ran, so `closed` must release the connection itself) */
-    w->exited = 1;
-    w->stopping = 1;
-    uv_async_send(&w->async);
-    return hd__error_from_uv(rc, "store writer: thread");
-  }
-  w->thread_started = 1;
   return 0;
 }
 
@@ -174,9 +162,11 @@ int hd__writer_submit(hd__writer_t *w, hd__wop_t *op) {
   }
   w->q_tail = op;
   w->stats.queued++;
-  /* wake the thread only when the queue was empty: a busy writer takes the rest by itself */
-  if (w->q_head == op) uv_cond_signal(&w->cv);
+  int first = w->q_head == op;
   uv_mutex_unlock(&w->mu);
+  /* only when the queue was empty: otherwise a schedule is pending or a batch is running, and
+   * its completion takes the rest */
+  if (first) uv_async_send(&w->async);
   return 0;
 }
 
@@ -184,8 +174,8 @@ void hd__writer_stop(hd__writer_t *w) {
   uv_mutex_lock(&w->mu);
   w->stopping = 1;
   w->held = 0;
-  uv_cond_signal(&w->cv);
   uv_mutex_unlock(&w->mu);
+  schedule(w);
 }
 
 void hd__writer_stats(hd__writer_t *w, hd__store_stats_t *out) {
@@ -197,8 +187,8 @@ void hd__writer_stats(hd__writer_t *w, hd__store_stats_t *out) {
 void hd__writer_hold(hd__writer_t *w, int held) {
   uv_mutex_lock(&w->mu);
   w->held = held && !w->stopping;
-  uv_cond_signal(&w->cv);
   uv_mutex_unlock(&w->mu);
+  if (!held) uv_async_send(&w->async);
 }
 
 void hd__store_run_until(uv_loop_t *loop, const int *flag) {
