@@ -88,7 +88,7 @@ typedef struct store_id_op {
   uint8_t id[HD_STORE_ID_BYTES];
 } store_id_op_t;
 
-/* ---- writer (a pool thread, one batch at a time) ---------------------------------------- */
+/* ---- writer (a pool thread, one batch at a time) --------------------------------------------- */
 
 static int run_insert(void *ctx, hd__wop_t *base) {
   sq_client_t *s = ctx;

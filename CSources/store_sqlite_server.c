@@ -106,7 +106,7 @@ typedef struct pause_op {
   uint32_t pause_ms;
 } pause_op_t;
 
-/* ---- writer (a pool thread, one batch at a time) ---------------------------------------- */
+/* ---- writer (a pool thread, one batch at a time) --------------------------------------------- */
 
 static size_t hash_pk(const uint8_t pk[32]) {
   uint64_t h;

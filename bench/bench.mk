@@ -16,3 +16,60 @@ $(BUILD)/bench/%: bench/%.c $(SHLIB)
 BACKLOG_ARGS ?= 1000000
 bench-backlog: $(BUILD)/bench/backlog
 	$(BUILD)/bench/backlog $(BACKLOG_ARGS)
+
+# ---- bench-micro: hot-path micro-benchmarks (bench/micro/, docs/benchmarks/hot-path.md) -------
+# Each figure beside its physical reference, in the same run. They reach internals (CSources/
+# headers) and link the static library, as the tests do. Results: build/bench/micro.csv; plots:
+# docs/benchmarks/*.png. Knobs: MB_REPS (default 5), MB_SECONDS (per measurement),
+# MB_STORE_SECONDS, MB_DIR (scratch folder for the stores; default under /tmp).
+.PHONY: bench-micro bench-micro-build
+
+MICRO_BINS := $(BUILD)/bench/micro/crypto $(BUILD)/bench/micro/codec $(BUILD)/bench/micro/store
+MICRO_CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Wno-unused-parameter \
+                -Wno-unused-function -Iinclude -ICSources $(DEPS_CFLAGS)
+
+bench-micro-build: $(MICRO_BINS)
+
+$(BUILD)/bench/micro/%: bench/micro/%.c bench/micro/micro.h $(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(MICRO_CFLAGS) $< -o $@ $(STLIB) $(DEPS_LIBS)
+
+bench-micro: $(MICRO_BINS)
+	@sh bench/micro/run.sh $(BUILD)
+# ---- end of bench-micro ---------------------------------------------------------------------
+
+# ---- bench-e2e (issue 6, items 3 and 4: end to end and peers) -- begin -----------------------
+# make bench-e2e             build everything, run every scenario (~15 min), write
+#                            build/bench/e2e/results.jsonl + .csv and docs/benchmarks/*.png
+# make bench-e2e BENCH_QUICK=1   smaller counts and shorter runs (~4 min)
+# bench/e2e/run.sh installs the peers from Debian (idempotent) and starts each server on
+# 127.0.0.1 with a free port in a temporary folder, stopping it by its pid (trap).
+.PHONY: bench-e2e bench-e2e-build
+E2E_BINS := $(BUILD)/bench/e2e/hd_e2e $(BUILD)/bench/peers/redis_e2e $(BUILD)/bench/peers/nats_e2e \
+            $(BUILD)/bench/peers/mqtt_e2e $(BUILD)/bench/peers/conn_e2e
+E2E_CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Wno-unused-parameter -Iinclude -Ibench/e2e
+
+bench-e2e-build: $(BUILD)/bench/backlog $(E2E_BINS)
+
+$(BUILD)/bench/e2e/hd_e2e: bench/e2e/hd_e2e.c bench/e2e/harness.h $(SHLIB)
+	@mkdir -p $(@D)
+	$(CC) $(E2E_CFLAGS) $(DEPS_CFLAGS) $< -o $@ -L$(BUILD) -lhyperdown -luv -lpthread \
+	  -Wl,-rpath,'$$ORIGIN/../..'
+$(BUILD)/bench/peers/redis_e2e: bench/peers/redis_e2e.c bench/e2e/harness.h
+	@mkdir -p $(@D)
+	$(CC) $(E2E_CFLAGS) $< -o $@ -lhiredis -lpthread
+$(BUILD)/bench/peers/nats_e2e: bench/peers/nats_e2e.c bench/e2e/harness.h
+	@mkdir -p $(@D)
+	$(CC) $(E2E_CFLAGS) $< -o $@ -lnats -lpthread
+$(BUILD)/bench/peers/mqtt_e2e: bench/peers/mqtt_e2e.c bench/e2e/harness.h
+	@mkdir -p $(@D)
+	$(CC) $(E2E_CFLAGS) $< -o $@ -lmosquitto -lpthread
+$(BUILD)/bench/peers/conn_e2e: bench/peers/conn_e2e.c bench/e2e/harness.h
+	@mkdir -p $(@D)
+	$(CC) $(E2E_CFLAGS) $< -o $@ -lpthread
+
+bench-e2e:
+	bash bench/e2e/run.sh deps
+	$(MAKE) lib bench-e2e-build
+	BUILD=$(BUILD) bash bench/e2e/run.sh run
+# ---- bench-e2e -- end ---------------------------------------------------------------------
