@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFAULT_WINDOW 1024
+#define DEFAULT_WINDOW 8192
 #define DEFAULT_RETRY_MIN_MS 100
 #define DEFAULT_RETRY_MAX_MS 30000
 

@@ -18,7 +18,7 @@
 /* Stop filling a connection while this much is queued and unwritten; resume below half. */
 #define HD__SRV_HIGH_WATER (1024u * 1024u)
 #define HD__SRV_LOW_WATER (HD__SRV_HIGH_WATER / 2)
-#define HD__SRV_DEFAULT_PAGE 512u
+#define HD__SRV_DEFAULT_PAGE 4096u
 /* Pages one pump may read before it yields to the rest of the loop (it goes on next turn). */
 #define HD__SRV_PAGES_PER_TURN 8
 /* A payload must leave room for the EVENTS framing within the peer's message limit. */

@@ -240,7 +240,7 @@ typedef struct hd_server_options {
   int sync_normal;                /* 0: synchronous=FULL (an acknowledged event survives power
                                      loss); 1: NORMAL (survives a crash of the process) */
   hd_consumed_cb on_consumed;     /* a user reported events consumed (default: complete ok) */
-  uint32_t page_events;           /* catch-up page size in events; 0 = 512 */
+  uint32_t page_events;           /* catch-up page size in events; 0 = 4096 */
 } hd_server_options_t;
 #define HD_SERVER_OPTIONS_INIT {HD_SERVER_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, HD_LOG_ERROR, 0, 0, 0, 0, 0, 0}
 HD_EXTERN int hd_server_options_init(hd_server_options_t *opts, unsigned int version);
@@ -270,7 +270,7 @@ typedef struct hd_client_options {
   const char *data_dir;           /* the store's folder (created 0700; locked while open) */
   int sync_normal;                /* as for the server */
   hd_event_cb on_event;           /* the handler (required) */
-  uint32_t window;                /* events accepted unconfirmed (in flight + held); 0 = 1024 */
+  uint32_t window;                /* events accepted unconfirmed (in flight + held); 0 = 8192 */
   uint32_t retry_min_ms;          /* first delay before a failed event is handled again; 0 = 100 */
   uint32_t retry_max_ms;          /* cap of the doubling delay; 0 = 30000 */
 } hd_client_options_t;
