@@ -59,6 +59,8 @@ typedef struct sq_client {
   int open_failed;
   hd_close_cb close_cb;
   void *close_data;
+  int sync_full;   /* synchronous=FULL was asked for */
+  int synced_full; /* writer (pool thread): the level the write connection is at now */
   /* writer (pool thread): the mark as committed and as the current batch leaves it */
   int64_t hw_committed;
   int64_t hw;
@@ -173,8 +175,20 @@ static int run_store_id(void *ctx, hd__wop_t *base) {
   return set_meta_blob(s, "server_store_id", op->id, HD_STORE_ID_BYTES);
 }
 
-static int hook_begin(void *ctx, size_t n_ops) {
+/* A batch of received events and forgotten (confirmed) ones only commits without an fsync:
+ * the server holds every such event until it is confirmed, so a power loss that drops the batch
+ * (with the high-water mark it raised) only makes the server send those events again. A batch
+ * with a consumption (or a store id) is synced as configured: the handler must not run twice. */
+static int hook_begin(void *ctx, size_t n_ops, int relaxed) {
   sq_client_t *s = ctx;
+  int want_full = s->sync_full && !relaxed;
+  if (want_full != s->synced_full) {
+    const char *sql = want_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
+    if (sqlite3_exec(s->wdb, sql, NULL, NULL, NULL) != SQLITE_OK) {
+      return hd__error(HD_ESTORE, "client store: %s: %s", sql, sqlite3_errmsg(s->wdb));
+    }
+    s->synced_full = want_full;
+  }
   return hd__sqlite_step_done(s->w[W_BEGIN], "begin");
 }
 
@@ -227,6 +241,7 @@ static void op_done(void *ctx, hd__wop_t *op, int status) {
 static int submit(sq_client_t *s, hd__wop_t *op, int (*run)(void *, hd__wop_t *),
                   hd__store_cb cb, void *cb_data) {
   op->run = run;
+  op->relaxed = run == run_insert || run == run_forget;
   op->done = op_done;
   op->cb = cb;
   op->cb_data = cb_data;
@@ -450,6 +465,7 @@ int hd__sqlite_client_store_open(hd__client_store_t **out, const hd__store_optio
   s->base.vt = &sqlite_client_vtable;
   s->base.loop = opts->loop;
   s->lock_fd = -1;
+  s->sync_full = s->synced_full = !opts->sync_normal;
   int err = hd__sqlite_lock_folder(opts->folder, &s->lock_fd);
   if (err == 0) err = hd__sqlite_open_conn(opts->folder, 0, opts, &s->wdb);
   if (err == 0) err = hd__sqlite_migrate(s->wdb, &client_schema);
@@ -463,11 +479,6 @@ int hd__sqlite_client_store_open(hd__client_store_t **out, const hd__store_optio
   }
   if (err == 0) {
     err = hd__writer_start(&s->writer, opts->loop, opts->max_batch, s, &hooks, on_writer_closed);
-    if (err != 0 && s->writer.exited) {
-      s->open_failed = 1;
-      s->closing = 1;
-      return err;
-    }
   }
   if (err != 0) {
     free_store(s);

@@ -211,7 +211,7 @@ static int run_pause(void *ctx, hd__wop_t *base) {
   return hd__sqlite_step_done(s->w[W_PAUSE], "set pause");
 }
 
-static int hook_begin(void *ctx, size_t n_ops) {
+static int hook_begin(void *ctx, size_t n_ops, int relaxed) {
   sq_server_t *s = ctx;
   if (s->users_cap < 2 * n_ops || s->users == NULL) {
     size_t cap = 16;
@@ -292,6 +292,7 @@ static void pause_done(void *ctx, hd__wop_t *op, int status) {
 static int submit(sq_server_t *s, hd__wop_t *op, int (*run)(void *, hd__wop_t *),
                   void (*done)(void *, hd__wop_t *, int), hd__store_cb cb, void *cb_data) {
   op->run = run;
+  op->relaxed = 0; /* the server store is the truth: every commit is synced as configured */
   op->done = done;
   op->cb = cb;
   op->cb_data = cb_data;
@@ -525,12 +526,6 @@ int hd__sqlite_server_store_open(hd__server_store_t **out, const hd__store_optio
   if (err == 0) err = load_meta(s);
   if (err == 0) {
     err = hd__writer_start(&s->writer, opts->loop, opts->max_batch, s, &hooks, on_writer_closed);
-    if (err != 0 && s->writer.exited) {
-      /* the writer's handle is live: its close frees the store on the next loop turn */
-      s->open_failed = 1;
-      s->closing = 1;
-      return err;
-    }
   }
   if (err != 0) {
     free_store(s);

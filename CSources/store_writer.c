@@ -14,7 +14,7 @@ static int run_batch(hd__writer_t *w, hd__wop_t *batch, size_t n) {
   if (rc != 0) {
     hd__error(rc, "store failed earlier and accepts no more writes: %s", w->sticky_msg);
   } else {
-    rc = w->hooks->begin(w->ctx, n);
+    rc = w->hooks->begin(w->ctx, n, w->batch_relaxed);
     for (hd__wop_t *op = batch; rc == 0 && op != NULL; op = op->next) rc = op->run(w->ctx, op);
     if (rc == 0) rc = w->hooks->before_commit(w->ctx);
     if (rc == 0) rc = w->hooks->commit(w->ctx);
@@ -107,11 +107,14 @@ static void schedule(hd__writer_t *w) {
   hd__wop_t *batch = w->held ? NULL : w->q_head;
   int finish = w->stopping && w->q_head == NULL;
   size_t n = 0;
+  int relaxed = 1;
   if (batch != NULL) {
     hd__wop_t *last = batch;
     n = 1;
+    relaxed = batch->relaxed;
     while (last->next != NULL && n < w->max_batch) {
       last = last->next;
+      relaxed &= last->relaxed;
       n++;
     }
     w->q_head = last->next;
@@ -122,6 +125,7 @@ static void schedule(hd__writer_t *w) {
   if (batch == NULL && !finish) return;
   w->batch = batch;
   w->batch_n = n;
+  w->batch_relaxed = relaxed;
   w->running = 1;
   w->work.data = w;
   uv_queue_work(w->loop, &w->work, work_cb, after_work_cb);

@@ -27,11 +27,13 @@ struct hd__wop {
   void *cb_data;
   int status;
   uint64_t value; /* what run produced, passed to cb on success */
+  int relaxed;    /* set by the backend: may commit without an fsync (held elsewhere too) */
   char *err;      /* the failure's detail (allocated only on failure) */
 };
 
 typedef struct hd__writer_hooks {
-  int (*begin)(void *ctx, size_t n_ops);   /* open the transaction; n_ops sizes batch state */
+  /* open the transaction; n_ops sizes batch state; relaxed: every op of the batch is relaxed */
+  int (*begin)(void *ctx, size_t n_ops, int relaxed);
   int (*before_commit)(void *ctx);         /* write what the batch accumulated (counters...) */
   int (*commit)(void *ctx);                /* 0 once durable */
   void (*rollback)(void *ctx);             /* undo, forget the batch state */
@@ -47,6 +49,7 @@ typedef struct hd__writer {
   hd__wop_t *q_head, *q_tail; /* submitted, not yet taken (under mu) */
   hd__wop_t *batch;           /* the batch on the pool (loop thread), NULL for the final work */
   size_t batch_n;
+  int batch_relaxed;
   int batch_committed;
   int running;                /* a work is on the pool (loop thread) */
   int stopping, exited, held; /* under mu */
