@@ -28,7 +28,6 @@ TEST_SRCS := $(wildcard tests/c/test_*.c)
 TEST_BINS := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 TOOLS := $(BUILD)/hd-noise-vectors
 
--include bench/bench.mk
 
 .PHONY: all deps lib tools tests test test-c test-c-valgrind test-header test-swift test-node test-python abi-check \
         abi-baseline demo demo-c clean install
@@ -144,3 +143,12 @@ $(BUILD)/examples/%: examples/%.c $(SHLIB)
 
 clean:
 	rm -rf $(BUILD)
+
+# Benchmarks (not part of `make test`): `make bench` runs them all; docs/BENCHMARKS.md reports.
+# Included last so that `all` stays the default goal.
+-include bench/bench.mk
+
+.PHONY: bench
+bench: deps lib
+	$(MAKE) bench-micro
+	$(MAKE) bench-e2e
