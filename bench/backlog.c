@@ -249,7 +249,7 @@ static int role_client(const cfg_t *c) {
   printf("client: handled %ld events in %.2f s after connecting: %.0f events/s "
          "(first after %.3f s; payload %ld B, sync %s, window %ld)\n",
          c->events, t1 - t0, (double)c->events / (t1 - t0), first_at - t0, c->payload,
-         sync_name(c), c->window ? c->window : 1024);
+         sync_name(c), c->window ? c->window : 8192);
   printf("client: all confirmed (both stores empty) after %.2f s: %.0f events/s "
          "(payload %ld B, sync %s)\n",
          t2 - t0, (double)c->events / (t2 - t0), c->payload, sync_name(c));
