@@ -35,9 +35,7 @@ struct hd_client {
 
   int closing;
   int retry_open;
-  hd_close_cb close_cb;
-  void *close_data;
-  hd__task_t close_task;
+  hd__closer_t closer;
 };
 
 static void maybe_finish(hd_client_t *cl);
@@ -210,7 +208,7 @@ static void maybe_finish(hd_client_t *cl) {
   hd__runtime_t *rt = cl->rt;
   hd__log(rt, HD_LOG_INFO, "closed");
   if (cl->destroy) cl->destroy(cl->user_data);
-  if (cl->close_cb) cl->close_cb(cl->close_data);
+  if (cl->closer.cb) cl->closer.cb(cl->closer.data);
   free_client(cl);
   hd__runtime_release(rt);
 }
@@ -230,7 +228,7 @@ static void on_events_closed(void *arg) {
 }
 
 static void close_task(hd__task_t *t, int cancelled) {
-  hd_client_t *cl = (hd_client_t *)(void *)((char *)t - offsetof(hd_client_t, close_task));
+  hd_client_t *cl = (hd_client_t *)(void *)((char *)t - offsetof(hd_client_t, closer.task));
   (void)cancelled;
   cl->closing = 1;
   /* the handler stops first (an event handed out and not completed is handled again next
@@ -242,26 +240,12 @@ static void close_task(hd__task_t *t, int cancelled) {
 
 int hd_client_close(hd_client_t *client, hd_close_cb cb, void *cb_data) {
   if (client == NULL) return hd__error(HD_EINVAL, "client is NULL");
-  int rc = hd__runtime_request_close(client->rt);
-  if (rc != 0) return rc;
-  client->close_cb = cb;
-  client->close_data = cb_data;
-  client->close_task.fn = close_task;
-  hd__runtime_post(client->rt, &client->close_task);
-  return 0;
+  return hd__runtime_close(client->rt, &client->closer, close_task, cb, cb_data);
 }
 
 int hd_client_close_wait(hd_client_t *client) {
   if (client == NULL) return hd__error(HD_EINVAL, "client is NULL");
-  hd__runtime_waiter_t w;
-  hd__runtime_t *rt = client->rt;
-  int rc = hd__runtime_request_close_wait(rt, &w);
-  if (rc != 0) return rc;
-  client->close_cb = NULL;
-  client->close_task.fn = close_task;
-  hd__runtime_post(rt, &client->close_task);
-  hd__runtime_wait(rt, &w);
-  return 0;
+  return hd__runtime_close_wait(client->rt, &client->closer, close_task);
 }
 
 /* ---- Internal API ----------------------------------------------------------------------- */

@@ -189,6 +189,28 @@ int hd__runtime_request_close(hd__runtime_t *rt) {
   return was ? hd__error(HD_ECLOSED, "the handle is already closing") : 0;
 }
 
+int hd__runtime_close(hd__runtime_t *rt, hd__closer_t *c, hd__task_fn fn, hd_close_cb cb,
+                      void *data) {
+  int rc = hd__runtime_request_close(rt);
+  if (rc != 0) return rc;
+  c->cb = cb;
+  c->data = data;
+  c->task.fn = fn;
+  hd__runtime_post(rt, &c->task);
+  return 0;
+}
+
+int hd__runtime_close_wait(hd__runtime_t *rt, hd__closer_t *c, hd__task_fn fn) {
+  hd__runtime_waiter_t w;
+  int rc = hd__runtime_request_close_wait(rt, &w);
+  if (rc != 0) return rc;
+  c->cb = NULL;
+  c->task.fn = fn;
+  hd__runtime_post(rt, &c->task);
+  hd__runtime_wait(rt, &w); /* `rt` is freed once this returns */
+  return 0;
+}
+
 int hd__runtime_request_close_wait(hd__runtime_t *rt, hd__runtime_waiter_t *w) {
   if (hd__runtime_on_loop(rt)) {
     return hd__error(HD_ETHREAD, "close_wait called on the handle's own loop thread: it would "

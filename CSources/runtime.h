@@ -23,6 +23,14 @@ struct hd__task {
   hd__task_fn fn;
 };
 
+/* A handle's close: the work that closes it (on the loop thread) and the callback to run once it
+ * is closed. */
+typedef struct hd__closer {
+  hd__task_t task;
+  hd_close_cb cb;
+  void *data;
+} hd__closer_t;
+
 /* Work to run once after the current loop iteration's I/O callbacks (uv_check), e.g. flushing
  * the writes a connection queued during this iteration. Intrusive, like tasks. */
 typedef struct hd__deferred hd__deferred_t;
@@ -97,6 +105,13 @@ void hd__runtime_undefer(hd__runtime_t *rt, hd__deferred_t *d);
 
 /* Marks the close as requested; HD_ECLOSED if it already was. Any thread. */
 int hd__runtime_request_close(hd__runtime_t *rt);
+/* The public hd_*_close of a handle: marks the runtime closing (HD_ECLOSED if it already was,
+ * and then nothing else changes), records `cb`, and posts `fn` to do the work. */
+int hd__runtime_close(hd__runtime_t *rt, hd__closer_t *c, hd__task_fn fn, hd_close_cb cb,
+                      void *data);
+/* hd_*_close_wait: the same without a callback, then blocks until the runtime is released (and
+ * an owned loop thread joined). HD_ETHREAD on the loop thread. */
+int hd__runtime_close_wait(hd__runtime_t *rt, hd__closer_t *c, hd__task_fn fn);
 /* What *_close_wait blocks on; lives on the waiting thread's stack. */
 typedef struct hd__runtime_waiter {
   uv_mutex_t mu;

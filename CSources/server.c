@@ -309,7 +309,7 @@ static void maybe_finish(hd_server_t *s) {
   hd__consumed_orphan_all(s);
   hd__log(rt, HD_LOG_INFO, "closed");
   if (s->destroy) s->destroy(s->user_data);
-  if (s->close_cb) s->close_cb(s->close_data);
+  if (s->closer.cb) s->closer.cb(s->closer.data);
   free_server(s);
   hd__runtime_release(rt);
 }
@@ -321,7 +321,7 @@ static void on_listener_closed(uv_handle_t *h) {
 }
 
 static void close_task(hd__task_t *t, int cancelled) {
-  hd_server_t *s = (hd_server_t *)(void *)((char *)t - offsetof(hd_server_t, close_task));
+  hd_server_t *s = (hd_server_t *)(void *)((char *)t - offsetof(hd_server_t, closer.task));
   (void)cancelled; /* the close task is what releases the runtime: never cancelled */
   s->closing = 1;
   uv_close((uv_handle_t *)&s->listener, on_listener_closed);
@@ -336,26 +336,12 @@ static void close_task(hd__task_t *t, int cancelled) {
 
 int hd_server_close(hd_server_t *server, hd_close_cb cb, void *cb_data) {
   if (server == NULL) return hd__error(HD_EINVAL, "server is NULL");
-  int rc = hd__runtime_request_close(server->rt);
-  if (rc != 0) return rc;
-  server->close_cb = cb;
-  server->close_data = cb_data;
-  server->close_task.fn = close_task;
-  hd__runtime_post(server->rt, &server->close_task);
-  return 0;
+  return hd__runtime_close(server->rt, &server->closer, close_task, cb, cb_data);
 }
 
 int hd_server_close_wait(hd_server_t *server) {
   if (server == NULL) return hd__error(HD_EINVAL, "server is NULL");
-  hd__runtime_waiter_t w;
-  hd__runtime_t *rt = server->rt;
-  int rc = hd__runtime_request_close_wait(rt, &w);
-  if (rc != 0) return rc;
-  server->close_cb = NULL;
-  server->close_task.fn = close_task;
-  hd__runtime_post(rt, &server->close_task);
-  hd__runtime_wait(rt, &w);
-  return 0;
+  return hd__runtime_close_wait(server->rt, &server->closer, close_task);
 }
 
 /* ---- Internal API ----------------------------------------------------------------------- */

@@ -107,9 +107,7 @@ struct hd_server {
   int closing;
   int listener_open;
   int store_closing;
-  hd_close_cb close_cb;
-  void *close_data;
-  hd__task_t close_task;
+  hd__closer_t closer;
 };
 
 /* server.c */
