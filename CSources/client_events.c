@@ -96,6 +96,12 @@ static int on_events(hd__client_events_t *ev, hd__conn_t *c, const uint8_t *body
   int rc = hd__msg_entries_begin(&it, HD__MSG_EVENTS, body, len, &n);
   if (rc != 0) return rc;
   if (n == 0) return 0;
+  /* a server that ignores the window could make this client hold without bound */
+  if (n > ev->credit_left) {
+    return hd__error(HD_EPROTO, "EVENTS: %llu events with only %llu of credit left (window %u)",
+                     (unsigned long long)n, (unsigned long long)ev->credit_left, ev->window);
+  }
+  ev->credit_left -= n;
   rc = hd__client_grow((void **)&ev->scratch_ev, &ev->scratch_ev_cap, (size_t)n,
                        sizeof *ev->scratch_ev);
   if (rc != 0) return rc;

@@ -41,6 +41,8 @@ struct hd__client_events {
   /* flow control: the server's credit is window - held at RESUME, plus what we grant */
   uint64_t epoch;              /* bumps at each RESUME */
   uint64_t grant;              /* credit owed, sent once per iteration */
+  uint64_t credit_left;        /* events the server may still send on this connection: RESUME's
+                                  window plus the credit sent, less the events received */
   hd__insert_rec_t *ins;
   size_t ins_cap, ins_head, ins_len;
   hd__store_event_t *scratch_ev; /* one EVENTS message's events, pointing into its body */

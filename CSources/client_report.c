@@ -58,6 +58,7 @@ static void flush(hd__deferred_t *d) {
   if (rc == 0 && ev->grant > 0 && ev->conn != NULL) {
     hd__buf_t *out = hd__conn_out(ev->conn);
     if (out != NULL && (rc = hd__msg_encode_credit(out, ev->grant)) == 0) {
+      ev->credit_left += ev->grant;
       ev->grant = 0;
       hd__conn_queued(ev->conn);
     }
@@ -154,6 +155,7 @@ static void resume(hd__client_events_t *ev) {
   hd__client_report_drop(ev);
   ev->epoch++;
   ev->grant = 0;
+  ev->credit_left = r.window;
   hd__buf_t *out = rc == 0 ? hd__conn_out(ev->conn) : NULL;
   if (rc == 0 && out != NULL) rc = hd__msg_encode_resume(out, &r);
   if (rc == 0 && out != NULL) {

@@ -485,6 +485,38 @@ static void protocol_errors(void) {
   remove_dir(c.dir);
 }
 
+/* A server that sends more events than the window it was given is cut off (HD_EPROTO), so it
+ * cannot make the client hold without bound; what fitted the window was stored. */
+static void window_enforced(void) {
+  rs_t r;
+  CHECK(rs_listen(&r, 0x16, 0) == 0);
+  hd_keypair_t ckp;
+  hd_keypair_generate(&ckp);
+  handler_t h;
+  handler_init(&h, MODE_HOLD);
+  h.hold_from = 1; /* hold every event: nothing is confirmed, no credit comes back */
+  cli_t c;
+  fresh_dir(c.dir);
+  CHECK_OK(cli_start(&c, &h, &r, &ckp, r.port));
+  CHECK(rs_accept(&r, 5000) == 0);
+  CHECK(rs_expect(&r, HD__MSG_RESUME, 3000) != NULL);
+  uint64_t first[WINDOW], extra[] = {WINDOW + 1};
+  for (int i = 0; i < WINDOW; i++) first[i] = (uint64_t)i + 1;
+  CHECK(rs_events(&r, first, WINDOW) == 0);
+  CHECK(rs_events(&r, extra, 1) == 0);
+  CHECK(tu_wait_closed(r.fd, 3000));
+  CHECK(TU_WAIT(atomic_load(&c.p.disconnected) >= 1, 3000));
+  CHECK(atomic_load(&c.p.last_status) == HD_EPROTO);
+  hd_client_stats_t st;
+  memset(&st, 0, sizeof st);
+  st.version = HD_CLIENT_STATS_VERSION;
+  CHECK(TU_WAIT((hd_client_stats(c.c, &st), st.high_water == WINDOW), 3000));
+  CHECK_OK(hd_client_close_wait(c.c));
+  for (int i = 0; i < h.nheld; i++) hd_event_complete(h.held[i], 0, NULL, 0); /* only frees */
+  rs_close(&r);
+  remove_dir(c.dir);
+}
+
 /* Restart on the same folder: unhandled events are handled with no server; handled but
  * unconfirmed ones are reported again (CONSUMED) and not handled again. A completion after the
  * close is safe. */
@@ -583,6 +615,7 @@ static void store_id_change(void) {
   X(retry_backoff)                                                                                \
   X(pause_delays)                                                                                 \
   X(protocol_errors)                                                                              \
+  X(window_enforced)                                                                              \
   X(restart)                                                                                      \
   X(store_id_change)
 
