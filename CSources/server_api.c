@@ -181,6 +181,8 @@ typedef struct read_task {
   void *out;
   const uint8_t *user;
   size_t cap;
+  uint64_t *counts; /* pending_users */
+  uint64_t *cursor; /* pending_users */
   int rc;
   char detail[256];
   waiter_t w;
@@ -270,6 +272,36 @@ static int users_fn(read_task_t *r) {
   copy_keys_t k = {r->out, r->cap, 0};
   hd__peers_each(&r->s->peers, copy_key, &k);
   return k.n > INT32_MAX ? INT32_MAX : (int)k.n;
+}
+
+typedef struct copy_pending {
+  uint8_t *keys;
+  uint64_t *counts;
+  size_t n;
+} copy_pending_t;
+
+static void copy_pending(void *ctx, const uint8_t key[32], uint64_t pending) {
+  copy_pending_t *c = ctx;
+  memcpy(c->keys + 32 * c->n, key, 32);
+  if (c->counts != NULL) c->counts[c->n] = pending;
+  c->n++;
+}
+
+static int pending_users_fn(read_task_t *r) {
+  copy_pending_t c = {r->out, r->counts, 0};
+  uint32_t limit = r->cap > UINT32_MAX ? UINT32_MAX : (uint32_t)r->cap;
+  return r->s->store->vt->pending_users(r->s->store, r->cursor, limit, copy_pending, &c);
+}
+
+int hd_server_pending_users(hd_server_t *server, uint64_t *cursor, uint8_t *keys,
+                            uint64_t *counts, size_t cap) {
+  if (server == NULL || cursor == NULL || (keys == NULL && cap != 0)) {
+    return hd__error(HD_EINVAL, "server or cursor is NULL, or keys is NULL with a capacity");
+  }
+  if (cap == 0) return 0;
+  read_task_t r = {.s = server, .fn = pending_users_fn, .out = keys, .cap = cap,
+                   .counts = counts, .cursor = cursor};
+  return run_read(&r);
 }
 
 int hd_server_connected_users(hd_server_t *server, uint8_t *out, size_t cap) {

@@ -90,6 +90,11 @@ typedef struct hd__server_store_vtable {
                      size_t n, hd__store_event_fn fn, void *fn_data);
   int (*pending_count)(hd__server_store_t *s, const uint8_t user[32], uint64_t *out);
   int (*pending_total)(hd__server_store_t *s, uint64_t *out);
+  /* Users holding events with a user number above *cursor, in that order, at most `limit`:
+   * fn(fn_data, key, pending) for each; *cursor advances past the last one. Returns how many. */
+  int (*pending_users)(hd__server_store_t *s, uint64_t *cursor, uint32_t limit,
+                       void (*fn)(void *fn_data, const uint8_t key[32], uint64_t pending),
+                       void *fn_data);
   uint32_t (*pause)(hd__server_store_t *s);
   void (*store_id)(hd__server_store_t *s, uint8_t out[HD_STORE_ID_BYTES]);
   void (*stats)(hd__server_store_t *s, hd__store_stats_t *out);

@@ -43,7 +43,7 @@ static const char *const write_sql[W_COUNT] = {
     "INSERT OR REPLACE INTO meta(key, value) VALUES('pause_ms', ?1)",
 };
 
-enum { R_USER, R_PAGE, R_ONE, R_TOTAL, R_META, R_COUNT };
+enum { R_USER, R_PAGE, R_ONE, R_TOTAL, R_META, R_USERS, R_COUNT };
 static const char *const read_sql[R_COUNT] = {
     "SELECT user_no, pending FROM users WHERE public_key = ?1",
     "SELECT seq, created_ms, payload FROM events WHERE user_no = ?1 AND seq > ?2"
@@ -51,6 +51,8 @@ static const char *const read_sql[R_COUNT] = {
     "SELECT created_ms, payload FROM events WHERE user_no = ?1 AND seq = ?2",
     "SELECT coalesce(sum(pending), 0) FROM users",
     "SELECT value FROM meta WHERE key = ?1",
+    "SELECT user_no, public_key, pending FROM users WHERE user_no > ?1 AND pending > 0"
+    "  ORDER BY user_no LIMIT ?2",
 };
 
 /* A user touched by the current batch. Valid while gen == the batch's generation, so starting a
@@ -419,6 +421,26 @@ static int s_pending_count(hd__server_store_t *base, const uint8_t user[32], uin
   return err;
 }
 
+static int s_pending_users(hd__server_store_t *base, uint64_t *cursor, uint32_t limit,
+                           void (*fn)(void *, const uint8_t[32], uint64_t), void *fn_data) {
+  sq_server_t *s = (sq_server_t *)base;
+  if (s->closing) return hd__error(HD_ECLOSED, "store is closing");
+  sqlite3_stmt *st = s->r[R_USERS];
+  sqlite3_bind_int64(st, 1, (int64_t)*cursor);
+  sqlite3_bind_int64(st, 2, limit);
+  int rc, count = 0;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const void *key = sqlite3_column_blob(st, 1);
+    if (key == NULL || sqlite3_column_bytes(st, 1) != 32) continue; /* not written by us */
+    *cursor = (uint64_t)sqlite3_column_int64(st, 0);
+    fn(fn_data, key, (uint64_t)sqlite3_column_int64(st, 2));
+    count++;
+  }
+  int err = rc == SQLITE_DONE ? 0 : hd__sqlite_error(rc, s->rdb, "pending users");
+  sqlite3_reset(st);
+  return err != 0 ? err : count;
+}
+
 static int s_pending_total(hd__server_store_t *base, uint64_t *out) {
   sq_server_t *s = (sq_server_t *)base;
   *out = 0;
@@ -483,7 +505,7 @@ static int s_close(hd__server_store_t *base, hd_close_cb cb, void *cb_data) {
 
 static const hd__server_store_vtable_t sqlite_server_vtable = {
     "sqlite",        s_add_event,   s_delete_events, s_set_pause, s_read_pending,
-    s_read_events,   s_pending_count, s_pending_total, s_pause,   s_store_id,
+    s_read_events,   s_pending_count, s_pending_total, s_pending_users, s_pause, s_store_id,
     s_stats,         s_hold,        s_close,
 };
 

@@ -356,6 +356,12 @@ HD_EXTERN int hd_server_pending(hd_server_t *server, const uint8_t user[HD_PUBLI
 /* Copies up to `cap` connected users' keys into `out` (cap x 32 bytes); returns how many are
  * connected (may exceed cap). */
 HD_EXTERN int hd_server_connected_users(hd_server_t *server, uint8_t *out, size_t cap);
+/* The users the store holds events for, in the order they were first seen, a page at a time:
+ * start with *cursor = 0; each call copies up to `cap` keys into `keys` (cap x 32 bytes) and
+ * their pending counts into `counts` (optional, cap entries), moves *cursor past them, and
+ * returns how many it copied (0: no more). */
+HD_EXTERN int hd_server_pending_users(hd_server_t *server, uint64_t *cursor, uint8_t *keys,
+                                      uint64_t *counts, size_t cap);
 
 /* ---------------------------------------------------------------------------------------------
  * Events, client side. The client writes received events to its store before it hands them to

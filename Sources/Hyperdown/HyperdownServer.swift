@@ -225,6 +225,25 @@ public final class HyperdownServer: Sendable, Service {
     return n
   }
 
+  /// Every user the store holds events for, with how many, in the order the users were first
+  /// seen. Reads the store a page at a time.
+  public func pendingUsers() throws -> [(user: PublicKey, pending: UInt64)] {
+    let page = 256
+    var cursor: UInt64 = 0
+    var result: [(user: PublicKey, pending: UInt64)] = []
+    var keys = [UInt8](repeating: 0, count: page * 32)
+    var counts = [UInt64](repeating: 0, count: page)
+    while true {
+      let n = Int(try core.handle.with { h in
+        try HyperdownError.check(hd_server_pending_users(h, &cursor, &keys, &counts, page))
+      })
+      for i in 0..<n {
+        result.append((PublicKey(trusted: Array(keys[i * 32..<(i + 1) * 32])), counts[i]))
+      }
+      if n < page { return result }
+    }
+  }
+
   /// The users connected now (authenticated).
   public func connectedUsers() throws -> [PublicKey] {
     var capacity = 64

@@ -17,7 +17,7 @@ enum Admin {
     var op: String              // "add" or "status"
     var user: String?           // add: the user's public key (hex)
     var payloads: [String]?     // add: the events (JSON text each)
-    var users: [String]?        // status: users to count besides the known ones
+    var users: [String]?        // status: users to count too (0 if none held)
   }
 
   struct Response: Codable {
@@ -124,8 +124,6 @@ final class AdminServer: Sendable {
   let path: String
   let fd: Int32
   let server: HyperdownServer
-  /// Users this process added events for: what `status` counts (with connected users).
-  let knownUsers = Mutex<Set<PublicKey>>([])
   let acceptDone = Mutex<Bool>(false)
 
   init(dataDirectory: String, server: HyperdownServer) throws {
@@ -232,17 +230,18 @@ final class AdminServer: Sendable {
         throw CLIError("add needs a user and at least one payload")
       }
       let user = try PublicKey(hex: userHex)
-      knownUsers.withLock { _ = $0.insert(user) }
       // In order, sharing commits.
       let seqs = try await server.addEvents(for: user, payloads: payloads.map { Array($0.utf8) })
       return Admin.Response(ok: true, seqs: seqs)
     case "status":
       let stats = try server.stats()
       let connected = try server.connectedUsers()
-      var users = knownUsers.withLock { $0 }.union(connected)
-      for hex in request.users ?? [] { users.insert(try PublicKey(hex: hex)) }
+      // every user the store holds events for, plus the connected and the named ones (0 or more)
       var pending: [String: UInt64] = [:]
-      for user in users { pending[user.hex] = try server.pending(for: user) }
+      for (user, n) in try server.pendingUsers() { pending[user.hex] = n }
+      var others = Set(connected)
+      for hex in request.users ?? [] { others.insert(try PublicKey(hex: hex)) }
+      for user in others where pending[user.hex] == nil { pending[user.hex] = try server.pending(for: user) }
       let status = Admin.Status(pendingTotal: stats.pendingTotal, pending: pending,
                                 connected: connected.map(\.hex).sorted(),
                                 eventsAdded: stats.eventsAdded, eventsDelivered: stats.eventsDelivered,

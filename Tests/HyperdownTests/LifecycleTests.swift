@@ -106,6 +106,9 @@ struct LifecycleTests {
     #expect(core == nil)
     let server = try HyperdownServer(configuration: serverConfig(dir))
     #expect(try server.pending(for: Keys.user2.identity) == 5)
+    // the store lists its users itself, also those added for by an earlier process
+    let listed = try server.pendingUsers()
+    #expect(listed.count == 1 && listed[0].user == Keys.user2.identity && listed[0].pending == 5)
     #expect(try await server.addEvent(for: Keys.user2.identity, payload: [6]) == 6)
     #expect(try server.stats().pendingTotal == 6)
     await server.leave()

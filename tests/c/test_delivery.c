@@ -407,6 +407,41 @@ static void consumed_failure_comes_back(void) {
   world_free(&w);
 }
 
+/* The users the store holds events for, paged with a cursor, with their counts; a user whose
+ * events are all consumed leaves the list. */
+static void pending_users_body(world_t *w) {
+  CHECK_OK(world_start(w, 3, 16, 0));
+  const int counts[3] = {3, 1, 2};
+  for (int u = 0; u < 3; u++) {
+    CHECK_OK(du_add_events(w->s.h, w->c[u].kp.public_key, u + 1, 1, counts[u], 0));
+  }
+  uint64_t cursor = 0, n[2];
+  uint8_t keys[2 * 32];
+  CHECK_RC(hd_server_pending_users(w->s.h, &cursor, keys, n, 2), 2);
+  CHECK(memcmp(keys, w->c[0].kp.public_key, 32) == 0 && n[0] == 3);
+  CHECK(memcmp(keys + 32, w->c[1].kp.public_key, 32) == 0 && n[1] == 1);
+  CHECK_RC(hd_server_pending_users(w->s.h, &cursor, keys, NULL, 2), 1);
+  CHECK(memcmp(keys, w->c[2].kp.public_key, 32) == 0);
+  CHECK_RC(hd_server_pending_users(w->s.h, &cursor, keys, n, 2), 0);
+  CHECK_RC(hd_server_pending_users(w->s.h, NULL, keys, n, 2), HD_EINVAL);
+  /* user 2 comes, consumes its event, and leaves the list */
+  CHECK_OK(du_client_start(&w->c[1]));
+  DCHECK(DU_WAIT(du_client_total_ok(&w->c[1]) == 1, 10000));
+  uint64_t left = 1;
+  DCHECK(DU_WAIT(hd_server_pending(w->s.h, w->c[1].kp.public_key, &left) == 0 && left == 0, 10000));
+  cursor = 0;
+  CHECK_RC(hd_server_pending_users(w->s.h, &cursor, keys, n, 2), 2);
+  CHECK(memcmp(keys, w->c[0].kp.public_key, 32) == 0 && n[0] == 3);
+  CHECK(memcmp(keys + 32, w->c[2].kp.public_key, 32) == 0 && n[1] == 2);
+}
+
+static void pending_users(void) {
+  world_t w;
+  memset(&w, 0, sizeof w);
+  pending_users_body(&w);
+  world_free(&w);
+}
+
 #define TESTS(X)                                                                                  \
   X(original_example)                                                                             \
   X(fifo_1000)                                                                                    \
@@ -414,6 +449,7 @@ static void consumed_failure_comes_back(void) {
   X(complete_from_thread)                                                                         \
   X(handler_fails_twice)                                                                          \
   X(update_pause_reaches_clients)                                                                 \
-  X(consumed_failure_comes_back)
+  X(consumed_failure_comes_back)                                                                  \
+  X(pending_users)
 
 HD_TEST_MAIN(TESTS)
