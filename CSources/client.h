@@ -4,7 +4,8 @@
 
 #include "conn.h"
 
-/* Receives every non-control message from the server, on the loop thread. While a hook is set
+/* Receives every non-control message from the server, on the loop thread (a batch body is not
+ * checked before: decode it with hd__msg_entries_begin). While a hook is set
  * the event layer leaves connections alone (no RESUME, CONSUMED or CREDIT; received messages go
  * to the hook only): transport tests drive the messages themselves. Set it before the connection
  * opens (right after create is early enough: RESUME waits for a store write). */

@@ -6,7 +6,8 @@
 #include "conn.h"
 
 /* Receives every non-control message of an authenticated peer, on the loop thread. `body` is
- * valid only during the call. */
+ * valid only during the call; a batch body (EVENTS, CONSUMED, DONE) is not checked before: the
+ * hook decodes it with hd__msg_entries_begin, which rejects a malformed one. */
 typedef void (*hd__server_message_hook)(void *ud, hd__conn_t *conn,
                                         const uint8_t public_key[HD_PUBLICKEY_BYTES],
                                         uint8_t type, const uint8_t *body, size_t len);

@@ -56,7 +56,6 @@ typedef struct sq_client {
   sqlite3_stmt *w[W_COUNT];
   sqlite3_stmt *r[R_COUNT];
   int closing;
-  int open_failed;
   hd_close_cb close_cb;
   void *close_data;
   int sync_full;   /* synchronous=FULL was asked for */
@@ -435,7 +434,7 @@ static void free_store(sq_client_t *s) {
 
 static void on_writer_closed(void *ctx) {
   sq_client_t *s = ctx;
-  hd_close_cb cb = s->open_failed ? NULL : s->close_cb;
+  hd_close_cb cb = s->close_cb;
   void *data = s->close_data;
   free_store(s);
   if (cb != NULL) cb(data);

@@ -77,7 +77,6 @@ typedef struct sq_server {
   uint8_t store_id[HD_STORE_ID_BYTES];
   uint32_t pause_ms;
   int closing;
-  int open_failed;
   hd_close_cb close_cb;
   void *close_data;
   /* writer (pool thread): the batch's users */
@@ -484,7 +483,7 @@ static void free_store(sq_server_t *s) {
 
 static void on_writer_closed(void *ctx) {
   sq_server_t *s = ctx;
-  hd_close_cb cb = s->open_failed ? NULL : s->close_cb;
+  hd_close_cb cb = s->close_cb;
   void *data = s->close_data;
   free_store(s);
   if (cb != NULL) cb(data);

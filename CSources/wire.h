@@ -120,6 +120,10 @@ int hd__msg_decode_bye(const uint8_t *body, size_t len, uint64_t *reason, const 
                        size_t *text_len);
 /* Validates a message of any type: HD_EPROTO for an unknown type or a malformed body. */
 int hd__msg_check(uint8_t type, const uint8_t *body, size_t len);
+/* EVENTS, CONSUMED and DONE: bodies whose every entry hd__msg_entries_begin walks. */
+static inline int hd__msg_is_batch(uint8_t type) {
+  return type == HD__MSG_EVENTS || type == HD__MSG_CONSUMED || type == HD__MSG_DONE;
+}
 
 /* ---- Handshake payloads -------------------------------------------------------------------- */
 
