@@ -1,6 +1,9 @@
 # The C build: needs no Swift. `make` builds libhyperdown.so.1 (real SONAME), libhyperdown.a,
 # hyperdown.pc and the tools; `make test` runs every suite; `make demo` runs the demo.
-# Every source in CSources/ is part of the library; every tests/c/test_*.c is one test program.
+# Every .c under CSources/ is part of the library (one recursive glob, used by every build of the
+# core). CSources/ is in folders by layer; CSources/LAYERS lists them from the bottom up, and each
+# layer is compiled with only its own and the lower layers' folders on the include path, so an
+# upward include fails to build (docs/ARCHITECTURE.md).
 
 CC ?= cc
 BUILD ?= build
@@ -14,12 +17,23 @@ DEPS_LIBS := $(shell pkg-config --libs $(DEPS_PKGS) 2>/dev/null || echo -luv -ls
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 OPT ?= -O2 -g
+# The layers, bottom up; "a|b" are siblings (neither may include the other). A layer sees the
+# folders of every layer before it in this list, and its own.
+LAYERS := $(shell grep -v '^\#' CSources/LAYERS)
+layer_names = $(subst |, ,$(1))
+# the -I flags of layer $(1): every earlier line of LAYERS, then the folder itself
+layer_incs = $(foreach l,$(call layers_below,$(1)),-ICSources/$(l)) -ICSources/$(1)
+layers_below = $(call names_before,$(1),$(LAYERS))
+names_before = $(if $(2),$(if $(filter $(1),$(call layer_names,$(firstword $(2)))),,$(call layer_names,$(firstword $(2))) $(call names_before,$(1),$(wordlist 2,$(words $(2)),$(2)))))
+CORE_INCS := $(foreach l,$(LAYERS),$(addprefix -ICSources/,$(call layer_names,$(l))))
+
 CFLAGS_LIB := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -fvisibility=hidden -DHD_BUILDING \
-              -Iinclude -ICSources $(DEPS_CFLAGS) $(EXTRA_CFLAGS)
-CFLAGS_TEST := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Iinclude -ICSources -Itests/c $(DEPS_CFLAGS) \
+              -Iinclude $(DEPS_CFLAGS) $(EXTRA_CFLAGS)
+CFLAGS_TEST := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Iinclude $(CORE_INCS) -Itests/c $(DEPS_CFLAGS) \
                $(EXTRA_CFLAGS)
 
-LIB_SRCS := $(wildcard CSources/*.c)
+LIB_SRCS := $(shell find CSources -name '*.c' | sort)
+LIB_HDRS := $(shell find CSources -name '*.h' | sort)
 LIB_OBJS := $(patsubst CSources/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 SONAME := libhyperdown.so.$(ABI_VERSION)
 SHLIB := $(BUILD)/libhyperdown.so.$(VERSION)
@@ -38,9 +52,9 @@ all: lib tools tests
 
 lib: $(SHLIB) $(STLIB) $(BUILD)/hyperdown.pc
 
-$(BUILD)/obj/%.o: CSources/%.c $(wildcard CSources/*.h) include/hyperdown.h
+$(BUILD)/obj/%.o: CSources/%.c $(LIB_HDRS) include/hyperdown.h CSources/LAYERS
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_LIB) -c $< -o $@
+	$(CC) $(CFLAGS_LIB) $(call layer_incs,$(firstword $(subst /, ,$*))) -c $< -o $@
 
 $(SHLIB): $(LIB_OBJS)
 	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined -o $@ $^ $(DEPS_LIBS) $(LDFLAGS)

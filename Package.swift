@@ -1,7 +1,18 @@
 // swift-tools-version:6.0
 // The Swift package: the C core (CHyperdown, compiled from the same CSources as the C build), the
 // Swift API over it (Hyperdown), the `hyperdown` command-line tool and the tests.
+import Foundation
 import PackageDescription
+
+// The core's layer folders, bottom up, from CSources/LAYERS (the C build enforces the layering;
+// here every layer is on the header search path).
+let coreLayers: [String] = {
+  let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+  let text = (try? String(contentsOf: root.appendingPathComponent("CSources/LAYERS"), encoding: .utf8)) ?? ""
+  return text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+    .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+    .flatMap { $0.split(separator: "|").map(String.init) }
+}()
 
 let package = Package(
   name: "Hyperdown",
@@ -21,10 +32,10 @@ let package = Package(
     .target(
       name: "CHyperdown",
       path: ".",
+      exclude: ["CSources/LAYERS"],
       sources: ["CSources"],
       publicHeadersPath: "include",
-      cSettings: [
-        .headerSearchPath("CSources"),
+      cSettings: coreLayers.map { .headerSearchPath("CSources/\($0)") } + [
         .define("HD_BUILDING"),
         .define("_GNU_SOURCE"),
       ],

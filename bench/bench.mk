@@ -26,7 +26,7 @@ bench-backlog: $(BUILD)/bench/backlog
 
 MICRO_BINS := $(BUILD)/bench/micro/crypto $(BUILD)/bench/micro/codec $(BUILD)/bench/micro/store
 MICRO_CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Wno-unused-parameter \
-                -Wno-unused-function -Iinclude -ICSources $(DEPS_CFLAGS)
+                -Wno-unused-function -Iinclude $(CORE_INCS) $(DEPS_CFLAGS)
 
 bench-micro-build: $(MICRO_BINS)
 

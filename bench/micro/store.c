@@ -39,7 +39,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-/* The server schema, version 1, copied from CSources/store_sqlite_server.c
+/* The server schema, version 1, copied from CSources/store/store_sqlite_server.c
  * (server_migrations[0]); same_schema() checks it against what the store creates. */
 static const char *const schema_sql =
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"

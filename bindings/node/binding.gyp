@@ -1,5 +1,5 @@
-# The Node addon: the N-API glue (src/*.c) plus the whole C core (../../CSources/*.c) in one
-# .node file. libuv is NOT linked: the core is compiled against Node's own uv.h
+# The Node addon: the N-API glue (src/*.c) plus the whole C core (every .c under CSources/, listed
+# by scripts/core.js from the package's copy of the core or the checkout) in one .node file. libuv is NOT linked: the core is compiled against Node's own uv.h
 # (<nodedir>/include/node, which node-gyp puts first) and its uv_* symbols resolve to the ones
 # the node binary exports, so the core runs on Node's loop with Node's libuv.
 {
@@ -8,11 +8,10 @@
       "target_name": "hyperdown",
       "sources": [
         "<!@(ls -1 src/*.c)",
-        "<!@(ls -1 ../../CSources/*.c)"
+        "<!@(node scripts/core.js sources)"
       ],
       "include_dirs": [
-        "../../include",
-        "../../CSources"
+        "<!@(node scripts/core.js include_dirs)"
       ],
       "defines": [
         "HD_BUILDING",

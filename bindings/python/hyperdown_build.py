@@ -66,6 +66,18 @@ def find_core_root() -> str:
     )
 
 
+def core_layer_dirs(root: str) -> List[str]:
+    """The core's layer folders, bottom up, as CSources/LAYERS lists them (the C build enforces
+    the layering; here every layer is simply on the include path)."""
+    dirs = []
+    with open(os.path.join(root, "CSources", "LAYERS"), encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                dirs += [os.path.join(root, "CSources", name) for name in line.split("|")]
+    return dirs
+
+
 def _pkg_config(*args: str) -> Optional[List[str]]:
     try:
         out = subprocess.run(["pkg-config", *args], check=True, capture_output=True, text=True)
@@ -337,16 +349,18 @@ def build_ffi() -> FFI:
     if link == "static":
         root = find_core_root()
         header = os.path.join(root, "include", HEADER_NAME)
-        sources = sorted(glob.glob(os.path.join(root, "CSources", "*.c")))
+        sources = sorted(glob.glob(os.path.join(root, "CSources", "**", "*.c"), recursive=True))
         if not sources:
             raise RuntimeError(f"no C sources in {root}/CSources")
         # setuptools wants source paths relative to the setup directory when it can have them
         sources = [os.path.relpath(s, HERE) if s.startswith(HERE + os.sep) else s for s in sources]
-        depends = [header] + sorted(glob.glob(os.path.join(root, "CSources", "*.h")))
+        depends = [header] + sorted(
+            glob.glob(os.path.join(root, "CSources", "**", "*.h"), recursive=True)
+        )
         kwargs.update(
             sources=sources,
             depends=depends,
-            include_dirs=[os.path.join(root, "include"), os.path.join(root, "CSources")],
+            include_dirs=[os.path.join(root, "include"), *core_layer_dirs(root)],
             define_macros=[("HD_BUILDING", None), ("_GNU_SOURCE", None)],
             extra_compile_args=["-std=c11", "-fvisibility=hidden", *dep_cflags],
             # the core's symbols bind inside the extension even if another libhyperdown is loaded

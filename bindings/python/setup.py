@@ -1,6 +1,5 @@
 """setuptools needs setup.py only for what pyproject.toml cannot say: `cffi_modules` (cffi's
 setuptools keyword) and an sdist that carries the C core with it (see README.md)."""
-import glob
 import os
 import shutil
 
@@ -28,10 +27,9 @@ class sdist(_sdist):
             raise SystemExit("sdist: the C core (include/hyperdown.h, CSources/) was not found")
         dest = os.path.join(base_dir, "_core")
         os.makedirs(os.path.join(dest, "include"), exist_ok=True)
-        os.makedirs(os.path.join(dest, "CSources"), exist_ok=True)
         shutil.copy2(os.path.join(src, "include", "hyperdown.h"), os.path.join(dest, "include"))
-        for f in glob.glob(os.path.join(src, "CSources", "*.[ch]")):
-            shutil.copy2(f, os.path.join(dest, "CSources"))
+        shutil.copytree(os.path.join(src, "CSources"), os.path.join(dest, "CSources"),
+                        ignore=shutil.ignore_patterns("*.o"), dirs_exist_ok=True)
 
 
 # build_ext force: pip builds in-tree and setuptools would otherwise reuse build/ from an earlier
