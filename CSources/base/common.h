@@ -23,6 +23,18 @@
  * that a failure reads `return hd__error(HD_EKEY, "public key does not match");`. */
 int hd__error(int code, const char *fmt, ...) HD__PRINTF(2, 3);
 int hd__verror(int code, const char *fmt, va_list ap);
+/* The calling thread's last error, kept aside while other calls may overwrite it (a rollback, a
+ * close) and put back afterwards: `hd__error_save(&e); cleanup(); return hd__error_restore(&e);`
+ * The one way to carry an error's detail across a call or to another thread. */
+#define HD__ERROR_DETAIL_MAX 512
+typedef struct hd__error_state {
+  int code;
+  char message[HD__ERROR_DETAIL_MAX];
+} hd__error_state_t;
+void hd__error_save(hd__error_state_t *e);
+/* Makes `e` the thread's last error again; returns its code. */
+int hd__error_restore(const hd__error_state_t *e);
+
 /* Maps a libuv error (negative errno) to an HD_E* code, recording uv's text as the detail. */
 int hd__error_from_uv(int uv_err, const char *what);
 

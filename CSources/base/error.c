@@ -6,7 +6,7 @@
 #include <uv.h>
 
 static _Thread_local int last_code;
-static _Thread_local char last_message[512];
+static _Thread_local char last_message[HD__ERROR_DETAIL_MAX];
 
 const char *hd_strerror(int code) {
   switch (code) {
@@ -61,6 +61,17 @@ int hd__error(int code, const char *fmt, ...) {
   hd__verror(code, fmt, ap);
   va_end(ap);
   return code;
+}
+
+void hd__error_save(hd__error_state_t *e) {
+  e->code = last_code;
+  memcpy(e->message, last_message, sizeof e->message);
+}
+
+int hd__error_restore(const hd__error_state_t *e) {
+  last_code = e->code;
+  memcpy(last_message, e->message, sizeof last_message);
+  return e->code;
 }
 
 int hd__error_from_uv(int uv_err, const char *what) {
