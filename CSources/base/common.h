@@ -20,7 +20,8 @@
 #endif
 
 /* Records `code` and a formatted detail as the calling thread's last error; returns `code` so
- * that a failure reads `return hd__error(HD_EKEY, "public key does not match");`. */
+ * that a failure reads `return hd__error(HD_EKEY, "public key does not match");`. The arguments
+ * may include hd_last_error_message() (to prefix or keep the current detail). */
 int hd__error(int code, const char *fmt, ...) HD__PRINTF(2, 3);
 int hd__verror(int code, const char *fmt, va_list ap);
 /* The calling thread's last error, kept aside while other calls may overwrite it (a rollback, a

@@ -46,12 +46,16 @@ void hd_clear_error(void) {
 }
 
 int hd__verror(int code, const char *fmt, va_list ap) {
-  last_code = code;
+  /* formatted aside first: the arguments may include the current message itself
+   * (hd__error(code, "while closing: %s", hd_last_error_message()) is allowed) */
+  char text[sizeof last_message];
   if (fmt == NULL) {
-    snprintf(last_message, sizeof last_message, "%s", hd_strerror(code));
+    snprintf(text, sizeof text, "%s", hd_strerror(code));
   } else {
-    vsnprintf(last_message, sizeof last_message, fmt, ap);
+    vsnprintf(text, sizeof text, fmt, ap);
   }
+  last_code = code;
+  memcpy(last_message, text, sizeof last_message);
   return code;
 }
 

@@ -1,16 +1,19 @@
-/* The client handle: dials one server, keeps one connection, dials again with a doubling
- * backoff after a failure or a disconnect; close, close_wait and the internal send/hook API
- * (client.h). Message dispatch has one place: on_conn_message. Event delivery (the store, the
- * handler, what the client tells the server) lives in client_events.h. */
+/* The client handle, its transport half: dials one server, keeps one connection, dials again
+ * with a doubling backoff after a failure or a disconnect; create, close, close_wait, stats and
+ * the internal hook/send API (client.h). Events are the event layer's (client_events.h): this
+ * file knows them only through its calls. */
 #include "client.h"
 
 #include "client_events.h"
-
-#include "handle.h"
+#include "conn_config.h"
 #include "keys.h"
+#include "options.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#define DEFAULT_RECONNECT_MIN_MS 100
+#define DEFAULT_RECONNECT_MAX_MS 5000
 
 struct hd_client {
   hd__runtime_t *rt;
@@ -28,7 +31,7 @@ struct hd_client {
   uint32_t backoff_ms, reconnect_min_ms, reconnect_max_ms;
   int no_reconnect;
 
-  hd__client_message_hook hook; /* guarded by rt->mu */
+  hd__client_message_hook hook; /* tests (client.h); loop thread */
   void *hook_ud;
 
   hd__client_events_t *events;  /* NULL once closed */
@@ -47,21 +50,18 @@ static void on_conn_open(hd__conn_t *c, const uint8_t pk[HD_PUBLICKEY_BYTES]) {
   hd_client_t *cl = c->cfg->owner;
   cl->open = 1;
   cl->backoff_ms = cl->reconnect_min_ms; /* a working connection resets the backoff */
-  uv_mutex_lock(&cl->rt->mu);
-  int raw = cl->hook != NULL; /* transport tests drive the messages themselves */
-  uv_mutex_unlock(&cl->rt->mu);
-  if (cl->events != NULL) hd__client_events_on_open(cl->events, c, raw);
+  if (cl->hook != NULL) c->raw = 1;
+  else if (cl->events != NULL) hd__client_events_on_open(cl->events, c);
   if (cl->on_connected) cl->on_connected(cl->user_data, pk);
 }
 
 static void on_conn_message(hd__conn_t *c, uint8_t type, const uint8_t *body, size_t len) {
   hd_client_t *cl = c->cfg->owner;
-  uv_mutex_lock(&cl->rt->mu);
-  hd__client_message_hook hook = cl->hook;
-  void *ud = cl->hook_ud;
-  uv_mutex_unlock(&cl->rt->mu);
-  if (hook) hook(ud, c, type, body, len);
-  if (cl->events != NULL) hd__client_events_on_message(cl->events, c, type, body, len);
+  if (!c->raw) {
+    if (cl->events != NULL) hd__client_events_on_message(cl->events, c, type, body, len);
+  } else if (cl->hook != NULL) {
+    cl->hook(cl->hook_ud, c, type, body, len);
+  }
 }
 
 static void on_retry(uv_timer_t *t) { dial(t->data); }
@@ -78,7 +78,7 @@ static void on_conn_close(hd__conn_t *c, const uint8_t *pk, int status) {
   hd_client_t *cl = c->cfg->owner;
   cl->conn = NULL;
   cl->open = 0;
-  if (cl->events != NULL) hd__client_events_on_close(cl->events, c);
+  if (!c->raw && cl->events != NULL) hd__client_events_on_close(cl->events, c);
   /* the conn restored the error detail just before this call */
   if (cl->on_disconnected) cl->on_disconnected(cl->user_data, pk, status);
   if (cl->closing) maybe_finish(cl);
@@ -101,7 +101,7 @@ static void dial(hd_client_t *cl) {
 /* ---- Options and create ----------------------------------------------------------------- */
 
 int hd_client_options_init(hd_client_options_t *opts, unsigned int version) {
-  int rc = hd__check_options_version(opts, version, HD_CLIENT_OPTIONS_VERSION, "client");
+  int rc = hd__options_check_version(opts, version, HD_CLIENT_OPTIONS_VERSION, "client");
   if (rc != 0) return rc;
   hd_client_options_t init = HD_CLIENT_OPTIONS_INIT;
   memcpy(opts, &init, sizeof init);
@@ -121,7 +121,7 @@ int hd_client_create(hd_client_t **out, const hd_client_options_t *opts) {
   *out = NULL;
   int rc = hd_init();
   if (rc != 0) return rc;
-  rc = hd__check_options_version(opts, opts ? opts->version : 0, HD_CLIENT_OPTIONS_VERSION,
+  rc = hd__options_check_version(opts, opts ? opts->version : 0, HD_CLIENT_OPTIONS_VERSION,
                                  "client");
   if (rc != 0) return rc;
   if (opts->server_public_key == NULL) return hd__error(HD_EINVAL, "no server public key given");
@@ -153,8 +153,8 @@ int hd_client_create(hd_client_t **out, const hd_client_options_t *opts) {
   cl->destroy = opts->destroy;
   cl->on_connected = opts->on_connected;
   cl->on_disconnected = opts->on_disconnected;
-  cl->reconnect_min_ms = opts->reconnect_min_ms ? opts->reconnect_min_ms : HD__DEFAULT_RECONNECT_MIN_MS;
-  cl->reconnect_max_ms = opts->reconnect_max_ms ? opts->reconnect_max_ms : HD__DEFAULT_RECONNECT_MAX_MS;
+  cl->reconnect_min_ms = opts->reconnect_min_ms ? opts->reconnect_min_ms : DEFAULT_RECONNECT_MIN_MS;
+  cl->reconnect_max_ms = opts->reconnect_max_ms ? opts->reconnect_max_ms : DEFAULT_RECONNECT_MAX_MS;
   if (cl->reconnect_max_ms < cl->reconnect_min_ms) cl->reconnect_max_ms = cl->reconnect_min_ms;
   cl->backoff_ms = cl->reconnect_min_ms;
   cl->no_reconnect = opts->no_reconnect;
@@ -182,8 +182,8 @@ int hd_client_create(hd_client_t **out, const hd_client_options_t *opts) {
   cl->conn = c;
   if (rc == 0) rc = hd__runtime_start(cl->rt);
   if (rc != 0) {
-    char detail[512];
-    snprintf(detail, sizeof detail, "%s", hd_last_error_message());
+    hd__error_state_t e;
+    hd__error_save(&e);
     cl->conn = NULL;
     if (c != NULL) {
       /* never started: close it without callbacks */
@@ -195,7 +195,7 @@ int hd_client_create(hd_client_t **out, const hd_client_options_t *opts) {
     if (cl->events != NULL) hd__client_events_close(cl->events, NULL, NULL);
     uv_close((uv_handle_t *)&cl->retry, on_retry_closed_on_error);
     hd__runtime_abort(rt);
-    return hd__error(rc, "%s", detail);
+    return hd__error_restore(&e);
   }
   *out = cl;
   return 0;
@@ -221,14 +221,12 @@ static void on_retry_closed(uv_handle_t *h) {
 
 static void on_events_closed(void *arg) {
   hd_client_t *cl = arg;
-  uv_mutex_lock(&cl->rt->mu); /* hd__client_set_message_hook reads it from any thread */
   cl->events = NULL;
-  uv_mutex_unlock(&cl->rt->mu);
   maybe_finish(cl);
 }
 
 static void close_task(hd__task_t *t, int cancelled) {
-  hd_client_t *cl = (hd_client_t *)(void *)((char *)t - offsetof(hd_client_t, closer.task));
+  hd_client_t *cl = hd__container_of(t, hd_client_t, closer.task);
   (void)cancelled;
   cl->closing = 1;
   /* the handler stops first (an event handed out and not completed is handled again next
@@ -248,83 +246,19 @@ int hd_client_close_wait(hd_client_t *client) {
   return hd__runtime_close_wait(client->rt, &client->closer, close_task);
 }
 
-/* ---- Internal API ----------------------------------------------------------------------- */
+/* ---- Stats ---------------------------------------------------------------------------------- */
 
-void hd__client_set_message_hook(hd_client_t *cl, hd__client_message_hook cb, void *ud) {
-  uv_mutex_lock(&cl->rt->mu);
-  cl->hook = cb;
-  cl->hook_ud = ud;
-  if (cl->events != NULL) atomic_store(&cl->events->raw, cb != NULL);
-  uv_mutex_unlock(&cl->rt->mu);
-}
-
-hd__conn_t *hd__client_conn(hd_client_t *cl) { return cl->open ? cl->conn : NULL; }
-
-hd__runtime_t *hd__client_runtime(hd_client_t *cl) { return cl->rt; }
-
-static int send_now(hd_client_t *cl, uint8_t type, const uint8_t *body, size_t len) {
-  if (cl->closing) return hd__error(HD_ECLOSED, "the client is closing");
-  if (!cl->open) return hd__error(HD_ESTATE, "the client is not connected");
-  return hd__conn_send(cl->conn, type, body, len);
-}
-
-typedef struct send_task {
-  hd__task_t task;
-  hd_client_t *cl;
-  uint8_t type;
-  size_t len;
-  uint8_t body[];
-} send_task_t;
-
-static void send_task_run(hd__task_t *t, int cancelled) {
-  send_task_t *st = (send_task_t *)t;
-  if (!cancelled && send_now(st->cl, st->type, st->body, st->len) != 0) {
-    hd__log(st->cl->rt, HD_LOG_DEBUG, "posted send dropped: %s", hd_last_error_message());
-  }
-  free(st);
-}
-
-int hd__client_send(hd_client_t *cl, uint8_t type, const uint8_t *body, size_t len) {
-  if (hd__runtime_on_loop(cl->rt)) return send_now(cl, type, body, len);
-  send_task_t *st = malloc(sizeof *st + len);
-  if (st == NULL) return hd__error(HD_ENOMEM, "out of memory posting a message");
-  st->task.fn = send_task_run;
-  st->cl = cl;
-  st->type = type;
-  st->len = len;
-  if (len) memcpy(st->body, body, len);
-  hd__runtime_post(cl->rt, &st->task);
-  return 0;
-}
-
-/* ---- Stats ------------------------------------------------------------------------------ */
-
-typedef struct stats_task {
-  hd__task_t task;
+typedef struct stats_call {
   hd_client_t *cl;
   hd_client_stats_t *out;
-  uv_mutex_t mu;
-  uv_cond_t cv;
-  int done, rc;
-  char detail[256];
-} stats_task_t;
+} stats_call_t;
 
-static int stats_now(hd_client_t *cl, hd_client_stats_t *out) {
-  if (cl->closing || cl->events == NULL) return hd__error(HD_ECLOSED, "the client is closing");
-  int rc = hd__client_events_stats(cl->events, out);
-  out->connected = cl->open;
+static int stats_on_loop(void *arg) {
+  stats_call_t *c = arg;
+  if (c->cl->closing || c->cl->events == NULL) return hd__error(HD_ECLOSED, "the client is closing");
+  int rc = hd__client_events_stats(c->cl->events, c->out);
+  c->out->connected = c->cl->open;
   return rc;
-}
-
-static void stats_task_run(hd__task_t *t, int cancelled) {
-  stats_task_t *st = (stats_task_t *)t;
-  int rc = cancelled ? hd__error(HD_ECLOSED, "the client closed") : stats_now(st->cl, st->out);
-  uv_mutex_lock(&st->mu);
-  st->rc = rc;
-  if (rc != 0) snprintf(st->detail, sizeof st->detail, "%s", hd_last_error_message());
-  st->done = 1;
-  uv_cond_signal(&st->cv);
-  uv_mutex_unlock(&st->mu); /* `st` lives on the waiter's stack: gone right after this */
 }
 
 int hd_client_stats(hd_client_t *client, hd_client_stats_t *out) {
@@ -336,19 +270,45 @@ int hd_client_stats(hd_client_t *client, hd_client_stats_t *out) {
   unsigned int version = out->version;
   memset(out, 0, sizeof *out);
   out->version = version;
-  if (hd__runtime_on_loop(client->rt)) return stats_now(client, out);
-  stats_task_t st;
-  memset(&st, 0, sizeof st);
-  st.task.fn = stats_task_run;
-  st.cl = client;
-  st.out = out;
-  uv_mutex_init(&st.mu);
-  uv_cond_init(&st.cv);
-  hd__runtime_post(client->rt, &st.task);
-  uv_mutex_lock(&st.mu);
-  while (!st.done) uv_cond_wait(&st.cv, &st.mu); /* the loop runs every task or cancels it */
-  uv_mutex_unlock(&st.mu);
-  uv_cond_destroy(&st.cv);
-  uv_mutex_destroy(&st.mu);
-  return st.rc != 0 ? hd__error(st.rc, "%s", st.detail) : 0;
+  stats_call_t c = {client, out};
+  return hd__runtime_call(client->rt, stats_on_loop, &c);
+}
+
+/* ---- Internal API (client.h) ---------------------------------------------------------------- */
+
+typedef struct hook_call {
+  hd_client_t *cl;
+  hd__client_message_hook cb;
+  void *ud;
+} hook_call_t;
+
+static int set_hook_on_loop(void *arg) {
+  hook_call_t *h = arg;
+  hd_client_t *cl = h->cl;
+  cl->hook = h->cb;
+  cl->hook_ud = h->ud;
+  /* an open connection is the hook's from now on */
+  if (h->cb != NULL && cl->open && cl->conn != NULL && !cl->conn->raw) {
+    if (cl->events != NULL) hd__client_events_on_close(cl->events, cl->conn);
+    cl->conn->raw = 1;
+  }
+  return 0;
+}
+
+int hd__client_set_message_hook(hd_client_t *cl, hd__client_message_hook cb, void *ud) {
+  hook_call_t h = {cl, cb, ud};
+  return hd__runtime_call(cl->rt, set_hook_on_loop, &h);
+}
+
+static int send_now(void *owner, const uint8_t *key, uint8_t type, const uint8_t *body,
+                    size_t len) {
+  hd_client_t *cl = owner;
+  (void)key;
+  if (cl->closing) return hd__error(HD_ECLOSED, "the client is closing");
+  if (!cl->open) return hd__error(HD_ESTATE, "the client is not connected");
+  return hd__conn_send(cl->conn, type, body, len);
+}
+
+int hd__client_send(hd_client_t *cl, uint8_t type, const uint8_t *body, size_t len) {
+  return hd__runtime_send(cl->rt, send_now, cl, NULL, type, body, len);
 }

@@ -1,25 +1,24 @@
-/* Internal interface of the client handle (public: hd_client_* in hyperdown.h). */
+/* The client handle's internal interface (the public one is hd_client_* in hyperdown.h), for
+ * tests that drive the protocol themselves. The server's (server.h) behaves the same way. */
 #ifndef HD_CLIENT_H
 #define HD_CLIENT_H
 
 #include "conn.h"
 
-/* Receives every non-control message from the server, on the loop thread (a batch body is not
- * checked before: decode it with hd__msg_entries_begin). While a hook is set
- * the event layer leaves connections alone (no RESUME, CONSUMED or CREDIT; received messages go
- * to the hook only): transport tests drive the messages themselves. Set it before the connection
- * opens (right after create is early enough: RESUME waits for a store write). */
+/* Receives every message of a connection the hook owns, on the loop thread (a batch body is not
+ * checked before: decode it with hd__msg_entries_begin). */
 typedef void (*hd__client_message_hook)(void *ud, hd__conn_t *conn, uint8_t type,
                                         const uint8_t *body, size_t len);
 
-void hd__client_set_message_hook(hd_client_t *client, hd__client_message_hook cb, void *ud);
+/* While a hook is set, the event layer leaves the handle's connection alone: the connection open
+ * when it is set, or opening while it is set, belongs to the hook (no RESUME, CONSUMED or CREDIT
+ * from the event layer; every message it receives goes to the hook). Set it right after create:
+ * RESUME waits for a store write, so it cannot have gone out yet. Any thread; returns once the
+ * hook is in effect (0, or HD_ECLOSED while closing). */
+int hd__client_set_message_hook(hd_client_t *client, hd__client_message_hook cb, void *ud);
 
 /* Sends one message to the server. Any thread: copies and posts (0 once queued; dropped, with a
  * debug log, if not connected by then). On the loop thread: HD_ESTATE if not connected. */
 int hd__client_send(hd_client_t *client, uint8_t type, const uint8_t *body, size_t len);
-
-/* Loop thread: the open connection, or NULL. */
-hd__conn_t *hd__client_conn(hd_client_t *client);
-hd__runtime_t *hd__client_runtime(hd_client_t *client);
 
 #endif

@@ -2,23 +2,14 @@
  * stats (client_events.h). */
 #include "client_events.h"
 
+#include "array.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 #define DEFAULT_WINDOW 8192
 #define DEFAULT_RETRY_MIN_MS 100
 #define DEFAULT_RETRY_MAX_MS 30000
-
-int hd__client_grow(void **p, size_t *cap, size_t need, size_t size) {
-  if (need <= *cap) return 0;
-  size_t n = *cap ? *cap : 16;
-  while (n < need) n *= 2;
-  void *q = realloc(*p, n * size);
-  if (q == NULL) return hd__error(HD_ENOMEM, "out of memory (%zu entries)", n);
-  *p = q;
-  *cap = n;
-  return 0;
-}
 
 int hd__client_events_create(hd__client_events_t **out, hd__runtime_t *rt,
                              const hd_client_options_t *opts) {
@@ -32,15 +23,17 @@ int hd__client_events_create(hd__client_events_t **out, hd__runtime_t *rt,
   ev->retry_min_ms = opts->retry_min_ms ? opts->retry_min_ms : DEFAULT_RETRY_MIN_MS;
   ev->retry_max_ms = opts->retry_max_ms ? opts->retry_max_ms : DEFAULT_RETRY_MAX_MS;
   if (ev->retry_max_ms < ev->retry_min_ms) ev->retry_max_ms = ev->retry_min_ms;
-  ev->link = hd__client_link_new(rt, ev);
-  if (ev->link == NULL) {
+  hd__queue_init(&ev->ready);
+  hd__queue_init(&ev->reports);
+  ev->anchor = hd__anchor_new(rt, ev);
+  if (ev->anchor == NULL) {
     free(ev);
-    return hd__error(HD_ENOMEM, "out of memory creating the client");
+    return HD_ENOMEM;
   }
   hd__store_options_t so = {HD__STORE_SQLITE, opts->data_dir, rt->loop, opts->sync_normal, 0, 0};
   int rc = hd__client_store_open(&ev->store, &so);
   if (rc != 0) {
-    hd__client_link_detach(ev->link);
+    hd__anchor_detach(ev->anchor);
     free(ev);
     return rc;
   }
@@ -48,6 +41,8 @@ int hd__client_events_create(hd__client_events_t **out, hd__runtime_t *rt,
   *out = ev;
   return 0;
 }
+
+void hd__client_events_start(hd__client_events_t *ev) { hd__client_handler_start(ev); }
 
 /* ---- receiving ------------------------------------------------------------------------- */
 
@@ -102,7 +97,7 @@ static int on_events(hd__client_events_t *ev, hd__conn_t *c, const uint8_t *body
                      (unsigned long long)n, (unsigned long long)ev->credit_left, ev->window);
   }
   ev->credit_left -= n;
-  rc = hd__client_grow((void **)&ev->scratch_ev, &ev->scratch_ev_cap, (size_t)n,
+  rc = hd__array_reserve((void **)&ev->scratch_ev, &ev->scratch_ev_cap, (size_t)n,
                        sizeof *ev->scratch_ev);
   if (rc != 0) return rc;
   hd__entry_t e;
@@ -145,7 +140,7 @@ static int on_done(hd__client_events_t *ev, const uint8_t *body, size_t len) {
   uint64_t n;
   int rc = hd__msg_entries_begin(&it, HD__MSG_DONE, body, len, &n);
   if (rc != 0 || n == 0) return rc;
-  rc = hd__client_grow((void **)&ev->scratch_seq, &ev->scratch_seq_cap, (size_t)n, sizeof(uint64_t));
+  rc = hd__array_reserve((void **)&ev->scratch_seq, &ev->scratch_seq_cap, (size_t)n, sizeof(uint64_t));
   if (rc != 0) return rc;
   hd__entry_t e;
   size_t i = 0;
@@ -157,10 +152,6 @@ static int on_done(hd__client_events_t *ev, const uint8_t *body, size_t len) {
 void hd__client_events_on_message(hd__client_events_t *ev, hd__conn_t *c, uint8_t type,
                                   const uint8_t *body, size_t len) {
   if (c != ev->conn || ev->closing) return;
-  if (atomic_load(&ev->raw)) {
-    ev->conn = NULL; /* a hook was set after the connection opened: it takes over */
-    return;
-  }
   int rc = 0;
   uint64_t v;
   switch (type) {
@@ -179,17 +170,13 @@ void hd__client_events_on_message(hd__client_events_t *ev, hd__conn_t *c, uint8_
                      hd__msg_type_name(type) ? hd__msg_type_name(type) : "unknown message");
       break;
   }
-  if (rc != 0) {
-    char detail[512];
-    snprintf(detail, sizeof detail, "%s", hd_last_error_message());
-    hd__conn_close(c, rc, detail);
-  }
+  if (rc != 0) hd__conn_close(c, rc, hd_last_error_message());
 }
 
 /* ---- connection ------------------------------------------------------------------------ */
 
-void hd__client_events_on_open(hd__client_events_t *ev, hd__conn_t *c, int raw) {
-  if (raw || atomic_load(&ev->raw) || ev->closing) return;
+void hd__client_events_on_open(hd__client_events_t *ev, hd__conn_t *c) {
+  if (ev->closing) return;
   ev->conn = c;
   ev->resumed = 0;
   ev->last_seq = 0;
@@ -226,8 +213,8 @@ void hd__client_events_close(hd__client_events_t *ev, void (*cb)(void *arg), voi
   ev->closed_arg = arg;
   ev->conn = NULL;
   /* a completion from now on only frees its event: it is handled again next time */
-  hd__client_link_detach(ev->link);
-  ev->link = NULL;
+  hd__anchor_detach(ev->anchor);
+  ev->anchor = NULL;
   hd__client_handler_stop(ev);
   hd__runtime_undefer(ev->rt, &ev->flush_d);
   hd__client_report_drop(ev);

@@ -1,17 +1,22 @@
-/* The client's side of event delivery (DESIGN.md "Delivery semantics", docs/PROTOCOL.md 7):
- * what the client holds in its store, the handler fed one event at a time, and what it tells the
- * server (RESUME, CONSUMED, CREDIT). Loop thread only, except where noted.
+/* The client's event layer (docs/ARCHITECTURE.md, docs/PROTOCOL.md section 7): what the client
+ * holds in its store, the handler fed one event at a time, and what it tells the server (RESUME,
+ * CONSUMED, CREDIT). The transport handle (client.c) knows events only through the calls below,
+ * the same calls the server's event layer has (server_events.h). Loop thread only, except where
+ * noted.
  *
- *   client_events.c   state, receiving (EVENTS, DONE, PAUSE), flow control, close, stats
+ *   client_events.c   the object: create/start/close, receiving (EVENTS, DONE, PAUSE), flow
+ *                     control, stats
  *   client_handler.c  handing events to on_event: pause, order, retry with backoff
  *   client_report.c   on connect: store id, RESUME, the consumed-but-unconfirmed report;
  *                     CONSUMED and CREDIT coalesced once per loop iteration
- *   client_event.c    hd_event_t and its any-thread completion */
+ *   event.c           hd_event_t and its any-thread completion */
 #ifndef HD_CLIENT_EVENTS_H
 #define HD_CLIENT_EVENTS_H
 
-#include "client_event.h"
 #include "conn.h"
+#include "event.h"
+
+typedef struct hd__client_events hd__client_events_t;
 #include "store.h"
 
 /* One EVENTS message whose insert is queued: store completions run in submission order, so a
@@ -24,14 +29,13 @@ typedef struct hd__insert_rec {
 struct hd__client_events {
   hd__runtime_t *rt;
   hd__client_store_t *store;
-  hd__client_link_t *link;
+  hd__anchor_t *anchor;        /* what events still with the application hold */
   hd_event_cb on_event;
   void *user_data;
   uint32_t window, retry_min_ms, retry_max_ms;
 
-  /* the connection that speaks the event protocol (NULL: none, or a raw one for tests) */
+  /* the connection that speaks the event protocol (NULL: none) */
   hd__conn_t *conn;
-  atomic_int raw;              /* a test hook is set: the event layer leaves connections alone */
   int resumed;                 /* RESUME went out on `conn` */
   int sets_pending;            /* set_server_store_id writes queued, not completed */
   uint64_t last_seq;           /* highest seq received on `conn`: EVENTS must go above it */
@@ -54,7 +58,7 @@ struct hd__client_events {
 
   /* the handler (client_handler.c) */
   uint64_t gen;                /* store generation: bumps when the server's store changed */
-  hd_event_t *ready_head, *ready_tail; /* read from the store, not handed out yet */
+  hd__queue_t ready;           /* hd_event_t read from the store, not handed out yet */
   uint64_t fetched;            /* highest seq read from the store in this generation */
   int more;                    /* the store may hold unhandled events above `fetched` */
   hd_event_t *current;         /* handed out, not completed */
@@ -64,7 +68,7 @@ struct hd__client_events {
   hd__deferred_t next_d;       /* hand out the next event after this iteration */
 
   /* consumption reports: committed consumed events to put in CONSUMED (client_report.c) */
-  hd_event_t *report_head, *report_tail;
+  hd__queue_t reports;         /* hd_event_t */
   hd__deferred_t flush_d;
 
   uint64_t received, handled, failed, confirmed;
@@ -81,8 +85,8 @@ int hd__client_events_create(hd__client_events_t **out, hd__runtime_t *rt,
                              const hd_client_options_t *opts);
 /* Starts handing out what the store already holds (no server needed). */
 void hd__client_events_start(hd__client_events_t *ev);
-/* The connection opened; `raw` (a test hook was set) keeps the event protocol silent on it. */
-void hd__client_events_on_open(hd__client_events_t *ev, hd__conn_t *c, int raw);
+/* The connection opened (c->welcome holds what the server said). */
+void hd__client_events_on_open(hd__client_events_t *ev, hd__conn_t *c);
 void hd__client_events_on_message(hd__client_events_t *ev, hd__conn_t *c, uint8_t type,
                                   const uint8_t *body, size_t len);
 void hd__client_events_on_close(hd__client_events_t *ev, hd__conn_t *c);
@@ -96,10 +100,12 @@ void hd__client_handler_arrived(hd__client_events_t *ev);   /* new events are in
 void hd__client_handler_reset(hd__client_events_t *ev);     /* the server's store changed */
 void hd__client_handler_stop(hd__client_events_t *ev);
 void hd__client_handler_init(hd__client_events_t *ev);
+void hd__client_handler_start(hd__client_events_t *ev);    /* hand out what the store holds */
+/* A completion reached the loop while the client is open (event.c). */
+void hd__client_handler_completed(hd__client_events_t *ev, hd_event_t *e);
 void hd__client_report_open(hd__client_events_t *ev, hd__conn_t *c);
 void hd__client_report_consumed(hd__client_events_t *ev, hd_event_t *e); /* committed */
 void hd__client_report_flush_later(hd__client_events_t *ev);
 void hd__client_report_drop(hd__client_events_t *ev);
-int hd__client_grow(void **p, size_t *cap, size_t need, size_t size);
 
 #endif

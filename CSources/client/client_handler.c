@@ -20,14 +20,12 @@ typedef struct fill_ctx {
 static int fill_one(void *data, const hd__store_event_t *row) {
   fill_ctx_t *f = data;
   hd__client_events_t *ev = f->ev;
-  hd_event_t *e = hd__event_new(ev->link, row, ev->gen);
+  hd_event_t *e = hd__event_new(ev->anchor, row, ev->gen);
   if (e == NULL) {
-    f->error = hd__error(HD_ENOMEM, "out of memory reading event %llu", (unsigned long long)row->seq);
+    f->error = HD_ENOMEM;
     return 1;
   }
-  if (ev->ready_tail) ev->ready_tail->next = e;
-  else ev->ready_head = e;
-  ev->ready_tail = e;
+  hd__queue_insert_tail(&ev->ready, &e->node);
   ev->fetched = row->seq;
   f->bytes += row->payload_len;
   return f->bytes >= PAGE_BYTES; /* a page of large events stops early */
@@ -46,20 +44,17 @@ static void fill(hd__client_events_t *ev) {
 
 static void hand_out(hd__client_events_t *ev) {
   if (ev->closing || ev->current != NULL || ev->timer_armed) return;
-  if (ev->ready_head == NULL && ev->more) fill(ev);
-  hd_event_t *e = ev->ready_head;
-  if (e == NULL) return; /* idle until events arrive */
-  ev->ready_head = e->next;
-  if (ev->ready_head == NULL) ev->ready_tail = NULL;
-  e->next = NULL;
+  if (hd__queue_empty(&ev->ready) && ev->more) fill(ev);
+  hd__queue_t *q = hd__queue_pop(&ev->ready);
+  if (q == NULL) return; /* idle until events arrive */
+  hd_event_t *e = hd__container_of(q, hd_event_t, node);
   atomic_store(&e->state, HD__EVENT_OUT);
   ev->current = e;
   ev->on_event(ev->user_data, e); /* it may complete inline: the next one waits for next_d */
 }
 
 static void next_deferred(hd__deferred_t *d) {
-  hd__client_events_t *ev = (hd__client_events_t *)((char *)d - offsetof(hd__client_events_t, next_d));
-  hand_out(ev);
+  hand_out(hd__container_of(d, hd__client_events_t, next_d));
 }
 
 static void on_timer(uv_timer_t *t) {
@@ -80,7 +75,7 @@ static void wait_then_hand_out(hd__client_events_t *ev, uint32_t ms) {
 void hd__client_handler_init(hd__client_events_t *ev) {
   uv_timer_init(ev->rt->loop, &ev->timer);
   ev->timer.data = ev;
-  ev->next_d.fn = next_deferred;
+  hd__deferred_init(&ev->next_d, next_deferred);
   ev->backoff_ms = ev->retry_min_ms;
   ev->more = 1; /* whatever an earlier run left unhandled */
 }
@@ -88,18 +83,14 @@ void hd__client_handler_init(hd__client_events_t *ev) {
 void hd__client_handler_arrived(hd__client_events_t *ev) {
   ev->more = 1;
   if (ev->closing || ev->current != NULL || ev->timer_armed || ev->next_d.queued) return;
-  if (ev->ready_head != NULL) return; /* not idle: a retry or a hand-out is on its way */
+  if (!hd__queue_empty(&ev->ready)) return; /* not idle: a retry or a hand-out is on its way */
   /* the handler was idle: coalesce for the pause before the first of these is handed out */
   wait_then_hand_out(ev, ev->pause_ms);
 }
 
 static void drop_ready(hd__client_events_t *ev) {
-  while (ev->ready_head != NULL) {
-    hd_event_t *e = ev->ready_head;
-    ev->ready_head = e->next;
-    hd__event_free(e);
-  }
-  ev->ready_tail = NULL;
+  hd__queue_t *q;
+  while ((q = hd__queue_pop(&ev->ready)) != NULL) hd__event_free(hd__container_of(q, hd_event_t, node));
 }
 
 void hd__client_handler_reset(hd__client_events_t *ev) {
@@ -120,10 +111,10 @@ void hd__client_handler_stop(hd__client_events_t *ev) {
   if (ev->timer_armed) uv_timer_stop(&ev->timer);
   ev->timer_armed = 0;
   drop_ready(ev);
-  ev->current = NULL; /* the handler still has it: its completion frees it (link detached) */
+  ev->current = NULL; /* the handler still has it: its completion frees it (anchor detached) */
 }
 
-void hd__client_events_start(hd__client_events_t *ev) {
+void hd__client_handler_start(hd__client_events_t *ev) {
   /* events already stored are handed out at once, with or without a server */
   hd__runtime_defer(ev->rt, &ev->next_d);
 }
@@ -132,7 +123,7 @@ void hd__client_events_start(hd__client_events_t *ev) {
 
 static void on_marked(void *data, int status, uint64_t value) {
   hd_event_t *e = data;
-  hd__client_events_t *ev = e->link->owner;
+  hd__client_events_t *ev = e->anchor->owner;
   if (status != 0) {
     /* still unhandled in the store: handled again after a restart (at least once) */
     if (ev != NULL) {
@@ -149,7 +140,7 @@ static void on_marked(void *data, int status, uint64_t value) {
   hd__client_report_consumed(ev, e);
 }
 
-void hd__client_events_completed(hd__client_events_t *ev, hd_event_t *e) {
+void hd__client_handler_completed(hd__client_events_t *ev, hd_event_t *e) {
   if (ev->current == e) ev->current = NULL;
   if (ev->closing || e->gen != ev->gen) {
     hd__event_free(e);
@@ -175,9 +166,7 @@ void hd__client_events_completed(hd__client_events_t *ev, hd_event_t *e) {
   hd__log(ev->rt, HD_LOG_DEBUG, "event %llu failed; handled again in %u ms",
           (unsigned long long)e->seq, ev->backoff_ms);
   atomic_store(&e->state, HD__EVENT_READY);
-  e->next = ev->ready_head; /* before any later event */
-  ev->ready_head = e;
-  if (ev->ready_tail == NULL) ev->ready_tail = e;
+  hd__queue_insert_head(&ev->ready, &e->node); /* before any later event */
   hd__runtime_undefer(ev->rt, &ev->next_d);
   wait_then_hand_out(ev, ev->backoff_ms);
   uint64_t next = (uint64_t)ev->backoff_ms * 2;

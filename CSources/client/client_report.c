@@ -3,6 +3,8 @@
  * CREDIT for each event that left the store, coalesced into one write per loop iteration. */
 #include "client_events.h"
 
+#include "array.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,20 +37,22 @@ static int send_consumed(hd__client_events_t *ev, const hd__entry_t *e, size_t n
 }
 
 static void flush(hd__deferred_t *d) {
-  hd__client_events_t *ev = (hd__client_events_t *)((char *)d - offsetof(hd__client_events_t, flush_d));
+  hd__client_events_t *ev = hd__container_of(d, hd__client_events_t, flush_d);
   if (ev->conn == NULL || !ev->resumed) {
     hd__client_report_drop(ev); /* the store has them: reported after the next RESUME */
     return;
   }
   size_t n = 0;
-  for (hd_event_t *e = ev->report_head; e != NULL; e = e->next) n++;
+  hd__queue_t *q;
+  hd__queue_foreach(q, &ev->reports) n++;
   int rc = 0;
   if (n > 0) {
-    rc = hd__client_grow((void **)&ev->scratch_entry, &ev->scratch_entry_cap, n,
+    rc = hd__array_reserve((void **)&ev->scratch_entry, &ev->scratch_entry_cap, n,
                          sizeof *ev->scratch_entry);
     if (rc == 0) {
       size_t i = 0;
-      for (hd_event_t *e = ev->report_head; e != NULL; e = e->next) {
+      hd__queue_foreach(q, &ev->reports) {
+        hd_event_t *e = hd__container_of(q, hd_event_t, node);
         ev->scratch_entry[i++] = (hd__entry_t){e->seq, 0, e->data, e->data_len};
       }
       rc = send_consumed(ev, ev->scratch_entry, n); /* the data's one copy: into the wire */
@@ -68,25 +72,20 @@ static void flush(hd__deferred_t *d) {
 
 void hd__client_report_flush_later(hd__client_events_t *ev) {
   if (ev->closing) return;
-  ev->flush_d.fn = flush;
+  if (ev->flush_d.fn == NULL) hd__deferred_init(&ev->flush_d, flush);
   hd__runtime_defer(ev->rt, &ev->flush_d);
 }
 
 void hd__client_report_consumed(hd__client_events_t *ev, hd_event_t *e) {
-  e->next = NULL;
-  if (ev->report_tail) ev->report_tail->next = e;
-  else ev->report_head = e;
-  ev->report_tail = e;
+  hd__queue_insert_tail(&ev->reports, &e->node);
   hd__client_report_flush_later(ev);
 }
 
 void hd__client_report_drop(hd__client_events_t *ev) {
-  while (ev->report_head != NULL) {
-    hd_event_t *e = ev->report_head;
-    ev->report_head = e->next;
-    hd__event_free(e);
+  hd__queue_t *q;
+  while ((q = hd__queue_pop(&ev->reports)) != NULL) {
+    hd__event_free(hd__container_of(q, hd_event_t, node));
   }
-  ev->report_tail = NULL;
 }
 
 /* ---- on connect ------------------------------------------------------------------------ */
@@ -103,7 +102,7 @@ typedef struct page {
 static int page_one(void *data, const hd__store_event_t *row) {
   page_t *p = data;
   hd__client_events_t *ev = p->ev;
-  if (hd__client_grow((void **)&ev->scratch_entry, &ev->scratch_entry_cap, p->n + 1,
+  if (hd__array_reserve((void **)&ev->scratch_entry, &ev->scratch_entry_cap, p->n + 1,
                       sizeof *ev->scratch_entry) != 0 ||
       (row->data_len && hd__buf_append(&p->bytes, row->data, row->data_len) != 0)) {
     return 1;
@@ -166,9 +165,8 @@ static void resume(hd__client_events_t *ev) {
     rc = report_consumed_from_store(ev);
   }
   if (rc != 0 && rc != HD_ESTATE && ev->conn != NULL) {
-    char detail[512];
-    snprintf(detail, sizeof detail, "resuming: %s", hd_last_error_message());
-    hd__conn_close(ev->conn, rc, detail);
+    hd__error(rc, "resuming: %s", hd_last_error_message());
+    hd__conn_close(ev->conn, rc, hd_last_error_message());
   }
 }
 
@@ -183,14 +181,9 @@ static void on_store_id_set(void *data, int status, uint64_t changed) {
   }
   /* a connection that closed meanwhile has a newer set queued, or none is needed */
   if (ev->sets_pending > 0 || ev->conn == NULL || ev->resumed) return;
-  if (atomic_load(&ev->raw)) {
-    ev->conn = NULL; /* a test hook was set meanwhile: it drives this connection */
-    return;
-  }
   if (status != 0) {
-    char detail[512];
-    snprintf(detail, sizeof detail, "recording the server's store id: %s", hd_last_error_message());
-    hd__conn_close(ev->conn, status, detail);
+    hd__error(status, "recording the server's store id: %s", hd_last_error_message());
+    hd__conn_close(ev->conn, status, hd_last_error_message());
     return;
   }
   resume(ev);

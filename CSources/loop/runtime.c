@@ -33,6 +33,8 @@ int hd__runtime_create(hd__runtime_t **out, const hd__runtime_options_t *opts) {
     rt->loop = &rt->owned_loop;
     rt->owns_loop = 1;
   }
+  hd__queue_init(&rt->tasks);
+  hd__queue_init(&rt->deferred);
   if (uv_mutex_init(&rt->mu) != 0) {
     if (rt->owns_loop) uv_loop_close(&rt->owned_loop);
     free(rt);
@@ -108,91 +110,156 @@ int hd__runtime_on_loop(const hd__runtime_t *rt) {
 }
 
 void hd__runtime_post(hd__runtime_t *rt, hd__task_t *task) {
-  task->next = NULL;
   if (hd__runtime_on_loop(rt)) {
     task->fn(task, 0);
     return;
   }
   uv_mutex_lock(&rt->mu);
-  if (rt->task_tail) rt->task_tail->next = task;
-  else rt->task_head = task;
-  rt->task_tail = task;
+  hd__queue_insert_tail(&rt->tasks, &task->node);
   uv_mutex_unlock(&rt->mu);
   uv_async_send(&rt->async);
 }
 
-static hd__task_t *take_tasks(hd__runtime_t *rt) {
-  uv_mutex_lock(&rt->mu);
-  hd__task_t *t = rt->task_head;
-  rt->task_head = rt->task_tail = NULL;
-  uv_mutex_unlock(&rt->mu);
-  return t;
+/* Runs (or, with `cancelled`, cancels) every task in `q`, which the caller took from rt->tasks. */
+static void run_tasks(hd__runtime_t *rt, hd__queue_t *q, int cancelled) {
+  hd__queue_t *n;
+  while ((n = hd__queue_pop(q)) != NULL) {
+    hd__task_t *t = hd__container_of(n, hd__task_t, node);
+    /* a task may release the runtime (a close): the rest are cancelled there, not run here */
+    t->fn(t, cancelled || rt->released);
+  }
 }
 
 static void async_cb(uv_async_t *async) {
   hd__runtime_t *rt = async->data;
-  hd__task_t *t = take_tasks(rt);
-  while (t != NULL) {
-    hd__task_t *next = t->next;
-    /* a task may release the runtime (a close): the rest are cancelled there, not run here */
-    if (rt->released) {
-      t->fn(t, 1);
-    } else {
-      t->fn(t, 0);
-    }
-    t = next;
-  }
+  hd__queue_t q;
+  hd__queue_init(&q);
+  uv_mutex_lock(&rt->mu);
+  hd__queue_move(&rt->tasks, &q);
+  uv_mutex_unlock(&rt->mu);
+  run_tasks(rt, &q, 0);
+}
+
+void hd__deferred_init(hd__deferred_t *d, hd__deferred_fn fn) {
+  hd__queue_init(&d->node);
+  d->fn = fn;
+  d->queued = 0;
 }
 
 void hd__runtime_defer(hd__runtime_t *rt, hd__deferred_t *d) {
   if (d->queued) return;
   d->queued = 1;
-  d->next = rt->deferred_head;
-  rt->deferred_head = d;
+  hd__queue_insert_tail(&rt->deferred, &d->node);
   /* an active idle handle makes the poll phase return at once, so that work deferred from a
    * timer callback (which runs before poll) is not stuck until the next I/O */
   if (!uv_is_active((uv_handle_t *)&rt->idle)) uv_idle_start(&rt->idle, idle_cb);
 }
 
 void hd__runtime_undefer(hd__runtime_t *rt, hd__deferred_t *d) {
+  (void)rt;
   if (!d->queued) return;
-  for (hd__deferred_t **p = &rt->deferred_head; *p; p = &(*p)->next) {
-    if (*p == d) {
-      *p = d->next;
-      break;
-    }
-  }
+  hd__queue_remove(&d->node);
   d->queued = 0;
-  d->next = NULL;
 }
 
 static void check_cb(uv_check_t *check) {
   hd__runtime_t *rt = check->data;
   /* a snapshot: work deferred while flushing runs in the next iteration */
-  hd__deferred_t *d = rt->deferred_head;
-  rt->deferred_head = NULL;
-  while (d != NULL) {
-    hd__deferred_t *next = d->next;
+  hd__queue_t q;
+  hd__queue_init(&q);
+  hd__queue_move(&rt->deferred, &q);
+  hd__queue_t *n;
+  while ((n = hd__queue_pop(&q)) != NULL) {
+    hd__deferred_t *d = hd__container_of(n, hd__deferred_t, node);
     d->queued = 0;
-    d->next = NULL;
     d->fn(d);
-    d = next;
   }
-  if (rt->deferred_head == NULL && uv_is_active((uv_handle_t *)&rt->idle)) uv_idle_stop(&rt->idle);
+  if (hd__queue_empty(&rt->deferred) && uv_is_active((uv_handle_t *)&rt->idle)) {
+    uv_idle_stop(&rt->idle);
+  }
 }
 
-int hd__runtime_request_close(hd__runtime_t *rt) {
+int hd__runtime_closing(hd__runtime_t *rt) {
+  uv_mutex_lock(&rt->mu);
+  int closing = rt->close_requested;
+  uv_mutex_unlock(&rt->mu);
+  return closing;
+}
+
+/* ---- Calls from other threads --------------------------------------------------------------- */
+
+typedef struct call_task {
+  hd__task_t task;
+  int (*fn)(void *arg);
+  void *arg;
+  hd__waiter_t waiter;
+} call_task_t;
+
+static void call_task_run(hd__task_t *t, int cancelled) {
+  call_task_t *c = hd__container_of(t, call_task_t, task);
+  int rc = cancelled ? hd__error(HD_ECLOSED, "the handle closed") : c->fn(c->arg);
+  hd__waiter_signal(&c->waiter, rc, 0); /* `c` lives on the waiting thread's stack */
+}
+
+int hd__runtime_call(hd__runtime_t *rt, int (*fn)(void *arg), void *arg) {
+  if (hd__runtime_on_loop(rt)) return fn(arg);
+  if (hd__runtime_closing(rt)) return hd__error(HD_ECLOSED, "the handle is closing");
+  call_task_t c = {.fn = fn, .arg = arg};
+  int rc = hd__waiter_init(&c.waiter);
+  if (rc != 0) return rc;
+  c.task.fn = call_task_run;
+  hd__runtime_post(rt, &c.task); /* run, or cancelled at release: the waiter hears either way */
+  return hd__waiter_wait(&c.waiter, NULL);
+}
+
+typedef struct send_task {
+  hd__task_t task;
+  hd__runtime_t *rt;
+  hd__send_fn fn;
+  void *owner;
+  int has_key;
+  uint8_t key[32];
+  uint8_t type;
+  size_t len;
+  uint8_t body[];
+} send_task_t;
+
+static void send_task_run(hd__task_t *t, int cancelled) {
+  send_task_t *st = hd__container_of(t, send_task_t, task);
+  if (!cancelled &&
+      st->fn(st->owner, st->has_key ? st->key : NULL, st->type, st->body, st->len) != 0) {
+    hd__log(st->rt, HD_LOG_DEBUG, "posted send dropped: %s", hd_last_error_message());
+  }
+  free(st);
+}
+
+int hd__runtime_send(hd__runtime_t *rt, hd__send_fn fn, void *owner, const uint8_t *key,
+                     uint8_t type, const uint8_t *body, size_t len) {
+  if (hd__runtime_on_loop(rt)) return fn(owner, key, type, body, len);
+  send_task_t *st = malloc(sizeof *st + len);
+  if (st == NULL) return hd__error(HD_ENOMEM, "out of memory posting a message");
+  st->task.fn = send_task_run;
+  st->rt = rt;
+  st->fn = fn;
+  st->owner = owner;
+  st->has_key = key != NULL;
+  if (key != NULL) memcpy(st->key, key, sizeof st->key);
+  st->type = type;
+  st->len = len;
+  if (len) memcpy(st->body, body, len);
+  hd__runtime_post(rt, &st->task);
+  return 0;
+}
+
+/* ---- Close ---------------------------------------------------------------------------------- */
+
+int hd__runtime_close(hd__runtime_t *rt, hd__closer_t *c, hd__task_fn fn, hd_close_cb cb,
+                      void *data) {
   uv_mutex_lock(&rt->mu);
   int was = rt->close_requested;
   rt->close_requested = 1;
   uv_mutex_unlock(&rt->mu);
-  return was ? hd__error(HD_ECLOSED, "the handle is already closing") : 0;
-}
-
-int hd__runtime_close(hd__runtime_t *rt, hd__closer_t *c, hd__task_fn fn, hd_close_cb cb,
-                      void *data) {
-  int rc = hd__runtime_request_close(rt);
-  if (rc != 0) return rc;
+  if (was) return hd__error(HD_ECLOSED, "the handle is already closing");
   c->cb = cb;
   c->data = data;
   c->task.fn = fn;
@@ -201,86 +268,61 @@ int hd__runtime_close(hd__runtime_t *rt, hd__closer_t *c, hd__task_fn fn, hd_clo
 }
 
 int hd__runtime_close_wait(hd__runtime_t *rt, hd__closer_t *c, hd__task_fn fn) {
-  hd__runtime_waiter_t w;
-  int rc = hd__runtime_request_close_wait(rt, &w);
-  if (rc != 0) return rc;
-  c->cb = NULL;
-  c->task.fn = fn;
-  hd__runtime_post(rt, &c->task);
-  hd__runtime_wait(rt, &w); /* `rt` is freed once this returns */
-  return 0;
-}
-
-int hd__runtime_request_close_wait(hd__runtime_t *rt, hd__runtime_waiter_t *w) {
   if (hd__runtime_on_loop(rt)) {
     return hd__error(HD_ETHREAD, "close_wait called on the handle's own loop thread: it would "
                                  "wait for itself; use the close function with a callback");
   }
-  memset(w, 0, sizeof *w);
-  w->join = rt->owns_loop;
-  if (!w->join) {
-    uv_mutex_init(&w->mu);
-    uv_cond_init(&w->cv);
+  /* an owned loop's thread is joined; a caller's loop frees the runtime and signals us */
+  hd__waiter_t w;
+  int join = rt->owns_loop;
+  if (!join) {
+    int rc = hd__waiter_init(&w);
+    if (rc != 0) return rc;
   }
   uv_mutex_lock(&rt->mu);
   int was = rt->close_requested;
   if (!was) {
     rt->close_requested = 1;
-    if (rt->owns_loop) rt->joiner = 1;
-    else rt->waiter = w;
+    if (join) rt->joiner = 1;
+    else rt->waiter = &w;
   }
   uv_mutex_unlock(&rt->mu);
   if (was) {
-    if (!w->join) {
-      uv_cond_destroy(&w->cv);
-      uv_mutex_destroy(&w->mu);
-    }
+    if (!join) hd__waiter_destroy(&w);
     return hd__error(HD_ECLOSED, "the handle is already closing");
   }
-  return 0;
-}
-
-void hd__runtime_wait(hd__runtime_t *rt, hd__runtime_waiter_t *w) {
-  if (w->join) {
+  c->cb = NULL;
+  c->task.fn = fn;
+  hd__runtime_post(rt, &c->task);
+  if (join) {
     uv_thread_join(&rt->thread);
     runtime_free(rt);
-    return;
+  } else {
+    hd__waiter_wait(&w, NULL); /* `rt` is freed by the loop thread before the signal */
   }
-  /* caller's loop: `rt` is freed by the loop thread; only the waiter is ours */
-  uv_mutex_lock(&w->mu);
-  while (!w->done) uv_cond_wait(&w->cv, &w->mu);
-  uv_mutex_unlock(&w->mu);
-  uv_cond_destroy(&w->cv);
-  uv_mutex_destroy(&w->mu);
+  return 0;
 }
 
 static void runtime_handle_closed(uv_handle_t *h) {
   hd__runtime_t *rt = h->data;
   if (--rt->pending_closes > 0) return;
   /* Cancel what is still queued: the handle these tasks refer to is gone. */
+  hd__queue_t q;
+  hd__queue_init(&q);
   uv_mutex_lock(&rt->mu);
-  hd__task_t *t = rt->task_head;
-  rt->task_head = rt->task_tail = NULL;
-  hd__runtime_waiter_t *w = rt->waiter;
+  hd__queue_move(&rt->tasks, &q);
+  hd__waiter_t *w = rt->waiter;
   uv_mutex_unlock(&rt->mu);
-  while (t != NULL) {
-    hd__task_t *next = t->next;
-    t->fn(t, 1);
-    t = next;
-  }
+  run_tasks(rt, &q, 1);
   if (rt->owns_loop) return; /* the thread (or abort) sees uv_run return and frees */
   runtime_free(rt);
-  if (w != NULL) {
-    uv_mutex_lock(&w->mu);
-    w->done = 1;
-    uv_cond_signal(&w->cv);
-    uv_mutex_unlock(&w->mu); /* `w` may vanish right after this */
-  }
+  if (w != NULL) hd__waiter_signal(w, 0, 0); /* `w` may vanish right after this */
 }
 
 void hd__runtime_release(hd__runtime_t *rt) {
   rt->released = 1;
-  rt->deferred_head = NULL;
+  /* deferred work belongs to objects the handle has freed by now: forget it unread */
+  hd__queue_init(&rt->deferred);
   rt->pending_closes = 3;
   uv_close((uv_handle_t *)&rt->async, runtime_handle_closed);
   uv_close((uv_handle_t *)&rt->check, runtime_handle_closed);

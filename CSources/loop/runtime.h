@@ -10,16 +10,18 @@
 #define HD_RUNTIME_H
 
 #include "common.h"
+#include "queue.h"
+#include "waiter.h"
 
 #include <uv.h>
 
 /* A unit of work posted to the loop. `cancelled` is 1 when the runtime is being released before
  * the task could run: the task must then only free its own memory. Tasks are intrusive: embed
- * one in a struct of your own and recover it with a cast or container_of. */
+ * one in a struct of your own and recover it with hd__container_of. */
 typedef struct hd__task hd__task_t;
 typedef void (*hd__task_fn)(hd__task_t *task, int cancelled);
 struct hd__task {
-  hd__task_t *next;
+  hd__queue_t node;
   hd__task_fn fn;
 };
 
@@ -36,10 +38,12 @@ typedef struct hd__closer {
 typedef struct hd__deferred hd__deferred_t;
 typedef void (*hd__deferred_fn)(hd__deferred_t *d);
 struct hd__deferred {
-  hd__deferred_t *next;
+  hd__queue_t node;
   hd__deferred_fn fn;
   int queued;
 };
+/* Readies `d` to run `fn` when deferred (before the first hd__runtime_defer/undefer). */
+void hd__deferred_init(hd__deferred_t *d, hd__deferred_fn fn);
 
 typedef struct hd__runtime_options {
   uv_loop_t *loop;        /* caller-owned loop, or NULL: own a loop and a thread */
@@ -60,17 +64,17 @@ typedef struct hd__runtime {
   int thread_started;
 
   uv_mutex_t mu;           /* guards tasks, close_requested, joiner, waiter */
-  hd__task_t *task_head, *task_tail;
+  hd__queue_t tasks;
   uv_async_t async;
   int close_requested;     /* the handle's close was called: further closes get HD_ECLOSED */
   int joiner;              /* close_wait will join the owned thread: do not detach */
-  struct hd__runtime_waiter *waiter; /* close_wait on a caller-owned loop */
+  hd__waiter_t *waiter;    /* close_wait on a caller-owned loop */
   int pending_closes;      /* loop handles of the runtime still closing */
   int released;
 
   uv_check_t check;
   uv_idle_t idle;          /* active while deferred work is queued, so poll does not block */
-  hd__deferred_t *deferred_head;
+  hd__queue_t deferred;
 
   uint8_t *read_buf;       /* shared by every connection of this runtime */
   int read_buf_busy;
@@ -103,28 +107,30 @@ void hd__runtime_defer(hd__runtime_t *rt, hd__deferred_t *d);
 /* Removes `d` if queued (a connection that closes). Loop thread only. */
 void hd__runtime_undefer(hd__runtime_t *rt, hd__deferred_t *d);
 
-/* Marks the close as requested; HD_ECLOSED if it already was. Any thread. */
-int hd__runtime_request_close(hd__runtime_t *rt);
+/* 1 once the handle's close was requested (it takes no new work). Any thread. */
+int hd__runtime_closing(hd__runtime_t *rt);
+
+/* Runs fn(arg) on the loop and returns its result, with its error detail, on the calling thread:
+ * inline on the loop thread, else posted and waited for. HD_ECLOSED (fn not run) once the handle
+ * is closing or when the runtime is released before the task ran. */
+int hd__runtime_call(hd__runtime_t *rt, int (*fn)(void *arg), void *arg);
+
+/* Copies a message and has fn(owner, key, type, body, len) send it from the loop thread: at once
+ * when called there (its result is returned), else posted (0 once queued; a failure there is
+ * logged at debug level and dropped, e.g. a peer that left meanwhile). `key` (32 bytes) may be
+ * NULL. */
+typedef int (*hd__send_fn)(void *owner, const uint8_t *key, uint8_t type, const uint8_t *body,
+                           size_t len);
+int hd__runtime_send(hd__runtime_t *rt, hd__send_fn fn, void *owner, const uint8_t *key,
+                     uint8_t type, const uint8_t *body, size_t len);
 /* The public hd_*_close of a handle: marks the runtime closing (HD_ECLOSED if it already was,
  * and then nothing else changes), records `cb`, and posts `fn` to do the work. */
 int hd__runtime_close(hd__runtime_t *rt, hd__closer_t *c, hd__task_fn fn, hd_close_cb cb,
                       void *data);
-/* hd_*_close_wait: the same without a callback, then blocks until the runtime is released (and
- * an owned loop thread joined). HD_ETHREAD on the loop thread. */
+/* hd_*_close_wait: the same without a callback, then blocks until the runtime is released (an
+ * owned loop's thread is joined; a caller's loop signals a waiter). HD_ETHREAD on the loop
+ * thread. */
 int hd__runtime_close_wait(hd__runtime_t *rt, hd__closer_t *c, hd__task_fn fn);
-/* What *_close_wait blocks on; lives on the waiting thread's stack. */
-typedef struct hd__runtime_waiter {
-  uv_mutex_t mu;
-  uv_cond_t cv;
-  int done;
-  int join; /* owned loop: join the thread instead of waiting on cv */
-} hd__runtime_waiter_t;
-/* For *_close_wait: like request_close, and also records that the caller will wait. HD_ETHREAD
- * on the loop thread, HD_ECLOSED if a close was already requested. */
-int hd__runtime_request_close_wait(hd__runtime_t *rt, hd__runtime_waiter_t *w);
-/* After *_close_wait posted the close: blocks until the runtime is released. Owned loop: joins
- * the thread and frees the runtime here. Caller's loop: waits until the loop thread freed it. */
-void hd__runtime_wait(hd__runtime_t *rt, hd__runtime_waiter_t *w);
 /* The handle is gone: close the loop handles; cancel queued tasks. With an owned loop the
  * thread then ends (joined by the waiter or detached); memory is freed when all is closed.
  * Loop thread only; `rt` must not be used after. */

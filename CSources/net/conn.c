@@ -423,10 +423,10 @@ static void become_open(hd__conn_t *c) {
 static void server_reject(hd__conn_t *c, int code, uint8_t reason) {
   uint8_t frame[HD__REJECT_BYTES];
   hd__reject_encode(frame, reason);
-  char detail[512];
-  snprintf(detail, sizeof detail, "%s", hd_last_error_message());
+  hd__error_state_t e;
+  hd__error_save(&e);
   write_copy(c, frame, sizeof frame);
-  hd__error(code, "%s", detail);
+  hd__error_restore(&e);
   conn_end(c, code, CLOSE_FLUSH);
 }
 

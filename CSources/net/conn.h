@@ -9,6 +9,7 @@
 #define HD_CONN_H
 
 #include "addr.h"
+#include "queue.h"
 #include "noise.h"
 #include "record.h"
 #include "runtime.h"
@@ -82,8 +83,9 @@ struct hd__conn {
   int silent;                /* freed without on_close (a create path that failed) */
   hd__welcome_t welcome;     /* client: what the server said in WELCOME */
 
-  void *user_data;           /* the owner's, e.g. its table entry */
-  hd__conn_t *next, *prev;   /* the owner's list links */
+  void *user_data;           /* the event layer's (the server's session) */
+  int raw;                   /* a test hook took it over: the event layer never sees it */
+  hd__queue_t node;          /* the owner's list of its connections */
 };
 
 /* Server: accepts a pending connection from `listener` and starts the handshake. On error

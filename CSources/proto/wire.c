@@ -9,53 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- Growable byte buffer ------------------------------------------------------------------ */
-
-void hd__buf_init(hd__buf_t *b) {
-  b->data = NULL;
-  b->len = 0;
-  b->cap = 0;
-}
-
-void hd__buf_free(hd__buf_t *b) {
-  free(b->data);
-  hd__buf_init(b);
-}
-
-int hd__buf_reserve(hd__buf_t *b, size_t extra) {
-  if (extra <= b->cap - b->len) return 0;
-  if (extra > SIZE_MAX - b->len) return hd__error(HD_ENOMEM, "buffer size overflows");
-  size_t need = b->len + extra;
-  size_t cap = b->cap ? b->cap : 256;
-  while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-  uint8_t *p = realloc(b->data, cap);
-  if (p == NULL) return hd__error(HD_ENOMEM, "out of memory growing a buffer to %zu bytes", cap);
-  b->data = p;
-  b->cap = cap;
-  return 0;
-}
-
-int hd__buf_append(hd__buf_t *b, const void *p, size_t n) {
-  int rc = hd__buf_reserve(b, n);
-  if (rc) return rc;
-  if (n) memcpy(b->data + b->len, p, n);
-  b->len += n;
-  return 0;
-}
-
-void hd__buf_consume(hd__buf_t *b, size_t n) {
-  if (n >= b->len) {
-    b->len = 0;
-  } else {
-    memmove(b->data, b->data + n, b->len - n);
-    b->len -= n;
-  }
-}
-
-void hd__buf_trim(hd__buf_t *b, size_t keep) {
-  if (b->len == 0 && b->cap > keep) hd__buf_free(b);
-}
-
 /* ---- Encoding ------------------------------------------------------------------------------ */
 
 const char *hd__msg_type_name(uint8_t type) {
@@ -121,18 +74,82 @@ size_t hd__msg_done_fit(const uint64_t *seqs, size_t n, uint64_t max_message_byt
   return batch_fit(NULL, seqs, n, max_message_bytes, NULL);
 }
 
-int hd__msg_encode_events(hd__buf_t *out, const hd__entry_t *e, size_t n) {
-  uint8_t *p = msg_begin(out, HD__MSG_EVENTS, batch_body(e, n, event_size));
-  if (p == NULL) return HD_ENOMEM;
-  p += hd__varint_put(p, n);
-  for (size_t i = 0; i < n; i++) {
-    p += hd__varint_put(p, e[i].seq);
-    p += hd__varint_put(p, e[i].created_ms);
-    p += hd__varint_put(p, e[i].len);
-    if (e[i].len) memcpy(p, e[i].data, e[i].len);
-    p += e[i].len;
+/* Room kept in front of a message's entries for its header: L, type, count. */
+#define EVENTS_HEADER_ROOM (2 * HD__VARINT_MAX + 1)
+
+void hd__events_writer_init(hd__events_writer_t *w, hd__buf_t *out, uint64_t max_message_bytes) {
+  w->out = out;
+  w->max = max_message_bytes;
+  w->msg_start = SIZE_MAX;
+  w->body_bytes = 0;
+  w->count = 0;
+}
+
+int hd__events_writer_add(hd__events_writer_t *w, uint64_t seq, uint64_t created_ms,
+                          const uint8_t *payload, size_t len) {
+  size_t es = hd__varint_len(seq) + hd__varint_len(created_ms) + hd__varint_len(len) + len;
+  if (1 + HD__VARINT_MAX + es > w->max) {
+    return hd__error(HD_EMSGSIZE, "event %llu (%zu bytes) does not fit a message of at most %llu "
+                     "bytes", (unsigned long long)seq, len, (unsigned long long)w->max);
   }
-  msg_end(out, p);
+  int open = w->msg_start != SIZE_MAX;
+  if (open && 1 + hd__varint_len(w->count + 1) + w->body_bytes + es > w->max) {
+    return HD__EVENTS_FULL;
+  }
+  hd__buf_t *out = w->out;
+  if (hd__buf_reserve(out, (open ? 0 : EVENTS_HEADER_ROOM) + es) != 0) return HD_ENOMEM;
+  if (!open) {
+    w->msg_start = out->len;
+    out->len += EVENTS_HEADER_ROOM;
+  }
+  uint8_t *p = out->data + out->len;
+  p += hd__varint_put(p, seq);
+  p += hd__varint_put(p, created_ms);
+  p += hd__varint_put(p, len);
+  if (len) memcpy(p, payload, len);
+  out->len += es;
+  w->body_bytes += es;
+  w->count++;
+  return 0;
+}
+
+int hd__events_writer_finish(hd__events_writer_t *w) {
+  if (w->msg_start == SIZE_MAX) return 0;
+  hd__buf_t *out = w->out;
+  uint64_t l = 1 + hd__varint_len(w->count) + w->body_bytes;
+  size_t h = hd__varint_len(l) + 1 + hd__varint_len(w->count);
+  uint8_t *entries = out->data + w->msg_start + EVENTS_HEADER_ROOM;
+  uint8_t *p = entries - h;
+  size_t n = hd__varint_put(p, l);
+  p[n++] = HD__MSG_EVENTS;
+  hd__varint_put(p + n, w->count);
+  if (h != EVENTS_HEADER_ROOM) memmove(out->data + w->msg_start, entries - h, h + w->body_bytes);
+  out->len = w->msg_start + h + w->body_bytes;
+  w->msg_start = SIZE_MAX;
+  w->body_bytes = 0;
+  w->count = 0;
+  return 1;
+}
+
+int hd__msg_encode_events(hd__buf_t *out, const hd__entry_t *e, size_t n) {
+  hd__events_writer_t w;
+  hd__events_writer_init(&w, out, UINT64_MAX);
+  size_t start = out->len;
+  for (size_t i = 0; i < n; i++) {
+    int rc = hd__events_writer_add(&w, e[i].seq, e[i].created_ms, e[i].data, e[i].len);
+    if (rc != 0) {
+      out->len = start;
+      return rc == HD__EVENTS_FULL ? hd__error(HD_EINVAL, "EVENTS too large") : rc;
+    }
+  }
+  if (n == 0) { /* the writer opens a message with its first entry; an empty one is just this */
+    uint8_t *p = msg_begin(out, HD__MSG_EVENTS, 1);
+    if (p == NULL) return HD_ENOMEM;
+    *p++ = 0;
+    msg_end(out, p);
+    return 0;
+  }
+  hd__events_writer_finish(&w);
   return 0;
 }
 

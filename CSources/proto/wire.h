@@ -5,33 +5,12 @@
 #ifndef HD_WIRE_H
 #define HD_WIRE_H
 
+#include "buf.h"
 #include "common.h"
 #include "varint.h"
 
 #include <stddef.h>
 #include <stdint.h>
-
-/* ---- Growable byte buffer ------------------------------------------------------------------ */
-
-/* Owned bytes data[0..len) with room for cap. Zero-initialised is a valid empty buffer. It only
- * grows (doubling), so once it has reached a connection's working size the hot path never
- * allocates; hd__buf_trim gives memory back when a connection goes idle. */
-typedef struct hd__buf {
-  uint8_t *data;
-  size_t len;
-  size_t cap;
-} hd__buf_t;
-
-void hd__buf_init(hd__buf_t *b);
-void hd__buf_free(hd__buf_t *b);
-/* Makes room for `extra` more bytes after len. HD_ENOMEM on failure (the buffer is unchanged). */
-int hd__buf_reserve(hd__buf_t *b, size_t extra);
-int hd__buf_append(hd__buf_t *b, const void *p, size_t n);
-/* Removes the first n bytes (e.g. what a write has taken); keeps the memory. */
-void hd__buf_consume(hd__buf_t *b, size_t n);
-/* When empty and holding more than `keep` bytes of capacity, frees the memory (idle connections
- * stay small). */
-void hd__buf_trim(hd__buf_t *b, size_t keep);
 
 /* ---- Message types ------------------------------------------------------------------------- */
 
@@ -73,6 +52,7 @@ typedef struct hd__resume {
  * copied exactly once, straight into `out`. The caller keeps each message within the peer's
  * max_message_bytes: hd__msg_*_fit tell how many leading entries fit. */
 
+/* EVENTS through hd__events_writer_t (below), in one message of any size. */
 int hd__msg_encode_events(hd__buf_t *out, const hd__entry_t *e, size_t n);
 int hd__msg_encode_consumed(hd__buf_t *out, const hd__entry_t *e, size_t n);
 int hd__msg_encode_done(hd__buf_t *out, const uint64_t *seqs, size_t n);
@@ -91,6 +71,34 @@ size_t hd__msg_events_fit(const hd__entry_t *e, size_t n, uint64_t max_message_b
 size_t hd__msg_consumed_size(const hd__entry_t *e, size_t n);
 size_t hd__msg_consumed_fit(const hd__entry_t *e, size_t n, uint64_t max_message_bytes);
 size_t hd__msg_done_fit(const uint64_t *seqs, size_t n, uint64_t max_message_bytes);
+
+/* ---- EVENTS, streamed -------------------------------------------------------------------------
+ * The one EVENTS encoder. Entries are appended straight into `out` as they come (the server's
+ * pump writes each row while the store still holds it, so a payload is copied once, from the
+ * store into the connection's output), and messages are cut so that each stays within the
+ * peer's limit. A message's header (L, type, count) is written when the message is finished: room
+ * for the longest header is kept in front of the entries, and the message is shifted down over
+ * the unused part of that room then. */
+typedef struct hd__events_writer {
+  hd__buf_t *out;
+  uint64_t max;      /* the largest L (type byte + body) a message may have */
+  size_t msg_start;  /* offset in out of the open message's header room; SIZE_MAX: none open */
+  size_t body_bytes; /* the open message's entries' bytes */
+  uint64_t count;    /* the open message's entries */
+} hd__events_writer_t;
+
+/* What hd__events_writer_add returns when the entry does not fit the open message. */
+#define HD__EVENTS_FULL 1
+
+void hd__events_writer_init(hd__events_writer_t *w, hd__buf_t *out, uint64_t max_message_bytes);
+/* Appends one entry to the open message, opening one if none is: 0; HD__EVENTS_FULL when the open
+ * message cannot take it (finish it, then add again); HD_EMSGSIZE when no message within the
+ * limit can hold it; HD_ENOMEM. Nothing is written unless 0 is returned. */
+int hd__events_writer_add(hd__events_writer_t *w, uint64_t seq, uint64_t created_ms,
+                          const uint8_t *payload, size_t len);
+/* Writes the open message's header; 1 if a message was finished, 0 if none was open. `out` then
+ * holds whole messages only, so its owner may flush it before the next add. */
+int hd__events_writer_finish(hd__events_writer_t *w);
 
 /* ---- Decoding: `body` is the message after its type byte ------------------------------------
  * Every decoder validates the whole body first and returns HD_EPROTO (with a detail naming the

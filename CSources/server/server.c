@@ -1,31 +1,51 @@
-/* The server handle: a listener, the connections it accepted, the table of authenticated
- * peers keyed by public key, the event store it opens at create and closes last; close,
- * close_wait and the internal send/hook API (server.h). Message dispatch has one place:
- * on_conn_message. The event layer lives in server_session.c and server_consumed.c. */
-#include "server_impl.h"
+/* The server handle, its transport half: a listener, the connections it accepted, the map of
+ * authenticated peers by public key; create, close, close_wait, port, connected users and the
+ * internal hook/send API (server.h). Events are the event layer's (server_events.h): this file
+ * knows them only through its calls. */
+#include "server.h"
 
-#include "handle.h"
+#include "conn_config.h"
+#include "keymap.h"
+#include "options.h"
+#include "server_events.h"
 
-#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- Connections ------------------------------------------------------------------------ */
+struct hd_server {
+  hd__runtime_t *rt;
+  hd__conn_config_t cfg;
+  uv_tcp_t listener;
+  int port;
+  char listen_text[HD__ADDR_STRLEN];
 
-static void list_remove(hd_server_t *s, hd__conn_t *c) {
-  if (c->prev) c->prev->next = c->next;
-  else s->conns = c->next;
-  if (c->next) c->next->prev = c->prev;
-  c->next = c->prev = NULL;
-  s->nconns--;
-}
+  void *user_data;
+  hd_destroy_cb destroy;
+  hd_peer_cb on_peer_connected;
+  hd_peer_closed_cb on_peer_disconnected;
+
+  hd__queue_t conns;  /* every live connection, handshaking or open */
+  size_t nconns;
+  hd__keymap_t peers; /* authenticated peers: public key -> connection */
+
+  hd__server_message_hook hook; /* tests (server.h); loop thread */
+  void *hook_ud;
+
+  hd__server_events_t *events;  /* NULL once closed */
+
+  int closing;
+  int listener_open;
+  hd__closer_t closer;
+};
 
 static void maybe_finish(hd_server_t *s);
+
+/* ---- Connections ---------------------------------------------------------------------------- */
 
 static void on_conn_open(hd__conn_t *c, const uint8_t pk[HD_PUBLICKEY_BYTES]) {
   hd_server_t *s = c->cfg->owner;
   int err;
-  hd__conn_t *old = hd__peers_put(&s->peers, pk, c, &err);
+  hd__conn_t *old = hd__keymap_put(&s->peers, pk, c, &err);
   if (err != 0) {
     hd__conn_close(c, HD_ENOMEM, "out of memory adding the peer");
     return;
@@ -36,72 +56,35 @@ static void on_conn_open(hd__conn_t *c, const uint8_t pk[HD_PUBLICKEY_BYTES]) {
     hd__log(s->rt, HD_LOG_INFO, "peer %s replaces its previous connection %s", c->peer, old->peer);
     hd__conn_close(old, 0, "replaced by a newer connection of the same peer");
   }
-  hd__session_open(s, c, pk);
-  if (c->user_data == NULL) return; /* out of memory: the connection is closing */
+  if (s->hook != NULL) {
+    c->raw = 1;
+  } else {
+    hd__server_events_on_open(s->events, c);
+    if (c->user_data == NULL) return; /* out of memory: the connection is closing */
+  }
   if (s->on_peer_connected) s->on_peer_connected(s->user_data, pk);
 }
 
 static void on_conn_message(hd__conn_t *c, uint8_t type, const uint8_t *body, size_t len) {
   hd_server_t *s = c->cfg->owner;
-  uv_mutex_lock(&s->rt->mu);
-  hd__server_message_hook hook = s->hook;
-  void *ud = s->hook_ud;
-  uv_mutex_unlock(&s->rt->mu);
-  /* a hook (tests, diagnostics) takes the messages instead of the event layer */
-  if (hook) hook(ud, c, c->remote_pk, type, body, len);
-  else hd__session_message(s, c, type, body, len);
+  if (!c->raw) hd__server_events_on_message(s->events, c, type, body, len);
+  else if (s->hook != NULL) s->hook(s->hook_ud, c, c->remote_pk, type, body, len);
+}
+
+static void on_conn_drain(hd__conn_t *c) {
+  hd_server_t *s = c->cfg->owner;
+  if (!c->raw) hd__server_events_on_drain(s->events, c);
 }
 
 static void on_conn_close(hd__conn_t *c, const uint8_t *pk, int status) {
   hd_server_t *s = c->cfg->owner;
-  list_remove(s, c);
-  hd__session_close(s, c);
-  if (pk != NULL) hd__peers_remove(&s->peers, pk, c);
+  hd__queue_remove(&c->node);
+  s->nconns--;
+  if (!c->raw) hd__server_events_on_close(s->events, c);
+  if (pk != NULL) hd__keymap_remove(&s->peers, pk, c);
   /* the conn restored the error detail just before this call */
   if (s->on_peer_disconnected) s->on_peer_disconnected(s->user_data, pk, status);
   if (s->closing) maybe_finish(s);
-}
-
-/* ---- Users ------------------------------------------------------------------------------ */
-
-hd__srv_user_t *hd__srv_user_get(hd_server_t *s, const uint8_t pk[HD_PUBLICKEY_BYTES],
-                                 int create) {
-  hd__srv_user_t *u = hd__peers_get(&s->users, pk);
-  if (u != NULL || !create) return u;
-  u = calloc(1, sizeof *u);
-  if (u == NULL) return NULL;
-  memcpy(u->pk, pk, HD_PUBLICKEY_BYTES);
-  int err;
-  hd__peers_put(&s->users, pk, u, &err);
-  if (err != 0) {
-    free(u);
-    return NULL;
-  }
-  return u;
-}
-
-static void user_free(hd__srv_user_t *u) {
-  free(u->inflight);
-  free(u->del);
-  free(u);
-}
-
-void hd__srv_user_maybe_free(hd_server_t *s, hd__srv_user_t *u) {
-  if (u->session != NULL || u->n_inflight != 0 || u->n_del != 0 || u->del_queued) return;
-  hd__peers_remove(&s->users, u->pk, u);
-  user_free(u);
-}
-
-static void user_free_each(void *value, void *ctx) {
-  (void)ctx;
-  user_free(value);
-}
-
-int hd__srv_closed(hd_server_t *s) {
-  uv_mutex_lock(&s->rt->mu);
-  int closed = s->rt->close_requested;
-  uv_mutex_unlock(&s->rt->mu);
-  return closed;
 }
 
 static void on_connection(uv_stream_t *listener, int status) {
@@ -116,17 +99,15 @@ static void on_connection(uv_stream_t *listener, int status) {
     hd__log(s->rt, HD_LOG_WARN, "listener %s: %s", s->listen_text, hd_last_error_message());
     return;
   }
-  c->next = s->conns;
-  if (s->conns) s->conns->prev = c;
-  s->conns = c;
+  hd__queue_insert_tail(&s->conns, &c->node);
   s->nconns++;
   hd__log(s->rt, HD_LOG_DEBUG, "accepted %s", c->peer);
 }
 
-/* ---- Options and create ----------------------------------------------------------------- */
+/* ---- Options and create --------------------------------------------------------------------- */
 
 int hd_server_options_init(hd_server_options_t *opts, unsigned int version) {
-  int rc = hd__check_options_version(opts, version, HD_SERVER_OPTIONS_VERSION, "server");
+  int rc = hd__options_check_version(opts, version, HD_SERVER_OPTIONS_VERSION, "server");
   if (rc != 0) return rc;
   hd_server_options_t init = HD_SERVER_OPTIONS_INIT;
   memcpy(opts, &init, sizeof init); /* version 1 is the whole struct */
@@ -136,113 +117,15 @@ int hd_server_options_init(hd_server_options_t *opts, unsigned int version) {
 
 static void free_server(hd_server_t *s) {
   hd__conn_config_wipe(&s->cfg);
-  hd__peers_free(&s->peers);
-  hd__peers_each(&s->users, user_free_each, NULL);
-  hd__peers_free(&s->users);
-  free(s->scr_seqs);
-  free(s->scr_entries);
-  free(s->scr_plen);
-  if (s->shared != NULL) hd__srv_shared_unref(s->shared);
-  hd__key_cache_destroy(&s->key_cache);
+  hd__keymap_free(&s->peers);
   free(s);
-}
-
-static hd__srv_shared_t *shared_new(void) {
-  hd__srv_shared_t *sh = calloc(1, sizeof *sh);
-  if (sh == NULL) return NULL;
-  if (uv_mutex_init(&sh->mu) != 0) {
-    free(sh);
-    return NULL;
-  }
-  atomic_init(&sh->refs, 1);
-  return sh;
-}
-
-void hd__srv_shared_unref(hd__srv_shared_t *sh) {
-  if (atomic_fetch_sub(&sh->refs, 1) != 1) return;
-  uv_mutex_destroy(&sh->mu);
-  free(sh);
-}
-
-/* Opens the store on the creating thread. That is the loop's thread in the sense of store.h:
- * with an owned loop the loop thread has not started yet (nothing else touches the loop, and the
- * thread start orders this before every later use); with a caller's loop create must run on
- * that loop's thread. So no post-and-wait is needed. */
-static int open_store(hd_server_t *s, const hd_server_options_t *opts) {
-  hd__store_options_t so = {HD__STORE_SQLITE, opts->data_dir, s->rt->loop, opts->sync_normal, 0, 0};
-  int rc = hd__server_store_open(&s->store, &so);
-  if (rc != 0) return rc;
-  s->store->vt->store_id(s->store, s->cfg.welcome.store_id);
-  s->cfg.welcome.pause_ms = s->store->vt->pause(s->store);
-  return 0;
 }
 
 static void on_listener_closed_on_error(uv_handle_t *h) { free_server(h->data); }
 
-int hd_server_create(hd_server_t **out, const hd_server_options_t *opts) {
-  if (out == NULL) return hd__error(HD_EINVAL, "out is NULL");
-  *out = NULL;
-  int rc = hd_init();
-  if (rc != 0) return rc;
-  rc = hd__check_options_version(opts, opts ? opts->version : 0, HD_SERVER_OPTIONS_VERSION,
-                                 "server");
-  if (rc != 0) return rc;
-  struct sockaddr_storage addr;
-  rc = hd__addr_parse(opts->listen, &addr);
-  if (rc != 0) return rc;
-  hd_server_t *s = calloc(1, sizeof *s);
-  if (s == NULL) return hd__error(HD_ENOMEM, "out of memory creating the server");
-  if ((rc = hd__key_cache_init(&s->key_cache)) != 0) {
-    free(s);
-    return rc;
-  }
-  rc = hd__conn_config_init(&s->cfg, opts->keypair, opts->topic, opts->handshake_timeout_ms,
-                            opts->keepalive_ms, opts->idle_timeout_ms, opts->max_message_bytes);
-  if (rc == 0 && (opts->data_dir == NULL || opts->data_dir[0] == '\0')) {
-    rc = hd__error(HD_EINVAL, "data_dir is required: the folder of the server's event store");
-  }
-  if (rc == 0 && (s->shared = shared_new()) == NULL) {
-    rc = hd__error(HD_ENOMEM, "out of memory creating the server");
-  }
-  if (rc != 0) {
-    hd__conn_config_wipe(&s->cfg);
-    free(s->shared);
-    hd__key_cache_destroy(&s->key_cache);
-    free(s);
-    return rc;
-  }
-  s->cfg.is_server = 1;
-  s->cfg.owner = s;
-  s->cfg.on_open = on_conn_open;
-  s->cfg.on_message = on_conn_message;
-  s->cfg.on_close = on_conn_close;
-  s->cfg.on_drain = hd__session_drained;
-  s->cfg.welcome.version = HD_PROTOCOL_VERSION;
-  s->user_data = opts->user_data;
-  s->destroy = opts->destroy;
-  s->on_peer_connected = opts->on_peer_connected;
-  s->on_peer_disconnected = opts->on_peer_disconnected;
-  s->on_consumed = opts->on_consumed;
-  s->page_events = opts->page_events ? opts->page_events : HD__SRV_DEFAULT_PAGE;
-  s->max_payload = s->cfg.max_message_bytes - HD__SRV_PAYLOAD_SLACK;
-  hd__peers_init(&s->peers);
-  hd__peers_init(&s->users);
-  snprintf(s->listen_text, sizeof s->listen_text, "%s", opts->listen);
-
-  hd__runtime_options_t ro = {opts->loop, opts->log, opts->user_data, opts->log_level, "server"};
-  rc = hd__runtime_create(&s->rt, &ro);
-  if (rc != 0) {
-    free_server(s);
-    return rc;
-  }
-  s->cfg.rt = s->rt;
-  s->shared->rt = s->rt;
-  s->shared->alive = 1;
-  uv_tcp_init(s->rt->loop, &s->listener);
-  s->listener.data = s;
-  /* bind and listen now, on the creating thread, so that hd_server_port works at once; the
-   * loop thread starts only afterwards */
-  rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
+/* Binds and listens on the creating thread, so that hd_server_port works at once. */
+static int listen_on(hd_server_t *s, const struct sockaddr_storage *addr, const char *text) {
+  int rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)addr, 0);
   if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
   if (rc == 0) {
     struct sockaddr_storage bound;
@@ -253,25 +136,73 @@ int hd_server_create(hd_server_t **out, const hd_server_options_t *opts) {
                                                   : ((struct sockaddr_in *)&bound)->sin_port);
     }
   }
-  if (rc != 0) {
-    char what[128];
-    snprintf(what, sizeof what, "cannot listen on %s", opts->listen);
-    rc = hd__error_from_uv(rc, what);
-  } else {
-    /* after bind: a busy port is reported before a busy folder */
-    rc = open_store(s, opts);
-    if (rc == 0) {
-      rc = hd__runtime_start(s->rt);
-      if (rc != 0) hd__server_store_close_wait(s->store); /* the loop is still ours here */
-    }
+  if (rc == 0) return 0;
+  char what[128];
+  snprintf(what, sizeof what, "cannot listen on %s", text);
+  return hd__error_from_uv(rc, what);
+}
+
+int hd_server_create(hd_server_t **out, const hd_server_options_t *opts) {
+  if (out == NULL) return hd__error(HD_EINVAL, "out is NULL");
+  *out = NULL;
+  int rc = hd_init();
+  if (rc != 0) return rc;
+  rc = hd__options_check_version(opts, opts ? opts->version : 0, HD_SERVER_OPTIONS_VERSION,
+                                 "server");
+  if (rc != 0) return rc;
+  struct sockaddr_storage addr;
+  rc = hd__addr_parse(opts->listen, &addr);
+  if (rc != 0) return rc;
+  if (opts->data_dir == NULL || opts->data_dir[0] == '\0') {
+    return hd__error(HD_EINVAL, "data_dir is required: the folder of the server's event store");
   }
+  hd_server_t *s = calloc(1, sizeof *s);
+  if (s == NULL) return hd__error(HD_ENOMEM, "out of memory creating the server");
+  rc = hd__conn_config_init(&s->cfg, opts->keypair, opts->topic, opts->handshake_timeout_ms,
+                            opts->keepalive_ms, opts->idle_timeout_ms, opts->max_message_bytes);
   if (rc != 0) {
-    char detail[512];
-    snprintf(detail, sizeof detail, "%s", hd_last_error_message());
+    free(s);
+    return rc;
+  }
+  s->cfg.is_server = 1;
+  s->cfg.owner = s;
+  s->cfg.on_open = on_conn_open;
+  s->cfg.on_message = on_conn_message;
+  s->cfg.on_close = on_conn_close;
+  s->cfg.on_drain = on_conn_drain;
+  s->cfg.welcome.version = HD_PROTOCOL_VERSION;
+  s->user_data = opts->user_data;
+  s->destroy = opts->destroy;
+  s->on_peer_connected = opts->on_peer_connected;
+  s->on_peer_disconnected = opts->on_peer_disconnected;
+  hd__queue_init(&s->conns);
+  hd__keymap_init(&s->peers);
+  snprintf(s->listen_text, sizeof s->listen_text, "%s", opts->listen);
+
+  hd__runtime_options_t ro = {opts->loop, opts->log, opts->user_data, opts->log_level, "server"};
+  rc = hd__runtime_create(&s->rt, &ro);
+  if (rc != 0) {
+    free_server(s);
+    return rc;
+  }
+  s->cfg.rt = s->rt;
+  uv_tcp_init(s->rt->loop, &s->listener);
+  s->listener.data = s;
+  rc = listen_on(s, &addr, opts->listen);
+  /* after bind: a busy port is reported before a busy folder */
+  if (rc == 0) rc = hd__server_events_create(&s->events, s->rt, opts, &s->cfg.welcome);
+  if (rc == 0) hd__server_events_start(s->events);
+  /* the loop thread starts last: everything above ran on the creating thread */
+  if (rc == 0) rc = hd__runtime_start(s->rt);
+  if (rc != 0) {
+    hd__error_state_t e;
+    hd__error_save(&e);
     hd__runtime_t *rt = s->rt;
+    /* frees itself once its store is closed: within abort for an owned loop */
+    if (s->events != NULL) hd__server_events_close(s->events, NULL, NULL);
     uv_close((uv_handle_t *)&s->listener, on_listener_closed_on_error);
     hd__runtime_abort(rt);
-    return hd__error(rc, "%s", detail);
+    return hd__error_restore(&e);
   }
   s->listener_open = 1;
   hd__log(s->rt, HD_LOG_INFO, "listening on %s (port %d), store %s, pause %u ms",
@@ -285,28 +216,25 @@ int hd_server_port(hd_server_t *server) {
   return server->port;
 }
 
-/* ---- Close ------------------------------------------------------------------------------ */
+/* ---- Close ---------------------------------------------------------------------------------- */
 
-static void on_store_closed(void *data) {
-  hd_server_t *s = data;
-  s->store = NULL;
+static void on_events_closed(void *arg) {
+  hd_server_t *s = arg;
+  s->events = NULL;
   maybe_finish(s);
 }
 
 static void maybe_finish(hd_server_t *s) {
   if (s->listener_open || s->nconns > 0) return;
-  if (s->store != NULL) {
-    /* every client is gone: what was completed goes to the store, then the store commits
-     * everything queued (their callbacks run) and closes; we finish in its callback */
-    if (s->store_closing) return;
-    s->store_closing = 1;
-    hd__consumed_flush(s);
-    if (s->store->vt->close(s->store, on_store_closed, s) == 0) return;
-    s->store = NULL;
+  if (s->events != NULL) {
+    /* every client is gone: the event layer commits what it holds and closes its store; we
+     * finish in its callback */
+    hd__server_events_t *ev = s->events;
+    if (ev->closing) return;
+    hd__server_events_close(ev, on_events_closed, s);
+    return;
   }
   hd__runtime_t *rt = s->rt;
-  hd__runtime_undefer(rt, &s->del_flush);
-  hd__consumed_orphan_all(s);
   hd__log(rt, HD_LOG_INFO, "closed");
   if (s->destroy) s->destroy(s->user_data);
   if (s->closer.cb) s->closer.cb(s->closer.data);
@@ -321,16 +249,14 @@ static void on_listener_closed(uv_handle_t *h) {
 }
 
 static void close_task(hd__task_t *t, int cancelled) {
-  hd_server_t *s = (hd_server_t *)(void *)((char *)t - offsetof(hd_server_t, closer.task));
+  hd_server_t *s = hd__container_of(t, hd_server_t, closer.task);
   (void)cancelled; /* the close task is what releases the runtime: never cancelled */
   s->closing = 1;
   uv_close((uv_handle_t *)&s->listener, on_listener_closed);
   /* say goodbye to everyone; each on_close shrinks the list and the last one finishes */
-  hd__conn_t *c = s->conns;
-  while (c != NULL) {
-    hd__conn_t *next = c->next;
-    hd__conn_close(c, 0, "server closing");
-    c = next;
+  hd__queue_t *q, *n;
+  hd__queue_foreach_safe(q, n, &s->conns) {
+    hd__conn_close(hd__container_of(q, hd__conn_t, node), 0, "server closing");
   }
 }
 
@@ -344,59 +270,106 @@ int hd_server_close_wait(hd_server_t *server) {
   return hd__runtime_close_wait(server->rt, &server->closer, close_task);
 }
 
-/* ---- Internal API ----------------------------------------------------------------------- */
+/* ---- Reads from any thread ------------------------------------------------------------------ */
 
-void hd__server_set_message_hook(hd_server_t *s, hd__server_message_hook cb, void *ud) {
-  uv_mutex_lock(&s->rt->mu);
-  s->hook = cb;
-  s->hook_ud = ud;
-  uv_mutex_unlock(&s->rt->mu);
+typedef struct stats_call {
+  hd_server_t *s;
+  hd_server_stats_t *out;
+} stats_call_t;
+
+static int stats_on_loop(void *arg) {
+  stats_call_t *c = arg;
+  if (c->s->events == NULL) return hd__error(HD_ECLOSED, "the server is closing");
+  int rc = hd__server_events_stats(c->s->events, c->out);
+  c->out->connected_users = c->s->peers.count;
+  return rc;
 }
 
-hd__conn_t *hd__server_peer(hd_server_t *s, const uint8_t pk[HD_PUBLICKEY_BYTES]) {
-  return hd__peers_get(&s->peers, pk);
+int hd_server_stats(hd_server_t *server, hd_server_stats_t *out) {
+  if (server == NULL || out == NULL) return hd__error(HD_EINVAL, "server or out is NULL");
+  if (out->version == 0 || out->version > HD_SERVER_STATS_VERSION) {
+    return hd__error(HD_EVERSION, "set out->version to HD_SERVER_STATS_VERSION (%d)",
+                     HD_SERVER_STATS_VERSION);
+  }
+  hd_server_stats_t tmp = {HD_SERVER_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0};
+  stats_call_t c = {server, &tmp};
+  int rc = hd__runtime_call(server->rt, stats_on_loop, &c);
+  if (rc == 0) *out = tmp; /* version 1 is the whole struct */
+  return rc;
 }
 
-size_t hd__server_peer_count(hd_server_t *s) { return s->peers.count; }
+typedef struct users_call {
+  hd_server_t *s;
+  uint8_t *out;
+  size_t cap, n;
+} users_call_t;
+
+static void copy_key(void *value, void *ctx) {
+  users_call_t *c = ctx;
+  if (c->n < c->cap) memcpy(c->out + 32 * c->n, ((hd__conn_t *)value)->remote_pk, 32);
+  c->n++;
+}
+
+static int users_on_loop(void *arg) {
+  users_call_t *c = arg;
+  hd__keymap_each(&c->s->peers, copy_key, c);
+  return c->n > INT32_MAX ? INT32_MAX : (int)c->n;
+}
+
+int hd_server_connected_users(hd_server_t *server, uint8_t *out, size_t cap) {
+  if (server == NULL || (out == NULL && cap != 0)) {
+    return hd__error(HD_EINVAL, "server is NULL, or out is NULL with a capacity");
+  }
+  users_call_t c = {server, out, cap, 0};
+  return hd__runtime_call(server->rt, users_on_loop, &c);
+}
+
+/* ---- The event layer and the runtime, for server_api.c --------------------------------------- */
+
+hd__server_events_t *hd__server_events_of(hd_server_t *s) { return s->events; }
 
 hd__runtime_t *hd__server_runtime(hd_server_t *s) { return s->rt; }
 
-static int send_now(hd_server_t *s, const uint8_t pk[HD_PUBLICKEY_BYTES], uint8_t type,
-                    const uint8_t *body, size_t len) {
+/* ---- Internal API (server.h) ---------------------------------------------------------------- */
+
+typedef struct hook_call {
+  hd_server_t *s;
+  hd__server_message_hook cb;
+  void *ud;
+} hook_call_t;
+
+static int set_hook_on_loop(void *arg) {
+  hook_call_t *h = arg;
+  hd_server_t *s = h->s;
+  s->hook = h->cb;
+  s->hook_ud = h->ud;
+  if (h->cb == NULL || s->closing) return 0;
+  /* the open connections are the hook's from now on */
+  hd__queue_t *q;
+  hd__queue_foreach(q, &s->conns) {
+    hd__conn_t *c = hd__container_of(q, hd__conn_t, node);
+    if (!c->authenticated || c->raw) continue;
+    hd__server_events_on_close(s->events, c);
+    c->raw = 1;
+  }
+  return 0;
+}
+
+int hd__server_set_message_hook(hd_server_t *s, hd__server_message_hook cb, void *ud) {
+  hook_call_t h = {s, cb, ud};
+  return hd__runtime_call(s->rt, set_hook_on_loop, &h);
+}
+
+static int send_now(void *owner, const uint8_t *pk, uint8_t type, const uint8_t *body,
+                    size_t len) {
+  hd_server_t *s = owner;
   if (s->closing) return hd__error(HD_ECLOSED, "the server is closing");
-  hd__conn_t *c = hd__peers_get(&s->peers, pk);
+  hd__conn_t *c = hd__keymap_get(&s->peers, pk);
   if (c == NULL) return hd__error(HD_ENOTFOUND, "that peer is not connected");
   return hd__conn_send(c, type, body, len);
 }
 
-typedef struct send_task {
-  hd__task_t task;
-  hd_server_t *s;
-  uint8_t pk[HD_PUBLICKEY_BYTES];
-  uint8_t type;
-  size_t len;
-  uint8_t body[];
-} send_task_t;
-
-static void send_task_run(hd__task_t *t, int cancelled) {
-  send_task_t *st = (send_task_t *)t;
-  if (!cancelled && send_now(st->s, st->pk, st->type, st->body, st->len) != 0) {
-    hd__log(st->s->rt, HD_LOG_DEBUG, "posted send dropped: %s", hd_last_error_message());
-  }
-  free(st);
-}
-
 int hd__server_send(hd_server_t *s, const uint8_t pk[HD_PUBLICKEY_BYTES], uint8_t type,
                     const uint8_t *body, size_t len) {
-  if (hd__runtime_on_loop(s->rt)) return send_now(s, pk, type, body, len);
-  send_task_t *st = malloc(sizeof *st + len);
-  if (st == NULL) return hd__error(HD_ENOMEM, "out of memory posting a message");
-  st->task.fn = send_task_run;
-  st->s = s;
-  memcpy(st->pk, pk, HD_PUBLICKEY_BYTES);
-  st->type = type;
-  st->len = len;
-  if (len) memcpy(st->body, body, len);
-  hd__runtime_post(s->rt, &st->task);
-  return 0;
+  return hd__runtime_send(s->rt, send_now, s, pk, type, body, len);
 }

@@ -11,9 +11,12 @@
  * Completions claim an event with a compare-and-swap on its state (so HD_EALREADY is exact
  * from any thread) and wake the loop with the batch's own task (posted once until it runs), so
  * completing allocates nothing. The batch is reference-counted: the loop holds it until every
- * event is processed, and each completion call holds it for its duration. After the server
- * finished, a batch is orphaned: completions only count, and the last one frees it. */
-#include "server_impl.h"
+ * event is processed, and each completion call holds it for its duration. A batch reaches the
+ * loop through the event layer's anchor (anchor.h): after the server finished, the anchor is
+ * detached and the batch is an orphan: completions only count, and the last one frees it. */
+#include "server_events.h"
+
+#include "array.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -22,24 +25,23 @@ enum { ST_OPEN = 0, ST_OK = 1, ST_FAIL = 2, ST_DONE = 3 };
 
 struct hd_consumed {
   hd__task_t task;            /* runs the claimed completions on the loop */
-  hd__srv_shared_t *shared;
-  hd_server_t *s;             /* valid while not orphaned */
+  hd__anchor_t *anchor;
+  hd__server_events_t *owner; /* valid while the anchor is attached */
   uint8_t user[HD_PUBLICKEY_BYTES];
   size_t count;
   atomic_int refs;            /* 1 for the loop until every event is processed + callers */
   atomic_size_t claimed;
   atomic_int task_queued;
-  int orphan;                 /* under shared->mu */
-  int hold_dropped;           /* under shared->mu */
+  atomic_int hold_dropped;    /* the loop's reference was dropped (exactly once) */
   size_t processed, scan_from; /* loop */
-  struct hd_consumed *next, *prev; /* the server's live batches (loop) */
+  hd__queue_t node;           /* on the event layer's live batches (loop) */
   hd_event_info_t *ev;
   _Atomic unsigned char *state;
 };
 
 /* ---- In-flight set: a sorted array (reports and completions come mostly in order) ---------- */
 
-static size_t lower_bound(const hd__srv_user_t *u, uint64_t seq) {
+static size_t lower_bound(const hd__server_user_t *u, uint64_t seq) {
   size_t lo = 0, hi = u->n_inflight;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
@@ -49,19 +51,15 @@ static size_t lower_bound(const hd__srv_user_t *u, uint64_t seq) {
   return lo;
 }
 
-static int inflight_has(const hd__srv_user_t *u, uint64_t seq) {
+static int inflight_has(const hd__server_user_t *u, uint64_t seq) {
   size_t i = lower_bound(u, seq);
   return i < u->n_inflight && u->inflight[i] == seq;
 }
 
-static int inflight_add(hd__srv_user_t *u, uint64_t seq) {
-  if (u->n_inflight == u->cap_inflight) {
-    size_t cap = u->cap_inflight ? 2 * u->cap_inflight : 64;
-    uint64_t *p = realloc(u->inflight, cap * sizeof *p);
-    if (p == NULL) return hd__error(HD_ENOMEM, "out of memory tracking reported events");
-    u->inflight = p;
-    u->cap_inflight = cap;
-  }
+static int inflight_add(hd__server_user_t *u, uint64_t seq) {
+  int rc = hd__array_reserve((void **)&u->inflight, &u->cap_inflight, u->n_inflight + 1,
+                             sizeof *u->inflight);
+  if (rc != 0) return rc;
   size_t i = lower_bound(u, seq);
   memmove(u->inflight + i + 1, u->inflight + i, (u->n_inflight - i) * sizeof(uint64_t));
   u->inflight[i] = seq;
@@ -69,7 +67,7 @@ static int inflight_add(hd__srv_user_t *u, uint64_t seq) {
   return 0;
 }
 
-static void inflight_remove(hd__srv_user_t *u, uint64_t seq) {
+static void inflight_remove(hd__server_user_t *u, uint64_t seq) {
   size_t i = lower_bound(u, seq);
   if (i == u->n_inflight || u->inflight[i] != seq) return;
   memmove(u->inflight + i, u->inflight + i + 1, (u->n_inflight - i - 1) * sizeof(uint64_t));
@@ -83,8 +81,8 @@ static void inflight_remove(hd__srv_user_t *u, uint64_t seq) {
 
 /* ---- DONE --------------------------------------------------------------------------------- */
 
-void hd__send_done(hd_server_t *s, hd__srv_user_t *u, const uint64_t *seqs, size_t n) {
-  (void)s;
+/* Sends DONE for `seqs` on the user's connection, if any (split under the peer's limit). */
+static void send_done(hd__server_user_t *u, const uint64_t *seqs, size_t n) {
   if (u->session == NULL) return; /* the client reports them again at its next connection */
   hd__conn_t *c = u->session->conn;
   while (n > 0) {
@@ -104,46 +102,45 @@ void hd__send_done(hd_server_t *s, hd__srv_user_t *u, const uint64_t *seqs, size
 /* ---- Grouped deletes ------------------------------------------------------------------------ */
 
 typedef struct del_ctx {
-  hd_server_t *s;
-  hd__srv_user_t *u; /* kept alive: its seqs stay in flight until this completes */
+  hd__server_events_t *ev;
+  hd__server_user_t *u; /* kept alive: its seqs stay in flight until this completes */
   size_t n;
   uint64_t seqs[];
 } del_ctx_t;
 
 static void del_done(void *data, int status, uint64_t value) {
   del_ctx_t *d = data;
-  hd_server_t *s = d->s;
-  hd__srv_user_t *u = d->u;
+  hd__server_events_t *ev = d->ev;
+  hd__server_user_t *u = d->u;
   (void)value;
   if (status == 0) {
-    s->n_confirmed += d->n;
+    ev->n_confirmed += d->n;
   } else {
-    hd__log(s->rt, HD_LOG_WARN, "deleting %zu consumed events failed (%s: %s): they stay and are "
+    hd__log(ev->rt, HD_LOG_WARN, "deleting %zu consumed events failed (%s: %s): they stay and are "
             "confirmed when the client reports them again", d->n, hd_err_name(status),
             hd_last_error_message());
   }
   for (size_t i = 0; i < d->n; i++) inflight_remove(u, d->seqs[i]);
-  if (status == 0) hd__send_done(s, u, d->seqs, d->n);
+  if (status == 0) send_done(u, d->seqs, d->n);
   free(d);
-  hd__srv_user_maybe_free(s, u);
+  hd__server_user_release(ev, u);
 }
 
-static void submit_delete(hd_server_t *s, hd__srv_user_t *u) {
+static void submit_delete(hd__server_events_t *ev, hd__server_user_t *u) {
   size_t n = u->n_del;
   u->n_del = 0;
   del_ctx_t *d = n ? malloc(sizeof *d + n * sizeof(uint64_t)) : NULL;
   int rc = d == NULL ? hd__error(HD_ENOMEM, "out of memory deleting events") : 0;
   if (d != NULL) {
-    d->s = s;
+    d->ev = ev;
     d->u = u;
     d->n = n;
     memcpy(d->seqs, u->del, n * sizeof(uint64_t));
-    rc = s->store == NULL ? hd__error(HD_ECLOSED, "store closed")
-                          : s->store->vt->delete_events(s->store, u->pk, d->seqs, n, del_done, d);
+    rc = ev->store->vt->delete_events(ev->store, u->pk, d->seqs, n, del_done, d);
   }
   if (rc != 0) {
     if (d != NULL) {
-      hd__log(s->rt, HD_LOG_WARN, "cannot delete %zu consumed events: %s", n,
+      hd__log(ev->rt, HD_LOG_WARN, "cannot delete %zu consumed events: %s", n,
               hd_last_error_message());
       for (size_t i = 0; i < n; i++) inflight_remove(u, d->seqs[i]);
     }
@@ -151,40 +148,21 @@ static void submit_delete(hd_server_t *s, hd__srv_user_t *u) {
   }
 }
 
-void hd__consumed_flush(hd_server_t *s) {
-  hd__srv_user_t *u = s->del_head;
-  s->del_head = NULL;
-  while (u != NULL) {
-    hd__srv_user_t *next = u->del_next;
-    u->del_next = NULL;
-    u->del_queued = 0;
-    if (u->n_del) submit_delete(s, u);
-    hd__srv_user_maybe_free(s, u);
-    u = next;
+void hd__consumed_flush(hd__server_events_t *ev) {
+  hd__queue_t *q;
+  while ((q = hd__queue_pop(&ev->del_users)) != NULL) {
+    hd__server_user_t *u = hd__container_of(q, hd__server_user_t, del_node);
+    if (u->n_del) submit_delete(ev, u);
+    hd__server_user_release(ev, u);
   }
 }
 
-static void del_flush_deferred(hd__deferred_t *d) {
-  hd_server_t *s = (hd_server_t *)(void *)((char *)d - offsetof(hd_server_t, del_flush));
-  hd__consumed_flush(s);
-}
-
-static int queue_delete(hd_server_t *s, hd__srv_user_t *u, uint64_t seq) {
-  if (u->n_del == u->cap_del) {
-    size_t cap = u->cap_del ? 2 * u->cap_del : 64;
-    uint64_t *p = realloc(u->del, cap * sizeof *p);
-    if (p == NULL) return hd__error(HD_ENOMEM, "out of memory queueing a delete");
-    u->del = p;
-    u->cap_del = cap;
-  }
+static int queue_delete(hd__server_events_t *ev, hd__server_user_t *u, uint64_t seq) {
+  int rc = hd__array_reserve((void **)&u->del, &u->cap_del, u->n_del + 1, sizeof *u->del);
+  if (rc != 0) return rc;
   u->del[u->n_del++] = seq;
-  if (!u->del_queued) {
-    u->del_queued = 1;
-    u->del_next = s->del_head;
-    s->del_head = u;
-  }
-  s->del_flush.fn = del_flush_deferred;
-  hd__runtime_defer(s->rt, &s->del_flush);
+  if (!hd__queue_linked(&u->del_node)) hd__queue_insert_tail(&ev->del_users, &u->del_node);
+  hd__runtime_defer(ev->rt, &ev->del_flush);
   return 0;
 }
 
@@ -192,24 +170,23 @@ static int queue_delete(hd_server_t *s, hd__srv_user_t *u, uint64_t seq) {
 
 static void batch_unref(hd_consumed_t *b) {
   if (atomic_fetch_sub(&b->refs, 1) != 1) return;
-  hd__srv_shared_unref(b->shared);
+  hd__anchor_unref(b->anchor);
   free(b);
 }
 
-static void batch_unlink(hd_server_t *s, hd_consumed_t *b) {
-  if (b->prev) b->prev->next = b->next;
-  else s->batches = b->next;
-  if (b->next) b->next->prev = b->prev;
-  b->next = b->prev = NULL;
+/* Drops the loop's reference, once: whoever sees the batch finished first (the loop, or after
+ * the server finished, the completion or the orphaning that sees every event claimed). */
+static void batch_drop_hold(hd_consumed_t *b) {
+  if (atomic_exchange(&b->hold_dropped, 1) == 0) batch_unref(b);
 }
 
 /* Loop: applies the completions claimed since the last run. */
 static void batch_run(hd__task_t *t, int cancelled) {
-  hd_consumed_t *b = (hd_consumed_t *)t;
+  hd_consumed_t *b = hd__container_of(t, hd_consumed_t, task);
   if (cancelled) return; /* the server finished: the batch is orphaned, completions free it */
   atomic_store(&b->task_queued, 0);
-  hd_server_t *s = b->s;
-  hd__srv_user_t *u = hd__srv_user_get(s, b->user, 0);
+  hd__server_events_t *ev = b->owner;
+  hd__server_user_t *u = hd__server_user_get(ev, b->user, 0);
   int all_done = 1;
   for (size_t i = b->scan_from; i < b->count; i++) {
     unsigned char st = atomic_load(&b->state[i]);
@@ -222,64 +199,42 @@ static void batch_run(hd__task_t *t, int cancelled) {
     b->processed++;
     if (all_done) b->scan_from = i + 1;
     if (u == NULL) continue;
-    if (st == ST_OK && queue_delete(s, u, b->ev[i].seq) == 0) continue;
+    if (st == ST_OK && queue_delete(ev, u, b->ev[i].seq) == 0) continue;
     inflight_remove(u, b->ev[i].seq); /* failed: kept, and may be reported again */
   }
-  if (u != NULL) hd__srv_user_maybe_free(s, u);
+  if (u != NULL) hd__server_user_release(ev, u);
   if (b->processed < b->count) return;
-  batch_unlink(s, b);
-  uv_mutex_lock(&b->shared->mu);
-  int drop = !b->hold_dropped;
-  b->hold_dropped = 1;
-  uv_mutex_unlock(&b->shared->mu);
-  if (drop) batch_unref(b);
+  hd__queue_remove(&b->node);
+  batch_drop_hold(b);
 }
 
-/* Any thread, after claiming events: let the loop apply them (or free an orphan). */
+/* Any thread, after claiming events: let the loop apply them (or free an orphan). A claim made
+ * before the anchor was detached is seen by the orphaning (the anchor's lock orders the two); one
+ * made after sees the anchor detached here: either way the last claim of an orphan drops it. */
 static void batch_notify(hd_consumed_t *b) {
-  hd__srv_shared_t *sh = b->shared;
-  int run_inline = 0, drop = 0;
-  uv_mutex_lock(&sh->mu);
-  if (b->orphan) {
-    drop = atomic_load(&b->claimed) == b->count && !b->hold_dropped;
-    if (drop) b->hold_dropped = 1;
-  } else if (atomic_exchange(&b->task_queued, 1) == 0) {
-    if (hd__runtime_on_loop(sh->rt)) run_inline = 1;
-    else hd__runtime_post(sh->rt, &b->task);
+  if (atomic_exchange(&b->task_queued, 1) == 0 && hd__anchor_post(b->anchor, &b->task) >= 0) {
+    return; /* applied inline on the loop thread, or posted there */
   }
-  uv_mutex_unlock(&sh->mu);
-  if (run_inline) batch_run(&b->task, 0); /* the loop thread: the server cannot vanish now */
-  if (drop) batch_unref(b);
+  if (hd__anchor_attached(b->anchor)) return; /* a run is queued: it applies this claim too */
+  if (atomic_load(&b->claimed) == b->count) batch_drop_hold(b);
 }
 
-void hd__consumed_orphan_all(hd_server_t *s) {
-  hd__srv_shared_t *sh = s->shared;
-  uv_mutex_lock(&sh->mu);
-  sh->alive = 0;
-  hd_consumed_t *b = s->batches, *drop = NULL;
+void hd__consumed_orphan_all(hd__server_events_t *ev) {
+  hd__anchor_t *anchor = ev->anchor;
+  ev->anchor = NULL;
+  hd__anchor_detach(anchor); /* the batches' references keep it for them */
   size_t n = 0;
-  s->batches = NULL;
-  while (b != NULL) {
-    hd_consumed_t *next = b->next;
-    b->orphan = 1;
-    b->s = NULL;
+  hd__queue_t *q;
+  while ((q = hd__queue_pop(&ev->batches)) != NULL) {
+    hd_consumed_t *b = hd__container_of(q, hd_consumed_t, node);
+    b->owner = NULL;
     n++;
-    if (atomic_load(&b->claimed) == b->count && !b->hold_dropped) {
-      b->hold_dropped = 1;
-      b->next = drop; /* claimed, not applied: nothing is left to wait for */
-      drop = b;
-    }
-    b = next;
+    /* claimed, not applied: nothing is left to wait for */
+    if (atomic_load(&b->claimed) == b->count) batch_drop_hold(b);
   }
-  uv_mutex_unlock(&sh->mu);
   if (n) {
-    hd__log(s->rt, HD_LOG_WARN, "closed with %zu consumed batches not completed by the "
+    hd__log(ev->rt, HD_LOG_WARN, "closed with %zu consumed batches not completed by the "
             "application: their events stay stored and are reported again", n);
-  }
-  while (drop != NULL) {
-    hd_consumed_t *next = drop->next;
-    batch_unref(drop);
-    drop = next;
   }
 }
 
@@ -330,20 +285,20 @@ int hd_consumed_complete_all(hd_consumed_t *batch, int ok) {
 
 /* ---- CONSUMED ------------------------------------------------------------------------------- */
 
-static int scratch_reserve(hd_server_t *s, size_t n) {
-  if (n <= s->scr_cap) return 0;
-  size_t cap = s->scr_cap ? s->scr_cap : 64;
+static int scratch_reserve(hd__server_events_t *ev, size_t n) {
+  if (n <= ev->scr_cap) return 0;
+  size_t cap = ev->scr_cap ? ev->scr_cap : 64;
   while (cap < n) cap *= 2;
-  uint64_t *seqs = realloc(s->scr_seqs, 2 * cap * sizeof *seqs);
-  if (seqs != NULL) s->scr_seqs = seqs;
-  hd__entry_t *ents = realloc(s->scr_entries, cap * sizeof *ents);
-  if (ents != NULL) s->scr_entries = ents;
-  size_t *plen = realloc(s->scr_plen, cap * sizeof *plen);
-  if (plen != NULL) s->scr_plen = plen;
+  uint64_t *seqs = realloc(ev->scr_seqs, 2 * cap * sizeof *seqs);
+  if (seqs != NULL) ev->scr_seqs = seqs;
+  hd__entry_t *ents = realloc(ev->scr_entries, cap * sizeof *ents);
+  if (ents != NULL) ev->scr_entries = ents;
+  size_t *plen = realloc(ev->scr_plen, cap * sizeof *plen);
+  if (plen != NULL) ev->scr_plen = plen;
   if (seqs == NULL || ents == NULL || plen == NULL) {
     return hd__error(HD_ENOMEM, "out of memory reading a consumption report");
   }
-  s->scr_cap = cap;
+  ev->scr_cap = cap;
   return 0;
 }
 
@@ -353,18 +308,18 @@ static int cmp_entry(const void *a, const void *b) {
 }
 
 typedef struct read_ctx {
-  hd_server_t *s;
+  hd__server_events_t *ev;
   size_t cursor;
   hd_consumed_t *b; /* pass 2 */
   uint8_t *bytes;   /* pass 2: where the next payload goes */
 } read_ctx_t;
 
 /* Pass 1: which candidates are held, and their payload sizes (reads keep the order given). */
-static int measure_row(void *data, const hd__store_event_t *ev) {
+static int measure_row(void *data, const hd__store_event_t *row) {
   read_ctx_t *r = data;
-  while (r->s->scr_seqs[r->cursor] != ev->seq) r->cursor++;
-  r->s->scr_plen[r->cursor] = ev->payload_len;
-  r->s->scr_entries[r->cursor].created_ms = (uint64_t)ev->created_ms;
+  while (r->ev->scr_seqs[r->cursor] != row->seq) r->cursor++;
+  r->ev->scr_plen[r->cursor] = row->payload_len;
+  r->ev->scr_entries[r->cursor].created_ms = (uint64_t)row->created_ms;
   r->cursor++;
   return 0;
 }
@@ -382,21 +337,24 @@ static int copy_row(void *data, const hd__store_event_t *ev) {
   return 0;
 }
 
-static hd_consumed_t *batch_build(hd_server_t *s, hd__srv_user_t *u, size_t n) {
+static hd_consumed_t *batch_build(hd__server_events_t *ev, hd__server_user_t *u, size_t n) {
   size_t bytes = 0;
-  for (size_t i = 0; i < n; i++) bytes += s->scr_plen[i] + s->scr_entries[i].len;
+  for (size_t i = 0; i < n; i++) bytes += ev->scr_plen[i] + ev->scr_entries[i].len;
   size_t head = sizeof(hd_consumed_t);
   size_t infos = n * sizeof(hd_event_info_t);
   size_t states = n * sizeof(_Atomic unsigned char);
   hd_consumed_t *b = malloc(head + infos + states + bytes);
-  if (b == NULL) return NULL;
+  if (b == NULL) {
+    hd__error(HD_ENOMEM, "out of memory for a batch of %zu events (%zu bytes)", n, bytes);
+    return NULL;
+  }
   memset(b, 0, head);
   b->ev = (hd_event_info_t *)(void *)((char *)b + head);
   b->state = (_Atomic unsigned char *)((char *)b->ev + infos);
   uint8_t *p = (uint8_t *)b->state + states;
   b->task.fn = batch_run;
-  b->s = s;
-  b->shared = s->shared;
+  b->owner = ev;
+  b->anchor = ev->anchor;
   memcpy(b->user, u->pk, HD_PUBLICKEY_BYTES);
   b->count = n;
   atomic_init(&b->refs, 1);
@@ -404,19 +362,19 @@ static hd_consumed_t *batch_build(hd_server_t *s, hd__srv_user_t *u, size_t n) {
   atomic_init(&b->task_queued, 0);
   for (size_t i = 0; i < n; i++) {
     hd_event_info_t *e = &b->ev[i];
-    const hd__entry_t *c = &s->scr_entries[i];
+    const hd__entry_t *c = &ev->scr_entries[i];
     atomic_init(&b->state[i], ST_OPEN);
     e->seq = c->seq;
     e->created_ms = (int64_t)c->created_ms;
-    e->payload_len = s->scr_plen[i];
+    e->payload_len = ev->scr_plen[i];
     e->payload = NULL;
     e->data_len = c->len;
     e->data = c->len ? p : NULL;
     if (c->len) memcpy(p, c->data, c->len);
     p += c->len;
   }
-  read_ctx_t r = {s, 0, b, p};
-  int rc = s->store->vt->read_events(s->store, u->pk, s->scr_seqs, n, copy_row, &r);
+  read_ctx_t r = {ev, 0, b, p};
+  int rc = ev->store->vt->read_events(ev->store, u->pk, ev->scr_seqs, n, copy_row, &r);
   if (rc < 0) {
     free(b);
     return NULL;
@@ -427,8 +385,8 @@ static hd_consumed_t *batch_build(hd_server_t *s, hd__srv_user_t *u, size_t n) {
   return b;
 }
 
-void hd__consumed_report(hd_server_t *s, hd__session_t *ss, const uint8_t *body, size_t len) {
-  hd__srv_user_t *u = ss->user;
+void hd__consumed_report(hd__server_events_t *ev, hd__session_t *ss, const uint8_t *body, size_t len) {
+  hd__server_user_t *u = ss->user;
   hd__conn_t *c = ss->conn;
   hd__entry_iter_t it;
   uint64_t count;
@@ -436,9 +394,9 @@ void hd__consumed_report(hd_server_t *s, hd__session_t *ss, const uint8_t *body,
     hd__conn_close(c, HD_EPROTO, "malformed CONSUMED");
     return;
   }
-  s->n_consumed += count;
-  if (count == 0 || s->store == NULL || s->store_closing) return;
-  if (scratch_reserve(s, (size_t)count) != 0) {
+  ev->n_consumed += count;
+  if (count == 0 || ev->closing) return;
+  if (scratch_reserve(ev, (size_t)count) != 0) {
     hd__conn_close(c, HD_ENOMEM, "out of memory reading CONSUMED");
     return;
   }
@@ -449,54 +407,52 @@ void hd__consumed_report(hd_server_t *s, hd__session_t *ss, const uint8_t *body,
   hd__entry_t e;
   while (hd__msg_entries_next(&it, &e)) {
     if (inflight_has(u, e.seq) || inflight_add(u, e.seq) != 0) continue;
-    if (k > 0 && e.seq < s->scr_entries[k - 1].seq) sorted = 0;
-    s->scr_entries[k++] = e;
+    if (k > 0 && e.seq < ev->scr_entries[k - 1].seq) sorted = 0;
+    ev->scr_entries[k++] = e;
   }
   if (k == 0) return;
-  if (!sorted) qsort(s->scr_entries, k, sizeof *s->scr_entries, cmp_entry);
+  if (!sorted) qsort(ev->scr_entries, k, sizeof *ev->scr_entries, cmp_entry);
   for (size_t i = 0; i < k; i++) {
-    s->scr_seqs[i] = s->scr_entries[i].seq;
-    s->scr_plen[i] = SIZE_MAX;
+    ev->scr_seqs[i] = ev->scr_entries[i].seq;
+    ev->scr_plen[i] = SIZE_MAX;
   }
-  read_ctx_t r = {s, 0, NULL, NULL};
-  int rc = s->store->vt->read_events(s->store, u->pk, s->scr_seqs, k, measure_row, &r);
+  read_ctx_t r = {ev, 0, NULL, NULL};
+  int rc = ev->store->vt->read_events(ev->store, u->pk, ev->scr_seqs, k, measure_row, &r);
   if (rc < 0) {
-    hd__log(s->rt, HD_LOG_ERROR, "%s: reading reported events: %s", c->peer,
+    hd__log(ev->rt, HD_LOG_ERROR, "%s: reading reported events: %s", c->peer,
             hd_last_error_message());
-    for (size_t i = 0; i < k; i++) inflight_remove(u, s->scr_seqs[i]);
+    for (size_t i = 0; i < k; i++) inflight_remove(u, ev->scr_seqs[i]);
     return;
   }
   /* split: held ones stay in front (in order); the others are finished already */
   size_t held = 0, gone = 0;
-  uint64_t *gone_seqs = s->scr_seqs + s->scr_cap;
+  uint64_t *gone_seqs = ev->scr_seqs + ev->scr_cap;
   for (size_t i = 0; i < k; i++) {
-    if (s->scr_plen[i] == SIZE_MAX) {
-      gone_seqs[gone++] = s->scr_seqs[i];
-      inflight_remove(u, s->scr_seqs[i]);
+    if (ev->scr_plen[i] == SIZE_MAX) {
+      gone_seqs[gone++] = ev->scr_seqs[i];
+      inflight_remove(u, ev->scr_seqs[i]);
       continue;
     }
-    s->scr_seqs[held] = s->scr_seqs[i];
-    s->scr_entries[held] = s->scr_entries[i];
-    s->scr_plen[held] = s->scr_plen[i];
+    ev->scr_seqs[held] = ev->scr_seqs[i];
+    ev->scr_entries[held] = ev->scr_entries[i];
+    ev->scr_plen[held] = ev->scr_plen[i];
     held++;
   }
-  if (gone) hd__send_done(s, u, gone_seqs, gone);
-  hd__log(s->rt, HD_LOG_DEBUG, "%s: CONSUMED %llu events: %zu to the application, %zu already "
+  if (gone) send_done(u, gone_seqs, gone);
+  hd__log(ev->rt, HD_LOG_DEBUG, "%s: CONSUMED %llu events: %zu to the application, %zu already "
           "finished (DONE), %llu duplicates", c->peer, (unsigned long long)count, held, gone,
           (unsigned long long)(count - k));
   if (held == 0) return;
-  hd_consumed_t *b = batch_build(s, u, held);
+  hd_consumed_t *b = batch_build(ev, u, held);
   if (b == NULL) {
-    hd__log(s->rt, HD_LOG_ERROR, "%s: cannot hand %zu consumed events over: %s", c->peer, held,
+    hd__log(ev->rt, HD_LOG_ERROR, "%s: cannot hand %zu consumed events over: %s", c->peer, held,
             hd_last_error_message());
-    for (size_t i = 0; i < held; i++) inflight_remove(u, s->scr_seqs[i]);
+    for (size_t i = 0; i < held; i++) inflight_remove(u, ev->scr_seqs[i]);
     return;
   }
-  atomic_fetch_add(&s->shared->refs, 1);
-  b->next = s->batches;
-  if (s->batches) s->batches->prev = b;
-  s->batches = b;
+  hd__anchor_ref(ev->anchor);
+  hd__queue_insert_tail(&ev->batches, &b->node);
   /* the batch may be completed (and freed) inside the callback: not touched after it */
-  if (s->on_consumed != NULL) s->on_consumed(s->user_data, u->pk, b);
+  if (ev->on_consumed != NULL) ev->on_consumed(ev->user_data, u->pk, b);
   else hd_consumed_complete_all(b, 1);
 }

@@ -1,24 +1,10 @@
-/* Shared pieces of the server and client handles (handle.h). */
-#include "handle.h"
+/* The connection config of a handle (conn_config.h). */
+#include "conn_config.h"
 
 #include "keys.h"
 
 #include <sodium.h>
 #include <string.h>
-
-int hd__check_options_version(const void *opts, unsigned int version, unsigned int known,
-                              const char *what) {
-  if (opts == NULL) return hd__error(HD_EINVAL, "%s options are NULL", what);
-  if (version == 0) {
-    return hd__error(HD_EINVAL, "%s options have version 0: initialise them with the _INIT "
-                                "macro or the _options_init function", what);
-  }
-  if (version > known) {
-    return hd__error(HD_EVERSION, "%s options version %u is newer than this library knows (%u)",
-                     what, version, known);
-  }
-  return 0;
-}
 
 int hd__conn_config_init(hd__conn_config_t *cfg, const hd_keypair_t *kp, const char *topic,
                          uint32_t handshake_timeout_ms, uint32_t keepalive_ms,

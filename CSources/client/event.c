@@ -1,66 +1,44 @@
-/* hd_event_t: the client's delivery object and its any-thread completion (client_event.h). */
-#include "client_event.h"
+/* hd_event_t: the client's delivery object and its any-thread completion (event.h). */
+#include "event.h"
+
+#include "client_events.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-hd__client_link_t *hd__client_link_new(hd__runtime_t *rt, hd__client_events_t *owner) {
-  hd__client_link_t *l = calloc(1, sizeof *l);
-  if (l == NULL) return NULL;
-  if (uv_mutex_init(&l->mu) != 0) {
-    free(l);
+hd_event_t *hd__event_new(hd__anchor_t *anchor, const hd__store_event_t *row, uint64_t gen) {
+  hd_event_t *e = malloc(sizeof *e + row->payload_len);
+  if (e == NULL) {
+    hd__error(HD_ENOMEM, "out of memory reading event %llu", (unsigned long long)row->seq);
     return NULL;
   }
-  atomic_init(&l->refs, 1);
-  l->rt = rt;
-  l->owner = owner;
-  return l;
-}
-
-static void link_unref(hd__client_link_t *l) {
-  if (atomic_fetch_sub(&l->refs, 1) != 1) return;
-  uv_mutex_destroy(&l->mu);
-  free(l);
-}
-
-void hd__client_link_detach(hd__client_link_t *l) {
-  uv_mutex_lock(&l->mu);
-  l->owner = NULL;
-  l->rt = NULL;
-  uv_mutex_unlock(&l->mu);
-  link_unref(l);
-}
-
-hd_event_t *hd__event_new(hd__client_link_t *link, const hd__store_event_t *row, uint64_t gen) {
-  hd_event_t *e = malloc(sizeof *e + row->payload_len);
-  if (e == NULL) return NULL;
   memset(e, 0, sizeof *e);
   atomic_init(&e->state, HD__EVENT_READY);
   e->magic = HD__EVENT_MAGIC;
-  e->link = link;
+  e->anchor = anchor;
   e->gen = gen;
   e->seq = row->seq;
   e->created_ms = row->created_ms;
   e->payload_len = row->payload_len;
   if (row->payload_len) memcpy(e->payload, row->payload, row->payload_len);
-  atomic_fetch_add(&link->refs, 1);
+  hd__anchor_ref(anchor);
   return e;
 }
 
 void hd__event_free(hd_event_t *e) {
-  hd__client_link_t *l = e->link;
+  hd__anchor_t *a = e->anchor;
   free(e->data);
   e->magic = 0; /* a later (forbidden) completion of freed memory is likely refused */
   free(e);
-  link_unref(l);
+  hd__anchor_unref(a);
 }
 
 /* The posted completion: runs on the loop, or is cancelled when the client is released first. */
 static void completion_task(hd__task_t *t, int cancelled) {
-  hd_event_t *e = (hd_event_t *)t;
-  hd__client_events_t *owner = cancelled ? NULL : e->link->owner; /* loop thread: stable */
+  hd_event_t *e = hd__container_of(t, hd_event_t, task);
+  hd__client_events_t *owner = cancelled ? NULL : e->anchor->owner; /* loop thread: stable */
   if (owner == NULL) hd__event_free(e);
-  else hd__client_events_completed(owner, e);
+  else hd__client_handler_completed(owner, e);
 }
 
 int hd_event_info(const hd_event_t *e, hd_event_info_t *out) {
@@ -103,21 +81,8 @@ int hd_event_complete(hd_event_t *e, int ok, const void *data, size_t len) {
   e->data = copy;
   e->data_len = copy ? len : 0;
   e->task.fn = completion_task;
-  hd__client_link_t *l = e->link;
-  uv_mutex_lock(&l->mu);
-  hd__runtime_t *rt = l->rt;
-  if (rt == NULL) {
-    uv_mutex_unlock(&l->mu);
-    hd__event_free(e); /* the client has closed: the event is handled again next time */
-    return 0;
-  }
-  if (hd__runtime_on_loop(rt)) {
-    /* only the loop thread detaches the link, so it stays set without the lock */
-    uv_mutex_unlock(&l->mu);
-    hd__client_events_completed(l->owner, e);
-    return 0;
-  }
-  hd__runtime_post(rt, &e->task); /* under the lock: the runtime cannot be released meanwhile */
-  uv_mutex_unlock(&l->mu);
+  /* inline on the loop thread, else posted; once the client has closed, the event is only
+   * freed (it is handled again next time) */
+  if (hd__anchor_post(e->anchor, &e->task) < 0) hd__event_free(e);
   return 0;
 }

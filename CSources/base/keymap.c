@@ -1,6 +1,6 @@
-/* The peer table (peers.h). Deletion uses backward-shift so that no tombstones accumulate over
+/* The key map (keymap.h). Deletion uses backward-shift so that no tombstones accumulate over
  * millions of connects and disconnects. */
-#include "peers.h"
+#include "keymap.h"
 
 #include "common.h"
 
@@ -8,18 +8,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-void hd__peers_init(hd__peers_t *t) {
+void hd__keymap_init(hd__keymap_t *t) {
   memset(t, 0, sizeof *t);
   randombytes_buf(t->hash_key, sizeof t->hash_key);
 }
 
-void hd__peers_free(hd__peers_t *t) {
+void hd__keymap_free(hd__keymap_t *t) {
   free(t->slots);
   t->slots = NULL;
   t->cap = t->count = 0;
 }
 
-static size_t slot_of(const hd__peers_t *t, const uint8_t key[32]) {
+static size_t slot_of(const hd__keymap_t *t, const uint8_t key[32]) {
   uint8_t h[crypto_shorthash_BYTES];
   crypto_shorthash(h, key, 32, t->hash_key);
   uint64_t v;
@@ -27,7 +27,7 @@ static size_t slot_of(const hd__peers_t *t, const uint8_t key[32]) {
   return (size_t)v & (t->cap - 1);
 }
 
-static size_t find(const hd__peers_t *t, const uint8_t key[32]) {
+static size_t find(const hd__keymap_t *t, const uint8_t key[32]) {
   size_t i = slot_of(t, key);
   while (t->slots[i].value != NULL) {
     if (memcmp(t->slots[i].key, key, 32) == 0) return i;
@@ -36,14 +36,14 @@ static size_t find(const hd__peers_t *t, const uint8_t key[32]) {
   return i;
 }
 
-void *hd__peers_get(const hd__peers_t *t, const uint8_t key[32]) {
+void *hd__keymap_get(const hd__keymap_t *t, const uint8_t key[32]) {
   if (t->count == 0) return NULL;
   return t->slots[find(t, key)].value;
 }
 
-static int grow(hd__peers_t *t) {
+static int grow(hd__keymap_t *t) {
   size_t cap = t->cap ? t->cap * 2 : 16;
-  hd__peer_slot_t *old = t->slots;
+  hd__keymap_slot_t *old = t->slots;
   size_t old_cap = t->cap;
   t->slots = calloc(cap, sizeof *t->slots);
   if (t->slots == NULL) {
@@ -58,7 +58,7 @@ static int grow(hd__peers_t *t) {
   return 0;
 }
 
-void *hd__peers_put(hd__peers_t *t, const uint8_t key[32], void *value, int *err) {
+void *hd__keymap_put(hd__keymap_t *t, const uint8_t key[32], void *value, int *err) {
   *err = 0;
   /* load factor at most 1/2: short probe sequences */
   if ((t->count + 1) * 2 > t->cap && (*err = grow(t)) != 0) return NULL;
@@ -72,7 +72,7 @@ void *hd__peers_put(hd__peers_t *t, const uint8_t key[32], void *value, int *err
   return old;
 }
 
-void hd__peers_remove(hd__peers_t *t, const uint8_t key[32], const void *value) {
+void hd__keymap_remove(hd__keymap_t *t, const uint8_t key[32], const void *value) {
   if (t->count == 0) return;
   size_t i = find(t, key);
   if (t->slots[i].value == NULL || t->slots[i].value != value) return;
@@ -94,7 +94,7 @@ void hd__peers_remove(hd__peers_t *t, const uint8_t key[32], const void *value) 
   }
 }
 
-void hd__peers_each(const hd__peers_t *t, void (*fn)(void *value, void *ctx), void *ctx) {
+void hd__keymap_each(const hd__keymap_t *t, void (*fn)(void *value, void *ctx), void *ctx) {
   for (size_t i = 0; i < t->cap; i++) {
     if (t->slots[i].value != NULL) fn(t->slots[i].value, ctx);
   }

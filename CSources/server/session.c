@@ -2,113 +2,56 @@
  *
  * RESUME opens it (credit = window, sent_upto = high_seq); CREDIT adds credit; a pump sends the
  * pending events above sent_upto while credit lasts. The pump reads pages of page_events from
- * the store (never a whole backlog), encodes each row straight into the connection's output
- * buffer while SQLite still holds it (no intermediate copy), and coalesces rows into EVENTS
- * messages cut under the peer's limit. It stops while the connection has more than
+ * the store (never a whole backlog) and hands each row, while the store still holds it, to the
+ * codec's EVENTS writer, which encodes it straight into the connection's output buffer (no
+ * intermediate copy) and cuts the messages under the peer's limit. It stops while the connection has more than
  * HD__SRV_HIGH_WATER bytes unwritten; the conn's drain hook restarts it below the low mark.
  * Pumps are deferred to the end of the loop iteration and coalesced per session, so a burst of
  * adds for one user costs one page read, not one per event. */
-#include "server_impl.h"
+#include "server_events.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-/* Room kept in front of a message's entries for its header (L varint, type, count varint); the
- * header is written once the entries are known and the message is shifted down over the gap. */
-#define HEADER_GAP (2 * HD__VARINT_MAX + 1)
-
 static hd__session_t *session_of(hd__conn_t *c) { return c->user_data; }
-
-static hd__session_t *session_from_pump(hd__deferred_t *d) {
-  return (hd__session_t *)(void *)((char *)d - offsetof(hd__session_t, pump));
-}
 
 /* ---- Encoding one page into EVENTS messages ------------------------------------------------ */
 
 typedef struct page {
   hd__session_t *ss;
   hd__conn_t *c;
-  size_t msg_start;  /* offset in out of the current message's gap; SIZE_MAX: none open */
-  size_t body_bytes; /* the entries' bytes of the current message */
-  uint64_t count;    /* entries in the current message */
+  hd__events_writer_t w;
   uint32_t rows;     /* rows this page handed over */
   int stop;          /* backpressure or a failure: end the pump */
 } page_t;
 
-static size_t entry_size(const hd__store_event_t *ev) {
-  return hd__varint_len(ev->seq) + hd__varint_len((uint64_t)ev->created_ms) +
-         hd__varint_len(ev->payload_len) + ev->payload_len;
-}
-
-/* Writes the header in front of the entries and closes the gap; queues the message. */
-static void finish_message(page_t *pg) {
-  if (pg->msg_start == SIZE_MAX) return;
-  hd__buf_t *out = hd__conn_out(pg->c);
-  uint64_t l = 1 + hd__varint_len(pg->count) + pg->body_bytes;
-  size_t h = hd__varint_len(l) + 1 + hd__varint_len(pg->count);
-  uint8_t *entries = out->data + pg->msg_start + HEADER_GAP;
-  uint8_t *p = entries - h;
-  size_t n = hd__varint_put(p, l);
-  p[n++] = HD__MSG_EVENTS;
-  hd__varint_put(p + n, pg->count);
-  if (h != HEADER_GAP) memmove(out->data + pg->msg_start, p, h + pg->body_bytes);
-  out->len = pg->msg_start + h + pg->body_bytes;
-  pg->msg_start = SIZE_MAX;
-  pg->count = 0;
-  pg->body_bytes = 0;
-  hd__conn_queued(pg->c); /* may write at once above the conn's flush threshold */
+/* Closes the open message and queues it; 0 if the connection can take more. */
+static int finish_message(page_t *pg) {
+  if (hd__events_writer_finish(&pg->w)) hd__conn_queued(pg->c); /* may write at once */
+  return hd__conn_out(pg->c) != NULL ? 0 : -1; /* NULL: the connection failed while flushing */
 }
 
 static int page_row(void *data, const hd__store_event_t *ev) {
   page_t *pg = data;
   hd__session_t *ss = pg->ss;
-  hd__buf_t *out = hd__conn_out(pg->c);
-  if (out == NULL) { /* the connection failed while flushing */
+  int rc = hd__events_writer_add(&pg->w, ev->seq, (uint64_t)ev->created_ms, ev->payload,
+                                 ev->payload_len);
+  if (rc == HD__EVENTS_FULL) {
+    rc = finish_message(pg) != 0 ? HD_ECLOSED
+                                 : hd__events_writer_add(&pg->w, ev->seq, (uint64_t)ev->created_ms,
+                                                         ev->payload, ev->payload_len);
+  }
+  if (rc != 0) {
+    if (rc == HD_EMSGSIZE) hd__conn_close(pg->c, HD_EMSGSIZE, hd_last_error_message());
+    else if (rc == HD_ENOMEM) hd__conn_close(pg->c, HD_ENOMEM, "out of memory encoding events");
     pg->stop = 1;
     return 1;
   }
-  size_t es = entry_size(ev);
-  uint64_t max = pg->c->peer_max_message;
-  if (1 + HD__VARINT_MAX + es > max) {
-    char text[160];
-    snprintf(text, sizeof text, "event %llu (%zu bytes) does not fit the client's message limit "
-             "of %llu bytes", (unsigned long long)ev->seq, ev->payload_len,
-             (unsigned long long)max);
-    hd__conn_close(pg->c, HD_EMSGSIZE, text);
-    pg->stop = 1;
-    return 1;
-  }
-  if (pg->msg_start != SIZE_MAX &&
-      1 + hd__varint_len(pg->count + 1) + pg->body_bytes + es > max) {
-    finish_message(pg);
-    out = hd__conn_out(pg->c);
-    if (out == NULL) {
-      pg->stop = 1;
-      return 1;
-    }
-  }
-  if (hd__buf_reserve(out, HEADER_GAP + es) != 0) {
-    hd__conn_close(pg->c, HD_ENOMEM, "out of memory encoding events");
-    pg->stop = 1;
-    return 1;
-  }
-  if (pg->msg_start == SIZE_MAX) {
-    pg->msg_start = out->len;
-    out->len += HEADER_GAP;
-  }
-  uint8_t *p = out->data + out->len;
-  p += hd__varint_put(p, ev->seq);
-  p += hd__varint_put(p, (uint64_t)ev->created_ms);
-  p += hd__varint_put(p, ev->payload_len);
-  if (ev->payload_len) memcpy(p, ev->payload, ev->payload_len);
-  out->len += es;
-  pg->body_bytes += es;
-  pg->count++;
   pg->rows++;
   ss->sent_upto = ev->seq;
   ss->credit--;
   ss->catchup_sent++;
-  ss->s->n_delivered++;
+  ss->ev->n_delivered++;
   if (ss->credit == 0) return 1;
   if (hd__conn_write_backlog(pg->c) >= HD__SRV_HIGH_WATER) {
     ss->blocked = 1;
@@ -123,16 +66,16 @@ static int page_row(void *data, const hd__store_event_t *ev) {
 static void catchup_done(hd__session_t *ss) {
   if (!ss->catching_up) return;
   ss->catching_up = 0;
-  hd__log(ss->s->rt, HD_LOG_INFO, "%s: catch-up done: %llu events sent in %llu ms, up to seq %llu",
+  hd__log(ss->ev->rt, HD_LOG_INFO, "%s: catch-up done: %llu events sent in %llu ms, up to seq %llu",
           ss->conn->peer, (unsigned long long)ss->catchup_sent,
-          (unsigned long long)(uv_now(ss->s->rt->loop) - ss->catchup_start_ms),
+          (unsigned long long)(uv_now(ss->ev->rt->loop) - ss->catchup_start_ms),
           (unsigned long long)ss->sent_upto);
 }
 
 static void pump(hd__deferred_t *d) {
-  hd__session_t *ss = session_from_pump(d);
-  hd_server_t *s = ss->s;
-  if (!ss->resumed || s->store == NULL || s->store_closing) return;
+  hd__session_t *ss = hd__container_of(d, hd__session_t, pump);
+  hd__server_events_t *s = ss->ev;
+  if (!ss->resumed || s->closing) return;
   for (int pages = 0; pages < HD__SRV_PAGES_PER_TURN; pages++) {
     if (ss->credit == 0 || hd__conn_out(ss->conn) == NULL) return;
     if (hd__conn_write_backlog(ss->conn) >= HD__SRV_HIGH_WATER) {
@@ -140,7 +83,8 @@ static void pump(hd__deferred_t *d) {
       return;
     }
     uint32_t limit = ss->credit < s->page_events ? (uint32_t)ss->credit : s->page_events;
-    page_t pg = {ss, ss->conn, SIZE_MAX, 0, 0, 0, 0};
+    page_t pg = {.ss = ss, .c = ss->conn};
+    hd__events_writer_init(&pg.w, hd__conn_out(ss->conn), ss->conn->peer_max_message);
     int rc = s->store->vt->read_pending(s->store, ss->user->pk, ss->sent_upto, limit, page_row,
                                         &pg);
     if (hd__conn_out(ss->conn) != NULL) finish_message(&pg);
@@ -159,12 +103,17 @@ static void pump(hd__deferred_t *d) {
 }
 
 static void wake(hd__session_t *ss) {
-  if (ss->resumed && ss->credit > 0 && !ss->blocked) hd__runtime_defer(ss->s->rt, &ss->pump);
+  if (ss->resumed && ss->credit > 0 && !ss->blocked) hd__runtime_defer(ss->ev->rt, &ss->pump);
 }
 
-void hd__session_wake(hd_server_t *s, const uint8_t pk[HD_PUBLICKEY_BYTES]) {
-  hd__srv_user_t *u = hd__srv_user_get(s, pk, 0);
+void hd__session_wake(hd__server_events_t *ev, const uint8_t pk[HD_PUBLICKEY_BYTES]) {
+  hd__server_user_t *u = hd__server_user_get(ev, pk, 0);
   if (u != NULL && u->session != NULL) wake(u->session);
+}
+
+void hd__session_push_pause(hd__session_t *ss, uint32_t pause_ms) {
+  hd__buf_t *out = hd__conn_out(ss->conn);
+  if (out != NULL && hd__msg_encode_pause(out, pause_ms) == 0) hd__conn_queued(ss->conn);
 }
 
 void hd__session_drained(hd__conn_t *c) {
@@ -176,23 +125,23 @@ void hd__session_drained(hd__conn_t *c) {
 
 /* ---- Lifetime ----------------------------------------------------------------------------- */
 
-void hd__session_open(hd_server_t *s, hd__conn_t *c, const uint8_t pk[HD_PUBLICKEY_BYTES]) {
+void hd__session_open(hd__server_events_t *ev, hd__conn_t *c) {
   hd__session_t *ss = calloc(1, sizeof *ss);
-  hd__srv_user_t *u = ss != NULL ? hd__srv_user_get(s, pk, 1) : NULL;
+  hd__server_user_t *u = ss != NULL ? hd__server_user_get(ev, c->remote_pk, 1) : NULL;
   if (u == NULL) {
     free(ss);
     hd__conn_close(c, HD_ENOMEM, "out of memory opening the session");
     return;
   }
-  ss->s = s;
+  ss->ev = ev;
   ss->conn = c;
   ss->user = u;
-  ss->pump.fn = pump;
+  hd__deferred_init(&ss->pump, pump);
   u->session = ss; /* a replaced connection's session lets go in its close */
   c->user_data = ss;
 }
 
-void hd__session_close(hd_server_t *s, hd__conn_t *c) {
+void hd__session_close(hd__server_events_t *s, hd__conn_t *c) {
   hd__session_t *ss = session_of(c);
   if (ss == NULL) return;
   c->user_data = NULL;
@@ -201,10 +150,10 @@ void hd__session_close(hd_server_t *s, hd__conn_t *c) {
     hd__log(s->rt, HD_LOG_INFO, "%s: left during catch-up after %llu events (up to seq %llu)",
             c->peer, (unsigned long long)ss->catchup_sent, (unsigned long long)ss->sent_upto);
   }
-  hd__srv_user_t *u = ss->user;
+  hd__server_user_t *u = ss->user;
   if (u->session == ss) u->session = NULL;
   free(ss);
-  hd__srv_user_maybe_free(s, u);
+  hd__server_user_release(s, u);
 }
 
 /* ---- Messages ----------------------------------------------------------------------------- */
@@ -216,14 +165,14 @@ static void protocol_error(hd__conn_t *c, const char *what, uint8_t type) {
   hd__conn_close(c, HD_EPROTO, text); /* logged with the peer's address by the conn */
 }
 
-static void on_resume(hd_server_t *s, hd__session_t *ss, const uint8_t *body, size_t len) {
+static void on_resume(hd__server_events_t *s, hd__session_t *ss, const uint8_t *body, size_t len) {
   hd__resume_t r;
   if (hd__msg_decode_resume(body, len, &r) != 0) {
     hd__conn_close(ss->conn, HD_EPROTO, "malformed RESUME");
     return;
   }
   static const uint8_t zero[HD_STORE_ID_BYTES];
-  int known = memcmp(r.store_id, s->cfg.welcome.store_id, HD_STORE_ID_BYTES) == 0;
+  int known = memcmp(r.store_id, s->welcome->store_id, HD_STORE_ID_BYTES) == 0;
   int fresh = memcmp(r.store_id, zero, HD_STORE_ID_BYTES) == 0;
   /* another store's numbers mean nothing here: send everything pending */
   ss->sent_upto = known || fresh ? r.high_seq : 0;
@@ -242,8 +191,8 @@ static void on_resume(hd_server_t *s, hd__session_t *ss, const uint8_t *body, si
   wake(ss);
 }
 
-void hd__session_message(hd_server_t *s, hd__conn_t *c, uint8_t type, const uint8_t *body,
-                         size_t len) {
+void hd__session_message(hd__server_events_t *s, hd__conn_t *c, uint8_t type,
+                         const uint8_t *body, size_t len) {
   hd__session_t *ss = session_of(c);
   if (ss == NULL) return;
   if (!ss->resumed && type != HD__MSG_RESUME) {

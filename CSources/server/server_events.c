@@ -1,0 +1,170 @@
+/* The server's event layer (server_events.h): create, start, the user table, message dispatch,
+ * close and stats. */
+#include "server_events.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- Users ---------------------------------------------------------------------------------- */
+
+hd__server_user_t *hd__server_user_get(hd__server_events_t *ev,
+                                       const uint8_t pk[HD_PUBLICKEY_BYTES], int create) {
+  hd__server_user_t *u = hd__keymap_get(&ev->users, pk);
+  if (u != NULL || !create) return u;
+  u = calloc(1, sizeof *u);
+  if (u == NULL) return NULL;
+  memcpy(u->pk, pk, HD_PUBLICKEY_BYTES);
+  hd__queue_init(&u->del_node);
+  int err;
+  hd__keymap_put(&ev->users, pk, u, &err);
+  if (err != 0) {
+    free(u);
+    return NULL;
+  }
+  return u;
+}
+
+static void user_free(hd__server_user_t *u) {
+  free(u->inflight);
+  free(u->del);
+  free(u);
+}
+
+void hd__server_user_release(hd__server_events_t *ev, hd__server_user_t *u) {
+  if (u->session != NULL || u->n_inflight != 0 || u->n_del != 0 || hd__queue_linked(&u->del_node)) {
+    return;
+  }
+  hd__keymap_remove(&ev->users, u->pk, u);
+  user_free(u);
+}
+
+static void user_free_each(void *value, void *ctx) {
+  (void)ctx;
+  user_free(value);
+}
+
+/* ---- Create and start ----------------------------------------------------------------------- */
+
+static void events_free(hd__server_events_t *ev) {
+  hd__keymap_each(&ev->users, user_free_each, NULL);
+  hd__keymap_free(&ev->users);
+  free(ev->scr_seqs);
+  free(ev->scr_entries);
+  free(ev->scr_plen);
+  hd__key_cache_destroy(&ev->key_cache);
+  free(ev);
+}
+
+static void del_flush_deferred(hd__deferred_t *d) {
+  hd__consumed_flush(hd__container_of(d, hd__server_events_t, del_flush));
+}
+
+int hd__server_events_create(hd__server_events_t **out, hd__runtime_t *rt,
+                             const hd_server_options_t *opts, hd__welcome_t *welcome) {
+  *out = NULL;
+  if (opts->data_dir == NULL || opts->data_dir[0] == '\0') {
+    return hd__error(HD_EINVAL, "data_dir is required: the folder of the server's event store");
+  }
+  hd__server_events_t *ev = calloc(1, sizeof *ev);
+  if (ev == NULL) return hd__error(HD_ENOMEM, "out of memory creating the server");
+  int rc = hd__key_cache_init(&ev->key_cache);
+  if (rc != 0) {
+    free(ev);
+    return rc;
+  }
+  ev->rt = rt;
+  ev->welcome = welcome;
+  ev->on_consumed = opts->on_consumed;
+  ev->user_data = opts->user_data;
+  ev->page_events = opts->page_events ? opts->page_events : HD__SRV_DEFAULT_PAGE;
+  uint32_t max_message = opts->max_message_bytes ? opts->max_message_bytes
+                                                 : HD__DEFAULT_MAX_MESSAGE;
+  ev->max_payload = max_message - HD__SRV_PAYLOAD_SLACK;
+  hd__keymap_init(&ev->users);
+  hd__queue_init(&ev->del_users);
+  hd__queue_init(&ev->batches);
+  hd__deferred_init(&ev->del_flush, del_flush_deferred);
+  ev->anchor = hd__anchor_new(rt, ev);
+  if (ev->anchor == NULL) {
+    events_free(ev);
+    return HD_ENOMEM;
+  }
+  /* Opens on the creating thread. That is the loop's thread in the sense of store.h: with an
+   * owned loop the loop thread has not started yet (the thread start orders this before every
+   * later use); with a caller's loop, create must run on that loop's thread. */
+  hd__store_options_t so = {HD__STORE_SQLITE, opts->data_dir, rt->loop, opts->sync_normal, 0, 0};
+  rc = hd__server_store_open(&ev->store, &so);
+  if (rc != 0) {
+    hd__anchor_detach(ev->anchor);
+    events_free(ev);
+    return rc;
+  }
+  ev->store->vt->store_id(ev->store, welcome->store_id);
+  welcome->pause_ms = ev->store->vt->pause(ev->store);
+  *out = ev;
+  return 0;
+}
+
+void hd__server_events_start(hd__server_events_t *ev) {
+  uint64_t pending = 0;
+  if (hd__log_enabled(ev->rt, HD_LOG_INFO) && ev->store->vt->pending_total(ev->store, &pending) == 0) {
+    hd__log(ev->rt, HD_LOG_INFO, "store holds %llu pending events, pause %u ms",
+            (unsigned long long)pending, (unsigned)ev->welcome->pause_ms);
+  }
+}
+
+/* ---- Connections ---------------------------------------------------------------------------- */
+
+void hd__server_events_on_open(hd__server_events_t *ev, hd__conn_t *c) {
+  if (ev->closing) return;
+  hd__session_open(ev, c);
+}
+
+void hd__server_events_on_message(hd__server_events_t *ev, hd__conn_t *c, uint8_t type,
+                                  const uint8_t *body, size_t len) {
+  hd__session_message(ev, c, type, body, len);
+}
+
+void hd__server_events_on_drain(hd__server_events_t *ev, hd__conn_t *c) {
+  (void)ev;
+  hd__session_drained(c);
+}
+
+void hd__server_events_on_close(hd__server_events_t *ev, hd__conn_t *c) {
+  hd__session_close(ev, c);
+}
+
+/* ---- Close and stats ------------------------------------------------------------------------ */
+
+static void on_store_closed(void *data) {
+  hd__server_events_t *ev = data;
+  void (*cb)(void *) = ev->closed_cb;
+  void *arg = ev->closed_arg;
+  ev->store = NULL;
+  hd__runtime_undefer(ev->rt, &ev->del_flush);
+  hd__consumed_orphan_all(ev);
+  events_free(ev);
+  if (cb != NULL) cb(arg);
+}
+
+void hd__server_events_close(hd__server_events_t *ev, void (*cb)(void *arg), void *arg) {
+  ev->closing = 1;
+  ev->closed_cb = cb;
+  ev->closed_arg = arg;
+  /* what was completed goes to the store, then the store commits everything queued (their
+   * callbacks run) and closes; we finish in its callback */
+  hd__consumed_flush(ev);
+  if (ev->store->vt->close(ev->store, on_store_closed, ev) != 0) on_store_closed(ev);
+}
+
+int hd__server_events_stats(hd__server_events_t *ev, hd_server_stats_t *out) {
+  if (ev->closing) return hd__error(HD_ECLOSED, "the server is closing");
+  out->events_added = ev->n_added;
+  out->events_delivered = ev->n_delivered;
+  out->events_consumed = ev->n_consumed;
+  out->events_confirmed = ev->n_confirmed;
+  hd__store_stats_t st;
+  ev->store->vt->stats(ev->store, &st);
+  out->commits = st.commits;
+  return ev->store->vt->pending_total(ev->store, &out->pending_total);
+}

@@ -1,0 +1,135 @@
+/* The server's event layer: what the server holds for its users and tells them. The transport
+ * handle (server.c) knows events only through the calls below, the same calls the client's event
+ * layer has (client_events.h): create, start, on open, on message, on close, close with a
+ * callback, stats. The object owns the store, the users, the consumed batches, the deletes and
+ * the counters. Loop thread only, except where a comment says otherwise.
+ *
+ *   server_events.c  the object: create/start/close, the user table, message dispatch, stats
+ *   session.c        one user's connection: RESUME, CREDIT, paged pumping, backpressure
+ *   consumed.c       CONSUMED reports, hd_consumed_t batches, grouped deletes, DONE
+ *   server_api.c     the public event calls (add_event, update_pause, pending, ...) */
+#ifndef HD_SERVER_EVENTS_H
+#define HD_SERVER_EVENTS_H
+
+#include "anchor.h"
+#include "conn.h"
+#include "key_cache.h"
+#include "keymap.h"
+#include "queue.h"
+#include "store.h"
+
+/* Stop filling a connection while this much is queued and unwritten; resume below half. */
+#define HD__SRV_HIGH_WATER (1024u * 1024u)
+#define HD__SRV_LOW_WATER (HD__SRV_HIGH_WATER / 2)
+#define HD__SRV_DEFAULT_PAGE 4096u
+/* Pages one pump may read before it yields to the rest of the loop (it goes on next turn). */
+#define HD__SRV_PAGES_PER_TURN 8
+/* A payload must leave room for the EVENTS framing within the peer's message limit. */
+#define HD__SRV_PAYLOAD_SLACK 64
+
+typedef struct hd__server_events hd__server_events_t;
+typedef struct hd__session hd__session_t;
+
+/* One user the server is busy with: connected, or with reported events in flight. Freed when
+ * neither (hd__server_user_release). */
+typedef struct hd__server_user {
+  uint8_t pk[HD_PUBLICKEY_BYTES];
+  hd__session_t *session;       /* the current connection's session, or NULL */
+  uint64_t *inflight;           /* sorted seqs in a batch or in a delete not committed yet */
+  size_t n_inflight, cap_inflight;
+  uint64_t *del;                /* completed ok, waiting for this iteration's grouped delete */
+  size_t n_del, cap_del;
+  hd__queue_t del_node;         /* on ev->del_users while it has deletes to submit */
+} hd__server_user_t;
+
+struct hd__session {
+  hd__server_events_t *ev;
+  hd__conn_t *conn;
+  hd__server_user_t *user;
+  int resumed;
+  uint64_t credit;       /* events the client still accepts */
+  uint64_t sent_upto;    /* the highest seq sent on this connection */
+  hd__deferred_t pump;   /* coalesced: one pump per session per loop iteration */
+  int blocked;           /* stopped by the write backlog; the drain hook restarts it */
+  int catching_up;       /* since RESUME, until a page comes back short */
+  uint64_t catchup_sent;
+  uint64_t catchup_start_ms;
+};
+
+struct hd__server_events {
+  hd__runtime_t *rt;
+  hd__server_store_t *store;
+  hd__welcome_t *welcome;     /* the transport's WELCOME: store id and pause come from here */
+  hd__anchor_t *anchor;       /* what batches still with the application hold */
+  hd_consumed_cb on_consumed;
+  void *user_data;
+  uint32_t page_events;
+  size_t max_payload;
+  hd__key_cache_t key_cache;  /* users whose key passed the check (add, any thread) */
+  hd__keymap_t users;         /* public key -> hd__server_user_t */
+
+  /* counters (loop thread; read through hd__runtime_call) */
+  uint64_t n_added, n_delivered, n_consumed, n_confirmed;
+
+  /* CONSUMED scratch, reused: grows to the largest report and stays */
+  uint64_t *scr_seqs;         /* 2 x scr_cap: candidates, then the ones not held any more */
+  hd__entry_t *scr_entries;   /* the candidates' entries (data points into the message) */
+  size_t *scr_plen;           /* the candidates' payload sizes; SIZE_MAX: not held */
+  size_t scr_cap;
+
+  hd__queue_t del_users;      /* users with ok completions to delete at the iteration's end */
+  hd__deferred_t del_flush;
+  hd__queue_t batches;        /* live batches (handed to the application) */
+
+  int closing;                /* close was called: the store is closing or closed */
+  void (*closed_cb)(void *arg);
+  void *closed_arg;
+};
+
+/* Opens the store (on the creating thread, before the loop runs or on the caller loop's thread)
+ * and fills `welcome`'s store id and pause. HD_EBUSY: the folder is in use. On error nothing is
+ * left behind. */
+int hd__server_events_create(hd__server_events_t **out, hd__runtime_t *rt,
+                             const hd_server_options_t *opts, hd__welcome_t *welcome);
+/* The loop is about to run: says what the store holds. */
+void hd__server_events_start(hd__server_events_t *ev);
+/* A peer authenticated on `c` (c->remote_pk): its session opens. */
+void hd__server_events_on_open(hd__server_events_t *ev, hd__conn_t *c);
+void hd__server_events_on_message(hd__server_events_t *ev, hd__conn_t *c, uint8_t type,
+                                  const uint8_t *body, size_t len);
+/* The connection wrote what it had queued (its backlog shrank). */
+void hd__server_events_on_drain(hd__server_events_t *ev, hd__conn_t *c);
+void hd__server_events_on_close(hd__server_events_t *ev, hd__conn_t *c);
+/* Once every connection is gone: submits the gathered deletes, commits everything queued and
+ * closes the store; batches still with the application are orphaned; then `cb(arg)` and `ev`
+ * is freed. Before the loop runs (a failed create) the loop must be run for it to finish. */
+void hd__server_events_close(hd__server_events_t *ev, void (*cb)(void *arg), void *arg);
+/* Fills every field of `out` but connected_users (the transport's). */
+int hd__server_events_stats(hd__server_events_t *ev, hd_server_stats_t *out);
+
+/* server_events.c: the user table */
+hd__server_user_t *hd__server_user_get(hd__server_events_t *ev,
+                                       const uint8_t pk[HD_PUBLICKEY_BYTES], int create);
+/* Frees the user if nothing refers to it any more (no session, nothing in flight). */
+void hd__server_user_release(hd__server_events_t *ev, hd__server_user_t *u);
+
+/* session.c */
+void hd__session_open(hd__server_events_t *ev, hd__conn_t *c);
+void hd__session_close(hd__server_events_t *ev, hd__conn_t *c);
+void hd__session_message(hd__server_events_t *ev, hd__conn_t *c, uint8_t type,
+                         const uint8_t *body, size_t len);
+void hd__session_drained(hd__conn_t *c);
+/* An event of `pk` was committed: wake its session's pump if it is connected. */
+void hd__session_wake(hd__server_events_t *ev, const uint8_t pk[HD_PUBLICKEY_BYTES]);
+/* Queues PAUSE on the session's connection. */
+void hd__session_push_pause(hd__session_t *ss, uint32_t pause_ms);
+
+/* consumed.c */
+void hd__consumed_report(hd__server_events_t *ev, hd__session_t *ss, const uint8_t *body,
+                         size_t len);
+/* Before the store closes: submit the deletes gathered this iteration. */
+void hd__consumed_flush(hd__server_events_t *ev);
+/* At the very end: batches still with the application only wait to be freed. */
+void hd__consumed_orphan_all(hd__server_events_t *ev);
+
+#endif
