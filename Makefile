@@ -43,7 +43,9 @@ TEST_BINS := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 TOOLS := $(BUILD)/hd-noise-vectors
 
 
-.PHONY: all deps lib tools tests test test-c test-c-valgrind test-header test-swift test-node test-python abi-check \
+.PHONY: all deps lib tools tests test test-c test-c-valgrind test-header test-layers test-paths \
+        print-layer-incs \
+        test-swift test-node test-python abi-check \
         abi-baseline demo demo-c clean install
 
 SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
@@ -81,7 +83,7 @@ $(BUILD)/tests/%: tests/c/%.c tests/c/harness.h $(STLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_TEST) $< -o $@ $(STLIB) $(DEPS_LIBS)
 
-test-c: lib tools tests test-header
+test-c: lib tools tests test-header test-layers
 	@sh tests/c/run.sh $(BUILD) "$(TEST_BINS) $(BUILD)/hd-noise-vectors"
 
 test-c-valgrind: lib tools tests
@@ -92,6 +94,37 @@ test-header:
 	@mkdir -p $(BUILD)
 	$(CC) -std=c99 -pedantic -Werror -Wall -Wextra -Iinclude -x c -c tests/header/header_test.c -o $(BUILD)/header_c.o
 	c++ -std=c++11 -pedantic -Werror -Wall -Wextra -Iinclude -x c++ -c tests/header/header_test.c -o $(BUILD)/header_cxx.o
+
+# The layering holds: for each layer, a file that includes a header of a layer above it (or of
+# its sibling) must not compile with that layer's include path, while the same file without that
+# include does (so the failure is the layering's, not another error's).
+LAYER_OFFENDERS := base:wire.h crypto:wire.h proto:runtime.h loop:conn.h net:store.h \
+                   store:server_events.h server:client_events.h client:server_events.h
+test-layers:
+	@mkdir -p $(BUILD)/layers
+	@for pair in $(LAYER_OFFENDERS); do \
+	  layer=$${pair%%:*}; hdr=$${pair#*:}; f=$(BUILD)/layers/$$layer.c; \
+	  incs="$$($(MAKE) -s --no-print-directory print-layer-incs LAYER=$$layer)"; \
+	  printf '#include "common.h"\nint hd__layer_probe(void);\nint hd__layer_probe(void) { return 0; }\n' > $$f; \
+	  $(CC) $(CFLAGS_LIB) $$incs -c $$f -o $(BUILD)/layers/$$layer.o || { echo "layers: control for $$layer failed"; exit 1; }; \
+	  printf '#include "%s"\n' "$$hdr" >> $$f; \
+	  if $(CC) $(CFLAGS_LIB) $$incs -c $$f -o $(BUILD)/layers/$$layer.o 2>$(BUILD)/layers/$$layer.err; then \
+	    echo "layers: $$layer could include $$hdr from a layer above it"; exit 1; fi; \
+	  grep -q "No such file" $(BUILD)/layers/$$layer.err || { cat $(BUILD)/layers/$$layer.err; exit 1; }; \
+	  echo "ok layers: $$layer cannot include $$hdr"; \
+	done
+
+# No two paths (files or the folders above them) that differ only in case: a checkout on a
+# case-insensitive file system (macOS's default) would merge or lose them. `git ls-files | sort -f
+# | uniq -di` is the files' half of this check.
+test-paths:
+	@dups=$$(git ls-files | awk -F/ '{p=$$1; print p; for (i = 2; i <= NF; i++) { p = p "/" $$i; print p }}' \
+	  | sort -u | sort -f | uniq -di); \
+	  if [ -n "$$dups" ]; then echo "paths that differ only in case:"; echo "$$dups"; exit 1; fi; \
+	  echo "ok paths: no two differ only in case"
+
+print-layer-incs:
+	@echo $(call layer_incs,$(LAYER))
 
 # The exported ABI against the committed baseline (abidiff, from libabigail).
 abi-check: $(SHLIB)
@@ -117,6 +150,7 @@ deps:
 
 # Every suite: C (plain and under valgrind), the header check, the ABI check, Swift.
 test: deps
+	$(MAKE) test-paths
 	$(MAKE) test-c
 	$(MAKE) test-c-valgrind
 	$(MAKE) abi-check

@@ -74,12 +74,19 @@ size_t hd__msg_done_fit(const uint64_t *seqs, size_t n, uint64_t max_message_byt
   return batch_fit(NULL, seqs, n, max_message_bytes, NULL);
 }
 
-/* Room kept in front of a message's entries for its header: L, type, count. */
-#define EVENTS_HEADER_ROOM (2 * HD__VARINT_MAX + 1)
+size_t hd__events_header_size(uint64_t count, size_t body_bytes) {
+  uint64_t l = 1 + hd__varint_len(count) + (uint64_t)body_bytes;
+  return hd__varint_len(l) + 1 + hd__varint_len(count);
+}
 
-void hd__events_writer_init(hd__events_writer_t *w, hd__buf_t *out, uint64_t max_message_bytes) {
+void hd__events_writer_init(hd__events_writer_t *w, hd__buf_t *out, uint64_t max_message_bytes,
+                            size_t header_room) {
   w->out = out;
   w->max = max_message_bytes;
+  /* no hint: a message near the limit with one entry per ~100 bytes */
+  w->room = header_room ? header_room
+                        : hd__varint_len(max_message_bytes) + 1 +
+                              hd__varint_len(max_message_bytes / 100 + 1);
   w->msg_start = SIZE_MAX;
   w->body_bytes = 0;
   w->count = 0;
@@ -93,14 +100,17 @@ int hd__events_writer_add(hd__events_writer_t *w, uint64_t seq, uint64_t created
                      "bytes", (unsigned long long)seq, len, (unsigned long long)w->max);
   }
   int open = w->msg_start != SIZE_MAX;
-  if (open && 1 + hd__varint_len(w->count + 1) + w->body_bytes + es > w->max) {
+  /* the count's varint is exact only near the limit; below it, its longest form fits anyway */
+  if (open && 1 + HD__VARINT_MAX + w->body_bytes + es > w->max &&
+      1 + hd__varint_len(w->count + 1) + w->body_bytes + es > w->max) {
     return HD__EVENTS_FULL;
   }
   hd__buf_t *out = w->out;
-  if (hd__buf_reserve(out, (open ? 0 : EVENTS_HEADER_ROOM) + es) != 0) return HD_ENOMEM;
+  size_t need = (open ? 0 : w->room) + es;
+  if (out->cap - out->len < need && hd__buf_reserve(out, need) != 0) return HD_ENOMEM;
   if (!open) {
     w->msg_start = out->len;
-    out->len += EVENTS_HEADER_ROOM;
+    out->len += w->room;
   }
   uint8_t *p = out->data + out->len;
   p += hd__varint_put(p, seq);
@@ -116,14 +126,18 @@ int hd__events_writer_add(hd__events_writer_t *w, uint64_t seq, uint64_t created
 int hd__events_writer_finish(hd__events_writer_t *w) {
   if (w->msg_start == SIZE_MAX) return 0;
   hd__buf_t *out = w->out;
-  uint64_t l = 1 + hd__varint_len(w->count) + w->body_bytes;
-  size_t h = hd__varint_len(l) + 1 + hd__varint_len(w->count);
-  uint8_t *entries = out->data + w->msg_start + EVENTS_HEADER_ROOM;
-  uint8_t *p = entries - h;
-  size_t n = hd__varint_put(p, l);
-  p[n++] = HD__MSG_EVENTS;
-  hd__varint_put(p + n, w->count);
-  if (h != EVENTS_HEADER_ROOM) memmove(out->data + w->msg_start, entries - h, h + w->body_bytes);
+  size_t h = hd__events_header_size(w->count, w->body_bytes);
+  if (h != w->room) {
+    /* the guess was wrong: shift the entries so that the header sits right before them */
+    if (h > w->room && hd__buf_reserve(out, h - w->room) != 0) return HD_ENOMEM;
+    uint8_t *entries = out->data + w->msg_start + w->room;
+    memmove(out->data + w->msg_start + h, entries, w->body_bytes);
+    w->room = h; /* the next message likely has a header of this size too */
+  }
+  uint8_t *p = out->data + w->msg_start;
+  p += hd__varint_put(p, 1 + hd__varint_len(w->count) + (uint64_t)w->body_bytes);
+  *p++ = HD__MSG_EVENTS;
+  hd__varint_put(p, w->count);
   out->len = w->msg_start + h + w->body_bytes;
   w->msg_start = SIZE_MAX;
   w->body_bytes = 0;
@@ -132,8 +146,10 @@ int hd__events_writer_finish(hd__events_writer_t *w) {
 }
 
 int hd__msg_encode_events(hd__buf_t *out, const hd__entry_t *e, size_t n) {
+  size_t body = 0;
+  for (size_t i = 0; i < n; i++) body += event_size(&e[i]);
   hd__events_writer_t w;
-  hd__events_writer_init(&w, out, UINT64_MAX);
+  hd__events_writer_init(&w, out, UINT64_MAX, hd__events_header_size(n, body));
   size_t start = out->len;
   for (size_t i = 0; i < n; i++) {
     int rc = hd__events_writer_add(&w, e[i].seq, e[i].created_ms, e[i].data, e[i].len);

@@ -76,12 +76,14 @@ size_t hd__msg_done_fit(const uint64_t *seqs, size_t n, uint64_t max_message_byt
  * The one EVENTS encoder. Entries are appended straight into `out` as they come (the server's
  * pump writes each row while the store still holds it, so a payload is copied once, from the
  * store into the connection's output), and messages are cut so that each stays within the
- * peer's limit. A message's header (L, type, count) is written when the message is finished: room
- * for the longest header is kept in front of the entries, and the message is shifted down over
- * the unused part of that room then. */
+ * peer's limit. A message's header (L, type, count) is written when the message is finished, in
+ * room kept in front of its entries. The room is a guess: exact when the caller knows the message
+ * in advance, else the size of the previous message's header (a stream of full messages has
+ * headers of one size); a wrong guess costs one shift of the message's entries. */
 typedef struct hd__events_writer {
   hd__buf_t *out;
   uint64_t max;      /* the largest L (type byte + body) a message may have */
+  size_t room;       /* header bytes kept in front of the next message's entries */
   size_t msg_start;  /* offset in out of the open message's header room; SIZE_MAX: none open */
   size_t body_bytes; /* the open message's entries' bytes */
   uint64_t count;    /* the open message's entries */
@@ -90,14 +92,19 @@ typedef struct hd__events_writer {
 /* What hd__events_writer_add returns when the entry does not fit the open message. */
 #define HD__EVENTS_FULL 1
 
-void hd__events_writer_init(hd__events_writer_t *w, hd__buf_t *out, uint64_t max_message_bytes);
+/* `header_room`: the header size expected (hd__events_header_size of the message, or what an
+ * earlier writer's `room` ended at); 0 for a guess from the limit. */
+void hd__events_writer_init(hd__events_writer_t *w, hd__buf_t *out, uint64_t max_message_bytes,
+                            size_t header_room);
+/* The header's size for `count` entries of `body_bytes` bytes in all. */
+size_t hd__events_header_size(uint64_t count, size_t body_bytes);
 /* Appends one entry to the open message, opening one if none is: 0; HD__EVENTS_FULL when the open
  * message cannot take it (finish it, then add again); HD_EMSGSIZE when no message within the
  * limit can hold it; HD_ENOMEM. Nothing is written unless 0 is returned. */
 int hd__events_writer_add(hd__events_writer_t *w, uint64_t seq, uint64_t created_ms,
                           const uint8_t *payload, size_t len);
-/* Writes the open message's header; 1 if a message was finished, 0 if none was open. `out` then
- * holds whole messages only, so its owner may flush it before the next add. */
+/* Writes the open message's header: 1 if a message was finished, 0 if none was open, HD_ENOMEM.
+ * `out` then holds whole messages only, so its owner may flush it before the next add. */
 int hd__events_writer_finish(hd__events_writer_t *w);
 
 /* ---- Decoding: `body` is the message after its type byte ------------------------------------

@@ -54,6 +54,7 @@ struct hd__session {
   int catching_up;       /* since RESUME, until a page comes back short */
   uint64_t catchup_sent;
   uint64_t catchup_start_ms;
+  size_t events_room;    /* the EVENTS writer's header guess, kept from page to page */
 };
 
 struct hd__server_events {

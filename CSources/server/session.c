@@ -27,7 +27,12 @@ typedef struct page {
 
 /* Closes the open message and queues it; 0 if the connection can take more. */
 static int finish_message(page_t *pg) {
-  if (hd__events_writer_finish(&pg->w)) hd__conn_queued(pg->c); /* may write at once */
+  int rc = hd__events_writer_finish(&pg->w);
+  if (rc < 0) {
+    hd__conn_close(pg->c, rc, "out of memory encoding events");
+    return -1;
+  }
+  if (rc > 0) hd__conn_queued(pg->c); /* may write at once */
   return hd__conn_out(pg->c) != NULL ? 0 : -1; /* NULL: the connection failed while flushing */
 }
 
@@ -84,10 +89,12 @@ static void pump(hd__deferred_t *d) {
     }
     uint32_t limit = ss->credit < s->page_events ? (uint32_t)ss->credit : s->page_events;
     page_t pg = {.ss = ss, .c = ss->conn};
-    hd__events_writer_init(&pg.w, hd__conn_out(ss->conn), ss->conn->peer_max_message);
+    hd__events_writer_init(&pg.w, hd__conn_out(ss->conn), ss->conn->peer_max_message,
+                           ss->events_room);
     int rc = s->store->vt->read_pending(s->store, ss->user->pk, ss->sent_upto, limit, page_row,
                                         &pg);
     if (hd__conn_out(ss->conn) != NULL) finish_message(&pg);
+    ss->events_room = pg.w.room; /* the next page's messages likely have headers of this size */
     if (rc < 0) {
       hd__log(s->rt, HD_LOG_ERROR, "%s: reading pending events: %s", ss->conn->peer,
               hd_last_error_message());
