@@ -110,7 +110,9 @@ install: lib
 	ln -sf libhyperdown.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libhyperdown.so
 	install -m 644 $(STLIB) $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 $(BUILD)/hyperdown.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' hyperdown.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hyperdown.pc
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/hyperdown.pc
 
 deps:
 	@sh scripts/install-deps.sh
