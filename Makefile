@@ -143,7 +143,9 @@ install: lib
 	ln -sf libhyperdown.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libhyperdown.so
 	install -m 644 $(STLIB) $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 $(BUILD)/hyperdown.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' hyperdown.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hyperdown.pc
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/hyperdown.pc
 
 deps:
 	@sh scripts/install-deps.sh
@@ -157,6 +159,7 @@ test: deps
 	$(MAKE) test-swift
 	$(MAKE) test-node
 	$(MAKE) test-python
+	$(MAKE) test-docs
 	@echo "all suites passed"
 
 test-swift:
@@ -175,6 +178,19 @@ test-python:
 	python3 -m venv $(PYVENV)
 	$(PYVENV)/bin/pip install -q ./bindings/python pytest
 	PATH=$(dir $(SWIFT)):$$PATH $(PYVENV)/bin/python -m pytest bindings/python/tests tests/interop -q
+
+# Docs that run (docs/docs-checks.md): every fenced block of README.md and docs/ carries a tag,
+# and the checker runs each as tagged (C against a `make install` into a temporary PREFIX, JS
+# with the addon, Python in the venv, sh with the Swift CLI on PATH); an untagged block fails.
+.PHONY: test-docs
+test-docs: lib
+	cd bindings/node && npm install --no-audit --no-fund
+	$(SWIFT) build --product hyperdown
+	python3 -m venv $(PYVENV)
+	$(PYVENV)/bin/pip install -q ./bindings/python
+	python3 test/docs/check_docs.py --self-test
+	python3 test/docs/check_docs.py --python $(PYVENV)/bin/python --swift $(SWIFT) \
+	  --cli-dir $(CURDIR)/.build/debug
 
 # The original example, narrated, on the embedded SQLite default (the Swift CLI's `hyperdown demo`
 # tells the same story; `make demo-c` plays it with the C example program).
