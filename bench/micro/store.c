@@ -1,5 +1,5 @@
 /* Hot path, store append: events/s through the server store's add_event (store.h vtable, group
- * commit on the writer thread, completions on a loop this program runs) and through the public
+ * commit on libuv's thread pool, completions on a loop this program runs) and through the public
  * hd_server_add_event (completion callbacks, the server's own loop thread), beside a bare SQLite
  * insert loop with the SAME schema (checked: sqlite_master of both databases must match), the
  * same rows per transaction and the same durability (WAL, synchronous FULL or NORMAL, the

@@ -1,4 +1,4 @@
-"""``hyperdown.create(options)``: the original's option names (see DESIGN.md, "Language APIs").
+"""``hyperdown.create(options)``: the original's option names (see docs/python.md).
 
 Option              meaning
 ------------------  -----------------------------------------------------------------------------
