@@ -48,7 +48,7 @@ static int grow(hd__keymap_t *t) {
   t->slots = calloc(cap, sizeof *t->slots);
   if (t->slots == NULL) {
     t->slots = old;
-    return HD_ENOMEM;
+    return hd__error(HD_ENOMEM, "out of memory growing a key map to %zu entries", cap);
   }
   t->cap = cap;
   for (size_t i = 0; i < old_cap; i++) {

@@ -1,4 +1,4 @@
-/* The version check of option structs (options.h). */
+/* The version checks of the structs a caller hands in (options.h). */
 #include "options.h"
 
 #include "common.h"
@@ -15,4 +15,10 @@ int hd__options_check_version(const void *opts, unsigned int version, unsigned i
                      what, version, known);
   }
   return 0;
+}
+
+int hd__options_check_stats_version(unsigned int version, unsigned int known, const char *what) {
+  if (version != 0 && version <= known) return 0;
+  return hd__error(HD_EVERSION, "%s stats version %u: set it to 1..%u (the _STATS_VERSION the "
+                   "caller was built with)", what, version, known);
 }

@@ -31,8 +31,7 @@ struct hd_client {
   uint32_t backoff_ms, reconnect_min_ms, reconnect_max_ms;
   int no_reconnect;
 
-  hd__client_message_hook hook; /* tests (client.h); loop thread */
-  void *hook_ud;
+  hd__hook_t hook;              /* tests (client.h); loop thread */
 
   hd__client_events_t *events;  /* NULL once closed */
 
@@ -50,7 +49,7 @@ static void on_conn_open(hd__conn_t *c, const uint8_t pk[HD_PUBLICKEY_BYTES]) {
   hd_client_t *cl = c->cfg->owner;
   cl->open = 1;
   cl->backoff_ms = cl->reconnect_min_ms; /* a working connection resets the backoff */
-  if (cl->hook != NULL) c->raw = 1;
+  if (cl->hook.fn != NULL) c->raw = 1;
   else if (cl->events != NULL) hd__client_events_on_open(cl->events, c);
   if (cl->on_connected) cl->on_connected(cl->user_data, pk);
 }
@@ -59,8 +58,8 @@ static void on_conn_message(hd__conn_t *c, uint8_t type, const uint8_t *body, si
   hd_client_t *cl = c->cfg->owner;
   if (!c->raw) {
     if (cl->events != NULL) hd__client_events_on_message(cl->events, c, type, body, len);
-  } else if (cl->hook != NULL) {
-    cl->hook(cl->hook_ud, c, type, body, len);
+  } else if (cl->hook.fn != NULL) {
+    cl->hook.fn(cl->hook.ud, c, type, body, len);
   }
 }
 
@@ -201,6 +200,32 @@ int hd_client_create(hd_client_t **out, const hd_client_options_t *opts) {
   return 0;
 }
 
+/* ---- Stats ---------------------------------------------------------------------------------- */
+
+typedef struct stats_call {
+  hd_client_t *cl;
+  hd_client_stats_t *out;
+} stats_call_t;
+
+static int stats_on_loop(void *arg) {
+  stats_call_t *c = arg;
+  if (c->cl->closing || c->cl->events == NULL) return hd__error(HD_ECLOSED, "the client is closing");
+  int rc = hd__client_events_stats(c->cl->events, c->out);
+  c->out->connected = c->cl->open;
+  return rc;
+}
+
+int hd_client_stats(hd_client_t *client, hd_client_stats_t *out) {
+  if (client == NULL || out == NULL) return hd__error(HD_EINVAL, "client or output is NULL");
+  int rc = hd__options_check_stats_version(out->version, HD_CLIENT_STATS_VERSION, "client");
+  if (rc != 0) return rc;
+  unsigned int version = out->version;
+  memset(out, 0, sizeof *out);
+  out->version = version;
+  stats_call_t c = {client, out};
+  return hd__runtime_call(client->rt, stats_on_loop, &c);
+}
+
 /* ---- Close ------------------------------------------------------------------------------ */
 
 static void maybe_finish(hd_client_t *cl) {
@@ -236,67 +261,39 @@ static void close_task(hd__task_t *t, int cancelled) {
   if (cl->conn != NULL) hd__conn_close(cl->conn, 0, "client closing");
 }
 
+static int close_client(hd_client_t *cl, int wait, hd_close_cb cb, void *cb_data) {
+  if (cl == NULL) return hd__error(HD_EINVAL, "client is NULL");
+  return wait ? hd__runtime_close_wait(cl->rt, &cl->closer, close_task)
+              : hd__runtime_close(cl->rt, &cl->closer, close_task, cb, cb_data);
+}
+
 int hd_client_close(hd_client_t *client, hd_close_cb cb, void *cb_data) {
-  if (client == NULL) return hd__error(HD_EINVAL, "client is NULL");
-  return hd__runtime_close(client->rt, &client->closer, close_task, cb, cb_data);
+  return close_client(client, 0, cb, cb_data);
 }
 
-int hd_client_close_wait(hd_client_t *client) {
-  if (client == NULL) return hd__error(HD_EINVAL, "client is NULL");
-  return hd__runtime_close_wait(client->rt, &client->closer, close_task);
-}
-
-/* ---- Stats ---------------------------------------------------------------------------------- */
-
-typedef struct stats_call {
-  hd_client_t *cl;
-  hd_client_stats_t *out;
-} stats_call_t;
-
-static int stats_on_loop(void *arg) {
-  stats_call_t *c = arg;
-  if (c->cl->closing || c->cl->events == NULL) return hd__error(HD_ECLOSED, "the client is closing");
-  int rc = hd__client_events_stats(c->cl->events, c->out);
-  c->out->connected = c->cl->open;
-  return rc;
-}
-
-int hd_client_stats(hd_client_t *client, hd_client_stats_t *out) {
-  if (client == NULL || out == NULL) return hd__error(HD_EINVAL, "client or output is NULL");
-  if (out->version == 0 || out->version > HD_CLIENT_STATS_VERSION) {
-    return hd__error(HD_EVERSION, "client stats version %u (known: 1..%d)", out->version,
-                     HD_CLIENT_STATS_VERSION);
-  }
-  unsigned int version = out->version;
-  memset(out, 0, sizeof *out);
-  out->version = version;
-  stats_call_t c = {client, out};
-  return hd__runtime_call(client->rt, stats_on_loop, &c);
-}
+int hd_client_close_wait(hd_client_t *client) { return close_client(client, 1, NULL, NULL); }
 
 /* ---- Internal API (client.h) ---------------------------------------------------------------- */
 
 typedef struct hook_call {
   hd_client_t *cl;
-  hd__client_message_hook cb;
-  void *ud;
+  hd__hook_t hook;
 } hook_call_t;
 
 static int set_hook_on_loop(void *arg) {
   hook_call_t *h = arg;
   hd_client_t *cl = h->cl;
-  cl->hook = h->cb;
-  cl->hook_ud = h->ud;
-  /* an open connection is the hook's from now on */
-  if (h->cb != NULL && cl->open && cl->conn != NULL && !cl->conn->raw) {
-    if (cl->events != NULL) hd__client_events_on_close(cl->events, cl->conn);
-    cl->conn->raw = 1;
-  }
+  cl->hook = h->hook;
+  hd__conn_t *c = cl->open ? cl->conn : NULL;
+  if (cl->hook.fn == NULL || c == NULL || c->raw) return 0;
+  /* the open connection is the hook's from now on */
+  if (cl->events != NULL) hd__client_events_on_close(cl->events, c);
+  c->raw = 1;
   return 0;
 }
 
-int hd__client_set_message_hook(hd_client_t *cl, hd__client_message_hook cb, void *ud) {
-  hook_call_t h = {cl, cb, ud};
+int hd__client_set_message_hook(hd_client_t *cl, hd__message_hook cb, void *ud) {
+  hook_call_t h = {cl, {cb, ud}};
   return hd__runtime_call(cl->rt, set_hook_on_loop, &h);
 }
 

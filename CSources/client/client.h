@@ -5,17 +5,12 @@
 
 #include "conn.h"
 
-/* Receives every message of a connection the hook owns, on the loop thread (a batch body is not
- * checked before: decode it with hd__msg_entries_begin). */
-typedef void (*hd__client_message_hook)(void *ud, hd__conn_t *conn, uint8_t type,
-                                        const uint8_t *body, size_t len);
-
 /* While a hook is set, the event layer leaves the handle's connection alone: the connection open
  * when it is set, or opening while it is set, belongs to the hook (no RESUME, CONSUMED or CREDIT
  * from the event layer; every message it receives goes to the hook). Set it right after create:
  * RESUME waits for a store write, so it cannot have gone out yet. Any thread; returns once the
  * hook is in effect (0, or HD_ECLOSED while closing). */
-int hd__client_set_message_hook(hd_client_t *client, hd__client_message_hook cb, void *ud);
+int hd__client_set_message_hook(hd_client_t *client, hd__message_hook cb, void *ud);
 
 /* Sends one message to the server. Any thread: copies and posts (0 once queued; dropped, with a
  * debug log, if not connected by then). On the loop thread: HD_ESTATE if not connected. */

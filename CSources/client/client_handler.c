@@ -11,10 +11,11 @@
 #define PAGE_EVENTS 32
 #define PAGE_BYTES (256 * 1024)
 
+/* One page read into the ready queue: how many payload bytes, and whether an event failed. */
 typedef struct fill_ctx {
-  hd__client_events_t *ev;
   size_t bytes;
   int error;
+  hd__client_events_t *ev;
 } fill_ctx_t;
 
 static int fill_one(void *data, const hd__store_event_t *row) {
@@ -32,7 +33,7 @@ static int fill_one(void *data, const hd__store_event_t *row) {
 }
 
 static void fill(hd__client_events_t *ev) {
-  fill_ctx_t f = {ev, 0, 0};
+  fill_ctx_t f = {0, 0, ev};
   int n = ev->store->vt->list_unhandled(ev->store, ev->fetched, PAGE_EVENTS, fill_one, &f);
   if (n < 0 || f.error != 0) {
     hd__log(ev->rt, HD_LOG_ERROR, "reading unhandled events failed: %s", hd_last_error_message());

@@ -26,7 +26,7 @@ static int send_consumed(hd__client_events_t *ev, const hd__entry_t *e, size_t n
       continue;
     }
     hd__buf_t *out = hd__conn_out(c);
-    if (out == NULL) return HD_ESTATE;
+    if (out == NULL) return hd__error(HD_ESTATE, "not connected any more"); /* not a failure */
     int rc = hd__msg_encode_consumed(out, e, k);
     if (rc != 0) return rc;
     hd__conn_queued(c);

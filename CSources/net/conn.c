@@ -357,6 +357,7 @@ static void on_timer(uv_timer_t *t) {
 
 static int on_msg(void *ctx, uint8_t type, const uint8_t *body, size_t len) {
   hd__conn_t *c = ctx;
+  /* stops the feed: the connection is closing and its detail is already set */
   if (c->state != HD__CONN_OPEN) return HD_ECLOSED;
   /* A batch body is walked by the layer that decodes it (hd__msg_entries_begin), which closes
    * the connection on a malformed one: checking it here too would walk every entry twice. */

@@ -88,6 +88,18 @@ struct hd__conn {
   hd__queue_t node;          /* the owner's list of its connections */
 };
 
+/* A test hook (server.h, client.h): receives every message of a connection it owns (conn->raw),
+ * on the loop thread. `body` is valid only during the call; a batch body (EVENTS, CONSUMED, DONE)
+ * is not checked before: decode it with hd__msg_entries_begin, which rejects a malformed one.
+ * The peer's key is conn->remote_pk. */
+typedef void (*hd__message_hook)(void *ud, hd__conn_t *conn, uint8_t type, const uint8_t *body,
+                                 size_t len);
+/* A hook with its argument, as a handle keeps it (fn NULL: none). */
+typedef struct hd__hook {
+  hd__message_hook fn;
+  void *ud;
+} hd__hook_t;
+
 /* Server: accepts a pending connection from `listener` and starts the handshake. On error
  * nothing is allocated (the pending connection is refused). */
 int hd__conn_accept(const hd__conn_config_t *cfg, uv_stream_t *listener, hd__conn_t **out);

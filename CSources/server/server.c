@@ -28,8 +28,7 @@ struct hd_server {
   size_t nconns;
   hd__keymap_t peers; /* authenticated peers: public key -> connection */
 
-  hd__server_message_hook hook; /* tests (server.h); loop thread */
-  void *hook_ud;
+  hd__hook_t hook;              /* tests (server.h); loop thread */
 
   hd__server_events_t *events;  /* NULL once closed */
 
@@ -56,7 +55,7 @@ static void on_conn_open(hd__conn_t *c, const uint8_t pk[HD_PUBLICKEY_BYTES]) {
     hd__log(s->rt, HD_LOG_INFO, "peer %s replaces its previous connection %s", c->peer, old->peer);
     hd__conn_close(old, 0, "replaced by a newer connection of the same peer");
   }
-  if (s->hook != NULL) {
+  if (s->hook.fn != NULL) {
     c->raw = 1;
   } else {
     hd__server_events_on_open(s->events, c);
@@ -68,7 +67,7 @@ static void on_conn_open(hd__conn_t *c, const uint8_t pk[HD_PUBLICKEY_BYTES]) {
 static void on_conn_message(hd__conn_t *c, uint8_t type, const uint8_t *body, size_t len) {
   hd_server_t *s = c->cfg->owner;
   if (!c->raw) hd__server_events_on_message(s->events, c, type, body, len);
-  else if (s->hook != NULL) s->hook(s->hook_ud, c, c->remote_pk, type, body, len);
+  else if (s->hook.fn != NULL) s->hook.fn(s->hook.ud, c, type, body, len);
 }
 
 static void on_conn_drain(hd__conn_t *c) {
@@ -260,15 +259,17 @@ static void close_task(hd__task_t *t, int cancelled) {
   }
 }
 
-int hd_server_close(hd_server_t *server, hd_close_cb cb, void *cb_data) {
-  if (server == NULL) return hd__error(HD_EINVAL, "server is NULL");
-  return hd__runtime_close(server->rt, &server->closer, close_task, cb, cb_data);
+static int close_server(hd_server_t *s, int wait, hd_close_cb cb, void *cb_data) {
+  if (s == NULL) return hd__error(HD_EINVAL, "server is NULL");
+  return wait ? hd__runtime_close_wait(s->rt, &s->closer, close_task)
+              : hd__runtime_close(s->rt, &s->closer, close_task, cb, cb_data);
 }
 
-int hd_server_close_wait(hd_server_t *server) {
-  if (server == NULL) return hd__error(HD_EINVAL, "server is NULL");
-  return hd__runtime_close_wait(server->rt, &server->closer, close_task);
+int hd_server_close(hd_server_t *server, hd_close_cb cb, void *cb_data) {
+  return close_server(server, 0, cb, cb_data);
 }
+
+int hd_server_close_wait(hd_server_t *server) { return close_server(server, 1, NULL, NULL); }
 
 /* ---- Reads from any thread ------------------------------------------------------------------ */
 
@@ -287,13 +288,11 @@ static int stats_on_loop(void *arg) {
 
 int hd_server_stats(hd_server_t *server, hd_server_stats_t *out) {
   if (server == NULL || out == NULL) return hd__error(HD_EINVAL, "server or out is NULL");
-  if (out->version == 0 || out->version > HD_SERVER_STATS_VERSION) {
-    return hd__error(HD_EVERSION, "set out->version to HD_SERVER_STATS_VERSION (%d)",
-                     HD_SERVER_STATS_VERSION);
-  }
+  int rc = hd__options_check_stats_version(out->version, HD_SERVER_STATS_VERSION, "server");
+  if (rc != 0) return rc;
   hd_server_stats_t tmp = {HD_SERVER_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0};
   stats_call_t c = {server, &tmp};
-  int rc = hd__runtime_call(server->rt, stats_on_loop, &c);
+  rc = hd__runtime_call(server->rt, stats_on_loop, &c);
   if (rc == 0) *out = tmp; /* version 1 is the whole struct */
   return rc;
 }
@@ -334,29 +333,26 @@ hd__runtime_t *hd__server_runtime(hd_server_t *s) { return s->rt; }
 
 typedef struct hook_call {
   hd_server_t *s;
-  hd__server_message_hook cb;
-  void *ud;
+  hd__hook_t hook;
 } hook_call_t;
 
 static int set_hook_on_loop(void *arg) {
   hook_call_t *h = arg;
   hd_server_t *s = h->s;
-  s->hook = h->cb;
-  s->hook_ud = h->ud;
-  if (h->cb == NULL || s->closing) return 0;
+  s->hook = h->hook;
   /* the open connections are the hook's from now on */
   hd__queue_t *q;
   hd__queue_foreach(q, &s->conns) {
     hd__conn_t *c = hd__container_of(q, hd__conn_t, node);
-    if (!c->authenticated || c->raw) continue;
+    if (s->hook.fn == NULL || s->closing || !c->authenticated || c->raw) continue;
     hd__server_events_on_close(s->events, c);
     c->raw = 1;
   }
   return 0;
 }
 
-int hd__server_set_message_hook(hd_server_t *s, hd__server_message_hook cb, void *ud) {
-  hook_call_t h = {s, cb, ud};
+int hd__server_set_message_hook(hd_server_t *s, hd__message_hook cb, void *ud) {
+  hook_call_t h = {s, {cb, ud}};
   return hd__runtime_call(s->rt, set_hook_on_loop, &h);
 }
 

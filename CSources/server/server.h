@@ -12,18 +12,11 @@ typedef struct hd__server_events hd__server_events_t;
 hd__server_events_t *hd__server_events_of(hd_server_t *server);
 hd__runtime_t *hd__server_runtime(hd_server_t *server);
 
-/* Receives every message of a connection the hook owns, on the loop thread. `body` is valid only
- * during the call; a batch body (EVENTS, CONSUMED, DONE) is not checked before: the hook decodes
- * it with hd__msg_entries_begin, which rejects a malformed one. */
-typedef void (*hd__server_message_hook)(void *ud, hd__conn_t *conn,
-                                        const uint8_t public_key[HD_PUBLICKEY_BYTES],
-                                        uint8_t type, const uint8_t *body, size_t len);
-
 /* While a hook is set, the event layer leaves the handle's connections alone: a connection open
  * when it is set, or opening while it is set, belongs to the hook (no session: no EVENTS, DONE
  * or PAUSE from the event layer; every message it receives goes to the hook). Any thread;
  * returns once the hook is in effect (0, or HD_ECLOSED while closing). */
-int hd__server_set_message_hook(hd_server_t *server, hd__server_message_hook cb, void *ud);
+int hd__server_set_message_hook(hd_server_t *server, hd__message_hook cb, void *ud);
 
 /* Sends one message to the connected peer `public_key`. From any thread: copies the body and
  * posts it (returns 0 once queued; a peer that is gone by then is skipped, logged at debug
