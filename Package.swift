@@ -16,7 +16,6 @@ let coreLayers: [String] = {
 
 let package = Package(
   name: "Hyperdown",
-  platforms: [.macOS(.v15)],
   products: [
     .library(name: "Hyperdown", targets: ["Hyperdown"]),
     // The binary is named `hyperdown`; its target, and so its folder Sources/HyperdownCLI, has
