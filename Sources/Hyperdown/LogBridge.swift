@@ -21,4 +21,10 @@ enum LogBridge {
     default: return .debug
     }
   }
+
+  /// Passes one of the core's log lines (a `log` callback's arguments) to `logger`.
+  static func forward(_ level: hd_log_level_t, _ message: UnsafePointer<CChar>?, to logger: Logger?) {
+    guard let logger, let message else { return }
+    logger.log(level: swiftLevel(for: level), "\(String(cString: message))")
+  }
 }
