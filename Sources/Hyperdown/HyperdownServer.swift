@@ -68,23 +68,18 @@ public final class HyperdownServer: Sendable, Service {
   @discardableResult
   public func addEvent(for user: PublicKey, payload: [UInt8]) async throws -> UInt64 {
     try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<UInt64, any Error>) in
-      let box = Unmanaged.passRetained(AddCompletion(continuation))
+      let box = Completion(continuation).retainedPointer()
       do {
         try handle.with { h in
           let rc = payload.withUnsafeBytes { bytes in
             hd_server_add_event(h, user.bytes, bytes.baseAddress, bytes.count, { ctx, status, seq in
-              let box = Unmanaged<AddCompletion>.fromOpaque(ctx!).takeRetainedValue()
-              if status < 0 {
-                box.continuation.resume(throwing: HyperdownError.last(status))
-              } else {
-                box.continuation.resume(returning: seq)
-              }
-            }, box.toOpaque())
+              Completion<UInt64>.take(ctx)!.resume(status: status, returning: seq)
+            }, box)
           }
           try HyperdownError.check(rc)
         }
       } catch {
-        box.release()  // the callback never fires when the call fails
+        Completion<UInt64>.release(box)  // the callback never fires when the call fails
         continuation.resume(throwing: error)
       }
     }
@@ -102,15 +97,15 @@ public final class HyperdownServer: Sendable, Service {
       do {
         try handle.with { h in
           for (i, payload) in payloads.enumerated() {
-            let slot = Unmanaged.passRetained(BatchSlot(batch: batch, index: i))
+            let slot = BatchSlot(batch: batch, index: i).retainedPointer()
             let rc = payload.withUnsafeBytes { bytes in
               hd_server_add_event(h, user.bytes, bytes.baseAddress, bytes.count, { ctx, status, seq in
-                let slot = Unmanaged<BatchSlot>.fromOpaque(ctx!).takeRetainedValue()
+                let slot = BatchSlot.take(ctx)!
                 slot.batch.finish(slot.index, status < 0 ? .failure(HyperdownError.last(status)) : .success(seq))
-              }, slot.toOpaque())
+              }, slot)
             }
             if rc < 0 {
-              slot.release()
+              BatchSlot.release(slot)
               let error = HyperdownError.last(rc)
               for j in i..<payloads.count { batch.finish(j, .failure(error)) }
               return
@@ -146,20 +141,15 @@ public final class HyperdownServer: Sendable, Service {
   /// connect). Clients coalesce events for this long before handling them. Returns once stored.
   public func updatePause(_ pause: Duration) async throws {
     try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-      let box = Unmanaged.passRetained(DoneCompletion(continuation))
+      let box = Completion(continuation).retainedPointer()
       do {
         try handle.with { h in
           try HyperdownError.check(hd_server_update_pause(h, pause.clampedMilliseconds, { ctx, status in
-            let box = Unmanaged<DoneCompletion>.fromOpaque(ctx!).takeRetainedValue()
-            if status < 0 {
-              box.continuation.resume(throwing: HyperdownError.last(status))
-            } else {
-              box.continuation.resume()
-            }
-          }, box.toOpaque()))
+            Completion<Void>.take(ctx)!.resume(status: status, returning: ())
+          }, box))
         }
       } catch {
-        box.release()
+        Completion<Void>.release(box)
         continuation.resume(throwing: error)
       }
     }
@@ -229,9 +219,19 @@ public final class HyperdownServer: Sendable, Service {
   }
 }
 
-final class AddCompletion {
-  let continuation: CheckedContinuation<UInt64, any Error>
-  init(_ continuation: CheckedContinuation<UInt64, any Error>) { self.continuation = continuation }
+/// The continuation of a call that completes once through a C callback (`cb_data`).
+final class Completion<Value: Sendable>: UnmanagedContext {
+  let continuation: CheckedContinuation<Value, any Error>
+  init(_ continuation: CheckedContinuation<Value, any Error>) { self.continuation = continuation }
+
+  /// Resumes with `value`, or with the error of a negative `status`.
+  func resume(status: Int32, returning value: Value) {
+    if status < 0 {
+      continuation.resume(throwing: HyperdownError.last(status))
+    } else {
+      continuation.resume(returning: value)
+    }
+  }
 }
 
 /// Collects the completions of ``HyperdownServer/addEvents(for:payloads:)``.
@@ -263,18 +263,14 @@ final class BatchCompletion: Sendable {
   }
 }
 
-final class BatchSlot {
+/// One event of ``HyperdownServer/addEvents(for:payloads:)``: the `cb_data` of its add.
+final class BatchSlot: UnmanagedContext {
   let batch: BatchCompletion
   let index: Int
   init(batch: BatchCompletion, index: Int) {
     self.batch = batch
     self.index = index
   }
-}
-
-final class DoneCompletion {
-  let continuation: CheckedContinuation<Void, any Error>
-  init(_ continuation: CheckedContinuation<Void, any Error>) { self.continuation = continuation }
 }
 
 /// A server's own state: the consumption reports in progress. Its handle (`CoreHandle`) holds
