@@ -16,11 +16,11 @@ let coreLayers: [String] = {
 
 let package = Package(
   name: "Hyperdown",
-  platforms: [.macOS(.v15)],
   products: [
     .library(name: "Hyperdown", targets: ["Hyperdown"]),
-    // The binary is named `hyperdown`; its target has another name so that it never collides
-    // with the `Hyperdown` module on a case-insensitive file system.
+    // The binary is named `hyperdown`; its target, and so its folder Sources/HyperdownCLI, has
+    // another name so that neither collides with the `Hyperdown` module (Sources/Hyperdown) on a
+    // case-insensitive file system.
     .executable(name: "hyperdown", targets: ["HyperdownCLI"]),
   ],
   dependencies: [
@@ -61,8 +61,7 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-      ],
-      path: "Sources/hyperdown"
+      ]
     ),
     .testTarget(
       name: "HyperdownTests",

@@ -25,79 +25,47 @@ import Synchronization
 /// `Sendable`: every method may be called from any task; the C handle is thread-safe and guarded
 /// against use after close.
 public final class HyperdownClient: Sendable {
+  let handle: CoreHandle
   let core: ClientCore
 
   /// Creates the client and starts dialing its server (it redials after a failure unless
   /// ``ClientConfiguration/noReconnect`` is set). Events already in its store are handed out
   /// even while the server is away.
   /// - Throws: ``HyperdownError``: `EBUSY` if another process uses the folder, `EADDR`, `EKEY`...
-  public init(configuration: ClientConfiguration) throws {
-    let core = ClientCore(configuration)
-    let c = configuration
-    var opts = hd_client_options_t()
-    _ = hd_client_options_init(&opts, UInt32(HD_CLIENT_OPTIONS_VERSION))
-    opts.handshake_timeout_ms = c.handshakeTimeout?.clampedMilliseconds ?? 0
-    opts.keepalive_ms = c.keepalive?.clampedMilliseconds ?? 0
-    opts.idle_timeout_ms = c.idleTimeout?.clampedMilliseconds ?? 0
-    opts.max_message_bytes = c.maxMessageBytes ?? 0
+  public init(configuration c: ClientConfiguration) throws {
+    core = ClientCore(logger: c.logger, eventHandler: c.eventHandler)
+    // The core names the server on a disconnect too; the client's callback only takes why.
+    let onDisconnected: (@Sendable (PublicKey?, HyperdownError?) -> Void)? = c.onDisconnected.map { report in
+      { @Sendable _, error in report(error) }
+    }
+    handle = CoreHandle(context: core, logger: c.logger, onPeerConnected: c.onConnected,
+                        onPeerDisconnected: onDisconnected,
+                        close: hd_client_close, closeWait: hd_client_close_wait)
+    var opts = hd_client_options_t.defaults
     opts.reconnect_min_ms = c.reconnectMin?.clampedMilliseconds ?? 0
     opts.reconnect_max_ms = c.reconnectMax?.clampedMilliseconds ?? 0
     opts.no_reconnect = c.noReconnect ? 1 : 0
-    opts.sync_normal = c.durability == .normal ? 1 : 0
     opts.window = c.window ?? 0
     opts.retry_min_ms = c.retryMin?.clampedMilliseconds ?? 0
     opts.retry_max_ms = c.retryMax?.clampedMilliseconds ?? 0
-    opts.log_level = LogBridge.coreLevel(for: c.logger.logLevel)
-    opts.log = { ud, level, message in
-      guard let ud, let message else { return }
-      let core = Unmanaged<ClientCore>.fromOpaque(ud).takeUnretainedValue()
-      core.logger.log(level: LogBridge.swiftLevel(for: level), "\(String(cString: message))")
-    }
-    opts.destroy = { ud in
-      guard let ud else { return }
-      Unmanaged<ClientCore>.fromOpaque(ud).release()
-    }
-    opts.on_connected = { ud, key in
-      guard let ud, let key else { return }
-      Unmanaged<ClientCore>.fromOpaque(ud).takeUnretainedValue().onConnected?(PublicKey(pointer: key))
-    }
-    opts.on_disconnected = { ud, _, status in
-      guard let ud else { return }
-      let core = Unmanaged<ClientCore>.fromOpaque(ud).takeUnretainedValue()
-      core.onDisconnected?(status < 0 ? HyperdownError.last(status) : nil)
-    }
     opts.on_event = { ud, event in
-      guard let ud, let event else { return }
-      Unmanaged<ClientCore>.fromOpaque(ud).takeUnretainedValue().deliver(event)
+      guard let core = CoreHandle.context(ud, as: ClientCore.self), let event else { return }
+      core.deliver(event)
     }
-    let userData = Unmanaged.passRetained(core)
-    opts.user_data = userData.toOpaque()
-    var handle: OpaquePointer?
-    let rc = withCStrings([c.folderName, c.server, c.dataDirectory]) { s in
-      c.keyPair.withCKeyPair { kp in
-        c.serverPublicKey.bytes.withUnsafeBufferPointer { serverKey in
-          opts.keypair = kp
-          opts.server_public_key = serverKey.baseAddress
-          opts.topic = s[0]
-          opts.connect = s[1]
-          opts.data_dir = s[2]
-          return hd_client_create(&handle, &opts)
-        }
+    // Events may be handed out (and parked) before the create returns and sets the handle: fine,
+    // they only need the handle when they are completed.
+    try handle.create(opts, configuration: c) { opts, handle in
+      c.serverPublicKey.bytes.withUnsafeBufferPointer { serverKey in
+        opts.server_public_key = serverKey.baseAddress
+        return hd_client_create(&handle, &opts)
       }
     }
-    guard rc >= 0, let handle else {
-      let error = HyperdownError.last(rc)
-      userData.release()  // a failed create never calls `destroy`
-      throw error
-    }
-    // Events may already be waiting in `parked` (handed out before `set`): fine, they only need
-    // the handle when they are completed.
-    core.handle.set(handle)
-    self.core = core
   }
 
   deinit {
-    core.closeNow()
+    let parked = core.beginClosing()
+    defer { core.release(parked) }
+    handle.closeNow()
   }
 
   /// The events, as an `AsyncSequence`: each one stays with your code until you
@@ -128,9 +96,7 @@ public final class HyperdownClient: Sendable {
 
   /// The client's counters and state. A short blocking read.
   public func stats() throws -> ClientStats {
-    var s = hd_client_stats_t()
-    s.version = UInt32(HD_CLIENT_STATS_VERSION)
-    try core.handle.with { h in try HyperdownError.check(hd_client_stats(h, &s)) }
+    let s = try handle.stats(hd_client_stats)
     return ClientStats(eventsReceived: s.events_received, eventsHandled: s.events_handled,
                        eventsFailed: s.events_failed, eventsConfirmed: s.events_confirmed,
                        unhandled: s.unhandled, consumed: s.consumed, highWater: s.high_water,
@@ -140,7 +106,9 @@ public final class HyperdownClient: Sendable {
   /// Closes the client: says goodbye to the server, ends ``events``, flushes and closes the
   /// store. Events not completed yet come again next time. Returns once everything is released.
   public func close() async {
-    await core.close()
+    let parked = core.beginClosing()
+    defer { core.release(parked) }
+    await handle.close()
   }
 }
 
@@ -171,13 +139,11 @@ public struct EventSequence: AsyncSequence, Sendable {
   }
 }
 
-/// What the C callbacks of a client reach through `user_data`.
+/// A client's own state: the events it hands out and the iteration that takes them. Its handle
+/// (`CoreHandle`) holds it for the `on_event` callback.
 final class ClientCore: Sendable {
-  let handle = HandleGuard()
   let logger: Logger
   let eventHandler: (@Sendable (Event) async throws -> [UInt8]?)?
-  let onConnected: (@Sendable (PublicKey) -> Void)?
-  let onDisconnected: (@Sendable (HyperdownError?) -> Void)?
 
   typealias Continuation = AsyncThrowingStream<Event, any Error>.Continuation
 
@@ -187,16 +153,12 @@ final class ClientCore: Sendable {
     /// Events the core handed out that wait for an iteration.
     var parked: [Delivery] = []
     var closing = false
-    var closed = false
-    var closeWaiters: [CheckedContinuation<Void, Never>] = []
   }
   let state = Mutex(State())
 
-  init(_ c: ClientConfiguration) {
-    logger = c.logger
-    eventHandler = c.eventHandler
-    onConnected = c.onConnected
-    onDisconnected = c.onDisconnected
+  init(logger: Logger, eventHandler: (@Sendable (Event) async throws -> [UInt8]?)?) {
+    self.logger = logger
+    self.eventHandler = eventHandler
   }
 
   /// On the loop thread: one event from the core.
@@ -296,7 +258,7 @@ final class ClientCore: Sendable {
   }
 
   /// Marks the client closing, ends the iteration and returns the parked events.
-  private func beginClosing() -> [Delivery] {
+  func beginClosing() -> [Delivery] {
     let (consumer, parked) = state.withLock { s in
       s.closing = true
       defer { s.consumer = nil; s.parked = [] }
@@ -307,52 +269,7 @@ final class ClientCore: Sendable {
   }
 
   /// Frees events nobody took (after the close, completing only frees them).
-  private func release(_ parked: [Delivery]) {
+  func release(_ parked: [Delivery]) {
     for delivery in parked { _ = complete(delivery, ok: false, data: nil) }
-  }
-
-  func close() async {
-    let parked = beginClosing()
-    defer { release(parked) }
-    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-      let closed = state.withLock { s -> Bool in
-        if s.closed { return true }
-        s.closeWaiters.append(continuation)
-        return false
-      }
-      if closed { continuation.resume(); return }
-      guard let h = handle.take() else { return }
-      let ctx = Unmanaged.passRetained(self)
-      if hd_client_close(h, { ctx in
-        Unmanaged<ClientCore>.fromOpaque(ctx!).takeRetainedValue().didClose()
-      }, ctx.toOpaque()) < 0 {
-        ctx.release()
-        didClose()
-      }
-    }
-  }
-
-  func didClose() {
-    let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
-      s.closed = true
-      defer { s.closeWaiters = [] }
-      return s.closeWaiters
-    }
-    waiters.forEach { $0.resume() }
-  }
-
-  func closeNow() {
-    let parked = beginClosing()
-    defer { release(parked) }
-    guard let h = handle.take() else { return }
-    if hd_client_close_wait(h) == HD_ETHREAD.rawValue {
-      let ctx = Unmanaged.passRetained(self)
-      if hd_client_close(h, { ctx in Unmanaged<ClientCore>.fromOpaque(ctx!).takeRetainedValue().didClose() },
-                         ctx.toOpaque()) < 0 {
-        ctx.release()
-      }
-    } else {
-      didClose()
-    }
   }
 }

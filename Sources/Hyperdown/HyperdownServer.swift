@@ -22,81 +22,39 @@ import Synchronization
 /// `Sendable`: every method may be called from any task; the C handle is thread-safe and guarded
 /// against use after close.
 public final class HyperdownServer: Sendable, Service {
+  let handle: CoreHandle
   let core: ServerCore
 
   /// Creates the server: opens (or creates) its store, binds and listens.
   /// - Throws: ``HyperdownError``: `EBUSY` if another process uses the folder, `EADDRINUSE`,
   ///   `EADDR` for a malformed address, `EKEY`, `ESTORE`...
-  public init(configuration: ServerConfiguration) throws {
-    let core = ServerCore(configuration)
-    var opts = hd_server_options_t()
-    _ = hd_server_options_init(&opts, UInt32(HD_SERVER_OPTIONS_VERSION))
-    let c = configuration
-    opts.handshake_timeout_ms = c.handshakeTimeout?.clampedMilliseconds ?? 0
-    opts.keepalive_ms = c.keepalive?.clampedMilliseconds ?? 0
-    opts.idle_timeout_ms = c.idleTimeout?.clampedMilliseconds ?? 0
-    opts.max_message_bytes = c.maxMessageBytes ?? 0
-    opts.sync_normal = c.durability == .normal ? 1 : 0
+  public init(configuration c: ServerConfiguration) throws {
+    core = ServerCore(onClientConsumedEvents: c.onClientConsumedEvents)
+    handle = CoreHandle(context: core, logger: c.logger, onPeerConnected: c.onUserConnected,
+                        onPeerDisconnected: c.onUserDisconnected,
+                        close: hd_server_close, closeWait: hd_server_close_wait)
+    var opts = hd_server_options_t.defaults
     opts.page_events = c.pageEvents ?? 0
-    opts.log_level = LogBridge.coreLevel(for: c.logger.logLevel)
-    opts.log = { ud, level, message in
-      guard let ud, let message else { return }
-      let core = Unmanaged<ServerCore>.fromOpaque(ud).takeUnretainedValue()
-      core.logger.log(level: LogBridge.swiftLevel(for: level), "\(String(cString: message))")
-    }
-    opts.destroy = { ud in
-      guard let ud else { return }
-      Unmanaged<ServerCore>.fromOpaque(ud).release()
-    }
-    opts.on_peer_connected = { ud, key in
-      guard let ud, let key else { return }
-      let core = Unmanaged<ServerCore>.fromOpaque(ud).takeUnretainedValue()
-      core.onUserConnected?(PublicKey(pointer: key))
-    }
-    opts.on_peer_disconnected = { ud, key, status in
-      guard let ud else { return }
-      let core = Unmanaged<ServerCore>.fromOpaque(ud).takeUnretainedValue()
-      let error = status < 0 ? HyperdownError.last(status) : nil
-      core.onUserDisconnected?(key.map { PublicKey(pointer: $0) }, error)
-    }
     if c.onClientConsumedEvents != nil {
       opts.on_consumed = { ud, user, batch in
-        guard let ud, let user, let batch else { return }
-        Unmanaged<ServerCore>.fromOpaque(ud).takeUnretainedValue()
-          .consumed(user: PublicKey(pointer: user), batch: batch)
+        guard let core = CoreHandle.context(ud, as: ServerCore.self), let user, let batch else { return }
+        core.consumed(user: PublicKey(pointer: user), batch: batch)
       }
     }
-    let userData = Unmanaged.passRetained(core)
-    opts.user_data = userData.toOpaque()
-    var handle: OpaquePointer?
-    let rc = withCStrings([c.folderName, c.listen, c.dataDirectory]) { s in
-      c.keyPair.withCKeyPair { kp in
-        opts.keypair = kp
-        opts.topic = s[0]
-        opts.listen = s[1]
-        opts.data_dir = s[2]
-        return hd_server_create(&handle, &opts)
-      }
-    }
-    guard rc >= 0, let handle else {
-      let error = HyperdownError.last(rc)
-      userData.release()  // a failed create never calls `destroy`
-      throw error
-    }
-    core.handle.set(handle)
-    self.core = core
+    try handle.create(opts, configuration: c) { opts, handle in hd_server_create(&handle, &opts) }
     if let pause = c.pause {
-      try core.handle.with { h in try HyperdownError.check(hd_server_update_pause(h, pause.clampedMilliseconds, nil, nil)) }
+      try handle.with { h in try HyperdownError.check(hd_server_update_pause(h, pause.clampedMilliseconds, nil, nil)) }
     }
   }
 
   deinit {
-    core.closeNow()
+    core.stopTakingReports()
+    handle.closeNow()
   }
 
   /// The TCP port the server listens on (the one picked when the address said port 0).
   public var port: Int {
-    (try? core.handle.with { h in Int(try HyperdownError.check(hd_server_port(h))) }) ?? 0
+    (try? handle.with { h in Int(try HyperdownError.check(hd_server_port(h))) }) ?? 0
   }
 
   /// Adds an event for `user` and returns its sequence number once it is durable.
@@ -110,23 +68,18 @@ public final class HyperdownServer: Sendable, Service {
   @discardableResult
   public func addEvent(for user: PublicKey, payload: [UInt8]) async throws -> UInt64 {
     try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<UInt64, any Error>) in
-      let box = Unmanaged.passRetained(AddCompletion(continuation))
+      let box = Completion(continuation).retainedPointer()
       do {
-        try core.handle.with { h in
+        try handle.with { h in
           let rc = payload.withUnsafeBytes { bytes in
             hd_server_add_event(h, user.bytes, bytes.baseAddress, bytes.count, { ctx, status, seq in
-              let box = Unmanaged<AddCompletion>.fromOpaque(ctx!).takeRetainedValue()
-              if status < 0 {
-                box.continuation.resume(throwing: HyperdownError.last(status))
-              } else {
-                box.continuation.resume(returning: seq)
-              }
-            }, box.toOpaque())
+              Completion<UInt64>.take(ctx)!.resume(status: status, returning: seq)
+            }, box)
           }
           try HyperdownError.check(rc)
         }
       } catch {
-        box.release()  // the callback never fires when the call fails
+        Completion<UInt64>.release(box)  // the callback never fires when the call fails
         continuation.resume(throwing: error)
       }
     }
@@ -142,17 +95,17 @@ public final class HyperdownServer: Sendable, Service {
     return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[UInt64], any Error>) in
       let batch = BatchCompletion(count: payloads.count, continuation)
       do {
-        try core.handle.with { h in
+        try handle.with { h in
           for (i, payload) in payloads.enumerated() {
-            let slot = Unmanaged.passRetained(BatchSlot(batch: batch, index: i))
+            let slot = BatchSlot(batch: batch, index: i).retainedPointer()
             let rc = payload.withUnsafeBytes { bytes in
               hd_server_add_event(h, user.bytes, bytes.baseAddress, bytes.count, { ctx, status, seq in
-                let slot = Unmanaged<BatchSlot>.fromOpaque(ctx!).takeRetainedValue()
+                let slot = BatchSlot.take(ctx)!
                 slot.batch.finish(slot.index, status < 0 ? .failure(HyperdownError.last(status)) : .success(seq))
-              }, slot.toOpaque())
+              }, slot)
             }
             if rc < 0 {
-              slot.release()
+              BatchSlot.release(slot)
               let error = HyperdownError.last(rc)
               for j in i..<payloads.count { batch.finish(j, .failure(error)) }
               return
@@ -188,20 +141,15 @@ public final class HyperdownServer: Sendable, Service {
   /// connect). Clients coalesce events for this long before handling them. Returns once stored.
   public func updatePause(_ pause: Duration) async throws {
     try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-      let box = Unmanaged.passRetained(DoneCompletion(continuation))
+      let box = Completion(continuation).retainedPointer()
       do {
-        try core.handle.with { h in
+        try handle.with { h in
           try HyperdownError.check(hd_server_update_pause(h, pause.clampedMilliseconds, { ctx, status in
-            let box = Unmanaged<DoneCompletion>.fromOpaque(ctx!).takeRetainedValue()
-            if status < 0 {
-              box.continuation.resume(throwing: HyperdownError.last(status))
-            } else {
-              box.continuation.resume()
-            }
-          }, box.toOpaque()))
+            Completion<Void>.take(ctx)!.resume(status: status, returning: ())
+          }, box))
         }
       } catch {
-        box.release()
+        Completion<Void>.release(box)
         continuation.resume(throwing: error)
       }
     }
@@ -209,9 +157,7 @@ public final class HyperdownServer: Sendable, Service {
 
   /// The server's counters. A short blocking read (the core answers from its loop thread).
   public func stats() throws -> ServerStats {
-    var s = hd_server_stats_t()
-    s.version = UInt32(HD_SERVER_STATS_VERSION)
-    try core.handle.with { h in try HyperdownError.check(hd_server_stats(h, &s)) }
+    let s = try handle.stats(hd_server_stats)
     return ServerStats(eventsAdded: s.events_added, eventsDelivered: s.events_delivered,
                        eventsConsumed: s.events_consumed, eventsConfirmed: s.events_confirmed,
                        pendingTotal: s.pending_total, connectedUsers: s.connected_users,
@@ -221,7 +167,7 @@ public final class HyperdownServer: Sendable, Service {
   /// How many events the store holds for `user` (not yet consumed and confirmed).
   public func pending(for user: PublicKey) throws -> UInt64 {
     var n: UInt64 = 0
-    try core.handle.with { h in try HyperdownError.check(hd_server_pending(h, user.bytes, &n)) }
+    try handle.with { h in try HyperdownError.check(hd_server_pending(h, user.bytes, &n)) }
     return n
   }
 
@@ -234,7 +180,7 @@ public final class HyperdownServer: Sendable, Service {
     var keys = [UInt8](repeating: 0, count: page * 32)
     var counts = [UInt64](repeating: 0, count: page)
     while true {
-      let n = Int(try core.handle.with { h in
+      let n = Int(try handle.with { h in
         try HyperdownError.check(hd_server_pending_users(h, &cursor, &keys, &counts, page))
       })
       for i in 0..<n {
@@ -249,7 +195,7 @@ public final class HyperdownServer: Sendable, Service {
     var capacity = 64
     while true {
       var buffer = [UInt8](repeating: 0, count: capacity * 32)
-      let n = Int(try core.handle.with { h in try HyperdownError.check(hd_server_connected_users(h, &buffer, capacity)) })
+      let n = Int(try handle.with { h in try HyperdownError.check(hd_server_connected_users(h, &buffer, capacity)) })
       if n <= capacity {
         return (0..<n).map { PublicKey(trusted: Array(buffer[$0 * 32..<($0 + 1) * 32])) }
       }
@@ -261,7 +207,8 @@ public final class HyperdownServer: Sendable, Service {
   /// goodbye to every client, flushes the store and closes it. Returns once everything is
   /// released (the folder can be opened again). Calling it again waits for the same close.
   public func leave() async {
-    await core.leave()
+    await core.drain()
+    await handle.close()
   }
 
   /// Runs until the service group shuts down gracefully (or this task is cancelled), then
@@ -272,9 +219,19 @@ public final class HyperdownServer: Sendable, Service {
   }
 }
 
-final class AddCompletion {
-  let continuation: CheckedContinuation<UInt64, any Error>
-  init(_ continuation: CheckedContinuation<UInt64, any Error>) { self.continuation = continuation }
+/// The continuation of a call that completes once through a C callback (`cb_data`).
+final class Completion<Value: Sendable>: UnmanagedContext {
+  let continuation: CheckedContinuation<Value, any Error>
+  init(_ continuation: CheckedContinuation<Value, any Error>) { self.continuation = continuation }
+
+  /// Resumes with `value`, or with the error of a negative `status`.
+  func resume(status: Int32, returning value: Value) {
+    if status < 0 {
+      continuation.resume(throwing: HyperdownError.last(status))
+    } else {
+      continuation.resume(returning: value)
+    }
+  }
 }
 
 /// Collects the completions of ``HyperdownServer/addEvents(for:payloads:)``.
@@ -306,7 +263,8 @@ final class BatchCompletion: Sendable {
   }
 }
 
-final class BatchSlot {
+/// One event of ``HyperdownServer/addEvents(for:payloads:)``: the `cb_data` of its add.
+final class BatchSlot: UnmanagedContext {
   let batch: BatchCompletion
   let index: Int
   init(batch: BatchCompletion, index: Int) {
@@ -315,34 +273,20 @@ final class BatchSlot {
   }
 }
 
-final class DoneCompletion {
-  let continuation: CheckedContinuation<Void, any Error>
-  init(_ continuation: CheckedContinuation<Void, any Error>) { self.continuation = continuation }
-}
-
-/// What the C callbacks of a server reach through `user_data`. Retained once for `user_data`
-/// (released by `destroy`) and once per pending close callback.
+/// A server's own state: the consumption reports in progress. Its handle (`CoreHandle`) holds
+/// it for the `on_consumed` callback.
 final class ServerCore: Sendable {
-  let handle = HandleGuard()
-  let logger: Logger
   let onClientConsumedEvents: (@Sendable (PublicKey, [ConsumedEvent]) async -> Bool)?
-  let onUserConnected: (@Sendable (PublicKey) -> Void)?
-  let onUserDisconnected: (@Sendable (PublicKey?, HyperdownError?) -> Void)?
 
   struct State {
     var draining = false
     var inFlight = 0
     var drainWaiters: [CheckedContinuation<Void, Never>] = []
-    var closed = false
-    var closeWaiters: [CheckedContinuation<Void, Never>] = []
   }
   let state = Mutex(State())
 
-  init(_ c: ServerConfiguration) {
-    logger = c.logger
-    onClientConsumedEvents = c.onClientConsumedEvents
-    onUserConnected = c.onUserConnected
-    onUserDisconnected = c.onUserDisconnected
+  init(onClientConsumedEvents: (@Sendable (PublicKey, [ConsumedEvent]) async -> Bool)?) {
+    self.onClientConsumedEvents = onClientConsumedEvents
   }
 
   /// On the loop thread: copies the batch and runs the callback in a task that completes it.
@@ -380,7 +324,13 @@ final class ServerCore: Sendable {
     }
   }
 
-  func leave() async {
+  /// Takes no more reports (they are kept: the client reports them again on its next connection).
+  func stopTakingReports() {
+    state.withLock { $0.draining = true }
+  }
+
+  /// Takes no more reports and waits until those in progress are completed.
+  func drain() async {
     await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
       let ready = state.withLock { s -> Bool in
         s.draining = true
@@ -389,48 +339,6 @@ final class ServerCore: Sendable {
         return false
       }
       if ready { continuation.resume() }
-    }
-    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-      let closed = state.withLock { s -> Bool in
-        if s.closed { return true }
-        s.closeWaiters.append(continuation)
-        return false
-      }
-      if closed { continuation.resume(); return }
-      guard let h = handle.take() else { return }  // another leave started the close
-      let ctx = Unmanaged.passRetained(self)
-      let rc = hd_server_close(h, { ctx in
-        Unmanaged<ServerCore>.fromOpaque(ctx!).takeRetainedValue().didClose()
-      }, ctx.toOpaque())
-      if rc < 0 {
-        ctx.release()
-        didClose()
-      }
-    }
-  }
-
-  func didClose() {
-    let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
-      s.closed = true
-      defer { s.closeWaiters = [] }
-      return s.closeWaiters
-    }
-    waiters.forEach { $0.resume() }
-  }
-
-  /// deinit of the server: close and wait, so that the folder is free when this returns.
-  func closeNow() {
-    state.withLock { $0.draining = true }
-    guard let h = handle.take() else { return }
-    if hd_server_close_wait(h) == HD_ETHREAD.rawValue {
-      // On the loop thread itself (cannot wait for itself): a plain close.
-      let ctx = Unmanaged.passRetained(self)
-      if hd_server_close(h, { ctx in Unmanaged<ServerCore>.fromOpaque(ctx!).takeRetainedValue().didClose() },
-                         ctx.toOpaque()) < 0 {
-        ctx.release()
-      }
-    } else {
-      didClose()
     }
   }
 }

@@ -1,6 +1,4 @@
 import CHyperdown
-import Logging
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -61,52 +59,5 @@ final class HandleGuard: @unchecked Sendable {
     let h = handle
     handle = nil
     return h
-  }
-}
-
-/// A value that crosses a task boundary although its type is not `Sendable`: a pointer to a core
-/// object whose functions are documented as callable from any thread (an `hd_consumed_t` batch).
-struct UnsafeTransfer<Value>: @unchecked Sendable {
-  let value: Value
-}
-
-/// Bridges the core's log lines to swift-log.
-enum LogBridge {
-  /// The most verbose core level worth producing for a logger.
-  static func coreLevel(for level: Logger.Level) -> hd_log_level_t {
-    switch level {
-    case .trace, .debug: return HD_LOG_DEBUG
-    case .info, .notice: return HD_LOG_INFO
-    case .warning: return HD_LOG_WARN
-    case .error, .critical: return HD_LOG_ERROR
-    }
-  }
-
-  static func swiftLevel(for level: hd_log_level_t) -> Logger.Level {
-    switch level {
-    case HD_LOG_ERROR: return .error
-    case HD_LOG_WARN: return .warning
-    case HD_LOG_INFO: return .info
-    default: return .debug
-    }
-  }
-}
-
-/// Copies Swift strings into C strings that live for the duration of `body`.
-func withCStrings<R>(_ strings: [String?], _ body: ([UnsafePointer<CChar>?]) throws -> R) rethrows -> R {
-  let copies: [UnsafeMutablePointer<CChar>?] = strings.map { $0.map { strdup($0)! } }
-  defer { copies.forEach { free($0) } }
-  return try body(copies.map { $0.map { UnsafePointer($0) } })
-}
-
-extension Duration {
-  /// Whole milliseconds, clamped to `UInt32` (0 for a negative duration).
-  var clampedMilliseconds: UInt32 {
-    let (seconds, attoseconds) = components
-    if seconds < 0 { return 0 }
-    let ms = seconds.multipliedReportingOverflow(by: 1000)
-    if ms.overflow { return UInt32.max }
-    let total = ms.partialValue + attoseconds / 1_000_000_000_000_000
-    return total > Int64(UInt32.max) ? UInt32.max : UInt32(total)
   }
 }
