@@ -29,7 +29,7 @@ CORE_INCS := $(foreach l,$(LAYERS),$(addprefix -ICSources/,$(call layer_names,$(
 
 CFLAGS_LIB := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -fvisibility=hidden -DHD_BUILDING \
               -Iinclude $(DEPS_CFLAGS) $(EXTRA_CFLAGS)
-CFLAGS_TEST := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Iinclude $(CORE_INCS) -Itests/c $(DEPS_CFLAGS) \
+CFLAGS_TEST := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Iinclude $(CORE_INCS) -Itest/c $(DEPS_CFLAGS) \
                $(EXTRA_CFLAGS)
 
 LIB_SRCS := $(shell find CSources -name '*.c' | sort)
@@ -38,8 +38,8 @@ LIB_OBJS := $(patsubst CSources/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 SONAME := libhyperdown.so.$(ABI_VERSION)
 SHLIB := $(BUILD)/libhyperdown.so.$(VERSION)
 STLIB := $(BUILD)/libhyperdown.a
-TEST_SRCS := $(wildcard tests/c/test_*.c)
-TEST_BINS := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
+TEST_SRCS := $(wildcard test/c/test_*.c)
+TEST_BINS := $(patsubst test/c/%.c,$(BUILD)/test/%,$(TEST_SRCS))
 TOOLS := $(BUILD)/hd-noise-vectors
 
 
@@ -77,21 +77,21 @@ $(BUILD)/hd-noise-vectors: tools/hd-noise-vectors.c $(STLIB)
 # Test programs link the static library so that they can reach internal pieces too.
 tests: $(TEST_BINS)
 
-$(BUILD)/tests/%: tests/c/%.c tests/c/harness.h $(STLIB)
+$(BUILD)/test/%: test/c/%.c test/c/harness.h $(STLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_TEST) $< -o $@ $(STLIB) $(DEPS_LIBS)
 
 test-c: lib tools tests test-header
-	@sh tests/c/run.sh $(BUILD) "$(TEST_BINS) $(BUILD)/hd-noise-vectors"
+	@sh test/c/run.sh $(BUILD) "$(TEST_BINS) $(BUILD)/hd-noise-vectors"
 
 test-c-valgrind: lib tools tests
-	@HD_VALGRIND=1 sh tests/c/run.sh $(BUILD) "$(TEST_BINS) $(BUILD)/hd-noise-vectors"
+	@HD_VALGRIND=1 sh test/c/run.sh $(BUILD) "$(TEST_BINS) $(BUILD)/hd-noise-vectors"
 
 # The public header compiles alone, as C and as C++, with -pedantic -Werror.
 test-header:
 	@mkdir -p $(BUILD)
-	$(CC) -std=c99 -pedantic -Werror -Wall -Wextra -Iinclude -x c -c tests/header/header_test.c -o $(BUILD)/header_c.o
-	c++ -std=c++11 -pedantic -Werror -Wall -Wextra -Iinclude -x c++ -c tests/header/header_test.c -o $(BUILD)/header_cxx.o
+	$(CC) -std=c99 -pedantic -Werror -Wall -Wextra -Iinclude -x c -c test/header/header_test.c -o $(BUILD)/header_c.o
+	c++ -std=c++11 -pedantic -Werror -Wall -Wextra -Iinclude -x c++ -c test/header/header_test.c -o $(BUILD)/header_cxx.o
 
 # The exported ABI against the committed baseline (abidiff, from libabigail).
 abi-check: $(SHLIB)
@@ -140,7 +140,7 @@ test-python:
 	$(SWIFT) build --product hyperdown
 	python3 -m venv $(PYVENV)
 	$(PYVENV)/bin/pip install -q ./bindings/python pytest
-	PATH=$(dir $(SWIFT)):$$PATH $(PYVENV)/bin/python -m pytest bindings/python/tests tests/interop -q
+	PATH=$(dir $(SWIFT)):$$PATH $(PYVENV)/bin/python -m pytest bindings/python/tests test/interop -q
 
 # The original example, narrated, on the embedded SQLite default (the Swift CLI's `hyperdown demo`
 # tells the same story; `make demo-c` plays it with the C example program).
