@@ -29,7 +29,7 @@ CORE_INCS := $(foreach l,$(LAYERS),$(addprefix -ICSources/,$(call layer_names,$(
 
 CFLAGS_LIB := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -fvisibility=hidden -DHD_BUILDING \
               -Iinclude $(DEPS_CFLAGS) $(EXTRA_CFLAGS)
-CFLAGS_TEST := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Iinclude $(CORE_INCS) -Itest/c $(DEPS_CFLAGS) \
+CFLAGS_TEST := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Iinclude $(CORE_INCS) -Itest/util $(DEPS_CFLAGS) \
                $(EXTRA_CFLAGS)
 
 LIB_SRCS := $(shell find CSources -name '*.c' | sort)
@@ -38,8 +38,12 @@ LIB_OBJS := $(patsubst CSources/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 SONAME := libhyperdown.so.$(ABI_VERSION)
 SHLIB := $(BUILD)/libhyperdown.so.$(VERSION)
 STLIB := $(BUILD)/libhyperdown.a
-TEST_SRCS := $(wildcard test/c/test_*.c)
-TEST_BINS := $(patsubst test/c/%.c,$(BUILD)/test/%,$(TEST_SRCS))
+# C test programs by kind (test/README.md): one program per test/<kind>/test_*.c, built as
+# build/test/<kind>/test_*; the helpers they share live in test/util.
+TEST_KINDS := unit component system
+TEST_SRCS := $(foreach k,$(TEST_KINDS),$(wildcard test/$(k)/test_*.c))
+TEST_BINS := $(patsubst test/%.c,$(BUILD)/test/%,$(TEST_SRCS))
+TEST_UTIL_HDRS := $(wildcard test/util/*.h)
 TOOLS := $(BUILD)/hd-noise-vectors
 
 
@@ -77,15 +81,15 @@ $(BUILD)/hd-noise-vectors: tools/hd-noise-vectors.c $(STLIB)
 # Test programs link the static library so that they can reach internal pieces too.
 tests: $(TEST_BINS)
 
-$(BUILD)/test/%: test/c/%.c test/c/harness.h $(STLIB)
+$(BUILD)/test/%: test/%.c $(TEST_UTIL_HDRS) $(STLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_TEST) $< -o $@ $(STLIB) $(DEPS_LIBS)
 
 test-c: lib tools tests test-header
-	@sh test/c/run.sh $(BUILD) "$(TEST_BINS) $(BUILD)/hd-noise-vectors"
+	@sh test/run.sh $(BUILD) "$(TEST_BINS) $(BUILD)/hd-noise-vectors"
 
 test-c-valgrind: lib tools tests
-	@HD_VALGRIND=1 sh test/c/run.sh $(BUILD) "$(TEST_BINS) $(BUILD)/hd-noise-vectors"
+	@HD_VALGRIND=1 sh test/run.sh $(BUILD) "$(TEST_BINS) $(BUILD)/hd-noise-vectors"
 
 # The public header compiles alone, as C and as C++, with -pedantic -Werror.
 test-header:
