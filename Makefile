@@ -44,6 +44,9 @@ TEST_KINDS := unit component system
 TEST_SRCS := $(foreach k,$(TEST_KINDS),$(wildcard test/$(k)/test_*.c))
 TEST_BINS := $(patsubst test/%.c,$(BUILD)/test/%,$(TEST_SRCS))
 TEST_UTIL_HDRS := $(wildcard test/util/*.h)
+TEST_UTIL_SRCS := $(wildcard test/util/*.c)
+TEST_UTIL_OBJS := $(patsubst test/%.c,$(BUILD)/test/%.o,$(TEST_UTIL_SRCS))
+TEST_UTIL_LIB := $(BUILD)/test/libtestutil.a
 TOOLS := $(BUILD)/hd-noise-vectors
 
 
@@ -78,12 +81,22 @@ tools: $(TOOLS)
 $(BUILD)/hd-noise-vectors: tools/hd-noise-vectors.c $(STLIB)
 	$(CC) $(CFLAGS_TEST) $< -o $@ $(STLIB) $(DEPS_LIBS)
 
-# Test programs link the static library so that they can reach internal pieces too.
+# Test programs link the static library so that they can reach internal pieces too, and the
+# helpers of test/util, compiled once into libtestutil.a. Every test depends on every helper
+# header and on that library, so that editing a helper rebuilds the tests.
 tests: $(TEST_BINS)
 
-$(BUILD)/test/%: test/%.c $(TEST_UTIL_HDRS) $(STLIB)
+$(BUILD)/test/util/%.o: test/util/%.c $(TEST_UTIL_HDRS) $(LIB_HDRS) include/hyperdown.h
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_TEST) $< -o $@ $(STLIB) $(DEPS_LIBS)
+	$(CC) $(CFLAGS_TEST) -c $< -o $@
+
+$(TEST_UTIL_LIB): $(TEST_UTIL_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/test/%: test/%.c $(TEST_UTIL_HDRS) $(TEST_UTIL_LIB) $(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_TEST) $< -o $@ $(TEST_UTIL_LIB) $(STLIB) $(DEPS_LIBS)
 
 test-c: lib tools tests test-header
 	@sh test/run.sh $(BUILD) "$(TEST_BINS) $(BUILD)/hd-noise-vectors"

@@ -79,7 +79,7 @@ static void rs_close(rs_t *r) {
 static int rs_accept(rs_t *r, int ms) {
   rs_drop_conn(r);
   struct pollfd pf = {r->lfd, POLLIN, 0};
-  if (poll(&pf, 1, ms * tu_slow()) <= 0) return -1;
+  if (poll(&pf, 1, ms * hdt_slow()) <= 0) return -1;
   r->fd = accept(r->lfd, NULL, NULL);
   if (r->fd < 0) return -1;
   uint8_t topic_key[32], xs[32], xp[32], pre[16], lenb[2], msg[512], payload[512], out[512];
@@ -112,9 +112,9 @@ static int rs_accept(rs_t *r, int ms) {
 
 /* The next message from the client within `ms`, or NULL (timeout or closed). */
 static rmsg_t *rs_next(rs_t *r, int ms) {
-  uint64_t dl = tu_now_ms() + (uint64_t)ms * tu_slow();
+  uint64_t dl = hdt_now_ms() + (uint64_t)ms * hdt_slow();
   while (r->next == r->nq) {
-    uint64_t now = tu_now_ms();
+    uint64_t now = hdt_now_ms();
     if (now >= dl || r->fd < 0) return NULL;
     struct pollfd pf = {r->fd, POLLIN, 0};
     if (poll(&pf, 1, (int)(dl - now)) <= 0) continue;
@@ -220,7 +220,7 @@ static void on_event(void *ud, hd_event_t *e) {
   int n = atomic_load(&h->calls);
   if (n < 256) {
     h->seqs[n] = info.seq;
-    h->at_ms[n] = tu_now_ms();
+    h->at_ms[n] = hdt_now_ms();
   }
   int complete = 1, ok = 1;
   if (h->mode == MODE_HOLD && info.seq >= h->hold_from) {
@@ -347,8 +347,8 @@ static void deliver_consume_confirm(void) {
   uint64_t done_seqs[4];
   for (int i = 0; i < 4; i++) {
     /* one at a time: the next only once the previous completed */
-    CHECK(TU_WAIT(atomic_load(&h.calls) == i + 1, 3000));
-    tu_sleep_ms(20);
+    CHECK(WAIT_FOR(atomic_load(&h.calls) == i + 1, 3000));
+    hdt_sleep_ms(20);
     CHECK(atomic_load(&h.calls) == i + 1);
     pthread_mutex_lock(&h.mu);
     hd_event_t *e = h.held[i];
@@ -370,7 +370,7 @@ static void deliver_consume_confirm(void) {
   uint64_t d1[] = {1, 2, 3, 4, 99}; /* 99: not held, ignored */
   CHECK(rs_done(&r, d1, 5) == 0);
   CHECK(credit_sum(&r, 4, 3000) == 4);
-  CHECK(TU_WAIT((hd_client_stats(c.c, &st) == 0 && st.events_confirmed == 4), 3000));
+  CHECK(WAIT_FOR((hd_client_stats(c.c, &st) == 0 && st.events_confirmed == 4), 3000));
   CHECK(st.consumed == 0 && st.unhandled == 0);
   CHECK(atomic_load(&h.calls) == 4);
   CHECK_OK(hd_client_close_wait(c.c));
@@ -395,7 +395,7 @@ static void retry_backoff(void) {
   CHECK(rs_expect(&r, HD__MSG_RESUME, 3000) != NULL);
   uint64_t s[] = {1, 2};
   CHECK(rs_events(&r, s, 2) == 0);
-  CHECK(TU_WAIT(atomic_load(&h.calls) == 4, 5000));
+  CHECK(WAIT_FOR(atomic_load(&h.calls) == 4, 5000));
   CHECK(h.seqs[0] == 1 && h.seqs[1] == 1 && h.seqs[2] == 1 && h.seqs[3] == 2);
   CHECK(h.at_ms[1] - h.at_ms[0] >= 90);  /* retry_min 100 */
   CHECK(h.at_ms[2] - h.at_ms[1] >= 190); /* doubled, capped at 200 */
@@ -426,18 +426,18 @@ static void pause_delays(void) {
   CHECK(rs_accept(&r, 5000) == 0);
   CHECK(rs_expect(&r, HD__MSG_RESUME, 3000) != NULL);
   uint64_t s1[] = {1}, s2[] = {2};
-  uint64_t t0 = tu_now_ms();
+  uint64_t t0 = hdt_now_ms();
   CHECK(rs_events(&r, s1, 1) == 0);
-  CHECK(TU_WAIT(atomic_load(&h.calls) == 1, 3000));
+  CHECK(WAIT_FOR(atomic_load(&h.calls) == 1, 3000));
   CHECK(h.at_ms[0] - t0 >= 380);
   hd__buf_t m;
   hd__buf_init(&m);
   hd__msg_encode_pause(&m, 0);
   CHECK(rs_send(&r, &m) == 0);
-  tu_sleep_ms(50);
-  t0 = tu_now_ms();
+  hdt_sleep_ms(50);
+  t0 = hdt_now_ms();
   CHECK(rs_events(&r, s2, 1) == 0);
-  CHECK(TU_WAIT(atomic_load(&h.calls) == 2, 3000));
+  CHECK(WAIT_FOR(atomic_load(&h.calls) == 2, 3000));
   CHECK(h.at_ms[1] - t0 < 300);
   hd_client_stats_t st;
   memset(&st, 0, sizeof st);
@@ -466,7 +466,7 @@ static void protocol_errors(void) {
   CHECK(rs_events(&r, s2, 1) == 0);
   CHECK(rs_events(&r, s1, 1) == 0);
   CHECK(tu_wait_closed(r.fd, 3000));
-  CHECK(TU_WAIT(atomic_load(&c.p.disconnected) >= 1, 3000));
+  CHECK(WAIT_FOR(atomic_load(&c.p.disconnected) >= 1, 3000));
   CHECK(atomic_load(&c.p.last_status) == HD_EPROTO);
   /* it dials again: a CREDIT from the server is in the wrong direction */
   CHECK(rs_accept(&r, 5000) == 0);
@@ -477,7 +477,7 @@ static void protocol_errors(void) {
   hd__msg_encode_credit(&b, 5);
   CHECK(rs_send(&r, &b) == 0);
   CHECK(tu_wait_closed(r.fd, 3000));
-  CHECK(TU_WAIT(atomic_load(&c.p.disconnected) >= 2, 3000));
+  CHECK(WAIT_FOR(atomic_load(&c.p.disconnected) >= 2, 3000));
   CHECK(atomic_load(&c.p.last_status) == HD_EPROTO);
   CHECK(atomic_load(&h.calls) == 1); /* event 2 was stored and handled once; 1 never stored */
   CHECK_OK(hd_client_close_wait(c.c));
@@ -505,12 +505,12 @@ static void window_enforced(void) {
   CHECK(rs_events(&r, first, WINDOW) == 0);
   CHECK(rs_events(&r, extra, 1) == 0);
   CHECK(tu_wait_closed(r.fd, 3000));
-  CHECK(TU_WAIT(atomic_load(&c.p.disconnected) >= 1, 3000));
+  CHECK(WAIT_FOR(atomic_load(&c.p.disconnected) >= 1, 3000));
   CHECK(atomic_load(&c.p.last_status) == HD_EPROTO);
   hd_client_stats_t st;
   memset(&st, 0, sizeof st);
   st.version = HD_CLIENT_STATS_VERSION;
-  CHECK(TU_WAIT((hd_client_stats(c.c, &st), st.high_water == WINDOW), 3000));
+  CHECK(WAIT_FOR((hd_client_stats(c.c, &st), st.high_water == WINDOW), 3000));
   CHECK_OK(hd_client_close_wait(c.c));
   for (int i = 0; i < h.nheld; i++) hd_event_complete(h.held[i], 0, NULL, 0); /* only frees */
   rs_close(&r);
@@ -537,7 +537,7 @@ static void restart(void) {
   CHECK(rs_events(&r, s, 3) == 0);
   uint64_t seen[1];
   CHECK(rs_consumed(&r, seen, 1, 3000) == 1 && seen[0] == 1);
-  CHECK(TU_WAIT(atomic_load(&h.calls) == 2, 3000)); /* 2 is held by the handler */
+  CHECK(WAIT_FOR(atomic_load(&h.calls) == 2, 3000)); /* 2 is held by the handler */
   CHECK_OK(hd_client_close_wait(c.c));
   CHECK_OK(hd_event_complete(h.held[0], 1, "late", 4)); /* after close: freed, nothing else */
   rs_drop_conn(&r);
@@ -548,9 +548,9 @@ static void restart(void) {
   cli_t c2;
   memcpy(c2.dir, c.dir, sizeof c.dir);
   CHECK_OK(cli_start(&c2, &h2, &r, &ckp, 1));
-  CHECK(TU_WAIT(atomic_load(&h2.calls) == 2, 5000));
+  CHECK(WAIT_FOR(atomic_load(&h2.calls) == 2, 5000));
   CHECK(h2.seqs[0] == 2 && h2.seqs[1] == 3);
-  tu_sleep_ms(50);
+  hdt_sleep_ms(50);
   CHECK(atomic_load(&h2.calls) == 2);
   CHECK_OK(hd_client_close_wait(c2.c));
 
@@ -568,7 +568,7 @@ static void restart(void) {
   uint64_t d[] = {1, 2, 3};
   CHECK(rs_done(&r, d, 3) == 0);
   CHECK(credit_sum(&r, 3, 3000) == 3);
-  tu_sleep_ms(50);
+  hdt_sleep_ms(50);
   CHECK(atomic_load(&h3.calls) == 0);
   CHECK_OK(hd_client_close_wait(c3.c));
   rs_close(&r);
@@ -601,7 +601,7 @@ static void store_id_change(void) {
   CHECK(rs_accept(&r, 5000) == 0);
   CHECK(resume_is(rs_next(&r, 3000), old_id, 0, WINDOW));
   CHECK(rs_events(&r, s, 1) == 0);
-  CHECK(TU_WAIT(atomic_load(&h.calls) == 3, 3000));
+  CHECK(WAIT_FOR(atomic_load(&h.calls) == 3, 3000));
   CHECK(h.seqs[2] == 1);
   CHECK(rs_consumed(&r, seen, 1, 3000) == 1 && seen[0] == 1);
   CHECK_OK(hd_client_close_wait(c.c));

@@ -112,8 +112,8 @@ static void rc_poll(rc_t *c, int ms) {
 
 #define RC_UNTIL(c, cond, ms)                                                                     \
   ({                                                                                              \
-    uint64_t dl_ = tu_now_ms() + (uint64_t)(ms) * tu_slow();                                      \
-    while (!(cond) && !(c)->closed && tu_now_ms() < dl_) rc_poll((c), 5);                         \
+    uint64_t dl_ = hdt_now_ms() + (uint64_t)(ms) * hdt_slow();                                      \
+    while (!(cond) && !(c)->closed && hdt_now_ms() < dl_) rc_poll((c), 5);                         \
     (cond);                                                                                       \
   })
 
@@ -180,7 +180,7 @@ static int add_many(fx_t *f, int n, size_t len) {
   for (int i = 0; i < n; i++) {
     if (hd_server_add_event(f->s, f->ukp.public_key, payload, len, count_add, f) != 0) return -1;
   }
-  return TU_WAIT(atomic_load(&f->adds_done) == n, 20000) ? 0 : -1;
+  return WAIT_FOR(atomic_load(&f->adds_done) == n, 20000) ? 0 : -1;
 }
 
 /* ---- tests ---- */
@@ -251,7 +251,7 @@ static void consumed_flow(void) {
   uint64_t seqs[] = {1, 2};
   const char *data[] = {"d1", "d2"};
   CHECK(rc_consumed(&c, seqs, data, 2) == 0);
-  CHECK(TU_WAIT(atomic_load(&f.n_batches) == 1, 5000));
+  CHECK(WAIT_FOR(atomic_load(&f.n_batches) == 1, 5000));
   hd_consumed_t *b = f.batches[0];
   CHECK(hd_consumed_count(b) == 2);
   hd_event_info_t e;
@@ -261,7 +261,7 @@ static void consumed_flow(void) {
   CHECK_RC(hd_consumed_event(b, 2, &e), HD_EINVAL);
   /* a duplicate report while the batch is with the application is ignored */
   CHECK(rc_consumed(&c, seqs, data, 1) == 0);
-  tu_sleep_ms(50);
+  hdt_sleep_ms(50);
   CHECK(atomic_load(&f.n_batches) == 1);
   CHECK_OK(hd_consumed_complete(b, 0, 1));
   CHECK_RC(hd_consumed_complete(b, 0, 1), HD_EALREADY);
@@ -274,7 +274,7 @@ static void consumed_flow(void) {
   /* reported again after the failure: a new batch, completed from another thread */
   uint64_t two[] = {2};
   CHECK(rc_consumed(&c, two, data + 1, 1) == 0);
-  CHECK(TU_WAIT(atomic_load(&f.n_batches) == 2, 5000));
+  CHECK(WAIT_FOR(atomic_load(&f.n_batches) == 2, 5000));
   pthread_t t;
   pthread_create(&t, NULL, complete_thread, f.batches[1]);
   pthread_join(t, NULL);
@@ -354,7 +354,7 @@ static void batch_after_close(void) {
   uint64_t seqs[] = {1, 2};
   const char *data[] = {"a", "b"};
   CHECK(rc_consumed(&c, seqs, data, 2) == 0);
-  CHECK(TU_WAIT(atomic_load(&f.n_batches) == 1, 5000));
+  CHECK(WAIT_FOR(atomic_load(&f.n_batches) == 1, 5000));
   hd_consumed_t *b = f.batches[0];
   CHECK_OK(hd_consumed_complete(b, 0, 0)); /* claimed before close, applied */
   CHECK_OK(hd_server_close_wait(f.s));
@@ -383,7 +383,7 @@ static void wrong_direction(void) {
   CHECK(rc_send(&c, &m) == 0);
   CHECK(tu_wait_closed(c.r.fd, 3000));
   rc_free(&c);
-  CHECK(TU_WAIT(tu_log_has("before RESUME"), 3000));
+  CHECK(WAIT_FOR(tu_log_has("before RESUME"), 3000));
   CHECK(rc_connect(&c, f.port, &f.ukp, f.skp.public_key) == 0);
   CHECK(rc_resume(&c, NULL, 0, 10) == 0);
   uint64_t one = 1;
@@ -391,7 +391,7 @@ static void wrong_direction(void) {
   CHECK(rc_send(&c, &m) == 0);
   CHECK(tu_wait_closed(c.r.fd, 3000));
   rc_free(&c);
-  CHECK(TU_WAIT(tu_log_has("wrong direction") && atomic_load(&f.p.disconnected) == 2, 3000));
+  CHECK(WAIT_FOR(tu_log_has("wrong direction") && atomic_load(&f.p.disconnected) == 2, 3000));
   CHECK(atomic_load(&f.p.last_status) == HD_EPROTO);
   fx_done(&f);
 }
@@ -404,7 +404,7 @@ static void backpressure(void) {
   rc_t c;
   CHECK(rc_connect(&c, f.port, &f.ukp, f.skp.public_key) == 0);
   CHECK(rc_resume(&c, NULL, 0, 1000000) == 0);
-  tu_sleep_ms(300 * tu_slow());
+  hdt_sleep_ms(300 * hdt_slow());
   hd_server_stats_t st = {HD_SERVER_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0};
   CHECK_OK(hd_server_stats(f.s, &st));
   CHECK(st.events_delivered > 0 && st.events_delivered < 20000);

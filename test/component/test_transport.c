@@ -60,7 +60,7 @@ static void exchange(const char *listen) {
   int started = pair_start(&p, listen, 0);
   if (started == 0) return;
   CHECK(started == 1);
-  CHECK(TU_WAIT(atomic_load(&p.sp.connected) == 1 && atomic_load(&p.cp.connected) == 1, 5000));
+  CHECK(WAIT_FOR(atomic_load(&p.sp.connected) == 1 && atomic_load(&p.cp.connected) == 1, 5000));
   CHECK(memcmp(p.sp.key, p.ckp.public_key, 32) == 0);
   CHECK(memcmp(p.cp.key, p.skp.public_key, 32) == 0);
 
@@ -74,7 +74,7 @@ static void exchange(const char *listen) {
     CHECK_OK(hd__server_send(p.s, p.ckp.public_key, HD__MSG_EVENTS, b, bl));
     hd__buf_free(&m);
   }
-  CHECK(TU_WAIT(atomic_load(&p.sp.messages) == n && atomic_load(&p.cp.messages) == n, 10000));
+  CHECK(WAIT_FOR(atomic_load(&p.sp.messages) == n && atomic_load(&p.cp.messages) == n, 10000));
   CHECK(atomic_load(&p.sp.out_of_order) == 0 && atomic_load(&p.cp.out_of_order) == 0);
 
   /* one message larger than a record (65519 bytes) each way */
@@ -84,7 +84,7 @@ static void exchange(const char *listen) {
   CHECK_OK(hd__client_send(p.c, HD__MSG_EVENTS, b, bl));
   CHECK_OK(hd__server_send(p.s, p.ckp.public_key, HD__MSG_EVENTS, b, bl));
   hd__buf_free(&big);
-  CHECK(TU_WAIT(atomic_load(&p.sp.big_ok) == 1 && atomic_load(&p.cp.big_ok) == 1, 10000));
+  CHECK(WAIT_FOR(atomic_load(&p.sp.big_ok) == 1 && atomic_load(&p.cp.big_ok) == 1, 10000));
 
   pair_stop(&p);
   /* the client saw the server's orderly goodbye or closed itself first: either way status 0 */
@@ -108,7 +108,7 @@ static int good_client_works(hd_server_t *s, const hd_keypair_t *skp, tu_peer_t 
   hd_client_t *c;
   if (hd_client_create(&c, &co) != 0) return 0;
   int before = atomic_load(&sp->connected);
-  int ok = TU_WAIT(atomic_load(&cp.connected) == 1 && atomic_load(&sp->connected) > before, 5000);
+  int ok = WAIT_FOR(atomic_load(&cp.connected) == 1 && atomic_load(&sp->connected) > before, 5000);
   hd_client_close_wait(c);
   return ok;
 }
@@ -133,7 +133,7 @@ static void wrong_server_key_and_topic(void) {
   co.no_reconnect = 1;
   hd_client_t *c;
   CHECK_OK(hd_client_create(&c, &co));
-  CHECK(TU_WAIT(atomic_load(&cp.disconnected) == 1 && atomic_load(&sp.disconnected) == 1, 5000));
+  CHECK(WAIT_FOR(atomic_load(&cp.disconnected) == 1 && atomic_load(&sp.disconnected) == 1, 5000));
   CHECK(atomic_load(&cp.last_status) == HD_EAUTH);
   CHECK(strstr(cp.detail, "wrong serverPublicKey?") != NULL);
   CHECK(atomic_load(&sp.last_status) == HD_EAUTH);
@@ -146,7 +146,7 @@ static void wrong_server_key_and_topic(void) {
   co = tu_client_options(&ckp, skp.public_key, "another-topic", addr, &cp);
   co.no_reconnect = 1;
   CHECK_OK(hd_client_create(&c, &co));
-  CHECK(TU_WAIT(atomic_load(&cp.disconnected) == 1 && atomic_load(&sp.disconnected) == 2, 5000));
+  CHECK(WAIT_FOR(atomic_load(&cp.disconnected) == 1 && atomic_load(&sp.disconnected) == 2, 5000));
   CHECK(atomic_load(&cp.last_status) == HD_ETOPIC);
   CHECK(atomic_load(&sp.last_status) == HD_ETOPIC);
   CHECK(tu_log_has("ETOPIC"));
@@ -173,7 +173,7 @@ static int hostile_start(hostile_t *h, uint32_t keepalive_ms, uint32_t handshake
   tu_log_clear();
   hd_server_options_t so = tu_server_options(&h->skp, TOPIC, "127.0.0.1:0", &h->sp);
   so.keepalive_ms = keepalive_ms;
-  so.handshake_timeout_ms = handshake_ms * (uint32_t)tu_slow();
+  so.handshake_timeout_ms = handshake_ms * (uint32_t)hdt_slow();
   if (hd_server_create(&h->s, &so) != 0) return -1;
   h->port = hd_server_port(h->s);
   return 0;
@@ -190,7 +190,7 @@ static void random_preamble(void) {
   CHECK(tu_send_all(r.fd, junk, sizeof junk) == 0);
   CHECK(tu_wait_closed(r.fd, 3000));
   close(r.fd);
-  CHECK(TU_WAIT(atomic_load(&h.sp.disconnected) == 1, 3000));
+  CHECK(WAIT_FOR(atomic_load(&h.sp.disconnected) == 1, 3000));
   CHECK(atomic_load(&h.sp.last_status) == HD_EPROTO);
   CHECK(tu_log_has("bad magic"));
   CHECK(tu_log_has("127.0.0.1:")); /* the peer address is in the logged reason */
@@ -204,7 +204,7 @@ static void tampered_record(void) {
   tu_raw_t r;
   CHECK(tu_raw_connect(&r, h.port) == 0);
   CHECK(tu_raw_handshake(&r, &h.ckp, h.skp.public_key, TOPIC) == 0);
-  CHECK(TU_WAIT(atomic_load(&h.sp.connected) == 1, 3000));
+  CHECK(WAIT_FOR(atomic_load(&h.sp.connected) == 1, 3000));
   hd__buf_t m;
   hd__buf_init(&m);
   hd__msg_encode_ping(&m, 7);
@@ -212,7 +212,7 @@ static void tampered_record(void) {
   hd__buf_free(&m);
   CHECK(tu_wait_closed(r.fd, 3000));
   close(r.fd);
-  CHECK(TU_WAIT(atomic_load(&h.sp.disconnected) == 1, 3000));
+  CHECK(WAIT_FOR(atomic_load(&h.sp.disconnected) == 1, 3000));
   CHECK(atomic_load(&h.sp.last_status) == HD_EAUTH);
   CHECK(atomic_load(&h.sp.last_had_key) == 1);
   CHECK(tu_log_has("record failed authentication"));
@@ -231,7 +231,7 @@ static void unknown_message_type(void) {
   CHECK(tu_raw_send(&r, &m, 0) == 0);
   CHECK(tu_wait_closed(r.fd, 3000));
   close(r.fd);
-  CHECK(TU_WAIT(atomic_load(&h.sp.disconnected) == 1, 3000));
+  CHECK(WAIT_FOR(atomic_load(&h.sp.disconnected) == 1, 3000));
   CHECK(atomic_load(&h.sp.last_status) == HD_EPROTO);
   CHECK(tu_log_has("unknown message type"));
   CHECK(good_client_works(h.s, &h.skp, &h.sp));
@@ -247,7 +247,7 @@ static void truncated_record_then_close(void) {
   uint8_t part[12] = {0x01, 0x00}; /* says 256 bytes, brings 10 */
   CHECK(tu_send_all(r.fd, part, sizeof part) == 0);
   close(r.fd);
-  CHECK(TU_WAIT(atomic_load(&h.sp.disconnected) == 1, 3000));
+  CHECK(WAIT_FOR(atomic_load(&h.sp.disconnected) == 1, 3000));
   CHECK(atomic_load(&h.sp.last_status) == HD_ECONNRESET);
   CHECK(tu_log_has("without saying goodbye"));
   CHECK(good_client_works(h.s, &h.skp, &h.sp));
@@ -257,7 +257,7 @@ static void truncated_record_then_close(void) {
 /* A record header of 0xFFFF then a few bytes and silence: the idle timeout drops it. */
 static void lying_length_then_silence(void) {
   hostile_t h;
-  CHECK(hostile_start(&h, 100 * (uint32_t)tu_slow(), 0) == 0);
+  CHECK(hostile_start(&h, 100 * (uint32_t)hdt_slow(), 0) == 0);
   tu_raw_t r;
   CHECK(tu_raw_connect(&r, h.port) == 0);
   CHECK(tu_raw_handshake(&r, &h.ckp, h.skp.public_key, TOPIC) == 0);
@@ -265,7 +265,7 @@ static void lying_length_then_silence(void) {
   CHECK(tu_send_all(r.fd, part, sizeof part) == 0);
   CHECK(tu_wait_closed(r.fd, 3000));
   close(r.fd);
-  CHECK(TU_WAIT(atomic_load(&h.sp.disconnected) == 1, 3000));
+  CHECK(WAIT_FOR(atomic_load(&h.sp.disconnected) == 1, 3000));
   CHECK(atomic_load(&h.sp.last_status) == HD_ETIMEDOUT);
   CHECK(tu_log_has("idle timeout"));
   CHECK(good_client_works(h.s, &h.skp, &h.sp));
@@ -294,7 +294,7 @@ static void lying_handshake_length(void) {
   CHECK(tu_send_all(r.fd, pre, 5) == 0);
   CHECK(tu_wait_closed(r.fd, 3000));
   close(r.fd);
-  CHECK(TU_WAIT(atomic_load(&h.sp.disconnected) == 2, 3000));
+  CHECK(WAIT_FOR(atomic_load(&h.sp.disconnected) == 2, 3000));
   CHECK(atomic_load(&h.sp.last_status) == HD_ETIMEDOUT);
   CHECK(tu_log_has("did not complete within"));
   CHECK(good_client_works(h.s, &h.skp, &h.sp));
@@ -305,25 +305,25 @@ static void lying_handshake_length(void) {
 
 static void keepalive_rounds(void) {
   pair_t p;
-  uint32_t ka = 50 * (uint32_t)tu_slow();
+  uint32_t ka = 50 * (uint32_t)hdt_slow();
   CHECK(pair_start(&p, "127.0.0.1:0", ka) == 1);
-  CHECK(TU_WAIT(atomic_load(&p.sp.connected) == 1 && atomic_load(&p.cp.connected) == 1, 5000));
-  tu_sleep_ms((int)ka * 12); /* several idle timeouts long: only PING/PONG keep it up */
+  CHECK(WAIT_FOR(atomic_load(&p.sp.connected) == 1 && atomic_load(&p.cp.connected) == 1, 5000));
+  hdt_sleep_ms((int)ka * 12); /* several idle timeouts long: only PING/PONG keep it up */
   CHECK(atomic_load(&p.sp.disconnected) == 0 && atomic_load(&p.cp.disconnected) == 0);
   pair_stop(&p);
 }
 
 static void silent_peer_dropped(void) {
   hostile_t h;
-  CHECK(hostile_start(&h, 50 * (uint32_t)tu_slow(), 0) == 0);
+  CHECK(hostile_start(&h, 50 * (uint32_t)hdt_slow(), 0) == 0);
   tu_raw_t r;
   CHECK(tu_raw_connect(&r, h.port) == 0);
   CHECK(tu_raw_handshake(&r, &h.ckp, h.skp.public_key, TOPIC) == 0);
-  CHECK(r.welcome.keepalive_ms == 50 * (uint32_t)tu_slow());
+  CHECK(r.welcome.keepalive_ms == 50 * (uint32_t)hdt_slow());
   /* never answer the pings */
   CHECK(tu_wait_closed(r.fd, 3000));
   close(r.fd);
-  CHECK(TU_WAIT(atomic_load(&h.sp.disconnected) == 1, 3000));
+  CHECK(WAIT_FOR(atomic_load(&h.sp.disconnected) == 1, 3000));
   CHECK(atomic_load(&h.sp.last_status) == HD_ETIMEDOUT);
   CHECK(atomic_load(&h.sp.last_had_key) == 1);
   CHECK_OK(hd_server_close_wait(h.s));
@@ -334,23 +334,23 @@ static void silent_peer_dropped(void) {
 static void close_with_peers(void) {
   pair_t p;
   CHECK(pair_start(&p, "127.0.0.1:0", 0) == 1);
-  CHECK(TU_WAIT(atomic_load(&p.sp.connected) == 1 && atomic_load(&p.cp.connected) == 1, 5000));
+  CHECK(WAIT_FOR(atomic_load(&p.sp.connected) == 1 && atomic_load(&p.cp.connected) == 1, 5000));
   tu_peer_t closed;
   tu_peer_init(&closed);
   CHECK_OK(hd_server_close(p.s, tu_on_closed, &closed));
   CHECK_RC(hd_server_close(p.s, NULL, NULL), HD_ECLOSED);
-  CHECK(TU_WAIT(atomic_load(&closed.closed) == 1, 5000));
+  CHECK(WAIT_FOR(atomic_load(&closed.closed) == 1, 5000));
   CHECK(atomic_load(&p.sp.destroyed) == 1);
   CHECK(atomic_load(&p.sp.disconnected) == 1);
   CHECK(atomic_load(&p.sp.last_status) == 0);
   /* the client heard the goodbye: an orderly close, then it dials again (refused) */
-  CHECK(TU_WAIT(atomic_load(&p.cp.disconnected) >= 1, 5000));
-  CHECK(TU_WAIT(atomic_load(&p.cp.disconnected) >= 2, 5000));
+  CHECK(WAIT_FOR(atomic_load(&p.cp.disconnected) >= 1, 5000));
+  CHECK(WAIT_FOR(atomic_load(&p.cp.disconnected) >= 2, 5000));
   CHECK(atomic_load(&p.cp.last_status) == HD_ECONNREFUSED);
   CHECK_OK(hd_client_close_wait(p.c));
   CHECK(atomic_load(&p.cp.destroyed) == 1);
   /* the detached server thread ends on its own: give it a moment so valgrind sees it gone */
-  tu_sleep_ms(50);
+  hdt_sleep_ms(50);
 }
 
 static void many_handles(void) {
@@ -368,7 +368,7 @@ static void many_handles(void) {
     hd_client_options_t co = tu_client_options(&kp, kp.public_key, TOPIC, addr, &cp);
     hd_client_t *c;
     CHECK_OK(hd_client_create(&c, &co));
-    if (i % 2) CHECK(TU_WAIT(atomic_load(&cp.connected) == 1, 5000));
+    if (i % 2) CHECK(WAIT_FOR(atomic_load(&cp.connected) == 1, 5000));
     CHECK_OK(hd_client_close_wait(c));
     CHECK_OK(hd_server_close_wait(s));
     CHECK(atomic_load(&sp.destroyed) == 1 && atomic_load(&cp.destroyed) == 1);
@@ -445,9 +445,9 @@ static void caller_loop(void) {
   hd_client_t *c;
   CHECK_OK(hd_client_create(&c, &co));
   hd__server_set_message_hook(s, tu_server_hook, &sp);
-  uint64_t dl = tu_now_ms() + 5000u * (unsigned)tu_slow();
+  uint64_t dl = hdt_now_ms() + 5000u * (unsigned)hdt_slow();
   while (atomic_load(&sp.connected) == 0 || atomic_load(&cp.connected) == 0) {
-    CHECK(tu_now_ms() < dl);
+    CHECK(hdt_now_ms() < dl);
     uv_run(&loop, UV_RUN_ONCE);
   }
   /* on the loop thread a send runs inline and reports its result */
@@ -457,14 +457,14 @@ static void caller_loop(void) {
   CHECK_OK(hd__client_send(c, HD__MSG_EVENTS, b, bl));
   hd__buf_free(&m);
   while (atomic_load(&sp.messages) == 0) {
-    CHECK(tu_now_ms() < dl);
+    CHECK(hdt_now_ms() < dl);
     uv_run(&loop, UV_RUN_ONCE);
   }
   CHECK_RC(hd_server_close_wait(s), HD_ETHREAD); /* it would wait for itself */
   CHECK_OK(hd_server_close(s, tu_on_closed, &closed));
   CHECK_OK(hd_client_close(c, tu_on_closed, &closed));
   while (atomic_load(&closed.closed) < 2) {
-    CHECK(tu_now_ms() < dl);
+    CHECK(hdt_now_ms() < dl);
     uv_run(&loop, UV_RUN_ONCE);
   }
   uv_run(&loop, UV_RUN_DEFAULT); /* returns at once: nothing of ours is left on the loop */
@@ -499,7 +499,7 @@ static void caller_loop_close_wait(void) {
   tu_peer_init(&x.sp);
   pthread_t t;
   pthread_create(&t, NULL, loop_thread_fn, &x);
-  int ok = TU_WAIT(atomic_load(&x.s) != NULL, 5000);
+  int ok = WAIT_FOR(atomic_load(&x.s) != NULL, 5000);
   if (ok) CHECK_OK(hd_server_close_wait(atomic_load(&x.s)));
   pthread_join(t, NULL); /* uv_run returned: the server left nothing on the loop */
   CHECK(ok);

@@ -38,7 +38,7 @@ static void proc_child(void) {
   hd_client_t *c;
   CHECK_OK(hd_client_create(&c, &co));
   hd__client_set_message_hook(c, tu_client_hook, &cp);
-  CHECK(TU_WAIT(atomic_load(&cp.connected) == 1, 5000));
+  CHECK(WAIT_FOR(atomic_load(&cp.connected) == 1, 5000));
   CHECK(memcmp(cp.key, server_pk, 32) == 0);
   for (int i = 1; i <= SMALL; i++) {
     hd__buf_t m = tu_events_message((uint64_t)i, 32);
@@ -52,7 +52,7 @@ static void proc_child(void) {
   const uint8_t *b = tu_body(&big, &bl);
   CHECK_OK(hd__client_send(c, HD__MSG_EVENTS, b, bl));
   hd__buf_free(&big);
-  CHECK(TU_WAIT(atomic_load(&cp.messages) == SMALL + 1 && atomic_load(&cp.big_ok) == 1, 10000));
+  CHECK(WAIT_FOR(atomic_load(&cp.messages) == SMALL + 1 && atomic_load(&cp.big_ok) == 1, 10000));
   CHECK(atomic_load(&cp.out_of_order) == 0);
   CHECK_OK(hd_client_close_wait(c));
 }
@@ -92,13 +92,13 @@ static void run_pair(const char *listen) {
   }
   CHECK(pid > 0);
   int status = -1, done = 0;
-  uint64_t dl = tu_now_ms() + 20000u * (unsigned)tu_slow();
-  while (tu_now_ms() < dl) {
+  uint64_t dl = hdt_now_ms() + 20000u * (unsigned)hdt_slow();
+  while (hdt_now_ms() < dl) {
     if (waitpid(pid, &status, WNOHANG) == pid) {
       done = 1;
       break;
     }
-    tu_sleep_ms(5);
+    hdt_sleep_ms(5);
   }
   if (!done) {
     kill(pid, SIGKILL);

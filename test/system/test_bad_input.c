@@ -17,7 +17,7 @@ static uint64_t role_kill_at;
 
 static void *kill_later(void *arg) {
   (void)arg;
-  du_sleep_ms(300);
+  hdt_sleep_ms(300);
   raise(SIGKILL);
   return NULL;
 }
@@ -59,7 +59,7 @@ static void role_vanish(void) {
   o.on_event = vanish_event;
   hd_client_t *c;
   CHECK_OK(hd_client_create(&c, &o));
-  du_sleep_ms(20000); /* the handler kills us long before */
+  hdt_sleep_ms(20000); /* the handler kills us long before */
   hd_client_close_wait(c);
   exit(3);
 }
@@ -91,7 +91,7 @@ static void bad_role(void) {
 
 static pid_t spawn(char *const env[]) {
   char self[4096];
-  if (du_self_path(self, sizeof self) != 0) return -1;
+  if (hdt_self_path(self, sizeof self) != 0) return -1;
   pid_t pid = fork();
   if (pid == 0) {
     for (int i = 0; env[i]; i += 2) setenv(env[i], env[i + 1], 1);
@@ -116,8 +116,8 @@ static int rig_init(rig_t *r, uint64_t cap, int start) {
   hd_keypair_t skp, ukp;
   hd_keypair_generate(&skp);
   hd_keypair_generate(&ukp);
-  du_server_init(&r->s, "server", &skp, du_mkdtemp("bad-server"), cap);
-  du_client_init(&r->c, "client", 1, &ukp, skp.public_key, du_mkdtemp("bad-client"), cap);
+  du_server_init(&r->s, "server", &skp, hdt_mkdtemp("bad-server"), cap);
+  du_client_init(&r->c, "client", 1, &ukp, skp.public_key, hdt_mkdtemp("bad-client"), cap);
   r->on = 1;
   if (r->s.dir == NULL || r->c.dir == NULL) return -1;
   du_server_add_user(&r->s, ukp.public_key, 1);
@@ -163,7 +163,7 @@ static void invalid_key_body(rig_t *r) {
     CHECK(hd_last_error_message()[0] != '\0');
   }
   printf("  (invalid key: %s)\n", hd_last_error_message());
-  du_sleep_ms(50);
+  hdt_sleep_ms(50);
   CHECK(atomic_load(&stray_callbacks) == 0); /* a refused call never calls back */
   hd_server_stats_t st;
   CHECK_OK(du_server_stats(&r->s, &st));
@@ -210,12 +210,12 @@ static void payload_body(rig_t *r) {
   printf("  (oversized payload: %s)\n", detail);
   CHECK_OK(rc7);
   CHECK(seq == 1); /* refused adds took no number */
-  du_sleep_ms(50);
+  hdt_sleep_ms(50);
   CHECK(atomic_load(&stray_callbacks) == 0);
   /* the largest payload travels (in many records) and arrives intact */
   CHECK_OK(du_client_start(&r->c));
-  DCHECK(DU_WAIT(du_client_oks(&r->c, 1) == 1, 20000));
-  DCHECK(DU_WAIT(du_server_pending_total(&r->s) == 0 && du_client_store_empty(&r->c), 10000));
+  DCHECK(WAIT_FOR(du_client_oks(&r->c, 1) == 1, 20000));
+  DCHECK(WAIT_FOR(du_server_pending_total(&r->s) == 0 && du_client_store_empty(&r->c), 10000));
   CHECK(du_client_clean(&r->c) && du_server_clean(&r->s));
 }
 
@@ -230,7 +230,7 @@ static void empty_and_oversized_payloads(void) {
 static void busy_body(rig_t *r) {
   CHECK_OK(rig_init(r, 8, 1));
   CHECK_OK(du_client_start(&r->c));
-  DCHECK(DU_WAIT(du_client_is_connected(&r->c), 5000));
+  DCHECK(WAIT_FOR(du_client_is_connected(&r->c), 5000));
 
   hd_server_options_t so;
   char listen[64];
@@ -258,13 +258,13 @@ static void busy_body(rig_t *r) {
   char *env[] = {"HD_BAD_ROLE", "busy", "HD_BAD_DIR", r->s.dir, NULL};
   pid_t pid = spawn(env);
   CHECK(pid > 0);
-  int st = du_wait_child(pid, 10000);
+  int st = hdt_wait_child(pid, 10000);
   CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
 
   /* the first ones go on */
   CHECK_OK(du_add_events(r->s.h, r->c.kp.public_key, 1, 1, 3, 0));
-  DCHECK(DU_WAIT(du_client_total_ok(&r->c) == 3, 5000));
-  DCHECK(DU_WAIT(du_server_pending_total(&r->s) == 0 && du_client_store_empty(&r->c), 5000));
+  DCHECK(WAIT_FOR(du_client_total_ok(&r->c) == 3, 5000));
+  DCHECK(WAIT_FOR(du_server_pending_total(&r->s) == 0 && du_client_store_empty(&r->c), 5000));
   CHECK(du_client_all_ok_once(&r->c, 1, 3));
   CHECK(du_client_clean(&r->c) && du_server_clean(&r->s));
 }
@@ -300,7 +300,7 @@ static void vanish_body(rig_t *r, int same_store, int later) {
   }
   pid_t pid = spawn(env);
   CHECK(pid > 0);
-  int st = du_wait_child(pid, 20000);
+  int st = hdt_wait_child(pid, 20000);
   CHECK(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
   int handled_by_child[64] = {0};
   FILE *f = fopen(logpath, "r");
@@ -318,8 +318,8 @@ static void vanish_body(rig_t *r, int same_store, int later) {
   unlink(logpath);
   CHECK(child_handled == 4); /* 1..4, then it died in the handler of 5 */
   /* the server noticed, and keeps everything not confirmed */
-  DCHECK(DU_WAIT(atomic_load(&r->s.peers_disconnected) >= 1, 5000));
-  du_sleep_ms(100);
+  DCHECK(WAIT_FOR(atomic_load(&r->s.peers_disconnected) >= 1, 5000));
+  hdt_sleep_ms(100);
   uint64_t pending = du_server_pending(&r->s, r->c.kp.public_key);
   long reported_before = du_server_total_calls(&r->s);
   int reported_early[5] = {0};
@@ -335,16 +335,16 @@ static void vanish_body(rig_t *r, int same_store, int later) {
   }
 
   if (!same_store) {
-    du_rmrf(r->c.dir);
+    hdt_rmrf(r->c.dir);
     free(r->c.dir);
-    r->c.dir = du_mkdtemp("bad-client2");
+    r->c.dir = hdt_mkdtemp("bad-client2");
     CHECK(r->c.dir != NULL);
   }
   CHECK_OK(du_client_start(&r->c));
   /* nothing lost: every event handled, by the child or by the next connection */
-  DCHECK(DU_WAIT(du_server_pending_total(&r->s) == 0, 10000));
-  DCHECK(DU_WAIT(du_client_store_empty(&r->c), 10000));
-  du_sleep_ms(100);
+  DCHECK(WAIT_FOR(du_server_pending_total(&r->s) == 0, 10000));
+  DCHECK(WAIT_FOR(du_client_store_empty(&r->c), 10000));
+  hdt_sleep_ms(100);
   for (uint64_t q = 1; q <= (uint64_t)n; q++) {
     int total = handled_by_child[q] + du_client_oks(&r->c, q);
     if (total < 1) fprintf(stderr, "  seq %" PRIu64 " was never handled\n", q);
@@ -393,11 +393,11 @@ static void on_destroy(void *ud) {
 }
 
 static void bad_dir_body(char **root) {
-  *root = du_mkdtemp("bad-dir");
+  *root = hdt_mkdtemp("bad-dir");
   CHECK(*root != NULL);
-  char *file = du_path(*root, "file");
+  char *file = hdt_path(*root, "file");
   int fd = open(file, O_WRONLY | O_CREAT, 0600);
-  char *sub = du_path(file, "sub");
+  char *sub = hdt_path(file, "sub");
   free(file);
   CHECK(fd >= 0);
   close(fd);
@@ -438,11 +438,11 @@ static void bad_dir_body(char **root) {
   printf("  (client: %s: %s)\n", hd_err_name(rc), detail);
   CHECK(rc < 0);
   CHECK(strstr(detail, sub) != NULL);
-  du_sleep_ms(20);
+  hdt_sleep_ms(20);
   CHECK(atomic_load(&destroyed) == 0); /* no callback fires for a failed create */
 
   /* a client without a handler */
-  char *ok_dir = du_path(*root, "client");
+  char *ok_dir = hdt_path(*root, "client");
   co.data_dir = ok_dir;
   co.on_event = NULL;
   rc = hd_client_create(&c, &co);
@@ -455,7 +455,7 @@ static void bad_dir_body(char **root) {
 static void data_dir_cannot_be_created(void) {
   char *root = NULL;
   bad_dir_body(&root);
-  du_rmrf(root);
+  hdt_rmrf(root);
   free(root);
 }
 
@@ -470,15 +470,15 @@ static void misuse_body(rig_t *r) {
   CHECK_OK(du_client_start(&r->c));
   CHECK_OK(du_add_events(r->s.h, r->c.kp.public_key, 1, 1, 3, 0));
   hd_client_stats_t cs;
-  DCHECK(DU_WAIT(du_client_nheld(&r->c) == 1, 5000));
-  DCHECK(DU_WAIT(du_client_stats(&r->c, &cs) == 0 && cs.events_received == 3, 5000));
+  DCHECK(WAIT_FOR(du_client_nheld(&r->c) == 1, 5000));
+  DCHECK(WAIT_FOR(du_client_stats(&r->c, &cs) == 0 && cs.events_received == 3, 5000));
   /* consume the three while the server is away, so that they are reported together */
   CHECK_OK(du_server_stop(&r->s));
   r->c.mode = DU_OK;
   du_client_release(&r->c, 1);
-  DCHECK(DU_WAIT(du_client_stats(&r->c, &cs) == 0 && cs.consumed == 3, 5000));
+  DCHECK(WAIT_FOR(du_client_stats(&r->c, &cs) == 0 && cs.consumed == 3, 5000));
   CHECK_OK(du_server_start(&r->s));
-  DCHECK(DU_WAIT(du_server_total_calls(&r->s) == 3, 5000));
+  DCHECK(WAIT_FOR(du_server_total_calls(&r->s) == 3, 5000));
   pthread_mutex_lock(&r->s.mu);
   hd_consumed_t *b = r->s.nheld > 0 ? r->s.held[0] : NULL;
   if (b) {
@@ -514,7 +514,7 @@ static void misuse_body(rig_t *r) {
   if (n >= 2) CHECK_RC(again, HD_EALREADY);
   r->s.mode = DU_SRV_OK;
   du_server_release(&r->s, 1);
-  DCHECK(DU_WAIT(du_server_pending_total(&r->s) == 0 && du_client_store_empty(&r->c), 5000));
+  DCHECK(WAIT_FOR(du_server_pending_total(&r->s) == 0 && du_client_store_empty(&r->c), 5000));
   CHECK(du_client_all_ok_once(&r->c, 1, 3));
   CHECK(du_client_clean(&r->c) && du_server_clean(&r->s));
 }

@@ -69,8 +69,8 @@ static int load_key(hd_keypair_t *kp, const char *scalar_hex, const char *pk_hex
 /* The parent's stop file, or a time limit (a child never outlives a parent that died). */
 static uint64_t role_deadline;
 static int stop_requested(void) {
-  if (role_deadline == 0) role_deadline = du_now_ms() + 300000;
-  return access(getenv("HD_CRASH_STOP"), F_OK) == 0 || du_now_ms() > role_deadline;
+  if (role_deadline == 0) role_deadline = hdt_now_ms() + 300000;
+  return access(getenv("HD_CRASH_STOP"), F_OK) == 0 || hdt_now_ms() > role_deadline;
 }
 
 typedef struct adder {
@@ -137,7 +137,7 @@ static void role_server(void) {
   int rc = HD_EADDRINUSE;
   for (int i = 0; i < 100 && rc == HD_EADDRINUSE; i++) {
     rc = hd_server_create(&s, &o);
-    if (rc == HD_EADDRINUSE) du_sleep_ms(20);
+    if (rc == HD_EADDRINUSE) hdt_sleep_ms(20);
   }
   if (rc != 0) log_write("# server create failed: %s (%s)", hd_err_name(rc), hd_last_error_message());
   CHECK_OK(rc);
@@ -156,10 +156,10 @@ static void role_server(void) {
     failed += a[i].failed;
   }
   log_write("adds-done %d", failed);
-  while (!stop_requested()) du_sleep_ms(10);
+  while (!stop_requested()) hdt_sleep_ms(10);
   hd_server_stats_t st = {HD_SERVER_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0};
-  uint64_t dl = du_now_ms() + 10000;
-  while (du_now_ms() < dl && hd_server_stats(s, &st) == 0 && st.pending_total != 0) du_sleep_ms(10);
+  uint64_t dl = hdt_now_ms() + 10000;
+  while (hdt_now_ms() < dl && hd_server_stats(s, &st) == 0 && st.pending_total != 0) hdt_sleep_ms(10);
   log_write("final-server pending %" PRIu64, st.pending_total);
   CHECK_OK(hd_server_close_wait(s));
   CHECK(failed == 0);
@@ -213,11 +213,11 @@ static void role_client(void) {
   int rc = hd_client_create(&c, &o);
   if (rc != 0) log_write("# client create failed: %s (%s)", hd_err_name(rc), hd_last_error_message());
   CHECK_OK(rc);
-  while (!stop_requested()) du_sleep_ms(10);
+  while (!stop_requested()) hdt_sleep_ms(10);
   hd_client_stats_t st = {HD_CLIENT_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-  uint64_t dl = du_now_ms() + 10000;
-  while (du_now_ms() < dl && hd_client_stats(c, &st) == 0 && (st.unhandled || st.consumed))
-    du_sleep_ms(10);
+  uint64_t dl = hdt_now_ms() + 10000;
+  while (hdt_now_ms() < dl && hd_client_stats(c, &st) == 0 && (st.unhandled || st.consumed))
+    hdt_sleep_ms(10);
   log_write("final-client unhandled %" PRIu64 " consumed %" PRIu64, st.unhandled, st.consumed);
   CHECK_OK(hd_client_close_wait(c));
 }
@@ -358,7 +358,7 @@ static void hexkey(char out[65], const uint8_t *b) { hd_hex_encode(out, 65, b, 3
 
 static pid_t spawn(crash_t *c, const char *role, const char *dir, int port, long first, long add) {
   char self[4096];
-  if (du_self_path(self, sizeof self) != 0) return -1;
+  if (hdt_self_path(self, sizeof self) != 0) return -1;
   char ss[65], sp[65], us[65], up[65], portb[16], firstb[32], addb[32];
   hexkey(ss, c->skp.scalar);
   hexkey(sp, c->skp.public_key);
@@ -389,7 +389,7 @@ static pid_t spawn(crash_t *c, const char *role, const char *dir, int port, long
     setenv("HD_CRASH_USER", up, 1);
     unsetenv("HD_TEST_SLOW"); /* the children run natively, not under valgrind */
     int devnull = open("/dev/null", O_WRONLY);
-    if (devnull >= 0 && !du_verbose()) dup2(devnull, 1);
+    if (devnull >= 0 && !hdt_verbose()) dup2(devnull, 1);
     char *argv[] = {"test_crash", "crash_role", NULL};
     execv(self, argv);
     _exit(127);
@@ -408,14 +408,14 @@ static void kill_child(crash_t *c, pid_t *pid, const char *what) {
 /* Waits until `cond` on a fresh parse holds (bounded). */
 #define WAIT_LOG(c, p, cond, ms)                                                                  \
   ({                                                                                              \
-    uint64_t wl_dl_ = du_now_ms() + (uint64_t)(ms) * (uint64_t)du_slow();                         \
+    uint64_t wl_dl_ = hdt_now_ms() + (uint64_t)(ms) * (uint64_t)hdt_slow();                         \
     int wl_ok_ = 0;                                                                               \
     for (;;) {                                                                                    \
       parsed_free(&(p));                                                                          \
       parse_log((c)->log, (uint64_t)(c)->n * 2 + 100, &(p));                                      \
       if (cond) { wl_ok_ = 1; break; }                                                            \
-      if (du_now_ms() > wl_dl_) break;                                                            \
-      du_sleep_ms(20);                                                                            \
+      if (hdt_now_ms() > wl_dl_) break;                                                            \
+      hdt_sleep_ms(20);                                                                            \
     }                                                                                             \
     wl_ok_;                                                                                       \
   })
@@ -423,7 +423,7 @@ static void kill_child(crash_t *c, pid_t *pid, const char *what) {
 static void crash_free(crash_t *c) {
   if (c->server > 0) { kill(c->server, SIGKILL); waitpid(c->server, NULL, 0); }
   if (c->client > 0) { kill(c->client, SIGKILL); waitpid(c->client, NULL, 0); }
-  if (c->root && !getenv("HD_TEST_KEEP")) du_rmrf(c->root);
+  if (c->root && !getenv("HD_TEST_KEEP")) hdt_rmrf(c->root);
   free(c->root);
   free(c->sdir);
   free(c->cdir);
@@ -434,15 +434,15 @@ static void crash_free(crash_t *c) {
 
 static int crash_init(crash_t *c) {
   memset(c, 0, sizeof *c);
-  c->root = du_mkdtemp("crash");
+  c->root = hdt_mkdtemp("crash");
   if (c->root == NULL) return -1;
-  c->sdir = du_path(c->root, "server");
-  c->cdir = du_path(c->root, "client");
-  c->log = du_path(c->root, "log");
-  c->stop = du_path(c->root, "stop");
+  c->sdir = hdt_path(c->root, "server");
+  c->cdir = hdt_path(c->root, "client");
+  c->log = hdt_path(c->root, "log");
+  c->stop = hdt_path(c->root, "stop");
   hd_keypair_generate(&c->skp);
   hd_keypair_generate(&c->ukp);
-  c->n = (long)du_count(10000, 1000);
+  c->n = (long)hdt_count(10000, 1000);
   return 0;
 }
 
@@ -459,12 +459,12 @@ static int stop_children(crash_t *c) {
   if (fd >= 0) close(fd);
   int ok = 1;
   if (c->server > 0) {
-    int st = du_wait_child(c->server, 30000);
+    int st = hdt_wait_child(c->server, 30000);
     c->server = 0;
     if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) ok = 0;
   }
   if (c->client > 0) {
-    int st = du_wait_child(c->client, 30000);
+    int st = hdt_wait_child(c->client, 30000);
     c->client = 0;
     if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) ok = 0;
   }
@@ -558,7 +558,7 @@ static void client_killed_body(crash_t *c) {
   long added_at_kill = p.added_lines, handled_at_kill = p.handled_lines;
   if (!third) print_tail(c);
   CHECK(third);
-  du_sleep_ms(50);
+  hdt_sleep_ms(50);
   c->client = spawn(c, "client", c->cdir, c->port, 0, 0);
   CHECK(c->client > 0);
   int drained = WAIT_LOG(c, p, p.adds_done >= 1 && all_added_handled(&p), 60000);

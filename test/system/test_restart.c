@@ -66,8 +66,8 @@ static int rig_init(rig_t *r, int start_server) {
   hd_keypair_generate(&skp);
   hd_keypair_generate(&ukp);
   memcpy(r->user, ukp.public_key, 32);
-  du_server_init(&r->s, "server", &skp, du_mkdtemp("rs-server"), CAP);
-  du_client_init(&r->c, "client", 1, &ukp, skp.public_key, du_mkdtemp("rs-client"), CAP);
+  du_server_init(&r->s, "server", &skp, hdt_mkdtemp("rs-server"), CAP);
+  du_client_init(&r->c, "client", 1, &ukp, skp.public_key, hdt_mkdtemp("rs-client"), CAP);
   r->on = 1;
   if (r->s.dir == NULL || r->c.dir == NULL) return -1;
   du_server_add_user(&r->s, ukp.public_key, 1);
@@ -99,11 +99,11 @@ static int restart_client(rig_t *r) {
 /* Everything done: 1..n handled ok once, reported `c_times` times each, both stores empty. */
 #define EXPECT_DONE(r, n, c_times)                                                                \
   do {                                                                                            \
-    DCHECK(DU_WAIT(du_client_total_ok(&(r)->c) >= (long)(n), 10000));                                 \
+    DCHECK(WAIT_FOR(du_client_total_ok(&(r)->c) >= (long)(n), 10000));                                 \
     DCHECK(du_client_all_ok_once(&(r)->c, 1, (n)));                                               \
-    DCHECK(DU_WAIT(du_server_pending_total(&(r)->s) == 0, 10000));                                \
-    DCHECK(DU_WAIT(du_client_store_empty(&(r)->c), 10000));                                       \
-    du_sleep_ms(100);                                                                             \
+    DCHECK(WAIT_FOR(du_server_pending_total(&(r)->s) == 0, 10000));                                \
+    DCHECK(WAIT_FOR(du_client_store_empty(&(r)->c), 10000));                                       \
+    hdt_sleep_ms(100);                                                                             \
     DCHECK(du_server_calls_are(&(r)->s, 0, 1, (n), (c_times)));                                   \
     DCHECK(du_client_clean(&(r)->c));                                                             \
     DCHECK(du_server_clean(&(r)->s));                                                             \
@@ -135,13 +135,13 @@ static void srv_delivered_body(rig_t *r) {
   CHECK_OK(du_client_start(&r->c));
   CHECK_OK(du_add_events(r->s.h, r->user, 1, 1, 3, 0));
   hd_client_stats_t st;
-  DCHECK(DU_WAIT(du_client_nheld(&r->c) == 1, 5000));
-  DCHECK(DU_WAIT(du_client_stats(&r->c, &st) == 0 && st.events_received == 3, 5000));
+  DCHECK(WAIT_FOR(du_client_nheld(&r->c) == 1, 5000));
+  DCHECK(WAIT_FOR(du_client_stats(&r->c, &st) == 0 && st.events_received == 3, 5000));
   int conn_before = atomic_load(&r->c.connected);
   CHECK_OK(restart_server(r));
   CHECK(du_server_pending(&r->s, r->user) == 3);
-  DCHECK(DU_WAIT(atomic_load(&r->c.connected) > conn_before && du_client_is_connected(&r->c), 5000));
-  du_sleep_ms(100);
+  DCHECK(WAIT_FOR(atomic_load(&r->c.connected) > conn_before && du_client_is_connected(&r->c), 5000));
+  hdt_sleep_ms(100);
   CHECK(du_client_total_calls(&r->c) == 1); /* still the one held call: no second hand-out */
   CHECK_OK(du_client_stats(&r->c, &st));
   CHECK(st.events_received == 3 && st.unhandled == 3);
@@ -163,14 +163,14 @@ static void srv_handled_body(rig_t *r) {
   CHECK_OK(du_client_start(&r->c));
   CHECK_OK(du_add_events(r->s.h, r->user, 1, 1, 3, 0));
   hd_client_stats_t st;
-  DCHECK(DU_WAIT(du_client_nheld(&r->c) == 1, 5000));
-  DCHECK(DU_WAIT(du_client_stats(&r->c, &st) == 0 && st.events_received == 3, 5000));
+  DCHECK(WAIT_FOR(du_client_nheld(&r->c) == 1, 5000));
+  DCHECK(WAIT_FOR(du_client_stats(&r->c, &st) == 0 && st.events_received == 3, 5000));
   CHECK_OK(du_server_stop(&r->s));
   /* the server is away: the client handles what it holds */
   r->c.mode = DU_OK;
   CHECK(du_client_release(&r->c, 1) == 1);
-  DCHECK(DU_WAIT(du_client_total_ok(&r->c) == 3, 5000));
-  DCHECK(DU_WAIT(du_client_stats(&r->c, &st) == 0 && st.consumed == 3 && st.unhandled == 0, 5000));
+  DCHECK(WAIT_FOR(du_client_total_ok(&r->c) == 3, 5000));
+  DCHECK(WAIT_FOR(du_client_stats(&r->c, &st) == 0 && st.consumed == 3 && st.unhandled == 0, 5000));
   CHECK(du_server_total_calls(&r->s) == 0);
   CHECK_OK(du_server_start(&r->s));
   EXPECT_DONE(r, 3, 1);
@@ -190,7 +190,7 @@ static void srv_reported_body(rig_t *r) {
   du_client_set_addr(&r->c, r->s.port);
   CHECK_OK(du_client_start(&r->c));
   CHECK_OK(du_add_events(r->s.h, r->user, 1, 1, 3, 0));
-  DCHECK(DU_WAIT(du_server_total_calls(&r->s) == 3, 5000));
+  DCHECK(WAIT_FOR(du_server_total_calls(&r->s) == 3, 5000));
   CHECK(du_server_nheld(&r->s) >= 1);
   /* close with the batch uncompleted (completed after the close: only freed): nothing confirmed */
   CHECK_OK(du_server_stop(&r->s));
@@ -215,12 +215,12 @@ static void srv_confirmed_body(rig_t *r) {
   EXPECT_DONE(r, 3, 1);
   CHECK_OK(hd_server_update_pause(r->s.h, 123, NULL, NULL));
   hd_client_stats_t st;
-  DCHECK(DU_WAIT(du_client_stats(&r->c, &st) == 0 && st.pause_ms == 123, 5000));
+  DCHECK(WAIT_FOR(du_client_stats(&r->c, &st) == 0 && st.pause_ms == 123, 5000));
   int conn_before = atomic_load(&r->c.connected);
   long h_before = du_client_total_calls(&r->c), c_before = du_server_total_calls(&r->s);
   CHECK_OK(restart_server(r));
-  DCHECK(DU_WAIT(atomic_load(&r->c.connected) > conn_before && du_client_is_connected(&r->c), 5000));
-  du_sleep_ms(200);
+  DCHECK(WAIT_FOR(atomic_load(&r->c.connected) > conn_before && du_client_is_connected(&r->c), 5000));
+  hdt_sleep_ms(200);
   CHECK(du_client_total_calls(&r->c) == h_before);
   CHECK(du_server_total_calls(&r->s) == c_before);
   CHECK(du_server_pending_total(&r->s) == 0);
@@ -242,7 +242,7 @@ static void server_restart_confirmed(void) {
 static void cli_stored_body(rig_t *r) {
   CHECK_OK(rig_init(r, 1));
   CHECK_OK(du_client_start(&r->c));
-  DCHECK(DU_WAIT(du_client_is_connected(&r->c), 5000));
+  DCHECK(WAIT_FOR(du_client_is_connected(&r->c), 5000));
   CHECK_OK(du_client_stop(&r->c));
   CHECK_OK(du_add_events(r->s.h, r->user, 1, 1, 3, 0));
   CHECK(du_server_pending(&r->s, r->user) == 3);
@@ -263,8 +263,8 @@ static void cli_delivered_body(rig_t *r) {
   CHECK_OK(du_client_start(&r->c));
   CHECK_OK(du_add_events(r->s.h, r->user, 1, 1, 3, 0));
   hd_client_stats_t st;
-  DCHECK(DU_WAIT(du_client_nheld(&r->c) == 1, 5000));
-  DCHECK(DU_WAIT(du_client_stats(&r->c, &st) == 0 && st.events_received == 3, 5000));
+  DCHECK(WAIT_FOR(du_client_nheld(&r->c) == 1, 5000));
+  DCHECK(WAIT_FOR(du_client_stats(&r->c, &st) == 0 && st.events_received == 3, 5000));
   /* close with seq 1 in the handler; its completion after the close only frees it */
   CHECK_OK(du_client_stop(&r->c));
   r->c.mode = DU_OK;
@@ -289,17 +289,17 @@ static void cli_handled_body(rig_t *r) {
   CHECK_OK(du_client_start(&r->c));
   CHECK_OK(du_add_events(r->s.h, r->user, 1, 1, 3, 0));
   hd_client_stats_t st;
-  DCHECK(DU_WAIT(du_client_nheld(&r->c) == 1, 5000));
-  DCHECK(DU_WAIT(du_client_stats(&r->c, &st) == 0 && st.events_received == 3, 5000));
+  DCHECK(WAIT_FOR(du_client_nheld(&r->c) == 1, 5000));
+  DCHECK(WAIT_FOR(du_client_stats(&r->c, &st) == 0 && st.events_received == 3, 5000));
   /* the server goes away; the client handles everything; its reports cannot leave */
   CHECK_OK(du_server_stop(&r->s));
   r->c.mode = DU_OK;
   CHECK(du_client_release(&r->c, 1) == 1);
-  DCHECK(DU_WAIT(du_client_total_ok(&r->c) == 3, 5000));
-  DCHECK(DU_WAIT(du_client_stats(&r->c, &st) == 0 && st.consumed == 3 && st.unhandled == 0, 5000));
+  DCHECK(WAIT_FOR(du_client_total_ok(&r->c) == 3, 5000));
+  DCHECK(WAIT_FOR(du_client_stats(&r->c, &st) == 0 && st.consumed == 3 && st.unhandled == 0, 5000));
   /* the client restarts (with the server still away), then the server comes back */
   CHECK_OK(restart_client(r));
-  du_sleep_ms(100);
+  hdt_sleep_ms(100);
   CHECK(du_client_total_calls(&r->c) == 3); /* consumed events are not handled again */
   CHECK_OK(du_client_stats(&r->c, &st));
   CHECK(st.consumed == 3 && st.unhandled == 0);
@@ -320,9 +320,9 @@ static void cli_racing_body(rig_t *r) {
   const int n = 20;
   CHECK_OK(rig_init(r, 1));
   CHECK_OK(du_client_start(&r->c));
-  DCHECK(DU_WAIT(du_client_is_connected(&r->c), 5000));
+  DCHECK(WAIT_FOR(du_client_is_connected(&r->c), 5000));
   CHECK_OK(du_add_events(r->s.h, r->user, 1, 1, n, 0));
-  DCHECK(DU_WAIT(du_client_total_ok(&r->c) == n, 5000));
+  DCHECK(WAIT_FOR(du_client_total_ok(&r->c) == n, 5000));
   CHECK_OK(restart_client(r));
   EXPECT_DONE(r, (uint64_t)n, 1);
   for (uint64_t q = 1; q <= (uint64_t)n; q++) CHECK(du_client_calls(&r->c, q) == 1);
@@ -341,12 +341,12 @@ static void cli_reported_body(rig_t *r) {
   du_client_set_addr(&r->c, r->s.port);
   CHECK_OK(du_client_start(&r->c));
   CHECK_OK(du_add_events(r->s.h, r->user, 1, 1, 3, 0));
-  DCHECK(DU_WAIT(du_server_total_calls(&r->s) == 3, 5000));
+  DCHECK(WAIT_FOR(du_server_total_calls(&r->s) == 3, 5000));
   CHECK_OK(du_client_stop(&r->c));
   /* the batch completes ok while the client is away: deleted, DONE cannot be sent */
   r->s.mode = DU_SRV_OK;
   CHECK(du_server_release(&r->s, 1) >= 1);
-  DCHECK(DU_WAIT(du_server_pending(&r->s, r->user) == 0, 5000));
+  DCHECK(WAIT_FOR(du_server_pending(&r->s, r->user) == 0, 5000));
   /* the client comes back and reports the three again: confirmed at once, no callback */
   CHECK_OK(du_client_start(&r->c));
   EXPECT_DONE(r, 3, 1);
@@ -366,17 +366,17 @@ static void cli_reported_held_body(rig_t *r) {
   du_client_set_addr(&r->c, r->s.port);
   CHECK_OK(du_client_start(&r->c));
   CHECK_OK(du_add_events(r->s.h, r->user, 1, 1, 3, 0));
-  DCHECK(DU_WAIT(du_server_total_calls(&r->s) == 3, 5000));
+  DCHECK(WAIT_FOR(du_server_total_calls(&r->s) == 3, 5000));
   int conn_before = atomic_load(&r->c.connected);
   CHECK_OK(restart_client(r));
-  DCHECK(DU_WAIT(atomic_load(&r->c.connected) > conn_before && du_client_is_connected(&r->c), 5000));
-  du_sleep_ms(200); /* the second report, if any, arrives */
+  DCHECK(WAIT_FOR(atomic_load(&r->c.connected) > conn_before && du_client_is_connected(&r->c), 5000));
+  hdt_sleep_ms(200); /* the second report, if any, arrives */
   /* now complete everything held (the first batch and a possible second one) */
   r->s.mode = DU_SRV_OK;
   du_server_release(&r->s, 1);
-  DCHECK(DU_WAIT(du_server_pending_total(&r->s) == 0, 10000));
-  DCHECK(DU_WAIT(du_client_store_empty(&r->c), 10000));
-  du_sleep_ms(100);
+  DCHECK(WAIT_FOR(du_server_pending_total(&r->s) == 0, 10000));
+  DCHECK(WAIT_FOR(du_client_store_empty(&r->c), 10000));
+  hdt_sleep_ms(100);
   CHECK(du_client_all_ok_once(&r->c, 1, 3));
   for (uint64_t q = 1; q <= 3; q++) {
     int calls = du_server_calls(&r->s, 0, q);
@@ -402,8 +402,8 @@ static void cli_confirmed_body(rig_t *r) {
   long h_before = du_client_total_calls(&r->c), c_before = du_server_total_calls(&r->s);
   int conn_before = atomic_load(&r->c.connected);
   CHECK_OK(restart_client(r));
-  DCHECK(DU_WAIT(atomic_load(&r->c.connected) > conn_before && du_client_is_connected(&r->c), 5000));
-  du_sleep_ms(200);
+  DCHECK(WAIT_FOR(atomic_load(&r->c.connected) > conn_before && du_client_is_connected(&r->c), 5000));
+  hdt_sleep_ms(200);
   CHECK(du_client_total_calls(&r->c) == h_before);
   CHECK(du_server_total_calls(&r->s) == c_before);
   CHECK(du_client_store_empty(&r->c));

@@ -1,6 +1,8 @@
-/* Helpers shared by the transport tests: bounded waits (stretched by HD_TEST_SLOW=1 under
- * valgrind), a log capture, peer state recorded by the callbacks, message bodies, and a raw
- * client that speaks the handshake with the internal noise/wire API over a blocking socket. */
+/* Helpers shared by the transport and event-layer component tests (test_transport,
+ * test_transport_proc, test_server_events, test_client_events): a log capture, peer state recorded
+ * by the callbacks, message bodies, handle options on fresh folders, and a raw client that speaks
+ * the handshake with the internal noise/wire API over a blocking socket. Waits are testutil.h's.
+ * Compiled once (transport_util.c) into the test helper library. */
 #ifndef HD_TRANSPORT_UTIL_H
 #define HD_TRANSPORT_UTIL_H
 
@@ -11,74 +13,23 @@
 #include "server.h"
 #include "wire.h"
 
+#include "testutil.h"
+
 #include <arpa/inet.h>
-#include <sodium.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
-static HD__UNUSED int tu_slow(void) {
-  const char *s = getenv("HD_TEST_SLOW");
-  return s && s[0] == '1' ? 10 : 1;
-}
-
-static HD__UNUSED uint64_t tu_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static HD__UNUSED void tu_sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
-/* Polls `cond` every millisecond until it holds or `ms` (scaled) passed; 1 if it held. */
-#define TU_WAIT(cond, ms)                                                                         \
-  ({                                                                                              \
-    uint64_t tu_dl_ = tu_now_ms() + (uint64_t)(ms) * tu_slow();                                   \
-    int tu_ok_ = 0;                                                                               \
-    for (;;) {                                                                                    \
-      if (cond) { tu_ok_ = 1; break; }                                                            \
-      if (tu_now_ms() > tu_dl_) break;                                                            \
-      tu_sleep_ms(1);                                                                             \
-    }                                                                                             \
-    tu_ok_;                                                                                       \
-  })
-
 /* ---- log capture ---- */
-static pthread_mutex_t tu_log_mu = PTHREAD_MUTEX_INITIALIZER;
-static char tu_log_text[65536];
-static size_t tu_log_len;
 
-static HD__UNUSED void tu_log(void *ud, hd_log_level_t level, const char *msg) {
-  (void)ud;
-  pthread_mutex_lock(&tu_log_mu);
-  int n = snprintf(tu_log_text + tu_log_len, sizeof tu_log_text - tu_log_len, "[%d] %s\n",
-                   (int)level, msg);
-  if (n > 0 && tu_log_len + (size_t)n < sizeof tu_log_text) tu_log_len += (size_t)n;
-  if (getenv("HD_TEST_VERBOSE")) fprintf(stderr, "log [%d] %s\n", (int)level, msg);
-  pthread_mutex_unlock(&tu_log_mu);
-}
-
-static HD__UNUSED void tu_log_clear(void) {
-  pthread_mutex_lock(&tu_log_mu);
-  tu_log_len = 0;
-  tu_log_text[0] = '\0';
-  pthread_mutex_unlock(&tu_log_mu);
-}
-
-static HD__UNUSED int tu_log_has(const char *needle) {
-  pthread_mutex_lock(&tu_log_mu);
-  int found = strstr(tu_log_text, needle) != NULL;
-  pthread_mutex_unlock(&tu_log_mu);
-  return found;
-}
+/* The log callback of the handles made by tu_*_options: keeps the text for tu_log_has. */
+void tu_log(void *ud, hd_log_level_t level, const char *msg);
+void tu_log_clear(void);
+int tu_log_has(const char *needle);
 
 /* ---- peer state recorded by callbacks ---- */
 typedef struct tu_peer {
@@ -97,156 +48,38 @@ typedef struct tu_peer {
   atomic_int destroyed;
 } tu_peer_t;
 
-static HD__UNUSED void tu_peer_init(tu_peer_t *p) {
-  memset(p, 0, sizeof *p);
-  atomic_store(&p->next_seq, 1);
-}
+void tu_peer_init(tu_peer_t *p);
+void tu_on_connected(void *ud, const uint8_t pk[32]);
+void tu_on_disconnected(void *ud, const uint8_t *pk, int status);
+void tu_on_closed(void *ud);  /* counts p->closed */
+void tu_on_destroy(void *ud); /* counts p->destroyed */
 
-static HD__UNUSED void tu_on_connected(void *ud, const uint8_t pk[32]) {
-  tu_peer_t *p = ud;
-  memcpy(p->key, pk, 32);
-  atomic_fetch_add(&p->connected, 1);
-}
-
-static HD__UNUSED void tu_on_disconnected(void *ud, const uint8_t *pk, int status) {
-  tu_peer_t *p = ud;
-  snprintf(p->detail, sizeof p->detail, "%s", hd_last_error_message());
-  atomic_store(&p->last_had_key, pk != NULL);
-  atomic_store(&p->last_status, status);
-  atomic_fetch_add(&p->disconnected, 1);
-}
-
-static HD__UNUSED void tu_on_closed(void *ud) { atomic_fetch_add(&((tu_peer_t *)ud)->closed, 1); }
-static HD__UNUSED void tu_on_destroy(void *ud) { atomic_fetch_add(&((tu_peer_t *)ud)->destroyed, 1); }
+/* ---- messages ---- */
 
 /* EVENTS bodies: one entry (seq, payload of `len` bytes of a pattern derived from seq). */
-static HD__UNUSED hd__buf_t tu_events_message(uint64_t seq, size_t len) {
-  hd__buf_t b;
-  hd__buf_init(&b);
-  uint8_t *payload = malloc(len ? len : 1);
-  for (size_t i = 0; i < len; i++) payload[i] = (uint8_t)(seq * 31 + i);
-  hd__entry_t e = {seq, 1700000000000ull, payload, len};
-  hd__msg_encode_events(&b, &e, 1);
-  free(payload);
-  return b;
-}
-
+hd__buf_t tu_events_message(uint64_t seq, size_t len);
 /* The body of a whole encoded message (after the length varint and the type byte). */
-static HD__UNUSED const uint8_t *tu_body(const hd__buf_t *m, size_t *len) {
-  uint64_t l = 1;
-  int n = hd__varint_get(m->data, m->len, &l);
-  *len = (size_t)l - 1;
-  return m->data + n + 1;
-}
-
-static HD__UNUSED void tu_count_events(tu_peer_t *p, uint8_t type, const uint8_t *body, size_t len) {
-  atomic_fetch_add(&p->bytes, (long long)len);
-  if (type == HD__MSG_EVENTS) {
-    hd__entry_iter_t it;
-    uint64_t count;
-    if (hd__msg_entries_begin(&it, type, body, len, &count) == 0) {
-      hd__entry_t e;
-      while (hd__msg_entries_next(&it, &e)) {
-        if ((long long)e.seq != atomic_load(&p->next_seq)) atomic_fetch_add(&p->out_of_order, 1);
-        atomic_store(&p->next_seq, (long long)e.seq + 1);
-        if (e.len > 65519) {
-          int ok = 1;
-          for (size_t i = 0; i < e.len; i++) {
-            if (e.data[i] != (uint8_t)(e.seq * 31 + i)) ok = 0;
-          }
-          if (ok) atomic_fetch_add(&p->big_ok, 1);
-        }
-      }
-    }
-  }
-  atomic_fetch_add(&p->messages, 1);
-}
-
-static HD__UNUSED void tu_server_hook(void *ud, hd__conn_t *c, const uint8_t pk[32], uint8_t type,
-                           const uint8_t *body, size_t len) {
-  (void)c;
-  (void)pk;
-  tu_count_events(ud, type, body, len);
-}
-
-static HD__UNUSED void tu_client_hook(void *ud, hd__conn_t *c, uint8_t type, const uint8_t *body,
-                           size_t len) {
-  (void)c;
-  tu_count_events(ud, type, body, len);
-}
+const uint8_t *tu_body(const hd__buf_t *m, size_t *len);
+/* Counts a message in p: bytes, messages; EVENTS entries checked in order, large ones intact. */
+void tu_count_events(tu_peer_t *p, uint8_t type, const uint8_t *body, size_t len);
+/* Message hooks (hd__server_set_message_hook, hd__client_set_message_hook) that count into the
+ * tu_peer_t given as their user data. */
+void tu_server_hook(void *ud, hd__conn_t *c, const uint8_t pk[32], uint8_t type,
+                    const uint8_t *body, size_t len);
+void tu_client_hook(void *ud, hd__conn_t *c, uint8_t type, const uint8_t *body, size_t len);
 
 /* ---- handles ---- */
-/* A fresh store folder under /tmp for a server, removed at exit by the process that made it
- * (a forked child that exits must not remove its parent's folders). */
-static char tu_dirs[512][32];
-static int tu_ndirs;
-static pid_t tu_dirs_pid;
 
-static void tu_dirs_cleanup(void) {
-  if (getpid() != tu_dirs_pid) return;
-  for (int i = 0; i < tu_ndirs; i++) {
-    char cmd[48];
-    snprintf(cmd, sizeof cmd, "rm -rf %.31s", tu_dirs[i]);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tu_dirs[i]);
-  }
-  tu_ndirs = 0;
-}
-
-static HD__UNUSED const char *tu_data_dir(void) {
-  if (tu_ndirs == 0 && tu_dirs_pid == 0) {
-    tu_dirs_pid = getpid();
-    atexit(tu_dirs_cleanup);
-  }
-  static char spare[32];
-  char *d = tu_ndirs < 512 ? tu_dirs[tu_ndirs] : spare; /* past 512: left in /tmp */
-  snprintf(d, sizeof tu_dirs[0], "/tmp/hd-tu-XXXXXX");
-  if (mkdtemp(d) == NULL) return NULL;
-  if (d != spare) tu_ndirs++;
-  return d;
-}
-
-static HD__UNUSED hd_server_options_t tu_server_options(const hd_keypair_t *kp, const char *topic,
-                                             const char *listen, tu_peer_t *p) {
-  hd_server_options_t o = HD_SERVER_OPTIONS_INIT;
-  o.keypair = kp;
-  o.topic = topic;
-  o.listen = listen;
-  o.data_dir = tu_data_dir();
-  o.user_data = p;
-  o.destroy = tu_on_destroy;
-  o.log = tu_log;
-  o.log_level = getenv("HD_TEST_VERBOSE") ? HD_LOG_DEBUG : HD_LOG_INFO;
-  o.on_peer_connected = tu_on_connected;
-  o.on_peer_disconnected = tu_on_disconnected;
-  return o;
-}
-
-/* The client's handler: every event is handled at once. */
-static HD__UNUSED void tu_on_event(void *ud, hd_event_t *e) {
-  (void)ud;
-  hd_event_complete(e, 1, NULL, 0);
-}
-
-static HD__UNUSED hd_client_options_t tu_client_options(const hd_keypair_t *kp, const uint8_t *server_pk,
-                                             const char *topic, const char *connect,
-                                             tu_peer_t *p) {
-  hd_client_options_t o = HD_CLIENT_OPTIONS_INIT;
-  o.keypair = kp;
-  o.server_public_key = server_pk;
-  o.topic = topic;
-  o.connect = connect;
-  o.user_data = p;
-  o.destroy = tu_on_destroy;
-  o.log = tu_log;
-  o.log_level = getenv("HD_TEST_VERBOSE") ? HD_LOG_DEBUG : HD_LOG_INFO;
-  o.on_connected = tu_on_connected;
-  o.on_disconnected = tu_on_disconnected;
-  o.data_dir = tu_data_dir();
-  o.on_event = tu_on_event;
-  o.reconnect_min_ms = 20;
-  o.reconnect_max_ms = 200;
-  return o;
-}
+/* A fresh store folder under /tmp, removed at exit by the process that made it (a forked child
+ * that exits does not remove its parent's folders). NULL on failure. */
+const char *tu_data_dir(void);
+/* Options with the callbacks above recording into `p`, the log capture, a fresh data_dir. */
+hd_server_options_t tu_server_options(const hd_keypair_t *kp, const char *topic,
+                                      const char *listen, tu_peer_t *p);
+hd_client_options_t tu_client_options(const hd_keypair_t *kp, const uint8_t *server_pk,
+                                      const char *topic, const char *connect, tu_peer_t *p);
+/* The client handler of tu_client_options: every event is handled at once. */
+void tu_on_event(void *ud, hd_event_t *e);
 
 /* ---- raw client over a blocking socket ---- */
 typedef struct tu_raw {
@@ -255,101 +88,21 @@ typedef struct tu_raw {
   hd__welcome_t welcome;
 } tu_raw_t;
 
-static HD__UNUSED int tu_raw_connect(tu_raw_t *r, int port) {
-  memset(r, 0, sizeof *r);
-  r->fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_port = htons((uint16_t)port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  int one = 1;
-  setsockopt(r->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return connect(r->fd, (struct sockaddr *)&a, sizeof a);
-}
-
-static HD__UNUSED int tu_send_all(int fd, const void *p, size_t n) {
-  const uint8_t *b = p;
-  while (n > 0) {
-    ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-    if (w <= 0) return -1;
-    b += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
-/* Reads exactly n bytes within `ms`; 0 ok, -1 closed or timed out. */
-static HD__UNUSED int tu_recv_all(int fd, void *p, size_t n, int ms) {
-  uint8_t *b = p;
-  uint64_t dl = tu_now_ms() + (uint64_t)ms * tu_slow();
-  while (n > 0) {
-    struct pollfd pf = {fd, POLLIN, 0};
-    uint64_t now = tu_now_ms();
-    if (now >= dl) return -1;
-    if (poll(&pf, 1, (int)(dl - now)) <= 0) return -1;
-    ssize_t r = recv(fd, b, n, 0);
-    if (r <= 0) return -1;
-    b += r;
-    n -= (size_t)r;
-  }
-  return 0;
-}
-
-/* 1 if the peer closed the socket (EOF or reset) within `ms`, discarding what it sent. */
-static HD__UNUSED int tu_wait_closed(int fd, int ms) {
-  uint64_t dl = tu_now_ms() + (uint64_t)ms * tu_slow();
-  uint8_t buf[4096];
-  for (;;) {
-    uint64_t now = tu_now_ms();
-    if (now >= dl) return 0;
-    struct pollfd pf = {fd, POLLIN, 0};
-    if (poll(&pf, 1, (int)(dl - now)) <= 0) continue;
-    ssize_t r = recv(fd, buf, sizeof buf, 0);
-    if (r <= 0) return 1;
-  }
-}
-
+/* Connects to 127.0.0.1:port (TCP_NODELAY). connect()'s result. */
+int tu_raw_connect(tu_raw_t *r, int port);
+/* Listens on 127.0.0.1, port chosen by the OS (*port). The socket, or -1. */
+int tu_listen(int *port);
+int tu_send_all(int fd, const void *p, size_t n);
+/* Reads exactly n bytes within `ms` (scaled); 0 ok, -1 closed or timed out. */
+int tu_recv_all(int fd, void *p, size_t n, int ms);
+/* 1 if the peer closed the socket (EOF or reset) within `ms` (scaled), discarding what it sent. */
+int tu_wait_closed(int fd, int ms);
+/* The Noise prologue: "hyperdown/1" then the topic key. */
+void tu_prologue(uint8_t out[43], const char *topic);
 /* Preamble + Noise IK handshake as a client; 0 when the transport ciphers are ready. */
-static HD__UNUSED int tu_raw_handshake(tu_raw_t *r, const hd_keypair_t *kp, const uint8_t server_pk[32],
-                            const char *topic) {
-  uint8_t topic_key[32], xs[32], xp[32], srv_x[32];
-  hd_topic_key(topic_key, topic, strlen(topic));
-  hd__keypair_to_x25519(kp, xs, xp);
-  hd__ed25519_pk_to_x25519(server_pk, srv_x);
-  uint8_t prologue[43];
-  memcpy(prologue, "hyperdown/1", 11);
-  memcpy(prologue + 11, topic_key, 32);
-  hd__handshake_t hs;
-  if (hd__handshake_init(&hs, HD__NOISE_IK, 1, prologue, 43, xs, srv_x) != 0) return -1;
-  hd__hello_t hello = {HD_PROTOCOL_VERSION, {0}, HD__DEFAULT_MAX_MESSAGE};
-  memcpy(hello.public_key, kp->public_key, 32);
-  uint8_t hp[HD__HELLO_MAX], out[16 + 2 + 512];
-  size_t hl = hd__hello_encode(&hello, hp), ml = 0;
-  hd__preamble_encode(out, topic_key);
-  if (hd__handshake_write_message(&hs, hp, hl, out + 18, 512, &ml) != 0) return -1;
-  hd__put_u16be(out + 16, (uint16_t)ml);
-  if (tu_send_all(r->fd, out, 18 + ml) != 0) return -1;
-  uint8_t lenb[2], msg[512], payload[512];
-  if (tu_recv_all(r->fd, lenb, 2, 3000) != 0) return -1;
-  size_t len = hd__get_u16be(lenb), pl = 0;
-  if (len == 0 || len > sizeof msg || tu_recv_all(r->fd, msg, len, 3000) != 0) return -1;
-  if (hd__handshake_read_message(&hs, msg, len, payload, sizeof payload, &pl) != 0) return -1;
-  if (hd__welcome_decode(payload, pl, &r->welcome) != 0) return -1;
-  int rc = hd__handshake_split(&hs, &r->tx, &r->rx);
-  hd__handshake_wipe(&hs);
-  return rc;
-}
-
+int tu_raw_handshake(tu_raw_t *r, const hd_keypair_t *kp, const uint8_t server_pk[32],
+                     const char *topic);
 /* Seals one whole encoded message into records and sends them; `tamper` flips a ciphertext bit. */
-static HD__UNUSED int tu_raw_send(tu_raw_t *r, const hd__buf_t *msg, int tamper) {
-  hd__buf_t rec;
-  hd__buf_init(&rec);
-  if (hd__record_seal(&r->tx, msg->data, msg->len, &rec) != 0) return -1;
-  if (tamper) rec.data[3] ^= 0x01;
-  int rc = tu_send_all(r->fd, rec.data, rec.len);
-  hd__buf_free(&rec);
-  return rc;
-}
+int tu_raw_send(tu_raw_t *r, const hd__buf_t *msg, int tamper);
 
 #endif
