@@ -47,377 +47,301 @@
  * The recorders (delivery_util.h) also flag, whatever the stage: a handler call for an event
  * already completed ok (client store intact: never allowed here), an on_consumed call for an
  * event already completed ok (never allowed after confirmation), a wrong payload or client data,
- * and an order violation. */
+ * and an order violation.
+ *
+ * Each scenario is a row: a list of steps (below) that one function runs on a fresh world of one
+ * server and one user's client; every row is a test of its own. A step that fails names its line
+ * here. */
 #include "harness.h"
 #include "delivery_util.h"
 
-typedef struct rig {
-  du_server_t s;
-  du_client_t c;
-  int on;
-  uint8_t user[32];
-} rig_t;
+#define CAP 64      /* seqs recorded */
+#define WAIT_MS 5000
+#define DONE_MS 10000
 
-#define CAP 64
+/* ---- the steps ---- */
 
-static int rig_init(rig_t *r, int start_server) {
-  memset(r, 0, sizeof *r);
-  hd_keypair_t skp, ukp;
-  hd_keypair_generate(&skp);
-  hd_keypair_generate(&ukp);
-  memcpy(r->user, ukp.public_key, 32);
-  du_server_init(&r->s, "server", &skp, hdt_mkdtemp("rs-server"), CAP);
-  du_client_init(&r->c, "client", 1, &ukp, skp.public_key, hdt_mkdtemp("rs-client"), CAP);
-  r->on = 1;
-  if (r->s.dir == NULL || r->c.dir == NULL) return -1;
-  du_server_add_user(&r->s, ukp.public_key, 1);
-  if (start_server && du_server_start(&r->s) != 0) return -1;
-  du_client_set_addr(&r->c, r->s.port);
-  return 0;
-}
+typedef enum op {
+  S_END,
+  S_SRV_MODE,       /* a: the server's mode (DU_SRV_*) */
+  S_CLI_MODE,       /* a: the client's mode (DU_*) */
+  S_SRV_START,      /* creates the server (the same port after the first time) */
+  S_SRV_STOP,       /* closes it */
+  S_SRV_RESTART,    /* both */
+  S_CLI_START,
+  S_CLI_STOP,
+  S_CLI_RESTART,
+  S_ADD,            /* adds b events; the first must get seq a */
+  S_PENDING,        /* the server holds a events of the user */
+  S_WAIT_PENDING,   /* ... waits until it does */
+  S_WAIT_CONNECTED, /* the client is connected */
+  S_WAIT_DELIVERED, /* the handler holds one event and the client received a */
+  S_WAIT_OK,        /* the handler completed a events ok */
+  S_WAIT_CONSUMED,  /* ... and the client holds a consumed, none unhandled */
+  S_WAIT_REPORTS,   /* on_consumed saw a events */
+  S_REPORTS,        /* on_consumed saw a events in all */
+  S_HANDLER_CALLS,  /* the handler ran a times in all */
+  S_CALLS,          /* each of seqs a..b went to the handler c times */
+  S_SRV_HOLDS,      /* on_consumed holds a batch */
+  S_RELEASE,        /* completes the a events the handler holds */
+  S_SRV_RELEASE,    /* completes what on_consumed holds: at least a batches */
+  S_MARK,           /* remembers the connections and the calls so far */
+  S_RECONNECTED,    /* the client connected again since S_MARK */
+  S_NOTHING_RAN,    /* no handler and no on_consumed call since S_MARK */
+  S_EMPTY,          /* both stores are empty */
+  S_SLEEP,          /* a ms */
+  S_PAUSE,          /* hd_server_update_pause(a) */
+  S_STATS,          /* the client's stats: field st[0] is st[1] (and st[2] is st[3]) */
+  S_WAIT_STATS,     /* ... waits until they are */
+  S_DONE,           /* du_all_done: 1..a handled once each, reported b..c times */
+  S_SAY_REPORTED,   /* prints whether on_consumed ran twice for seq 1 */
+} op_t;
 
-static void rig_free(rig_t *r) {
-  if (!r->on) return;
-  du_client_stop(&r->c);
-  du_server_free(&r->s);
-  du_client_free(&r->c);
-  r->on = 0;
-}
+/* The stats fields a step can look at. */
+enum { F_NONE, F_RECEIVED, F_HANDLED, F_UNHANDLED, F_CONSUMED, F_HIGH_WATER, F_PAUSE };
 
-static int restart_server(rig_t *r) {
-  int rc = du_server_stop(&r->s);
-  if (rc != 0) return rc;
-  return du_server_start(&r->s);
-}
+typedef struct step {
+  op_t op;
+  int line;
+  int64_t a, b, c;
+  int64_t st[4]; /* S_STATS, S_WAIT_STATS: field, value, field, value */
+} step_t;
 
-static int restart_client(rig_t *r) {
-  int rc = du_client_stop(&r->c);
-  if (rc != 0) return rc;
-  return du_client_start(&r->c);
-}
+#define STEP(o, ...) {.op = o, .line = __LINE__, __VA_ARGS__}
+#define SRV_MODE(m) STEP(S_SRV_MODE, .a = m)
+#define CLI_MODE(m) STEP(S_CLI_MODE, .a = m)
+#define SRV_START STEP(S_SRV_START)
+#define SRV_STOP STEP(S_SRV_STOP)
+#define SRV_RESTART STEP(S_SRV_RESTART)
+#define CLI_START STEP(S_CLI_START)
+#define CLI_STOP STEP(S_CLI_STOP)
+#define CLI_RESTART STEP(S_CLI_RESTART)
+#define ADD(first, n) STEP(S_ADD, .a = first, .b = n)
+#define PENDING(n) STEP(S_PENDING, .a = n)
+#define WAIT_PENDING(n) STEP(S_WAIT_PENDING, .a = n)
+#define WAIT_CONNECTED STEP(S_WAIT_CONNECTED)
+#define WAIT_DELIVERED(n) STEP(S_WAIT_DELIVERED, .a = n)
+#define WAIT_OK(n) STEP(S_WAIT_OK, .a = n)
+#define WAIT_CONSUMED(n) STEP(S_WAIT_CONSUMED, .a = n)
+#define WAIT_REPORTS(n) STEP(S_WAIT_REPORTS, .a = n)
+#define REPORTS(n) STEP(S_REPORTS, .a = n)
+#define HANDLER_CALLS(n) STEP(S_HANDLER_CALLS, .a = n)
+#define CALLS(from, to, times) STEP(S_CALLS, .a = from, .b = to, .c = times)
+#define SRV_HOLDS STEP(S_SRV_HOLDS)
+#define RELEASE(n) STEP(S_RELEASE, .a = n)
+#define SRV_RELEASE(min) STEP(S_SRV_RELEASE, .a = min)
+#define MARK STEP(S_MARK)
+#define RECONNECTED STEP(S_RECONNECTED)
+#define NOTHING_RAN STEP(S_NOTHING_RAN)
+#define EMPTY STEP(S_EMPTY)
+#define SLEEP(ms) STEP(S_SLEEP, .a = ms)
+#define PAUSE(ms) STEP(S_PAUSE, .a = ms)
+#define STATS(...) STEP(S_STATS, .st = {__VA_ARGS__})
+#define WAIT_STATS(...) STEP(S_WAIT_STATS, .st = {__VA_ARGS__})
+#define DONE(n, c_min, c_max) STEP(S_DONE, .a = n, .b = c_min, .c = c_max)
+#define SAY_REPORTED STEP(S_SAY_REPORTED)
+#define END STEP(S_END)
 
-/* Everything done: 1..n handled ok once, reported `c_times` times each, both stores empty. */
-#define EXPECT_DONE(r, n, c_times)                                                                \
-  do {                                                                                            \
-    DCHECK(WAIT_FOR(du_client_total_ok(&(r)->c) >= (long)(n), 10000));                                 \
-    DCHECK(du_client_all_ok_once(&(r)->c, 1, (n)));                                               \
-    DCHECK(WAIT_FOR(du_server_pending_total(&(r)->s) == 0, 10000));                                \
-    DCHECK(WAIT_FOR(du_client_store_empty(&(r)->c), 10000));                                       \
-    hdt_sleep_ms(100);                                                                             \
-    DCHECK(du_server_calls_are(&(r)->s, 0, 1, (n), (c_times)));                                   \
-    DCHECK(du_client_clean(&(r)->c));                                                             \
-    DCHECK(du_server_clean(&(r)->s));                                                             \
-  } while (0)
+/* ---- the scenarios: server restarted ---- */
 
-/* =========================== server restarted =========================== */
+static const step_t server_restart_stored_steps[] = {
+    SRV_START, ADD(1, 3), PENDING(3), SRV_RESTART, PENDING(3),
+    ADD(4, 1), /* numbering goes on: seq 4 */
+    CLI_START, DONE(4, 1, 1), CALLS(1, 4, 1), END};
 
-static void srv_stored_body(rig_t *r) {
-  CHECK_OK(rig_init(r, 1));
-  CHECK_OK(du_add_events(r->s.h, r->user, 1, 1, 3, 0));
-  CHECK(du_server_pending(&r->s, r->user) == 3);
-  CHECK_OK(restart_server(r));
-  CHECK(du_server_pending(&r->s, r->user) == 3);
-  CHECK_OK(du_add_events(r->s.h, r->user, 1, 4, 1, 0)); /* numbering goes on: seq 4 */
-  CHECK_OK(du_client_start(&r->c));
-  EXPECT_DONE(r, 4, 1);
-  for (uint64_t q = 1; q <= 4; q++) CHECK(du_client_calls(&r->c, q) == 1);
-}
+static const step_t server_restart_delivered_steps[] = {
+    SRV_START, CLI_MODE(DU_HOLD), CLI_START, ADD(1, 3), WAIT_DELIVERED(3), MARK, SRV_RESTART,
+    PENDING(3), RECONNECTED, SLEEP(100),
+    HANDLER_CALLS(1), /* still the one held call: no second hand-out */
+    STATS(F_RECEIVED, 3, F_UNHANDLED, 3), CLI_MODE(DU_OK), RELEASE(1), DONE(3, 1, 1),
+    CALLS(1, 3, 1), END};
 
-static void server_restart_stored(void) {
-  rig_t r;
-  srv_stored_body(&r);
-  rig_free(&r);
-}
+/* the server is away: the client handles what it holds */
+static const step_t server_restart_handled_steps[] = {
+    SRV_START, CLI_MODE(DU_HOLD), CLI_START, ADD(1, 3), WAIT_DELIVERED(3), SRV_STOP,
+    CLI_MODE(DU_OK), RELEASE(1), WAIT_CONSUMED(3), REPORTS(0), SRV_START, DONE(3, 1, 1),
+    CALLS(1, 3, 1), END};
 
-static void srv_delivered_body(rig_t *r) {
-  CHECK_OK(rig_init(r, 1));
-  r->c.mode = DU_HOLD;
-  CHECK_OK(du_client_start(&r->c));
-  CHECK_OK(du_add_events(r->s.h, r->user, 1, 1, 3, 0));
-  hd_client_stats_t st;
-  DCHECK(WAIT_FOR(du_client_nheld(&r->c) == 1, 5000));
-  DCHECK(WAIT_FOR(du_client_stats(&r->c, &st) == 0 && st.events_received == 3, 5000));
-  int conn_before = atomic_load(&r->c.connected);
-  CHECK_OK(restart_server(r));
-  CHECK(du_server_pending(&r->s, r->user) == 3);
-  DCHECK(WAIT_FOR(atomic_load(&r->c.connected) > conn_before && du_client_is_connected(&r->c), 5000));
-  hdt_sleep_ms(100);
-  CHECK(du_client_total_calls(&r->c) == 1); /* still the one held call: no second hand-out */
-  CHECK_OK(du_client_stats(&r->c, &st));
-  CHECK(st.events_received == 3 && st.unhandled == 3);
-  r->c.mode = DU_OK;
-  CHECK(du_client_release(&r->c, 1) == 1);
-  EXPECT_DONE(r, 3, 1);
-  for (uint64_t q = 1; q <= 3; q++) CHECK(du_client_calls(&r->c, q) == 1);
-}
+/* closed with the batch uncompleted (completed after the close: only freed): nothing confirmed;
+ * the client reports again on reconnect: on_consumed a second time (allowed), then confirmed */
+static const step_t server_restart_reported_steps[] = {
+    SRV_MODE(DU_SRV_HOLD), SRV_START, CLI_START, ADD(1, 3), WAIT_REPORTS(3), SRV_HOLDS, SRV_STOP,
+    SRV_MODE(DU_SRV_OK), SRV_START, PENDING(3), DONE(3, 2, 2), CALLS(1, 3, 1), END};
 
-static void server_restart_delivered(void) {
-  rig_t r;
-  srv_delivered_body(&r);
-  rig_free(&r);
-}
+/* the pause set before the restart is still in force (sent again at connect); seq 4 is new */
+static const step_t server_restart_confirmed_steps[] = {
+    SRV_START, CLI_START, ADD(1, 3), DONE(3, 1, 1), PAUSE(123), WAIT_STATS(F_PAUSE, 123), MARK,
+    SRV_RESTART, RECONNECTED, SLEEP(200), NOTHING_RAN, EMPTY, STATS(F_PAUSE, 123), ADD(4, 1),
+    DONE(4, 1, 1), END};
 
-static void srv_handled_body(rig_t *r) {
-  CHECK_OK(rig_init(r, 1));
-  r->c.mode = DU_HOLD;
-  CHECK_OK(du_client_start(&r->c));
-  CHECK_OK(du_add_events(r->s.h, r->user, 1, 1, 3, 0));
-  hd_client_stats_t st;
-  DCHECK(WAIT_FOR(du_client_nheld(&r->c) == 1, 5000));
-  DCHECK(WAIT_FOR(du_client_stats(&r->c, &st) == 0 && st.events_received == 3, 5000));
-  CHECK_OK(du_server_stop(&r->s));
-  /* the server is away: the client handles what it holds */
-  r->c.mode = DU_OK;
-  CHECK(du_client_release(&r->c, 1) == 1);
-  DCHECK(WAIT_FOR(du_client_total_ok(&r->c) == 3, 5000));
-  DCHECK(WAIT_FOR(du_client_stats(&r->c, &st) == 0 && st.consumed == 3 && st.unhandled == 0, 5000));
-  CHECK(du_server_total_calls(&r->s) == 0);
-  CHECK_OK(du_server_start(&r->s));
-  EXPECT_DONE(r, 3, 1);
-  for (uint64_t q = 1; q <= 3; q++) CHECK(du_client_calls(&r->c, q) == 1);
-}
+/* ---- the scenarios: client restarted ---- */
 
-static void server_restart_handled(void) {
-  rig_t r;
-  srv_handled_body(&r);
-  rig_free(&r);
-}
+static const step_t client_restart_stored_steps[] = {
+    SRV_START, CLI_START, WAIT_CONNECTED, CLI_STOP, ADD(1, 3), PENDING(3), CLI_START,
+    DONE(3, 1, 1), CALLS(1, 3, 1), END};
 
-static void srv_reported_body(rig_t *r) {
-  CHECK_OK(rig_init(r, 0));
-  r->s.mode = DU_SRV_HOLD;
-  CHECK_OK(du_server_start(&r->s));
-  du_client_set_addr(&r->c, r->s.port);
-  CHECK_OK(du_client_start(&r->c));
-  CHECK_OK(du_add_events(r->s.h, r->user, 1, 1, 3, 0));
-  DCHECK(WAIT_FOR(du_server_total_calls(&r->s) == 3, 5000));
-  CHECK(du_server_nheld(&r->s) >= 1);
-  /* close with the batch uncompleted (completed after the close: only freed): nothing confirmed */
-  CHECK_OK(du_server_stop(&r->s));
-  r->s.mode = DU_SRV_OK;
-  CHECK_OK(du_server_start(&r->s));
-  CHECK(du_server_pending(&r->s, r->user) == 3);
-  /* the client reports again on reconnect: on_consumed a second time (allowed), then confirmed */
-  EXPECT_DONE(r, 3, 2);
-  for (uint64_t q = 1; q <= 3; q++) CHECK(du_client_calls(&r->c, q) == 1);
-}
+/* closed with seq 1 in the handler (its completion after the close only frees it): handed out
+ * again, the others once; the new instance had them all in its store */
+static const step_t client_restart_delivered_steps[] = {
+    SRV_START, CLI_MODE(DU_HOLD), CLI_START, ADD(1, 3), WAIT_DELIVERED(3), CLI_STOP,
+    CLI_MODE(DU_OK), CLI_START, DONE(3, 1, 1), CALLS(1, 1, 2), CALLS(2, 3, 1),
+    STATS(F_RECEIVED, 0, F_HANDLED, 3), END};
 
-static void server_restart_reported(void) {
-  rig_t r;
-  srv_reported_body(&r);
-  rig_free(&r);
-}
-
-static void srv_confirmed_body(rig_t *r) {
-  CHECK_OK(rig_init(r, 1));
-  CHECK_OK(du_client_start(&r->c));
-  CHECK_OK(du_add_events(r->s.h, r->user, 1, 1, 3, 0));
-  EXPECT_DONE(r, 3, 1);
-  CHECK_OK(hd_server_update_pause(r->s.h, 123, NULL, NULL));
-  hd_client_stats_t st;
-  DCHECK(WAIT_FOR(du_client_stats(&r->c, &st) == 0 && st.pause_ms == 123, 5000));
-  int conn_before = atomic_load(&r->c.connected);
-  long h_before = du_client_total_calls(&r->c), c_before = du_server_total_calls(&r->s);
-  CHECK_OK(restart_server(r));
-  DCHECK(WAIT_FOR(atomic_load(&r->c.connected) > conn_before && du_client_is_connected(&r->c), 5000));
-  hdt_sleep_ms(200);
-  CHECK(du_client_total_calls(&r->c) == h_before);
-  CHECK(du_server_total_calls(&r->s) == c_before);
-  CHECK(du_server_pending_total(&r->s) == 0);
-  CHECK(du_client_store_empty(&r->c));
-  CHECK_OK(du_client_stats(&r->c, &st));
-  CHECK(st.pause_ms == 123); /* the stored pause, sent again at connect */
-  CHECK_OK(du_add_events(r->s.h, r->user, 1, 4, 1, 0)); /* seq 4: never reused */
-  EXPECT_DONE(r, 4, 1);
-}
-
-static void server_restart_confirmed(void) {
-  rig_t r;
-  srv_confirmed_body(&r);
-  rig_free(&r);
-}
-
-/* =========================== client restarted =========================== */
-
-static void cli_stored_body(rig_t *r) {
-  CHECK_OK(rig_init(r, 1));
-  CHECK_OK(du_client_start(&r->c));
-  DCHECK(WAIT_FOR(du_client_is_connected(&r->c), 5000));
-  CHECK_OK(du_client_stop(&r->c));
-  CHECK_OK(du_add_events(r->s.h, r->user, 1, 1, 3, 0));
-  CHECK(du_server_pending(&r->s, r->user) == 3);
-  CHECK_OK(du_client_start(&r->c));
-  EXPECT_DONE(r, 3, 1);
-  for (uint64_t q = 1; q <= 3; q++) CHECK(du_client_calls(&r->c, q) == 1);
-}
-
-static void client_restart_stored(void) {
-  rig_t r;
-  cli_stored_body(&r);
-  rig_free(&r);
-}
-
-static void cli_delivered_body(rig_t *r) {
-  CHECK_OK(rig_init(r, 1));
-  r->c.mode = DU_HOLD;
-  CHECK_OK(du_client_start(&r->c));
-  CHECK_OK(du_add_events(r->s.h, r->user, 1, 1, 3, 0));
-  hd_client_stats_t st;
-  DCHECK(WAIT_FOR(du_client_nheld(&r->c) == 1, 5000));
-  DCHECK(WAIT_FOR(du_client_stats(&r->c, &st) == 0 && st.events_received == 3, 5000));
-  /* close with seq 1 in the handler; its completion after the close only frees it */
-  CHECK_OK(du_client_stop(&r->c));
-  r->c.mode = DU_OK;
-  CHECK_OK(du_client_start(&r->c));
-  EXPECT_DONE(r, 3, 1);
-  CHECK(du_client_calls(&r->c, 1) == 2); /* handed out again: its handler never completed */
-  CHECK(du_client_calls(&r->c, 2) == 1 && du_client_calls(&r->c, 3) == 1);
-  CHECK_OK(du_client_stats(&r->c, &st));
-  CHECK(st.events_received == 0); /* the new instance had them all in its store */
-  CHECK(st.events_handled == 3);
-}
-
-static void client_restart_delivered(void) {
-  rig_t r;
-  cli_delivered_body(&r);
-  rig_free(&r);
-}
-
-static void cli_handled_body(rig_t *r) {
-  CHECK_OK(rig_init(r, 1));
-  r->c.mode = DU_HOLD;
-  CHECK_OK(du_client_start(&r->c));
-  CHECK_OK(du_add_events(r->s.h, r->user, 1, 1, 3, 0));
-  hd_client_stats_t st;
-  DCHECK(WAIT_FOR(du_client_nheld(&r->c) == 1, 5000));
-  DCHECK(WAIT_FOR(du_client_stats(&r->c, &st) == 0 && st.events_received == 3, 5000));
-  /* the server goes away; the client handles everything; its reports cannot leave */
-  CHECK_OK(du_server_stop(&r->s));
-  r->c.mode = DU_OK;
-  CHECK(du_client_release(&r->c, 1) == 1);
-  DCHECK(WAIT_FOR(du_client_total_ok(&r->c) == 3, 5000));
-  DCHECK(WAIT_FOR(du_client_stats(&r->c, &st) == 0 && st.consumed == 3 && st.unhandled == 0, 5000));
-  /* the client restarts (with the server still away), then the server comes back */
-  CHECK_OK(restart_client(r));
-  hdt_sleep_ms(100);
-  CHECK(du_client_total_calls(&r->c) == 3); /* consumed events are not handled again */
-  CHECK_OK(du_client_stats(&r->c, &st));
-  CHECK(st.consumed == 3 && st.unhandled == 0);
-  CHECK_OK(du_server_start(&r->s));
-  EXPECT_DONE(r, 3, 1);
-  for (uint64_t q = 1; q <= 3; q++) CHECK(du_client_calls(&r->c, q) == 1);
-}
-
-static void client_restart_handled(void) {
-  rig_t r;
-  cli_handled_body(&r);
-  rig_free(&r);
-}
+/* the server goes away; the client handles everything (its reports cannot leave), restarts with
+ * the server still away (consumed events are not handled again), then the server comes back */
+static const step_t client_restart_handled_steps[] = {
+    SRV_START, CLI_MODE(DU_HOLD), CLI_START, ADD(1, 3), WAIT_DELIVERED(3), SRV_STOP,
+    CLI_MODE(DU_OK), RELEASE(1), WAIT_CONSUMED(3), CLI_RESTART, SLEEP(100), HANDLER_CALLS(3),
+    STATS(F_CONSUMED, 3, F_UNHANDLED, 0), SRV_START, DONE(3, 1, 1), CALLS(1, 3, 1), END};
 
 /* The client closes the moment its handler completed the last event, without waiting for DONE:
  * whatever was in flight (report, deletion, DONE), nothing runs twice. */
-static void cli_racing_body(rig_t *r) {
-  const int n = 20;
-  CHECK_OK(rig_init(r, 1));
-  CHECK_OK(du_client_start(&r->c));
-  DCHECK(WAIT_FOR(du_client_is_connected(&r->c), 5000));
-  CHECK_OK(du_add_events(r->s.h, r->user, 1, 1, n, 0));
-  DCHECK(WAIT_FOR(du_client_total_ok(&r->c) == n, 5000));
-  CHECK_OK(restart_client(r));
-  EXPECT_DONE(r, (uint64_t)n, 1);
-  for (uint64_t q = 1; q <= (uint64_t)n; q++) CHECK(du_client_calls(&r->c, q) == 1);
-}
+static const step_t client_restart_racing_report_steps[] = {
+    SRV_START, CLI_START, WAIT_CONNECTED, ADD(1, 20), WAIT_OK(20), CLI_RESTART, DONE(20, 1, 1),
+    CALLS(1, 20, 1), END};
 
-static void client_restart_racing_report(void) {
-  rig_t r;
-  cli_racing_body(&r);
-  rig_free(&r);
-}
+/* the batch completes ok while the client is away (deleted, DONE cannot be sent); the client
+ * comes back and reports the three again: confirmed at once, no callback */
+static const step_t client_restart_reported_steps[] = {
+    SRV_MODE(DU_SRV_HOLD), SRV_START, CLI_START, ADD(1, 3), WAIT_REPORTS(3), CLI_STOP,
+    SRV_MODE(DU_SRV_OK), SRV_RELEASE(1), WAIT_PENDING(0), CLI_START, DONE(3, 1, 1),
+    CALLS(1, 3, 1), END};
 
-static void cli_reported_body(rig_t *r) {
-  CHECK_OK(rig_init(r, 0));
-  r->s.mode = DU_SRV_HOLD;
-  CHECK_OK(du_server_start(&r->s));
-  du_client_set_addr(&r->c, r->s.port);
-  CHECK_OK(du_client_start(&r->c));
-  CHECK_OK(du_add_events(r->s.h, r->user, 1, 1, 3, 0));
-  DCHECK(WAIT_FOR(du_server_total_calls(&r->s) == 3, 5000));
-  CHECK_OK(du_client_stop(&r->c));
-  /* the batch completes ok while the client is away: deleted, DONE cannot be sent */
-  r->s.mode = DU_SRV_OK;
-  CHECK(du_server_release(&r->s, 1) >= 1);
-  DCHECK(WAIT_FOR(du_server_pending(&r->s, r->user) == 0, 5000));
-  /* the client comes back and reports the three again: confirmed at once, no callback */
-  CHECK_OK(du_client_start(&r->c));
-  EXPECT_DONE(r, 3, 1);
-  for (uint64_t q = 1; q <= 3; q++) CHECK(du_client_calls(&r->c, q) == 1);
-}
+/* the second report, if any, arrives; then everything held (the first batch and a possible
+ * second one) completes */
+static const step_t client_restart_reported_still_held_steps[] = {
+    SRV_MODE(DU_SRV_HOLD), SRV_START, CLI_START, ADD(1, 3), WAIT_REPORTS(3), MARK, CLI_RESTART,
+    RECONNECTED, SLEEP(200), SRV_MODE(DU_SRV_OK), SRV_RELEASE(0), DONE(3, 1, 2), CALLS(1, 3, 1),
+    SAY_REPORTED, END};
 
-static void client_restart_reported(void) {
-  rig_t r;
-  cli_reported_body(&r);
-  rig_free(&r);
-}
+static const step_t client_restart_confirmed_steps[] = {
+    SRV_START, CLI_START, ADD(1, 3), DONE(3, 1, 1), MARK, CLI_RESTART, RECONNECTED, SLEEP(200),
+    NOTHING_RAN, EMPTY, STATS(F_HIGH_WATER, 3, F_RECEIVED, 0), ADD(4, 1), DONE(4, 1, 1), END};
 
-static void cli_reported_held_body(rig_t *r) {
-  CHECK_OK(rig_init(r, 0));
-  r->s.mode = DU_SRV_HOLD;
-  CHECK_OK(du_server_start(&r->s));
-  du_client_set_addr(&r->c, r->s.port);
-  CHECK_OK(du_client_start(&r->c));
-  CHECK_OK(du_add_events(r->s.h, r->user, 1, 1, 3, 0));
-  DCHECK(WAIT_FOR(du_server_total_calls(&r->s) == 3, 5000));
-  int conn_before = atomic_load(&r->c.connected);
-  CHECK_OK(restart_client(r));
-  DCHECK(WAIT_FOR(atomic_load(&r->c.connected) > conn_before && du_client_is_connected(&r->c), 5000));
-  hdt_sleep_ms(200); /* the second report, if any, arrives */
-  /* now complete everything held (the first batch and a possible second one) */
-  r->s.mode = DU_SRV_OK;
-  du_server_release(&r->s, 1);
-  DCHECK(WAIT_FOR(du_server_pending_total(&r->s) == 0, 10000));
-  DCHECK(WAIT_FOR(du_client_store_empty(&r->c), 10000));
-  hdt_sleep_ms(100);
-  CHECK(du_client_all_ok_once(&r->c, 1, 3));
-  for (uint64_t q = 1; q <= 3; q++) {
-    int calls = du_server_calls(&r->s, 0, q);
-    CHECK(calls == 1 || calls == 2);
-    CHECK(du_client_calls(&r->c, q) == 1);
+/* ---- the runner ---- */
+
+typedef struct mark {
+  int connected;
+  long handler_calls, reports;
+} mark_t;
+
+static uint64_t stat_field(const hd_client_stats_t *st, int64_t f) {
+  switch (f) {
+    case F_RECEIVED: return st->events_received;
+    case F_HANDLED: return st->events_handled;
+    case F_UNHANDLED: return st->unhandled;
+    case F_CONSUMED: return st->consumed;
+    case F_HIGH_WATER: return st->high_water;
+    case F_PAUSE: return st->pause_ms;
+    default: return 0;
   }
-  if (du_server_calls(&r->s, 0, 1) == 2) printf("  (reported_held: on_consumed ran twice before confirmation)\n");
-  CHECK(du_client_clean(&r->c));
-  CHECK(du_server_clean(&r->s));
 }
 
-static void client_restart_reported_still_held(void) {
-  rig_t r;
-  cli_reported_held_body(&r);
-  rig_free(&r);
-}
-
-static void cli_confirmed_body(rig_t *r) {
-  CHECK_OK(rig_init(r, 1));
-  CHECK_OK(du_client_start(&r->c));
-  CHECK_OK(du_add_events(r->s.h, r->user, 1, 1, 3, 0));
-  EXPECT_DONE(r, 3, 1);
-  long h_before = du_client_total_calls(&r->c), c_before = du_server_total_calls(&r->s);
-  int conn_before = atomic_load(&r->c.connected);
-  CHECK_OK(restart_client(r));
-  DCHECK(WAIT_FOR(atomic_load(&r->c.connected) > conn_before && du_client_is_connected(&r->c), 5000));
-  hdt_sleep_ms(200);
-  CHECK(du_client_total_calls(&r->c) == h_before);
-  CHECK(du_server_total_calls(&r->s) == c_before);
-  CHECK(du_client_store_empty(&r->c));
+/* 1 if the client's stats are what st[] of the step says. */
+static int stats_are(du_client_t *c, const step_t *s) {
   hd_client_stats_t st;
-  CHECK_OK(du_client_stats(&r->c, &st));
-  CHECK(st.high_water == 3 && st.events_received == 0);
-  CHECK_OK(du_add_events(r->s.h, r->user, 1, 4, 1, 0));
-  EXPECT_DONE(r, 4, 1);
+  if (du_client_stats(c, &st) != 0) return 0;
+  for (int i = 0; i < 4 && s->st[i] != F_NONE; i += 2) {
+    if (stat_field(&st, s->st[i]) != (uint64_t)s->st[i + 1]) return 0;
+  }
+  return 1;
 }
 
-static void client_restart_confirmed(void) {
-  rig_t r;
-  cli_confirmed_body(&r);
-  rig_free(&r);
+static int restart_server(du_server_t *srv) {
+  int rc = du_server_stop(srv);
+  return rc != 0 ? rc : du_server_start(srv);
+}
+
+static int restart_client(du_client_t *c) {
+  int rc = du_client_stop(c);
+  return rc != 0 ? rc : du_client_start(c);
+}
+
+static void run_step(du_world_t *w, mark_t *m, const step_t *s) {
+  du_server_t *srv = &w->s;
+  du_client_t *c = &w->c[0];
+  const uint8_t *user = c->kp.public_key;
+  hd_client_stats_t st;
+  switch (s->op) {
+    case S_END: break;
+    case S_SRV_MODE: srv->mode = (int)s->a; break;
+    case S_CLI_MODE: c->mode = (int)s->a; break;
+    case S_SRV_START: CHECK_OK(du_world_start_server(w)); break;
+    case S_SRV_STOP: CHECK_OK(du_server_stop(srv)); break;
+    case S_SRV_RESTART: CHECK_OK(restart_server(srv)); break;
+    case S_CLI_START: CHECK_OK(du_client_start(c)); break;
+    case S_CLI_STOP: CHECK_OK(du_client_stop(c)); break;
+    case S_CLI_RESTART: CHECK_OK(restart_client(c)); break;
+    case S_ADD: CHECK_OK(du_add_events(srv->h, user, c->tag, (uint64_t)s->a, (int)s->b, 0)); break;
+    case S_PENDING: CHECK(du_server_pending(srv, user) == (uint64_t)s->a); break;
+    case S_WAIT_PENDING:
+      DCHECK(WAIT_FOR(du_server_pending(srv, user) == (uint64_t)s->a, WAIT_MS));
+      break;
+    case S_WAIT_CONNECTED: DCHECK(WAIT_FOR(du_client_is_connected(c), WAIT_MS)); break;
+    case S_WAIT_DELIVERED:
+      DCHECK(WAIT_FOR(du_client_nheld(c) == 1, WAIT_MS));
+      DCHECK(WAIT_FOR(du_client_stats(c, &st) == 0 && st.events_received == (uint64_t)s->a,
+                      WAIT_MS));
+      break;
+    case S_WAIT_OK: DCHECK(WAIT_FOR(du_client_total_ok(c) == s->a, WAIT_MS)); break;
+    case S_WAIT_CONSUMED:
+      DCHECK(WAIT_FOR(du_client_total_ok(c) == s->a, WAIT_MS));
+      DCHECK(WAIT_FOR(du_client_stats(c, &st) == 0 && st.consumed == (uint64_t)s->a &&
+                          st.unhandled == 0, WAIT_MS));
+      break;
+    case S_WAIT_REPORTS: DCHECK(WAIT_FOR(du_server_total_calls(srv) == s->a, WAIT_MS)); break;
+    case S_REPORTS: CHECK(du_server_total_calls(srv) == s->a); break;
+    case S_HANDLER_CALLS: CHECK(du_client_total_calls(c) == s->a); break;
+    case S_CALLS:
+      for (int64_t q = s->a; q <= s->b; q++) CHECK(du_client_calls(c, (uint64_t)q) == s->c);
+      break;
+    case S_SRV_HOLDS: CHECK(du_server_nheld(srv) >= 1); break;
+    case S_RELEASE: CHECK(du_client_release(c, 1) == s->a); break;
+    case S_SRV_RELEASE: CHECK(du_server_release(srv, 1) >= s->a); break;
+    case S_MARK:
+      m->connected = atomic_load(&c->connected);
+      m->handler_calls = du_client_total_calls(c);
+      m->reports = du_server_total_calls(srv);
+      break;
+    case S_RECONNECTED:
+      DCHECK(WAIT_FOR(atomic_load(&c->connected) > m->connected && du_client_is_connected(c),
+                      WAIT_MS));
+      break;
+    case S_NOTHING_RAN:
+      CHECK(du_client_total_calls(c) == m->handler_calls);
+      CHECK(du_server_total_calls(srv) == m->reports);
+      break;
+    case S_EMPTY:
+      CHECK(du_server_pending_total(srv) == 0);
+      CHECK(du_client_store_empty(c));
+      break;
+    case S_SLEEP: hdt_sleep_ms((int)s->a); break;
+    case S_PAUSE: CHECK_OK(hd_server_update_pause(srv->h, (uint32_t)s->a, NULL, NULL)); break;
+    case S_STATS: CHECK(stats_are(c, s)); break;
+    case S_WAIT_STATS: DCHECK(WAIT_FOR(stats_are(c, s), WAIT_MS)); break;
+    case S_DONE:
+      CHECK(du_all_done(srv, 0, c, (uint64_t)s->a, (int)s->b, (int)s->c, DONE_MS));
+      break;
+    case S_SAY_REPORTED:
+      if (du_server_calls(srv, 0, 1) == 2)
+        printf("  (on_consumed ran twice before confirmation)\n");
+      break;
+  }
+}
+
+/* Runs a scenario's steps on a fresh world of one server and one user; stops at the first step
+ * that fails, naming its line. */
+static void run_steps(du_world_t *w, const step_t *steps) {
+  CHECK_OK(du_world_init(w, "restart", 1, CAP, 0));
+  mark_t m = {0, 0, 0};
+  for (const step_t *s = steps; s->op != S_END; s++) {
+    int failed_before = hd_test_failed_checks;
+    run_step(w, &m, s);
+    if (hd_test_failed_checks != failed_before) {
+      fprintf(stderr, "  the step on line %d of %s failed\n", s->line, __FILE__);
+      return;
+    }
+  }
 }
 
 #define TESTS(X)                                                                                  \
@@ -429,9 +353,13 @@ static void client_restart_confirmed(void) {
   X(client_restart_stored)                                                                        \
   X(client_restart_delivered)                                                                     \
   X(client_restart_handled)                                                                       \
-  X(client_restart_racing_report)                                                               \
+  X(client_restart_racing_report)                                                                 \
   X(client_restart_reported)                                                                      \
   X(client_restart_reported_still_held)                                                           \
   X(client_restart_confirmed)
+
+/* Every scenario above is a test: <name> runs <name>_steps. */
+#define SCENARIO_TEST(name) DU_WORLD_TEST(name, run_steps, name##_steps)
+TESTS(SCENARIO_TEST)
 
 HD_TEST_MAIN(TESTS)
