@@ -22,21 +22,7 @@ static int original_check(int tag, uint64_t seq, const uint8_t *p, size_t n) {
   return want != NULL && n == strlen(want) && memcmp(p, want, n) == 0;
 }
 
-typedef struct world {
-  du_server_t s;
-  du_client_t c[4];
-  int nc;
-  int s_on;
-} world_t;
-
-static void world_free(world_t *w) {
-  for (int i = 0; i < w->nc; i++) du_client_stop(&w->c[i]);
-  if (w->s_on) du_server_free(&w->s);
-  for (int i = 0; i < w->nc; i++) du_client_free(&w->c[i]);
-  memset(w, 0, sizeof *w);
-}
-
-static void original_example_body(world_t *w) {
+static void original_example_body(du_world_t *w) {
   hd_keypair_t kp0, kp1, kp2;
   CHECK_OK(hdt_example_keypair(&kp0, 0));
   CHECK_OK(hdt_example_keypair(&kp1, 1));
@@ -115,38 +101,10 @@ static void original_example_body(world_t *w) {
   CHECK(du_client_clean(online) && du_client_clean(offline) && du_server_clean(&w->s));
 }
 
-static void original_example(void) {
-  world_t w;
-  memset(&w, 0, sizeof w);
-  original_example_body(&w);
-  world_free(&w);
-}
+DU_WORLD_TEST(original_example, original_example_body)
 
 /* ---------------------------------------------------------------------------------------------
- * One server and `n` users with fresh keys; user i (tag i+1) is client c[i]. */
-static int world_start(world_t *w, int nusers, uint64_t cap, int start_clients) {
-  hd_keypair_t skp;
-  hd_keypair_generate(&skp);
-  du_server_init(&w->s, "server", &skp, hdt_mkdtemp("server"), cap);
-  w->s_on = 1;
-  if (w->s.dir == NULL) return -1;
-  for (int i = 0; i < nusers; i++) {
-    hd_keypair_t kp;
-    char name[32];
-    hd_keypair_generate(&kp);
-    snprintf(name, sizeof name, "client%d", i + 1);
-    du_client_init(&w->c[i], name, i + 1, &kp, skp.public_key, hdt_mkdtemp("client"), cap);
-    w->nc++;
-    if (w->c[i].dir == NULL) return -1;
-    du_server_add_user(&w->s, kp.public_key, i + 1);
-  }
-  if (du_server_start(&w->s) != 0) return -1;
-  for (int i = 0; i < nusers; i++) {
-    du_client_set_addr(&w->c[i], w->s.port);
-    if (start_clients && du_client_start(&w->c[i]) != 0) return -1;
-  }
-  return 0;
-}
+ * The other tests: one server and `n` users with fresh keys; user i (tag i+1) is client c[i]. */
 
 /* Per-user FIFO across 1,000 events: half added while the user is offline (catch-up in pages),
  * the rest while it connects and after (live pushes), many adds in flight at once. */
@@ -166,9 +124,9 @@ static void on_added(void *cb_data, int status, uint64_t seq) {
   atomic_fetch_add(&r->a->done, 1);
 }
 
-static void fifo_body(world_t *w) {
+static void fifo_body(du_world_t *w) {
   const int n = 1000;
-  CHECK_OK(world_start(w, 1, (uint64_t)n + 2, 0));
+  CHECK_OK(du_world_init(w, "delivery", 1, (uint64_t)n + 2, DU_START_SERVER));
   du_client_t *c = &w->c[0];
   du_server_t *s = &w->s;
   /* a small page and window so that the backlog crosses many pages and credit rounds */
@@ -193,20 +151,11 @@ static void fifo_body(world_t *w) {
   free(reqs);
   CHECK(atomic_load(&a.failed) == 0);
   CHECK(atomic_load(&a.wrong_seq) == 0); /* the i-th add from one thread got seq i */
-  DCHECK(WAIT_FOR(du_client_total_ok(c) == n, 20000));
-  DCHECK(du_client_all_ok_once(c, 1, (uint64_t)n));
-  DCHECK(WAIT_FOR(du_server_total_calls(s) == n, 10000));
-  CHECK(du_server_calls_are(s, 0, 1, (uint64_t)n, 1));
-  DCHECK(WAIT_FOR(du_server_pending_total(s) == 0 && du_client_store_empty(c), 10000));
-  CHECK(du_client_clean(c) && du_server_clean(s));
+  CHECK(du_all_done(s, 0, c, (uint64_t)n, 1, 1, 20000));
+  CHECK(du_server_total_calls(s) == n);
 }
 
-static void fifo_1000(void) {
-  world_t w;
-  memset(&w, 0, sizeof w);
-  fifo_body(&w);
-  world_free(&w);
-}
+DU_WORLD_TEST(fifo_1000, fifo_body)
 
 /* Two users, events interleaved from two threads: each sees its own only, all of them, in order. */
 typedef struct feeder {
@@ -221,9 +170,9 @@ static void *feed(void *arg) {
   return NULL;
 }
 
-static void isolation_body(world_t *w) {
+static void isolation_body(du_world_t *w) {
   const int n = (int)hdt_count(300, 100);
-  CHECK_OK(world_start(w, 2, (uint64_t)n + 2, 1));
+  CHECK_OK(du_world_init(w, "delivery", 2, (uint64_t)n + 2, DU_START_SERVER | DU_START_CLIENTS));
   feeder_t f[2];
   pthread_t t[2];
   for (int i = 0; i < 2; i++) {
@@ -235,17 +184,11 @@ static void isolation_body(world_t *w) {
   CHECK_OK(f[1].rc);
   for (int i = 0; i < 2; i++) {
     du_client_t *c = &w->c[i];
-    DCHECK(WAIT_FOR(du_client_total_ok(c) == n, 10000));
-    CHECK(du_client_all_ok_once(c, 1, (uint64_t)n));
-    CHECK(du_client_clean(c)); /* payload check: "user<tag>#seq", so another user's event fails */
+    /* the payload check ("user<tag>#seq") fails on another user's event */
+    CHECK(du_all_done(&w->s, i, c, (uint64_t)n, 1, 1, 10000));
     CHECK(du_server_pending(&w->s, c->kp.public_key) != UINT64_MAX);
   }
-  DCHECK(WAIT_FOR(du_server_total_calls(&w->s) == 2 * n, 10000));
-  CHECK(du_server_calls_are(&w->s, 0, 1, (uint64_t)n, 1));
-  CHECK(du_server_calls_are(&w->s, 1, 1, (uint64_t)n, 1));
-  DCHECK(WAIT_FOR(du_server_pending_total(&w->s) == 0, 10000));
-  DCHECK(WAIT_FOR(du_client_store_empty(&w->c[0]) && du_client_store_empty(&w->c[1]), 10000));
-  CHECK(du_server_clean(&w->s));
+  CHECK(du_server_total_calls(&w->s) == 2 * n);
   /* the server saw two distinct users */
   uint8_t keys[4 * 32];
   CHECK(hd_server_connected_users(w->s.h, keys, 4) == 2);
@@ -257,67 +200,44 @@ static void isolation_body(world_t *w) {
   CHECK(seen0 == 1 && seen1 == 1);
 }
 
-static void two_users_isolated(void) {
-  world_t w;
-  memset(&w, 0, sizeof w);
-  isolation_body(&w);
-  world_free(&w);
-}
+DU_WORLD_TEST(two_users_isolated, isolation_body)
 
 /* The handler hands each event to a worker thread that completes it a moment later. */
-static void thread_body(world_t *w) {
+static void thread_body(du_world_t *w) {
   const int n = (int)hdt_count(300, 100);
-  CHECK_OK(world_start(w, 1, (uint64_t)n + 2, 0));
+  CHECK_OK(du_world_init(w, "delivery", 1, (uint64_t)n + 2, DU_START_SERVER));
   du_client_t *c = &w->c[0];
   c->mode = DU_THREAD;
   CHECK_OK(du_client_start(c));
   CHECK_OK(du_add_events(w->s.h, c->kp.public_key, 1, 1, n, 0));
-  DCHECK(WAIT_FOR(du_client_total_ok(c) == n, 10000));
-  CHECK(du_client_all_ok_once(c, 1, (uint64_t)n));
-  DCHECK(WAIT_FOR(du_server_total_calls(&w->s) == n, 10000));
-  CHECK(du_server_calls_are(&w->s, 0, 1, (uint64_t)n, 1));
-  DCHECK(WAIT_FOR(du_server_pending_total(&w->s) == 0 && du_client_store_empty(c), 10000));
-  CHECK(du_client_clean(c) && du_server_clean(&w->s));
+  CHECK(du_all_done(&w->s, 0, c, (uint64_t)n, 1, 1, 10000));
+  CHECK(du_server_total_calls(&w->s) == n);
 }
 
-static void complete_from_thread(void) {
-  world_t w;
-  memset(&w, 0, sizeof w);
-  thread_body(&w);
-  world_free(&w);
-}
+DU_WORLD_TEST(complete_from_thread, thread_body)
 
 /* Event 3 of 5 fails twice, then succeeds: retried after a backoff, before any later event; the
  * server's callback runs once per event. */
-static void fail_body(world_t *w) {
-  CHECK_OK(world_start(w, 1, 16, 0));
+static void fail_body(du_world_t *w) {
+  CHECK_OK(du_world_init(w, "delivery", 1, 16, DU_START_SERVER));
   du_client_t *c = &w->c[0];
   c->fail_seq = 3;
   c->fail_times = 2;
   CHECK_OK(du_client_start(c));
   CHECK_OK(du_add_events(w->s.h, c->kp.public_key, 1, 1, 5, 0));
-  DCHECK(WAIT_FOR(du_client_total_ok(c) == 5, 5000));
-  CHECK(du_client_all_ok_once(c, 1, 5));
+  /* du_client_clean in du_all_done: 4 was never handed out before 3 succeeded (order) */
+  CHECK(du_all_done(&w->s, 0, c, 5, 1, 1, 5000));
+  CHECK(du_server_total_calls(&w->s) == 5);
   CHECK(du_client_calls(c, 3) == 3);
   CHECK(du_client_calls(c, 1) == 1 && du_client_calls(c, 2) == 1);
   CHECK(du_client_calls(c, 4) == 1 && du_client_calls(c, 5) == 1);
-  CHECK(du_client_clean(c)); /* order: 4 was never handed out before 3 succeeded */
-  DCHECK(WAIT_FOR(du_server_total_calls(&w->s) == 5, 5000));
-  CHECK(du_server_calls_are(&w->s, 0, 1, 5, 1));
-  DCHECK(WAIT_FOR(du_server_pending_total(&w->s) == 0 && du_client_store_empty(c), 5000));
   hd_client_stats_t st;
   CHECK_OK(du_client_stats(c, &st));
   CHECK(st.events_failed == 2);
   CHECK(st.events_handled == 5);
-  CHECK(du_server_clean(&w->s));
 }
 
-static void handler_fails_twice(void) {
-  world_t w;
-  memset(&w, 0, sizeof w);
-  fail_body(&w);
-  world_free(&w);
-}
+DU_WORLD_TEST(handler_fails_twice, fail_body)
 
 /* update_pause reaches a connected client, and a client that connects later gets it at connect. */
 static void on_pause_stored(void *cb_data, int status) {
@@ -330,8 +250,8 @@ static uint32_t pause_of(du_client_t *c) {
   return st.pause_ms;
 }
 
-static void pause_body(world_t *w) {
-  CHECK_OK(world_start(w, 2, 16, 0));
+static void pause_body(du_world_t *w) {
+  CHECK_OK(du_world_init(w, "delivery", 2, 16, DU_START_SERVER));
   du_client_t *a = &w->c[0], *b = &w->c[1];
   CHECK_OK(du_client_start(a));
   DCHECK(WAIT_FOR(du_client_is_connected(a), 5000));
@@ -356,18 +276,13 @@ static void pause_body(world_t *w) {
   CHECK(du_client_clean(a) && du_client_clean(b) && du_server_clean(&w->s));
 }
 
-static void update_pause_reaches_clients(void) {
-  world_t w;
-  memset(&w, 0, sizeof w);
-  pause_body(&w);
-  world_free(&w);
-}
+DU_WORLD_TEST(update_pause_reaches_clients, pause_body)
 
 /* The server's on_consumed completes event 2 with failure: it stays pending on the server and
  * consumed-unconfirmed on the client (the handler does not run again); after the client closes and
  * opens again, it reports it again, the callback runs a second time, succeeds, both stores empty. */
-static void consumed_fail_body(world_t *w) {
-  CHECK_OK(world_start(w, 1, 16, 0));
+static void consumed_fail_body(du_world_t *w) {
+  CHECK_OK(du_world_init(w, "delivery", 1, 16, DU_START_SERVER));
   du_client_t *c = &w->c[0];
   du_server_t *s = &w->s;
   s->mode = DU_SRV_FAIL_ONCE;
@@ -400,17 +315,12 @@ static void consumed_fail_body(world_t *w) {
   CHECK(du_client_clean(c) && du_server_clean(s));
 }
 
-static void consumed_failure_comes_back(void) {
-  world_t w;
-  memset(&w, 0, sizeof w);
-  consumed_fail_body(&w);
-  world_free(&w);
-}
+DU_WORLD_TEST(consumed_failure_comes_back, consumed_fail_body)
 
 /* The users the store holds events for, paged with a cursor, with their counts; a user whose
  * events are all consumed leaves the list. */
-static void pending_users_body(world_t *w) {
-  CHECK_OK(world_start(w, 3, 16, 0));
+static void pending_users_body(du_world_t *w) {
+  CHECK_OK(du_world_init(w, "delivery", 3, 16, DU_START_SERVER));
   const int counts[3] = {3, 1, 2};
   for (int u = 0; u < 3; u++) {
     CHECK_OK(du_add_events(w->s.h, w->c[u].kp.public_key, u + 1, 1, counts[u], 0));
@@ -435,12 +345,7 @@ static void pending_users_body(world_t *w) {
   CHECK(memcmp(keys + 32, w->c[2].kp.public_key, 32) == 0 && n[1] == 2);
 }
 
-static void pending_users(void) {
-  world_t w;
-  memset(&w, 0, sizeof w);
-  pending_users_body(&w);
-  world_free(&w);
-}
+DU_WORLD_TEST(pending_users, pending_users_body)
 
 #define TESTS(X)                                                                                  \
   X(original_example)                                                                             \
