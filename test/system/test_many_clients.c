@@ -169,8 +169,8 @@ static void on_added(void *cb_data, int status, uint64_t seq) {
 }
 
 static uint64_t connected_users(mc_t *m) {
-  hd_server_stats_t st = {HD_SERVER_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0};
-  if (hd_server_stats(m->s, &st) != 0) return 0;
+  hd_server_stats_t st;
+  if (hdt_server_stats(m->s, &st) != 0) return 0;
   return st.connected_users;
 }
 
@@ -302,8 +302,8 @@ static void many_body(mc_t *m) {
   }
   DCHECK(got);
   DCHECK(WAIT_FOR(atomic_load(&m->reports) == EVENTS_EACH * m->n, 30000));
-  hd_server_stats_t st = {HD_SERVER_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0};
-  DCHECK(WAIT_FOR(hd_server_stats(m->s, &st) == 0 && st.pending_total == 0, 30000));
+  hd_server_stats_t st;
+  DCHECK(WAIT_FOR(hdt_server_stats(m->s, &st) == 0 && st.pending_total == 0, 30000));
   uint64_t t3 = hdt_now_ms();
   hdt_sleep_ms(100);
   int wrong = 0, dup = 0, extra = 0;
@@ -318,7 +318,7 @@ static void many_body(mc_t *m) {
   CHECK(atomic_load(&m->report_errors) == 0 && atomic_load(&m->unknown) == 0);
   CHECK(atomic_load(&m->reports) == EVENTS_EACH * m->n);
   CHECK(connected_users(m) == (uint64_t)m->n);
-  CHECK_OK(hd_server_stats(m->s, &st));
+  CHECK_OK(hdt_server_stats(m->s, &st));
   CHECK(st.events_added == (uint64_t)EVENTS_EACH * (uint64_t)m->n);
   CHECK(st.events_confirmed == (uint64_t)EVENTS_EACH * (uint64_t)m->n);
   printf("  %d clients: created in %" PRIu64 " ms, all connected %" PRIu64 " ms later, "

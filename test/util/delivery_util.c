@@ -784,7 +784,7 @@ void du_world_free(du_world_t *w) {
 #define DONE_STEP(cond)                                                                           \
   do {                                                                                            \
     if (!(cond)) {                                                                                \
-      fprintf(stderr, "  %s/%s: not done: %s\n", s->name, c->name, #cond);                       \
+      fprintf(stderr, "  %s/%s: not done: %s\n", s->name, c->name, #cond);                        \
       du_log_dump(12000);                                                                         \
       return 0;                                                                                   \
     }                                                                                             \
