@@ -179,98 +179,96 @@ static int hostile_start(hostile_t *h, uint32_t keepalive_ms, uint32_t handshake
   return 0;
 }
 
-static void random_preamble(void) {
-  hostile_t h;
-  CHECK(hostile_start(&h, 0, 0) == 0);
-  tu_raw_t r;
-  CHECK(tu_raw_connect(&r, h.port) == 0);
+/* A raw peer misbehaves in one way; the server drops it with the right status and reason and goes
+ * on serving: a row per way, run by hostile_run. */
+typedef struct hostile_case {
+  uint32_t keepalive_ms;   /* the server's (scaled) */
+  int handshake;           /* the peer completes the handshake first */
+  int (*act)(tu_raw_t *r); /* what it does then; NULL: nothing */
+  int hangs_up;            /* it closes the socket itself, not waiting for the server to */
+  int status;              /* the server's on_peer_disconnected status */
+  int had_key;             /* ... with the peer's key (1), without (0), either (-1) */
+  const char *reason[2];   /* in the server's log */
+} hostile_case_t;
+
+static int send_junk(tu_raw_t *r) {
   uint8_t junk[64];
   randombytes_buf(junk, sizeof junk);
   junk[0] = 'X'; /* never the magic */
-  CHECK(tu_send_all(r.fd, junk, sizeof junk) == 0);
-  CHECK(tu_wait_closed(r.fd, 3000));
-  close(r.fd);
-  CHECK(WAIT_FOR(atomic_load(&h.sp.disconnected) == 1, 3000));
-  CHECK(atomic_load(&h.sp.last_status) == HD_EPROTO);
-  CHECK(tu_log_has("bad magic"));
-  CHECK(tu_log_has("127.0.0.1:")); /* the peer address is in the logged reason */
-  CHECK(good_client_works(h.s, &h.skp, &h.sp));
-  CHECK_OK(hd_server_close_wait(h.s));
+  return tu_send_all(r->fd, junk, sizeof junk);
 }
 
-static void tampered_record(void) {
-  hostile_t h;
-  CHECK(hostile_start(&h, 0, 0) == 0);
-  tu_raw_t r;
-  CHECK(tu_raw_connect(&r, h.port) == 0);
-  CHECK(tu_raw_handshake(&r, &h.ckp, h.skp.public_key, TOPIC) == 0);
-  CHECK(WAIT_FOR(atomic_load(&h.sp.connected) == 1, 3000));
+static int send_tampered_ping(tu_raw_t *r) {
   hd__buf_t m;
   hd__buf_init(&m);
   hd__msg_encode_ping(&m, 7);
-  CHECK(tu_raw_send(&r, &m, 1) == 0);
+  int rc = tu_raw_send(r, &m, 1);
   hd__buf_free(&m);
-  CHECK(tu_wait_closed(r.fd, 3000));
-  close(r.fd);
-  CHECK(WAIT_FOR(atomic_load(&h.sp.disconnected) == 1, 3000));
-  CHECK(atomic_load(&h.sp.last_status) == HD_EAUTH);
-  CHECK(atomic_load(&h.sp.last_had_key) == 1);
-  CHECK(tu_log_has("record failed authentication"));
-  CHECK(good_client_works(h.s, &h.skp, &h.sp));
-  CHECK_OK(hd_server_close_wait(h.s));
+  return rc;
 }
 
-static void unknown_message_type(void) {
-  hostile_t h;
-  CHECK(hostile_start(&h, 0, 0) == 0);
-  tu_raw_t r;
-  CHECK(tu_raw_connect(&r, h.port) == 0);
-  CHECK(tu_raw_handshake(&r, &h.ckp, h.skp.public_key, TOPIC) == 0);
+static int send_unknown_type(tu_raw_t *r) {
   uint8_t raw[] = {0x02, 0x7e, 0x00}; /* L=2, type 0x7e: not a type of this version */
   hd__buf_t m = {raw, sizeof raw, sizeof raw};
-  CHECK(tu_raw_send(&r, &m, 0) == 0);
-  CHECK(tu_wait_closed(r.fd, 3000));
-  close(r.fd);
-  CHECK(WAIT_FOR(atomic_load(&h.sp.disconnected) == 1, 3000));
-  CHECK(atomic_load(&h.sp.last_status) == HD_EPROTO);
-  CHECK(tu_log_has("unknown message type"));
-  CHECK(good_client_works(h.s, &h.skp, &h.sp));
-  CHECK_OK(hd_server_close_wait(h.s));
+  return tu_raw_send(r, &m, 0);
 }
 
-static void truncated_record_then_close(void) {
-  hostile_t h;
-  CHECK(hostile_start(&h, 0, 0) == 0);
-  tu_raw_t r;
-  CHECK(tu_raw_connect(&r, h.port) == 0);
-  CHECK(tu_raw_handshake(&r, &h.ckp, h.skp.public_key, TOPIC) == 0);
+static int send_truncated_record(tu_raw_t *r) {
   uint8_t part[12] = {0x01, 0x00}; /* says 256 bytes, brings 10 */
-  CHECK(tu_send_all(r.fd, part, sizeof part) == 0);
+  return tu_send_all(r->fd, part, sizeof part);
+}
+
+static int send_lying_length(tu_raw_t *r) {
+  uint8_t part[8] = {0xff, 0xff, 1, 2, 3}; /* a record header of 0xFFFF, a few bytes, silence */
+  return tu_send_all(r->fd, part, sizeof part);
+}
+
+static void hostile_run(const hostile_case_t *k) {
+  hostile_t h;
+  uint32_t ka = k->keepalive_ms * (uint32_t)hdt_slow();
+  CHECK(hostile_start(&h, ka, 0) == 0);
+  tu_raw_t r;
+  CHECK(tu_raw_connect(&r, h.port) == 0);
+  if (k->handshake) {
+    CHECK(tu_raw_handshake(&r, &h.ckp, h.skp.public_key, TOPIC) == 0);
+    if (ka) CHECK(r.welcome.keepalive_ms == ka);
+    CHECK(WAIT_FOR(atomic_load(&h.sp.connected) == 1, 3000));
+  }
+  if (k->act) CHECK(k->act(&r) == 0);
+  if (!k->hangs_up) CHECK(tu_wait_closed(r.fd, 3000));
   close(r.fd);
   CHECK(WAIT_FOR(atomic_load(&h.sp.disconnected) == 1, 3000));
-  CHECK(atomic_load(&h.sp.last_status) == HD_ECONNRESET);
-  CHECK(tu_log_has("without saying goodbye"));
+  CHECK(atomic_load(&h.sp.last_status) == k->status);
+  if (k->had_key >= 0) CHECK(atomic_load(&h.sp.last_had_key) == k->had_key);
+  for (int i = 0; i < 2 && k->reason[i]; i++) CHECK(tu_log_has(k->reason[i]));
   CHECK(good_client_works(h.s, &h.skp, &h.sp));
   CHECK_OK(hd_server_close_wait(h.s));
 }
 
-/* A record header of 0xFFFF then a few bytes and silence: the idle timeout drops it. */
-static void lying_length_then_silence(void) {
-  hostile_t h;
-  CHECK(hostile_start(&h, 100 * (uint32_t)hdt_slow(), 0) == 0);
-  tu_raw_t r;
-  CHECK(tu_raw_connect(&r, h.port) == 0);
-  CHECK(tu_raw_handshake(&r, &h.ckp, h.skp.public_key, TOPIC) == 0);
-  uint8_t part[8] = {0xff, 0xff, 1, 2, 3};
-  CHECK(tu_send_all(r.fd, part, sizeof part) == 0);
-  CHECK(tu_wait_closed(r.fd, 3000));
-  close(r.fd);
-  CHECK(WAIT_FOR(atomic_load(&h.sp.disconnected) == 1, 3000));
-  CHECK(atomic_load(&h.sp.last_status) == HD_ETIMEDOUT);
-  CHECK(tu_log_has("idle timeout"));
-  CHECK(good_client_works(h.s, &h.skp, &h.sp));
-  CHECK_OK(hd_server_close_wait(h.s));
-}
+/* A row of hostile_run as a test. */
+#define HOSTILE_TEST(name, ...)                                                                   \
+  static void name(void) {                                                                        \
+    static const hostile_case_t k = {__VA_ARGS__};                                                \
+    hostile_run(&k);                                                                              \
+  }
+
+/* the peer address is in the logged reason */
+HOSTILE_TEST(random_preamble, .act = send_junk, .status = HD_EPROTO, .had_key = -1,
+             .reason = {"bad magic", "127.0.0.1:"})
+HOSTILE_TEST(tampered_record, .handshake = 1, .act = send_tampered_ping, .status = HD_EAUTH,
+             .had_key = 1, .reason = {"record failed authentication"})
+HOSTILE_TEST(unknown_message_type, .handshake = 1, .act = send_unknown_type, .status = HD_EPROTO,
+             .had_key = -1, .reason = {"unknown message type"})
+HOSTILE_TEST(truncated_record_then_close, .handshake = 1, .act = send_truncated_record,
+             .hangs_up = 1, .status = HD_ECONNRESET, .had_key = -1,
+             .reason = {"without saying goodbye"})
+/* the idle timeout drops it */
+HOSTILE_TEST(lying_length_then_silence, .keepalive_ms = 100, .handshake = 1,
+             .act = send_lying_length, .status = HD_ETIMEDOUT, .had_key = -1,
+             .reason = {"idle timeout"})
+/* it never answers the pings */
+HOSTILE_TEST(silent_peer_dropped, .keepalive_ms = 50, .handshake = 1, .status = HD_ETIMEDOUT,
+             .had_key = 1)
 
 /* The same lie in the handshake: a frame length of 0xFFFF is refused at once (no buffering). */
 static void lying_handshake_length(void) {
@@ -311,22 +309,6 @@ static void keepalive_rounds(void) {
   hdt_sleep_ms((int)ka * 12); /* several idle timeouts long: only PING/PONG keep it up */
   CHECK(atomic_load(&p.sp.disconnected) == 0 && atomic_load(&p.cp.disconnected) == 0);
   pair_stop(&p);
-}
-
-static void silent_peer_dropped(void) {
-  hostile_t h;
-  CHECK(hostile_start(&h, 50 * (uint32_t)hdt_slow(), 0) == 0);
-  tu_raw_t r;
-  CHECK(tu_raw_connect(&r, h.port) == 0);
-  CHECK(tu_raw_handshake(&r, &h.ckp, h.skp.public_key, TOPIC) == 0);
-  CHECK(r.welcome.keepalive_ms == 50 * (uint32_t)hdt_slow());
-  /* never answer the pings */
-  CHECK(tu_wait_closed(r.fd, 3000));
-  close(r.fd);
-  CHECK(WAIT_FOR(atomic_load(&h.sp.disconnected) == 1, 3000));
-  CHECK(atomic_load(&h.sp.last_status) == HD_ETIMEDOUT);
-  CHECK(atomic_load(&h.sp.last_had_key) == 1);
-  CHECK_OK(hd_server_close_wait(h.s));
 }
 
 /* ---- lifecycle ---- */
