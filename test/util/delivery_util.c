@@ -2,6 +2,7 @@
 #include "delivery_util.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,28 @@ void du_log_dump(size_t max) {
   for (size_t i = du_log_len - max; i < du_log_len; i++) fputc(du_log_buf[i % DU_LOG_CAP], stderr);
   fprintf(stderr, "  ---- end of log ----\n");
   pthread_mutex_unlock(&du_log_mu);
+}
+
+/* `expr` (of type `type`) read under the recorder's lock: r is a du_client_t or a du_server_t. */
+#define LOCKED(r, type, expr)                                                                     \
+  ({                                                                                              \
+    pthread_mutex_lock(&(r)->mu);                                                                 \
+    type locked_ = (expr);                                                                        \
+    pthread_mutex_unlock(&(r)->mu);                                                               \
+    locked_;                                                                                      \
+  })
+
+/* 1 if lo <= a[q] <= hi for every q in [from, to] below cap. */
+static int all_within(const int *a, uint64_t cap, uint64_t from, uint64_t to, int lo, int hi) {
+  for (uint64_t q = from; q <= to && q < cap; q++) {
+    if (a[q] < lo || a[q] > hi) return 0;
+  }
+  return 1;
+}
+
+/* Removes element 0 of an array of n elements of `size` bytes. */
+static void drop_first(void *a, size_t size, int n) {
+  memmove(a, (char *)a + size, (size_t)(n - 1) * size);
 }
 
 /* ---- payloads ---- */
@@ -288,33 +311,30 @@ int du_client_start(du_client_t *c) {
   return rc;
 }
 
+/* Takes the oldest event the handler holds out of the recorder (NULL: none); *seq: its seq. */
+static hd_event_t *du_client_take(du_client_t *c, uint64_t *seq) {
+  hd_event_t *ev = NULL;
+  pthread_mutex_lock(&c->mu);
+  if (c->nheld > 0) {
+    ev = c->held[0];
+    if (seq) *seq = c->held_seq[0];
+    drop_first(c->held, sizeof c->held[0], c->nheld);
+    drop_first(c->held_seq, sizeof c->held_seq[0], c->nheld);
+    c->nheld--;
+  }
+  pthread_mutex_unlock(&c->mu);
+  return ev;
+}
+
 /* Completes every held event (oldest first) with `ok`. Returns how many. */
 int du_client_release(du_client_t *c, int ok) {
   int n = 0;
-  for (;;) {
-    pthread_mutex_lock(&c->mu);
-    if (c->nheld == 0) {
-      pthread_mutex_unlock(&c->mu);
-      return n;
-    }
-    hd_event_t *ev = c->held[0];
-    uint64_t seq = c->held_seq[0];
-    memmove(c->held, c->held + 1, (size_t)(c->nheld - 1) * sizeof c->held[0]);
-    memmove(c->held_seq, c->held_seq + 1, (size_t)(c->nheld - 1) * sizeof c->held_seq[0]);
-    c->nheld--;
-    pthread_mutex_unlock(&c->mu);
+  uint64_t seq = 0;
+  for (hd_event_t *ev; (ev = du_client_take(c, &seq)) != NULL; n++)
     du_client_finish(c, ev, seq, ok);
-    n++;
-  }
-}
-
-int du_client_nheld(du_client_t *c) {
-  pthread_mutex_lock(&c->mu);
-  int n = c->nheld;
-  pthread_mutex_unlock(&c->mu);
   return n;
 }
-
+int du_client_nheld(du_client_t *c) { return LOCKED(c, int, c->nheld); }
 static void du_client_stop_worker(du_client_t *c) {
   if (!c->worker_on) return;
   pthread_mutex_lock(&c->mu);
@@ -332,19 +352,9 @@ int du_client_stop(du_client_t *c) {
   int rc = 0;
   if (c->h) rc = hd_client_close_wait(c->h);
   c->h = NULL;
-  for (;;) {
-    pthread_mutex_lock(&c->mu);
-    if (c->nheld == 0) {
-      pthread_mutex_unlock(&c->mu);
-      break;
-    }
-    hd_event_t *ev = c->held[--c->nheld];
-    pthread_mutex_unlock(&c->mu);
-    hd_event_complete(ev, 0, NULL, 0);
-  }
+  for (hd_event_t *ev; (ev = du_client_take(c, NULL)) != NULL;) hd_event_complete(ev, 0, NULL, 0);
   return rc;
 }
-
 void du_client_free(du_client_t *c) {
   du_client_stop(c);
   free(c->calls);
@@ -359,55 +369,21 @@ void du_client_free(du_client_t *c) {
 
 /* Reads of the records under the lock. */
 int du_client_calls(du_client_t *c, uint64_t seq) {
-  pthread_mutex_lock(&c->mu);
-  int n = seq < c->cap ? c->calls[seq] : -1;
-  pthread_mutex_unlock(&c->mu);
-  return n;
+  return LOCKED(c, int, seq < c->cap ? c->calls[seq] : -1);
 }
-
 int du_client_oks(du_client_t *c, uint64_t seq) {
-  pthread_mutex_lock(&c->mu);
-  int n = seq < c->cap ? c->oks[seq] : -1;
-  pthread_mutex_unlock(&c->mu);
-  return n;
+  return LOCKED(c, int, seq < c->cap ? c->oks[seq] : -1);
 }
-
-long du_client_total_ok(du_client_t *c) {
-  pthread_mutex_lock(&c->mu);
-  long n = c->total_ok;
-  pthread_mutex_unlock(&c->mu);
-  return n;
-}
-
-long du_client_total_calls(du_client_t *c) {
-  pthread_mutex_lock(&c->mu);
-  long n = c->total_calls;
-  pthread_mutex_unlock(&c->mu);
-  return n;
-}
-
+long du_client_total_ok(du_client_t *c) { return LOCKED(c, long, c->total_ok); }
+long du_client_total_calls(du_client_t *c) { return LOCKED(c, long, c->total_calls); }
 /* 1 if every seq in [from, to] was completed ok exactly once. */
 int du_client_all_ok_once(du_client_t *c, uint64_t from, uint64_t to) {
-  int ok = 1;
-  pthread_mutex_lock(&c->mu);
-  for (uint64_t s = from; s <= to && s < c->cap; s++) {
-    if (c->oks[s] != 1) ok = 0;
-  }
-  pthread_mutex_unlock(&c->mu);
-  return ok;
+  return LOCKED(c, int, all_within(c->oks, c->cap, from, to, 1, 1));
 }
-
 /* 1 if every seq in [from, to] was completed ok at least once. */
 int du_client_all_ok(du_client_t *c, uint64_t from, uint64_t to) {
-  int ok = 1;
-  pthread_mutex_lock(&c->mu);
-  for (uint64_t s = from; s <= to && s < c->cap; s++) {
-    if (c->oks[s] < 1) ok = 0;
-  }
-  pthread_mutex_unlock(&c->mu);
-  return ok;
+  return LOCKED(c, int, all_within(c->oks, c->cap, from, to, 1, INT_MAX));
 }
-
 /* 0 errors of any kind recorded (prints the first one otherwise). */
 int du_client_clean(du_client_t *c) {
   pthread_mutex_lock(&c->mu);
@@ -614,15 +590,14 @@ int du_server_start(du_server_t *s) {
   return 0;
 }
 
-/* Completes every held batch with `ok`. Returns how many batches. */
 hd_consumed_t *du_server_take(du_server_t *s, int *user_index) {
   hd_consumed_t *b = NULL;
   pthread_mutex_lock(&s->mu);
   if (s->nheld > 0) {
     b = s->held[0];
     if (user_index) *user_index = s->held_user[0];
-    memmove(s->held, s->held + 1, (size_t)(s->nheld - 1) * sizeof s->held[0]);
-    memmove(s->held_user, s->held_user + 1, (size_t)(s->nheld - 1) * sizeof s->held_user[0]);
+    drop_first(s->held, sizeof s->held[0], s->nheld);
+    drop_first(s->held_user, sizeof s->held_user[0], s->nheld);
     s->nheld--;
   }
   pthread_mutex_unlock(&s->mu);
@@ -638,6 +613,7 @@ void du_server_record_ok(du_server_t *s, int user_index, hd_consumed_t *b, size_
   pthread_mutex_unlock(&s->mu);
 }
 
+/* Completes every held batch with `ok`. Returns how many batches. */
 int du_server_release(du_server_t *s, int ok) {
   int n = 0, u = -1;
   for (hd_consumed_t *b; (b = du_server_take(s, &u)) != NULL; n++)
@@ -645,32 +621,16 @@ int du_server_release(du_server_t *s, int ok) {
   return n;
 }
 
-int du_server_nheld(du_server_t *s) {
-  pthread_mutex_lock(&s->mu);
-  int n = s->nheld;
-  pthread_mutex_unlock(&s->mu);
-  return n;
-}
-
+int du_server_nheld(du_server_t *s) { return LOCKED(s, int, s->nheld); }
 /* Closes the handle (if open) and waits. Batches still held are then completed, which after the
  * close only frees them (their events stay stored; the client reports them again). */
 int du_server_stop(du_server_t *s) {
   int rc = 0;
   if (s->h) rc = hd_server_close_wait(s->h);
   s->h = NULL;
-  for (;;) {
-    pthread_mutex_lock(&s->mu);
-    if (s->nheld == 0) {
-      pthread_mutex_unlock(&s->mu);
-      break;
-    }
-    hd_consumed_t *b = s->held[--s->nheld];
-    pthread_mutex_unlock(&s->mu);
-    hd_consumed_complete_all(b, 0);
-  }
+  for (hd_consumed_t *b; (b = du_server_take(s, NULL)) != NULL;) hd_consumed_complete_all(b, 0);
   return rc;
 }
-
 void du_server_free(du_server_t *s) {
   du_server_stop(s);
   for (int i = 0; i < s->nusers; i++) {
@@ -685,30 +645,13 @@ void du_server_free(du_server_t *s) {
 }
 
 int du_server_calls(du_server_t *s, int user_index, uint64_t seq) {
-  pthread_mutex_lock(&s->mu);
-  int n = (user_index < s->nusers && seq < s->cap) ? s->calls[user_index][seq] : -1;
-  pthread_mutex_unlock(&s->mu);
-  return n;
+  return LOCKED(s, int, user_index < s->nusers && seq < s->cap ? s->calls[user_index][seq] : -1);
 }
-
-long du_server_total_calls(du_server_t *s) {
-  pthread_mutex_lock(&s->mu);
-  long n = s->total_calls;
-  pthread_mutex_unlock(&s->mu);
-  return n;
-}
-
+long du_server_total_calls(du_server_t *s) { return LOCKED(s, long, s->total_calls); }
 /* 1 if every seq in [from, to] of user `ui` was reported exactly `times` times. */
 int du_server_calls_are(du_server_t *s, int ui, uint64_t from, uint64_t to, int times) {
-  int ok = 1;
-  pthread_mutex_lock(&s->mu);
-  for (uint64_t q = from; q <= to && q < s->cap; q++) {
-    if (s->calls[ui][q] != times) ok = 0;
-  }
-  pthread_mutex_unlock(&s->mu);
-  return ok;
+  return LOCKED(s, int, all_within(s->calls[ui], s->cap, from, to, times, times));
 }
-
 int du_server_clean(du_server_t *s) {
   pthread_mutex_lock(&s->mu);
   int bad = s->unknown_user + s->data_errors + s->payload_errors + s->after_ok + s->order_errors +
