@@ -74,9 +74,27 @@ static int all_within(const int *a, uint64_t cap, uint64_t from, uint64_t to, in
   return 1;
 }
 
-/* Removes element 0 of an array of n elements of `size` bytes. */
-static void drop_first(void *a, size_t size, int n) {
-  memmove(a, (char *)a + size, (size_t)(n - 1) * size);
+/* Appends to what the recorder holds (under its lock); 0, or -1 when it is full. */
+static int held_push(du_held_t *h, void *item, uint64_t tag) {
+  if (h->n >= DU_MAX_HELD) return -1;
+  h->item[h->n] = item;
+  h->tag[h->n++] = tag;
+  return 0;
+}
+
+/* Takes the oldest item the recorder holds (NULL: none) under its lock `mu`; *tag: its tag. */
+static void *held_take(pthread_mutex_t *mu, du_held_t *h, uint64_t *tag) {
+  void *item = NULL;
+  pthread_mutex_lock(mu);
+  if (h->n > 0) {
+    item = h->item[0];
+    if (tag) *tag = h->tag[0];
+    h->n--;
+    memmove(h->item, h->item + 1, (size_t)h->n * sizeof h->item[0]);
+    memmove(h->tag, h->tag + 1, (size_t)h->n * sizeof h->tag[0]);
+  }
+  pthread_mutex_unlock(mu);
+  return item;
 }
 
 /* ---- payloads ---- */
@@ -200,9 +218,7 @@ void du_on_event(void *ud, hd_event_t *ev) {
     ok = 0;
   }
   if (hdt_verbose()) du_log_line(c->name, "TEST: handler seq %" PRIu64 " (%s)", seq, ok ? "ok" : "fail");
-  if (ok && c->mode == DU_HOLD && c->nheld < DU_MAX_HELD) {
-    c->held[c->nheld] = ev;
-    c->held_seq[c->nheld++] = seq;
+  if (ok && c->mode == DU_HOLD && held_push(&c->held, ev, seq) == 0) {
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
     return;
@@ -313,17 +329,7 @@ int du_client_start(du_client_t *c) {
 
 /* Takes the oldest event the handler holds out of the recorder (NULL: none); *seq: its seq. */
 static hd_event_t *du_client_take(du_client_t *c, uint64_t *seq) {
-  hd_event_t *ev = NULL;
-  pthread_mutex_lock(&c->mu);
-  if (c->nheld > 0) {
-    ev = c->held[0];
-    if (seq) *seq = c->held_seq[0];
-    drop_first(c->held, sizeof c->held[0], c->nheld);
-    drop_first(c->held_seq, sizeof c->held_seq[0], c->nheld);
-    c->nheld--;
-  }
-  pthread_mutex_unlock(&c->mu);
-  return ev;
+  return held_take(&c->mu, &c->held, seq);
 }
 
 /* Completes every held event (oldest first) with `ok`. Returns how many. */
@@ -334,7 +340,7 @@ int du_client_release(du_client_t *c, int ok) {
     du_client_finish(c, ev, seq, ok);
   return n;
 }
-int du_client_nheld(du_client_t *c) { return LOCKED(c, int, c->nheld); }
+int du_client_nheld(du_client_t *c) { return LOCKED(c, int, c->held.n); }
 static void du_client_stop_worker(du_client_t *c) {
   if (!c->worker_on) return;
   pthread_mutex_lock(&c->mu);
@@ -511,9 +517,7 @@ static void du_on_consumed(void *ud, const uint8_t user[32], hd_consumed_t *b) {
       fail_seq = info.seq;
     }
   }
-  if (s->mode == DU_SRV_HOLD && s->nheld < DU_MAX_BATCHES) {
-    s->held_user[s->nheld] = u;
-    s->held[s->nheld++] = b;
+  if (s->mode == DU_SRV_HOLD && held_push(&s->held, b, (uint64_t)(int64_t)u) == 0) {
     pthread_mutex_unlock(&s->mu);
     return;
   }
@@ -591,16 +595,9 @@ int du_server_start(du_server_t *s) {
 }
 
 hd_consumed_t *du_server_take(du_server_t *s, int *user_index) {
-  hd_consumed_t *b = NULL;
-  pthread_mutex_lock(&s->mu);
-  if (s->nheld > 0) {
-    b = s->held[0];
-    if (user_index) *user_index = s->held_user[0];
-    drop_first(s->held, sizeof s->held[0], s->nheld);
-    drop_first(s->held_user, sizeof s->held_user[0], s->nheld);
-    s->nheld--;
-  }
-  pthread_mutex_unlock(&s->mu);
+  uint64_t tag = (uint64_t)-1;
+  hd_consumed_t *b = held_take(&s->mu, &s->held, &tag);
+  if (user_index) *user_index = (int)(int64_t)tag;
   return b;
 }
 
@@ -621,7 +618,7 @@ int du_server_release(du_server_t *s, int ok) {
   return n;
 }
 
-int du_server_nheld(du_server_t *s) { return LOCKED(s, int, s->nheld); }
+int du_server_nheld(du_server_t *s) { return LOCKED(s, int, s->held.n); }
 /* Closes the handle (if open) and waits. Batches still held are then completed, which after the
  * close only frees them (their events stay stored; the client reports them again). */
 int du_server_stop(du_server_t *s) {

@@ -76,8 +76,16 @@ enum {
   DU_THREAD = 2, /* a worker thread completes it ok a moment later */
 };
 
-#define DU_MAX_HELD 64
+#define DU_MAX_HELD 256
 #define DU_QCAP 4096
+
+/* What a recorder holds for the test, oldest first: events with their seq (client), batches
+ * with their user index (server). Under the recorder's lock. */
+typedef struct du_held {
+  void *item[DU_MAX_HELD];
+  uint64_t tag[DU_MAX_HELD];
+  int n;
+} du_held_t;
 
 typedef struct du_client {
   char name[32];            /* first: the log callback prints it */
@@ -107,9 +115,7 @@ typedef struct du_client {
   int out_of_range;
   int complete_errors;      /* hd_event_complete returned an error */
   char first_error[256];    /* the first error seen, as evidence */
-  hd_event_t *held[DU_MAX_HELD];
-  uint64_t held_seq[DU_MAX_HELD];
-  int nheld;
+  du_held_t held;            /* DU_HOLD: events held (tag: seq) */
   /* DU_THREAD */
   pthread_t worker;
   int worker_on, worker_stop;
@@ -165,7 +171,6 @@ enum {
 };
 
 #define DU_MAX_USERS 8
-#define DU_MAX_BATCHES 256
 
 typedef struct du_server {
   char name[32];            /* first: the log callback prints it */
@@ -190,9 +195,7 @@ typedef struct du_server {
   long total_calls, batches;
   int unknown_user, data_errors, payload_errors, after_ok, order_errors, complete_errors;
   char first_error[256];
-  hd_consumed_t *held[DU_MAX_BATCHES];
-  int held_user[DU_MAX_BATCHES];
-  int nheld;
+  du_held_t held;            /* DU_SRV_HOLD: batches held (tag: user index) */
   atomic_int peers_connected, peers_disconnected;
 } du_server_t;
 
