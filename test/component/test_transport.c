@@ -96,6 +96,18 @@ static void exchange(const char *listen) {
 static void handshake_ipv4(void) { exchange("127.0.0.1:0"); }
 static void handshake_ipv6(void) { exchange("[::1]:0"); }
 
+/* A server with tu_server_options(kp) on 127.0.0.1 (on `loop` if not NULL), recording into `sp`;
+ * `addr` is where to dial it. 0 or the create's error. */
+static int local_server(hd_server_t **s, const hd_keypair_t *kp, tu_peer_t *sp, uv_loop_t *loop,
+                        char addr[64]) {
+  tu_peer_init(sp);
+  hd_server_options_t so = tu_server_options(kp, TOPIC, "127.0.0.1:0", sp);
+  so.loop = loop;
+  int rc = hd_server_create(s, &so);
+  if (rc == 0) snprintf(addr, 64, "127.0.0.1:%d", hd_server_port(*s));
+  return rc;
+}
+
 /* A good client connects to `s` and is seen by the server; used after each hostile case. */
 static int good_client_works(hd_server_t *s, const hd_keypair_t *skp, tu_peer_t *sp) {
   hd_keypair_t kp;
@@ -119,14 +131,11 @@ static void wrong_server_key_and_topic(void) {
   hd_keypair_generate(&other);
   hd_keypair_generate(&ckp);
   tu_peer_t sp, cp;
-  tu_peer_init(&sp);
   tu_peer_init(&cp);
   tu_log_clear();
-  hd_server_options_t so = tu_server_options(&skp, TOPIC, "127.0.0.1:0", &sp);
   hd_server_t *s;
-  CHECK_OK(hd_server_create(&s, &so));
   char addr[64];
-  snprintf(addr, sizeof addr, "127.0.0.1:%d", hd_server_port(s));
+  CHECK_OK(local_server(&s, &skp, &sp, NULL, addr));
 
   /* the client expects another server key */
   hd_client_options_t co = tu_client_options(&ckp, other.public_key, TOPIC, addr, &cp);
@@ -340,13 +349,10 @@ static void many_handles(void) {
   hd_keypair_generate(&kp);
   for (int i = 0; i < 50; i++) {
     tu_peer_t sp, cp;
-    tu_peer_init(&sp);
     tu_peer_init(&cp);
-    hd_server_options_t so = tu_server_options(&kp, TOPIC, "127.0.0.1:0", &sp);
     hd_server_t *s;
-    CHECK_OK(hd_server_create(&s, &so));
     char addr[64];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", hd_server_port(s));
+    CHECK_OK(local_server(&s, &kp, &sp, NULL, addr));
     hd_client_options_t co = tu_client_options(&kp, kp.public_key, TOPIC, addr, &cp);
     hd_client_t *c;
     CHECK_OK(hd_client_create(&c, &co));
@@ -413,15 +419,11 @@ static void caller_loop(void) {
   hd_keypair_t kp;
   hd_keypair_generate(&kp);
   tu_peer_t sp, cp, closed;
-  tu_peer_init(&sp);
   tu_peer_init(&cp);
   tu_peer_init(&closed);
-  hd_server_options_t so = tu_server_options(&kp, TOPIC, "127.0.0.1:0", &sp);
-  so.loop = &loop;
   hd_server_t *s;
-  CHECK_OK(hd_server_create(&s, &so));
   char addr[64];
-  snprintf(addr, sizeof addr, "127.0.0.1:%d", hd_server_port(s));
+  CHECK_OK(local_server(&s, &kp, &sp, &loop, addr));
   hd_client_options_t co = tu_client_options(&kp, kp.public_key, TOPIC, addr, &cp);
   co.loop = &loop;
   hd_client_t *c;
