@@ -59,9 +59,19 @@ static void role_log(void *ud, hd_log_level_t level, const char *msg) {
   if (level <= HD_LOG_INFO) log_write("# %s [%d] %s", (const char *)ud, (int)level, msg);
 }
 
-static int load_key(hd_keypair_t *kp, const char *scalar_hex, const char *pk_hex) {
+/* What a role starts from: its key pair (hex in $<env>_S, $<env>_P), the other public key it needs
+ * (hex in $<other>), and the address 127.0.0.1:$HD_CRASH_PORT. 0 or an error. */
+static int role_keys(hd_keypair_t *kp, const char *env, uint8_t other_pk[32], const char *other,
+                     char addr[64]) {
+  char name[64];
   uint8_t sc[32], pk[32];
-  if (!scalar_hex || !pk_hex || hd_hex_decode(sc, 32, scalar_hex) || hd_hex_decode(pk, 32, pk_hex))
+  snprintf(addr, 64, "127.0.0.1:%s", getenv("HD_CRASH_PORT"));
+  snprintf(name, sizeof name, "%s_S", env);
+  const char *sc_hex = getenv(name);
+  snprintf(name, sizeof name, "%s_P", env);
+  const char *pk_hex = getenv(name);
+  if (!sc_hex || !pk_hex || !getenv(other) || hd_hex_decode(sc, 32, sc_hex) ||
+      hd_hex_decode(pk, 32, pk_hex) || hd_hex_decode(other_pk, 32, getenv(other)))
     return -1;
   return hd_keypair_from_scalar(kp, sc, pk);
 }
@@ -71,6 +81,23 @@ static uint64_t role_deadline;
 static int stop_requested(void) {
   if (role_deadline == 0) role_deadline = hdt_now_ms() + 300000;
   return access(getenv("HD_CRASH_STOP"), F_OK) == 0 || hdt_now_ms() > role_deadline;
+}
+
+/* After the parent's stop, up to 10 s for `drained(h)` (the handle's store has nothing left). */
+static void role_wind_down(int (*drained)(void *h), void *h) {
+  while (!stop_requested()) hdt_sleep_ms(10);
+  uint64_t dl = hdt_now_ms() + 10000;
+  while (hdt_now_ms() < dl && !drained(h)) hdt_sleep_ms(10);
+}
+
+static int server_drained(void *s) {
+  hd_server_stats_t st;
+  return hdt_server_stats(s, &st) != 0 || st.pending_total == 0;
+}
+
+static int client_drained(void *c) {
+  hd_client_stats_t st;
+  return hdt_client_stats(c, &st) != 0 || (st.unhandled == 0 && st.consumed == 0);
 }
 
 typedef struct adder {
@@ -120,10 +147,8 @@ static void role_consumed(void *ud, const uint8_t user[32], hd_consumed_t *b) {
 static void role_server(void) {
   hd_keypair_t kp;
   uint8_t user[32];
-  CHECK_OK(load_key(&kp, getenv("HD_CRASH_SKEY_S"), getenv("HD_CRASH_SKEY_P")));
-  CHECK_OK(hd_hex_decode(user, 32, getenv("HD_CRASH_USER")));
   char listen[64];
-  snprintf(listen, sizeof listen, "127.0.0.1:%s", getenv("HD_CRASH_PORT"));
+  CHECK_OK(role_keys(&kp, "HD_CRASH_SKEY", user, "HD_CRASH_USER", listen));
   hd_server_options_t o = HD_SERVER_OPTIONS_INIT;
   o.keypair = &kp;
   o.topic = DU_TOPIC;
@@ -156,10 +181,9 @@ static void role_server(void) {
     failed += a[i].failed;
   }
   log_write("adds-done %d", failed);
-  while (!stop_requested()) hdt_sleep_ms(10);
+  role_wind_down(server_drained, s);
   hd_server_stats_t st;
-  uint64_t dl = hdt_now_ms() + 10000;
-  while (hdt_now_ms() < dl && hdt_server_stats(s, &st) == 0 && st.pending_total != 0) hdt_sleep_ms(10);
+  hdt_server_stats(s, &st);
   log_write("final-server pending %" PRIu64, st.pending_total);
   CHECK_OK(hd_server_close_wait(s));
   CHECK(failed == 0);
@@ -192,10 +216,8 @@ static void role_event(void *ud, hd_event_t *ev) {
 static void role_client(void) {
   hd_keypair_t kp;
   uint8_t server_pk[32];
-  CHECK_OK(load_key(&kp, getenv("HD_CRASH_UKEY_S"), getenv("HD_CRASH_UKEY_P")));
-  CHECK_OK(hd_hex_decode(server_pk, 32, getenv("HD_CRASH_SKEY_P")));
   char connect[64];
-  snprintf(connect, sizeof connect, "127.0.0.1:%s", getenv("HD_CRASH_PORT"));
+  CHECK_OK(role_keys(&kp, "HD_CRASH_UKEY", server_pk, "HD_CRASH_SKEY_P", connect));
   hd_client_options_t o = HD_CLIENT_OPTIONS_INIT;
   o.keypair = &kp;
   o.server_public_key = server_pk;
@@ -213,11 +235,9 @@ static void role_client(void) {
   int rc = hd_client_create(&c, &o);
   if (rc != 0) log_write("# client create failed: %s (%s)", hd_err_name(rc), hd_last_error_message());
   CHECK_OK(rc);
-  while (!stop_requested()) hdt_sleep_ms(10);
+  role_wind_down(client_drained, c);
   hd_client_stats_t st;
-  uint64_t dl = hdt_now_ms() + 10000;
-  while (hdt_now_ms() < dl && hdt_client_stats(c, &st) == 0 && (st.unhandled || st.consumed))
-    hdt_sleep_ms(10);
+  hdt_client_stats(c, &st);
   log_write("final-client unhandled %" PRIu64 " consumed %" PRIu64, st.unhandled, st.consumed);
   CHECK_OK(hd_client_close_wait(c));
 }
