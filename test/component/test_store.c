@@ -16,45 +16,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-typedef struct fx {
-  store_fx_t fx; /* folder <dir>/data, loop, options */
-  hd__server_store_t *s;
-} fx_t;
-
-static int fx_init(fx_t *f) {
-  f->s = NULL;
-  return store_fx_init(&f->fx, "store", "data");
-}
-
-static int fx_open(fx_t *f) { return hd__server_store_open(&f->s, &f->fx.opts); }
-
-/* Runs the loop until *flag is set or WAIT_MS passed; 0 if the flag was set. */
-static int run_until(fx_t *f, const int *flag) {
-  return store_run_until(&f->fx.loop, flag, 1, WAIT_MS);
-}
-
-static int fx_close(fx_t *f) {
-  if (f->s == NULL) return 0;
-  int done = 0;
-  int rc = f->s->vt->close(f->s, store_set_flag, &done);
-  f->s = NULL;
-  if (rc != 0) return rc;
-  return run_until(f, &done);
-}
-
-/* Closes the store if open, checks the loop has nothing left, removes the folder. */
-static int fx_done(fx_t *f) {
-  int rc = fx_close(f);
-  if (store_fx_done(&f->fx) != 0) rc = -1;
-  return rc;
-}
-
-/* init and open */
-static int fx_begin(fx_t *f) {
-  int rc = fx_init(f);
-  return rc != 0 ? rc : fx_open(f);
-}
-
 /* Completions: how many, their status, their values in completion order. */
 typedef struct results {
   int done, failed, last_status;
@@ -79,6 +40,50 @@ static results_t *results_new(void) {
   results_t *r = calloc(1, sizeof *r);
   if (r != NULL) r->loop_thread = uv_thread_self();
   return r;
+}
+
+typedef struct fx {
+  store_fx_t fx; /* folder <dir>/data, loop, options */
+  hd__server_store_t *s;
+  results_t *r;  /* the test's completions */
+} fx_t;
+
+static int fx_init(fx_t *f) {
+  f->s = NULL;
+  f->r = results_new();
+  if (f->r == NULL) return -1;
+  return store_fx_init(&f->fx, "store", "data");
+}
+
+static int fx_open(fx_t *f) { return hd__server_store_open(&f->s, &f->fx.opts); }
+
+/* Runs the loop until *flag is set or WAIT_MS passed; 0 if the flag was set. */
+static int run_until(fx_t *f, const int *flag) {
+  return store_run_until(&f->fx.loop, flag, 1, WAIT_MS);
+}
+
+static int fx_close(fx_t *f) {
+  if (f->s == NULL) return 0;
+  int done = 0;
+  int rc = f->s->vt->close(f->s, store_set_flag, &done);
+  f->s = NULL;
+  if (rc != 0) return rc;
+  return run_until(f, &done);
+}
+
+/* Closes the store if open, checks the loop has nothing left, removes the folder. */
+static int fx_done(fx_t *f) {
+  int rc = fx_close(f);
+  if (store_fx_done(&f->fx) != 0) rc = -1;
+  free(f->r);
+  f->r = NULL;
+  return rc;
+}
+
+/* init and open */
+static int fx_begin(fx_t *f) {
+  int rc = fx_init(f);
+  return rc != 0 ? rc : fx_open(f);
 }
 
 static void user_key(uint8_t out[32], int n) {
@@ -141,8 +146,7 @@ static void open_creates_folder(void) {
 static void sequence_never_reused(void) {
   fx_t f;
   CHECK_OK(fx_begin(&f));
-  results_t *r = results_new();
-  CHECK(r != NULL);
+  results_t *r = f.r;
   for (int i = 0; i < 5; i++) CHECK_OK(add(&f, 1, "a", r));
   for (int i = 0; i < 3; i++) CHECK_OK(add(&f, 2, "b", r));
   CHECK(wait_results(&f, r, 8) == 0);
@@ -187,15 +191,13 @@ static void sequence_never_reused(void) {
   uint64_t total;
   CHECK_OK(f.s->vt->pending_total(f.s, &total));
   CHECK(total == 1 + 4);
-  free(r);
   CHECK_OK(fx_done(&f));
 }
 
 static void paging_fifo(void) {
   fx_t f;
   CHECK_OK(fx_begin(&f));
-  results_t *r = results_new();
-  CHECK(r != NULL);
+  results_t *r = f.r;
   char text[32];
   for (int i = 1; i <= 10000; i++) {
     snprintf(text, sizeof text, "event %d", i);
@@ -247,7 +249,6 @@ static void paging_fifo(void) {
   uint64_t total;
   CHECK_OK(f.s->vt->pending_total(f.s, &total));
   CHECK(total == 10);
-  free(r);
   CHECK_OK(fx_done(&f));
 }
 
@@ -270,8 +271,7 @@ static void submit_thread(void *arg) {
 static void group_commit(int held) {
   fx_t f;
   CHECK_OK(fx_begin(&f));
-  results_t *r = results_new();
-  CHECK(r != NULL);
+  results_t *r = f.r;
   if (held) f.s->vt->hold(f.s, 1);
   submitter_t t[4];
   uv_thread_t th[4];
@@ -306,7 +306,6 @@ static void group_commit(int held) {
     CHECK(f.s->vt->read_pending(f.s, pk, 0, 1000, on_event, &p) == 250);
     CHECK(p.first == 1 && p.last == 250 && p.out_of_order == 0);
   }
-  free(r);
   CHECK_OK(fx_done(&f));
 }
 
@@ -362,8 +361,7 @@ static void reopen_keeps_everything(void) {
   CHECK_OK(fx_begin(&f));
   uint8_t id1[HD_STORE_ID_BYTES], id2[HD_STORE_ID_BYTES];
   f.s->vt->store_id(f.s, id1);
-  results_t *r = results_new();
-  CHECK(r != NULL);
+  results_t *r = f.r;
   CHECK_OK(f.s->vt->set_pause(f.s, 1234, on_result, r));
   CHECK_OK(add(&f, 3, "kept", r));
   CHECK(wait_results(&f, r, 2) == 0);
@@ -391,15 +389,13 @@ static void reopen_keeps_everything(void) {
   g.s->vt->store_id(g.s, id2);
   CHECK(memcmp(id1, id2, sizeof id1) != 0);
   CHECK_OK(fx_done(&g));
-  free(r);
   CHECK_OK(fx_done(&f));
 }
 
 static void close_flushes_queue(void) {
   fx_t f;
   CHECK_OK(fx_begin(&f));
-  results_t *r = results_new();
-  CHECK(r != NULL);
+  results_t *r = f.r;
   f.s->vt->hold(f.s, 1);
   for (int i = 0; i < 100; i++) CHECK_OK(add(&f, 1, "queued", r));
   int done = 0;
@@ -417,7 +413,6 @@ static void close_flushes_queue(void) {
   /* the blocking close */
   hd__server_store_close_wait(f.s);
   f.s = NULL;
-  free(r);
   CHECK_OK(fx_done(&f));
 }
 
@@ -473,13 +468,11 @@ static void busy_folder(void) {
   }
   CHECK(got == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
   /* the store still works, and once closed the folder opens again */
-  results_t *r = results_new();
-  CHECK(r != NULL);
+  results_t *r = f.r;
   CHECK_OK(add(&f, 1, "still fine", r));
   CHECK(wait_results(&f, r, 1) == 0 && r->failed == 0);
   CHECK_OK(fx_close(&f));
   CHECK_OK(fx_open(&f));
-  free(r);
   CHECK_OK(fx_done(&f));
 }
 
@@ -516,13 +509,11 @@ static void migration_from_zero(void) {
   CHECK(sql_file(f.fx.folder, "PRAGMA user_version=0") == SQLITE_OK);
   CHECK(user_version(f.fx.folder) == 0);
   CHECK_OK(fx_open(&f));
-  results_t *r = results_new();
-  CHECK(r != NULL);
+  results_t *r = f.r;
   CHECK_OK(add(&f, 1, "after migration", r));
   CHECK(wait_results(&f, r, 1) == 0 && r->failed == 0 && r->values[0] == 1);
   CHECK_OK(fx_close(&f));
   CHECK(user_version(f.fx.folder) == 1);
-  free(r);
   CHECK_OK(fx_done(&f));
 }
 
@@ -569,8 +560,7 @@ static void disk_full(void) {
   CHECK(fx_init(&f) == 0);
   f.fx.opts.max_db_pages = 40; /* a quota hits SQLITE_FULL exactly as a full disk does */
   CHECK_OK(fx_open(&f));
-  results_t *r = results_new();
-  CHECK(r != NULL);
+  results_t *r = f.r;
   char big[1500];
   memset(big, 'x', sizeof big - 1);
   big[sizeof big - 1] = '\0';
@@ -601,7 +591,6 @@ static void disk_full(void) {
   int before = r->done;
   CHECK_OK(add(&f, 1, "small", r));
   CHECK(wait_results(&f, r, before + 1) == 0 && r->values[before] == (uint64_t)acknowledged + 1);
-  free(r);
   CHECK_OK(fx_done(&f));
 }
 
