@@ -3,7 +3,6 @@
 #include "harness.h"
 #include "transport_util.h"
 
-#include <signal.h>
 #include <sys/wait.h>
 
 #define TOPIC "transport-proc-test"
@@ -77,35 +76,13 @@ static void run_pair(const char *listen) {
   else snprintf(addr, sizeof addr, "127.0.0.1:%d", hd_server_port(ctx.s));
   hd_hex_encode(key_hex, sizeof key_hex, kp.public_key, 32);
 
-  /* the path of this binary (valgrind reports the client's path here, not its own) */
-  char self[4096];
-  ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
-  CHECK(sl > 0);
-  self[sl] = '\0';
-  pid_t pid = fork();
-  if (pid == 0) {
-    setenv("HD_PROC_CONNECT", addr, 1);
-    setenv("HD_PROC_SERVER_KEY", key_hex, 1);
-    char *argv[] = {"test_transport_proc", "proc_child", NULL};
-    execv(self, argv);
-    _exit(127);
-  }
+  /* the child keeps HD_TEST_SLOW: its waits are on this process, which valgrind slows */
+  char *env[] = {"HD_PROC_CONNECT", addr, "HD_PROC_SERVER_KEY", key_hex, NULL};
+  pid_t pid = hdt_spawn_self("test_transport_proc", "proc_child", env, 0);
   CHECK(pid > 0);
-  int status = -1, done = 0;
-  uint64_t dl = hdt_now_ms() + 20000u * (unsigned)hdt_slow();
-  while (hdt_now_ms() < dl) {
-    if (waitpid(pid, &status, WNOHANG) == pid) {
-      done = 1;
-      break;
-    }
-    hdt_sleep_ms(5);
-  }
-  if (!done) {
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-  }
+  int status = hdt_wait_child(pid, 20000);
   CHECK_OK(hd_server_close_wait(ctx.s));
-  CHECK(done);
+  CHECK(status != -1); /* it ended by itself in time */
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   CHECK(atomic_load(&ctx.p.connected) == 1);
   CHECK(atomic_load(&ctx.p.messages) == SMALL + 1);
