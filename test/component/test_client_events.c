@@ -1,7 +1,7 @@
 /* The client's side of event delivery against a raw server: a blocking socket on this thread that
  * speaks the handshake as responder with the internal noise/record/wire API, so these tests
  * control WELCOME (store id, pause) and every message, and depend on no server event code.
- * Every wait is bounded (transport_util.h). */
+ * Every wait is bounded (WAIT_FOR, testutil.h). */
 #include "harness.h"
 #include "transport_util.h"
 

@@ -1,5 +1,5 @@
 /* Transport tests: handshake over IPv4/IPv6, messages both ways, handshake failures, hostile raw
- * peers, keepalive, close semantics, caller-owned loop. Every wait is bounded (transport_util.h). */
+ * peers, keepalive, close semantics, caller-owned loop. Every wait is bounded (WAIT_FOR). */
 #include "harness.h"
 #include "transport_util.h"
 

@@ -1,7 +1,7 @@
 /* Event delivery end to end, through the public API only: the original library's example with its
  * own three key pairs, per-user FIFO, isolation between users, handler completions from another
  * thread and with failures, the pause setting, and a server consumption that fails.
- * Every wait is bounded (delivery_util.h); every folder is a fresh mkdtemp, removed at the end. */
+ * Every wait is bounded (WAIT_FOR); every folder is a fresh mkdtemp, removed at the end. */
 #include "harness.h"
 #include "delivery_util.h"
 
