@@ -29,7 +29,7 @@ CORE_INCS := $(foreach l,$(LAYERS),$(addprefix -ICSources/,$(call layer_names,$(
 
 CFLAGS_LIB := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -fvisibility=hidden -DHD_BUILDING \
               -Iinclude $(DEPS_CFLAGS) $(EXTRA_CFLAGS)
-CFLAGS_TEST := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Iinclude $(CORE_INCS) -Itests/c $(DEPS_CFLAGS) \
+CFLAGS_TEST := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Iinclude $(CORE_INCS) -Itest/util $(DEPS_CFLAGS) \
                $(EXTRA_CFLAGS)
 
 LIB_SRCS := $(shell find CSources -name '*.c' | sort)
@@ -38,8 +38,15 @@ LIB_OBJS := $(patsubst CSources/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 SONAME := libhyperdown.so.$(ABI_VERSION)
 SHLIB := $(BUILD)/libhyperdown.so.$(VERSION)
 STLIB := $(BUILD)/libhyperdown.a
-TEST_SRCS := $(wildcard tests/c/test_*.c)
-TEST_BINS := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
+# C test programs by kind (test/README.md): one program per test/<kind>/test_*.c, built as
+# build/test/<kind>/test_*; the helpers they share live in test/util.
+TEST_KINDS := unit component system
+TEST_SRCS := $(foreach k,$(TEST_KINDS),$(wildcard test/$(k)/test_*.c))
+TEST_BINS := $(patsubst test/%.c,$(BUILD)/test/%,$(TEST_SRCS))
+TEST_UTIL_HDRS := $(wildcard test/util/*.h)
+TEST_UTIL_SRCS := $(wildcard test/util/*.c)
+TEST_UTIL_OBJS := $(patsubst test/%.c,$(BUILD)/test/%.o,$(TEST_UTIL_SRCS))
+TEST_UTIL_LIB := $(BUILD)/test/libtestutil.a
 TOOLS := $(BUILD)/hd-noise-vectors
 
 
@@ -76,24 +83,34 @@ tools: $(TOOLS)
 $(BUILD)/hd-noise-vectors: tools/hd-noise-vectors.c $(STLIB)
 	$(CC) $(CFLAGS_TEST) $< -o $@ $(STLIB) $(DEPS_LIBS)
 
-# Test programs link the static library so that they can reach internal pieces too.
+# Test programs link the static library so that they can reach internal pieces too, and the
+# helpers of test/util, compiled once into libtestutil.a. Every test depends on every helper
+# header and on that library, so that editing a helper rebuilds the tests.
 tests: $(TEST_BINS)
 
-$(BUILD)/tests/%: tests/c/%.c tests/c/harness.h $(STLIB)
+$(BUILD)/test/util/%.o: test/util/%.c $(TEST_UTIL_HDRS) $(LIB_HDRS) include/hyperdown.h
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_TEST) $< -o $@ $(STLIB) $(DEPS_LIBS)
+	$(CC) $(CFLAGS_TEST) -c $< -o $@
+
+$(TEST_UTIL_LIB): $(TEST_UTIL_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/test/%: test/%.c $(TEST_UTIL_HDRS) $(TEST_UTIL_LIB) $(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_TEST) $< -o $@ $(TEST_UTIL_LIB) $(STLIB) $(DEPS_LIBS)
 
 test-c: lib tools tests test-header test-layers
-	@sh tests/c/run.sh $(BUILD) "$(TEST_BINS) $(BUILD)/hd-noise-vectors"
+	@sh test/run.sh $(BUILD) "$(TEST_BINS) $(BUILD)/hd-noise-vectors"
 
 test-c-valgrind: lib tools tests
-	@HD_VALGRIND=1 sh tests/c/run.sh $(BUILD) "$(TEST_BINS) $(BUILD)/hd-noise-vectors"
+	@HD_VALGRIND=1 sh test/run.sh $(BUILD) "$(TEST_BINS) $(BUILD)/hd-noise-vectors"
 
 # The public header compiles alone, as C and as C++, with -pedantic -Werror.
 test-header:
 	@mkdir -p $(BUILD)
-	$(CC) -std=c99 -pedantic -Werror -Wall -Wextra -Iinclude -x c -c tests/header/header_test.c -o $(BUILD)/header_c.o
-	c++ -std=c++11 -pedantic -Werror -Wall -Wextra -Iinclude -x c++ -c tests/header/header_test.c -o $(BUILD)/header_cxx.o
+	$(CC) -std=c99 -pedantic -Werror -Wall -Wextra -Iinclude -x c -c test/header/header_test.c -o $(BUILD)/header_c.o
+	c++ -std=c++11 -pedantic -Werror -Wall -Wextra -Iinclude -x c++ -c test/header/header_test.c -o $(BUILD)/header_cxx.o
 
 # The layering holds: for each layer, a file that includes a header of a layer above it (or of
 # its sibling) must not compile with that layer's include path, while the same file without that
@@ -177,7 +194,7 @@ test-python:
 	$(SWIFT) build --product hyperdown
 	python3 -m venv $(PYVENV)
 	$(PYVENV)/bin/pip install -q ./bindings/python pytest
-	PATH=$(dir $(SWIFT)):$$PATH $(PYVENV)/bin/python -m pytest bindings/python/tests tests/interop -q
+	PATH=$(dir $(SWIFT)):$$PATH $(PYVENV)/bin/python -m pytest bindings/python/tests test/interop -q
 
 # Docs that run (docs/docs-checks.md): every fenced block of README.md and docs/ carries a tag,
 # and the checker runs each as tagged (C against a `make install` into a temporary PREFIX, JS

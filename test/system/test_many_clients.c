@@ -129,7 +129,7 @@ static void create_some(uv_idle_t *idle) {
     o.on_disconnected = mc_disconnected;
     o.user_data = c;
     o.log = du_log_cb;
-    o.log_level = du_verbose() ? HD_LOG_DEBUG : HD_LOG_WARN;
+    o.log_level = hdt_verbose() ? HD_LOG_DEBUG : HD_LOG_WARN;
     o.reconnect_min_ms = 50;
     o.reconnect_max_ms = 1000;
     int rc = hd_client_create(&c->h, &o);
@@ -169,8 +169,8 @@ static void on_added(void *cb_data, int status, uint64_t seq) {
 }
 
 static uint64_t connected_users(mc_t *m) {
-  hd_server_stats_t st = {HD_SERVER_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0};
-  if (hd_server_stats(m->s, &st) != 0) return 0;
+  hd_server_stats_t st;
+  if (hdt_server_stats(m->s, &st) != 0) return 0;
   return st.connected_users;
 }
 
@@ -191,7 +191,7 @@ static int all_connected_once(mc_t *m) {
 static void mc_cleanup(mc_t *m) {
   if (m->thread_on) {
     int open = 0;
-    DU_WAIT(atomic_load(&m->created), 120000); /* the loop thread is done creating */
+    WAIT_FOR(atomic_load(&m->created), 120000); /* the loop thread is done creating */
     for (int i = 0; i < m->n; i++) {
       if (m->cl[i].h) {
         hd_client_close(m->cl[i].h, on_client_closed, &m->closed);
@@ -200,7 +200,7 @@ static void mc_cleanup(mc_t *m) {
       }
     }
     /* the loop runs until the last client released it */
-    if (!DU_WAIT(atomic_load(&m->closed) == open, 60000)) {
+    if (!WAIT_FOR(atomic_load(&m->closed) == open, 60000)) {
       fprintf(stderr, "  only %d of %d clients closed: giving up\n", atomic_load(&m->closed), open);
       _exit(1); /* the loop thread still runs: no clean way on */
     }
@@ -217,19 +217,19 @@ static void mc_cleanup(mc_t *m) {
   for (int i = 0; m->cl && i < m->n; i++) free(m->cl[i].dir);
   free(m->cl);
   free(m->users);
-  if (m->root) du_rmrf(m->root);
+  if (m->root) hdt_rmrf(m->root);
   free(m->root);
 }
 
 static void many_body(mc_t *m) {
-  m->n = (int)du_count(1000, 200);
+  m->n = (int)hdt_count(1000, 200);
   long need = (long)m->n * 16 + 256;
-  long have = du_raise_nofile(need);
+  long have = hdt_raise_nofile(need);
   if (have < need) printf("  (RLIMIT_NOFILE is %ld, wanted %ld)\n", have, need);
   CHECK(have >= (long)m->n * 8 + 256);
   signal(SIGPIPE, SIG_IGN); /* we run a loop ourselves (docs/threading.md) */
 
-  m->root = du_mkdtemp("many");
+  m->root = hdt_mkdtemp("many");
   CHECK(m->root != NULL);
   m->cl = calloc((size_t)m->n, sizeof *m->cl);
   m->users = calloc((size_t)m->n, sizeof *m->users);
@@ -241,7 +241,7 @@ static void many_body(mc_t *m) {
     snprintf(sub, sizeof sub, "c%d", i + 1);
     c->tag = i + 1;
     CHECK_OK(hd_keypair_generate(&c->kp));
-    c->dir = du_path(m->root, sub);
+    c->dir = hdt_path(m->root, sub);
     memcpy(m->users[i].key, c->kp.public_key, 32);
     m->users[i].tag = c->tag;
   }
@@ -249,7 +249,7 @@ static void many_body(mc_t *m) {
 
   snprintf(m->name, sizeof m->name, "server");
   CHECK_OK(hd_keypair_generate(&m->skp));
-  char *sdir = du_path(m->root, "server");
+  char *sdir = hdt_path(m->root, "server");
   hd_server_options_t so = HD_SERVER_OPTIONS_INIT;
   so.keypair = &m->skp;
   so.topic = DU_TOPIC;
@@ -258,7 +258,7 @@ static void many_body(mc_t *m) {
   so.on_consumed = mc_consumed;
   so.user_data = m;
   so.log = du_log_cb;
-  so.log_level = du_verbose() ? HD_LOG_DEBUG : HD_LOG_WARN;
+  so.log_level = hdt_verbose() ? HD_LOG_DEBUG : HD_LOG_WARN;
   int rc = hd_server_create(&m->s, &so);
   free(sdir);
   CHECK_OK(rc);
@@ -266,19 +266,19 @@ static void many_body(mc_t *m) {
 
   CHECK(uv_loop_init(&m->loop) == 0);
   m->loop_on = 1;
-  uint64_t t0 = du_now_ms();
+  uint64_t t0 = hdt_now_ms();
   CHECK(pthread_create(&m->thread, NULL, loop_main, m) == 0);
   m->thread_on = 1;
-  DCHECK(DU_WAIT(atomic_load(&m->created), 120000));
+  DCHECK(WAIT_FOR(atomic_load(&m->created), 120000));
   CHECK(atomic_load(&m->create_failed) == 0);
-  uint64_t t1 = du_now_ms();
+  uint64_t t1 = hdt_now_ms();
   /* all of them connected at once */
-  int all_connected = DU_WAIT(connected_users(m) == (uint64_t)m->n, 60000);
+  int all_connected = WAIT_FOR(connected_users(m) == (uint64_t)m->n, 60000);
   if (!all_connected) fprintf(stderr, "  %" PRIu64 " of %d users connected\n", connected_users(m), m->n);
   DCHECK(all_connected);
-  uint64_t t2 = du_now_ms();
+  uint64_t t2 = hdt_now_ms();
   /* each on its first connection (the client hears of it a moment after the server) */
-  DCHECK(DU_WAIT(all_connected_once(m), 30000));
+  DCHECK(WAIT_FOR(all_connected_once(m), 30000));
   int redialed = 0;
   for (int i = 0; i < m->n; i++) redialed += atomic_load(&m->cl[i].connected) != 1;
   if (redialed) fprintf(stderr, "  %d clients connected more than once\n", redialed);
@@ -292,20 +292,20 @@ static void many_body(mc_t *m) {
       CHECK_OK(hd_server_add_event(m->s, m->cl[i].kp.public_key, buf, len, on_added, m));
     }
   }
-  DCHECK(DU_WAIT(atomic_load(&m->adds_done) == EVENTS_EACH * m->n, 30000));
+  DCHECK(WAIT_FOR(atomic_load(&m->adds_done) == EVENTS_EACH * m->n, 30000));
   CHECK(atomic_load(&m->adds_failed) == 0);
-  int got = DU_WAIT(all_got(m), 60000);
+  int got = WAIT_FOR(all_got(m), 60000);
   if (!got) {
     int short_of = 0;
     for (int i = 0; i < m->n; i++) short_of += atomic_load(&m->cl[i].got) < EVENTS_EACH;
     fprintf(stderr, "  %d clients did not get their %d events\n", short_of, EVENTS_EACH);
   }
   DCHECK(got);
-  DCHECK(DU_WAIT(atomic_load(&m->reports) == EVENTS_EACH * m->n, 30000));
-  hd_server_stats_t st = {HD_SERVER_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0};
-  DCHECK(DU_WAIT(hd_server_stats(m->s, &st) == 0 && st.pending_total == 0, 30000));
-  uint64_t t3 = du_now_ms();
-  du_sleep_ms(100);
+  DCHECK(WAIT_FOR(atomic_load(&m->reports) == EVENTS_EACH * m->n, 30000));
+  hd_server_stats_t st;
+  DCHECK(WAIT_FOR(hdt_server_stats(m->s, &st) == 0 && st.pending_total == 0, 30000));
+  uint64_t t3 = hdt_now_ms();
+  hdt_sleep_ms(100);
   int wrong = 0, dup = 0, extra = 0;
   for (int i = 0; i < m->n; i++) {
     wrong += atomic_load(&m->cl[i].wrong);
@@ -318,7 +318,7 @@ static void many_body(mc_t *m) {
   CHECK(atomic_load(&m->report_errors) == 0 && atomic_load(&m->unknown) == 0);
   CHECK(atomic_load(&m->reports) == EVENTS_EACH * m->n);
   CHECK(connected_users(m) == (uint64_t)m->n);
-  CHECK_OK(hd_server_stats(m->s, &st));
+  CHECK_OK(hdt_server_stats(m->s, &st));
   CHECK(st.events_added == (uint64_t)EVENTS_EACH * (uint64_t)m->n);
   CHECK(st.events_confirmed == (uint64_t)EVENTS_EACH * (uint64_t)m->n);
   printf("  %d clients: created in %" PRIu64 " ms, all connected %" PRIu64 " ms later, "

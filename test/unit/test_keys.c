@@ -4,23 +4,14 @@
 #include "harness.h"
 #include "hyperdown.h"
 #include "keys.h"
-
-/* The three key pairs of the original example (keypear form: clamped scalar, public key). */
-static const char *const example_keys[3][2] = {
-    {"808a6e175b246bc93d4adaada45d49c031296efb36da7fdf3c5128d3eb46fd5e",
-     "9b0e5bf749a3fd55ca5d08b225962bae6c0c826d9822a79e36b1871b50da82fe"},
-    {"684e14316d8f379829ee5d1b883dffd2cf123f2987b8658353ae740ed8758565",
-     "09f9cb2e6097bab4936696c7fb2e80c52ecc7e7a0dfe67274d93198e785c1558"},
-    {"b0cf93c3f3589ea5e7a09b752e7b6492e6e331661da8fe88854d692aec59114f",
-     "4cce6d17f4000b19b9f752fb7c185a56cff16d86f0cda8673e5ab6baed9e7171"},
-};
+#include "testutil.h"
 
 static void test_original_example_keys_verify(void) {
   for (int i = 0; i < 3; i++) {
     uint8_t scalar[32], pk[32], xs[32], xp[32], xp2[32];
     hd_keypair_t kp;
-    CHECK_OK(hd_hex_decode(scalar, 32, example_keys[i][0]));
-    CHECK_OK(hd_hex_decode(pk, 32, example_keys[i][1]));
+    CHECK_OK(hd_hex_decode(scalar, 32, hdt_example_keys[i][0]));
+    CHECK_OK(hd_hex_decode(pk, 32, hdt_example_keys[i][1]));
     CHECK_OK(hd_keypair_from_scalar(&kp, scalar, pk));
     CHECK(memcmp(kp.public_key, pk, 32) == 0);
     /* The Noise static key: X25519(scalar) must be the Montgomery form of the public key. */
@@ -34,8 +25,8 @@ static void test_scalar_pair_that_does_not_verify(void) {
   uint8_t scalar[32], pk[32];
   hd_keypair_t kp;
   memset(&kp, 0xaa, sizeof kp);
-  CHECK_OK(hd_hex_decode(scalar, 32, example_keys[0][0]));
-  CHECK_OK(hd_hex_decode(pk, 32, example_keys[1][1]));
+  CHECK_OK(hd_hex_decode(scalar, 32, hdt_example_keys[0][0]));
+  CHECK_OK(hd_hex_decode(pk, 32, hdt_example_keys[1][1]));
   CHECK_RC(hd_keypair_from_scalar(&kp, scalar, pk), HD_EKEY);
   CHECK(hd_last_error_code() == HD_EKEY);
   CHECK(strstr(hd_last_error_message(), "does not belong") != NULL);
@@ -77,7 +68,7 @@ static void test_generate_gives_distinct_verified_pairs(void) {
 static void test_public_key_check(void) {
   uint8_t pk[32] = {0};
   CHECK_RC(hd_publickey_check(pk), HD_EKEY); /* identity point: small order */
-  CHECK_OK(hd_hex_decode(pk, 32, example_keys[2][1]));
+  CHECK_OK(hd_hex_decode(pk, 32, hdt_example_keys[2][1]));
   CHECK_OK(hd_publickey_check(pk));
 }
 

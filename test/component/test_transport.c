@@ -1,5 +1,5 @@
 /* Transport tests: handshake over IPv4/IPv6, messages both ways, handshake failures, hostile raw
- * peers, keepalive, close semantics, caller-owned loop. Every wait is bounded (transport_util.h). */
+ * peers, keepalive, close semantics, caller-owned loop. Every wait is bounded (WAIT_FOR). */
 #include "harness.h"
 #include "transport_util.h"
 
@@ -34,7 +34,7 @@ static int pair_start(pair_t *p, const char *listen, uint32_t keepalive_ms) {
     fprintf(stderr, "  server create: %s\n", hd_last_error_message());
     return -1;
   }
-  hd__server_set_message_hook(p->s, tu_server_hook, &p->sp);
+  hd__server_set_message_hook(p->s, tu_count_hook, &p->sp);
   if (listen[0] == '[') snprintf(p->addr, sizeof p->addr, "[::1]:%d", hd_server_port(p->s));
   else snprintf(p->addr, sizeof p->addr, "127.0.0.1:%d", hd_server_port(p->s));
   hd_client_options_t co = tu_client_options(&p->ckp, p->skp.public_key, TOPIC, p->addr, &p->cp);
@@ -44,7 +44,7 @@ static int pair_start(pair_t *p, const char *listen, uint32_t keepalive_ms) {
     fprintf(stderr, "  client create: %s\n", hd_last_error_message());
     return -1;
   }
-  hd__client_set_message_hook(p->c, tu_client_hook, &p->cp);
+  hd__client_set_message_hook(p->c, tu_count_hook, &p->cp);
   return 1;
 }
 
@@ -60,7 +60,7 @@ static void exchange(const char *listen) {
   int started = pair_start(&p, listen, 0);
   if (started == 0) return;
   CHECK(started == 1);
-  CHECK(TU_WAIT(atomic_load(&p.sp.connected) == 1 && atomic_load(&p.cp.connected) == 1, 5000));
+  CHECK(WAIT_FOR(atomic_load(&p.sp.connected) == 1 && atomic_load(&p.cp.connected) == 1, 5000));
   CHECK(memcmp(p.sp.key, p.ckp.public_key, 32) == 0);
   CHECK(memcmp(p.cp.key, p.skp.public_key, 32) == 0);
 
@@ -74,7 +74,7 @@ static void exchange(const char *listen) {
     CHECK_OK(hd__server_send(p.s, p.ckp.public_key, HD__MSG_EVENTS, b, bl));
     hd__buf_free(&m);
   }
-  CHECK(TU_WAIT(atomic_load(&p.sp.messages) == n && atomic_load(&p.cp.messages) == n, 10000));
+  CHECK(WAIT_FOR(atomic_load(&p.sp.messages) == n && atomic_load(&p.cp.messages) == n, 10000));
   CHECK(atomic_load(&p.sp.out_of_order) == 0 && atomic_load(&p.cp.out_of_order) == 0);
 
   /* one message larger than a record (65519 bytes) each way */
@@ -84,7 +84,7 @@ static void exchange(const char *listen) {
   CHECK_OK(hd__client_send(p.c, HD__MSG_EVENTS, b, bl));
   CHECK_OK(hd__server_send(p.s, p.ckp.public_key, HD__MSG_EVENTS, b, bl));
   hd__buf_free(&big);
-  CHECK(TU_WAIT(atomic_load(&p.sp.big_ok) == 1 && atomic_load(&p.cp.big_ok) == 1, 10000));
+  CHECK(WAIT_FOR(atomic_load(&p.sp.big_ok) == 1 && atomic_load(&p.cp.big_ok) == 1, 10000));
 
   pair_stop(&p);
   /* the client saw the server's orderly goodbye or closed itself first: either way status 0 */
@@ -95,6 +95,18 @@ static void exchange(const char *listen) {
 
 static void handshake_ipv4(void) { exchange("127.0.0.1:0"); }
 static void handshake_ipv6(void) { exchange("[::1]:0"); }
+
+/* A server with tu_server_options(kp) on 127.0.0.1 (on `loop` if not NULL), recording into `sp`;
+ * `addr` is where to dial it. 0 or the create's error. */
+static int local_server(hd_server_t **s, const hd_keypair_t *kp, tu_peer_t *sp, uv_loop_t *loop,
+                        char addr[64]) {
+  tu_peer_init(sp);
+  hd_server_options_t so = tu_server_options(kp, TOPIC, "127.0.0.1:0", sp);
+  so.loop = loop;
+  int rc = hd_server_create(s, &so);
+  if (rc == 0) snprintf(addr, 64, "127.0.0.1:%d", hd_server_port(*s));
+  return rc;
+}
 
 /* A good client connects to `s` and is seen by the server; used after each hostile case. */
 static int good_client_works(hd_server_t *s, const hd_keypair_t *skp, tu_peer_t *sp) {
@@ -108,7 +120,7 @@ static int good_client_works(hd_server_t *s, const hd_keypair_t *skp, tu_peer_t 
   hd_client_t *c;
   if (hd_client_create(&c, &co) != 0) return 0;
   int before = atomic_load(&sp->connected);
-  int ok = TU_WAIT(atomic_load(&cp.connected) == 1 && atomic_load(&sp->connected) > before, 5000);
+  int ok = WAIT_FOR(atomic_load(&cp.connected) == 1 && atomic_load(&sp->connected) > before, 5000);
   hd_client_close_wait(c);
   return ok;
 }
@@ -119,21 +131,18 @@ static void wrong_server_key_and_topic(void) {
   hd_keypair_generate(&other);
   hd_keypair_generate(&ckp);
   tu_peer_t sp, cp;
-  tu_peer_init(&sp);
   tu_peer_init(&cp);
   tu_log_clear();
-  hd_server_options_t so = tu_server_options(&skp, TOPIC, "127.0.0.1:0", &sp);
   hd_server_t *s;
-  CHECK_OK(hd_server_create(&s, &so));
   char addr[64];
-  snprintf(addr, sizeof addr, "127.0.0.1:%d", hd_server_port(s));
+  CHECK_OK(local_server(&s, &skp, &sp, NULL, addr));
 
   /* the client expects another server key */
   hd_client_options_t co = tu_client_options(&ckp, other.public_key, TOPIC, addr, &cp);
   co.no_reconnect = 1;
   hd_client_t *c;
   CHECK_OK(hd_client_create(&c, &co));
-  CHECK(TU_WAIT(atomic_load(&cp.disconnected) == 1 && atomic_load(&sp.disconnected) == 1, 5000));
+  CHECK(WAIT_FOR(atomic_load(&cp.disconnected) == 1 && atomic_load(&sp.disconnected) == 1, 5000));
   CHECK(atomic_load(&cp.last_status) == HD_EAUTH);
   CHECK(strstr(cp.detail, "wrong serverPublicKey?") != NULL);
   CHECK(atomic_load(&sp.last_status) == HD_EAUTH);
@@ -146,7 +155,7 @@ static void wrong_server_key_and_topic(void) {
   co = tu_client_options(&ckp, skp.public_key, "another-topic", addr, &cp);
   co.no_reconnect = 1;
   CHECK_OK(hd_client_create(&c, &co));
-  CHECK(TU_WAIT(atomic_load(&cp.disconnected) == 1 && atomic_load(&sp.disconnected) == 2, 5000));
+  CHECK(WAIT_FOR(atomic_load(&cp.disconnected) == 1 && atomic_load(&sp.disconnected) == 2, 5000));
   CHECK(atomic_load(&cp.last_status) == HD_ETOPIC);
   CHECK(atomic_load(&sp.last_status) == HD_ETOPIC);
   CHECK(tu_log_has("ETOPIC"));
@@ -173,104 +182,102 @@ static int hostile_start(hostile_t *h, uint32_t keepalive_ms, uint32_t handshake
   tu_log_clear();
   hd_server_options_t so = tu_server_options(&h->skp, TOPIC, "127.0.0.1:0", &h->sp);
   so.keepalive_ms = keepalive_ms;
-  so.handshake_timeout_ms = handshake_ms * (uint32_t)tu_slow();
+  so.handshake_timeout_ms = handshake_ms * (uint32_t)hdt_slow();
   if (hd_server_create(&h->s, &so) != 0) return -1;
   h->port = hd_server_port(h->s);
   return 0;
 }
 
-static void random_preamble(void) {
-  hostile_t h;
-  CHECK(hostile_start(&h, 0, 0) == 0);
-  tu_raw_t r;
-  CHECK(tu_raw_connect(&r, h.port) == 0);
+/* A raw peer misbehaves in one way; the server drops it with the right status and reason and goes
+ * on serving: a row per way, run by hostile_run. */
+typedef struct hostile_case {
+  uint32_t keepalive_ms;   /* the server's (scaled) */
+  int handshake;           /* the peer completes the handshake first */
+  int (*act)(tu_raw_t *r); /* what it does then; NULL: nothing */
+  int hangs_up;            /* it closes the socket itself, not waiting for the server to */
+  int status;              /* the server's on_peer_disconnected status */
+  int had_key;             /* ... with the peer's key (1), without (0), either (-1) */
+  const char *reason[2];   /* in the server's log */
+} hostile_case_t;
+
+static int send_junk(tu_raw_t *r) {
   uint8_t junk[64];
   randombytes_buf(junk, sizeof junk);
   junk[0] = 'X'; /* never the magic */
-  CHECK(tu_send_all(r.fd, junk, sizeof junk) == 0);
-  CHECK(tu_wait_closed(r.fd, 3000));
-  close(r.fd);
-  CHECK(TU_WAIT(atomic_load(&h.sp.disconnected) == 1, 3000));
-  CHECK(atomic_load(&h.sp.last_status) == HD_EPROTO);
-  CHECK(tu_log_has("bad magic"));
-  CHECK(tu_log_has("127.0.0.1:")); /* the peer address is in the logged reason */
-  CHECK(good_client_works(h.s, &h.skp, &h.sp));
-  CHECK_OK(hd_server_close_wait(h.s));
+  return tu_send_all(r->fd, junk, sizeof junk);
 }
 
-static void tampered_record(void) {
-  hostile_t h;
-  CHECK(hostile_start(&h, 0, 0) == 0);
-  tu_raw_t r;
-  CHECK(tu_raw_connect(&r, h.port) == 0);
-  CHECK(tu_raw_handshake(&r, &h.ckp, h.skp.public_key, TOPIC) == 0);
-  CHECK(TU_WAIT(atomic_load(&h.sp.connected) == 1, 3000));
+static int send_tampered_ping(tu_raw_t *r) {
   hd__buf_t m;
   hd__buf_init(&m);
   hd__msg_encode_ping(&m, 7);
-  CHECK(tu_raw_send(&r, &m, 1) == 0);
+  int rc = tu_raw_send(r, &m, 1);
   hd__buf_free(&m);
-  CHECK(tu_wait_closed(r.fd, 3000));
-  close(r.fd);
-  CHECK(TU_WAIT(atomic_load(&h.sp.disconnected) == 1, 3000));
-  CHECK(atomic_load(&h.sp.last_status) == HD_EAUTH);
-  CHECK(atomic_load(&h.sp.last_had_key) == 1);
-  CHECK(tu_log_has("record failed authentication"));
-  CHECK(good_client_works(h.s, &h.skp, &h.sp));
-  CHECK_OK(hd_server_close_wait(h.s));
+  return rc;
 }
 
-static void unknown_message_type(void) {
-  hostile_t h;
-  CHECK(hostile_start(&h, 0, 0) == 0);
-  tu_raw_t r;
-  CHECK(tu_raw_connect(&r, h.port) == 0);
-  CHECK(tu_raw_handshake(&r, &h.ckp, h.skp.public_key, TOPIC) == 0);
+static int send_unknown_type(tu_raw_t *r) {
   uint8_t raw[] = {0x02, 0x7e, 0x00}; /* L=2, type 0x7e: not a type of this version */
   hd__buf_t m = {raw, sizeof raw, sizeof raw};
-  CHECK(tu_raw_send(&r, &m, 0) == 0);
-  CHECK(tu_wait_closed(r.fd, 3000));
-  close(r.fd);
-  CHECK(TU_WAIT(atomic_load(&h.sp.disconnected) == 1, 3000));
-  CHECK(atomic_load(&h.sp.last_status) == HD_EPROTO);
-  CHECK(tu_log_has("unknown message type"));
-  CHECK(good_client_works(h.s, &h.skp, &h.sp));
-  CHECK_OK(hd_server_close_wait(h.s));
+  return tu_raw_send(r, &m, 0);
 }
 
-static void truncated_record_then_close(void) {
-  hostile_t h;
-  CHECK(hostile_start(&h, 0, 0) == 0);
-  tu_raw_t r;
-  CHECK(tu_raw_connect(&r, h.port) == 0);
-  CHECK(tu_raw_handshake(&r, &h.ckp, h.skp.public_key, TOPIC) == 0);
+static int send_truncated_record(tu_raw_t *r) {
   uint8_t part[12] = {0x01, 0x00}; /* says 256 bytes, brings 10 */
-  CHECK(tu_send_all(r.fd, part, sizeof part) == 0);
+  return tu_send_all(r->fd, part, sizeof part);
+}
+
+static int send_lying_length(tu_raw_t *r) {
+  uint8_t part[8] = {0xff, 0xff, 1, 2, 3}; /* a record header of 0xFFFF, a few bytes, silence */
+  return tu_send_all(r->fd, part, sizeof part);
+}
+
+static void hostile_run(const hostile_case_t *k) {
+  hostile_t h;
+  uint32_t ka = k->keepalive_ms * (uint32_t)hdt_slow();
+  CHECK(hostile_start(&h, ka, 0) == 0);
+  tu_raw_t r;
+  CHECK(tu_raw_connect(&r, h.port) == 0);
+  if (k->handshake) {
+    CHECK(tu_raw_handshake(&r, &h.ckp, h.skp.public_key, TOPIC) == 0);
+    if (ka) CHECK(r.welcome.keepalive_ms == ka);
+    CHECK(WAIT_FOR(atomic_load(&h.sp.connected) == 1, 3000));
+  }
+  if (k->act) CHECK(k->act(&r) == 0);
+  if (!k->hangs_up) CHECK(tu_wait_closed(r.fd, 3000));
   close(r.fd);
-  CHECK(TU_WAIT(atomic_load(&h.sp.disconnected) == 1, 3000));
-  CHECK(atomic_load(&h.sp.last_status) == HD_ECONNRESET);
-  CHECK(tu_log_has("without saying goodbye"));
+  CHECK(WAIT_FOR(atomic_load(&h.sp.disconnected) == 1, 3000));
+  CHECK(atomic_load(&h.sp.last_status) == k->status);
+  if (k->had_key >= 0) CHECK(atomic_load(&h.sp.last_had_key) == k->had_key);
+  for (int i = 0; i < 2 && k->reason[i]; i++) CHECK(tu_log_has(k->reason[i]));
   CHECK(good_client_works(h.s, &h.skp, &h.sp));
   CHECK_OK(hd_server_close_wait(h.s));
 }
 
-/* A record header of 0xFFFF then a few bytes and silence: the idle timeout drops it. */
-static void lying_length_then_silence(void) {
-  hostile_t h;
-  CHECK(hostile_start(&h, 100 * (uint32_t)tu_slow(), 0) == 0);
-  tu_raw_t r;
-  CHECK(tu_raw_connect(&r, h.port) == 0);
-  CHECK(tu_raw_handshake(&r, &h.ckp, h.skp.public_key, TOPIC) == 0);
-  uint8_t part[8] = {0xff, 0xff, 1, 2, 3};
-  CHECK(tu_send_all(r.fd, part, sizeof part) == 0);
-  CHECK(tu_wait_closed(r.fd, 3000));
-  close(r.fd);
-  CHECK(TU_WAIT(atomic_load(&h.sp.disconnected) == 1, 3000));
-  CHECK(atomic_load(&h.sp.last_status) == HD_ETIMEDOUT);
-  CHECK(tu_log_has("idle timeout"));
-  CHECK(good_client_works(h.s, &h.skp, &h.sp));
-  CHECK_OK(hd_server_close_wait(h.s));
-}
+/* A row of hostile_run as a test. */
+#define HOSTILE_TEST(name, ...)                                                                   \
+  static void name(void) {                                                                        \
+    static const hostile_case_t k = {__VA_ARGS__};                                                \
+    hostile_run(&k);                                                                              \
+  }
+
+/* the peer address is in the logged reason */
+HOSTILE_TEST(random_preamble, .act = send_junk, .status = HD_EPROTO, .had_key = -1,
+             .reason = {"bad magic", "127.0.0.1:"})
+HOSTILE_TEST(tampered_record, .handshake = 1, .act = send_tampered_ping, .status = HD_EAUTH,
+             .had_key = 1, .reason = {"record failed authentication"})
+HOSTILE_TEST(unknown_message_type, .handshake = 1, .act = send_unknown_type, .status = HD_EPROTO,
+             .had_key = -1, .reason = {"unknown message type"})
+HOSTILE_TEST(truncated_record_then_close, .handshake = 1, .act = send_truncated_record,
+             .hangs_up = 1, .status = HD_ECONNRESET, .had_key = -1,
+             .reason = {"without saying goodbye"})
+/* the idle timeout drops it */
+HOSTILE_TEST(lying_length_then_silence, .keepalive_ms = 100, .handshake = 1,
+             .act = send_lying_length, .status = HD_ETIMEDOUT, .had_key = -1,
+             .reason = {"idle timeout"})
+/* it never answers the pings */
+HOSTILE_TEST(silent_peer_dropped, .keepalive_ms = 50, .handshake = 1, .status = HD_ETIMEDOUT,
+             .had_key = 1)
 
 /* The same lie in the handshake: a frame length of 0xFFFF is refused at once (no buffering). */
 static void lying_handshake_length(void) {
@@ -294,7 +301,7 @@ static void lying_handshake_length(void) {
   CHECK(tu_send_all(r.fd, pre, 5) == 0);
   CHECK(tu_wait_closed(r.fd, 3000));
   close(r.fd);
-  CHECK(TU_WAIT(atomic_load(&h.sp.disconnected) == 2, 3000));
+  CHECK(WAIT_FOR(atomic_load(&h.sp.disconnected) == 2, 3000));
   CHECK(atomic_load(&h.sp.last_status) == HD_ETIMEDOUT);
   CHECK(tu_log_has("did not complete within"));
   CHECK(good_client_works(h.s, &h.skp, &h.sp));
@@ -305,28 +312,12 @@ static void lying_handshake_length(void) {
 
 static void keepalive_rounds(void) {
   pair_t p;
-  uint32_t ka = 50 * (uint32_t)tu_slow();
+  uint32_t ka = 50 * (uint32_t)hdt_slow();
   CHECK(pair_start(&p, "127.0.0.1:0", ka) == 1);
-  CHECK(TU_WAIT(atomic_load(&p.sp.connected) == 1 && atomic_load(&p.cp.connected) == 1, 5000));
-  tu_sleep_ms((int)ka * 12); /* several idle timeouts long: only PING/PONG keep it up */
+  CHECK(WAIT_FOR(atomic_load(&p.sp.connected) == 1 && atomic_load(&p.cp.connected) == 1, 5000));
+  hdt_sleep_ms((int)ka * 12); /* several idle timeouts long: only PING/PONG keep it up */
   CHECK(atomic_load(&p.sp.disconnected) == 0 && atomic_load(&p.cp.disconnected) == 0);
   pair_stop(&p);
-}
-
-static void silent_peer_dropped(void) {
-  hostile_t h;
-  CHECK(hostile_start(&h, 50 * (uint32_t)tu_slow(), 0) == 0);
-  tu_raw_t r;
-  CHECK(tu_raw_connect(&r, h.port) == 0);
-  CHECK(tu_raw_handshake(&r, &h.ckp, h.skp.public_key, TOPIC) == 0);
-  CHECK(r.welcome.keepalive_ms == 50 * (uint32_t)tu_slow());
-  /* never answer the pings */
-  CHECK(tu_wait_closed(r.fd, 3000));
-  close(r.fd);
-  CHECK(TU_WAIT(atomic_load(&h.sp.disconnected) == 1, 3000));
-  CHECK(atomic_load(&h.sp.last_status) == HD_ETIMEDOUT);
-  CHECK(atomic_load(&h.sp.last_had_key) == 1);
-  CHECK_OK(hd_server_close_wait(h.s));
 }
 
 /* ---- lifecycle ---- */
@@ -334,23 +325,23 @@ static void silent_peer_dropped(void) {
 static void close_with_peers(void) {
   pair_t p;
   CHECK(pair_start(&p, "127.0.0.1:0", 0) == 1);
-  CHECK(TU_WAIT(atomic_load(&p.sp.connected) == 1 && atomic_load(&p.cp.connected) == 1, 5000));
+  CHECK(WAIT_FOR(atomic_load(&p.sp.connected) == 1 && atomic_load(&p.cp.connected) == 1, 5000));
   tu_peer_t closed;
   tu_peer_init(&closed);
   CHECK_OK(hd_server_close(p.s, tu_on_closed, &closed));
   CHECK_RC(hd_server_close(p.s, NULL, NULL), HD_ECLOSED);
-  CHECK(TU_WAIT(atomic_load(&closed.closed) == 1, 5000));
+  CHECK(WAIT_FOR(atomic_load(&closed.closed) == 1, 5000));
   CHECK(atomic_load(&p.sp.destroyed) == 1);
   CHECK(atomic_load(&p.sp.disconnected) == 1);
   CHECK(atomic_load(&p.sp.last_status) == 0);
   /* the client heard the goodbye: an orderly close, then it dials again (refused) */
-  CHECK(TU_WAIT(atomic_load(&p.cp.disconnected) >= 1, 5000));
-  CHECK(TU_WAIT(atomic_load(&p.cp.disconnected) >= 2, 5000));
+  CHECK(WAIT_FOR(atomic_load(&p.cp.disconnected) >= 1, 5000));
+  CHECK(WAIT_FOR(atomic_load(&p.cp.disconnected) >= 2, 5000));
   CHECK(atomic_load(&p.cp.last_status) == HD_ECONNREFUSED);
   CHECK_OK(hd_client_close_wait(p.c));
   CHECK(atomic_load(&p.cp.destroyed) == 1);
   /* the detached server thread ends on its own: give it a moment so valgrind sees it gone */
-  tu_sleep_ms(50);
+  hdt_sleep_ms(50);
 }
 
 static void many_handles(void) {
@@ -358,17 +349,14 @@ static void many_handles(void) {
   hd_keypair_generate(&kp);
   for (int i = 0; i < 50; i++) {
     tu_peer_t sp, cp;
-    tu_peer_init(&sp);
     tu_peer_init(&cp);
-    hd_server_options_t so = tu_server_options(&kp, TOPIC, "127.0.0.1:0", &sp);
     hd_server_t *s;
-    CHECK_OK(hd_server_create(&s, &so));
     char addr[64];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", hd_server_port(s));
+    CHECK_OK(local_server(&s, &kp, &sp, NULL, addr));
     hd_client_options_t co = tu_client_options(&kp, kp.public_key, TOPIC, addr, &cp);
     hd_client_t *c;
     CHECK_OK(hd_client_create(&c, &co));
-    if (i % 2) CHECK(TU_WAIT(atomic_load(&cp.connected) == 1, 5000));
+    if (i % 2) CHECK(WAIT_FOR(atomic_load(&cp.connected) == 1, 5000));
     CHECK_OK(hd_client_close_wait(c));
     CHECK_OK(hd_server_close_wait(s));
     CHECK(atomic_load(&sp.destroyed) == 1 && atomic_load(&cp.destroyed) == 1);
@@ -431,23 +419,19 @@ static void caller_loop(void) {
   hd_keypair_t kp;
   hd_keypair_generate(&kp);
   tu_peer_t sp, cp, closed;
-  tu_peer_init(&sp);
   tu_peer_init(&cp);
   tu_peer_init(&closed);
-  hd_server_options_t so = tu_server_options(&kp, TOPIC, "127.0.0.1:0", &sp);
-  so.loop = &loop;
   hd_server_t *s;
-  CHECK_OK(hd_server_create(&s, &so));
   char addr[64];
-  snprintf(addr, sizeof addr, "127.0.0.1:%d", hd_server_port(s));
+  CHECK_OK(local_server(&s, &kp, &sp, &loop, addr));
   hd_client_options_t co = tu_client_options(&kp, kp.public_key, TOPIC, addr, &cp);
   co.loop = &loop;
   hd_client_t *c;
   CHECK_OK(hd_client_create(&c, &co));
-  hd__server_set_message_hook(s, tu_server_hook, &sp);
-  uint64_t dl = tu_now_ms() + 5000u * (unsigned)tu_slow();
+  hd__server_set_message_hook(s, tu_count_hook, &sp);
+  uint64_t dl = hdt_now_ms() + 5000u * (unsigned)hdt_slow();
   while (atomic_load(&sp.connected) == 0 || atomic_load(&cp.connected) == 0) {
-    CHECK(tu_now_ms() < dl);
+    CHECK(hdt_now_ms() < dl);
     uv_run(&loop, UV_RUN_ONCE);
   }
   /* on the loop thread a send runs inline and reports its result */
@@ -457,14 +441,14 @@ static void caller_loop(void) {
   CHECK_OK(hd__client_send(c, HD__MSG_EVENTS, b, bl));
   hd__buf_free(&m);
   while (atomic_load(&sp.messages) == 0) {
-    CHECK(tu_now_ms() < dl);
+    CHECK(hdt_now_ms() < dl);
     uv_run(&loop, UV_RUN_ONCE);
   }
   CHECK_RC(hd_server_close_wait(s), HD_ETHREAD); /* it would wait for itself */
   CHECK_OK(hd_server_close(s, tu_on_closed, &closed));
   CHECK_OK(hd_client_close(c, tu_on_closed, &closed));
   while (atomic_load(&closed.closed) < 2) {
-    CHECK(tu_now_ms() < dl);
+    CHECK(hdt_now_ms() < dl);
     uv_run(&loop, UV_RUN_ONCE);
   }
   uv_run(&loop, UV_RUN_DEFAULT); /* returns at once: nothing of ours is left on the loop */
@@ -499,7 +483,7 @@ static void caller_loop_close_wait(void) {
   tu_peer_init(&x.sp);
   pthread_t t;
   pthread_create(&t, NULL, loop_thread_fn, &x);
-  int ok = TU_WAIT(atomic_load(&x.s) != NULL, 5000);
+  int ok = WAIT_FOR(atomic_load(&x.s) != NULL, 5000);
   if (ok) CHECK_OK(hd_server_close_wait(atomic_load(&x.s)));
   pthread_join(t, NULL); /* uv_run returned: the server left nothing on the loop */
   CHECK(ok);

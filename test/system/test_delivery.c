@@ -1,7 +1,7 @@
 /* Event delivery end to end, through the public API only: the original library's example with its
  * own three key pairs, per-user FIFO, isolation between users, handler completions from another
  * thread and with failures, the pause setting, and a server consumption that fails.
- * Every wait is bounded (delivery_util.h); every folder is a fresh mkdtemp, removed at the end. */
+ * Every wait is bounded (WAIT_FOR); every folder is a fresh mkdtemp, removed at the end. */
 #include "harness.h"
 #include "delivery_util.h"
 
@@ -22,27 +22,13 @@ static int original_check(int tag, uint64_t seq, const uint8_t *p, size_t n) {
   return want != NULL && n == strlen(want) && memcmp(p, want, n) == 0;
 }
 
-typedef struct world {
-  du_server_t s;
-  du_client_t c[4];
-  int nc;
-  int s_on;
-} world_t;
-
-static void world_free(world_t *w) {
-  for (int i = 0; i < w->nc; i++) du_client_stop(&w->c[i]);
-  if (w->s_on) du_server_free(&w->s);
-  for (int i = 0; i < w->nc; i++) du_client_free(&w->c[i]);
-  memset(w, 0, sizeof *w);
-}
-
-static void original_example_body(world_t *w) {
+static void original_example_body(du_world_t *w) {
   hd_keypair_t kp0, kp1, kp2;
-  CHECK_OK(du_original_keypair(&kp0, 0));
-  CHECK_OK(du_original_keypair(&kp1, 1));
-  CHECK_OK(du_original_keypair(&kp2, 2));
+  CHECK_OK(hdt_example_keypair(&kp0, 0));
+  CHECK_OK(hdt_example_keypair(&kp1, 1));
+  CHECK_OK(hdt_example_keypair(&kp2, 2));
 
-  du_server_init(&w->s, "server", &kp0, du_mkdtemp("server"), 16);
+  du_server_init(&w->s, "server", &kp0, hdt_mkdtemp("server"), 16);
   w->s_on = 1;
   CHECK(w->s.dir != NULL);
   w->s.check = original_check;
@@ -51,8 +37,8 @@ static void original_example_body(world_t *w) {
   CHECK_OK(du_server_start(&w->s));
 
   du_client_t *online = &w->c[0], *offline = &w->c[1];
-  du_client_init(online, "client1", 1, &kp1, kp0.public_key, du_mkdtemp("client1"), 16);
-  du_client_init(offline, "client2", 2, &kp2, kp0.public_key, du_mkdtemp("client2"), 16);
+  du_client_init(online, "client1", 1, &kp1, kp0.public_key, hdt_mkdtemp("client1"), 16);
+  du_client_init(offline, "client2", 2, &kp2, kp0.public_key, hdt_mkdtemp("client2"), 16);
   w->nc = 2;
   CHECK(online->dir && offline->dir);
   online->check = offline->check = original_check;
@@ -60,7 +46,7 @@ static void original_example_body(world_t *w) {
   du_client_set_addr(offline, w->s.port);
 
   CHECK_OK(du_client_start(online));
-  DCHECK(DU_WAIT(du_client_is_connected(online), 5000));
+  DCHECK(WAIT_FOR(du_client_is_connected(online), 5000));
 
   /* an event for the online user */
   uint64_t seq = 0;
@@ -71,7 +57,7 @@ static void original_example_body(world_t *w) {
   p = original_payloads[2][1];
   CHECK_OK(hd_server_add_event_wait(w->s.h, kp2.public_key, p, strlen(p), &seq));
   CHECK(seq == 1);
-  DCHECK(DU_WAIT(du_client_oks(online, 1) == 1, 5000));
+  DCHECK(WAIT_FOR(du_client_oks(online, 1) == 1, 5000));
   DCHECK(du_server_pending(&w->s, kp2.public_key) == 1);
 
   /* the offline user comes back later */
@@ -81,17 +67,17 @@ static void original_example_body(world_t *w) {
   CHECK_OK(hd_server_add_event_wait(w->s.h, kp1.public_key, p, strlen(p), &seq));
   CHECK(seq == 2);
 
-  DCHECK(DU_WAIT(du_client_oks(online, 2) == 1 && du_client_oks(offline, 1) == 1, 5000));
+  DCHECK(WAIT_FOR(du_client_oks(online, 2) == 1 && du_client_oks(offline, 1) == 1, 5000));
   /* every server callback ran once per event, with the client's data */
-  DCHECK(DU_WAIT(du_server_calls(&w->s, 0, 1) == 1 && du_server_calls(&w->s, 0, 2) == 1 &&
+  DCHECK(WAIT_FOR(du_server_calls(&w->s, 0, 1) == 1 && du_server_calls(&w->s, 0, 2) == 1 &&
                      du_server_calls(&w->s, 1, 1) == 1,
                  5000));
   /* both stores end empty */
-  DCHECK(DU_WAIT(du_server_pending(&w->s, kp1.public_key) == 0 &&
+  DCHECK(WAIT_FOR(du_server_pending(&w->s, kp1.public_key) == 0 &&
                      du_server_pending(&w->s, kp2.public_key) == 0 &&
                      du_server_pending_total(&w->s) == 0,
                  5000));
-  DCHECK(DU_WAIT(du_client_store_empty(online) && du_client_store_empty(offline), 5000));
+  DCHECK(WAIT_FOR(du_client_store_empty(online) && du_client_store_empty(offline), 5000));
 
   hd_server_stats_t ss;
   CHECK_OK(du_server_stats(&w->s, &ss));
@@ -109,44 +95,16 @@ static void original_example_body(world_t *w) {
   CHECK(cs.events_received == 1 && cs.events_handled == 1 && cs.events_confirmed == 1);
 
   /* nothing more runs: each handler and each callback exactly once */
-  du_sleep_ms(100);
+  hdt_sleep_ms(100);
   CHECK(du_client_total_calls(online) == 2 && du_client_total_calls(offline) == 1);
   CHECK(du_server_total_calls(&w->s) == 3);
   CHECK(du_client_clean(online) && du_client_clean(offline) && du_server_clean(&w->s));
 }
 
-static void original_example(void) {
-  world_t w;
-  memset(&w, 0, sizeof w);
-  original_example_body(&w);
-  world_free(&w);
-}
+DU_WORLD_TEST(original_example, original_example_body)
 
 /* ---------------------------------------------------------------------------------------------
- * One server and `n` users with fresh keys; user i (tag i+1) is client c[i]. */
-static int world_start(world_t *w, int nusers, uint64_t cap, int start_clients) {
-  hd_keypair_t skp;
-  hd_keypair_generate(&skp);
-  du_server_init(&w->s, "server", &skp, du_mkdtemp("server"), cap);
-  w->s_on = 1;
-  if (w->s.dir == NULL) return -1;
-  for (int i = 0; i < nusers; i++) {
-    hd_keypair_t kp;
-    char name[32];
-    hd_keypair_generate(&kp);
-    snprintf(name, sizeof name, "client%d", i + 1);
-    du_client_init(&w->c[i], name, i + 1, &kp, skp.public_key, du_mkdtemp("client"), cap);
-    w->nc++;
-    if (w->c[i].dir == NULL) return -1;
-    du_server_add_user(&w->s, kp.public_key, i + 1);
-  }
-  if (du_server_start(&w->s) != 0) return -1;
-  for (int i = 0; i < nusers; i++) {
-    du_client_set_addr(&w->c[i], w->s.port);
-    if (start_clients && du_client_start(&w->c[i]) != 0) return -1;
-  }
-  return 0;
-}
+ * The other tests: one server and `n` users with fresh keys; user i (tag i+1) is client c[i]. */
 
 /* Per-user FIFO across 1,000 events: half added while the user is offline (catch-up in pages),
  * the rest while it connects and after (live pushes), many adds in flight at once. */
@@ -166,9 +124,9 @@ static void on_added(void *cb_data, int status, uint64_t seq) {
   atomic_fetch_add(&r->a->done, 1);
 }
 
-static void fifo_body(world_t *w) {
+static void fifo_body(du_world_t *w) {
   const int n = 1000;
-  CHECK_OK(world_start(w, 1, (uint64_t)n + 2, 0));
+  CHECK_OK(du_world_init(w, "delivery", 1, (uint64_t)n + 2, DU_START_SERVER));
   du_client_t *c = &w->c[0];
   du_server_t *s = &w->s;
   /* a small page and window so that the backlog crosses many pages and credit rounds */
@@ -187,26 +145,17 @@ static void fifo_body(world_t *w) {
     rc = hd_server_add_event(s->h, c->kp.public_key, buf, len, on_added, &reqs[i]);
   }
   if (rc != 0) fprintf(stderr, "  add: %s (%s)\n", hd_err_name(rc), hd_last_error_message());
-  int all_added = rc == 0 && DU_WAIT(atomic_load(&a.done) == n, 10000);
+  int all_added = rc == 0 && WAIT_FOR(atomic_load(&a.done) == n, 10000);
   CHECK(rc == 0);
   CHECK(all_added); /* (on failure `reqs` is left to the callbacks still to come) */
   free(reqs);
   CHECK(atomic_load(&a.failed) == 0);
   CHECK(atomic_load(&a.wrong_seq) == 0); /* the i-th add from one thread got seq i */
-  DCHECK(DU_WAIT(du_client_total_ok(c) == n, 20000));
-  DCHECK(du_client_all_ok_once(c, 1, (uint64_t)n));
-  DCHECK(DU_WAIT(du_server_total_calls(s) == n, 10000));
-  CHECK(du_server_calls_are(s, 0, 1, (uint64_t)n, 1));
-  DCHECK(DU_WAIT(du_server_pending_total(s) == 0 && du_client_store_empty(c), 10000));
-  CHECK(du_client_clean(c) && du_server_clean(s));
+  CHECK(du_all_done(s, 0, c, (uint64_t)n, 1, 1, 20000));
+  CHECK(du_server_total_calls(s) == n);
 }
 
-static void fifo_1000(void) {
-  world_t w;
-  memset(&w, 0, sizeof w);
-  fifo_body(&w);
-  world_free(&w);
-}
+DU_WORLD_TEST(fifo_1000, fifo_body)
 
 /* Two users, events interleaved from two threads: each sees its own only, all of them, in order. */
 typedef struct feeder {
@@ -221,9 +170,9 @@ static void *feed(void *arg) {
   return NULL;
 }
 
-static void isolation_body(world_t *w) {
-  const int n = (int)du_count(300, 100);
-  CHECK_OK(world_start(w, 2, (uint64_t)n + 2, 1));
+static void isolation_body(du_world_t *w) {
+  const int n = (int)hdt_count(300, 100);
+  CHECK_OK(du_world_init(w, "delivery", 2, (uint64_t)n + 2, DU_START_SERVER | DU_START_CLIENTS));
   feeder_t f[2];
   pthread_t t[2];
   for (int i = 0; i < 2; i++) {
@@ -235,17 +184,11 @@ static void isolation_body(world_t *w) {
   CHECK_OK(f[1].rc);
   for (int i = 0; i < 2; i++) {
     du_client_t *c = &w->c[i];
-    DCHECK(DU_WAIT(du_client_total_ok(c) == n, 10000));
-    CHECK(du_client_all_ok_once(c, 1, (uint64_t)n));
-    CHECK(du_client_clean(c)); /* payload check: "user<tag>#seq", so another user's event fails */
+    /* the payload check ("user<tag>#seq") fails on another user's event */
+    CHECK(du_all_done(&w->s, i, c, (uint64_t)n, 1, 1, 10000));
     CHECK(du_server_pending(&w->s, c->kp.public_key) != UINT64_MAX);
   }
-  DCHECK(DU_WAIT(du_server_total_calls(&w->s) == 2 * n, 10000));
-  CHECK(du_server_calls_are(&w->s, 0, 1, (uint64_t)n, 1));
-  CHECK(du_server_calls_are(&w->s, 1, 1, (uint64_t)n, 1));
-  DCHECK(DU_WAIT(du_server_pending_total(&w->s) == 0, 10000));
-  DCHECK(DU_WAIT(du_client_store_empty(&w->c[0]) && du_client_store_empty(&w->c[1]), 10000));
-  CHECK(du_server_clean(&w->s));
+  CHECK(du_server_total_calls(&w->s) == 2 * n);
   /* the server saw two distinct users */
   uint8_t keys[4 * 32];
   CHECK(hd_server_connected_users(w->s.h, keys, 4) == 2);
@@ -257,67 +200,44 @@ static void isolation_body(world_t *w) {
   CHECK(seen0 == 1 && seen1 == 1);
 }
 
-static void two_users_isolated(void) {
-  world_t w;
-  memset(&w, 0, sizeof w);
-  isolation_body(&w);
-  world_free(&w);
-}
+DU_WORLD_TEST(two_users_isolated, isolation_body)
 
 /* The handler hands each event to a worker thread that completes it a moment later. */
-static void thread_body(world_t *w) {
-  const int n = (int)du_count(300, 100);
-  CHECK_OK(world_start(w, 1, (uint64_t)n + 2, 0));
+static void thread_body(du_world_t *w) {
+  const int n = (int)hdt_count(300, 100);
+  CHECK_OK(du_world_init(w, "delivery", 1, (uint64_t)n + 2, DU_START_SERVER));
   du_client_t *c = &w->c[0];
   c->mode = DU_THREAD;
   CHECK_OK(du_client_start(c));
   CHECK_OK(du_add_events(w->s.h, c->kp.public_key, 1, 1, n, 0));
-  DCHECK(DU_WAIT(du_client_total_ok(c) == n, 10000));
-  CHECK(du_client_all_ok_once(c, 1, (uint64_t)n));
-  DCHECK(DU_WAIT(du_server_total_calls(&w->s) == n, 10000));
-  CHECK(du_server_calls_are(&w->s, 0, 1, (uint64_t)n, 1));
-  DCHECK(DU_WAIT(du_server_pending_total(&w->s) == 0 && du_client_store_empty(c), 10000));
-  CHECK(du_client_clean(c) && du_server_clean(&w->s));
+  CHECK(du_all_done(&w->s, 0, c, (uint64_t)n, 1, 1, 10000));
+  CHECK(du_server_total_calls(&w->s) == n);
 }
 
-static void complete_from_thread(void) {
-  world_t w;
-  memset(&w, 0, sizeof w);
-  thread_body(&w);
-  world_free(&w);
-}
+DU_WORLD_TEST(complete_from_thread, thread_body)
 
 /* Event 3 of 5 fails twice, then succeeds: retried after a backoff, before any later event; the
  * server's callback runs once per event. */
-static void fail_body(world_t *w) {
-  CHECK_OK(world_start(w, 1, 16, 0));
+static void fail_body(du_world_t *w) {
+  CHECK_OK(du_world_init(w, "delivery", 1, 16, DU_START_SERVER));
   du_client_t *c = &w->c[0];
   c->fail_seq = 3;
   c->fail_times = 2;
   CHECK_OK(du_client_start(c));
   CHECK_OK(du_add_events(w->s.h, c->kp.public_key, 1, 1, 5, 0));
-  DCHECK(DU_WAIT(du_client_total_ok(c) == 5, 5000));
-  CHECK(du_client_all_ok_once(c, 1, 5));
+  /* du_client_clean in du_all_done: 4 was never handed out before 3 succeeded (order) */
+  CHECK(du_all_done(&w->s, 0, c, 5, 1, 1, 5000));
+  CHECK(du_server_total_calls(&w->s) == 5);
   CHECK(du_client_calls(c, 3) == 3);
   CHECK(du_client_calls(c, 1) == 1 && du_client_calls(c, 2) == 1);
   CHECK(du_client_calls(c, 4) == 1 && du_client_calls(c, 5) == 1);
-  CHECK(du_client_clean(c)); /* order: 4 was never handed out before 3 succeeded */
-  DCHECK(DU_WAIT(du_server_total_calls(&w->s) == 5, 5000));
-  CHECK(du_server_calls_are(&w->s, 0, 1, 5, 1));
-  DCHECK(DU_WAIT(du_server_pending_total(&w->s) == 0 && du_client_store_empty(c), 5000));
   hd_client_stats_t st;
   CHECK_OK(du_client_stats(c, &st));
   CHECK(st.events_failed == 2);
   CHECK(st.events_handled == 5);
-  CHECK(du_server_clean(&w->s));
 }
 
-static void handler_fails_twice(void) {
-  world_t w;
-  memset(&w, 0, sizeof w);
-  fail_body(&w);
-  world_free(&w);
-}
+DU_WORLD_TEST(handler_fails_twice, fail_body)
 
 /* update_pause reaches a connected client, and a client that connects later gets it at connect. */
 static void on_pause_stored(void *cb_data, int status) {
@@ -330,44 +250,39 @@ static uint32_t pause_of(du_client_t *c) {
   return st.pause_ms;
 }
 
-static void pause_body(world_t *w) {
-  CHECK_OK(world_start(w, 2, 16, 0));
+static void pause_body(du_world_t *w) {
+  CHECK_OK(du_world_init(w, "delivery", 2, 16, DU_START_SERVER));
   du_client_t *a = &w->c[0], *b = &w->c[1];
   CHECK_OK(du_client_start(a));
-  DCHECK(DU_WAIT(du_client_is_connected(a), 5000));
+  DCHECK(WAIT_FOR(du_client_is_connected(a), 5000));
   CHECK(pause_of(a) == 0);
   atomic_int stored = 0;
   CHECK_OK(hd_server_update_pause(w->s.h, 250, on_pause_stored, &stored));
-  DCHECK(DU_WAIT(atomic_load(&stored) != 0, 5000));
+  DCHECK(WAIT_FOR(atomic_load(&stored) != 0, 5000));
   CHECK(atomic_load(&stored) == 1);
-  DCHECK(DU_WAIT(pause_of(a) == 250, 5000));
+  DCHECK(WAIT_FOR(pause_of(a) == 250, 5000));
   /* a client that connects afterwards gets the pause in the welcome */
   CHECK_OK(du_client_start(b));
-  DCHECK(DU_WAIT(du_client_is_connected(b), 5000));
-  DCHECK(DU_WAIT(pause_of(b) == 250, 1000));
+  DCHECK(WAIT_FOR(du_client_is_connected(b), 5000));
+  DCHECK(WAIT_FOR(pause_of(b) == 250, 1000));
   /* events still flow under a pause */
   CHECK_OK(du_add_events(w->s.h, a->kp.public_key, 1, 1, 3, 0));
   CHECK_OK(du_add_events(w->s.h, b->kp.public_key, 2, 1, 2, 0));
-  DCHECK(DU_WAIT(du_client_total_ok(a) == 3 && du_client_total_ok(b) == 2, 10000));
+  DCHECK(WAIT_FOR(du_client_total_ok(a) == 3 && du_client_total_ok(b) == 2, 10000));
   /* and back to 0, no callback */
   CHECK_OK(hd_server_update_pause(w->s.h, 0, NULL, NULL));
-  DCHECK(DU_WAIT(pause_of(a) == 0 && pause_of(b) == 0, 5000));
-  DCHECK(DU_WAIT(du_server_pending_total(&w->s) == 0, 5000));
+  DCHECK(WAIT_FOR(pause_of(a) == 0 && pause_of(b) == 0, 5000));
+  DCHECK(WAIT_FOR(du_server_pending_total(&w->s) == 0, 5000));
   CHECK(du_client_clean(a) && du_client_clean(b) && du_server_clean(&w->s));
 }
 
-static void update_pause_reaches_clients(void) {
-  world_t w;
-  memset(&w, 0, sizeof w);
-  pause_body(&w);
-  world_free(&w);
-}
+DU_WORLD_TEST(update_pause_reaches_clients, pause_body)
 
 /* The server's on_consumed completes event 2 with failure: it stays pending on the server and
  * consumed-unconfirmed on the client (the handler does not run again); after the client closes and
  * opens again, it reports it again, the callback runs a second time, succeeds, both stores empty. */
-static void consumed_fail_body(world_t *w) {
-  CHECK_OK(world_start(w, 1, 16, 0));
+static void consumed_fail_body(du_world_t *w) {
+  CHECK_OK(du_world_init(w, "delivery", 1, 16, DU_START_SERVER));
   du_client_t *c = &w->c[0];
   du_server_t *s = &w->s;
   s->mode = DU_SRV_FAIL_ONCE;
@@ -375,13 +290,13 @@ static void consumed_fail_body(world_t *w) {
   s->fail_seq = 2;
   CHECK_OK(du_client_start(c));
   CHECK_OK(du_add_events(s->h, c->kp.public_key, 1, 1, 3, 0));
-  DCHECK(DU_WAIT(du_client_total_ok(c) == 3, 5000));
-  DCHECK(DU_WAIT(du_server_total_calls(s) == 3, 5000));
+  DCHECK(WAIT_FOR(du_client_total_ok(c) == 3, 5000));
+  DCHECK(WAIT_FOR(du_server_total_calls(s) == 3, 5000));
   /* 1 and 3 confirmed; 2 stays */
-  DCHECK(DU_WAIT(du_server_pending(s, c->kp.public_key) == 1, 5000));
+  DCHECK(WAIT_FOR(du_server_pending(s, c->kp.public_key) == 1, 5000));
   hd_client_stats_t st;
-  DCHECK(DU_WAIT(du_client_stats(c, &st) == 0 && st.consumed == 1 && st.unhandled == 0, 5000));
-  du_sleep_ms(200);
+  DCHECK(WAIT_FOR(du_client_stats(c, &st) == 0 && st.consumed == 1 && st.unhandled == 0, 5000));
+  hdt_sleep_ms(200);
   CHECK(du_server_calls(s, 0, 2) == 1); /* not re-reported on the same connection */
   CHECK(du_client_calls(c, 2) == 1);
   hd_server_stats_t ss;
@@ -391,26 +306,21 @@ static void consumed_fail_body(world_t *w) {
   /* close and open the client again: the report comes back, the callback succeeds this time */
   CHECK_OK(du_client_stop(c));
   CHECK_OK(du_client_start(c));
-  DCHECK(DU_WAIT(du_server_calls(s, 0, 2) == 2, 5000));
-  DCHECK(DU_WAIT(du_server_pending(s, c->kp.public_key) == 0, 5000));
-  DCHECK(DU_WAIT(du_client_store_empty(c), 5000));
-  du_sleep_ms(100);
+  DCHECK(WAIT_FOR(du_server_calls(s, 0, 2) == 2, 5000));
+  DCHECK(WAIT_FOR(du_server_pending(s, c->kp.public_key) == 0, 5000));
+  DCHECK(WAIT_FOR(du_client_store_empty(c), 5000));
+  hdt_sleep_ms(100);
   CHECK(du_client_calls(c, 2) == 1); /* the handler ran once */
   CHECK(du_server_calls(s, 0, 1) == 1 && du_server_calls(s, 0, 3) == 1);
   CHECK(du_client_clean(c) && du_server_clean(s));
 }
 
-static void consumed_failure_comes_back(void) {
-  world_t w;
-  memset(&w, 0, sizeof w);
-  consumed_fail_body(&w);
-  world_free(&w);
-}
+DU_WORLD_TEST(consumed_failure_comes_back, consumed_fail_body)
 
 /* The users the store holds events for, paged with a cursor, with their counts; a user whose
  * events are all consumed leaves the list. */
-static void pending_users_body(world_t *w) {
-  CHECK_OK(world_start(w, 3, 16, 0));
+static void pending_users_body(du_world_t *w) {
+  CHECK_OK(du_world_init(w, "delivery", 3, 16, DU_START_SERVER));
   const int counts[3] = {3, 1, 2};
   for (int u = 0; u < 3; u++) {
     CHECK_OK(du_add_events(w->s.h, w->c[u].kp.public_key, u + 1, 1, counts[u], 0));
@@ -426,21 +336,16 @@ static void pending_users_body(world_t *w) {
   CHECK_RC(hd_server_pending_users(w->s.h, NULL, keys, n, 2), HD_EINVAL);
   /* user 2 comes, consumes its event, and leaves the list */
   CHECK_OK(du_client_start(&w->c[1]));
-  DCHECK(DU_WAIT(du_client_total_ok(&w->c[1]) == 1, 10000));
+  DCHECK(WAIT_FOR(du_client_total_ok(&w->c[1]) == 1, 10000));
   uint64_t left = 1;
-  DCHECK(DU_WAIT(hd_server_pending(w->s.h, w->c[1].kp.public_key, &left) == 0 && left == 0, 10000));
+  DCHECK(WAIT_FOR(hd_server_pending(w->s.h, w->c[1].kp.public_key, &left) == 0 && left == 0, 10000));
   cursor = 0;
   CHECK_RC(hd_server_pending_users(w->s.h, &cursor, keys, n, 2), 2);
   CHECK(memcmp(keys, w->c[0].kp.public_key, 32) == 0 && n[0] == 3);
   CHECK(memcmp(keys + 32, w->c[2].kp.public_key, 32) == 0 && n[1] == 2);
 }
 
-static void pending_users(void) {
-  world_t w;
-  memset(&w, 0, sizeof w);
-  pending_users_body(&w);
-  world_free(&w);
-}
+DU_WORLD_TEST(pending_users, pending_users_body)
 
 #define TESTS(X)                                                                                  \
   X(original_example)                                                                             \

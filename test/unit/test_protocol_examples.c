@@ -105,29 +105,40 @@ static int frame(const example_t *ex, uint8_t *type, const uint8_t **body, size_
   return 0;
 }
 
+/* 1 if the codec's message in `b` (its encoder returned `rc`) is the bytes of example `name`,
+ * a message of `type` whose body is then *body, *len. Frees `b`. */
+static int encodes_as(const char *name, int rc, hd__buf_t *b, uint8_t type, const uint8_t **body,
+                      size_t *len) {
+  const example_t *ex = example(name);
+  int ok = ex != NULL && rc == 0 && same(ex, b);
+  hd__buf_free(b);
+  uint8_t t = 0;
+  return ok && frame(ex, &t, body, len) == 0 && t == type;
+}
+
+/* 1 if the `n` bytes at `p` are the bytes of example `name`; *ex: the example. */
+static int bytes_are(const char *name, const uint8_t *p, size_t n, const example_t **ex) {
+  *ex = example(name);
+  return *ex != NULL && (*ex)->len == n && memcmp((*ex)->bytes, p, n) == 0;
+}
+
 static const uint8_t store_0_15[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
 /* ---- batch messages ------------------------------------------------------------------------ */
 
 static void check_batch(const char *name, uint8_t type, const hd__entry_t *want, size_t n,
                         const uint64_t *seqs) {
-  const example_t *ex = example(name);
-  CHECK(ex != NULL);
   hd__buf_t b;
   hd__buf_init(&b);
   int rc = type == HD__MSG_EVENTS ? hd__msg_encode_events(&b, want, n)
            : type == HD__MSG_CONSUMED ? hd__msg_encode_consumed(&b, want, n)
                                       : hd__msg_encode_done(&b, seqs, n);
-  int ok = rc == 0 && same(ex, &b);
-  hd__buf_free(&b);
-  CHECK(ok);
-  uint8_t t;
   const uint8_t *body;
   size_t len;
-  CHECK(frame(ex, &t, &body, &len) == 0 && t == type);
+  CHECK(encodes_as(name, rc, &b, type, &body, &len));
   hd__entry_iter_t it;
   uint64_t count;
-  CHECK_OK(hd__msg_entries_begin(&it, t, body, len, &count));
+  CHECK_OK(hd__msg_entries_begin(&it, type, body, len, &count));
   CHECK(count == n);
   hd__entry_t e;
   for (size_t i = 0; i < n; i++) {
@@ -159,18 +170,12 @@ static void ex_done(void) {
 /* ---- single-value messages ----------------------------------------------------------------- */
 
 static void check_resume(const char *name, const hd__resume_t *want) {
-  const example_t *ex = example(name);
-  CHECK(ex != NULL);
   hd__buf_t b;
   hd__buf_init(&b);
-  int ok = hd__msg_encode_resume(&b, want) == 0 && same(ex, &b);
-  hd__buf_free(&b);
-  CHECK(ok);
-  uint8_t t;
   const uint8_t *body;
   size_t len;
   hd__resume_t r;
-  CHECK(frame(ex, &t, &body, &len) == 0 && t == HD__MSG_RESUME);
+  CHECK(encodes_as(name, hd__msg_encode_resume(&b, want), &b, HD__MSG_RESUME, &body, &len));
   CHECK_OK(hd__msg_decode_resume(body, len, &r));
   CHECK(memcmp(r.store_id, want->store_id, 16) == 0);
   CHECK(r.high_seq == want->high_seq && r.window == want->window);
@@ -188,23 +193,17 @@ static void ex_resume_fresh(void) {
 }
 
 static void check_varint_msg(const char *name, uint8_t type, uint64_t value) {
-  const example_t *ex = example(name);
-  CHECK(ex != NULL);
   hd__buf_t b;
   hd__buf_init(&b);
   int rc = type == HD__MSG_CREDIT  ? hd__msg_encode_credit(&b, value)
            : type == HD__MSG_PAUSE ? hd__msg_encode_pause(&b, value)
            : type == HD__MSG_PING  ? hd__msg_encode_ping(&b, value)
                                    : hd__msg_encode_pong(&b, value);
-  int ok = rc == 0 && same(ex, &b);
-  hd__buf_free(&b);
-  CHECK(ok);
-  uint8_t t;
   const uint8_t *body;
   size_t len;
   uint64_t v;
-  CHECK(frame(ex, &t, &body, &len) == 0 && t == type);
-  CHECK_OK(hd__msg_decode_varint(t, body, len, &v));
+  CHECK(encodes_as(name, rc, &b, type, &body, &len));
+  CHECK_OK(hd__msg_decode_varint(type, body, len, &v));
   CHECK(v == value);
 }
 
@@ -214,18 +213,13 @@ static void ex_ping(void) { check_varint_msg("ping", HD__MSG_PING, 7); }
 static void ex_pong(void) { check_varint_msg("pong", HD__MSG_PONG, 7); }
 
 static void check_bye(const char *name, uint64_t reason, const char *text) {
-  const example_t *ex = example(name);
-  CHECK(ex != NULL);
   hd__buf_t b;
   hd__buf_init(&b);
-  int ok = hd__msg_encode_bye(&b, reason, text, strlen(text)) == 0 && same(ex, &b);
-  hd__buf_free(&b);
-  CHECK(ok);
-  uint8_t t;
   const uint8_t *body, *tx;
   size_t len, tl;
   uint64_t r;
-  CHECK(frame(ex, &t, &body, &len) == 0 && t == HD__MSG_BYE);
+  int rc = hd__msg_encode_bye(&b, reason, text, strlen(text));
+  CHECK(encodes_as(name, rc, &b, HD__MSG_BYE, &body, &len));
   CHECK_OK(hd__msg_decode_bye(body, len, &r, &tx, &tl));
   CHECK(r == reason && tl == strlen(text) && memcmp(tx, text, tl) == 0);
 }
@@ -236,46 +230,40 @@ static void ex_bye_error(void) { check_bye("bye-error", (uint64_t)-HD_EPROTO, "b
 /* ---- handshake ----------------------------------------------------------------------------- */
 
 static void ex_hello(void) {
-  const example_t *ex = example("hello");
-  CHECK(ex != NULL);
   hd__hello_t h = {1, {0}, 1048576}, d;
   for (int i = 0; i < 32; i++) h.public_key[i] = (uint8_t)(0xa0 + i);
   uint8_t buf[HD__HELLO_MAX];
-  size_t n = hd__hello_encode(&h, buf);
-  CHECK(n == ex->len && memcmp(buf, ex->bytes, n) == 0);
+  const example_t *ex;
+  CHECK(bytes_are("hello", buf, hd__hello_encode(&h, buf), &ex));
   CHECK_OK(hd__hello_decode(ex->bytes, ex->len, &d));
   CHECK(memcmp(&d, &h, sizeof h) == 0);
 }
 
 static void ex_welcome(void) {
-  const example_t *ex = example("welcome");
-  CHECK(ex != NULL);
   hd__welcome_t w = {1, {0}, 1000, 1048576, 5000}, d;
   memcpy(w.store_id, store_0_15, 16);
   uint8_t buf[HD__WELCOME_MAX];
-  size_t n = hd__welcome_encode(&w, buf);
-  CHECK(n == ex->len && memcmp(buf, ex->bytes, n) == 0);
+  const example_t *ex;
+  CHECK(bytes_are("welcome", buf, hd__welcome_encode(&w, buf), &ex));
   CHECK_OK(hd__welcome_decode(ex->bytes, ex->len, &d));
   CHECK(memcmp(&d, &w, sizeof w) == 0);
 }
 
 static void ex_topic_key_and_preamble(void) {
-  const example_t *k = example("topic-key"), *p = example("preamble");
-  CHECK(k != NULL && p != NULL);
   uint8_t key[HD_TOPIC_BYTES], pre[HD__PREAMBLE_BYTES];
+  const example_t *k, *p;
   CHECK_OK(hd_topic_key(key, "topic", 5));
-  CHECK(k->len == sizeof key && memcmp(key, k->bytes, sizeof key) == 0);
+  CHECK(bytes_are("topic-key", key, sizeof key, &k));
   hd__preamble_encode(pre, key);
-  CHECK(p->len == sizeof pre && memcmp(pre, p->bytes, sizeof pre) == 0);
+  CHECK(bytes_are("preamble", pre, sizeof pre, &p));
   CHECK_OK(hd__preamble_check(p->bytes, key));
 }
 
 static void ex_reject(void) {
-  const example_t *ex = example("reject");
-  CHECK(ex != NULL);
   uint8_t r[HD__REJECT_BYTES];
+  const example_t *ex;
   hd__reject_encode(r, HD__REJECT_TOPIC);
-  CHECK(ex->len == sizeof r && memcmp(r, ex->bytes, sizeof r) == 0);
+  CHECK(bytes_are("reject", r, sizeof r, &ex));
   CHECK(ex->bytes[0] == 0 && ex->bytes[1] == 0);
   CHECK(hd__reject_error(ex->bytes[2]) == HD_ETOPIC);
 }

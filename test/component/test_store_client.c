@@ -2,9 +2,8 @@
  * for confirmation, forgetting, paging, a change of the server's store id, reopen, locking and
  * migrations. Fresh folder under /tmp per test, removed after; every wait bounded. */
 #include "harness.h"
-#include "store.h"
+#include "store_util.h"
 
-#include <ftw.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -12,18 +11,8 @@
 
 #define WAIT_MS 20000
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-  return remove(path);
-}
-static void rmtree(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
-static void on_timer(uv_timer_t *t) { *(int *)t->data = 1; }
-
 typedef struct fx {
-  char dir[64];
-  char folder[128];
-  uv_loop_t loop;
-  hd__store_options_t opts;
+  store_fx_t fx; /* folder <dir>/client, loop, options */
   hd__client_store_t *s;
   /* completions */
   int done, failed, last_status;
@@ -40,54 +29,51 @@ static void on_result(void *data, int status, uint64_t value) {
   f->done++;
 }
 
-static int run_until(uv_loop_t *loop, const int *counter, int want) {
-  uv_timer_t timer;
-  int expired = 0;
-  uv_timer_init(loop, &timer);
-  timer.data = &expired;
-  uv_timer_start(&timer, on_timer, WAIT_MS, 0);
-  while (*counter < want && !expired) uv_run(loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&timer, NULL);
-  uv_run(loop, UV_RUN_NOWAIT);
-  return *counter >= want ? 0 : -1;
+/* Runs the loop until *counter reaches `want` or WAIT_MS passed; 0 if it got there. */
+static int run_until(fx_t *f, const int *counter, int want) {
+  return store_run_until(&f->fx.loop, counter, want, WAIT_MS);
 }
 
 /* Waits for the next completion and returns its value (UINT64_MAX on failure or timeout). */
 static uint64_t next_value(fx_t *f) {
   int want = f->done + 1, failed = f->failed;
-  if (run_until(&f->loop, &f->done, want) != 0 || f->failed != failed) return UINT64_MAX;
+  if (run_until(f, &f->done, want) != 0 || f->failed != failed) return UINT64_MAX;
   return f->values[want - 1];
 }
 
-static int fx_init(fx_t *f) {
+static int fx_open(fx_t *f) { return hd__client_store_open(&f->s, &f->fx.opts); }
+
+/* A fresh folder, loop and store, open. */
+static int fx_begin(fx_t *f) {
   memset(f, 0, sizeof *f);
-  snprintf(f->dir, sizeof f->dir, "/tmp/hd-cstore-XXXXXX");
-  if (mkdtemp(f->dir) == NULL) return -1;
-  snprintf(f->folder, sizeof f->folder, "%s/client", f->dir);
-  if (uv_loop_init(&f->loop) != 0) return -1;
-  f->opts.folder = f->folder;
-  f->opts.loop = &f->loop;
-  return 0;
+  int rc = store_fx_init(&f->fx, "cstore", "client");
+  return rc != 0 ? rc : fx_open(f);
 }
-
-static int fx_open(fx_t *f) { return hd__client_store_open(&f->s, &f->opts); }
-
-static void set_flag(void *data) { *(int *)data = 1; }
 
 static int fx_close(fx_t *f) {
   if (f->s == NULL) return 0;
   int done = 0;
-  int rc = f->s->vt->close(f->s, set_flag, &done);
+  int rc = f->s->vt->close(f->s, store_set_flag, &done);
   f->s = NULL;
-  return rc != 0 ? rc : run_until(&f->loop, &done, 1);
+  return rc != 0 ? rc : run_until(f, &done, 1);
 }
 
 static int fx_done(fx_t *f) {
   int rc = fx_close(f);
-  uv_run(&f->loop, UV_RUN_NOWAIT);
-  if (uv_loop_close(&f->loop) != 0) rc = -1;
-  rmtree(f->dir);
+  if (store_fx_done(&f->fx) != 0) rc = -1;
   return rc;
+}
+
+/* 1 if the store counts `unhandled` and `consumed` events. */
+static int counts_are(fx_t *f, uint64_t unhandled, uint64_t consumed) {
+  uint64_t u = UINT64_MAX, c = UINT64_MAX;
+  return f->s->vt->counts(f->s, &u, &c) == 0 && u == unhandled && c == consumed;
+}
+
+/* The store's high-water mark (UINT64_MAX if the call fails). */
+static uint64_t high_water(fx_t *f) {
+  uint64_t hw = UINT64_MAX;
+  return f->s->vt->high_water(f->s, &hw) == 0 ? hw : UINT64_MAX;
 }
 
 /* Inserts events first..last (payload "e<seq>") as one received batch; returns how many new. */
@@ -128,32 +114,24 @@ static int on_event(void *p, const hd__store_event_t *ev) {
 
 static void high_water_and_duplicates(void) {
   fx_t f;
-  CHECK(fx_init(&f) == 0);
-  CHECK_OK(fx_open(&f));
-  uint64_t hw = 99;
-  CHECK_OK(f.s->vt->high_water(f.s, &hw));
-  CHECK(hw == 0);
+  CHECK_OK(fx_begin(&f));
+  CHECK(high_water(&f) == 0);
   CHECK(receive(&f, 1, 3) == 3);
-  CHECK_OK(f.s->vt->high_water(f.s, &hw));
-  CHECK(hw == 3);
+  CHECK(high_water(&f) == 3);
   CHECK(receive(&f, 2, 5) == 2); /* 2 and 3 are held already */
   CHECK(receive(&f, 1, 5) == 0);
-  CHECK_OK(f.s->vt->high_water(f.s, &hw));
-  CHECK(hw == 5);
+  CHECK(high_water(&f) == 5);
   listing_t l = {0};
   CHECK(f.s->vt->list_unhandled(f.s, 0, 100, on_event, &l) == 5);
   CHECK(l.bad == 0);
   for (int i = 0; i < 5; i++) CHECK(l.seqs[i] == (uint64_t)i + 1);
-  uint64_t unhandled, consumed;
-  CHECK_OK(f.s->vt->counts(f.s, &unhandled, &consumed));
-  CHECK(unhandled == 5 && consumed == 0);
+  CHECK(counts_are(&f, 5, 0));
   CHECK_OK(fx_done(&f));
 }
 
 static void consume_and_forget(void) {
   fx_t f;
-  CHECK(fx_init(&f) == 0);
-  CHECK_OK(fx_open(&f));
+  CHECK_OK(fx_begin(&f));
   CHECK(receive(&f, 1, 4) == 4);
   CHECK_OK(f.s->vt->mark_consumed(f.s, 2, "ok2", 3, on_result, &f));
   CHECK(next_value(&f) == 1);
@@ -178,9 +156,7 @@ static void consume_and_forget(void) {
   CHECK(next_value(&f) == 2);
   listing_t c2 = {0};
   CHECK(f.s->vt->list_consumed(f.s, 0, 100, on_event, &c2) == 0);
-  uint64_t unhandled, consumed;
-  CHECK_OK(f.s->vt->counts(f.s, &unhandled, &consumed));
-  CHECK(unhandled == 2 && consumed == 0);
+  CHECK(counts_are(&f, 2, 0));
   /* a resend of a confirmed event is a duplicate: never handled twice */
   CHECK(receive(&f, 1, 2) == 0);
   CHECK_OK(fx_done(&f));
@@ -188,8 +164,7 @@ static void consume_and_forget(void) {
 
 static void unhandled_paging(void) {
   fx_t f;
-  CHECK(fx_init(&f) == 0);
-  CHECK_OK(fx_open(&f));
+  CHECK_OK(fx_begin(&f));
   for (uint64_t first = 1; first <= 1000; first += 100) {
     CHECK(receive(&f, first, first + 99) == 100);
   }
@@ -197,7 +172,7 @@ static void unhandled_paging(void) {
   for (uint64_t seq = 10; seq <= 1000; seq += 10) {
     CHECK_OK(f.s->vt->mark_consumed(f.s, seq, "d", 1, on_result, &f));
   }
-  CHECK(run_until(&f.loop, &f.done, 10 + 100) == 0 && f.failed == 0);
+  CHECK(run_until(&f, &f.done, 10 + 100) == 0 && f.failed == 0);
   uint64_t after = 0;
   int total = 0, pages = 0;
   for (;;) {
@@ -220,8 +195,7 @@ static void unhandled_paging(void) {
 
 static void store_id_change(void) {
   fx_t f;
-  CHECK(fx_init(&f) == 0);
-  CHECK_OK(fx_open(&f));
+  CHECK_OK(fx_begin(&f));
   uint8_t a[HD_STORE_ID_BYTES], b[HD_STORE_ID_BYTES], got[HD_STORE_ID_BYTES];
   memset(a, 0xAA, sizeof a);
   memset(b, 0xBB, sizeof b);
@@ -235,19 +209,14 @@ static void store_id_change(void) {
   CHECK(next_value(&f) == 1);
   CHECK_OK(f.s->vt->set_server_store_id(f.s, a, on_result, &f));
   CHECK(next_value(&f) == 0); /* same store: nothing changes */
-  uint64_t hw;
-  CHECK_OK(f.s->vt->high_water(f.s, &hw));
-  CHECK(hw == 8);
+  CHECK(high_water(&f) == 8);
 
   CHECK_OK(f.s->vt->set_server_store_id(f.s, b, on_result, &f));
   CHECK(next_value(&f) == 1); /* another store: reset */
-  CHECK_OK(f.s->vt->high_water(f.s, &hw));
-  CHECK(hw == 0);
+  CHECK(high_water(&f) == 0);
   CHECK_OK(f.s->vt->server_store_id(f.s, got));
   CHECK(memcmp(got, b, sizeof b) == 0);
-  uint64_t unhandled, consumed;
-  CHECK_OK(f.s->vt->counts(f.s, &unhandled, &consumed));
-  CHECK(unhandled == 0 && consumed == 0);
+  CHECK(counts_are(&f, 0, 0));
   /* the new store's numbers start at 1 again and are not taken for duplicates */
   CHECK(receive(&f, 1, 3) == 3);
   CHECK_OK(fx_done(&f));
@@ -255,8 +224,7 @@ static void store_id_change(void) {
 
 static void reopen_keeps_everything(void) {
   fx_t f;
-  CHECK(fx_init(&f) == 0);
-  CHECK_OK(fx_open(&f));
+  CHECK_OK(fx_begin(&f));
   uint8_t a[HD_STORE_ID_BYTES], got[HD_STORE_ID_BYTES];
   memset(a, 0x5A, sizeof a);
   CHECK_OK(f.s->vt->set_server_store_id(f.s, a, on_result, &f));
@@ -267,13 +235,11 @@ static void reopen_keeps_everything(void) {
   uint64_t one = 1;
   CHECK_OK(f.s->vt->mark_consumed(f.s, 2, "data2", 5, on_result, &f));
   CHECK_OK(f.s->vt->forget(f.s, &one, 1, on_result, &f));
-  CHECK(run_until(&f.loop, &f.done, f.done + 2) == 0 && f.failed == 0);
+  CHECK(run_until(&f, &f.done, f.done + 2) == 0 && f.failed == 0);
   CHECK_OK(fx_close(&f));
-  f.opts.sync_normal = 1;
+  f.fx.opts.sync_normal = 1;
   CHECK_OK(fx_open(&f));
-  uint64_t hw;
-  CHECK_OK(f.s->vt->high_water(f.s, &hw));
-  CHECK(hw == 6);
+  CHECK(high_water(&f) == 6);
   CHECK_OK(f.s->vt->server_store_id(f.s, got));
   CHECK(memcmp(got, a, sizeof a) == 0);
   listing_t c = {0};
@@ -288,15 +254,14 @@ static void reopen_keeps_everything(void) {
 
 static void group_commit(void) {
   fx_t f;
-  CHECK(fx_init(&f) == 0);
-  CHECK_OK(fx_open(&f));
+  CHECK_OK(fx_begin(&f));
   CHECK(receive(&f, 1, 100) == 100);
   f.s->vt->hold(f.s, 1);
   for (uint64_t seq = 1; seq <= 100; seq++) {
     CHECK_OK(f.s->vt->mark_consumed(f.s, seq, "d", 1, on_result, &f));
   }
   f.s->vt->hold(f.s, 0);
-  CHECK(run_until(&f.loop, &f.done, 101) == 0 && f.failed == 0);
+  CHECK(run_until(&f, &f.done, 101) == 0 && f.failed == 0);
   hd__store_stats_t st;
   f.s->vt->stats(f.s, &st);
   CHECK(st.commits == 2 && st.ops_done == 101 && st.queued == 0);
@@ -305,18 +270,17 @@ static void group_commit(void) {
 
 static void busy_and_versions(void) {
   fx_t f;
-  CHECK(fx_init(&f) == 0);
-  CHECK_OK(fx_open(&f));
+  CHECK_OK(fx_begin(&f));
   hd__client_store_t *second = NULL;
-  CHECK(hd__client_store_open(&second, &f.opts) == HD_EBUSY);
+  CHECK(hd__client_store_open(&second, &f.fx.opts) == HD_EBUSY);
   /* a server store cannot open a client's folder either while it is open */
   hd__server_store_t *srv = NULL;
-  CHECK(hd__server_store_open(&srv, &f.opts) == HD_EBUSY);
+  CHECK(hd__server_store_open(&srv, &f.fx.opts) == HD_EBUSY);
   CHECK_OK(fx_close(&f));
 
   /* a future schema version is refused, and a database at version 0 is brought up to date */
   char path[320];
-  snprintf(path, sizeof path, "%s/hyperdown.db", f.folder);
+  snprintf(path, sizeof path, "%s/hyperdown.db", f.fx.folder);
   sqlite3 *db = NULL;
   CHECK(sqlite3_open(path, &db) == SQLITE_OK);
   CHECK(sqlite3_exec(db, "PRAGMA user_version=7", NULL, NULL, NULL) == SQLITE_OK);
@@ -325,13 +289,13 @@ static void busy_and_versions(void) {
   CHECK(strstr(hd_last_error_message(), "client store has schema version 7") != NULL);
 
   char fresh[100];
-  snprintf(fresh, sizeof fresh, "%s/fresh", f.dir);
+  snprintf(fresh, sizeof fresh, "%s/fresh", f.fx.dir);
   CHECK(mkdir(fresh, 0700) == 0);
   snprintf(path, sizeof path, "%s/hyperdown.db", fresh);
   CHECK(sqlite3_open(path, &db) == SQLITE_OK);
   CHECK(sqlite3_exec(db, "PRAGMA user_version=0", NULL, NULL, NULL) == SQLITE_OK);
   sqlite3_close(db);
-  f.opts.folder = fresh;
+  f.fx.opts.folder = fresh;
   CHECK_OK(fx_open(&f));
   CHECK(receive(&f, 1, 1) == 1);
   CHECK_OK(fx_done(&f));

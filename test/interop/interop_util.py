@@ -4,7 +4,7 @@ The peers in other languages are driven as processes:
 - Swift: the `hyperdown` command-line tool (`swift build` at the project root; docs/swift.md).
   Found through $HYPERDOWN_CLI, else `swift build --show-bin-path` (with /opt/swift/usr/bin on
   PATH). Tests skip with the reason when it is not built.
-- Node: `node tests/interop/node/peer.js '<options JSON>'` (the binding in bindings/node, built
+- Node: `node test/interop/node/peer.js '<options JSON>'` (the binding in bindings/node, built
   by `npm install` there), speaking line-delimited JSON on stdout and taking commands on stdin
   (see that script). Tests skip with the reason when `node` or the built addon is missing.
 Everything listens on 127.0.0.1 with port 0, uses temporary folders, and every wait is bounded.
@@ -211,7 +211,7 @@ def procs() -> Any:
                 pass
 
 
-NODE_PEER = os.path.join(ROOT, "tests", "interop", "node", "peer.js")
+NODE_PEER = os.path.join(ROOT, "test", "interop", "node", "peer.js")
 NODE_ADDON_DIR = os.path.join(ROOT, "bindings", "node", "build")
 
 
@@ -229,7 +229,7 @@ def node_bin() -> str:
 
 
 def node_peer(procs: Any, node: str, **options: Any) -> Proc:
-    """Starts tests/interop/node/peer.js with these options (role, keyPair, topic, dataDir,
+    """Starts test/interop/node/peer.js with these options (role, keyPair, topic, dataDir,
     listen | connect + serverPublicKey) and returns it once it printed its first line."""
     pr = procs([node, NODE_PEER, json.dumps(options)], stdin=True)
     first = pr.next()

@@ -1,6 +1,6 @@
 'use strict'
 /*
- * A Node peer of the interop tests (tests/interop/test_node_*.py), driven by pytest.
+ * A Node peer of the interop tests (test/interop/test_node_*.py), driven by pytest.
  *
  *   node peer.js '<options as JSON>'
  *

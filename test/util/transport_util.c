@@ -1,79 +1,34 @@
-/* Helpers shared by the transport tests: bounded waits (stretched by HD_TEST_SLOW=1 under
- * valgrind), a log capture, peer state recorded by the callbacks, message bodies, and a raw
- * client that speaks the handshake with the internal noise/wire API over a blocking socket. */
-#ifndef HD_TRANSPORT_UTIL_H
-#define HD_TRANSPORT_UTIL_H
+/* transport_util.h: log capture, peer callbacks, messages, options, the raw client. */
+#include "transport_util.h"
 
-#include "client.h"
-#include "keys.h"
-#include "noise.h"
-#include "record.h"
-#include "server.h"
-#include "wire.h"
-
-#include <arpa/inet.h>
-#include <sodium.h>
-#include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
-
-static HD__UNUSED int tu_slow(void) {
-  const char *s = getenv("HD_TEST_SLOW");
-  return s && s[0] == '1' ? 10 : 1;
-}
-
-static HD__UNUSED uint64_t tu_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static HD__UNUSED void tu_sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
-/* Polls `cond` every millisecond until it holds or `ms` (scaled) passed; 1 if it held. */
-#define TU_WAIT(cond, ms)                                                                         \
-  ({                                                                                              \
-    uint64_t tu_dl_ = tu_now_ms() + (uint64_t)(ms) * tu_slow();                                   \
-    int tu_ok_ = 0;                                                                               \
-    for (;;) {                                                                                    \
-      if (cond) { tu_ok_ = 1; break; }                                                            \
-      if (tu_now_ms() > tu_dl_) break;                                                            \
-      tu_sleep_ms(1);                                                                             \
-    }                                                                                             \
-    tu_ok_;                                                                                       \
-  })
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* ---- log capture ---- */
 static pthread_mutex_t tu_log_mu = PTHREAD_MUTEX_INITIALIZER;
 static char tu_log_text[65536];
 static size_t tu_log_len;
 
-static HD__UNUSED void tu_log(void *ud, hd_log_level_t level, const char *msg) {
+void tu_log(void *ud, hd_log_level_t level, const char *msg) {
   (void)ud;
   pthread_mutex_lock(&tu_log_mu);
   int n = snprintf(tu_log_text + tu_log_len, sizeof tu_log_text - tu_log_len, "[%d] %s\n",
                    (int)level, msg);
   if (n > 0 && tu_log_len + (size_t)n < sizeof tu_log_text) tu_log_len += (size_t)n;
-  if (getenv("HD_TEST_VERBOSE")) fprintf(stderr, "log [%d] %s\n", (int)level, msg);
+  if (hdt_verbose()) fprintf(stderr, "log [%d] %s\n", (int)level, msg);
   pthread_mutex_unlock(&tu_log_mu);
 }
 
-static HD__UNUSED void tu_log_clear(void) {
+void tu_log_clear(void) {
   pthread_mutex_lock(&tu_log_mu);
   tu_log_len = 0;
   tu_log_text[0] = '\0';
   pthread_mutex_unlock(&tu_log_mu);
 }
 
-static HD__UNUSED int tu_log_has(const char *needle) {
+int tu_log_has(const char *needle) {
   pthread_mutex_lock(&tu_log_mu);
   int found = strstr(tu_log_text, needle) != NULL;
   pthread_mutex_unlock(&tu_log_mu);
@@ -81,34 +36,19 @@ static HD__UNUSED int tu_log_has(const char *needle) {
 }
 
 /* ---- peer state recorded by callbacks ---- */
-typedef struct tu_peer {
-  atomic_int connected;      /* on_connected / on_peer_connected calls */
-  atomic_int disconnected;
-  atomic_int last_status;
-  atomic_int last_had_key;
-  uint8_t key[32];           /* the last authenticated key seen */
-  char detail[512];          /* hd_last_error_message() inside the last close callback */
-  atomic_int messages;
-  atomic_llong bytes;
-  atomic_llong next_seq;     /* the seq expected next (in-order check) */
-  atomic_int out_of_order;
-  atomic_int big_ok;         /* a large message arrived intact */
-  atomic_int closed;
-  atomic_int destroyed;
-} tu_peer_t;
 
-static HD__UNUSED void tu_peer_init(tu_peer_t *p) {
+void tu_peer_init(tu_peer_t *p) {
   memset(p, 0, sizeof *p);
   atomic_store(&p->next_seq, 1);
 }
 
-static HD__UNUSED void tu_on_connected(void *ud, const uint8_t pk[32]) {
+void tu_on_connected(void *ud, const uint8_t pk[32]) {
   tu_peer_t *p = ud;
   memcpy(p->key, pk, 32);
   atomic_fetch_add(&p->connected, 1);
 }
 
-static HD__UNUSED void tu_on_disconnected(void *ud, const uint8_t *pk, int status) {
+void tu_on_disconnected(void *ud, const uint8_t *pk, int status) {
   tu_peer_t *p = ud;
   snprintf(p->detail, sizeof p->detail, "%s", hd_last_error_message());
   atomic_store(&p->last_had_key, pk != NULL);
@@ -116,11 +56,11 @@ static HD__UNUSED void tu_on_disconnected(void *ud, const uint8_t *pk, int statu
   atomic_fetch_add(&p->disconnected, 1);
 }
 
-static HD__UNUSED void tu_on_closed(void *ud) { atomic_fetch_add(&((tu_peer_t *)ud)->closed, 1); }
-static HD__UNUSED void tu_on_destroy(void *ud) { atomic_fetch_add(&((tu_peer_t *)ud)->destroyed, 1); }
+void tu_on_closed(void *ud) { atomic_fetch_add(&((tu_peer_t *)ud)->closed, 1); }
+void tu_on_destroy(void *ud) { atomic_fetch_add(&((tu_peer_t *)ud)->destroyed, 1); }
 
 /* EVENTS bodies: one entry (seq, payload of `len` bytes of a pattern derived from seq). */
-static HD__UNUSED hd__buf_t tu_events_message(uint64_t seq, size_t len) {
+hd__buf_t tu_events_message(uint64_t seq, size_t len) {
   hd__buf_t b;
   hd__buf_init(&b);
   uint8_t *payload = malloc(len ? len : 1);
@@ -132,14 +72,14 @@ static HD__UNUSED hd__buf_t tu_events_message(uint64_t seq, size_t len) {
 }
 
 /* The body of a whole encoded message (after the length varint and the type byte). */
-static HD__UNUSED const uint8_t *tu_body(const hd__buf_t *m, size_t *len) {
+const uint8_t *tu_body(const hd__buf_t *m, size_t *len) {
   uint64_t l = 1;
   int n = hd__varint_get(m->data, m->len, &l);
   *len = (size_t)l - 1;
   return m->data + n + 1;
 }
 
-static HD__UNUSED void tu_count_events(tu_peer_t *p, uint8_t type, const uint8_t *body, size_t len) {
+void tu_count_events(tu_peer_t *p, uint8_t type, const uint8_t *body, size_t len) {
   atomic_fetch_add(&p->bytes, (long long)len);
   if (type == HD__MSG_EVENTS) {
     hd__entry_iter_t it;
@@ -162,15 +102,7 @@ static HD__UNUSED void tu_count_events(tu_peer_t *p, uint8_t type, const uint8_t
   atomic_fetch_add(&p->messages, 1);
 }
 
-static HD__UNUSED void tu_server_hook(void *ud, hd__conn_t *c, const uint8_t pk[32], uint8_t type,
-                           const uint8_t *body, size_t len) {
-  (void)c;
-  (void)pk;
-  tu_count_events(ud, type, body, len);
-}
-
-static HD__UNUSED void tu_client_hook(void *ud, hd__conn_t *c, uint8_t type, const uint8_t *body,
-                           size_t len) {
+void tu_count_hook(void *ud, hd__conn_t *c, uint8_t type, const uint8_t *body, size_t len) {
   (void)c;
   tu_count_events(ud, type, body, len);
 }
@@ -184,15 +116,11 @@ static pid_t tu_dirs_pid;
 
 static void tu_dirs_cleanup(void) {
   if (getpid() != tu_dirs_pid) return;
-  for (int i = 0; i < tu_ndirs; i++) {
-    char cmd[48];
-    snprintf(cmd, sizeof cmd, "rm -rf %.31s", tu_dirs[i]);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tu_dirs[i]);
-  }
+  for (int i = 0; i < tu_ndirs; i++) hdt_rmrf(tu_dirs[i]);
   tu_ndirs = 0;
 }
 
-static HD__UNUSED const char *tu_data_dir(void) {
+const char *tu_data_dir(void) {
   if (tu_ndirs == 0 && tu_dirs_pid == 0) {
     tu_dirs_pid = getpid();
     atexit(tu_dirs_cleanup);
@@ -205,8 +133,8 @@ static HD__UNUSED const char *tu_data_dir(void) {
   return d;
 }
 
-static HD__UNUSED hd_server_options_t tu_server_options(const hd_keypair_t *kp, const char *topic,
-                                             const char *listen, tu_peer_t *p) {
+hd_server_options_t tu_server_options(const hd_keypair_t *kp, const char *topic,
+                                      const char *listen, tu_peer_t *p) {
   hd_server_options_t o = HD_SERVER_OPTIONS_INIT;
   o.keypair = kp;
   o.topic = topic;
@@ -215,21 +143,21 @@ static HD__UNUSED hd_server_options_t tu_server_options(const hd_keypair_t *kp, 
   o.user_data = p;
   o.destroy = tu_on_destroy;
   o.log = tu_log;
-  o.log_level = getenv("HD_TEST_VERBOSE") ? HD_LOG_DEBUG : HD_LOG_INFO;
+  o.log_level = hdt_verbose() ? HD_LOG_DEBUG : HD_LOG_INFO;
   o.on_peer_connected = tu_on_connected;
   o.on_peer_disconnected = tu_on_disconnected;
   return o;
 }
 
 /* The client's handler: every event is handled at once. */
-static HD__UNUSED void tu_on_event(void *ud, hd_event_t *e) {
+void tu_on_event(void *ud, hd_event_t *e) {
   (void)ud;
   hd_event_complete(e, 1, NULL, 0);
 }
 
-static HD__UNUSED hd_client_options_t tu_client_options(const hd_keypair_t *kp, const uint8_t *server_pk,
-                                             const char *topic, const char *connect,
-                                             tu_peer_t *p) {
+hd_client_options_t tu_client_options(const hd_keypair_t *kp, const uint8_t *server_pk,
+                                      const char *topic, const char *connect,
+                                      tu_peer_t *p) {
   hd_client_options_t o = HD_CLIENT_OPTIONS_INIT;
   o.keypair = kp;
   o.server_public_key = server_pk;
@@ -238,7 +166,7 @@ static HD__UNUSED hd_client_options_t tu_client_options(const hd_keypair_t *kp, 
   o.user_data = p;
   o.destroy = tu_on_destroy;
   o.log = tu_log;
-  o.log_level = getenv("HD_TEST_VERBOSE") ? HD_LOG_DEBUG : HD_LOG_INFO;
+  o.log_level = hdt_verbose() ? HD_LOG_DEBUG : HD_LOG_INFO;
   o.on_connected = tu_on_connected;
   o.on_disconnected = tu_on_disconnected;
   o.data_dir = tu_data_dir();
@@ -249,13 +177,8 @@ static HD__UNUSED hd_client_options_t tu_client_options(const hd_keypair_t *kp, 
 }
 
 /* ---- raw client over a blocking socket ---- */
-typedef struct tu_raw {
-  int fd;
-  hd__cipher_t tx, rx;
-  hd__welcome_t welcome;
-} tu_raw_t;
 
-static HD__UNUSED int tu_raw_connect(tu_raw_t *r, int port) {
+int tu_raw_connect(tu_raw_t *r, int port) {
   memset(r, 0, sizeof *r);
   r->fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a;
@@ -268,7 +191,23 @@ static HD__UNUSED int tu_raw_connect(tu_raw_t *r, int port) {
   return connect(r->fd, (struct sockaddr *)&a, sizeof a);
 }
 
-static HD__UNUSED int tu_send_all(int fd, const void *p, size_t n) {
+int tu_listen(int *port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t al = sizeof a;
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 8) != 0 ||
+      getsockname(fd, (struct sockaddr *)&a, &al) != 0) {
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+int tu_send_all(int fd, const void *p, size_t n) {
   const uint8_t *b = p;
   while (n > 0) {
     ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
@@ -280,12 +219,12 @@ static HD__UNUSED int tu_send_all(int fd, const void *p, size_t n) {
 }
 
 /* Reads exactly n bytes within `ms`; 0 ok, -1 closed or timed out. */
-static HD__UNUSED int tu_recv_all(int fd, void *p, size_t n, int ms) {
+int tu_recv_all(int fd, void *p, size_t n, int ms) {
   uint8_t *b = p;
-  uint64_t dl = tu_now_ms() + (uint64_t)ms * tu_slow();
+  uint64_t dl = hdt_now_ms() + (uint64_t)ms * hdt_slow();
   while (n > 0) {
     struct pollfd pf = {fd, POLLIN, 0};
-    uint64_t now = tu_now_ms();
+    uint64_t now = hdt_now_ms();
     if (now >= dl) return -1;
     if (poll(&pf, 1, (int)(dl - now)) <= 0) return -1;
     ssize_t r = recv(fd, b, n, 0);
@@ -297,11 +236,11 @@ static HD__UNUSED int tu_recv_all(int fd, void *p, size_t n, int ms) {
 }
 
 /* 1 if the peer closed the socket (EOF or reset) within `ms`, discarding what it sent. */
-static HD__UNUSED int tu_wait_closed(int fd, int ms) {
-  uint64_t dl = tu_now_ms() + (uint64_t)ms * tu_slow();
+int tu_wait_closed(int fd, int ms) {
+  uint64_t dl = hdt_now_ms() + (uint64_t)ms * hdt_slow();
   uint8_t buf[4096];
   for (;;) {
-    uint64_t now = tu_now_ms();
+    uint64_t now = hdt_now_ms();
     if (now >= dl) return 0;
     struct pollfd pf = {fd, POLLIN, 0};
     if (poll(&pf, 1, (int)(dl - now)) <= 0) continue;
@@ -310,23 +249,25 @@ static HD__UNUSED int tu_wait_closed(int fd, int ms) {
   }
 }
 
+void tu_prologue(uint8_t out[43], const char *topic) {
+  memcpy(out, "hyperdown/1", 11);
+  hd_topic_key(out + 11, topic, strlen(topic));
+}
+
 /* Preamble + Noise IK handshake as a client; 0 when the transport ciphers are ready. */
-static HD__UNUSED int tu_raw_handshake(tu_raw_t *r, const hd_keypair_t *kp, const uint8_t server_pk[32],
-                            const char *topic) {
-  uint8_t topic_key[32], xs[32], xp[32], srv_x[32];
-  hd_topic_key(topic_key, topic, strlen(topic));
+int tu_raw_handshake(tu_raw_t *r, const hd_keypair_t *kp, const uint8_t server_pk[32],
+                     const char *topic) {
+  uint8_t xs[32], xp[32], srv_x[32], prologue[43];
+  tu_prologue(prologue, topic);
   hd__keypair_to_x25519(kp, xs, xp);
   hd__ed25519_pk_to_x25519(server_pk, srv_x);
-  uint8_t prologue[43];
-  memcpy(prologue, "hyperdown/1", 11);
-  memcpy(prologue + 11, topic_key, 32);
   hd__handshake_t hs;
   if (hd__handshake_init(&hs, HD__NOISE_IK, 1, prologue, 43, xs, srv_x) != 0) return -1;
   hd__hello_t hello = {HD_PROTOCOL_VERSION, {0}, HD__DEFAULT_MAX_MESSAGE};
   memcpy(hello.public_key, kp->public_key, 32);
   uint8_t hp[HD__HELLO_MAX], out[16 + 2 + 512];
   size_t hl = hd__hello_encode(&hello, hp), ml = 0;
-  hd__preamble_encode(out, topic_key);
+  hd__preamble_encode(out, prologue + 11);
   if (hd__handshake_write_message(&hs, hp, hl, out + 18, 512, &ml) != 0) return -1;
   hd__put_u16be(out + 16, (uint16_t)ml);
   if (tu_send_all(r->fd, out, 18 + ml) != 0) return -1;
@@ -342,7 +283,7 @@ static HD__UNUSED int tu_raw_handshake(tu_raw_t *r, const hd_keypair_t *kp, cons
 }
 
 /* Seals one whole encoded message into records and sends them; `tamper` flips a ciphertext bit. */
-static HD__UNUSED int tu_raw_send(tu_raw_t *r, const hd__buf_t *msg, int tamper) {
+int tu_raw_send(tu_raw_t *r, const hd__buf_t *msg, int tamper) {
   hd__buf_t rec;
   hd__buf_init(&rec);
   if (hd__record_seal(&r->tx, msg->data, msg->len, &rec) != 0) return -1;
@@ -351,5 +292,3 @@ static HD__UNUSED int tu_raw_send(tu_raw_t *r, const hd__buf_t *msg, int tamper)
   hd__buf_free(&rec);
   return rc;
 }
-
-#endif

@@ -1,7 +1,7 @@
 /* The client's side of event delivery against a raw server: a blocking socket on this thread that
  * speaks the handshake as responder with the internal noise/record/wire API, so these tests
  * control WELCOME (store id, pause) and every message, and depend on no server event code.
- * Every wait is bounded (transport_util.h). */
+ * Every wait is bounded (WAIT_FOR, testutil.h). */
 #include "harness.h"
 #include "transport_util.h"
 
@@ -58,16 +58,8 @@ static int rs_listen(rs_t *r, uint8_t id_byte, uint32_t pause_ms) {
   hd_keypair_generate(&r->kp);
   memset(r->store_id, id_byte, 16);
   r->pause_ms = pause_ms;
-  r->lfd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t al = sizeof a;
-  if (bind(r->lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(r->lfd, 8) != 0) return -1;
-  getsockname(r->lfd, (struct sockaddr *)&a, &al);
-  r->port = ntohs(a.sin_port);
-  return 0;
+  r->lfd = tu_listen(&r->port);
+  return r->lfd >= 0 ? 0 : -1;
 }
 
 static void rs_close(rs_t *r) {
@@ -79,15 +71,12 @@ static void rs_close(rs_t *r) {
 static int rs_accept(rs_t *r, int ms) {
   rs_drop_conn(r);
   struct pollfd pf = {r->lfd, POLLIN, 0};
-  if (poll(&pf, 1, ms * tu_slow()) <= 0) return -1;
+  if (poll(&pf, 1, ms * hdt_slow()) <= 0) return -1;
   r->fd = accept(r->lfd, NULL, NULL);
   if (r->fd < 0) return -1;
-  uint8_t topic_key[32], xs[32], xp[32], pre[16], lenb[2], msg[512], payload[512], out[512];
-  hd_topic_key(topic_key, TOPIC, strlen(TOPIC));
+  uint8_t prologue[43], xs[32], xp[32], pre[16], lenb[2], msg[512], payload[512], out[512];
+  tu_prologue(prologue, TOPIC);
   hd__keypair_to_x25519(&r->kp, xs, xp);
-  uint8_t prologue[43];
-  memcpy(prologue, "hyperdown/1", 11);
-  memcpy(prologue + 11, topic_key, 32);
   if (tu_recv_all(r->fd, pre, 16, 3000) != 0 || tu_recv_all(r->fd, lenb, 2, 3000) != 0) return -1;
   size_t len = hd__get_u16be(lenb), pl = 0, ol = 0;
   if (len == 0 || len > sizeof msg || tu_recv_all(r->fd, msg, len, 3000) != 0) return -1;
@@ -112,9 +101,9 @@ static int rs_accept(rs_t *r, int ms) {
 
 /* The next message from the client within `ms`, or NULL (timeout or closed). */
 static rmsg_t *rs_next(rs_t *r, int ms) {
-  uint64_t dl = tu_now_ms() + (uint64_t)ms * tu_slow();
+  uint64_t dl = hdt_now_ms() + (uint64_t)ms * hdt_slow();
   while (r->next == r->nq) {
-    uint64_t now = tu_now_ms();
+    uint64_t now = hdt_now_ms();
     if (now >= dl || r->fd < 0) return NULL;
     struct pollfd pf = {r->fd, POLLIN, 0};
     if (poll(&pf, 1, (int)(dl - now)) <= 0) continue;
@@ -220,7 +209,7 @@ static void on_event(void *ud, hd_event_t *e) {
   int n = atomic_load(&h->calls);
   if (n < 256) {
     h->seqs[n] = info.seq;
-    h->at_ms[n] = tu_now_ms();
+    h->at_ms[n] = hdt_now_ms();
   }
   int complete = 1, ok = 1;
   if (h->mode == MODE_HOLD && info.seq >= h->hold_from) {
@@ -242,15 +231,17 @@ typedef struct cli {
   tu_peer_t p;
   handler_t *h; /* right after p: on_event finds it there */
   hd_client_t *c;
+  hd_keypair_t kp;
   char dir[64];
   char addr[64];
 } cli_t;
 
-static int cli_start(cli_t *c, handler_t *h, rs_t *r, const hd_keypair_t *ckp, int port) {
+/* Creates the client on c->dir with c->kp, dialing 127.0.0.1:port, the server key r's. */
+static int cli_start(cli_t *c, handler_t *h, rs_t *r, int port) {
   tu_peer_init(&c->p);
   c->h = h;
   snprintf(c->addr, sizeof c->addr, "127.0.0.1:%d", port);
-  hd_client_options_t o = tu_client_options(ckp, r->kp.public_key, TOPIC, c->addr, &c->p);
+  hd_client_options_t o = tu_client_options(&c->kp, r->kp.public_key, TOPIC, c->addr, &c->p);
   o.data_dir = c->dir;
   o.on_event = on_event;
   o.window = WINDOW;
@@ -265,17 +256,6 @@ static void handler_init(handler_t *h, int mode) {
   h->mode = mode;
 }
 
-static void fresh_dir(char *dir) {
-  snprintf(dir, 64, "/tmp/hd-ce-XXXXXX");
-  if (mkdtemp(dir) == NULL) dir[0] = '\0';
-}
-
-static void remove_dir(const char *dir) {
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
-}
-
 static int resume_is(rmsg_t *m, const uint8_t *id_or_null, uint64_t high, uint64_t window) {
   hd__resume_t res;
   if (m == NULL || hd__msg_decode_resume(m->body, m->len, &res) != 0) return 0;
@@ -288,6 +268,44 @@ static int resume_is(rmsg_t *m, const uint8_t *id_or_null, uint64_t high, uint64
   }
   return 1;
 }
+
+/* A raw server (store id bytes `id`, WELCOME pause `pause_ms`) and a client with a fresh key on a
+ * fresh folder whose handler runs in `mode` (`arg`: MODE_HOLD's hold_from, MODE_FAIL_FIRST's
+ * failures), connected to it: the handshake is done and the client's first message was RESUME
+ * from nothing (no store id, high 0, the whole window). 0 or -1. */
+static int session_open(rs_t *r, handler_t *h, cli_t *c, uint8_t id, uint32_t pause_ms, int mode,
+                        uint64_t arg) {
+  memset(c, 0, sizeof *c);
+  handler_init(h, mode);
+  if (mode == MODE_HOLD) h->hold_from = arg;
+  if (mode == MODE_FAIL_FIRST) h->fail_left = (int)arg;
+  hd_keypair_generate(&c->kp);
+  snprintf(c->dir, sizeof c->dir, "/tmp/hd-ce-XXXXXX");
+  if (rs_listen(r, id, pause_ms) != 0 || mkdtemp(c->dir) == NULL) return -1;
+  if (cli_start(c, h, r, r->port) != 0 || rs_accept(r, 5000) != 0) return -1;
+  rmsg_t *m = rs_next(r, 3000);
+  return m != NULL && m->type == HD__MSG_RESUME && resume_is(m, NULL, 0, WINDOW) ? 0 : -1;
+}
+
+/* Declares the test's raw server r, handler h and client c, and opens them (session_open). */
+#define SESSION(...)                                                                              \
+  rs_t r;                                                                                         \
+  handler_t h;                                                                                    \
+  cli_t c;                                                                                        \
+  CHECK(session_open(&r, &h, &c, __VA_ARGS__) == 0)
+
+/* The client closed the connection (its n-th disconnection) for a protocol error. */
+static int cut_off(rs_t *r, cli_t *c, int n) {
+  return tu_wait_closed(r->fd, 3000) && WAIT_FOR(atomic_load(&c->p.disconnected) >= n, 3000) &&
+         atomic_load(&c->p.last_status) == HD_EPROTO;
+}
+
+/* After the client closed: the raw server goes, the client's folder too. */
+static void session_end(rs_t *r, cli_t *c) {
+  rs_close(r);
+  hdt_rmrf(c->dir);
+}
+
 
 static uint64_t credit_sum(rs_t *r, uint64_t want, int ms) {
   uint64_t sum = 0;
@@ -327,28 +345,16 @@ static void bad_options(void) {
 /* RESUME first; EVENTS stored then handled in order once each, completed from another thread;
  * CONSUMED carries the data; DONE forgets and grants credit. */
 static void deliver_consume_confirm(void) {
-  rs_t r;
-  CHECK(rs_listen(&r, 0x11, 0) == 0);
-  hd_keypair_t ckp;
-  hd_keypair_generate(&ckp);
-  handler_t h;
-  handler_init(&h, MODE_HOLD);
-  h.hold_from = 1; /* keep every event: this thread completes them */
-  cli_t c;
-  fresh_dir(c.dir);
-  CHECK_OK(cli_start(&c, &h, &r, &ckp, r.port));
-  CHECK(rs_accept(&r, 5000) == 0);
-  rmsg_t *m = rs_next(&r, 3000);
-  CHECK(m != NULL && m->type == HD__MSG_RESUME);
-  CHECK(resume_is(m, NULL, 0, WINDOW));
+  /* the handler keeps every event: this thread completes them */
+  SESSION(0x11, 0, MODE_HOLD, 1);
   uint64_t s1[] = {1, 2, 3}, s2[] = {4};
   CHECK(rs_events(&r, s1, 3) == 0);
   CHECK(rs_events(&r, s2, 1) == 0);
   uint64_t done_seqs[4];
   for (int i = 0; i < 4; i++) {
     /* one at a time: the next only once the previous completed */
-    CHECK(TU_WAIT(atomic_load(&h.calls) == i + 1, 3000));
-    tu_sleep_ms(20);
+    CHECK(WAIT_FOR(atomic_load(&h.calls) == i + 1, 3000));
+    hdt_sleep_ms(20);
     CHECK(atomic_load(&h.calls) == i + 1);
     pthread_mutex_lock(&h.mu);
     hd_event_t *e = h.held[i];
@@ -362,40 +368,26 @@ static void deliver_consume_confirm(void) {
   for (int i = 0; i < 4; i++) CHECK(done_seqs[i] == (uint64_t)i + 1);
   CHECK(h.bad_payload == 0);
   hd_client_stats_t st;
-  memset(&st, 0, sizeof st);
-  st.version = HD_CLIENT_STATS_VERSION;
-  CHECK_OK(hd_client_stats(c.c, &st));
+  CHECK_OK(hdt_client_stats(c.c, &st));
   CHECK(st.events_received == 4 && st.events_handled == 4 && st.consumed == 4);
   CHECK(st.unhandled == 0 && st.high_water == 4 && st.connected == 1);
   uint64_t d1[] = {1, 2, 3, 4, 99}; /* 99: not held, ignored */
   CHECK(rs_done(&r, d1, 5) == 0);
   CHECK(credit_sum(&r, 4, 3000) == 4);
-  CHECK(TU_WAIT((hd_client_stats(c.c, &st) == 0 && st.events_confirmed == 4), 3000));
+  CHECK(WAIT_FOR((hdt_client_stats(c.c, &st) == 0 && st.events_confirmed == 4), 3000));
   CHECK(st.consumed == 0 && st.unhandled == 0);
   CHECK(atomic_load(&h.calls) == 4);
   CHECK_OK(hd_client_close_wait(c.c));
   CHECK(rs_expect(&r, HD__MSG_BYE, 3000) != NULL);
-  rs_close(&r);
-  remove_dir(c.dir);
+  session_end(&r, &c);
 }
 
 /* A failing handler is retried after a doubling backoff, and no later event goes first. */
 static void retry_backoff(void) {
-  rs_t r;
-  CHECK(rs_listen(&r, 0x12, 0) == 0);
-  hd_keypair_t ckp;
-  hd_keypair_generate(&ckp);
-  handler_t h;
-  handler_init(&h, MODE_FAIL_FIRST);
-  h.fail_left = 2;
-  cli_t c;
-  fresh_dir(c.dir);
-  CHECK_OK(cli_start(&c, &h, &r, &ckp, r.port));
-  CHECK(rs_accept(&r, 5000) == 0);
-  CHECK(rs_expect(&r, HD__MSG_RESUME, 3000) != NULL);
+  SESSION(0x12, 0, MODE_FAIL_FIRST, 2);
   uint64_t s[] = {1, 2};
   CHECK(rs_events(&r, s, 2) == 0);
-  CHECK(TU_WAIT(atomic_load(&h.calls) == 4, 5000));
+  CHECK(WAIT_FOR(atomic_load(&h.calls) == 4, 5000));
   CHECK(h.seqs[0] == 1 && h.seqs[1] == 1 && h.seqs[2] == 1 && h.seqs[3] == 2);
   CHECK(h.at_ms[1] - h.at_ms[0] >= 90);  /* retry_min 100 */
   CHECK(h.at_ms[2] - h.at_ms[1] >= 190); /* doubled, capped at 200 */
@@ -403,71 +395,43 @@ static void retry_backoff(void) {
   CHECK(rs_consumed(&r, seen, 2, 3000) == 2);
   CHECK(seen[0] == 1 && seen[1] == 2);
   hd_client_stats_t st;
-  memset(&st, 0, sizeof st);
-  st.version = HD_CLIENT_STATS_VERSION;
-  CHECK_OK(hd_client_stats(c.c, &st));
+  CHECK_OK(hdt_client_stats(c.c, &st));
   CHECK(st.events_failed == 2 && st.events_handled == 2);
   CHECK_OK(hd_client_close_wait(c.c));
-  rs_close(&r);
-  remove_dir(c.dir);
+  session_end(&r, &c);
 }
 
 /* WELCOME's pause delays handling; PAUSE replaces it. */
 static void pause_delays(void) {
-  rs_t r;
-  CHECK(rs_listen(&r, 0x13, 400) == 0);
-  hd_keypair_t ckp;
-  hd_keypair_generate(&ckp);
-  handler_t h;
-  handler_init(&h, MODE_OK);
-  cli_t c;
-  fresh_dir(c.dir);
-  CHECK_OK(cli_start(&c, &h, &r, &ckp, r.port));
-  CHECK(rs_accept(&r, 5000) == 0);
-  CHECK(rs_expect(&r, HD__MSG_RESUME, 3000) != NULL);
+  SESSION(0x13, 400, MODE_OK, 0);
   uint64_t s1[] = {1}, s2[] = {2};
-  uint64_t t0 = tu_now_ms();
+  uint64_t t0 = hdt_now_ms();
   CHECK(rs_events(&r, s1, 1) == 0);
-  CHECK(TU_WAIT(atomic_load(&h.calls) == 1, 3000));
+  CHECK(WAIT_FOR(atomic_load(&h.calls) == 1, 3000));
   CHECK(h.at_ms[0] - t0 >= 380);
   hd__buf_t m;
   hd__buf_init(&m);
   hd__msg_encode_pause(&m, 0);
   CHECK(rs_send(&r, &m) == 0);
-  tu_sleep_ms(50);
-  t0 = tu_now_ms();
+  hdt_sleep_ms(50);
+  t0 = hdt_now_ms();
   CHECK(rs_events(&r, s2, 1) == 0);
-  CHECK(TU_WAIT(atomic_load(&h.calls) == 2, 3000));
+  CHECK(WAIT_FOR(atomic_load(&h.calls) == 2, 3000));
   CHECK(h.at_ms[1] - t0 < 300);
   hd_client_stats_t st;
-  memset(&st, 0, sizeof st);
-  st.version = HD_CLIENT_STATS_VERSION;
-  CHECK_OK(hd_client_stats(c.c, &st));
+  CHECK_OK(hdt_client_stats(c.c, &st));
   CHECK(st.pause_ms == 0);
   CHECK_OK(hd_client_close_wait(c.c));
-  rs_close(&r);
-  remove_dir(c.dir);
+  session_end(&r, &c);
 }
 
 /* Events out of order and wrong-direction messages close the connection with HD_EPROTO. */
 static void protocol_errors(void) {
-  rs_t r;
-  CHECK(rs_listen(&r, 0x14, 0) == 0);
-  hd_keypair_t ckp;
-  hd_keypair_generate(&ckp);
-  handler_t h;
-  handler_init(&h, MODE_OK);
-  cli_t c;
-  fresh_dir(c.dir);
-  CHECK_OK(cli_start(&c, &h, &r, &ckp, r.port));
-  CHECK(rs_accept(&r, 5000) == 0);
-  CHECK(rs_expect(&r, HD__MSG_RESUME, 3000) != NULL);
+  SESSION(0x14, 0, MODE_OK, 0);
   uint64_t s2[] = {2}, s1[] = {1};
   CHECK(rs_events(&r, s2, 1) == 0);
   CHECK(rs_events(&r, s1, 1) == 0);
-  CHECK(tu_wait_closed(r.fd, 3000));
-  CHECK(TU_WAIT(atomic_load(&c.p.disconnected) >= 1, 3000));
-  CHECK(atomic_load(&c.p.last_status) == HD_EPROTO);
+  CHECK(cut_off(&r, &c, 1));
   /* it dials again: a CREDIT from the server is in the wrong direction */
   CHECK(rs_accept(&r, 5000) == 0);
   rmsg_t *m = rs_expect(&r, HD__MSG_RESUME, 3000);
@@ -476,68 +440,39 @@ static void protocol_errors(void) {
   hd__buf_init(&b);
   hd__msg_encode_credit(&b, 5);
   CHECK(rs_send(&r, &b) == 0);
-  CHECK(tu_wait_closed(r.fd, 3000));
-  CHECK(TU_WAIT(atomic_load(&c.p.disconnected) >= 2, 3000));
-  CHECK(atomic_load(&c.p.last_status) == HD_EPROTO);
+  CHECK(cut_off(&r, &c, 2));
   CHECK(atomic_load(&h.calls) == 1); /* event 2 was stored and handled once; 1 never stored */
   CHECK_OK(hd_client_close_wait(c.c));
-  rs_close(&r);
-  remove_dir(c.dir);
+  session_end(&r, &c);
 }
 
 /* A server that sends more events than the window it was given is cut off (HD_EPROTO), so it
  * cannot make the client hold without bound; what fitted the window was stored. */
 static void window_enforced(void) {
-  rs_t r;
-  CHECK(rs_listen(&r, 0x16, 0) == 0);
-  hd_keypair_t ckp;
-  hd_keypair_generate(&ckp);
-  handler_t h;
-  handler_init(&h, MODE_HOLD);
-  h.hold_from = 1; /* hold every event: nothing is confirmed, no credit comes back */
-  cli_t c;
-  fresh_dir(c.dir);
-  CHECK_OK(cli_start(&c, &h, &r, &ckp, r.port));
-  CHECK(rs_accept(&r, 5000) == 0);
-  CHECK(rs_expect(&r, HD__MSG_RESUME, 3000) != NULL);
+  /* the handler holds every event: nothing is confirmed, no credit comes back */
+  SESSION(0x16, 0, MODE_HOLD, 1);
   uint64_t first[WINDOW], extra[] = {WINDOW + 1};
   for (int i = 0; i < WINDOW; i++) first[i] = (uint64_t)i + 1;
   CHECK(rs_events(&r, first, WINDOW) == 0);
   CHECK(rs_events(&r, extra, 1) == 0);
-  CHECK(tu_wait_closed(r.fd, 3000));
-  CHECK(TU_WAIT(atomic_load(&c.p.disconnected) >= 1, 3000));
-  CHECK(atomic_load(&c.p.last_status) == HD_EPROTO);
+  CHECK(cut_off(&r, &c, 1));
   hd_client_stats_t st;
-  memset(&st, 0, sizeof st);
-  st.version = HD_CLIENT_STATS_VERSION;
-  CHECK(TU_WAIT((hd_client_stats(c.c, &st), st.high_water == WINDOW), 3000));
+  CHECK(WAIT_FOR((hdt_client_stats(c.c, &st), st.high_water == WINDOW), 3000));
   CHECK_OK(hd_client_close_wait(c.c));
   for (int i = 0; i < h.nheld; i++) hd_event_complete(h.held[i], 0, NULL, 0); /* only frees */
-  rs_close(&r);
-  remove_dir(c.dir);
+  session_end(&r, &c);
 }
 
 /* Restart on the same folder: unhandled events are handled with no server; handled but
  * unconfirmed ones are reported again (CONSUMED) and not handled again. A completion after the
  * close is safe. */
 static void restart(void) {
-  rs_t r;
-  CHECK(rs_listen(&r, 0x15, 0) == 0);
-  hd_keypair_t ckp;
-  hd_keypair_generate(&ckp);
-  handler_t h;
-  handler_init(&h, MODE_HOLD);
-  h.hold_from = 2;
-  cli_t c;
-  fresh_dir(c.dir);
-  CHECK_OK(cli_start(&c, &h, &r, &ckp, r.port));
-  CHECK(rs_accept(&r, 5000) == 0);
-  CHECK(rs_expect(&r, HD__MSG_RESUME, 3000) != NULL);
+  SESSION(0x15, 0, MODE_HOLD, 2);
   uint64_t s[] = {1, 2, 3};
   CHECK(rs_events(&r, s, 3) == 0);
   uint64_t seen[1];
   CHECK(rs_consumed(&r, seen, 1, 3000) == 1 && seen[0] == 1);
-  CHECK(TU_WAIT(atomic_load(&h.calls) == 2, 3000)); /* 2 is held by the handler */
+  CHECK(WAIT_FOR(atomic_load(&h.calls) == 2, 3000)); /* 2 is held by the handler */
   CHECK_OK(hd_client_close_wait(c.c));
   CHECK_OK(hd_event_complete(h.held[0], 1, "late", 4)); /* after close: freed, nothing else */
   rs_drop_conn(&r);
@@ -545,21 +480,19 @@ static void restart(void) {
   /* no server reachable: 2 and 3 are handled from the store */
   handler_t h2;
   handler_init(&h2, MODE_OK);
-  cli_t c2;
-  memcpy(c2.dir, c.dir, sizeof c.dir);
-  CHECK_OK(cli_start(&c2, &h2, &r, &ckp, 1));
-  CHECK(TU_WAIT(atomic_load(&h2.calls) == 2, 5000));
+  cli_t c2 = c; /* the same folder and key */
+  CHECK_OK(cli_start(&c2, &h2, &r, 1));
+  CHECK(WAIT_FOR(atomic_load(&h2.calls) == 2, 5000));
   CHECK(h2.seqs[0] == 2 && h2.seqs[1] == 3);
-  tu_sleep_ms(50);
+  hdt_sleep_ms(50);
   CHECK(atomic_load(&h2.calls) == 2);
   CHECK_OK(hd_client_close_wait(c2.c));
 
   /* with the server again: all three reported consumed, none handled again */
   handler_t h3;
   handler_init(&h3, MODE_OK);
-  cli_t c3;
-  memcpy(c3.dir, c.dir, sizeof c.dir);
-  CHECK_OK(cli_start(&c3, &h3, &r, &ckp, r.port));
+  cli_t c3 = c;
+  CHECK_OK(cli_start(&c3, &h3, &r, r.port));
   CHECK(rs_accept(&r, 5000) == 0);
   CHECK(resume_is(rs_next(&r, 3000), r.store_id, 3, WINDOW - 3));
   uint64_t all[3];
@@ -568,27 +501,16 @@ static void restart(void) {
   uint64_t d[] = {1, 2, 3};
   CHECK(rs_done(&r, d, 3) == 0);
   CHECK(credit_sum(&r, 3, 3000) == 3);
-  tu_sleep_ms(50);
+  hdt_sleep_ms(50);
   CHECK(atomic_load(&h3.calls) == 0);
   CHECK_OK(hd_client_close_wait(c3.c));
-  rs_close(&r);
-  remove_dir(c.dir);
+  session_end(&r, &c);
 }
 
 /* A new server store id: the client drops what it held, resumes from 0 and handles the new
  * store's events even where their numbers repeat. */
 static void store_id_change(void) {
-  rs_t r;
-  CHECK(rs_listen(&r, 0x16, 0) == 0);
-  hd_keypair_t ckp;
-  hd_keypair_generate(&ckp);
-  handler_t h;
-  handler_init(&h, MODE_OK);
-  cli_t c;
-  fresh_dir(c.dir);
-  CHECK_OK(cli_start(&c, &h, &r, &ckp, r.port));
-  CHECK(rs_accept(&r, 5000) == 0);
-  CHECK(resume_is(rs_next(&r, 3000), NULL, 0, WINDOW));
+  SESSION(0x16, 0, MODE_OK, 0);
   uint64_t s[] = {1, 2};
   CHECK(rs_events(&r, s, 2) == 0);
   uint64_t seen[2];
@@ -601,12 +523,11 @@ static void store_id_change(void) {
   CHECK(rs_accept(&r, 5000) == 0);
   CHECK(resume_is(rs_next(&r, 3000), old_id, 0, WINDOW));
   CHECK(rs_events(&r, s, 1) == 0);
-  CHECK(TU_WAIT(atomic_load(&h.calls) == 3, 3000));
+  CHECK(WAIT_FOR(atomic_load(&h.calls) == 3, 3000));
   CHECK(h.seqs[2] == 1);
   CHECK(rs_consumed(&r, seen, 1, 3000) == 1 && seen[0] == 1);
   CHECK_OK(hd_client_close_wait(c.c));
-  rs_close(&r);
-  remove_dir(c.dir);
+  session_end(&r, &c);
 }
 
 #define TESTS(X)                                                                                  \

@@ -226,62 +226,82 @@ static int refused(uint8_t type, const char *hex, const char *fault) {
   return 1;
 }
 
-static void malformed_events(void) {
-  CHECK(refused(HD__MSG_EVENTS, "", "count is truncated"));
-  CHECK(refused(HD__MSG_EVENTS, "80 00", "count is not a minimal varint"));
-  CHECK(refused(HD__MSG_EVENTS, "02 01 01 00", "count 2 cannot fit"));
-  /* lying counts: huge, never used to size anything */
-  CHECK(refused(HD__MSG_EVENTS, "ff ff ff ff ff ff ff ff ff 01 01 01 00", "cannot fit"));
-  CHECK(refused(HD__MSG_EVENTS, "80 80 80 80 01 01 01 00", "cannot fit"));
-  CHECK(refused(HD__MSG_EVENTS, "01 01 01 05 61 62", "payload length 5 exceeds"));
-  CHECK(refused(HD__MSG_EVENTS, "01 01 01 ff ff ff ff ff ff ff ff ff 01", "exceeds"));
-  CHECK(refused(HD__MSG_EVENTS, "01 01 01 00 00", "1 trailing bytes"));
-  CHECK(refused(HD__MSG_EVENTS, "00 00", "trailing"));
-  CHECK(refused(HD__MSG_EVENTS, "01 81 00 01 00", "seq is not a minimal"));
-  CHECK(refused(HD__MSG_EVENTS, "01 01 80 80 00", "created_unix_ms is not a minimal"));
-  CHECK(refused(HD__MSG_EVENTS, "01 01 01 81", "payload is truncated"));
-  CHECK(refused(HD__MSG_EVENTS, "02 01 01 00 02 01 81", "payload is truncated"));
+/* Malformed bodies: each must be refused (refused()); a test runs the rows of its types. */
+static const struct malformed {
+  uint8_t type;
+  const char *hex, *fault;
+} malformed[] = {
+    {HD__MSG_EVENTS, "", "count is truncated"},
+    {HD__MSG_EVENTS, "80 00", "count is not a minimal varint"},
+    {HD__MSG_EVENTS, "02 01 01 00", "count 2 cannot fit"},
+    /* lying counts: huge, never used to size anything */
+    {HD__MSG_EVENTS, "ff ff ff ff ff ff ff ff ff 01 01 01 00", "cannot fit"},
+    {HD__MSG_EVENTS, "80 80 80 80 01 01 01 00", "cannot fit"},
+    {HD__MSG_EVENTS, "01 01 01 05 61 62", "payload length 5 exceeds"},
+    {HD__MSG_EVENTS, "01 01 01 ff ff ff ff ff ff ff ff ff 01", "exceeds"},
+    {HD__MSG_EVENTS, "01 01 01 00 00", "1 trailing bytes"},
+    {HD__MSG_EVENTS, "00 00", "trailing"},
+    {HD__MSG_EVENTS, "01 81 00 01 00", "seq is not a minimal"},
+    {HD__MSG_EVENTS, "01 01 80 80 00", "created_unix_ms is not a minimal"},
+    {HD__MSG_EVENTS, "01 01 01 81", "payload is truncated"},
+    {HD__MSG_EVENTS, "02 01 01 00 02 01 81", "payload is truncated"},
+    {HD__MSG_CONSUMED, "", "count is truncated"},
+    {HD__MSG_CONSUMED, "02 01 00 01", "count 2 cannot fit"},
+    {HD__MSG_CONSUMED, "ff ff ff ff 0f 01 00", "cannot fit"},
+    {HD__MSG_CONSUMED, "01 01 03 61 62", "data length 3 exceeds"},
+    {HD__MSG_CONSUMED, "01 01 00 07", "trailing"},
+    {HD__MSG_CONSUMED, "01 80 00 00", "seq is not a minimal"},
+    {HD__MSG_DONE, "", "count is truncated"},
+    {HD__MSG_DONE, "03 01 02", "count 3 cannot fit"},
+    {HD__MSG_DONE, "ff ff ff ff ff ff ff ff ff 01", "cannot fit"},
+    {HD__MSG_DONE, "02 01 82", "seq is truncated"},
+    {HD__MSG_DONE, "01 01 01", "trailing"},
+    {HD__MSG_DONE, "01 ff ff ff ff ff ff ff ff ff 02", "seq is not a minimal"},
+    {HD__MSG_RESUME, "00 01 02", "store id is truncated"},
+    {HD__MSG_RESUME, "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00", "high_seq is truncated"},
+    {HD__MSG_RESUME, "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 05", "window is truncated"},
+    {HD__MSG_RESUME, "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 05 06 07", "trailing"},
+    {HD__MSG_RESUME, "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 80 00 01", "high_seq is not"},
+    {HD__MSG_BYE, "", "reason is truncated"},
+    {HD__MSG_BYE, "00", "text is truncated"},
+    {HD__MSG_BYE, "00 03 61 62", "text length 3 exceeds"},
+    {HD__MSG_BYE, "00 01 61 62", "trailing"},
+    {HD__MSG_BYE, "00 02 c3 28", "not valid UTF-8"},
+    {HD__MSG_BYE, "00 02 c0 80", "not valid UTF-8"},       /* overlong NUL */
+    {HD__MSG_BYE, "00 03 ed a0 80", "not valid UTF-8"},    /* surrogate */
+    {HD__MSG_BYE, "00 04 f4 90 80 80", "not valid UTF-8"}, /* past U+10FFFF */
+    {HD__MSG_BYE, "00 02 e2 82", "not valid UTF-8"},       /* cut sequence */
+};
+
+/* Every row of `malformed` whose type is in the mask (bit `type`) is refused. */
+static void check_malformed(uint32_t types) {
+  int rows = 0;
+  for (size_t i = 0; i < HD__ARRAY_SIZE(malformed); i++) {
+    const struct malformed *m = &malformed[i];
+    if (!(types & (1u << m->type))) continue;
+    CHECK(refused(m->type, m->hex, m->fault));
+    rows++;
+  }
+  CHECK(rows > 0);
 }
 
+static void malformed_events(void) { check_malformed(1u << HD__MSG_EVENTS); }
+
 static void malformed_consumed_done(void) {
-  CHECK(refused(HD__MSG_CONSUMED, "", "count is truncated"));
-  CHECK(refused(HD__MSG_CONSUMED, "02 01 00 01", "count 2 cannot fit"));
-  CHECK(refused(HD__MSG_CONSUMED, "ff ff ff ff 0f 01 00", "cannot fit"));
-  CHECK(refused(HD__MSG_CONSUMED, "01 01 03 61 62", "data length 3 exceeds"));
-  CHECK(refused(HD__MSG_CONSUMED, "01 01 00 07", "trailing"));
-  CHECK(refused(HD__MSG_CONSUMED, "01 80 00 00", "seq is not a minimal"));
-  CHECK(refused(HD__MSG_DONE, "", "count is truncated"));
-  CHECK(refused(HD__MSG_DONE, "03 01 02", "count 3 cannot fit"));
-  CHECK(refused(HD__MSG_DONE, "ff ff ff ff ff ff ff ff ff 01", "cannot fit"));
-  CHECK(refused(HD__MSG_DONE, "02 01 82", "seq is truncated"));
-  CHECK(refused(HD__MSG_DONE, "01 01 01", "trailing"));
-  CHECK(refused(HD__MSG_DONE, "01 ff ff ff ff ff ff ff ff ff 02", "seq is not a minimal"));
+  check_malformed(1u << HD__MSG_CONSUMED | 1u << HD__MSG_DONE);
   /* begin on a non-batch type is a caller error */
   hd__entry_iter_t it;
   CHECK_RC(hd__msg_entries_begin(&it, HD__MSG_PING, (const uint8_t *)"\x01", 1, NULL), HD_EINVAL);
 }
 
 static void malformed_singles(void) {
-  CHECK(refused(HD__MSG_RESUME, "00 01 02", "store id is truncated"));
-  CHECK(refused(HD__MSG_RESUME, "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00", "high_seq is truncated"));
-  CHECK(refused(HD__MSG_RESUME, "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 05", "window is truncated"));
-  CHECK(refused(HD__MSG_RESUME, "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 05 06 07", "trailing"));
-  CHECK(refused(HD__MSG_RESUME, "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 80 00 01", "high_seq is not"));
+  check_malformed(1u << HD__MSG_RESUME | 1u << HD__MSG_BYE);
   for (uint8_t t = HD__MSG_CREDIT; t <= HD__MSG_PONG; t++) {
     CHECK(refused(t, "", "is truncated"));
     CHECK(refused(t, "01 02", "1 trailing bytes"));
     CHECK(refused(t, "80 00", "not a minimal"));
     CHECK(refused(t, "ff ff ff ff ff ff ff ff ff 02", "not a minimal varint of at most 64 bits"));
   }
-  CHECK(refused(HD__MSG_BYE, "", "reason is truncated"));
-  CHECK(refused(HD__MSG_BYE, "00", "text is truncated"));
-  CHECK(refused(HD__MSG_BYE, "00 03 61 62", "text length 3 exceeds"));
-  CHECK(refused(HD__MSG_BYE, "00 01 61 62", "trailing"));
-  CHECK(refused(HD__MSG_BYE, "00 02 c3 28", "not valid UTF-8"));
-  CHECK(refused(HD__MSG_BYE, "00 02 c0 80", "not valid UTF-8"));    /* overlong NUL */
-  CHECK(refused(HD__MSG_BYE, "00 03 ed a0 80", "not valid UTF-8")); /* surrogate */
-  CHECK(refused(HD__MSG_BYE, "00 04 f4 90 80 80", "not valid UTF-8")); /* past U+10FFFF */
-  CHECK(refused(HD__MSG_BYE, "00 02 e2 82", "not valid UTF-8"));    /* cut sequence */
   /* 257 bytes of text: over the limit even though it is all present */
   char hex[1000] = "00 81 02";
   for (int i = 0; i < 257; i++) strcat(hex, " 61");

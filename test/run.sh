@@ -10,7 +10,7 @@ for bin in $bins; do
   name=$(basename "$bin")
   args=""
   # the vector runner is a tool anyone can point at other files; here it checks the vectors we ship
-  [ "$name" = hd-noise-vectors ] && args=$(ls tests/vectors/noise/*.json)
+  [ "$name" = hd-noise-vectors ] && args=$(ls test/vectors/noise/*.json)
   out=$(mktemp)
   if [ "${HD_VALGRIND:-0}" = 1 ]; then
     HD_TEST_SLOW=1 valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect,possible \

@@ -112,8 +112,8 @@ static void rc_poll(rc_t *c, int ms) {
 
 #define RC_UNTIL(c, cond, ms)                                                                     \
   ({                                                                                              \
-    uint64_t dl_ = tu_now_ms() + (uint64_t)(ms) * tu_slow();                                      \
-    while (!(cond) && !(c)->closed && tu_now_ms() < dl_) rc_poll((c), 5);                         \
+    uint64_t dl_ = hdt_now_ms() + (uint64_t)(ms) * hdt_slow();                                    \
+    while (!(cond) && !(c)->closed && hdt_now_ms() < dl_) rc_poll((c), 5);                        \
     (cond);                                                                                       \
   })
 
@@ -163,9 +163,18 @@ static int fx_init(fx_t *f, int keep_batches, uint32_t page) {
 static void fx_done(fx_t *f) {
   if (f->s) hd_server_close_wait(f->s);
   f->s = NULL;
-  char cmd[64];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
-  if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", f->dir);
+  hdt_rmrf(f->dir);
+}
+
+/* The user's pending count (UINT64_MAX if the call fails). */
+static uint64_t fx_pending(fx_t *f) {
+  uint64_t n = 0;
+  return hd_server_pending(f->s, f->ukp.public_key, &n) == 0 ? n : UINT64_MAX;
+}
+
+/* The user dials the server under test and completes the handshake (RESUME not sent yet). */
+static int fx_connect(fx_t *f, rc_t *c) {
+  return rc_connect(c, f->port, &f->ukp, f->skp.public_key);
 }
 
 static void count_add(void *data, int status, uint64_t seq) {
@@ -180,7 +189,17 @@ static int add_many(fx_t *f, int n, size_t len) {
   for (int i = 0; i < n; i++) {
     if (hd_server_add_event(f->s, f->ukp.public_key, payload, len, count_add, f) != 0) return -1;
   }
-  return TU_WAIT(atomic_load(&f->adds_done) == n, 20000) ? 0 : -1;
+  return WAIT_FOR(atomic_load(&f->adds_done) == n, 20000) ? 0 : -1;
+}
+
+/* The user connects, resumes from nothing with a window of 10, receives the `n` events added
+ * before and reports the first `k` consumed with data[i]: the batch on_consumed kept, or NULL. */
+static hd_consumed_t *fx_first_report(fx_t *f, rc_t *c, uint64_t n, const char *const *data,
+                                      size_t k) {
+  static const uint64_t seqs[] = {1, 2, 3, 4};
+  if (fx_connect(f, c) != 0 || rc_resume(c, NULL, 0, 10) != 0) return NULL;
+  if (!RC_UNTIL(c, c->received == n, 5000) || rc_consumed(c, seqs, data, k) != 0) return NULL;
+  return WAIT_FOR(atomic_load(&f->n_batches) == 1, 5000) ? f->batches[0] : NULL;
 }
 
 /* ---- tests ---- */
@@ -188,7 +207,7 @@ static int add_many(fx_t *f, int n, size_t len) {
 static void add_durable(void) {
   fx_t f;
   CHECK(fx_init(&f, 0, 0) == 0);
-  uint64_t seq = 0, pending = 0;
+  uint64_t seq = 0;
   for (uint64_t i = 1; i <= 10; i++) {
     CHECK_OK(hd_server_add_event_wait(f.s, f.ukp.public_key, "e", 1, &seq));
     CHECK(seq == i);
@@ -202,10 +221,9 @@ static void add_durable(void) {
   CHECK_RC(hd_server_add_event(f.s, f.ukp.public_key, big, sizeof big - 63, NULL, NULL), HD_EINVAL);
   CHECK_OK(hd_server_add_event_wait(f.s, f.ukp.public_key, big, sizeof big - 64, &seq));
   CHECK(seq == 11);
-  CHECK_OK(hd_server_pending(f.s, f.ukp.public_key, &pending));
-  CHECK(pending == 11);
-  hd_server_stats_t st = {HD_SERVER_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0};
-  CHECK_OK(hd_server_stats(f.s, &st));
+  CHECK(fx_pending(&f) == 11);
+  hd_server_stats_t st;
+  CHECK_OK(hdt_server_stats(f.s, &st));
   CHECK(st.events_added == 11 && st.pending_total == 11 && st.commits >= 1);
   fx_done(&f);
 }
@@ -215,17 +233,15 @@ static void catchup_window(void) {
   CHECK(fx_init(&f, 0, 64) == 0);
   CHECK(add_many(&f, 5000, 100) == 0);
   rc_t c;
-  CHECK(rc_connect(&c, f.port, &f.ukp, f.skp.public_key) == 0);
+  CHECK(fx_connect(&f, &c) == 0);
   c.auto_consume = 1;
   CHECK(rc_resume(&c, NULL, 0, 100) == 0);
   CHECK(RC_UNTIL(&c, c.confirmed == 5000, 30000));
   CHECK(c.received == 5000 && c.out_of_order == 0);
   CHECK(c.max_in_flight <= 100); /* the window is never exceeded */
-  uint64_t pending = 1;
-  CHECK_OK(hd_server_pending(f.s, f.ukp.public_key, &pending));
-  CHECK(pending == 0);
-  hd_server_stats_t st = {HD_SERVER_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0};
-  CHECK_OK(hd_server_stats(f.s, &st));
+  CHECK(fx_pending(&f) == 0);
+  hd_server_stats_t st;
+  CHECK_OK(hdt_server_stats(f.s, &st));
   CHECK(st.events_delivered == 5000 && st.events_confirmed == 5000 && st.connected_users == 1);
   CHECK(tu_log_has("catch-up starts") && tu_log_has("catch-up done"));
   /* an event added now is pushed at once */
@@ -245,14 +261,9 @@ static void consumed_flow(void) {
   CHECK(fx_init(&f, 1, 0) == 0);
   CHECK(add_many(&f, 3, 5) == 0);
   rc_t c;
-  CHECK(rc_connect(&c, f.port, &f.ukp, f.skp.public_key) == 0);
-  CHECK(rc_resume(&c, NULL, 0, 10) == 0);
-  CHECK(RC_UNTIL(&c, c.received == 3, 5000));
-  uint64_t seqs[] = {1, 2};
-  const char *data[] = {"d1", "d2"};
-  CHECK(rc_consumed(&c, seqs, data, 2) == 0);
-  CHECK(TU_WAIT(atomic_load(&f.n_batches) == 1, 5000));
-  hd_consumed_t *b = f.batches[0];
+  const char *const data[] = {"d1", "d2"};
+  hd_consumed_t *b = fx_first_report(&f, &c, 3, data, 2);
+  CHECK(b != NULL);
   CHECK(hd_consumed_count(b) == 2);
   hd_event_info_t e;
   CHECK_OK(hd_consumed_event(b, 1, &e));
@@ -260,21 +271,20 @@ static void consumed_flow(void) {
   CHECK(e.payload_len == 5 && memcmp(e.payload, "xxxxx", 5) == 0 && e.created_ms > 0);
   CHECK_RC(hd_consumed_event(b, 2, &e), HD_EINVAL);
   /* a duplicate report while the batch is with the application is ignored */
-  CHECK(rc_consumed(&c, seqs, data, 1) == 0);
-  tu_sleep_ms(50);
+  uint64_t one[] = {1};
+  CHECK(rc_consumed(&c, one, data, 1) == 0);
+  hdt_sleep_ms(50);
   CHECK(atomic_load(&f.n_batches) == 1);
   CHECK_OK(hd_consumed_complete(b, 0, 1));
   CHECK_RC(hd_consumed_complete(b, 0, 1), HD_EALREADY);
   CHECK_OK(hd_consumed_complete(b, 1, 0)); /* failure: event 2 stays; the batch is freed */
   CHECK(RC_UNTIL(&c, c.n_done == 1, 5000));
   CHECK(c.done_seqs[0] == 1);
-  uint64_t pending = 0;
-  CHECK_OK(hd_server_pending(f.s, f.ukp.public_key, &pending));
-  CHECK(pending == 2);
+  CHECK(fx_pending(&f) == 2);
   /* reported again after the failure: a new batch, completed from another thread */
   uint64_t two[] = {2};
   CHECK(rc_consumed(&c, two, data + 1, 1) == 0);
-  CHECK(TU_WAIT(atomic_load(&f.n_batches) == 2, 5000));
+  CHECK(WAIT_FOR(atomic_load(&f.n_batches) == 2, 5000));
   pthread_t t;
   pthread_create(&t, NULL, complete_thread, f.batches[1]);
   pthread_join(t, NULL);
@@ -285,8 +295,8 @@ static void consumed_flow(void) {
   CHECK(rc_consumed(&c, gone, data, 2) == 0);
   CHECK(RC_UNTIL(&c, c.n_done == 4, 5000));
   CHECK(atomic_load(&f.n_batches) == 2);
-  hd_server_stats_t st = {HD_SERVER_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0};
-  CHECK_OK(hd_server_stats(f.s, &st));
+  hd_server_stats_t st;
+  CHECK_OK(hdt_server_stats(f.s, &st));
   CHECK(st.events_confirmed == 2 && st.pending_total == 1 && st.events_consumed == 6);
   rc_free(&c);
   fx_done(&f);
@@ -297,7 +307,7 @@ static void pause_and_restart(void) {
   CHECK(fx_init(&f, 0, 0) == 0);
   CHECK(add_many(&f, 3, 5) == 0);
   rc_t c;
-  CHECK(rc_connect(&c, f.port, &f.ukp, f.skp.public_key) == 0);
+  CHECK(fx_connect(&f, &c) == 0);
   uint8_t store_id[16];
   memcpy(store_id, c.r.welcome.store_id, 16);
   CHECK(c.r.welcome.pause_ms == 0);
@@ -312,7 +322,7 @@ static void pause_and_restart(void) {
   uint64_t seq = 0;
   CHECK_OK(hd_server_add_event_wait(f.s, f.ukp.public_key, "n", 1, &seq));
   CHECK(seq == 4);
-  CHECK(rc_connect(&c, f.port, &f.ukp, f.skp.public_key) == 0);
+  CHECK(fx_connect(&f, &c) == 0);
   CHECK(memcmp(c.r.welcome.store_id, store_id, 16) == 0 && c.r.welcome.pause_ms == 1500);
   CHECK(rc_resume(&c, store_id, 2, 10) == 0);
   c.last_seq = 2;
@@ -322,7 +332,7 @@ static void pause_and_restart(void) {
   /* a client that knew another store gets everything */
   uint8_t other[16];
   memset(other, 7, sizeof other);
-  CHECK(rc_connect(&c, f.port, &f.ukp, f.skp.public_key) == 0);
+  CHECK(fx_connect(&f, &c) == 0);
   CHECK(rc_resume(&c, other, 3, 10) == 0);
   CHECK(RC_UNTIL(&c, c.received == 4, 5000));
   rc_free(&c);
@@ -348,14 +358,9 @@ static void batch_after_close(void) {
   CHECK(fx_init(&f, 1, 0) == 0);
   CHECK(add_many(&f, 2, 5) == 0);
   rc_t c;
-  CHECK(rc_connect(&c, f.port, &f.ukp, f.skp.public_key) == 0);
-  CHECK(rc_resume(&c, NULL, 0, 10) == 0);
-  CHECK(RC_UNTIL(&c, c.received == 2, 5000));
-  uint64_t seqs[] = {1, 2};
-  const char *data[] = {"a", "b"};
-  CHECK(rc_consumed(&c, seqs, data, 2) == 0);
-  CHECK(TU_WAIT(atomic_load(&f.n_batches) == 1, 5000));
-  hd_consumed_t *b = f.batches[0];
+  const char *const data[] = {"a", "b"};
+  hd_consumed_t *b = fx_first_report(&f, &c, 2, data, 2);
+  CHECK(b != NULL);
   CHECK_OK(hd_consumed_complete(b, 0, 0)); /* claimed before close, applied */
   CHECK_OK(hd_server_close_wait(f.s));
   f.s = NULL;
@@ -367,9 +372,7 @@ static void batch_after_close(void) {
   rc_free(&c);
   /* the event completed after close was not deleted: still pending */
   CHECK(fx_start(&f, 0, 0) == 0);
-  uint64_t pending = 0;
-  CHECK_OK(hd_server_pending(f.s, f.ukp.public_key, &pending));
-  CHECK(pending == 2);
+  CHECK(fx_pending(&f) == 2);
   fx_done(&f);
 }
 
@@ -377,21 +380,21 @@ static void wrong_direction(void) {
   fx_t f;
   CHECK(fx_init(&f, 0, 0) == 0);
   rc_t c;
-  CHECK(rc_connect(&c, f.port, &f.ukp, f.skp.public_key) == 0);
+  CHECK(fx_connect(&f, &c) == 0);
   hd__buf_t m = {0};
   hd__msg_encode_credit(&m, 5); /* before RESUME */
   CHECK(rc_send(&c, &m) == 0);
   CHECK(tu_wait_closed(c.r.fd, 3000));
   rc_free(&c);
-  CHECK(TU_WAIT(tu_log_has("before RESUME"), 3000));
-  CHECK(rc_connect(&c, f.port, &f.ukp, f.skp.public_key) == 0);
+  CHECK(WAIT_FOR(tu_log_has("before RESUME"), 3000));
+  CHECK(fx_connect(&f, &c) == 0);
   CHECK(rc_resume(&c, NULL, 0, 10) == 0);
   uint64_t one = 1;
   hd__msg_encode_done(&m, &one, 1);
   CHECK(rc_send(&c, &m) == 0);
   CHECK(tu_wait_closed(c.r.fd, 3000));
   rc_free(&c);
-  CHECK(TU_WAIT(tu_log_has("wrong direction") && atomic_load(&f.p.disconnected) == 2, 3000));
+  CHECK(WAIT_FOR(tu_log_has("wrong direction") && atomic_load(&f.p.disconnected) == 2, 3000));
   CHECK(atomic_load(&f.p.last_status) == HD_EPROTO);
   fx_done(&f);
 }
@@ -402,11 +405,11 @@ static void backpressure(void) {
   CHECK(fx_init(&f, 0, 0) == 0);
   CHECK(add_many(&f, 20000, 1000) == 0);
   rc_t c;
-  CHECK(rc_connect(&c, f.port, &f.ukp, f.skp.public_key) == 0);
+  CHECK(fx_connect(&f, &c) == 0);
   CHECK(rc_resume(&c, NULL, 0, 1000000) == 0);
-  tu_sleep_ms(300 * tu_slow());
-  hd_server_stats_t st = {HD_SERVER_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0};
-  CHECK_OK(hd_server_stats(f.s, &st));
+  hdt_sleep_ms(300 * hdt_slow());
+  hd_server_stats_t st;
+  CHECK_OK(hdt_server_stats(f.s, &st));
   CHECK(st.events_delivered > 0 && st.events_delivered < 20000);
   CHECK(RC_UNTIL(&c, c.received == 20000, 30000));
   CHECK(c.out_of_order == 0);

@@ -2,9 +2,8 @@
  * across reopen, folder locking, migrations, error mapping. Every test works in a fresh folder
  * under /tmp that it removes, and every wait on the loop is bounded. */
 #include "harness.h"
-#include "store.h"
+#include "store_util.h"
 
-#include <ftw.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -16,67 +15,6 @@
 #define WAIT_MS 20000 /* generous: valgrind is slow; a passing test never waits this long */
 
 /* ---- helpers ------------------------------------------------------------------------------ */
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-  return remove(path);
-}
-static void rmtree(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
-static void on_timer(uv_timer_t *t) { *(int *)t->data = 1; }
-
-/* Runs the loop until *flag is set or ms passed; 0 if the flag was set. */
-static int run_until(uv_loop_t *loop, const int *flag, uint64_t ms) {
-  uv_timer_t timer;
-  int expired = 0;
-  uv_timer_init(loop, &timer);
-  timer.data = &expired;
-  uv_timer_start(&timer, on_timer, ms, 0);
-  while (!*flag && !expired) uv_run(loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&timer, NULL);
-  uv_run(loop, UV_RUN_NOWAIT);
-  return *flag ? 0 : -1;
-}
-
-typedef struct fx {
-  char dir[64];
-  char folder[128];
-  uv_loop_t loop;
-  hd__store_options_t opts;
-  hd__server_store_t *s;
-} fx_t;
-
-static int fx_init(fx_t *f) {
-  memset(f, 0, sizeof *f);
-  snprintf(f->dir, sizeof f->dir, "/tmp/hd-store-XXXXXX");
-  if (mkdtemp(f->dir) == NULL) return -1;
-  snprintf(f->folder, sizeof f->folder, "%s/data", f->dir);
-  if (uv_loop_init(&f->loop) != 0) return -1;
-  f->opts.folder = f->folder;
-  f->opts.loop = &f->loop;
-  return 0;
-}
-
-static int fx_open(fx_t *f) { return hd__server_store_open(&f->s, &f->opts); }
-
-static void set_flag(void *data) { *(int *)data = 1; }
-
-static int fx_close(fx_t *f) {
-  if (f->s == NULL) return 0;
-  int done = 0;
-  int rc = f->s->vt->close(f->s, set_flag, &done);
-  f->s = NULL;
-  if (rc != 0) return rc;
-  return run_until(&f->loop, &done, WAIT_MS);
-}
-
-/* Closes the store if open, checks the loop has nothing left, removes the folder. */
-static int fx_done(fx_t *f) {
-  int rc = fx_close(f);
-  uv_run(&f->loop, UV_RUN_NOWAIT);
-  if (uv_loop_close(&f->loop) != 0) rc = -1;
-  rmtree(f->dir);
-  return rc;
-}
 
 /* Completions: how many, their status, their values in completion order. */
 typedef struct results {
@@ -104,6 +42,50 @@ static results_t *results_new(void) {
   return r;
 }
 
+typedef struct fx {
+  store_fx_t fx; /* folder <dir>/data, loop, options */
+  hd__server_store_t *s;
+  results_t *r;  /* the test's completions */
+} fx_t;
+
+static int fx_init(fx_t *f) {
+  f->s = NULL;
+  f->r = results_new();
+  if (f->r == NULL) return -1;
+  return store_fx_init(&f->fx, "store", "data");
+}
+
+static int fx_open(fx_t *f) { return hd__server_store_open(&f->s, &f->fx.opts); }
+
+/* Runs the loop until *flag is set or WAIT_MS passed; 0 if the flag was set. */
+static int run_until(fx_t *f, const int *flag) {
+  return store_run_until(&f->fx.loop, flag, 1, WAIT_MS);
+}
+
+static int fx_close(fx_t *f) {
+  if (f->s == NULL) return 0;
+  int done = 0;
+  int rc = f->s->vt->close(f->s, store_set_flag, &done);
+  f->s = NULL;
+  if (rc != 0) return rc;
+  return run_until(f, &done);
+}
+
+/* Closes the store if open, checks the loop has nothing left, removes the folder. */
+static int fx_done(fx_t *f) {
+  int rc = fx_close(f);
+  if (store_fx_done(&f->fx) != 0) rc = -1;
+  free(f->r);
+  f->r = NULL;
+  return rc;
+}
+
+/* init and open */
+static int fx_begin(fx_t *f) {
+  int rc = fx_init(f);
+  return rc != 0 ? rc : fx_open(f);
+}
+
 static void user_key(uint8_t out[32], int n) {
   memset(out, 0, 32);
   out[0] = (uint8_t)n;
@@ -116,17 +98,9 @@ static int add(fx_t *f, int user, const char *text, results_t *r) {
   return f->s->vt->add_event(f->s, pk, 1700000000000, text, strlen(text), on_result, r);
 }
 
-/* Waits until r counts `want` completions. */
+/* Waits until r counts `want` completions (and no more). */
 static int wait_results(fx_t *f, results_t *r, int want) {
-  uv_timer_t timer;
-  int expired = 0;
-  uv_timer_init(&f->loop, &timer);
-  timer.data = &expired;
-  uv_timer_start(&timer, on_timer, WAIT_MS, 0);
-  while (r->done < want && !expired) uv_run(&f->loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&timer, NULL);
-  uv_run(&f->loop, UV_RUN_NOWAIT);
-  return r->done == want ? 0 : -1;
+  return store_run_until(&f->fx.loop, &r->done, want, WAIT_MS) == 0 && r->done == want ? 0 : -1;
 }
 
 typedef struct page {
@@ -154,10 +128,10 @@ static int on_event(void *data, const hd__store_event_t *ev) {
 static void open_creates_folder(void) {
   fx_t f;
   CHECK(fx_init(&f) == 0);
-  snprintf(f.folder, sizeof f.folder, "%s/a/b/c", f.dir); /* parents missing too */
+  snprintf(f.fx.folder, sizeof f.fx.folder, "%s/a/b/c", f.fx.dir); /* parents missing too */
   CHECK_OK(fx_open(&f));
   struct stat st;
-  CHECK(stat(f.folder, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0700);
+  CHECK(stat(f.fx.folder, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0700);
   uint8_t id[HD_STORE_ID_BYTES], zero[HD_STORE_ID_BYTES] = {0};
   f.s->vt->store_id(f.s, id);
   CHECK(memcmp(id, zero, sizeof id) != 0);
@@ -171,10 +145,8 @@ static void open_creates_folder(void) {
 
 static void sequence_never_reused(void) {
   fx_t f;
-  CHECK(fx_init(&f) == 0);
-  CHECK_OK(fx_open(&f));
-  results_t *r = results_new();
-  CHECK(r != NULL);
+  CHECK_OK(fx_begin(&f));
+  results_t *r = f.r;
   for (int i = 0; i < 5; i++) CHECK_OK(add(&f, 1, "a", r));
   for (int i = 0; i < 3; i++) CHECK_OK(add(&f, 2, "b", r));
   CHECK(wait_results(&f, r, 8) == 0);
@@ -219,16 +191,13 @@ static void sequence_never_reused(void) {
   uint64_t total;
   CHECK_OK(f.s->vt->pending_total(f.s, &total));
   CHECK(total == 1 + 4);
-  free(r);
   CHECK_OK(fx_done(&f));
 }
 
 static void paging_fifo(void) {
   fx_t f;
-  CHECK(fx_init(&f) == 0);
-  CHECK_OK(fx_open(&f));
-  results_t *r = results_new();
-  CHECK(r != NULL);
+  CHECK_OK(fx_begin(&f));
+  results_t *r = f.r;
   char text[32];
   for (int i = 1; i <= 10000; i++) {
     snprintf(text, sizeof text, "event %d", i);
@@ -280,7 +249,6 @@ static void paging_fifo(void) {
   uint64_t total;
   CHECK_OK(f.s->vt->pending_total(f.s, &total));
   CHECK(total == 10);
-  free(r);
   CHECK_OK(fx_done(&f));
 }
 
@@ -298,30 +266,39 @@ static void submit_thread(void *arg) {
   }
 }
 
-static void group_commit_held(void) {
+/* Four threads submit 250 adds each, with the writer held (all of them in one commit) or racing
+ * the writer while the loop runs (some commits); every user gets 1..250 exactly once. */
+static void group_commit(int held) {
   fx_t f;
-  CHECK(fx_init(&f) == 0);
-  CHECK_OK(fx_open(&f));
-  results_t *r = results_new();
-  CHECK(r != NULL);
-  f.s->vt->hold(f.s, 1);
+  CHECK_OK(fx_begin(&f));
+  results_t *r = f.r;
+  if (held) f.s->vt->hold(f.s, 1);
   submitter_t t[4];
   uv_thread_t th[4];
   for (int i = 0; i < 4; i++) {
     t[i] = (submitter_t){&f, r, i + 1, 250, 0};
     CHECK(uv_thread_create(&th[i], submit_thread, &t[i]) == 0);
   }
-  for (int i = 0; i < 4; i++) uv_thread_join(&th[i]);
+  hd__store_stats_t st;
+  if (held) {
+    for (int i = 0; i < 4; i++) uv_thread_join(&th[i]);
+    f.s->vt->stats(f.s, &st);
+    CHECK(st.queued == 1000 && st.commits == 0);
+    f.s->vt->hold(f.s, 0);
+  }
+  CHECK(wait_results(&f, r, 1000) == 0);
+  if (!held) {
+    for (int i = 0; i < 4; i++) uv_thread_join(&th[i]);
+  }
   for (int i = 0; i < 4; i++) CHECK(t[i].errors == 0);
-  hd__store_stats_t st;
-  f.s->vt->stats(f.s, &st);
-  CHECK(st.queued == 1000 && st.commits == 0);
-  f.s->vt->hold(f.s, 0);
-  CHECK(wait_results(&f, r, 1000) == 0);
   CHECK(r->failed == 0 && r->wrong_thread == 0);
   f.s->vt->stats(f.s, &st);
-  CHECK(st.commits == 1 && st.ops_done == 1000 && st.queued == 0);
-  /* every user got 1..250 exactly once */
+  if (held) {
+    CHECK(st.commits == 1 && st.ops_done == 1000 && st.queued == 0);
+  } else {
+    CHECK(st.ops_done == 1000 && st.commits >= 1 && st.commits < 1000);
+    if (hdt_verbose()) printf("  1000 concurrent adds: %llu commits\n", (unsigned long long)st.commits);
+  }
   for (int u = 1; u <= 4; u++) {
     uint8_t pk[32];
     user_key(pk, u);
@@ -329,47 +306,11 @@ static void group_commit_held(void) {
     CHECK(f.s->vt->read_pending(f.s, pk, 0, 1000, on_event, &p) == 250);
     CHECK(p.first == 1 && p.last == 250 && p.out_of_order == 0);
   }
-  free(r);
   CHECK_OK(fx_done(&f));
 }
 
-/* The same without holding: threads race the writer while the loop runs. */
-typedef struct race {
-  fx_t *f;
-  results_t *r;
-  submitter_t t[4];
-  uv_thread_t th[4];
-} race_t;
-
-static void group_commit_concurrent(void) {
-  fx_t f;
-  CHECK(fx_init(&f) == 0);
-  CHECK_OK(fx_open(&f));
-  results_t *r = results_new();
-  CHECK(r != NULL);
-  race_t race;
-  for (int i = 0; i < 4; i++) {
-    race.t[i] = (submitter_t){&f, r, i + 1, 250, 0};
-    CHECK(uv_thread_create(&race.th[i], submit_thread, &race.t[i]) == 0);
-  }
-  CHECK(wait_results(&f, r, 1000) == 0);
-  for (int i = 0; i < 4; i++) uv_thread_join(&race.th[i]);
-  CHECK(r->failed == 0 && r->wrong_thread == 0);
-  hd__store_stats_t st;
-  f.s->vt->stats(f.s, &st);
-  CHECK(st.ops_done == 1000 && st.commits >= 1 && st.commits < 1000);
-  if (getenv("HD_TEST_VERBOSE")) printf("  1000 concurrent adds: %llu commits\n",
-                                        (unsigned long long)st.commits);
-  for (int u = 1; u <= 4; u++) {
-    uint8_t pk[32];
-    user_key(pk, u);
-    page_t p = {0};
-    CHECK(f.s->vt->read_pending(f.s, pk, 0, 1000, on_event, &p) == 250);
-    CHECK(p.first == 1 && p.last == 250 && p.out_of_order == 0);
-  }
-  free(r);
-  CHECK_OK(fx_done(&f));
-}
+static void group_commit_held(void) { group_commit(1); }
+static void group_commit_concurrent(void) { group_commit(0); }
 
 /* Mixed writes complete in submission order; each exactly once. */
 typedef struct order {
@@ -390,8 +331,7 @@ static void on_tagged(void *data, int status, uint64_t value) {
 
 static void completion_order(void) {
   fx_t f;
-  CHECK(fx_init(&f) == 0);
-  CHECK_OK(fx_open(&f));
+  CHECK_OK(fx_begin(&f));
   order_t o = {{0}, 0, 0};
   tag_t tags[40];
   uint8_t pk[32];
@@ -409,7 +349,7 @@ static void completion_order(void) {
       CHECK_OK(f.s->vt->add_event(f.s, pk, 0, "x", 1, on_tagged, &tags[i]));
     }
   }
-  CHECK(run_until(&f.loop, &o.all, WAIT_MS) == 0);
+  CHECK(run_until(&f, &o.all) == 0);
   CHECK(o.n == 40);
   for (int i = 0; i < 40; i++) CHECK(o.seen[i] == i + 1);
   CHECK(f.s->vt->pause(f.s) == 27); /* the last set_pause submitted: i = 27 */
@@ -418,18 +358,16 @@ static void completion_order(void) {
 
 static void reopen_keeps_everything(void) {
   fx_t f;
-  CHECK(fx_init(&f) == 0);
-  CHECK_OK(fx_open(&f));
+  CHECK_OK(fx_begin(&f));
   uint8_t id1[HD_STORE_ID_BYTES], id2[HD_STORE_ID_BYTES];
   f.s->vt->store_id(f.s, id1);
-  results_t *r = results_new();
-  CHECK(r != NULL);
+  results_t *r = f.r;
   CHECK_OK(f.s->vt->set_pause(f.s, 1234, on_result, r));
   CHECK_OK(add(&f, 3, "kept", r));
   CHECK(wait_results(&f, r, 2) == 0);
   CHECK(r->failed == 0 && r->values[0] == 1234 && f.s->vt->pause(f.s) == 1234);
   CHECK_OK(fx_close(&f));
-  f.opts.sync_normal = 1; /* the durability level is per open, not stored */
+  f.fx.opts.sync_normal = 1; /* the durability level is per open, not stored */
   CHECK_OK(fx_open(&f));
   f.s->vt->store_id(f.s, id2);
   CHECK(memcmp(id1, id2, sizeof id1) == 0);
@@ -442,35 +380,31 @@ static void reopen_keeps_everything(void) {
   CHECK_OK(fx_close(&f));
   /* the WAL was checkpointed into the database by the last close */
   char wal[200];
-  snprintf(wal, sizeof wal, "%s/hyperdown.db-wal", f.folder);
+  snprintf(wal, sizeof wal, "%s/hyperdown.db-wal", f.fx.folder);
   CHECK(access(wal, F_OK) != 0);
 
   /* another folder: another store id */
   fx_t g;
-  CHECK(fx_init(&g) == 0);
-  CHECK_OK(fx_open(&g));
+  CHECK_OK(fx_begin(&g));
   g.s->vt->store_id(g.s, id2);
   CHECK(memcmp(id1, id2, sizeof id1) != 0);
   CHECK_OK(fx_done(&g));
-  free(r);
   CHECK_OK(fx_done(&f));
 }
 
 static void close_flushes_queue(void) {
   fx_t f;
-  CHECK(fx_init(&f) == 0);
-  CHECK_OK(fx_open(&f));
-  results_t *r = results_new();
-  CHECK(r != NULL);
+  CHECK_OK(fx_begin(&f));
+  results_t *r = f.r;
   f.s->vt->hold(f.s, 1);
   for (int i = 0; i < 100; i++) CHECK_OK(add(&f, 1, "queued", r));
   int done = 0;
   hd__server_store_t *s = f.s;
-  CHECK_OK(s->vt->close(s, set_flag, &done));
-  CHECK(s->vt->close(s, set_flag, &done) == HD_ECLOSED);
+  CHECK_OK(s->vt->close(s, store_set_flag, &done));
+  CHECK(s->vt->close(s, store_set_flag, &done) == HD_ECLOSED);
   CHECK(add(&f, 1, "late", r) == HD_ECLOSED);
   f.s = NULL;
-  CHECK(run_until(&f.loop, &done, WAIT_MS) == 0);
+  CHECK(run_until(&f, &done) == 0);
   CHECK(r->done == 100 && r->failed == 0); /* all completed before the close callback */
   CHECK_OK(fx_open(&f));
   uint64_t total;
@@ -479,7 +413,6 @@ static void close_flushes_queue(void) {
   /* the blocking close */
   hd__server_store_close_wait(f.s);
   f.s = NULL;
-  free(r);
   CHECK_OK(fx_done(&f));
 }
 
@@ -508,11 +441,10 @@ __attribute__((constructor)) static void busy_child(int argc, char **argv) {
 
 static void busy_folder(void) {
   fx_t f;
-  CHECK(fx_init(&f) == 0);
-  CHECK_OK(fx_open(&f));
+  CHECK_OK(fx_begin(&f));
   /* the same process */
   hd__server_store_t *second = NULL;
-  CHECK(hd__server_store_open(&second, &f.opts) == HD_EBUSY);
+  CHECK(hd__server_store_open(&second, &f.fx.opts) == HD_EBUSY);
   CHECK(second == NULL && strstr(hd_last_error_message(), "already open") != NULL);
   /* another process: a forked child that execs this program (busy_child below), so that it
    * starts clean instead of inheriting this process's heap and threads */
@@ -520,7 +452,7 @@ static void busy_folder(void) {
   pid_t pid = fork();
   CHECK(pid >= 0);
   if (pid == 0) {
-    setenv("HD_STORE_BUSY_CHILD", f.folder, 1);
+    setenv("HD_STORE_BUSY_CHILD", f.fx.folder, 1);
     if (program_path != NULL) execl(program_path, program_path, (char *)NULL);
     _exit(4);
   }
@@ -536,13 +468,11 @@ static void busy_folder(void) {
   }
   CHECK(got == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
   /* the store still works, and once closed the folder opens again */
-  results_t *r = results_new();
-  CHECK(r != NULL);
+  results_t *r = f.r;
   CHECK_OK(add(&f, 1, "still fine", r));
   CHECK(wait_results(&f, r, 1) == 0 && r->failed == 0);
   CHECK_OK(fx_close(&f));
   CHECK_OK(fx_open(&f));
-  free(r);
   CHECK_OK(fx_done(&f));
 }
 
@@ -575,29 +505,27 @@ static int user_version(const char *folder) {
 static void migration_from_zero(void) {
   fx_t f;
   CHECK(fx_init(&f) == 0);
-  CHECK(mkdir(f.folder, 0700) == 0);
-  CHECK(sql_file(f.folder, "PRAGMA user_version=0") == SQLITE_OK);
-  CHECK(user_version(f.folder) == 0);
+  CHECK(mkdir(f.fx.folder, 0700) == 0);
+  CHECK(sql_file(f.fx.folder, "PRAGMA user_version=0") == SQLITE_OK);
+  CHECK(user_version(f.fx.folder) == 0);
   CHECK_OK(fx_open(&f));
-  results_t *r = results_new();
-  CHECK(r != NULL);
+  results_t *r = f.r;
   CHECK_OK(add(&f, 1, "after migration", r));
   CHECK(wait_results(&f, r, 1) == 0 && r->failed == 0 && r->values[0] == 1);
   CHECK_OK(fx_close(&f));
-  CHECK(user_version(f.folder) == 1);
-  free(r);
+  CHECK(user_version(f.fx.folder) == 1);
   CHECK_OK(fx_done(&f));
 }
 
 static void migration_future_refused(void) {
   fx_t f;
   CHECK(fx_init(&f) == 0);
-  CHECK(mkdir(f.folder, 0700) == 0);
-  CHECK(sql_file(f.folder, "PRAGMA user_version=99") == SQLITE_OK);
+  CHECK(mkdir(f.fx.folder, 0700) == 0);
+  CHECK(sql_file(f.fx.folder, "PRAGMA user_version=99") == SQLITE_OK);
   CHECK(fx_open(&f) == HD_EVERSION);
   CHECK(strstr(hd_last_error_message(), "newer") != NULL);
   CHECK(fx_open(&f) == HD_EVERSION); /* the failed open released the lock */
-  CHECK(user_version(f.folder) == 99);   /* and changed nothing */
+  CHECK(user_version(f.fx.folder) == 99);   /* and changed nothing */
   CHECK_OK(fx_done(&f));
 }
 
@@ -605,7 +533,7 @@ static void wrong_kind_refused(void) {
   fx_t f;
   CHECK(fx_init(&f) == 0);
   hd__client_store_t *c = NULL;
-  CHECK_OK(hd__client_store_open(&c, &f.opts));
+  CHECK_OK(hd__client_store_open(&c, &f.fx.opts));
   hd__client_store_close_wait(c);
   CHECK(fx_open(&f) == HD_ESTORE);
   CHECK(strstr(hd_last_error_message(), "not a hyperdown server store") != NULL);
@@ -615,9 +543,9 @@ static void wrong_kind_refused(void) {
 static void corrupt_refused(void) {
   fx_t f;
   CHECK(fx_init(&f) == 0);
-  CHECK(mkdir(f.folder, 0700) == 0);
+  CHECK(mkdir(f.fx.folder, 0700) == 0);
   char path[200];
-  snprintf(path, sizeof path, "%s/hyperdown.db", f.folder);
+  snprintf(path, sizeof path, "%s/hyperdown.db", f.fx.folder);
   FILE *fp = fopen(path, "wb");
   CHECK(fp != NULL);
   for (int i = 0; i < 512; i++) fputs("not a database ", fp);
@@ -630,10 +558,9 @@ static void corrupt_refused(void) {
 static void disk_full(void) {
   fx_t f;
   CHECK(fx_init(&f) == 0);
-  f.opts.max_db_pages = 40; /* a quota hits SQLITE_FULL exactly as a full disk does */
+  f.fx.opts.max_db_pages = 40; /* a quota hits SQLITE_FULL exactly as a full disk does */
   CHECK_OK(fx_open(&f));
-  results_t *r = results_new();
-  CHECK(r != NULL);
+  results_t *r = f.r;
   char big[1500];
   memset(big, 'x', sizeof big - 1);
   big[sizeof big - 1] = '\0';
@@ -651,7 +578,7 @@ static void disk_full(void) {
   CHECK(wait_results(&f, r, acknowledged + 2) == 0 && r->last_status == HD_ENOSPC);
   CHECK_OK(fx_close(&f));
   /* everything acknowledged is there, nothing else; numbers go on after the last durable one */
-  f.opts.max_db_pages = 0;
+  f.fx.opts.max_db_pages = 0;
   CHECK_OK(fx_open(&f));
   uint8_t pk[32];
   user_key(pk, 1);
@@ -664,7 +591,6 @@ static void disk_full(void) {
   int before = r->done;
   CHECK_OK(add(&f, 1, "small", r));
   CHECK(wait_results(&f, r, before + 1) == 0 && r->values[before] == (uint64_t)acknowledged + 1);
-  free(r);
   CHECK_OK(fx_done(&f));
 }
 

@@ -1,6 +1,6 @@
 """Node <-> Python over the one wire protocol, with the original's key pairs (kp0 server, kp1/kp2
 users) and with freshly generated ones:
-- a Node server (tests/interop/node/peer.js over bindings/node) with Python clients: events
+- a Node server (test/interop/node/peer.js over bindings/node) with Python clients: events
   Node -> Python, consumption reports with the Python handler's data Python -> Node;
 - a Python server (hyperdown.Server) with Node clients: the same the other way.
 Every event is handled exactly once and every server callback sees it exactly once."""

@@ -3,19 +3,16 @@
 #include "harness.h"
 #include "transport_util.h"
 
-#include <signal.h>
 #include <sys/wait.h>
 
 #define TOPIC "transport-proc-test"
 #define SMALL 500
 
-static void echo_hook(void *ud, hd__conn_t *c, const uint8_t pk[32], uint8_t type,
-                      const uint8_t *body, size_t len) {
-  (void)c;
+static void echo_hook(void *ud, hd__conn_t *c, uint8_t type, const uint8_t *body, size_t len) {
   tu_count_events(ud, type, body, len);
   /* echo on the loop thread: sends at once */
   hd_server_t *s = *(hd_server_t **)((char *)ud + sizeof(tu_peer_t));
-  hd__server_send(s, pk, type, body, len);
+  hd__server_send(s, c->remote_pk, type, body, len);
 }
 
 typedef struct {
@@ -37,8 +34,8 @@ static void proc_child(void) {
   hd_client_options_t co = tu_client_options(&kp, server_pk, TOPIC, connect, &cp);
   hd_client_t *c;
   CHECK_OK(hd_client_create(&c, &co));
-  hd__client_set_message_hook(c, tu_client_hook, &cp);
-  CHECK(TU_WAIT(atomic_load(&cp.connected) == 1, 5000));
+  hd__client_set_message_hook(c, tu_count_hook, &cp);
+  CHECK(WAIT_FOR(atomic_load(&cp.connected) == 1, 5000));
   CHECK(memcmp(cp.key, server_pk, 32) == 0);
   for (int i = 1; i <= SMALL; i++) {
     hd__buf_t m = tu_events_message((uint64_t)i, 32);
@@ -52,7 +49,7 @@ static void proc_child(void) {
   const uint8_t *b = tu_body(&big, &bl);
   CHECK_OK(hd__client_send(c, HD__MSG_EVENTS, b, bl));
   hd__buf_free(&big);
-  CHECK(TU_WAIT(atomic_load(&cp.messages) == SMALL + 1 && atomic_load(&cp.big_ok) == 1, 10000));
+  CHECK(WAIT_FOR(atomic_load(&cp.messages) == SMALL + 1 && atomic_load(&cp.big_ok) == 1, 10000));
   CHECK(atomic_load(&cp.out_of_order) == 0);
   CHECK_OK(hd_client_close_wait(c));
 }
@@ -77,35 +74,13 @@ static void run_pair(const char *listen) {
   else snprintf(addr, sizeof addr, "127.0.0.1:%d", hd_server_port(ctx.s));
   hd_hex_encode(key_hex, sizeof key_hex, kp.public_key, 32);
 
-  /* the path of this binary (valgrind reports the client's path here, not its own) */
-  char self[4096];
-  ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
-  CHECK(sl > 0);
-  self[sl] = '\0';
-  pid_t pid = fork();
-  if (pid == 0) {
-    setenv("HD_PROC_CONNECT", addr, 1);
-    setenv("HD_PROC_SERVER_KEY", key_hex, 1);
-    char *argv[] = {"test_transport_proc", "proc_child", NULL};
-    execv(self, argv);
-    _exit(127);
-  }
+  /* the child keeps HD_TEST_SLOW: its waits are on this process, which valgrind slows */
+  char *env[] = {"HD_PROC_CONNECT", addr, "HD_PROC_SERVER_KEY", key_hex, NULL};
+  pid_t pid = hdt_spawn_self("test_transport_proc", "proc_child", env, 0);
   CHECK(pid > 0);
-  int status = -1, done = 0;
-  uint64_t dl = tu_now_ms() + 20000u * (unsigned)tu_slow();
-  while (tu_now_ms() < dl) {
-    if (waitpid(pid, &status, WNOHANG) == pid) {
-      done = 1;
-      break;
-    }
-    tu_sleep_ms(5);
-  }
-  if (!done) {
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-  }
+  int status = hdt_wait_child(pid, 20000);
   CHECK_OK(hd_server_close_wait(ctx.s));
-  CHECK(done);
+  CHECK(status != -1); /* it ended by itself in time */
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   CHECK(atomic_load(&ctx.p.connected) == 1);
   CHECK(atomic_load(&ctx.p.messages) == SMALL + 1);

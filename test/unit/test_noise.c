@@ -331,7 +331,7 @@ static void test_limits(void) {
   CHECK_RC(hd__cipher_decrypt(&d, NULL, 0, ct, 17, pt), HD_EPROTO);
 }
 
-/* The IK vector of tests/vectors/noise/cacophony-25519-chachapoly-blake2b.json. */
+/* The IK vector of test/vectors/noise/cacophony-25519-chachapoly-blake2b.json. */
 static int hex(uint8_t *out, size_t cap, const char *s, size_t *len) {
   size_t n = strlen(s) / 2;
   if (n > cap) return -1;
