@@ -28,7 +28,7 @@
  * client_killed: the parent SIGKILLs the client once a third of the events were handled, starts
  * it again on the same folder. Its handler works 50 us per event (HD_CRASH_US overrides) so that
  * the client is busy all along and the kill lands while consumptions are being recorded. A handler may run again for an event it completed whose consumption
- * was not yet durable (DESIGN.md: at least once), so the strict rule checked is the durable one:
+ * was not yet durable (docs/ARCHITECTURE.md: at least once), so the strict rule checked is the durable one:
  * once the server has received the consumption report of an event (the client sends it only after
  * recording the consumption durably), that event is never handled again. Also: every added event
  * is handled; within one client process no event is handled twice. Re-handles are counted and

@@ -3,7 +3,7 @@
  * data_dir (the server on the same port, so the client redials the same address). Crashes
  * (SIGKILL) are test_crash.c's.
  *
- * Stages of one event (DESIGN.md "Delivery semantics"):
+ * Stages of one event (docs/ARCHITECTURE.md, "What the system promises"):
  *   stored     the server committed it; the user is offline (or has not received it yet)
  *   delivered  the client stored it and handed it to the handler, which has not completed
  *   handled    the handler completed ok: the client recorded it consumed (durably); the server
