@@ -15,12 +15,17 @@
 #define HD__VARINT_BAD (-1) /* overlong (non-minimal) or more than 64 bits */
 
 static inline size_t hd__varint_len(uint64_t v) {
+#if defined(__GNUC__)
+  /* seven bits per byte, without a loop: every EVENTS entry sizes three varints */
+  return (size_t)(70 - __builtin_clzll(v | 1)) / 7;
+#else
   size_t n = 1;
   while (v >= 0x80) {
     v >>= 7;
     n++;
   }
   return n;
+#endif
 }
 
 /* Writes the minimal encoding of `v` at `p` (room for HD__VARINT_MAX bytes); returns its length. */

@@ -94,29 +94,33 @@ void hd__events_writer_init(hd__events_writer_t *w, hd__buf_t *out, uint64_t max
 
 int hd__events_writer_add(hd__events_writer_t *w, uint64_t seq, uint64_t created_ms,
                           const uint8_t *payload, size_t len) {
-  size_t es = hd__varint_len(seq) + hd__varint_len(created_ms) + hd__varint_len(len) + len;
-  if (1 + HD__VARINT_MAX + es > w->max) {
-    return hd__error(HD_EMSGSIZE, "event %llu (%zu bytes) does not fit a message of at most %llu "
-                     "bytes", (unsigned long long)seq, len, (unsigned long long)w->max);
-  }
   int open = w->msg_start != SIZE_MAX;
-  /* the count's varint is exact only near the limit; below it, its longest form fits anyway */
-  if (open && 1 + HD__VARINT_MAX + w->body_bytes + es > w->max &&
-      1 + hd__varint_len(w->count + 1) + w->body_bytes + es > w->max) {
-    return HD__EVENTS_FULL;
+  /* the entry's size at most: its three varints at their longest */
+  size_t most = 3 * HD__VARINT_MAX + len;
+  if (1 + HD__VARINT_MAX + (open ? w->body_bytes : 0) + (uint64_t)most > w->max) {
+    /* near the limit: the exact sizes decide */
+    size_t es = hd__varint_len(seq) + hd__varint_len(created_ms) + hd__varint_len(len) + len;
+    if (1 + HD__VARINT_MAX + es > w->max) {
+      return hd__error(HD_EMSGSIZE, "event %llu (%zu bytes) does not fit a message of at most "
+                       "%llu bytes", (unsigned long long)seq, len, (unsigned long long)w->max);
+    }
+    if (open && 1 + hd__varint_len(w->count + 1) + w->body_bytes + es > w->max) {
+      return HD__EVENTS_FULL;
+    }
   }
   hd__buf_t *out = w->out;
-  size_t need = (open ? 0 : w->room) + es;
+  size_t need = (open ? 0 : w->room) + most;
   if (out->cap - out->len < need && hd__buf_reserve(out, need) != 0) return HD_ENOMEM;
   if (!open) {
     w->msg_start = out->len;
     out->len += w->room;
   }
-  uint8_t *p = out->data + out->len;
+  uint8_t *start = out->data + out->len, *p = start;
   p += hd__varint_put(p, seq);
   p += hd__varint_put(p, created_ms);
   p += hd__varint_put(p, len);
   if (len) memcpy(p, payload, len);
+  size_t es = (size_t)(p - start) + len;
   out->len += es;
   w->body_bytes += es;
   w->count++;
