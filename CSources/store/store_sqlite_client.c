@@ -229,26 +229,11 @@ static const hd__writer_hooks_t hooks = {hook_begin,        hook_before_commit, 
 
 /* ---- loop thread -------------------------------------------------------------------------- */
 
-static void op_done(void *ctx, hd__wop_t *op, int status) {
-  hd__store_cb cb = op->cb;
-  void *data = op->cb_data;
-  uint64_t value = op->value;
-  free(op);
-  if (cb != NULL) cb(data, status, value);
-}
-
-static int submit(sq_client_t *s, hd__wop_t *op, int (*run)(void *, hd__wop_t *),
-                  hd__store_cb cb, void *cb_data) {
-  op->run = run;
-  op->relaxed = run == run_insert || run == run_forget;
-  op->done = op_done;
-  op->cb = cb;
-  op->cb_data = cb_data;
-  op->value = 0;
-  int err = hd__writer_submit(&s->writer, op);
-  if (err != 0) free(op);
-  return err;
-}
+/* Received and forgotten events may commit without an fsync (hook_begin says why). */
+static const hd__wop_type_t insert_type = {run_insert, hd__wop_done, 1};
+static const hd__wop_type_t consume_type = {run_consume, hd__wop_done, 0};
+static const hd__wop_type_t forget_type = {run_forget, hd__wop_done, 1};
+static const hd__wop_type_t store_id_type = {run_store_id, hd__wop_done, 0};
 
 static int c_insert_received(hd__client_store_t *base, const hd__store_event_t *evs, size_t n,
                              hd__store_cb cb, void *cb_data) {
@@ -278,7 +263,7 @@ static int c_insert_received(hd__client_store_t *base, const hd__store_event_t *
     if (evs[i].payload_len != 0) memcpy(p, evs[i].payload, evs[i].payload_len);
     p += evs[i].payload_len;
   }
-  return submit(s, &op->base, run_insert, cb, cb_data);
+  return hd__writer_submit(&s->writer, &op->base, &insert_type, cb, cb_data);
 }
 
 static int c_mark_consumed(hd__client_store_t *base, uint64_t seq, const void *data, size_t len,
@@ -292,7 +277,7 @@ static int c_mark_consumed(hd__client_store_t *base, uint64_t seq, const void *d
   op->seq = seq;
   op->len = len;
   if (len != 0) memcpy(op->data, data, len);
-  return submit(s, &op->base, run_consume, cb, cb_data);
+  return hd__writer_submit(&s->writer, &op->base, &consume_type, cb, cb_data);
 }
 
 static int c_forget(hd__client_store_t *base, const uint64_t *seqs, size_t n, hd__store_cb cb,
@@ -305,7 +290,7 @@ static int c_forget(hd__client_store_t *base, const uint64_t *seqs, size_t n, hd
   if (op == NULL) return hd__error(HD_ENOMEM, "forget");
   op->n = n;
   if (n != 0) memcpy(op->seqs, seqs, n * sizeof(uint64_t));
-  return submit(s, &op->base, run_forget, cb, cb_data);
+  return hd__writer_submit(&s->writer, &op->base, &forget_type, cb, cb_data);
 }
 
 static int c_set_server_store_id(hd__client_store_t *base, const uint8_t id[HD_STORE_ID_BYTES],
@@ -315,7 +300,7 @@ static int c_set_server_store_id(hd__client_store_t *base, const uint8_t id[HD_S
   store_id_op_t *op = malloc(sizeof *op);
   if (op == NULL) return hd__error(HD_ENOMEM, "set store id");
   memcpy(op->id, id, HD_STORE_ID_BYTES);
-  return submit(s, &op->base, run_store_id, cb, cb_data);
+  return hd__writer_submit(&s->writer, &op->base, &store_id_type, cb, cb_data);
 }
 
 /* Reads meta[key] on the read connection: copies a blob into out (if len fits) or an integer. */

@@ -276,32 +276,16 @@ static const hd__writer_hooks_t hooks = {hook_begin,        hook_before_commit, 
 
 /* ---- loop thread -------------------------------------------------------------------------- */
 
-static void op_done(void *ctx, hd__wop_t *op, int status) {
-  hd__store_cb cb = op->cb;
-  void *data = op->cb_data;
-  uint64_t value = op->value;
-  free(op);
-  if (cb != NULL) cb(data, status, value);
-}
-
 static void pause_done(void *ctx, hd__wop_t *op, int status) {
   sq_server_t *s = ctx;
   if (status == 0) s->pause_ms = ((pause_op_t *)op)->pause_ms;
-  op_done(ctx, op, status);
+  hd__wop_done(ctx, op, status);
 }
 
-static int submit(sq_server_t *s, hd__wop_t *op, int (*run)(void *, hd__wop_t *),
-                  void (*done)(void *, hd__wop_t *, int), hd__store_cb cb, void *cb_data) {
-  op->run = run;
-  op->relaxed = 0; /* the server store is the truth: every commit is synced as configured */
-  op->done = done;
-  op->cb = cb;
-  op->cb_data = cb_data;
-  op->value = 0;
-  int err = hd__writer_submit(&s->writer, op);
-  if (err != 0) free(op);
-  return err;
-}
+/* The server store is the truth: every commit is synced as configured (no op is relaxed). */
+static const hd__wop_type_t add_type = {run_add, hd__wop_done, 0};
+static const hd__wop_type_t delete_type = {run_delete, hd__wop_done, 0};
+static const hd__wop_type_t pause_type = {run_pause, pause_done, 0};
 
 static int s_add_event(hd__server_store_t *base, const uint8_t user[32], int64_t created_ms,
                        const void *payload, size_t len, hd__store_cb cb, void *cb_data) {
@@ -315,7 +299,7 @@ static int s_add_event(hd__server_store_t *base, const uint8_t user[32], int64_t
   op->created_ms = created_ms;
   op->len = len;
   if (len != 0) memcpy(op->payload, payload, len);
-  return submit(s, &op->base, run_add, op_done, cb, cb_data);
+  return hd__writer_submit(&s->writer, &op->base, &add_type, cb, cb_data);
 }
 
 static int s_delete_events(hd__server_store_t *base, const uint8_t user[32],
@@ -329,7 +313,7 @@ static int s_delete_events(hd__server_store_t *base, const uint8_t user[32],
   memcpy(op->user, user, 32);
   op->n = n;
   if (n != 0) memcpy(op->seqs, seqs, n * sizeof(uint64_t));
-  return submit(s, &op->base, run_delete, op_done, cb, cb_data);
+  return hd__writer_submit(&s->writer, &op->base, &delete_type, cb, cb_data);
 }
 
 static int s_set_pause(hd__server_store_t *base, uint32_t pause_ms, hd__store_cb cb,
@@ -338,7 +322,7 @@ static int s_set_pause(hd__server_store_t *base, uint32_t pause_ms, hd__store_cb
   pause_op_t *op = malloc(sizeof *op);
   if (op == NULL) return hd__error(HD_ENOMEM, "set pause");
   op->pause_ms = pause_ms;
-  return submit(s, &op->base, run_pause, pause_done, cb, cb_data);
+  return hd__writer_submit(&s->writer, &op->base, &pause_type, cb, cb_data);
 }
 
 /* The user's number and pending count as committed; user_no 0 if unknown. */
