@@ -236,10 +236,10 @@ int hd__sqlite_migrate(sqlite3 *db, const hd__sqlite_schema_t *schema) {
     err = hd__sqlite_exec(db, sql, "schema version");
   }
   if (err == 0) return hd__sqlite_exec(db, "COMMIT", "migration commit");
-  char msg[256];
-  snprintf(msg, sizeof msg, "%s", hd_last_error_message());
-  sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-  return hd__error(err, "%s", msg);
+  hd__error_state_t e;
+  hd__error_save(&e); /* the rollback must not replace the detail */
+  hd__sqlite_rollback(db);
+  return hd__error_restore(&e);
 }
 
 int hd__sqlite_prepare_all(sqlite3 *db, const char *const *sql, sqlite3_stmt **out, size_t n) {
