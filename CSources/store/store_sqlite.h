@@ -34,8 +34,8 @@ typedef struct hd__sqlite_kind {
   size_t n_write;
   const char *const *read_sql;   /* prepared once on the read connection, as r[i] */
   size_t n_read;
-  /* Loop thread, at open, once the statements are ready and before the writer starts: load
-   * what the kind keeps in memory (ids, counters). */
+  /* Loop thread, at open, once the statements are ready and before the writer starts: the
+   * kind's part of opening (its interface, what it keeps in memory: ids, counters). */
   int (*opened)(hd__sqlite_store_t *s, const hd__store_options_t *opts);
   /* Pool thread, the kind's part of each batch (store_writer.h): begin runs before BEGIN,
    * before_commit before COMMIT, rollback after ROLLBACK. */

@@ -6,9 +6,9 @@
  * the next sequence number, so numbers are never reused even when every event was deleted;
  * users.pending keeps the count so introspection costs no scan.
  *
- * Writes go through the group-commit writer (store_writer.c). Within a batch the touched users
- * live in a small hash table owned by the writer; their next_seq/pending are written once
- * per batch, not once per event. */
+ * Writes go through the group-commit writer (store_writer.h). Within a batch the touched users
+ * live in a small hash table of the store's, used by the batch on the pool thread; their
+ * next_seq/pending are written once per batch, not once per event. */
 #include "store_sqlite.h"
 #include "store_writer.h"
 
