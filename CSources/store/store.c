@@ -28,14 +28,16 @@ int hd__client_store_open(hd__client_store_t **out, const hd__store_options_t *o
 
 static void set_flag(void *data) { *(int *)data = 1; }
 
-void hd__server_store_close_wait(hd__server_store_t *s) {
-  int done = 0;
-  uv_loop_t *loop = s->loop;
-  if (s->vt->close(s, set_flag, &done) == 0) hd__store_run_until(loop, &done);
-}
+/* The one body of both close_waits (their stores differ in type only): close with a callback
+ * that sets a flag, then run the loop until it is set. The loop is read first: the close frees
+ * the store. */
+#define CLOSE_WAIT(s)                                                                          \
+  do {                                                                                         \
+    int done = 0;                                                                              \
+    uv_loop_t *loop = (s)->loop;                                                               \
+    if ((s)->vt->close((s), set_flag, &done) == 0) hd__store_run_until(loop, &done);           \
+  } while (0)
 
-void hd__client_store_close_wait(hd__client_store_t *s) {
-  int done = 0;
-  uv_loop_t *loop = s->loop;
-  if (s->vt->close(s, set_flag, &done) == 0) hd__store_run_until(loop, &done);
-}
+void hd__server_store_close_wait(hd__server_store_t *s) { CLOSE_WAIT(s); }
+
+void hd__client_store_close_wait(hd__client_store_t *s) { CLOSE_WAIT(s); }

@@ -1,11 +1,13 @@
 /* The storage interfaces of the core: one for the server's per-user queues, one for the client's
  * received events. Each is a table of function pointers (a vtable) so that a second backend
- * (PostgreSQL over libpq, DESIGN.md "Scale beyond one machine") can sit beside the embedded
- * SQLite one without the server or client code changing. docs/STORAGE.md explains the choices.
+ * (PostgreSQL over libpq, so that several servers can share one database: docs/STORAGE.md, "The
+ * backend interface") can sit beside the embedded SQLite one (store_sqlite.h) without the server
+ * or client code changing. docs/STORAGE.md explains the choices.
  *
  * Threads. A store is opened on the thread that runs its uv_loop_t and belongs to that loop:
- *   - writes are queued (submit is safe from any thread) and committed by the store's writer
- *     thread in groups: everything queued goes into one transaction with one commit (one fsync);
+ *   - writes are queued (submit is safe from any thread) and committed in groups on a thread of
+ *     libuv's pool (store_writer.h): everything queued goes into one transaction with one commit
+ *     (one fsync);
  *   - every write completes exactly once, on the loop thread, in submission order, through an
  *     hd__store_cb; a failure sets the loop thread's hd_last_error_message() before the call;
  *   - reads run synchronously on the loop thread against a read-only connection and see what is
@@ -55,7 +57,7 @@ typedef struct hd__store_event {
 typedef int (*hd__store_event_fn)(void *fn_data, const hd__store_event_t *ev);
 
 typedef struct hd__store_stats {
-  uint64_t commits;     /* transactions committed (one fsync each) */
+  uint64_t commits;     /* transactions committed (one fsync each at most) */
   uint64_t ops_done;    /* writes committed */
   uint64_t ops_failed;  /* writes completed with an error */
   uint64_t queued;      /* writes submitted and not yet completed */

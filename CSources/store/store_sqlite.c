@@ -1,4 +1,5 @@
-/* SQLite plumbing shared by both stores (store_sqlite.h). */
+/* The SQLite store (store_sqlite.h): first the plumbing (folder and lock, connections and their
+ * pragmas, migrations, statements, error mapping), then the store object built from it. */
 #include "store_sqlite.h"
 
 #include <errno.h>
@@ -75,7 +76,10 @@ static int try_lock(int fd) {
   return flock(fd, LOCK_EX | LOCK_NB);
 }
 
-int hd__sqlite_lock_folder(const char *folder, int *fd_out) {
+/* Creates `folder` (0700) if missing and takes an exclusive lock on its lock file, held until
+ * the fd is closed. HD_EBUSY (naming the holder's pid) if another open store holds it, in this
+ * process or another. */
+static int lock_folder(const char *folder, int *fd_out) {
   *fd_out = -1;
   int rc = make_folder(folder);
   if (rc != 0) return rc;
@@ -113,11 +117,7 @@ int hd__sqlite_lock_folder(const char *folder, int *fd_out) {
   return 0;
 }
 
-void hd__sqlite_unlock(int fd) {
-  if (fd >= 0) close(fd); /* closing the description releases the lock */
-}
-
-int hd__sqlite_exec(sqlite3 *db, const char *sql, const char *what) {
+static int exec_sql(sqlite3 *db, const char *sql, const char *what) {
   int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
   return rc == SQLITE_OK ? 0 : hd__sqlite_error(rc, db, what);
 }
@@ -155,8 +155,11 @@ static int set_wal(sqlite3 *db) {
   return err;
 }
 
-int hd__sqlite_open_conn(const char *folder, int readonly, const hd__store_options_t *opts,
-                         sqlite3 **out) {
+/* Opens `folder`/hyperdown.db. The write connection gets WAL and the chosen synchronous level;
+ * the read-only one is for the loop thread's paging reads. Each connection is used by one thread
+ * at a time, so SQLite's per-connection mutex is off. */
+static int open_conn(const char *folder, int readonly, const hd__store_options_t *opts,
+                     sqlite3 **out) {
   *out = NULL;
   if (!sqlite3_threadsafe()) return hd__error(HD_ESTORE, "SQLite was built without threads");
   char path[PATH_MAX];
@@ -176,7 +179,7 @@ int hd__sqlite_open_conn(const char *folder, int readonly, const hd__store_optio
   sqlite3_busy_timeout(db, readonly ? 100 : 5000);
   int err = 0;
   if (readonly) {
-    err = hd__sqlite_exec(db, "PRAGMA query_only=1; PRAGMA temp_store=MEMORY", "read connection");
+    err = exec_sql(db, "PRAGMA query_only=1; PRAGMA temp_store=MEMORY", "read connection");
   } else {
     err = set_wal(db);
     char sql[160];
@@ -184,11 +187,11 @@ int hd__sqlite_open_conn(const char *folder, int readonly, const hd__store_optio
              "PRAGMA synchronous=%s; PRAGMA journal_size_limit=67108864; "
              "PRAGMA temp_store=MEMORY",
              opts->sync_normal ? "NORMAL" : "FULL");
-    if (err == 0) err = hd__sqlite_exec(db, sql, "write connection pragmas");
+    if (err == 0) err = exec_sql(db, sql, "write connection pragmas");
     if (err == 0 && opts->max_db_pages != 0) {
       snprintf(sql, sizeof sql, "PRAGMA max_page_count=%llu",
                (unsigned long long)opts->max_db_pages);
-      err = hd__sqlite_exec(db, sql, "size quota");
+      err = exec_sql(db, sql, "size quota");
     }
   }
   if (err != 0) {
@@ -199,72 +202,73 @@ int hd__sqlite_open_conn(const char *folder, int readonly, const hd__store_optio
   return 0;
 }
 
-void hd__sqlite_close_conn(sqlite3 *db) {
-  if (db != NULL) sqlite3_close(db); /* statements are finalized by their owner first */
+/* Rolls back the open transaction, if SQLite has not already done so itself (after FULL or
+ * IOERR it may have). */
+static void rollback(sqlite3 *db) {
+  if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-int hd__sqlite_migrate(sqlite3 *db, const hd__sqlite_schema_t *schema) {
-  int err = hd__sqlite_exec(db, "BEGIN IMMEDIATE", "migration");
+/* Brings the database to the kind's latest schema version in one transaction. HD_EVERSION for a
+ * version newer than this release knows, HD_ESTORE for a database of another kind. */
+static int migrate(sqlite3 *db, const hd__sqlite_kind_t *kind) {
+  int err = exec_sql(db, "BEGIN IMMEDIATE", "migration");
   if (err != 0) return err;
   int64_t app = 0, version = 0;
   err = query_int(db, "PRAGMA application_id", &app);
   if (err == 0) err = query_int(db, "PRAGMA user_version", &version);
-  if (err == 0 && app != 0 && app != schema->application_id) {
+  if (err == 0 && app != 0 && app != kind->application_id) {
     err = hd__error(HD_ESTORE, "the database is not a hyperdown %s store (application id %lld)",
-                    schema->kind, (long long)app);
+                    kind->name, (long long)app);
   }
-  if (err == 0 && version > schema->n_migrations) {
+  if (err == 0 && version > kind->n_migrations) {
     err = hd__error(HD_EVERSION,
                     "the %s store has schema version %lld, newer than this release knows (%d): "
                     "open it with a newer hyperdown",
-                    schema->kind, (long long)version, schema->n_migrations);
+                    kind->name, (long long)version, kind->n_migrations);
   }
   if (err == 0 && version < 0) {
-    err = hd__error(HD_ECORRUPT, "the %s store has schema version %lld", schema->kind,
+    err = hd__error(HD_ECORRUPT, "the %s store has schema version %lld", kind->name,
                     (long long)version);
   }
-  for (int64_t v = version; err == 0 && v < schema->n_migrations; v++) {
+  for (int64_t v = version; err == 0 && v < kind->n_migrations; v++) {
     char what[64];
-    snprintf(what, sizeof what, "%s store migration to version %lld", schema->kind,
+    snprintf(what, sizeof what, "%s store migration to version %lld", kind->name,
              (long long)(v + 1));
-    err = hd__sqlite_exec(db, schema->migrations[v], what);
+    err = exec_sql(db, kind->migrations[v], what);
   }
-  if (err == 0 && (version != schema->n_migrations || app == 0)) {
+  if (err == 0 && (version != kind->n_migrations || app == 0)) {
     char sql[96];
     snprintf(sql, sizeof sql, "PRAGMA user_version=%d; PRAGMA application_id=%d",
-             schema->n_migrations, (int)schema->application_id);
-    err = hd__sqlite_exec(db, sql, "schema version");
+             kind->n_migrations, (int)kind->application_id);
+    err = exec_sql(db, sql, "schema version");
   }
-  if (err == 0) return hd__sqlite_exec(db, "COMMIT", "migration commit");
-  char msg[256];
-  snprintf(msg, sizeof msg, "%s", hd_last_error_message());
-  sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-  return hd__error(err, "%s", msg);
+  if (err == 0) return exec_sql(db, "COMMIT", "migration commit");
+  hd__error_state_t e;
+  hd__error_save(&e); /* the rollback must not replace the detail */
+  rollback(db);
+  return hd__error_restore(&e);
 }
 
-int hd__sqlite_prepare_all(sqlite3 *db, const char *const *sql, sqlite3_stmt **out, size_t n) {
-  memset(out, 0, n * sizeof *out);
-  for (size_t i = 0; i < n; i++) {
-    int rc = sqlite3_prepare_v3(db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &out[i], NULL);
-    if (rc != SQLITE_OK) {
-      int err = hd__sqlite_error(rc, db, sql[i]);
-      hd__sqlite_finalize_all(out, n);
-      return err;
-    }
-  }
-  return 0;
-}
-
-void hd__sqlite_finalize_all(sqlite3_stmt **st, size_t n) {
+static void finalize_all(sqlite3_stmt **st, size_t n) {
   for (size_t i = 0; i < n; i++) {
     sqlite3_finalize(st[i]);
     st[i] = NULL;
   }
 }
 
-void hd__sqlite_rollback(sqlite3 *db) {
-  /* SQLite may already have rolled back by itself (after FULL or IOERR) */
-  if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+/* Prepares every statement once (SQLITE_PREPARE_PERSISTENT: they are reused for the store's
+ * life); on failure finalizes what was prepared. */
+static int prepare_all(sqlite3 *db, const char *const *sql, sqlite3_stmt **out, size_t n) {
+  memset(out, 0, n * sizeof *out);
+  for (size_t i = 0; i < n; i++) {
+    int rc = sqlite3_prepare_v3(db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &out[i], NULL);
+    if (rc != SQLITE_OK) {
+      int err = hd__sqlite_error(rc, db, sql[i]);
+      finalize_all(out, n);
+      return err;
+    }
+  }
+  return 0;
 }
 
 int hd__sqlite_step_done(sqlite3_stmt *st, const char *what) {
@@ -272,4 +276,138 @@ int hd__sqlite_step_done(sqlite3_stmt *st, const char *what) {
   int err = rc == SQLITE_DONE ? 0 : hd__sqlite_error(rc, sqlite3_db_handle(st), what);
   sqlite3_reset(st);
   return err;
+}
+
+int hd__sqlite_read_events(sqlite3_stmt *st, hd__store_event_fn fn, void *fn_data,
+                           const char *what) {
+  int with_data = sqlite3_column_count(st) > 3;
+  int count = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    hd__store_event_t ev = {(uint64_t)sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+                            sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2),
+                            NULL, 0};
+    if (with_data) {
+      ev.data = sqlite3_column_blob(st, 3);
+      ev.data_len = (size_t)sqlite3_column_bytes(st, 3);
+    }
+    count++;
+    if (fn(fn_data, &ev) != 0) {
+      rc = SQLITE_DONE;
+      break;
+    }
+  }
+  int err = rc == SQLITE_DONE ? count : hd__sqlite_error(rc, sqlite3_db_handle(st), what);
+  sqlite3_reset(st);
+  return err;
+}
+
+/* ---- the store object ------------------------------------------------------------------------ */
+
+static const char *const tx_sql[2] = {"BEGIN IMMEDIATE", "COMMIT"};
+
+/* The writer's hooks: the transaction is the store's, the rest the kind's. */
+static int hook_begin(void *ctx, size_t n_ops, int relaxed) {
+  hd__sqlite_store_t *s = ctx;
+  int err = s->kind->begin != NULL ? s->kind->begin(s, n_ops, relaxed) : 0;
+  return err != 0 ? err : hd__sqlite_step_done(s->tx[0], "begin");
+}
+
+static int hook_before_commit(void *ctx) {
+  hd__sqlite_store_t *s = ctx;
+  return s->kind->before_commit != NULL ? s->kind->before_commit(s) : 0;
+}
+
+static int hook_commit(void *ctx) {
+  hd__sqlite_store_t *s = ctx;
+  return hd__sqlite_step_done(s->tx[1], "commit");
+}
+
+static void hook_rollback(void *ctx) {
+  hd__sqlite_store_t *s = ctx;
+  rollback(s->wdb);
+  if (s->kind->rollback != NULL) s->kind->rollback(s);
+}
+
+static void hook_after_commit(void *ctx) {
+  hd__sqlite_store_t *s = ctx;
+  if (s->kind->after_commit != NULL) s->kind->after_commit(s);
+}
+
+static void close_write_side(hd__sqlite_store_t *s) {
+  finalize_all(s->tx, HD__ARRAY_SIZE(s->tx));
+  finalize_all(s->w, s->kind->n_write);
+  sqlite3_close(s->wdb); /* the last connection: checkpoints and removes the WAL */
+  s->wdb = NULL;
+}
+
+/* the writer's last work, on the pool: the write connection is the writer's to close */
+static void hook_thread_exit(void *ctx) { close_write_side(ctx); }
+
+static const hd__writer_hooks_t writer_hooks = {hook_begin,        hook_before_commit,
+                                                hook_commit,       hook_rollback,
+                                                hook_after_commit, hook_thread_exit};
+
+static void close_read_side(hd__sqlite_store_t *s) {
+  finalize_all(s->r, s->kind->n_read);
+  sqlite3_close(s->rdb);
+  s->rdb = NULL;
+}
+
+static void free_store(hd__sqlite_store_t *s) {
+  close_read_side(s);
+  close_write_side(s); /* already done by the writer's last work unless it never ran */
+  if (s->lock_fd >= 0) close(s->lock_fd); /* closing the description releases the lock */
+  if (s->kind->release != NULL) s->kind->release(s);
+  free(s);
+}
+
+static void on_writer_closed(void *ctx) {
+  hd__sqlite_store_t *s = ctx;
+  hd_close_cb cb = s->close_cb;
+  void *data = s->close_data;
+  free_store(s);
+  if (cb != NULL) cb(data);
+}
+
+int hd__sqlite_store_open(hd__sqlite_store_t **out, const hd__sqlite_kind_t *kind,
+                          const hd__store_options_t *opts) {
+  *out = NULL;
+  if (kind->n_write > HD__SQLITE_MAX_STATEMENTS || kind->n_read > HD__SQLITE_MAX_STATEMENTS) {
+    return hd__error(HD_EINVAL, "%s store: more statements than HD__SQLITE_MAX_STATEMENTS",
+                     kind->name);
+  }
+  hd__sqlite_store_t *s = calloc(1, kind->size);
+  if (s == NULL) return hd__error(HD_ENOMEM, "%s store", kind->name);
+  s->kind = kind;
+  s->lock_fd = -1;
+  int err = lock_folder(opts->folder, &s->lock_fd);
+  if (err == 0) err = open_conn(opts->folder, 0, opts, &s->wdb);
+  if (err == 0) err = migrate(s->wdb, kind);
+  if (err == 0) err = prepare_all(s->wdb, tx_sql, s->tx, HD__ARRAY_SIZE(s->tx));
+  if (err == 0) err = prepare_all(s->wdb, kind->write_sql, s->w, kind->n_write);
+  if (err == 0) err = open_conn(opts->folder, 1, opts, &s->rdb);
+  if (err == 0) err = prepare_all(s->rdb, kind->read_sql, s->r, kind->n_read);
+  if (err == 0 && kind->opened != NULL) err = kind->opened(s, opts);
+  if (err == 0) {
+    err = hd__writer_start(&s->writer, opts->loop, opts->max_batch, s, &writer_hooks,
+                           on_writer_closed);
+  }
+  if (err != 0) {
+    free_store(s);
+    return err;
+  }
+  *out = s;
+  return 0;
+}
+
+int hd__sqlite_store_close(hd__sqlite_store_t *s, hd_close_cb cb, void *cb_data) {
+  if (s->closing) return hd__error(HD_ECLOSED, "store is already closing");
+  s->closing = 1;
+  s->close_cb = cb;
+  s->close_data = cb_data;
+  /* the read side first, so that the writer's connection is the last one and its close
+   * checkpoints the WAL into the database */
+  close_read_side(s);
+  hd__writer_stop(&s->writer);
+  return 0;
 }

@@ -1,55 +1,90 @@
-/* SQLite plumbing shared by the server and client stores: the folder and its lock, connections
- * with their pragmas, the schema version and migrations, the statement cache and the mapping of
- * SQLite's result codes to HD_E* codes. */
+/* The SQLite store: what the server and the client stores on SQLite share. One object,
+ * hd__sqlite_store_t, is the first member of both (store_sqlite_server.c, store_sqlite_client.c):
+ * it holds the folder's lock, the two connections (the writer's, used on libuv's pool, and the
+ * loop thread's read-only one), their prepared statements and the group-commit writer
+ * (store_writer.h) that their writes are queued on; it opens, runs the transactions of, and
+ * closes both. A kind of store (server or client) is an hd__sqlite_kind_t: its schema, its
+ * statements and its part of each batch; its file keeps only that and the operations of its
+ * vtable (store.h).
+ *
+ * Another backend (PostgreSQL over libpq, say) is a sibling of this file: its own base object
+ * with its connection and an hd__writer_t (the writer knows no SQL) for group commit, and its
+ * server and client files implementing the same two vtables. */
 #ifndef HD_STORE_SQLITE_H
 #define HD_STORE_SQLITE_H
 
 #include "store.h"
+#include "store_writer.h"
 
 #include <sqlite3.h>
+
+/* Most statements a kind prepares on each connection. */
+#define HD__SQLITE_MAX_STATEMENTS 8
+
+typedef struct hd__sqlite_store hd__sqlite_store_t;
+
+/* A kind of store. The hooks are optional (NULL: nothing to do). */
+typedef struct hd__sqlite_kind {
+  const char *name;              /* "server" or "client", for messages */
+  size_t size;                   /* of the kind's struct, which starts with hd__sqlite_store_t */
+  int32_t application_id;        /* tells server and client databases apart */
+  const char *const *migrations; /* migrations[i] brings version i to i+1; the latest is */
+  int n_migrations;              /*   n_migrations */
+  const char *const *write_sql;  /* prepared once on the write connection, as w[i] */
+  size_t n_write;
+  const char *const *read_sql;   /* prepared once on the read connection, as r[i] */
+  size_t n_read;
+  /* Loop thread, at open, once the statements are ready and before the writer starts: the
+   * kind's part of opening (its interface, what it keeps in memory: ids, counters). */
+  int (*opened)(hd__sqlite_store_t *s, const hd__store_options_t *opts);
+  /* Pool thread, the kind's part of each batch (store_writer.h): begin runs before BEGIN,
+   * before_commit before COMMIT, rollback after ROLLBACK. */
+  int (*begin)(hd__sqlite_store_t *s, size_t n_ops, int relaxed);
+  int (*before_commit)(hd__sqlite_store_t *s);
+  void (*after_commit)(hd__sqlite_store_t *s);
+  void (*rollback)(hd__sqlite_store_t *s);
+  /* Frees what the kind allocated; last, just before the store itself is freed. */
+  void (*release)(hd__sqlite_store_t *s);
+} hd__sqlite_kind_t;
+
+struct hd__sqlite_store {
+  const hd__sqlite_kind_t *kind;
+  hd__writer_t writer;
+  int lock_fd;
+  sqlite3 *wdb; /* the writer's: used on the pool, one batch at a time (after open) */
+  sqlite3 *rdb; /* the loop thread's, read-only */
+  sqlite3_stmt *tx[2]; /* BEGIN IMMEDIATE, COMMIT (the writer's) */
+  sqlite3_stmt *w[HD__SQLITE_MAX_STATEMENTS]; /* kind->write_sql on wdb */
+  sqlite3_stmt *r[HD__SQLITE_MAX_STATEMENTS]; /* kind->read_sql on rdb */
+  int closing; /* close was called: reads fail with HD_ECLOSED */
+  hd_close_cb close_cb;
+  void *close_data;
+};
+
+/* Opens a store of `kind` in opts->folder (loop thread): allocates kind->size bytes, zeroed,
+ * then locks the folder, opens the write connection, migrates the schema, prepares the write
+ * statements, opens the read connection, prepares the read statements, runs kind->opened and
+ * starts the writer. HD_EBUSY: the folder is in use; HD_EVERSION: written by a newer release;
+ * HD_ECORRUPT: not a readable database. On failure everything is released and *out is NULL. */
+int hd__sqlite_store_open(hd__sqlite_store_t **out, const hd__sqlite_kind_t *kind,
+                          const hd__store_options_t *opts);
+/* Loop thread. Closes the read side, lets the writer commit what is queued and close the write
+ * connection (the last one, so it checkpoints the WAL), releases the lock, frees the store and
+ * calls cb. HD_ECLOSED if already closing. */
+int hd__sqlite_store_close(hd__sqlite_store_t *s, hd_close_cb cb, void *cb_data);
 
 /* Records an HD_E* code for a SQLite failure and returns it: FULL → ENOSPC, CORRUPT/NOTADB →
  * ECORRUPT, IOERR → EIO, BUSY/LOCKED → EBUSY, NOMEM → ENOMEM, anything else → ESTORE. The detail
  * names `what`, SQLite's message and the OS errno when there is one. */
 int hd__sqlite_error(int rc, sqlite3 *db, const char *what);
 
-/* Creates `folder` (0700) if missing and takes an exclusive lock on its lock file, held until
- * hd__sqlite_unlock(). HD_EBUSY (naming the holder's pid) if another open store holds it, in this
- * process or another. */
-int hd__sqlite_lock_folder(const char *folder, int *fd_out);
-void hd__sqlite_unlock(int fd);
-
-/* Opens `folder`/hyperdown.db. The write connection gets WAL and the chosen synchronous level;
- * the read-only one is for the loop thread's paging reads. Each connection is used by one thread
- * at a time, so SQLite's per-connection mutex is off. */
-int hd__sqlite_open_conn(const char *folder, int readonly, const hd__store_options_t *opts,
-                         sqlite3 **out);
-void hd__sqlite_close_conn(sqlite3 *db);
-
-/* A schema: an application id that tells server and client databases apart, and the migration
- * from version i to i+1 at migrations[i]; the latest version is n_migrations. */
-typedef struct hd__sqlite_schema {
-  const char *kind; /* "server" or "client", for messages */
-  int32_t application_id;
-  const char *const *migrations;
-  int n_migrations;
-} hd__sqlite_schema_t;
-
-/* Brings the database to the latest version in one transaction. HD_EVERSION for a version newer
- * than this release knows, HD_ESTORE for a database of another kind. */
-int hd__sqlite_migrate(sqlite3 *db, const hd__sqlite_schema_t *schema);
-
-/* The statement cache: every statement prepared once at open (SQLITE_PREPARE_PERSISTENT) and
- * reused; on failure everything prepared so far is finalized. */
-int hd__sqlite_prepare_all(sqlite3 *db, const char *const *sql, sqlite3_stmt **out, size_t n);
-void hd__sqlite_finalize_all(sqlite3_stmt **st, size_t n);
-
-int hd__sqlite_exec(sqlite3 *db, const char *sql, const char *what);
-
-/* Rolls back the open transaction, if SQLite has not already done so itself. */
-void hd__sqlite_rollback(sqlite3 *db);
-
 /* Steps a statement expected to finish (INSERT/UPDATE/DELETE) and resets it. */
 int hd__sqlite_step_done(sqlite3_stmt *st, const char *what);
+
+/* Steps a bound read whose rows are (seq, created_ms, payload[, data]), handing each row to fn
+ * as an event, until the rows end or fn returns non-zero; then resets it (an open read would
+ * pin the WAL). Returns how many rows fn got, or an HD_E* code naming `what`. */
+int hd__sqlite_read_events(sqlite3_stmt *st, hd__store_event_fn fn, void *fn_data,
+                           const char *what);
 
 #endif

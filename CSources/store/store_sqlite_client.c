@@ -2,9 +2,10 @@
  *
  * events is keyed by seq (the rowid: clustered, no extra index on the insert path). A partial
  * index over the consumed rows makes the reconnect's "what did I consume" listing cost what it
- * returns, not a scan of every unhandled event. meta holds the high-water mark (the highest seq
- * ever received from the remembered server store, kept across forgetting, so a confirmed event
- * that the server sends again is recognised as a duplicate) and that store's id. */
+ * returns, not a scan of every unhandled event. state is 0 for a received event, 1 once
+ * consumed (data then holds the consumer's data for the server). meta holds the high-water mark
+ * (the highest seq ever received from the remembered server store, kept across forgetting, so a
+ * confirmed event that the server sends again is recognised as a duplicate) and that store's id. */
 #include "store_sqlite.h"
 #include "store_writer.h"
 
@@ -20,15 +21,8 @@ static const char *const client_migrations[] = {
     "INSERT INTO meta(key, value) VALUES('high_water', 0);",
 };
 
-static const hd__sqlite_schema_t client_schema = {
-    "client", 0x4844636c /* "HDcl" */, client_migrations, (int)HD__ARRAY_SIZE(client_migrations)};
-
-enum { STATE_RECEIVED = 0, STATE_CONSUMED = 1 };
-
-enum { W_BEGIN, W_COMMIT, W_INSERT, W_CONSUME, W_FORGET, W_META_GET, W_META_SET, W_CLEAR, W_COUNT };
+enum { W_INSERT, W_CONSUME, W_FORGET, W_META_GET, W_META_SET, W_CLEAR, W_COUNT };
 static const char *const write_sql[W_COUNT] = {
-    "BEGIN IMMEDIATE",
-    "COMMIT",
     "INSERT OR IGNORE INTO events(seq, created_ms, payload) VALUES(?1, ?2, ?3)",
     "UPDATE events SET state = 1, data = ?2 WHERE seq = ?1 AND state = 0",
     "DELETE FROM events WHERE seq = ?1 AND state = 1",
@@ -47,17 +41,12 @@ static const char *const read_sql[R_COUNT] = {
     "SELECT coalesce(sum(state = 0), 0), coalesce(sum(state = 1), 0) FROM events",
 };
 
+_Static_assert(W_COUNT <= HD__SQLITE_MAX_STATEMENTS && R_COUNT <= HD__SQLITE_MAX_STATEMENTS,
+               "client store: too many statements");
+
 typedef struct sq_client {
-  hd__client_store_t base;
-  hd__writer_t writer;
-  int lock_fd;
-  sqlite3 *wdb;
-  sqlite3 *rdb;
-  sqlite3_stmt *w[W_COUNT];
-  sqlite3_stmt *r[R_COUNT];
-  int closing;
-  hd_close_cb close_cb;
-  void *close_data;
+  hd__sqlite_store_t sql; /* first: the writer's ctx and the allocation */
+  hd__client_store_t iface;
   int sync_full;   /* synchronous=FULL was asked for */
   int synced_full; /* writer (pool thread): the level the write connection is at now */
   /* writer (pool thread): the mark as committed and as the current batch leaves it */
@@ -89,12 +78,17 @@ typedef struct store_id_op {
   uint8_t id[HD_STORE_ID_BYTES];
 } store_id_op_t;
 
+/* The client store from its interface (from its SQLite base, the writer's ctx: a cast). */
+static sq_client_t *from_iface(hd__client_store_t *iface) {
+  return hd__container_of(iface, sq_client_t, iface);
+}
+
 /* ---- writer (a pool thread, one batch at a time) --------------------------------------------- */
 
 static int run_insert(void *ctx, hd__wop_t *base) {
   sq_client_t *s = ctx;
   insert_op_t *op = (insert_op_t *)base;
-  sqlite3_stmt *st = s->w[W_INSERT];
+  sqlite3_stmt *st = s->sql.w[W_INSERT];
   int64_t floor = s->hw; /* at or below: held already, or received and confirmed */
   base->value = 0;
   for (size_t i = 0; i < op->n; i++) {
@@ -105,7 +99,7 @@ static int run_insert(void *ctx, hd__wop_t *base) {
     sqlite3_bind_blob(st, 3, ev->payload, (int)ev->payload_len, SQLITE_STATIC);
     int err = hd__sqlite_step_done(st, "store received event");
     if (err != 0) return err;
-    base->value += (uint64_t)sqlite3_changes(s->wdb);
+    base->value += (uint64_t)sqlite3_changes(s->sql.wdb);
     if ((int64_t)ev->seq > s->hw) s->hw = (int64_t)ev->seq;
   }
   sqlite3_clear_bindings(st);
@@ -115,34 +109,34 @@ static int run_insert(void *ctx, hd__wop_t *base) {
 static int run_consume(void *ctx, hd__wop_t *base) {
   sq_client_t *s = ctx;
   consume_op_t *op = (consume_op_t *)base;
-  sqlite3_stmt *st = s->w[W_CONSUME];
+  sqlite3_stmt *st = s->sql.w[W_CONSUME];
   base->value = 0;
   if (op->seq > INT64_MAX) return 0;
   sqlite3_bind_int64(st, 1, (int64_t)op->seq);
   sqlite3_bind_blob(st, 2, op->data, (int)op->len, SQLITE_STATIC);
   int err = hd__sqlite_step_done(st, "mark consumed");
   sqlite3_clear_bindings(st);
-  if (err == 0) base->value = (uint64_t)sqlite3_changes(s->wdb);
+  if (err == 0) base->value = (uint64_t)sqlite3_changes(s->sql.wdb);
   return err;
 }
 
 static int run_forget(void *ctx, hd__wop_t *base) {
   sq_client_t *s = ctx;
   forget_op_t *op = (forget_op_t *)base;
-  sqlite3_stmt *st = s->w[W_FORGET];
+  sqlite3_stmt *st = s->sql.w[W_FORGET];
   base->value = 0;
   for (size_t i = 0; i < op->n; i++) {
     if (op->seqs[i] > INT64_MAX) continue;
     sqlite3_bind_int64(st, 1, (int64_t)op->seqs[i]);
     int err = hd__sqlite_step_done(st, "forget event");
     if (err != 0) return err;
-    base->value += (uint64_t)sqlite3_changes(s->wdb);
+    base->value += (uint64_t)sqlite3_changes(s->sql.wdb);
   }
   return 0;
 }
 
 static int set_meta_blob(sq_client_t *s, const char *key, const void *v, int len) {
-  sqlite3_stmt *st = s->w[W_META_SET];
+  sqlite3_stmt *st = s->sql.w[W_META_SET];
   sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
   sqlite3_bind_blob(st, 2, v, len, SQLITE_STATIC);
   return hd__sqlite_step_done(st, key);
@@ -151,7 +145,7 @@ static int set_meta_blob(sq_client_t *s, const char *key, const void *v, int len
 static int run_store_id(void *ctx, hd__wop_t *base) {
   sq_client_t *s = ctx;
   store_id_op_t *op = (store_id_op_t *)base;
-  sqlite3_stmt *st = s->w[W_META_GET];
+  sqlite3_stmt *st = s->sql.w[W_META_GET];
   sqlite3_bind_text(st, 1, "server_store_id", -1, SQLITE_STATIC);
   int rc = sqlite3_step(st), known = 0, same = 0;
   if (rc == SQLITE_ROW) {
@@ -159,14 +153,17 @@ static int run_store_id(void *ctx, hd__wop_t *base) {
     same = sqlite3_column_bytes(st, 0) == HD_STORE_ID_BYTES &&
            memcmp(sqlite3_column_blob(st, 0), op->id, HD_STORE_ID_BYTES) == 0;
   }
-  int err = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : hd__sqlite_error(rc, s->wdb, "read store id");
+  int err = 0;
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    err = hd__sqlite_error(rc, s->sql.wdb, "read store id");
+  }
   sqlite3_reset(st);
   base->value = 0;
   if (err != 0 || same) return err;
   if (known) {
     /* Another server store: its sequence numbers start again at 1, so what we hold (numbered by
      * the old store) can neither be confirmed by it nor kept without colliding. */
-    err = hd__sqlite_step_done(s->w[W_CLEAR], "drop events of the old server store");
+    err = hd__sqlite_step_done(s->sql.w[W_CLEAR], "drop events of the old server store");
     if (err != 0) return err;
     s->hw = 0;
     base->value = 1;
@@ -174,85 +171,54 @@ static int run_store_id(void *ctx, hd__wop_t *base) {
   return set_meta_blob(s, "server_store_id", op->id, HD_STORE_ID_BYTES);
 }
 
-/* A batch of received events and forgotten (confirmed) ones only commits without an fsync:
- * the server holds every such event until it is confirmed, so a power loss that drops the batch
- * (with the high-water mark it raised) only makes the server send those events again. A batch
- * with a consumption (or a store id) is synced as configured: the handler must not run twice. */
-static int hook_begin(void *ctx, size_t n_ops, int relaxed) {
-  sq_client_t *s = ctx;
+/* Before BEGIN: the synchronous level. A batch of received events and forgotten (confirmed) ones
+ * only commits without an fsync: the server holds every such event until it is confirmed, so a
+ * power loss that drops the batch (with the high-water mark it raised) only makes the server send
+ * those events again. A batch with a consumption (or a store id) is synced as configured: the
+ * handler must not run twice. */
+static int kind_begin(hd__sqlite_store_t *sql, size_t n_ops, int relaxed) {
+  sq_client_t *s = (sq_client_t *)sql;
   int want_full = s->sync_full && !relaxed;
   if (want_full != s->synced_full) {
-    const char *sql = want_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
-    if (sqlite3_exec(s->wdb, sql, NULL, NULL, NULL) != SQLITE_OK) {
-      return hd__error(HD_ESTORE, "client store: %s: %s", sql, sqlite3_errmsg(s->wdb));
+    const char *pragma = want_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
+    if (sqlite3_exec(s->sql.wdb, pragma, NULL, NULL, NULL) != SQLITE_OK) {
+      return hd__error(HD_ESTORE, "client store: %s: %s", pragma, sqlite3_errmsg(s->sql.wdb));
     }
     s->synced_full = want_full;
   }
-  return hd__sqlite_step_done(s->w[W_BEGIN], "begin");
+  return 0;
 }
 
-static int hook_before_commit(void *ctx) {
-  sq_client_t *s = ctx;
+/* Before COMMIT: the high-water mark, if the batch raised it. */
+static int kind_before_commit(hd__sqlite_store_t *sql) {
+  sq_client_t *s = (sq_client_t *)sql;
   if (s->hw == s->hw_committed) return 0;
-  sqlite3_stmt *st = s->w[W_META_SET];
+  sqlite3_stmt *st = s->sql.w[W_META_SET];
   sqlite3_bind_text(st, 1, "high_water", -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 2, s->hw);
   return hd__sqlite_step_done(st, "high-water mark");
 }
 
-static int hook_commit(void *ctx) {
-  sq_client_t *s = ctx;
-  return hd__sqlite_step_done(s->w[W_COMMIT], "commit");
-}
-
-static void hook_rollback(void *ctx) {
-  sq_client_t *s = ctx;
-  hd__sqlite_rollback(s->wdb);
+static void kind_rollback(hd__sqlite_store_t *sql) {
+  sq_client_t *s = (sq_client_t *)sql;
   s->hw = s->hw_committed;
 }
 
-static void hook_after_commit(void *ctx) {
-  sq_client_t *s = ctx;
+static void kind_after_commit(hd__sqlite_store_t *sql) {
+  sq_client_t *s = (sq_client_t *)sql;
   s->hw_committed = s->hw;
 }
 
-static void close_write_side(sq_client_t *s) {
-  hd__sqlite_finalize_all(s->w, W_COUNT);
-  hd__sqlite_close_conn(s->wdb);
-  s->wdb = NULL;
-}
-
-static void hook_thread_exit(void *ctx) { close_write_side(ctx); }
-
-static const hd__writer_hooks_t hooks = {hook_begin,        hook_before_commit, hook_commit,
-                                         hook_rollback,     hook_after_commit,  hook_thread_exit};
-
 /* ---- loop thread -------------------------------------------------------------------------- */
 
-static void op_done(void *ctx, hd__wop_t *op, int status) {
-  hd__store_cb cb = op->cb;
-  void *data = op->cb_data;
-  uint64_t value = op->value;
-  free(op);
-  if (cb != NULL) cb(data, status, value);
-}
-
-static int submit(sq_client_t *s, hd__wop_t *op, int (*run)(void *, hd__wop_t *),
-                  hd__store_cb cb, void *cb_data) {
-  op->run = run;
-  op->relaxed = run == run_insert || run == run_forget;
-  op->done = op_done;
-  op->cb = cb;
-  op->cb_data = cb_data;
-  op->value = 0;
-  int err = hd__writer_submit(&s->writer, op);
-  if (err != 0) free(op);
-  return err;
-}
+/* Received and forgotten events may commit without an fsync (kind_begin says why). */
+static const hd__wop_type_t insert_type = {run_insert, hd__wop_done, 1};
+static const hd__wop_type_t consume_type = {run_consume, hd__wop_done, 0};
+static const hd__wop_type_t forget_type = {run_forget, hd__wop_done, 1};
+static const hd__wop_type_t store_id_type = {run_store_id, hd__wop_done, 0};
 
 static int c_insert_received(hd__client_store_t *base, const hd__store_event_t *evs, size_t n,
                              hd__store_cb cb, void *cb_data) {
-  sq_client_t *s = (sq_client_t *)base;
   if (evs == NULL && n != 0) return hd__error(HD_EINVAL, "insert received: no events");
   size_t total = sizeof(insert_op_t), bytes = 0;
   for (size_t i = 0; i < n; i++) {
@@ -278,12 +244,11 @@ static int c_insert_received(hd__client_store_t *base, const hd__store_event_t *
     if (evs[i].payload_len != 0) memcpy(p, evs[i].payload, evs[i].payload_len);
     p += evs[i].payload_len;
   }
-  return submit(s, &op->base, run_insert, cb, cb_data);
+  return hd__writer_submit(&from_iface(base)->sql.writer, &op->base, &insert_type, cb, cb_data);
 }
 
 static int c_mark_consumed(hd__client_store_t *base, uint64_t seq, const void *data, size_t len,
                            hd__store_cb cb, void *cb_data) {
-  sq_client_t *s = (sq_client_t *)base;
   if ((data == NULL && len != 0) || len > (size_t)INT32_MAX) {
     return hd__error(HD_EINVAL, "mark consumed: bad data");
   }
@@ -292,12 +257,11 @@ static int c_mark_consumed(hd__client_store_t *base, uint64_t seq, const void *d
   op->seq = seq;
   op->len = len;
   if (len != 0) memcpy(op->data, data, len);
-  return submit(s, &op->base, run_consume, cb, cb_data);
+  return hd__writer_submit(&from_iface(base)->sql.writer, &op->base, &consume_type, cb, cb_data);
 }
 
 static int c_forget(hd__client_store_t *base, const uint64_t *seqs, size_t n, hd__store_cb cb,
                     void *cb_data) {
-  sq_client_t *s = (sq_client_t *)base;
   if ((seqs == NULL && n != 0) || n > SIZE_MAX / 8 - sizeof(forget_op_t)) {
     return hd__error(HD_EINVAL, "forget: no sequence numbers");
   }
@@ -305,24 +269,24 @@ static int c_forget(hd__client_store_t *base, const uint64_t *seqs, size_t n, hd
   if (op == NULL) return hd__error(HD_ENOMEM, "forget");
   op->n = n;
   if (n != 0) memcpy(op->seqs, seqs, n * sizeof(uint64_t));
-  return submit(s, &op->base, run_forget, cb, cb_data);
+  return hd__writer_submit(&from_iface(base)->sql.writer, &op->base, &forget_type, cb, cb_data);
 }
 
 static int c_set_server_store_id(hd__client_store_t *base, const uint8_t id[HD_STORE_ID_BYTES],
                                  hd__store_cb cb, void *cb_data) {
-  sq_client_t *s = (sq_client_t *)base;
   if (id == NULL) return hd__error(HD_EINVAL, "no store id");
   store_id_op_t *op = malloc(sizeof *op);
   if (op == NULL) return hd__error(HD_ENOMEM, "set store id");
   memcpy(op->id, id, HD_STORE_ID_BYTES);
-  return submit(s, &op->base, run_store_id, cb, cb_data);
+  return hd__writer_submit(&from_iface(base)->sql.writer, &op->base, &store_id_type, cb, cb_data);
 }
 
-/* Reads meta[key] on the read connection: copies a blob into out (if len fits) or an integer. */
+/* Reads meta[key] on the read connection: an integer into *num, or (num NULL) a blob of exactly
+ * blob_len bytes into blob. *found: the key was there. */
 static int read_meta(sq_client_t *s, const char *key, int64_t *num, uint8_t *blob, int blob_len,
                      int *found) {
-  if (s->closing) return hd__error(HD_ECLOSED, "store is closing");
-  sqlite3_stmt *st = s->r[R_META];
+  if (s->sql.closing) return hd__error(HD_ECLOSED, "store is closing");
+  sqlite3_stmt *st = s->sql.r[R_META];
   sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
   int rc = sqlite3_step(st), err = 0;
   *found = 0;
@@ -338,7 +302,7 @@ static int read_meta(sq_client_t *s, const char *key, int64_t *num, uint8_t *blo
                       sqlite3_column_bytes(st, 0));
     }
   } else if (rc != SQLITE_DONE) {
-    err = hd__sqlite_error(rc, s->rdb, key);
+    err = hd__sqlite_error(rc, s->sql.rdb, key);
   }
   sqlite3_reset(st);
   return err;
@@ -347,108 +311,64 @@ static int read_meta(sq_client_t *s, const char *key, int64_t *num, uint8_t *blo
 static int c_high_water(hd__client_store_t *base, uint64_t *out) {
   int64_t v = 0;
   int found;
-  int err = read_meta((sq_client_t *)base, "high_water", &v, NULL, 0, &found);
+  int err = read_meta(from_iface(base), "high_water", &v, NULL, 0, &found);
   *out = err == 0 && v > 0 ? (uint64_t)v : 0;
   return err;
 }
 
 static int c_server_store_id(hd__client_store_t *base, uint8_t out[HD_STORE_ID_BYTES]) {
   int found;
-  int err = read_meta((sq_client_t *)base, "server_store_id", NULL, out, HD_STORE_ID_BYTES, &found);
+  int err = read_meta(from_iface(base), "server_store_id", NULL, out, HD_STORE_ID_BYTES, &found);
   if (err == 0 && !found) return hd__error(HD_ENOTFOUND, "no server store id remembered yet");
   return err;
 }
 
-static int list(sq_client_t *s, int which, uint64_t after_seq, uint32_t limit,
+static int list(hd__client_store_t *base, int which, uint64_t after_seq, uint32_t limit,
                 hd__store_event_fn fn, void *fn_data) {
-  if (s->closing) return hd__error(HD_ECLOSED, "store is closing");
+  sq_client_t *s = from_iface(base);
+  if (s->sql.closing) return hd__error(HD_ECLOSED, "store is closing");
   if (limit == 0 || after_seq >= INT64_MAX) return 0;
-  sqlite3_stmt *st = s->r[which];
+  sqlite3_stmt *st = s->sql.r[which];
   sqlite3_bind_int64(st, 1, (int64_t)after_seq);
   sqlite3_bind_int64(st, 2, limit > INT32_MAX ? INT32_MAX : (int64_t)limit);
-  int count = 0, rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    hd__store_event_t ev = {(uint64_t)sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
-                            sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2),
-                            NULL, 0};
-    if (which == R_CONSUMED) {
-      ev.data = sqlite3_column_blob(st, 3);
-      ev.data_len = (size_t)sqlite3_column_bytes(st, 3);
-    }
-    count++;
-    if (fn(fn_data, &ev) != 0) {
-      rc = SQLITE_DONE;
-      break;
-    }
-  }
-  int err = rc == SQLITE_DONE ? count : hd__sqlite_error(rc, s->rdb, "list events");
-  sqlite3_reset(st); /* ends the read transaction: an open one would pin the WAL */
-  return err;
+  return hd__sqlite_read_events(st, fn, fn_data, "list events");
 }
 
 static int c_list_unhandled(hd__client_store_t *base, uint64_t after_seq, uint32_t limit,
                             hd__store_event_fn fn, void *fn_data) {
-  return list((sq_client_t *)base, R_UNHANDLED, after_seq, limit, fn, fn_data);
+  return list(base, R_UNHANDLED, after_seq, limit, fn, fn_data);
 }
 
 static int c_list_consumed(hd__client_store_t *base, uint64_t after_seq, uint32_t limit,
                            hd__store_event_fn fn, void *fn_data) {
-  return list((sq_client_t *)base, R_CONSUMED, after_seq, limit, fn, fn_data);
+  return list(base, R_CONSUMED, after_seq, limit, fn, fn_data);
 }
 
 static int c_counts(hd__client_store_t *base, uint64_t *unhandled, uint64_t *consumed) {
-  sq_client_t *s = (sq_client_t *)base;
+  sq_client_t *s = from_iface(base);
   *unhandled = *consumed = 0;
-  if (s->closing) return hd__error(HD_ECLOSED, "store is closing");
-  sqlite3_stmt *st = s->r[R_COUNTS];
+  if (s->sql.closing) return hd__error(HD_ECLOSED, "store is closing");
+  sqlite3_stmt *st = s->sql.r[R_COUNTS];
   int rc = sqlite3_step(st);
   if (rc == SQLITE_ROW) {
     *unhandled = (uint64_t)sqlite3_column_int64(st, 0);
     *consumed = (uint64_t)sqlite3_column_int64(st, 1);
   }
-  int err = rc == SQLITE_ROW ? 0 : hd__sqlite_error(rc, s->rdb, "count events");
+  int err = rc == SQLITE_ROW ? 0 : hd__sqlite_error(rc, s->sql.rdb, "count events");
   sqlite3_reset(st);
   return err;
 }
 
 static void c_stats(hd__client_store_t *base, hd__store_stats_t *out) {
-  hd__writer_stats(&((sq_client_t *)base)->writer, out);
+  hd__writer_stats(&from_iface(base)->sql.writer, out);
 }
 
 static void c_hold(hd__client_store_t *base, int held) {
-  hd__writer_hold(&((sq_client_t *)base)->writer, held);
-}
-
-static void close_read_side(sq_client_t *s) {
-  hd__sqlite_finalize_all(s->r, R_COUNT);
-  hd__sqlite_close_conn(s->rdb);
-  s->rdb = NULL;
-}
-
-static void free_store(sq_client_t *s) {
-  close_read_side(s);
-  close_write_side(s);
-  hd__sqlite_unlock(s->lock_fd);
-  free(s);
-}
-
-static void on_writer_closed(void *ctx) {
-  sq_client_t *s = ctx;
-  hd_close_cb cb = s->close_cb;
-  void *data = s->close_data;
-  free_store(s);
-  if (cb != NULL) cb(data);
+  hd__writer_hold(&from_iface(base)->sql.writer, held);
 }
 
 static int c_close(hd__client_store_t *base, hd_close_cb cb, void *cb_data) {
-  sq_client_t *s = (sq_client_t *)base;
-  if (s->closing) return hd__error(HD_ECLOSED, "store is already closing");
-  s->closing = 1;
-  s->close_cb = cb;
-  s->close_data = cb_data;
-  close_read_side(s); /* the writer's connection closes last and checkpoints the WAL */
-  hd__writer_stop(&s->writer);
-  return 0;
+  return hd__sqlite_store_close(&from_iface(base)->sql, cb, cb_data);
 }
 
 static const hd__client_store_vtable_t sqlite_client_vtable = {
@@ -457,32 +377,30 @@ static const hd__client_store_vtable_t sqlite_client_vtable = {
     c_stats,          c_hold,            c_close,
 };
 
-int hd__sqlite_client_store_open(hd__client_store_t **out, const hd__store_options_t *opts) {
-  *out = NULL;
-  sq_client_t *s = calloc(1, sizeof *s);
-  if (s == NULL) return hd__error(HD_ENOMEM, "client store");
-  s->base.vt = &sqlite_client_vtable;
-  s->base.loop = opts->loop;
-  s->lock_fd = -1;
+/* At open: the interface, the synchronous level asked for and the high-water mark as
+ * committed. */
+static int kind_opened(hd__sqlite_store_t *sql, const hd__store_options_t *opts) {
+  sq_client_t *s = (sq_client_t *)sql;
+  s->iface.vt = &sqlite_client_vtable;
+  s->iface.loop = opts->loop;
   s->sync_full = s->synced_full = !opts->sync_normal;
-  int err = hd__sqlite_lock_folder(opts->folder, &s->lock_fd);
-  if (err == 0) err = hd__sqlite_open_conn(opts->folder, 0, opts, &s->wdb);
-  if (err == 0) err = hd__sqlite_migrate(s->wdb, &client_schema);
-  if (err == 0) err = hd__sqlite_prepare_all(s->wdb, write_sql, s->w, W_COUNT);
-  if (err == 0) err = hd__sqlite_open_conn(opts->folder, 1, opts, &s->rdb);
-  if (err == 0) err = hd__sqlite_prepare_all(s->rdb, read_sql, s->r, R_COUNT);
-  if (err == 0) {
-    uint64_t hw = 0;
-    err = c_high_water(&s->base, &hw);
-    s->hw = s->hw_committed = (int64_t)hw;
-  }
-  if (err == 0) {
-    err = hd__writer_start(&s->writer, opts->loop, opts->max_batch, s, &hooks, on_writer_closed);
-  }
-  if (err != 0) {
-    free_store(s);
-    return err;
-  }
-  *out = &s->base;
-  return 0;
+  uint64_t hw = 0;
+  int err = c_high_water(&s->iface, &hw);
+  s->hw = s->hw_committed = (int64_t)hw;
+  return err;
+}
+
+static const hd__sqlite_kind_t client_kind = {
+    .name = "client", .size = sizeof(sq_client_t), .application_id = 0x4844636c /* "HDcl" */,
+    .migrations = client_migrations, .n_migrations = (int)HD__ARRAY_SIZE(client_migrations),
+    .write_sql = write_sql, .n_write = W_COUNT, .read_sql = read_sql, .n_read = R_COUNT,
+    .opened = kind_opened, .begin = kind_begin, .before_commit = kind_before_commit,
+    .after_commit = kind_after_commit, .rollback = kind_rollback,
+};
+
+int hd__sqlite_client_store_open(hd__client_store_t **out, const hd__store_options_t *opts) {
+  hd__sqlite_store_t *sql;
+  int err = hd__sqlite_store_open(&sql, &client_kind, opts);
+  *out = err == 0 ? &((sq_client_t *)sql)->iface : NULL;
+  return err;
 }

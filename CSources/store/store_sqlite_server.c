@@ -6,9 +6,9 @@
  * the next sequence number, so numbers are never reused even when every event was deleted;
  * users.pending keeps the count so introspection costs no scan.
  *
- * Writes go through the group-commit writer (store_writer.c). Within a batch the touched users
- * live in a small hash table owned by the writer; their next_seq/pending are written once
- * per batch, not once per event. */
+ * Writes go through the group-commit writer (store_writer.h). Within a batch the touched users
+ * live in a small hash table of the store's, used by the batch on the pool thread; their
+ * next_seq/pending are written once per batch, not once per event. */
 #include "store_sqlite.h"
 #include "store_writer.h"
 
@@ -27,14 +27,8 @@ static const char *const server_migrations[] = {
     "INSERT INTO meta(key, value) VALUES('store_id', randomblob(16)), ('pause_ms', 0);",
 };
 
-static const hd__sqlite_schema_t server_schema = {
-    "server", 0x48447376 /* "HDsv" */, server_migrations, (int)HD__ARRAY_SIZE(server_migrations)};
-
-enum { W_BEGIN, W_COMMIT, W_USER_GET, W_USER_NEW, W_USER_SET, W_EVENT_ADD, W_EVENT_DEL, W_PAUSE,
-       W_COUNT };
+enum { W_USER_GET, W_USER_NEW, W_USER_SET, W_EVENT_ADD, W_EVENT_DEL, W_PAUSE, W_COUNT };
 static const char *const write_sql[W_COUNT] = {
-    "BEGIN IMMEDIATE",
-    "COMMIT",
     "SELECT user_no, next_seq, pending FROM users WHERE public_key = ?1",
     "INSERT INTO users(public_key, next_seq, pending) VALUES(?1, 1, 0)",
     "UPDATE users SET next_seq = ?2, pending = ?3 WHERE user_no = ?1",
@@ -55,6 +49,9 @@ static const char *const read_sql[R_COUNT] = {
     "  ORDER BY user_no LIMIT ?2",
 };
 
+_Static_assert(W_COUNT <= HD__SQLITE_MAX_STATEMENTS && R_COUNT <= HD__SQLITE_MAX_STATEMENTS,
+               "server store: too many statements");
+
 /* A user touched by the current batch. Valid while gen == the batch's generation, so starting a
  * batch invalidates the whole table without clearing it. */
 typedef struct batch_user {
@@ -67,18 +64,10 @@ typedef struct batch_user {
 } batch_user_t;
 
 typedef struct sq_server {
-  hd__server_store_t base;
-  hd__writer_t writer;
-  int lock_fd;
-  sqlite3 *wdb; /* the writer's, on the pool (after open) */
-  sqlite3 *rdb; /* loop thread */
-  sqlite3_stmt *w[W_COUNT];
-  sqlite3_stmt *r[R_COUNT];
+  hd__sqlite_store_t sql; /* first: the writer's ctx and the allocation */
+  hd__server_store_t iface;
   uint8_t store_id[HD_STORE_ID_BYTES];
   uint32_t pause_ms;
-  int closing;
-  hd_close_cb close_cb;
-  void *close_data;
   /* writer (pool thread): the batch's users */
   batch_user_t *users;
   size_t users_cap; /* a power of two, at least twice the batch's ops */
@@ -107,6 +96,11 @@ typedef struct pause_op {
   uint32_t pause_ms;
 } pause_op_t;
 
+/* The server store from its interface (from its SQLite base, the writer's ctx: a cast). */
+static sq_server_t *from_iface(hd__server_store_t *iface) {
+  return hd__container_of(iface, sq_server_t, iface);
+}
+
 /* ---- writer (a pool thread, one batch at a time) --------------------------------------------- */
 
 static size_t hash_pk(const uint8_t pk[32]) {
@@ -132,7 +126,7 @@ static int batch_user(sq_server_t *s, const uint8_t pk[32], batch_user_t **out) 
   u->next_seq = 1;
   u->pending = 0;
   u->dirty = 0;
-  sqlite3_stmt *st = s->w[W_USER_GET];
+  sqlite3_stmt *st = s->sql.w[W_USER_GET];
   sqlite3_bind_blob(st, 1, pk, 32, SQLITE_STATIC);
   int rc = sqlite3_step(st);
   if (rc == SQLITE_ROW) {
@@ -140,7 +134,8 @@ static int batch_user(sq_server_t *s, const uint8_t pk[32], batch_user_t **out) 
     u->next_seq = sqlite3_column_int64(st, 1);
     u->pending = sqlite3_column_int64(st, 2);
   }
-  int err = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : hd__sqlite_error(rc, s->wdb, "user lookup");
+  int err = 0;
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) err = hd__sqlite_error(rc, s->sql.wdb, "user lookup");
   sqlite3_reset(st);
   if (err != 0) u->gen = 0;
   *out = u;
@@ -161,13 +156,13 @@ static int run_add(void *ctx, hd__wop_t *base) {
   int err = batch_user(s, op->user, &u);
   if (err != 0) return err;
   if (u->user_no == 0) {
-    sqlite3_stmt *st = s->w[W_USER_NEW];
+    sqlite3_stmt *st = s->sql.w[W_USER_NEW];
     sqlite3_bind_blob(st, 1, op->user, 32, SQLITE_STATIC);
     err = hd__sqlite_step_done(st, "new user");
     if (err != 0) return err;
-    u->user_no = sqlite3_last_insert_rowid(s->wdb);
+    u->user_no = sqlite3_last_insert_rowid(s->sql.wdb);
   }
-  sqlite3_stmt *st = s->w[W_EVENT_ADD];
+  sqlite3_stmt *st = s->sql.w[W_EVENT_ADD];
   sqlite3_bind_int64(st, 1, u->user_no);
   sqlite3_bind_int64(st, 2, u->next_seq);
   sqlite3_bind_int64(st, 3, op->created_ms);
@@ -189,14 +184,14 @@ static int run_delete(void *ctx, hd__wop_t *base) {
   if (err != 0) return err;
   base->value = 0;
   if (u->user_no == 0) return 0; /* never seen: nothing held */
-  sqlite3_stmt *st = s->w[W_EVENT_DEL];
+  sqlite3_stmt *st = s->sql.w[W_EVENT_DEL];
   for (size_t i = 0; i < op->n; i++) {
     if (op->seqs[i] > INT64_MAX) continue;
     sqlite3_bind_int64(st, 1, u->user_no);
     sqlite3_bind_int64(st, 2, (int64_t)op->seqs[i]);
     err = hd__sqlite_step_done(st, "delete event");
     if (err != 0) return err;
-    int gone = sqlite3_changes(s->wdb);
+    int gone = sqlite3_changes(s->sql.wdb);
     base->value += (uint64_t)gone;
     u->pending -= gone;
   }
@@ -207,13 +202,14 @@ static int run_delete(void *ctx, hd__wop_t *base) {
 static int run_pause(void *ctx, hd__wop_t *base) {
   sq_server_t *s = ctx;
   pause_op_t *op = (pause_op_t *)base;
-  sqlite3_bind_int64(s->w[W_PAUSE], 1, op->pause_ms);
+  sqlite3_bind_int64(s->sql.w[W_PAUSE], 1, op->pause_ms);
   base->value = op->pause_ms;
-  return hd__sqlite_step_done(s->w[W_PAUSE], "set pause");
+  return hd__sqlite_step_done(s->sql.w[W_PAUSE], "set pause");
 }
 
-static int hook_begin(void *ctx, size_t n_ops, int relaxed) {
-  sq_server_t *s = ctx;
+/* Before BEGIN: sizes the batch's user table and empties it. */
+static int kind_begin(hd__sqlite_store_t *sql, size_t n_ops, int relaxed) {
+  sq_server_t *s = (sq_server_t *)sql;
   if (s->users_cap < 2 * n_ops || s->users == NULL) {
     size_t cap = 16;
     while (cap < 2 * n_ops) cap *= 2;
@@ -233,12 +229,13 @@ static int hook_begin(void *ctx, size_t n_ops, int relaxed) {
   }
   s->gen++; /* invalidates every entry of the previous batch */
   s->n_dirty = 0;
-  return hd__sqlite_step_done(s->w[W_BEGIN], "begin");
+  return 0;
 }
 
-static int hook_before_commit(void *ctx) {
-  sq_server_t *s = ctx;
-  sqlite3_stmt *st = s->w[W_USER_SET];
+/* Before COMMIT: the touched users' next_seq and pending, once per user per batch. */
+static int kind_before_commit(hd__sqlite_store_t *sql) {
+  sq_server_t *s = (sq_server_t *)sql;
+  sqlite3_stmt *st = s->sql.w[W_USER_SET];
   for (size_t i = 0; i < s->n_dirty; i++) {
     batch_user_t *u = &s->users[s->dirty[i]];
     sqlite3_bind_int64(st, 1, u->user_no);
@@ -250,62 +247,24 @@ static int hook_before_commit(void *ctx) {
   return 0;
 }
 
-static int hook_commit(void *ctx) {
-  sq_server_t *s = ctx;
-  return hd__sqlite_step_done(s->w[W_COMMIT], "commit");
+static void kind_rollback(hd__sqlite_store_t *sql) {
+  ((sq_server_t *)sql)->gen++; /* the batch's users hold numbers that were not committed */
 }
-
-static void hook_rollback(void *ctx) {
-  sq_server_t *s = ctx;
-  hd__sqlite_rollback(s->wdb);
-  s->gen++; /* the batch's users hold numbers that were not committed */
-}
-
-static void hook_after_commit(void *ctx) { (void)ctx; }
-
-static void close_write_side(sq_server_t *s) {
-  hd__sqlite_finalize_all(s->w, W_COUNT);
-  hd__sqlite_close_conn(s->wdb); /* the last connection: checkpoints and removes the WAL */
-  s->wdb = NULL;
-}
-
-static void hook_thread_exit(void *ctx) { close_write_side(ctx); }
-
-static const hd__writer_hooks_t hooks = {hook_begin,        hook_before_commit, hook_commit,
-                                         hook_rollback,     hook_after_commit,  hook_thread_exit};
 
 /* ---- loop thread -------------------------------------------------------------------------- */
 
-static void op_done(void *ctx, hd__wop_t *op, int status) {
-  hd__store_cb cb = op->cb;
-  void *data = op->cb_data;
-  uint64_t value = op->value;
-  free(op);
-  if (cb != NULL) cb(data, status, value);
-}
-
 static void pause_done(void *ctx, hd__wop_t *op, int status) {
-  sq_server_t *s = ctx;
-  if (status == 0) s->pause_ms = ((pause_op_t *)op)->pause_ms;
-  op_done(ctx, op, status);
+  if (status == 0) ((sq_server_t *)ctx)->pause_ms = ((pause_op_t *)op)->pause_ms;
+  hd__wop_done(ctx, op, status);
 }
 
-static int submit(sq_server_t *s, hd__wop_t *op, int (*run)(void *, hd__wop_t *),
-                  void (*done)(void *, hd__wop_t *, int), hd__store_cb cb, void *cb_data) {
-  op->run = run;
-  op->relaxed = 0; /* the server store is the truth: every commit is synced as configured */
-  op->done = done;
-  op->cb = cb;
-  op->cb_data = cb_data;
-  op->value = 0;
-  int err = hd__writer_submit(&s->writer, op);
-  if (err != 0) free(op);
-  return err;
-}
+/* The server store is the truth: every commit is synced as configured (no op is relaxed). */
+static const hd__wop_type_t add_type = {run_add, hd__wop_done, 0};
+static const hd__wop_type_t delete_type = {run_delete, hd__wop_done, 0};
+static const hd__wop_type_t pause_type = {run_pause, pause_done, 0};
 
 static int s_add_event(hd__server_store_t *base, const uint8_t user[32], int64_t created_ms,
                        const void *payload, size_t len, hd__store_cb cb, void *cb_data) {
-  sq_server_t *s = (sq_server_t *)base;
   if (user == NULL || (payload == NULL && len != 0) || len > (size_t)INT32_MAX) {
     return hd__error(HD_EINVAL, "add event: no user, or payload missing or too large");
   }
@@ -315,12 +274,11 @@ static int s_add_event(hd__server_store_t *base, const uint8_t user[32], int64_t
   op->created_ms = created_ms;
   op->len = len;
   if (len != 0) memcpy(op->payload, payload, len);
-  return submit(s, &op->base, run_add, op_done, cb, cb_data);
+  return hd__writer_submit(&from_iface(base)->sql.writer, &op->base, &add_type, cb, cb_data);
 }
 
 static int s_delete_events(hd__server_store_t *base, const uint8_t user[32],
                            const uint64_t *seqs, size_t n, hd__store_cb cb, void *cb_data) {
-  sq_server_t *s = (sq_server_t *)base;
   if (user == NULL || (seqs == NULL && n != 0) || n > SIZE_MAX / 8 - sizeof(del_op_t)) {
     return hd__error(HD_EINVAL, "delete events: no user or no sequence numbers");
   }
@@ -329,23 +287,22 @@ static int s_delete_events(hd__server_store_t *base, const uint8_t user[32],
   memcpy(op->user, user, 32);
   op->n = n;
   if (n != 0) memcpy(op->seqs, seqs, n * sizeof(uint64_t));
-  return submit(s, &op->base, run_delete, op_done, cb, cb_data);
+  return hd__writer_submit(&from_iface(base)->sql.writer, &op->base, &delete_type, cb, cb_data);
 }
 
 static int s_set_pause(hd__server_store_t *base, uint32_t pause_ms, hd__store_cb cb,
                        void *cb_data) {
-  sq_server_t *s = (sq_server_t *)base;
   pause_op_t *op = malloc(sizeof *op);
   if (op == NULL) return hd__error(HD_ENOMEM, "set pause");
   op->pause_ms = pause_ms;
-  return submit(s, &op->base, run_pause, pause_done, cb, cb_data);
+  return hd__writer_submit(&from_iface(base)->sql.writer, &op->base, &pause_type, cb, cb_data);
 }
 
 /* The user's number and pending count as committed; user_no 0 if unknown. */
 static int read_user(sq_server_t *s, const uint8_t user[32], int64_t *user_no, int64_t *pending) {
-  if (s->closing) return hd__error(HD_ECLOSED, "store is closing");
+  if (s->sql.closing) return hd__error(HD_ECLOSED, "store is closing");
   if (user == NULL) return hd__error(HD_EINVAL, "no user");
-  sqlite3_stmt *st = s->r[R_USER];
+  sqlite3_stmt *st = s->sql.r[R_USER];
   sqlite3_bind_blob(st, 1, user, 32, SQLITE_STATIC);
   int rc = sqlite3_step(st);
   *user_no = 0;
@@ -354,44 +311,32 @@ static int read_user(sq_server_t *s, const uint8_t user[32], int64_t *user_no, i
     *user_no = sqlite3_column_int64(st, 0);
     *pending = sqlite3_column_int64(st, 1);
   }
-  int err = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : hd__sqlite_error(rc, s->rdb, "read user");
+  int err = 0;
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) err = hd__sqlite_error(rc, s->sql.rdb, "read user");
   sqlite3_reset(st); /* never keep a read transaction open: it would pin the WAL */
   return err;
 }
 
 static int s_read_pending(hd__server_store_t *base, const uint8_t user[32], uint64_t after_seq,
                           uint32_t limit, hd__store_event_fn fn, void *fn_data) {
-  sq_server_t *s = (sq_server_t *)base;
+  sq_server_t *s = from_iface(base);
   int64_t user_no, pending;
   int err = read_user(s, user, &user_no, &pending);
   if (err != 0 || user_no == 0 || limit == 0 || after_seq >= INT64_MAX) return err;
-  sqlite3_stmt *st = s->r[R_PAGE];
+  sqlite3_stmt *st = s->sql.r[R_PAGE];
   sqlite3_bind_int64(st, 1, user_no);
   sqlite3_bind_int64(st, 2, (int64_t)after_seq);
   sqlite3_bind_int64(st, 3, limit > INT32_MAX ? INT32_MAX : (int64_t)limit);
-  int count = 0, rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    hd__store_event_t ev = {(uint64_t)sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
-                            sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2),
-                            NULL, 0};
-    count++;
-    if (fn(fn_data, &ev) != 0) {
-      rc = SQLITE_DONE;
-      break;
-    }
-  }
-  err = rc == SQLITE_DONE ? count : hd__sqlite_error(rc, s->rdb, "read pending events");
-  sqlite3_reset(st);
-  return err;
+  return hd__sqlite_read_events(st, fn, fn_data, "read pending events");
 }
 
 static int s_read_events(hd__server_store_t *base, const uint8_t user[32], const uint64_t *seqs,
                          size_t n, hd__store_event_fn fn, void *fn_data) {
-  sq_server_t *s = (sq_server_t *)base;
+  sq_server_t *s = from_iface(base);
   int64_t user_no, pending;
   int err = read_user(s, user, &user_no, &pending);
   if (err != 0 || user_no == 0) return err;
-  sqlite3_stmt *st = s->r[R_ONE];
+  sqlite3_stmt *st = s->sql.r[R_ONE];
   int count = 0;
   for (size_t i = 0; i < n; i++) {
     if (seqs[i] > INT64_MAX) continue;
@@ -404,7 +349,7 @@ static int s_read_events(hd__server_store_t *base, const uint8_t user[32], const
       count++;
       stop = fn(fn_data, &ev);
     } else if (rc != SQLITE_DONE) {
-      err = hd__sqlite_error(rc, s->rdb, "read events");
+      err = hd__sqlite_error(rc, s->sql.rdb, "read events");
     }
     sqlite3_reset(st);
     if (err != 0) return err;
@@ -415,16 +360,16 @@ static int s_read_events(hd__server_store_t *base, const uint8_t user[32], const
 
 static int s_pending_count(hd__server_store_t *base, const uint8_t user[32], uint64_t *out) {
   int64_t user_no, pending;
-  int err = read_user((sq_server_t *)base, user, &user_no, &pending);
+  int err = read_user(from_iface(base), user, &user_no, &pending);
   *out = err == 0 ? (uint64_t)pending : 0;
   return err;
 }
 
 static int s_pending_users(hd__server_store_t *base, uint64_t *cursor, uint32_t limit,
                            void (*fn)(void *, const uint8_t[32], uint64_t), void *fn_data) {
-  sq_server_t *s = (sq_server_t *)base;
-  if (s->closing) return hd__error(HD_ECLOSED, "store is closing");
-  sqlite3_stmt *st = s->r[R_USERS];
+  sq_server_t *s = from_iface(base);
+  if (s->sql.closing) return hd__error(HD_ECLOSED, "store is closing");
+  sqlite3_stmt *st = s->sql.r[R_USERS];
   sqlite3_bind_int64(st, 1, (int64_t)*cursor);
   sqlite3_bind_int64(st, 2, limit);
   int rc, count = 0;
@@ -435,71 +380,39 @@ static int s_pending_users(hd__server_store_t *base, uint64_t *cursor, uint32_t 
     fn(fn_data, key, (uint64_t)sqlite3_column_int64(st, 2));
     count++;
   }
-  int err = rc == SQLITE_DONE ? 0 : hd__sqlite_error(rc, s->rdb, "pending users");
+  int err = rc == SQLITE_DONE ? 0 : hd__sqlite_error(rc, s->sql.rdb, "pending users");
   sqlite3_reset(st);
   return err != 0 ? err : count;
 }
 
 static int s_pending_total(hd__server_store_t *base, uint64_t *out) {
-  sq_server_t *s = (sq_server_t *)base;
+  sq_server_t *s = from_iface(base);
   *out = 0;
-  if (s->closing) return hd__error(HD_ECLOSED, "store is closing");
-  sqlite3_stmt *st = s->r[R_TOTAL];
+  if (s->sql.closing) return hd__error(HD_ECLOSED, "store is closing");
+  sqlite3_stmt *st = s->sql.r[R_TOTAL];
   int rc = sqlite3_step(st);
   if (rc == SQLITE_ROW) *out = (uint64_t)sqlite3_column_int64(st, 0);
-  int err = rc == SQLITE_ROW ? 0 : hd__sqlite_error(rc, s->rdb, "pending total");
+  int err = rc == SQLITE_ROW ? 0 : hd__sqlite_error(rc, s->sql.rdb, "pending total");
   sqlite3_reset(st);
   return err;
 }
 
-static uint32_t s_pause(hd__server_store_t *base) { return ((sq_server_t *)base)->pause_ms; }
+static uint32_t s_pause(hd__server_store_t *base) { return from_iface(base)->pause_ms; }
 
 static void s_store_id(hd__server_store_t *base, uint8_t out[HD_STORE_ID_BYTES]) {
-  memcpy(out, ((sq_server_t *)base)->store_id, HD_STORE_ID_BYTES);
+  memcpy(out, from_iface(base)->store_id, HD_STORE_ID_BYTES);
 }
 
 static void s_stats(hd__server_store_t *base, hd__store_stats_t *out) {
-  hd__writer_stats(&((sq_server_t *)base)->writer, out);
+  hd__writer_stats(&from_iface(base)->sql.writer, out);
 }
 
 static void s_hold(hd__server_store_t *base, int held) {
-  hd__writer_hold(&((sq_server_t *)base)->writer, held);
-}
-
-static void close_read_side(sq_server_t *s) {
-  hd__sqlite_finalize_all(s->r, R_COUNT);
-  hd__sqlite_close_conn(s->rdb);
-  s->rdb = NULL;
-}
-
-static void free_store(sq_server_t *s) {
-  close_read_side(s);
-  close_write_side(s); /* already done by the writer's last work unless it never ran */
-  hd__sqlite_unlock(s->lock_fd);
-  free(s->users);
-  free(s->dirty);
-  free(s);
-}
-
-static void on_writer_closed(void *ctx) {
-  sq_server_t *s = ctx;
-  hd_close_cb cb = s->close_cb;
-  void *data = s->close_data;
-  free_store(s);
-  if (cb != NULL) cb(data);
+  hd__writer_hold(&from_iface(base)->sql.writer, held);
 }
 
 static int s_close(hd__server_store_t *base, hd_close_cb cb, void *cb_data) {
-  sq_server_t *s = (sq_server_t *)base;
-  if (s->closing) return hd__error(HD_ECLOSED, "store is already closing");
-  s->closing = 1;
-  s->close_cb = cb;
-  s->close_data = cb_data;
-  /* the read side first, so that the writer's connection is the last one and its close
-   * checkpoints the WAL into the database */
-  close_read_side(s);
-  hd__writer_stop(&s->writer);
-  return 0;
+  return hd__sqlite_store_close(&from_iface(base)->sql, cb, cb_data);
 }
 
 static const hd__server_store_vtable_t sqlite_server_vtable = {
@@ -508,14 +421,18 @@ static const hd__server_store_vtable_t sqlite_server_vtable = {
     s_stats,         s_hold,        s_close,
 };
 
-/* store id and pause, committed by the migration that created the store */
-static int load_meta(sq_server_t *s) {
-  sqlite3_stmt *st = s->r[R_META];
+/* At open: the interface, and the store id and the pause, committed by the migration that
+ * created the store. */
+static int kind_opened(hd__sqlite_store_t *sql, const hd__store_options_t *opts) {
+  sq_server_t *s = (sq_server_t *)sql;
+  s->iface.vt = &sqlite_server_vtable;
+  s->iface.loop = opts->loop;
+  sqlite3_stmt *st = s->sql.r[R_META];
   sqlite3_bind_text(st, 1, "store_id", -1, SQLITE_STATIC);
   int rc = sqlite3_step(st), err = 0;
   if (rc != SQLITE_ROW) {
     err = rc == SQLITE_DONE ? hd__error(HD_ECORRUPT, "server store has no store id")
-                            : hd__sqlite_error(rc, s->rdb, "read store id");
+                            : hd__sqlite_error(rc, s->sql.rdb, "read store id");
   } else if (sqlite3_column_bytes(st, 0) != HD_STORE_ID_BYTES) {
     err = hd__error(HD_ECORRUPT, "server store id has %d bytes", sqlite3_column_bytes(st, 0));
   } else {
@@ -526,32 +443,28 @@ static int load_meta(sq_server_t *s) {
   sqlite3_bind_text(st, 1, "pause_ms", -1, SQLITE_STATIC);
   rc = sqlite3_step(st);
   if (rc == SQLITE_ROW) s->pause_ms = (uint32_t)sqlite3_column_int64(st, 0);
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE) err = hd__sqlite_error(rc, s->rdb, "read pause");
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) err = hd__sqlite_error(rc, s->sql.rdb, "read pause");
   sqlite3_reset(st);
   return err;
 }
 
+static void kind_release(hd__sqlite_store_t *sql) {
+  sq_server_t *s = (sq_server_t *)sql;
+  free(s->users);
+  free(s->dirty);
+}
+
+static const hd__sqlite_kind_t server_kind = {
+    .name = "server", .size = sizeof(sq_server_t), .application_id = 0x48447376 /* "HDsv" */,
+    .migrations = server_migrations, .n_migrations = (int)HD__ARRAY_SIZE(server_migrations),
+    .write_sql = write_sql, .n_write = W_COUNT, .read_sql = read_sql, .n_read = R_COUNT,
+    .opened = kind_opened, .begin = kind_begin, .before_commit = kind_before_commit,
+    .rollback = kind_rollback, .release = kind_release,
+};
+
 int hd__sqlite_server_store_open(hd__server_store_t **out, const hd__store_options_t *opts) {
-  *out = NULL;
-  sq_server_t *s = calloc(1, sizeof *s);
-  if (s == NULL) return hd__error(HD_ENOMEM, "server store");
-  s->base.vt = &sqlite_server_vtable;
-  s->base.loop = opts->loop;
-  s->lock_fd = -1;
-  int err = hd__sqlite_lock_folder(opts->folder, &s->lock_fd);
-  if (err == 0) err = hd__sqlite_open_conn(opts->folder, 0, opts, &s->wdb);
-  if (err == 0) err = hd__sqlite_migrate(s->wdb, &server_schema);
-  if (err == 0) err = hd__sqlite_prepare_all(s->wdb, write_sql, s->w, W_COUNT);
-  if (err == 0) err = hd__sqlite_open_conn(opts->folder, 1, opts, &s->rdb);
-  if (err == 0) err = hd__sqlite_prepare_all(s->rdb, read_sql, s->r, R_COUNT);
-  if (err == 0) err = load_meta(s);
-  if (err == 0) {
-    err = hd__writer_start(&s->writer, opts->loop, opts->max_batch, s, &hooks, on_writer_closed);
-  }
-  if (err != 0) {
-    free_store(s);
-    return err;
-  }
-  *out = &s->base;
-  return 0;
+  hd__sqlite_store_t *sql;
+  int err = hd__sqlite_store_open(&sql, &server_kind, opts);
+  *out = err == 0 ? &((sq_server_t *)sql)->iface : NULL;
+  return err;
 }

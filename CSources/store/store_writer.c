@@ -1,6 +1,7 @@
-/* The group-commit writer (store_writer.h). One mutex guards two FIFO lists: the queue the
- * callers fill and the finished list the loop drains. Order is kept end to end (queue order =
- * batch order = finished order = completion order), so completions run in submission order. */
+/* The group-commit writer (store_writer.h). The mutex guards the queue the submitters fill. The
+ * loop thread moves up to max_batch ops from its head into the batch list, which then belongs to
+ * the pool thread until the work's completion hands it back to the loop. Order is kept end to
+ * end (queue order = batch order = completion order), so completions run in submission order. */
 #include "store_writer.h"
 
 #include <stdlib.h>
@@ -8,62 +9,50 @@
 
 static int is_sticky(int code) { return code == HD_EIO || code == HD_ECORRUPT; }
 
-/* Runs one batch on a pool thread; sets every op's status. Returns 1 if it committed. */
-static int run_batch(hd__writer_t *w, hd__wop_t *batch, size_t n) {
-  int rc = w->sticky;
-  if (rc != 0) {
-    hd__error(rc, "store failed earlier and accepts no more writes: %s", w->sticky_msg);
-  } else {
-    rc = w->hooks->begin(w->ctx, n, w->batch_relaxed);
-    for (hd__wop_t *op = batch; rc == 0 && op != NULL; op = op->next) rc = op->run(w->ctx, op);
-    if (rc == 0) rc = w->hooks->before_commit(w->ctx);
-    if (rc == 0) rc = w->hooks->commit(w->ctx);
-    if (rc == 0) {
-      w->hooks->after_commit(w->ctx);
-      for (hd__wop_t *op = batch; op != NULL; op = op->next) op->status = 0;
-      return 1;
-    }
-    /* keep the detail: rollback may overwrite this thread's last error */
-    char msg[256];
-    snprintf(msg, sizeof msg, "%s", hd_last_error_message());
-    w->hooks->rollback(w->ctx);
-    hd__error(rc, "%s", msg);
-    /* After a failed fsync the kernel may have dropped the dirty pages: retrying could report
-     * data durable that is not. Refuse further writes instead (the process restarts cleanly). */
-    if (is_sticky(rc)) {
-      w->sticky = rc;
-      snprintf(w->sticky_msg, sizeof w->sticky_msg, "%s", msg);
+/* Pool thread: runs the batch in one transaction. 0 once committed, else the failure's code
+ * (with its detail as this thread's last error) after a rollback. */
+static int commit_batch(hd__writer_t *w) {
+  const hd__writer_hooks_t *h = w->hooks;
+  int rc = h->begin(w->ctx, w->batch_n, w->batch_relaxed);
+  if (rc == 0) {
+    hd__queue_t *q;
+    hd__queue_foreach(q, &w->batch) {
+      hd__wop_t *op = hd__container_of(q, hd__wop_t, node);
+      rc = op->type->run(w->ctx, op);
+      if (rc != 0) break;
     }
   }
-  const char *msg = hd_last_error_message();
-  for (hd__wop_t *op = batch; op != NULL; op = op->next) {
-    op->status = rc;
-    op->value = 0;
-    op->err = strdup(msg); /* NULL on ENOMEM: the code alone is reported then */
+  if (rc == 0) rc = h->before_commit(w->ctx);
+  if (rc == 0) rc = h->commit(w->ctx);
+  if (rc == 0) {
+    h->after_commit(w->ctx);
+    return 0;
   }
-  return 0;
-}
-
-static void complete_ops(hd__writer_t *w, hd__wop_t *op) {
-  while (op != NULL) {
-    hd__wop_t *next = op->next;
-    int status = op->status;
-    if (status != 0) hd__error(status, "%s", op->err != NULL ? op->err : hd_strerror(status));
-    free(op->err);
-    op->err = NULL;
-    op->done(w->ctx, op, status);
-    op = next;
-  }
+  hd__error_state_t e;
+  hd__error_save(&e); /* rollback may overwrite this thread's last error */
+  h->rollback(w->ctx);
+  hd__error_restore(&e);
+  return rc;
 }
 
 /* Pool thread: one batch, or the final work that closes the connection. */
 static void work_cb(uv_work_t *req) {
   hd__writer_t *w = req->data;
-  if (w->batch == NULL) {
+  if (hd__queue_empty(&w->batch)) {
     w->hooks->thread_exit(w->ctx);
     return;
   }
-  w->batch_committed = run_batch(w, w->batch, w->batch_n);
+  int rc = w->sticky.code;
+  if (rc != 0) {
+    hd__error(rc, "store failed earlier and accepts no more writes: %s", w->sticky.message);
+  } else {
+    rc = commit_batch(w);
+    /* After a failed fsync the kernel may have dropped the dirty pages: retrying could report
+     * data durable that is not. Refuse further writes instead (the process restarts cleanly). */
+    if (is_sticky(rc)) hd__error_save(&w->sticky);
+  }
+  w->batch_status = rc;
+  if (rc != 0) hd__error_save(&w->batch_error);
 }
 
 static void on_async_closed(uv_handle_t *h) {
@@ -78,15 +67,21 @@ static void schedule(hd__writer_t *w);
 static void after_work_cb(uv_work_t *req, int status) {
   hd__writer_t *w = req->data;
   w->running = 0;
-  hd__wop_t *batch = w->batch;
-  if (batch == NULL) { /* the final work: the connection is closed */
+  if (hd__queue_empty(&w->batch)) { /* the final work: the connection is closed */
     w->exited = 1;
     uv_close((uv_handle_t *)&w->async, on_async_closed);
     return;
   }
-  w->batch = NULL;
+  /* A completion may stop the writer or submit, which schedules the next batch at once: take
+   * this one's ops and outcome out of the writer first. */
+  hd__queue_t done;
+  hd__queue_init(&done);
+  hd__queue_move(&w->batch, &done);
+  int rc = w->batch_status;
+  hd__error_state_t error;
+  if (rc != 0) error = w->batch_error;
   uv_mutex_lock(&w->mu);
-  if (w->batch_committed) {
+  if (rc == 0) {
     w->stats.commits++;
     w->stats.ops_done += w->batch_n;
   } else {
@@ -94,7 +89,12 @@ static void after_work_cb(uv_work_t *req, int status) {
   }
   w->stats.queued -= w->batch_n;
   uv_mutex_unlock(&w->mu);
-  complete_ops(w, batch);
+  hd__queue_t *q;
+  while ((q = hd__queue_pop(&done)) != NULL) {
+    hd__wop_t *op = hd__container_of(q, hd__wop_t, node);
+    if (rc != 0) hd__error_restore(&error); /* each callback sees the detail */
+    op->type->done(w->ctx, op, rc);
+  }
   schedule(w);
 }
 
@@ -103,27 +103,18 @@ static void after_work_cb(uv_work_t *req, int status) {
  * stopping and drained, the final work. */
 static void schedule(hd__writer_t *w) {
   if (w->running || w->exited) return;
-  uv_mutex_lock(&w->mu);
-  hd__wop_t *batch = w->held ? NULL : w->q_head;
-  int finish = w->stopping && w->q_head == NULL;
   size_t n = 0;
   int relaxed = 1;
-  if (batch != NULL) {
-    hd__wop_t *last = batch;
-    n = 1;
-    relaxed = batch->relaxed;
-    while (last->next != NULL && n < w->max_batch) {
-      last = last->next;
-      relaxed &= last->relaxed;
-      n++;
-    }
-    w->q_head = last->next;
-    if (w->q_head == NULL) w->q_tail = NULL;
-    last->next = NULL;
+  uv_mutex_lock(&w->mu);
+  hd__queue_t *q;
+  while (!w->held && n < w->max_batch && (q = hd__queue_pop(&w->queue)) != NULL) {
+    hd__queue_insert_tail(&w->batch, q);
+    relaxed &= hd__container_of(q, hd__wop_t, node)->type->relaxed;
+    n++;
   }
+  int finish = w->stopping && hd__queue_empty(&w->queue);
   uv_mutex_unlock(&w->mu);
-  if (batch == NULL && !finish) return;
-  w->batch = batch;
+  if (n == 0 && !finish) return;
   w->batch_n = n;
   w->batch_relaxed = relaxed;
   w->running = 1;
@@ -136,6 +127,8 @@ static void on_async(uv_async_t *a) { schedule(a->data); }
 int hd__writer_start(hd__writer_t *w, uv_loop_t *loop, size_t max_batch, void *ctx,
                      const hd__writer_hooks_t *hooks, void (*closed)(void *ctx)) {
   memset(w, 0, sizeof *w);
+  hd__queue_init(&w->queue);
+  hd__queue_init(&w->batch);
   w->loop = loop;
   w->max_batch = max_batch ? max_batch : HD__STORE_DEFAULT_MAX_BATCH;
   w->ctx = ctx;
@@ -151,27 +144,34 @@ int hd__writer_start(hd__writer_t *w, uv_loop_t *loop, size_t max_batch, void *c
   return 0;
 }
 
-int hd__writer_submit(hd__writer_t *w, hd__wop_t *op) {
-  op->next = NULL;
-  op->err = NULL;
+int hd__writer_submit(hd__writer_t *w, hd__wop_t *op, const hd__wop_type_t *type,
+                      hd__store_cb cb, void *cb_data) {
+  op->type = type;
+  op->cb = cb;
+  op->cb_data = cb_data;
+  op->value = 0;
   uv_mutex_lock(&w->mu);
   if (w->stopping) {
     uv_mutex_unlock(&w->mu);
+    free(op);
     return hd__error(HD_ECLOSED, "store is closing");
   }
-  if (w->q_tail != NULL) {
-    w->q_tail->next = op;
-  } else {
-    w->q_head = op;
-  }
-  w->q_tail = op;
+  int first = hd__queue_empty(&w->queue);
+  hd__queue_insert_tail(&w->queue, &op->node);
   w->stats.queued++;
-  int first = w->q_head == op;
   uv_mutex_unlock(&w->mu);
   /* only when the queue was empty: otherwise a schedule is pending or a batch is running, and
    * its completion takes the rest */
   if (first) uv_async_send(&w->async);
   return 0;
+}
+
+void hd__wop_done(void *ctx, hd__wop_t *op, int status) {
+  hd__store_cb cb = op->cb;
+  void *data = op->cb_data;
+  uint64_t value = op->value;
+  free(op);
+  if (cb != NULL) cb(data, status, value);
 }
 
 void hd__writer_stop(hd__writer_t *w) {
