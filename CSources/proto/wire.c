@@ -431,20 +431,22 @@ int hd__msg_check(uint8_t type, const uint8_t *body, size_t len) {
 
 /* ---- Handshake payloads -------------------------------------------------------------------- */
 
+/* Both payloads: a varint version, then a fixed-size id (the client's key, the server's store
+ * id), then varints. */
+static uint8_t *put_head(uint8_t *p, uint64_t version, const uint8_t *id, size_t id_len) {
+  p += hd__varint_put(p, version);
+  memcpy(p, id, id_len);
+  return p + id_len;
+}
+
 size_t hd__hello_encode(const hd__hello_t *h, uint8_t *out) {
-  uint8_t *p = out;
-  p += hd__varint_put(p, h->version);
-  memcpy(p, h->public_key, HD_PUBLICKEY_BYTES);
-  p += HD_PUBLICKEY_BYTES;
+  uint8_t *p = put_head(out, h->version, h->public_key, HD_PUBLICKEY_BYTES);
   p += hd__varint_put(p, h->max_message_bytes);
   return (size_t)(p - out);
 }
 
 size_t hd__welcome_encode(const hd__welcome_t *w, uint8_t *out) {
-  uint8_t *p = out;
-  p += hd__varint_put(p, w->version);
-  memcpy(p, w->store_id, HD_STORE_ID_BYTES);
-  p += HD_STORE_ID_BYTES;
+  uint8_t *p = put_head(out, w->version, w->store_id, HD_STORE_ID_BYTES);
   p += hd__varint_put(p, w->pause_ms);
   p += hd__varint_put(p, w->max_message_bytes);
   p += hd__varint_put(p, w->keepalive_ms);

@@ -12,20 +12,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* SQLite's primary result codes that mean something of their own here; any other is ESTORE. */
+static const struct {
+  int sqlite, code;
+} error_codes[] = {
+    {SQLITE_FULL, HD_ENOSPC},   {SQLITE_CORRUPT, HD_ECORRUPT}, {SQLITE_NOTADB, HD_ECORRUPT},
+    {SQLITE_IOERR, HD_EIO},     {SQLITE_CANTOPEN, HD_EIO},     {SQLITE_PERM, HD_EIO},
+    {SQLITE_READONLY, HD_EIO},  {SQLITE_BUSY, HD_EBUSY},       {SQLITE_LOCKED, HD_EBUSY},
+    {SQLITE_NOMEM, HD_ENOMEM},
+};
+
 int hd__sqlite_error(int rc, sqlite3 *db, const char *what) {
-  int code;
-  switch (rc & 0xff) {
-    case SQLITE_FULL: code = HD_ENOSPC; break;
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB: code = HD_ECORRUPT; break;
-    case SQLITE_IOERR: code = HD_EIO; break;
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED: code = HD_EBUSY; break;
-    case SQLITE_NOMEM: code = HD_ENOMEM; break;
-    case SQLITE_CANTOPEN:
-    case SQLITE_PERM:
-    case SQLITE_READONLY: code = HD_EIO; break;
-    default: code = HD_ESTORE; break;
+  int code = HD_ESTORE;
+  for (size_t i = 0; i < HD__ARRAY_SIZE(error_codes); i++) {
+    if (error_codes[i].sqlite == (rc & 0xff)) code = error_codes[i].code;
   }
   const char *msg = db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
   int sys = db != NULL ? sqlite3_system_errno(db) : 0;

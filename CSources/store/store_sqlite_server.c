@@ -177,13 +177,12 @@ static int run_add(void *ctx, hd__wop_t *base) {
 }
 
 static int run_delete(void *ctx, hd__wop_t *base) {
+  base->value = 0; /* how many were still held: counted below */
   sq_server_t *s = ctx;
   del_op_t *op = (del_op_t *)base;
   batch_user_t *u;
   int err = batch_user(s, op->user, &u);
-  if (err != 0) return err;
-  base->value = 0;
-  if (u->user_no == 0) return 0; /* never seen: nothing held */
+  if (err != 0 || u->user_no == 0) return err; /* never seen: nothing held */
   sqlite3_stmt *st = s->sql.w[W_EVENT_DEL];
   for (size_t i = 0; i < op->n; i++) {
     if (op->seqs[i] > INT64_MAX) continue;
