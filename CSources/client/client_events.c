@@ -38,6 +38,7 @@ int hd__client_events_create(hd__client_events_t **out, hd__runtime_t *rt,
     return rc;
   }
   hd__client_handler_init(ev);
+  hd__client_report_init(ev);
   *out = ev;
   return 0;
 }

@@ -103,6 +103,7 @@ void hd__client_handler_init(hd__client_events_t *ev);
 void hd__client_handler_start(hd__client_events_t *ev);    /* hand out what the store holds */
 /* A completion reached the loop while the client is open (event.c). */
 void hd__client_handler_completed(hd__client_events_t *ev, hd_event_t *e);
+void hd__client_report_init(hd__client_events_t *ev);
 void hd__client_report_open(hd__client_events_t *ev, hd__conn_t *c);
 void hd__client_report_consumed(hd__client_events_t *ev, hd_event_t *e); /* committed */
 void hd__client_report_flush_later(hd__client_events_t *ev);

@@ -70,9 +70,10 @@ static void flush(hd__deferred_t *d) {
   if (rc != 0 && rc != HD_ESTATE && ev->conn != NULL) hd__conn_close(ev->conn, rc, "report failed");
 }
 
+void hd__client_report_init(hd__client_events_t *ev) { hd__deferred_init(&ev->flush_d, flush); }
+
 void hd__client_report_flush_later(hd__client_events_t *ev) {
   if (ev->closing) return;
-  if (ev->flush_d.fn == NULL) hd__deferred_init(&ev->flush_d, flush);
   hd__runtime_defer(ev->rt, &ev->flush_d);
 }
 

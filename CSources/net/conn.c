@@ -47,7 +47,7 @@ static int on_msg(void *ctx, uint8_t type, const uint8_t *body, size_t len);
 static void flush_deferred(hd__deferred_t *d);
 
 static hd__conn_t *conn_from_flush(hd__deferred_t *d) {
-  return (hd__conn_t *)(void *)((char *)d - offsetof(hd__conn_t, flush));
+  return hd__container_of(d, hd__conn_t, flush);
 }
 
 static uv_loop_t *conn_loop(const hd__conn_t *c) { return c->cfg->rt->loop; }
@@ -66,7 +66,7 @@ static hd__conn_t *conn_new(const hd__conn_config_t *cfg) {
   uv_timer_init(cfg->rt->loop, &c->timer);
   c->tcp.data = c;
   c->timer.data = c;
-  c->flush.fn = flush_deferred;
+  hd__deferred_init(&c->flush, flush_deferred);
   c->peer_max_message = HD__DEFAULT_MAX_MESSAGE;
   hd__msg_reader_init(&c->mr, cfg->max_message_bytes, on_msg, c);
   snprintf(c->peer, sizeof c->peer, "(unknown peer)");

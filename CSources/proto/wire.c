@@ -92,8 +92,8 @@ void hd__events_writer_init(hd__events_writer_t *w, hd__buf_t *out, uint64_t max
   w->count = 0;
 }
 
-int hd__events_writer_add(hd__events_writer_t *w, uint64_t seq, uint64_t created_ms,
-                          const uint8_t *payload, size_t len) {
+int hd__events_writer_add_slow(hd__events_writer_t *w, uint64_t seq, uint64_t created_ms,
+                               const uint8_t *payload, size_t len) {
   int open = w->msg_start != SIZE_MAX;
   /* the entry's size at most: its three varints at their longest */
   size_t most = 3 * HD__VARINT_MAX + len;
@@ -115,15 +115,7 @@ int hd__events_writer_add(hd__events_writer_t *w, uint64_t seq, uint64_t created
     w->msg_start = out->len;
     out->len += w->room;
   }
-  uint8_t *start = out->data + out->len, *p = start;
-  p += hd__varint_put(p, seq);
-  p += hd__varint_put(p, created_ms);
-  p += hd__varint_put(p, len);
-  if (len) memcpy(p, payload, len);
-  size_t es = (size_t)(p - start) + len;
-  out->len += es;
-  w->body_bytes += es;
-  w->count++;
+  hd__events_writer_put(w, seq, created_ms, payload, len);
   return 0;
 }
 

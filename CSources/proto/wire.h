@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* ---- Message types ------------------------------------------------------------------------- */
 
@@ -100,12 +101,43 @@ void hd__events_writer_init(hd__events_writer_t *w, hd__buf_t *out, uint64_t max
 size_t hd__events_header_size(uint64_t count, size_t body_bytes);
 /* Appends one entry to the open message, opening one if none is: 0; HD__EVENTS_FULL when the open
  * message cannot take it (finish it, then add again); HD_EMSGSIZE when no message within the
- * limit can hold it; HD_ENOMEM. Nothing is written unless 0 is returned. */
-int hd__events_writer_add(hd__events_writer_t *w, uint64_t seq, uint64_t created_ms,
-                          const uint8_t *payload, size_t len);
+ * limit can hold it; HD_ENOMEM. Nothing is written unless 0 is returned. Inline: it runs once per
+ * event sent; the rare cases (a message to open, the limit near, the buffer to grow) are
+ * hd__events_writer_add_slow's. */
+static inline int hd__events_writer_add(hd__events_writer_t *w, uint64_t seq, uint64_t created_ms,
+                                        const uint8_t *payload, size_t len);
+int hd__events_writer_add_slow(hd__events_writer_t *w, uint64_t seq, uint64_t created_ms,
+                               const uint8_t *payload, size_t len);
 /* Writes the open message's header: 1 if a message was finished, 0 if none was open, HD_ENOMEM.
  * `out` then holds whole messages only, so its owner may flush it before the next add. */
 int hd__events_writer_finish(hd__events_writer_t *w);
+
+/* Writes one entry at the end of the open message; the caller checked that it fits. */
+static inline void hd__events_writer_put(hd__events_writer_t *w, uint64_t seq, uint64_t created_ms,
+                                         const uint8_t *payload, size_t len) {
+  hd__buf_t *out = w->out;
+  uint8_t *start = out->data + out->len, *p = start;
+  p += hd__varint_put(p, seq);
+  p += hd__varint_put(p, created_ms);
+  p += hd__varint_put(p, len);
+  if (len) memcpy(p, payload, len);
+  size_t es = (size_t)(p - start) + len;
+  out->len += es;
+  w->body_bytes += es;
+  w->count++;
+}
+
+static inline int hd__events_writer_add(hd__events_writer_t *w, uint64_t seq, uint64_t created_ms,
+                                        const uint8_t *payload, size_t len) {
+  /* the entry's size at most: its three varints at their longest */
+  size_t most = 3 * HD__VARINT_MAX + len;
+  if (w->msg_start == SIZE_MAX || 1 + HD__VARINT_MAX + w->body_bytes + (uint64_t)most > w->max ||
+      w->out->cap - w->out->len < most) {
+    return hd__events_writer_add_slow(w, seq, created_ms, payload, len);
+  }
+  hd__events_writer_put(w, seq, created_ms, payload, len);
+  return 0;
+}
 
 /* ---- Decoding: `body` is the message after its type byte ------------------------------------
  * Every decoder validates the whole body first and returns HD_EPROTO (with a detail naming the
