@@ -23,6 +23,9 @@
 
 #define HD__STORE_DB_FILE "hyperdown.db"
 #define HD__STORE_LOCK_FILE "hyperdown.lock"
+/* Written (and fsynced with its folder) once the store's first commit is durable: the folder
+ * holds a store, so a database found empty or unreadable there is damage, not a new store. */
+#define HD__STORE_MARKER_FILE "hyperdown.store"
 #define HD__STORE_DEFAULT_MAX_BATCH 8192u
 
 typedef enum hd__store_backend { HD__STORE_SQLITE = 0 } hd__store_backend_t;
@@ -162,7 +165,8 @@ struct hd__client_store {
 
 /* Opening is synchronous, on the loop thread (it locks the folder, creates or migrates the
  * schema). HD_EBUSY: the folder is in use; HD_EVERSION: written by a newer release;
- * HD_ECORRUPT: not a readable database. */
+ * HD_ECORRUPT: not a readable database, or an empty one in a folder whose marker says it held a
+ * store (the detail says what to do). */
 int hd__server_store_open(hd__server_store_t **out, const hd__store_options_t *opts);
 int hd__client_store_open(hd__client_store_t **out, const hd__store_options_t *opts);
 

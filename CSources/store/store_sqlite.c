@@ -182,11 +182,13 @@ static int open_conn(const char *folder, int readonly, const hd__store_options_t
     err = exec_sql(db, "PRAGMA query_only=1; PRAGMA temp_store=MEMORY", "read connection");
   } else {
     err = set_wal(db);
+    /* FULL while opening whatever the option says: what the open commits (the schema, the
+     * store's first commit before its marker is written) must be durable before it is used;
+     * set_sync() puts the configured level in force afterwards */
     char sql[160];
     snprintf(sql, sizeof sql,
-             "PRAGMA synchronous=%s; PRAGMA journal_size_limit=67108864; "
-             "PRAGMA temp_store=MEMORY",
-             opts->sync_normal ? "NORMAL" : "FULL");
+             "PRAGMA synchronous=FULL; PRAGMA journal_size_limit=67108864; "
+             "PRAGMA temp_store=MEMORY");
     if (err == 0) err = exec_sql(db, sql, "write connection pragmas");
     if (err == 0 && opts->max_db_pages != 0) {
       snprintf(sql, sizeof sql, "PRAGMA max_page_count=%llu",
@@ -202,15 +204,27 @@ static int open_conn(const char *folder, int readonly, const hd__store_options_t
   return 0;
 }
 
+/* The synchronous level asked for, once the open's own commits are durable. */
+static int set_sync(sqlite3 *db, const hd__store_options_t *opts) {
+  return exec_sql(db, opts->sync_normal ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL",
+                  "synchronous level");
+}
+
 /* Rolls back the open transaction, if SQLite has not already done so itself (after FULL or
  * IOERR it may have). */
 static void rollback(sqlite3 *db) {
   if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 }
 
+/* What to do about a folder that held a store and now holds none we can read. */
+#define LOST_ADVICE                                                                               \
+  "restore the folder from a backup (docs/OPERATIONS.md), or remove the folder to start an "     \
+  "empty store"
+
 /* Brings the database to the kind's latest schema version in one transaction. HD_EVERSION for a
- * version newer than this release knows, HD_ESTORE for a database of another kind. */
-static int migrate(sqlite3 *db, const hd__sqlite_kind_t *kind) {
+ * version newer than this release knows, HD_ESTORE for a database of another kind, HD_ECORRUPT
+ * for an empty database in a folder `marked` as holding a store (never created again there). */
+static int migrate(sqlite3 *db, const hd__sqlite_kind_t *kind, const char *folder, int marked) {
   int err = exec_sql(db, "BEGIN IMMEDIATE", "migration");
   if (err != 0) return err;
   int64_t app = 0, version = 0;
@@ -225,6 +239,13 @@ static int migrate(sqlite3 *db, const hd__sqlite_kind_t *kind) {
                     "the %s store has schema version %lld, newer than this release knows (%d): "
                     "open it with a newer hyperdown",
                     kind->name, (long long)version, kind->n_migrations);
+  }
+  if (err == 0 && marked && version == 0 && app == 0) {
+    err = hd__error(HD_ECORRUPT,
+                    "store folder %s held a %s store (its marker " HD__STORE_MARKER_FILE
+                    " is there) but its database is empty: the events it held are lost or "
+                    "elsewhere; " LOST_ADVICE,
+                    folder, kind->name);
   }
   if (err == 0 && version < 0) {
     err = hd__error(HD_ECORRUPT, "the %s store has schema version %lld", kind->name,
@@ -299,6 +320,49 @@ int hd__sqlite_read_events(sqlite3_stmt *st, hd__store_event_fn fn, void *fn_dat
   int err = rc == SQLITE_DONE ? count : hd__sqlite_error(rc, sqlite3_db_handle(st), what);
   sqlite3_reset(st);
   return err;
+}
+
+/* ---- the marker ------------------------------------------------------------------------------- */
+
+/* 1 if `folder` has its marker, 0 if not; HD_EIO if that cannot be told. */
+static int marker_exists(const char *folder) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/%s", folder, HD__STORE_MARKER_FILE);
+  struct stat st;
+  if (stat(path, &st) == 0) return 1;
+  int e = errno;
+  return e == ENOENT ? 0 : hd__error(HD_EIO, "cannot look for %s: %s", path, strerror(e));
+}
+
+static int fsync_path(const char *path, int flags) {
+  int fd = open(path, flags | O_CLOEXEC);
+  if (fd < 0) return -1;
+  int rc = fsync(fd);
+  close(fd);
+  return rc;
+}
+
+/* Writes the marker and makes it durable with its folder entry. Called once the store's first
+ * commit is durable: a crash before it leaves a folder that opens (as the store it holds, or as
+ * a new one if nothing was committed), never one that is refused for ever. */
+static int write_marker(const char *folder, const char *kind_name) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/%s", folder, HD__STORE_MARKER_FILE);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int ok = fd >= 0;
+  if (ok) {
+    char text[64];
+    int n = snprintf(text, sizeof text, "hyperdown %s store\n", kind_name);
+    ok = write(fd, text, (size_t)n) == n && fsync(fd) == 0;
+  }
+  int e = errno;
+  if (fd >= 0) close(fd);
+  if (ok && fsync_path(folder, O_RDONLY | O_DIRECTORY) != 0) {
+    ok = 0;
+    e = errno;
+  }
+  return ok ? 0 : hd__error(errno_code(e), "cannot write the store marker %s: %s", path,
+                            strerror(e));
 }
 
 /* ---- the store object ------------------------------------------------------------------------ */
@@ -381,20 +445,30 @@ int hd__sqlite_store_open(hd__sqlite_store_t **out, const hd__sqlite_kind_t *kin
   s->kind = kind;
   s->lock_fd = -1;
   int err = lock_folder(opts->folder, &s->lock_fd);
+  int marked = err == 0 ? marker_exists(opts->folder) : 0;
+  if (marked < 0) err = marked;
   if (err == 0) err = open_conn(opts->folder, 0, opts, &s->wdb);
-  if (err == 0) err = migrate(s->wdb, kind);
+  if (err == 0) err = migrate(s->wdb, kind, opts->folder, marked);
+  if (err == 0 && !marked) err = write_marker(opts->folder, kind->name);
   if (err == 0) err = prepare_all(s->wdb, tx_sql, s->tx, HD__ARRAY_SIZE(s->tx));
   if (err == 0) err = prepare_all(s->wdb, kind->write_sql, s->w, kind->n_write);
   if (err == 0) err = open_conn(opts->folder, 1, opts, &s->rdb);
   if (err == 0) err = prepare_all(s->rdb, kind->read_sql, s->r, kind->n_read);
   if (err == 0 && kind->opened != NULL) err = kind->opened(s, opts);
+  if (err == 0) err = set_sync(s->wdb, opts);
   if (err == 0) {
     err = hd__writer_start(&s->writer, opts->loop, opts->max_batch, s, &writer_hooks,
                            on_writer_closed);
   }
+  if (err == HD_ECORRUPT && strstr(hd_last_error_message(), LOST_ADVICE) == NULL) {
+    err = hd__error(HD_ECORRUPT, "store folder %s: %s; " LOST_ADVICE, opts->folder,
+                    hd_last_error_message());
+  }
   if (err != 0) {
+    hd__error_state_t e;
+    hd__error_save(&e); /* closing must not replace the detail */
     free_store(s);
-    return err;
+    return hd__error_restore(&e);
   }
   *out = s;
   return 0;

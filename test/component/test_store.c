@@ -611,6 +611,106 @@ static void bad_arguments(void) {
   CHECK_OK(fx_done(&f));
 }
 
+/* ---- a folder that held a store (docs/STORAGE.md "The store marker") ------------------------ */
+
+#define MARKER "hyperdown.store"
+
+/* A store in f's folder with one event of user 1, closed: its marker is there. */
+static int stored_one(fx_t *f) {
+  if (fx_begin(f) != 0 || add(f, 1, "acknowledged", f->r) != 0) return -1;
+  if (wait_results(f, f->r, 1) != 0 || f->r->failed != 0) return -1;
+  return fx_close(f);
+}
+
+/* The refusal says what happened and what to do. */
+static int refused_with_advice(fx_t *f) {
+  int rc = fx_open(f);
+  const char *msg = hd_last_error_message();
+  if (hdt_verbose()) fprintf(stderr, "  refused: %s\n", msg);
+  if (rc != HD_ECORRUPT || strstr(msg, "backup") == NULL || strstr(msg, "remove") == NULL) {
+    fprintf(stderr, "  open: %d %s\n", rc, msg);
+    return 0;
+  }
+  return 1;
+}
+
+/* Removes the marker, opens the store and counts what it holds: 0 or -1. */
+static int open_unmarked(fx_t *f, uint64_t *total) {
+  char path[300];
+  snprintf(path, sizeof path, "%s/%s", f->fx.folder, MARKER);
+  if (unlink(path) != 0 || fx_open(f) != 0) return -1;
+  return f->s->vt->pending_total(f->s, total) == 0 ? 0 : -1;
+}
+
+/* The database is empty (lost to a crash or a truncating tool): refused, not a fresh store; once
+ * the marker is removed (the operator's choice), an empty store opens. */
+static void lost_database_refused(void) {
+  fx_t f;
+  CHECK_OK(fx_init(&f));
+  CHECK_OK(stored_one(&f));
+  CHECK(store_write_file(f.fx.folder, "hyperdown.db", "", 0) == 0);
+  CHECK(refused_with_advice(&f));
+  CHECK(refused_with_advice(&f)); /* the refusal changed nothing */
+  uint64_t total = 1;
+  CHECK(open_unmarked(&f, &total) == 0 && total == 0);
+  CHECK_OK(fx_close(&f));
+  CHECK(store_file_exists(f.fx.folder, MARKER)); /* the new store has its own */
+  CHECK_OK(fx_done(&f));
+}
+
+/* Garbage where the database was: refused with the same advice. */
+static void garbage_database_refused(void) {
+  fx_t f;
+  CHECK_OK(fx_init(&f));
+  CHECK_OK(stored_one(&f));
+  char junk[8192];
+  for (size_t i = 0; i < sizeof junk; i++) junk[i] = (char)(i * 7 + 3);
+  CHECK(store_write_file(f.fx.folder, "hyperdown.db", junk, sizeof junk) == 0);
+  CHECK(refused_with_advice(&f));
+  CHECK_OK(fx_done(&f));
+}
+
+/* A crash left the committed pages only in the WAL, and the WAL is garbage: SQLite sees an empty
+ * database, which must not open as a fresh store. The folder is copied while the store is open
+ * (nothing checkpointed yet), the WAL replaced by garbage. */
+static void garbage_wal_refused(void) {
+  fx_t f;
+  CHECK_OK(fx_begin(&f));
+  CHECK_OK(add(&f, 1, "acknowledged", f.r));
+  CHECK(wait_results(&f, f.r, 1) == 0 && f.r->failed == 0);
+  char copy[sizeof f.fx.folder];
+  snprintf(copy, sizeof copy, "%s/copy", f.fx.dir);
+  CHECK(store_copy_file(f.fx.folder, copy, "hyperdown.db") == 0);
+  int marked = store_copy_file(f.fx.folder, copy, MARKER) == 0;
+  char junk[4096 + 32];
+  for (size_t i = 0; i < sizeof junk; i++) junk[i] = (char)(i * 13 + 1);
+  CHECK(store_write_file(copy, "hyperdown.db-wal", junk, sizeof junk) == 0);
+  CHECK_OK(fx_close(&f));
+  snprintf(f.fx.folder, sizeof f.fx.folder, "%s", copy);
+  CHECK(refused_with_advice(&f));
+  CHECK(marked); /* the marker was written once the store's first commit was durable */
+  CHECK_OK(fx_done(&f));
+}
+
+/* A crash while the store was being created (before its first commit, so before the marker) must
+ * not leave a folder that never opens; a crash after the first commit and before the marker
+ * leaves a valid store that opens and gets its marker. */
+static void interrupted_creation_opens(void) {
+  fx_t f;
+  CHECK_OK(fx_init(&f));
+  CHECK(mkdir(f.fx.folder, 0700) == 0);
+  CHECK(store_write_file(f.fx.folder, "hyperdown.db", "", 0) == 0);
+  CHECK(store_write_file(f.fx.folder, "hyperdown.lock", "12345\n", 6) == 0);
+  CHECK_OK(fx_open(&f));
+  CHECK_OK(add(&f, 1, "first", f.r));
+  CHECK(wait_results(&f, f.r, 1) == 0 && f.r->failed == 0);
+  CHECK_OK(fx_close(&f));
+  uint64_t total = 0;
+  CHECK(open_unmarked(&f, &total) == 0 && total == 1);
+  CHECK(store_file_exists(f.fx.folder, MARKER));
+  CHECK_OK(fx_done(&f));
+}
+
 #define TESTS(X)                                                                                  \
   X(open_creates_folder)                                                                          \
   X(sequence_never_reused)                                                                        \
@@ -626,5 +726,9 @@ static void bad_arguments(void) {
   X(wrong_kind_refused)                                                                           \
   X(corrupt_refused)                                                                              \
   X(disk_full)                                                                                    \
-  X(bad_arguments)
+  X(bad_arguments)                                                                                \
+  X(lost_database_refused)                                                                        \
+  X(garbage_database_refused)                                                                     \
+  X(garbage_wal_refused)                                                                          \
+  X(interrupted_creation_opens)
 HD_TEST_MAIN(TESTS)

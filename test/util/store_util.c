@@ -1,9 +1,13 @@
 /* store_util.h: the folder-and-loop fixture of the store tests. */
 #include "store_util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 int store_fx_init(store_fx_t *f, const char *tag, const char *sub) {
   memset(f, 0, sizeof *f);
@@ -39,3 +43,45 @@ int store_run_until(uv_loop_t *loop, const int *counter, int want, uint64_t ms) 
 }
 
 void store_set_flag(void *data) { *(int *)data = 1; }
+
+int store_write_file(const char *folder, const char *name, const void *data, size_t len) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", folder, name);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return -1;
+  int rc = len == 0 || write(fd, data, len) == (ssize_t)len ? 0 : -1;
+  close(fd);
+  return rc;
+}
+
+int store_copy_file(const char *from, const char *to, const char *name) {
+  char src[512];
+  snprintf(src, sizeof src, "%s/%s", from, name);
+  FILE *f = fopen(src, "rb");
+  if (f == NULL) return -1;
+  char *buf = NULL;
+  size_t len = 0, cap = 0;
+  for (;;) {
+    if (len == cap) {
+      cap = cap ? cap * 2 : 65536;
+      char *b = realloc(buf, cap);
+      if (b == NULL) break;
+      buf = b;
+    }
+    size_t n = fread(buf + len, 1, cap - len, f);
+    if (n == 0) break;
+    len += n;
+  }
+  int rc = ferror(f) ? -1 : 0;
+  fclose(f);
+  if (rc == 0 && mkdir(to, 0700) != 0 && errno != EEXIST) rc = -1;
+  if (rc == 0) rc = store_write_file(to, name, buf, len);
+  free(buf);
+  return rc;
+}
+
+int store_file_exists(const char *folder, const char *name) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", folder, name);
+  return access(path, F_OK) == 0;
+}

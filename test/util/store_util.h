@@ -28,4 +28,12 @@ int store_run_until(uv_loop_t *loop, const int *counter, int want, uint64_t ms);
 /* A done callback that sets the int it is given to 1. */
 void store_set_flag(void *data);
 
+/* Writes `len` bytes of `data` as <folder>/<name> (replacing it). 0 or -1. */
+int store_write_file(const char *folder, const char *name, const void *data, size_t len);
+/* Copies <from>/<name> to <to>/<name> (creating `to`, mode 0700). 0, or -1 (also when the file
+ * is missing). */
+int store_copy_file(const char *from, const char *to, const char *name);
+/* 1 if <folder>/<name> exists. */
+int store_file_exists(const char *folder, const char *name);
+
 #endif
