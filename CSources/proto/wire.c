@@ -12,8 +12,8 @@
 /* ---- Encoding ------------------------------------------------------------------------------ */
 
 const char *hd__msg_type_name(uint8_t type) {
-  static const char *const names[] = {NULL,    "EVENTS", "CONSUMED", "DONE", "RESUME",
-                                      "CREDIT", "PAUSE",  "PING",     "PONG", "BYE"};
+  static const char *const names[] = {NULL,    "EVENTS", "CONSUMED", "DONE", "RESUME", "CREDIT",
+                                      "PAUSE", "PING",   "PONG",     "BYE",  "EPOCH"};
   return type < HD__ARRAY_SIZE(names) ? names[type] : NULL;
 }
 
@@ -191,13 +191,27 @@ int hd__msg_encode_done(hd__buf_t *out, const uint64_t *seqs, size_t n) {
 }
 
 int hd__msg_encode_resume(hd__buf_t *out, const hd__resume_t *r) {
-  size_t body = HD_STORE_ID_BYTES + hd__varint_len(r->high_seq) + hd__varint_len(r->window);
+  size_t body = HD_STORE_ID_BYTES + hd__varint_len(r->high_seq) + hd__varint_len(r->window) +
+                (r->has_epoch ? HD_STORE_ID_BYTES : 0);
   uint8_t *p = msg_begin(out, HD__MSG_RESUME, body);
   if (p == NULL) return HD_ENOMEM;
   memcpy(p, r->store_id, HD_STORE_ID_BYTES);
   p += HD_STORE_ID_BYTES;
   p += hd__varint_put(p, r->high_seq);
   p += hd__varint_put(p, r->window);
+  if (r->has_epoch) {
+    memcpy(p, r->epoch, HD_STORE_ID_BYTES);
+    p += HD_STORE_ID_BYTES;
+  }
+  msg_end(out, p);
+  return 0;
+}
+
+int hd__msg_encode_epoch(hd__buf_t *out, uint64_t floor, uint64_t seen_upto) {
+  uint8_t *p = msg_begin(out, HD__MSG_EPOCH, hd__varint_len(floor) + hd__varint_len(seen_upto));
+  if (p == NULL) return HD_ENOMEM;
+  p += hd__varint_put(p, floor);
+  p += hd__varint_put(p, seen_upto);
   msg_end(out, p);
   return 0;
 }
@@ -336,12 +350,26 @@ int hd__msg_entries_next(hd__entry_iter_t *it, hd__entry_t *e) {
 int hd__msg_decode_resume(const uint8_t *body, size_t len, hd__resume_t *r) {
   cursor_t c = {body, body + len, "RESUME"};
   int rc;
+  memset(r, 0, sizeof *r);
   if (len < HD_STORE_ID_BYTES)
     return hd__error(HD_EPROTO, "RESUME: store id is truncated (%zu of 16 bytes)", len);
   memcpy(r->store_id, c.p, HD_STORE_ID_BYTES);
   c.p += HD_STORE_ID_BYTES;
   if ((rc = cur_varint(&c, &r->high_seq, "high_seq"))) return rc;
   if ((rc = cur_varint(&c, &r->window, "window"))) return rc;
+  r->has_epoch = cur_left(&c) == HD_STORE_ID_BYTES;
+  if (r->has_epoch) {
+    memcpy(r->epoch, c.p, HD_STORE_ID_BYTES);
+    c.p += HD_STORE_ID_BYTES;
+  }
+  return cur_end(&c);
+}
+
+int hd__msg_decode_epoch(const uint8_t *body, size_t len, uint64_t *floor, uint64_t *seen_upto) {
+  cursor_t c = {body, body + len, "EPOCH"};
+  int rc;
+  if ((rc = cur_varint(&c, floor, "floor"))) return rc;
+  if ((rc = cur_varint(&c, seen_upto, "seen_upto"))) return rc;
   return cur_end(&c);
 }
 
@@ -416,6 +444,8 @@ int hd__msg_check(uint8_t type, const uint8_t *body, size_t len) {
       return hd__msg_decode_varint(type, body, len, &v);
     case HD__MSG_BYE:
       return hd__msg_decode_bye(body, len, &v, &t, &tl);
+    case HD__MSG_EPOCH:
+      return hd__msg_decode_epoch(body, len, &v, &v);
     default:
       return hd__error(HD_EPROTO, "unknown message type 0x%02x (%zu body bytes)", type, len);
   }
@@ -442,6 +472,10 @@ size_t hd__welcome_encode(const hd__welcome_t *w, uint8_t *out) {
   p += hd__varint_put(p, w->pause_ms);
   p += hd__varint_put(p, w->max_message_bytes);
   p += hd__varint_put(p, w->keepalive_ms);
+  if (w->has_epoch) {
+    memcpy(p, w->epoch, HD_STORE_ID_BYTES);
+    p += HD_STORE_ID_BYTES;
+  }
   return (size_t)(p - out);
 }
 
@@ -474,7 +508,12 @@ int hd__welcome_decode(const uint8_t *p, size_t len, hd__welcome_t *w) {
   if ((rc = cur_raw(&c, w->store_id, HD_STORE_ID_BYTES, "store id"))) return rc;
   if ((rc = cur_varint(&c, &w->pause_ms, "pause_ms"))) return rc;
   if ((rc = cur_varint(&c, &w->max_message_bytes, "max_message_bytes"))) return rc;
-  return cur_varint(&c, &w->keepalive_ms, "keepalive_ms");
+  if ((rc = cur_varint(&c, &w->keepalive_ms, "keepalive_ms"))) return rc;
+  /* fewer bytes than an epoch: a server without epochs, and bytes ignored as before */
+  if (cur_left(&c) < HD_STORE_ID_BYTES) return 0;
+  memcpy(w->epoch, c.p, HD_STORE_ID_BYTES);
+  w->has_epoch = 1;
+  return 0; /* what follows is a later extension's */
 }
 
 /* ---- Preamble and rejection ---------------------------------------------------------------- */

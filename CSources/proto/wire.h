@@ -24,7 +24,8 @@ enum {
   HD__MSG_PAUSE = 0x06,
   HD__MSG_PING = 0x07,
   HD__MSG_PONG = 0x08,
-  HD__MSG_BYE = 0x09
+  HD__MSG_BYE = 0x09,
+  HD__MSG_EPOCH = 0x0a
 };
 
 #define HD__BYE_TEXT_MAX 256
@@ -46,6 +47,10 @@ typedef struct hd__resume {
   uint8_t store_id[HD_STORE_ID_BYTES]; /* all zeros: the client remembers no store */
   uint64_t high_seq;
   uint64_t window;
+  /* Sent only to a server whose WELCOME carried an epoch: the epoch the client's view (high_seq)
+   * belongs to (all zeros: none known). A RESUME without it is the version-1 message. */
+  int has_epoch;
+  uint8_t epoch[HD_STORE_ID_BYTES];
 } hd__resume_t;
 
 /* ---- Encoding: each call appends one whole message (length, type, body) to `out` -------------
@@ -62,6 +67,10 @@ int hd__msg_encode_credit(hd__buf_t *out, uint64_t granted);
 int hd__msg_encode_pause(hd__buf_t *out, uint64_t pause_ms);
 int hd__msg_encode_ping(hd__buf_t *out, uint64_t nonce);
 int hd__msg_encode_pong(hd__buf_t *out, uint64_t nonce);
+/* EPOCH (server to client, answering a RESUME whose epoch is not the server's): events at or
+ * below `floor` are the ones the client saw under those numbers; pending events the client does
+ * not hold at or below `seen_upto` may have been handled before (docs/PROTOCOL.md). */
+int hd__msg_encode_epoch(hd__buf_t *out, uint64_t floor, uint64_t seen_upto);
 /* `text` is UTF-8, at most HD__BYE_TEXT_MAX bytes (HD_EINVAL otherwise). */
 int hd__msg_encode_bye(hd__buf_t *out, uint64_t reason, const char *text, size_t text_len);
 
@@ -159,7 +168,10 @@ int hd__msg_entries_begin(hd__entry_iter_t *it, uint8_t type, const uint8_t *bod
 /* 1 with the next entry in `*e`, 0 at the end. Cannot fail: begin has validated the body. */
 int hd__msg_entries_next(hd__entry_iter_t *it, hd__entry_t *e);
 
+/* RESUME with or without the trailing epoch (16 bytes); anything else after `window` is
+ * HD_EPROTO. */
 int hd__msg_decode_resume(const uint8_t *body, size_t len, hd__resume_t *r);
+int hd__msg_decode_epoch(const uint8_t *body, size_t len, uint64_t *floor, uint64_t *seen_upto);
 /* CREDIT, PAUSE, PING and PONG: a body of exactly one varint. */
 int hd__msg_decode_varint(uint8_t type, const uint8_t *body, size_t len, uint64_t *v);
 /* BYE: `*text` points into the body (not NUL-terminated), valid UTF-8 of at most 256 bytes. */
@@ -175,7 +187,7 @@ static inline int hd__msg_is_batch(uint8_t type) {
 /* ---- Handshake payloads -------------------------------------------------------------------- */
 
 #define HD__HELLO_MAX (HD__VARINT_MAX + HD_PUBLICKEY_BYTES + HD__VARINT_MAX)
-#define HD__WELCOME_MAX (HD__VARINT_MAX + HD_STORE_ID_BYTES + 3 * HD__VARINT_MAX)
+#define HD__WELCOME_MAX (HD__VARINT_MAX + HD_STORE_ID_BYTES + 3 * HD__VARINT_MAX + HD_STORE_ID_BYTES)
 
 typedef struct hd__hello {
   uint64_t version;
@@ -189,12 +201,18 @@ typedef struct hd__welcome {
   uint64_t pause_ms;
   uint64_t max_message_bytes; /* the largest message the server accepts */
   uint64_t keepalive_ms;
+  /* Appended after keepalive_ms (a version-1 peer ignores it): the store's epoch, which changes
+   * whenever the store may have lost its last commits (docs/PROTOCOL.md, "Epochs"). */
+  int has_epoch;
+  uint8_t epoch[HD_STORE_ID_BYTES];
 } hd__welcome_t;
 
 /* Encode into `out` (HD__HELLO_MAX / HD__WELCOME_MAX bytes); return the length used. */
 size_t hd__hello_encode(const hd__hello_t *h, uint8_t *out);
 size_t hd__welcome_encode(const hd__welcome_t *w, uint8_t *out);
-/* Decode a handshake payload. Trailing bytes are ignored (room for extensions). When the version
+/* Decode a handshake payload. Trailing bytes are ignored (room for extensions): a WELCOME has
+ * an epoch when at least 16 bytes follow keepalive_ms, and what follows them is ignored too; fewer
+ * are ignored as they always were. When the version
  * is not HD_PROTOCOL_VERSION only `version` is filled and 0 is returned, so that the caller can
  * answer "version unsupported" rather than "malformed". HD_EPROTO if malformed. */
 int hd__hello_decode(const uint8_t *p, size_t len, hd__hello_t *h);

@@ -83,7 +83,8 @@ static int rs_accept(rs_t *r, int ms) {
   hd__handshake_t hs;
   if (hd__handshake_init(&hs, HD__NOISE_IK, 0, prologue, 43, xs, NULL) != 0) return -1;
   if (hd__handshake_read_message(&hs, msg, len, payload, sizeof payload, &pl) != 0) return -1;
-  hd__welcome_t w = {HD_PROTOCOL_VERSION, {0}, r->pause_ms, HD__DEFAULT_MAX_MESSAGE, 60000};
+  hd__welcome_t w = {.version = HD_PROTOCOL_VERSION, .pause_ms = r->pause_ms,
+                     .max_message_bytes = HD__DEFAULT_MAX_MESSAGE, .keepalive_ms = 60000};
   memcpy(w.store_id, r->store_id, 16);
   uint8_t wp[HD__WELCOME_MAX];
   size_t wl = hd__welcome_encode(&w, wp);

@@ -123,6 +123,8 @@ static int bytes_are(const char *name, const uint8_t *p, size_t n, const example
 }
 
 static const uint8_t store_0_15[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+static const uint8_t epoch_16_31[16] = {16, 17, 18, 19, 20, 21, 22, 23,
+                                        24, 25, 26, 27, 28, 29, 30, 31};
 
 /* ---- batch messages ------------------------------------------------------------------------ */
 
@@ -179,18 +181,41 @@ static void check_resume(const char *name, const hd__resume_t *want) {
   CHECK_OK(hd__msg_decode_resume(body, len, &r));
   CHECK(memcmp(r.store_id, want->store_id, 16) == 0);
   CHECK(r.high_seq == want->high_seq && r.window == want->window);
+  CHECK(r.has_epoch == want->has_epoch && memcmp(r.epoch, want->epoch, 16) == 0);
 }
 
 static void ex_resume(void) {
-  hd__resume_t r = {{0}, 41, 1000};
+  hd__resume_t r = {.high_seq = 41, .window = 1000};
   memcpy(r.store_id, store_0_15, 16);
   check_resume("resume", &r);
 }
 
 static void ex_resume_fresh(void) {
-  hd__resume_t r = {{0}, 0, 256};
+  hd__resume_t r = {.high_seq = 0, .window = 256};
   check_resume("resume-fresh", &r);
 }
+
+static void ex_resume_epoch(void) {
+  hd__resume_t r = {.high_seq = 100, .window = 1000, .has_epoch = 1};
+  memcpy(r.store_id, store_0_15, 16);
+  memcpy(r.epoch, epoch_16_31, 16);
+  check_resume("resume-epoch", &r);
+}
+
+static void check_epoch_msg(const char *name, uint64_t floor, uint64_t seen_upto) {
+  hd__buf_t b;
+  hd__buf_init(&b);
+  const uint8_t *body;
+  size_t len;
+  uint64_t f, u;
+  CHECK(encodes_as(name, hd__msg_encode_epoch(&b, floor, seen_upto), &b, HD__MSG_EPOCH, &body,
+                   &len));
+  CHECK_OK(hd__msg_decode_epoch(body, len, &f, &u));
+  CHECK(f == floor && u == seen_upto);
+}
+
+static void ex_epoch(void) { check_epoch_msg("epoch", 90, 90); }
+static void ex_epoch_unknown(void) { check_epoch_msg("epoch-unknown", 0, 100); }
 
 static void check_varint_msg(const char *name, uint8_t type, uint64_t value) {
   hd__buf_t b;
@@ -239,15 +264,20 @@ static void ex_hello(void) {
   CHECK(memcmp(&d, &h, sizeof h) == 0);
 }
 
-static void ex_welcome(void) {
-  hd__welcome_t w = {1, {0}, 1000, 1048576, 5000}, d;
+static void check_welcome(const char *name, int has_epoch) {
+  hd__welcome_t w = {.version = 1, .pause_ms = 1000, .max_message_bytes = 1048576,
+                     .keepalive_ms = 5000, .has_epoch = has_epoch}, d;
   memcpy(w.store_id, store_0_15, 16);
+  if (has_epoch) memcpy(w.epoch, epoch_16_31, 16);
   uint8_t buf[HD__WELCOME_MAX];
   const example_t *ex;
-  CHECK(bytes_are("welcome", buf, hd__welcome_encode(&w, buf), &ex));
+  CHECK(bytes_are(name, buf, hd__welcome_encode(&w, buf), &ex));
   CHECK_OK(hd__welcome_decode(ex->bytes, ex->len, &d));
   CHECK(memcmp(&d, &w, sizeof w) == 0);
 }
+
+static void ex_welcome(void) { check_welcome("welcome", 0); }
+static void ex_welcome_epoch(void) { check_welcome("welcome-epoch", 1); }
 
 static void ex_topic_key_and_preamble(void) {
   uint8_t key[HD_TOPIC_BYTES], pre[HD__PREAMBLE_BYTES];
@@ -313,9 +343,11 @@ static void ex_records(void) {
  * every checked example is in the doc (example() fails otherwise). */
 static void ex_all_checked(void) {
   static const char *const checked[] = {
-      "events", "consumed", "done",  "resume",    "resume-fresh", "credit",    "pause",
-      "ping",   "pong",     "bye",   "bye-error", "hello",        "welcome",   "topic-key",
-      "preamble", "reject", "record", "record-2"};
+      "events",   "consumed", "done",         "resume",       "resume-fresh",
+      "credit",   "pause",    "ping",         "pong",         "bye",
+      "bye-error", "hello",   "welcome",      "topic-key",    "preamble",
+      "reject",   "record",   "record-2",     "welcome-epoch", "resume-epoch",
+      "epoch",    "epoch-unknown"};
   CHECK(load() > 0);
   CHECK(n_examples == (int)HD__ARRAY_SIZE(checked));
   for (int i = 0; i < n_examples; i++) {
@@ -330,5 +362,6 @@ static void ex_all_checked(void) {
 #define TESTS(X)                                                                                  \
   X(ex_events) X(ex_consumed) X(ex_done) X(ex_resume) X(ex_resume_fresh) X(ex_credit) X(ex_pause) \
   X(ex_ping) X(ex_pong) X(ex_bye) X(ex_bye_error) X(ex_hello) X(ex_welcome)                       \
+  X(ex_welcome_epoch) X(ex_resume_epoch) X(ex_epoch) X(ex_epoch_unknown)                          \
   X(ex_topic_key_and_preamble) X(ex_reject) X(ex_records) X(ex_all_checked)
 HD_TEST_MAIN(TESTS)

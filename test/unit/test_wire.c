@@ -101,13 +101,14 @@ static void buf_basics(void) {
 static void type_names(void) {
   CHECK(strcmp(hd__msg_type_name(HD__MSG_EVENTS), "EVENTS") == 0);
   CHECK(strcmp(hd__msg_type_name(HD__MSG_BYE), "BYE") == 0);
+  CHECK(strcmp(hd__msg_type_name(HD__MSG_EPOCH), "EPOCH") == 0);
   CHECK(hd__msg_type_name(0) == NULL);
-  CHECK(hd__msg_type_name(10) == NULL);
+  CHECK(hd__msg_type_name(11) == NULL);
   CHECK(hd__msg_type_name(0xff) == NULL);
   const uint8_t body[1] = {0};
   CHECK_RC(hd__msg_check(0x00, body, 1), HD_EPROTO);
   CHECK(detail_has("unknown message type 0x00"));
-  CHECK_RC(hd__msg_check(0x0a, body, 0), HD_EPROTO);
+  CHECK_RC(hd__msg_check(0x0b, body, 0), HD_EPROTO);
   CHECK_RC(hd__msg_check(0xff, body, 1), HD_EPROTO);
   CHECK(detail_has("0xff"));
 }
@@ -168,12 +169,32 @@ static void roundtrip_singles(void) {
   uint8_t t;
   const uint8_t *body;
   size_t len;
-  hd__resume_t r = {{0}, 41, 1000}, r2;
+  hd__resume_t r = {.high_seq = 41, .window = 1000}, r2;
   for (int i = 0; i < 16; i++) r.store_id[i] = (uint8_t)(0xf0 + i);
   CHECK_OK(hd__msg_encode_resume(&b, &r));
   CHECK(frame(&b, &t, &body, &len) == 0 && t == HD__MSG_RESUME);
   CHECK_OK(hd__msg_decode_resume(body, len, &r2));
   CHECK(memcmp(&r, &r2, sizeof r) == 0);
+  /* with the epoch (to a server that advertised one): 16 more bytes */
+  size_t plain = len;
+  r.has_epoch = 1;
+  for (int i = 0; i < 16; i++) r.epoch[i] = (uint8_t)(0x30 + i);
+  b.len = 0;
+  CHECK_OK(hd__msg_encode_resume(&b, &r));
+  CHECK(frame(&b, &t, &body, &len) == 0 && t == HD__MSG_RESUME && len == plain + 16);
+  CHECK_OK(hd__msg_decode_resume(body, len, &r2));
+  CHECK(memcmp(&r, &r2, sizeof r) == 0);
+
+  static const uint64_t floors[][2] = {{0, 0}, {90, 90}, {0, 100}, {UINT64_MAX, 1}};
+  for (size_t i = 0; i < HD__ARRAY_SIZE(floors); i++) {
+    b.len = 0;
+    CHECK_OK(hd__msg_encode_epoch(&b, floors[i][0], floors[i][1]));
+    CHECK(frame(&b, &t, &body, &len) == 0 && t == HD__MSG_EPOCH);
+    uint64_t fl, su;
+    CHECK_OK(hd__msg_decode_epoch(body, len, &fl, &su));
+    CHECK(fl == floors[i][0] && su == floors[i][1]);
+    CHECK_OK(hd__msg_check(t, body, len));
+  }
 
   static const uint64_t values[] = {0, 1, 127, 128, 1500, UINT64_MAX};
   int (*const enc[])(hd__buf_t *, uint64_t) = {hd__msg_encode_credit, hd__msg_encode_pause,
@@ -262,6 +283,16 @@ static const struct malformed {
     {HD__MSG_RESUME, "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 05", "window is truncated"},
     {HD__MSG_RESUME, "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 05 06 07", "trailing"},
     {HD__MSG_RESUME, "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 80 00 01", "high_seq is not"},
+    /* the epoch is 16 bytes or nothing */
+    {HD__MSG_RESUME, "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 05 06"
+                     " 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f", "15 trailing bytes"},
+    {HD__MSG_RESUME, "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 05 06"
+                     " 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f 10 11", "17 trailing bytes"},
+    {HD__MSG_EPOCH, "", "floor is truncated"},
+    {HD__MSG_EPOCH, "5a", "seen_upto is truncated"},
+    {HD__MSG_EPOCH, "5a 5a 00", "1 trailing bytes"},
+    {HD__MSG_EPOCH, "80 00 5a", "floor is not a minimal"},
+    {HD__MSG_EPOCH, "5a ff ff ff ff ff ff ff ff ff 02", "seen_upto is not a minimal"},
     {HD__MSG_BYE, "", "reason is truncated"},
     {HD__MSG_BYE, "00", "text is truncated"},
     {HD__MSG_BYE, "00 03 61 62", "text length 3 exceeds"},
@@ -295,7 +326,7 @@ static void malformed_consumed_done(void) {
 }
 
 static void malformed_singles(void) {
-  check_malformed(1u << HD__MSG_RESUME | 1u << HD__MSG_BYE);
+  check_malformed(1u << HD__MSG_RESUME | 1u << HD__MSG_BYE | 1u << HD__MSG_EPOCH);
   for (uint8_t t = HD__MSG_CREDIT; t <= HD__MSG_PONG; t++) {
     CHECK(refused(t, "", "is truncated"));
     CHECK(refused(t, "01 02", "1 trailing bytes"));
@@ -349,7 +380,8 @@ static void hello_welcome(void) {
   CHECK_OK(hd__hello_decode((const uint8_t *)"\x02\x01", 2, &h2));
   CHECK(h2.version == 2);
 
-  hd__welcome_t w = {1, {0}, 1000, 1048576, 5000}, w2;
+  hd__welcome_t w = {.version = 1, .pause_ms = 1000, .max_message_bytes = 1048576,
+                     .keepalive_ms = 5000}, w2;
   for (int i = 0; i < 16; i++) w.store_id[i] = (uint8_t)(200 + i);
   n = hd__welcome_encode(&w, buf);
   CHECK(n == 1 + 16 + 2 + 3 + 2);
@@ -359,8 +391,20 @@ static void hello_welcome(void) {
   CHECK_OK(hd__welcome_decode(buf, n + 1, &w2));
   CHECK(memcmp(&w, &w2, sizeof w) == 0);
   for (size_t cut = 0; cut < n; cut++) CHECK_RC(hd__welcome_decode(buf, cut, &w2), HD_EPROTO);
-  hd__welcome_t wmax = {UINT64_MAX, {0}, UINT64_MAX, UINT64_MAX, UINT64_MAX};
+  hd__welcome_t wmax = {UINT64_MAX, {0}, UINT64_MAX, UINT64_MAX, UINT64_MAX, 1, {0}};
   CHECK(hd__welcome_encode(&wmax, buf) == HD__WELCOME_MAX);
+  /* the epoch: 16 bytes after keepalive_ms; fewer are ignored as before, more too */
+  w.has_epoch = 1;
+  for (int i = 0; i < 16; i++) w.epoch[i] = (uint8_t)(0x40 + i);
+  n = hd__welcome_encode(&w, buf);
+  CHECK(n == 1 + 16 + 2 + 3 + 2 + 16);
+  CHECK_OK(hd__welcome_decode(buf, n, &w2));
+  CHECK(memcmp(&w, &w2, sizeof w) == 0);
+  buf[n] = 0x80;
+  CHECK_OK(hd__welcome_decode(buf, n + 1, &w2));
+  CHECK(memcmp(&w, &w2, sizeof w) == 0);
+  CHECK_OK(hd__welcome_decode(buf, n - 1, &w2));
+  CHECK(w2.has_epoch == 0 && w2.keepalive_ms == 5000);
   CHECK_OK(hd__welcome_decode((const uint8_t *)"\x07", 1, &w2));
   CHECK(w2.version == 7);
   CHECK_RC(hd__welcome_decode((const uint8_t *)"\x80\x00", 2, &w2), HD_EPROTO);
