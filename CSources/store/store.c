@@ -26,6 +26,10 @@ int hd__client_store_open(hd__client_store_t **out, const hd__store_options_t *o
   return err != 0 ? err : hd__sqlite_client_store_open(out, opts);
 }
 
+int hd__server_store_backup_folder(const char *folder, const char *path) {
+  return hd__sqlite_server_store_backup_folder(folder, path);
+}
+
 static void set_flag(void *data) { *(int *)data = 1; }
 
 /* The one body of both close_waits (their stores differ in type only): close with a callback

@@ -84,6 +84,10 @@ typedef struct hd__server_store_vtable {
                        size_t n, hd__store_cb cb, void *cb_data);
   /* Stores the pause setting; value = the pause. pause() returns it once this completed. */
   int (*set_pause)(hd__server_store_t *s, uint32_t pause_ms, hd__store_cb cb, void *cb_data);
+  /* Writes a consistent copy of the store to `path` (which must not exist), marked as a backup
+   * so that the first open of the copy is known to be a restore (a new epoch); the store goes on
+   * meanwhile. cb(cb_data, status, 0) on the loop thread; a close waits for it. */
+  int (*backup)(hd__server_store_t *s, const char *path, hd__store_cb cb, void *cb_data);
 
   /* Reads (loop thread). Return a count >= 0 or an HD_E* code. */
   /* At most `limit` pending events of `user` with seq > after_seq, in order; returns how many
@@ -100,8 +104,19 @@ typedef struct hd__server_store_vtable {
   int (*pending_users)(hd__server_store_t *s, uint64_t *cursor, uint32_t limit,
                        void (*fn)(void *fn_data, const uint8_t key[32], uint64_t pending),
                        void *fn_data);
+  /* Epochs (docs/STORAGE.md): for a client of `user` that saw up to `high_seq` in `epoch` (all
+   * zeros: before the store had epochs), *floor = the highest number at or below which what it
+   * saw is still the store's (high_seq if nothing was lost since); *known = 0 if the store does
+   * not know that epoch (then *floor = 0). */
+  int (*resume_floor)(hd__server_store_t *s, const uint8_t user[32],
+                      const uint8_t epoch[HD_STORE_ID_BYTES], uint64_t high_seq, uint64_t *floor,
+                      int *known);
   uint32_t (*pause)(hd__server_store_t *s);
   void (*store_id)(hd__server_store_t *s, uint8_t out[HD_STORE_ID_BYTES]);
+  /* The store's current epoch (changes when it may have lost its last commits). */
+  void (*epoch)(hd__server_store_t *s, uint8_t out[HD_STORE_ID_BYTES]);
+  /* Why the epoch changed at this open (a line for the log), or NULL if it did not. */
+  const char *(*epoch_change)(hd__server_store_t *s);
   void (*stats)(hd__server_store_t *s, hd__store_stats_t *out);
   /* Tests: while held, writes queue up and nothing commits (group-commit tests). */
   void (*hold)(hd__server_store_t *s, int held);
@@ -175,7 +190,13 @@ int hd__client_store_open(hd__client_store_t **out, const hd__store_options_t *o
 void hd__server_store_close_wait(hd__server_store_t *s);
 void hd__client_store_close_wait(hd__client_store_t *s);
 
+/* Any thread, blocking: a backup (as vt->backup) of the server store in `folder`, which no
+ * process may have open (HD_EBUSY: back it up through the server that has it). HD_ENOTFOUND: no
+ * store there. */
+int hd__server_store_backup_folder(const char *folder, const char *path);
+
 /* Backends. */
+int hd__sqlite_server_store_backup_folder(const char *folder, const char *path);
 int hd__sqlite_server_store_open(hd__server_store_t **out, const hd__store_options_t *opts);
 int hd__sqlite_client_store_open(hd__client_store_t **out, const hd__store_options_t *opts);
 

@@ -117,7 +117,7 @@ static int lock_folder(const char *folder, int *fd_out) {
   return 0;
 }
 
-static int exec_sql(sqlite3 *db, const char *sql, const char *what) {
+int hd__sqlite_exec(sqlite3 *db, const char *sql, const char *what) {
   int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
   return rc == SQLITE_OK ? 0 : hd__sqlite_error(rc, db, what);
 }
@@ -179,7 +179,7 @@ static int open_conn(const char *folder, int readonly, const hd__store_options_t
   sqlite3_busy_timeout(db, readonly ? 100 : 5000);
   int err = 0;
   if (readonly) {
-    err = exec_sql(db, "PRAGMA query_only=1; PRAGMA temp_store=MEMORY", "read connection");
+    err = hd__sqlite_exec(db, "PRAGMA query_only=1; PRAGMA temp_store=MEMORY", "read connection");
   } else {
     err = set_wal(db);
     /* FULL while opening whatever the option says: what the open commits (the schema, the
@@ -189,11 +189,11 @@ static int open_conn(const char *folder, int readonly, const hd__store_options_t
     snprintf(sql, sizeof sql,
              "PRAGMA synchronous=FULL; PRAGMA journal_size_limit=67108864; "
              "PRAGMA temp_store=MEMORY");
-    if (err == 0) err = exec_sql(db, sql, "write connection pragmas");
+    if (err == 0) err = hd__sqlite_exec(db, sql, "write connection pragmas");
     if (err == 0 && opts->max_db_pages != 0) {
       snprintf(sql, sizeof sql, "PRAGMA max_page_count=%llu",
                (unsigned long long)opts->max_db_pages);
-      err = exec_sql(db, sql, "size quota");
+      err = hd__sqlite_exec(db, sql, "size quota");
     }
   }
   if (err != 0) {
@@ -206,7 +206,7 @@ static int open_conn(const char *folder, int readonly, const hd__store_options_t
 
 /* The synchronous level asked for, once the open's own commits are durable. */
 static int set_sync(sqlite3 *db, const hd__store_options_t *opts) {
-  return exec_sql(db, opts->sync_normal ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL",
+  return hd__sqlite_exec(db, opts->sync_normal ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL",
                   "synchronous level");
 }
 
@@ -224,8 +224,11 @@ static void rollback(sqlite3 *db) {
 /* Brings the database to the kind's latest schema version in one transaction. HD_EVERSION for a
  * version newer than this release knows, HD_ESTORE for a database of another kind, HD_ECORRUPT
  * for an empty database in a folder `marked` as holding a store (never created again there). */
-static int migrate(sqlite3 *db, const hd__sqlite_kind_t *kind, const char *folder, int marked) {
-  int err = exec_sql(db, "BEGIN IMMEDIATE", "migration");
+static int migrate(hd__sqlite_store_t *s, const hd__store_options_t *opts, int marked) {
+  sqlite3 *db = s->wdb;
+  const hd__sqlite_kind_t *kind = s->kind;
+  const char *folder = opts->folder;
+  int err = hd__sqlite_exec(db, "BEGIN IMMEDIATE", "migration");
   if (err != 0) return err;
   int64_t app = 0, version = 0;
   err = query_int(db, "PRAGMA application_id", &app);
@@ -255,15 +258,16 @@ static int migrate(sqlite3 *db, const hd__sqlite_kind_t *kind, const char *folde
     char what[64];
     snprintf(what, sizeof what, "%s store migration to version %lld", kind->name,
              (long long)(v + 1));
-    err = exec_sql(db, kind->migrations[v], what);
+    err = hd__sqlite_exec(db, kind->migrations[v], what);
   }
   if (err == 0 && (version != kind->n_migrations || app == 0)) {
     char sql[96];
     snprintf(sql, sizeof sql, "PRAGMA user_version=%d; PRAGMA application_id=%d",
              kind->n_migrations, (int)kind->application_id);
-    err = exec_sql(db, sql, "schema version");
+    err = hd__sqlite_exec(db, sql, "schema version");
   }
-  if (err == 0) return exec_sql(db, "COMMIT", "migration commit");
+  if (err == 0 && kind->open_tx != NULL) err = kind->open_tx(s, opts);
+  if (err == 0) return hd__sqlite_exec(db, "COMMIT", "migration commit");
   hd__error_state_t e;
   hd__error_save(&e); /* the rollback must not replace the detail */
   rollback(db);
@@ -405,7 +409,11 @@ static void close_write_side(hd__sqlite_store_t *s) {
 }
 
 /* the writer's last work, on the pool: the write connection is the writer's to close */
-static void hook_thread_exit(void *ctx) { close_write_side(ctx); }
+static void hook_thread_exit(void *ctx) {
+  hd__sqlite_store_t *s = ctx;
+  if (s->kind->closing != NULL && s->writer.sticky.code == 0) s->kind->closing(s);
+  close_write_side(s);
+}
 
 static const hd__writer_hooks_t writer_hooks = {hook_begin,        hook_before_commit,
                                                 hook_commit,       hook_rollback,
@@ -422,11 +430,14 @@ static void free_store(hd__sqlite_store_t *s) {
   close_write_side(s); /* already done by the writer's last work unless it never ran */
   if (s->lock_fd >= 0) close(s->lock_fd); /* closing the description releases the lock */
   if (s->kind->release != NULL) s->kind->release(s);
+  free(s->folder);
   free(s);
 }
 
 static void on_writer_closed(void *ctx) {
   hd__sqlite_store_t *s = ctx;
+  s->writer_closed = 1;
+  if (s->backups > 0) return; /* the last backup's completion finishes the close */
   hd_close_cb cb = s->close_cb;
   void *data = s->close_data;
   free_store(s);
@@ -444,11 +455,13 @@ int hd__sqlite_store_open(hd__sqlite_store_t **out, const hd__sqlite_kind_t *kin
   if (s == NULL) return hd__error(HD_ENOMEM, "%s store", kind->name);
   s->kind = kind;
   s->lock_fd = -1;
-  int err = lock_folder(opts->folder, &s->lock_fd);
+  s->folder = strdup(opts->folder);
+  int err = s->folder != NULL ? lock_folder(opts->folder, &s->lock_fd)
+                              : hd__error(HD_ENOMEM, "%s store", kind->name);
   int marked = err == 0 ? marker_exists(opts->folder) : 0;
   if (marked < 0) err = marked;
   if (err == 0) err = open_conn(opts->folder, 0, opts, &s->wdb);
-  if (err == 0) err = migrate(s->wdb, kind, opts->folder, marked);
+  if (err == 0) err = migrate(s, opts, marked);
   if (err == 0 && !marked) err = write_marker(opts->folder, kind->name);
   if (err == 0) err = prepare_all(s->wdb, tx_sql, s->tx, HD__ARRAY_SIZE(s->tx));
   if (err == 0) err = prepare_all(s->wdb, kind->write_sql, s->w, kind->n_write);
@@ -483,5 +496,177 @@ int hd__sqlite_store_close(hd__sqlite_store_t *s, hd_close_cb cb, void *cb_data)
    * checkpoints the WAL into the database */
   close_read_side(s);
   hd__writer_stop(&s->writer);
+  return 0;
+}
+
+/* ---- backups -------------------------------------------------------------------------------- */
+
+/* The copy as SQLite's backup API leaves it, then marked, made one file and durable. */
+static int copy_into(const hd__sqlite_kind_t *kind, sqlite3 *src, const char *tmp) {
+  sqlite3 *dst = NULL;
+  int rc = sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                          SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE, NULL);
+  int err = rc == SQLITE_OK ? 0 : hd__sqlite_error(rc, dst, tmp);
+  if (err == 0) {
+    /* one step for the whole database: one read transaction on the source, so the copy is the
+     * database as of one commit; the store's writer goes on meanwhile (WAL) */
+    sqlite3_backup *b = sqlite3_backup_init(dst, "main", src, "main");
+    if (b == NULL) {
+      err = hd__sqlite_error(sqlite3_errcode(dst), dst, "backup");
+    } else {
+      rc = sqlite3_backup_step(b, -1);
+      int fin = sqlite3_backup_finish(b);
+      if (rc != SQLITE_DONE) err = hd__sqlite_error(rc, dst, "backup copy");
+      else if (fin != SQLITE_OK) err = hd__sqlite_error(fin, dst, "backup copy");
+    }
+  }
+  /* one file (no WAL beside it) whose mark is committed with an fsync */
+  if (err == 0) err = hd__sqlite_exec(dst, "PRAGMA journal_mode=DELETE", "backup journal mode");
+  if (err == 0) err = hd__sqlite_exec(dst, "PRAGMA synchronous=FULL", "backup synchronous");
+  if (err == 0) err = hd__sqlite_exec(dst, "BEGIN IMMEDIATE", "backup mark");
+  if (err == 0) err = hd__sqlite_exec(dst, kind->backup_mark_sql, "backup mark");
+  if (err == 0) err = hd__sqlite_exec(dst, "COMMIT", "backup mark");
+  hd__error_state_t e;
+  hd__error_save(&e);
+  if (sqlite3_close(dst) != SQLITE_OK && err == 0) {
+    return hd__error(HD_ESTORE, "closing the backup copy %s", tmp);
+  }
+  return err != 0 ? hd__error_restore(&e) : 0;
+}
+
+/* The folder a path is in (for fsyncing a rename). */
+static void parent_of(const char *path, char *out, size_t cap) {
+  const char *slash = strrchr(path, '/');
+  if (slash == NULL) snprintf(out, cap, ".");
+  else if (slash == path) snprintf(out, cap, "/");
+  else snprintf(out, cap, "%.*s", (int)(slash - path), path);
+}
+
+int hd__sqlite_backup_file(const hd__sqlite_kind_t *kind, const char *folder, const char *path) {
+  if (kind->backup_mark_sql == NULL) {
+    return hd__error(HD_EINVAL, "a %s store has no backups", kind->name);
+  }
+  char db_path[PATH_MAX], tmp[PATH_MAX];
+  if (snprintf(db_path, sizeof db_path, "%s/%s", folder, HD__STORE_DB_FILE) >= (int)sizeof db_path ||
+      snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid()) >= (int)sizeof tmp) {
+    return hd__error(HD_EINVAL, "backup path too long");
+  }
+  struct stat st;
+  if (stat(path, &st) == 0) {
+    return hd__error(HD_EINVAL, "backup: %s exists already (a backup is never written over a file)",
+                     path);
+  }
+  sqlite3 *src = NULL;
+  /* read-write without create: a store that no process has open may have a WAL to recover */
+  int rc = sqlite3_open_v2(db_path, &src, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+                                              SQLITE_OPEN_EXRESCODE, NULL);
+  int err = rc == SQLITE_OK ? 0 : hd__sqlite_error(rc, src, db_path);
+  int64_t app = 0;
+  if (err == 0) {
+    sqlite3_busy_timeout(src, 5000);
+    err = query_int(src, "PRAGMA application_id", &app);
+  }
+  if (err == 0 && app != kind->application_id) {
+    err = hd__error(HD_ESTORE, "backup: %s is not a hyperdown %s store", db_path, kind->name);
+  }
+  unlink(tmp);
+  if (err == 0) err = copy_into(kind, src, tmp);
+  hd__error_state_t e;
+  hd__error_save(&e);
+  sqlite3_close(src);
+  hd__error_restore(&e);
+  if (err == 0 && fsync_path(tmp, O_RDONLY) != 0) {
+    err = hd__error(errno_code(errno), "backup: fsync %s: %s", tmp, strerror(errno));
+  }
+  /* a rename that replaces nothing (a file that appeared meanwhile is kept); a file system
+   * without hard links gets a plain rename */
+  if (err == 0 && link(tmp, path) != 0 && (errno == EEXIST || rename(tmp, path) != 0)) {
+    err = hd__error(errno == EEXIST ? HD_EINVAL : errno_code(errno),
+                    "backup: cannot create %s: %s", path, strerror(errno));
+  }
+  unlink(tmp);
+  char dir[PATH_MAX];
+  parent_of(path, dir, sizeof dir);
+  if (err == 0 && fsync_path(dir, O_RDONLY | O_DIRECTORY) != 0) {
+    err = hd__error(errno_code(errno), "backup: fsync %s: %s", dir, strerror(errno));
+  }
+  return err;
+}
+
+int hd__sqlite_backup_folder(const hd__sqlite_kind_t *kind, const char *folder, const char *path) {
+  struct stat st;
+  if (folder == NULL || path == NULL) return hd__error(HD_EINVAL, "backup: no folder or path");
+  char db_path[PATH_MAX];
+  snprintf(db_path, sizeof db_path, "%s/%s", folder, HD__STORE_DB_FILE);
+  if (stat(folder, &st) != 0 || !S_ISDIR(st.st_mode) || stat(db_path, &st) != 0 ||
+      st.st_size == 0) {
+    return hd__error(HD_ENOTFOUND, "backup: no %s store in %s", kind->name, folder);
+  }
+  int fd;
+  int err = lock_folder(folder, &fd); /* no server may open it while it is copied */
+  if (err != 0) return err;
+  err = hd__sqlite_backup_file(kind, folder, path);
+  close(fd);
+  return err;
+}
+
+typedef struct backup_work {
+  uv_work_t req;
+  hd__sqlite_store_t *s;
+  char *path;
+  hd__store_cb cb;
+  void *cb_data;
+  int status;
+  hd__error_state_t error;
+} backup_work_t;
+
+static void backup_run(uv_work_t *req) {
+  backup_work_t *w = req->data;
+  w->status = hd__sqlite_backup_file(w->s->kind, w->s->folder, w->path);
+  if (w->status != 0) hd__error_save(&w->error);
+}
+
+static void backup_done(uv_work_t *req, int status) {
+  backup_work_t *w = req->data;
+  hd__sqlite_store_t *s = w->s;
+  int rc = status == UV_ECANCELED ? hd__error(HD_ECANCELED, "backup cancelled") : w->status;
+  if (rc != 0 && status != UV_ECANCELED) hd__error_restore(&w->error);
+  if (w->cb != NULL) w->cb(w->cb_data, rc, 0);
+  free(w->path);
+  free(w);
+  if (--s->backups == 0 && s->writer_closed) on_writer_closed(s);
+}
+
+int hd__sqlite_store_backup(hd__sqlite_store_t *s, const char *path, hd__store_cb cb,
+                            void *cb_data) {
+  if (s->closing) return hd__error(HD_ECLOSED, "store is closing");
+  if (s->kind->backup_mark_sql == NULL) {
+    return hd__error(HD_EINVAL, "a %s store has no backups", s->kind->name);
+  }
+  if (path == NULL || path[0] == '\0') return hd__error(HD_EINVAL, "backup: no path");
+  struct stat st;
+  if (stat(path, &st) == 0) { /* told at once; the copy checks again before it writes */
+    return hd__error(HD_EINVAL, "backup: %s exists already (a backup is never written over a file)",
+                     path);
+  }
+  backup_work_t *w = calloc(1, sizeof *w);
+  char *p = strdup(path);
+  if (w == NULL || p == NULL) {
+    free(w);
+    free(p);
+    return hd__error(HD_ENOMEM, "backup");
+  }
+  w->req.data = w;
+  w->s = s;
+  w->path = p;
+  w->cb = cb;
+  w->cb_data = cb_data;
+  int rc = uv_queue_work(s->writer.loop, &w->req, backup_run, backup_done);
+  if (rc != 0) {
+    free(p);
+    free(w);
+    return hd__error_from_uv(rc, "backup");
+  }
+  s->backups++;
   return 0;
 }

@@ -19,7 +19,7 @@
 #include <sqlite3.h>
 
 /* Most statements a kind prepares on each connection. */
-#define HD__SQLITE_MAX_STATEMENTS 8
+#define HD__SQLITE_MAX_STATEMENTS 12
 
 typedef struct hd__sqlite_store hd__sqlite_store_t;
 
@@ -34,9 +34,17 @@ typedef struct hd__sqlite_kind {
   size_t n_write;
   const char *const *read_sql;   /* prepared once on the read connection, as r[i] */
   size_t n_read;
+  /* Loop thread, at open, inside the opening transaction (on wdb, after the migrations): what
+   * the kind records at every open (the server: its epoch and the clean-shutdown flag). */
+  int (*open_tx)(hd__sqlite_store_t *s, const hd__store_options_t *opts);
   /* Loop thread, at open, once the statements are ready and before the writer starts: the
    * kind's part of opening (its interface, what it keeps in memory: ids, counters). */
   int (*opened)(hd__sqlite_store_t *s, const hd__store_options_t *opts);
+  /* Pool thread, the writer's last work, before the write connection closes, unless a write
+   * failed for good: what the kind records at a clean close. */
+  void (*closing)(hd__sqlite_store_t *s);
+  /* Run in one transaction on a backup copy to mark it as one (NULL: the kind has no backups). */
+  const char *backup_mark_sql;
   /* Pool thread, the kind's part of each batch (store_writer.h): begin runs before BEGIN,
    * before_commit before COMMIT, rollback after ROLLBACK. */
   int (*begin)(hd__sqlite_store_t *s, size_t n_ops, int relaxed);
@@ -50,6 +58,7 @@ typedef struct hd__sqlite_kind {
 struct hd__sqlite_store {
   const hd__sqlite_kind_t *kind;
   hd__writer_t writer;
+  char *folder;
   int lock_fd;
   sqlite3 *wdb; /* the writer's: used on the pool, one batch at a time (after open) */
   sqlite3 *rdb; /* the loop thread's, read-only */
@@ -57,6 +66,8 @@ struct hd__sqlite_store {
   sqlite3_stmt *w[HD__SQLITE_MAX_STATEMENTS]; /* kind->write_sql on wdb */
   sqlite3_stmt *r[HD__SQLITE_MAX_STATEMENTS]; /* kind->read_sql on rdb */
   int closing; /* close was called: reads fail with HD_ECLOSED */
+  int backups; /* backups on the pool: the store is freed once they are done */
+  int writer_closed;
   hd_close_cb close_cb;
   void *close_data;
 };
@@ -72,6 +83,25 @@ int hd__sqlite_store_open(hd__sqlite_store_t **out, const hd__sqlite_kind_t *kin
  * connection (the last one, so it checkpoints the WAL), releases the lock, frees the store and
  * calls cb. HD_ECLOSED if already closing. */
 int hd__sqlite_store_close(hd__sqlite_store_t *s, hd_close_cb cb, void *cb_data);
+
+/* Loop thread. Copies the store to `path` on a thread of libuv's pool, with a connection of its
+ * own (the loop and the writer go on), and marks the copy as a backup (hd__sqlite_backup_file);
+ * then cb(cb_data, status, 0) on the loop (the detail in hd_last_error_message()). A close waits
+ * for it. HD_ECLOSED while closing, HD_EINVAL if the kind has no backups. */
+int hd__sqlite_store_backup(hd__sqlite_store_t *s, const char *path, hd__store_cb cb,
+                            void *cb_data);
+/* Any thread, blocking: the same for a store of `kind` in `folder` that no process has open
+ * (HD_EBUSY if one has: back it up through that store), HD_ENOTFOUND if there is no store. */
+int hd__sqlite_backup_folder(const hd__sqlite_kind_t *kind, const char *folder, const char *path);
+/* Any thread, blocking: a consistent copy of <folder>/hyperdown.db (a store of `kind`) at `path`
+ * with SQLite's online backup API on connections of its own (one read transaction: writers go
+ * on, the copy is the database as of one commit), marked with kind->backup_mark_sql, turned into
+ * a single file (journal_mode=DELETE), fsynced, then renamed to `path` (written beside it under
+ * a temporary name first, so that `path` is never a copy without its mark) and the rename fsynced. */
+int hd__sqlite_backup_file(const hd__sqlite_kind_t *kind, const char *folder, const char *path);
+
+/* sqlite3_exec of `sql`, an HD_E* code naming `what` on failure. */
+int hd__sqlite_exec(sqlite3 *db, const char *sql, const char *what);
 
 /* Records an HD_E* code for a SQLite failure and returns it: FULL → ENOSPC, CORRUPT/NOTADB →
  * ECORRUPT, IOERR → EIO, BUSY/LOCKED → EBUSY, NOMEM → ENOMEM, anything else → ESTORE. The detail

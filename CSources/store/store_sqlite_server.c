@@ -12,8 +12,10 @@
 #include "store_sqlite.h"
 #include "store_writer.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *const server_migrations[] = {
     /* version 1 */
@@ -25,19 +27,38 @@ static const char *const server_migrations[] = {
     "  PRIMARY KEY(user_no, seq)) WITHOUT ROWID;"
     /* the id only has to be unique: SQLite's PRNG is seeded from the OS */
     "INSERT INTO meta(key, value) VALUES('store_id', randomblob(16)), ('pause_ms', 0);",
+    /* version 2: epochs (docs/STORAGE.md "Epochs"). seq_epoch: the epoch in which the user's
+     * next_seq was last written; a floors row (u, n, f): f was the user's highest number at
+     * every epoch change from the one after the row's previous write up to n. */
+    "ALTER TABLE users ADD COLUMN seq_epoch INTEGER NOT NULL DEFAULT 1;"
+    "CREATE TABLE epochs(no INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, reason TEXT NOT NULL,"
+    "  at_ms INTEGER NOT NULL);"
+    "CREATE TABLE floors(user_no INTEGER NOT NULL, epoch_no INTEGER NOT NULL,"
+    "  floor INTEGER NOT NULL, PRIMARY KEY(user_no, epoch_no)) WITHOUT ROWID;"
+    "INSERT INTO epochs(no, id, reason, at_ms) VALUES(1, randomblob(16), 'first',"
+    "  CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER));",
 };
 
-enum { W_USER_GET, W_USER_NEW, W_USER_SET, W_EVENT_ADD, W_EVENT_DEL, W_PAUSE, W_COUNT };
+/* Epoch changes a store remembers; a client whose epoch is older is resumed as one whose epoch
+ * is unknown (from 0, anything it may have seen marked possibly repeated). */
+#define EPOCHS_KEPT 64
+
+enum {
+  W_USER_GET, W_USER_NEW, W_USER_SET, W_EVENT_ADD, W_EVENT_DEL, W_PAUSE, W_FLOOR, W_COUNT
+};
 static const char *const write_sql[W_COUNT] = {
-    "SELECT user_no, next_seq, pending FROM users WHERE public_key = ?1",
+    "SELECT user_no, next_seq, pending, seq_epoch FROM users WHERE public_key = ?1",
     "INSERT INTO users(public_key, next_seq, pending) VALUES(?1, 1, 0)",
-    "UPDATE users SET next_seq = ?2, pending = ?3 WHERE user_no = ?1",
+    "UPDATE users SET next_seq = ?2, pending = ?3, seq_epoch = ?4 WHERE user_no = ?1",
     "INSERT INTO events(user_no, seq, created_ms, payload) VALUES(?1, ?2, ?3, ?4)",
     "DELETE FROM events WHERE user_no = ?1 AND seq = ?2",
     "INSERT OR REPLACE INTO meta(key, value) VALUES('pause_ms', ?1)",
+    "INSERT OR REPLACE INTO floors(user_no, epoch_no, floor) VALUES(?1, ?2, ?3)",
 };
 
-enum { R_USER, R_PAGE, R_ONE, R_TOTAL, R_META, R_USERS, R_COUNT };
+enum {
+  R_USER, R_PAGE, R_ONE, R_TOTAL, R_META, R_USERS, R_EPOCH_NO, R_USER_SEQ, R_FLOOR, R_COUNT
+};
 static const char *const read_sql[R_COUNT] = {
     "SELECT user_no, pending FROM users WHERE public_key = ?1",
     "SELECT seq, created_ms, payload FROM events WHERE user_no = ?1 AND seq > ?2"
@@ -47,6 +68,10 @@ static const char *const read_sql[R_COUNT] = {
     "SELECT value FROM meta WHERE key = ?1",
     "SELECT user_no, public_key, pending FROM users WHERE user_no > ?1 AND pending > 0"
     "  ORDER BY user_no LIMIT ?2",
+    /* an id, or (NULL) the first epoch if the store still keeps it */
+    "SELECT no FROM epochs WHERE id = ?1 OR (?1 IS NULL AND no = 1)",
+    "SELECT user_no, next_seq, seq_epoch FROM users WHERE public_key = ?1",
+    "SELECT min(floor) FROM floors WHERE user_no = ?1 AND epoch_no > ?2",
 };
 
 _Static_assert(W_COUNT <= HD__SQLITE_MAX_STATEMENTS && R_COUNT <= HD__SQLITE_MAX_STATEMENTS,
@@ -60,6 +85,8 @@ typedef struct batch_user {
   int64_t user_no; /* 0: not in the database (yet) */
   int64_t next_seq;
   int64_t pending;
+  int64_t next_seq_before; /* as committed: the user's floor if this batch starts an epoch's */
+  int64_t seq_epoch;       /* the epoch of the row's last write (0: no row) */
   int dirty;
 } batch_user_t;
 
@@ -68,6 +95,9 @@ typedef struct sq_server {
   hd__server_store_t iface;
   uint8_t store_id[HD_STORE_ID_BYTES];
   uint32_t pause_ms;
+  int64_t epoch_no;                    /* the current epoch, its number and id */
+  uint8_t epoch_id[HD_STORE_ID_BYTES];
+  char epoch_note[320];                /* what changed the epoch at this open ("": nothing) */
   /* writer (pool thread): the batch's users */
   batch_user_t *users;
   size_t users_cap; /* a power of two, at least twice the batch's ops */
@@ -125,6 +155,7 @@ static int batch_user(sq_server_t *s, const uint8_t pk[32], batch_user_t **out) 
   u->user_no = 0;
   u->next_seq = 1;
   u->pending = 0;
+  u->seq_epoch = 0;
   u->dirty = 0;
   sqlite3_stmt *st = s->sql.w[W_USER_GET];
   sqlite3_bind_blob(st, 1, pk, 32, SQLITE_STATIC);
@@ -133,7 +164,9 @@ static int batch_user(sq_server_t *s, const uint8_t pk[32], batch_user_t **out) 
     u->user_no = sqlite3_column_int64(st, 0);
     u->next_seq = sqlite3_column_int64(st, 1);
     u->pending = sqlite3_column_int64(st, 2);
+    u->seq_epoch = sqlite3_column_int64(st, 3);
   }
+  u->next_seq_before = u->next_seq;
   int err = 0;
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) err = hd__sqlite_error(rc, s->sql.wdb, "user lookup");
   sqlite3_reset(st);
@@ -231,16 +264,32 @@ static int kind_begin(hd__sqlite_store_t *sql, size_t n_ops, int relaxed) {
   return 0;
 }
 
+/* The first write of a user since epoch changes records the user's floor at those changes: its
+ * row has not changed since, so next_seq - 1 as committed is what it was at each of them. A user
+ * new to the store had none (0): if a restore lost it, its numbers start again at 1. A store
+ * that never changed epoch needs no floors. */
+static int record_floor(sq_server_t *s, const batch_user_t *u) {
+  if (u->seq_epoch >= s->epoch_no || s->epoch_no <= 1) return 0;
+  sqlite3_stmt *st = s->sql.w[W_FLOOR];
+  sqlite3_bind_int64(st, 1, u->user_no);
+  sqlite3_bind_int64(st, 2, s->epoch_no);
+  sqlite3_bind_int64(st, 3, u->next_seq_before - 1);
+  return hd__sqlite_step_done(st, "record floor");
+}
+
 /* Before COMMIT: the touched users' next_seq and pending, once per user per batch. */
 static int kind_before_commit(hd__sqlite_store_t *sql) {
   sq_server_t *s = (sq_server_t *)sql;
   sqlite3_stmt *st = s->sql.w[W_USER_SET];
   for (size_t i = 0; i < s->n_dirty; i++) {
     batch_user_t *u = &s->users[s->dirty[i]];
+    int err = record_floor(s, u);
+    if (err != 0) return err;
     sqlite3_bind_int64(st, 1, u->user_no);
     sqlite3_bind_int64(st, 2, u->next_seq);
     sqlite3_bind_int64(st, 3, u->pending);
-    int err = hd__sqlite_step_done(st, "update user");
+    sqlite3_bind_int64(st, 4, s->epoch_no);
+    err = hd__sqlite_step_done(st, "update user");
     if (err != 0) return err;
   }
   return 0;
@@ -396,6 +445,84 @@ static int s_pending_total(hd__server_store_t *base, uint64_t *out) {
   return err;
 }
 
+/* The number of the epoch `epoch` names (all zeros: the store's first), 0 if the store does not
+ * know it (any more). */
+static int epoch_no_of(sq_server_t *s, const uint8_t epoch[HD_STORE_ID_BYTES], int64_t *no) {
+  static const uint8_t zero[HD_STORE_ID_BYTES];
+  sqlite3_stmt *st = s->sql.r[R_EPOCH_NO];
+  if (memcmp(epoch, zero, HD_STORE_ID_BYTES) == 0) sqlite3_bind_null(st, 1);
+  else sqlite3_bind_blob(st, 1, epoch, HD_STORE_ID_BYTES, SQLITE_STATIC);
+  int rc = sqlite3_step(st);
+  *no = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+  int err = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : hd__sqlite_error(rc, s->sql.rdb, "epoch");
+  sqlite3_reset(st);
+  return err;
+}
+
+/* The user's lowest floor over the epoch changes after epoch `no`; INT64_MAX if none applies,
+ * 0 for a user the store does not know (a restore may have lost it with all its numbers). */
+static int lowest_floor(sq_server_t *s, const uint8_t user[32], int64_t no, int64_t *out) {
+  sqlite3_stmt *st = s->sql.r[R_USER_SEQ];
+  sqlite3_bind_blob(st, 1, user, 32, SQLITE_STATIC);
+  int rc = sqlite3_step(st);
+  int64_t user_no = 0, next_seq = 1, seq_epoch = 0;
+  if (rc == SQLITE_ROW) {
+    user_no = sqlite3_column_int64(st, 0);
+    next_seq = sqlite3_column_int64(st, 1);
+    seq_epoch = sqlite3_column_int64(st, 2);
+  }
+  int err = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : hd__sqlite_error(rc, s->sql.rdb, "user");
+  sqlite3_reset(st);
+  if (err != 0 || user_no == 0) {
+    *out = 0;
+    return err;
+  }
+  /* not written since the latest changes: its floor at them is what it holds now */
+  *out = seq_epoch < s->epoch_no ? next_seq - 1 : INT64_MAX;
+  st = s->sql.r[R_FLOOR];
+  sqlite3_bind_int64(st, 1, user_no);
+  sqlite3_bind_int64(st, 2, no);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL &&
+      sqlite3_column_int64(st, 0) < *out) {
+    *out = sqlite3_column_int64(st, 0);
+  }
+  err = rc == SQLITE_ROW ? 0 : hd__sqlite_error(rc, s->sql.rdb, "floor");
+  sqlite3_reset(st);
+  return err;
+}
+
+static int s_resume_floor(hd__server_store_t *base, const uint8_t user[32],
+                          const uint8_t epoch[HD_STORE_ID_BYTES], uint64_t high_seq,
+                          uint64_t *floor, int *known) {
+  sq_server_t *s = from_iface(base);
+  *floor = 0;
+  *known = 0;
+  if (s->sql.closing) return hd__error(HD_ECLOSED, "store is closing");
+  if (user == NULL || epoch == NULL) return hd__error(HD_EINVAL, "no user or epoch");
+  int64_t no = 0, lowest = 0;
+  int err = epoch_no_of(s, epoch, &no);
+  if (err != 0 || no == 0) return err; /* unknown: nothing it saw can be vouched for */
+  *known = 1;
+  err = no >= s->epoch_no ? 0 : lowest_floor(s, user, no, &lowest);
+  if (err != 0) return err;
+  *floor = no >= s->epoch_no || (uint64_t)lowest > high_seq ? high_seq : (uint64_t)lowest;
+  return 0;
+}
+
+static void s_epoch(hd__server_store_t *base, uint8_t out[HD_STORE_ID_BYTES]) {
+  memcpy(out, from_iface(base)->epoch_id, HD_STORE_ID_BYTES);
+}
+
+static const char *s_epoch_change(hd__server_store_t *base) {
+  sq_server_t *s = from_iface(base);
+  return s->epoch_note[0] != '\0' ? s->epoch_note : NULL;
+}
+
+static int s_backup(hd__server_store_t *base, const char *path, hd__store_cb cb, void *cb_data) {
+  return hd__sqlite_store_backup(&from_iface(base)->sql, path, cb, cb_data);
+}
+
 static uint32_t s_pause(hd__server_store_t *base) { return from_iface(base)->pause_ms; }
 
 static void s_store_id(hd__server_store_t *base, uint8_t out[HD_STORE_ID_BYTES]) {
@@ -415,10 +542,134 @@ static int s_close(hd__server_store_t *base, hd_close_cb cb, void *cb_data) {
 }
 
 static const hd__server_store_vtable_t sqlite_server_vtable = {
-    "sqlite",        s_add_event,   s_delete_events, s_set_pause, s_read_pending,
-    s_read_events,   s_pending_count, s_pending_total, s_pending_users, s_pause, s_store_id,
-    s_stats,         s_hold,        s_close,
+    .backend_name = "sqlite",
+    .add_event = s_add_event,
+    .delete_events = s_delete_events,
+    .set_pause = s_set_pause,
+    .backup = s_backup,
+    .read_pending = s_read_pending,
+    .read_events = s_read_events,
+    .pending_count = s_pending_count,
+    .pending_total = s_pending_total,
+    .pending_users = s_pending_users,
+    .resume_floor = s_resume_floor,
+    .pause = s_pause,
+    .store_id = s_store_id,
+    .epoch = s_epoch,
+    .epoch_change = s_epoch_change,
+    .stats = s_stats,
+    .hold = s_hold,
+    .close = s_close,
 };
+
+/* ---- epochs: at open and at a clean close ------------------------------------------------ */
+
+/* meta[key] on the opening transaction's connection: its text into buf (or "" if absent). */
+static int meta_text(sqlite3 *db, const char *key, char *buf, size_t cap) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = ?1", -1, &st, NULL);
+  buf[0] = '\0';
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+      const unsigned char *v = sqlite3_column_text(st, 0);
+      snprintf(buf, cap, "%s", v != NULL ? (const char *)v : "");
+      rc = SQLITE_DONE;
+    }
+  }
+  int err = rc == SQLITE_DONE ? 0 : hd__sqlite_error(rc, db, key);
+  sqlite3_finalize(st);
+  return err;
+}
+
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A new epoch: recorded with its reason, the oldest forgotten past EPOCHS_KEPT with the floors
+ * only they needed. */
+static int new_epoch(sqlite3 *db, const char *reason) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db,
+                              "INSERT INTO epochs(no, id, reason, at_ms)"
+                              "  SELECT max(no) + 1, randomblob(16), ?1, ?2 FROM epochs",
+                              -1, &st, NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_text(st, 1, reason, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, wall_ms());
+    rc = sqlite3_step(st);
+  }
+  int err = rc == SQLITE_DONE ? 0 : hd__sqlite_error(rc, db, "new epoch");
+  sqlite3_finalize(st);
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "DELETE FROM epochs WHERE no <= (SELECT max(no) FROM epochs) - %d;"
+           "DELETE FROM floors WHERE epoch_no <= (SELECT min(no) FROM epochs);"
+           "DELETE FROM meta WHERE key = 'backup_ms'",
+           EPOCHS_KEPT);
+  return err != 0 ? err : hd__sqlite_exec(db, sql, "new epoch");
+}
+
+/* Inside the opening transaction. A copy made by a backup carries meta.backup_ms: its first open
+ * is a restore. meta.open is set while the store is open ('normal' or 'full') and removed by a
+ * clean close: found at open, the last run ended without one; under NORMAL its last commits may
+ * be gone. Either starts a new epoch. */
+static int kind_open_tx(hd__sqlite_store_t *sql, const hd__store_options_t *opts) {
+  sq_server_t *s = (sq_server_t *)sql;
+  sqlite3 *db = sql->wdb;
+  char backup_ms[32], was_open[16], reason[200];
+  int err = meta_text(db, "backup_ms", backup_ms, sizeof backup_ms);
+  if (err == 0) err = meta_text(db, "open", was_open, sizeof was_open);
+  if (err != 0) return err;
+  reason[0] = '\0';
+  if (backup_ms[0] != '\0') {
+    time_t t = (time_t)(strtoll(backup_ms, NULL, 10) / 1000);
+    struct tm tm;
+    char when[32] = "?";
+    if (gmtime_r(&t, &tm) != NULL) strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    snprintf(reason, sizeof reason, "restored from a backup taken %s", when);
+  } else if (strcmp(was_open, "normal") == 0) {
+    snprintf(reason, sizeof reason,
+             "the last run ended without a clean close under synchronous=NORMAL (its last "
+             "commits may be lost)");
+  }
+  s->epoch_note[0] = '\0';
+  if (reason[0] != '\0') {
+    err = new_epoch(db, reason);
+    if (err != 0) return err;
+    snprintf(s->epoch_note, sizeof s->epoch_note,
+             "the store starts a new epoch: %s; clients that saw events it no longer has are "
+             "told at their next connection and get the events numbered again",
+             reason);
+  }
+  err = hd__sqlite_exec(db,
+                        opts->sync_normal
+                            ? "INSERT OR REPLACE INTO meta(key, value) VALUES('open', 'normal')"
+                            : "INSERT OR REPLACE INTO meta(key, value) VALUES('open', 'full')",
+                        "clean-shutdown flag");
+  if (err != 0) return err;
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db, "SELECT no, id FROM epochs ORDER BY no DESC LIMIT 1", -1, &st,
+                              NULL);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 1) == HD_STORE_ID_BYTES) {
+    s->epoch_no = sqlite3_column_int64(st, 0);
+    memcpy(s->epoch_id, sqlite3_column_blob(st, 1), HD_STORE_ID_BYTES);
+  } else {
+    err = rc == SQLITE_ROW || rc == SQLITE_DONE ? hd__error(HD_ECORRUPT, "server store has no epoch")
+                                                : hd__sqlite_error(rc, db, "read epoch");
+  }
+  sqlite3_finalize(st);
+  return err;
+}
+
+/* A clean close: the next open knows nothing was lost. */
+static void kind_closing(hd__sqlite_store_t *sql) {
+  sqlite3_exec(sql->wdb, "DELETE FROM meta WHERE key = 'open'", NULL, NULL, NULL);
+}
 
 /* At open: the interface, and the store id and the pause, committed by the migration that
  * created the store. */
@@ -457,9 +708,17 @@ static const hd__sqlite_kind_t server_kind = {
     .name = "server", .size = sizeof(sq_server_t), .application_id = 0x48447376 /* "HDsv" */,
     .migrations = server_migrations, .n_migrations = (int)HD__ARRAY_SIZE(server_migrations),
     .write_sql = write_sql, .n_write = W_COUNT, .read_sql = read_sql, .n_read = R_COUNT,
-    .opened = kind_opened, .begin = kind_begin, .before_commit = kind_before_commit,
-    .rollback = kind_rollback, .release = kind_release,
+    .open_tx = kind_open_tx, .opened = kind_opened, .closing = kind_closing,
+    .begin = kind_begin, .before_commit = kind_before_commit, .rollback = kind_rollback,
+    .release = kind_release,
+    /* the first open of a copy marked so is a restore (kind_open_tx) */
+    .backup_mark_sql = "INSERT OR REPLACE INTO meta(key, value) VALUES('backup_ms',"
+                       "  CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))",
 };
+
+int hd__sqlite_server_store_backup_folder(const char *folder, const char *path) {
+  return hd__sqlite_backup_folder(&server_kind, folder, path);
+}
 
 int hd__sqlite_server_store_open(hd__server_store_t **out, const hd__store_options_t *opts) {
   hd__sqlite_store_t *sql;

@@ -513,7 +513,7 @@ static void migration_from_zero(void) {
   CHECK_OK(add(&f, 1, "after migration", r));
   CHECK(wait_results(&f, r, 1) == 0 && r->failed == 0 && r->values[0] == 1);
   CHECK_OK(fx_close(&f));
-  CHECK(user_version(f.fx.folder) == 1);
+  CHECK(user_version(f.fx.folder) == 2);
   CHECK_OK(fx_done(&f));
 }
 
@@ -711,6 +711,210 @@ static void interrupted_creation_opens(void) {
   CHECK_OK(fx_done(&f));
 }
 
+/* ---- epochs and backups (docs/STORAGE.md "Epochs", "Backups") ----------------------------- */
+
+/* Adds `n` events for `user` and waits for them; 0 or -1. */
+static int add_n(fx_t *f, int user, int n) {
+  int before = f->r->done;
+  for (int i = 0; i < n; i++) {
+    if (add(f, user, "event", f->r) != 0) return -1;
+  }
+  return wait_results(f, f->r, before + n) == 0 && f->r->failed == 0 ? 0 : -1;
+}
+
+static void on_backup(void *data, int status, uint64_t value) {
+  (void)value;
+  int *st = data;
+  *st = status == 0 ? 1 : status;
+}
+
+/* A backup of the open store into <dir>/<name>; 0 once it completed with success. */
+static int backup_to(fx_t *f, const char *name, char *path, size_t cap) {
+  snprintf(path, cap, "%s/%s", f->fx.dir, name);
+  int st = 0;
+  if (f->s->vt->backup(f->s, path, on_backup, &st) != 0) return -1;
+  if (store_run_until(&f->fx.loop, &st, 1, WAIT_MS) != 0 && st == 0) return -1;
+  if (st != 1) fprintf(stderr, "  backup: %d %s\n", st, hd_last_error_message());
+  return st == 1 ? 0 : -1;
+}
+
+/* Closes f's store and opens a fresh folder <dir>/<name> holding the file `backup` as its
+ * database (what docs/OPERATIONS.md says to do for a restore). */
+static int restore_from(fx_t *f, const char *backup, const char *name) {
+  if (fx_close(f) != 0) return -1;
+  snprintf(f->fx.folder, sizeof f->fx.folder, "%s/%s", f->fx.dir, name);
+  char db[300];
+  snprintf(db, sizeof db, "%s/hyperdown.db", f->fx.folder);
+  if (mkdir(f->fx.folder, 0700) != 0 || store_copy_path(backup, db) != 0) return -1;
+  return fx_open(f);
+}
+
+/* The floor the store gives a client of `user` that saw `high` in `epoch`; -1 if unknown. */
+static int64_t floor_for(fx_t *f, int user, const uint8_t epoch[16], uint64_t high) {
+  uint8_t pk[32];
+  user_key(pk, user);
+  uint64_t fl = 99999;
+  int known = -1;
+  if (f->s->vt->resume_floor(f->s, pk, epoch, high, &fl, &known) != 0) return -2;
+  return known ? (int64_t)fl : -1;
+}
+
+/* 1 if the epoch changed at this open for a reason mentioning `why` (NULL: it did not change). */
+static int changed_for(fx_t *f, const char *why) {
+  const char *note = f->s->vt->epoch_change(f->s);
+  return why == NULL ? note == NULL : note != NULL && strstr(note, why) != NULL;
+}
+
+/* 1 if the store, closed and opened again, is still in epoch `e`, unchanged. */
+static int reopen_keeps(fx_t *f, const uint8_t e[16]) {
+  uint8_t now[16];
+  if (fx_close(f) != 0 || fx_open(f) != 0) return 0;
+  f->s->vt->epoch(f->s, now);
+  return memcmp(now, e, 16) == 0 && changed_for(f, NULL);
+}
+
+/* The files of f's open store copied into <dir>/<name>, as a power loss would leave them. */
+static int crash_copy(fx_t *f, const char *name, char *out, size_t cap) {
+  snprintf(out, cap, "%s/%s", f->fx.dir, name);
+  return store_copy_file(f->fx.folder, out, "hyperdown.db") == 0 &&
+                 store_copy_file(f->fx.folder, out, "hyperdown.db-wal") == 0 &&
+                 store_copy_file(f->fx.folder, out, MARKER) == 0
+             ? 0
+             : -1;
+}
+
+/* A clean close and a reopen keep the epoch, whatever the synchronous level; so does an unclean
+ * end under FULL (nothing committed can be lost); an unclean end under NORMAL starts a new one. */
+static void epoch_changes_only_when_commits_may_be_lost(void) {
+  fx_t f;
+  uint8_t e1[16], e2[16];
+  char normal[sizeof f.fx.folder], full[sizeof f.fx.folder];
+  CHECK_OK(fx_begin(&f));
+  f.s->vt->epoch(f.s, e1);
+  CHECK(changed_for(&f, NULL));
+  f.fx.opts.sync_normal = 1;
+  CHECK(reopen_keeps(&f, e1));
+  CHECK_OK(add_n(&f, 1, 3));
+  CHECK(crash_copy(&f, "crashed-normal", normal, sizeof normal) == 0);
+  f.fx.opts.sync_normal = 0;
+  CHECK(reopen_keeps(&f, e1)); /* the original, closed cleanly */
+  CHECK_OK(add_n(&f, 1, 1));
+  CHECK(crash_copy(&f, "crashed-full", full, sizeof full) == 0);
+  CHECK_OK(fx_close(&f));
+  snprintf(f.fx.folder, sizeof f.fx.folder, "%s", full);
+  CHECK(reopen_keeps(&f, e1));
+  CHECK_OK(fx_close(&f));
+  snprintf(f.fx.folder, sizeof f.fx.folder, "%s", normal);
+  CHECK_OK(fx_open(&f));
+  f.s->vt->epoch(f.s, e2);
+  CHECK(memcmp(e1, e2, 16) != 0 && changed_for(&f, "synchronous=NORMAL"));
+  CHECK(floor_for(&f, 1, e1, 3) == 3); /* these files lost nothing: the floor is all of it */
+  CHECK(floor_for(&f, 1, e2, 3) == 3);
+  CHECK(reopen_keeps(&f, e2)); /* the next open, after a clean close, keeps the new epoch */
+  CHECK_OK(fx_done(&f));
+}
+
+/* A backup while the store works; the store restored from it has the same id, the events of
+ * the backup's moment, and a new epoch; a client that saw past the backup gets the backup's
+ * number as its floor, a user the backup did not know 0, an unknown epoch "unknown". */
+static void backup_restores_with_a_new_epoch(void) {
+  fx_t f;
+  uint8_t id1[16], id2[16], e1[16], e2[16], unknown[16], zero[16] = {0};
+  memset(unknown, 0x5a, sizeof unknown);
+  CHECK_OK(fx_begin(&f));
+  f.s->vt->store_id(f.s, id1);
+  f.s->vt->epoch(f.s, e1);
+  CHECK_OK(add_n(&f, 1, 3));
+  char path[300];
+  f.s->vt->hold(f.s, 1); /* writes pile up while it copies: it does not wait for them */
+  CHECK_OK(add(&f, 1, "not in the backup", f.r));
+  CHECK(backup_to(&f, "backup.db", path, sizeof path) == 0);
+  f.s->vt->hold(f.s, 0);
+  CHECK(wait_results(&f, f.r, 4) == 0);
+  CHECK_OK(add_n(&f, 1, 1));
+  CHECK_OK(add_n(&f, 2, 2)); /* user 2 is born after the backup */
+  char again[300];
+  snprintf(again, sizeof again, "%s/backup.db", f.fx.dir);
+  CHECK(f.s->vt->backup(f.s, again, on_backup, NULL) == HD_EINVAL); /* never over a file */
+  CHECK(restore_from(&f, path, "restored") == 0);
+  f.s->vt->store_id(f.s, id2);
+  f.s->vt->epoch(f.s, e2);
+  CHECK(memcmp(id1, id2, 16) == 0 && memcmp(e1, e2, 16) != 0);
+  CHECK(changed_for(&f, "restored from a backup"));
+  uint8_t pk[32];
+  user_key(pk, 1);
+  uint64_t n = 0;
+  CHECK_OK(f.s->vt->pending_count(f.s, pk, &n));
+  CHECK(n == 3);
+  CHECK(floor_for(&f, 1, e1, 5) == 3);   /* saw 5: only 1..3 are still what it saw */
+  CHECK(floor_for(&f, 1, e1, 2) == 2);   /* saw 2: nothing it saw was lost */
+  CHECK(floor_for(&f, 1, zero, 5) == 3); /* no epoch yet: the store's first */
+  CHECK(floor_for(&f, 1, e2, 5) == 5);   /* the current epoch */
+  CHECK(floor_for(&f, 2, e1, 2) == 0);   /* unknown to the backup: every number is new */
+  CHECK(floor_for(&f, 1, unknown, 5) == -1);
+  CHECK_OK(add_n(&f, 1, 2)); /* numbering goes on from the backup: 4 and 5 again */
+  CHECK(f.r->values[f.r->done - 1] == 5);
+  CHECK(floor_for(&f, 1, e1, 5) == 3);  /* after the user's first write: from its floor row */
+  CHECK(reopen_keeps(&f, e2));          /* the mark was for the first open only */
+  CHECK_OK(fx_done(&f));
+}
+
+/* Two restores: a client's floor is the lowest over every change after its epoch. */
+static void floors_over_two_restores(void) {
+  fx_t f;
+  uint8_t a[16], b[16], c[16];
+  char b1[300], b2[300];
+  CHECK_OK(fx_begin(&f));
+  f.s->vt->epoch(f.s, a);
+  CHECK_OK(add_n(&f, 1, 10));
+  CHECK(backup_to(&f, "b1.db", b1, sizeof b1) == 0);
+  CHECK_OK(add_n(&f, 1, 10)); /* 11..20, lost by the first restore */
+  CHECK(restore_from(&f, b1, "r1") == 0);
+  f.s->vt->epoch(f.s, b);
+  CHECK_OK(add_n(&f, 1, 5)); /* 11..15 of epoch b */
+  CHECK(backup_to(&f, "b2.db", b2, sizeof b2) == 0);
+  CHECK_OK(add_n(&f, 1, 3)); /* 16..18, lost by the second */
+  CHECK(restore_from(&f, b2, "r2") == 0);
+  f.s->vt->epoch(f.s, c);
+  CHECK(memcmp(a, b, 16) != 0 && memcmp(b, c, 16) != 0 && memcmp(a, c, 16) != 0);
+  CHECK(floor_for(&f, 1, a, 20) == 10);
+  CHECK(floor_for(&f, 1, b, 18) == 15);
+  CHECK(floor_for(&f, 1, b, 12) == 12);
+  CHECK(floor_for(&f, 1, c, 15) == 15);
+  CHECK_OK(add_n(&f, 1, 1));
+  CHECK(f.r->values[f.r->done - 1] == 16);
+  CHECK(floor_for(&f, 1, a, 20) == 10);
+  CHECK(floor_for(&f, 1, b, 18) == 15);
+  CHECK_OK(fx_done(&f));
+}
+
+/* A store no process has open is backed up from its folder; an open one is not (EBUSY), nor a
+ * folder without a store (ENOTFOUND). A close waits for a backup on the pool. */
+static void backup_folder_and_close(void) {
+  fx_t f;
+  CHECK_OK(fx_begin(&f));
+  CHECK_OK(add_n(&f, 1, 2));
+  char path[300];
+  snprintf(path, sizeof path, "%s/offline.db", f.fx.dir);
+  CHECK(hd__server_store_backup_folder(f.fx.folder, path) == HD_EBUSY);
+  int st = 0, closed = 0;
+  snprintf(path, sizeof path, "%s/at-close.db", f.fx.dir);
+  CHECK_OK(f.s->vt->backup(f.s, path, on_backup, &st));
+  CHECK_OK(f.s->vt->close(f.s, store_set_flag, &closed));
+  f.s = NULL;
+  CHECK(store_run_until(&f.fx.loop, &closed, 1, WAIT_MS) == 0);
+  CHECK(st == 1); /* the backup completed before the close did */
+  snprintf(path, sizeof path, "%s/offline.db", f.fx.dir);
+  CHECK_OK(hd__server_store_backup_folder(f.fx.folder, path));
+  CHECK(hd__server_store_backup_folder(f.fx.dir, path) == HD_ENOTFOUND);
+  CHECK(restore_from(&f, path, "from-offline") == 0);
+  CHECK(changed_for(&f, "restored"));
+  uint64_t total = 0;
+  CHECK_OK(f.s->vt->pending_total(f.s, &total));
+  CHECK(total == 2);
+  CHECK_OK(fx_done(&f));
+}
+
 #define TESTS(X)                                                                                  \
   X(open_creates_folder)                                                                          \
   X(sequence_never_reused)                                                                        \
@@ -730,5 +934,9 @@ static void interrupted_creation_opens(void) {
   X(lost_database_refused)                                                                        \
   X(garbage_database_refused)                                                                     \
   X(garbage_wal_refused)                                                                          \
-  X(interrupted_creation_opens)
+  X(interrupted_creation_opens)                                                                   \
+  X(epoch_changes_only_when_commits_may_be_lost)                                                  \
+  X(backup_restores_with_a_new_epoch)                                                             \
+  X(floors_over_two_restores)                                                                     \
+  X(backup_folder_and_close)
 HD_TEST_MAIN(TESTS)
