@@ -109,7 +109,8 @@ static int on_events(hd__client_events_t *ev, hd__conn_t *c, const uint8_t *body
                        (unsigned long long)e.seq, (unsigned long long)ev->last_seq);
     }
     ev->last_seq = e.seq;
-    ev->scratch_ev[i++] = (hd__store_event_t){e.seq, (int64_t)e.created_ms, e.data, e.len, NULL, 0};
+    ev->scratch_ev[i++] = (hd__store_event_t){
+        .seq = e.seq, .created_ms = (int64_t)e.created_ms, .payload = e.data, .payload_len = e.len};
   }
   rc = push_insert(ev, n);
   if (rc != 0) return rc;

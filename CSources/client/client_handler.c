@@ -152,7 +152,8 @@ void hd__client_handler_completed(hd__client_events_t *ev, hd_event_t *e) {
     ev->handled++;
     ev->backoff_ms = ev->retry_min_ms;
     /* the event stays alive until the commit: its data goes into CONSUMED then */
-    int rc = ev->store->vt->mark_consumed(ev->store, e->seq, e->data, e->data_len, on_marked, e);
+    hd__store_event_t which = {.seq = e->seq, .created_ms = e->created_ms};
+    int rc = ev->store->vt->mark_consumed(ev->store, &which, e->data, e->data_len, on_marked, e);
     if (rc != 0) {
       hd__log(ev->rt, HD_LOG_ERROR, "recording event %llu consumed failed: %s",
               (unsigned long long)e->seq, hd_last_error_message());

@@ -54,7 +54,19 @@ typedef struct hd__store_event {
   size_t payload_len;
   const uint8_t *data; /* client store, consumed events: the consumer's data (else NULL, 0) */
   size_t data_len;
+  uint32_t flags;      /* client store: HD__STORE_EV_* */
+  int64_t orphan;      /* client store, an orphan: its row (0: an event of the server's numbering) */
 } hd__store_event_t;
+
+/* The client store's event flags. */
+enum {
+  /* not held when it came again after an epoch change, at or below what the client may have
+   * handled before: handed out marked possibly repeated */
+  HD__STORE_EV_REPEATED = 1,
+  /* received before the server's store lost it (docs/STORAGE.md "Orphans"): handled, never
+   * reported */
+  HD__STORE_EV_ORPHAN = 2,
+};
 
 /* Called per event by the paging reads, in sequence order. Return 0 to go on, non-zero to stop. */
 typedef int (*hd__store_event_fn)(void *fn_data, const hd__store_event_t *ev);
@@ -143,10 +155,12 @@ typedef struct hd__client_store_vtable {
    * received from this server store) and raises the mark; value = how many were new. */
   int (*insert_received)(hd__client_store_t *s, const hd__store_event_t *evs, size_t n,
                          hd__store_cb cb, void *cb_data);
-  /* Records that the handler consumed `seq`, with its data for the server; value = 1 if the
-   * event was held and not yet consumed, else 0. */
-  int (*mark_consumed)(hd__client_store_t *s, uint64_t seq, const void *data, size_t len,
-                       hd__store_cb cb, void *cb_data);
+  /* Records that the handler consumed the event `which` (as a read handed it out: its seq,
+   * created_ms and orphan), with its data for the server; value = 1 if the event was held and
+   * not yet consumed (report it), 2 if it was an orphan, now forgotten (nothing to report: the
+   * event also became one if an epoch change moved it while it was out), else 0. */
+  int (*mark_consumed)(hd__client_store_t *s, const hd__store_event_t *which, const void *data,
+                       size_t len, hd__store_cb cb, void *cb_data);
   /* The server confirmed (DONE): forgets these consumed events; value = how many. */
   int (*forget)(hd__client_store_t *s, const uint64_t *seqs, size_t n, hd__store_cb cb,
                 void *cb_data);
@@ -155,17 +169,29 @@ typedef struct hd__client_store_vtable {
    * value = 1 then, else 0. */
   int (*set_server_store_id)(hd__client_store_t *s, const uint8_t id[HD_STORE_ID_BYTES],
                              hd__store_cb cb, void *cb_data);
+  /* The server's store changed epoch (its EPOCH message): held events above `floor` are not the
+   * store's any more: consumed ones are dropped, unhandled ones become orphans; the high-water
+   * mark becomes 0, `seen_upto` is kept for the inserts that follow and `epoch` is remembered.
+   * value = orphaned | dropped << 32. */
+  int (*rewind)(hd__client_store_t *s, uint64_t floor, uint64_t seen_upto,
+                const uint8_t epoch[HD_STORE_ID_BYTES], hd__store_cb cb, void *cb_data);
 
   /* Reads (loop thread). */
   int (*high_water)(hd__client_store_t *s, uint64_t *out);
   /* 0 and the id, or HD_ENOTFOUND if no server was seen yet. */
   int (*server_store_id)(hd__client_store_t *s, uint8_t out[HD_STORE_ID_BYTES]);
+  /* The epoch of the server's store that the high-water mark belongs to (all zeros: none). */
+  int (*server_epoch)(hd__client_store_t *s, uint8_t out[HD_STORE_ID_BYTES]);
   /* Received, not yet consumed events with seq > after_seq, in order, at most `limit`. */
   int (*list_unhandled)(hd__client_store_t *s, uint64_t after_seq, uint32_t limit,
                         hd__store_event_fn fn, void *fn_data);
+  /* Orphans with a row above `after`, oldest first, at most `limit` (flags ORPHAN, `orphan`). */
+  int (*list_orphans)(hd__client_store_t *s, int64_t after, uint32_t limit,
+                      hd__store_event_fn fn, void *fn_data);
   /* Consumed events the server has not confirmed, with their data, in order. */
   int (*list_consumed)(hd__client_store_t *s, uint64_t after_seq, uint32_t limit,
                        hd__store_event_fn fn, void *fn_data);
+  /* unhandled counts the orphans too */
   int (*counts)(hd__client_store_t *s, uint64_t *unhandled, uint64_t *consumed);
   void (*stats)(hd__client_store_t *s, hd__store_stats_t *out);
   void (*hold)(hd__client_store_t *s, int held);

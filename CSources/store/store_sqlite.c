@@ -305,16 +305,19 @@ int hd__sqlite_step_done(sqlite3_stmt *st, const char *what) {
 
 int hd__sqlite_read_events(sqlite3_stmt *st, hd__store_event_fn fn, void *fn_data,
                            const char *what) {
-  int with_data = sqlite3_column_count(st) > 3;
+  int columns = sqlite3_column_count(st);
   int count = 0, rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    hd__store_event_t ev = {(uint64_t)sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
-                            sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2),
-                            NULL, 0};
-    if (with_data) {
+    hd__store_event_t ev = {.seq = (uint64_t)sqlite3_column_int64(st, 0),
+                            .created_ms = sqlite3_column_int64(st, 1),
+                            .payload = sqlite3_column_blob(st, 2),
+                            .payload_len = (size_t)sqlite3_column_bytes(st, 2)};
+    if (columns > 3) {
       ev.data = sqlite3_column_blob(st, 3);
       ev.data_len = (size_t)sqlite3_column_bytes(st, 3);
     }
+    if (columns > 4) ev.flags = (uint32_t)sqlite3_column_int(st, 4);
+    if (columns > 5) ev.orphan = sqlite3_column_int64(st, 5);
     count++;
     if (fn(fn_data, &ev) != 0) {
       rc = SQLITE_DONE;

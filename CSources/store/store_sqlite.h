@@ -111,7 +111,8 @@ int hd__sqlite_error(int rc, sqlite3 *db, const char *what);
 /* Steps a statement expected to finish (INSERT/UPDATE/DELETE) and resets it. */
 int hd__sqlite_step_done(sqlite3_stmt *st, const char *what);
 
-/* Steps a bound read whose rows are (seq, created_ms, payload[, data]), handing each row to fn
+/* Steps a bound read whose rows are (seq, created_ms, payload[, data[, flags[, orphan]]]),
+ * handing each row to fn
  * as an event, until the rows end or fn returns non-zero; then resets it (an open read would
  * pin the WAL). Returns how many rows fn got, or an HD_E* code naming `what`. */
 int hd__sqlite_read_events(sqlite3_stmt *st, hd__store_event_fn fn, void *fn_data,

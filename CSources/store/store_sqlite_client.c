@@ -19,27 +19,45 @@ static const char *const client_migrations[] = {
     "  payload BLOB NOT NULL, state INTEGER NOT NULL DEFAULT 0, data BLOB);"
     "CREATE INDEX events_consumed ON events(seq) WHERE state = 1;"
     "INSERT INTO meta(key, value) VALUES('high_water', 0);",
+    /* version 2: epochs (docs/STORAGE.md "The client's side of epochs"): the flag of an event that
+     * came again after an epoch change and may have been handled before, and the events the
+     * server's store lost that this client still had to handle */
+    "ALTER TABLE events ADD COLUMN repeated INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE orphans(id INTEGER PRIMARY KEY, seq INTEGER NOT NULL,"
+    "  created_ms INTEGER NOT NULL, payload BLOB NOT NULL);",
 };
 
-enum { W_INSERT, W_CONSUME, W_FORGET, W_META_GET, W_META_SET, W_CLEAR, W_COUNT };
+enum {
+  W_INSERT, W_CONSUME, W_FORGET, W_META_GET, W_META_SET, W_ORPHAN_DEL, W_ORPHAN_END, W_COUNT
+};
 static const char *const write_sql[W_COUNT] = {
-    "INSERT OR IGNORE INTO events(seq, created_ms, payload) VALUES(?1, ?2, ?3)",
-    "UPDATE events SET state = 1, data = ?2 WHERE seq = ?1 AND state = 0",
+    "INSERT OR IGNORE INTO events(seq, created_ms, payload, repeated) VALUES(?1, ?2, ?3, ?4)",
+    "UPDATE events SET state = 1, data = ?2 WHERE seq = ?1 AND created_ms = ?3 AND state = 0",
     "DELETE FROM events WHERE seq = ?1 AND state = 1",
     "SELECT value FROM meta WHERE key = ?1",
     "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
-    "DELETE FROM events",
+    /* an orphan handled: by its row, or (it became one while out) by its seq and time */
+    "DELETE FROM orphans WHERE id = ?1 OR (?1 = 0 AND seq = ?2 AND created_ms = ?3)",
+    "DELETE FROM meta WHERE key IN ('server_epoch', 'seen_upto')",
 };
 
-enum { R_META, R_UNHANDLED, R_CONSUMED, R_COUNTS, R_COUNT };
+enum { R_META, R_UNHANDLED, R_CONSUMED, R_COUNTS, R_ORPHANS, R_COUNT };
 static const char *const read_sql[R_COUNT] = {
     "SELECT value FROM meta WHERE key = ?1",
-    "SELECT seq, created_ms, payload FROM events WHERE state = 0 AND seq > ?1"
+    "SELECT seq, created_ms, payload, NULL, repeated FROM events WHERE state = 0 AND seq > ?1"
     "  ORDER BY seq LIMIT ?2",
     "SELECT seq, created_ms, payload, data FROM events WHERE state = 1 AND seq > ?1"
     "  ORDER BY seq LIMIT ?2",
-    "SELECT coalesce(sum(state = 0), 0), coalesce(sum(state = 1), 0) FROM events",
+    "SELECT coalesce(sum(state = 0), 0) + (SELECT count(*) FROM orphans),"
+    "  coalesce(sum(state = 1), 0) FROM events",
+    "SELECT seq, created_ms, payload, NULL, 2, id FROM orphans WHERE id > ?1 ORDER BY id"
+    "  LIMIT ?2",
 };
+
+/* The rewind's statements, prepared when it runs (once per epoch change). */
+static const char rewind_sql[] =
+    "INSERT INTO orphans(seq, created_ms, payload)"
+    "  SELECT seq, created_ms, payload FROM events WHERE seq > ?1 AND state = 0 ORDER BY seq";
 
 _Static_assert(W_COUNT <= HD__SQLITE_MAX_STATEMENTS && R_COUNT <= HD__SQLITE_MAX_STATEMENTS,
                "client store: too many statements");
@@ -49,9 +67,12 @@ typedef struct sq_client {
   hd__client_store_t iface;
   int sync_full;   /* synchronous=FULL was asked for */
   int synced_full; /* writer (pool thread): the level the write connection is at now */
-  /* writer (pool thread): the mark as committed and as the current batch leaves it */
+  /* writer (pool thread): the mark as committed and as the current batch leaves it; the same
+   * for seen_upto (events at or below it not held are marked repeated when they come) */
   int64_t hw_committed;
   int64_t hw;
+  int64_t seen_committed;
+  int64_t seen;
 } sq_client_t;
 
 typedef struct insert_op {
@@ -63,9 +84,17 @@ typedef struct insert_op {
 typedef struct consume_op {
   hd__wop_t base;
   uint64_t seq;
+  int64_t created_ms;
+  int64_t orphan;
   size_t len;
   uint8_t data[];
 } consume_op_t;
+
+typedef struct rewind_op {
+  hd__wop_t base;
+  uint64_t floor, seen_upto;
+  uint8_t epoch[HD_STORE_ID_BYTES];
+} rewind_op_t;
 
 typedef struct forget_op {
   hd__wop_t base;
@@ -97,6 +126,7 @@ static int run_insert(void *ctx, hd__wop_t *base) {
     sqlite3_bind_int64(st, 1, (int64_t)ev->seq);
     sqlite3_bind_int64(st, 2, ev->created_ms);
     sqlite3_bind_blob(st, 3, ev->payload, (int)ev->payload_len, SQLITE_STATIC);
+    sqlite3_bind_int(st, 4, (int64_t)ev->seq <= s->seen);
     int err = hd__sqlite_step_done(st, "store received event");
     if (err != 0) return err;
     base->value += (uint64_t)sqlite3_changes(s->sql.wdb);
@@ -106,18 +136,73 @@ static int run_insert(void *ctx, hd__wop_t *base) {
   return 0;
 }
 
+/* The event as it was handed out: by seq and creation time, so that another event that got its
+ * number after an epoch change is never taken for it; an orphan (or an event that became one
+ * while it was out) is forgotten, with nothing to report. */
 static int run_consume(void *ctx, hd__wop_t *base) {
   sq_client_t *s = ctx;
   consume_op_t *op = (consume_op_t *)base;
-  sqlite3_stmt *st = s->sql.w[W_CONSUME];
   base->value = 0;
   if (op->seq > INT64_MAX) return 0;
-  sqlite3_bind_int64(st, 1, (int64_t)op->seq);
-  sqlite3_bind_blob(st, 2, op->data, (int)op->len, SQLITE_STATIC);
-  int err = hd__sqlite_step_done(st, "mark consumed");
-  sqlite3_clear_bindings(st);
-  if (err == 0) base->value = (uint64_t)sqlite3_changes(s->sql.wdb);
+  int err = 0;
+  if (op->orphan == 0) {
+    sqlite3_stmt *st = s->sql.w[W_CONSUME];
+    sqlite3_bind_int64(st, 1, (int64_t)op->seq);
+    sqlite3_bind_blob(st, 2, op->data, (int)op->len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, op->created_ms);
+    err = hd__sqlite_step_done(st, "mark consumed");
+    sqlite3_clear_bindings(st);
+    if (err != 0 || sqlite3_changes(s->sql.wdb) != 0) {
+      base->value = err == 0;
+      return err;
+    }
+  }
+  sqlite3_stmt *st = s->sql.w[W_ORPHAN_DEL];
+  sqlite3_bind_int64(st, 1, op->orphan);
+  sqlite3_bind_int64(st, 2, (int64_t)op->seq);
+  sqlite3_bind_int64(st, 3, op->created_ms);
+  err = hd__sqlite_step_done(st, "forget orphan");
+  if (err == 0 && sqlite3_changes(s->sql.wdb) != 0) base->value = 2;
   return err;
+}
+
+static int set_meta_int(sq_client_t *s, const char *key, int64_t v) {
+  sqlite3_stmt *st = s->sql.w[W_META_SET];
+  sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, v);
+  return hd__sqlite_step_done(st, key);
+}
+
+static int set_meta_blob(sq_client_t *s, const char *key, const void *v, int len);
+
+/* One statement run once with `floor` bound: how many rows it changed, or an HD_E* code. */
+static int64_t run_once(sq_client_t *s, const char *sql, uint64_t floor) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(s->sql.wdb, sql, -1, &st, NULL);
+  if (rc != SQLITE_OK) return hd__sqlite_error(rc, s->sql.wdb, "rewind");
+  sqlite3_bind_int64(st, 1, floor > INT64_MAX ? INT64_MAX : (int64_t)floor);
+  int err = hd__sqlite_step_done(st, "rewind");
+  int64_t changed = sqlite3_changes(s->sql.wdb);
+  sqlite3_finalize(st);
+  return err != 0 ? err : changed;
+}
+
+static int run_rewind(void *ctx, hd__wop_t *base) {
+  sq_client_t *s = ctx;
+  rewind_op_t *op = (rewind_op_t *)base;
+  int64_t orphaned = run_once(s, rewind_sql, op->floor);
+  int64_t dropped = orphaned < 0 ? orphaned
+                                 : run_once(s, "DELETE FROM events WHERE seq > ?1 AND state = 1",
+                                            op->floor);
+  int64_t gone = dropped < 0 ? dropped : run_once(s, "DELETE FROM events WHERE seq > ?1", op->floor);
+  if (gone < 0) return (int)gone;
+  int err = set_meta_blob(s, "server_epoch", op->epoch, HD_STORE_ID_BYTES);
+  if (err == 0) err = set_meta_int(s, "seen_upto", (int64_t)op->seen_upto);
+  if (err != 0) return err;
+  s->hw = 0;
+  s->seen = op->seen_upto > INT64_MAX ? INT64_MAX : (int64_t)op->seen_upto;
+  base->value = (uint64_t)orphaned | (uint64_t)dropped << 32;
+  return 0;
 }
 
 static int run_forget(void *ctx, hd__wop_t *base) {
@@ -162,10 +247,14 @@ static int run_store_id(void *ctx, hd__wop_t *base) {
   if (err != 0 || same) return err;
   if (known) {
     /* Another server store: its sequence numbers start again at 1, so what we hold (numbered by
-     * the old store) can neither be confirmed by it nor kept without colliding. */
-    err = hd__sqlite_step_done(s->sql.w[W_CLEAR], "drop events of the old server store");
+     * the old store) can neither be confirmed by it nor kept without colliding; its epochs are
+     * not the new store's either. */
+    err = hd__sqlite_exec(s->sql.wdb, "DELETE FROM events; DELETE FROM orphans",
+                          "drop events of the old server store");
+    if (err == 0) err = hd__sqlite_step_done(s->sql.w[W_ORPHAN_END], "forget the old epoch");
     if (err != 0) return err;
     s->hw = 0;
+    s->seen = 0;
     base->value = 1;
   }
   return set_meta_blob(s, "server_store_id", op->id, HD_STORE_ID_BYTES);
@@ -202,11 +291,13 @@ static int kind_before_commit(hd__sqlite_store_t *sql) {
 static void kind_rollback(hd__sqlite_store_t *sql) {
   sq_client_t *s = (sq_client_t *)sql;
   s->hw = s->hw_committed;
+  s->seen = s->seen_committed;
 }
 
 static void kind_after_commit(hd__sqlite_store_t *sql) {
   sq_client_t *s = (sq_client_t *)sql;
   s->hw_committed = s->hw;
+  s->seen_committed = s->seen;
 }
 
 /* ---- loop thread -------------------------------------------------------------------------- */
@@ -216,6 +307,7 @@ static const hd__wop_type_t insert_type = {run_insert, hd__wop_done, 1};
 static const hd__wop_type_t consume_type = {run_consume, hd__wop_done, 0};
 static const hd__wop_type_t forget_type = {run_forget, hd__wop_done, 1};
 static const hd__wop_type_t store_id_type = {run_store_id, hd__wop_done, 0};
+static const hd__wop_type_t rewind_type = {run_rewind, hd__wop_done, 0};
 
 static int c_insert_received(hd__client_store_t *base, const hd__store_event_t *evs, size_t n,
                              hd__store_cb cb, void *cb_data) {
@@ -247,14 +339,16 @@ static int c_insert_received(hd__client_store_t *base, const hd__store_event_t *
   return hd__writer_submit(&from_iface(base)->sql.writer, &op->base, &insert_type, cb, cb_data);
 }
 
-static int c_mark_consumed(hd__client_store_t *base, uint64_t seq, const void *data, size_t len,
-                           hd__store_cb cb, void *cb_data) {
-  if ((data == NULL && len != 0) || len > (size_t)INT32_MAX) {
-    return hd__error(HD_EINVAL, "mark consumed: bad data");
+static int c_mark_consumed(hd__client_store_t *base, const hd__store_event_t *which,
+                           const void *data, size_t len, hd__store_cb cb, void *cb_data) {
+  if (which == NULL || (data == NULL && len != 0) || len > (size_t)INT32_MAX) {
+    return hd__error(HD_EINVAL, "mark consumed: no event or bad data");
   }
   consume_op_t *op = malloc(sizeof *op + len);
   if (op == NULL) return hd__error(HD_ENOMEM, "mark consumed");
-  op->seq = seq;
+  op->seq = which->seq;
+  op->created_ms = which->created_ms;
+  op->orphan = which->orphan;
   op->len = len;
   if (len != 0) memcpy(op->data, data, len);
   return hd__writer_submit(&from_iface(base)->sql.writer, &op->base, &consume_type, cb, cb_data);
@@ -279,6 +373,17 @@ static int c_set_server_store_id(hd__client_store_t *base, const uint8_t id[HD_S
   if (op == NULL) return hd__error(HD_ENOMEM, "set store id");
   memcpy(op->id, id, HD_STORE_ID_BYTES);
   return hd__writer_submit(&from_iface(base)->sql.writer, &op->base, &store_id_type, cb, cb_data);
+}
+
+static int c_rewind(hd__client_store_t *base, uint64_t floor, uint64_t seen_upto,
+                    const uint8_t epoch[HD_STORE_ID_BYTES], hd__store_cb cb, void *cb_data) {
+  if (epoch == NULL) return hd__error(HD_EINVAL, "rewind: no epoch");
+  rewind_op_t *op = malloc(sizeof *op);
+  if (op == NULL) return hd__error(HD_ENOMEM, "rewind");
+  op->floor = floor;
+  op->seen_upto = seen_upto;
+  memcpy(op->epoch, epoch, HD_STORE_ID_BYTES);
+  return hd__writer_submit(&from_iface(base)->sql.writer, &op->base, &rewind_type, cb, cb_data);
 }
 
 /* Reads meta[key] on the read connection: an integer into *num, or (num NULL) a blob of exactly
@@ -323,6 +428,13 @@ static int c_server_store_id(hd__client_store_t *base, uint8_t out[HD_STORE_ID_B
   return err;
 }
 
+static int c_server_epoch(hd__client_store_t *base, uint8_t out[HD_STORE_ID_BYTES]) {
+  int found;
+  int err = read_meta(from_iface(base), "server_epoch", NULL, out, HD_STORE_ID_BYTES, &found);
+  if (err == 0 && !found) memset(out, 0, HD_STORE_ID_BYTES);
+  return err;
+}
+
 static int list(hd__client_store_t *base, int which, uint64_t after_seq, uint32_t limit,
                 hd__store_event_fn fn, void *fn_data) {
   sq_client_t *s = from_iface(base);
@@ -342,6 +454,11 @@ static int c_list_unhandled(hd__client_store_t *base, uint64_t after_seq, uint32
 static int c_list_consumed(hd__client_store_t *base, uint64_t after_seq, uint32_t limit,
                            hd__store_event_fn fn, void *fn_data) {
   return list(base, R_CONSUMED, after_seq, limit, fn, fn_data);
+}
+
+static int c_list_orphans(hd__client_store_t *base, int64_t after, uint32_t limit,
+                          hd__store_event_fn fn, void *fn_data) {
+  return list(base, R_ORPHANS, after < 0 ? 0 : (uint64_t)after, limit, fn, fn_data);
 }
 
 static int c_counts(hd__client_store_t *base, uint64_t *unhandled, uint64_t *consumed) {
@@ -372,9 +489,22 @@ static int c_close(hd__client_store_t *base, hd_close_cb cb, void *cb_data) {
 }
 
 static const hd__client_store_vtable_t sqlite_client_vtable = {
-    "sqlite",         c_insert_received, c_mark_consumed, c_forget,    c_set_server_store_id,
-    c_high_water,     c_server_store_id, c_list_unhandled, c_list_consumed, c_counts,
-    c_stats,          c_hold,            c_close,
+    .backend_name = "sqlite",
+    .insert_received = c_insert_received,
+    .mark_consumed = c_mark_consumed,
+    .forget = c_forget,
+    .set_server_store_id = c_set_server_store_id,
+    .rewind = c_rewind,
+    .high_water = c_high_water,
+    .server_store_id = c_server_store_id,
+    .server_epoch = c_server_epoch,
+    .list_unhandled = c_list_unhandled,
+    .list_orphans = c_list_orphans,
+    .list_consumed = c_list_consumed,
+    .counts = c_counts,
+    .stats = c_stats,
+    .hold = c_hold,
+    .close = c_close,
 };
 
 /* At open: the interface, the synchronous level asked for and the high-water mark as
@@ -385,8 +515,12 @@ static int kind_opened(hd__sqlite_store_t *sql, const hd__store_options_t *opts)
   s->iface.loop = opts->loop;
   s->sync_full = s->synced_full = !opts->sync_normal;
   uint64_t hw = 0;
+  int64_t seen = 0;
+  int found;
   int err = c_high_water(&s->iface, &hw);
+  if (err == 0) err = read_meta(s, "seen_upto", &seen, NULL, 0, &found);
   s->hw = s->hw_committed = (int64_t)hw;
+  s->seen = s->seen_committed = seen;
   return err;
 }
 

@@ -392,8 +392,9 @@ static int s_read_events(hd__server_store_t *base, const uint8_t user[32], const
     sqlite3_bind_int64(st, 2, (int64_t)seqs[i]);
     int rc = sqlite3_step(st), stop = 0;
     if (rc == SQLITE_ROW) {
-      hd__store_event_t ev = {seqs[i], sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 1),
-                              (size_t)sqlite3_column_bytes(st, 1), NULL, 0};
+      hd__store_event_t ev = {.seq = seqs[i], .created_ms = sqlite3_column_int64(st, 0),
+                              .payload = sqlite3_column_blob(st, 1),
+                              .payload_len = (size_t)sqlite3_column_bytes(st, 1)};
       count++;
       stop = fn(fn_data, &ev);
     } else if (rc != SQLITE_DONE) {

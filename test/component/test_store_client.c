@@ -76,24 +76,41 @@ static uint64_t high_water(fx_t *f) {
   return f->s->vt->high_water(f->s, &hw) == 0 ? hw : UINT64_MAX;
 }
 
-/* Inserts events first..last (payload "e<seq>") as one received batch; returns how many new. */
-static uint64_t receive(fx_t *f, uint64_t first, uint64_t last) {
+/* Queues the consumption of event `seq` as receive() stored it, with `data`. */
+static int consume(fx_t *f, uint64_t seq, const char *data, size_t len) {
+  hd__store_event_t which = {.seq = seq, .created_ms = 1700000000000 + (int64_t)seq};
+  return f->s->vt->mark_consumed(f->s, &which, data, len, on_result, f);
+}
+
+/* The creation time receive() gives event `seq` of generation `gen` (0 before any epoch change:
+ * the time on_event checks; 1, 2...: events that got the number again afterwards). */
+static int64_t created(uint64_t seq, int gen) { return 1700000000000 + (int64_t)seq + gen * 1000000; }
+
+/* Inserts events first..last (payload "e<seq>", created at created(seq, gen)) as one received
+ * batch; returns how many new. */
+static uint64_t receive_gen(fx_t *f, uint64_t first, uint64_t last, int gen) {
   hd__store_event_t evs[128];
   char text[128][16];
   size_t n = 0;
   for (uint64_t seq = first; seq <= last && n < 128; seq++, n++) {
     snprintf(text[n], sizeof text[n], "e%llu", (unsigned long long)seq);
-    evs[n] = (hd__store_event_t){seq, 1700000000000 + (int64_t)seq, (const uint8_t *)text[n],
-                                 strlen(text[n]), NULL, 0};
+    evs[n] = (hd__store_event_t){.seq = seq, .created_ms = created(seq, gen),
+                                 .payload = (const uint8_t *)text[n], .payload_len = strlen(text[n])};
   }
   if (f->s->vt->insert_received(f->s, evs, n, on_result, f) != 0) return UINT64_MAX;
   return next_value(f);
+}
+
+static uint64_t receive(fx_t *f, uint64_t first, uint64_t last) {
+  return receive_gen(f, first, last, 0);
 }
 
 typedef struct listing {
   int count, bad;
   uint64_t seqs[1100];
   char data[64][16];
+  uint32_t flags[64];
+  int64_t orphan[64];
 } listing_t;
 
 static int on_event(void *p, const hd__store_event_t *ev) {
@@ -101,8 +118,10 @@ static int on_event(void *p, const hd__store_event_t *ev) {
   char want[32];
   snprintf(want, sizeof want, "e%llu", (unsigned long long)ev->seq);
   if (ev->payload_len != strlen(want) || memcmp(ev->payload, want, ev->payload_len) != 0) l->bad++;
-  if (ev->created_ms != 1700000000000 + (int64_t)ev->seq) l->bad++;
+  if ((ev->created_ms - created(ev->seq, 0)) % 1000000 != 0) l->bad++;
   if (l->count < 64) {
+    l->flags[l->count] = ev->flags;
+    l->orphan[l->count] = ev->orphan;
     size_t n = ev->data_len < 15 ? ev->data_len : 15;
     if (n) memcpy(l->data[l->count], ev->data, n);
     l->data[l->count][n] = '\0';
@@ -133,13 +152,13 @@ static void consume_and_forget(void) {
   fx_t f;
   CHECK_OK(fx_begin(&f));
   CHECK(receive(&f, 1, 4) == 4);
-  CHECK_OK(f.s->vt->mark_consumed(f.s, 2, "ok2", 3, on_result, &f));
+  CHECK_OK(consume(&f, 2, "ok2", 3));
   CHECK(next_value(&f) == 1);
-  CHECK_OK(f.s->vt->mark_consumed(f.s, 2, "again", 5, on_result, &f));
+  CHECK_OK(consume(&f, 2, "again", 5));
   CHECK(next_value(&f) == 0); /* consumed once; the first data stays */
-  CHECK_OK(f.s->vt->mark_consumed(f.s, 1, NULL, 0, on_result, &f));
+  CHECK_OK(consume(&f, 1, NULL, 0));
   CHECK(next_value(&f) == 1);
-  CHECK_OK(f.s->vt->mark_consumed(f.s, 42, "x", 1, on_result, &f));
+  CHECK_OK(consume(&f, 42, "x", 1));
   CHECK(next_value(&f) == 0); /* not held */
 
   listing_t c = {0};
@@ -170,7 +189,7 @@ static void unhandled_paging(void) {
   }
   /* consume every tenth: the unhandled pages skip them, the consumed listing has them */
   for (uint64_t seq = 10; seq <= 1000; seq += 10) {
-    CHECK_OK(f.s->vt->mark_consumed(f.s, seq, "d", 1, on_result, &f));
+    CHECK_OK(consume(&f, seq, "d", 1));
   }
   CHECK(run_until(&f, &f.done, 10 + 100) == 0 && f.failed == 0);
   uint64_t after = 0;
@@ -205,7 +224,7 @@ static void store_id_change(void) {
   CHECK_OK(f.s->vt->server_store_id(f.s, got));
   CHECK(memcmp(got, a, sizeof a) == 0);
   CHECK(receive(&f, 1, 8) == 8);
-  CHECK_OK(f.s->vt->mark_consumed(f.s, 1, "d", 1, on_result, &f));
+  CHECK_OK(consume(&f, 1, "d", 1));
   CHECK(next_value(&f) == 1);
   CHECK_OK(f.s->vt->set_server_store_id(f.s, a, on_result, &f));
   CHECK(next_value(&f) == 0); /* same store: nothing changes */
@@ -230,10 +249,10 @@ static void reopen_keeps_everything(void) {
   CHECK_OK(f.s->vt->set_server_store_id(f.s, a, on_result, &f));
   CHECK(next_value(&f) == 0);
   CHECK(receive(&f, 1, 6) == 6);
-  CHECK_OK(f.s->vt->mark_consumed(f.s, 1, "data1", 5, on_result, &f));
+  CHECK_OK(consume(&f, 1, "data1", 5));
   CHECK(next_value(&f) == 1);
   uint64_t one = 1;
-  CHECK_OK(f.s->vt->mark_consumed(f.s, 2, "data2", 5, on_result, &f));
+  CHECK_OK(consume(&f, 2, "data2", 5));
   CHECK_OK(f.s->vt->forget(f.s, &one, 1, on_result, &f));
   CHECK(run_until(&f, &f.done, f.done + 2) == 0 && f.failed == 0);
   CHECK_OK(fx_close(&f));
@@ -258,7 +277,7 @@ static void group_commit(void) {
   CHECK(receive(&f, 1, 100) == 100);
   f.s->vt->hold(f.s, 1);
   for (uint64_t seq = 1; seq <= 100; seq++) {
-    CHECK_OK(f.s->vt->mark_consumed(f.s, seq, "d", 1, on_result, &f));
+    CHECK_OK(consume(&f, seq, "d", 1));
   }
   f.s->vt->hold(f.s, 0);
   CHECK(run_until(&f, &f.done, 101) == 0 && f.failed == 0);
@@ -301,6 +320,120 @@ static void busy_and_versions(void) {
   CHECK_OK(fx_done(&f));
 }
 
+/* ---- epochs (docs/STORAGE.md "The client's side of epochs") ------------------------------- */
+
+/* 1 if a listing holds exactly the seqs of `want` (0-terminated), with `flags` each. */
+static int listed(const listing_t *l, const uint64_t *want, uint32_t flags) {
+  int n = 0;
+  for (; want[n] != 0; n++) {
+    if (n >= l->count || l->seqs[n] != want[n] || l->flags[n] != flags) return 0;
+  }
+  return n == l->count && l->bad == 0;
+}
+
+/* Queues the consumption of `seq` as a read of generation `gen` handed it out (orphan: its row). */
+static uint64_t consume_as(fx_t *f, uint64_t seq, int gen, int64_t orphan) {
+  hd__store_event_t which = {.seq = seq, .created_ms = created(seq, gen), .orphan = orphan};
+  if (f->s->vt->mark_consumed(f->s, &which, "d", 1, on_result, f) != 0) return UINT64_MAX;
+  return next_value(f);
+}
+
+/* The server's store lost what it had given above 6: held events at or below 6 stay; consumed
+ * ones above are dropped (never reported), unhandled ones become orphans (handed out, never
+ * reported); the mark starts again at 0; what comes again at or below seen_upto that is not
+ * held is marked repeated; what the handler had out when its event became an orphan is
+ * completed as the orphan, never as the new event that got its number. */
+static void rewind_keeps_the_floor(void) {
+  fx_t f;
+  CHECK_OK(fx_begin(&f));
+  uint8_t e[HD_STORE_ID_BYTES], got[HD_STORE_ID_BYTES], zero[HD_STORE_ID_BYTES] = {0};
+  memset(e, 0xE1, sizeof e);
+  CHECK_OK(f.s->vt->server_epoch(f.s, got));
+  CHECK(memcmp(got, zero, sizeof got) == 0);
+  CHECK(receive(&f, 1, 10) == 10);
+  uint64_t two = 2;
+  CHECK(consume_as(&f, 2, 0, 0) == 1);
+  CHECK_OK(f.s->vt->forget(f.s, &two, 1, on_result, &f)); /* 2: handled, confirmed, forgotten */
+  CHECK(next_value(&f) == 1);
+  CHECK(consume_as(&f, 3, 0, 0) == 1);
+  CHECK(consume_as(&f, 8, 0, 0) == 1);
+  CHECK_OK(f.s->vt->rewind(f.s, 6, 6, e, on_result, &f));
+  CHECK(next_value(&f) == (3 | (uint64_t)1 << 32)); /* 7, 9, 10 orphaned; 8 dropped */
+  CHECK(high_water(&f) == 0);
+  CHECK_OK(f.s->vt->server_epoch(f.s, got));
+  CHECK(memcmp(got, e, sizeof got) == 0);
+  CHECK(counts_are(&f, 4 + 3, 1));
+  listing_t u = {0}, o = {0}, c = {0};
+  CHECK(f.s->vt->list_unhandled(f.s, 0, 100, on_event, &u) == 4);
+  CHECK(listed(&u, (const uint64_t[]){1, 4, 5, 6, 0}, 0));
+  CHECK(f.s->vt->list_orphans(f.s, 0, 100, on_event, &o) == 3);
+  CHECK(listed(&o, (const uint64_t[]){7, 9, 10, 0}, HD__STORE_EV_ORPHAN));
+  CHECK(o.orphan[0] > 0 && o.orphan[1] > o.orphan[0] && o.orphan[2] > o.orphan[1]);
+  CHECK(f.s->vt->list_consumed(f.s, 0, 100, on_event, &c) == 1 && c.seqs[0] == 3);
+
+  /* the server sends every pending event again, then new ones under the numbers above 6 */
+  CHECK(receive(&f, 1, 6) == 1); /* only 2 is not held: brought back by the loss */
+  CHECK(receive_gen(&f, 7, 12, 1) == 6);
+  CHECK(high_water(&f) == 12);
+  listing_t u2 = {0};
+  CHECK(f.s->vt->list_unhandled(f.s, 0, 100, on_event, &u2) == 11);
+  CHECK(u2.seqs[1] == 2 && u2.flags[1] == HD__STORE_EV_REPEATED);
+  CHECK(u2.flags[0] == 0 && u2.flags[2] == 0 && u2.seqs[5] == 7 && u2.flags[5] == 0);
+
+  CHECK(consume_as(&f, 9, 0, o.orphan[1]) == 2);   /* an orphan: forgotten, nothing to report */
+  CHECK(consume_as(&f, 10, 0, 0) == 2); /* it was out when it became one: still the orphan */
+  CHECK(consume_as(&f, 9, 0, 0) == 0);  /* ... and the new 9 is not taken for it */
+  CHECK(consume_as(&f, 9, 1, 0) == 1);  /* the new 9 itself */
+  listing_t o2 = {0};
+  CHECK(f.s->vt->list_orphans(f.s, 0, 100, on_event, &o2) == 1 && o2.seqs[0] == 7);
+  CHECK(counts_are(&f, 10 + 1, 2));
+
+  /* kept across a reopen: seen_upto, the epoch, the orphans */
+  CHECK_OK(fx_close(&f));
+  CHECK_OK(fx_open(&f));
+  CHECK_OK(f.s->vt->server_epoch(f.s, got));
+  CHECK(memcmp(got, e, sizeof got) == 0);
+  CHECK(counts_are(&f, 11, 2));
+
+  /* another server store forgets the epoch and the orphans with everything else */
+  uint8_t a[HD_STORE_ID_BYTES], b[HD_STORE_ID_BYTES];
+  memset(a, 0xAA, sizeof a);
+  memset(b, 0xBB, sizeof b);
+  CHECK_OK(f.s->vt->set_server_store_id(f.s, a, on_result, &f));
+  CHECK(next_value(&f) == 0);
+  CHECK_OK(f.s->vt->set_server_store_id(f.s, b, on_result, &f));
+  CHECK(next_value(&f) == 1);
+  CHECK(counts_are(&f, 0, 0));
+  CHECK_OK(f.s->vt->server_epoch(f.s, got));
+  CHECK(memcmp(got, zero, sizeof got) == 0);
+  CHECK(receive(&f, 1, 2) == 2);
+  listing_t u3 = {0};
+  CHECK(f.s->vt->list_unhandled(f.s, 0, 100, on_event, &u3) == 2);
+  CHECK(listed(&u3, (const uint64_t[]){1, 2, 0}, 0)); /* nothing is marked for the new store */
+  CHECK_OK(fx_done(&f));
+}
+
+/* An epoch the store could not place (floor 0, seen_upto = the mark): nothing held is vouched
+ * for, and what comes again is marked possibly repeated up to the old mark. */
+static void rewind_from_nothing(void) {
+  fx_t f;
+  CHECK_OK(fx_begin(&f));
+  uint8_t e[HD_STORE_ID_BYTES];
+  memset(e, 0xE2, sizeof e);
+  CHECK(receive(&f, 1, 5) == 5);
+  CHECK(consume_as(&f, 1, 0, 0) == 1);
+  CHECK_OK(f.s->vt->rewind(f.s, 0, 5, e, on_result, &f));
+  CHECK(next_value(&f) == (4 | (uint64_t)1 << 32));
+  CHECK(counts_are(&f, 4, 0));
+  CHECK(receive(&f, 1, 7) == 7);
+  listing_t u = {0};
+  CHECK(f.s->vt->list_unhandled(f.s, 0, 100, on_event, &u) == 7);
+  CHECK(listed(&u, (const uint64_t[]){1, 2, 3, 4, 5, 0}, HD__STORE_EV_REPEATED) == 0);
+  for (int i = 0; i < 5; i++) CHECK(u.flags[i] == HD__STORE_EV_REPEATED);
+  CHECK(u.flags[5] == 0 && u.flags[6] == 0);
+  CHECK_OK(fx_done(&f));
+}
+
 #define TESTS(X)                                                                                  \
   X(high_water_and_duplicates)                                                                    \
   X(consume_and_forget)                                                                           \
@@ -308,5 +441,7 @@ static void busy_and_versions(void) {
   X(store_id_change)                                                                              \
   X(reopen_keeps_everything)                                                                      \
   X(group_commit)                                                                                 \
-  X(busy_and_versions)
+  X(busy_and_versions)                                                                            \
+  X(rewind_keeps_the_floor)                                                                       \
+  X(rewind_from_nothing)
 HD_TEST_MAIN(TESTS)
