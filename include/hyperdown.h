@@ -393,6 +393,54 @@ typedef struct hd_client_stats {
 /* Blocking read, any thread (inline on the loop thread). */
 HD_EXTERN int hd_client_stats(hd_client_t *client, hd_client_stats_t *out);
 
+/* ---------------------------------------------------------------------------------------------
+ * Backups, restores and rollbacks (appended; docs/OPERATIONS.md, docs/RELIABILITY.md).
+ *
+ * A server store has an epoch that changes whenever it may have lost its last commits: at the
+ * first open of a backup copy and after a run under sync_normal that ended without a clean close.
+ * A client that saw numbers the store lost is told at its next connection: the events the store
+ * acknowledged since are delivered although their numbers were seen before, and an event the
+ * loss brought back is handed out marked as possibly repeated.
+ */
+
+/* Writes a consistent copy of the running server's store to `path` (a file that must not exist;
+ * the folder must), marked as a backup so that a store restored from it knows it was restored.
+ * The copy is taken on a thread of libuv's pool with a connection of its own: adds, deliveries
+ * and deletes go on meanwhile, and the copy is the store as of one commit. `cb` (optional) runs
+ * on the loop thread with 0 once the copy is complete and durable, or the error (HD_EINVAL: the
+ * file exists; HD_EIO, HD_ENOSPC...; the detail in hd_last_error_message()). Any thread.
+ * HD_EINVAL for a NULL or empty path, HD_ECLOSED while closing; then `cb` never runs. */
+HD_EXTERN int hd_server_backup(hd_server_t *server, const char *path, hd_done_cb cb,
+                               void *cb_data);
+/* The same for the server store in `data_dir` while no server has it open, blocking: HD_EBUSY if
+ * a process has it open (back it up through that server: hd_server_backup), HD_ENOTFOUND if
+ * there is no store there. Any thread. */
+HD_EXTERN int hd_server_backup_folder(const char *data_dir, const char *path);
+
+/* 1 if the event may have been handled before: the server's store lost its last commits (a
+ * restore, a power loss under sync_normal) and gave this event again, and this client had
+ * handled an event under its number before. 0 otherwise (also for NULL). Valid until the event
+ * is completed. */
+HD_EXTERN int hd_event_possibly_repeated(const hd_event_t *event);
+
+#define HD_ROLLBACK_STATS_VERSION 1
+typedef struct hd_rollback_stats {
+  unsigned int version;       /* set to HD_ROLLBACK_STATS_VERSION before the call */
+  uint8_t epoch[HD_STORE_ID_BYTES]; /* server: its store's epoch; client: the server store's epoch
+                                       its events belong to (zeros: none known yet) */
+  uint64_t rollbacks;         /* server: resumes of clients that had seen numbers the store lost
+                                 (told so with EPOCH); client: such resumes of its own */
+  uint64_t epoch_resumes;     /* resumes answered with EPOCH (a new epoch), rollback or not */
+  uint64_t events_repeated;   /* client: events handed out marked possibly repeated */
+  uint64_t events_orphaned;   /* client: unhandled events the server's store lost: handed out,
+                                 never reported */
+  uint64_t consumed_dropped;  /* client: consumed events the server's store lost: dropped,
+                                 never reported (their numbers are other events now) */
+} hd_rollback_stats_t;
+/* Blocking reads, any thread (inline on the loop thread). Counters since create. */
+HD_EXTERN int hd_server_rollback_stats(hd_server_t *server, hd_rollback_stats_t *out);
+HD_EXTERN int hd_client_rollback_stats(hd_client_t *client, hd_rollback_stats_t *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -205,6 +205,7 @@ int hd_client_create(hd_client_t **out, const hd_client_options_t *opts) {
 typedef struct stats_call {
   hd_client_t *cl;
   hd_client_stats_t *out;
+  hd_rollback_stats_t *rollback;
 } stats_call_t;
 
 static int stats_on_loop(void *arg) {
@@ -222,8 +223,25 @@ int hd_client_stats(hd_client_t *client, hd_client_stats_t *out) {
   unsigned int version = out->version;
   memset(out, 0, sizeof *out);
   out->version = version;
-  stats_call_t c = {client, out};
+  stats_call_t c = {.cl = client, .out = out};
   return hd__runtime_call(client->rt, stats_on_loop, &c);
+}
+
+static int rollback_stats_on_loop(void *arg) {
+  stats_call_t *c = arg;
+  if (c->cl->closing || c->cl->events == NULL) return hd__error(HD_ECLOSED, "the client is closing");
+  return hd__client_events_rollback_stats(c->cl->events, c->rollback);
+}
+
+int hd_client_rollback_stats(hd_client_t *client, hd_rollback_stats_t *out) {
+  if (client == NULL || out == NULL) return hd__error(HD_EINVAL, "client or output is NULL");
+  int rc = hd__options_check_stats_version(out->version, HD_ROLLBACK_STATS_VERSION, "rollback");
+  if (rc != 0) return rc;
+  hd_rollback_stats_t tmp = {.version = HD_ROLLBACK_STATS_VERSION};
+  stats_call_t c = {.cl = client, .rollback = &tmp};
+  rc = hd__runtime_call(client->rt, rollback_stats_on_loop, &c);
+  if (rc == 0) *out = tmp; /* version 1 is the whole struct */
+  return rc;
 }
 
 /* ---- Close ------------------------------------------------------------------------------ */

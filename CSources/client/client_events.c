@@ -167,6 +167,9 @@ void hd__client_events_on_message(hd__client_events_t *ev, hd__conn_t *c, uint8_
       rc = hd__msg_decode_varint(type, body, len, &v);
       if (rc == 0) ev->pause_ms = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
       break;
+    case HD__MSG_EPOCH:
+      rc = hd__client_report_epoch(ev, body, len);
+      break;
     default: /* CONSUMED, RESUME, CREDIT: client to server only */
       rc = hd__error(HD_EPROTO, "%s received from the server (client to server only)",
                      hd__msg_type_name(type) ? hd__msg_type_name(type) : "unknown message");
@@ -181,6 +184,7 @@ void hd__client_events_on_open(hd__client_events_t *ev, hd__conn_t *c) {
   if (ev->closing) return;
   ev->conn = c;
   ev->resumed = 0;
+  ev->awaiting_epoch = 0;
   ev->last_seq = 0;
   ev->pause_ms = c->welcome.pause_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)c->welcome.pause_ms;
   hd__client_report_open(ev, c);
@@ -237,4 +241,14 @@ int hd__client_events_stats(hd__client_events_t *ev, hd_client_stats_t *out) {
   int rc = ev->store->vt->counts(ev->store, &out->unhandled, &out->consumed);
   if (rc == 0) rc = ev->store->vt->high_water(ev->store, &out->high_water);
   return rc;
+}
+
+int hd__client_events_rollback_stats(hd__client_events_t *ev, hd_rollback_stats_t *out) {
+  if (ev->closing) return hd__error(HD_ECLOSED, "the client is closing");
+  out->rollbacks = ev->rollbacks;
+  out->epoch_resumes = ev->epoch_resumes;
+  out->events_repeated = ev->repeated;
+  out->events_orphaned = ev->orphaned;
+  out->consumed_dropped = ev->dropped;
+  return ev->store->vt->server_epoch(ev->store, out->epoch);
 }

@@ -39,6 +39,9 @@ struct hd__client_events {
   int resumed;                 /* RESUME went out on `conn` */
   int sets_pending;            /* set_server_store_id writes queued, not completed */
   uint64_t last_seq;           /* highest seq received on `conn`: EVENTS must go above it */
+  int awaiting_epoch;          /* RESUME carried an epoch other than WELCOME's: EPOCH comes first,
+                                  and no consumption is reported before it is applied */
+  uint64_t resume_high;        /* the high_seq RESUME carried */
   uint32_t pause_ms;
   uint8_t resume_id[HD_STORE_ID_BYTES]; /* the id remembered when `conn` opened (zeros: none) */
 
@@ -61,6 +64,9 @@ struct hd__client_events {
   hd__queue_t ready;           /* hd_event_t read from the store, not handed out yet */
   uint64_t fetched;            /* highest seq read from the store in this generation */
   int more;                    /* the store may hold unhandled events above `fetched` */
+  int64_t fetched_orphan;      /* the same for the orphans (handed out before the others) */
+  int orphans_more;
+  hd__queue_t marking;         /* hd_event_t completed ok, their consumption not committed yet */
   hd_event_t *current;         /* handed out, not completed */
   uv_timer_t timer;            /* the pause, or a failed event's backoff */
   int timer_armed;
@@ -72,6 +78,9 @@ struct hd__client_events {
   hd__deferred_t flush_d;
 
   uint64_t received, handled, failed, confirmed;
+  /* epochs (client_report.c): EPOCHs applied, those that cut what the client had seen, and what
+   * they cost */
+  uint64_t epoch_resumes, rollbacks, repeated, orphaned, dropped;
 
   int closing;
   int pending_closes;          /* the timer and the store */
@@ -94,10 +103,13 @@ void hd__client_events_on_close(hd__client_events_t *ev, hd__conn_t *c);
  * `ev`. Before the loop runs (a failed create) the loop must be run for it to finish. */
 void hd__client_events_close(hd__client_events_t *ev, void (*cb)(void *arg), void *arg);
 int hd__client_events_stats(hd__client_events_t *ev, hd_client_stats_t *out);
+int hd__client_events_rollback_stats(hd__client_events_t *ev, hd_rollback_stats_t *out);
 
 /* Shared between the files above. */
 void hd__client_handler_arrived(hd__client_events_t *ev);   /* new events are in the store */
 void hd__client_handler_reset(hd__client_events_t *ev);     /* the server's store changed */
+/* The store applied an epoch change: read everything unhandled again (orphans first). */
+void hd__client_handler_rewound(hd__client_events_t *ev);
 void hd__client_handler_stop(hd__client_events_t *ev);
 void hd__client_handler_init(hd__client_events_t *ev);
 void hd__client_handler_start(hd__client_events_t *ev);    /* hand out what the store holds */
@@ -108,5 +120,7 @@ void hd__client_report_open(hd__client_events_t *ev, hd__conn_t *c);
 void hd__client_report_consumed(hd__client_events_t *ev, hd_event_t *e); /* committed */
 void hd__client_report_flush_later(hd__client_events_t *ev);
 void hd__client_report_drop(hd__client_events_t *ev);
+/* EPOCH from the server (docs/PROTOCOL.md "Epochs"): 0, or the code to close the connection with. */
+int hd__client_report_epoch(hd__client_events_t *ev, const uint8_t *body, size_t len);
 
 #endif

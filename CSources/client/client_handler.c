@@ -18,34 +18,64 @@ typedef struct fill_ctx {
   hd__client_events_t *ev;
 } fill_ctx_t;
 
+/* 1 if `e` is the event `row` holds (after an epoch change the cursors start again: the event
+ * out at the handler and those whose consumption is not committed yet are read once more). */
+static int same_event(const hd_event_t *e, const hd__store_event_t *row) {
+  return e != NULL && e->seq == row->seq && e->created_ms == row->created_ms;
+}
+
+static int out_already(hd__client_events_t *ev, const hd__store_event_t *row) {
+  if (same_event(ev->current, row)) return 1;
+  hd__queue_t *q;
+  hd__queue_foreach(q, &ev->marking) {
+    if (same_event(hd__container_of(q, hd_event_t, node), row)) return 1;
+  }
+  return 0;
+}
+
 static int fill_one(void *data, const hd__store_event_t *row) {
   fill_ctx_t *f = data;
   hd__client_events_t *ev = f->ev;
+  if (row->orphan != 0) ev->fetched_orphan = row->orphan;
+  else ev->fetched = row->seq;
+  if (out_already(ev, row)) return 0;
   hd_event_t *e = hd__event_new(ev->anchor, row, ev->gen);
   if (e == NULL) {
     f->error = HD_ENOMEM;
     return 1;
   }
   hd__queue_insert_tail(&ev->ready, &e->node);
-  ev->fetched = row->seq;
   f->bytes += row->payload_len;
   return f->bytes >= PAGE_BYTES; /* a page of large events stops early */
 }
 
-static void fill(hd__client_events_t *ev) {
+static void fill_page(hd__client_events_t *ev) {
   fill_ctx_t f = {0, 0, ev};
-  int n = ev->store->vt->list_unhandled(ev->store, ev->fetched, PAGE_EVENTS, fill_one, &f);
+  /* orphans (events the server's store lost) first: they were received before the others */
+  int orphans = ev->orphans_more;
+  int n = orphans ? ev->store->vt->list_orphans(ev->store, ev->fetched_orphan, PAGE_EVENTS,
+                                                fill_one, &f)
+                  : ev->store->vt->list_unhandled(ev->store, ev->fetched, PAGE_EVENTS, fill_one,
+                                                  &f);
   if (n < 0 || f.error != 0) {
     hd__log(ev->rt, HD_LOG_ERROR, "reading unhandled events failed: %s", hd_last_error_message());
-    ev->more = 0; /* tried again when the next events arrive */
+    ev->more = ev->orphans_more = 0; /* tried again when the next events arrive */
     return;
   }
-  if (n < PAGE_EVENTS && f.bytes < PAGE_BYTES) ev->more = 0;
+  if (n < PAGE_EVENTS && f.bytes < PAGE_BYTES) {
+    if (orphans) ev->orphans_more = 0;
+    else ev->more = 0;
+  }
+}
+
+/* Reads pages until one gave an event (a page may hold only what is already out) or none is left. */
+static void fill(hd__client_events_t *ev) {
+  while (hd__queue_empty(&ev->ready) && (ev->more || ev->orphans_more)) fill_page(ev);
 }
 
 static void hand_out(hd__client_events_t *ev) {
   if (ev->closing || ev->current != NULL || ev->timer_armed) return;
-  if (hd__queue_empty(&ev->ready) && ev->more) fill(ev);
+  fill(ev);
   hd__queue_t *q = hd__queue_pop(&ev->ready);
   if (q == NULL) return; /* idle until events arrive */
   hd_event_t *e = hd__container_of(q, hd_event_t, node);
@@ -78,7 +108,8 @@ void hd__client_handler_init(hd__client_events_t *ev) {
   ev->timer.data = ev;
   hd__deferred_init(&ev->next_d, next_deferred);
   ev->backoff_ms = ev->retry_min_ms;
-  ev->more = 1; /* whatever an earlier run left unhandled */
+  ev->more = ev->orphans_more = 1; /* whatever an earlier run left unhandled */
+  hd__queue_init(&ev->marking);
 }
 
 void hd__client_handler_arrived(hd__client_events_t *ev) {
@@ -99,12 +130,23 @@ void hd__client_handler_reset(hd__client_events_t *ev) {
   ev->gen++;
   drop_ready(ev);
   ev->fetched = 0;
-  ev->more = 1;
+  ev->fetched_orphan = 0;
+  ev->more = ev->orphans_more = 1;
   ev->backoff_ms = ev->retry_min_ms;
   if (ev->timer_armed) {
     uv_timer_stop(&ev->timer);
     ev->timer_armed = 0;
   }
+}
+
+void hd__client_handler_rewound(hd__client_events_t *ev) {
+  /* events above the floor moved to the orphans, and events the loss brought back may come in
+   * below the cursor: read everything again; out_already() skips what is out */
+  drop_ready(ev);
+  ev->fetched = 0;
+  ev->fetched_orphan = 0;
+  hd__client_handler_arrived(ev);
+  ev->orphans_more = 1;
 }
 
 void hd__client_handler_stop(hd__client_events_t *ev) {
@@ -125,6 +167,7 @@ void hd__client_handler_start(hd__client_events_t *ev) {
 static void on_marked(void *data, int status, uint64_t value) {
   hd_event_t *e = data;
   hd__client_events_t *ev = e->anchor->owner;
+  hd__queue_remove(&e->node); /* off ev->marking */
   if (status != 0) {
     /* still unhandled in the store: handled again after a restart (at least once) */
     if (ev != NULL) {
@@ -134,8 +177,10 @@ static void on_marked(void *data, int status, uint64_t value) {
     hd__event_free(e);
     return;
   }
-  if (ev == NULL || ev->closing || e->gen != ev->gen || value == 0) {
-    hd__event_free(e); /* reported from the store at the next connect, if still consumed */
+  if (ev == NULL || ev->closing || e->gen != ev->gen || value != 1) {
+    /* 0: reported from the store at the next connect, if still consumed; 2: an orphan, done
+     * and forgotten: the server's store does not know it */
+    hd__event_free(e);
     return;
   }
   hd__client_report_consumed(ev, e);
@@ -150,14 +195,17 @@ void hd__client_handler_completed(hd__client_events_t *ev, hd_event_t *e) {
   }
   if (e->ok) {
     ev->handled++;
+    if (e->flags & HD__STORE_EV_REPEATED) ev->repeated++;
     ev->backoff_ms = ev->retry_min_ms;
     /* the event stays alive until the commit: its data goes into CONSUMED then */
-    hd__store_event_t which = {.seq = e->seq, .created_ms = e->created_ms};
+    hd__store_event_t which = {.seq = e->seq, .created_ms = e->created_ms, .orphan = e->orphan};
     int rc = ev->store->vt->mark_consumed(ev->store, &which, e->data, e->data_len, on_marked, e);
     if (rc != 0) {
       hd__log(ev->rt, HD_LOG_ERROR, "recording event %llu consumed failed: %s",
               (unsigned long long)e->seq, hd_last_error_message());
       hd__event_free(e);
+    } else {
+      hd__queue_insert_tail(&ev->marking, &e->node);
     }
     /* the next event need not wait for the commit; after this iteration, so that a handler
      * completing inline cannot recurse through a whole backlog */

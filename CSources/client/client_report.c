@@ -42,6 +42,9 @@ static void flush(hd__deferred_t *d) {
     hd__client_report_drop(ev); /* the store has them: reported after the next RESUME */
     return;
   }
+  /* nor before EPOCH is applied: a report could confirm another event that got the number
+   * (docs/PROTOCOL.md "Epochs"); they are reported from the store then */
+  if (ev->awaiting_epoch) hd__client_report_drop(ev);
   size_t n = 0;
   hd__queue_t *q;
   hd__queue_foreach(q, &ev->reports) n++;
@@ -143,11 +146,16 @@ static int report_consumed_from_store(hd__client_events_t *ev) {
 
 static void resume(hd__client_events_t *ev) {
   hd__client_store_t *s = ev->store;
-  hd__resume_t r;
+  hd__resume_t r = {0};
   uint64_t unhandled = 0, consumed = 0;
   memcpy(r.store_id, ev->resume_id, HD_STORE_ID_BYTES);
   int rc = s->vt->high_water(s, &r.high_seq);
   if (rc == 0) rc = s->vt->counts(s, &unhandled, &consumed);
+  /* the epoch only to a server that has them (a server without them refuses trailing bytes) */
+  r.has_epoch = ev->conn->welcome.has_epoch;
+  if (rc == 0 && r.has_epoch) rc = s->vt->server_epoch(s, r.epoch);
+  ev->awaiting_epoch = r.has_epoch && memcmp(r.epoch, ev->conn->welcome.epoch, HD_STORE_ID_BYTES);
+  ev->resume_high = r.high_seq;
   /* what we hold counts against the window: the server may send only the rest */
   uint64_t held = unhandled + consumed;
   r.window = held < ev->window ? ev->window - held : 0;
@@ -161,14 +169,82 @@ static void resume(hd__client_events_t *ev) {
   if (rc == 0 && out != NULL) {
     hd__conn_queued(ev->conn);
     ev->resumed = 1;
-    hd__log(ev->rt, HD_LOG_DEBUG, "RESUME high_seq %llu window %llu (holding %llu)",
-            (unsigned long long)r.high_seq, (unsigned long long)r.window, (unsigned long long)held);
-    rc = report_consumed_from_store(ev);
+    hd__log(ev->rt, HD_LOG_DEBUG, "RESUME high_seq %llu window %llu (holding %llu)%s",
+            (unsigned long long)r.high_seq, (unsigned long long)r.window, (unsigned long long)held,
+            ev->awaiting_epoch ? ", in another epoch than the server's" : "");
+    if (!ev->awaiting_epoch) rc = report_consumed_from_store(ev);
   }
   if (rc != 0 && rc != HD_ESTATE && ev->conn != NULL) {
     hd__error(rc, "resuming: %s", hd_last_error_message());
     hd__conn_close(ev->conn, rc, hd_last_error_message());
   }
+}
+
+/* ---- EPOCH: the server's store changed epoch since our view --------------------------------- */
+
+typedef struct rewind_ctx {
+  hd__client_events_t *ev;
+  uint64_t credit_epoch; /* the connection (RESUME) it answered */
+  uint64_t floor, high;
+} rewind_ctx_t;
+
+static void on_rewound(void *data, int status, uint64_t value) {
+  rewind_ctx_t *r = data;
+  hd__client_events_t *ev = r->ev;
+  uint64_t floor = r->floor, high = r->high;
+  int same_conn = ev->conn != NULL && r->credit_epoch == ev->epoch;
+  free(r);
+  if (ev->closing) return;
+  if (status != 0) {
+    /* nothing changed: the next connection resumes in the old epoch and gets EPOCH again */
+    hd__log(ev->rt, HD_LOG_ERROR, "applying the server's epoch change failed: %s",
+            hd_last_error_message());
+    if (same_conn) hd__conn_close(ev->conn, status, "store failed");
+    return;
+  }
+  uint64_t orphaned = value & 0xffffffffu, dropped = value >> 32;
+  ev->epoch_resumes++;
+  ev->orphaned += orphaned;
+  ev->dropped += dropped;
+  if (floor < high) {
+    ev->rollbacks++;
+    hd__log(ev->rt, HD_LOG_WARN,
+            "the server's store rolled back (restored from a backup, or it lost its last commits): "
+            "this client saw up to seq %llu, the store keeps only up to %llu; its events above "
+            "%llu are new events; %llu unhandled events it no longer has are handed out and not "
+            "reported, %llu consumed ones are dropped unreported",
+            (unsigned long long)high, (unsigned long long)floor, (unsigned long long)floor,
+            (unsigned long long)orphaned, (unsigned long long)dropped);
+  } else {
+    hd__log(ev->rt, high > 0 ? HD_LOG_INFO : HD_LOG_DEBUG,
+            "the server's store is in another epoch; nothing this client saw was lost (up to seq "
+            "%llu)", (unsigned long long)high);
+  }
+  hd__client_handler_rewound(ev);
+  if (!same_conn) return;
+  ev->awaiting_epoch = 0;
+  int rc = report_consumed_from_store(ev);
+  if (rc == 0) hd__client_report_flush_later(ev); /* the credit that waited */
+  if (rc != 0 && rc != HD_ESTATE && ev->conn != NULL) {
+    hd__error(rc, "reporting after an epoch change: %s", hd_last_error_message());
+    hd__conn_close(ev->conn, rc, hd_last_error_message());
+  }
+}
+
+int hd__client_report_epoch(hd__client_events_t *ev, const uint8_t *body, size_t len) {
+  uint64_t floor, seen_upto;
+  int rc = hd__msg_decode_epoch(body, len, &floor, &seen_upto);
+  if (rc != 0) return rc;
+  if (!ev->awaiting_epoch) {
+    return hd__error(HD_EPROTO, "EPOCH from a server whose epoch this client did not question");
+  }
+  rewind_ctx_t *r = malloc(sizeof *r);
+  if (r == NULL) return hd__error(HD_ENOMEM, "out of memory applying EPOCH");
+  *r = (rewind_ctx_t){ev, ev->epoch, floor, ev->resume_high};
+  /* before anything received after it: writes commit in order */
+  rc = ev->store->vt->rewind(ev->store, floor, seen_upto, ev->conn->welcome.epoch, on_rewound, r);
+  if (rc != 0) free(r);
+  return rc;
 }
 
 static void on_store_id_set(void *data, int status, uint64_t changed) {

@@ -19,6 +19,8 @@ hd_event_t *hd__event_new(hd__anchor_t *anchor, const hd__store_event_t *row, ui
   e->gen = gen;
   e->seq = row->seq;
   e->created_ms = row->created_ms;
+  e->flags = row->flags;
+  e->orphan = row->orphan;
   e->payload_len = row->payload_len;
   if (row->payload_len) memcpy(e->payload, row->payload, row->payload_len);
   hd__anchor_ref(anchor);
@@ -54,6 +56,10 @@ int hd_event_info(const hd_event_t *e, hd_event_info_t *out) {
 }
 
 uint64_t hd_event_seq(const hd_event_t *e) { return e ? e->seq : 0; }
+
+int hd_event_possibly_repeated(const hd_event_t *e) {
+  return e != NULL && e->magic == HD__EVENT_MAGIC && (e->flags & HD__STORE_EV_REPEATED) != 0;
+}
 
 int hd_event_complete(hd_event_t *e, int ok, const void *data, size_t len) {
   if (e == NULL) return hd__error(HD_EINVAL, "event is NULL");

@@ -29,6 +29,8 @@ struct hd_event {
   size_t data_len;
   uint64_t seq;
   int64_t created_ms;
+  uint32_t flags;           /* HD__STORE_EV_* of its row */
+  int64_t orphan;           /* its row among the orphans (0: an event of the server's numbering) */
   size_t payload_len;
   uint8_t payload[];
 };

@@ -2,6 +2,7 @@
  * blocking form, update_pause, and the blocking reads (pending, pending users). Any thread: adds
  * go straight to the store's queue (its submit is thread-safe); everything that touches loop
  * state runs on the loop, inline there or through hd__runtime_call. */
+#include "options.h"
 #include "server.h"
 #include "server_events.h"
 
@@ -144,6 +145,63 @@ int hd_server_update_pause(hd_server_t *server, uint32_t pause_ms, hd_done_cb cb
   return 0;
 }
 
+/* ---- backups --------------------------------------------------------------------------------- */
+
+typedef struct backup_task {
+  hd__task_t task;
+  hd__server_events_t *ev;
+  hd_done_cb cb;
+  void *cb_data;
+  char path[]; /* copied: the caller may free its string once the call returned */
+} backup_task_t;
+
+static void backup_written(void *data, int status, uint64_t value) {
+  backup_task_t *b = data;
+  (void)value;
+  if (status == 0) {
+    hd__log(b->ev->rt, HD_LOG_INFO, "backup of the store written to %s", b->path);
+  } else {
+    hd__log(b->ev->rt, HD_LOG_ERROR, "backup to %s failed: %s", b->path, hd_last_error_message());
+  }
+  if (b->cb != NULL) b->cb(b->cb_data, status);
+  free(b);
+}
+
+static void backup_run(hd__task_t *t, int cancelled) {
+  backup_task_t *b = hd__container_of(t, backup_task_t, task);
+  hd__server_events_t *ev = b->ev;
+  int rc = cancelled || ev->closing ? hd__error(HD_ECLOSED, "the server is closing")
+                                    : ev->store->vt->backup(ev->store, b->path, backup_written, b);
+  if (rc == 0) return;
+  if (!cancelled && b->cb != NULL) b->cb(b->cb_data, rc);
+  free(b);
+}
+
+int hd_server_backup(hd_server_t *server, const char *path, hd_done_cb cb, void *cb_data) {
+  if (server == NULL || path == NULL || path[0] == '\0') {
+    return hd__error(HD_EINVAL, "server or path is NULL or empty");
+  }
+  hd__runtime_t *rt = hd__server_runtime(server);
+  if (hd__runtime_closing(rt)) return hd__error(HD_ECLOSED, "the server is closing");
+  size_t len = strlen(path);
+  backup_task_t *b = calloc(1, sizeof *b + len + 1);
+  if (b == NULL) return hd__error(HD_ENOMEM, "out of memory starting a backup");
+  b->task.fn = backup_run;
+  b->ev = hd__server_events_of(server);
+  b->cb = cb;
+  b->cb_data = cb_data;
+  memcpy(b->path, path, len + 1);
+  hd__runtime_post(rt, &b->task);
+  return 0;
+}
+
+int hd_server_backup_folder(const char *data_dir, const char *path) {
+  if (data_dir == NULL || path == NULL || data_dir[0] == '\0' || path[0] == '\0') {
+    return hd__error(HD_EINVAL, "data_dir or path is NULL or empty");
+  }
+  return hd__server_store_backup_folder(data_dir, path);
+}
+
 /* ---- blocking reads ------------------------------------------------------------------------- */
 
 typedef struct read_call {
@@ -155,6 +213,7 @@ typedef struct read_call {
   uint64_t *cursor;
   uint32_t cap;
   size_t n;
+  hd_rollback_stats_t *rollback;
 } read_call_t;
 
 /* The event layer on the loop thread, or NULL (detail recorded) once it is closing. */
@@ -205,4 +264,26 @@ int hd_server_pending_users(hd_server_t *server, uint64_t *cursor, uint8_t *keys
   read_call_t r = {.s = server, .keys = keys, .counts = counts, .cursor = cursor,
                    .cap = cap > UINT32_MAX ? UINT32_MAX : (uint32_t)cap};
   return hd__runtime_call(hd__server_runtime(server), pending_users_on_loop, &r);
+}
+
+static int rollback_stats_on_loop(void *arg) {
+  read_call_t *r = arg;
+  hd__server_events_t *ev = open_events(r);
+  if (ev == NULL) return HD_ECLOSED;
+  hd_rollback_stats_t *out = r->rollback;
+  ev->store->vt->epoch(ev->store, out->epoch);
+  out->rollbacks = ev->n_rollbacks;
+  out->epoch_resumes = ev->n_epoch_resumes;
+  return 0;
+}
+
+int hd_server_rollback_stats(hd_server_t *server, hd_rollback_stats_t *out) {
+  if (server == NULL || out == NULL) return hd__error(HD_EINVAL, "server or out is NULL");
+  int rc = hd__options_check_stats_version(out->version, HD_ROLLBACK_STATS_VERSION, "rollback");
+  if (rc != 0) return rc;
+  hd_rollback_stats_t tmp = {.version = HD_ROLLBACK_STATS_VERSION};
+  read_call_t r = {.s = server, .rollback = &tmp};
+  rc = hd__runtime_call(hd__server_runtime(server), rollback_stats_on_loop, &r);
+  if (rc == 0) *out = tmp; /* version 1 is the whole struct */
+  return rc;
 }

@@ -100,12 +100,16 @@ int hd__server_events_create(hd__server_events_t **out, hd__runtime_t *rt,
     return rc;
   }
   ev->store->vt->store_id(ev->store, welcome->store_id);
+  ev->store->vt->epoch(ev->store, welcome->epoch);
+  welcome->has_epoch = 1;
   welcome->pause_ms = ev->store->vt->pause(ev->store);
   *out = ev;
   return 0;
 }
 
 void hd__server_events_start(hd__server_events_t *ev) {
+  const char *change = ev->store->vt->epoch_change(ev->store);
+  if (change != NULL) hd__log(ev->rt, HD_LOG_WARN, "%s", change);
   uint64_t pending = 0;
   if (hd__log_enabled(ev->rt, HD_LOG_INFO) && ev->store->vt->pending_total(ev->store, &pending) == 0) {
     hd__log(ev->rt, HD_LOG_INFO, "store holds %llu pending events, pause %u ms",

@@ -71,6 +71,8 @@ struct hd__server_events {
 
   /* counters (loop thread; read through hd__runtime_call) */
   uint64_t n_added, n_delivered, n_consumed, n_confirmed;
+  uint64_t n_rollbacks, n_epoch_resumes; /* RESUMEs answered with EPOCH: that cut the client's
+                                            view, all of them (session.c) */
 
   /* CONSUMED scratch, reused: grows to the largest report and stays */
   uint64_t *scr_seqs;         /* 2 x scr_cap: candidates, then the ones not held any more */

@@ -172,6 +172,46 @@ static void protocol_error(hd__conn_t *c, const char *what, uint8_t type) {
   hd__conn_close(c, HD_EPROTO, text); /* logged with the peer's address by the conn */
 }
 
+/* RESUME from a client whose view (high_seq, in epoch r->epoch) is not in the store's epoch
+ * (docs/PROTOCOL.md "Epochs"): EPOCH tells it how much of what it saw the store still vouches
+ * for, then every pending event goes out again. 0, or -1 once the connection is closing. */
+static int epoch_resume(hd__server_events_t *s, hd__session_t *ss, const hd__resume_t *r,
+                        uint64_t high) {
+  uint64_t floor = 0;
+  int known = 0;
+  int rc = s->store->vt->resume_floor(s->store, ss->user->pk, r->epoch, high, &floor, &known);
+  hd__buf_t *out = rc == 0 ? hd__conn_out(ss->conn) : NULL;
+  if (rc == 0 && out != NULL) rc = hd__msg_encode_epoch(out, floor, known ? floor : high);
+  if (rc != 0) {
+    hd__error(rc, "answering RESUME from another epoch: %s", hd_last_error_message());
+    hd__conn_close(ss->conn, rc, hd_last_error_message());
+    return -1;
+  }
+  if (out == NULL) return -1;
+  hd__conn_queued(ss->conn);
+  ss->sent_upto = 0;
+  s->n_epoch_resumes++;
+  if (floor < high) {
+    s->n_rollbacks++;
+    char keeps[96];
+    if (known) snprintf(keeps, sizeof keeps, "keeps what it saw only up to seq %llu",
+                        (unsigned long long)floor);
+    else snprintf(keeps, sizeof keeps, "does not know the epoch it saw it in");
+    hd__log(s->rt, HD_LOG_WARN,
+            "%s: the store rolled back under this client (restored from a backup, or it lost its "
+            "last commits): it saw up to seq %llu, the store %s; EPOCH sent: every pending event "
+            "is sent again, %s",
+            ss->conn->peer, (unsigned long long)high, keeps,
+            known ? "those above it are new to the client" : "all marked possibly repeated");
+  } else {
+    hd__log(s->rt, high > 0 ? HD_LOG_INFO : HD_LOG_DEBUG,
+            "%s: resumes from another epoch of the store; nothing it saw (up to seq %llu) was "
+            "lost; EPOCH sent, every pending event is sent again",
+            ss->conn->peer, (unsigned long long)high);
+  }
+  return 0;
+}
+
 static void on_resume(hd__server_events_t *s, hd__session_t *ss, const uint8_t *body, size_t len) {
   hd__resume_t r;
   if (hd__msg_decode_resume(body, len, &r) != 0) {
@@ -183,6 +223,11 @@ static void on_resume(hd__server_events_t *s, hd__session_t *ss, const uint8_t *
   int fresh = memcmp(r.store_id, zero, HD_STORE_ID_BYTES) == 0;
   /* another store's numbers mean nothing here: send everything pending */
   ss->sent_upto = known || fresh ? r.high_seq : 0;
+  /* a client without epochs sends none: it is served as before */
+  if (r.has_epoch && memcmp(r.epoch, s->welcome->epoch, HD_STORE_ID_BYTES) != 0 &&
+      epoch_resume(s, ss, &r, ss->sent_upto) != 0) {
+    return;
+  }
   ss->credit = r.window;
   ss->resumed = 1;
   ss->catching_up = 1;

@@ -21,6 +21,8 @@ typedef struct rs {
   hd_keypair_t kp;
   uint8_t store_id[16];
   uint32_t pause_ms;
+  int has_epoch;     /* WELCOME carries `epoch` (a server with epochs) */
+  uint8_t epoch[16];
   hd__cipher_t tx;
   hd__record_reader_t rr;
   hd__msg_reader_t mr;
@@ -86,6 +88,8 @@ static int rs_accept(rs_t *r, int ms) {
   hd__welcome_t w = {.version = HD_PROTOCOL_VERSION, .pause_ms = r->pause_ms,
                      .max_message_bytes = HD__DEFAULT_MAX_MESSAGE, .keepalive_ms = 60000};
   memcpy(w.store_id, r->store_id, 16);
+  w.has_epoch = r->has_epoch;
+  memcpy(w.epoch, r->epoch, 16);
   uint8_t wp[HD__WELCOME_MAX];
   size_t wl = hd__welcome_encode(&w, wp);
   if (hd__handshake_write_message(&hs, wp, wl, out + 2, sizeof out - 2, &ol) != 0) return -1;
@@ -150,6 +154,13 @@ static int rs_events(rs_t *r, const uint64_t *seqs, size_t n) {
   return rs_send(r, &m);
 }
 
+static int rs_epoch(rs_t *r, uint64_t floor, uint64_t seen_upto) {
+  hd__buf_t m;
+  hd__buf_init(&m);
+  hd__msg_encode_epoch(&m, floor, seen_upto);
+  return rs_send(r, &m);
+}
+
 static int rs_done(rs_t *r, const uint64_t *seqs, size_t n) {
   hd__buf_t m;
   hd__buf_init(&m);
@@ -157,11 +168,15 @@ static int rs_done(rs_t *r, const uint64_t *seqs, size_t n) {
   return rs_send(r, &m);
 }
 
-/* Collects CONSUMED entries until `want` seqs were seen; checks data "ok<seq>". */
-static int rs_consumed(rs_t *r, uint64_t *seen, size_t want, int ms) {
+/* Collects CONSUMED entries until `want` seqs were seen; checks data "ok<seq>". With `credit`,
+ * CREDIT messages between them are skipped. */
+static int rs_consumed_among(rs_t *r, uint64_t *seen, size_t want, int ms, int credit) {
   size_t got = 0;
   while (got < want) {
     rmsg_t *m = rs_expect(r, HD__MSG_CONSUMED, ms);
+    while (credit && m == NULL && r->next > 0 && r->q[r->next - 1].type == HD__MSG_CREDIT) {
+      m = rs_expect(r, HD__MSG_CONSUMED, ms);
+    }
     if (m == NULL) return (int)got;
     hd__entry_iter_t it;
     uint64_t count;
@@ -176,6 +191,10 @@ static int rs_consumed(rs_t *r, uint64_t *seen, size_t want, int ms) {
     }
   }
   return (int)got;
+}
+
+static int rs_consumed(rs_t *r, uint64_t *seen, size_t want, int ms) {
+  return rs_consumed_among(r, seen, want, ms, 0);
 }
 
 /* ---- client side ----------------------------------------------------------------------------- */
@@ -257,11 +276,14 @@ static void handler_init(handler_t *h, int mode) {
   h->mode = mode;
 }
 
+/* 1 if `m` is RESUME from store `id_or_null` (NULL: none), high_seq `high`, window `window`,
+ * and, for a server without epochs, no epoch (the version-1 message). */
 static int resume_is(rmsg_t *m, const uint8_t *id_or_null, uint64_t high, uint64_t window) {
   hd__resume_t res;
   if (m == NULL || hd__msg_decode_resume(m->body, m->len, &res) != 0) return 0;
   uint8_t zeros[16] = {0};
   if (memcmp(res.store_id, id_or_null ? id_or_null : zeros, 16) != 0) return 0;
+  if (res.has_epoch) return 0;
   if (res.high_seq != high || res.window != window) {
     fprintf(stderr, "  RESUME high %llu window %llu\n", (unsigned long long)res.high_seq,
             (unsigned long long)res.window);
@@ -531,6 +553,73 @@ static void store_id_change(void) {
   session_end(&r, &c);
 }
 
+/* 1 if `m` is RESUME with high_seq `high` carrying the epoch `epoch`. */
+static int resume_in(rmsg_t *m, uint64_t high, const uint8_t epoch[16]) {
+  hd__resume_t res;
+  if (m == NULL || hd__msg_decode_resume(m->body, m->len, &res) != 0) return 0;
+  return res.has_epoch && memcmp(res.epoch, epoch, 16) == 0 && res.high_seq == high;
+}
+
+/* The client's rollback counters: epoch_resumes, rollbacks, consumed_dropped (UINT64_MAX if the
+ * call fails). */
+static uint64_t cli_rollback(cli_t *c, int which) {
+  hd_rollback_stats_t st = {.version = HD_ROLLBACK_STATS_VERSION};
+  if (hd_client_rollback_stats(c->c, &st) != 0) return UINT64_MAX;
+  return which == 0 ? st.epoch_resumes : which == 1 ? st.rollbacks : st.consumed_dropped;
+}
+
+/* A server without epochs gets the version-1 RESUME (checked by session_open). Once it has
+ * epochs, the client sends its own (zeros: none yet) and reports nothing consumed until EPOCH
+ * has been applied; after a rollback it drops the consumed events above the floor unreported
+ * (their numbers are other events now) and takes the events sent again above it as new; EPOCH
+ * that nobody asked for is a protocol error. */
+static void resume_epochs(void) {
+  SESSION(0x31, 0, MODE_OK, 0);
+  uint64_t s3[] = {1, 2, 3}, seen[3];
+  CHECK(rs_events(&r, s3, 3) == 0);
+  CHECK(rs_consumed(&r, seen, 3, 3000) == 3);
+  uint8_t zeros[16] = {0}, e1[16], e2[16];
+  memset(e1, 0xE1, sizeof e1);
+  memset(e2, 0xE2, sizeof e2);
+  /* the server now has epochs: e1 */
+  r.has_epoch = 1;
+  memcpy(r.epoch, e1, 16);
+  rs_drop_conn(&r);
+  CHECK(rs_accept(&r, 5000) == 0);
+  CHECK(resume_in(rs_next(&r, 3000), 3, zeros));
+  CHECK(rs_next(&r, 200) == NULL); /* no CONSUMED before EPOCH */
+  CHECK(rs_epoch(&r, 3, 3) == 0);  /* nothing was lost */
+  CHECK(rs_consumed(&r, seen, 3, 3000) == 3);
+  CHECK(rs_events(&r, s3, 3) == 0); /* everything pending again: held, dropped */
+  CHECK(WAIT_FOR(cli_rollback(&c, 0) == 1, 3000));
+  CHECK(cli_rollback(&c, 1) == 0);
+  /* the store rolled back to 1 and is in epoch e2 */
+  memcpy(r.epoch, e2, 16);
+  rs_drop_conn(&r);
+  CHECK(rs_accept(&r, 5000) == 0);
+  CHECK(resume_in(rs_next(&r, 3000), 3, e1));
+  CHECK(rs_next(&r, 200) == NULL);
+  CHECK(rs_epoch(&r, 1, 1) == 0);
+  CHECK(rs_consumed(&r, seen, 1, 3000) == 1 && seen[0] == 1); /* 2 and 3: dropped, unreported */
+  CHECK(WAIT_FOR(cli_rollback(&c, 1) == 1, 3000));
+  CHECK(cli_rollback(&c, 0) == 2 && cli_rollback(&c, 2) == 2);
+  CHECK(rs_events(&r, s3, 3) == 0); /* everything pending again: 1 held, 2 and 3 new */
+  CHECK(rs_consumed_among(&r, seen, 2, 3000, 1) == 2 && seen[0] == 2 && seen[1] == 3);
+  CHECK(WAIT_FOR(atomic_load(&h.calls) == 5, 3000));
+  CHECK(h.seqs[3] == 2 && h.seqs[4] == 3);
+  /* a third connection resumes in e2 with the mark at 3: nothing more to say */
+  rs_drop_conn(&r);
+  CHECK(rs_accept(&r, 5000) == 0);
+  CHECK(resume_in(rs_next(&r, 3000), 3, e2));
+  uint64_t all[3];
+  CHECK(rs_consumed(&r, all, 3, 3000) == 3); /* reported at once: same epoch */
+  int before = atomic_load(&c.p.disconnected);
+  CHECK(rs_epoch(&r, 3, 3) == 0); /* unasked */
+  CHECK(cut_off(&r, &c, before + 1));
+  CHECK_OK(hd_client_close_wait(c.c));
+  session_end(&r, &c);
+}
+
 #define TESTS(X)                                                                                  \
   X(bad_options)                                                                                  \
   X(deliver_consume_confirm)                                                                      \
@@ -539,6 +628,7 @@ static void store_id_change(void) {
   X(protocol_errors)                                                                              \
   X(window_enforced)                                                                              \
   X(restart)                                                                                      \
-  X(store_id_change)
+  X(store_id_change)                                                                              \
+  X(resume_epochs)
 
 HD_TEST_MAIN(TESTS)

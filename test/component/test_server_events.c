@@ -19,6 +19,9 @@ typedef struct rc {
   uint64_t done_seqs[64];
   size_t n_done;
   uint64_t pause;
+  int epochs;                      /* EPOCH messages received */
+  uint64_t epoch_floor, epoch_seen; /* the last one's */
+  uint64_t received_at_epoch;      /* events received before it */
   int auto_consume; /* answer every event with CONSUMED, every DONE with CREDIT */
   hd__buf_t pending_out;
 } rc_t;
@@ -51,6 +54,10 @@ static int rc_msg(void *ctx, uint8_t type, const uint8_t *body, size_t len) {
     }
   } else if (type == HD__MSG_PAUSE && hd__msg_decode_varint(type, body, len, &v) == 0) {
     c->pause = v;
+  } else if (type == HD__MSG_EPOCH &&
+             hd__msg_decode_epoch(body, len, &c->epoch_floor, &c->epoch_seen) == 0) {
+    c->epochs++;
+    c->received_at_epoch = c->received;
   } else if (type == HD__MSG_BYE) {
     c->closed = 1;
   }
@@ -78,16 +85,24 @@ static int rc_send(rc_t *c, hd__buf_t *m) {
   return rc;
 }
 
-static int rc_resume(rc_t *c, const uint8_t *store_id, uint64_t high, uint64_t window) {
+/* RESUME; `epoch` NULL: the version-1 message, without an epoch. */
+static int rc_resume_epoch(rc_t *c, const uint8_t *store_id, uint64_t high, uint64_t window,
+                           const uint8_t *epoch) {
   hd__resume_t r;
   memset(&r, 0, sizeof r);
   if (store_id) memcpy(r.store_id, store_id, 16);
+  r.has_epoch = epoch != NULL;
+  if (epoch) memcpy(r.epoch, epoch, 16);
   r.high_seq = high;
   r.window = window;
   c->window = window;
   hd__buf_t m = {0};
   hd__msg_encode_resume(&m, &r);
   return rc_send(c, &m);
+}
+
+static int rc_resume(rc_t *c, const uint8_t *store_id, uint64_t high, uint64_t window) {
+  return rc_resume_epoch(c, store_id, high, window, NULL);
 }
 
 static int rc_consumed(rc_t *c, const uint64_t *seqs, const char *const *data, size_t n) {
@@ -417,6 +432,77 @@ static void backpressure(void) {
   fx_done(&f);
 }
 
+/* The server's rollback counters (UINT64_MAX if the call fails): what `field` picks. */
+static uint64_t fx_rollbacks(fx_t *f, int epoch_resumes) {
+  hd_rollback_stats_t st = {.version = HD_ROLLBACK_STATS_VERSION};
+  if (hd_server_rollback_stats(f->s, &st) != 0) return UINT64_MAX;
+  return epoch_resumes ? st.epoch_resumes : st.rollbacks;
+}
+
+/* The user connects and resumes (epoch NULL: the version-1 RESUME); the connection is in c. */
+static int fx_resume(fx_t *f, rc_t *c, uint64_t high, const uint8_t *epoch) {
+  if (fx_connect(f, c) != 0) return -1;
+  c->last_seq = 0;
+  return rc_resume_epoch(c, c->r.welcome.store_id, high, 10, epoch);
+}
+
+/* WELCOME carries the store's epoch. A RESUME in that epoch, or without one (a client that
+ * predates epochs), is served from high_seq, with no EPOCH. Any other epoch gets EPOCH first,
+ * then everything pending from seq 1: an epoch the store does not know vouches for nothing
+ * (floor 0, seen_upto high_seq: counted and logged as a rollback); the all-zero epoch (a client
+ * that last resumed before the store had epochs) is the store's first, here nothing was lost.
+ * An epoch cut short is a protocol error. */
+static void resume_epochs(void) {
+  fx_t f;
+  CHECK(fx_init(&f, 0, 0) == 0);
+  CHECK(add_many(&f, 3, 5) == 0);
+  rc_t c;
+  CHECK(fx_connect(&f, &c) == 0);
+  CHECK(c.r.welcome.has_epoch);
+  uint8_t epoch[16], other[16], zero[16] = {0};
+  memcpy(epoch, c.r.welcome.epoch, 16);
+  memset(other, 0x77, sizeof other);
+  rc_free(&c);
+
+  CHECK(fx_resume(&f, &c, 2, epoch) == 0);
+  CHECK(RC_UNTIL(&c, c.received == 1, 5000));
+  CHECK(c.last_seq == 3 && c.epochs == 0);
+  rc_free(&c);
+  CHECK(fx_resume(&f, &c, 2, NULL) == 0);
+  CHECK(RC_UNTIL(&c, c.received == 1, 5000));
+  CHECK(c.last_seq == 3 && c.epochs == 0);
+  rc_free(&c);
+  CHECK(fx_rollbacks(&f, 1) == 0);
+
+  CHECK(fx_resume(&f, &c, 3, other) == 0);
+  CHECK(RC_UNTIL(&c, c.received == 3, 5000));
+  CHECK(c.epochs == 1 && c.received_at_epoch == 0 && c.out_of_order == 0);
+  CHECK(c.epoch_floor == 0 && c.epoch_seen == 3);
+  rc_free(&c);
+  CHECK(fx_rollbacks(&f, 0) == 1 && fx_rollbacks(&f, 1) == 1);
+  CHECK(tu_log_has("rolled back") && tu_log_has("does not know"));
+
+  CHECK(fx_resume(&f, &c, 3, zero) == 0);
+  CHECK(RC_UNTIL(&c, c.received == 3, 5000));
+  CHECK(c.epochs == 1 && c.epoch_floor == 3 && c.epoch_seen == 3);
+  rc_free(&c);
+  CHECK(fx_rollbacks(&f, 0) == 1 && fx_rollbacks(&f, 1) == 2);
+
+  /* RESUME with 5 bytes of an epoch */
+  CHECK(fx_connect(&f, &c) == 0);
+  hd__buf_t m = {0};
+  uint8_t body[16 + 2 + 5] = {0};
+  body[16] = 0;  /* high_seq */
+  body[17] = 10; /* window */
+  CHECK(hd__buf_append(&m, (const uint8_t[]){1 + sizeof body, HD__MSG_RESUME}, 2) == 0);
+  CHECK(hd__buf_append(&m, body, sizeof body) == 0);
+  CHECK(rc_send(&c, &m) == 0);
+  CHECK(tu_wait_closed(c.r.fd, 3000));
+  CHECK(WAIT_FOR(tu_log_has("RESUME: 5 trailing bytes"), 3000));
+  rc_free(&c);
+  fx_done(&f);
+}
+
 #define TESTS(X)                                                                                  \
   X(add_durable)                                                                                  \
   X(catchup_window)                                                                               \
@@ -425,5 +511,6 @@ static void backpressure(void) {
   X(folder_in_use)                                                                                \
   X(batch_after_close)                                                                            \
   X(wrong_direction)                                                                              \
-  X(backpressure)
+  X(backpressure)                                                                                 \
+  X(resume_epochs)
 HD_TEST_MAIN(TESTS)

@@ -617,7 +617,7 @@ static void bad_arguments(void) {
 
 /* A store in f's folder with one event of user 1, closed: its marker is there. */
 static int stored_one(fx_t *f) {
-  if (fx_begin(f) != 0 || add(f, 1, "acknowledged", f->r) != 0) return -1;
+  if (fx_open(f) != 0 || add(f, 1, "acknowledged", f->r) != 0) return -1;
   if (wait_results(f, f->r, 1) != 0 || f->r->failed != 0) return -1;
   return fx_close(f);
 }
@@ -745,7 +745,7 @@ static int restore_from(fx_t *f, const char *backup, const char *name) {
   snprintf(f->fx.folder, sizeof f->fx.folder, "%s/%s", f->fx.dir, name);
   char db[300];
   snprintf(db, sizeof db, "%s/hyperdown.db", f->fx.folder);
-  if (mkdir(f->fx.folder, 0700) != 0 || store_copy_path(backup, db) != 0) return -1;
+  if (mkdir(f->fx.folder, 0700) != 0 || hdt_copy_file(backup, db) != 0) return -1;
   return fx_open(f);
 }
 

@@ -57,6 +57,29 @@ void du_log_dump(size_t max) {
   pthread_mutex_unlock(&du_log_mu);
 }
 
+int du_log_count(const char *who, const char *needle) {
+  pthread_mutex_lock(&du_log_mu);
+  size_t len = du_log_len < DU_LOG_CAP ? du_log_len : DU_LOG_CAP;
+  char *copy = malloc(len + 1);
+  if (copy != NULL) {
+    for (size_t i = 0; i < len; i++) copy[i] = du_log_buf[(du_log_len - len + i) % DU_LOG_CAP];
+    copy[len] = '\0';
+  }
+  pthread_mutex_unlock(&du_log_mu);
+  if (copy == NULL) return -1;
+  int n = 0;
+  for (char *line = copy, *next; line != NULL && *line != '\0'; line = next) {
+    next = strchr(line, '\n');
+    if (next != NULL) *next++ = '\0';
+    /* a line is "<ms> <who padded> <text>" */
+    char name[64] = "";
+    sscanf(line, "%*s %63s", name);
+    if ((who == NULL || strcmp(name, who) == 0) && strstr(line, needle) != NULL) n++;
+  }
+  free(copy);
+  return n;
+}
+
 /* `expr` (of type `type`) read under the recorder's lock: r is a du_client_t or a du_server_t. */
 #define LOCKED(r, type, expr)                                                                     \
   ({                                                                                              \

@@ -45,6 +45,8 @@ void du_log_line(const char *who, const char *fmt, ...) __attribute__((format(pr
 void du_log_cb(void *ud, hd_log_level_t level, const char *msg);
 /* Prints the last `max` bytes of the captured log to stderr (the evidence of a failure). */
 void du_log_dump(size_t max);
+/* How many captured lines (of the handle named `who`; NULL: any) contain `needle`. */
+int du_log_count(const char *who, const char *needle);
 
 /* CHECK that also dumps the log tail when it fails. */
 #define DCHECK(cond)                                                                              \

@@ -54,41 +54,12 @@ int store_write_file(const char *folder, const char *name, const void *data, siz
   return rc;
 }
 
-int store_copy_path(const char *src, const char *dst) {
-  FILE *f = fopen(src, "rb");
-  if (f == NULL) return -1;
-  char *buf = NULL;
-  size_t len = 0, cap = 0;
-  int rc = 0;
-  for (;;) {
-    if (len == cap) {
-      cap = cap ? cap * 2 : 65536;
-      char *b = realloc(buf, cap);
-      if (b == NULL) {
-        rc = -1;
-        break;
-      }
-      buf = b;
-    }
-    size_t n = fread(buf + len, 1, cap - len, f);
-    if (n == 0) break;
-    len += n;
-  }
-  if (ferror(f)) rc = -1;
-  fclose(f);
-  int fd = rc == 0 ? open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
-  if (fd < 0 || (len != 0 && write(fd, buf, len) != (ssize_t)len)) rc = -1;
-  if (fd >= 0) close(fd);
-  free(buf);
-  return rc;
-}
-
 int store_copy_file(const char *from, const char *to, const char *name) {
   char src[512], dst[512];
   snprintf(src, sizeof src, "%s/%s", from, name);
   snprintf(dst, sizeof dst, "%s/%s", to, name);
   if (mkdir(to, 0700) != 0 && errno != EEXIST) return -1;
-  return store_copy_path(src, dst);
+  return hdt_copy_file(src, dst);
 }
 
 int store_file_exists(const char *folder, const char *name) {

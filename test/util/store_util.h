@@ -30,8 +30,6 @@ void store_set_flag(void *data);
 
 /* Writes `len` bytes of `data` as <folder>/<name> (replacing it). 0 or -1. */
 int store_write_file(const char *folder, const char *name, const void *data, size_t len);
-/* Copies the file `src` to `dst` (replacing it). 0, or -1 (also when `src` is missing). */
-int store_copy_path(const char *src, const char *dst);
 /* Copies <from>/<name> to <to>/<name> (creating `to`, mode 0700). 0, or -1 (also when the file
  * is missing). */
 int store_copy_file(const char *from, const char *to, const char *name);

@@ -63,6 +63,35 @@ static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *
   return 0;
 }
 
+int hdt_copy_file(const char *src, const char *dst) {
+  FILE *f = fopen(src, "rb");
+  if (f == NULL) return -1;
+  char *buf = NULL;
+  size_t len = 0, cap = 0;
+  int rc = 0;
+  for (;;) {
+    if (len == cap) {
+      cap = cap ? cap * 2 : 65536;
+      char *b = realloc(buf, cap);
+      if (b == NULL) {
+        rc = -1;
+        break;
+      }
+      buf = b;
+    }
+    size_t n = fread(buf + len, 1, cap - len, f);
+    if (n == 0) break;
+    len += n;
+  }
+  if (ferror(f)) rc = -1;
+  fclose(f);
+  int fd = rc == 0 ? open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+  if (fd < 0 || (len != 0 && write(fd, buf, len) != (ssize_t)len)) rc = -1;
+  if (fd >= 0) close(fd);
+  free(buf);
+  return rc;
+}
+
 void hdt_rmrf(const char *path) {
   if (path != NULL) nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS);
 }

@@ -47,6 +47,8 @@ char *hdt_mkdtemp(const char *tag);
 char *hdt_path(const char *parent, const char *name);
 /* Removes `path` and everything below it (NULL: nothing). */
 void hdt_rmrf(const char *path);
+/* Copies the file `src` to `dst` (replacing it). 0, or -1 (also when `src` is missing). */
+int hdt_copy_file(const char *src, const char *dst);
 
 /* ---- keys ---- */
 
