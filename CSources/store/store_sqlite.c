@@ -573,6 +573,12 @@ int hd__sqlite_backup_file(const hd__sqlite_kind_t *kind, const char *folder, co
     err = hd__error(HD_ESTORE, "backup: %s is not a hyperdown %s store", db_path, kind->name);
   }
   unlink(tmp);
+  /* the copy holds the users' events: readable by the owner only, as the store's folder is */
+  int fd = err == 0 ? open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
+  if (err == 0 && fd < 0) {
+    err = hd__error(errno_code(errno), "backup: cannot create %s: %s", tmp, strerror(errno));
+  }
+  if (fd >= 0) close(fd);
   if (err == 0) err = copy_into(kind, src, tmp);
   hd__error_state_t e;
   hd__error_save(&e);

@@ -14,10 +14,11 @@ enum Admin {
   static func socketPath(dataDirectory: String) -> String { folder(dataDirectory: dataDirectory) + "/hyperdown.sock" }
 
   struct Request: Codable {
-    var op: String              // "add" or "status"
+    var op: String              // "add", "status" or "backup"
     var user: String?           // add: the user's public key (hex)
     var payloads: [String]?     // add: the events (JSON text each)
     var users: [String]?        // status: users to count too (0 if none held)
+    var path: String?           // backup: the file to write (absolute)
   }
 
   struct Response: Codable {
@@ -247,6 +248,12 @@ final class AdminServer: Sendable {
                                 eventsAdded: stats.eventsAdded, eventsDelivered: stats.eventsDelivered,
                                 eventsConfirmed: stats.eventsConfirmed, commits: stats.commits)
       return Admin.Response(ok: true, status: status)
+    case "backup":
+      guard let path = request.path, path.hasPrefix("/") else {
+        throw CLIError("backup needs an absolute path")
+      }
+      try await server.backup(to: path)
+      return Admin.Response(ok: true)
     default:
       throw CLIError("unknown admin operation '\(request.op)'")
     }

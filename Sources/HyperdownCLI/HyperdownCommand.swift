@@ -12,7 +12,7 @@ struct HyperdownCommand: AsyncParsableCommand {
     abstract: "A durable event memory for a server and its users.",
     discussion: "docs/swift.md describes every command, the key file and the admin socket.",
     version: Version.string,
-    subcommands: [Keygen.self, Serve.self, Send.self, Listen.self, Status.self, Demo.self]
+    subcommands: [Keygen.self, Serve.self, Send.self, Listen.self, Status.self, Backup.self, Demo.self]
   )
 }
 
@@ -179,6 +179,40 @@ struct Status: AsyncParsableCommand {
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.sortedKeys]
       Output.line(String(decoding: try encoder.encode(status), as: UTF8.self))
+    }
+  }
+}
+
+struct Backup: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Write a consistent copy of a server's store, marked as a backup; print it as JSON.",
+    discussion: """
+      Through the admin socket of the server running on the folder (`hyperdown serve`), which \
+      goes on serving; from the folder itself when no server runs (it is locked meanwhile). OUT \
+      must not exist. A server started on a folder restored from the copy knows it was \
+      restored and tells its clients (docs/OPERATIONS.md).
+      """)
+
+  @Option(help: "The server's store folder.") var data: String
+  @Argument(help: "The backup file to write (must not exist).") var out: String
+
+  func run() async throws {
+    try await reportingErrors {
+      // the server resolves paths against its own working directory
+      let path = out.hasPrefix("/") ? out : FileManager.default.currentDirectoryPath + "/" + out
+      if FileManager.default.fileExists(atPath: path) {
+        throw CLIError("\(out) exists: a backup is never written over a file")
+      }
+      var online = false
+      do {
+        try HyperdownServer.backup(dataDirectory: data, to: path)
+      } catch let error as HyperdownError where error.code == HyperdownError.busy {
+        // a server has the folder open: it makes the copy
+        let response = try Admin.call(dataDirectory: data, Admin.Request(op: "backup", path: path))
+        guard response.ok else { throw CLIError(response.error ?? "the server refused the backup") }
+        online = true
+      }
+      Output.line("{\"backup\": \(JSONText.quote(path)), \"online\": \(online)}")
     }
   }
 }

@@ -92,6 +92,52 @@ struct CLITests {
     #expect(!FileManager.default.fileExists(atPath: dir.sub("server/admin/hyperdown.sock")))
   }
 
+  /// A backup through a running server's admin socket, and one from the folder of a stopped
+  /// server; never over a file; a server started on a folder restored from a backup serves its
+  /// events and says it was restored.
+  @Test func backupAndRestore() async throws {
+    let dir = try Temp()
+    defer { dir.remove() }
+    _ = try run(["keygen", "--out", dir.sub("server.key")])
+    let userKey = try run(["keygen", "--out", dir.sub("user.key")]).stdout.trimmed
+    func serve(_ folder: String) throws -> Child {
+      try Child(["serve", "--topic", "topic", "--data", dir.sub(folder), "--key", dir.sub("server.key"),
+                 "--listen", "127.0.0.1:0"])
+    }
+    var server = try serve("server")
+    try await server.waitForLines(1, "serve listens")
+    #expect(try run(["send", "--data", dir.sub("server"), userKey, "{\"n\": 1}", "{\"n\": 2}"]).status == 0)
+
+    let online = try run(["backup", "--data", dir.sub("server"), dir.sub("online.db")])
+    #expect(online.status == 0, "\(online.stderr)")
+    #expect(online.stdout.contains("\"online\": true") && online.stdout.contains(dir.sub("online.db")))
+    #expect(try permissions(dir.sub("online.db")) == 0o600)
+    let again = try run(["backup", "--data", dir.sub("server"), dir.sub("online.db")])
+    #expect(again.status != 0 && again.stderr.lines.count == 1 && again.stderr.contains("exists"))
+    #expect(try run(["send", "--data", dir.sub("server"), userKey, "{\"n\": 3}"]).status == 0)
+    server.kill(SIGTERM)
+    #expect(try await server.waitForExit() == 0)
+
+    let offline = try run(["backup", "--data", dir.sub("server"), dir.sub("offline.db")])
+    #expect(offline.status == 0, "\(offline.stderr)")
+    #expect(offline.stdout.contains("\"online\": false"))
+
+    // a restore: a fresh folder holding the backup as its database (docs/OPERATIONS.md)
+    for (name, pending) in [("online.db", 2), ("offline.db", 3)] {
+      let folder = "restored-" + name
+      try FileManager.default.createDirectory(atPath: dir.sub(folder), withIntermediateDirectories: false,
+                                              attributes: [.posixPermissions: 0o700])
+      try FileManager.default.copyItem(atPath: dir.sub(name), toPath: dir.sub(folder + "/hyperdown.db"))
+      server = try serve(folder)
+      try await server.waitForLines(1, "serve listens on the restored folder")
+      let status = try run(["status", "--data", dir.sub(folder)])
+      #expect(status.stdout.contains("\"pendingTotal\":\(pending)"), "\(status.stdout)")
+      #expect(server.stderrText.contains("restored from a backup"), "\(server.stderrText)")
+      server.kill(SIGTERM)
+      #expect(try await server.waitForExit() == 0)
+    }
+  }
+
   @Test func errorsAreOneClearLine() async throws {
     let dir = try Temp()
     defer { dir.remove() }
@@ -103,6 +149,7 @@ struct CLITests {
       (["send", "--data", dir.sub("s"), user, "{nope"], "not valid JSON"),
       (["send", "--data", dir.sub("s"), String(repeating: "ab", count: 32), "{}"], "USER_HEX"),
       (["status", "--data", dir.sub("nothing")], "no server is running"),
+      (["backup", "--data", dir.sub("nothing"), dir.sub("b.db")], "no server store"),
       (["keygen", "--out", dir.sub("k2"), "--seed", "12"], "--seed"),
       (["listen", "--topic", "t", "--data", dir.sub("c"), "--key", dir.sub("k"), "--server", "127.0.0.1:\(try freePort())",
         "--server-key", user, "--connect-timeout", "0.5"], "does not answer"),
