@@ -39,8 +39,9 @@ struct hd__client_events {
   int resumed;                 /* RESUME went out on `conn` */
   int sets_pending;            /* set_server_store_id writes queued, not completed */
   uint64_t last_seq;           /* highest seq received on `conn`: EVENTS must go above it */
-  int awaiting_epoch;          /* RESUME carried an epoch other than WELCOME's: EPOCH comes first,
-                                  and no consumption is reported before it is applied */
+  int awaiting_epoch;          /* RESUME carried an epoch other than WELCOME's: EPOCH comes first
+                                  (1), is being applied (2), and no consumption is reported
+                                  before it is (0 again) */
   uint64_t resume_high;        /* the high_seq RESUME carried */
   uint32_t pause_ms;
   uint8_t resume_id[HD_STORE_ID_BYTES]; /* the id remembered when `conn` opened (zeros: none) */

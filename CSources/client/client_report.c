@@ -235,9 +235,12 @@ int hd__client_report_epoch(hd__client_events_t *ev, const uint8_t *body, size_t
   uint64_t floor, seen_upto;
   int rc = hd__msg_decode_epoch(body, len, &floor, &seen_upto);
   if (rc != 0) return rc;
-  if (!ev->awaiting_epoch) {
-    return hd__error(HD_EPROTO, "EPOCH from a server whose epoch this client did not question");
+  if (ev->awaiting_epoch != 1) {
+    return hd__error(HD_EPROTO, ev->awaiting_epoch ? "EPOCH a second time on one connection"
+                                                   : "EPOCH from a server whose epoch this "
+                                                     "client did not question");
   }
+  ev->awaiting_epoch = 2; /* applied once the rewind is committed (on_rewound) */
   rewind_ctx_t *r = malloc(sizeof *r);
   if (r == NULL) return hd__error(HD_ENOMEM, "out of memory applying EPOCH");
   *r = (rewind_ctx_t){ev, ev->epoch, floor, ev->resume_high};
