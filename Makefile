@@ -130,6 +130,9 @@ test-layers:
 	  grep -q "No such file" $(BUILD)/layers/$$layer.err || { cat $(BUILD)/layers/$$layer.err; exit 1; }; \
 	  echo "ok layers: $$layer cannot include $$hdr"; \
 	done
+	@dups=$$(find CSources -name '*.[ch]' | xargs -n1 basename | sort | uniq -d); \
+	  if [ -n "$$dups" ]; then echo "basenames twice in the core: $$dups"; exit 1; fi; \
+	  echo "ok layers: no basename twice in the core"
 
 # No two paths (files or the folders above them) that differ only in case: a checkout on a
 # case-insensitive file system (macOS's default) would merge or lose them. `git ls-files | sort -f
