@@ -110,21 +110,21 @@ test-c-valgrind: lib tools tests
 	@HD_VALGRIND=1 $(RUN_C)
 
 # The C suite under sanitizers (docs/RELIABILITY.md): `test-c-asan` (AddressSanitizer, with
-# LeakSanitizer, and UndefinedBehaviorSanitizer) and `test-c-tsan` (ThreadSanitizer), both gcc's
-# (their runtimes come with gcc). Each rebuilds the library, the helpers, the tests and the tools
-# in a folder of its own ($(BUILD)/asan, $(BUILD)/tsan) through a recursive make, so no object
-# mixes with the plain build, then runs the suite with the options below. Any report fails the
-# program that made it. No suppressions.
+# LeakSanitizer, and UndefinedBehaviorSanitizer) and `test-c-tsan` (ThreadSanitizer), built by
+# gcc (SAN_CC), whose runtimes come with it. Each rebuilds the library, the helpers, the tests
+# and the tools in a folder of its own ($(BUILD)/asan, $(BUILD)/tsan) through a recursive make,
+# so no object mixes with the plain build, then runs the suite with the options below. Any
+# report fails the program that made it. No suppressions.
+SAN_CC ?= gcc
 SAN_OPT := -O1 -g -fno-omit-frame-pointer
 SAN_FLAGS_asan := -fsanitize=address,undefined -fno-sanitize-recover=all
 SAN_FLAGS_tsan := -fsanitize=thread
-SAN_ENV_asan := ASAN_OPTIONS=detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1 \
-                UBSAN_OPTIONS=print_stacktrace=1
+SAN_ENV_asan := ASAN_OPTIONS=detect_stack_use_after_return=1 UBSAN_OPTIONS=print_stacktrace=1
 SAN_ENV_tsan := TSAN_OPTIONS=second_deadlock_stack=1
 .PHONY: test-c-asan test-c-tsan test-c-run
 test-c-asan test-c-tsan: test-c-%:
-	@$(MAKE) --no-print-directory BUILD=$(BUILD)/$* OPT="$(SAN_OPT)" EXTRA_CFLAGS="$(SAN_FLAGS_$*)" \
-	  LDFLAGS="$(SAN_FLAGS_$*)" RUN_ENV="$(SAN_ENV_$*)" test-c-run
+	@$(MAKE) --no-print-directory CC=$(SAN_CC) BUILD=$(BUILD)/$* OPT="$(SAN_OPT)" \
+	  EXTRA_CFLAGS="$(SAN_FLAGS_$*)" LDFLAGS="$(SAN_FLAGS_$*)" RUN_ENV="$(SAN_ENV_$*)" test-c-run
 
 # (for the targets above) builds this build's C programs and runs them with $(RUN_ENV)
 test-c-run: lib tools tests
