@@ -314,6 +314,7 @@ static void keepalive_arm(hd__conn_t *c) {
  * re-arms itself from the time of the last byte received. */
 static void keepalive_tick(hd__conn_t *c) {
   uint64_t now = uv_now(conn_loop(c));
+  if (c->reads_held) c->last_recv_ms = now; /* we are not listening: the peer is not silent */
   uint64_t silent = now - c->last_recv_ms;
   if (silent >= c->cfg->idle_timeout_ms) {
     conn_fail(c, hd__error(HD_ETIMEDOUT, "peer %s silent for %llu ms (idle timeout %u ms)",
@@ -736,4 +737,19 @@ int hd__conn_connect(const hd__conn_config_t *cfg, const struct sockaddr *addr,
   uv_timer_start(&c->timer, on_timer, cfg->handshake_timeout_ms, 0);
   *out = c;
   return 0;
+}
+
+void hd__conn_hold_reads(hd__conn_t *c, int hold) {
+  hold = hold != 0;
+  if (c->state != HD__CONN_OPEN || c->reads_held == hold) return;
+  c->reads_held = hold;
+  if (hold) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    return;
+  }
+  c->last_recv_ms = uv_now(conn_loop(c));
+  int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (rc != 0) {
+    conn_end(c, hd__error_from_uv(rc, "cannot read from the connection again"), CLOSE_ABRUPT);
+  }
 }

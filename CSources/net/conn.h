@@ -80,6 +80,7 @@ struct hd__conn {
   int status;                /* the close status once closing */
   char *close_detail;        /* the error detail, kept until on_close */
   int pending_closes;
+  int reads_held;            /* hd__conn_hold_reads */
   int silent;                /* freed without on_close (a create path that failed) */
   hd__welcome_t welcome;     /* client: what the server said in WELCOME */
 
@@ -120,5 +121,10 @@ size_t hd__conn_write_backlog(const hd__conn_t *c);
 /* Closes the connection. status 0: orderly (BYE with `text`, then shutdown); otherwise abrupt,
  * with the thread's current error detail kept for on_close and the log. Idempotent. */
 void hd__conn_close(hd__conn_t *c, int status, const char *text);
+
+/* Stops (hold 1) or resumes (hold 0) reading from the peer, for a receiver with more work queued
+ * than it takes on per loop turn (the server's CONSUMED reports). Messages already read are still
+ * delivered. The peer's silence while reads are held does not count towards the idle timeout. */
+void hd__conn_hold_reads(hd__conn_t *c, int hold);
 
 #endif

@@ -153,6 +153,7 @@ void hd__session_close(hd__server_events_t *s, hd__conn_t *c) {
   if (ss == NULL) return;
   c->user_data = NULL;
   hd__runtime_undefer(s->rt, &ss->pump);
+  hd__consumed_session_close(s, ss);
   if (ss->catching_up) {
     hd__log(s->rt, HD_LOG_INFO, "%s: left during catch-up after %llu events (up to seq %llu)",
             c->peer, (unsigned long long)ss->catchup_sent, (unsigned long long)ss->sent_upto);
