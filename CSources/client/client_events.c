@@ -171,7 +171,8 @@ void hd__client_events_on_message(hd__client_events_t *ev, hd__conn_t *c, uint8_
                      hd__msg_type_name(type) ? hd__msg_type_name(type) : "unknown message");
       break;
   }
-  if (rc != 0) hd__conn_close(c, rc, hd_last_error_message());
+  if (rc == HD_EPROTO) hd__conn_fail(c, rc, hd_last_error_message()); /* the server's fault */
+  else if (rc != 0) hd__conn_close(c, rc, hd_last_error_message());
 }
 
 /* ---- connection ------------------------------------------------------------------------ */

@@ -295,7 +295,18 @@ void hd__conn_close(hd__conn_t *c, int status, const char *text) {
   }
 }
 
-/* A failure after records are up: protocol faults get a best-effort BYE with the code. */
+void hd__conn_fail(hd__conn_t *c, int status, const char *text) {
+  if (status == 0) {
+    hd__conn_close(c, 0, text);
+    return;
+  }
+  if (c->state >= HD__CONN_CLOSING) return;
+  hd__error(status, "%s", text ? text : hd_strerror(status));
+  conn_end(c, status, CLOSE_BYE); /* a BYE only once records are up */
+}
+
+/* A failure the connection finds itself (a record, a message, the idle timeout), its detail the
+ * thread's: the peer's protocol faults are told as hd__conn_fail tells them, the rest closes. */
 static void conn_fail(hd__conn_t *c, int status) {
   int tell = c->state == HD__CONN_OPEN && (status == HD_EPROTO || status == HD_EMSGSIZE);
   conn_end(c, status, tell ? CLOSE_BYE : CLOSE_ABRUPT);

@@ -119,8 +119,15 @@ void hd__conn_queued(hd__conn_t *c);
 size_t hd__conn_write_backlog(const hd__conn_t *c);
 
 /* Closes the connection. status 0: orderly (BYE with `text`, then shutdown); otherwise abrupt,
- * with the thread's current error detail kept for on_close and the log. Idempotent. */
+ * without a word to the peer (a failure of ours: out of memory, the store), with `text` as the
+ * detail kept for on_close and the log. Idempotent. */
 void hd__conn_close(hd__conn_t *c, int status, const char *text);
+/* Closes because of an error the peer should hear about: its protocol violation (HD_EPROTO) or a
+ * message above a limit (HD_EMSGSIZE). BYE with the code (`status` < 0, sent as its positive
+ * value) and `text` (cut to the BYE's 256 bytes), flushed, then shutdown; `text` is also the
+ * detail for on_close and the log. Before records are up it closes without a BYE (nothing could
+ * carry it). status 0 is hd__conn_close's orderly close. Idempotent. */
+void hd__conn_fail(hd__conn_t *c, int status, const char *text);
 
 /* Stops (hold 1) or resumes (hold 0) reading from the peer, for a receiver with more work queued
  * than it takes on per loop turn (the server's CONSUMED reports). Messages already read are still

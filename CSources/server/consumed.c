@@ -593,7 +593,7 @@ void hd__consumed_report(hd__server_events_t *ev, hd__session_t *ss, const uint8
   hd__entry_iter_t it;
   uint64_t count;
   if (hd__msg_entries_begin(&it, HD__MSG_CONSUMED, body, len, &count) != 0) {
-    hd__conn_close(c, HD_EPROTO, "malformed CONSUMED");
+    hd__conn_fail(c, HD_EPROTO, hd_last_error_message()); /* "CONSUMED: <the fault>" */
     return;
   }
   ev->n_consumed += count;

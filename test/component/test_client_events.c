@@ -300,6 +300,22 @@ static int cut_off(rs_t *r, cli_t *c, int n) {
          atomic_load(&c->p.last_status) == HD_EPROTO;
 }
 
+/* The client told why before it closed: a BYE with HD_EPROTO's code and `text` in its text
+ * (what it sent before, CONSUMED for one, is skipped). */
+static int told_eproto(rs_t *r, const char *text) {
+  for (;;) {
+    rmsg_t *m = rs_next(r, 3000);
+    if (m == NULL) return 0;
+    if (m->type != HD__MSG_BYE) continue;
+    uint64_t reason;
+    const uint8_t *t;
+    size_t tl;
+    if (hd__msg_decode_bye(m->body, m->len, &reason, &t, &tl) != 0) return 0;
+    fprintf(stderr, "  BYE %llu \"%.*s\"\n", (unsigned long long)reason, (int)tl, (const char *)t);
+    return reason == (uint64_t)-HD_EPROTO && memmem(t, tl, text, strlen(text)) != NULL;
+  }
+}
+
 /* After the client closed: the raw server goes, the client's folder too. */
 static void session_end(rs_t *r, cli_t *c) {
   rs_close(r);
@@ -425,12 +441,14 @@ static void pause_delays(void) {
   session_end(&r, &c);
 }
 
-/* Events out of order and wrong-direction messages close the connection with HD_EPROTO. */
+/* Events out of order and wrong-direction messages close the connection with HD_EPROTO, told to
+ * the server in a BYE first. */
 static void protocol_errors(void) {
   SESSION(0x14, 0, MODE_OK, 0);
   uint64_t s2[] = {2}, s1[] = {1};
   CHECK(rs_events(&r, s2, 1) == 0);
   CHECK(rs_events(&r, s1, 1) == 0);
+  CHECK(told_eproto(&r, "EVENTS: seq 1 after 2"));
   CHECK(cut_off(&r, &c, 1));
   /* it dials again: a CREDIT from the server is in the wrong direction */
   CHECK(rs_accept(&r, 5000) == 0);
@@ -440,6 +458,7 @@ static void protocol_errors(void) {
   hd__buf_init(&b);
   hd__msg_encode_credit(&b, 5);
   CHECK(rs_send(&r, &b) == 0);
+  CHECK(told_eproto(&r, "CREDIT received from the server"));
   CHECK(cut_off(&r, &c, 2));
   CHECK(atomic_load(&h.calls) == 1); /* event 2 was stored and handled once; 1 never stored */
   CHECK_OK(hd_client_close_wait(c.c));

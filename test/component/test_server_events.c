@@ -25,6 +25,9 @@ typedef struct rc {
   hd__buf_t pending_out;
   uint8_t *done_map;  /* optional: DONE seqs in [map_base, map_base + map_len) seen, each once */
   uint64_t map_base, map_len, map_twice, map_outside;
+  int got_bye;
+  uint64_t bye_reason;
+  char bye_text[HD__BYE_TEXT_MAX + 1];
 } rc_t;
 
 static int rc_msg(void *ctx, uint8_t type, const uint8_t *body, size_t len) {
@@ -59,6 +62,13 @@ static int rc_msg(void *ctx, uint8_t type, const uint8_t *body, size_t len) {
   } else if (type == HD__MSG_PAUSE && hd__msg_decode_varint(type, body, len, &v) == 0) {
     c->pause = v;
   } else if (type == HD__MSG_BYE) {
+    const uint8_t *text;
+    size_t text_len;
+    if (hd__msg_decode_bye(body, len, &c->bye_reason, &text, &text_len) == 0) {
+      memcpy(c->bye_text, text, text_len);
+      c->bye_text[text_len] = '\0';
+      c->got_bye = 1;
+    }
     c->closed = 1;
   }
   return 0;
@@ -406,6 +416,51 @@ static void wrong_direction(void) {
   fx_done(&f);
 }
 
+/* A protocol error of the client is told before the close: BYE with HD_EPROTO's code and a text
+ * naming the fault. One row per fault. */
+enum { BYE_CREDIT_FIRST, BYE_RESUME_TWICE, BYE_DONE_FROM_CLIENT, BYE_BAD_CONSUMED };
+static const struct {
+  int resume_first;
+  const char *text;
+} bye_rows[] = {
+    [BYE_CREDIT_FIRST] = {0, "CREDIT before RESUME"},
+    [BYE_RESUME_TWICE] = {1, "RESUME a second time"},
+    [BYE_DONE_FROM_CLIENT] = {1, "DONE from a client (wrong direction)"},
+    [BYE_BAD_CONSUMED] = {1, "CONSUMED: count 5 cannot fit"},
+};
+
+static void bye_run(int row) {
+  fx_t f;
+  CHECK(fx_init(&f, 0, 0) == 0);
+  rc_t c;
+  CHECK(fx_connect(&f, &c) == 0);
+  if (bye_rows[row].resume_first) CHECK(rc_resume(&c, NULL, 0, 10) == 0);
+  hd__buf_t m = {0};
+  uint64_t one = 1;
+  static const uint8_t bad_consumed[] = {0x02, HD__MSG_CONSUMED, 0x05}; /* 5 entries in 0 bytes */
+  switch (row) {
+    case BYE_CREDIT_FIRST: hd__msg_encode_credit(&m, 5); break;
+    case BYE_RESUME_TWICE: hd__msg_encode_resume(&m, &(hd__resume_t){{0}, 0, 10}); break;
+    case BYE_DONE_FROM_CLIENT: hd__msg_encode_done(&m, &one, 1); break;
+    case BYE_BAD_CONSUMED: hd__buf_append(&m, bad_consumed, sizeof bad_consumed); break;
+  }
+  CHECK(rc_send(&c, &m) == 0);
+  CHECK(RC_UNTIL(&c, c.got_bye, 3000));
+  fprintf(stderr, "  BYE %llu \"%s\"\n", (unsigned long long)c.bye_reason, c.bye_text);
+  CHECK(c.bye_reason == (uint64_t)-HD_EPROTO);
+  CHECK(strstr(c.bye_text, bye_rows[row].text) != NULL);
+  CHECK(tu_wait_closed(c.r.fd, 3000));
+  rc_free(&c);
+  CHECK(WAIT_FOR(atomic_load(&f.p.disconnected) == 1, 3000));
+  CHECK(atomic_load(&f.p.last_status) == HD_EPROTO);
+  fx_done(&f);
+}
+
+static void bye_credit_before_resume(void) { bye_run(BYE_CREDIT_FIRST); }
+static void bye_resume_twice(void) { bye_run(BYE_RESUME_TWICE); }
+static void bye_done_from_client(void) { bye_run(BYE_DONE_FROM_CLIENT); }
+static void bye_bad_consumed(void) { bye_run(BYE_BAD_CONSUMED); }
+
 /* A client that does not read: the server stops near the high-water mark, then goes on. */
 static void backpressure(void) {
   fx_t f;
@@ -572,6 +627,10 @@ static void huge_report_bounded(void) {
   X(folder_in_use)                                                                                \
   X(batch_after_close)                                                                            \
   X(wrong_direction)                                                                              \
+  X(bye_credit_before_resume)                                                                     \
+  X(bye_resume_twice)                                                                             \
+  X(bye_done_from_client)                                                                         \
+  X(bye_bad_consumed)                                                                             \
   X(backpressure)                                                                                 \
   X(huge_report_bounded)                                                                          \
   X(report_sliced)
