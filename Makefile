@@ -100,11 +100,35 @@ $(BUILD)/test/%: test/%.c $(TEST_UTIL_HDRS) $(TEST_UTIL_LIB) $(STLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_TEST) $< -o $@ $(TEST_UTIL_LIB) $(STLIB) $(DEPS_LIBS)
 
+# every C program of this build, run by test/run.sh (which adds up their counts)
+RUN_C := sh test/run.sh $(BUILD) "$(TEST_BINS) $(BUILD)/hd-noise-vectors"
+
 test-c: lib tools tests test-header test-layers
-	@sh test/run.sh $(BUILD) "$(TEST_BINS) $(BUILD)/hd-noise-vectors"
+	@$(RUN_C)
 
 test-c-valgrind: lib tools tests
-	@HD_VALGRIND=1 sh test/run.sh $(BUILD) "$(TEST_BINS) $(BUILD)/hd-noise-vectors"
+	@HD_VALGRIND=1 $(RUN_C)
+
+# The C suite under sanitizers (docs/RELIABILITY.md): `test-c-asan` (AddressSanitizer, with
+# LeakSanitizer, and UndefinedBehaviorSanitizer) and `test-c-tsan` (ThreadSanitizer), built by
+# gcc (SAN_CC), whose runtimes come with it. Each rebuilds the library, the helpers, the tests
+# and the tools in a folder of its own ($(BUILD)/asan, $(BUILD)/tsan) through a recursive make,
+# so no object mixes with the plain build, then runs the suite with the options below. Any
+# report fails the program that made it. No suppressions.
+SAN_CC ?= gcc
+SAN_OPT := -O1 -g -fno-omit-frame-pointer
+SAN_FLAGS_asan := -fsanitize=address,undefined -fno-sanitize-recover=all
+SAN_FLAGS_tsan := -fsanitize=thread
+SAN_ENV_asan := ASAN_OPTIONS=detect_stack_use_after_return=1 UBSAN_OPTIONS=print_stacktrace=1
+SAN_ENV_tsan := TSAN_OPTIONS=second_deadlock_stack=1
+.PHONY: test-c-asan test-c-tsan test-c-run
+test-c-asan test-c-tsan: test-c-%:
+	@$(MAKE) --no-print-directory CC=$(SAN_CC) BUILD=$(BUILD)/$* OPT="$(SAN_OPT)" \
+	  EXTRA_CFLAGS="$(SAN_FLAGS_$*)" LDFLAGS="$(SAN_FLAGS_$*)" RUN_ENV="$(SAN_ENV_$*)" test-c-run
+
+# (for the targets above) builds this build's C programs and runs them with $(RUN_ENV)
+test-c-run: lib tools tests
+	@$(RUN_ENV) $(RUN_C)
 
 # The public header compiles alone, as C and as C++, with -pedantic -Werror.
 test-header:
@@ -130,6 +154,9 @@ test-layers:
 	  grep -q "No such file" $(BUILD)/layers/$$layer.err || { cat $(BUILD)/layers/$$layer.err; exit 1; }; \
 	  echo "ok layers: $$layer cannot include $$hdr"; \
 	done
+	@dups=$$(find CSources -name '*.[ch]' | xargs -n1 basename | sort | uniq -d); \
+	  if [ -n "$$dups" ]; then echo "basenames twice in the core: $$dups"; exit 1; fi; \
+	  echo "ok layers: no basename twice in the core"
 
 # No two paths (files or the folders above them) that differ only in case: a checkout on a
 # case-insensitive file system (macOS's default) would merge or lose them. `git ls-files | sort -f
@@ -167,11 +194,13 @@ install: lib
 deps:
 	@sh scripts/install-deps.sh
 
-# Every suite: C (plain and under valgrind), the header check, the ABI check, Swift.
+# Every suite: C (plain, under valgrind, ASan+UBSan, TSan), the header check, the ABI check, Swift.
 test: deps
 	$(MAKE) test-paths
 	$(MAKE) test-c
 	$(MAKE) test-c-valgrind
+	$(MAKE) test-c-asan
+	$(MAKE) test-c-tsan
 	$(MAKE) abi-check
 	$(MAKE) test-swift
 	$(MAKE) test-node

@@ -2,6 +2,9 @@
 # Installs the Debian packages the build, the tests and the demo need, if any is missing.
 # Safe to run again: it does nothing when everything is there.
 set -eu
+# build-essential's gcc also brings the sanitizer runtimes that `make test-c-asan` and
+# `make test-c-tsan` link (libasan8, liblsan0, libubsan1, libtsan2: hard dependencies of
+# libgcc-12-dev, which gcc-12 depends on), so they need no line of their own.
 packages="build-essential pkg-config libuv1-dev libsodium-dev libsqlite3-dev valgrind abigail-tools python3-venv nodejs"
 missing=""
 for p in $packages; do

@@ -327,3 +327,7 @@ static int send_now(void *owner, const uint8_t *key, uint8_t type, const uint8_t
 int hd__client_send(hd_client_t *cl, uint8_t type, const uint8_t *body, size_t len) {
   return hd__runtime_send(cl->rt, send_now, cl, NULL, type, body, len);
 }
+
+hd__client_store_t *hd__client_store_of(hd_client_t *cl) {
+  return cl->events != NULL ? cl->events->store : NULL;
+}

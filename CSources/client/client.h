@@ -4,6 +4,7 @@
 #define HD_CLIENT_H
 
 #include "conn.h"
+#include "store.h"
 
 /* While a hook is set, the event layer leaves the handle's connection alone: the connection open
  * when it is set, or opening while it is set, belongs to the hook (no RESUME, CONSUMED or CREDIT
@@ -15,5 +16,9 @@ int hd__client_set_message_hook(hd_client_t *client, hd__message_hook cb, void *
 /* Sends one message to the server. Any thread: copies and posts (0 once queued; dropped, with a
  * debug log, if not connected by then). On the loop thread: HD_ESTATE if not connected. */
 int hd__client_send(hd_client_t *client, uint8_t type, const uint8_t *body, size_t len);
+
+/* Tests: the handle's store (NULL once closed; read it while the client is open). Its writes
+ * may be queued from any thread (store.h), e.g. a size quota that makes the disk look full. */
+hd__client_store_t *hd__client_store_of(hd_client_t *client);
 
 #endif

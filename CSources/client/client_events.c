@@ -175,7 +175,8 @@ void hd__client_events_on_message(hd__client_events_t *ev, hd__conn_t *c, uint8_
                      hd__msg_type_name(type) ? hd__msg_type_name(type) : "unknown message");
       break;
   }
-  if (rc != 0) hd__conn_close(c, rc, hd_last_error_message());
+  if (rc == HD_EPROTO) hd__conn_fail(c, rc, hd_last_error_message()); /* the server's fault */
+  else if (rc != 0) hd__conn_close(c, rc, hd_last_error_message());
 }
 
 /* ---- connection ------------------------------------------------------------------------ */
@@ -224,8 +225,9 @@ void hd__client_events_close(hd__client_events_t *ev, void (*cb)(void *arg), voi
   hd__client_handler_stop(ev);
   hd__runtime_undefer(ev->rt, &ev->flush_d);
   hd__client_report_drop(ev);
-  ev->pending_closes = 2;
+  ev->pending_closes = 3;
   uv_close((uv_handle_t *)&ev->timer, on_timer_closed);
+  uv_close((uv_handle_t *)&ev->record_timer, on_timer_closed);
   /* commits every queued write (their callbacks run first, and see `closing`) */
   if (ev->store->vt->close(ev->store, on_store_closed, ev) != 0) close_step(ev);
 }

@@ -6,7 +6,8 @@
  *
  *   client_events.c   the object: create/start/close, receiving (EVENTS, DONE, PAUSE), flow
  *                     control, stats
- *   client_handler.c  handing events to on_event: pause, order, retry with backoff
+ *   client_handler.c  handing events to on_event: pause, order, retry with backoff; recording
+ *                     consumptions (again, with a backoff, after a failure)
  *   client_report.c   on connect: store id, RESUME, the consumed-but-unconfirmed report;
  *                     CONSUMED and CREDIT coalesced once per loop iteration
  *   event.c           hd_event_t and its any-thread completion */
@@ -73,6 +74,15 @@ struct hd__client_events {
   int timer_armed;
   uint32_t backoff_ms;
   hd__deferred_t next_d;       /* hand out the next event after this iteration */
+  /* completed events whose consumption could not be recorded (a full disk): kept, recorded
+   * again after a backoff until it works; no event is handed out meanwhile */
+  hd__queue_t unrecorded;      /* hd_event_t, waiting for the next try */
+  size_t recording;            /* retried records submitted, not completed */
+  int records_stuck;           /* a record failed and not all are recorded since */
+  uv_timer_t record_timer;
+  int record_timer_armed;
+  uint32_t record_backoff_ms;
+  uint64_t record_failures;    /* failed attempts in all (logged; not in the public stats) */
 
   /* consumption reports: committed consumed events to put in CONSUMED (client_report.c) */
   hd__queue_t reports;         /* hd_event_t */
@@ -84,7 +94,7 @@ struct hd__client_events {
   uint64_t epoch_resumes, rollbacks, repeated, orphaned, dropped;
 
   int closing;
-  int pending_closes;          /* the timer and the store */
+  int pending_closes;          /* the two timers and the store */
   void (*closed_cb)(void *arg);
   void *closed_arg;
 };

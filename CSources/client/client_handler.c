@@ -1,6 +1,7 @@
 /* Handing events to the client's on_event: in sequence order, one at a time (the next only after
  * the previous completed), after the pause when events arrive to an idle handler, a failed event
- * again after a doubling backoff before any later one (client_events.h).
+ * again after a doubling backoff before any later one (client_events.h). A completion is recorded
+ * consumed before it is reported; a record that fails is tried again until it works (below).
  *
  * Events are read from the store a small page at a time, so memory stays bounded whatever the
  * backlog; only committed events are read, so an event is handed out only once it is durable. */
@@ -24,13 +25,17 @@ static int same_event(const hd_event_t *e, const hd__store_event_t *row) {
   return e != NULL && e->seq == row->seq && e->created_ms == row->created_ms;
 }
 
-static int out_already(hd__client_events_t *ev, const hd__store_event_t *row) {
-  if (same_event(ev->current, row)) return 1;
+static int listed(const hd__queue_t *list, const hd__store_event_t *row) {
   hd__queue_t *q;
-  hd__queue_foreach(q, &ev->marking) {
+  hd__queue_foreach(q, list) {
     if (same_event(hd__container_of(q, hd_event_t, node), row)) return 1;
   }
   return 0;
+}
+
+/* The handler has it, or handled it and its record is on its way or waits to be tried again. */
+static int out_already(hd__client_events_t *ev, const hd__store_event_t *row) {
+  return same_event(ev->current, row) || listed(&ev->marking, row) || listed(&ev->unrecorded, row);
 }
 
 static int fill_one(void *data, const hd__store_event_t *row) {
@@ -74,7 +79,7 @@ static void fill(hd__client_events_t *ev) {
 }
 
 static void hand_out(hd__client_events_t *ev) {
-  if (ev->closing || ev->current != NULL || ev->timer_armed) return;
+  if (ev->closing || ev->current != NULL || ev->timer_armed || ev->records_stuck) return;
   fill(ev);
   hd__queue_t *q = hd__queue_pop(&ev->ready);
   if (q == NULL) return; /* idle until events arrive */
@@ -106,8 +111,12 @@ static void wait_then_hand_out(hd__client_events_t *ev, uint32_t ms) {
 void hd__client_handler_init(hd__client_events_t *ev) {
   uv_timer_init(ev->rt->loop, &ev->timer);
   ev->timer.data = ev;
+  uv_timer_init(ev->rt->loop, &ev->record_timer);
+  ev->record_timer.data = ev;
+  hd__queue_init(&ev->unrecorded);
   hd__deferred_init(&ev->next_d, next_deferred);
   ev->backoff_ms = ev->retry_min_ms;
+  ev->record_backoff_ms = ev->retry_min_ms;
   ev->more = ev->orphans_more = 1; /* whatever an earlier run left unhandled */
   hd__queue_init(&ev->marking);
 }
@@ -120,9 +129,21 @@ void hd__client_handler_arrived(hd__client_events_t *ev) {
   wait_then_hand_out(ev, ev->pause_ms);
 }
 
-static void drop_ready(hd__client_events_t *ev) {
+static size_t drop_events(hd__queue_t *list) {
+  size_t n = 0;
   hd__queue_t *q;
-  while ((q = hd__queue_pop(&ev->ready)) != NULL) hd__event_free(hd__container_of(q, hd_event_t, node));
+  for (; (q = hd__queue_pop(list)) != NULL; n++) hd__event_free(hd__container_of(q, hd_event_t, node));
+  return n;
+}
+
+static void drop_ready(hd__client_events_t *ev) { drop_events(&ev->ready); }
+
+/* Records not retried any more (close, another server store): the timer stops. */
+static size_t drop_unrecorded(hd__client_events_t *ev) {
+  if (ev->record_timer_armed) uv_timer_stop(&ev->record_timer);
+  ev->record_timer_armed = 0;
+  ev->record_backoff_ms = ev->retry_min_ms;
+  return drop_events(&ev->unrecorded);
 }
 
 void hd__client_handler_reset(hd__client_events_t *ev) {
@@ -137,6 +158,8 @@ void hd__client_handler_reset(hd__client_events_t *ev) {
     uv_timer_stop(&ev->timer);
     ev->timer_armed = 0;
   }
+  drop_unrecorded(ev); /* the old store's events: gone from the store too */
+  if (ev->recording == 0) ev->records_stuck = 0;
 }
 
 void hd__client_handler_rewound(hd__client_events_t *ev) {
@@ -155,6 +178,12 @@ void hd__client_handler_stop(hd__client_events_t *ev) {
   ev->timer_armed = 0;
   drop_ready(ev);
   ev->current = NULL; /* the handler still has it: its completion frees it (anchor detached) */
+  size_t n = drop_unrecorded(ev);
+  if (n > 0) {
+    hd__log(ev->rt, HD_LOG_WARN, "closing with %zu handled events whose consumption could not be "
+            "recorded (%llu failed attempts): they are handed to the handler again at the next "
+            "start", n, (unsigned long long)ev->record_failures);
+  }
 }
 
 void hd__client_handler_start(hd__client_events_t *ev) {
@@ -162,29 +191,98 @@ void hd__client_handler_start(hd__client_events_t *ev) {
   hd__runtime_defer(ev->rt, &ev->next_d);
 }
 
-/* ---- completions (loop thread) --------------------------------------------------------- */
+/* ---- recording a consumption (loop thread) -------------------------------------------------
+ * A completed event is recorded consumed (mark_consumed) before it is reported. If that write
+ * fails (above all a full disk: HD_ENOSPC), the event stays handled: it is kept in memory and
+ * recorded again after a backoff (retry_min_ms doubling up to retry_max_ms) until that works,
+ * then reported as usual. Meanwhile no event is handed out (each would only add to what cannot
+ * be recorded). The store still holds the event unhandled, so only a restart before the record
+ * works hands it to the handler again. */
+
+static void on_marked(void *data, int status, uint64_t value);
+
+static void record_failed(hd__client_events_t *ev, hd_event_t *e, int status) {
+  ev->record_failures++;
+  if (e->record_tries++ == 0) {
+    hd__log(ev->rt, HD_LOG_ERROR, "recording event %llu consumed failed (%s: %s): it is not "
+            "handed to the handler again; recorded again after a backoff, and no event is handed "
+            "out meanwhile", (unsigned long long)e->seq, hd_err_name(status),
+            hd_last_error_message());
+  }
+  ev->records_stuck = 1;
+  hd__queue_insert_tail(&ev->unrecorded, &e->node);
+}
+
+/* Records `e` consumed; the report follows the commit (on_marked). */
+static void record_submit(hd__client_events_t *ev, hd_event_t *e) {
+  /* the event as it was handed out: another event that got its number is never taken for it */
+  hd__store_event_t which = {.seq = e->seq, .created_ms = e->created_ms, .orphan = e->orphan};
+  int rc = ev->store->vt->mark_consumed(ev->store, &which, e->data, e->data_len, on_marked, e);
+  if (rc != 0) {
+    record_failed(ev, e, rc);
+    return;
+  }
+  hd__queue_insert_tail(&ev->marking, &e->node); /* until on_marked */
+  if (e->record_tries > 0) ev->recording++;
+}
+
+static void on_record_timer(uv_timer_t *t);
+
+/* After a record completed or failed: once no retried one is in flight, the next try after the
+ * backoff, or, everything recorded, the handler goes on. */
+static void records_settle(hd__client_events_t *ev) {
+  if (!ev->records_stuck || ev->recording > 0 || ev->record_timer_armed) return;
+  if (!hd__queue_empty(&ev->unrecorded)) {
+    ev->record_timer_armed = 1;
+    uv_timer_start(&ev->record_timer, on_record_timer, ev->record_backoff_ms, 0);
+    uint64_t next = (uint64_t)ev->record_backoff_ms * 2;
+    ev->record_backoff_ms = next > ev->retry_max_ms ? ev->retry_max_ms : (uint32_t)next;
+    return;
+  }
+  ev->records_stuck = 0;
+  ev->record_backoff_ms = ev->retry_min_ms;
+  hd__log(ev->rt, HD_LOG_WARN, "consumptions are recorded again (after %llu failed attempts in "
+          "all): handing out events again", (unsigned long long)ev->record_failures);
+  hd__runtime_defer(ev->rt, &ev->next_d);
+}
+
+static void on_record_timer(uv_timer_t *t) {
+  hd__client_events_t *ev = t->data;
+  ev->record_timer_armed = 0;
+  hd__queue_t q;
+  hd__queue_init(&q);
+  hd__queue_move(&ev->unrecorded, &q);
+  size_t n = 0;
+  hd__queue_t *node;
+  for (; (node = hd__queue_pop(&q)) != NULL; n++) {
+    record_submit(ev, hd__container_of(node, hd_event_t, node));
+  }
+  hd__log(ev->rt, HD_LOG_WARN, "recording %zu consumed events again (%llu failed attempts so far)",
+          n, (unsigned long long)ev->record_failures);
+  records_settle(ev); /* every submission failed at once: the next try */
+}
 
 static void on_marked(void *data, int status, uint64_t value) {
   hd_event_t *e = data;
   hd__client_events_t *ev = e->anchor->owner;
   hd__queue_remove(&e->node); /* off ev->marking */
-  if (status != 0) {
-    /* still unhandled in the store: handled again after a restart (at least once) */
-    if (ev != NULL) {
-      hd__log(ev->rt, HD_LOG_ERROR, "recording event %llu consumed failed: %s",
-              (unsigned long long)e->seq, hd_last_error_message());
-    }
+  if (ev != NULL && e->record_tries > 0) ev->recording--;
+  if (ev == NULL || ev->closing || e->gen != ev->gen) {
+    /* closed: an event not recorded is handled again at the next start; another server
+     * store: its events are gone */
     hd__event_free(e);
+    if (ev != NULL && !ev->closing) records_settle(ev);
     return;
   }
-  if (ev == NULL || ev->closing || e->gen != ev->gen || value != 1) {
-    /* 0: reported from the store at the next connect, if still consumed; 2: an orphan, done
-     * and forgotten: the server's store does not know it */
-    hd__event_free(e);
-    return;
-  }
-  hd__client_report_consumed(ev, e);
+  if (status != 0) record_failed(ev, e, status);
+  /* 0: not held (or consumed) any more; 2: an orphan, done and forgotten (the server's store
+   * does not know it): nothing to report */
+  else if (value != 1) hd__event_free(e);
+  else hd__client_report_consumed(ev, e);
+  records_settle(ev);
 }
+
+/* ---- completions (loop thread) --------------------------------------------------------- */
 
 void hd__client_handler_completed(hd__client_events_t *ev, hd_event_t *e) {
   if (ev->current == e) ev->current = NULL;
@@ -198,15 +296,8 @@ void hd__client_handler_completed(hd__client_events_t *ev, hd_event_t *e) {
     if (e->flags & HD__STORE_EV_REPEATED) ev->repeated++;
     ev->backoff_ms = ev->retry_min_ms;
     /* the event stays alive until the commit: its data goes into CONSUMED then */
-    hd__store_event_t which = {.seq = e->seq, .created_ms = e->created_ms, .orphan = e->orphan};
-    int rc = ev->store->vt->mark_consumed(ev->store, &which, e->data, e->data_len, on_marked, e);
-    if (rc != 0) {
-      hd__log(ev->rt, HD_LOG_ERROR, "recording event %llu consumed failed: %s",
-              (unsigned long long)e->seq, hd_last_error_message());
-      hd__event_free(e);
-    } else {
-      hd__queue_insert_tail(&ev->marking, &e->node);
-    }
+    record_submit(ev, e);
+    records_settle(ev);
     /* the next event need not wait for the commit; after this iteration, so that a handler
      * completing inline cannot recurse through a whole backlog */
     hd__runtime_defer(ev->rt, &ev->next_d);

@@ -25,6 +25,7 @@ struct hd_event {
   uint32_t magic;           /* HD__EVENT_MAGIC while alive; catches most uses after free */
   uint64_t gen;             /* the client's store generation when it was read */
   int ok;
+  uint32_t record_tries;    /* failed attempts to record its consumption (client_handler.c) */
   uint8_t *data;            /* the handler's data (copied by hd_event_complete) */
   size_t data_len;
   uint64_t seq;

@@ -295,7 +295,18 @@ void hd__conn_close(hd__conn_t *c, int status, const char *text) {
   }
 }
 
-/* A failure after records are up: protocol faults get a best-effort BYE with the code. */
+void hd__conn_fail(hd__conn_t *c, int status, const char *text) {
+  if (status == 0) {
+    hd__conn_close(c, 0, text);
+    return;
+  }
+  if (c->state >= HD__CONN_CLOSING) return;
+  hd__error(status, "%s", text ? text : hd_strerror(status));
+  conn_end(c, status, CLOSE_BYE); /* a BYE only once records are up */
+}
+
+/* A failure the connection finds itself (a record, a message, the idle timeout), its detail the
+ * thread's: the peer's protocol faults are told as hd__conn_fail tells them, the rest closes. */
 static void conn_fail(hd__conn_t *c, int status) {
   int tell = c->state == HD__CONN_OPEN && (status == HD_EPROTO || status == HD_EMSGSIZE);
   conn_end(c, status, tell ? CLOSE_BYE : CLOSE_ABRUPT);
@@ -314,6 +325,7 @@ static void keepalive_arm(hd__conn_t *c) {
  * re-arms itself from the time of the last byte received. */
 static void keepalive_tick(hd__conn_t *c) {
   uint64_t now = uv_now(conn_loop(c));
+  if (c->reads_held) c->last_recv_ms = now; /* we are not listening: the peer is not silent */
   uint64_t silent = now - c->last_recv_ms;
   if (silent >= c->cfg->idle_timeout_ms) {
     conn_fail(c, hd__error(HD_ETIMEDOUT, "peer %s silent for %llu ms (idle timeout %u ms)",
@@ -736,4 +748,19 @@ int hd__conn_connect(const hd__conn_config_t *cfg, const struct sockaddr *addr,
   uv_timer_start(&c->timer, on_timer, cfg->handshake_timeout_ms, 0);
   *out = c;
   return 0;
+}
+
+void hd__conn_hold_reads(hd__conn_t *c, int hold) {
+  hold = hold != 0;
+  if (c->state != HD__CONN_OPEN || c->reads_held == hold) return;
+  c->reads_held = hold;
+  if (hold) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    return;
+  }
+  c->last_recv_ms = uv_now(conn_loop(c));
+  int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (rc != 0) {
+    conn_end(c, hd__error_from_uv(rc, "cannot read from the connection again"), CLOSE_ABRUPT);
+  }
 }

@@ -80,6 +80,7 @@ struct hd__conn {
   int status;                /* the close status once closing */
   char *close_detail;        /* the error detail, kept until on_close */
   int pending_closes;
+  int reads_held;            /* hd__conn_hold_reads */
   int silent;                /* freed without on_close (a create path that failed) */
   hd__welcome_t welcome;     /* client: what the server said in WELCOME */
 
@@ -118,7 +119,19 @@ void hd__conn_queued(hd__conn_t *c);
 size_t hd__conn_write_backlog(const hd__conn_t *c);
 
 /* Closes the connection. status 0: orderly (BYE with `text`, then shutdown); otherwise abrupt,
- * with the thread's current error detail kept for on_close and the log. Idempotent. */
+ * without a word to the peer (a failure of ours: out of memory, the store), with `text` as the
+ * detail kept for on_close and the log. Idempotent. */
 void hd__conn_close(hd__conn_t *c, int status, const char *text);
+/* Closes because of an error the peer should hear about: its protocol violation (HD_EPROTO) or a
+ * message above a limit (HD_EMSGSIZE). BYE with the code (`status` < 0, sent as its positive
+ * value) and `text` (cut to the BYE's 256 bytes), flushed, then shutdown; `text` is also the
+ * detail for on_close and the log. Before records are up it closes without a BYE (nothing could
+ * carry it). status 0 is hd__conn_close's orderly close. Idempotent. */
+void hd__conn_fail(hd__conn_t *c, int status, const char *text);
+
+/* Stops (hold 1) or resumes (hold 0) reading from the peer, for a receiver with more work queued
+ * than it takes on per loop turn (the server's CONSUMED reports). Messages already read are still
+ * delivered. The peer's silence while reads are held does not count towards the idle timeout. */
+void hd__conn_hold_reads(hd__conn_t *c, int hold);
 
 #endif

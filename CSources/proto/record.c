@@ -132,6 +132,7 @@ int hd__record_reader_feed(hd__record_reader_t *r, uint8_t *data, size_t n) {
     } else {
       r->rec_len = len;
       r->rec_have = (size_t)(end - p);
+      if (r->rec_have == 0) return 0; /* the read ended with the header: no buffer, no copy yet */
       if ((rc = grow_record(r, r->rec_have))) return rc;
       memcpy(r->rec, p, r->rec_have);
       return 0;

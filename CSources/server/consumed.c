@@ -39,44 +39,58 @@ struct hd_consumed {
   _Atomic unsigned char *state;
 };
 
-/* ---- In-flight set: a sorted array (reports and completions come mostly in order) ---------- */
+/* ---- In-flight set: a sorted array, changed in bulk --------------------------------------------
+ * Every change takes a sorted list and costs one pass over the part of the set it touches (a
+ * merge from the back, a compaction from the first seq removed): a report or a delete of n events
+ * costs O(n + m), never n shifts of the whole set. */
 
-static size_t lower_bound(const hd__server_user_t *u, uint64_t seq) {
-  size_t lo = 0, hi = u->n_inflight;
+static size_t lower_bound(const uint64_t *a, size_t lo, size_t hi, uint64_t seq) {
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
-    if (u->inflight[mid] < seq) lo = mid + 1;
+    if (a[mid] < seq) lo = mid + 1;
     else hi = mid;
   }
   return lo;
 }
 
-static int inflight_has(const hd__server_user_t *u, uint64_t seq) {
-  size_t i = lower_bound(u, seq);
-  return i < u->n_inflight && u->inflight[i] == seq;
-}
-
-static int inflight_add(hd__server_user_t *u, uint64_t seq) {
-  int rc = hd__array_reserve((void **)&u->inflight, &u->cap_inflight, u->n_inflight + 1,
+/* Adds `seqs` (ascending, distinct, none of them in the set). */
+static int inflight_add_sorted(hd__server_user_t *u, const uint64_t *seqs, size_t n) {
+  if (n == 0) return 0;
+  int rc = hd__array_reserve((void **)&u->inflight, &u->cap_inflight, u->n_inflight + n,
                              sizeof *u->inflight);
   if (rc != 0) return rc;
-  size_t i = lower_bound(u, seq);
-  memmove(u->inflight + i + 1, u->inflight + i, (u->n_inflight - i) * sizeof(uint64_t));
-  u->inflight[i] = seq;
-  u->n_inflight++;
+  uint64_t *a = u->inflight;
+  size_t i = u->n_inflight, j = n, w = u->n_inflight + n;
+  while (j > 0) { /* from the back: what is above every new seq is moved once, the rest not */
+    if (i > 0 && a[i - 1] > seqs[j - 1]) a[--w] = a[--i];
+    else a[--w] = seqs[--j];
+  }
+  u->n_inflight += n;
   return 0;
 }
 
-static void inflight_remove(hd__server_user_t *u, uint64_t seq) {
-  size_t i = lower_bound(u, seq);
-  if (i == u->n_inflight || u->inflight[i] != seq) return;
-  memmove(u->inflight + i, u->inflight + i + 1, (u->n_inflight - i - 1) * sizeof(uint64_t));
-  u->n_inflight--;
+/* Removes `seqs` (ascending, distinct; those not in the set are skipped). */
+static void inflight_remove_sorted(hd__server_user_t *u, const uint64_t *seqs, size_t n) {
+  if (n == 0 || u->n_inflight == 0) return;
+  uint64_t *a = u->inflight;
+  size_t m = u->n_inflight, r = lower_bound(a, 0, m, seqs[0]), w = r, j = 0;
+  while (r < m && j < n) {
+    if (seqs[j] < a[r]) j++;
+    else if (seqs[j] == a[r]) j++, r++;
+    else a[w++] = a[r++];
+  }
+  if (w != r) memmove(a + w, a + r, (m - r) * sizeof *a);
+  u->n_inflight = w + (m - r);
   if (u->n_inflight == 0 && u->cap_inflight > 1024) { /* an idle user stays small */
     free(u->inflight);
     u->inflight = NULL;
     u->cap_inflight = 0;
   }
+}
+
+static int cmp_seq(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
 }
 
 /* ---- DONE --------------------------------------------------------------------------------- */
@@ -120,7 +134,7 @@ static void del_done(void *data, int status, uint64_t value) {
             "confirmed when the client reports them again", d->n, hd_err_name(status),
             hd_last_error_message());
   }
-  for (size_t i = 0; i < d->n; i++) inflight_remove(u, d->seqs[i]);
+  inflight_remove_sorted(u, d->seqs, d->n);
   if (status == 0) send_done(u, d->seqs, d->n);
   free(d);
   hd__server_user_release(ev, u);
@@ -136,13 +150,15 @@ static void submit_delete(hd__server_events_t *ev, hd__server_user_t *u) {
     d->u = u;
     d->n = n;
     memcpy(d->seqs, u->del, n * sizeof(uint64_t));
+    /* completions come in any order across batches: sorted once for the in-flight set */
+    qsort(d->seqs, n, sizeof *d->seqs, cmp_seq);
     rc = ev->store->vt->delete_events(ev->store, u->pk, d->seqs, n, del_done, d);
   }
   if (rc != 0) {
     if (d != NULL) {
       hd__log(ev->rt, HD_LOG_WARN, "cannot delete %zu consumed events: %s", n,
               hd_last_error_message());
-      for (size_t i = 0; i < n; i++) inflight_remove(u, d->seqs[i]);
+      inflight_remove_sorted(u, d->seqs, n);
     }
     free(d);
   }
@@ -188,6 +204,7 @@ static void batch_run(hd__task_t *t, int cancelled) {
   hd__server_events_t *ev = b->owner;
   hd__server_user_t *u = hd__server_user_get(ev, b->user, 0);
   int all_done = 1;
+  size_t n_failed = 0; /* ascending, like the batch: they leave the in-flight set in one pass */
   for (size_t i = b->scan_from; i < b->count; i++) {
     unsigned char st = atomic_load(&b->state[i]);
     if (st == ST_OPEN || st == ST_DONE) {
@@ -199,10 +216,20 @@ static void batch_run(hd__task_t *t, int cancelled) {
     b->processed++;
     if (all_done) b->scan_from = i + 1;
     if (u == NULL) continue;
-    if (st == ST_OK && queue_delete(ev, u, b->ev[i].seq) == 0) continue;
-    inflight_remove(u, b->ev[i].seq); /* failed: kept, and may be reported again */
+    uint64_t seq = b->ev[i].seq;
+    if (st == ST_OK && queue_delete(ev, u, seq) == 0) continue;
+    /* failed: kept, and may be reported again */
+    if (hd__array_reserve((void **)&ev->scr_failed, &ev->scr_failed_cap, n_failed + 1,
+                          sizeof *ev->scr_failed) == 0) {
+      ev->scr_failed[n_failed++] = seq;
+    } else {
+      inflight_remove_sorted(u, &seq, 1);
+    }
   }
-  if (u != NULL) hd__server_user_release(ev, u);
+  if (u != NULL) {
+    inflight_remove_sorted(u, ev->scr_failed, n_failed);
+    hd__server_user_release(ev, u);
+  }
   if (b->processed < b->count) return;
   hd__queue_remove(&b->node);
   batch_drop_hold(b);
@@ -283,7 +310,28 @@ int hd_consumed_complete_all(hd_consumed_t *batch, int ok) {
   return rc;
 }
 
-/* ---- CONSUMED ------------------------------------------------------------------------------- */
+/* ---- CONSUMED ---------------------------------------------------------------------------------
+ * A report goes through two steps. At once, for the whole message: its entries are sorted (by
+ * seq, then by their place in the message), a repeat within the message and a seq already in
+ * flight are dropped (the first of a repeat is kept), and the rest, the candidates, join the
+ * in-flight set in one merge: O(n log n) for n entries, whatever their order. Then a slice of at
+ * most HD__SRV_REPORT_SLICE candidates at a time: the store says which it still holds (the others
+ * are answered DONE at once) and those become one batch for on_consumed. A message with more
+ * candidates than one slice (or one that arrives while another is being worked through) is
+ * copied into a report and worked through a slice per loop turn, its connection's reads held
+ * meanwhile (so a client cannot queue reports faster than they are worked through): one message,
+ * however large, never holds the loop for more than one slice. */
+
+struct hd__report {
+  hd__deferred_t work;      /* the next slice, after this loop turn */
+  hd__server_events_t *ev;
+  hd__session_t *ss;
+  hd__report_t *next;       /* the session's next report */
+  size_t n, done;           /* candidates, and how many of them went through */
+  uint64_t *seq;            /* the n candidates' seqs, ascending */
+  uint32_t *end;            /* where each one's data ends in `data` */
+  uint8_t *data;
+};
 
 static int scratch_reserve(hd__server_events_t *ev, size_t n) {
   if (n <= ev->scr_cap) return 0;
@@ -302,9 +350,11 @@ static int scratch_reserve(hd__server_events_t *ev, size_t n) {
   return 0;
 }
 
+/* By seq, then by place in the message (kept in created_ms, which CONSUMED does not use). */
 static int cmp_entry(const void *a, const void *b) {
-  uint64_t x = ((const hd__entry_t *)a)->seq, y = ((const hd__entry_t *)b)->seq;
-  return x < y ? -1 : x > y;
+  const hd__entry_t *x = a, *y = b;
+  if (x->seq != y->seq) return x->seq < y->seq ? -1 : 1;
+  return x->created_ms < y->created_ms ? -1 : x->created_ms > y->created_ms;
 }
 
 typedef struct read_ctx {
@@ -385,13 +435,165 @@ static hd_consumed_t *batch_build(hd__server_events_t *ev, hd__server_user_t *u,
   return b;
 }
 
-void hd__consumed_report(hd__server_events_t *ev, hd__session_t *ss, const uint8_t *body, size_t len) {
+/* The message's entries into scr_entries, sorted by seq, without repeats (the first one in the
+ * message is kept) and without the seqs already in flight; their seqs into scr_seqs. Returns how
+ * many are left. */
+static size_t candidates(hd__server_events_t *ev, const hd__server_user_t *u,
+                         hd__entry_iter_t *it) {
+  hd__entry_t *e = ev->scr_entries, x;
+  size_t n = 0;
+  int sorted = 1;
+  while (hd__msg_entries_next(it, &x)) {
+    x.created_ms = n;
+    if (n > 0 && x.seq <= e[n - 1].seq) sorted = 0;
+    e[n++] = x;
+  }
+  if (!sorted) qsort(e, n, sizeof *e, cmp_entry);
+  size_t k = 0, at = 0;
+  uint64_t prev = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t seq = e[i].seq;
+    if (i > 0 && seq == prev) continue;
+    prev = seq;
+    at = lower_bound(u->inflight, at, u->n_inflight, seq);
+    if (at < u->n_inflight && u->inflight[at] == seq) continue;
+    ev->scr_seqs[k] = seq;
+    e[k++] = e[i];
+  }
+  return k;
+}
+
+/* One slice: the candidates in scr_entries and scr_seqs [0, k), in flight already. Those the
+ * store does not hold any more are answered DONE and leave the set; the held ones become a batch,
+ * returned for the caller to hand over once its own bookkeeping is done. NULL: none is held, or
+ * a failure (logged; the slice left the set, the client may report it again). */
+static hd_consumed_t *slice_run(hd__server_events_t *ev, hd__session_t *ss, size_t k) {
+  hd__server_user_t *u = ss->user;
+  for (size_t i = 0; i < k; i++) ev->scr_plen[i] = SIZE_MAX;
+  read_ctx_t r = {ev, 0, NULL, NULL};
+  int rc = ev->store->vt->read_events(ev->store, u->pk, ev->scr_seqs, k, measure_row, &r);
+  if (rc < 0) {
+    hd__log(ev->rt, HD_LOG_ERROR, "%s: reading reported events: %s", ss->conn->peer,
+            hd_last_error_message());
+    inflight_remove_sorted(u, ev->scr_seqs, k);
+    return NULL;
+  }
+  /* split: held ones stay in front (in order); the others are finished already */
+  size_t held = 0, gone = 0;
+  uint64_t *gone_seqs = ev->scr_seqs + ev->scr_cap;
+  for (size_t i = 0; i < k; i++) {
+    if (ev->scr_plen[i] == SIZE_MAX) {
+      gone_seqs[gone++] = ev->scr_seqs[i];
+      continue;
+    }
+    ev->scr_seqs[held] = ev->scr_seqs[i];
+    ev->scr_entries[held] = ev->scr_entries[i];
+    ev->scr_plen[held] = ev->scr_plen[i];
+    held++;
+  }
+  if (gone) {
+    inflight_remove_sorted(u, gone_seqs, gone);
+    send_done(u, gone_seqs, gone);
+  }
+  hd__log(ev->rt, HD_LOG_DEBUG, "%s: %zu reported events to the application, %zu already "
+          "finished (DONE)", ss->conn->peer, held, gone);
+  if (held == 0) return NULL;
+  hd_consumed_t *b = batch_build(ev, u, held);
+  if (b == NULL) {
+    hd__log(ev->rt, HD_LOG_ERROR, "%s: cannot hand %zu consumed events over: %s", ss->conn->peer,
+            held, hd_last_error_message());
+    inflight_remove_sorted(u, ev->scr_seqs, held);
+    return NULL;
+  }
+  hd__anchor_ref(ev->anchor);
+  hd__queue_insert_tail(&ev->batches, &b->node);
+  return b;
+}
+
+/* The application may do anything in on_consumed (complete the batch, which may free it, at
+ * once): nothing is touched after the call. */
+static void hand_over(hd__server_events_t *ev, hd__server_user_t *u, hd_consumed_t *b) {
+  if (ev->on_consumed != NULL) ev->on_consumed(ev->user_data, u->pk, b);
+  else hd_consumed_complete_all(b, 1);
+}
+
+static void report_work(hd__deferred_t *d);
+
+/* The session's first report is done: the next one goes on, or the connection is read again. */
+static void report_pop(hd__session_t *ss) {
+  hd__report_t *r = ss->reports;
+  ss->reports = r->next;
+  free(r);
+  if (ss->reports != NULL) hd__runtime_defer(ss->ev->rt, &ss->reports->work);
+  else hd__conn_hold_reads(ss->conn, 0);
+}
+
+/* Loop, after a turn: the next slice of the session's first report. */
+static void report_work(hd__deferred_t *d) {
+  hd__report_t *r = hd__container_of(d, hd__report_t, work);
+  hd__server_events_t *ev = r->ev;
+  hd__session_t *ss = r->ss;
+  hd__server_user_t *u = ss->user;
+  /* closing: the session closes soon and drops the report (its events leave the set) */
+  if (ev->closing || hd__conn_out(ss->conn) == NULL) return;
+  size_t k = r->n - r->done;
+  if (k > HD__SRV_REPORT_SLICE) k = HD__SRV_REPORT_SLICE;
+  for (size_t i = 0; i < k; i++) { /* the scratch holds a whole message: room for a slice */
+    size_t j = r->done + i, from = j ? r->end[j - 1] : 0;
+    ev->scr_seqs[i] = r->seq[j];
+    ev->scr_entries[i] = (hd__entry_t){r->seq[j], 0, r->data + from, r->end[j] - from};
+  }
+  r->done += k;
+  hd_consumed_t *b = slice_run(ev, ss, k);
+  if (r->done < r->n) hd__runtime_defer(ev->rt, &r->work);
+  else report_pop(ss);
+  if (b != NULL) hand_over(ev, u, b);
+}
+
+/* Copies the k candidates (scr_entries) into a report at the end of the session's queue. */
+static void report_queue(hd__server_events_t *ev, hd__session_t *ss, size_t k) {
+  size_t bytes = 0;
+  for (size_t i = 0; i < k; i++) bytes += ev->scr_entries[i].len;
+  hd__report_t *r = malloc(sizeof *r + k * (sizeof *r->seq + sizeof *r->end) + bytes);
+  if (r == NULL) {
+    inflight_remove_sorted(ss->user, ev->scr_seqs, k);
+    hd__conn_close(ss->conn, HD_ENOMEM, "out of memory queueing a consumption report");
+    return;
+  }
+  r->seq = (uint64_t *)(void *)(r + 1);
+  r->end = (uint32_t *)(void *)(r->seq + k);
+  r->data = (uint8_t *)(r->end + k);
+  size_t off = 0;
+  for (size_t i = 0; i < k; i++) {
+    const hd__entry_t *e = &ev->scr_entries[i];
+    r->seq[i] = e->seq;
+    if (e->len) memcpy(r->data + off, e->data, e->len);
+    off += e->len;
+    r->end[i] = (uint32_t)off; /* a message is below 4 GiB */
+  }
+  r->ev = ev;
+  r->ss = ss;
+  r->next = NULL;
+  r->n = k;
+  r->done = 0;
+  hd__deferred_init(&r->work, report_work);
+  hd__report_t **tail = &ss->reports;
+  while (*tail != NULL) tail = &(*tail)->next;
+  *tail = r;
+  if (ss->reports == r) {
+    hd__runtime_defer(ev->rt, &r->work);
+    hd__conn_hold_reads(ss->conn, 1);
+  }
+}
+
+void hd__consumed_report(hd__server_events_t *ev, hd__session_t *ss, const uint8_t *body,
+                         size_t len) {
   hd__server_user_t *u = ss->user;
   hd__conn_t *c = ss->conn;
   hd__entry_iter_t it;
   uint64_t count;
   if (hd__msg_entries_begin(&it, HD__MSG_CONSUMED, body, len, &count) != 0) {
-    hd__conn_close(c, HD_EPROTO, "malformed CONSUMED");
+    hd__conn_fail(c, HD_EPROTO, hd_last_error_message()); /* "CONSUMED: <the fault>" */
     return;
   }
   ev->n_consumed += count;
@@ -400,59 +602,30 @@ void hd__consumed_report(hd__server_events_t *ev, hd__session_t *ss, const uint8
     hd__conn_close(c, HD_ENOMEM, "out of memory reading CONSUMED");
     return;
   }
-  /* candidates: not in flight already (duplicates of a report awaiting the application or a
-   * delete are ignored); they enter the in-flight set now so a repeat within the message is too */
-  size_t k = 0;
-  int sorted = 1;
-  hd__entry_t e;
-  while (hd__msg_entries_next(&it, &e)) {
-    if (inflight_has(u, e.seq) || inflight_add(u, e.seq) != 0) continue;
-    if (k > 0 && e.seq < ev->scr_entries[k - 1].seq) sorted = 0;
-    ev->scr_entries[k++] = e;
-  }
+  size_t k = candidates(ev, u, &it);
+  hd__log(ev->rt, HD_LOG_DEBUG, "%s: CONSUMED %llu events, %zu new (the others repeat or are in "
+          "flight already)%s", c->peer, (unsigned long long)count, k,
+          k > HD__SRV_REPORT_SLICE || ss->reports != NULL ? ": worked through in slices" : "");
   if (k == 0) return;
-  if (!sorted) qsort(ev->scr_entries, k, sizeof *ev->scr_entries, cmp_entry);
-  for (size_t i = 0; i < k; i++) {
-    ev->scr_seqs[i] = ev->scr_entries[i].seq;
-    ev->scr_plen[i] = SIZE_MAX;
-  }
-  read_ctx_t r = {ev, 0, NULL, NULL};
-  int rc = ev->store->vt->read_events(ev->store, u->pk, ev->scr_seqs, k, measure_row, &r);
-  if (rc < 0) {
-    hd__log(ev->rt, HD_LOG_ERROR, "%s: reading reported events: %s", c->peer,
-            hd_last_error_message());
-    for (size_t i = 0; i < k; i++) inflight_remove(u, ev->scr_seqs[i]);
+  if (inflight_add_sorted(u, ev->scr_seqs, k) != 0) {
+    hd__conn_close(c, HD_ENOMEM, "out of memory reading CONSUMED");
     return;
   }
-  /* split: held ones stay in front (in order); the others are finished already */
-  size_t held = 0, gone = 0;
-  uint64_t *gone_seqs = ev->scr_seqs + ev->scr_cap;
-  for (size_t i = 0; i < k; i++) {
-    if (ev->scr_plen[i] == SIZE_MAX) {
-      gone_seqs[gone++] = ev->scr_seqs[i];
-      inflight_remove(u, ev->scr_seqs[i]);
-      continue;
-    }
-    ev->scr_seqs[held] = ev->scr_seqs[i];
-    ev->scr_entries[held] = ev->scr_entries[i];
-    ev->scr_plen[held] = ev->scr_plen[i];
-    held++;
-  }
-  if (gone) send_done(u, gone_seqs, gone);
-  hd__log(ev->rt, HD_LOG_DEBUG, "%s: CONSUMED %llu events: %zu to the application, %zu already "
-          "finished (DONE), %llu duplicates", c->peer, (unsigned long long)count, held, gone,
-          (unsigned long long)(count - k));
-  if (held == 0) return;
-  hd_consumed_t *b = batch_build(ev, u, held);
-  if (b == NULL) {
-    hd__log(ev->rt, HD_LOG_ERROR, "%s: cannot hand %zu consumed events over: %s", c->peer, held,
-            hd_last_error_message());
-    for (size_t i = 0; i < held; i++) inflight_remove(u, ev->scr_seqs[i]);
+  if (ss->reports != NULL || k > HD__SRV_REPORT_SLICE) {
+    report_queue(ev, ss, k);
     return;
   }
-  hd__anchor_ref(ev->anchor);
-  hd__queue_insert_tail(&ev->batches, &b->node);
-  /* the batch may be completed (and freed) inside the callback: not touched after it */
-  if (ev->on_consumed != NULL) ev->on_consumed(ev->user_data, u->pk, b);
-  else hd_consumed_complete_all(b, 1);
+  hd_consumed_t *b = slice_run(ev, ss, k);
+  if (b != NULL) hand_over(ev, u, b);
+}
+
+void hd__consumed_session_close(hd__server_events_t *ev, hd__session_t *ss) {
+  hd__report_t *r;
+  while ((r = ss->reports) != NULL) {
+    ss->reports = r->next;
+    hd__runtime_undefer(ev->rt, &r->work);
+    /* not worked through: the client reports them again on its next connection */
+    inflight_remove_sorted(ss->user, r->seq + r->done, r->n - r->done);
+    free(r);
+  }
 }

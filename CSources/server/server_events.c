@@ -51,6 +51,7 @@ static void events_free(hd__server_events_t *ev) {
   free(ev->scr_seqs);
   free(ev->scr_entries);
   free(ev->scr_plen);
+  free(ev->scr_failed);
   hd__key_cache_destroy(&ev->key_cache);
   free(ev);
 }

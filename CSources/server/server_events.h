@@ -24,18 +24,22 @@
 #define HD__SRV_DEFAULT_PAGE 4096u
 /* Pages one pump may read before it yields to the rest of the loop (it goes on next turn). */
 #define HD__SRV_PAGES_PER_TURN 8
+/* Most reported events one loop turn works through for a session: a larger CONSUMED goes on in
+ * the next turns (consumed.c), and a batch handed to on_consumed holds at most this many. */
+#define HD__SRV_REPORT_SLICE 4096u
 /* A payload must leave room for the EVENTS framing within the peer's message limit. */
 #define HD__SRV_PAYLOAD_SLACK 64
 
 typedef struct hd__server_events hd__server_events_t;
 typedef struct hd__session hd__session_t;
+typedef struct hd__report hd__report_t; /* consumed.c: a CONSUMED worked through in slices */
 
 /* One user the server is busy with: connected, or with reported events in flight. Freed when
  * neither (hd__server_user_release). */
 typedef struct hd__server_user {
   uint8_t pk[HD_PUBLICKEY_BYTES];
   hd__session_t *session;       /* the current connection's session, or NULL */
-  uint64_t *inflight;           /* sorted seqs in a batch or in a delete not committed yet */
+  uint64_t *inflight;           /* sorted seqs in a report, a batch or a delete not committed yet */
   size_t n_inflight, cap_inflight;
   uint64_t *del;                /* completed ok, waiting for this iteration's grouped delete */
   size_t n_del, cap_del;
@@ -55,6 +59,7 @@ struct hd__session {
   uint64_t catchup_sent;
   uint64_t catchup_start_ms;
   size_t events_room;    /* the EVENTS writer's header guess, kept from page to page */
+  hd__report_t *reports; /* CONSUMED still being worked through, oldest first (consumed.c) */
 };
 
 struct hd__server_events {
@@ -79,6 +84,8 @@ struct hd__server_events {
   hd__entry_t *scr_entries;   /* the candidates' entries (data points into the message) */
   size_t *scr_plen;           /* the candidates' payload sizes; SIZE_MAX: not held */
   size_t scr_cap;
+  uint64_t *scr_failed;       /* a batch's failed completions, leaving the in-flight set */
+  size_t scr_failed_cap;
 
   hd__queue_t del_users;      /* users with ok completions to delete at the iteration's end */
   hd__deferred_t del_flush;
@@ -130,6 +137,8 @@ void hd__session_push_pause(hd__session_t *ss, uint32_t pause_ms);
 /* consumed.c */
 void hd__consumed_report(hd__server_events_t *ev, hd__session_t *ss, const uint8_t *body,
                          size_t len);
+/* The session closes: reports not worked through are dropped (the client reports them again). */
+void hd__consumed_session_close(hd__server_events_t *ev, hd__session_t *ss);
 /* Before the store closes: submit the deletes gathered this iteration. */
 void hd__consumed_flush(hd__server_events_t *ev);
 /* At the very end: batches still with the application only wait to be freed. */

@@ -153,6 +153,7 @@ void hd__session_close(hd__server_events_t *s, hd__conn_t *c) {
   if (ss == NULL) return;
   c->user_data = NULL;
   hd__runtime_undefer(s->rt, &ss->pump);
+  hd__consumed_session_close(s, ss);
   if (ss->catching_up) {
     hd__log(s->rt, HD_LOG_INFO, "%s: left during catch-up after %llu events (up to seq %llu)",
             c->peer, (unsigned long long)ss->catchup_sent, (unsigned long long)ss->sent_upto);
@@ -169,7 +170,7 @@ static void protocol_error(hd__conn_t *c, const char *what, uint8_t type) {
   const char *name = hd__msg_type_name(type);
   char text[160];
   snprintf(text, sizeof text, "%s %s", name ? name : "message", what);
-  hd__conn_close(c, HD_EPROTO, text); /* logged with the peer's address by the conn */
+  hd__conn_fail(c, HD_EPROTO, text); /* told in BYE; logged with the peer's address */
 }
 
 /* RESUME from a client whose view (high_seq, in epoch r->epoch) is not in the store's epoch
@@ -262,7 +263,7 @@ void hd__session_message(hd__server_events_t *s, hd__conn_t *c, uint8_t type,
       break;
     case HD__MSG_CREDIT:
       if (hd__msg_decode_varint(type, body, len, &v) != 0) {
-        hd__conn_close(c, HD_EPROTO, "malformed CREDIT");
+        hd__conn_fail(c, HD_EPROTO, hd_last_error_message());
         return;
       }
       ss->credit = v > UINT64_MAX - ss->credit ? UINT64_MAX : ss->credit + v;

@@ -197,6 +197,10 @@ typedef struct hd__client_store_vtable {
   void (*hold)(hd__client_store_t *s, int held);
 
   int (*close)(hd__client_store_t *s, hd_close_cb cb, void *cb_data);
+  /* Tests: from the next batch on, a size quota as hd__store_options_t.max_db_pages (0: none;
+   * never below the size the store has), so that a write that needs more space fails with
+   * HD_ENOSPC as on a full disk. A queued write like the others (value 0). */
+  int (*set_quota)(hd__client_store_t *s, uint64_t max_db_pages, hd__store_cb cb, void *cb_data);
 } hd__client_store_vtable_t;
 
 struct hd__client_store {

@@ -488,6 +488,33 @@ static int c_close(hd__client_store_t *base, hd_close_cb cb, void *cb_data) {
   return hd__sqlite_store_close(&from_iface(base)->sql, cb, cb_data);
 }
 
+/* Tests: the size quota of open_conn, changed between two writes (a queued write itself). */
+typedef struct quota_op {
+  hd__wop_t base;
+  uint64_t pages;
+} quota_op_t;
+
+static int run_quota(void *ctx, hd__wop_t *base) {
+  sq_client_t *s = ctx;
+  char sql[64];
+  /* SQLite keeps the size the file has if asked for less; none: its own ceiling */
+  uint64_t pages = ((quota_op_t *)base)->pages;
+  snprintf(sql, sizeof sql, "PRAGMA max_page_count=%llu",
+           (unsigned long long)(pages ? pages : 4294967294u));
+  int rc = sqlite3_exec(s->sql.wdb, sql, NULL, NULL, NULL);
+  return rc == SQLITE_OK ? 0 : hd__sqlite_error(rc, s->sql.wdb, "size quota");
+}
+
+static const hd__wop_type_t quota_type = {run_quota, hd__wop_done, 1};
+
+static int c_set_quota(hd__client_store_t *base, uint64_t max_db_pages, hd__store_cb cb,
+                       void *cb_data) {
+  quota_op_t *op = malloc(sizeof *op);
+  if (op == NULL) return hd__error(HD_ENOMEM, "size quota");
+  op->pages = max_db_pages;
+  return hd__writer_submit(&from_iface(base)->sql.writer, &op->base, &quota_type, cb, cb_data);
+}
+
 static const hd__client_store_vtable_t sqlite_client_vtable = {
     .backend_name = "sqlite",
     .insert_received = c_insert_received,
@@ -505,6 +532,7 @@ static const hd__client_store_vtable_t sqlite_client_vtable = {
     .stats = c_stats,
     .hold = c_hold,
     .close = c_close,
+    .set_quota = c_set_quota,
 };
 
 /* At open: the interface, the synchronous level asked for and the high-water mark as

@@ -276,6 +276,14 @@ static void handler_init(handler_t *h, int mode) {
   h->mode = mode;
 }
 
+/* The client again, after `c` closed: its folder and key, a fresh handler in `mode`, dialing
+ * 127.0.0.1:port. hd_client_create's result. */
+static int cli_again(cli_t *again, handler_t *h, const cli_t *c, rs_t *r, int port, int mode) {
+  handler_init(h, mode);
+  *again = *c;
+  return cli_start(again, h, r, port);
+}
+
 /* 1 if `m` is RESUME from store `id_or_null` (NULL: none), high_seq `high`, window `window`,
  * and, for a server without epochs, no epoch (the version-1 message). */
 static int resume_is(rmsg_t *m, const uint8_t *id_or_null, uint64_t high, uint64_t window) {
@@ -321,6 +329,22 @@ static int session_open(rs_t *r, handler_t *h, cli_t *c, uint8_t id, uint32_t pa
 static int cut_off(rs_t *r, cli_t *c, int n) {
   return tu_wait_closed(r->fd, 3000) && WAIT_FOR(atomic_load(&c->p.disconnected) >= n, 3000) &&
          atomic_load(&c->p.last_status) == HD_EPROTO;
+}
+
+/* The client told why before it closed: a BYE with HD_EPROTO's code and `text` in its text
+ * (what it sent before, CONSUMED for one, is skipped). */
+static int told_eproto(rs_t *r, const char *text) {
+  for (;;) {
+    rmsg_t *m = rs_next(r, 3000);
+    if (m == NULL) return 0;
+    if (m->type != HD__MSG_BYE) continue;
+    uint64_t reason;
+    const uint8_t *t;
+    size_t tl;
+    if (hd__msg_decode_bye(m->body, m->len, &reason, &t, &tl) != 0) return 0;
+    fprintf(stderr, "  BYE %llu \"%.*s\"\n", (unsigned long long)reason, (int)tl, (const char *)t);
+    return reason == (uint64_t)-HD_EPROTO && memmem(t, tl, text, strlen(text)) != NULL;
+  }
 }
 
 /* After the client closed: the raw server goes, the client's folder too. */
@@ -448,12 +472,14 @@ static void pause_delays(void) {
   session_end(&r, &c);
 }
 
-/* Events out of order and wrong-direction messages close the connection with HD_EPROTO. */
+/* Events out of order and wrong-direction messages close the connection with HD_EPROTO, told to
+ * the server in a BYE first. */
 static void protocol_errors(void) {
   SESSION(0x14, 0, MODE_OK, 0);
   uint64_t s2[] = {2}, s1[] = {1};
   CHECK(rs_events(&r, s2, 1) == 0);
   CHECK(rs_events(&r, s1, 1) == 0);
+  CHECK(told_eproto(&r, "EVENTS: seq 1 after 2"));
   CHECK(cut_off(&r, &c, 1));
   /* it dials again: a CREDIT from the server is in the wrong direction */
   CHECK(rs_accept(&r, 5000) == 0);
@@ -463,6 +489,7 @@ static void protocol_errors(void) {
   hd__buf_init(&b);
   hd__msg_encode_credit(&b, 5);
   CHECK(rs_send(&r, &b) == 0);
+  CHECK(told_eproto(&r, "CREDIT received from the server"));
   CHECK(cut_off(&r, &c, 2));
   CHECK(atomic_load(&h.calls) == 1); /* event 2 was stored and handled once; 1 never stored */
   CHECK_OK(hd_client_close_wait(c.c));
@@ -502,9 +529,8 @@ static void restart(void) {
 
   /* no server reachable: 2 and 3 are handled from the store */
   handler_t h2;
-  handler_init(&h2, MODE_OK);
-  cli_t c2 = c; /* the same folder and key */
-  CHECK_OK(cli_start(&c2, &h2, &r, 1));
+  cli_t c2;
+  CHECK_OK(cli_again(&c2, &h2, &c, &r, 1, MODE_OK));
   CHECK(WAIT_FOR(atomic_load(&h2.calls) == 2, 5000));
   CHECK(h2.seqs[0] == 2 && h2.seqs[1] == 3);
   hdt_sleep_ms(50);
@@ -513,9 +539,8 @@ static void restart(void) {
 
   /* with the server again: all three reported consumed, none handled again */
   handler_t h3;
-  handler_init(&h3, MODE_OK);
-  cli_t c3 = c;
-  CHECK_OK(cli_start(&c3, &h3, &r, r.port));
+  cli_t c3;
+  CHECK_OK(cli_again(&c3, &h3, &c, &r, r.port, MODE_OK));
   CHECK(rs_accept(&r, 5000) == 0);
   CHECK(resume_is(rs_next(&r, 3000), r.store_id, 3, WINDOW - 3));
   uint64_t all[3];
@@ -550,6 +575,112 @@ static void store_id_change(void) {
   CHECK(h.seqs[2] == 1);
   CHECK(rs_consumed(&r, seen, 1, 3000) == 1 && seen[0] == 1);
   CHECK_OK(hd_client_close_wait(c.c));
+  session_end(&r, &c);
+}
+
+/* Sets the client store's size quota (store.h set_quota: 1 keeps the size it has, 0 lifts it)
+ * and waits until it is in force. 0 or -1. */
+typedef struct quota_wait {
+  atomic_int done, status;
+} quota_wait_t;
+
+static void quota_set(void *data, int status, uint64_t value) {
+  quota_wait_t *q = data;
+  (void)value;
+  atomic_store(&q->status, status);
+  atomic_store(&q->done, 1);
+}
+
+static int set_quota(hd_client_t *client, uint64_t pages) {
+  hd__client_store_t *s = hd__client_store_of(client);
+  quota_wait_t q = {0, 0};
+  if (s == NULL || s->vt->set_quota(s, pages, quota_set, &q) != 0) return -1;
+  return WAIT_FOR(atomic_load(&q.done), 3000) && atomic_load(&q.status) == 0 ? 0 : -1;
+}
+
+/* Reads CONSUMED messages until every seq of `want` (a bit per seq, seqs below 64) is in *seen
+ * or `ms` passed; adds the seqs it reads to *seen and their data's length to len[seq] (seqs
+ * below 8), SIZE_MAX if the data is not "ok<seq>" or, for BIG_DATA bytes, all 'b'. Returns
+ * 1 once all of `want` were seen. */
+#define BIG_DATA (256 * 1024) /* needs new pages, whatever the store has free */
+
+static int consumed_seen(rs_t *r, uint64_t want, uint64_t *seen, size_t len[8], int ms) {
+  while ((*seen & want) != want) {
+    rmsg_t *m = rs_next(r, ms);
+    if (m == NULL) break;
+    hd__entry_iter_t it;
+    hd__entry_t e;
+    if (m->type != HD__MSG_CONSUMED ||
+        hd__msg_entries_begin(&it, HD__MSG_CONSUMED, m->body, m->len, NULL) != 0) {
+      continue;
+    }
+    while (hd__msg_entries_next(&it, &e)) {
+      if (e.seq >= 64) continue;
+      *seen |= 1ull << e.seq;
+      if (e.seq >= 8) continue;
+      char ok[16];
+      snprintf(ok, sizeof ok, "ok%llu", (unsigned long long)e.seq);
+      int good = e.len == BIG_DATA ? 1 : e.len == strlen(ok) && memcmp(e.data, ok, e.len) == 0;
+      for (size_t i = 0; e.len == BIG_DATA && i < e.len; i++) good &= e.data[i] == 'b';
+      len[e.seq] = good ? e.len : SIZE_MAX;
+    }
+  }
+  return (*seen & want) == want;
+}
+
+/* The client's disk is full (a size quota: the write fails with HD_ENOSPC as on a full disk)
+ * when the handler completes an event. The record is retried with a backoff; the event is not
+ * handed to the handler again, and once the failure is known no later event goes out; when
+ * there is room again it is recorded and reported with its data, the handler goes on, the
+ * server's DONE forgets them, and a restart on the folder handles nothing again. */
+static void record_retried_disk_full(void) {
+  tu_log_clear();
+  SESSION(0x18, 0, MODE_HOLD, 2);
+  uint64_t s[] = {1, 2, 3, 4};
+  size_t len[8] = {0};
+  uint64_t seen = 0;
+  CHECK(rs_events(&r, s, 4) == 0);
+  CHECK(consumed_seen(&r, 1u << 1, &seen, len, 3000)); /* 1: handled, recorded, reported */
+  CHECK(WAIT_FOR(atomic_load(&h.calls) == 2, 3000));        /* 2 is with the handler */
+  CHECK(set_quota(c.c, 1) == 0);                            /* no room to grow */
+  static uint8_t big[BIG_DATA];
+  memset(big, 'b', sizeof big);
+  CHECK_OK(hd_event_complete(h.held[0], 1, big, sizeof big));
+  CHECK(WAIT_FOR(tu_log_has("recording event 2 consumed failed"), 3000));
+  /* 3 went out with 2's record on its way (the next event does not wait for the commit) */
+  CHECK(WAIT_FOR(atomic_load(&h.calls) == 3, 3000));
+  CHECK_OK(hd_event_complete(h.held[1], 1, "ok3", 3));
+  hdt_sleep_ms(600 * hdt_slow()); /* retries after 100 and 200 ms, then every 200 ms: all fail */
+  CHECK(atomic_load(&h.calls) == 3); /* 2 is not handed out again, nor 4 while 2 is unrecorded */
+  CHECK(tu_log_has("recording event 2 consumed failed (ENOSPC"));
+  CHECK(tu_log_has("recording 1 consumed events again"));
+  CHECK(!consumed_seen(&r, 1u << 2, &seen, len, 50)); /* 2 is not reported (3 may be) */
+  hd_client_stats_t st;
+  CHECK_OK(hdt_client_stats(c.c, &st));
+  CHECK(st.events_handled == 3 && st.unhandled >= 2); /* 2 and 4 (3 too, if not recorded) */
+  CHECK(set_quota(c.c, 0) == 0); /* room again: the next try records 2 */
+  CHECK(consumed_seen(&r, 1u << 2 | 1u << 3, &seen, len, 3000));
+  CHECK(len[2] == BIG_DATA && len[3] == 3);
+  CHECK(WAIT_FOR(tu_log_has("recorded again"), 3000));
+  CHECK(WAIT_FOR(atomic_load(&h.calls) == 4, 3000)); /* the handler goes on with 4 */
+  CHECK(h.seqs[3] == 4);
+  CHECK_OK(hd_event_complete(h.held[2], 1, "ok4", 3));
+  CHECK(consumed_seen(&r, 1u << 4, &seen, len, 3000) && seen == 0x1e && len[4] == 3);
+  uint64_t d[] = {1, 2, 3, 4};
+  CHECK(rs_done(&r, d, 4) == 0);
+  CHECK(credit_sum(&r, 4, 3000) == 4);
+  CHECK(WAIT_FOR((hdt_client_stats(c.c, &st) == 0 && st.events_confirmed == 4), 3000));
+  CHECK(st.consumed == 0 && st.unhandled == 0 && st.events_handled == 4);
+  CHECK_OK(hd_client_close_wait(c.c));
+  /* a restart on the folder: nothing to handle again, nothing to report */
+  handler_t h2;
+  cli_t c2;
+  CHECK_OK(cli_again(&c2, &h2, &c, &r, r.port, MODE_OK));
+  CHECK(rs_accept(&r, 5000) == 0);
+  CHECK(resume_is(rs_next(&r, 3000), r.store_id, 4, WINDOW));
+  CHECK(rs_next(&r, 300) == NULL);
+  CHECK(atomic_load(&h2.calls) == 0);
+  CHECK_OK(hd_client_close_wait(c2.c));
   session_end(&r, &c);
 }
 
@@ -629,6 +760,7 @@ static void resume_epochs(void) {
   X(window_enforced)                                                                              \
   X(restart)                                                                                      \
   X(store_id_change)                                                                              \
+  X(record_retried_disk_full)                                                                      \
   X(resume_epochs)
 
 HD_TEST_MAIN(TESTS)

@@ -1,9 +1,11 @@
 /* Server event delivery, driven by a raw client built from the internal API (transport_util.h):
  * durable adds, paged catch-up under a window, CONSUMED -> on_consumed -> DONE, idempotent
  * reports, failed completions, HD_EALREADY, PAUSE, restart on the same folder, a folder in use,
- * completions from another thread and after close, wrong-direction messages, backpressure.
- * Every wait is bounded. */
+ * completions from another thread and after close, wrong-direction messages, backpressure, a
+ * CONSUMED of the largest size worked through in slices while other users are served, RESUME
+ * across epochs (EPOCH). Every wait is bounded. */
 #include "harness.h"
+#include "server_events.h"
 #include "transport_util.h"
 
 #define TOPIC "server-events-test"
@@ -24,6 +26,11 @@ typedef struct rc {
   uint64_t received_at_epoch;      /* events received before it */
   int auto_consume; /* answer every event with CONSUMED, every DONE with CREDIT */
   hd__buf_t pending_out;
+  uint8_t *done_map;  /* optional: DONE seqs in [map_base, map_base + map_len) seen, each once */
+  uint64_t map_base, map_len, map_twice, map_outside;
+  int got_bye;
+  uint64_t bye_reason;
+  char bye_text[HD__BYE_TEXT_MAX + 1];
 } rc_t;
 
 static int rc_msg(void *ctx, uint8_t type, const uint8_t *body, size_t len) {
@@ -46,6 +53,9 @@ static int rc_msg(void *ctx, uint8_t type, const uint8_t *body, size_t len) {
   } else if (type == HD__MSG_DONE && hd__msg_entries_begin(&it, type, body, len, &n) == 0) {
     while (hd__msg_entries_next(&it, &e)) {
       if (c->n_done < 64) c->done_seqs[c->n_done++] = e.seq;
+      if (c->done_map == NULL) continue;
+      if (e.seq < c->map_base || e.seq - c->map_base >= c->map_len) c->map_outside++;
+      else if (c->done_map[e.seq - c->map_base]++) c->map_twice++;
     }
     c->confirmed += n;
     if (c->auto_consume) {
@@ -59,6 +69,13 @@ static int rc_msg(void *ctx, uint8_t type, const uint8_t *body, size_t len) {
     c->epochs++;
     c->received_at_epoch = c->received;
   } else if (type == HD__MSG_BYE) {
+    const uint8_t *text;
+    size_t text_len;
+    if (hd__msg_decode_bye(body, len, &c->bye_reason, &text, &text_len) == 0) {
+      memcpy(c->bye_text, text, text_len);
+      c->bye_text[text_len] = '\0';
+      c->got_bye = 1;
+    }
     c->closed = 1;
   }
   return 0;
@@ -414,6 +431,51 @@ static void wrong_direction(void) {
   fx_done(&f);
 }
 
+/* A protocol error of the client is told before the close: BYE with HD_EPROTO's code and a text
+ * naming the fault. One row per fault. */
+enum { BYE_CREDIT_FIRST, BYE_RESUME_TWICE, BYE_DONE_FROM_CLIENT, BYE_BAD_CONSUMED };
+static const struct {
+  int resume_first;
+  const char *text;
+} bye_rows[] = {
+    [BYE_CREDIT_FIRST] = {0, "CREDIT before RESUME"},
+    [BYE_RESUME_TWICE] = {1, "RESUME a second time"},
+    [BYE_DONE_FROM_CLIENT] = {1, "DONE from a client (wrong direction)"},
+    [BYE_BAD_CONSUMED] = {1, "CONSUMED: count 5 cannot fit"},
+};
+
+static void bye_run(int row) {
+  fx_t f;
+  CHECK(fx_init(&f, 0, 0) == 0);
+  rc_t c;
+  CHECK(fx_connect(&f, &c) == 0);
+  if (bye_rows[row].resume_first) CHECK(rc_resume(&c, NULL, 0, 10) == 0);
+  hd__buf_t m = {0};
+  uint64_t one = 1;
+  static const uint8_t bad_consumed[] = {0x02, HD__MSG_CONSUMED, 0x05}; /* 5 entries in 0 bytes */
+  switch (row) {
+    case BYE_CREDIT_FIRST: hd__msg_encode_credit(&m, 5); break;
+    case BYE_RESUME_TWICE: hd__msg_encode_resume(&m, &(hd__resume_t){.window = 10}); break;
+    case BYE_DONE_FROM_CLIENT: hd__msg_encode_done(&m, &one, 1); break;
+    case BYE_BAD_CONSUMED: hd__buf_append(&m, bad_consumed, sizeof bad_consumed); break;
+  }
+  CHECK(rc_send(&c, &m) == 0);
+  CHECK(RC_UNTIL(&c, c.got_bye, 3000));
+  fprintf(stderr, "  BYE %llu \"%s\"\n", (unsigned long long)c.bye_reason, c.bye_text);
+  CHECK(c.bye_reason == (uint64_t)-HD_EPROTO);
+  CHECK(strstr(c.bye_text, bye_rows[row].text) != NULL);
+  CHECK(tu_wait_closed(c.r.fd, 3000));
+  rc_free(&c);
+  CHECK(WAIT_FOR(atomic_load(&f.p.disconnected) == 1, 3000));
+  CHECK(atomic_load(&f.p.last_status) == HD_EPROTO);
+  fx_done(&f);
+}
+
+static void bye_credit_before_resume(void) { bye_run(BYE_CREDIT_FIRST); }
+static void bye_resume_twice(void) { bye_run(BYE_RESUME_TWICE); }
+static void bye_done_from_client(void) { bye_run(BYE_DONE_FROM_CLIENT); }
+static void bye_bad_consumed(void) { bye_run(BYE_BAD_CONSUMED); }
+
 /* A client that does not read: the server stops near the high-water mark, then goes on. */
 static void backpressure(void) {
   fx_t f;
@@ -429,6 +491,146 @@ static void backpressure(void) {
   CHECK(RC_UNTIL(&c, c.received == 20000, 30000));
   CHECK(c.out_of_order == 0);
   rc_free(&c);
+  fx_done(&f);
+}
+
+/* One CONSUMED of the largest size (1 MiB: 262143 entries of 4 bytes), seqs in descending order,
+ * from a user the server holds nothing for. */
+#define HUGE_FIRST 16384u /* the smallest seq of 3 varint bytes */
+#define HUGE_COUNT 262143u
+
+static int send_huge_report(rc_t *a) {
+  hd__entry_t *e = malloc(HUGE_COUNT * sizeof *e);
+  if (e == NULL) return -1;
+  for (size_t i = 0; i < HUGE_COUNT; i++) {
+    e[i] = (hd__entry_t){HUGE_FIRST + HUGE_COUNT - 1 - i, 0, NULL, 0};
+  }
+  hd__buf_t m = {0};
+  int rc = hd__msg_encode_consumed(&m, e, HUGE_COUNT);
+  free(e);
+  if (rc != 0 || m.len != 3 + HD__DEFAULT_MAX_MESSAGE) { /* L itself takes 3 bytes */
+    hd__buf_free(&m);
+    return -1;
+  }
+  return rc_send(a, &m);
+}
+
+/* While the server works through the huge report of `a`, user `b` (auto-consuming) makes round
+ * trips: an event added, sent, reported consumed, confirmed. Returns the slowest, in ms, once
+ * `a` has its DONEs (or after 60 s). */
+static uint64_t round_trips_meanwhile(fx_t *f, rc_t *a, rc_t *b, int *trips) {
+  uint64_t worst = 0, end = hdt_now_ms() + 60000u * hdt_slow();
+  *trips = 0;
+  while ((a->confirmed < HUGE_COUNT || *trips == 0) && hdt_now_ms() < end && !a->closed &&
+         !b->closed) {
+    uint64_t t0 = hdt_now_ms(), want = b->confirmed + 1;
+    if (hd_server_add_event(f->s, f->ukp.public_key, "rt", 2, NULL, NULL) != 0) return UINT64_MAX;
+    while (b->confirmed < want && !b->closed && hdt_now_ms() < end) {
+      rc_poll(b, 1);
+      rc_poll(a, 0);
+    }
+    uint64_t took = hdt_now_ms() - t0;
+    if (took > worst) worst = took;
+    (*trips)++;
+  }
+  return worst;
+}
+
+static void huge_report_run(fx_t *f, rc_t *a, rc_t *b) {
+  hd_keypair_t akp;
+  hd_keypair_generate(&akp);
+  CHECK(rc_connect(a, f->port, &akp, f->skp.public_key) == 0);
+  a->done_map = calloc(HUGE_COUNT, 1);
+  a->map_base = HUGE_FIRST;
+  a->map_len = HUGE_COUNT;
+  CHECK(a->done_map != NULL);
+  CHECK(rc_resume(a, NULL, 0, 10) == 0);
+  CHECK(fx_connect(f, b) == 0);
+  b->auto_consume = 1;
+  CHECK(rc_resume(b, NULL, 0, 10) == 0);
+  CHECK(send_huge_report(a) == 0);
+  int trips;
+  uint64_t worst = round_trips_meanwhile(f, a, b, &trips);
+  fprintf(stderr, "  huge report: %d round trips meanwhile, the slowest %llu ms\n", trips,
+          (unsigned long long)worst);
+  CHECK(trips >= 1 && worst < 1000u * hdt_slow());
+  /* the report is answered all the same: DONE for every seq once, nothing else */
+  CHECK(RC_UNTIL(a, a->confirmed == HUGE_COUNT, 30000));
+  CHECK(a->map_twice == 0 && a->map_outside == 0 && !a->closed);
+  hd_server_stats_t st;
+  CHECK_OK(hdt_server_stats(f->s, &st));
+  CHECK(st.events_consumed == HUGE_COUNT + (uint64_t)trips);
+  /* a client that leaves in the middle of its report: the rest is dropped, the others go on */
+  rc_free(a);
+  free(a->done_map); /* rc_connect starts from zeros */
+  CHECK(rc_connect(a, f->port, &akp, f->skp.public_key) == 0);
+  CHECK(rc_resume(a, NULL, 0, 10) == 0);
+  CHECK(send_huge_report(a) == 0);
+  rc_free(a);
+  a->r.fd = -1;
+  uint64_t want = b->confirmed + 1;
+  CHECK_OK(hd_server_add_event(f->s, f->ukp.public_key, "rt", 2, NULL, NULL));
+  CHECK(RC_UNTIL(b, b->confirmed == want, 5000));
+  CHECK(WAIT_FOR(atomic_load(&f->p.disconnected) == 2, 5000));
+}
+
+/* A report larger than a slice: batches of at most a slice each, in seq order; a repeat within
+ * the message is dropped (its first data kept); what the server does not hold is answered DONE. */
+#define SLICED (HD__SRV_REPORT_SLICE + 100)
+
+static void report_sliced(void) {
+  fx_t f;
+  CHECK(fx_init(&f, 1, 0) == 0);
+  CHECK(add_many(&f, SLICED, 5) == 0);
+  rc_t c;
+  CHECK(fx_connect(&f, &c) == 0);
+  CHECK(rc_resume(&c, NULL, SLICED, 10) == 0); /* holds them all: nothing is sent */
+  static hd__entry_t e[SLICED + 2];
+  static char data[SLICED + 1][16];
+  for (size_t i = 0; i < SLICED; i++) { /* descending */
+    uint64_t seq = SLICED - i;
+    snprintf(data[seq], sizeof data[seq], "d%llu", (unsigned long long)seq);
+    e[i] = (hd__entry_t){seq, 0, (const uint8_t *)data[seq], strlen(data[seq])};
+  }
+  e[SLICED] = (hd__entry_t){1, 0, (const uint8_t *)"repeat", 6};
+  e[SLICED + 1] = (hd__entry_t){SLICED + 5, 0, (const uint8_t *)"gone", 4};
+  hd__buf_t m = {0};
+  CHECK(hd__msg_encode_consumed(&m, e, SLICED + 2) == 0);
+  CHECK(rc_send(&c, &m) == 0);
+  CHECK(RC_UNTIL(&c, c.n_done == 1, 5000) && c.done_seqs[0] == SLICED + 5);
+  CHECK(WAIT_FOR(atomic_load(&f.n_batches) == 2, 5000));
+  hd_consumed_t *b0 = f.batches[0], *b1 = f.batches[1];
+  CHECK(hd_consumed_count(b0) == HD__SRV_REPORT_SLICE && hd_consumed_count(b1) == 100);
+  hd_event_info_t info;
+  for (size_t i = 0; i < SLICED; i++) {
+    hd_consumed_t *b = i < HD__SRV_REPORT_SLICE ? b0 : b1;
+    CHECK_OK(hd_consumed_event(b, i < HD__SRV_REPORT_SLICE ? i : i - HD__SRV_REPORT_SLICE, &info));
+    CHECK(info.seq == i + 1 && info.payload_len == 5);
+    CHECK(info.data_len == strlen(data[i + 1]));
+    CHECK(memcmp(info.data, data[i + 1], info.data_len) == 0);
+  }
+  CHECK_OK(hd_consumed_complete_all(b0, 1));
+  CHECK_OK(hd_consumed_complete_all(b1, 1));
+  CHECK(RC_UNTIL(&c, c.confirmed == SLICED + 1, 10000));
+  CHECK(fx_pending(&f) == 0);
+  hd_server_stats_t st;
+  CHECK_OK(hdt_server_stats(f.s, &st));
+  CHECK(st.events_consumed == SLICED + 2 && st.events_confirmed == SLICED);
+  rc_free(&c);
+  fx_done(&f);
+}
+
+static void huge_report_bounded(void) {
+  fx_t f;
+  CHECK(fx_init(&f, 0, 0) == 0);
+  rc_t a, b;
+  memset(&a, 0, sizeof a);
+  memset(&b, 0, sizeof b);
+  a.r.fd = b.r.fd = -1;
+  huge_report_run(&f, &a, &b);
+  free(a.done_map);
+  if (a.r.fd >= 0) rc_free(&a);
+  if (b.r.fd >= 0) rc_free(&b);
   fx_done(&f);
 }
 
@@ -511,6 +713,12 @@ static void resume_epochs(void) {
   X(folder_in_use)                                                                                \
   X(batch_after_close)                                                                            \
   X(wrong_direction)                                                                              \
+  X(bye_credit_before_resume)                                                                     \
+  X(bye_resume_twice)                                                                             \
+  X(bye_done_from_client)                                                                         \
+  X(bye_bad_consumed)                                                                             \
   X(backpressure)                                                                                 \
+  X(huge_report_bounded)                                                                          \
+  X(report_sliced)                                                                                \
   X(resume_epochs)
 HD_TEST_MAIN(TESTS)

@@ -92,6 +92,41 @@ static void split_at_max_plaintext(void) {
   hd__buf_free(&out);
 }
 
+/* Reads that end right after a record's 2-byte header (the header whole in one read, or cut in
+ * two): no byte of the record has come, so nothing is collected and no buffer is held (the
+ * reader once copied those zero bytes from a NULL buffer, undefined behaviour that UBSan
+ * reports); the next read brings the rest and the record opens. Each row: the reads before
+ * the last, 0-terminated. */
+static void open_after_reads(const size_t *reads, hd__buf_t *out, hd__record_reader_t *r,
+                             sink_t *s) {
+  size_t off = 0;
+  for (; *reads; off += *reads++) {
+    CHECK_OK(hd__record_reader_feed(r, out->data + off, *reads));
+    CHECK(s->calls == 0 && r->rec == NULL && !hd__record_reader_idle(r));
+  }
+  CHECK_OK(hd__record_reader_feed(r, out->data + off, out->len - off));
+  CHECK(s->calls == 1 && s->got.len == 16 && memcmp(s->got.data, "after the header", 16) == 0);
+  CHECK(hd__record_reader_idle(r) && r->rec == NULL);
+}
+
+static void read_ends_after_header_row(const size_t *reads) {
+  hd__cipher_t tx, rx;
+  hd__buf_t out;
+  cipher_pair(&tx, &rx, &out);
+  sink_t s = {0};
+  hd__record_reader_t r;
+  CHECK_OK(hd__record_seal(&tx, (const uint8_t *)"after the header", 16, &out));
+  CHECK_OK(hd__record_reader_init(&r, &rx, sink_cb, &s));
+  open_after_reads(reads, &out, &r, &s);
+  hd__record_reader_free(&r);
+  hd__buf_free(&s.got);
+  hd__buf_free(&out);
+}
+
+static const size_t header_whole[] = {2, 0}, header_cut[] = {1, 1, 0};
+static void read_ends_after_header(void) { read_ends_after_header_row(header_whole); }
+static void read_ends_after_cut_header(void) { read_ends_after_header_row(header_cut); }
+
 /* Messages that span records and records that hold many messages, fed to the whole pipeline
  * in chunks of random sizes (fixed seeds), with an empty record thrown in. */
 static int msg_cb(void *ctx, uint8_t type, const uint8_t *body, size_t len) {
@@ -303,6 +338,7 @@ static void needs_a_key(void) {
 }
 
 #define TESTS(X)                                                                                  \
-  X(seal_open_in_place) X(split_at_max_plaintext) X(pipeline_random_chunks) X(tamper)             \
-  X(short_and_truncated) X(callback_stops) X(needs_a_key)
+  X(seal_open_in_place) X(split_at_max_plaintext) X(read_ends_after_header)                       \
+  X(read_ends_after_cut_header) X(pipeline_random_chunks) X(tamper) X(short_and_truncated)        \
+  X(callback_stops) X(needs_a_key)
 HD_TEST_MAIN(TESTS)
