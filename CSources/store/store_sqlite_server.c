@@ -97,7 +97,7 @@ typedef struct sq_server {
   uint32_t pause_ms;
   int64_t epoch_no;                    /* the current epoch, its number and id */
   uint8_t epoch_id[HD_STORE_ID_BYTES];
-  char epoch_note[320];                /* what changed the epoch at this open ("": nothing) */
+  char epoch_note[512];                /* what changed the epoch at this open ("": nothing) */
   /* writer (pool thread): the batch's users */
   batch_user_t *users;
   size_t users_cap; /* a power of two, at least twice the batch's ops */
