@@ -228,6 +228,8 @@ clean:
 # Benchmarks (not part of `make test`): `make bench` runs them all; docs/BENCHMARKS.md reports.
 # Included last so that `all` stays the default goal.
 -include bench/bench.mk
+# Fuzzing (not part of `make all`): `make fuzz`, `make fuzz-smoke` (fuzz/fuzz.mk).
+include fuzz/fuzz.mk
 
 .PHONY: bench
 bench: deps lib
