@@ -1,6 +1,7 @@
 # libFuzzer targets (docs/FUZZING.md), included by the Makefile. `make fuzz` builds every target
 # with clang (ASan, UBSan, libFuzzer) into $(BUILD)/fuzz and runs each for FUZZ_SECONDS from its
-# corpus; `make fuzz-smoke` runs each for FUZZ_SMOKE_SECONDS and fails on any finding.
+# corpus; `make fuzz-smoke` runs each for FUZZ_SMOKE_SECONDS and fails on any finding;
+# `make fuzz-seeds` writes the seed corpora fuzz/corpus/<target>/ from the codec's encoders.
 # The core is compiled from its sources here, each layer with its own include path, as for the
 # library; the targets and their helpers see every layer (like the tests).
 
@@ -24,7 +25,7 @@ FUZZ_UTIL_OBJS := $(FUZZ_BUILD)/util/testutil.o $(FUZZ_BUILD)/util/transport_uti
 FUZZ_LIB := $(FUZZ_BUILD)/libfuzzcore.a
 FUZZ_BINS := $(addprefix $(FUZZ_BUILD)/,$(FUZZ_TARGETS))
 
-.PHONY: fuzz fuzz-build fuzz-smoke
+.PHONY: fuzz fuzz-build fuzz-smoke fuzz-seeds
 
 $(FUZZ_BUILD)/obj/%.o: CSources/%.c $(LIB_HDRS) include/hyperdown.h CSources/LAYERS
 	@mkdir -p $(@D)
@@ -53,10 +54,26 @@ $(FUZZ_BUILD)/%: fuzz/%.c fuzz/fuzz_util.h $(FUZZ_LIB)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -fuse-ld=lld $(FUZZ_INCS) $< -o $@ \
 	  $(FUZZ_LIB) $(DEPS_LIBS)
 
-fuzz-build: $(FUZZ_BINS)
+# The seed generator is a plain program (no libFuzzer main) on the same objects.
+$(FUZZ_BUILD)/gen_seeds: fuzz/gen_seeds.c fuzz/fuzz_util.h $(FUZZ_LIB)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fuse-ld=lld $(FUZZ_INCS) $< -o $@ $(FUZZ_LIB) $(DEPS_LIBS)
+
+fuzz-build: $(FUZZ_BINS) $(FUZZ_BUILD)/gen_seeds
+
+fuzz-seeds: $(FUZZ_BUILD)/gen_seeds
+	rm -rf fuzz/corpus
+	$(FUZZ_BUILD)/gen_seeds fuzz/corpus
+
+# Fresh seeds next to the committed ones (a codec change reaches the fuzzers at once), and a
+# note when the committed ones are stale.
+FUZZ_FRESH_SEEDS = rm -rf $(FUZZ_BUILD)/seeds && $(FUZZ_BUILD)/gen_seeds $(FUZZ_BUILD)/seeds && \
+  { diff -rq fuzz/corpus $(FUZZ_BUILD)/seeds >/dev/null || \
+    echo "note: fuzz/corpus is not what the seed generator writes now: run make fuzz-seeds"; }
 
 fuzz: fuzz-build
+	@$(FUZZ_FRESH_SEEDS)
 	@sh fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) "$(FUZZ_TARGETS)"
 
 fuzz-smoke: fuzz-build
+	@$(FUZZ_FRESH_SEEDS)
 	@sh fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) "$(FUZZ_TARGETS)"
