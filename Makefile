@@ -167,11 +167,13 @@ install: lib
 deps:
 	@sh scripts/install-deps.sh
 
-# Every suite: C (plain and under valgrind), the header check, the ABI check, Swift.
+# Every suite: C (plain and under valgrind), a short fuzzing run, the header check, the ABI check,
+# Swift.
 test: deps
 	$(MAKE) test-paths
 	$(MAKE) test-c
 	$(MAKE) test-c-valgrind
+	$(MAKE) fuzz-smoke
 	$(MAKE) abi-check
 	$(MAKE) test-swift
 	$(MAKE) test-node
@@ -228,7 +230,7 @@ clean:
 # Benchmarks (not part of `make test`): `make bench` runs them all; docs/BENCHMARKS.md reports.
 # Included last so that `all` stays the default goal.
 -include bench/bench.mk
-# Fuzzing (not part of `make all`): `make fuzz`, `make fuzz-smoke` (fuzz/fuzz.mk).
+# Fuzzing (not part of `make all`; `make test` runs `make fuzz-smoke`): docs/FUZZING.md.
 include fuzz/fuzz.mk
 
 .PHONY: bench

@@ -25,7 +25,7 @@ FUZZ_UTIL_OBJS := $(FUZZ_BUILD)/util/testutil.o $(FUZZ_BUILD)/util/transport_uti
 FUZZ_LIB := $(FUZZ_BUILD)/libfuzzcore.a
 FUZZ_BINS := $(addprefix $(FUZZ_BUILD)/,$(FUZZ_TARGETS))
 
-.PHONY: fuzz fuzz-build fuzz-smoke fuzz-seeds
+.PHONY: fuzz fuzz-build fuzz-smoke fuzz-seeds fuzz-findings
 
 $(FUZZ_BUILD)/obj/%.o: CSources/%.c $(LIB_HDRS) include/hyperdown.h CSources/LAYERS
 	@mkdir -p $(@D)
@@ -50,13 +50,22 @@ $(FUZZ_LIB): $(FUZZ_UTIL_OBJS) $(FUZZ_CORE_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
-$(FUZZ_BUILD)/%: fuzz/%.c fuzz/fuzz_util.h $(FUZZ_LIB)
+$(FUZZ_BINS): $(FUZZ_BUILD)/%: fuzz/%.c fuzz/fuzz_util.h $(FUZZ_LIB)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -fuse-ld=lld $(FUZZ_INCS) $< -o $@ \
 	  $(FUZZ_LIB) $(DEPS_LIBS)
 
-# The seed generator is a plain program (no libFuzzer main) on the same objects.
-$(FUZZ_BUILD)/gen_seeds: fuzz/gen_seeds.c fuzz/fuzz_util.h $(FUZZ_LIB)
+# The seed generator and the findings' reproducers are plain programs (no libFuzzer main) on the
+# same objects.
+FUZZ_FINDINGS := $(patsubst fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard fuzz/findings/*.c))
+$(FUZZ_BUILD)/gen_seeds $(FUZZ_FINDINGS): $(FUZZ_BUILD)/%: fuzz/%.c fuzz/fuzz_util.h $(FUZZ_LIB)
+	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fuse-ld=lld $(FUZZ_INCS) $< -o $@ $(FUZZ_LIB) $(DEPS_LIBS)
+
+# What fuzzing found and is not fixed yet (fuzz/findings/README.md): each reproducer exits 1 while
+# its problem is there.
+fuzz-findings: $(FUZZ_FINDINGS)
+	@for f in $(FUZZ_FINDINGS); do \
+	  if $$f; then echo "fixed: $$f"; else echo "still there: $$f"; fi; done
 
 fuzz-build: $(FUZZ_BINS) $(FUZZ_BUILD)/gen_seeds
 
