@@ -5,9 +5,12 @@
 #include "testutil.h"
 #include "transport_util.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -459,10 +462,27 @@ static void remove_dirs(void) {
   n_dirs = 0;
 }
 
+/* A run that crashed left its folders: those whose process is gone are removed. */
+static void remove_stale_dirs(void) {
+  DIR *d = opendir("/dev/shm");
+  struct dirent *e;
+  while (d != NULL && (e = readdir(d)) != NULL) {
+    char tag[32];
+    int pid;
+    if (sscanf(e->d_name, "hd-fuzz-%31[^-]-%d-", tag, &pid) != 2 || pid == getpid()) continue;
+    if (kill(pid, 0) == 0 || errno != ESRCH) continue;
+    char path[300];
+    snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
+    hdt_rmrf(path);
+  }
+  if (d != NULL) closedir(d);
+}
+
 const char *fz_data_dir(const char *tag) {
   FZ_CHECK(n_dirs < (int)HD__ARRAY_SIZE(dirs));
+  if (n_dirs == 0) remove_stale_dirs();
   char tmpl[128];
-  snprintf(tmpl, sizeof tmpl, "/dev/shm/hd-fuzz-%s-XXXXXX", tag);
+  snprintf(tmpl, sizeof tmpl, "/dev/shm/hd-fuzz-%s-%d-XXXXXX", tag, (int)getpid());
   char *d = mkdtemp(tmpl) != NULL ? strdup(tmpl) : hdt_mkdtemp(tag);
   FZ_CHECK(d != NULL);
   if (n_dirs == 0) atexit(remove_dirs);

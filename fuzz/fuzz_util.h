@@ -155,7 +155,8 @@ void fz_peer_close(fz_peer_t *p, int reset);
 /* With HD_TEST_VERBOSE=1 (testutil.h), a handle's log goes to stderr: sets its options' log
  * callback and level. */
 void fz_verbose_log(hd_log_cb *log, hd_log_level_t *level);
-/* A fresh store folder in /dev/shm (else /tmp), removed at exit. */
+/* A fresh store folder in /dev/shm (else /tmp), removed at exit; the folders of runs that
+ * crashed (their process is gone) are removed by the next one. */
 const char *fz_data_dir(const char *tag);
 
 #endif
