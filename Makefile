@@ -194,13 +194,15 @@ install: lib
 deps:
 	@sh scripts/install-deps.sh
 
-# Every suite: C (plain, under valgrind, ASan+UBSan, TSan), the header check, the ABI check, Swift.
+# Every suite: C (plain, under valgrind, ASan+UBSan, TSan), a short fuzzing run, the header
+# check, the layering and case checks, the ABI check, Swift, Node, Python, the docs' code blocks.
 test: deps
 	$(MAKE) test-paths
 	$(MAKE) test-c
 	$(MAKE) test-c-valgrind
 	$(MAKE) test-c-asan
 	$(MAKE) test-c-tsan
+	$(MAKE) fuzz-smoke
 	$(MAKE) abi-check
 	$(MAKE) test-swift
 	$(MAKE) test-node
@@ -257,6 +259,8 @@ clean:
 # Benchmarks (not part of `make test`): `make bench` runs them all; docs/BENCHMARKS.md reports.
 # Included last so that `all` stays the default goal.
 -include bench/bench.mk
+# Fuzzing (not part of `make all`; `make test` runs `make fuzz-smoke`): docs/FUZZING.md.
+include fuzz/fuzz.mk
 
 .PHONY: bench
 bench: deps lib
