@@ -253,7 +253,7 @@ typedef struct payload_codec {
 } payload_codec_t;
 
 static int check_payload(const payload_codec_t *codec, const uint8_t *p, size_t len) {
-  uint64_t v[8]; /* both structs are 64-bit words and bytes: no padding */
+  uint64_t v[16]; /* room for either struct; the decoders zero it (padding too) first */
   uint8_t out[HD__HELLO_MAX > HD__WELCOME_MAX ? HD__HELLO_MAX : HD__WELCOME_MAX];
   FZ_CHECK(codec->size <= sizeof v);
   int rc = codec->decode(p, len, v);

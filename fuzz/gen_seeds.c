@@ -41,10 +41,10 @@ static void save(const char *target, const char *name, hd__buf_t *b) {
 /* ---- the example messages of docs/PROTOCOL.md section 6, framed by their encoders ---- */
 
 enum { EX_EVENTS, EX_CONSUMED, EX_DONE, EX_RESUME, EX_RESUME_FRESH, EX_CREDIT, EX_PAUSE, EX_PING,
-       EX_PONG, EX_BYE, EX_BYE_ERROR, N_EXAMPLES };
+       EX_PONG, EX_BYE, EX_BYE_ERROR, EX_EPOCH, N_EXAMPLES };
 static const char *const ex_names[N_EXAMPLES] = {
     "events", "consumed", "done", "resume", "resume-fresh", "credit",
-    "pause", "ping", "pong", "bye", "bye-error"};
+    "pause", "ping", "pong", "bye", "bye-error", "epoch"};
 
 static const uint8_t store_0_15[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
@@ -69,6 +69,7 @@ static void example(int i, hd__buf_t *out) {
     case EX_PONG: rc = hd__msg_encode_pong(out, 7); break;
     case EX_BYE: rc = hd__msg_encode_bye(out, 0, "bye", 3); break;
     case EX_BYE_ERROR: rc = hd__msg_encode_bye(out, 9, "bad frame", 9); break;
+    case EX_EPOCH: rc = hd__msg_encode_epoch(out, 90, 100); break;
   }
   FZ_CHECK(rc == 0);
 }

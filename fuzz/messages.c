@@ -149,6 +149,10 @@ static int check_single(uint8_t type, const uint8_t *body, size_t len) {
     hd__resume_t r;
     if ((rc = hd__msg_decode_resume(body, len, &r)) == 0)
       FZ_CHECK(hd__msg_encode_resume(&out, &r) == 0);
+  } else if (type == HD__MSG_EPOCH) {
+    uint64_t floor, seen_upto;
+    if ((rc = hd__msg_decode_epoch(body, len, &floor, &seen_upto)) == 0)
+      FZ_CHECK(hd__msg_encode_epoch(&out, floor, seen_upto) == 0);
   } else if (type == HD__MSG_BYE) {
     uint64_t reason;
     const uint8_t *text;
