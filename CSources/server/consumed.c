@@ -143,23 +143,22 @@ static void del_done(void *data, int status, uint64_t value) {
 static void submit_delete(hd__server_events_t *ev, hd__server_user_t *u) {
   size_t n = u->n_del;
   u->n_del = 0;
-  del_ctx_t *d = n ? malloc(sizeof *d + n * sizeof(uint64_t)) : NULL;
-  int rc = d == NULL ? hd__error(HD_ENOMEM, "out of memory deleting events") : 0;
+  /* completions come in any order across batches: sorted once for the in-flight set */
+  qsort(u->del, n, sizeof *u->del, cmp_seq);
+  del_ctx_t *d = malloc(sizeof *d + n * sizeof(uint64_t));
+  int rc = d == NULL ? hd__error(HD_ENOMEM, "out of memory deleting %zu events", n) : 0;
   if (d != NULL) {
     d->ev = ev;
     d->u = u;
     d->n = n;
     memcpy(d->seqs, u->del, n * sizeof(uint64_t));
-    /* completions come in any order across batches: sorted once for the in-flight set */
-    qsort(d->seqs, n, sizeof *d->seqs, cmp_seq);
     rc = ev->store->vt->delete_events(ev->store, u->pk, d->seqs, n, del_done, d);
   }
   if (rc != 0) {
-    if (d != NULL) {
-      hd__log(ev->rt, HD_LOG_WARN, "cannot delete %zu consumed events: %s", n,
-              hd_last_error_message());
-      inflight_remove_sorted(u, d->seqs, n);
-    }
+    /* not deleted: out of the in-flight set, so the client's next report of them is answered */
+    hd__log(ev->rt, HD_LOG_WARN, "cannot delete %zu consumed events: %s", n,
+            hd_last_error_message());
+    inflight_remove_sorted(u, u->del, n);
     free(d);
   }
 }
