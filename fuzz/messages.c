@@ -66,12 +66,11 @@ static void check_writer(const hd__entry_t *e, size_t n, uint64_t max, size_t ro
       rc = hd__events_writer_add(&w, e[i].seq, e[i].created_ms, e[i].data, e[i].len);
     }
     if (rc == HD_EMSGSIZE) {
-      /* only an entry too big for a message within the limit. The writer keeps room for the
-       * longest count varint (HD__VARINT_MAX), so it also refuses an entry within 9 bytes of
-       * the limit that a message of one entry (count 1: one byte) could still hold. */
+      /* only an entry too big for any message within the limit: one of that entry alone (its
+       * type, a count of one byte, the entry) */
       size_t es = hd__varint_len(e[i].seq) + hd__varint_len(e[i].created_ms) +
                   hd__varint_len(e[i].len) + e[i].len;
-      FZ_CHECK(1 + HD__VARINT_MAX + es > max);
+      FZ_CHECK(1 + 1 + es > max);
       too_big = 1;
       break;
     }

@@ -100,7 +100,8 @@ int hd__events_writer_add_slow(hd__events_writer_t *w, uint64_t seq, uint64_t cr
   if (1 + HD__VARINT_MAX + (open ? w->body_bytes : 0) + (uint64_t)most > w->max) {
     /* near the limit: the exact sizes decide */
     size_t es = hd__varint_len(seq) + hd__varint_len(created_ms) + hd__varint_len(len) + len;
-    if (1 + HD__VARINT_MAX + es > w->max) {
+    /* no message can hold it: one of this entry alone (type, a count of one byte, the entry) */
+    if (1 + 1 + es > w->max) {
       return hd__error(HD_EMSGSIZE, "event %llu (%zu bytes) does not fit a message of at most "
                        "%llu bytes", (unsigned long long)seq, len, (unsigned long long)w->max);
     }

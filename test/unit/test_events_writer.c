@@ -143,9 +143,31 @@ static void test_an_event_that_fits_no_message_is_refused(void) {
   hd__buf_free(&b);
 }
 
+/* The exact bound (a fuzz finding): an entry fits when a message of that entry alone, its type,
+ * a count of one byte and the entry, is within the limit; the writer used to keep room for the
+ * longest count varint and refused entries within 9 bytes of the limit. */
+static void test_an_event_that_just_fits_is_taken(void) {
+  hd__buf_t b;
+  hd__buf_init(&b);
+  hd__events_writer_t w;
+  hd__events_writer_init(&w, &b, 6, 0);
+  const uint8_t payload[1] = {9}; /* entry: seq 1, created 10, len 1, one byte = 4 bytes */
+  CHECK_OK(hd__events_writer_add(&w, 1, 10, payload, 1));
+  CHECK(hd__events_writer_finish(&w) == 1);
+  static const uint8_t want[] = {6, HD__MSG_EVENTS, 1, 1, 10, 1, 9};
+  CHECK(b.len == sizeof want && memcmp(b.data, want, sizeof want) == 0);
+  hd__buf_free(&b);
+  hd__buf_init(&b);
+  hd__events_writer_init(&w, &b, 5, 0); /* one byte less: no message can hold it */
+  CHECK_RC(hd__events_writer_add(&w, 1, 10, payload, 1), HD_EMSGSIZE);
+  CHECK(b.len == 0);
+  hd__buf_free(&b);
+}
+
 #define TESTS(X)                                                                                  \
   X(test_messages_are_cut_under_the_limit)                                                        \
   X(test_any_header_guess_gives_the_same_bytes)                                                   \
   X(test_whole_message_encoder_is_the_writer)                                                     \
-  X(test_an_event_that_fits_no_message_is_refused)
+  X(test_an_event_that_fits_no_message_is_refused)                                                \
+  X(test_an_event_that_just_fits_is_taken)
 HD_TEST_MAIN(TESTS)
