@@ -307,8 +307,8 @@ HD_EXTERN int hd_server_close(hd_server_t *server, hd_close_cb cb, void *cb_data
 HD_EXTERN int hd_server_close_wait(hd_server_t *server);
 
 /* Answers an authorization request (hd_authorize_cb): the client's handshake goes on, or it is
- * refused (a rejection frame, no store id; the client sees HD_EAUTH). Any thread, once per
- * request (HD_EALREADY after that); frees the request. An answer that comes after the timeout
+ * refused (a rejection frame, no store id; the client sees HD_EAUTH). Any thread, exactly once
+ * per request: the answer frees it (it must not be used after). An answer that comes after the timeout
  * or after the connection closed changes nothing. */
 HD_EXTERN int hd_authorization_allow(hd_authorization_t *request);
 HD_EXTERN int hd_authorization_deny(hd_authorization_t *request);
