@@ -27,10 +27,10 @@ typedef struct expect {
 
 static int on_record(void *ctx, uint8_t *pt, size_t len) {
   expect_t *x = ctx;
-  FZ_CHECK(len > 0 && len <= HD__RECORD_MAX_PLAINTEXT);
+  FZ_CHECK(len <= HD__RECORD_MAX_PLAINTEXT); /* an empty record is handed over too */
   /* only intact records' plaintext, in order */
   FZ_CHECK(x->delivered + len <= x->good_pt);
-  FZ_CHECK(memcmp(pt, x->pt.data + x->delivered, len) == 0);
+  FZ_CHECK(len == 0 || memcmp(pt, x->pt.data + x->delivered, len) == 0);
   x->delivered += len;
   return ++x->calls == x->stop_at ? STOP_RC : 0;
 }

@@ -5,7 +5,8 @@
  * failure, so the store keeps them and every input meets the same server state.
  *
  * Each input is one fresh connection: the raw client (test/util/transport_util.h) completes the
- * handshake as that user, sends the input's messages (fz_message_next: type, length, body;
+ * handshake as that user (through the server's authorization callback, which admits it), sends
+ * the input's messages (fz_message_next: type, length, body;
  * unknown types and bodies the codec refuses included) in one stream of records or one record
  * per message, then PING; the server must answer PONG or close the connection, within a bound
  * (a hang is a finding). The connection is then closed and the next input waits (bounded) until
@@ -45,6 +46,13 @@ static void on_disconnected(void *ud, const uint8_t *pk, int status) {
   atomic_fetch_add(&disconnects, 1);
 }
 
+/* Admits every key, so that each handshake goes through the authorization step (the connection
+ * waiting in HD__CONN_AUTHORIZING, then answered). */
+static void authorize(void *ud, const uint8_t key[32], hd_authorization_t *req) {
+  (void)ud, (void)key;
+  FZ_CHECK(hd_authorization_allow(req) == 0);
+}
+
 /* Keeps every event: the next input meets the same store. */
 static void on_consumed(void *ud, const uint8_t user[32], hd_consumed_t *batch) {
   (void)ud, (void)user;
@@ -66,6 +74,8 @@ static void start_once(void) {
   o.sync_normal = 1;
   o.on_consumed = on_consumed;
   o.on_peer_disconnected = on_disconnected;
+  o.authorize = authorize;
+  o.handshakes_per_address = UINT32_MAX; /* every input is a connection from 127.0.0.1 */
   fz_verbose_log(&o.log, &o.log_level);
   FZ_CHECK(hd_server_create(&server, &o) == 0);
   atexit(stop_server); /* after fz_data_dir's: runs before the folder goes */

@@ -218,7 +218,16 @@ typedef void (*hd_close_cb)(void *user_data);
 /* Called once with the handle's user_data when the handle no longer uses it. */
 typedef void (*hd_destroy_cb)(void *user_data);
 
-#define HD_SERVER_OPTIONS_VERSION 1
+/* Admission (docs/RELIABILITY.md, "Admission control"). A request to decide whether a client's
+ * key may connect: answer it with hd_authorization_allow or hd_authorization_deny, from any
+ * thread, exactly once (also after its timeout or the server's close, which only frees it). */
+typedef struct hd_authorization hd_authorization_t;
+/* The client `public_key` authenticated its first handshake message; the server's reply (which
+ * carries the store id) waits for the answer. Runs on the loop thread: must not block. */
+typedef void (*hd_authorize_cb)(void *user_data, const uint8_t public_key[HD_PUBLICKEY_BYTES],
+                                hd_authorization_t *request);
+
+#define HD_SERVER_OPTIONS_VERSION 2
 typedef struct hd_server_options {
   unsigned int version;           /* HD_SERVER_OPTIONS_VERSION */
   const hd_keypair_t *keypair;    /* the server's identity (copied) */
@@ -241,8 +250,16 @@ typedef struct hd_server_options {
                                      loss); 1: NORMAL (survives a crash of the process) */
   hd_consumed_cb on_consumed;     /* a user reported events consumed (default: complete ok) */
   uint32_t page_events;           /* catch-up page size in events; 0 = 4096 */
+  /* Admission (appended in version 2; docs/RELIABILITY.md, "Admission control"). */
+  hd_authorize_cb authorize;      /* optional: decides which client keys may connect */
+  uint32_t authorize_timeout_ms;  /* a request not answered by then is refused; 0 = 5000 */
+  uint32_t max_handshakes;        /* connections accepted and not yet authenticated; beyond it
+                                     new ones are closed at once; 0 = 512, UINT32_MAX = none */
+  uint32_t handshakes_per_address; /* connections accepted per second from one address (IPv6:
+                                      one /64); beyond it closed at once; 0 = 64,
+                                      UINT32_MAX = none */
 } hd_server_options_t;
-#define HD_SERVER_OPTIONS_INIT {HD_SERVER_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, HD_LOG_ERROR, 0, 0, 0, 0, 0, 0}
+#define HD_SERVER_OPTIONS_INIT {HD_SERVER_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, HD_LOG_ERROR, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 HD_EXTERN int hd_server_options_init(hd_server_options_t *opts, unsigned int version);
 
 #define HD_CLIENT_OPTIONS_VERSION 1
@@ -288,6 +305,19 @@ HD_EXTERN int hd_server_close(hd_server_t *server, hd_close_cb cb, void *cb_data
 /* hd_server_close() and wait until it is done (and the loop thread, if owned, has ended).
  * HD_ETHREAD if called on the handle's own loop thread. */
 HD_EXTERN int hd_server_close_wait(hd_server_t *server);
+
+/* Answers an authorization request (hd_authorize_cb): the client's handshake goes on, or it is
+ * refused (a rejection frame, no store id; the client sees HD_EAUTH). Any thread, exactly once
+ * per request: the answer frees it (it must not be used after). An answer that comes after the timeout
+ * or after the connection closed changes nothing. */
+HD_EXTERN int hd_authorization_allow(hd_authorization_t *request);
+HD_EXTERN int hd_authorization_deny(hd_authorization_t *request);
+/* Closes every connection of the client `public_key`: open ones with a BYE (HD_EAUTH, "no longer
+ * admitted"), handshaking ones at once; for a key an allow-list dropped. A client that dials
+ * again meets the authorization callback. Returns how many it closed. Any thread (blocks until
+ * done; inline on the loop thread); HD_ECLOSED while closing. */
+HD_EXTERN int hd_server_disconnect(hd_server_t *server,
+                                   const uint8_t public_key[HD_PUBLICKEY_BYTES]);
 
 /* Creates a client and starts dialing. */
 HD_EXTERN int hd_client_create(hd_client_t **out, const hd_client_options_t *opts);

@@ -24,6 +24,16 @@
 #define FLUSH_THRESHOLD (2 * HD__RECORD_MAX_PLAINTEXT)
 /* What the output buffer may keep between flushes (a small idle footprint). */
 #define OUT_KEEP 2048
+/* Written bytes the peer has not taken beyond which we stop reading from it, until half of them
+ * are gone: everything we write unasked (EVENTS) already stops at the session's high-water mark
+ * (1 MiB), so only answers to what the peer sends (PONG, DONE...) can pass it, and a peer that
+ * sends without reading then holds its own stream back, not our memory (docs/RELIABILITY.md,
+ * "Memory per connection"). */
+#define OUT_HOLD (2u * 1024u * 1024u)
+
+/* Why reads are stopped (conn->reads_held). */
+#define HOLD_OWNER 1  /* hd__conn_hold_reads */
+#define HOLD_OUTPUT 2 /* the peer does not take what we write */
 
 static const char PROLOGUE_NAME[] = "hyperdown/1";
 
@@ -45,6 +55,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_timer(uv_timer_t *t);
 static int on_msg(void *ctx, uint8_t type, const uint8_t *body, size_t len);
 static void flush_deferred(hd__deferred_t *d);
+static void reads_hold(hd__conn_t *c, int why, int hold);
+static void server_reject(hd__conn_t *c, int code, uint8_t reason);
+static void prove(hd__conn_t *c);
 
 static hd__conn_t *conn_from_flush(hd__deferred_t *d) {
   return hd__container_of(d, hd__conn_t, flush);
@@ -133,9 +146,15 @@ static void on_write(uv_write_t *req, int status) {
   free(w);
   if (status < 0 && c->state < HD__CONN_CLOSING) {
     conn_end(c, hd__error_from_uv(status, "write failed"), CLOSE_ABRUPT);
-  } else if (c->state == HD__CONN_OPEN && c->cfg->on_drain != NULL) {
-    c->cfg->on_drain(c);
+    return;
   }
+  if (c->state != HD__CONN_OPEN) return;
+  if (c->reads_held & HOLD_OUTPUT) {
+    c->last_recv_ms = uv_now(conn_loop(c)); /* it takes our bytes: it is not silent */
+    if (c->tcp.write_queue_size <= OUT_HOLD / 2) reads_hold(c, HOLD_OUTPUT, 0);
+    if (c->state != HD__CONN_OPEN) return;
+  }
+  if (c->cfg->on_drain != NULL) c->cfg->on_drain(c);
 }
 
 /* Writes `data` (malloc'd; ownership passes here, freed in the callback or on error). */
@@ -152,6 +171,9 @@ static int write_owned(hd__conn_t *c, uint8_t *data, size_t len) {
     free(data);
     free(w);
     return hd__error_from_uv(rc, "write failed");
+  }
+  if (c->state == HD__CONN_OPEN && c->tcp.write_queue_size >= OUT_HOLD) {
+    reads_hold(c, HOLD_OUTPUT, 1);
   }
   return 0;
 }
@@ -325,7 +347,9 @@ static void keepalive_arm(hd__conn_t *c) {
  * re-arms itself from the time of the last byte received. */
 static void keepalive_tick(hd__conn_t *c) {
   uint64_t now = uv_now(conn_loop(c));
-  if (c->reads_held) c->last_recv_ms = now; /* we are not listening: the peer is not silent */
+  /* we are not listening: the peer is not silent (a peer that does not take our bytes is: see
+   * on_write) */
+  if (c->reads_held & HOLD_OWNER) c->last_recv_ms = now;
   uint64_t silent = now - c->last_recv_ms;
   if (silent >= c->cfg->idle_timeout_ms) {
     conn_fail(c, hd__error(HD_ETIMEDOUT, "peer %s silent for %llu ms (idle timeout %u ms)",
@@ -354,8 +378,22 @@ static void on_timer(uv_timer_t *t) {
                          c->peer, c->cfg->handshake_timeout_ms),
                CLOSE_ABRUPT);
       break;
+    case HD__CONN_AUTHORIZING:
+      hd__error(HD_ETIMEDOUT, "client %s refused: its authorization was not answered within %u ms",
+                c->peer, c->cfg->authorize_timeout_ms);
+      server_reject(c, HD_ETIMEDOUT, HD__REJECT_REFUSED);
+      break;
     case HD__CONN_OPEN:
-      keepalive_tick(c);
+      if (c->authenticated) {
+        keepalive_tick(c);
+        break;
+      }
+      /* message 2 went out and no record came back: message 1 was likely replayed by someone
+       * who cannot go on (docs/PROTOCOL.md, section 4) */
+      conn_end(c,
+               hd__error(HD_ETIMEDOUT, "client %s sent no record within %u ms of the handshake",
+                         c->peer, c->cfg->handshake_timeout_ms),
+               CLOSE_ABRUPT);
       break;
     case HD__CONN_CLOSING:
       close_handles(c); /* the grace period is over */
@@ -409,12 +447,33 @@ static int on_msg(void *ctx, uint8_t type, const uint8_t *body, size_t len) {
   return c->state == HD__CONN_OPEN ? 0 : HD_ECLOSED;
 }
 
+/* Every record of the peer, once it authenticated: the first one proves a server's connection
+ * (become_open). */
+static int on_record(void *ctx, uint8_t *pt, size_t len) {
+  hd__conn_t *c = ctx;
+  if (!c->authenticated) {
+    prove(c);
+    if (c->state != HD__CONN_OPEN) return HD_ECLOSED;
+  }
+  return len ? hd__msg_reader_feed(&c->mr, pt, len) : 0;
+}
+
+/* Client: an empty record right after message 2, so that the server can count the connection
+ * before the first message (docs/PROTOCOL.md, section 4). */
+static int send_proof(hd__conn_t *c) {
+  uint8_t rec[HD__RECORD_HEADER + HD__RECORD_TAG];
+  hd__put_u16be(rec, HD__RECORD_TAG);
+  int rc = hd__cipher_encrypt(&c->tx, NULL, 0, NULL, 0, rec + HD__RECORD_HEADER);
+  return rc != 0 ? rc : write_copy(c, rec, sizeof rec);
+}
+
 /* ---- Handshake -------------------------------------------------------------------------- */
 
 static void become_open(hd__conn_t *c) {
   hd__cipher_t rx;
   int rc = hd__handshake_split(&c->hs->hs, &c->tx, &rx);
-  if (rc == 0) rc = hd__record_reader_init(&c->rr, &rx, hd__record_to_msgs, &c->mr);
+  if (rc == 0) rc = hd__record_reader_init(&c->rr, &rx, on_record, c);
+  if (rc == 0 && !c->cfg->is_server) rc = send_proof(c);
   hd__cipher_wipe(&rx);
   hd__handshake_wipe(&c->hs->hs);
   free(c->hs);
@@ -424,6 +483,18 @@ static void become_open(hd__conn_t *c) {
     return;
   }
   c->state = HD__CONN_OPEN;
+  if (c->cfg->is_server) {
+    /* Message 1 carries no freshness: its bytes, replayed, get this far too. The connection
+     * counts (on_open) once the client's first record proves it holds the session keys; until
+     * then the handshake deadline runs again. */
+    uv_timer_start(&c->timer, on_timer, c->cfg->handshake_timeout_ms, 0);
+    return;
+  }
+  prove(c);
+}
+
+/* The peer holds the session keys: the connection is open for the owner. */
+static void prove(hd__conn_t *c) {
   c->authenticated = 1;
   c->last_recv_ms = uv_now(conn_loop(c));
   keepalive_arm(c);
@@ -442,6 +513,8 @@ static void server_reject(hd__conn_t *c, int code, uint8_t reason) {
   hd__error_restore(&e);
   conn_end(c, code, CLOSE_FLUSH);
 }
+
+static void server_welcome(hd__conn_t *c);
 
 static void server_read_msg1(hd__conn_t *c, const uint8_t *msg, size_t len) {
   struct hd__handshake_io *io = c->hs;
@@ -485,8 +558,33 @@ static void server_read_msg1(hd__conn_t *c, const uint8_t *msg, size_t len) {
     return;
   }
   memcpy(c->remote_pk, hello.public_key, HD_PUBLICKEY_BYTES);
+  c->hello_read = 1;
   c->peer_max_message = hello.max_message_bytes;
+  if (c->cfg->on_authorize == NULL) {
+    server_welcome(c);
+    return;
+  }
+  /* the reply waits for the owner's decision: a refused key never sees WELCOME (store id) */
+  c->state = HD__CONN_AUTHORIZING;
+  uv_timer_start(&c->timer, on_timer, c->cfg->authorize_timeout_ms, 0);
+  c->cfg->on_authorize(c);
+}
 
+void hd__conn_admit(hd__conn_t *c, int allow, const char *why) {
+  if (c->state != HD__CONN_AUTHORIZING) return;
+  if (allow) {
+    c->state = HD__CONN_HANDSHAKE;
+    server_welcome(c);
+    return;
+  }
+  hd__error(HD_EAUTH, "client %s refused: %s", c->peer, why ? why : "not admitted");
+  server_reject(c, HD_EAUTH, HD__REJECT_REFUSED);
+}
+
+/* Server: message 2 with WELCOME, then the connection waits for the client's first record. */
+static void server_welcome(hd__conn_t *c) {
+  struct hd__handshake_io *io = c->hs;
+  int rc;
   hd__welcome_t w = c->cfg->welcome;
   w.version = HD_PROTOCOL_VERSION;
   w.max_message_bytes = c->cfg->max_message_bytes;
@@ -607,7 +705,7 @@ static ssize_t handshake_feed(hd__conn_t *c, const uint8_t *p, size_t n) {
   if (io->have < 2 + len) return (ssize_t)take;
   if (c->cfg->is_server) server_read_msg1(c, io->buf + 2, len);
   else client_read_msg2(c, io->buf + 2, len);
-  return c->state == HD__CONN_OPEN ? (ssize_t)take : -1;
+  return c->state == HD__CONN_OPEN || c->state == HD__CONN_AUTHORIZING ? (ssize_t)take : -1;
 }
 
 /* ---- Reading ---------------------------------------------------------------------------- */
@@ -625,6 +723,11 @@ static void consume(hd__conn_t *c, uint8_t *p, size_t n) {
     if (used < 0) return;
     p += used;
     n -= (size_t)used;
+  }
+  if (n > 0 && c->state == HD__CONN_AUTHORIZING) {
+    conn_end(c, hd__error(HD_EPROTO, "client %s sent records before message 2", c->peer),
+             CLOSE_ABRUPT);
+    return;
   }
   if (n == 0 || c->state != HD__CONN_OPEN) return;
   int rc = hd__record_reader_feed(&c->rr, p, n);
@@ -669,6 +772,12 @@ int hd__conn_accept(const hd__conn_config_t *cfg, uv_stream_t *listener, hd__con
   int sl = sizeof ss;
   if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
     hd__addr_format((struct sockaddr *)&ss, c->peer, sizeof c->peer);
+  } else {
+    ss.ss_family = AF_UNSPEC;
+  }
+  if (cfg->on_accept != NULL && cfg->on_accept(c, (struct sockaddr *)&ss) != 0) {
+    conn_discard(c); /* on_accept recorded the detail */
+    return HD_EBUSY;
   }
   c->state = HD__CONN_PREAMBLE;
   uv_timer_start(&c->timer, on_timer, cfg->handshake_timeout_ms, 0);
@@ -750,11 +859,16 @@ int hd__conn_connect(const hd__conn_config_t *cfg, const struct sockaddr *addr,
   return 0;
 }
 
-void hd__conn_hold_reads(hd__conn_t *c, int hold) {
-  hold = hold != 0;
-  if (c->state != HD__CONN_OPEN || c->reads_held == hold) return;
-  c->reads_held = hold;
-  if (hold) {
+void hd__conn_hold_reads(hd__conn_t *c, int hold) { reads_hold(c, HOLD_OWNER, hold); }
+
+/* Sets or clears one reason to hold reads; reading stops with the first and resumes after the
+ * last. */
+static void reads_hold(hd__conn_t *c, int why, int hold) {
+  if (c->state != HD__CONN_OPEN) return;
+  int was = c->reads_held;
+  c->reads_held = hold ? was | why : was & ~why;
+  if ((was != 0) == (c->reads_held != 0)) return;
+  if (c->reads_held) {
     uv_read_stop((uv_stream_t *)&c->tcp);
     return;
   }

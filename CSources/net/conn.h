@@ -30,10 +30,21 @@ typedef struct hd__conn_config {
   uint32_t keepalive_ms;
   uint32_t idle_timeout_ms;
   uint32_t max_message_bytes;   /* the largest message we accept */
+  uint32_t authorize_timeout_ms; /* server: how long on_authorize's answer may take */
   hd__welcome_t welcome;        /* server: what WELCOME says (store id, pause...) */
 
   void *owner;
+  /* Server, optional: a connection was accepted from `addr`; nonzero (with the detail recorded)
+   * refuses it at once, before any work: nothing read, no on_close, and hd__conn_accept returns
+   * HD_EBUSY. */
+  int (*on_accept)(hd__conn_t *c, const struct sockaddr *addr);
+  /* Server: once the client has proved its connection with its first record (a replayed
+   * message 1 never can); client: once WELCOME is read. */
   void (*on_open)(hd__conn_t *c, const uint8_t remote_public_key[HD_PUBLICKEY_BYTES]);
+  /* Server, optional: the client's message 1 authenticated c->remote_pk; the connection waits
+   * (no reply yet) until the owner calls hd__conn_admit, or refuses it after
+   * authorize_timeout_ms. */
+  void (*on_authorize)(hd__conn_t *c);
   void (*on_message)(hd__conn_t *c, uint8_t type, const uint8_t *body, size_t len);
   /* `status` 0 for an orderly close, else HD_E*; the thread's error detail explains it. The
    * remote key is NULL if the peer never authenticated. The connection is freed after this
@@ -49,6 +60,7 @@ enum hd__conn_state {
   HD__CONN_PREAMBLE,       /* server: waiting for the 16-byte preamble */
   HD__CONN_HANDSHAKE,      /* waiting for a length-prefixed handshake message */
   HD__CONN_REJECTED,       /* client: read a 0 length, waiting for the reason byte */
+  HD__CONN_AUTHORIZING,    /* server: message 1 read, waiting for the owner's hd__conn_admit */
   HD__CONN_OPEN,
   HD__CONN_CLOSING,        /* orderly: BYE queued, shutdown pending */
   HD__CONN_CLOSED          /* handles closing; on_close pending */
@@ -76,15 +88,17 @@ struct hd__conn {
   uint64_t ping_nonce;
 
   uint8_t remote_pk[HD_PUBLICKEY_BYTES];
-  int authenticated;
+  int authenticated;         /* server: the client proved itself with its first record */
+  int hello_read;            /* server: remote_pk holds message 1's authenticated key */
   int status;                /* the close status once closing */
   char *close_detail;        /* the error detail, kept until on_close */
   int pending_closes;
-  int reads_held;            /* hd__conn_hold_reads */
+  int reads_held;            /* HOLD_* bits (conn.c): hd__conn_hold_reads, the write backlog */
   int silent;                /* freed without on_close (a create path that failed) */
   hd__welcome_t welcome;     /* client: what the server said in WELCOME */
 
   void *user_data;           /* the event layer's (the server's session) */
+  void *admission;           /* the owner's, while on_authorize's answer is pending */
   int raw;                   /* a test hook took it over: the event layer never sees it */
   hd__queue_t node;          /* the owner's list of its connections */
 };
@@ -102,11 +116,16 @@ typedef struct hd__hook {
 } hd__hook_t;
 
 /* Server: accepts a pending connection from `listener` and starts the handshake. On error
- * nothing is allocated (the pending connection is refused). */
+ * nothing is allocated (the pending connection is refused); HD_EBUSY: on_accept refused it. */
 int hd__conn_accept(const hd__conn_config_t *cfg, uv_stream_t *listener, hd__conn_t **out);
 /* Client: starts dialing `addr`. The connection reports failures through on_close. */
 int hd__conn_connect(const hd__conn_config_t *cfg, const struct sockaddr *addr,
                      hd__conn_t **out);
+
+/* Server: the answer to on_authorize (loop thread; ignored unless the connection is still
+ * waiting for it): allow sends message 2, refuse answers with a rejection frame and closes
+ * with HD_EAUTH and `why` as the detail. */
+void hd__conn_admit(hd__conn_t *c, int allow, const char *why);
 
 /* Queues one message (type + body) for the peer. It goes out with the other messages of this
  * loop iteration. HD_ESTATE before on_open or after close, HD_EMSGSIZE above the peer's limit. */

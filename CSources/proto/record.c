@@ -73,7 +73,7 @@ static int open_record(hd__record_reader_t *r, uint8_t *ct, size_t len) {
                              len, (unsigned long long)r->cipher.n));
   if (rc) return fail(r, rc);
   size_t n = len - HD__RECORD_TAG;
-  if (n && (rc = r->cb(r->ctx, ct, n))) return fail(r, rc);
+  if ((rc = r->cb(r->ctx, ct, n))) return fail(r, rc);
   return 0;
 }
 

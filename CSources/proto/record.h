@@ -22,7 +22,8 @@ size_t hd__record_sealed_size(size_t pt_len);
  * exhausted); on error `out` is left as it was. */
 int hd__record_seal(hd__cipher_t *c, const uint8_t *pt, size_t pt_len, hd__buf_t *out);
 
-/* Receives one record's plaintext; valid only during the call. Non-zero stops the feed. */
+/* Receives one record's plaintext (also an empty one: it proves the sender holds the key);
+ * valid only during the call. Non-zero stops the feed. */
 typedef int (*hd__record_cb)(void *ctx, uint8_t *pt, size_t len);
 
 /* Opens records from raw socket bytes. Complete records are decrypted in place, in the caller's

@@ -576,6 +576,9 @@ int hd__reject_error(uint8_t reason) {
                                  "match the Noise static key");
     case HD__REJECT_MALFORMED:
       return hd__error(HD_EPROTO, "server rejected the handshake: malformed");
+    case HD__REJECT_REFUSED:
+      return hd__error(HD_EAUTH, "server refused the handshake: it does not admit this client's "
+                                 "key");
     default:
       return hd__error(HD_EPROTO, "server rejected the handshake with unknown reason %u", reason);
   }

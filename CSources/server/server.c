@@ -4,13 +4,20 @@
  * knows them only through its calls. */
 #include "server.h"
 
+#include "authorize.h"
 #include "conn_config.h"
 #include "keymap.h"
 #include "options.h"
+#include "rate.h"
 #include "server_events.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define DEFAULT_AUTHORIZE_TIMEOUT_MS 5000
+#define DEFAULT_MAX_HANDSHAKES 512
+#define DEFAULT_HANDSHAKES_PER_ADDRESS 64
 
 struct hd_server {
   hd__runtime_t *rt;
@@ -26,6 +33,14 @@ struct hd_server {
 
   hd__queue_t conns;  /* every live connection, handshaking or open */
   size_t nconns;
+  size_t nhandshaking; /* of those, not authenticated yet */
+
+  /* admission (docs/RELIABILITY.md, "Admission control") */
+  hd_authorize_cb authorize;
+  hd__anchor_t *anchor;         /* what authorization requests reach the loop through */
+  uint32_t max_handshakes;
+  uint32_t handshakes_per_address;
+  hd__rate_t rate;
   hd__keymap_t peers; /* authenticated peers: public key -> connection */
 
   hd__hook_t hook;              /* tests (server.h); loop thread */
@@ -41,8 +56,33 @@ static void maybe_finish(hd_server_t *s);
 
 /* ---- Connections ---------------------------------------------------------------------------- */
 
+static int on_conn_accept(hd__conn_t *c, const struct sockaddr *addr) {
+  hd_server_t *s = c->cfg->owner;
+  if (s->nhandshaking >= s->max_handshakes) {
+    return hd__error(HD_EBUSY, "%s: %zu connections are handshaking already (max_handshakes)",
+                     c->peer, s->nhandshaking);
+  }
+  if (s->handshakes_per_address != UINT32_MAX &&
+      !hd__rate_take(&s->rate, addr, uv_now(s->rt->loop), s->handshakes_per_address)) {
+    return hd__error(HD_EBUSY, "%s: more than %u connections from its address this second "
+                               "(handshakes_per_address)", c->peer, s->handshakes_per_address);
+  }
+  return 0;
+}
+
+static void on_conn_authorize(hd__conn_t *c) {
+  hd_server_t *s = c->cfg->owner;
+  hd_authorization_t *req = hd__authorization_new(s->anchor, c);
+  if (req == NULL) {
+    hd__conn_close(c, HD_ENOMEM, "out of memory asking for an authorization");
+    return;
+  }
+  s->authorize(s->user_data, c->remote_pk, req);
+}
+
 static void on_conn_open(hd__conn_t *c, const uint8_t pk[HD_PUBLICKEY_BYTES]) {
   hd_server_t *s = c->cfg->owner;
+  s->nhandshaking--;
   int err;
   hd__conn_t *old = hd__keymap_put(&s->peers, pk, c, &err);
   if (err != 0) {
@@ -79,6 +119,8 @@ static void on_conn_close(hd__conn_t *c, const uint8_t *pk, int status) {
   hd_server_t *s = c->cfg->owner;
   hd__queue_remove(&c->node);
   s->nconns--;
+  if (pk == NULL) s->nhandshaking--;
+  hd__authorization_drop(c);
   if (!c->raw) hd__server_events_on_close(s->events, c);
   if (pk != NULL) hd__keymap_remove(&s->peers, pk, c);
   /* the conn restored the error detail just before this call */
@@ -94,12 +136,16 @@ static void on_connection(uv_stream_t *listener, int status) {
     return;
   }
   hd__conn_t *c;
-  if (hd__conn_accept(&s->cfg, listener, &c) != 0) {
-    hd__log(s->rt, HD_LOG_WARN, "listener %s: %s", s->listen_text, hd_last_error_message());
+  int rc = hd__conn_accept(&s->cfg, listener, &c);
+  if (rc != 0) {
+    /* a refusal is the server working as told: a flood must not flood the log too */
+    hd__log(s->rt, rc == HD_EBUSY ? HD_LOG_DEBUG : HD_LOG_WARN, "listener %s: %s",
+            s->listen_text, hd_last_error_message());
     return;
   }
   hd__queue_insert_tail(&s->conns, &c->node);
   s->nconns++;
+  s->nhandshaking++;
   hd__log(s->rt, HD_LOG_DEBUG, "accepted %s", c->peer);
 }
 
@@ -109,12 +155,14 @@ int hd_server_options_init(hd_server_options_t *opts, unsigned int version) {
   int rc = hd__options_check_version(opts, version, HD_SERVER_OPTIONS_VERSION, "server");
   if (rc != 0) return rc;
   hd_server_options_t init = HD_SERVER_OPTIONS_INIT;
-  memcpy(opts, &init, sizeof init); /* version 1 is the whole struct */
+  /* a caller's struct of an older version is shorter: only its fields */
+  memcpy(opts, &init, version >= 2 ? sizeof init : offsetof(hd_server_options_t, authorize));
   opts->version = version;
   return 0;
 }
 
 static void free_server(hd_server_t *s) {
+  if (s->anchor != NULL) hd__anchor_detach(s->anchor); /* late answers only free themselves */
   hd__conn_config_wipe(&s->cfg);
   hd__keymap_free(&s->peers);
   free(s);
@@ -169,6 +217,18 @@ int hd_server_create(hd_server_t **out, const hd_server_options_t *opts) {
   s->cfg.on_message = on_conn_message;
   s->cfg.on_close = on_conn_close;
   s->cfg.on_drain = on_conn_drain;
+  s->cfg.on_accept = on_conn_accept;
+  if (opts->version >= 2) {
+    s->authorize = opts->authorize;
+    s->cfg.authorize_timeout_ms = opts->authorize_timeout_ms;
+    s->max_handshakes = opts->max_handshakes;
+    s->handshakes_per_address = opts->handshakes_per_address;
+  }
+  if (s->authorize != NULL) s->cfg.on_authorize = on_conn_authorize;
+  if (s->cfg.authorize_timeout_ms == 0) s->cfg.authorize_timeout_ms = DEFAULT_AUTHORIZE_TIMEOUT_MS;
+  if (s->max_handshakes == 0) s->max_handshakes = DEFAULT_MAX_HANDSHAKES;
+  if (s->handshakes_per_address == 0) s->handshakes_per_address = DEFAULT_HANDSHAKES_PER_ADDRESS;
+  hd__rate_init(&s->rate);
   s->cfg.welcome.version = HD_PROTOCOL_VERSION;
   s->user_data = opts->user_data;
   s->destroy = opts->destroy;
@@ -185,6 +245,12 @@ int hd_server_create(hd_server_t **out, const hd_server_options_t *opts) {
     return rc;
   }
   s->cfg.rt = s->rt;
+  s->anchor = hd__anchor_new(s->rt, s);
+  if (s->anchor == NULL) {
+    hd__runtime_abort(s->rt);
+    free_server(s);
+    return HD_ENOMEM;
+  }
   uv_tcp_init(s->rt->loop, &s->listener);
   s->listener.data = s;
   rc = listen_on(s, &addr, opts->listen);
@@ -321,6 +387,37 @@ int hd_server_connected_users(hd_server_t *server, uint8_t *out, size_t cap) {
   }
   users_call_t c = {server, out, cap, 0};
   return hd__runtime_call(server->rt, users_on_loop, &c);
+}
+
+/* ---- Disconnect ---------------------------------------------------------------------------- */
+
+typedef struct disconnect_call {
+  hd_server_t *s;
+  const uint8_t *key;
+} disconnect_call_t;
+
+static int disconnect_on_loop(void *arg) {
+  disconnect_call_t *d = arg;
+  int n = 0;
+  hd__queue_t *q, *next;
+  hd__queue_foreach_safe(q, next, &d->s->conns) {
+    hd__conn_t *c = hd__container_of(q, hd__conn_t, node);
+    if (c->state >= HD__CONN_CLOSING || !c->hello_read ||
+        memcmp(c->remote_pk, d->key, HD_PUBLICKEY_BYTES) != 0) {
+      continue;
+    }
+    n++;
+    if (c->state == HD__CONN_AUTHORIZING) hd__conn_admit(c, 0, "disconnected by the server");
+    else if (c->authenticated) hd__conn_fail(c, HD_EAUTH, "no longer admitted");
+    else hd__conn_close(c, HD_EAUTH, "disconnected by the server before its first record");
+  }
+  return n;
+}
+
+int hd_server_disconnect(hd_server_t *server, const uint8_t public_key[HD_PUBLICKEY_BYTES]) {
+  if (server == NULL || public_key == NULL) return hd__error(HD_EINVAL, "server or key is NULL");
+  disconnect_call_t d = {server, public_key};
+  return hd__runtime_call(server->rt, disconnect_on_loop, &d);
 }
 
 /* ---- The event layer and the runtime, for server_api.c --------------------------------------- */

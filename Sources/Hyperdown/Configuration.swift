@@ -59,6 +59,18 @@ public struct ServerConfiguration: Sendable {
   public var onUserConnected: (@Sendable (PublicKey) -> Void)?
   /// A user's connection ended: `nil` for an orderly close, else why. Runs on the loop thread.
   public var onUserDisconnected: (@Sendable (PublicKey?, HyperdownError?) -> Void)?
+  /// Decides which users may connect (admission control): it runs, in a task of its own, once a
+  /// client's first handshake message has authenticated its key and before the server answers.
+  /// `false` refuses the key: the client gets `EAUTH` and never sees the server's reply (its
+  /// store id). `nil` admits every key. See also ``HyperdownServer/disconnect(user:)``.
+  public var authorize: (@Sendable (PublicKey) async -> Bool)?
+  /// An ``authorize`` answer that takes longer than this refuses the key (`nil`: 5 s).
+  public var authorizeTimeout: Duration?
+  /// Connections accepted and not yet authenticated; more are closed at once (`nil`: 512).
+  public var maxHandshakes: UInt32?
+  /// Connections accepted per second from one address (an IPv6 /64); more are closed at once
+  /// (`nil`: 64).
+  public var handshakesPerAddress: UInt32?
 
   /// A configuration with the required fields; set the others as needed.
   /// - Parameters:

@@ -29,12 +29,25 @@ public final class HyperdownServer: Sendable, Service {
   /// - Throws: ``HyperdownError``: `EBUSY` if another process uses the folder, `EADDRINUSE`,
   ///   `EADDR` for a malformed address, `EKEY`, `ESTORE`...
   public init(configuration c: ServerConfiguration) throws {
-    core = ServerCore(onClientConsumedEvents: c.onClientConsumedEvents)
+    core = ServerCore(onClientConsumedEvents: c.onClientConsumedEvents, authorize: c.authorize)
     handle = CoreHandle(context: core, logger: c.logger, onPeerConnected: c.onUserConnected,
                         onPeerDisconnected: c.onUserDisconnected,
                         close: hd_server_close, closeWait: hd_server_close_wait)
     var opts = hd_server_options_t.defaults
     opts.page_events = c.pageEvents ?? 0
+    opts.authorize_timeout_ms = c.authorizeTimeout?.clampedMilliseconds ?? 0
+    opts.max_handshakes = c.maxHandshakes ?? 0
+    opts.handshakes_per_address = c.handshakesPerAddress ?? 0
+    if c.authorize != nil {
+      opts.authorize = { ud, key, request in
+        guard let request else { return }
+        guard let core = CoreHandle.context(ud, as: ServerCore.self), let key else {
+          _ = hd_authorization_deny(request)
+          return
+        }
+        core.authorize(user: PublicKey(pointer: key), request: request)
+      }
+    }
     if c.onClientConsumedEvents != nil {
       opts.on_consumed = { ud, user, batch in
         guard let core = CoreHandle.context(ud, as: ServerCore.self), let user, let batch else { return }
@@ -190,6 +203,14 @@ public final class HyperdownServer: Sendable, Service {
     }
   }
 
+  /// Closes every connection of `user` (a key the application no longer admits): an open one
+  /// with a goodbye (`EAUTH`), one in its handshake at once. The client dials again and meets
+  /// ``ServerConfiguration/authorize``. Returns how many connections it closed.
+  @discardableResult
+  public func disconnect(user: PublicKey) throws -> Int {
+    Int(try handle.with { h in try HyperdownError.check(hd_server_disconnect(h, user.bytes)) })
+  }
+
   /// The users connected now (authenticated).
   public func connectedUsers() throws -> [PublicKey] {
     var capacity = 64
@@ -277,6 +298,7 @@ final class BatchSlot: UnmanagedContext {
 /// it for the `on_consumed` callback.
 final class ServerCore: Sendable {
   let onClientConsumedEvents: (@Sendable (PublicKey, [ConsumedEvent]) async -> Bool)?
+  let authorizeUser: (@Sendable (PublicKey) async -> Bool)?
 
   struct State {
     var draining = false
@@ -285,8 +307,25 @@ final class ServerCore: Sendable {
   }
   let state = Mutex(State())
 
-  init(onClientConsumedEvents: (@Sendable (PublicKey, [ConsumedEvent]) async -> Bool)?) {
+  init(onClientConsumedEvents: (@Sendable (PublicKey, [ConsumedEvent]) async -> Bool)?,
+       authorize: (@Sendable (PublicKey) async -> Bool)?) {
     self.onClientConsumedEvents = onClientConsumedEvents
+    self.authorizeUser = authorize
+  }
+
+  /// On the loop thread: asks ``ServerConfiguration/authorize`` in a task and answers the
+  /// request with its verdict (always answered once: after the core's timeout or its close the
+  /// answer only frees the request).
+  func authorize(user: PublicKey, request: OpaquePointer) {
+    let transfer = UnsafeTransfer(value: request)
+    guard let decide = authorizeUser else {
+      _ = hd_authorization_allow(request)
+      return
+    }
+    Task {
+      let ok = await decide(user)
+      _ = ok ? hd_authorization_allow(transfer.value) : hd_authorization_deny(transfer.value)
+    }
   }
 
   /// On the loop thread: copies the batch and runs the callback in a task that completes it.

@@ -68,7 +68,10 @@ struct Serve: AsyncParsableCommand {
       Prints one JSON line when it listens ({"listening": ..., "port": ..., "publicKey": ...}) and \
       one per consumption report ({"user": ..., "consumed": [ids], "events": [{"id", "payload", \
       "data"}]}, "data" being what the client's handler reported). Events are added with \
-      `hyperdown send` through the admin socket DIR/admin/hyperdown.sock (owner only).
+      `hyperdown send` through the admin socket DIR/admin/hyperdown.sock (owner only). With \
+      --allow FILE only the users whose keys FILE lists (one in hex per line, # comments) may \
+      connect; SIGHUP reads FILE again, closes the connections of the users it no longer lists \
+      and prints {"allowList": ..., "keys": n, "removed": n, "disconnected": n}.
       """)
 
   @Option(help: "The topic (folder name).") var topic: String
@@ -79,6 +82,8 @@ struct Serve: AsyncParsableCommand {
   @Flag(help: "synchronous=NORMAL: faster, survives a process crash but not a power loss.")
   var syncNormal = false
   @Option(help: "Log level on stderr.") var logLevel = "warning"
+  @Option(help: "Admit only the users listed in this file (hex keys, one per line; reread on SIGHUP).")
+  var allow: String?
 
   /// One consumed event as JSON: its id, the payload and what the client's handler reported
   /// (`data`; `...Base64` when the bytes are not text).
@@ -101,6 +106,10 @@ struct Serve: AsyncParsableCommand {
                                        listen: listen, logger: logger)
       config.durability = syncNormal ? .normal : .full
       config.pause = pause.map { .milliseconds(Int64($0)) }
+      let allowList = try allow.map { try AllowList(path: $0) }
+      if let allowList {
+        config.authorize = { user in allowList.contains(user) }
+      }
       config.onClientConsumedEvents = { user, events in
         let ids = events.map { String($0.id) }.joined(separator: ", ")
         let detail = events.map(Self.eventJSON).joined(separator: ", ")
@@ -117,7 +126,9 @@ struct Serve: AsyncParsableCommand {
       admin.start()
       let host = listen.split(separator: ":").dropLast().joined(separator: ":")
       Output.line("{\"listening\": \"\(host):\(server.port)\", \"port\": \(server.port), \"publicKey\": \"\(kp.identity.hex)\", \"admin\": \(JSONText.quote(admin.path))}")
-      let group = ServiceGroup(services: [server, AdminService(admin: admin)],
+      var services: [any Service] = [server, AdminService(admin: admin)]
+      if let allowList { services.append(AllowListService(list: allowList, server: server)) }
+      let group = ServiceGroup(services: services,
                                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
       try await group.run()
     }

@@ -138,6 +138,62 @@ struct CLITests {
     }
   }
 
+  /// `serve --allow FILE`: only the listed users get in; SIGHUP rereads the file and closes the
+  /// connections of the users it dropped; a bad file on reload keeps the list in force.
+  @Test func allowListReloadedOnSighup() async throws {
+    let dir = try Temp()
+    defer { dir.remove() }
+    let serverKey = try run(["keygen", "--out", dir.sub("server.key")]).stdout.trimmed
+    let user1 = try run(["keygen", "--out", dir.sub("u1.key")]).stdout.trimmed
+    let user2 = try run(["keygen", "--out", dir.sub("u2.key")]).stdout.trimmed
+    let allow = dir.sub("allow")
+    try "# who may connect\n\(user1)  # the first user\n\n".write(toFile: allow, atomically: true, encoding: .utf8)
+    let port = try freePort()
+    let serve = try Child(["serve", "--topic", "topic", "--data", dir.sub("server"), "--key", dir.sub("server.key"),
+                           "--listen", "127.0.0.1:\(port)", "--allow", allow])
+    try await serve.waitForLines(1, "serve listens")
+    func listen(_ user: String) throws -> Child {
+      try Child(["listen", "--topic", "topic", "--data", dir.sub("c-" + user), "--key", dir.sub(user + ".key"),
+                 "--server", "127.0.0.1:\(port)", "--server-key", serverKey])
+    }
+
+    let refused = try listen("u2")
+    #expect(try await refused.waitForExit() != 0)
+    #expect(refused.stderrText.contains("refused us"), "\(refused.stderrText)")
+
+    let first = try listen("u1")
+    #expect(try run(["send", "--data", dir.sub("server"), user1, "{\"n\": 1}"]).status == 0)
+    try await first.waitForLines(1, "user1 gets its event")
+
+    // the list now names user2 only
+    try "\(user2)\n".write(toFile: allow, atomically: true, encoding: .utf8)
+    serve.kill(SIGHUP)
+    try await eventually("serve reloads the list") { serve.stdoutLines.contains { $0.contains("allowList") } }
+    let reload = serve.stdoutLines.first { $0.contains("allowList") } ?? ""
+    #expect(reload.contains("\"keys\": 1") && reload.contains("\"removed\": 1") && reload.contains("\"disconnected\": 1"),
+            "\(reload)")
+    #expect(try await first.waitForExit() != 0)  // dropped, then refused when it dials again
+    #expect(first.stderrText.contains("refused us"), "\(first.stderrText)")
+
+    let second = try listen("u2")
+    #expect(try run(["send", "--data", dir.sub("server"), user2, "{\"n\": 2}"]).status == 0)
+    try await second.waitForLines(1, "user2 is admitted now")
+    second.kill(SIGTERM)
+    _ = try await second.waitForExit()
+
+    // a file that does not parse: reported, and the list in force stays
+    try "not a key\n".write(toFile: allow, atomically: true, encoding: .utf8)
+    serve.kill(SIGHUP)
+    try await eventually("the bad list is reported") { serve.stderrText.contains("not a public key") }
+    let again = try listen("u2")
+    #expect(try run(["send", "--data", dir.sub("server"), user2, "{\"n\": 3}"]).status == 0)
+    try await again.waitForLines(1, "user2 still gets in")
+    again.kill(SIGTERM)
+    _ = try await again.waitForExit()
+    serve.kill(SIGTERM)
+    #expect(try await serve.waitForExit() == 0)
+  }
+
   @Test func errorsAreOneClearLine() async throws {
     let dir = try Temp()
     defer { dir.remove() }

@@ -256,6 +256,7 @@ static void many_body(mc_t *m) {
   so.listen = "127.0.0.1:0";
   so.data_dir = sdir;
   so.on_consumed = mc_consumed;
+  so.handshakes_per_address = UINT32_MAX; /* every client dials from 127.0.0.1 */
   so.user_data = m;
   so.log = du_log_cb;
   so.log_level = hdt_verbose() ? HD_LOG_DEBUG : HD_LOG_WARN;

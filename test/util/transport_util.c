@@ -257,6 +257,19 @@ void tu_prologue(uint8_t out[43], const char *topic) {
 /* Preamble + Noise IK handshake as a client; 0 when the transport ciphers are ready. */
 int tu_raw_handshake(tu_raw_t *r, const hd_keypair_t *kp, const uint8_t server_pk[32],
                      const char *topic) {
+  int rc = tu_raw_handshake_only(r, kp, server_pk, topic);
+  return rc != 0 ? rc : tu_raw_prove(r);
+}
+
+int tu_raw_prove(tu_raw_t *r) {
+  uint8_t rec[HD__RECORD_HEADER + HD__RECORD_TAG];
+  hd__put_u16be(rec, HD__RECORD_TAG);
+  if (hd__cipher_encrypt(&r->tx, NULL, 0, NULL, 0, rec + HD__RECORD_HEADER) != 0) return -1;
+  return tu_send_all(r->fd, rec, sizeof rec);
+}
+
+int tu_raw_handshake_only(tu_raw_t *r, const hd_keypair_t *kp, const uint8_t server_pk[32],
+                          const char *topic) {
   uint8_t xs[32], xp[32], srv_x[32], prologue[43];
   tu_prologue(prologue, topic);
   hd__keypair_to_x25519(kp, xs, xp);
@@ -270,6 +283,8 @@ int tu_raw_handshake(tu_raw_t *r, const hd_keypair_t *kp, const uint8_t server_p
   hd__preamble_encode(out, prologue + 11);
   if (hd__handshake_write_message(&hs, hp, hl, out + 18, 512, &ml) != 0) return -1;
   hd__put_u16be(out + 16, (uint16_t)ml);
+  memcpy(r->sent, out, 18 + ml);
+  r->sent_len = 18 + ml;
   if (tu_send_all(r->fd, out, 18 + ml) != 0) return -1;
   uint8_t lenb[2], msg[512], payload[512];
   if (tu_recv_all(r->fd, lenb, 2, 3000) != 0) return -1;

@@ -84,6 +84,8 @@ typedef struct tu_raw {
   int fd;
   hd__cipher_t tx, rx;
   hd__welcome_t welcome;
+  uint8_t sent[16 + 2 + 512]; /* the preamble and message 1 as sent (to replay them) */
+  size_t sent_len;
 } tu_raw_t;
 
 /* Connects to 127.0.0.1:port (TCP_NODELAY). connect()'s result. */
@@ -97,9 +99,16 @@ int tu_recv_all(int fd, void *p, size_t n, int ms);
 int tu_wait_closed(int fd, int ms);
 /* The Noise prologue: "hyperdown/1" then the topic key. */
 void tu_prologue(uint8_t out[43], const char *topic);
-/* Preamble + Noise IK handshake as a client; 0 when the transport ciphers are ready. */
+/* Preamble + Noise IK handshake as a client, then the empty record that proves the connection
+ * (as the library's client sends it); 0 when the transport ciphers are ready. */
 int tu_raw_handshake(tu_raw_t *r, const hd_keypair_t *kp, const uint8_t server_pk[32],
                      const char *topic);
+/* The same without the empty record: the server does not count the connection before the first
+ * record (what a replayed message 1 gets). */
+int tu_raw_handshake_only(tu_raw_t *r, const hd_keypair_t *kp, const uint8_t server_pk[32],
+                          const char *topic);
+/* The client's empty record (what tu_raw_handshake sends last). */
+int tu_raw_prove(tu_raw_t *r);
 /* Seals one whole encoded message into records and sends them; `tamper` flips a ciphertext bit. */
 int tu_raw_send(tu_raw_t *r, const hd__buf_t *msg, int tamper);
 
