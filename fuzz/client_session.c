@@ -4,8 +4,9 @@
  * after each connection ends; its handler completes every event at once.
  *
  * Each input is one of its connections: the raw server accepts it, completes the handshake as
- * responder (WELCOME with a store id of its own each time, so the client drops what it held
- * from the last connection and every input starts from an empty store; a pause and a message
+ * responder (WELCOME with a store id of its own each time, so every input starts from an empty
+ * store as the connection sees it: what the client holds of earlier inputs' stores is kept
+ * apart, never reported to this one; a pause and a message
  * limit the input picks), waits for RESUME, sends the input's messages (fz_message_next: type,
  * length, body; unknown types, wrong directions and bodies the codec refuses included) in one
  * stream of records or one record per message, then PING; the client must answer PONG or close,
