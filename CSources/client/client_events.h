@@ -47,8 +47,8 @@ struct hd__client_events {
   uint32_t pause_ms;
   uint8_t resume_id[HD_STORE_ID_BYTES]; /* the id RESUME carries: the one its high_seq is of
                                            (zeros: none) */
-  int64_t store_no;            /* the store's number of `conn`'s server store once recorded (0:
-                                  none yet): only its consumptions are reported on `conn` */
+  int64_t store_no;            /* the client store's number for `conn`'s server store once
+                                  recorded (0: none yet): only its consumptions go on `conn` */
 
   /* flow control: the server's credit is window - held at RESUME, plus what we grant */
   uint64_t epoch;              /* bumps at each RESUME */

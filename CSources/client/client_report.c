@@ -260,12 +260,13 @@ int hd__client_report_epoch(hd__client_events_t *ev, const uint8_t *body, size_t
 static void store_changed(hd__client_events_t *ev, int first_sight) {
   hd__held_list_t l = {0};
   int stores = hd__client_events_held_stores(ev, &l);
-  hd__log(ev->rt, HD_LOG_WARN, "the server's store is %s than the one this client talked to "
-          "last (replaced, or another folder): %s; events held for %zu other server stores: %llu "
-          "unhandled, handled before this store's, %llu consumed, reported only to their own "
-          "store (hd_client_held_stores, hd_client_purge_store)",
-          first_sight ? "another" : "one seen before, other",
-          first_sight ? "starting from sequence 0" : "resuming where this client left it",
+  hd__log(ev->rt, HD_LOG_WARN, "the server's store is not the one this client talked to last "
+          "(another store id: the store was replaced, or the server runs on another folder): %s; "
+          "events held for %zu other server stores: %llu unhandled, handled before this store's, "
+          "%llu consumed, reported only to their own store (hd_client_held_stores, "
+          "hd_client_purge_store)",
+          first_sight ? "a store it never saw, starting from sequence 0"
+                      : "a store it talked to before, resuming where it left it",
           stores < 0 ? 0 : (size_t)stores, (unsigned long long)l.total_unhandled,
           (unsigned long long)l.total_consumed);
   hd__client_handler_rewound(ev);
