@@ -384,8 +384,10 @@ typedef struct hd_client_stats {
   uint64_t events_handled;    /* handler completions with success */
   uint64_t events_failed;     /* handler completions with failure (retried) */
   uint64_t events_confirmed;  /* DONE received: forgotten */
-  uint64_t unhandled;         /* held, not yet consumed */
-  uint64_t consumed;          /* consumed, not yet confirmed by the server */
+  uint64_t unhandled;         /* held, not yet consumed (also of other server stores:
+                                 hd_client_held_stores) */
+  uint64_t consumed;          /* consumed, not yet confirmed by the server (or waiting for
+                                 their own server store) */
   uint64_t high_water;        /* the highest sequence received from the current server store */
   uint32_t pause_ms;          /* the pause in force */
   int connected;              /* 1 while authenticated to the server */
