@@ -4,8 +4,10 @@
  * after each connection ends; its handler completes every event at once.
  *
  * Each input is one of its connections: the raw server accepts it, completes the handshake as
- * responder (WELCOME with a store id of its own each time, so the client drops what it held
- * from the last connection and every input starts from an empty store; a pause and a message
+ * responder (WELCOME with a store id of its own each time, so every input starts from an empty
+ * store as the connection sees it: what the client holds of earlier inputs' stores is kept
+ * apart, never reported to this one, and purged after the next input (hd_client_held_stores,
+ * hd_client_purge_store), which keeps the client's store small; a pause and a message
  * limit the input picks), waits for RESUME, sends the input's messages (fz_message_next: type,
  * length, body; unknown types, wrong directions and bodies the codec refuses included) in one
  * stream of records or one record per message, then PING; the client must answer PONG or close,
@@ -134,6 +136,17 @@ static void run_messages(int fd, fz_in_t *in, uint8_t flags) {
   fz_peer_close(&p, 1); /* no TIME-WAIT here: see fz_close_reset */
 }
 
+/* Drops what the client holds for the stores of earlier inputs (not the last one's: that is the
+ * current store until the next connection, which a purge refuses). */
+static void purge_earlier_stores(void) {
+  uint8_t ids[4][HD_STORE_ID_BYTES];
+  int n = hd_client_held_stores(client, ids[0], NULL, NULL, 4);
+  FZ_CHECK(n >= 0);
+  for (int i = 0; i < n && i < 4; i++) {
+    FZ_CHECK(hd_client_purge_store(client, ids[i], NULL, NULL) == 0);
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static unsigned runs;
   start_once();
@@ -152,5 +165,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     run_messages(fd, &in, flags);
   }
   FZ_CHECK(WAIT_FOR(atomic_load(&disconnects) > before, REPLY_MS));
+  purge_earlier_stores();
   return 0;
 }

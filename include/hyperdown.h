@@ -414,8 +414,10 @@ typedef struct hd_client_stats {
   uint64_t events_handled;    /* handler completions with success */
   uint64_t events_failed;     /* handler completions with failure (retried) */
   uint64_t events_confirmed;  /* DONE received: forgotten */
-  uint64_t unhandled;         /* held, not yet consumed */
-  uint64_t consumed;          /* consumed, not yet confirmed by the server */
+  uint64_t unhandled;         /* held, not yet consumed (also of other server stores:
+                                 hd_client_held_stores) */
+  uint64_t consumed;          /* consumed, not yet confirmed by the server (or waiting for
+                                 their own server store) */
   uint64_t high_water;        /* the highest sequence received from the current server store */
   uint32_t pause_ms;          /* the pause in force */
   int connected;              /* 1 while authenticated to the server */
@@ -470,6 +472,39 @@ typedef struct hd_rollback_stats {
 /* Blocking reads, any thread (inline on the loop thread). Counters since create. */
 HD_EXTERN int hd_server_rollback_stats(hd_server_t *server, hd_rollback_stats_t *out);
 HD_EXTERN int hd_client_rollback_stats(hd_client_t *client, hd_rollback_stats_t *out);
+
+/* ---------------------------------------------------------------------------------------------
+ * Events held for another server store (appended; docs/OPERATIONS.md "Events held for another
+ * server store").
+ *
+ * When the server's store is replaced by another one (a new store id: a new folder, not a
+ * restore of the old one), the client keeps what it holds of the old store: its unhandled events
+ * are handled, before the new store's; the consumptions of its events wait, in the client's
+ * store, for a connection to a server with that store again, which gets them and confirms them.
+ * Nothing of one store is reported to another. They are kept until then, or until an operator
+ * purges them.
+ */
+
+/* The server stores other than the current one that the client holds events for, the one seen
+ * first first: up to `cap` of them, each its id into `ids` (cap x HD_STORE_ID_BYTES), how many of
+ * its events are still to handle into `unhandled` and how many are handled and wait for that
+ * store to be told into `consumed` (both optional). Returns how many such stores there are (may
+ * exceed cap; 0: none). hd_client_stats's unhandled and consumed count these events too.
+ * Blocking read, any thread (inline on the loop thread). */
+HD_EXTERN int hd_client_held_stores(hd_client_t *client, uint8_t *ids, uint64_t *unhandled,
+                                    uint64_t *consumed, size_t cap);
+/* Drops every event the client holds for the server store `store_id` (an id from
+ * hd_client_held_stores) and forgets that store: its unhandled events are not handled, its
+ * consumptions never reported. Should a server with that store come back, the client takes it
+ * for a store it never saw: the store sends its pending events again, including those whose
+ * consumption was purged, which are then handled again. `cb` (optional) runs on the loop thread
+ * once the purge is durable, with 0 or: HD_ENOTFOUND (a store the client never saw, or purged),
+ * HD_EBUSY (it is the store of the server the client talks to: its events are confirmed as
+ * usual), a store error. Any thread. HD_EINVAL for a NULL id, HD_ECLOSED while closing; then `cb`
+ * never runs. */
+HD_EXTERN int hd_client_purge_store(hd_client_t *client,
+                                    const uint8_t store_id[HD_STORE_ID_BYTES], hd_done_cb cb,
+                                    void *cb_data);
 
 #ifdef __cplusplus
 }

@@ -244,6 +244,48 @@ int hd_client_rollback_stats(hd_client_t *client, hd_rollback_stats_t *out) {
   return rc;
 }
 
+/* ---- Events held for other server stores ----------------------------------------------------- */
+
+typedef struct held_call {
+  hd_client_t *cl;
+  hd__held_list_t list;
+  const uint8_t *id;
+  hd_done_cb cb;
+  void *cb_data;
+} held_call_t;
+
+static int held_on_loop(void *arg) {
+  held_call_t *c = arg;
+  if (c->cl->closing || c->cl->events == NULL) {
+    return hd__error(HD_ECLOSED, "the client is closing");
+  }
+  return hd__client_events_held_stores(c->cl->events, &c->list);
+}
+
+int hd_client_held_stores(hd_client_t *client, uint8_t *ids, uint64_t *unhandled,
+                          uint64_t *consumed, size_t cap) {
+  if (client == NULL || (cap != 0 && ids == NULL)) {
+    return hd__error(HD_EINVAL, "client is NULL, or ids is NULL with a capacity");
+  }
+  held_call_t c = {.cl = client, .list = {ids, unhandled, consumed, cap, 0, 0, 0}};
+  return hd__runtime_call(client->rt, held_on_loop, &c);
+}
+
+static int purge_on_loop(void *arg) {
+  held_call_t *c = arg;
+  if (c->cl->closing || c->cl->events == NULL) {
+    return hd__error(HD_ECLOSED, "the client is closing");
+  }
+  return hd__client_events_purge_store(c->cl->events, c->id, c->cb, c->cb_data);
+}
+
+int hd_client_purge_store(hd_client_t *client, const uint8_t store_id[HD_STORE_ID_BYTES],
+                          hd_done_cb cb, void *cb_data) {
+  if (client == NULL || store_id == NULL) return hd__error(HD_EINVAL, "client or store id is NULL");
+  held_call_t c = {.cl = client, .id = store_id, .cb = cb, .cb_data = cb_data};
+  return hd__runtime_call(client->rt, purge_on_loop, &c);
+}
+
 /* ---- Close ------------------------------------------------------------------------------ */
 
 static void maybe_finish(hd_client_t *cl) {

@@ -115,12 +115,12 @@ static int on_events(hd__client_events_t *ev, hd__conn_t *c, const uint8_t *body
   rc = push_insert(ev, n);
   if (rc != 0) return rc;
   /* one queued write per message: the store's group commit batches them across messages */
-  rc = ev->store->vt->insert_received(ev->store, ev->scratch_ev, i, on_inserted, ev);
+  rc = ev->store->vt->insert_received(ev->store, c->welcome.store_id, ev->scratch_ev, i,
+                                      on_inserted, ev);
   if (rc != 0) {
     ev->ins_len--; /* the newest record: its completion will never run */
     return rc;
   }
-  (void)c;
   return 0;
 }
 
@@ -137,7 +137,7 @@ static void on_forgotten(void *data, int status, uint64_t value) {
   hd__client_report_flush_later(ev);
 }
 
-static int on_done(hd__client_events_t *ev, const uint8_t *body, size_t len) {
+static int on_done(hd__client_events_t *ev, hd__conn_t *c, const uint8_t *body, size_t len) {
   hd__entry_iter_t it;
   uint64_t n;
   int rc = hd__msg_entries_begin(&it, HD__MSG_DONE, body, len, &n);
@@ -147,8 +147,10 @@ static int on_done(hd__client_events_t *ev, const uint8_t *body, size_t len) {
   hd__entry_t e;
   size_t i = 0;
   while (hd__msg_entries_next(&it, &e)) ev->scratch_seq[i++] = e.seq;
-  /* the store forgets only consumed events it holds: a DONE for anything else changes nothing */
-  return ev->store->vt->forget(ev->store, ev->scratch_seq, i, on_forgotten, ev);
+  /* the store forgets only consumed events it holds of this connection's server store: a DONE
+   * for anything else changes nothing */
+  return ev->store->vt->forget(ev->store, c->welcome.store_id, ev->scratch_seq, i, on_forgotten,
+                               ev);
 }
 
 void hd__client_events_on_message(hd__client_events_t *ev, hd__conn_t *c, uint8_t type,
@@ -161,7 +163,7 @@ void hd__client_events_on_message(hd__client_events_t *ev, hd__conn_t *c, uint8_
       rc = on_events(ev, c, body, len);
       break;
     case HD__MSG_DONE:
-      rc = on_done(ev, body, len);
+      rc = on_done(ev, c, body, len);
       break;
     case HD__MSG_PAUSE:
       rc = hd__msg_decode_varint(type, body, len, &v);
@@ -187,6 +189,7 @@ void hd__client_events_on_open(hd__client_events_t *ev, hd__conn_t *c) {
   ev->resumed = 0;
   ev->awaiting_epoch = 0;
   ev->last_seq = 0;
+  ev->credit_left = 0; /* none before RESUME */
   ev->pause_ms = c->welcome.pause_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)c->welcome.pause_ms;
   hd__client_report_open(ev, c);
 }
@@ -242,6 +245,60 @@ int hd__client_events_stats(hd__client_events_t *ev, hd_client_stats_t *out) {
   out->connected = ev->conn != NULL;
   int rc = ev->store->vt->counts(ev->store, &out->unhandled, &out->consumed);
   if (rc == 0) rc = ev->store->vt->high_water(ev->store, &out->high_water);
+  /* what it holds for other server stores too (hd_client_held_stores tells them apart) */
+  hd__held_list_t l = {0};
+  if (rc == 0 && (rc = hd__client_events_held_stores(ev, &l)) > 0) rc = 0;
+  out->unhandled += l.total_unhandled;
+  out->consumed += l.total_consumed;
+  return rc;
+}
+
+/* ---- events held for other server stores ------------------------------------------------- */
+
+static void held_one(void *data, const uint8_t id[HD_STORE_ID_BYTES], uint64_t unhandled,
+                     uint64_t consumed) {
+  hd__held_list_t *l = data;
+  if (l->n < l->cap) {
+    if (l->ids != NULL) memcpy(l->ids + l->n * HD_STORE_ID_BYTES, id, HD_STORE_ID_BYTES);
+    if (l->unhandled != NULL) l->unhandled[l->n] = unhandled;
+    if (l->consumed != NULL) l->consumed[l->n] = consumed;
+  }
+  l->n++;
+  l->total_unhandled += unhandled;
+  l->total_consumed += consumed;
+}
+
+int hd__client_events_held_stores(hd__client_events_t *ev, hd__held_list_t *l) {
+  if (ev->closing) return hd__error(HD_ECLOSED, "the client is closing");
+  int rc = ev->store->vt->held_stores(ev->store, held_one, l);
+  return rc < 0 ? rc : l->n > INT32_MAX ? INT32_MAX : (int)l->n;
+}
+
+typedef struct purge_ctx {
+  hd__client_events_t *ev;
+  hd_done_cb cb;
+  void *cb_data;
+} purge_ctx_t;
+
+static void on_purged(void *data, int status, uint64_t value) {
+  purge_ctx_t p = *(purge_ctx_t *)data;
+  free(data);
+  if (!p.ev->closing && status == 0) {
+    hd__log(p.ev->rt, HD_LOG_WARN, "purged %llu events held for another server store: they are "
+            "not handled nor reported", (unsigned long long)value);
+    hd__client_handler_rewound(p.ev); /* what was read of them is dropped */
+  }
+  if (p.cb != NULL) p.cb(p.cb_data, status);
+}
+
+int hd__client_events_purge_store(hd__client_events_t *ev, const uint8_t id[HD_STORE_ID_BYTES],
+                                  hd_done_cb cb, void *cb_data) {
+  if (ev->closing) return hd__error(HD_ECLOSED, "the client is closing");
+  purge_ctx_t *p = malloc(sizeof *p);
+  if (p == NULL) return hd__error(HD_ENOMEM, "out of memory purging a server store");
+  *p = (purge_ctx_t){ev, cb, cb_data};
+  int rc = ev->store->vt->purge_store(ev->store, id, on_purged, p);
+  if (rc != 0) free(p);
   return rc;
 }
 

@@ -45,7 +45,10 @@ struct hd__client_events {
                                   before it is (0 again) */
   uint64_t resume_high;        /* the high_seq RESUME carried */
   uint32_t pause_ms;
-  uint8_t resume_id[HD_STORE_ID_BYTES]; /* the id remembered when `conn` opened (zeros: none) */
+  uint8_t resume_id[HD_STORE_ID_BYTES]; /* the id RESUME carries: the one its high_seq is of
+                                           (zeros: none) */
+  int64_t store_no;            /* the client store's number for `conn`'s server store once
+                                  recorded (0: none yet): only its consumptions go on `conn` */
 
   /* flow control: the server's credit is window - held at RESUME, plus what we grant */
   uint64_t epoch;              /* bumps at each RESUME */
@@ -62,10 +65,10 @@ struct hd__client_events {
   size_t scratch_entry_cap;
 
   /* the handler (client_handler.c) */
-  uint64_t gen;                /* store generation: bumps when the server's store changed */
   hd__queue_t ready;           /* hd_event_t read from the store, not handed out yet */
-  uint64_t fetched;            /* highest seq read from the store in this generation */
-  int more;                    /* the store may hold unhandled events above `fetched` */
+  int64_t fetched_store;       /* the last (store, seq) read from the store: the cursor of */
+  uint64_t fetched;            /*   list_unhandled, which orders by store, then seq */
+  int more;                    /* the store may hold unhandled events after the cursor */
   int64_t fetched_orphan;      /* the same for the orphans (handed out before the others) */
   int orphans_more;
   hd__queue_t marking;         /* hd_event_t completed ok, their consumption not committed yet */
@@ -115,11 +118,24 @@ void hd__client_events_on_close(hd__client_events_t *ev, hd__conn_t *c);
 void hd__client_events_close(hd__client_events_t *ev, void (*cb)(void *arg), void *arg);
 int hd__client_events_stats(hd__client_events_t *ev, hd_client_stats_t *out);
 int hd__client_events_rollback_stats(hd__client_events_t *ev, hd_rollback_stats_t *out);
+/* The server stores other than the current one that events are held for: up to `cap` of them
+ * into the arrays (each optional), and the totals over all; returns how many stores (may exceed
+ * cap) or an HD_E* code. hd_client_held_stores and the log of a change of store. */
+typedef struct hd__held_list {
+  uint8_t *ids;                /* cap x HD_STORE_ID_BYTES */
+  uint64_t *unhandled, *consumed;
+  size_t cap, n;
+  uint64_t total_unhandled, total_consumed;
+} hd__held_list_t;
+int hd__client_events_held_stores(hd__client_events_t *ev, hd__held_list_t *l);
+/* hd_client_purge_store on the loop (hyperdown.h). */
+int hd__client_events_purge_store(hd__client_events_t *ev, const uint8_t id[HD_STORE_ID_BYTES],
+                                  hd_done_cb cb, void *cb_data);
 
 /* Shared between the files above. */
 void hd__client_handler_arrived(hd__client_events_t *ev);   /* new events are in the store */
-void hd__client_handler_reset(hd__client_events_t *ev);     /* the server's store changed */
-/* The store applied an epoch change: read everything unhandled again (orphans first). */
+/* The store applied an epoch change, another server store became the current one or one was
+ * purged: read everything unhandled again (orphans first). */
 void hd__client_handler_rewound(hd__client_events_t *ev);
 void hd__client_handler_stop(hd__client_events_t *ev);
 void hd__client_handler_init(hd__client_events_t *ev);

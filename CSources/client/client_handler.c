@@ -19,10 +19,13 @@ typedef struct fill_ctx {
   hd__client_events_t *ev;
 } fill_ctx_t;
 
-/* 1 if `e` is the event `row` holds (after an epoch change the cursors start again: the event
- * out at the handler and those whose consumption is not committed yet are read once more). */
+/* 1 if `e` is the event `row` holds (after an epoch change or a change of server store the
+ * cursors start again: the event out at the handler and those whose consumption is not
+ * committed yet are read once more). */
 static int same_event(const hd_event_t *e, const hd__store_event_t *row) {
-  return e != NULL && e->seq == row->seq && e->created_ms == row->created_ms;
+  /* an orphan row has no store: the event out may be the one that became it */
+  return e != NULL && e->seq == row->seq && e->created_ms == row->created_ms &&
+         (row->orphan != 0 || e->store == row->store);
 }
 
 static int listed(const hd__queue_t *list, const hd__store_event_t *row) {
@@ -41,10 +44,14 @@ static int out_already(hd__client_events_t *ev, const hd__store_event_t *row) {
 static int fill_one(void *data, const hd__store_event_t *row) {
   fill_ctx_t *f = data;
   hd__client_events_t *ev = f->ev;
-  if (row->orphan != 0) ev->fetched_orphan = row->orphan;
-  else ev->fetched = row->seq;
+  if (row->orphan != 0) {
+    ev->fetched_orphan = row->orphan;
+  } else {
+    ev->fetched_store = row->store;
+    ev->fetched = row->seq;
+  }
   if (out_already(ev, row)) return 0;
-  hd_event_t *e = hd__event_new(ev->anchor, row, ev->gen);
+  hd_event_t *e = hd__event_new(ev->anchor, row);
   if (e == NULL) {
     f->error = HD_ENOMEM;
     return 1;
@@ -60,8 +67,8 @@ static void fill_page(hd__client_events_t *ev) {
   int orphans = ev->orphans_more;
   int n = orphans ? ev->store->vt->list_orphans(ev->store, ev->fetched_orphan, PAGE_EVENTS,
                                                 fill_one, &f)
-                  : ev->store->vt->list_unhandled(ev->store, ev->fetched, PAGE_EVENTS, fill_one,
-                                                  &f);
+                  : ev->store->vt->list_unhandled(ev->store, ev->fetched_store, ev->fetched,
+                                                  PAGE_EVENTS, fill_one, &f);
   if (n < 0 || f.error != 0) {
     hd__log(ev->rt, HD_LOG_ERROR, "reading unhandled events failed: %s", hd_last_error_message());
     ev->more = ev->orphans_more = 0; /* tried again when the next events arrive */
@@ -138,7 +145,7 @@ static size_t drop_events(hd__queue_t *list) {
 
 static void drop_ready(hd__client_events_t *ev) { drop_events(&ev->ready); }
 
-/* Records not retried any more (close, another server store): the timer stops. */
+/* Records not retried any more (close): the timer stops. */
 static size_t drop_unrecorded(hd__client_events_t *ev) {
   if (ev->record_timer_armed) uv_timer_stop(&ev->record_timer);
   ev->record_timer_armed = 0;
@@ -146,26 +153,12 @@ static size_t drop_unrecorded(hd__client_events_t *ev) {
   return drop_events(&ev->unrecorded);
 }
 
-void hd__client_handler_reset(hd__client_events_t *ev) {
-  /* the store dropped everything: what is read or handed out belongs to the old numbering */
-  ev->gen++;
-  drop_ready(ev);
-  ev->fetched = 0;
-  ev->fetched_orphan = 0;
-  ev->more = ev->orphans_more = 1;
-  ev->backoff_ms = ev->retry_min_ms;
-  if (ev->timer_armed) {
-    uv_timer_stop(&ev->timer);
-    ev->timer_armed = 0;
-  }
-  drop_unrecorded(ev); /* the old store's events: gone from the store too */
-  if (ev->recording == 0) ev->records_stuck = 0;
-}
-
 void hd__client_handler_rewound(hd__client_events_t *ev) {
-  /* events above the floor moved to the orphans, and events the loss brought back may come in
-   * below the cursor: read everything again; out_already() skips what is out */
+  /* events above the floor moved to the orphans, events the loss brought back, or the events of
+   * a server store seen before that is the current one again, may come in below the cursor, and
+   * a purge took rows away: read everything again; out_already() skips what is out */
   drop_ready(ev);
+  ev->fetched_store = 0;
   ev->fetched = 0;
   ev->fetched_orphan = 0;
   hd__client_handler_arrived(ev);
@@ -216,7 +209,8 @@ static void record_failed(hd__client_events_t *ev, hd_event_t *e, int status) {
 /* Records `e` consumed; the report follows the commit (on_marked). */
 static void record_submit(hd__client_events_t *ev, hd_event_t *e) {
   /* the event as it was handed out: another event that got its number is never taken for it */
-  hd__store_event_t which = {.seq = e->seq, .created_ms = e->created_ms, .orphan = e->orphan};
+  hd__store_event_t which = {.seq = e->seq, .created_ms = e->created_ms, .orphan = e->orphan,
+                             .store = e->store};
   int rc = ev->store->vt->mark_consumed(ev->store, &which, e->data, e->data_len, on_marked, e);
   if (rc != 0) {
     record_failed(ev, e, rc);
@@ -267,16 +261,15 @@ static void on_marked(void *data, int status, uint64_t value) {
   hd__client_events_t *ev = e->anchor->owner;
   hd__queue_remove(&e->node); /* off ev->marking */
   if (ev != NULL && e->record_tries > 0) ev->recording--;
-  if (ev == NULL || ev->closing || e->gen != ev->gen) {
-    /* closed: an event not recorded is handled again at the next start; another server
-     * store: its events are gone */
+  if (ev == NULL || ev->closing) {
+    /* closed: an event not recorded is handled again at the next start */
     hd__event_free(e);
     if (ev != NULL && !ev->closing) records_settle(ev);
     return;
   }
   if (status != 0) record_failed(ev, e, status);
-  /* 0: not held (or consumed) any more; 2: an orphan, done and forgotten (the server's store
-   * does not know it): nothing to report */
+  /* 0: not held (or consumed) any more (a purge); 2: an orphan, done and forgotten (the
+   * server's store does not know it): nothing to report */
   else if (value != 1) hd__event_free(e);
   else hd__client_report_consumed(ev, e);
   records_settle(ev);
@@ -286,9 +279,8 @@ static void on_marked(void *data, int status, uint64_t value) {
 
 void hd__client_handler_completed(hd__client_events_t *ev, hd_event_t *e) {
   if (ev->current == e) ev->current = NULL;
-  if (ev->closing || e->gen != ev->gen) {
+  if (ev->closing) {
     hd__event_free(e);
-    if (!ev->closing) hd__runtime_defer(ev->rt, &ev->next_d);
     return;
   }
   if (e->ok) {

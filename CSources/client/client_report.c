@@ -56,9 +56,13 @@ static void flush(hd__deferred_t *d) {
       size_t i = 0;
       hd__queue_foreach(q, &ev->reports) {
         hd_event_t *e = hd__container_of(q, hd_event_t, node);
-        ev->scratch_entry[i++] = (hd__entry_t){e->seq, 0, e->data, e->data_len};
+        /* an event of another server store waits, consumed in the store, for a connection to
+         * its own: under its number this one has, or will have, another event */
+        if (e->store == ev->store_no) {
+          ev->scratch_entry[i++] = (hd__entry_t){e->seq, 0, e->data, e->data_len};
+        }
       }
-      rc = send_consumed(ev, ev->scratch_entry, n); /* the data's one copy: into the wire */
+      rc = send_consumed(ev, ev->scratch_entry, i); /* the data's one copy: into the wire */
     }
   }
   hd__client_report_drop(ev);
@@ -245,20 +249,36 @@ int hd__client_report_epoch(hd__client_events_t *ev, const uint8_t *body, size_t
   if (r == NULL) return hd__error(HD_ENOMEM, "out of memory applying EPOCH");
   *r = (rewind_ctx_t){ev, ev->epoch, floor, ev->resume_high};
   /* before anything received after it: writes commit in order */
-  rc = ev->store->vt->rewind(ev->store, floor, seen_upto, ev->conn->welcome.epoch, on_rewound, r);
+  rc = ev->store->vt->rewind(ev->store, ev->conn->welcome.store_id, floor, seen_upto,
+                             ev->conn->welcome.epoch, on_rewound, r);
   if (rc != 0) free(r);
   return rc;
 }
 
-static void on_store_id_set(void *data, int status, uint64_t changed) {
+/* A server store other than the current one: what is held for the others stays (docs/STORAGE.md
+ * "Events of several server stores"). */
+static void store_changed(hd__client_events_t *ev, int first_sight) {
+  hd__held_list_t l = {0};
+  int stores = hd__client_events_held_stores(ev, &l);
+  hd__log(ev->rt, HD_LOG_WARN, "the server's store is not the one this client talked to last "
+          "(another store id: the store was replaced, or the server runs on another folder): %s; "
+          "events held for %zu other server stores: %llu unhandled, handled before this store's, "
+          "%llu consumed, reported only to their own store (hd_client_held_stores, "
+          "hd_client_purge_store)",
+          first_sight ? "a store it never saw, starting from sequence 0"
+                      : "a store it talked to before, resuming where it left it",
+          stores < 0 ? 0 : (size_t)stores, (unsigned long long)l.total_unhandled,
+          (unsigned long long)l.total_consumed);
+  hd__client_handler_rewound(ev);
+}
+
+static void on_store_id_set(void *data, int status, uint64_t value) {
   hd__client_events_t *ev = data;
   ev->sets_pending--;
   if (ev->closing) return;
-  if (status == 0 && changed) {
-    hd__log(ev->rt, HD_LOG_WARN, "the server's store changed (restored or replaced): events of "
-            "the old store dropped, resuming from sequence 0");
-    hd__client_handler_reset(ev);
-  }
+  int changed = status == 0 && (value & HD__STORE_ID_CHANGED) != 0;
+  if (status == 0) ev->store_no = (int64_t)(value & 0xffffffffu);
+  if (changed) store_changed(ev, (value & HD__STORE_ID_NEW) != 0);
   /* a connection that closed meanwhile has a newer set queued, or none is needed */
   if (ev->sets_pending > 0 || ev->conn == NULL || ev->resumed) return;
   if (status != 0) {
@@ -266,8 +286,11 @@ static void on_store_id_set(void *data, int status, uint64_t changed) {
     hd__conn_close(ev->conn, status, hd_last_error_message());
     return;
   }
+  /* a store seen before: RESUME carries its own mark and epoch, under its id */
+  if (!(value & HD__STORE_ID_NEW)) {
+    memcpy(ev->resume_id, ev->conn->welcome.store_id, HD_STORE_ID_BYTES);
+  }
   resume(ev);
-  if (changed) hd__client_handler_arrived(ev);
 }
 
 void hd__client_report_open(hd__client_events_t *ev, hd__conn_t *c) {

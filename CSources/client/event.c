@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-hd_event_t *hd__event_new(hd__anchor_t *anchor, const hd__store_event_t *row, uint64_t gen) {
+hd_event_t *hd__event_new(hd__anchor_t *anchor, const hd__store_event_t *row) {
   hd_event_t *e = malloc(sizeof *e + row->payload_len);
   if (e == NULL) {
     hd__error(HD_ENOMEM, "out of memory reading event %llu", (unsigned long long)row->seq);
@@ -16,11 +16,11 @@ hd_event_t *hd__event_new(hd__anchor_t *anchor, const hd__store_event_t *row, ui
   atomic_init(&e->state, HD__EVENT_READY);
   e->magic = HD__EVENT_MAGIC;
   e->anchor = anchor;
-  e->gen = gen;
   e->seq = row->seq;
   e->created_ms = row->created_ms;
   e->flags = row->flags;
   e->orphan = row->orphan;
+  e->store = row->store;
   e->payload_len = row->payload_len;
   if (row->payload_len) memcpy(e->payload, row->payload, row->payload_len);
   hd__anchor_ref(anchor);

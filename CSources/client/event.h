@@ -23,7 +23,6 @@ struct hd_event {
   hd__anchor_t *anchor;
   atomic_int state;         /* HD__EVENT_*: a second completion is refused, not run twice */
   uint32_t magic;           /* HD__EVENT_MAGIC while alive; catches most uses after free */
-  uint64_t gen;             /* the client's store generation when it was read */
   int ok;
   uint32_t record_tries;    /* failed attempts to record its consumption (client_handler.c) */
   uint8_t *data;            /* the handler's data (copied by hd_event_complete) */
@@ -32,6 +31,7 @@ struct hd_event {
   int64_t created_ms;
   uint32_t flags;           /* HD__STORE_EV_* of its row */
   int64_t orphan;           /* its row among the orphans (0: an event of the server's numbering) */
+  int64_t store;            /* the server store it came from (store.h hd__store_event_t.store) */
   size_t payload_len;
   uint8_t payload[];
 };
@@ -42,7 +42,7 @@ struct hd_event {
 
 /* A new event (state READY) holding a copy of the row's payload, or NULL (out of memory, detail
  * recorded). Its completion reaches the anchor's owner (hd__client_events_t) on the loop. */
-hd_event_t *hd__event_new(hd__anchor_t *anchor, const hd__store_event_t *row, uint64_t gen);
+hd_event_t *hd__event_new(hd__anchor_t *anchor, const hd__store_event_t *row);
 void hd__event_free(hd_event_t *e);
 
 #endif

@@ -56,6 +56,8 @@ typedef struct hd__store_event {
   size_t data_len;
   uint32_t flags;      /* client store: HD__STORE_EV_* */
   int64_t orphan;      /* client store, an orphan: its row (0: an event of the server's numbering) */
+  int64_t store;       /* client store: the server store it came from, as the store numbers them
+                          (its row: 1, 2... in the order first seen; 0 for an orphan) */
 } hd__store_event_t;
 
 /* The client store's event flags. */
@@ -70,6 +72,16 @@ enum {
 
 /* Called per event by the paging reads, in sequence order. Return 0 to go on, non-zero to stop. */
 typedef int (*hd__store_event_fn)(void *fn_data, const hd__store_event_t *ev);
+
+/* Client store, held_stores: a server store other than the current one that events are held
+ * for: its id, how many of them are unhandled and how many consumed (their reports wait for a
+ * connection to it). */
+typedef void (*hd__store_held_fn)(void *fn_data, const uint8_t id[HD_STORE_ID_BYTES],
+                                  uint64_t unhandled, uint64_t consumed);
+
+/* Client store, set_server_store_id's value: the store's number (the low 32 bits) and these. */
+#define HD__STORE_ID_CHANGED ((uint64_t)1 << 32) /* another store was the current one */
+#define HD__STORE_ID_NEW ((uint64_t)1 << 33)     /* never seen before: its mark starts at 0 */
 
 typedef struct hd__store_stats {
   uint64_t commits;     /* transactions committed (one fsync each at most) */
@@ -150,48 +162,63 @@ typedef struct hd__client_store hd__client_store_t;
 typedef struct hd__client_store_vtable {
   const char *backend_name;
 
-  /* Queued writes (any thread), as for the server store. */
+  /* Queued writes (any thread), as for the server store. The writes that come from a
+   * connection (insert_received, forget, rewind) name its server store's id and change nothing
+   * (value 0) unless that store is the current one when they run: nothing of one server store
+   * is ever filed under, or taken from, another's. */
   /* Stores received events that are above the high-water mark (the highest sequence ever
    * received from this server store) and raises the mark; value = how many were new. */
-  int (*insert_received)(hd__client_store_t *s, const hd__store_event_t *evs, size_t n,
-                         hd__store_cb cb, void *cb_data);
-  /* Records that the handler consumed the event `which` (as a read handed it out: its seq,
-   * created_ms and orphan), with its data for the server; value = 1 if the event was held and
-   * not yet consumed (report it), 2 if it was an orphan, now forgotten (nothing to report: the
-   * event also became one if an epoch change moved it while it was out), else 0. */
+  int (*insert_received)(hd__client_store_t *s, const uint8_t store_id[HD_STORE_ID_BYTES],
+                         const hd__store_event_t *evs, size_t n, hd__store_cb cb, void *cb_data);
+  /* Records that the handler consumed the event `which` (as a read handed it out: its store,
+   * seq, created_ms and orphan), with its data for the server; value = 1 if the event was held
+   * and not yet consumed (report it, to its own server store only), 2 if it was an orphan, now
+   * forgotten (nothing to report: the event also became one if an epoch change moved it while it
+   * was out), else 0. */
   int (*mark_consumed)(hd__client_store_t *s, const hd__store_event_t *which, const void *data,
                        size_t len, hd__store_cb cb, void *cb_data);
   /* The server confirmed (DONE): forgets these consumed events; value = how many. */
-  int (*forget)(hd__client_store_t *s, const uint64_t *seqs, size_t n, hd__store_cb cb,
-                void *cb_data);
-  /* Records the server's store id seen at connect. If another one was remembered (the server
-   * store was replaced), every held event is dropped and the high-water mark reset to 0;
-   * value = 1 then, else 0. */
+  int (*forget)(hd__client_store_t *s, const uint8_t store_id[HD_STORE_ID_BYTES],
+                const uint64_t *seqs, size_t n, hd__store_cb cb, void *cb_data);
+  /* Records the server's store id seen at connect: it becomes the current store. Events held
+   * for another one stay, under that store (docs/STORAGE.md); a store seen for the first time
+   * starts with a high-water mark of 0. value = the store's number | HD__STORE_ID_CHANGED (if
+   * another store was the current one) | HD__STORE_ID_NEW (first sight). */
   int (*set_server_store_id)(hd__client_store_t *s, const uint8_t id[HD_STORE_ID_BYTES],
                              hd__store_cb cb, void *cb_data);
+  /* Drops every event held for the server store `id` and forgets the store (an operator's
+   * call); value = how many events. Fails with HD_ENOTFOUND (nothing held for it, never seen)
+   * or HD_EBUSY (it is the current store) without failing other writes. */
+  int (*purge_store)(hd__client_store_t *s, const uint8_t id[HD_STORE_ID_BYTES], hd__store_cb cb,
+                     void *cb_data);
   /* The server's store changed epoch (its EPOCH message): held events above `floor` are not the
    * store's any more: consumed ones are dropped, unhandled ones become orphans; the high-water
    * mark becomes 0, `seen_upto` is kept for the inserts that follow and `epoch` is remembered.
    * value = orphaned | dropped << 32. */
-  int (*rewind)(hd__client_store_t *s, uint64_t floor, uint64_t seen_upto,
-                const uint8_t epoch[HD_STORE_ID_BYTES], hd__store_cb cb, void *cb_data);
+  int (*rewind)(hd__client_store_t *s, const uint8_t store_id[HD_STORE_ID_BYTES], uint64_t floor,
+                uint64_t seen_upto, const uint8_t epoch[HD_STORE_ID_BYTES], hd__store_cb cb,
+                void *cb_data);
 
-  /* Reads (loop thread). */
+  /* Reads (loop thread). The current server store's unless said otherwise. */
   int (*high_water)(hd__client_store_t *s, uint64_t *out);
   /* 0 and the id, or HD_ENOTFOUND if no server was seen yet. */
   int (*server_store_id)(hd__client_store_t *s, uint8_t out[HD_STORE_ID_BYTES]);
   /* The epoch of the server's store that the high-water mark belongs to (all zeros: none). */
   int (*server_epoch)(hd__client_store_t *s, uint8_t out[HD_STORE_ID_BYTES]);
-  /* Received, not yet consumed events with seq > after_seq, in order, at most `limit`. */
-  int (*list_unhandled)(hd__client_store_t *s, uint64_t after_seq, uint32_t limit,
-                        hd__store_event_fn fn, void *fn_data);
+  /* Received, not yet consumed events of every server store after (after_store, after_seq),
+   * ordered by (store, seq): a store seen earlier comes first; at most `limit`. */
+  int (*list_unhandled)(hd__client_store_t *s, int64_t after_store, uint64_t after_seq,
+                        uint32_t limit, hd__store_event_fn fn, void *fn_data);
   /* Orphans with a row above `after`, oldest first, at most `limit` (flags ORPHAN, `orphan`). */
   int (*list_orphans)(hd__client_store_t *s, int64_t after, uint32_t limit,
                       hd__store_event_fn fn, void *fn_data);
   /* Consumed events the server has not confirmed, with their data, in order. */
   int (*list_consumed)(hd__client_store_t *s, uint64_t after_seq, uint32_t limit,
                        hd__store_event_fn fn, void *fn_data);
-  /* unhandled counts the orphans too */
+  /* The other server stores that events are held for, the oldest first: fn per store; returns
+   * how many. */
+  int (*held_stores)(hd__client_store_t *s, hd__store_held_fn fn, void *fn_data);
+  /* the current server store's (RESUME's window), and unhandled counts the orphans too */
   int (*counts)(hd__client_store_t *s, uint64_t *unhandled, uint64_t *consumed);
   void (*stats)(hd__client_store_t *s, hd__store_stats_t *out);
   void (*hold)(hd__client_store_t *s, int held);

@@ -318,6 +318,7 @@ int hd__sqlite_read_events(sqlite3_stmt *st, hd__store_event_fn fn, void *fn_dat
     }
     if (columns > 4) ev.flags = (uint32_t)sqlite3_column_int(st, 4);
     if (columns > 5) ev.orphan = sqlite3_column_int64(st, 5);
+    if (columns > 6) ev.store = sqlite3_column_int64(st, 6);
     count++;
     if (fn(fn_data, &ev) != 0) {
       rc = SQLITE_DONE;

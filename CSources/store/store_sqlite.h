@@ -111,7 +111,8 @@ int hd__sqlite_error(int rc, sqlite3 *db, const char *what);
 /* Steps a statement expected to finish (INSERT/UPDATE/DELETE) and resets it. */
 int hd__sqlite_step_done(sqlite3_stmt *st, const char *what);
 
-/* Steps a bound read whose rows are (seq, created_ms, payload[, data[, flags[, orphan]]]),
+/* Steps a bound read whose rows are (seq, created_ms, payload[, data[, flags[, orphan[,
+ * store]]]]),
  * handing each row to fn
  * as an event, until the rows end or fn returns non-zero; then resets it (an open read would
  * pin the WAL). Returns how many rows fn got, or an HD_E* code naming `what`. */

@@ -555,8 +555,10 @@ static void restart(void) {
   session_end(&r, &c);
 }
 
-/* A new server store id: the client drops what it held, resumes from 0 and handles the new
- * store's events even where their numbers repeat. */
+/* A new server store id: the client resumes from 0 and handles the new store's events even where
+ * their numbers repeat; what it consumed of the old store is neither reported to the new one nor
+ * forgotten by the new one's DONE; back to the old store, it resumes with the old mark and
+ * reports them there. */
 static void store_id_change(void) {
   SESSION(0x16, 0, MODE_OK, 0);
   uint64_t s[] = {1, 2};
@@ -569,11 +571,21 @@ static void store_id_change(void) {
   memset(r.store_id, 0x17, 16);
   rs_drop_conn(&r);
   CHECK(rs_accept(&r, 5000) == 0);
+  /* the old store's two consumed events do not count against the new store's window */
   CHECK(resume_is(rs_next(&r, 3000), old_id, 0, WINDOW));
   CHECK(rs_events(&r, s, 1) == 0);
   CHECK(WAIT_FOR(atomic_load(&h.calls) == 3, 3000));
   CHECK(h.seqs[2] == 1);
   CHECK(rs_consumed(&r, seen, 1, 3000) == 1 && seen[0] == 1);
+  CHECK(rs_done(&r, s, 2) == 0); /* 2 is only the old store's */
+  CHECK(credit_sum(&r, 1, 3000) == 1); /* the new store's 1 left the store */
+  /* back to the old store: its mark, and its consumptions reported again */
+  memcpy(r.store_id, old_id, 16);
+  rs_drop_conn(&r);
+  CHECK(rs_accept(&r, 5000) == 0);
+  CHECK(resume_is(rs_next(&r, 3000), old_id, 2, WINDOW - 2));
+  CHECK(rs_consumed(&r, seen, 2, 3000) == 2 && seen[0] == 1 && seen[1] == 2);
+  CHECK(atomic_load(&h.calls) == 3);
   CHECK_OK(hd_client_close_wait(c.c));
   session_end(&r, &c);
 }

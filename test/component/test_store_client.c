@@ -14,6 +14,8 @@
 typedef struct fx {
   store_fx_t fx; /* folder <dir>/client, loop, options */
   hd__client_store_t *s;
+  uint8_t id[HD_STORE_ID_BYTES]; /* the current server store (set_store) */
+  int64_t store_no;              /* its number in the client store */
   /* completions */
   int done, failed, last_status;
   uint64_t values[256];
@@ -43,11 +45,23 @@ static uint64_t next_value(fx_t *f) {
 
 static int fx_open(fx_t *f) { return hd__client_store_open(&f->s, &f->fx.opts); }
 
-/* A fresh folder, loop and store, open. */
+/* Makes the server store whose id is `byte` x 16 the current one: what set_server_store_id
+ * completed with (UINT64_MAX on failure); f->id and f->store_no follow. */
+static uint64_t set_store(fx_t *f, uint8_t byte) {
+  memset(f->id, byte, sizeof f->id);
+  if (f->s->vt->set_server_store_id(f->s, f->id, on_result, f) != 0) return UINT64_MAX;
+  uint64_t v = next_value(f);
+  if (v != UINT64_MAX) f->store_no = (int64_t)(v & 0xffffffffu);
+  return v;
+}
+
+/* A fresh folder, loop and store, open, with server store 0x11.. as the current one. */
 static int fx_begin(fx_t *f) {
   memset(f, 0, sizeof *f);
   int rc = store_fx_init(&f->fx, "cstore", "client");
-  return rc != 0 ? rc : fx_open(f);
+  if (rc == 0) rc = fx_open(f);
+  if (rc == 0 && set_store(f, 0x11) != (1 | HD__STORE_ID_NEW)) rc = -1;
+  return rc;
 }
 
 static int fx_close(fx_t *f) {
@@ -78,7 +92,8 @@ static uint64_t high_water(fx_t *f) {
 
 /* Queues the consumption of event `seq` as receive() stored it, with `data`. */
 static int consume(fx_t *f, uint64_t seq, const char *data, size_t len) {
-  hd__store_event_t which = {.seq = seq, .created_ms = 1700000000000 + (int64_t)seq};
+  hd__store_event_t which = {.seq = seq, .created_ms = 1700000000000 + (int64_t)seq,
+                             .store = f->store_no};
   return f->s->vt->mark_consumed(f->s, &which, data, len, on_result, f);
 }
 
@@ -97,7 +112,7 @@ static uint64_t receive_gen(fx_t *f, uint64_t first, uint64_t last, int gen) {
     evs[n] = (hd__store_event_t){.seq = seq, .created_ms = created(seq, gen),
                                  .payload = (const uint8_t *)text[n], .payload_len = strlen(text[n])};
   }
-  if (f->s->vt->insert_received(f->s, evs, n, on_result, f) != 0) return UINT64_MAX;
+  if (f->s->vt->insert_received(f->s, f->id, evs, n, on_result, f) != 0) return UINT64_MAX;
   return next_value(f);
 }
 
@@ -141,7 +156,7 @@ static void high_water_and_duplicates(void) {
   CHECK(receive(&f, 1, 5) == 0);
   CHECK(high_water(&f) == 5);
   listing_t l = {0};
-  CHECK(f.s->vt->list_unhandled(f.s, 0, 100, on_event, &l) == 5);
+  CHECK(f.s->vt->list_unhandled(f.s, 0, 0, 100, on_event, &l) == 5);
   CHECK(l.bad == 0);
   for (int i = 0; i < 5; i++) CHECK(l.seqs[i] == (uint64_t)i + 1);
   CHECK(counts_are(&f, 5, 0));
@@ -166,12 +181,12 @@ static void consume_and_forget(void) {
   CHECK(c.bad == 0 && c.seqs[0] == 1 && c.seqs[1] == 2);
   CHECK(strcmp(c.data[0], "") == 0 && strcmp(c.data[1], "ok2") == 0);
   listing_t u = {0};
-  CHECK(f.s->vt->list_unhandled(f.s, 0, 100, on_event, &u) == 2);
+  CHECK(f.s->vt->list_unhandled(f.s, 0, 0, 100, on_event, &u) == 2);
   CHECK(u.seqs[0] == 3 && u.seqs[1] == 4);
 
   /* DONE for 1, 2 and for 3 (not consumed: kept, so a confused server cannot erase it) */
   uint64_t done[] = {1, 2, 3};
-  CHECK_OK(f.s->vt->forget(f.s, done, 3, on_result, &f));
+  CHECK_OK(f.s->vt->forget(f.s, f.id, done, 3, on_result, &f));
   CHECK(next_value(&f) == 2);
   listing_t c2 = {0};
   CHECK(f.s->vt->list_consumed(f.s, 0, 100, on_event, &c2) == 0);
@@ -196,7 +211,7 @@ static void unhandled_paging(void) {
   int total = 0, pages = 0;
   for (;;) {
     listing_t l = {0};
-    int got = f.s->vt->list_unhandled(f.s, after, 100, on_event, &l);
+    int got = f.s->vt->list_unhandled(f.s, f.store_no, after, 100, on_event, &l);
     CHECK(got >= 0 && got <= 100 && l.bad == 0);
     if (got == 0) break;
     for (int i = 0; i < got; i++) CHECK(l.seqs[i] % 10 != 0 && l.seqs[i] > after);
@@ -212,32 +227,161 @@ static void unhandled_paging(void) {
   CHECK_OK(fx_done(&f));
 }
 
+typedef struct held_rows {
+  int n;
+  uint8_t first[HD_STORE_ID_BYTES];
+  uint64_t unhandled, consumed;
+} held_rows_t;
+
+static void on_held(void *data, const uint8_t id[HD_STORE_ID_BYTES], uint64_t unhandled,
+                    uint64_t consumed) {
+  held_rows_t *h = data;
+  if (h->n++ == 0) {
+    memcpy(h->first, id, HD_STORE_ID_BYTES);
+    h->unhandled = unhandled;
+    h->consumed = consumed;
+  }
+}
+
+/* Purges the server store `byte` x 16: the callback's status, or its value if it succeeded. */
+static int64_t purge(fx_t *f, uint8_t byte) {
+  uint8_t id[HD_STORE_ID_BYTES];
+  memset(id, byte, sizeof id);
+  int want = f->done + 1, failed = f->failed;
+  if (f->s->vt->purge_store(f->s, id, on_result, f) != 0 || run_until(f, &f->done, want) != 0) {
+    return INT64_MIN;
+  }
+  return f->failed != failed ? f->last_status : (int64_t)f->values[want - 1];
+}
+
+/* Another server store (a new store id): what is held for the old one stays, under it: its
+ * unhandled events are listed before the new store's, its consumptions are not the new store's
+ * to list or to forget, nothing of the new store's connection is filed under it; back to the old
+ * store, its mark and its consumptions are there again; a purge drops another store's events. */
 static void store_id_change(void) {
   fx_t f;
   CHECK_OK(fx_begin(&f));
-  uint8_t a[HD_STORE_ID_BYTES], b[HD_STORE_ID_BYTES], got[HD_STORE_ID_BYTES];
-  memset(a, 0xAA, sizeof a);
-  memset(b, 0xBB, sizeof b);
-  CHECK(f.s->vt->server_store_id(f.s, got) == HD_ENOTFOUND);
-  CHECK_OK(f.s->vt->set_server_store_id(f.s, a, on_result, &f));
-  CHECK(next_value(&f) == 0); /* first sight: nothing to reset */
-  CHECK_OK(f.s->vt->server_store_id(f.s, got));
-  CHECK(memcmp(got, a, sizeof a) == 0);
+  CHECK(set_store(&f, 0x11) == 1); /* the same store: nothing changes */
+  uint8_t a[HD_STORE_ID_BYTES], got[HD_STORE_ID_BYTES];
+  memcpy(a, f.id, sizeof a);
   CHECK(receive(&f, 1, 8) == 8);
   CHECK_OK(consume(&f, 1, "d", 1));
   CHECK(next_value(&f) == 1);
-  CHECK_OK(f.s->vt->set_server_store_id(f.s, a, on_result, &f));
-  CHECK(next_value(&f) == 0); /* same store: nothing changes */
   CHECK(high_water(&f) == 8);
 
-  CHECK_OK(f.s->vt->set_server_store_id(f.s, b, on_result, &f));
-  CHECK(next_value(&f) == 1); /* another store: reset */
+  CHECK(set_store(&f, 0xBB) == (2 | HD__STORE_ID_CHANGED | HD__STORE_ID_NEW));
   CHECK(high_water(&f) == 0);
   CHECK_OK(f.s->vt->server_store_id(f.s, got));
-  CHECK(memcmp(got, b, sizeof b) == 0);
-  CHECK(counts_are(&f, 0, 0));
+  CHECK(got[0] == 0xBB);
+  CHECK(counts_are(&f, 0, 0)); /* the current store's */
+  held_rows_t h = {0};
+  CHECK(f.s->vt->held_stores(f.s, on_held, &h) == 1);
+  CHECK(h.n == 1 && memcmp(h.first, a, sizeof a) == 0 && h.unhandled == 7 && h.consumed == 1);
   /* the new store's numbers start at 1 again and are not taken for duplicates */
   CHECK(receive(&f, 1, 3) == 3);
+  listing_t u = {0}, c = {0};
+  CHECK(f.s->vt->list_unhandled(f.s, 0, 0, 100, on_event, &u) == 10);
+  CHECK(u.seqs[0] == 2 && u.seqs[6] == 8 && u.seqs[7] == 1 && u.seqs[9] == 3);
+  CHECK(f.s->vt->list_consumed(f.s, 0, 100, on_event, &c) == 0);
+  /* nothing of the old store is the new one's: a DONE, events, an epoch under the old id */
+  uint64_t one = 1;
+  CHECK_OK(f.s->vt->forget(f.s, a, &one, 1, on_result, &f));
+  CHECK(next_value(&f) == 0);
+  hd__store_event_t ev = {.seq = 9, .created_ms = 1, .payload = (const uint8_t *)"x",
+                          .payload_len = 1};
+  CHECK_OK(f.s->vt->insert_received(f.s, a, &ev, 1, on_result, &f));
+  CHECK(next_value(&f) == 0);
+  CHECK_OK(f.s->vt->rewind(f.s, a, 0, 0, a, on_result, &f));
+  CHECK(next_value(&f) == 0);
+  /* an old store's event handled now: consumed under its own store */
+  hd__store_event_t two = {.seq = 2, .created_ms = created(2, 0), .store = 1};
+  CHECK_OK(f.s->vt->mark_consumed(f.s, &two, "d2", 2, on_result, &f));
+  CHECK(next_value(&f) == 1);
+
+  /* back to the old store: its mark, and its consumptions to report */
+  CHECK(set_store(&f, 0x11) == (1 | HD__STORE_ID_CHANGED));
+  CHECK(high_water(&f) == 8);
+  listing_t c2 = {0};
+  CHECK(f.s->vt->list_consumed(f.s, 0, 100, on_event, &c2) == 2);
+  CHECK(c2.seqs[0] == 1 && c2.seqs[1] == 2 && strcmp(c2.data[1], "d2") == 0);
+  uint64_t both[] = {1, 2};
+  CHECK_OK(f.s->vt->forget(f.s, a, both, 2, on_result, &f));
+  CHECK(next_value(&f) == 2);
+  CHECK(counts_are(&f, 6, 0));
+  h = (held_rows_t){0};
+  CHECK(f.s->vt->held_stores(f.s, on_held, &h) == 1 && h.unhandled == 3 && h.first[0] == 0xBB);
+
+  /* purges: not the current store, not one never seen; another one's events go, durably */
+  CHECK(purge(&f, 0x11) == HD_EBUSY);
+  CHECK(purge(&f, 0x77) == HD_ENOTFOUND);
+  CHECK(purge(&f, 0xBB) == 3);
+  CHECK(f.s->vt->held_stores(f.s, on_held, &h) == 0);
+  CHECK_OK(fx_close(&f));
+  CHECK_OK(fx_open(&f));
+  CHECK(f.s->vt->held_stores(f.s, on_held, &h) == 0);
+  CHECK(counts_are(&f, 6, 0) && high_water(&f) == 8);
+  CHECK(set_store(&f, 0xBB) == (2 | HD__STORE_ID_CHANGED | HD__STORE_ID_NEW)); /* forgotten */
+  CHECK_OK(fx_done(&f));
+}
+
+/* A store of schema version 2 (written here by SQL as version 2 wrote it) is brought to version
+ * 3: everything it held becomes the remembered server store's, with its mark, epoch and
+ * seen_upto; the orphans stay. */
+static void migration_from_version_2(void) {
+  fx_t f;
+  memset(&f, 0, sizeof f);
+  CHECK_OK(store_fx_init(&f.fx, "cstore", "client"));
+  char path[320];
+  CHECK(mkdir(f.fx.folder, 0700) == 0);
+  snprintf(path, sizeof path, "%s/hyperdown.db", f.fx.folder);
+  sqlite3 *db = NULL;
+  CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+  static const char v2[] =
+      "PRAGMA journal_mode=WAL;"
+      "CREATE TABLE meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+      "CREATE TABLE events(seq INTEGER PRIMARY KEY, created_ms INTEGER NOT NULL,"
+      "  payload BLOB NOT NULL, state INTEGER NOT NULL DEFAULT 0, data BLOB);"
+      "CREATE INDEX events_consumed ON events(seq) WHERE state = 1;"
+      "ALTER TABLE events ADD COLUMN repeated INTEGER NOT NULL DEFAULT 0;"
+      "CREATE TABLE orphans(id INTEGER PRIMARY KEY, seq INTEGER NOT NULL,"
+      "  created_ms INTEGER NOT NULL, payload BLOB NOT NULL);"
+      "INSERT INTO meta VALUES('high_water', 6), ('server_store_id', zeroblob(16)),"
+      "  ('server_epoch', X'e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1'), ('seen_upto', 5);"
+      "UPDATE meta SET value = X'5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a' WHERE key = 'server_store_id';"
+      "INSERT INTO events VALUES(1, 1700000000001, 'e1', 1, 'd1', 0),"
+      "  (2, 1700000000002, 'e2', 1, 'd2', 0), (4, 1700000000004, 'e4', 0, NULL, 1),"
+      "  (6, 1700000000006, 'e6', 0, NULL, 0);"
+      "INSERT INTO orphans(seq, created_ms, payload) VALUES(9, 1700000000009, 'e9');"
+      "PRAGMA application_id=0x4844636c; PRAGMA user_version=2;";
+  CHECK(sqlite3_exec(db, v2, NULL, NULL, NULL) == SQLITE_OK);
+  sqlite3_close(db);
+
+  CHECK_OK(fx_open(&f));
+  uint8_t got[HD_STORE_ID_BYTES];
+  CHECK_OK(f.s->vt->server_store_id(f.s, got));
+  CHECK(got[0] == 0x5A && got[15] == 0x5A);
+  CHECK_OK(f.s->vt->server_epoch(f.s, got));
+  CHECK(got[0] == 0xE1 && got[15] == 0xE1);
+  CHECK(high_water(&f) == 6);
+  CHECK(counts_are(&f, 2 + 1, 2));
+  listing_t c = {0}, u = {0}, o = {0};
+  CHECK(f.s->vt->list_consumed(f.s, 0, 100, on_event, &c) == 2);
+  CHECK(c.bad == 0 && c.seqs[1] == 2 && strcmp(c.data[1], "d2") == 0);
+  CHECK(f.s->vt->list_unhandled(f.s, 0, 0, 100, on_event, &u) == 2);
+  CHECK(u.seqs[0] == 4 && u.flags[0] == HD__STORE_EV_REPEATED && u.seqs[1] == 6 && u.flags[1] == 0);
+  CHECK(f.s->vt->list_orphans(f.s, 0, 100, on_event, &o) == 1 && o.seqs[0] == 9);
+  CHECK(set_store(&f, 0x5A) == 1); /* the remembered store: no change */
+  CHECK(receive(&f, 5, 7) == 1);   /* at or below the mark: held or confirmed */
+  listing_t u2 = {0};
+  CHECK(f.s->vt->list_unhandled(f.s, 0, 0, 100, on_event, &u2) == 3);
+  CHECK(u2.seqs[2] == 7 && u2.flags[2] == 0);
+  CHECK_OK(fx_close(&f));
+  CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+  sqlite3_stmt *st = NULL;
+  CHECK(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK);
+  CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 3);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
   CHECK_OK(fx_done(&f));
 }
 
@@ -246,14 +390,13 @@ static void reopen_keeps_everything(void) {
   CHECK_OK(fx_begin(&f));
   uint8_t a[HD_STORE_ID_BYTES], got[HD_STORE_ID_BYTES];
   memset(a, 0x5A, sizeof a);
-  CHECK_OK(f.s->vt->set_server_store_id(f.s, a, on_result, &f));
-  CHECK(next_value(&f) == 0);
+  CHECK(set_store(&f, 0x5A) == (2 | HD__STORE_ID_NEW | HD__STORE_ID_CHANGED));
   CHECK(receive(&f, 1, 6) == 6);
   CHECK_OK(consume(&f, 1, "data1", 5));
   CHECK(next_value(&f) == 1);
   uint64_t one = 1;
   CHECK_OK(consume(&f, 2, "data2", 5));
-  CHECK_OK(f.s->vt->forget(f.s, &one, 1, on_result, &f));
+  CHECK_OK(f.s->vt->forget(f.s, f.id, &one, 1, on_result, &f));
   CHECK(run_until(&f, &f.done, f.done + 2) == 0 && f.failed == 0);
   CHECK_OK(fx_close(&f));
   f.fx.opts.sync_normal = 1;
@@ -265,7 +408,7 @@ static void reopen_keeps_everything(void) {
   CHECK(f.s->vt->list_consumed(f.s, 0, 10, on_event, &c) == 1);
   CHECK(c.seqs[0] == 2 && strcmp(c.data[0], "data2") == 0);
   listing_t u = {0};
-  CHECK(f.s->vt->list_unhandled(f.s, 0, 10, on_event, &u) == 4);
+  CHECK(f.s->vt->list_unhandled(f.s, 0, 0, 10, on_event, &u) == 4);
   CHECK(u.seqs[0] == 3 && u.seqs[3] == 6);
   CHECK(receive(&f, 1, 7) == 1);
   CHECK_OK(fx_done(&f));
@@ -283,7 +426,7 @@ static void group_commit(void) {
   CHECK(run_until(&f, &f.done, 101) == 0 && f.failed == 0);
   hd__store_stats_t st;
   f.s->vt->stats(f.s, &st);
-  CHECK(st.commits == 2 && st.ops_done == 101 && st.queued == 0);
+  CHECK(st.commits == 3 && st.ops_done == 102 && st.queued == 0); /* with fx_begin's store id */
   CHECK_OK(fx_done(&f));
 }
 
@@ -316,6 +459,7 @@ static void busy_and_versions(void) {
   sqlite3_close(db);
   f.fx.opts.folder = fresh;
   CHECK_OK(fx_open(&f));
+  CHECK(set_store(&f, 0x11) == (1 | HD__STORE_ID_NEW));
   CHECK(receive(&f, 1, 1) == 1);
   CHECK_OK(fx_done(&f));
 }
@@ -333,7 +477,8 @@ static int listed(const listing_t *l, const uint64_t *want, uint32_t flags) {
 
 /* Queues the consumption of `seq` as a read of generation `gen` handed it out (orphan: its row). */
 static uint64_t consume_as(fx_t *f, uint64_t seq, int gen, int64_t orphan) {
-  hd__store_event_t which = {.seq = seq, .created_ms = created(seq, gen), .orphan = orphan};
+  hd__store_event_t which = {.seq = seq, .created_ms = created(seq, gen), .orphan = orphan,
+                             .store = f->store_no};
   if (f->s->vt->mark_consumed(f->s, &which, "d", 1, on_result, f) != 0) return UINT64_MAX;
   return next_value(f);
 }
@@ -353,18 +498,19 @@ static void rewind_keeps_the_floor(void) {
   CHECK(receive(&f, 1, 10) == 10);
   uint64_t two = 2;
   CHECK(consume_as(&f, 2, 0, 0) == 1);
-  CHECK_OK(f.s->vt->forget(f.s, &two, 1, on_result, &f)); /* 2: handled, confirmed, forgotten */
+  /* 2: handled, confirmed, forgotten */
+  CHECK_OK(f.s->vt->forget(f.s, f.id, &two, 1, on_result, &f));
   CHECK(next_value(&f) == 1);
   CHECK(consume_as(&f, 3, 0, 0) == 1);
   CHECK(consume_as(&f, 8, 0, 0) == 1);
-  CHECK_OK(f.s->vt->rewind(f.s, 6, 6, e, on_result, &f));
+  CHECK_OK(f.s->vt->rewind(f.s, f.id, 6, 6, e, on_result, &f));
   CHECK(next_value(&f) == (3 | (uint64_t)1 << 32)); /* 7, 9, 10 orphaned; 8 dropped */
   CHECK(high_water(&f) == 0);
   CHECK_OK(f.s->vt->server_epoch(f.s, got));
   CHECK(memcmp(got, e, sizeof got) == 0);
   CHECK(counts_are(&f, 4 + 3, 1));
   listing_t u = {0}, o = {0}, c = {0};
-  CHECK(f.s->vt->list_unhandled(f.s, 0, 100, on_event, &u) == 4);
+  CHECK(f.s->vt->list_unhandled(f.s, 0, 0, 100, on_event, &u) == 4);
   CHECK(listed(&u, (const uint64_t[]){1, 4, 5, 6, 0}, 0));
   CHECK(f.s->vt->list_orphans(f.s, 0, 100, on_event, &o) == 3);
   CHECK(listed(&o, (const uint64_t[]){7, 9, 10, 0}, HD__STORE_EV_ORPHAN));
@@ -376,7 +522,7 @@ static void rewind_keeps_the_floor(void) {
   CHECK(receive_gen(&f, 7, 12, 1) == 6);
   CHECK(high_water(&f) == 12);
   listing_t u2 = {0};
-  CHECK(f.s->vt->list_unhandled(f.s, 0, 100, on_event, &u2) == 11);
+  CHECK(f.s->vt->list_unhandled(f.s, 0, 0, 100, on_event, &u2) == 11);
   CHECK(u2.seqs[1] == 2 && u2.flags[1] == HD__STORE_EV_REPEATED);
   CHECK(u2.flags[0] == 0 && u2.flags[2] == 0 && u2.seqs[5] == 7 && u2.flags[5] == 0);
 
@@ -395,21 +541,19 @@ static void rewind_keeps_the_floor(void) {
   CHECK(memcmp(got, e, sizeof got) == 0);
   CHECK(counts_are(&f, 11, 2));
 
-  /* another server store forgets the epoch and the orphans with everything else */
-  uint8_t a[HD_STORE_ID_BYTES], b[HD_STORE_ID_BYTES];
-  memset(a, 0xAA, sizeof a);
-  memset(b, 0xBB, sizeof b);
-  CHECK_OK(f.s->vt->set_server_store_id(f.s, a, on_result, &f));
-  CHECK(next_value(&f) == 0);
-  CHECK_OK(f.s->vt->set_server_store_id(f.s, b, on_result, &f));
-  CHECK(next_value(&f) == 1);
-  CHECK(counts_are(&f, 0, 0));
+  /* another server store: the orphans stay (they are handed out, never reported), the epoch and
+   * seen_upto are the old store's and the new one has none */
+  CHECK(set_store(&f, 0xBB) == (2 | HD__STORE_ID_CHANGED | HD__STORE_ID_NEW));
+  CHECK(counts_are(&f, 1, 0));
   CHECK_OK(f.s->vt->server_epoch(f.s, got));
   CHECK(memcmp(got, zero, sizeof got) == 0);
   CHECK(receive(&f, 1, 2) == 2);
   listing_t u3 = {0};
-  CHECK(f.s->vt->list_unhandled(f.s, 0, 100, on_event, &u3) == 2);
+  CHECK(f.s->vt->list_unhandled(f.s, f.store_no, 0, 100, on_event, &u3) == 2);
   CHECK(listed(&u3, (const uint64_t[]){1, 2, 0}, 0)); /* nothing is marked for the new store */
+  CHECK(set_store(&f, 0x11) == (1 | HD__STORE_ID_CHANGED));
+  CHECK_OK(f.s->vt->server_epoch(f.s, got));
+  CHECK(memcmp(got, e, sizeof got) == 0);
   CHECK_OK(fx_done(&f));
 }
 
@@ -422,12 +566,12 @@ static void rewind_from_nothing(void) {
   memset(e, 0xE2, sizeof e);
   CHECK(receive(&f, 1, 5) == 5);
   CHECK(consume_as(&f, 1, 0, 0) == 1);
-  CHECK_OK(f.s->vt->rewind(f.s, 0, 5, e, on_result, &f));
+  CHECK_OK(f.s->vt->rewind(f.s, f.id, 0, 5, e, on_result, &f));
   CHECK(next_value(&f) == (4 | (uint64_t)1 << 32));
   CHECK(counts_are(&f, 4, 0));
   CHECK(receive(&f, 1, 7) == 7);
   listing_t u = {0};
-  CHECK(f.s->vt->list_unhandled(f.s, 0, 100, on_event, &u) == 7);
+  CHECK(f.s->vt->list_unhandled(f.s, 0, 0, 100, on_event, &u) == 7);
   CHECK(listed(&u, (const uint64_t[]){1, 2, 3, 4, 5, 0}, HD__STORE_EV_REPEATED) == 0);
   for (int i = 0; i < 5; i++) CHECK(u.flags[i] == HD__STORE_EV_REPEATED);
   CHECK(u.flags[5] == 0 && u.flags[6] == 0);
@@ -439,6 +583,7 @@ static void rewind_from_nothing(void) {
   X(consume_and_forget)                                                                           \
   X(unhandled_paging)                                                                             \
   X(store_id_change)                                                                              \
+  X(migration_from_version_2)                                                                     \
   X(reopen_keeps_everything)                                                                      \
   X(group_commit)                                                                                 \
   X(busy_and_versions)                                                                            \
