@@ -526,6 +526,19 @@ static int stop_children(crash_t *c) {
   return ok;
 }
 
+/* Once the server just started on port 0 (c->server) says its port: the client, dialing it. 1
+ * if both run. */
+static int start_client(crash_t *c, parsed_t *p) {
+  int got_port = c->server > 0 && WAIT_LOG(c, *p, p->port_lines >= 1, 10000);
+  c->port = p->last_port;
+  if (!got_port) {
+    print_tail(c);
+    return 0;
+  }
+  c->client = spawn(c, "client", c->cdir, c->port, 0, 0);
+  return c->client > 0;
+}
+
 /* ---- the scenarios: one runner, a row each ---- */
 
 /* What the log said when the victim was killed, and how the children ended. */
@@ -595,13 +608,7 @@ static void crash_run(crash_t *c, const crash_case_t *k) {
   c->handler_us = k->handler_us;
   if (k->handler_us && getenv("HD_CRASH_US")) c->handler_us = atol(getenv("HD_CRASH_US"));
   c->server = spawn(c, "server", c->sdir, 0, 1, c->n);
-  CHECK(c->server > 0);
-  int got_port = WAIT_LOG(c, p, p.port_lines >= 1, 10000);
-  c->port = p.last_port;
-  if (!got_port) print_tail(c);
-  CHECK(got_port);
-  c->client = spawn(c, "client", c->cdir, c->port, 0, 0);
-  CHECK(c->client > 0);
+  CHECK(start_client(c, &p));
   /* kill the victim in the middle of the stream */
   long *progress = server_dies ? &p.added_lines : &p.handled_lines;
   int reached = WAIT_LOG(c, p, *progress >= c->n / k->kill_div, 30000);
@@ -762,13 +769,7 @@ static void torture_run(crash_t *c) {
   int sinc = 0;
   long server_kills = 0, client_kills = 0;
   c->server = torture_server(c, sinc++);
-  CHECK(c->server > 0);
-  int got_port = WAIT_LOG(c, p, p.port_lines >= 1, 10000);
-  c->port = p.last_port;
-  if (!got_port) print_tail(c);
-  CHECK(got_port);
-  c->client = spawn(c, "client", c->cdir, c->port, 0, 0);
-  CHECK(c->client > 0);
+  CHECK(start_client(c, &p));
   int unexpected = 0;
   while (server_kills + client_kills < kills) {
     hdt_sleep_ms(rng_between(&x, 20, 400));

@@ -174,16 +174,30 @@ static int all_drained(du_world_t *w, uint64_t n) {
          WAIT_FOR(du_client_store_empty(c), 20000) && du_client_clean(c) && du_server_clean(&w->s);
 }
 
+/* How both scenarios start, before the disk fills: the store of `which` on the disk, FD_BASELINE
+ * events delivered and drained, FD_BASELINE more acknowledged and stored by the client, the
+ * first of them held by its handler. *next: the next seq. 1 if all went so. */
+static int start_and_hold(du_world_t *w, disk_t *d, const char *which, uint64_t *next) {
+  du_client_t *c = &w->c[0];
+  if (world_on_disk(w, d, which) != 0) return 0;
+  for (*next = 1; *next <= FD_BASELINE; (*next)++) {
+    if (add_one(w, *next) != 0) return 0;
+  }
+  if (!all_drained(w, FD_BASELINE)) return 0;
+  set_mode(c, DU_HOLD);
+  for (int i = 0; i < FD_BASELINE; i++, (*next)++) {
+    if (add_one(w, *next) != 0) return 0;
+  }
+  hd_client_stats_t st;
+  return WAIT_FOR(du_client_nheld(c) == 1 && du_client_stats(c, &st) == 0 &&
+                  st.unhandled == FD_BASELINE, 10000);
+}
+
 static void server_full_body(du_world_t *w, disk_t *d) {
-  CHECK(world_on_disk(w, d, "server") == 0);
   du_client_t *c = &w->c[0];
   uint64_t next = 1;
-  for (; next <= FD_BASELINE; next++) CHECK_OK(add_one(w, next));
-  DCHECK(all_drained(w, FD_BASELINE));
   /* events acknowledged before the disk fills, consumed after it did: their deletes fail */
-  set_mode(c, DU_HOLD);
-  for (int i = 0; i < FD_BASELINE; i++, next++) CHECK_OK(add_one(w, next));
-  DCHECK(WAIT_FOR(du_client_nheld(c) == 1, 10000));
+  DCHECK(start_and_hold(w, d, "server", &next));
   long filled = disk_fill(d);
   CHECK(filled > 0);
   char detail[512];
@@ -231,17 +245,10 @@ static void server_full(disk_t *d) {
 static void server_disk_full(void) { on_disk("fulldisk-server", server_full); }
 
 static void client_full_body(du_world_t *w, disk_t *d) {
-  CHECK(world_on_disk(w, d, "client") == 0);
   du_client_t *c = &w->c[0];
   uint64_t next = 1;
-  for (; next <= FD_BASELINE; next++) CHECK_OK(add_one(w, next));
-  DCHECK(all_drained(w, FD_BASELINE));
   /* events stored before the disk fills, handled after it did; the first is with the handler */
-  set_mode(c, DU_HOLD);
-  for (int i = 0; i < FD_BASELINE; i++, next++) CHECK_OK(add_one(w, next));
-  hd_client_stats_t st;
-  DCHECK(WAIT_FOR(du_client_nheld(c) == 1 && du_client_stats(c, &st) == 0 &&
-                  st.unhandled == FD_BASELINE, 10000));
+  DCHECK(start_and_hold(w, d, "client", &next));
   long filled = disk_fill(d);
   CHECK(filled > 0);
   /* the server's adds all work; the client cannot store them and says so */
