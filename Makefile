@@ -130,6 +130,24 @@ test-c-asan test-c-tsan: test-c-%:
 test-c-run: lib tools tests
 	@$(RUN_ENV) $(RUN_C)
 
+# The long runs, not part of `make test` (docs/RELIABILITY.md, "Soak"): every C program that reads
+# one of the long counts runs once with them (the crash torture's kills, the power cuts' and the
+# I/O faults' counts), then `make fuzz` for SOAK_FUZZ_SECONDS per target; test/soak.sh prints a
+# summary (also in $(BUILD)/soak/summary.txt). Every count can be set on the command line; the
+# seed of the kills changes from run to run (printed, HD_SEED=... replays one).
+SOAK_KILLS ?= 5000
+SOAK_CUTS ?= 2000
+SOAK_FAULTS ?= 20000
+SOAK_FUZZ_SECONDS ?= 3600
+SOAK_SEED ?= $(shell date +%s)
+SOAK_SRCS = $(shell grep -l -E 'HD_(KILLS|CUTS|FAULTS)' $(TEST_SRCS))
+SOAK_BINS = $(patsubst test/%.c,$(BUILD)/test/%,$(SOAK_SRCS))
+SOAK_FUZZ = $(if $(filter-out 0,$(SOAK_FUZZ_SECONDS)),$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(SOAK_FUZZ_SECONDS))
+.PHONY: soak
+soak: lib tools tests $(if $(SOAK_FUZZ),fuzz-build)
+	@HD_KILLS=$(SOAK_KILLS) HD_CUTS=$(SOAK_CUTS) HD_FAULTS=$(SOAK_FAULTS) HD_SEED=$(SOAK_SEED) \
+	  sh test/soak.sh $(BUILD)/soak "$(SOAK_BINS)" "$(SOAK_FUZZ)"
+
 # The public header compiles alone, as C and as C++, with -pedantic -Werror.
 test-header:
 	@mkdir -p $(BUILD)

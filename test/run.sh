@@ -1,10 +1,12 @@
 #!/bin/sh
 # Runs every C test program (under valgrind's memcheck when HD_VALGRIND=1) and prints one closing
-# "c: N passed, N failed" line that adds them up. Exit status 1 if any test failed.
+# "c: N passed, N failed" line that adds them up (", N skipped" when a test skipped: each skip's
+# reason is printed under its program). Exit status 1 if any test failed.
 build=$1
 bins=$2
 passed=0
 failed=0
+skipped=0
 status=0
 for bin in $bins; do
   name=$(basename "$bin")
@@ -19,7 +21,9 @@ for bin in $bins; do
     "$bin" $args >"$out" 2>&1
   fi
   rc=$?
-  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' "$out" | tail -1 | sed 's/, [0-9]* skipped$//')
+  full=$(grep -E '^[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' "$out" | tail -1)
+  line=$(echo "$full" | sed 's/, [0-9]* skipped$//')
+  s=$(echo "$full" | sed -n 's/.*, \([0-9]*\) skipped$/\1/p')
   p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
   f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed$/\1/p')
   [ -n "$p" ] || p=0
@@ -32,9 +36,19 @@ for bin in $bins; do
     echo "--- $name failed (exit $rc):"
     cat "$out"
   else
-    echo "ok $name ($p passed)"
+    if [ -n "$s" ]; then
+      echo "ok $name ($p passed, $s skipped)"
+      grep '^  SKIP ' "$out"
+      skipped=$((skipped + s))
+    else
+      echo "ok $name ($p passed)"
+    fi
   fi
   rm -f "$out"
 done
-echo "c: $passed passed, $failed failed"
+if [ "$skipped" -gt 0 ]; then
+  echo "c: $passed passed, $failed failed, $skipped skipped"
+else
+  echo "c: $passed passed, $failed failed"
+fi
 exit $status

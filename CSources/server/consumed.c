@@ -5,7 +5,8 @@
  * a report of one of them is a duplicate and is ignored; a report of an event the store does
  * not hold any more is answered DONE at once (idempotent). An ok completion joins the user's
  * delete list; one delete per user per loop iteration goes to the store, and DONE follows its
- * commit. A failed completion just leaves the in-flight set, so the client can report it again.
+ * commit; a delete that fails (a full disk) is tried again after a backoff until it works. A
+ * failed completion just leaves the in-flight set, so the client can report it again.
  *
  * A batch is one allocation: header, event infos, per-event state, payloads and client data.
  * Completions claim an event with a compare-and-swap on its state (so HD_EALREADY is exact
@@ -118,26 +119,107 @@ static void send_done(hd__server_user_t *u, const uint64_t *seqs, size_t n) {
 typedef struct del_ctx {
   hd__server_events_t *ev;
   hd__server_user_t *u; /* kept alive: its seqs stay in flight until this completes */
+  hd__queue_t node;     /* on ev->del_retry while it waits to be tried again */
+  unsigned tries;
   size_t n;
   uint64_t seqs[];
 } del_ctx_t;
 
+/* The delete is over (done, or given up): its seqs leave the in-flight set. */
+static void del_end(del_ctx_t *d) {
+  hd__server_events_t *ev = d->ev;
+  hd__server_user_t *u = d->u;
+  inflight_remove_sorted(u, d->seqs, d->n);
+  free(d);
+  hd__server_user_release(ev, u);
+}
+
+/* A delete that failed (above all a full disk: HD_ENOSPC) is tried again after a backoff until it
+ * works: the application completed those events with success, and the client, which waits for
+ * their DONE, would otherwise report them again only at its next connection and hold its credit
+ * for them meanwhile. Its seqs stay in flight, so a report of them meanwhile is a duplicate. */
+static void on_del_timer(uv_timer_t *t);
+
+static void del_retry_later(del_ctx_t *d) {
+  hd__server_events_t *ev = d->ev;
+  hd__queue_insert_tail(&ev->del_retry, &d->node);
+  if (uv_is_active((uv_handle_t *)&ev->del_timer)) return;
+  uv_timer_start(&ev->del_timer, on_del_timer, ev->del_backoff_ms, 0);
+  uint64_t next = (uint64_t)ev->del_backoff_ms * 2;
+  ev->del_backoff_ms = next > HD__SRV_DEL_RETRY_MAX_MS ? HD__SRV_DEL_RETRY_MAX_MS : (uint32_t)next;
+}
+
+static void del_done(void *data, int status, uint64_t value);
+
+static int del_submit(del_ctx_t *d) {
+  return d->ev->store->vt->delete_events(d->ev->store, d->u->pk, d->seqs, d->n, del_done, d);
+}
+
+static void on_del_timer(uv_timer_t *t) {
+  hd__server_events_t *ev = t->data;
+  hd__queue_t q;
+  hd__queue_init(&q);
+  hd__queue_move(&ev->del_retry, &q);
+  hd__queue_t *node;
+  while ((node = hd__queue_pop(&q)) != NULL) {
+    del_ctx_t *d = hd__container_of(node, del_ctx_t, node);
+    if (del_submit(d) != 0) {
+      hd__log(ev->rt, HD_LOG_WARN, "cannot delete %zu consumed events: %s", d->n,
+              hd_last_error_message());
+      del_end(d); /* out of the in-flight set: the client's next report of them is answered */
+    }
+  }
+}
+
+void hd__consumed_init(hd__server_events_t *ev) {
+  hd__queue_init(&ev->del_retry);
+  uv_timer_init(ev->rt->loop, &ev->del_timer);
+  ev->del_timer.data = ev;
+  ev->del_backoff_ms = HD__SRV_DEL_RETRY_MIN_MS;
+}
+
+void hd__consumed_close(hd__server_events_t *ev, uv_close_cb closed) {
+  uv_timer_stop(&ev->del_timer);
+  size_t n = 0;
+  hd__queue_t *node;
+  while ((node = hd__queue_pop(&ev->del_retry)) != NULL) {
+    del_ctx_t *d = hd__container_of(node, del_ctx_t, node);
+    n += d->n;
+    del_end(d);
+  }
+  if (n > 0) {
+    hd__log(ev->rt, HD_LOG_WARN, "closing with %zu consumed events whose delete failed: they "
+            "stay and are confirmed when the client reports them again", n);
+  }
+  uv_close((uv_handle_t *)&ev->del_timer, closed);
+}
+
 static void del_done(void *data, int status, uint64_t value) {
   del_ctx_t *d = data;
   hd__server_events_t *ev = d->ev;
-  hd__server_user_t *u = d->u;
   (void)value;
   if (status == 0) {
     ev->n_confirmed += d->n;
-  } else {
-    hd__log(ev->rt, HD_LOG_WARN, "deleting %zu consumed events failed (%s: %s): they stay and are "
-            "confirmed when the client reports them again", d->n, hd_err_name(status),
-            hd_last_error_message());
+    ev->del_backoff_ms = HD__SRV_DEL_RETRY_MIN_MS;
+    if (d->tries > 0) {
+      hd__log(ev->rt, HD_LOG_WARN, "deleted %zu consumed events at try %u", d->n, d->tries + 1);
+    }
+    send_done(d->u, d->seqs, d->n);
+    del_end(d);
+    return;
   }
-  inflight_remove_sorted(u, d->seqs, d->n);
-  if (status == 0) send_done(u, d->seqs, d->n);
-  free(d);
-  hd__server_user_release(ev, u);
+  if (ev->closing) {
+    hd__log(ev->rt, HD_LOG_WARN, "deleting %zu consumed events failed (%s: %s) while closing: "
+            "they stay and are confirmed when the client reports them again", d->n,
+            hd_err_name(status), hd_last_error_message());
+    del_end(d);
+    return;
+  }
+  if (d->tries++ == 0) {
+    hd__log(ev->rt, HD_LOG_WARN, "deleting %zu consumed events failed (%s: %s): tried again "
+            "after a backoff until it works", d->n, hd_err_name(status), hd_last_error_message());
+  }
+  del_retry_later(d);
 }
 
 static void submit_delete(hd__server_events_t *ev, hd__server_user_t *u) {
@@ -150,9 +232,10 @@ static void submit_delete(hd__server_events_t *ev, hd__server_user_t *u) {
   if (d != NULL) {
     d->ev = ev;
     d->u = u;
+    d->tries = 0;
     d->n = n;
     memcpy(d->seqs, u->del, n * sizeof(uint64_t));
-    rc = ev->store->vt->delete_events(ev->store, u->pk, d->seqs, n, del_done, d);
+    rc = del_submit(d);
   }
   if (rc != 0) {
     /* not deleted: out of the in-flight set, so the client's next report of them is answered */

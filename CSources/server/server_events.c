@@ -100,6 +100,7 @@ int hd__server_events_create(hd__server_events_t **out, hd__runtime_t *rt,
     events_free(ev);
     return rc;
   }
+  hd__consumed_init(ev);
   ev->store->vt->store_id(ev->store, welcome->store_id);
   ev->store->vt->epoch(ev->store, welcome->epoch);
   welcome->has_epoch = 1;
@@ -141,24 +142,33 @@ void hd__server_events_on_close(hd__server_events_t *ev, hd__conn_t *c) {
 
 /* ---- Close and stats ------------------------------------------------------------------------ */
 
-static void on_store_closed(void *data) {
-  hd__server_events_t *ev = data;
+static void close_step(hd__server_events_t *ev) {
+  if (--ev->pending_closes > 0) return;
   void (*cb)(void *) = ev->closed_cb;
   void *arg = ev->closed_arg;
-  ev->store = NULL;
   hd__runtime_undefer(ev->rt, &ev->del_flush);
   hd__consumed_orphan_all(ev);
   events_free(ev);
   if (cb != NULL) cb(arg);
 }
 
+static void on_store_closed(void *data) {
+  hd__server_events_t *ev = data;
+  ev->store = NULL;
+  close_step(ev);
+}
+
+static void on_timer_closed(uv_handle_t *h) { close_step(h->data); }
+
 void hd__server_events_close(hd__server_events_t *ev, void (*cb)(void *arg), void *arg) {
   ev->closing = 1;
   ev->closed_cb = cb;
   ev->closed_arg = arg;
+  ev->pending_closes = 2;
   /* what was completed goes to the store, then the store commits everything queued (their
-   * callbacks run) and closes; we finish in its callback */
+   * callbacks run) and closes; we finish once it and the retry timer are closed */
   hd__consumed_flush(ev);
+  hd__consumed_close(ev, on_timer_closed);
   if (ev->store->vt->close(ev->store, on_store_closed, ev) != 0) on_store_closed(ev);
 }
 

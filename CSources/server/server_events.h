@@ -27,6 +27,9 @@
 /* Most reported events one loop turn works through for a session: a larger CONSUMED goes on in
  * the next turns (consumed.c), and a batch handed to on_consumed holds at most this many. */
 #define HD__SRV_REPORT_SLICE 4096u
+/* A delete that failed (a full disk) is tried again after this, doubling up to the maximum. */
+#define HD__SRV_DEL_RETRY_MIN_MS 100u
+#define HD__SRV_DEL_RETRY_MAX_MS 5000u
 /* A payload must leave room for the EVENTS framing within the peer's message limit. */
 #define HD__SRV_PAYLOAD_SLACK 64
 
@@ -89,6 +92,10 @@ struct hd__server_events {
 
   hd__queue_t del_users;      /* users with ok completions to delete at the iteration's end */
   hd__deferred_t del_flush;
+  hd__queue_t del_retry;      /* deletes that failed (a full disk), submitted again on the timer */
+  uv_timer_t del_timer;       /* armed while del_retry is not empty */
+  uint32_t del_backoff_ms;    /* the next retry's delay: doubles up to HD__SRV_DEL_RETRY_MAX_MS */
+  int pending_closes;         /* close: the store and the timer */
   hd__queue_t batches;        /* live batches (handed to the application) */
 
   int closing;                /* close was called: the store is closing or closed */
@@ -141,6 +148,11 @@ void hd__consumed_report(hd__server_events_t *ev, hd__session_t *ss, const uint8
 void hd__consumed_session_close(hd__server_events_t *ev, hd__session_t *ss);
 /* Before the store closes: submit the deletes gathered this iteration. */
 void hd__consumed_flush(hd__server_events_t *ev);
+/* The timer that submits failed deletes again (after the store opened). */
+void hd__consumed_init(hd__server_events_t *ev);
+/* At close: deletes waiting to be tried again are dropped (the client reports those events again
+ * at its next connection); the timer closes, then `closed(h)`. */
+void hd__consumed_close(hd__server_events_t *ev, uv_close_cb closed);
 /* At the very end: batches still with the application only wait to be freed. */
 void hd__consumed_orphan_all(hd__server_events_t *ev);
 

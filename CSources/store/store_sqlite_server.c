@@ -646,12 +646,16 @@ static int kind_open_tx(hd__sqlite_store_t *sql, const hd__store_options_t *opts
              "told at their next connection and get the events numbered again",
              reason);
   }
-  err = hd__sqlite_exec(db,
-                        opts->sync_normal
-                            ? "INSERT OR REPLACE INTO meta(key, value) VALUES('open', 'normal')"
-                            : "INSERT OR REPLACE INTO meta(key, value) VALUES('open', 'full')",
-                        "clean-shutdown flag");
-  if (err != 0) return err;
+  /* Under FULL the flag only has to replace a NORMAL run's: an open that writes nothing also
+   * works on a full disk, so the events the store holds are delivered meanwhile. */
+  if (opts->sync_normal || strcmp(was_open, "normal") == 0) {
+    err = hd__sqlite_exec(db,
+                          opts->sync_normal
+                              ? "INSERT OR REPLACE INTO meta(key, value) VALUES('open', 'normal')"
+                              : "INSERT OR REPLACE INTO meta(key, value) VALUES('open', 'full')",
+                          "clean-shutdown flag");
+    if (err != 0) return err;
+  }
   sqlite3_stmt *st = NULL;
   int rc = sqlite3_prepare_v2(db, "SELECT no, id FROM epochs ORDER BY no DESC LIMIT 1", -1, &st,
                               NULL);

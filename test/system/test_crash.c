@@ -32,7 +32,20 @@
  * once the server has received the consumption report of an event (the client sends it only after
  * recording the consumption durably), that event is never handled again. Also: every added event
  * is handled; within one client process no event is handled twice. Re-handles are counted and
- * printed. */
+ * printed.
+ *
+ * torture: many kills (HD_KILLS, 60 by default, 30 under valgrind) of the server, the client or
+ * both, at random moments (seeded: HD_SEED, 1 by default) while the server adds and the client
+ * handles; each victim is started again at once on its folder (torture_run says how). Server
+ * incarnation k adds the payloads crash#<k * 1000000 + i>, so every payload is unique. The log
+ * gives the evidence: "added" lines are the acknowledged adds; a "handled" line belongs to the
+ * client incarnation the parent started last before it ("START client"), and "KILL client"
+ * says that incarnation was killed. Checked: every acknowledged add handled (zero loss); no
+ * sequence number given twice; no event handled twice by one incarnation, again after an
+ * incarnation that ended cleanly, or again after the server received its report; and the
+ * repeats of a killed incarnation are the tail of what it handled (its consumptions commit in
+ * order, so what was not yet durable at the kill is its last handlings); everything drains, both
+ * stores end empty. The figures (kills of each, events, repeats, time) are printed. */
 #include "harness.h"
 #include "delivery_util.h"
 
@@ -105,6 +118,7 @@ typedef struct adder {
   const uint8_t *user;
   atomic_long *next;
   long last;
+  long pause_us; /* between two adds of one thread (HD_CRASH_ADD_US): adds spread over time */
   int failed;
 } adder_t;
 
@@ -123,6 +137,7 @@ static void *adder_main(void *arg) {
       continue;
     }
     log_write("added %" PRIu64 " %ld", seq, i);
+    if (a->pause_us > 0) usleep((useconds_t)a->pause_us);
   }
   return NULL;
 }
@@ -169,10 +184,11 @@ static void role_server(void) {
   log_write("port %d", hd_server_port(s));
   atomic_long next = atol(getenv("HD_CRASH_FIRST"));
   long last = next + atol(getenv("HD_CRASH_ADD")) - 1;
+  long pause_us = getenv("HD_CRASH_ADD_US") ? atol(getenv("HD_CRASH_ADD_US")) : 0;
   adder_t a[ADDERS];
   pthread_t t[ADDERS];
   for (int i = 0; i < ADDERS; i++) {
-    a[i] = (adder_t){s, user, &next, last, 0};
+    a[i] = (adder_t){s, user, &next, last, pause_us, 0};
     pthread_create(&t[i], NULL, adder_main, &a[i]);
   }
   int failed = 0;
@@ -260,7 +276,9 @@ typedef struct crash {
   pid_t server, client;
   int port;
   long n;
+  uint64_t cap;    /* the log's sequence numbers are below this */
   long handler_us; /* the client's handler works this long per event */
+  long add_us;     /* each adding thread of the server pauses this long between adds */
 } crash_t;
 
 /* The log, parsed. */
@@ -278,9 +296,31 @@ typedef struct parsed {
   int port_lines, last_port;
   int final_server, final_client;
   long final_pending, final_unhandled, final_consumed;
+  /* processes: "START client" begins client incarnation `client_starts` (from 1); a handled
+   * line belongs to the incarnation started last (one client runs at a time) */
+  int server_starts, client_starts, adds_done_server; /* the server incarnation of adds-done */
+  char *client_killed;            /* [incarnation]: ended by SIGKILL (killed_cap of them) */
+  size_t killed_cap;
+  struct handling { uint64_t seq; int inc; } *hrec; /* every handled line, in order */
+  size_t n_hrec, hrec_cap;
 } parsed_t;
 
+/* Grows *arr (of `size`-byte items, *cap of them) to hold `want`, zeroing what it adds. */
+static int grow(void *arr, size_t *cap, size_t want, size_t size) {
+  if (want <= *cap) return 0;
+  size_t n = *cap ? *cap * 2 : 64;
+  while (n < want) n *= 2;
+  char *p = realloc(*(char **)arr, n * size);
+  if (p == NULL) return -1;
+  memset(p + *cap * size, 0, (n - *cap) * size);
+  *(char **)arr = p;
+  *cap = n;
+  return 0;
+}
+
 static void parsed_free(parsed_t *p) {
+  free(p->client_killed);
+  free(p->hrec);
   free(p->added);
   free(p->handled);
   free(p->handled_seg);
@@ -325,6 +365,8 @@ static int parse_log(const char *path, uint64_t cap, parsed_t *p) {
       }
       handled_idx[seq] = idx;
       if (p->added[seq] && p->added_idx[seq] != idx) p->idx_mismatch++;
+      if (grow(&p->hrec, &p->hrec_cap, p->n_hrec + 1, sizeof *p->hrec) == 0)
+        p->hrec[p->n_hrec++] = (struct handling){seq, p->client_starts};
     } else if (sscanf(line, "reported %" SCNu64, &seq) == 1) {
       p->reported_lines++;
       if (seq >= cap) { p->out_of_range++; continue; }
@@ -332,8 +374,15 @@ static int parse_log(const char *path, uint64_t cap, parsed_t *p) {
       p->reported_seen[seq] = 1;
     } else if (strncmp(line, "KILL client", 11) == 0) {
       p->segment++;
+      if (grow(&p->client_killed, &p->killed_cap, (size_t)p->client_starts + 1, 1) == 0)
+        p->client_killed[p->client_starts] = 1;
+    } else if (strncmp(line, "START client", 12) == 0) {
+      p->client_starts++;
+    } else if (strncmp(line, "START server", 12) == 0) {
+      p->server_starts++;
     } else if (sscanf(line, "adds-done %ld", &a) == 1) {
       p->adds_done++;
+      p->adds_done_server = p->server_starts;
       p->add_failures += (int)a;
     } else if (sscanf(line, "port %ld", &a) == 1) {
       p->port_lines++;
@@ -377,7 +426,8 @@ static void parent_log(crash_t *c, const char *what) {
 static void hexkey(char out[65], const uint8_t *b) { hd_hex_encode(out, 65, b, 32); }
 
 static pid_t spawn(crash_t *c, const char *role, const char *dir, int port, long first, long add) {
-  char ss[65], sp[65], us[65], up[65], portb[16], firstb[32], addb[32], hus[32], line[64];
+  char ss[65], sp[65], us[65], up[65], portb[16], firstb[32], addb[32], hus[32], aus[32];
+  char line[64];
   hexkey(ss, c->skp.scalar);
   hexkey(sp, c->skp.public_key);
   hexkey(us, c->ukp.scalar);
@@ -386,6 +436,7 @@ static pid_t spawn(crash_t *c, const char *role, const char *dir, int port, long
   snprintf(firstb, sizeof firstb, "%ld", first);
   snprintf(addb, sizeof addb, "%ld", add);
   snprintf(hus, sizeof hus, "%ld", c->handler_us);
+  snprintf(aus, sizeof aus, "%ld", c->add_us);
   snprintf(line, sizeof line, "START %s", role);
   parent_log(c, line);
   char *env[] = {"HD_CRASH_ROLE",   (char *)role, "HD_CRASH_DIR",        (char *)dir,
@@ -394,7 +445,8 @@ static pid_t spawn(crash_t *c, const char *role, const char *dir, int port, long
                  "HD_CRASH_ADD",    addb,         "HD_CRASH_HANDLER_US", hus,
                  "HD_CRASH_SKEY_S", ss,           "HD_CRASH_SKEY_P",     sp,
                  "HD_CRASH_UKEY_S", us,           "HD_CRASH_UKEY_P",     up,
-                 "HD_CRASH_USER",   up,           NULL};
+                 "HD_CRASH_USER",   up,           "HD_CRASH_ADD_US",     aus,
+                 NULL};
   /* the children run natively, not under valgrind */
   return hdt_spawn_self("test_crash", "crash_role", env, HDT_CHILD_NATIVE | HDT_CHILD_QUIET);
 }
@@ -414,7 +466,7 @@ static void kill_child(crash_t *c, pid_t *pid, const char *what) {
     int wl_ok_ = 0;                                                                               \
     for (;;) {                                                                                    \
       parsed_free(&(p));                                                                          \
-      parse_log((c)->log, (uint64_t)(c)->n * 2 + 100, &(p));                                      \
+      parse_log((c)->log, (c)->cap, &(p));                                                        \
       if (cond) { wl_ok_ = 1; break; }                                                            \
       if (hdt_now_ms() > wl_dl_) break;                                                           \
       hdt_sleep_ms(20);                                                                           \
@@ -445,6 +497,7 @@ static int crash_init(crash_t *c) {
   hd_keypair_generate(&c->skp);
   hd_keypair_generate(&c->ukp);
   c->n = (long)hdt_count(10000, 1000);
+  c->cap = (uint64_t)c->n * 2 + 100;
   return 0;
 }
 
@@ -471,6 +524,19 @@ static int stop_children(crash_t *c) {
     if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) ok = 0;
   }
   return ok;
+}
+
+/* Once the server just started on port 0 (c->server) says its port: the client, dialing it. 1
+ * if both run. */
+static int start_client(crash_t *c, parsed_t *p) {
+  int got_port = c->server > 0 && WAIT_LOG(c, *p, p->port_lines >= 1, 10000);
+  c->port = p->last_port;
+  if (!got_port) {
+    print_tail(c);
+    return 0;
+  }
+  c->client = spawn(c, "client", c->cdir, c->port, 0, 0);
+  return c->client > 0;
 }
 
 /* ---- the scenarios: one runner, a row each ---- */
@@ -542,19 +608,13 @@ static void crash_run(crash_t *c, const crash_case_t *k) {
   c->handler_us = k->handler_us;
   if (k->handler_us && getenv("HD_CRASH_US")) c->handler_us = atol(getenv("HD_CRASH_US"));
   c->server = spawn(c, "server", c->sdir, 0, 1, c->n);
-  CHECK(c->server > 0);
-  int got_port = WAIT_LOG(c, p, p.port_lines >= 1, 10000);
-  c->port = p.last_port;
-  if (!got_port) print_tail(c);
-  CHECK(got_port);
-  c->client = spawn(c, "client", c->cdir, c->port, 0, 0);
-  CHECK(c->client > 0);
+  CHECK(start_client(c, &p));
   /* kill the victim in the middle of the stream */
   long *progress = server_dies ? &p.added_lines : &p.handled_lines;
   int reached = WAIT_LOG(c, p, *progress >= c->n / k->kill_div, 30000);
   kill_child(c, server_dies ? &c->server : &c->client, server_dies ? "KILL server" : "KILL client");
   parsed_free(&p);
-  parse_log(c->log, (uint64_t)c->n * 2 + 100, &p);
+  parse_log(c->log, c->cap, &p);
   outcome_t o = {p.added_lines, p.handled_lines, 0};
   if (!reached) print_tail(c);
   CHECK(reached);
@@ -571,7 +631,7 @@ static void crash_run(crash_t *c, const crash_case_t *k) {
   CHECK(drained);
   o.clean_exit = stop_children(c);
   parsed_free(&p);
-  CHECK_OK(parse_log(c->log, (uint64_t)c->n * 2 + 100, &p));
+  CHECK_OK(parse_log(c->log, c->cap, &p));
   k->verdict(c, &p, &o);
   CHECK(all_added_handled(&p));
   CHECK(p.idx_mismatch == 0); /* the handled payload is the one added under that seq */
@@ -600,6 +660,185 @@ CRASH_TEST(server_killed, .victim = "server", .kill_div = 2, .verdict = server_v
 CRASH_TEST(client_killed, .victim = "client", .handler_us = 50, .kill_div = 3,
            .verdict = client_verdict)
 
-#define TESTS(X) X(crash_role) X(server_killed) X(client_killed)
+/* ---- torture: many kills of either process at random moments ---- */
+
+/* splitmix64: the kills' moments and victims, the same for the same seed */
+static uint64_t rng_next(uint64_t *x) {
+  uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+static int rng_between(uint64_t *x, int lo, int hi) {
+  return lo + (int)(rng_next(x) % (uint64_t)(hi - lo + 1));
+}
+
+static long env_long(const char *name, long dflt) {
+  const char *v = getenv(name);
+  return v != NULL && *v != '\0' ? atol(v) : dflt;
+}
+
+#define TORTURE_ADD 400 /* events a server incarnation adds, if it lives long enough */
+
+/* SIGKILLs `*pid` (it must still run: a child that ended by itself is a failure) and logs it. */
+static int torture_kill(crash_t *c, pid_t *pid, const char *what) {
+  int st = 0;
+  kill(*pid, SIGKILL);
+  waitpid(*pid, &st, 0);
+  *pid = 0;
+  parent_log(c, what);
+  return WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL ? 0 : -1;
+}
+
+/* Server incarnation `inc` (from 0) adds the payloads crash#<inc * 1000000 + i>, i < TORTURE_ADD:
+ * unique across incarnations, so a handled payload names its add. */
+static pid_t torture_server(crash_t *c, int inc) {
+  c->cap = (uint64_t)(inc + 1) * TORTURE_ADD + 100; /* seqs are given to committed adds only */
+  return spawn(c, "server", c->sdir, c->port, (long)inc * 1000000, TORTURE_ADD);
+}
+
+/* The figures of a torture's log: repeats and whether each was allowed. */
+typedef struct torture_tally {
+  long events, unacked, handled, repeats, max_burst;
+  long dup_added, same_incarnation, after_clean, not_a_suffix;
+} torture_tally_t;
+
+/* A repeat (an event handled again) is allowed only where the design allows it: the earlier
+ * handling was in a client incarnation that was killed, so its consumption may not have been
+ * durable yet. Consumptions commit in the order of handling, so what a killed incarnation
+ * handles again is the tail of what it handled: once one of its events is handled again, so is
+ * every event it handled after that one. */
+static int torture_tally(const parsed_t *p, torture_tally_t *t) {
+  memset(t, 0, sizeof *t);
+  size_t *last = calloc(p->cap, sizeof *last); /* the index of the seq's last handling + 1 */
+  int *inc_of = calloc(p->cap, sizeof *inc_of);
+  if (last == NULL || inc_of == NULL) {
+    free(last);
+    free(inc_of);
+    return -1;
+  }
+  for (size_t i = 0; i < p->n_hrec; i++) last[p->hrec[i].seq] = i + 1;
+  for (uint64_t s = 1; s < p->cap; s++) {
+    if (p->added[s]) t->events++;
+    if (p->added[s] > 1) t->dup_added++;
+    if (p->handled[s] && !p->added[s]) t->unacked++; /* committed, killed before it answered */
+  }
+  int inc = -1, tail = 0;
+  long burst = 0;
+  for (size_t i = 0; i < p->n_hrec; i++) {
+    const struct handling *h = &p->hrec[i];
+    if (h->inc != inc) {
+      inc = h->inc;
+      tail = 0;
+      burst = 0;
+    }
+    t->handled++;
+    if (inc_of[h->seq] == h->inc) t->same_incarnation++;
+    inc_of[h->seq] = h->inc;
+    if (last[h->seq] == i + 1) {
+      if (tail) t->not_a_suffix++;
+      continue;
+    }
+    t->repeats++;
+    if (++burst > t->max_burst) t->max_burst = burst;
+    tail = 1;
+    int killed = (size_t)h->inc < p->killed_cap && p->client_killed[h->inc];
+    if (!killed) t->after_clean++;
+  }
+  free(last);
+  free(inc_of);
+  return 0;
+}
+
+/* Server and client run; HD_KILLS times (60 by default, 30 under valgrind) one of them or both
+ * are SIGKILLed at a random moment (20 to 400 ms after the last kill) and started again on their
+ * folders, the server on the same port; the server's four threads add events all along (a pause
+ * of 1 ms between two adds of a thread) and its consumption callback completes them; the
+ * client's handler works 50 us per event. Then both run to the end: everything drains, both stop
+ * cleanly. The seed (HD_SEED, 1 by default) fixes the moments and the victims. */
+static void torture_run(crash_t *c) {
+  parsed_t p;
+  memset(&p, 0, sizeof p);
+  CHECK_OK(crash_init(c));
+  long kills = env_long("HD_KILLS", (long)hdt_count(60, 30));
+  uint64_t seed = (uint64_t)env_long("HD_SEED", 1), x = seed;
+  c->handler_us = 50;
+  c->add_us = 1000;
+  uint64_t t0 = hdt_now_ms();
+  int sinc = 0;
+  long server_kills = 0, client_kills = 0;
+  c->server = torture_server(c, sinc++);
+  CHECK(start_client(c, &p));
+  int unexpected = 0;
+  while (server_kills + client_kills < kills) {
+    hdt_sleep_ms(rng_between(&x, 20, 400));
+    int r = rng_between(&x, 0, 9); /* 4 in 10 the server, 4 the client, 2 both */
+    int ks = r < 4 || r >= 8, kc = r >= 4;
+    if (ks) {
+      unexpected += torture_kill(c, &c->server, "KILL server") != 0;
+      server_kills++;
+    }
+    if (kc) {
+      unexpected += torture_kill(c, &c->client, "KILL client") != 0;
+      client_kills++;
+    }
+    hdt_sleep_ms(rng_between(&x, 0, 50));
+    if (ks) c->server = torture_server(c, sinc++);
+    if (kc) c->client = spawn(c, "client", c->cdir, c->port, 0, 0);
+    if (unexpected || c->server <= 0 || c->client <= 0) break;
+  }
+  if (unexpected) print_tail(c);
+  CHECK(unexpected == 0); /* every child was still running when it was killed */
+  CHECK(c->server > 0 && c->client > 0);
+  /* the last incarnations run to the end: the server adds all its events, everything drains */
+  int drained =
+      WAIT_LOG(c, p, p.adds_done_server == p.server_starts && all_added_handled(&p), 60000);
+  if (!drained) print_tail(c);
+  CHECK(drained);
+  int clean_exit = stop_children(c);
+  parsed_free(&p);
+  CHECK_OK(parse_log(c->log, c->cap, &p));
+  torture_tally_t t;
+  CHECK_OK(torture_tally(&p, &t));
+  printf("  torture, seed %" PRIu64 ": %ld kills (%ld of the server, %ld of the client) in "
+         "%.1f s; %ld events acknowledged (%ld more committed unacknowledged, handled too), %ld "
+         "handlings, %ld repeats (at most %ld after one kill)\n",
+         seed, server_kills + client_kills, server_kills, client_kills,
+         (double)(hdt_now_ms() - t0) / 1000.0, t.events, t.unacked, t.handled, t.repeats,
+         t.max_burst);
+  int bad = t.dup_added || t.same_incarnation || t.after_clean || t.not_a_suffix ||
+            p.handled_after_report || !clean_exit;
+  if (bad) {
+    fprintf(stderr, "  seqs given twice %ld, handled twice by one client %ld, handled again after "
+            "a clean end %ld, repeats not the tail of a killed client's handlings %ld, handled "
+            "after the server had the report %d (first seq %" PRIu64 ")\n",
+            t.dup_added, t.same_incarnation, t.after_clean, t.not_a_suffix,
+            p.handled_after_report, p.first_after_report);
+    print_tail(c);
+  }
+  CHECK(all_added_handled(&p)); /* zero loss: every acknowledged add was handled */
+  CHECK(t.dup_added == 0);      /* no sequence number given twice across the kills */
+  CHECK(t.same_incarnation == 0 && t.after_clean == 0 && t.not_a_suffix == 0);
+  CHECK(p.handled_after_report == 0); /* a consumption the server received is durable */
+  CHECK(p.idx_mismatch == 0);         /* the handled payload is the one added under that seq */
+  CHECK(p.out_of_range == 0 && p.bad_data == 0 && p.bad_event == 0);
+  CHECK(p.add_failures == 0);
+  CHECK(clean_exit);
+  CHECK(p.final_server == 1 && p.final_pending == 0);
+  CHECK(p.final_client == 1 && p.final_unhandled == 0 && p.final_consumed == 0);
+  CHECK(t.events >= TORTURE_ADD);
+  parsed_free(&p);
+}
+
+static void torture(void) {
+  if (getenv("HD_CRASH_ROLE")) return;
+  crash_t c;
+  memset(&c, 0, sizeof c);
+  torture_run(&c);
+  crash_free(&c);
+}
+
+#define TESTS(X) X(crash_role) X(server_killed) X(client_killed) X(torture)
 
 HD_TEST_MAIN(TESTS)

@@ -1,5 +1,6 @@
 /* A minimal test harness: each test program defines TESTS(X) and gets a main() that runs them,
- * prints one line per failure and a closing "N passed, N failed" line; exit 1 on any failure. */
+ * prints one line per failure and a closing "N passed, N failed" line (", N skipped" added when a
+ * test skipped); exit 1 on any failure. */
 #ifndef HD_TEST_HARNESS_H
 #define HD_TEST_HARNESS_H
 
@@ -8,6 +9,18 @@
 #include <string.h>
 
 static int hd_test_failed_checks;
+static int hd_test_skips;
+
+/* Skips the test, saying why (something it needs is not there: never a way around a failure):
+ * prints "SKIP <why>" and returns; the test counts as skipped, not passed. */
+#define SKIP(...)                                                                                 \
+  do {                                                                                            \
+    printf("  SKIP ");                                                                            \
+    printf(__VA_ARGS__);                                                                          \
+    printf("\n");                                                                                 \
+    hd_test_skips++;                                                                              \
+    return;                                                                                       \
+  } while (0)
 
 #define CHECK(cond)                                                                               \
   do {                                                                                            \
@@ -39,19 +52,22 @@ static int hd_test_failed_checks;
   TESTS(HD_TEST_DECLARE)                                                                          \
   int main(int argc, char **argv) {                                                               \
     static const struct { const char *name; void (*fn)(void); } all[] = {TESTS(HD_TEST_ENTRY)};   \
-    int passed = 0, failed = 0;                                                                   \
+    int passed = 0, failed = 0, skipped = 0;                                                      \
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {                                   \
       if (argc > 1 && strcmp(argv[1], all[i].name) != 0) continue;                                \
-      int before = hd_test_failed_checks;                                                         \
+      int before = hd_test_failed_checks, skips = hd_test_skips;                                  \
       all[i].fn();                                                                                \
-      if (hd_test_failed_checks == before) {                                                      \
+      if (hd_test_failed_checks == before && hd_test_skips != skips) {                            \
+        skipped++;                                                                                \
+      } else if (hd_test_failed_checks == before) {                                               \
         passed++;                                                                                 \
       } else {                                                                                    \
         failed++;                                                                                 \
         fprintf(stderr, "FAIL %s\n", all[i].name);                                                \
       }                                                                                           \
     }                                                                                             \
-    printf("%d passed, %d failed\n", passed, failed);                                             \
+    if (skipped) printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);           \
+    else printf("%d passed, %d failed\n", passed, failed);                                        \
     return failed ? 1 : 0;                                                                        \
   }
 
