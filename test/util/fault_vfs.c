@@ -29,7 +29,7 @@ typedef struct fv_rec {
 typedef struct fv_node {
   struct fv_node *next;
   char *path;
-  int domain;
+  int domain;         /* -1: its domain was forgotten while a handle was open */
   int open;           /* handles */
   int main_db;        /* opened as SQLITE_OPEN_MAIN_DB */
   int volatile_entry; /* created since its directory was last synced */
@@ -166,7 +166,7 @@ static int fv_close(sqlite3_file *p) {
   fv_file_t *f = (fv_file_t *)p;
   int rc = f->real->pMethods->xClose(f->real);
   pthread_mutex_lock(&fv_mu);
-  if (f->node != NULL) f->node->open--;
+  if (f->node != NULL && --f->node->open == 0 && f->node->domain < 0) node_unlink(f->node);
   pthread_mutex_unlock(&fv_mu);
   return rc;
 }
@@ -176,10 +176,16 @@ static int fv_read(sqlite3_file *p, void *buf, int amt, sqlite3_int64 off) {
   return f->real->pMethods->xRead(f->real, buf, amt, off);
 }
 
+/* 1 if the file's writes and syncs are tracked (under fv_mu: a forgotten domain unties it) */
+static int tracked(const fv_file_t *f) { return f->node != NULL && f->node->domain >= 0; }
+
 static int fv_write(sqlite3_file *p, const void *buf, int amt, sqlite3_int64 off) {
   fv_file_t *f = (fv_file_t *)p;
-  if (f->node == NULL) return f->real->pMethods->xWrite(f->real, buf, amt, off);
   pthread_mutex_lock(&fv_mu);
+  if (!tracked(f)) {
+    pthread_mutex_unlock(&fv_mu);
+    return f->real->pMethods->xWrite(f->real, buf, amt, off);
+  }
   int rc = op_check(f->node->domain, FV_WRITES, SQLITE_IOERR_WRITE);
   if (rc == SQLITE_OK) rc = rec_add(f, off, amt, 0);
   if (rc == SQLITE_OK) rc = f->real->pMethods->xWrite(f->real, buf, amt, off);
@@ -189,8 +195,11 @@ static int fv_write(sqlite3_file *p, const void *buf, int amt, sqlite3_int64 off
 
 static int fv_truncate(sqlite3_file *p, sqlite3_int64 size) {
   fv_file_t *f = (fv_file_t *)p;
-  if (f->node == NULL) return f->real->pMethods->xTruncate(f->real, size);
   pthread_mutex_lock(&fv_mu);
+  if (!tracked(f)) {
+    pthread_mutex_unlock(&fv_mu);
+    return f->real->pMethods->xTruncate(f->real, size);
+  }
   int rc = op_check(f->node->domain, FV_WRITES, SQLITE_IOERR_TRUNCATE);
   if (rc == SQLITE_OK) rc = rec_add(f, size, 0, 1);
   if (rc == SQLITE_OK) rc = f->real->pMethods->xTruncate(f->real, size);
@@ -200,8 +209,11 @@ static int fv_truncate(sqlite3_file *p, sqlite3_int64 size) {
 
 static int fv_sync(sqlite3_file *p, int flags) {
   fv_file_t *f = (fv_file_t *)p;
-  if (f->node == NULL) return f->real->pMethods->xSync(f->real, flags);
   pthread_mutex_lock(&fv_mu);
+  if (!tracked(f)) {
+    pthread_mutex_unlock(&fv_mu);
+    return f->real->pMethods->xSync(f->real, flags);
+  }
   fv_node_t *n = f->node;
   int rc = op_check(n->domain, FV_SYNCS, SQLITE_IOERR_FSYNC);
   if (rc == SQLITE_OK) rc = f->real->pMethods->xSync(f->real, flags);
@@ -305,6 +317,10 @@ static int fv_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *p, int flag
       n = NULL;
     }
     if (n != NULL) {
+      if (n->domain < 0) { /* left over from a forgotten domain: tracked afresh */
+        recs_free(n);
+        n->domain = d;
+      }
       n->open++;
       if (flags & SQLITE_OPEN_MAIN_DB) n->main_db = 1;
       f->node = n;
@@ -401,9 +417,9 @@ static void forget_nodes(int d) {
     if (n->domain != d) continue;
     if (n->open == 0) {
       node_unlink(n);
-    } else { /* a handle still open: keep the node, untracked from now on */
+    } else { /* a handle still open: untracked from now on, freed at its last close */
       recs_free(n);
-      n->domain = FV_MAX_DOMAINS - 1;
+      n->domain = -1;
     }
   }
 }
