@@ -122,20 +122,27 @@ typedef struct del_ctx {
   uint64_t seqs[];
 } del_ctx_t;
 
+/* Events whose delete failed (a full disk, a failed store) stay stored, out of the in-flight set,
+ * but a client reports a consumption once per connection: its connection is ended, so that it
+ * reports them again when it is back (after its reconnect backoff) and the delete is tried
+ * again. Left connected, the events would stay pending and hold the client's window until it
+ * happened to reconnect. */
+static void delete_failed(hd__server_events_t *ev, hd__server_user_t *u, size_t n, int status) {
+  hd__log(ev->rt, HD_LOG_WARN, "deleting %zu consumed events failed (%s: %s): they stay, and the "
+          "client's connection is closed so that it reports them again when it reconnects", n,
+          hd_err_name(status), hd_last_error_message());
+  if (u->session != NULL) hd__conn_close(u->session->conn, status, "deleting consumed events failed");
+}
+
 static void del_done(void *data, int status, uint64_t value) {
   del_ctx_t *d = data;
   hd__server_events_t *ev = d->ev;
   hd__server_user_t *u = d->u;
   (void)value;
-  if (status == 0) {
-    ev->n_confirmed += d->n;
-  } else {
-    hd__log(ev->rt, HD_LOG_WARN, "deleting %zu consumed events failed (%s: %s): they stay and are "
-            "confirmed when the client reports them again", d->n, hd_err_name(status),
-            hd_last_error_message());
-  }
+  if (status == 0) ev->n_confirmed += d->n;
   inflight_remove_sorted(u, d->seqs, d->n);
   if (status == 0) send_done(u, d->seqs, d->n);
+  else delete_failed(ev, u, d->n, status);
   free(d);
   hd__server_user_release(ev, u);
 }
@@ -156,10 +163,9 @@ static void submit_delete(hd__server_events_t *ev, hd__server_user_t *u) {
   }
   if (rc != 0) {
     /* not deleted: out of the in-flight set, so the client's next report of them is answered */
-    hd__log(ev->rt, HD_LOG_WARN, "cannot delete %zu consumed events: %s", n,
-            hd_last_error_message());
     inflight_remove_sorted(u, u->del, n);
     free(d);
+    delete_failed(ev, u, n, rc);
   }
 }
 
