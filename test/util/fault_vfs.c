@@ -176,18 +176,20 @@ static int fv_read(sqlite3_file *p, void *buf, int amt, sqlite3_int64 off) {
   return f->real->pMethods->xRead(f->real, buf, amt, off);
 }
 
-/* 1 if the file's writes and syncs are tracked (under fv_mu: a forgotten domain unties it) */
+/* 1 if the file's writes and syncs are tracked (under fv_mu: forgetting a domain unties it) */
 static int tracked(const fv_file_t *f) { return f->node != NULL && f->node->domain >= 0; }
+
+/* A write or truncation of a tracked file (under fv_mu): counted, failed as a cut or a fault
+ * says, and what it replaces kept. SQLITE_OK: go on with the real call. */
+static int write_begin(fv_file_t *f, int64_t off, int64_t len, int trunc) {
+  int rc = op_check(f->node->domain, FV_WRITES, trunc ? SQLITE_IOERR_TRUNCATE : SQLITE_IOERR_WRITE);
+  return rc == SQLITE_OK ? rec_add(f, off, len, trunc) : rc;
+}
 
 static int fv_write(sqlite3_file *p, const void *buf, int amt, sqlite3_int64 off) {
   fv_file_t *f = (fv_file_t *)p;
   pthread_mutex_lock(&fv_mu);
-  if (!tracked(f)) {
-    pthread_mutex_unlock(&fv_mu);
-    return f->real->pMethods->xWrite(f->real, buf, amt, off);
-  }
-  int rc = op_check(f->node->domain, FV_WRITES, SQLITE_IOERR_WRITE);
-  if (rc == SQLITE_OK) rc = rec_add(f, off, amt, 0);
+  int rc = tracked(f) ? write_begin(f, off, amt, 0) : SQLITE_OK;
   if (rc == SQLITE_OK) rc = f->real->pMethods->xWrite(f->real, buf, amt, off);
   pthread_mutex_unlock(&fv_mu);
   return rc;
@@ -196,12 +198,7 @@ static int fv_write(sqlite3_file *p, const void *buf, int amt, sqlite3_int64 off
 static int fv_truncate(sqlite3_file *p, sqlite3_int64 size) {
   fv_file_t *f = (fv_file_t *)p;
   pthread_mutex_lock(&fv_mu);
-  if (!tracked(f)) {
-    pthread_mutex_unlock(&fv_mu);
-    return f->real->pMethods->xTruncate(f->real, size);
-  }
-  int rc = op_check(f->node->domain, FV_WRITES, SQLITE_IOERR_TRUNCATE);
-  if (rc == SQLITE_OK) rc = rec_add(f, size, 0, 1);
+  int rc = tracked(f) ? write_begin(f, size, 0, 1) : SQLITE_OK;
   if (rc == SQLITE_OK) rc = f->real->pMethods->xTruncate(f->real, size);
   pthread_mutex_unlock(&fv_mu);
   return rc;
@@ -210,14 +207,10 @@ static int fv_truncate(sqlite3_file *p, sqlite3_int64 size) {
 static int fv_sync(sqlite3_file *p, int flags) {
   fv_file_t *f = (fv_file_t *)p;
   pthread_mutex_lock(&fv_mu);
-  if (!tracked(f)) {
-    pthread_mutex_unlock(&fv_mu);
-    return f->real->pMethods->xSync(f->real, flags);
-  }
-  fv_node_t *n = f->node;
-  int rc = op_check(n->domain, FV_SYNCS, SQLITE_IOERR_FSYNC);
+  fv_node_t *n = tracked(f) ? f->node : NULL;
+  int rc = n != NULL ? op_check(n->domain, FV_SYNCS, SQLITE_IOERR_FSYNC) : SQLITE_OK;
   if (rc == SQLITE_OK) rc = f->real->pMethods->xSync(f->real, flags);
-  if (rc == SQLITE_OK) {
+  if (rc == SQLITE_OK && n != NULL) {
     sqlite3_int64 size = 0;
     f->real->pMethods->xFileSize(f->real, &size);
     recs_free(n); /* an fsync writes every dirty page of the file, whichever handle wrote it */
