@@ -127,8 +127,14 @@ static int on_events(hd__client_events_t *ev, hd__conn_t *c, const uint8_t *body
 static void on_forgotten(void *data, int status, uint64_t value) {
   hd__client_events_t *ev = data;
   if (status != 0) {
-    /* kept: reported again at the next connect, and the server confirms it again */
-    hd__log(ev->rt, HD_LOG_ERROR, "forgetting confirmed events failed: %s", hd_last_error_message());
+    /* kept: reported again at the next connect, and the server confirms them again; the
+     * connection ends so that this happens after the reconnect backoff, not whenever it would
+     * end anyway (until then they would hold the window) */
+    hd__log(ev->rt, HD_LOG_ERROR, "forgetting confirmed events failed (%s: %s): reconnecting to "
+            "report them again", hd_err_name(status), hd_last_error_message());
+    if (ev->conn != NULL && !ev->closing) {
+      hd__conn_close(ev->conn, status, "forgetting confirmed events failed");
+    }
     return;
   }
   ev->confirmed += value;

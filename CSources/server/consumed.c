@@ -125,6 +125,19 @@ typedef struct del_ctx {
   uint64_t seqs[];
 } del_ctx_t;
 
+/* A delete that could not even be submitted (out of memory, a failed store): the events stay
+ * stored, out of the in-flight set, and since a client reports a consumption once per connection,
+ * its connection is ended so that it reports them again after its reconnect backoff. Left
+ * connected, they would stay pending and hold the client's window. */
+static void delete_not_submitted(hd__server_events_t *ev, hd__server_user_t *u, size_t n) {
+  hd__log(ev->rt, HD_LOG_WARN, "cannot delete %zu consumed events (%s): they stay, and the "
+          "client's connection is closed so that it reports them again when it reconnects", n,
+          hd_last_error_message());
+  if (u->session != NULL) {
+    hd__conn_close(u->session->conn, HD_EIO, "deleting consumed events failed");
+  }
+}
+
 /* The delete is over (done, or given up): its seqs leave the in-flight set. */
 static void del_end(del_ctx_t *d) {
   hd__server_events_t *ev = d->ev;
@@ -164,8 +177,7 @@ static void on_del_timer(uv_timer_t *t) {
   while ((node = hd__queue_pop(&q)) != NULL) {
     del_ctx_t *d = hd__container_of(node, del_ctx_t, node);
     if (del_submit(d) != 0) {
-      hd__log(ev->rt, HD_LOG_WARN, "cannot delete %zu consumed events: %s", d->n,
-              hd_last_error_message());
+      delete_not_submitted(ev, d->u, d->n);
       del_end(d); /* out of the in-flight set: the client's next report of them is answered */
     }
   }
@@ -239,10 +251,9 @@ static void submit_delete(hd__server_events_t *ev, hd__server_user_t *u) {
   }
   if (rc != 0) {
     /* not deleted: out of the in-flight set, so the client's next report of them is answered */
-    hd__log(ev->rt, HD_LOG_WARN, "cannot delete %zu consumed events: %s", n,
-            hd_last_error_message());
     inflight_remove_sorted(u, u->del, n);
     free(d);
+    delete_not_submitted(ev, u, n);
   }
 }
 

@@ -225,6 +225,7 @@ void du_on_event(void *ud, hd_event_t *ev) {
     du_client_note(c, "handler got seq %" PRIu64 " after seq %" PRIu64, seq, c->last_call);
   }
   c->last_call = seq;
+  c->repeated = hd_event_possibly_repeated(ev);
   int good = c->check ? c->check(c->tag, seq, info.payload, info.payload_len)
                       : du_payload_ok(info.payload, info.payload_len, c->tag, seq);
   if (!good) {
@@ -331,6 +332,7 @@ void du_client_fill_options(du_client_t *c, hd_client_options_t *o) {
   o->retry_min_ms = 10;
   o->retry_max_ms = 100;
   o->window = c->window;
+  o->sync_normal = c->sync_normal;
 }
 
 /* Creates the handle (the worker thread too in DU_THREAD mode). 0 or the create's error. */

@@ -98,6 +98,8 @@ typedef struct du_client {
   char *dir;                /* data_dir (owned) */
   hd_client_t *h;           /* the open handle or NULL */
   uint32_t window;          /* option passed through (0 = default) */
+  int sync_normal;          /* option passed through */
+  int repeated;             /* during `check`: hd_event_possibly_repeated of the event */
   /* a payload checker other than du_payload_ok (returns 1 if good) */
   int (*check)(int tag, uint64_t seq, const uint8_t *p, size_t n);
 

@@ -1,0 +1,83 @@
+/* A delivery world on the fault VFS (fault_vfs.h), for the power-cut and I/O-fault system tests
+ * (test_power_cut, test_io_fault): one server and one user's client, each store folder a domain
+ * of the VFS, and a ledger of every add the test attempted. Payloads are "att<i>" (the i-th
+ * attempt), so an event is followed by what was added, not by its sequence number, which a store
+ * that rolled back gives again. The ledger records, per attempt: its add's outcome, the server's
+ * WAL syncs when its acknowledgement was seen, how often the handler ran for it (and how often
+ * marked possibly repeated), and the client's WAL syncs when the server first saw it reported
+ * consumed. From that, after a cut of either store, cw_verify says what may have been lost or run
+ * again and checks that nothing else was. */
+#ifndef HD_CUT_UTIL_H
+#define HD_CUT_UTIL_H
+
+#include "delivery_util.h"
+#include "fault_vfs.h"
+
+#define CW_MAX_ATT 256
+
+enum { CW_SERVER = 0, CW_CLIENT = 1 };
+
+typedef struct cw_att {
+  int tried;
+  int add_rc;          /* the add's result (0: acknowledged) */
+  uint64_t seq;        /* acknowledged: its number */
+  long srv_wal_syncs;  /* the server's WAL syncs when the acknowledgement was seen */
+  int may_be_lost;     /* NORMAL: acknowledged and no server WAL sync after it before a cut */
+  int handled;         /* handler calls */
+  int marked;          /* of which marked possibly repeated */
+  int reported;        /* on_consumed calls */
+  long cli_wal_syncs;  /* the client's WAL syncs at its first report */
+  int consumed_durably; /* at a client cut: its consumption was durable: never handled again */
+  int handled_at_cut;
+} cw_att_t;
+
+typedef struct cw_figures {
+  long cuts, cuts_server, cuts_client;
+  long writes_dropped, writes_torn, files_removed;
+  long adds_acked, adds_failed, events_verified, allowed_lost, rehandled, epochs_changed;
+  long seqs_again; /* acknowledged with a number acknowledged before the cut */
+} cw_figures_t;
+
+typedef struct cw {
+  du_world_t w;
+  int d[2];            /* the VFS domains of the server's and the client's folders */
+  int normal;          /* both stores under synchronous=NORMAL */
+  pthread_mutex_t mu;  /* the ledger: the handler and on_consumed write it */
+  cw_att_t att[CW_MAX_ATT];
+  int n_att;
+  int client_cuts;     /* cuts of the client store in this world */
+  int server_cuts;
+  int bad_payloads;
+} cw_t;
+
+/* Installs the VFS, makes the world (not started) with both stores under `normal`. 0 or -1. */
+int cw_init(cw_t *cw, const char *tag, int normal);
+void cw_free(cw_t *cw);
+/* Starts the server and the client and waits until it is connected. 0 or an error. */
+int cw_start_all(cw_t *cw);
+int cw_stop(cw_t *cw, int side);
+int cw_start(cw_t *cw, int side);
+/* Adds attempt number cw->n_att and records it; returns the add's result. */
+int cw_add(cw_t *cw);
+/* 1 once every acknowledged attempt that may not be lost was handled, the server holds nothing
+ * and the client's store is empty. */
+int cw_settled(cw_t *cw);
+/* The power cut of `side`'s store (now, if it did not happen yet), as a disk in `mode` keeps it:
+ * the side is closed, its files reverted, reopened. Before that, records what the cut may lose
+ * (NORMAL: acknowledged adds with no WAL sync after them) and which consumptions must never run
+ * again. Adds the revert's figures to `fig`. 0, or an error (the reopen's). */
+int cw_cut(cw_t *cw, int side, int mode, uint64_t seed, cw_figures_t *fig);
+/* After cw_settled: every acknowledged attempt not allowed lost was handled; handled again only
+ * as allowed (after a server cut: none under FULL, only marked possibly repeated under NORMAL;
+ * after a client cut: only events whose consumption was not durable at the cut, i.e. not
+ * reported under FULL, not reported and then covered by a WAL sync under NORMAL); payloads and
+ * consumer data intact. Adds to `fig`. 1 if all held (else prints why). */
+int cw_verify(cw_t *cw, cw_figures_t *fig);
+
+/* A count from the environment variable `name` (a positive integer), else `normal`, or `slow`
+ * under valgrind. */
+unsigned cw_env_count(const char *name, unsigned normal, unsigned slow);
+/* HD_SEED, else `fallback`. */
+uint64_t cw_seed(uint64_t fallback);
+
+#endif
