@@ -73,3 +73,16 @@ bench-e2e:
 	$(MAKE) lib bench-e2e-build
 	BUILD=$(BUILD) bash bench/e2e/run.sh run
 # ---- bench-e2e -- end ---------------------------------------------------------------------
+
+# ---- bench-connections: what one connection costs the server, by kind -----------------------
+# (docs/RELIABILITY.md, "Memory per connection"). A server in a child process, connections from
+# this one over loopback (raw clients of test/util), the server's VmRSS before and after.
+# make bench-connections CONNECTIONS=2000
+.PHONY: bench-connections
+CONNECTIONS ?= 2000
+$(BUILD)/bench/connections: bench/connections.c $(TEST_UTIL_HDRS) $(TEST_UTIL_LIB) $(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_TEST) $< -o $@ $(TEST_UTIL_LIB) $(STLIB) $(DEPS_LIBS)
+
+bench-connections: $(BUILD)/bench/connections
+	$(BUILD)/bench/connections $(CONNECTIONS)
