@@ -449,7 +449,7 @@ static napi_value js_event_complete(napi_env env, napi_callback_info info) {
   return undef;
 }
 
-/* The core's on_event: onEvent('event', id, payload, createdAt, complete). */
+/* The core's on_event: onEvent('event', id, payload, createdAt, complete, possiblyRepeated). */
 static void on_client_event(void *ud, hd_event_t *event) {
   hdn_handle_t *h = ud;
   event_ref_t *r = NULL;
@@ -465,11 +465,12 @@ static void on_client_event(void *ud, hd_event_t *event) {
     event_finalize(env, r, NULL);
     return;
   }
-  napi_value argv[5], fn = NULL;
+  napi_value argv[6], fn = NULL;
   int ok = napi_create_string_utf8(env, "event", NAPI_AUTO_LENGTH, &argv[0]) == napi_ok &&
            (argv[1] = seq_value(env, info.seq)) != NULL &&
            (argv[2] = hdn_buffer_copy(env, info.payload, info.payload_len)) != NULL &&
            napi_create_double(env, (double)info.created_ms, &argv[3]) == napi_ok &&
+           napi_get_boolean(env, hd_event_possibly_repeated(event) != 0, &argv[5]) == napi_ok &&
            (fn = make_completion(env, "complete", js_event_complete, r, event_finalize)) != NULL;
   if (!ok) {
     bool pending;
@@ -486,7 +487,7 @@ static void on_client_event(void *ud, hd_event_t *event) {
     return;
   }
   argv[4] = fn;
-  if (call_js(h, "event", 5, argv) != 0 && r->e != NULL) {
+  if (call_js(h, "event", 6, argv) != 0 && r->e != NULL) {
     hd_event_complete(r->e, 0, NULL, 0); /* JS threw before completing: fail, retried */
     r->e = NULL;
   }
@@ -1015,6 +1016,32 @@ static napi_value js_client_stats(napi_env env, napi_callback_info info) {
   return obj;
 }
 
+/* rollbackStats() of either handle: hd_rollback_stats_t, the epoch as a Buffer. */
+static napi_value js_rollback_stats(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  hdn_handle_t *h = open_handle(env, info, &argc, NULL);
+  if (h == NULL) return NULL;
+  hd_rollback_stats_t s;
+  memset(&s, 0, sizeof s);
+  s.version = HD_ROLLBACK_STATS_VERSION;
+  int rc = h->kind == HDN_SERVER ? hd_server_rollback_stats(h->core, &s)
+                                 : hd_client_rollback_stats(h->core, &s);
+  if (rc < 0) return hdn_throw_hd(env, rc);
+  napi_value obj, epoch;
+  HDN_CALL(env, napi_create_object(env, &obj));
+  if ((epoch = hdn_buffer_copy(env, s.epoch, sizeof s.epoch)) == NULL) return NULL;
+  if (napi_set_named_property(env, obj, "epoch", epoch) != napi_ok ||
+      set_u64(env, obj, "rollbacks", s.rollbacks) < 0 ||
+      set_u64(env, obj, "epochResumes", s.epoch_resumes) < 0 ||
+      set_u64(env, obj, "eventsRepeated", s.events_repeated) < 0 ||
+      set_u64(env, obj, "eventsOrphaned", s.events_orphaned) < 0 ||
+      set_u64(env, obj, "consumedDropped", s.consumed_dropped) < 0) {
+    hdn_throw_napi(env, napi_generic_failure, "rollbackStats");
+    return NULL;
+  }
+  return obj;
+}
+
 napi_status hdn_handles_init(napi_env env, napi_value exports) {
   napi_status st;
   napi_value cls;
@@ -1028,6 +1055,7 @@ napi_status hdn_handles_init(napi_env env, napi_value exports) {
       {"pending", NULL, js_server_pending, NULL, NULL, NULL, napi_default_method, NULL},
       {"connectedUsers", NULL, js_server_connected_users, NULL, NULL, NULL, napi_default_method,
        NULL},
+      {"rollbackStats", NULL, js_rollback_stats, NULL, NULL, NULL, napi_default_method, NULL},
   };
   st = napi_define_class(env, "Server", NAPI_AUTO_LENGTH, server_new, NULL,
                          sizeof server_props / sizeof server_props[0], server_props, &cls);
@@ -1037,6 +1065,7 @@ napi_status hdn_handles_init(napi_env env, napi_value exports) {
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default_method, NULL},
       {"state", NULL, js_state, NULL, NULL, NULL, napi_default_method, NULL},
       {"stats", NULL, js_client_stats, NULL, NULL, NULL, napi_default_method, NULL},
+      {"rollbackStats", NULL, js_rollback_stats, NULL, NULL, NULL, napi_default_method, NULL},
   };
   st = napi_define_class(env, "Client", NAPI_AUTO_LENGTH, client_new, NULL,
                          sizeof client_props / sizeof client_props[0], client_props, &cls);
