@@ -244,6 +244,11 @@ declare namespace hyperdown {
     stats (): ClientStats
   }
 
+  /** The addon's native objects alive in this process: wrappers of handles, client events and
+   *  server batches handed to JS, addEvent/updatePause calls in flight. All zero once every
+   *  handle is closed and collected (a diagnostic: a leak shows as a count that stays up). */
+  function nativeObjects (): { handles: number; events: number; batches: number; operations: number }
+
   function createServer (options: ServerOptions): Server
   function createClient (options: ClientOptions): Client
 

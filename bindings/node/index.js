@@ -566,5 +566,6 @@ Object.assign(module.exports, {
   version: binding.versions.version,
   versions: Object.freeze({ ...binding.versions }),
   strerror: binding.strerror,
-  errName: binding.errName
+  errName: binding.errName,
+  nativeObjects: binding.nativeObjects
 })

@@ -20,6 +20,7 @@
  * handle (env teardown), it starts the close and the close callback frees the wrapper. */
 #include "hdn.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,32 @@ typedef struct hdn_handle {
   napi_async_cleanup_hook_handle cleanup;
   int pending;               /* addEvent/updatePause not completed yet: keep the wrapper */
 } hdn_handle_t;
+
+/* The addon's native objects alive in this process, by kind: a wrapper, a client event or a
+ * server batch handed to JS, an addEvent/updatePause in flight. nativeObjects() reads them: once
+ * every handle is closed and its objects collected, each count is back to zero, so a leak of
+ * any of them shows exactly (test/handles.test.js). Atomic: worker threads share the addon. */
+typedef enum {
+  HDN_LIVE_HANDLE,
+  HDN_LIVE_EVENT,
+  HDN_LIVE_BATCH,
+  HDN_LIVE_OPERATION,
+  HDN_LIVE_KINDS
+} hdn_live_kind_t;
+
+static atomic_long live[HDN_LIVE_KINDS];
+
+static void *live_calloc(hdn_live_kind_t kind, size_t size) {
+  void *p = calloc(1, size);
+  if (p != NULL) atomic_fetch_add(&live[kind], 1);
+  return p;
+}
+
+static void live_free(hdn_live_kind_t kind, void *p) {
+  if (p == NULL) return;
+  atomic_fetch_sub(&live[kind], 1);
+  free(p);
+}
 
 static int can_call_js(const hdn_handle_t *h) {
   return !h->finalized && !h->teardown && h->on_event != NULL;
@@ -177,7 +204,7 @@ static void finish(hdn_handle_t *h) {
   if (h->state != HDN_CLOSED || h->pending > 0) return;
   int free_now = h->finalized;
   release_js(h);
-  if (free_now) free(h);
+  if (free_now) live_free(HDN_LIVE_HANDLE, h);
 }
 
 /* The core's close callback (loop thread); the core frees its handle right after. */
@@ -236,7 +263,7 @@ static void finalize(napi_env env, void *data, void *hint) {
   hdn_handle_t *h = data;
   h->finalized = 1;
   if (h->state == HDN_CLOSED) {
-    free(h);
+    live_free(HDN_LIVE_HANDLE, h);
     return;
   }
   /* Only at env teardown (a strong reference holds open handles): close it now; the close
@@ -247,7 +274,7 @@ static void finalize(napi_env env, void *data, void *hint) {
   if (h->state == HDN_OPEN && core_close(h) != 0) {
     /* nothing will call back: the core refused (it was already closing by its own means) */
     release_js(h);
-    free(h);
+    live_free(HDN_LIVE_HANDLE, h);
   }
 }
 
@@ -330,7 +357,7 @@ static void batch_finalize(napi_env env, void *data, void *hint) {
   batch_ref_t *r = data;
   batch_fail_rest(r);
   free(r->done);
-  free(r);
+  live_free(HDN_LIVE_BATCH, r);
 }
 
 /* complete(ok) completes every open event of the batch; complete(ok, index) one of them. */
@@ -370,9 +397,9 @@ static void on_consumed(void *ud, const uint8_t user[32], hd_consumed_t *batch) 
   hdn_handle_t *h = ud;
   size_t n = hd_consumed_count(batch);
   batch_ref_t *r = NULL;
-  if (!can_call_js(h) || n == 0 || (r = calloc(1, sizeof *r)) == NULL ||
+  if (!can_call_js(h) || n == 0 || (r = live_calloc(HDN_LIVE_BATCH, sizeof *r)) == NULL ||
       (r->done = calloc(n, 1)) == NULL) {
-    if (r) free(r);
+    if (r) live_free(HDN_LIVE_BATCH, r);
     hd_consumed_complete_all(batch, 0); /* reported again later */
     return;
   }
@@ -421,7 +448,7 @@ typedef struct event_ref {
 static void event_finalize(napi_env env, void *data, void *hint) {
   event_ref_t *r = data;
   if (r->e != NULL) hd_event_complete(r->e, 0, NULL, 0);
-  free(r);
+  live_free(HDN_LIVE_EVENT, r);
 }
 
 /* complete(ok[, data: Uint8Array]) */
@@ -454,7 +481,7 @@ static void on_client_event(void *ud, hd_event_t *event) {
   hdn_handle_t *h = ud;
   event_ref_t *r = NULL;
   hd_event_info_t info;
-  if (!can_call_js(h) || hd_event_info(event, &info) != 0 || (r = calloc(1, sizeof *r)) == NULL) {
+  if (!can_call_js(h) || hd_event_info(event, &info) != 0 || (r = live_calloc(HDN_LIVE_EVENT, sizeof *r)) == NULL) {
     hd_event_complete(event, 0, NULL, 0); /* handed out again later */
     return;
   }
@@ -596,7 +623,7 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
     hdn_throw_napi(env, st, "napi_get_uv_event_loop");
     return NULL;
   }
-  hdn_handle_t *h = calloc(1, sizeof *h);
+  hdn_handle_t *h = live_calloc(HDN_LIVE_HANDLE, sizeof *h);
   if (h == NULL) {
     common_opts_free(&co);
     return hdn_throw_hd(env, HD_ENOMEM);
@@ -610,7 +637,7 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
       (st = napi_async_init(env, NULL, name, &h->actx)) != napi_ok) {
     common_opts_free(&co);
     release_js(h);
-    free(h);
+    live_free(HDN_LIVE_HANDLE, h);
     hdn_throw_napi(env, st, "creating the handle's references");
     return NULL;
   }
@@ -672,7 +699,7 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
     char detail[512];
     snprintf(detail, sizeof detail, "%s", hd_last_error_message());
     release_js(h);
-    free(h);
+    live_free(HDN_LIVE_HANDLE, h);
     napi_value err = hdn_make_error(env, rc, detail);
     if (err) napi_throw(env, err);
     return NULL;
@@ -688,7 +715,7 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
     if (wrapped) napi_remove_wrap(env, this, NULL);
     if (core_close(h) != 0) {
       release_js(h);
-      free(h);
+      live_free(HDN_LIVE_HANDLE, h);
     }
     hdn_throw_napi(env, st, "wrapping the handle");
     return NULL;
@@ -803,7 +830,7 @@ static void op_settle(op_ctx_t *o, int status, uint64_t seq, int has_seq) {
     }
     napi_close_handle_scope(env, scope);
   }
-  free(o);
+  live_free(HDN_LIVE_OPERATION, o);
   h->pending--;
   finish(h);
 }
@@ -813,14 +840,14 @@ static void on_paused(void *cb_data, int status) { op_settle(cb_data, status, 0,
 
 /* A promise and its context; `*promise` set. NULL (thrown) on failure. */
 static op_ctx_t *op_new(napi_env env, hdn_handle_t *h, napi_value *promise) {
-  op_ctx_t *o = calloc(1, sizeof *o);
+  op_ctx_t *o = live_calloc(HDN_LIVE_OPERATION, sizeof *o);
   if (o == NULL) {
     hdn_throw_hd(env, HD_ENOMEM);
     return NULL;
   }
   napi_status st = napi_create_promise(env, &o->d, promise);
   if (st != napi_ok) {
-    free(o);
+    live_free(HDN_LIVE_OPERATION, o);
     hdn_throw_napi(env, st, "napi_create_promise");
     return NULL;
   }
@@ -832,7 +859,7 @@ static op_ctx_t *op_new(napi_env env, hdn_handle_t *h, napi_value *promise) {
 static napi_value op_fail(napi_env env, op_ctx_t *o, napi_value promise, int rc) {
   napi_value err = hdn_make_error(env, rc, NULL);
   if (err != NULL) napi_reject_deferred(env, o->d, err);
-  free(o);
+  live_free(HDN_LIVE_OPERATION, o);
   return err != NULL ? promise : NULL;
 }
 
@@ -1042,9 +1069,26 @@ static napi_value js_rollback_stats(napi_env env, napi_callback_info info) {
   return obj;
 }
 
+/* nativeObjects() -> { handles, events, batches, operations } alive in this process. */
+static napi_value js_native_objects(napi_env env, napi_callback_info info) {
+  static const char *const names[HDN_LIVE_KINDS] = {"handles", "events", "batches", "operations"};
+  napi_value obj;
+  HDN_CALL(env, napi_create_object(env, &obj));
+  for (int k = 0; k < HDN_LIVE_KINDS; k++) {
+    if (set_u64(env, obj, names[k], (uint64_t)atomic_load(&live[k])) < 0) {
+      hdn_throw_napi(env, napi_generic_failure, "nativeObjects");
+      return NULL;
+    }
+  }
+  return obj;
+}
+
 napi_status hdn_handles_init(napi_env env, napi_value exports) {
   napi_status st;
-  napi_value cls;
+  napi_value cls, fn;
+  st = napi_create_function(env, "nativeObjects", NAPI_AUTO_LENGTH, js_native_objects, NULL, &fn);
+  if (st == napi_ok) st = napi_set_named_property(env, exports, "nativeObjects", fn);
+  if (st != napi_ok) return st;
   napi_property_descriptor server_props[] = {
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default_method, NULL},
       {"port", NULL, js_port, NULL, NULL, NULL, napi_default_method, NULL},
