@@ -941,6 +941,20 @@ static int set_u64(napi_env env, napi_value obj, const char *key, uint64_t v) {
              : -1;
 }
 
+/* { names[i]: values[i] } as Numbers; NULL (thrown, naming `what`) on failure. */
+static napi_value counters_object(napi_env env, const char *what, size_t n,
+                                  const char *const names[], const uint64_t values[]) {
+  napi_value obj;
+  HDN_CALL(env, napi_create_object(env, &obj));
+  for (size_t i = 0; i < n; i++) {
+    if (set_u64(env, obj, names[i], values[i]) < 0) {
+      hdn_throw_napi(env, napi_generic_failure, what);
+      return NULL;
+    }
+  }
+  return obj;
+}
+
 static napi_value js_server_stats(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   hdn_handle_t *h = open_handle(env, info, &argc, NULL);
@@ -950,19 +964,13 @@ static napi_value js_server_stats(napi_env env, napi_callback_info info) {
   s.version = HD_SERVER_STATS_VERSION;
   int rc = hd_server_stats(h->core, &s);
   if (rc < 0) return hdn_throw_hd(env, rc);
-  napi_value obj;
-  HDN_CALL(env, napi_create_object(env, &obj));
-  if (set_u64(env, obj, "eventsAdded", s.events_added) < 0 ||
-      set_u64(env, obj, "eventsDelivered", s.events_delivered) < 0 ||
-      set_u64(env, obj, "eventsConsumed", s.events_consumed) < 0 ||
-      set_u64(env, obj, "eventsConfirmed", s.events_confirmed) < 0 ||
-      set_u64(env, obj, "pendingTotal", s.pending_total) < 0 ||
-      set_u64(env, obj, "connectedUsers", s.connected_users) < 0 ||
-      set_u64(env, obj, "commits", s.commits) < 0) {
-    hdn_throw_napi(env, napi_generic_failure, "stats");
-    return NULL;
-  }
-  return obj;
+  static const char *const names[] = {"eventsAdded",     "eventsDelivered", "eventsConsumed",
+                                       "eventsConfirmed", "pendingTotal",    "connectedUsers",
+                                       "commits"};
+  const uint64_t values[] = {s.events_added,     s.events_delivered, s.events_consumed,
+                             s.events_confirmed, s.pending_total,    s.connected_users,
+                             s.commits};
+  return counters_object(env, "stats", sizeof values / sizeof values[0], names, values);
 }
 
 static napi_value js_server_pending(napi_env env, napi_callback_info info) {
@@ -1025,21 +1033,16 @@ static napi_value js_client_stats(napi_env env, napi_callback_info info) {
   s.version = HD_CLIENT_STATS_VERSION;
   int rc = hd_client_stats(h->core, &s);
   if (rc < 0) return hdn_throw_hd(env, rc);
-  napi_value obj, b;
-  HDN_CALL(env, napi_create_object(env, &obj));
-  if (set_u64(env, obj, "eventsReceived", s.events_received) < 0 ||
-      set_u64(env, obj, "eventsHandled", s.events_handled) < 0 ||
-      set_u64(env, obj, "eventsFailed", s.events_failed) < 0 ||
-      set_u64(env, obj, "eventsConfirmed", s.events_confirmed) < 0 ||
-      set_u64(env, obj, "unhandled", s.unhandled) < 0 ||
-      set_u64(env, obj, "consumed", s.consumed) < 0 ||
-      set_u64(env, obj, "highWater", s.high_water) < 0 ||
-      set_u64(env, obj, "pauseMs", s.pause_ms) < 0 ||
-      napi_get_boolean(env, s.connected != 0, &b) != napi_ok ||
-      napi_set_named_property(env, obj, "connected", b) != napi_ok) {
-    hdn_throw_napi(env, napi_generic_failure, "stats");
-    return NULL;
-  }
+  static const char *const names[] = {"eventsReceived",  "eventsHandled", "eventsFailed",
+                                       "eventsConfirmed", "unhandled",     "consumed",
+                                       "highWater",       "pauseMs"};
+  const uint64_t values[] = {s.events_received,  s.events_handled, s.events_failed,
+                             s.events_confirmed, s.unhandled,      s.consumed,
+                             s.high_water,       s.pause_ms};
+  napi_value b, obj = counters_object(env, "stats", sizeof values / sizeof values[0], names, values);
+  if (obj == NULL) return NULL;
+  HDN_CALL(env, napi_get_boolean(env, s.connected != 0, &b));
+  HDN_CALL(env, napi_set_named_property(env, obj, "connected", b));
   return obj;
 }
 
@@ -1054,33 +1057,23 @@ static napi_value js_rollback_stats(napi_env env, napi_callback_info info) {
   int rc = h->kind == HDN_SERVER ? hd_server_rollback_stats(h->core, &s)
                                  : hd_client_rollback_stats(h->core, &s);
   if (rc < 0) return hdn_throw_hd(env, rc);
-  napi_value obj, epoch;
-  HDN_CALL(env, napi_create_object(env, &obj));
-  if ((epoch = hdn_buffer_copy(env, s.epoch, sizeof s.epoch)) == NULL) return NULL;
-  if (napi_set_named_property(env, obj, "epoch", epoch) != napi_ok ||
-      set_u64(env, obj, "rollbacks", s.rollbacks) < 0 ||
-      set_u64(env, obj, "epochResumes", s.epoch_resumes) < 0 ||
-      set_u64(env, obj, "eventsRepeated", s.events_repeated) < 0 ||
-      set_u64(env, obj, "eventsOrphaned", s.events_orphaned) < 0 ||
-      set_u64(env, obj, "consumedDropped", s.consumed_dropped) < 0) {
-    hdn_throw_napi(env, napi_generic_failure, "rollbackStats");
-    return NULL;
-  }
+  static const char *const names[] = {"rollbacks", "epochResumes", "eventsRepeated",
+                                       "eventsOrphaned", "consumedDropped"};
+  const uint64_t values[] = {s.rollbacks, s.epoch_resumes, s.events_repeated, s.events_orphaned,
+                             s.consumed_dropped};
+  napi_value epoch,
+      obj = counters_object(env, "rollbackStats", sizeof values / sizeof values[0], names, values);
+  if (obj == NULL || (epoch = hdn_buffer_copy(env, s.epoch, sizeof s.epoch)) == NULL) return NULL;
+  HDN_CALL(env, napi_set_named_property(env, obj, "epoch", epoch));
   return obj;
 }
 
 /* nativeObjects() -> { handles, events, batches, operations } alive in this process. */
 static napi_value js_native_objects(napi_env env, napi_callback_info info) {
   static const char *const names[HDN_LIVE_KINDS] = {"handles", "events", "batches", "operations"};
-  napi_value obj;
-  HDN_CALL(env, napi_create_object(env, &obj));
-  for (int k = 0; k < HDN_LIVE_KINDS; k++) {
-    if (set_u64(env, obj, names[k], (uint64_t)atomic_load(&live[k])) < 0) {
-      hdn_throw_napi(env, napi_generic_failure, "nativeObjects");
-      return NULL;
-    }
-  }
-  return obj;
+  uint64_t values[HDN_LIVE_KINDS];
+  for (int k = 0; k < HDN_LIVE_KINDS; k++) values[k] = (uint64_t)atomic_load(&live[k]);
+  return counters_object(env, "nativeObjects", HDN_LIVE_KINDS, names, values);
 }
 
 napi_status hdn_handles_init(napi_env env, napi_value exports) {
