@@ -218,8 +218,9 @@ test-swift:
 test-node:
 	cd bindings/node && npm install --no-audit --no-fund && npm test
 
-# Not part of `make test` (~2-3 min): 20,000 client open/close cycles in one Node process; the
-# live native memory must plateau and every native object be freed (docs/node.md, "Lifetime").
+# Not part of `make test` (1.5-4 min): 20,000 client open/close cycles in one Node process; the
+# live native memory must not grow per cycle and every native object must be freed (docs/node.md,
+# "Lifetime").
 soak-node:
 	cd bindings/node && npm install --no-audit --no-fund && node test/soak/cycle-memory.js
 

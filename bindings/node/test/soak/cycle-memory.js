@@ -1,15 +1,20 @@
 'use strict'
 // Soak: a client opened and closed CYCLES times (default 20,000) against one server in this
 // process; each cycle connects, handles one event, has it confirmed (the server's batch
-// callback) and closes. Both stores run with syncNormal (fewer fsyncs: the soak is about memory). Run by `make soak-node` (not part of `make test`: ~2 min).
+// callback) and closes. Both stores run with syncNormal (fewer fsyncs: the soak is about
+// memory). Run by `make soak-node` (not part of `make test`: 1.5 to 4 min).
 //
 // Checked (docs/RELIABILITY.md, "Defects fixed", and docs/node.md "Lifetime"):
-//   1. plateau: the live native memory grew over the second half (cycles 10,000-20,000) by less
-//      than 2 bytes per cycle, where a leak of even one allocation per cycle adds at least 32
-//      (glibc's smallest chunk). Printed beside it: that growth as a share of the growth over the
-//      first 5,000 cycles. It is under 1% unless the one step of ~8 KiB that the runs show
-//      (not pinned down; it came when the cycles got faster, at a cycle that depends on the
-//      machine's load) falls in the second half: then ~5%, i.e. 0.9 bytes per cycle;
+//   1. no per-cycle leak: the live native memory grew over the second half (cycles
+//      10,000-20,000) by less than 8 bytes per cycle, where a leak of even one allocation per
+//      cycle adds at least 32 (glibc's smallest chunk). Printed beside it: that growth as a
+//      share of the growth over the first 5,000 cycles (the plateau criterion of issue 10): 0%
+//      on a quiet machine (flat from cycle 6,000 on), but on a loaded one the live memory still
+//      takes a step of 4 to 15 KiB every few thousand cycles (0.46% and 5.5% in two runs, 0.9
+//      to 2.6 bytes per cycle). The steps are not the addon's objects (counted), not the C
+//      core's (a C loop of the same cycles holds its bytes to the byte), not SQLite's memory and
+//      not file descriptors (both constant), and remain with gc() after every cycle: memory
+//      Node or V8 keeps, not pinned down further;
 //   2. every native object of the addon is freed: nativeObjects() is all zero at the end.
 // Live native memory is glibc's bytes in use (mallinfo2), exact only with one arena and no
 // per-thread cache, so the script runs itself again under MALLOC_ARENA_MAX=1 and
@@ -113,7 +118,7 @@ async function settle () {
   const check = (ok, what) => { if (ok) passed++; else { failed++; console.log(`not ok: ${what}`) } }
   const perCycle = mem.late / (CYCLES / 2)
   console.log(`# malloc in use over the second half: ${perCycle.toFixed(2)} bytes per cycle`)
-  check(perCycle < 2, 'live native memory grew by 2 bytes per cycle or more over the second half')
+  check(perCycle < 8, 'live native memory grew by 8 bytes per cycle or more over the second half')
   check(Object.values(live).every((n) => n === 0), 'native objects left after every handle closed')
   console.log(`soak-node: ${passed} passed, ${failed} failed`)
   process.exit(failed ? 1 : 0)
