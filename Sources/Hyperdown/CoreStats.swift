@@ -1,6 +1,6 @@
 import CHyperdown
 
-/// `hd_server_stats_t` and `hd_client_stats_t`: a struct the core fills, versioned by its first
+/// `hd_server_stats_t`, `hd_client_stats_t` and `hd_rollback_stats_t`: a struct the core fills, versioned by its first
 /// field (``CoreHandle/stats(_:)``).
 protocol CoreStats {
   init()
@@ -15,4 +15,8 @@ extension hd_server_stats_t: CoreStats {
 
 extension hd_client_stats_t: CoreStats {
   static var headerVersion: UInt32 { UInt32(HD_CLIENT_STATS_VERSION) }
+}
+
+extension hd_rollback_stats_t: CoreStats {
+  static var headerVersion: UInt32 { UInt32(HD_ROLLBACK_STATS_VERSION) }
 }

@@ -57,6 +57,11 @@ public final class Event: Sendable, CustomStringConvertible {
   public var created: Date { Date(timeIntervalSince1970: Double(delivery.createdMs) / 1000) }
   /// The bytes the server added.
   public var payload: [UInt8] { delivery.payload }
+  /// Whether this client may have handled the event before: the server's store lost its last
+  /// commits (restored from a backup, or a power loss under `.normal` durability) and gave the
+  /// event again (`hd_event_possibly_repeated`; docs/RELIABILITY.md, "Restores and rollbacks").
+  /// An unmarked event is new even if its id was seen before.
+  public var possiblyRepeated: Bool { delivery.possiblyRepeated }
 
   let delivery: Delivery
   let core: ClientCore
@@ -109,6 +114,7 @@ final class Delivery: Sendable {
   let seq: UInt64
   let createdMs: Int64
   let payload: [UInt8]
+  let possiblyRepeated: Bool
   private let pointer: Mutex<UnsafeTransfer<OpaquePointer>?>
 
   init(_ event: OpaquePointer) {
@@ -118,6 +124,7 @@ final class Delivery: Sendable {
     seq = copied.id
     createdMs = info.created_ms
     payload = copied.payload
+    possiblyRepeated = hd_event_possibly_repeated(event) != 0
     pointer = Mutex(UnsafeTransfer(value: event))
   }
 
@@ -165,4 +172,32 @@ public struct ClientStats: Sendable, Hashable {
   public var pause: Duration
   /// Whether the client is authenticated to its server now.
   public var isConnected: Bool
+}
+
+/// What losses of the server store's last commits did, counted since the handle was created
+/// (``HyperdownServer/rollbackStats()``, ``HyperdownClient/rollbackStats()``;
+/// `hd_rollback_stats_t`, docs/RELIABILITY.md "Restores and rollbacks").
+public struct RollbackStats: Sendable, Hashable {
+  /// The server store's epoch; on a client, the epoch of the server store its events belong to
+  /// (16 zero bytes until its first resume).
+  public var epoch: [UInt8]
+  /// Resumes of a client that had seen sequence numbers the store lost.
+  public var rollbacks: UInt64
+  /// Resumes answered with a new epoch, rollback or not (a client's first resume is one).
+  public var epochResumes: UInt64
+  /// Client: events handed out marked ``Event/possiblyRepeated``.
+  public var eventsRepeated: UInt64
+  /// Client: unhandled events the store lost: handed out, never reported.
+  public var eventsOrphaned: UInt64
+  /// Client: consumed events the store lost: dropped, never reported.
+  public var consumedDropped: UInt64
+
+  init(_ s: hd_rollback_stats_t) {
+    epoch = withUnsafeBytes(of: s.epoch) { Array($0) }
+    rollbacks = s.rollbacks
+    epochResumes = s.epoch_resumes
+    eventsRepeated = s.events_repeated
+    eventsOrphaned = s.events_orphaned
+    consumedDropped = s.consumed_dropped
+  }
 }

@@ -103,6 +103,11 @@ public final class HyperdownClient: Sendable {
                        pause: .milliseconds(Int64(s.pause_ms)), isConnected: s.connected != 0)
   }
 
+  /// What losses of the server store's commits did to this client. A short blocking read.
+  public func rollbackStats() throws -> RollbackStats {
+    RollbackStats(try handle.stats(hd_client_rollback_stats))
+  }
+
   /// Closes the client: says goodbye to the server, ends ``events``, flushes and closes the
   /// store. Events not completed yet come again next time. Returns once everything is released.
   public func close() async {

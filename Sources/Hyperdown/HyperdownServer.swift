@@ -177,6 +177,11 @@ public final class HyperdownServer: Sendable, Service {
                        commits: s.commits)
   }
 
+  /// The store's epoch and how many clients' resumes met a rollback. A short blocking read.
+  public func rollbackStats() throws -> RollbackStats {
+    RollbackStats(try handle.stats(hd_server_rollback_stats))
+  }
+
   /// How many events the store holds for `user` (not yet consumed and confirmed).
   public func pending(for user: PublicKey) throws -> UInt64 {
     var n: UInt64 = 0

@@ -52,8 +52,18 @@ declare namespace hyperdown {
   /** cb(id, ok = true, result?); cb(true) is accepted too. Throws EINVAL for another id. */
   type EventCallback = (id: EventId | boolean, ok?: boolean, result?: Payload) => void
 
+  /** The event as the client got it. possiblyRepeated: the server's store lost commits (a
+   *  restore, a power loss under syncNormal) and gave this event again, and this client may have
+   *  handled it before (docs/RELIABILITY.md, "Restores and rollbacks"). */
+  interface ClientEvent {
+    id: EventId
+    payload: Buffer
+    createdAt: number
+    possiblyRepeated: boolean
+  }
+
   type EventHandler = (this: Client, id: EventId, data: Payload, cb: EventCallback,
-    event: { id: EventId; payload: Buffer; createdAt: number }) => unknown
+    event: ClientEvent) => unknown
 
   interface ServerStats {
     eventsAdded: number
@@ -75,6 +85,24 @@ declare namespace hyperdown {
     highWater: number
     pauseMs: number
     connected: boolean
+  }
+
+  /** hd_rollback_stats_t: what losses of the server store's last commits did, since the handle
+   *  was created. The last three count on a client only (0 on a server). */
+  interface RollbackStats {
+    /** server: its store's epoch; client: the epoch of the server store its events belong to
+     *  (16 bytes, zeros while none is known) */
+    epoch: Buffer
+    /** resumes of a client that had seen numbers the store lost */
+    rollbacks: number
+    /** resumes answered with a new epoch, rollback or not */
+    epochResumes: number
+    /** events handed out marked possiblyRepeated */
+    eventsRepeated: number
+    /** unhandled events the store lost: handed out, never reported */
+    eventsOrphaned: number
+    /** consumed events the store lost: dropped, never reported */
+    consumedDropped: number
   }
 
   /** An Error from the core: `code` is the name ('EKEY', 'EAUTH', ...), `errno` the number. */
@@ -163,7 +191,7 @@ declare namespace hyperdown {
     /** An eventHandler / onClientConsumedEvents threw or rejected (the events count as failed). */
     callbackError: [error: unknown, where: string]
     /** Client without an eventHandler: the events. */
-    event: [id: EventId, data: Payload, cb: EventCallback, event: { id: EventId; payload: Buffer; createdAt: number }]
+    event: [id: EventId, data: Payload, cb: EventCallback, event: ClientEvent]
     close: []
   }
 
@@ -180,6 +208,8 @@ declare namespace hyperdown {
     close (): Promise<void>
     /** The original's name for close(). */
     leave (): Promise<void>
+    /** Counters of the server store's rollbacks (a short blocking read; ECLOSED once closing). */
+    rollbackStats (): RollbackStats
     on<E extends keyof HandleEvents> (event: E, listener: (...args: HandleEvents[E]) => void): this
     once<E extends keyof HandleEvents> (event: E, listener: (...args: HandleEvents[E]) => void): this
     off<E extends keyof HandleEvents> (event: E, listener: (...args: HandleEvents[E]) => void): this
@@ -213,6 +243,11 @@ declare namespace hyperdown {
     eventHandler?: EventHandler
     stats (): ClientStats
   }
+
+  /** The addon's native objects alive in this process: wrappers of handles, client events and
+   *  server batches handed to JS, addEvent/updatePause calls in flight. All zero once every
+   *  handle is closed and collected (a diagnostic: a leak shows as a count that stays up). */
+  function nativeObjects (): { handles: number; events: number; batches: number; operations: number }
 
   function createServer (options: ServerOptions): Server
   function createClient (options: ClientOptions): Client

@@ -267,9 +267,9 @@ function commonOptions (options, addressKey) {
 class Handle extends EventEmitter {
   constructor (Native, native, options) {
     super()
-    const onEvent = (type, a, b, c, d) => {
+    const onEvent = (type, a, b, c, d, e) => {
       if (type === 'log') this.emit('log', LOG_LEVELS[a] || String(a), b)
-      else if (type === 'event') this._onEvent(a, b, c, d)
+      else if (type === 'event') this._onEvent(a, b, c, d, e)
       else if (type === 'consumed') this._onConsumed(a, b, c)
       else this._event(type, a, b)
     }
@@ -333,6 +333,13 @@ class Handle extends EventEmitter {
 
   /** The original's name for close(). */
   leave () { return this.close() }
+
+  /**
+   * What the store's losses did (docs/RELIABILITY.md, "Restores and rollbacks"): { epoch
+   * (Buffer(16)), rollbacks, epochResumes, eventsRepeated, eventsOrphaned, consumedDropped },
+   * counters since the handle was created (the last three are the client's; 0 on a server).
+   */
+  rollbackStats () { return this._native.rollbackStats() }
 }
 
 function quietly (fn) {
@@ -465,13 +472,15 @@ class Client extends Handle {
 
   /*
    * One event at a time, in id order: eventHandler(id, data, cb, event) with data decoded by the
-   * JSON rule and event = { id, payload (Buffer), createdAt }. cb(id, true[, result]) records it
+   * JSON rule and event = { id, payload (Buffer), createdAt, possiblyRepeated } (possiblyRepeated:
+   * the server's store lost commits and gave this event again, and this client may have handled
+   * it before; docs/RELIABILITY.md, "Restores and rollbacks"). cb(id, true[, result]) records it
    * consumed (result: optional data reported to the server, a Buffer or a JSON value) and the
    * next event follows; cb(id, false), a throw or a rejected promise: it is handed out again
    * after a backoff (retryMinMs doubling to retryMaxMs), before any later event. Without an
    * eventHandler the 'event' listeners get (id, data, cb, event); without either the event waits.
    */
-  _onEvent (id, payload, createdAt, complete) {
+  _onEvent (id, payload, createdAt, complete, possiblyRepeated) {
     let done = false
     const cb = (cbId, ok, result) => {
       if (typeof cbId === 'boolean' && ok === undefined) { ok = cbId; cbId = id } // cb(true)
@@ -484,7 +493,7 @@ class Client extends Handle {
       done = true
     }
     const fail = () => { if (!done) { done = true; quietly(() => complete(false)) } }
-    const event = { id, payload, createdAt }
+    const event = { id, payload, createdAt, possiblyRepeated }
     const data = this._decode(payload)
     const fn = this.eventHandler
     if (typeof fn === 'function') return this._guard(fn, [id, data, cb, event], 'eventHandler', fail)
@@ -557,5 +566,6 @@ Object.assign(module.exports, {
   version: binding.versions.version,
   versions: Object.freeze({ ...binding.versions }),
   strerror: binding.strerror,
-  errName: binding.errName
+  errName: binding.errName,
+  nativeObjects: binding.nativeObjects
 })

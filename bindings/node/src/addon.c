@@ -384,6 +384,23 @@ static napi_value js_err_name(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* ---- Diagnostics ------------------------------------------------------------------------ */
+
+#ifdef __GLIBC__
+#include <malloc.h>
+
+/* Bytes in use in glibc's malloc (mallinfo2's uordblks): the exact measure of live native
+ * memory when the process runs with MALLOC_ARENA_MAX=1 (mallinfo2 sees the main arena only) and
+ * glibc.malloc.tcache_count=0 (cached chunks count as used). For the soak test
+ * (test/soak/cycle-memory.js); not part of the package's API. */
+static napi_value js_malloc_in_use(napi_env env, napi_callback_info info) {
+  struct mallinfo2 m = mallinfo2();
+  napi_value out;
+  HDN_CALL(env, napi_create_double(env, (double)m.uordblks, &out));
+  return out;
+}
+#endif
+
 /* ---- Module ----------------------------------------------------------------------------- */
 
 NAPI_MODULE_INIT() {
@@ -410,6 +427,9 @@ NAPI_MODULE_INIT() {
       {"topicKey", NULL, js_topic_key, NULL, NULL, NULL, napi_enumerable, NULL},
       {"strerror", NULL, js_strerror, NULL, NULL, NULL, napi_enumerable, NULL},
       {"errName", NULL, js_err_name, NULL, NULL, NULL, napi_enumerable, NULL},
+#ifdef __GLIBC__
+      {"mallocInUse", NULL, js_malloc_in_use, NULL, NULL, NULL, napi_enumerable, NULL},
+#endif
   };
   HDN_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   napi_value versions = versions_object(env);

@@ -20,6 +20,7 @@
  * handle (env teardown), it starts the close and the close callback frees the wrapper. */
 #include "hdn.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,32 @@ typedef struct hdn_handle {
   napi_async_cleanup_hook_handle cleanup;
   int pending;               /* addEvent/updatePause not completed yet: keep the wrapper */
 } hdn_handle_t;
+
+/* The addon's native objects alive in this process, by kind: a wrapper, a client event or a
+ * server batch handed to JS, an addEvent/updatePause in flight. nativeObjects() reads them: once
+ * every handle is closed and its objects collected, each count is back to zero, so a leak of
+ * any of them shows exactly (test/handles.test.js). Atomic: worker threads share the addon. */
+typedef enum {
+  HDN_LIVE_HANDLE,
+  HDN_LIVE_EVENT,
+  HDN_LIVE_BATCH,
+  HDN_LIVE_OPERATION,
+  HDN_LIVE_KINDS
+} hdn_live_kind_t;
+
+static atomic_long live[HDN_LIVE_KINDS];
+
+static void *live_calloc(hdn_live_kind_t kind, size_t size) {
+  void *p = calloc(1, size);
+  if (p != NULL) atomic_fetch_add(&live[kind], 1);
+  return p;
+}
+
+static void live_free(hdn_live_kind_t kind, void *p) {
+  if (p == NULL) return;
+  atomic_fetch_sub(&live[kind], 1);
+  free(p);
+}
 
 static int can_call_js(const hdn_handle_t *h) {
   return !h->finalized && !h->teardown && h->on_event != NULL;
@@ -177,7 +204,7 @@ static void finish(hdn_handle_t *h) {
   if (h->state != HDN_CLOSED || h->pending > 0) return;
   int free_now = h->finalized;
   release_js(h);
-  if (free_now) free(h);
+  if (free_now) live_free(HDN_LIVE_HANDLE, h);
 }
 
 /* The core's close callback (loop thread); the core frees its handle right after. */
@@ -236,7 +263,7 @@ static void finalize(napi_env env, void *data, void *hint) {
   hdn_handle_t *h = data;
   h->finalized = 1;
   if (h->state == HDN_CLOSED) {
-    free(h);
+    live_free(HDN_LIVE_HANDLE, h);
     return;
   }
   /* Only at env teardown (a strong reference holds open handles): close it now; the close
@@ -247,7 +274,7 @@ static void finalize(napi_env env, void *data, void *hint) {
   if (h->state == HDN_OPEN && core_close(h) != 0) {
     /* nothing will call back: the core refused (it was already closing by its own means) */
     release_js(h);
-    free(h);
+    live_free(HDN_LIVE_HANDLE, h);
   }
 }
 
@@ -330,7 +357,7 @@ static void batch_finalize(napi_env env, void *data, void *hint) {
   batch_ref_t *r = data;
   batch_fail_rest(r);
   free(r->done);
-  free(r);
+  live_free(HDN_LIVE_BATCH, r);
 }
 
 /* complete(ok) completes every open event of the batch; complete(ok, index) one of them. */
@@ -370,9 +397,9 @@ static void on_consumed(void *ud, const uint8_t user[32], hd_consumed_t *batch) 
   hdn_handle_t *h = ud;
   size_t n = hd_consumed_count(batch);
   batch_ref_t *r = NULL;
-  if (!can_call_js(h) || n == 0 || (r = calloc(1, sizeof *r)) == NULL ||
+  if (!can_call_js(h) || n == 0 || (r = live_calloc(HDN_LIVE_BATCH, sizeof *r)) == NULL ||
       (r->done = calloc(n, 1)) == NULL) {
-    if (r) free(r);
+    if (r) live_free(HDN_LIVE_BATCH, r);
     hd_consumed_complete_all(batch, 0); /* reported again later */
     return;
   }
@@ -421,7 +448,7 @@ typedef struct event_ref {
 static void event_finalize(napi_env env, void *data, void *hint) {
   event_ref_t *r = data;
   if (r->e != NULL) hd_event_complete(r->e, 0, NULL, 0);
-  free(r);
+  live_free(HDN_LIVE_EVENT, r);
 }
 
 /* complete(ok[, data: Uint8Array]) */
@@ -449,12 +476,12 @@ static napi_value js_event_complete(napi_env env, napi_callback_info info) {
   return undef;
 }
 
-/* The core's on_event: onEvent('event', id, payload, createdAt, complete). */
+/* The core's on_event: onEvent('event', id, payload, createdAt, complete, possiblyRepeated). */
 static void on_client_event(void *ud, hd_event_t *event) {
   hdn_handle_t *h = ud;
   event_ref_t *r = NULL;
   hd_event_info_t info;
-  if (!can_call_js(h) || hd_event_info(event, &info) != 0 || (r = calloc(1, sizeof *r)) == NULL) {
+  if (!can_call_js(h) || hd_event_info(event, &info) != 0 || (r = live_calloc(HDN_LIVE_EVENT, sizeof *r)) == NULL) {
     hd_event_complete(event, 0, NULL, 0); /* handed out again later */
     return;
   }
@@ -465,11 +492,12 @@ static void on_client_event(void *ud, hd_event_t *event) {
     event_finalize(env, r, NULL);
     return;
   }
-  napi_value argv[5], fn = NULL;
+  napi_value argv[6], fn = NULL;
   int ok = napi_create_string_utf8(env, "event", NAPI_AUTO_LENGTH, &argv[0]) == napi_ok &&
            (argv[1] = seq_value(env, info.seq)) != NULL &&
            (argv[2] = hdn_buffer_copy(env, info.payload, info.payload_len)) != NULL &&
            napi_create_double(env, (double)info.created_ms, &argv[3]) == napi_ok &&
+           napi_get_boolean(env, hd_event_possibly_repeated(event) != 0, &argv[5]) == napi_ok &&
            (fn = make_completion(env, "complete", js_event_complete, r, event_finalize)) != NULL;
   if (!ok) {
     bool pending;
@@ -486,7 +514,7 @@ static void on_client_event(void *ud, hd_event_t *event) {
     return;
   }
   argv[4] = fn;
-  if (call_js(h, "event", 5, argv) != 0 && r->e != NULL) {
+  if (call_js(h, "event", 6, argv) != 0 && r->e != NULL) {
     hd_event_complete(r->e, 0, NULL, 0); /* JS threw before completing: fail, retried */
     r->e = NULL;
   }
@@ -595,7 +623,7 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
     hdn_throw_napi(env, st, "napi_get_uv_event_loop");
     return NULL;
   }
-  hdn_handle_t *h = calloc(1, sizeof *h);
+  hdn_handle_t *h = live_calloc(HDN_LIVE_HANDLE, sizeof *h);
   if (h == NULL) {
     common_opts_free(&co);
     return hdn_throw_hd(env, HD_ENOMEM);
@@ -609,7 +637,7 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
       (st = napi_async_init(env, NULL, name, &h->actx)) != napi_ok) {
     common_opts_free(&co);
     release_js(h);
-    free(h);
+    live_free(HDN_LIVE_HANDLE, h);
     hdn_throw_napi(env, st, "creating the handle's references");
     return NULL;
   }
@@ -671,7 +699,7 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
     char detail[512];
     snprintf(detail, sizeof detail, "%s", hd_last_error_message());
     release_js(h);
-    free(h);
+    live_free(HDN_LIVE_HANDLE, h);
     napi_value err = hdn_make_error(env, rc, detail);
     if (err) napi_throw(env, err);
     return NULL;
@@ -687,7 +715,7 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
     if (wrapped) napi_remove_wrap(env, this, NULL);
     if (core_close(h) != 0) {
       release_js(h);
-      free(h);
+      live_free(HDN_LIVE_HANDLE, h);
     }
     hdn_throw_napi(env, st, "wrapping the handle");
     return NULL;
@@ -802,7 +830,7 @@ static void op_settle(op_ctx_t *o, int status, uint64_t seq, int has_seq) {
     }
     napi_close_handle_scope(env, scope);
   }
-  free(o);
+  live_free(HDN_LIVE_OPERATION, o);
   h->pending--;
   finish(h);
 }
@@ -812,14 +840,14 @@ static void on_paused(void *cb_data, int status) { op_settle(cb_data, status, 0,
 
 /* A promise and its context; `*promise` set. NULL (thrown) on failure. */
 static op_ctx_t *op_new(napi_env env, hdn_handle_t *h, napi_value *promise) {
-  op_ctx_t *o = calloc(1, sizeof *o);
+  op_ctx_t *o = live_calloc(HDN_LIVE_OPERATION, sizeof *o);
   if (o == NULL) {
     hdn_throw_hd(env, HD_ENOMEM);
     return NULL;
   }
   napi_status st = napi_create_promise(env, &o->d, promise);
   if (st != napi_ok) {
-    free(o);
+    live_free(HDN_LIVE_OPERATION, o);
     hdn_throw_napi(env, st, "napi_create_promise");
     return NULL;
   }
@@ -831,7 +859,7 @@ static op_ctx_t *op_new(napi_env env, hdn_handle_t *h, napi_value *promise) {
 static napi_value op_fail(napi_env env, op_ctx_t *o, napi_value promise, int rc) {
   napi_value err = hdn_make_error(env, rc, NULL);
   if (err != NULL) napi_reject_deferred(env, o->d, err);
-  free(o);
+  live_free(HDN_LIVE_OPERATION, o);
   return err != NULL ? promise : NULL;
 }
 
@@ -913,6 +941,20 @@ static int set_u64(napi_env env, napi_value obj, const char *key, uint64_t v) {
              : -1;
 }
 
+/* { names[i]: values[i] } as Numbers; NULL (thrown, naming `what`) on failure. */
+static napi_value counters_object(napi_env env, const char *what, size_t n,
+                                  const char *const names[], const uint64_t values[]) {
+  napi_value obj;
+  HDN_CALL(env, napi_create_object(env, &obj));
+  for (size_t i = 0; i < n; i++) {
+    if (set_u64(env, obj, names[i], values[i]) < 0) {
+      hdn_throw_napi(env, napi_generic_failure, what);
+      return NULL;
+    }
+  }
+  return obj;
+}
+
 static napi_value js_server_stats(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   hdn_handle_t *h = open_handle(env, info, &argc, NULL);
@@ -922,19 +964,13 @@ static napi_value js_server_stats(napi_env env, napi_callback_info info) {
   s.version = HD_SERVER_STATS_VERSION;
   int rc = hd_server_stats(h->core, &s);
   if (rc < 0) return hdn_throw_hd(env, rc);
-  napi_value obj;
-  HDN_CALL(env, napi_create_object(env, &obj));
-  if (set_u64(env, obj, "eventsAdded", s.events_added) < 0 ||
-      set_u64(env, obj, "eventsDelivered", s.events_delivered) < 0 ||
-      set_u64(env, obj, "eventsConsumed", s.events_consumed) < 0 ||
-      set_u64(env, obj, "eventsConfirmed", s.events_confirmed) < 0 ||
-      set_u64(env, obj, "pendingTotal", s.pending_total) < 0 ||
-      set_u64(env, obj, "connectedUsers", s.connected_users) < 0 ||
-      set_u64(env, obj, "commits", s.commits) < 0) {
-    hdn_throw_napi(env, napi_generic_failure, "stats");
-    return NULL;
-  }
-  return obj;
+  static const char *const names[] = {"eventsAdded",     "eventsDelivered", "eventsConsumed",
+                                       "eventsConfirmed", "pendingTotal",    "connectedUsers",
+                                       "commits"};
+  const uint64_t values[] = {s.events_added,     s.events_delivered, s.events_consumed,
+                             s.events_confirmed, s.pending_total,    s.connected_users,
+                             s.commits};
+  return counters_object(env, "stats", sizeof values / sizeof values[0], names, values);
 }
 
 static napi_value js_server_pending(napi_env env, napi_callback_info info) {
@@ -997,27 +1033,55 @@ static napi_value js_client_stats(napi_env env, napi_callback_info info) {
   s.version = HD_CLIENT_STATS_VERSION;
   int rc = hd_client_stats(h->core, &s);
   if (rc < 0) return hdn_throw_hd(env, rc);
-  napi_value obj, b;
-  HDN_CALL(env, napi_create_object(env, &obj));
-  if (set_u64(env, obj, "eventsReceived", s.events_received) < 0 ||
-      set_u64(env, obj, "eventsHandled", s.events_handled) < 0 ||
-      set_u64(env, obj, "eventsFailed", s.events_failed) < 0 ||
-      set_u64(env, obj, "eventsConfirmed", s.events_confirmed) < 0 ||
-      set_u64(env, obj, "unhandled", s.unhandled) < 0 ||
-      set_u64(env, obj, "consumed", s.consumed) < 0 ||
-      set_u64(env, obj, "highWater", s.high_water) < 0 ||
-      set_u64(env, obj, "pauseMs", s.pause_ms) < 0 ||
-      napi_get_boolean(env, s.connected != 0, &b) != napi_ok ||
-      napi_set_named_property(env, obj, "connected", b) != napi_ok) {
-    hdn_throw_napi(env, napi_generic_failure, "stats");
-    return NULL;
-  }
+  static const char *const names[] = {"eventsReceived",  "eventsHandled", "eventsFailed",
+                                       "eventsConfirmed", "unhandled",     "consumed",
+                                       "highWater",       "pauseMs"};
+  const uint64_t values[] = {s.events_received,  s.events_handled, s.events_failed,
+                             s.events_confirmed, s.unhandled,      s.consumed,
+                             s.high_water,       s.pause_ms};
+  napi_value b, obj = counters_object(env, "stats", sizeof values / sizeof values[0], names, values);
+  if (obj == NULL) return NULL;
+  HDN_CALL(env, napi_get_boolean(env, s.connected != 0, &b));
+  HDN_CALL(env, napi_set_named_property(env, obj, "connected", b));
   return obj;
+}
+
+/* rollbackStats() of either handle: hd_rollback_stats_t, the epoch as a Buffer. */
+static napi_value js_rollback_stats(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  hdn_handle_t *h = open_handle(env, info, &argc, NULL);
+  if (h == NULL) return NULL;
+  hd_rollback_stats_t s;
+  memset(&s, 0, sizeof s);
+  s.version = HD_ROLLBACK_STATS_VERSION;
+  int rc = h->kind == HDN_SERVER ? hd_server_rollback_stats(h->core, &s)
+                                 : hd_client_rollback_stats(h->core, &s);
+  if (rc < 0) return hdn_throw_hd(env, rc);
+  static const char *const names[] = {"rollbacks", "epochResumes", "eventsRepeated",
+                                       "eventsOrphaned", "consumedDropped"};
+  const uint64_t values[] = {s.rollbacks, s.epoch_resumes, s.events_repeated, s.events_orphaned,
+                             s.consumed_dropped};
+  napi_value epoch,
+      obj = counters_object(env, "rollbackStats", sizeof values / sizeof values[0], names, values);
+  if (obj == NULL || (epoch = hdn_buffer_copy(env, s.epoch, sizeof s.epoch)) == NULL) return NULL;
+  HDN_CALL(env, napi_set_named_property(env, obj, "epoch", epoch));
+  return obj;
+}
+
+/* nativeObjects() -> { handles, events, batches, operations } alive in this process. */
+static napi_value js_native_objects(napi_env env, napi_callback_info info) {
+  static const char *const names[HDN_LIVE_KINDS] = {"handles", "events", "batches", "operations"};
+  uint64_t values[HDN_LIVE_KINDS];
+  for (int k = 0; k < HDN_LIVE_KINDS; k++) values[k] = (uint64_t)atomic_load(&live[k]);
+  return counters_object(env, "nativeObjects", HDN_LIVE_KINDS, names, values);
 }
 
 napi_status hdn_handles_init(napi_env env, napi_value exports) {
   napi_status st;
-  napi_value cls;
+  napi_value cls, fn;
+  st = napi_create_function(env, "nativeObjects", NAPI_AUTO_LENGTH, js_native_objects, NULL, &fn);
+  if (st == napi_ok) st = napi_set_named_property(env, exports, "nativeObjects", fn);
+  if (st != napi_ok) return st;
   napi_property_descriptor server_props[] = {
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default_method, NULL},
       {"port", NULL, js_port, NULL, NULL, NULL, napi_default_method, NULL},
@@ -1028,6 +1092,7 @@ napi_status hdn_handles_init(napi_env env, napi_value exports) {
       {"pending", NULL, js_server_pending, NULL, NULL, NULL, napi_default_method, NULL},
       {"connectedUsers", NULL, js_server_connected_users, NULL, NULL, NULL, napi_default_method,
        NULL},
+      {"rollbackStats", NULL, js_rollback_stats, NULL, NULL, NULL, napi_default_method, NULL},
   };
   st = napi_define_class(env, "Server", NAPI_AUTO_LENGTH, server_new, NULL,
                          sizeof server_props / sizeof server_props[0], server_props, &cls);
@@ -1037,6 +1102,7 @@ napi_status hdn_handles_init(napi_env env, napi_value exports) {
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default_method, NULL},
       {"state", NULL, js_state, NULL, NULL, NULL, napi_default_method, NULL},
       {"stats", NULL, js_client_stats, NULL, NULL, NULL, napi_default_method, NULL},
+      {"rollbackStats", NULL, js_rollback_stats, NULL, NULL, NULL, napi_default_method, NULL},
   };
   st = napi_define_class(env, "Client", NAPI_AUTO_LENGTH, client_new, NULL,
                          sizeof client_props / sizeof client_props[0], client_props, &cls);

@@ -309,10 +309,12 @@ test('closing a server while adds and consumption reports are in flight and reop
 // ---- Cycles ---------------------------------------------------------------------------------
 
 for (const kind of ['server', 'client']) {
-  test(`1,000 open/close cycles of a ${kind}: all collected, RSS growth < 50 MiB`, { timeout: 180000 }, async () => {
+  test(`1,000 open/close cycles of a ${kind}: all collected, no native object left, RSS growth < 50 MiB`, { timeout: 180000 }, async () => {
     const r = await runFixture('cycles.js', { nodeArgs: ['--expose-gc'], args: [kind, '1000'], timeout: 175000 })
     assert.equal(r.code, 0, r.stderr + r.stdout)
     assert.match(r.stdout, /^collected 1000\/1000$/m)
+    // exact: every wrapper, event, batch and operation the addon allocated was freed
+    assert.match(r.stdout, /^native \{"handles":0,"events":0,"batches":0,"operations":0\}$/m)
     const m = r.stdout.match(/^rss ([\d.]+) MiB -> ([\d.]+) MiB \(\+(-?[\d.]+)\)$/m)
     assert.ok(m, r.stdout)
     console.log(`# ${kind}: ${r.stdout.trim().split('\n').join('; ')}`)

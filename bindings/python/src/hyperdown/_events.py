@@ -75,13 +75,16 @@ class Event:
 
     ``id`` (also ``seq``): the user's sequence number; ``payload`` (also ``data``, the original's
     name): the decoded payload (see the payload rule); ``raw``: its bytes; ``created_at`` /
-    ``created_ms``: when the server stored it.
+    ``created_ms``: when the server stored it; ``possibly_repeated``: True if the server's store
+    lost its last commits (a restore, a power loss under ``sync_normal``) and gave this event
+    again, and this client may have handled it before (docs/RELIABILITY.md, "Restores and
+    rollbacks").
 
     Complete it exactly once with :meth:`complete` (any thread). Handlers complete it for you
     from their return value: success (``None``/``True``/data), failure (``False`` or a raise:
     handed again after a backoff), or nothing yet (:data:`DEFER`)."""
 
-    __slots__ = ("id", "raw", "payload", "created_ms", "_ptr", "_lock")
+    __slots__ = ("id", "raw", "payload", "created_ms", "possibly_repeated", "_ptr", "_lock")
 
     def __init__(self, ptr: Any) -> None:
         info = ffi.new("hd_event_info_t *")
@@ -90,6 +93,7 @@ class Event:
         self.created_ms: int = int(info.created_ms)
         self.raw: bytes = _bytes(info.payload, info.payload_len)
         self.payload: Any = decode_payload(self.raw)
+        self.possibly_repeated: bool = lib.hd_event_possibly_repeated(ptr) != 0
         self._ptr = ptr
         self._lock = threading.Lock()
 
@@ -133,7 +137,8 @@ class Event:
             self.complete(True, result)
 
     def __repr__(self) -> str:
-        return f"<hyperdown.Event id={self.id} {len(self.raw)} bytes>"
+        mark = " possibly repeated" if self.possibly_repeated else ""
+        return f"<hyperdown.Event id={self.id} {len(self.raw)} bytes{mark}>"
 
 
 class ConsumedEvent:
@@ -249,3 +254,32 @@ class ClientStats:
     high_water: int
     pause_ms: int
     connected: bool
+
+
+@dataclass(frozen=True)
+class RollbackStats:
+    """hd_rollback_stats_t: what losses of the server store's last commits did, counted since the
+    handle was created (docs/RELIABILITY.md, "Restores and rollbacks").
+
+    ``epoch``: the server's store epoch (on a client: the epoch of the server store its events
+    belong to; 16 zero bytes while none is known); ``rollbacks``: resumes of a client that had
+    seen numbers the store lost; ``epoch_resumes``: resumes answered with a new epoch, rollback
+    or not. Client only (0 on a server): ``events_repeated`` (handed out marked
+    ``possibly_repeated``), ``events_orphaned`` (unhandled events the store lost: handed out,
+    never reported), ``consumed_dropped`` (consumed events the store lost: dropped, never
+    reported)."""
+
+    epoch: bytes
+    rollbacks: int
+    epoch_resumes: int
+    events_repeated: int
+    events_orphaned: int
+    consumed_dropped: int
+
+    @classmethod
+    def _read(cls, fn: Any, handle: Any) -> "RollbackStats":
+        out = ffi.new("hd_rollback_stats_t *")
+        out.version = lib.HD_ROLLBACK_STATS_VERSION
+        check(fn(handle, out))
+        return cls(bytes(out.epoch), int(out.rollbacks), int(out.epoch_resumes),
+                   int(out.events_repeated), int(out.events_orphaned), int(out.consumed_dropped))

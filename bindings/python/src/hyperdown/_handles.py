@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple, U
 
 from ._errors import HyperdownError, _str, check, error_from_code, last_error
 from ._events import (DEFER, ClientStats, ConsumedBatch, ConsumedEvent, Event, Payload,
-                      ServerStats, encode_payload)
+                      RollbackStats, ServerStats, encode_payload)
 from ._hyperdown import ffi, lib
 from ._keys import BytesLike, KeyPair, PUBLICKEY_BYTES, check_public_key
 
@@ -549,6 +549,11 @@ class Server(_Handle):
                            int(out.events_consumed), int(out.events_confirmed),
                            int(out.pending_total), int(out.connected_users), int(out.commits))
 
+    def rollback_stats(self) -> RollbackStats:
+        """The store's epoch and how many clients' resumes met a rollback (a short blocking
+        read)."""
+        return RollbackStats._read(lib.hd_server_rollback_stats, self._require_open())
+
     def pending(self, user: BytesLike) -> int:
         """How many events the store holds for ``user`` (a short blocking read)."""
         out = ffi.new("uint64_t *")
@@ -683,6 +688,11 @@ class Client(_Handle):
                            int(out.events_failed), int(out.events_confirmed), int(out.unhandled),
                            int(out.consumed), int(out.high_water), int(out.pause_ms),
                            bool(out.connected))
+
+    def rollback_stats(self) -> RollbackStats:
+        """What losses of the server store's commits did to this client (a short blocking
+        read)."""
+        return RollbackStats._read(lib.hd_client_rollback_stats, self._require_open())
 
     def leave(self) -> None:
         """The original's name for :meth:`close`."""

@@ -33,7 +33,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Set, Tuple, T
 
 from . import _handles
 from ._errors import HyperdownError, error_from_code
-from ._events import DEFER, ClientStats, ConsumedBatch, Event, Payload, ServerStats
+from ._events import DEFER, ClientStats, ConsumedBatch, Event, Payload, RollbackStats, ServerStats
 from ._handles import LogCallback, LogLevel
 from ._keys import BytesLike, KeyPair
 
@@ -264,6 +264,10 @@ class Server(_AsyncHandle):
         """The server's counters (a short blocking read)."""
         return self._inner.stats()
 
+    def rollback_stats(self) -> RollbackStats:
+        """The store's epoch and the rollbacks its clients met (a short blocking read)."""
+        return self._inner.rollback_stats()
+
     def pending(self, user: BytesLike) -> int:
         """How many events the store holds for ``user`` (a short blocking read)."""
         return int(self._inner.pending(user))
@@ -379,6 +383,10 @@ class Client(_AsyncHandle):
     def stats(self) -> ClientStats:
         """The client's counters (a short blocking read)."""
         return self._inner.stats()
+
+    def rollback_stats(self) -> RollbackStats:
+        """What losses of the server store's commits did to this client (a short blocking read)."""
+        return self._inner.rollback_stats()
 
     async def aclose(self) -> None:
         """Closes and waits (in a worker thread) until the core has released the client; ends
