@@ -213,7 +213,8 @@ deps:
 	@sh scripts/install-deps.sh
 
 # Every suite: C (plain, under valgrind, ASan+UBSan, TSan), a short fuzzing run, the header
-# check, the layering and case checks, the ABI check, Swift, Node, Python, the docs' code blocks.
+# check, the layering and case checks, the ABI check, Swift, the previous release's CLI against
+# this one, Node, Python, the docs' code blocks.
 test: deps
 	$(MAKE) test-paths
 	$(MAKE) test-c
@@ -223,6 +224,7 @@ test: deps
 	$(MAKE) fuzz-smoke
 	$(MAKE) abi-check
 	$(MAKE) test-swift
+	$(MAKE) test-compat
 	$(MAKE) test-node
 	$(MAKE) test-python
 	$(MAKE) test-docs
@@ -231,6 +233,13 @@ test: deps
 test-swift:
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
+
+# The CLI of the previous release (test/compat/PREVIOUS, built from git history into
+# $(BUILD)/compat) against this one, both ways (test/README.md).
+.PHONY: test-compat
+test-compat:
+	$(SWIFT) build --product hyperdown
+	SWIFT=$(SWIFT) sh test/compat/cli_compat.sh .build/debug/hyperdown $(BUILD)
 
 # The Node addon, built offline by the node-gyp inside npm against Node's own headers.
 test-node:
