@@ -863,16 +863,26 @@ static napi_value op_fail(napi_env env, op_ctx_t *o, napi_value promise, int rc)
   return err != NULL ? promise : NULL;
 }
 
+/* The handle of an asynchronous operation's `this`, open or not (the operation's promise says
+ * ECLOSED), and its arguments; NULL (thrown) if `this` is not a handle. */
+static hdn_handle_t *op_handle(napi_env env, napi_callback_info info, size_t *argc,
+                               napi_value *argv) {
+  napi_value this;
+  void *data = NULL;
+  if (napi_get_cb_info(env, info, argc, argv, &this, NULL) != napi_ok ||
+      napi_unwrap(env, this, &data) != napi_ok || data == NULL) {
+    hdn_throw_einval(env, "not a hyperdown handle");
+    return NULL;
+  }
+  return data;
+}
+
 /* server.addEvent(user: Buffer(32), payload: Uint8Array) -> Promise<number | bigint> */
 static napi_value js_add_event(napi_env env, napi_callback_info info) {
   size_t argc = 2;
-  napi_value argv[2], this, promise;
-  void *data = NULL;
-  HDN_CALL(env, napi_get_cb_info(env, info, &argc, argv, &this, NULL));
-  if (napi_unwrap(env, this, &data) != napi_ok || data == NULL) {
-    return hdn_throw_einval(env, "not a hyperdown handle");
-  }
-  hdn_handle_t *h = data;
+  napi_value argv[2], promise;
+  hdn_handle_t *h = op_handle(env, info, &argc, argv);
+  if (h == NULL) return NULL;
   if (argc < 2) return hdn_throw_einval(env, "expected (user, payload)");
   const uint8_t *user, *payload;
   size_t len;
@@ -892,13 +902,9 @@ static napi_value js_add_event(napi_env env, napi_callback_info info) {
 /* server.updatePause(ms) -> Promise<void> */
 static napi_value js_update_pause(napi_env env, napi_callback_info info) {
   size_t argc = 1;
-  napi_value argv[1], this, promise;
-  void *data = NULL;
-  HDN_CALL(env, napi_get_cb_info(env, info, &argc, argv, &this, NULL));
-  if (napi_unwrap(env, this, &data) != napi_ok || data == NULL) {
-    return hdn_throw_einval(env, "not a hyperdown handle");
-  }
-  hdn_handle_t *h = data;
+  napi_value argv[1], promise;
+  hdn_handle_t *h = op_handle(env, info, &argc, argv);
+  if (h == NULL) return NULL;
   double d = -1;
   if (argc < 1 || napi_get_value_double(env, argv[0], &d) != napi_ok || !(d >= 0) ||
       d > 4294967295.0 || d != (double)(uint32_t)d) {
@@ -917,14 +923,8 @@ static napi_value js_update_pause(napi_env env, napi_callback_info info) {
 
 static hdn_handle_t *open_handle(napi_env env, napi_callback_info info, size_t *argc,
                                  napi_value *argv) {
-  napi_value this;
-  void *data = NULL;
-  if (napi_get_cb_info(env, info, argc, argv, &this, NULL) != napi_ok ||
-      napi_unwrap(env, this, &data) != napi_ok || data == NULL) {
-    hdn_throw_einval(env, "not a hyperdown handle");
-    return NULL;
-  }
-  hdn_handle_t *h = data;
+  hdn_handle_t *h = op_handle(env, info, argc, argv);
+  if (h == NULL) return NULL;
   if (h->state != HDN_OPEN) {
     napi_value err = hdn_make_error(env, HD_ECLOSED, "the handle is closed or closing");
     if (err) napi_throw(env, err);
@@ -1087,14 +1087,12 @@ static napi_value js_server_list_events(napi_env env, napi_callback_info info) {
 /* deleteEvents(user, ids) / deleteUser(user) -> Promise<number>: how many, once durable. */
 static napi_value delete_call(napi_env env, napi_callback_info info, int all) {
   size_t argc = 2;
-  napi_value argv[2], this, promise;
-  void *data = NULL;
-  HDN_CALL(env, napi_get_cb_info(env, info, &argc, argv, &this, NULL));
-  if (napi_unwrap(env, this, &data) != napi_ok || data == NULL) {
-    return hdn_throw_einval(env, "not a hyperdown handle");
+  napi_value argv[2], promise;
+  hdn_handle_t *h = op_handle(env, info, &argc, argv);
+  if (h == NULL) return NULL;
+  if (argc < (all ? 1u : 2u)) {
+    return hdn_throw_einval(env, all ? "expected (user)" : "expected (user, ids)");
   }
-  hdn_handle_t *h = data;
-  if (argc < (all ? 1u : 2u)) return hdn_throw_einval(env, all ? "expected (user)" : "expected (user, ids)");
   const uint8_t *user;
   if (hdn_get_bytes(env, argv[0], HD_PUBLICKEY_BYTES, &user, NULL, "user") < 0) return NULL;
   uint32_t n = 0;
