@@ -22,6 +22,7 @@ typedef struct list_call {
   uint8_t *buf;
   size_t buf_len, used;
   size_t too_big; /* the page's first payload, when it did not fit */
+  uint64_t too_big_seq;
 } list_call_t;
 
 static int list_row(void *arg, const hd__store_event_t *row) {
@@ -29,7 +30,10 @@ static int list_row(void *arg, const hd__store_event_t *row) {
   const uint8_t *payload = NULL;
   if (l->buf != NULL) {
     if (row->payload_len > l->buf_len - l->used) {
-      if (l->n == 0) l->too_big = row->payload_len;
+      if (l->n == 0) {
+        l->too_big = row->payload_len;
+        l->too_big_seq = row->seq;
+      }
       return 1; /* the next call lists it */
     }
     memcpy(l->buf + l->used, row->payload, row->payload_len);
@@ -51,7 +55,7 @@ static int list_on_loop(void *arg) {
   if (rc < 0) return rc;
   if (l->too_big != 0) {
     return hd__error(HD_EBUFSIZE, "event %llu's payload has %zu bytes; the buffer has %zu",
-                     (unsigned long long)(*l->cursor + 1), l->too_big, l->buf_len);
+                     (unsigned long long)l->too_big_seq, l->too_big, l->buf_len);
   }
   return (int)l->n;
 }

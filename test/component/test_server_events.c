@@ -733,7 +733,7 @@ static void admin_list_and_delete(void) {
   CHECK(hd_server_list_events(f.s, f.ukp.public_key, &cursor, ev, 8, buf, 6) == 2);
   CHECK(cursor == 3 && memcmp(ev[1].payload, "ccc", 3) == 0);
   CHECK_RC(hd_server_list_events(f.s, f.ukp.public_key, &cursor, ev, 8, buf, 3), HD_EBUFSIZE);
-  CHECK(cursor == 3 && strstr(hd_last_error_message(), "4 bytes") != NULL);
+  CHECK(cursor == 3 && strstr(hd_last_error_message(), "event 4's payload has 4 bytes") != NULL);
   CHECK(hd_server_list_events(f.s, f.ukp.public_key, &cursor, ev, 8, NULL, 0) == 3);
   CHECK(ev[0].seq == 4 && ev[0].payload == NULL && ev[0].payload_len == 4);
   CHECK_RC(hd_server_list_events(f.s, NULL, &cursor, ev, 8, NULL, 0), HD_EINVAL);
