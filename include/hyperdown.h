@@ -506,6 +506,57 @@ HD_EXTERN int hd_client_purge_store(hd_client_t *client,
                                     const uint8_t store_id[HD_STORE_ID_BYTES], hd_done_cb cb,
                                     void *cb_data);
 
+/* ---------------------------------------------------------------------------------------------
+ * Admin (appended; docs/OPERATIONS.md "Admin"): a user's pending events, listed a page at a time,
+ * and deleted, some or all (a user or a device removed). With hd_server_pending_users (the users
+ * and their counts) and hd_server_disconnect.
+ *
+ * Listing pages with a cursor, like hd_server_pending_users: start with *cursor = 0; each call
+ * fills up to `cap` entries of `events` with the events numbered above *cursor, in order, moves
+ * *cursor to the last one listed and returns how many (0: no more). The payloads are copied
+ * into the caller's `buf` (`buf_len` bytes), which the entries' payload pointers point into: the
+ * library keeps nothing for the caller to free, and a binding gives one buffer for a page. A page
+ * ends early at the first event whose payload does not fit in what is left of `buf` (the next
+ * call lists it); HD_EBUFSIZE if not even the page's first one fits (its size in the detail).
+ * With `buf` NULL (and buf_len 0) only the fields are listed (payload NULL, payload_len its
+ * size). `data` is NULL and data_len 0. A later listing of other event kinds (dead letters) takes
+ * the same shape. Blocking read, any thread (inline on the loop thread); HD_ECLOSED while
+ * closing. */
+HD_EXTERN int hd_server_list_events(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYTES],
+                                    uint64_t *cursor, hd_event_info_t *events, size_t cap,
+                                    uint8_t *buf, size_t buf_len);
+
+/* The completion of a delete: status 0 and how many events were deleted (the others were not
+ * held: never added, consumed meanwhile, deleted before), or a negative code and count 0. Runs on
+ * the loop thread. */
+typedef void (*hd_count_cb)(void *cb_data, int status, uint64_t count);
+
+/* Deletes the events `seqs[0..n)` of `user` (the array is copied before the call returns);
+ * hd_server_delete_user deletes every event the store holds for `user` (also adds made before the
+ * call and not yet durable). `cb` (optional) runs once the delete is durable. Numbers are never
+ * given again: the user's next event takes the next one.
+ *
+ * Events that were delivered already: the user's client keeps what it received (it is not told;
+ * to stop it, hd_server_disconnect and remove it from the allow-list) and may still report such an
+ * event consumed: the server answers DONE as for any event it no longer holds, and on_consumed
+ * does not see it. A batch handed to on_consumed before the delete keeps its copy of the event (its
+ * payload is empty if the delete committed while the batch was being made); completing it is
+ * answered DONE as usual. An event not yet delivered is never delivered. Any
+ * thread. HD_EINVAL: NULL user, or seqs NULL with n > 0; HD_ECLOSED: the server is closing; then
+ * `cb` never runs. */
+HD_EXTERN int hd_server_delete_events(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYTES],
+                                      const uint64_t *seqs, size_t n, hd_count_cb cb,
+                                      void *cb_data);
+HD_EXTERN int hd_server_delete_user(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYTES],
+                                    hd_count_cb cb, void *cb_data);
+/* The same, blocking until the delete is durable; `count` (optional) receives how many were
+ * deleted. HD_ETHREAD on the handle's loop thread. */
+HD_EXTERN int hd_server_delete_events_wait(hd_server_t *server,
+                                           const uint8_t user[HD_PUBLICKEY_BYTES],
+                                           const uint64_t *seqs, size_t n, uint64_t *count);
+HD_EXTERN int hd_server_delete_user_wait(hd_server_t *server,
+                                         const uint8_t user[HD_PUBLICKEY_BYTES], uint64_t *count);
+
 #ifdef __cplusplus
 }
 #endif

@@ -523,7 +523,11 @@ static hd_consumed_t *batch_build(hd__server_events_t *ev, hd__server_user_t *u,
     return NULL;
   }
   for (size_t i = 0; i < n; i++) {
-    if (b->ev[i].payload == NULL) b->ev[i].payload = r.bytes; /* empty: a valid pointer */
+    if (b->ev[i].payload != NULL) continue;
+    /* an admin delete committed between the two reads: the event is gone, its payload with it;
+     * completing it is answered DONE like any event the store no longer holds */
+    b->ev[i].payload = r.bytes; /* a valid pointer */
+    b->ev[i].payload_len = 0;
   }
   return b;
 }

@@ -7,7 +7,8 @@
  *   server_events.c  the object: create/start/close, the user table, message dispatch, stats
  *   session.c        one user's connection: RESUME, CREDIT, paged pumping, backpressure
  *   consumed.c       CONSUMED reports, hd_consumed_t batches, grouped deletes, DONE
- *   server_api.c     the public event calls (add_event, update_pause, pending, ...) */
+ *   server_api.c     the public event calls (add_event, update_pause, pending, ...)
+ *   admin.c          the admin calls: a user's events listed, deleted (some or all) */
 #ifndef HD_SERVER_EVENTS_H
 #define HD_SERVER_EVENTS_H
 

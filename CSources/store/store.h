@@ -106,6 +106,11 @@ typedef struct hd__server_store_vtable {
   /* Deletes events of a user (consumed and confirmed); value = how many were still held. */
   int (*delete_events)(hd__server_store_t *s, const uint8_t user[32], const uint64_t *seqs,
                        size_t n, hd__store_cb cb, void *cb_data);
+  /* Deletes every event of a user (an operator's purge: the user or its device was removed);
+   * value = how many were held. The user's numbering goes on (never reused): a later add takes
+   * the next number. Writes queued before it are deleted too, later ones are not. */
+  int (*delete_user)(hd__server_store_t *s, const uint8_t user[32], hd__store_cb cb,
+                     void *cb_data);
   /* Stores the pause setting; value = the pause. pause() returns it once this completed. */
   int (*set_pause)(hd__server_store_t *s, uint32_t pause_ms, hd__store_cb cb, void *cb_data);
   /* Writes a consistent copy of the store to `path` (which must not exist), marked as a backup

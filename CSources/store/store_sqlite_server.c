@@ -44,7 +44,8 @@ static const char *const server_migrations[] = {
 #define EPOCHS_KEPT 64
 
 enum {
-  W_USER_GET, W_USER_NEW, W_USER_SET, W_EVENT_ADD, W_EVENT_DEL, W_PAUSE, W_FLOOR, W_COUNT
+  W_USER_GET, W_USER_NEW, W_USER_SET, W_EVENT_ADD, W_EVENT_DEL, W_PAUSE, W_FLOOR, W_USER_DEL,
+  W_COUNT
 };
 static const char *const write_sql[W_COUNT] = {
     "SELECT user_no, next_seq, pending, seq_epoch FROM users WHERE public_key = ?1",
@@ -54,6 +55,7 @@ static const char *const write_sql[W_COUNT] = {
     "DELETE FROM events WHERE user_no = ?1 AND seq = ?2",
     "INSERT OR REPLACE INTO meta(key, value) VALUES('pause_ms', ?1)",
     "INSERT OR REPLACE INTO floors(user_no, epoch_no, floor) VALUES(?1, ?2, ?3)",
+    "DELETE FROM events WHERE user_no = ?1",
 };
 
 enum {
@@ -231,6 +233,23 @@ static int run_delete(void *ctx, hd__wop_t *base) {
   return 0;
 }
 
+/* Every event of the user; the users row stays (its next_seq keeps numbers from being reused). */
+static int run_delete_user(void *ctx, hd__wop_t *base) {
+  base->value = 0;
+  sq_server_t *s = ctx;
+  batch_user_t *u;
+  int err = batch_user(s, ((del_op_t *)base)->user, &u);
+  if (err != 0 || u->user_no == 0) return err;
+  sqlite3_stmt *st = s->sql.w[W_USER_DEL];
+  sqlite3_bind_int64(st, 1, u->user_no);
+  err = hd__sqlite_step_done(st, "delete user's events");
+  if (err != 0) return err;
+  base->value = (uint64_t)sqlite3_changes(s->sql.wdb);
+  u->pending = 0;
+  if (base->value != 0) mark_dirty(s, u);
+  return 0;
+}
+
 static int run_pause(void *ctx, hd__wop_t *base) {
   sq_server_t *s = ctx;
   pause_op_t *op = (pause_op_t *)base;
@@ -309,6 +328,7 @@ static void pause_done(void *ctx, hd__wop_t *op, int status) {
 /* The server store is the truth: every commit is synced as configured (no op is relaxed). */
 static const hd__wop_type_t add_type = {run_add, hd__wop_done, 0};
 static const hd__wop_type_t delete_type = {run_delete, hd__wop_done, 0};
+static const hd__wop_type_t delete_user_type = {run_delete_user, hd__wop_done, 0};
 static const hd__wop_type_t pause_type = {run_pause, pause_done, 0};
 
 static int s_add_event(hd__server_store_t *base, const uint8_t user[32], int64_t created_ms,
@@ -336,6 +356,17 @@ static int s_delete_events(hd__server_store_t *base, const uint8_t user[32],
   op->n = n;
   if (n != 0) memcpy(op->seqs, seqs, n * sizeof(uint64_t));
   return hd__writer_submit(&from_iface(base)->sql.writer, &op->base, &delete_type, cb, cb_data);
+}
+
+static int s_delete_user(hd__server_store_t *base, const uint8_t user[32], hd__store_cb cb,
+                         void *cb_data) {
+  if (user == NULL) return hd__error(HD_EINVAL, "delete user: no user");
+  del_op_t *op = malloc(sizeof *op); /* no seqs: all of them */
+  if (op == NULL) return hd__error(HD_ENOMEM, "delete user");
+  memcpy(op->user, user, 32);
+  op->n = 0;
+  return hd__writer_submit(&from_iface(base)->sql.writer, &op->base, &delete_user_type, cb,
+                           cb_data);
 }
 
 static int s_set_pause(hd__server_store_t *base, uint32_t pause_ms, hd__store_cb cb,
@@ -546,6 +577,7 @@ static const hd__server_store_vtable_t sqlite_server_vtable = {
     .backend_name = "sqlite",
     .add_event = s_add_event,
     .delete_events = s_delete_events,
+    .delete_user = s_delete_user,
     .set_pause = s_set_pause,
     .backup = s_backup,
     .read_pending = s_read_pending,

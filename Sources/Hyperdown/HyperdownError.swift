@@ -73,4 +73,6 @@ public struct HyperdownError: Error, Sendable, Equatable, CustomStringConvertibl
   public static let versionMismatch = HD_EVERSION.rawValue
   /// `EBYE`: the peer closed the connection.
   public static let bye = HD_EBYE.rawValue
+  /// `EBUFSIZE`: a buffer too small for what was to go into it.
+  public static let bufferTooSmall = HD_EBUFSIZE.rawValue
 }

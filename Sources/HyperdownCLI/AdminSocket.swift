@@ -14,11 +14,13 @@ enum Admin {
   static func socketPath(dataDirectory: String) -> String { folder(dataDirectory: dataDirectory) + "/hyperdown.sock" }
 
   struct Request: Codable {
-    var op: String              // "add", "status" or "backup"
-    var user: String?           // add: the user's public key (hex)
+    var op: String              // "add", "status", "backup", "events" or "delete"
+    var user: String?           // add, events, delete: the user's public key (hex)
     var payloads: [String]?     // add: the events (JSON text each)
     var users: [String]?        // status: users to count too (0 if none held)
     var path: String?           // backup: the file to write (absolute)
+    var after: UInt64?          // events: the page starts after this id (default 0)
+    var ids: [UInt64]?          // delete: the events (nil: every one of the user's)
   }
 
   struct Response: Codable {
@@ -26,6 +28,15 @@ enum Admin {
     var error: String?
     var seqs: [UInt64]?
     var status: Status?
+    var events: [Event]?        // events: a page (empty: no more)
+    var deleted: UInt64?        // delete: how many
+  }
+
+  /// A pending event in an `events` answer.
+  struct Event: Codable {
+    var id: UInt64
+    var createdMs: Int64
+    var payload: Data
   }
 
   struct Status: Codable {
@@ -254,6 +265,14 @@ final class AdminServer: Sendable {
       }
       try await server.backup(to: path)
       return Admin.Response(ok: true)
+    case "events":
+      let user = try PublicKey(hex: request.user ?? "")
+      let page = try server.events(for: user, after: request.after ?? 0, limit: Admin.eventsPage)
+      return Admin.Response(ok: true, events: page.map(Admin.Event.init))
+    case "delete":
+      let user = try PublicKey(hex: request.user ?? "")
+      let n = try await Admin.delete(server, user: user, ids: request.ids)
+      return Admin.Response(ok: true, deleted: n)
     default:
       throw CLIError("unknown admin operation '\(request.op)'")
     }

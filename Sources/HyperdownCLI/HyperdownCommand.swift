@@ -12,7 +12,8 @@ struct HyperdownCommand: AsyncParsableCommand {
     abstract: "A durable event memory for a server and its users.",
     discussion: "docs/swift.md describes every command, the key file and the admin socket.",
     version: Version.string,
-    subcommands: [Keygen.self, Serve.self, Send.self, Listen.self, Status.self, Backup.self, Demo.self]
+    subcommands: [Keygen.self, Serve.self, Send.self, Listen.self, Status.self, Backup.self, Pending.self,
+                  Purge.self, Demo.self]
   )
 }
 

@@ -194,6 +194,45 @@ struct CLITests {
     #expect(try await serve.waitForExit() == 0)
   }
 
+  /// `pending` and `purge` through a running server's admin socket and from the folder of a
+  /// stopped one: the same lines either way; numbers go on after a purge.
+  @Test func pendingAndPurge() async throws {
+    let dir = try Temp()
+    defer { dir.remove() }
+    _ = try run(["keygen", "--out", dir.sub("server.key")])
+    let userKey = try run(["keygen", "--out", dir.sub("user.key")]).stdout.trimmed
+    let server = try Child(["serve", "--topic", "topic", "--data", dir.sub("server"), "--key", dir.sub("server.key"),
+                            "--listen", "127.0.0.1:0"])
+    try await server.waitForLines(1, "serve listens")
+    #expect(try run(["send", "--data", dir.sub("server"), userKey, "{\"n\": 1}", "{\"n\": 2}", "\"three\""]).status == 0)
+    let listed = try run(["pending", "--data", dir.sub("server"), userKey])
+    #expect(listed.status == 0, "\(listed.stderr)")
+    #expect(listed.stdout.lines.count == 3, "\(listed.stdout)")
+    #expect(listed.stdout.lines.first?.hasPrefix("{\"id\": 1, \"createdMs\": ") == true)
+    #expect(listed.stdout.lines.first?.hasSuffix("\"payload\": {\"n\": 1}}") == true, "\(listed.stdout)")
+    #expect(listed.stdout.lines.last?.hasSuffix("\"payload\": \"three\"}") == true, "\(listed.stdout)")
+    let one = try run(["purge", "--data", dir.sub("server"), userKey, "2", "77"])
+    #expect(one.status == 0 && one.stdout.trimmed == "{\"user\": \"\(userKey)\", \"deleted\": 1}", "\(one.stdout) \(one.stderr)")
+    let ids = try run(["pending", "--data", dir.sub("server"), userKey]).stdout.lines.map { $0.prefix(9) }
+    #expect(ids == ["{\"id\": 1,", "{\"id\": 3,"])
+    server.kill(SIGTERM)
+    #expect(try await server.waitForExit() == 0)
+
+    // no server: the folder itself
+    let offline = try run(["pending", "--data", dir.sub("server"), userKey])
+    #expect(offline.status == 0 && offline.stdout.lines.count == 2, "\(offline.stdout) \(offline.stderr)")
+    let all = try run(["purge", "--data", dir.sub("server"), userKey])
+    #expect(all.status == 0 && all.stdout.contains("\"deleted\": 2"), "\(all.stdout) \(all.stderr)")
+    let none = try run(["pending", "--data", dir.sub("server"), userKey])
+    #expect(none.status == 0 && none.stdout.isEmpty, "\(none.stdout) \(none.stderr)")
+    let again = try Child(["serve", "--topic", "topic", "--data", dir.sub("server"), "--key", dir.sub("server.key"),
+                           "--listen", "127.0.0.1:0"])
+    try await again.waitForLines(1, "serve listens again")
+    #expect(try run(["send", "--data", dir.sub("server"), userKey, "{\"n\": 4}"]).stdout.trimmed == "4")
+    again.kill(SIGTERM)
+    #expect(try await again.waitForExit() == 0)
+  }
+
   @Test func errorsAreOneClearLine() async throws {
     let dir = try Temp()
     defer { dir.remove() }
@@ -206,6 +245,9 @@ struct CLITests {
       (["send", "--data", dir.sub("s"), String(repeating: "ab", count: 32), "{}"], "USER_HEX"),
       (["status", "--data", dir.sub("nothing")], "no server is running"),
       (["backup", "--data", dir.sub("nothing"), dir.sub("b.db")], "no server store"),
+      (["pending", "--data", dir.sub("nothing"), user], "no server store"),
+      (["purge", "--data", dir.sub("nothing"), user, "1"], "no server store"),
+      (["purge", "--data", dir.sub("nothing"), "xyz"], "USER_HEX"),
       (["keygen", "--out", dir.sub("k2"), "--seed", "12"], "--seed"),
       (["listen", "--topic", "t", "--data", dir.sub("c"), "--key", dir.sub("k"), "--server", "127.0.0.1:\(try freePort())",
         "--server-key", user, "--connect-timeout", "0.5"], "does not answer"),

@@ -232,6 +232,17 @@ declare namespace hyperdown {
     /** Events the store holds for the user. */
     pending (remotePublicKey: Bytes): number
     connectedUsers (): Buffer[]
+    /** Every user the store holds events for, with how many, in the order first seen. */
+    pendingUsers (): Array<{ user: Buffer, pending: number }>
+    /** A page of the user's pending events with an id above `after` (default 0), at most
+     *  `limit` (default 256), in order; empty: no more. */
+    listEvents (remotePublicKey: Bytes, options?: { after?: EventId, limit?: number }):
+      Array<{ id: EventId, payload: Payload, createdAt: number }>
+    /** Deletes the user's events with these ids; resolves with how many were held, once
+     *  durable. The user's client is not told (docs/OPERATIONS.md "Admin"). */
+    deleteEvents (remotePublicKey: Bytes, ids: EventId[]): Promise<number>
+    /** Deletes every event of the user; resolves with how many, once durable. */
+    deleteUser (remotePublicKey: Bytes): Promise<number>
   }
 
   class Client extends Handle {

@@ -435,6 +435,45 @@ class Server extends Handle {
 
   /** The public keys of the users connected now. */
   connectedUsers () { return this._native.connectedUsers() }
+
+  /**
+   * Every user the store holds events for, with how many: [{ user: Buffer, pending }], in the
+   * order the store first saw them.
+   */
+  pendingUsers () { return this._native.pendingUsers() }
+
+  /**
+   * A page of the events the store holds for the user: [{ id, payload, createdAt }] (payload
+   * decoded by the JSON rule), at most `limit` (default 256) of those with an id above `after`
+   * (default 0), in order. Page on with the last one's id until a page comes back empty.
+   */
+  listEvents (remotePublicKey, { after = 0, limit = 256 } = {}) {
+    const page = this._native.listEvents(toBuffer(remotePublicKey, 'remotePublicKey', sizes.publicKey),
+      after, limit)
+    return page.map((e) => ({ id: e.id, payload: this._decode(e.payload), createdAt: e.createdAt }))
+  }
+
+  /**
+   * Deletes the user's events with these ids; resolves with how many the store still held once
+   * that is durable. The user's client is not told: what it received already it still handles,
+   * and its report is answered without onClientConsumedEvents; an event not sent yet never is.
+   */
+  deleteEvents (remotePublicKey, ids) {
+    try {
+      return this._native.deleteEvents(toBuffer(remotePublicKey, 'remotePublicKey', sizes.publicKey), ids)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /** Deletes every event the store holds for the user (removed); resolves with how many. */
+  deleteUser (remotePublicKey) {
+    try {
+      return this._native.deleteUser(toBuffer(remotePublicKey, 'remotePublicKey', sizes.publicKey))
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
 }
 
 class Client extends Handle {

@@ -705,6 +705,92 @@ static void resume_epochs(void) {
   fx_done(&f);
 }
 
+/* The admin calls: pages of a user's pending events with their payloads, deletes of some and of
+ * all of them while they are in flight to the connected client, which stays connected: its
+ * reports of deleted events are answered DONE without on_consumed, a batch made before the delete
+ * completes as usual, and the numbering goes on. */
+static void admin_list_and_delete(void) {
+  fx_t f;
+  CHECK(fx_init(&f, 1, 0) == 0);
+  static const char *const text[] = {"a", "bb", "ccc", "dddd", "eeeee", "ffffff"};
+  for (int i = 0; i < 6; i++) {
+    uint64_t seq = 0;
+    CHECK_OK(hd_server_add_event_wait(f.s, f.ukp.public_key, text[i], strlen(text[i]), &seq));
+    CHECK(seq == (uint64_t)i + 1);
+  }
+  hd_event_info_t ev[8];
+  uint8_t buf[64];
+  uint64_t cursor = 0;
+  CHECK(hd_server_list_events(f.s, f.ukp.public_key, &cursor, ev, 4, buf, sizeof buf) == 4);
+  CHECK(cursor == 4 && ev[0].seq == 1 && ev[3].seq == 4 && ev[3].created_ms > 0);
+  CHECK(ev[2].payload_len == 3 && memcmp(ev[2].payload, "ccc", 3) == 0 && ev[2].data == NULL);
+  CHECK(hd_server_list_events(f.s, f.ukp.public_key, &cursor, ev, 8, buf, sizeof buf) == 2);
+  CHECK(cursor == 6 && ev[1].payload_len == 6 && memcmp(ev[1].payload, "ffffff", 6) == 0);
+  CHECK(hd_server_list_events(f.s, f.ukp.public_key, &cursor, ev, 8, buf, sizeof buf) == 0);
+  CHECK(cursor == 6);
+  /* a page ends at the first payload that does not fit; none fitting is an error */
+  cursor = 1;
+  CHECK(hd_server_list_events(f.s, f.ukp.public_key, &cursor, ev, 8, buf, 6) == 2);
+  CHECK(cursor == 3 && memcmp(ev[1].payload, "ccc", 3) == 0);
+  CHECK_RC(hd_server_list_events(f.s, f.ukp.public_key, &cursor, ev, 8, buf, 3), HD_EBUFSIZE);
+  CHECK(cursor == 3 && strstr(hd_last_error_message(), "event 4's payload has 4 bytes") != NULL);
+  CHECK(hd_server_list_events(f.s, f.ukp.public_key, &cursor, ev, 8, NULL, 0) == 3);
+  CHECK(ev[0].seq == 4 && ev[0].payload == NULL && ev[0].payload_len == 4);
+  CHECK_RC(hd_server_list_events(f.s, NULL, &cursor, ev, 8, NULL, 0), HD_EINVAL);
+  CHECK_RC(hd_server_list_events(f.s, f.ukp.public_key, &cursor, ev, 8, NULL, 4), HD_EINVAL);
+  uint8_t stranger[32] = {9};
+  cursor = 0;
+  CHECK(hd_server_list_events(f.s, stranger, &cursor, ev, 8, buf, sizeof buf) == 0);
+
+  /* all six in flight to the client; event 1 reported and with the application */
+  rc_t c;
+  const char *const data[] = {"d1", "d2"};
+  hd_consumed_t *b = fx_first_report(&f, &c, 6, data, 1);
+  CHECK(b != NULL);
+  uint64_t seqs[] = {1, 2, 77}, n = 99;
+  CHECK_OK(hd_server_delete_events_wait(f.s, f.ukp.public_key, seqs, 3, &n));
+  CHECK(n == 2 && fx_pending(&f) == 4);
+  CHECK_OK(hd_server_delete_events_wait(f.s, f.ukp.public_key, NULL, 0, &n));
+  CHECK(n == 0);
+  uint64_t two[] = {2};
+  CHECK(rc_consumed(&c, two, data + 1, 1) == 0);
+  CHECK(RC_UNTIL(&c, c.n_done == 1, 5000));
+  CHECK(c.done_seqs[0] == 2 && atomic_load(&f.n_batches) == 1);
+  CHECK_OK(hd_consumed_complete(b, 0, 1));
+  CHECK(RC_UNTIL(&c, c.n_done == 2, 5000));
+  CHECK(c.done_seqs[1] == 1);
+  /* every event of the user; the client stays, and gets the next event numbered on */
+  CHECK_OK(hd_server_delete_user_wait(f.s, f.ukp.public_key, &n));
+  CHECK(n == 4 && fx_pending(&f) == 0);
+  CHECK_OK(hd_server_delete_user_wait(f.s, stranger, &n));
+  CHECK(n == 0);
+  uint64_t seq = 0;
+  CHECK_OK(hd_server_add_event_wait(f.s, f.ukp.public_key, "g", 1, &seq));
+  CHECK(seq == 7);
+  CHECK(RC_UNTIL(&c, c.received == 7, 5000));
+  CHECK(!c.closed && c.out_of_order == 0);
+  uint64_t three[] = {3};
+  CHECK(rc_consumed(&c, three, data, 1) == 0);
+  CHECK(RC_UNTIL(&c, c.n_done == 3, 5000));
+  CHECK(c.done_seqs[2] == 3 && atomic_load(&f.n_batches) == 1);
+  cursor = 0;
+  CHECK(hd_server_list_events(f.s, f.ukp.public_key, &cursor, ev, 8, buf, sizeof buf) == 1);
+  CHECK(ev[0].seq == 7 && cursor == 7);
+  /* the asynchronous form; bad arguments */
+  atomic_store(&f.adds_done, 0);
+  uint64_t seven[] = {7};
+  CHECK_OK(hd_server_delete_events(f.s, f.ukp.public_key, seven, 1, count_add, &f));
+  CHECK(WAIT_FOR(atomic_load(&f.adds_done) == 1, 5000) && fx_pending(&f) == 0);
+  CHECK_RC(hd_server_delete_events(f.s, NULL, seven, 1, NULL, NULL), HD_EINVAL);
+  CHECK_RC(hd_server_delete_events(f.s, f.ukp.public_key, NULL, 1, NULL, NULL), HD_EINVAL);
+  CHECK_RC(hd_server_delete_user(NULL, f.ukp.public_key, NULL, NULL), HD_EINVAL);
+  hd_server_stats_t st;
+  CHECK_OK(hdt_server_stats(f.s, &st));
+  CHECK(st.pending_total == 0 && st.connected_users == 1);
+  rc_free(&c);
+  fx_done(&f);
+}
+
 #define TESTS(X)                                                                                  \
   X(add_durable)                                                                                  \
   X(catchup_window)                                                                               \
@@ -720,5 +806,6 @@ static void resume_epochs(void) {
   X(backpressure)                                                                                 \
   X(huge_report_bounded)                                                                          \
   X(report_sliced)                                                                                \
-  X(resume_epochs)
+  X(resume_epochs)                                                                                \
+  X(admin_list_and_delete)
 HD_TEST_MAIN(TESTS)

@@ -194,6 +194,49 @@ static void sequence_never_reused(void) {
   CHECK_OK(fx_done(&f));
 }
 
+/* An operator's purge of one user: only that user's events go, queued adds before it with them,
+ * later ones stay; the numbering goes on after it, also across a reopen. */
+static void delete_user_purges_one_user(void) {
+  fx_t f;
+  CHECK_OK(fx_begin(&f));
+  results_t *r = f.r;
+  uint8_t a[32], b[32], stranger[32];
+  user_key(a, 1);
+  user_key(b, 2);
+  user_key(stranger, 9);
+  for (int i = 0; i < 4; i++) CHECK_OK(add(&f, 1, "a", r));
+  for (int i = 0; i < 2; i++) CHECK_OK(add(&f, 2, "b", r));
+  CHECK(wait_results(&f, r, 6) == 0);
+  f.s->vt->hold(f.s, 1); /* one batch: an add before the purge goes with it, one after stays */
+  CHECK_OK(add(&f, 1, "a5", r));
+  CHECK_OK(f.s->vt->delete_user(f.s, a, on_result, r));
+  CHECK_OK(add(&f, 1, "a6", r));
+  CHECK_OK(f.s->vt->delete_user(f.s, stranger, on_result, r));
+  f.s->vt->hold(f.s, 0);
+  CHECK(wait_results(&f, r, 10) == 0);
+  CHECK(r->failed == 0 && r->wrong_thread == 0);
+  CHECK(r->values[6] == 5 && r->values[7] == 5 && r->values[8] == 6 && r->values[9] == 0);
+  uint64_t n = 0;
+  CHECK_OK(f.s->vt->pending_count(f.s, a, &n));
+  CHECK(n == 1);
+  CHECK_OK(f.s->vt->pending_count(f.s, b, &n));
+  CHECK(n == 2);
+  page_t p = {0};
+  CHECK(f.s->vt->read_pending(f.s, a, 0, 100, on_event, &p) == 1);
+  CHECK(p.first == 6 && strcmp(p.last_payload, "a6") == 0);
+  CHECK_OK(fx_close(&f));
+  CHECK_OK(fx_open(&f));
+  CHECK_OK(f.s->vt->delete_user(f.s, a, on_result, r));
+  CHECK_OK(add(&f, 1, "a7", r));
+  CHECK(wait_results(&f, r, 12) == 0);
+  CHECK(r->values[10] == 1 && r->values[11] == 7 && r->failed == 0);
+  uint64_t total = 0;
+  CHECK_OK(f.s->vt->pending_total(f.s, &total));
+  CHECK(total == 1 + 2);
+  CHECK(f.s->vt->delete_user(f.s, NULL, on_result, r) == HD_EINVAL);
+  CHECK_OK(fx_done(&f));
+}
+
 static void paging_fifo(void) {
   fx_t f;
   CHECK_OK(fx_begin(&f));
@@ -918,6 +961,7 @@ static void backup_folder_and_close(void) {
 #define TESTS(X)                                                                                  \
   X(open_creates_folder)                                                                          \
   X(sequence_never_reused)                                                                        \
+  X(delete_user_purges_one_user)                                                                  \
   X(paging_fifo)                                                                                  \
   X(group_commit_held)                                                                            \
   X(group_commit_concurrent)                                                                      \

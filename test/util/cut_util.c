@@ -70,6 +70,7 @@ int cw_init(cw_t *cw, const char *tag, int normal) {
   cw->w.c[0].sync_normal = normal;
   cw->w.s.check = cw_server_check;
   cw->w.c[0].check = cw_client_check;
+  if (hd_keypair_generate(&cw->by_kp) != 0) return -1;
   cw->d[CW_SERVER] = fv_domain(cw->w.s.dir);
   cw->d[CW_CLIENT] = fv_domain(cw->w.c[0].dir);
   return cw->d[0] >= 0 && cw->d[1] >= 0 ? 0 : -1;
@@ -121,6 +122,51 @@ int cw_add(cw_t *cw) {
   return rc;
 }
 
+static long server_wal_syncs(cw_t *cw) {
+  fv_counts_t sc;
+  fv_counts(cw->d[CW_SERVER], &sc);
+  return sc.wal_syncs;
+}
+
+int cw_by_step(cw_t *cw, unsigned r) {
+  hd_server_t *h = cw->w.s.h;
+  const uint8_t *user = cw->by_kp.public_key;
+  if (h == NULL) return HD_ECLOSED;
+  if (r < 6) {
+    if (cw->n_by >= CW_MAX_BY) return 0;
+    int i = cw->n_by++;
+    char payload[16];
+    int n = snprintf(payload, sizeof payload, "by%d", i);
+    cw_by_t *b = &cw->by[i];
+    b->add_rc = hd_server_add_event_wait(h, user, payload, (size_t)n, &b->seq);
+    b->add_syncs = server_wal_syncs(cw);
+    return b->add_rc;
+  }
+  int from = 0, to = 0; /* the events the delete names: [from, to) */
+  for (from = 0; from < cw->n_by; from++) {
+    if (cw->by[from].add_rc == 0 && !cw->by[from].del_tried) break;
+  }
+  if (from == cw->n_by) return 0;
+  int rc;
+  uint64_t count = 0;
+  if (r < 9) {
+    to = from + 1;
+    rc = hd_server_delete_events_wait(h, user, &cw->by[from].seq, 1, &count);
+  } else {
+    to = cw->n_by;
+    rc = hd_server_delete_user_wait(h, user, &count);
+  }
+  long syncs = server_wal_syncs(cw);
+  for (int i = from; i < to; i++) {
+    cw_by_t *b = &cw->by[i];
+    if (b->add_rc != 0 || b->del_tried) continue;
+    b->del_tried = 1;
+    b->del_rc = rc;
+    b->del_syncs = syncs;
+  }
+  return rc;
+}
+
 int cw_settled(cw_t *cw) {
   pthread_mutex_lock(&cw->mu);
   int missing = 0;
@@ -129,8 +175,10 @@ int cw_settled(cw_t *cw) {
     if (a->add_rc == 0 && !a->may_be_lost && a->handled == 0) missing++;
   }
   pthread_mutex_unlock(&cw->mu);
+  uint64_t pending = 1; /* the client's user's: the bystander's stay */
   return missing == 0 && cw->w.s.h != NULL && cw->w.c[0].h != NULL &&
-         du_server_pending_total(&cw->w.s) == 0 && du_client_store_empty(&cw->w.c[0]);
+         hd_server_pending(cw->w.s.h, cw->w.c[0].kp.public_key, &pending) == 0 && pending == 0 &&
+         du_client_store_empty(&cw->w.c[0]);
 }
 
 /* What the cut of `side` may lose or must keep, decided as it happens (both sides stopped
@@ -152,6 +200,11 @@ static void cw_mark_cut(cw_t *cw, int side) {
     }
   }
   pthread_mutex_unlock(&cw->mu);
+  for (int i = 0; side == CW_SERVER && cw->normal && i < cw->n_by; i++) {
+    cw_by_t *b = &cw->by[i];
+    if (b->add_rc == 0 && b->add_syncs == c.wal_syncs) b->add_may_be_lost = 1;
+    if (b->del_tried && b->del_rc == 0 && b->del_syncs == c.wal_syncs) b->del_may_be_lost = 1;
+  }
 }
 
 int cw_cut(cw_t *cw, int side, int mode, uint64_t seed, cw_figures_t *fig) {
@@ -183,8 +236,70 @@ int cw_cut(cw_t *cw, int side, int mode, uint64_t seed, cw_figures_t *fig) {
   return rc;
 }
 
+/* The bystander's events the store holds, by their add's index: present[i] (payloads that were
+ * never added count in *bad). 0 or the listing's error. */
+static int by_present(cw_t *cw, int *present, int *bad) {
+  hd_event_info_t ev[16];
+  uint8_t buf[16 * 16];
+  uint64_t cursor = 0;
+  int n;
+  while ((n = hd_server_list_events(cw->w.s.h, cw->by_kp.public_key, &cursor, ev, 16, buf,
+                                    sizeof buf)) > 0) {
+    for (int k = 0; k < n; k++) {
+      char text[16];
+      size_t len = ev[k].payload_len < sizeof text - 1 ? ev[k].payload_len : sizeof text - 1;
+      memcpy(text, ev[k].payload, len);
+      text[len] = '\0';
+      char *end;
+      long i = strncmp(text, "by", 2) == 0 ? strtol(text + 2, &end, 10) : -1;
+      if (i < 0 || i >= cw->n_by || *end != '\0') (*bad)++;
+      else present[i]++;
+    }
+  }
+  return n;
+}
+
+/* Every acknowledged add of the bystander not deleted is there, once; no acknowledged delete came
+ * undone; NORMAL: except what the cut may have lost. */
+static int by_verify(cw_t *cw, cw_figures_t *fig) {
+  if (cw->n_by == 0) return 1;
+  int present[CW_MAX_BY] = {0}, bad = 0, ok = 1;
+  int rc = cw->w.s.h != NULL ? by_present(cw, present, &bad) : HD_ECLOSED;
+  if (rc < 0) {
+    fprintf(stderr, "  listing the bystander's events failed: %s (%s)\n", hd_err_name(rc),
+            hd_last_error_message());
+    return 0;
+  }
+  if (bad) fprintf(stderr, "  the bystander holds %d events that were never added\n", bad);
+  ok = bad == 0;
+  for (int i = 0; i < cw->n_by; i++) {
+    const cw_by_t *b = &cw->by[i];
+    int deleted = b->del_tried && b->del_rc == 0;
+    fig->by_deletes_acked += deleted;
+    if (present[i] > 1) {
+      fprintf(stderr, "  by%d is held %d times\n", i, present[i]);
+      ok = 0;
+    }
+    if (deleted && present[i] && !b->del_may_be_lost) {
+      fprintf(stderr, "  by%d (seq %" PRIu64 ") is held again after its delete was "
+              "acknowledged\n", i, b->seq);
+      ok = 0;
+    } else if (deleted && !present[i]) {
+      fig->by_deleted_verified++;
+    }
+    if (b->add_rc == 0 && !b->del_tried && !present[i] && !b->add_may_be_lost) {
+      fprintf(stderr, "  by%d (seq %" PRIu64 ") was acknowledged, never deleted, and is gone\n",
+              i, b->seq);
+      ok = 0;
+    } else if (b->add_rc == 0 && !b->del_tried && present[i]) {
+      fig->by_kept_verified++;
+    }
+  }
+  return ok;
+}
+
 int cw_verify(cw_t *cw, cw_figures_t *fig) {
-  int ok = 1;
+  int ok = by_verify(cw, fig);
   long extra_unmarked = 0;
   pthread_mutex_lock(&cw->mu);
   for (int i = 0; i < cw->n_att; i++) {

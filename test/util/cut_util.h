@@ -31,11 +31,28 @@ typedef struct cw_att {
   int handled_at_cut;
 } cw_att_t;
 
+/* The bystander: a second user with no client, whose events an operator adds and deletes
+ * (hd_server_delete_events / hd_server_delete_user) while the store may be cut. Its payloads are
+ * "by<i>" (the i-th add). */
+#define CW_MAX_BY 128
+
+typedef struct cw_by {
+  int add_rc;          /* the add's result (0: acknowledged) */
+  uint64_t seq;
+  long add_syncs;      /* the server's WAL syncs at the acknowledgement */
+  int add_may_be_lost; /* NORMAL: no WAL sync after it before a cut */
+  int del_tried;       /* a delete named it (one event, or all of the user's) */
+  int del_rc;          /* that delete's result (0: acknowledged) */
+  long del_syncs;
+  int del_may_be_lost;
+} cw_by_t;
+
 typedef struct cw_figures {
   long cuts, cuts_server, cuts_client;
   long writes_dropped, writes_torn, files_removed;
   long adds_acked, adds_failed, events_verified, allowed_lost, rehandled, epochs_changed;
   long seqs_again; /* acknowledged with a number acknowledged before the cut */
+  long by_deletes_acked, by_deleted_verified, by_kept_verified;
 } cw_figures_t;
 
 typedef struct cw {
@@ -48,6 +65,9 @@ typedef struct cw {
   int client_cuts;     /* cuts of the client store in this world */
   int server_cuts;
   int bad_payloads;
+  hd_keypair_t by_kp;  /* the bystander */
+  cw_by_t by[CW_MAX_BY];
+  int n_by;
 } cw_t;
 
 /* Installs the VFS, makes the world (not started) with both stores under `normal`. 0 or -1. */
@@ -59,6 +79,12 @@ int cw_stop(cw_t *cw, int side);
 int cw_start(cw_t *cw, int side);
 /* Adds attempt number cw->n_att and records it; returns the add's result. */
 int cw_add(cw_t *cw);
+/* The operator's step on the bystander: an add, or a delete of its oldest event not deleted
+ * yet, or of all its events (by `r`: 0-5 add, 6-8 one, 9 all), recorded; returns the call's
+ * result. Before a cut only: after one, a NORMAL store may give a lost number again, and the
+ * delete of the oldest would name another event. */
+int cw_by_step(cw_t *cw, unsigned r);
+
 /* 1 once every acknowledged attempt that may not be lost was handled, the server holds nothing
  * and the client's store is empty. */
 int cw_settled(cw_t *cw);
@@ -71,7 +97,9 @@ int cw_cut(cw_t *cw, int side, int mode, uint64_t seed, cw_figures_t *fig);
  * as allowed (after a server cut: none under FULL, only marked possibly repeated under NORMAL;
  * after a client cut: only events whose consumption was not durable at the cut, i.e. not
  * reported under FULL, not reported and then covered by a WAL sync under NORMAL); payloads and
- * consumer data intact. Adds to `fig`. 1 if all held (else prints why). */
+ * consumer data intact; the bystander's store holds every add acknowledged and not deleted, and
+ * no event whose delete was acknowledged (NORMAL: unless a cut may have lost that add or that
+ * delete). Adds to `fig`. 1 if all held (else prints why). */
 int cw_verify(cw_t *cw, cw_figures_t *fig);
 
 /* A count from the environment variable `name` (a positive integer), else `normal`, or `slow`

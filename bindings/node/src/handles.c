@@ -791,7 +791,7 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* ---- Asynchronous operations (addEvent, updatePause) ------------------------------------- */
+/* ---- Asynchronous operations (addEvent, updatePause, deleteEvents, deleteUser) ------------------------------------- */
 
 typedef struct op_ctx {
   hdn_handle_t *h;
@@ -863,16 +863,26 @@ static napi_value op_fail(napi_env env, op_ctx_t *o, napi_value promise, int rc)
   return err != NULL ? promise : NULL;
 }
 
+/* The handle of an asynchronous operation's `this`, open or not (the operation's promise says
+ * ECLOSED), and its arguments; NULL (thrown) if `this` is not a handle. */
+static hdn_handle_t *op_handle(napi_env env, napi_callback_info info, size_t *argc,
+                               napi_value *argv) {
+  napi_value this;
+  void *data = NULL;
+  if (napi_get_cb_info(env, info, argc, argv, &this, NULL) != napi_ok ||
+      napi_unwrap(env, this, &data) != napi_ok || data == NULL) {
+    hdn_throw_einval(env, "not a hyperdown handle");
+    return NULL;
+  }
+  return data;
+}
+
 /* server.addEvent(user: Buffer(32), payload: Uint8Array) -> Promise<number | bigint> */
 static napi_value js_add_event(napi_env env, napi_callback_info info) {
   size_t argc = 2;
-  napi_value argv[2], this, promise;
-  void *data = NULL;
-  HDN_CALL(env, napi_get_cb_info(env, info, &argc, argv, &this, NULL));
-  if (napi_unwrap(env, this, &data) != napi_ok || data == NULL) {
-    return hdn_throw_einval(env, "not a hyperdown handle");
-  }
-  hdn_handle_t *h = data;
+  napi_value argv[2], promise;
+  hdn_handle_t *h = op_handle(env, info, &argc, argv);
+  if (h == NULL) return NULL;
   if (argc < 2) return hdn_throw_einval(env, "expected (user, payload)");
   const uint8_t *user, *payload;
   size_t len;
@@ -892,13 +902,9 @@ static napi_value js_add_event(napi_env env, napi_callback_info info) {
 /* server.updatePause(ms) -> Promise<void> */
 static napi_value js_update_pause(napi_env env, napi_callback_info info) {
   size_t argc = 1;
-  napi_value argv[1], this, promise;
-  void *data = NULL;
-  HDN_CALL(env, napi_get_cb_info(env, info, &argc, argv, &this, NULL));
-  if (napi_unwrap(env, this, &data) != napi_ok || data == NULL) {
-    return hdn_throw_einval(env, "not a hyperdown handle");
-  }
-  hdn_handle_t *h = data;
+  napi_value argv[1], promise;
+  hdn_handle_t *h = op_handle(env, info, &argc, argv);
+  if (h == NULL) return NULL;
   double d = -1;
   if (argc < 1 || napi_get_value_double(env, argv[0], &d) != napi_ok || !(d >= 0) ||
       d > 4294967295.0 || d != (double)(uint32_t)d) {
@@ -917,14 +923,8 @@ static napi_value js_update_pause(napi_env env, napi_callback_info info) {
 
 static hdn_handle_t *open_handle(napi_env env, napi_callback_info info, size_t *argc,
                                  napi_value *argv) {
-  napi_value this;
-  void *data = NULL;
-  if (napi_get_cb_info(env, info, argc, argv, &this, NULL) != napi_ok ||
-      napi_unwrap(env, this, &data) != napi_ok || data == NULL) {
-    hdn_throw_einval(env, "not a hyperdown handle");
-    return NULL;
-  }
-  hdn_handle_t *h = data;
+  hdn_handle_t *h = op_handle(env, info, argc, argv);
+  if (h == NULL) return NULL;
   if (h->state != HDN_OPEN) {
     napi_value err = hdn_make_error(env, HD_ECLOSED, "the handle is closed or closing");
     if (err) napi_throw(env, err);
@@ -986,6 +986,153 @@ static napi_value js_server_pending(napi_env env, napi_callback_info info) {
   if (rc < 0) return hdn_throw_hd(env, rc);
   HDN_CALL(env, napi_create_double(env, (double)n, &out));
   return out;
+}
+
+/* pendingUsers() -> [{ user: Buffer, pending }] in the order the store first saw them. */
+static napi_value js_server_pending_users(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  hdn_handle_t *h = open_handle(env, info, &argc, NULL);
+  if (h == NULL) return NULL;
+  enum { PAGE = 256 };
+  uint8_t keys[PAGE * HD_PUBLICKEY_BYTES];
+  uint64_t counts[PAGE], cursor = 0;
+  napi_value arr;
+  HDN_CALL(env, napi_create_array(env, &arr));
+  uint32_t at = 0;
+  for (;;) {
+    int n = hd_server_pending_users(h->core, &cursor, keys, counts, PAGE);
+    if (n < 0) return hdn_throw_hd(env, n);
+    for (int i = 0; i < n; i++) {
+      napi_value obj, key = hdn_buffer_copy(env, keys + (size_t)i * HD_PUBLICKEY_BYTES,
+                                            HD_PUBLICKEY_BYTES);
+      if (key == NULL) return NULL;
+      HDN_CALL(env, napi_create_object(env, &obj));
+      HDN_CALL(env, napi_set_named_property(env, obj, "user", key));
+      if (set_u64(env, obj, "pending", counts[i]) < 0) {
+        hdn_throw_napi(env, napi_generic_failure, "pendingUsers");
+        return NULL;
+      }
+      HDN_CALL(env, napi_set_element(env, arr, at++, obj));
+    }
+    if (n < PAGE) return arr;
+  }
+}
+
+/* A sequence number from a Number (a safe integer >= 0) or a BigInt; -1 (thrown) otherwise. */
+static int get_seq(napi_env env, napi_value v, uint64_t *out, const char *what) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok) t = napi_undefined;
+  bool lossless = false;
+  double d;
+  if (t == napi_bigint && napi_get_value_bigint_uint64(env, v, out, &lossless) == napi_ok &&
+      lossless) {
+    return 0;
+  }
+  if (t == napi_number && napi_get_value_double(env, v, &d) == napi_ok && d >= 0 &&
+      d <= 9007199254740991.0 && d == (double)(uint64_t)d) {
+    *out = (uint64_t)d;
+    return 0;
+  }
+  char msg[96];
+  snprintf(msg, sizeof msg, "%s must be an event id (a non-negative integer or BigInt)", what);
+  hdn_throw_einval(env, msg);
+  return -1;
+}
+
+/* listEvents(user, after, limit) -> [{ id, createdAt, payload, data: null }]: one page. */
+static napi_value js_server_list_events(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  hdn_handle_t *h = open_handle(env, info, &argc, argv);
+  if (h == NULL) return NULL;
+  if (argc < 3) return hdn_throw_einval(env, "expected (user, after, limit)");
+  const uint8_t *user;
+  uint64_t after, limit;
+  if (hdn_get_bytes(env, argv[0], HD_PUBLICKEY_BYTES, &user, NULL, "user") < 0 ||
+      get_seq(env, argv[1], &after, "after") < 0 || get_seq(env, argv[2], &limit, "limit") < 0) {
+    return NULL;
+  }
+  if (limit == 0 || limit > 65536) return hdn_throw_einval(env, "limit must be 1 to 65536");
+  hd_event_info_t *ev = malloc((size_t)limit * sizeof *ev);
+  size_t size = 1u << 20;
+  uint8_t *buf = NULL;
+  int n = ev == NULL ? HD_ENOMEM : HD_EBUFSIZE;
+  while (n == HD_EBUFSIZE && size <= (1u << 30)) { /* a payload above the buffer: a larger one */
+    uint8_t *p = realloc(buf, size);
+    if (p == NULL) {
+      n = HD_ENOMEM;
+      break;
+    }
+    buf = p;
+    uint64_t cursor = after;
+    n = hd_server_list_events(h->core, user, &cursor, ev, (size_t)limit, buf, size);
+    size *= 4;
+  }
+  napi_value arr = NULL;
+  napi_status st = n < 0 ? napi_ok : napi_create_array_with_length(env, (size_t)n, &arr);
+  for (int i = 0; n > 0 && st == napi_ok && i < n; i++) {
+    napi_value obj = event_object(env, &ev[i]);
+    st = obj != NULL ? napi_set_element(env, arr, (uint32_t)i, obj) : napi_generic_failure;
+  }
+  free(ev);
+  free(buf);
+  if (n < 0) return hdn_throw_hd(env, n);
+  if (st != napi_ok) {
+    hdn_throw_napi(env, st, "listEvents");
+    return NULL;
+  }
+  return arr;
+}
+
+/* deleteEvents(user, ids) / deleteUser(user) -> Promise<number>: how many, once durable. */
+static napi_value delete_call(napi_env env, napi_callback_info info, int all) {
+  size_t argc = 2;
+  napi_value argv[2], promise;
+  hdn_handle_t *h = op_handle(env, info, &argc, argv);
+  if (h == NULL) return NULL;
+  if (argc < (all ? 1u : 2u)) {
+    return hdn_throw_einval(env, all ? "expected (user)" : "expected (user, ids)");
+  }
+  const uint8_t *user;
+  if (hdn_get_bytes(env, argv[0], HD_PUBLICKEY_BYTES, &user, NULL, "user") < 0) return NULL;
+  uint32_t n = 0;
+  bool is_array = false;
+  if (!all && (napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array ||
+               napi_get_array_length(env, argv[1], &n) != napi_ok)) {
+    return hdn_throw_einval(env, "ids must be an array of event ids");
+  }
+  uint64_t *seqs = malloc((n ? n : 1) * sizeof *seqs);
+  if (seqs == NULL) return hdn_throw_hd(env, HD_ENOMEM);
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v;
+    if (napi_get_element(env, argv[1], i, &v) != napi_ok || get_seq(env, v, &seqs[i], "an id") < 0) {
+      free(seqs);
+      return NULL;
+    }
+  }
+  op_ctx_t *o = op_new(env, h, &promise);
+  if (o == NULL) {
+    free(seqs);
+    return NULL;
+  }
+  int rc = h->state != HDN_OPEN ? HD_ECLOSED
+           : all                ? hd_server_delete_user(h->core, user, on_added, o)
+                                : hd_server_delete_events(h->core, user, seqs, n, on_added, o);
+  free(seqs); /* copied by the call */
+  if (rc < 0) {
+    if (h->state != HDN_OPEN) hd_clear_error();
+    return op_fail(env, o, promise, rc);
+  }
+  h->pending++;
+  return promise;
+}
+
+static napi_value js_server_delete_events(napi_env env, napi_callback_info info) {
+  return delete_call(env, info, 0);
+}
+
+static napi_value js_server_delete_user(napi_env env, napi_callback_info info) {
+  return delete_call(env, info, 1);
 }
 
 static napi_value js_server_connected_users(napi_env env, napi_callback_info info) {
@@ -1093,6 +1240,11 @@ napi_status hdn_handles_init(napi_env env, napi_value exports) {
       {"connectedUsers", NULL, js_server_connected_users, NULL, NULL, NULL, napi_default_method,
        NULL},
       {"rollbackStats", NULL, js_rollback_stats, NULL, NULL, NULL, napi_default_method, NULL},
+      {"pendingUsers", NULL, js_server_pending_users, NULL, NULL, NULL, napi_default_method,
+       NULL},
+      {"listEvents", NULL, js_server_list_events, NULL, NULL, NULL, napi_default_method, NULL},
+      {"deleteEvents", NULL, js_server_delete_events, NULL, NULL, NULL, napi_default_method, NULL},
+      {"deleteUser", NULL, js_server_delete_user, NULL, NULL, NULL, napi_default_method, NULL},
   };
   st = napi_define_class(env, "Server", NAPI_AUTO_LENGTH, server_new, NULL,
                          sizeof server_props / sizeof server_props[0], server_props, &cls);

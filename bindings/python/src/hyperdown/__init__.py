@@ -10,7 +10,7 @@ from typing import Any, Dict, Union
 from ._errors import *  # noqa: F401,F403
 from ._errors import __all__ as _errors_all
 from ._events import (DEFER, ClientStats, ConsumedBatch, ConsumedEvent, Event, Payload,
-                      RollbackStats, ServerStats, decode_payload, encode_payload)
+                      PendingEvent, RollbackStats, ServerStats, decode_payload, encode_payload)
 from ._handles import (AddCallback, CallbackErrorHandler, Client, ConsumedHandler, EventHandler,
                        LogCallback, LogLevel, PeerCallback, PeerClosedCallback, Server)
 from ._hyperdown import ffi as _ffi, lib as _lib
@@ -43,7 +43,7 @@ def create(options: Dict[str, Any]) -> Union[Server, Client]:
 
 __all__ = [
     "create", "DEFER", "Payload", "ConsumedEvent", "ConsumedBatch", "ServerStats", "ClientStats",
-    "RollbackStats",
+    "RollbackStats", "PendingEvent",
     "encode_payload", "decode_payload", "ConsumedHandler", "AddCallback",
     *_errors_all,
     "KeyPair", "BytesLike", "topic_key", "hex_encode", "hex_decode", "check_public_key",

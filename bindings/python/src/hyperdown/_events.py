@@ -21,7 +21,7 @@ from ._errors import AlreadyDoneError, check
 from ._hyperdown import ffi, lib
 
 __all__ = ["encode_payload", "decode_payload", "Payload", "Event", "ConsumedEvent",
-           "ConsumedBatch", "ServerStats", "ClientStats", "DEFER"]
+           "ConsumedBatch", "PendingEvent", "ServerStats", "ClientStats", "DEFER"]
 
 Payload = Union[bytes, bytearray, memoryview, dict, list, tuple, str, int, float, bool, None]
 """What can be sent as a payload or as consumption data (see the module docstring)."""
@@ -226,6 +226,22 @@ class ConsumedBatch(List[ConsumedEvent]):
 
     def __repr__(self) -> str:
         return f"<hyperdown.ConsumedBatch user={self.user.hex()[:16]}… {list.__repr__(self)}>"
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """An event the server's store holds for a user, as ``Server.list_events`` lists it:
+    ``id`` (the user's sequence number), ``payload`` (decoded by the payload rule), ``raw`` (its
+    bytes), ``created_ms`` (when the server stored it)."""
+
+    id: int
+    payload: Any
+    raw: bytes
+    created_ms: int
+
+    @property
+    def created_at(self) -> _dt.datetime:
+        return _created(self.created_ms)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple, U
 
 from ._errors import HyperdownError, _str, check, error_from_code, last_error
 from ._events import (DEFER, ClientStats, ConsumedBatch, ConsumedEvent, Event, Payload,
-                      RollbackStats, ServerStats, encode_payload)
+                      PendingEvent, RollbackStats, ServerStats, _bytes, decode_payload,
+                      encode_payload)
 from ._hyperdown import ffi, lib
 from ._keys import BytesLike, KeyPair, PUBLICKEY_BYTES, check_public_key
 
@@ -571,6 +572,74 @@ class Server(_Handle):
                 raw = bytes(ffi.buffer(buf, n * PUBLICKEY_BYTES))
                 return [raw[i:i + PUBLICKEY_BYTES] for i in range(0, len(raw), PUBLICKEY_BYTES)]
             cap = n + 16
+
+    def pending_users(self) -> List[Tuple[bytes, int]]:
+        """Every user the store holds events for, with how many, in the order the store first saw
+        them (a short blocking read, a page at a time)."""
+        h = self._require_open()
+        page = 256
+        keys = ffi.new("uint8_t[]", page * PUBLICKEY_BYTES)
+        counts = ffi.new("uint64_t[]", page)
+        cursor = ffi.new("uint64_t *", 0)
+        out: List[Tuple[bytes, int]] = []
+        while True:
+            n = check(lib.hd_server_pending_users(h, cursor, keys, counts, page))
+            raw = bytes(ffi.buffer(keys, n * PUBLICKEY_BYTES))
+            out.extend((raw[i * PUBLICKEY_BYTES:(i + 1) * PUBLICKEY_BYTES], int(counts[i]))
+                       for i in range(n))
+            if n < page:
+                return out
+
+    def list_events(self, user: BytesLike, after: int = 0, limit: int = 256) -> List[PendingEvent]:
+        """A page of the events the store holds for ``user``: at most ``limit`` of those with an
+        id above ``after``, in order; page on with the last one's id until a page is empty (a
+        short blocking read; docs/OPERATIONS.md "Admin")."""
+        if not 0 < int(limit) <= 65536:
+            raise ValueError("limit must be 1 to 65536")
+        if not 0 <= int(after) < 2 ** 64:
+            raise ValueError("after must be an event id (0 or more)")
+        pk = check_public_key(user)
+        h = self._require_open()
+        infos = ffi.new("hd_event_info_t[]", int(limit))
+        cursor = ffi.new("uint64_t *")
+        size = 1 << 20
+        while True:
+            buf = ffi.new("uint8_t[]", size)
+            cursor[0] = int(after)
+            rc = lib.hd_server_list_events(h, pk, cursor, infos, int(limit), buf, size)
+            if rc == lib.HD_EBUFSIZE and size < 1 << 30:
+                size *= 4  # the page's first payload is larger: a larger buffer
+                continue
+            n = check(rc)
+            events = []
+            for i in range(n):
+                raw = _bytes(infos[i].payload, infos[i].payload_len)
+                events.append(PendingEvent(int(infos[i].seq), decode_payload(raw), raw,
+                                           int(infos[i].created_ms)))
+            return events
+
+    def delete_events(self, user: BytesLike, ids: List[int]) -> int:
+        """Deletes ``user``'s events with these ids and waits until that is durable; returns how
+        many the store still held. The user's client is not told: what it received already it
+        still handles, and its report is answered without ``on_consumed``; an event not sent yet
+        never is (docs/OPERATIONS.md "Admin"). Blocks with the GIL released (WrongThreadError
+        from this server's own callbacks)."""
+        pk = check_public_key(user)
+        seqs = [int(i) for i in ids]
+        if any(not 0 <= i < 2 ** 64 for i in seqs):
+            raise ValueError("an event id is 0 or more and below 2**64")
+        arr = ffi.new("uint64_t[]", seqs or [0])
+        count = ffi.new("uint64_t *")
+        check(lib.hd_server_delete_events_wait(self._require_open(), pk, arr, len(seqs), count))
+        return int(count[0])
+
+    def delete_user(self, user: BytesLike) -> int:
+        """Deletes every event the store holds for ``user`` (removed) and waits until that is
+        durable; returns how many. Numbers are never given again."""
+        pk = check_public_key(user)
+        count = ffi.new("uint64_t *")
+        check(lib.hd_server_delete_user_wait(self._require_open(), pk, count))
+        return int(count[0])
 
     # the original's names
     def addEvent(self, user: BytesLike, payload: Payload) -> int:  # noqa: N802

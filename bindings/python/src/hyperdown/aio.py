@@ -33,7 +33,8 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Set, Tuple, T
 
 from . import _handles
 from ._errors import HyperdownError, error_from_code
-from ._events import DEFER, ClientStats, ConsumedBatch, Event, Payload, RollbackStats, ServerStats
+from ._events import (DEFER, ClientStats, ConsumedBatch, Event, Payload, PendingEvent, RollbackStats,
+                      ServerStats)
 from ._handles import LogCallback, LogLevel
 from ._keys import BytesLike, KeyPair
 
@@ -275,6 +276,24 @@ class Server(_AsyncHandle):
     def connected_users(self) -> List[bytes]:
         """The public keys of the users connected now (a short blocking read)."""
         return list(self._inner.connected_users())
+
+    def pending_users(self) -> List[Tuple[bytes, int]]:
+        """Every user the store holds events for, with how many (a short blocking read)."""
+        return self._inner.pending_users()
+
+    def list_events(self, user: BytesLike, after: int = 0, limit: int = 256) -> List[PendingEvent]:
+        """A page of ``user``'s pending events (a short blocking read); see
+        :meth:`hyperdown.Server.list_events`."""
+        return self._inner.list_events(user, after, limit)
+
+    async def delete_events(self, user: BytesLike, ids: List[int]) -> int:
+        """Deletes ``user``'s events with these ids; returns how many were held, once durable."""
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self._inner.delete_events, user, list(ids))
+
+    async def delete_user(self, user: BytesLike) -> int:
+        """Deletes every event of ``user``; returns how many, once durable."""
+        return await asyncio.get_running_loop().run_in_executor(None, self._inner.delete_user, user)
 
     # the original's names
     async def addEvent(self, user: BytesLike, payload: Payload) -> int:  # noqa: N802
