@@ -41,10 +41,10 @@ static void save(const char *target, const char *name, hd__buf_t *b) {
 /* ---- the example messages of docs/PROTOCOL.md section 6, framed by their encoders ---- */
 
 enum { EX_EVENTS, EX_CONSUMED, EX_DONE, EX_RESUME, EX_RESUME_FRESH, EX_CREDIT, EX_PAUSE, EX_PING,
-       EX_PONG, EX_BYE, EX_BYE_ERROR, EX_EPOCH, N_EXAMPLES };
+       EX_PONG, EX_BYE, EX_BYE_ERROR, EX_EPOCH, EX_BYE_REPLACED, N_EXAMPLES };
 static const char *const ex_names[N_EXAMPLES] = {
     "events", "consumed", "done", "resume", "resume-fresh", "credit",
-    "pause", "ping", "pong", "bye", "bye-error", "epoch"};
+    "pause", "ping", "pong", "bye", "bye-error", "epoch", "bye-replaced"};
 
 static const uint8_t store_0_15[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
@@ -70,6 +70,7 @@ static void example(int i, hd__buf_t *out) {
     case EX_BYE: rc = hd__msg_encode_bye(out, 0, "bye", 3); break;
     case EX_BYE_ERROR: rc = hd__msg_encode_bye(out, 9, "bad frame", 9); break;
     case EX_EPOCH: rc = hd__msg_encode_epoch(out, 90, 100); break;
+    case EX_BYE_REPLACED: rc = hd__msg_encode_bye(out, 29, "replaced", 8); break;
   }
   FZ_CHECK(rc == 0);
 }
@@ -367,6 +368,7 @@ static void client_session_seeds(void) {
       {"events-done-pause", 2 | LINGER, {EX_EVENTS, EX_DONE, EX_PAUSE}, 3},
       {"control", 0, {EX_PING, EX_PONG, EX_BYE}, 3},
       {"bye-error", 0, {EX_BYE_ERROR}, 1},
+      {"bye-replaced", 0, {EX_BYE_REPLACED}, 1},
       {"wrong-direction", 0, {EX_CONSUMED, EX_RESUME, EX_CREDIT}, 3},
   };
   session_seeds(t, rows, HD__ARRAY_SIZE(rows));

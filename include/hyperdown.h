@@ -63,7 +63,9 @@ HD_EXTERN int hd_check_version(int abi_version, unsigned int header_version_hex)
 HD_EXTERN int hd_init(void);
 
 /* ---------------------------------------------------------------------------------------------
- * Errors: negative codes from one list. Append only; never renumber.
+ * Errors: negative codes from one list. Append only; never renumber: the list grows, so a caller
+ * must expect codes it does not know (hd_err_name gives "UNKNOWN" for them) and HD_ERRNO_MIN
+ * moves down with each new one.
  */
 #define HD_ERRNO_MAP(XX)                                                                          \
   XX(EINVAL, -1, "invalid argument")                                                              \
@@ -93,13 +95,14 @@ HD_EXTERN int hd_init(void);
   XX(EBUFSIZE, -25, "buffer too small")                                                           \
   XX(ESTATE, -26, "operation not valid in the current state")                                     \
   XX(EBYE, -27, "peer closed the connection")                                                     \
-  XX(ETHREAD, -28, "call not allowed on this thread")
+  XX(ETHREAD, -28, "call not allowed on this thread")                                             \
+  XX(EREPLACED, -29, "connection replaced by a newer one of the same key")
 
 typedef enum hd_errno {
 #define HD__ERRNO_ENUM(name, value, text) HD_##name = value,
   HD_ERRNO_MAP(HD__ERRNO_ENUM)
 #undef HD__ERRNO_ENUM
-  HD_ERRNO_MIN = -28
+  HD_ERRNO_MIN = -29
 } hd_errno_t;
 
 /* A static description of `code` ("unknown error" for a code that is not in the list). */
@@ -211,7 +214,8 @@ typedef struct hd_client hd_client_t;
 /* A peer finished the handshake; `public_key` is its authenticated Ed25519 key. */
 typedef void (*hd_peer_cb)(void *user_data, const uint8_t public_key[HD_PUBLICKEY_BYTES]);
 /* A connection ended. `public_key` is NULL if the peer never authenticated. `status` is 0 for an
- * orderly close and a negative HD_E* code otherwise; hd_last_error_message() tells the detail. */
+ * orderly close and a negative HD_E* code otherwise (HD_EREPLACED on both sides for a connection
+ * a newer one of the same key replaced); hd_last_error_message() tells the detail. */
 typedef void (*hd_peer_closed_cb)(void *user_data, const uint8_t *public_key, int status);
 /* A handle finished closing; its memory is freed right after this returns. */
 typedef void (*hd_close_cb)(void *user_data);
@@ -275,7 +279,10 @@ typedef struct hd_client_options {
   uint32_t idle_timeout_ms;       /* 0 = 3 x keepalive */
   uint32_t max_message_bytes;     /* 0 = 1 MiB */
   uint32_t reconnect_min_ms;      /* first retry delay after a failure; 0 = 100 */
-  uint32_t reconnect_max_ms;      /* cap of the doubling retry delay; 0 = 5000 */
+  uint32_t reconnect_max_ms;      /* cap of the doubling retry delay; 0 = 5000. Also the wait
+                                     after the server replaced the connection by a newer one of
+                                     the same key (HD_EREPLACED), doubled with each replacement in
+                                     a row up to 60 s */
   int no_reconnect;               /* 1: do not dial again after a failure or a disconnect */
   void *user_data;
   hd_destroy_cb destroy;

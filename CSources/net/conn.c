@@ -433,6 +433,11 @@ static int on_msg(void *ctx, uint8_t type, const uint8_t *body, size_t len) {
       if (v == 0) {
         hd__error(0, "peer %s said goodbye: %.*s", c->peer, (int)text_len, (const char *)text);
         conn_end(c, 0, CLOSE_FLUSH);
+      } else if (v == (uint64_t)-HD_EREPLACED) {
+        /* its own status: the owner must not dial again at once (docs/PROTOCOL.md, BYE) */
+        hd__error(HD_EREPLACED, "peer %s closed the connection: %.*s", c->peer, (int)text_len,
+                  (const char *)text);
+        conn_end(c, HD_EREPLACED, CLOSE_FLUSH);
       } else {
         hd__error(HD_EBYE, "peer %s closed the connection with error %s: %.*s", c->peer,
                   hd_err_name(-(int)(v > 1000 ? 1000 : v)), (int)text_len, (const char *)text);

@@ -93,7 +93,7 @@ static void on_conn_open(hd__conn_t *c, const uint8_t pk[HD_PUBLICKEY_BYTES]) {
     /* the same identity connected again (e.g. it restarted before we noticed): the newest
      * connection wins; the old one is told why */
     hd__log(s->rt, HD_LOG_INFO, "peer %s replaces its previous connection %s", c->peer, old->peer);
-    hd__conn_close(old, 0, "replaced by a newer connection of the same peer");
+    hd__conn_fail(old, HD_EREPLACED, "replaced by a newer connection of the same key");
   }
   if (s->hook.fn != NULL) {
     c->raw = 1;

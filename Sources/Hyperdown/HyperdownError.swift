@@ -73,4 +73,6 @@ public struct HyperdownError: Error, Sendable, Equatable, CustomStringConvertibl
   public static let versionMismatch = HD_EVERSION.rawValue
   /// `EBYE`: the peer closed the connection.
   public static let bye = HD_EBYE.rawValue
+  /// `EREPLACED`: a newer connection with the same key took this one's place.
+  public static let replaced = HD_EREPLACED.rawValue
 }

