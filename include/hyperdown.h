@@ -231,7 +231,7 @@ typedef struct hd_authorization hd_authorization_t;
 typedef void (*hd_authorize_cb)(void *user_data, const uint8_t public_key[HD_PUBLICKEY_BYTES],
                                 hd_authorization_t *request);
 
-#define HD_SERVER_OPTIONS_VERSION 2
+#define HD_SERVER_OPTIONS_VERSION 3
 typedef struct hd_server_options {
   unsigned int version;           /* HD_SERVER_OPTIONS_VERSION */
   const hd_keypair_t *keypair;    /* the server's identity (copied) */
@@ -262,8 +262,13 @@ typedef struct hd_server_options {
   uint32_t handshakes_per_address; /* connections accepted per second from one address (IPv6:
                                       one /64); beyond it closed at once; 0 = 64,
                                       UINT32_MAX = none */
+  /* Appended in version 3 (docs/PROTOCOL.md, "Message limits"). */
+  uint32_t max_event_bytes;       /* the largest event payload hd_server_add_event accepts;
+                                     0 = max_message_bytes - 64. A client whose max_message_bytes
+                                     is below this + 64 is refused at the handshake (HD_EMSGSIZE):
+                                     every event the server holds must be deliverable to it */
 } hd_server_options_t;
-#define HD_SERVER_OPTIONS_INIT {HD_SERVER_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, HD_LOG_ERROR, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+#define HD_SERVER_OPTIONS_INIT {HD_SERVER_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, HD_LOG_ERROR, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 HD_EXTERN int hd_server_options_init(hd_server_options_t *opts, unsigned int version);
 
 #define HD_CLIENT_OPTIONS_VERSION 1
@@ -343,7 +348,7 @@ typedef void (*hd_add_cb)(void *cb_data, int status, uint64_t seq);
 typedef void (*hd_done_cb)(void *cb_data, int status);
 
 /* Adds an event for `user` (an Ed25519 public key). The payload (1 byte up to the server's
- * max_message_bytes less 64) is copied before the call returns. The event takes the user's next
+ * max_event_bytes, by default max_message_bytes less 64) is copied before the call returns. The event takes the user's next
  * sequence number; concurrent adds share one transaction and one fsync; `cb` (optional) runs
  * once it is durable, and a connected user gets the event pushed right after. Any thread.
  * HD_EINVAL: empty or oversized payload; HD_EKEY: `user` is not a valid Ed25519 key;
@@ -373,7 +378,7 @@ HD_EXTERN int hd_consumed_complete(hd_consumed_t *batch, size_t index, int ok);
  * that is never completed is never freed: the application must complete every event. */
 HD_EXTERN int hd_consumed_complete_all(hd_consumed_t *batch, int ok);
 
-#define HD_SERVER_STATS_VERSION 1
+#define HD_SERVER_STATS_VERSION 2
 typedef struct hd_server_stats {
   unsigned int version;       /* set to HD_SERVER_STATS_VERSION before the call */
   uint64_t events_added;      /* adds that completed durable since create */
@@ -383,6 +388,10 @@ typedef struct hd_server_stats {
   uint64_t pending_total;     /* events held in the store */
   uint64_t connected_users;   /* authenticated connections now */
   uint64_t commits;           /* store transactions (one fsync each) */
+  /* Appended in version 2. */
+  uint64_t events_too_large;  /* times an event could not be sent because it is larger than the
+                                 client's max_message_bytes (stored under a larger
+                                 max_event_bytes): that connection closed with BYE HD_EMSGSIZE */
 } hd_server_stats_t;
 
 /* Blocking reads, any thread (inline on the loop thread). */

@@ -6,6 +6,8 @@
 #include "harness.h"
 #include "transport_util.h"
 
+#include <stddef.h>
+
 #define TOPIC "protocol-edges-test"
 
 typedef struct srv {
@@ -25,6 +27,8 @@ static int srv_start(srv_t *v, const hd_server_options_t *o) {
     if (o->keepalive_ms) so.keepalive_ms = o->keepalive_ms;
     if (o->idle_timeout_ms) so.idle_timeout_ms = o->idle_timeout_ms;
     if (o->max_message_bytes) so.max_message_bytes = o->max_message_bytes;
+    if (o->max_event_bytes) so.max_event_bytes = o->max_event_bytes;
+    if (o->data_dir) so.data_dir = o->data_dir;
   }
   int rc = hd_server_create(&v->s, &so);
   if (rc != 0) return rc;
@@ -104,8 +108,133 @@ static void replaced_bye_on_the_wire(void) {
   CHECK_OK(hd_server_close_wait(v.s));
 }
 
+/* ---- message limits ------------------------------------------------------------------------ */
+
+static int client_handled(hd_client_t *c, uint64_t n) {
+  hd_client_stats_t st;
+  return hdt_client_stats(c, &st) == 0 && st.events_handled >= n;
+}
+
+/* A client whose max_message_bytes cannot carry the server's largest event (max_event_bytes +
+ * 64) is refused at the handshake with HD_EMSGSIZE, never counted, and dials again with its
+ * doubling backoff. With max_event_bytes lowered to its limit less 64 it is admitted, and the
+ * largest event the server then takes reaches it. */
+static void small_client_refused_at_handshake(void) {
+  srv_t v;
+  CHECK_OK(srv_start(&v, NULL)); /* max_event_bytes: 1 MiB - 64 */
+  hd_keypair_t kp;
+  hd_keypair_generate(&kp);
+  tu_peer_t p;
+  hd_client_options_t o = cli_options(&v, &kp, &p);
+  o.max_message_bytes = 65536;
+  hd_client_t *c;
+  tu_log_clear();
+  CHECK_OK(hd_client_create(&c, &o));
+  CHECK(WAIT_FOR(atomic_load(&p.disconnected) >= 2, 5000));
+  CHECK(atomic_load(&p.last_status) == HD_EMSGSIZE);
+  CHECK(strstr(p.detail, "max_message_bytes (65536)") != NULL);
+  CHECK(atomic_load(&p.connected) == 0 && atomic_load(&v.p.connected) == 0);
+  CHECK(tu_log_has("accepts messages of at most 65536 bytes, this server's events take up to "
+                   "1048576"));
+  CHECK_OK(hd_client_close_wait(c));
+  CHECK_OK(hd_server_close_wait(v.s));
+
+  hd_server_options_t so = HD_SERVER_OPTIONS_INIT;
+  so.max_event_bytes = 65536 - 64;
+  CHECK_OK(srv_start(&v, &so));
+  o = cli_options(&v, &kp, &p);
+  o.max_message_bytes = 65536;
+  CHECK_OK(hd_client_create(&c, &o));
+  CHECK(WAIT_FOR(atomic_load(&p.connected) == 1, 5000));
+  uint8_t *big = calloc(1, 65536);
+  CHECK(big != NULL);
+  uint64_t seq = 0;
+  CHECK_RC(hd_server_add_event_wait(v.s, kp.public_key, big, 65536 - 63, &seq), HD_EINVAL);
+  CHECK(strstr(hd_last_error_message(), "max_event_bytes") != NULL);
+  CHECK_OK(hd_server_add_event_wait(v.s, kp.public_key, big, 65536 - 64, &seq));
+  free(big);
+  CHECK(WAIT_FOR(client_handled(c, 1), 5000));
+  CHECK(atomic_load(&p.disconnected) == 0);
+  hd_server_stats_t st;
+  CHECK_OK(hdt_server_stats(v.s, &st));
+  CHECK(st.events_too_large == 0);
+  CHECK_OK(hd_client_close_wait(c));
+  CHECK_OK(hd_server_close_wait(v.s));
+}
+
+/* An event stored under a larger max_event_bytes than the server now has can exceed a client's
+ * limit that the handshake accepted: the connection closes with BYE HD_EMSGSIZE naming the event,
+ * a log line and a counter, never in silence. The event stays pending. */
+static void too_large_event_told(void) {
+  srv_t v;
+  char *dir = hdt_mkdtemp("edges-too-large");
+  CHECK(dir != NULL);
+  hd_server_options_t so = HD_SERVER_OPTIONS_INIT;
+  so.data_dir = dir;
+  CHECK_OK(srv_start(&v, &so));
+  hd_keypair_t kp;
+  hd_keypair_generate(&kp);
+  uint8_t *big = calloc(1, 5000);
+  CHECK(big != NULL);
+  CHECK_OK(hd_server_add_event_wait(v.s, kp.public_key, big, 5000, NULL));
+  free(big);
+  CHECK_OK(hd_server_close_wait(v.s));
+
+  so.max_event_bytes = 1000; /* the same store, now with a smaller limit */
+  CHECK_OK(srv_start(&v, &so));
+  tu_peer_t p;
+  hd_client_options_t o = cli_options(&v, &kp, &p);
+  o.max_message_bytes = 2000;
+  hd_client_t *c;
+  tu_log_clear();
+  CHECK_OK(hd_client_create(&c, &o));
+  CHECK(WAIT_FOR(atomic_load(&p.disconnected) >= 1, 5000));
+  CHECK(atomic_load(&p.last_status) == HD_EBYE);
+  CHECK(strstr(p.detail, "EMSGSIZE") != NULL && strstr(p.detail, "event 1 has 5000 bytes") != NULL);
+  CHECK(tu_log_has("stored when max_event_bytes was larger?"));
+  hd_server_stats_t st;
+  CHECK_OK(hdt_server_stats(v.s, &st));
+  CHECK(st.events_too_large >= 1 && st.pending_total == 1);
+  hd_server_stats_t v1 = {.version = 1, .events_too_large = 12345};
+  CHECK_OK(hd_server_stats(v.s, &v1)); /* a caller built against version 1: not written past */
+  CHECK(v1.pending_total == 1 && v1.events_too_large == 12345);
+  CHECK_OK(hd_client_close_wait(c));
+  CHECK_OK(hd_server_close_wait(v.s));
+  hdt_rmrf(dir);
+  free(dir);
+}
+
+/* A caller built against options version 2 has no max_event_bytes: init does not write it and
+ * create does not read it (garbage there would refuse every default client). */
+static void options_version_2(void) {
+  hd_server_options_t o;
+  memset(&o, 0xab, sizeof o);
+  CHECK_OK(hd_server_options_init(&o, 2));
+  CHECK(o.version == 2 && o.handshakes_per_address == 0 && o.max_event_bytes == 0xabababab);
+  srv_t v;
+  hd_keypair_generate(&v.kp);
+  tu_peer_init(&v.p);
+  hd_server_options_t t = tu_server_options(&v.kp, TOPIC, "127.0.0.1:0", &v.p);
+  memcpy(&o, &t, offsetof(hd_server_options_t, max_event_bytes));
+  o.version = 2;
+  CHECK_OK(hd_server_create(&v.s, &o));
+  snprintf(v.addr, sizeof v.addr, "127.0.0.1:%d", hd_server_port(v.s));
+  hd_keypair_t kp;
+  hd_keypair_generate(&kp);
+  tu_peer_t p;
+  hd_client_options_t co = cli_options(&v, &kp, &p);
+  hd_client_t *c;
+  CHECK_OK(hd_client_create(&c, &co));
+  CHECK(WAIT_FOR(atomic_load(&p.connected) == 1, 5000));
+  CHECK_OK(hd_client_close_wait(c));
+  CHECK_OK(hd_server_close_wait(v.s));
+}
+
 #define TESTS(X)                                                                                  \
   X(replaced_does_not_bounce)                                                                     \
-  X(replaced_bye_on_the_wire)
+  X(replaced_bye_on_the_wire)                                                                     \
+  X(small_client_refused_at_handshake)                                                            \
+  X(too_large_event_told)                                                                         \
+  X(options_version_2)
 
 HD_TEST_MAIN(TESTS)

@@ -297,6 +297,9 @@ static void ex_reject(void) {
   CHECK(bytes_are("reject", r, sizeof r, &ex));
   CHECK(ex->bytes[0] == 0 && ex->bytes[1] == 0);
   CHECK(hd__reject_error(ex->bytes[2]) == HD_ETOPIC);
+  hd__reject_encode(r, hd__reject_reason_for(HD_EMSGSIZE));
+  CHECK(bytes_are("reject-msgsize", r, sizeof r, &ex));
+  CHECK(hd__reject_error(ex->bytes[2]) == HD_EMSGSIZE);
 }
 
 /* ---- records: all-zero key, nonces 0 and 1 -------------------------------------------------- */
@@ -347,7 +350,7 @@ static void ex_all_checked(void) {
       "events",   "consumed", "done",         "resume",       "resume-fresh",
       "credit",   "pause",    "ping",         "pong",         "bye",
       "bye-error", "bye-replaced", "hello",   "welcome",      "topic-key",    "preamble",
-      "reject",   "record",   "record-2",     "welcome-epoch", "resume-epoch",
+      "reject",   "reject-msgsize", "record",   "record-2",     "welcome-epoch", "resume-epoch",
       "epoch",    "epoch-unknown"};
   CHECK(load() > 0);
   CHECK(n_examples == (int)HD__ARRAY_SIZE(checked));
