@@ -204,6 +204,134 @@ static void too_large_event_told(void) {
   free(dir);
 }
 
+/* ---- handshake timeout and keepalive ---------------------------------------------------------- */
+
+/* 1 if the peer closed `fd` within `ms` (scaled) without sending a single byte. */
+static int closed_silently(int fd, int ms) {
+  uint64_t dl = hdt_now_ms() + (uint64_t)ms * hdt_slow();
+  for (;;) {
+    uint64_t now = hdt_now_ms();
+    if (now >= dl) return 0;
+    struct pollfd pf = {fd, POLLIN, 0};
+    if (poll(&pf, 1, (int)(dl - now)) <= 0) continue;
+    uint8_t b[256];
+    ssize_t n = recv(fd, b, sizeof b, 0);
+    if (n > 0) {
+      fprintf(stderr, "  %zd bytes came before the close\n", n);
+      return 0;
+    }
+    return 1; /* EOF or reset */
+  }
+}
+
+/* The next record from the server on a raw connection, decrypted: its first message's type (or
+ * -1: closed, timed out, or not a message). */
+static int raw_next_type(tu_raw_t *r, int ms) {
+  uint8_t lenb[2], rec[1024], pt[1024];
+  if (tu_recv_all(r->fd, lenb, 2, ms) != 0) return -1;
+  size_t n = hd__get_u16be(lenb);
+  if (n < HD__RECORD_TAG || n > sizeof rec || tu_recv_all(r->fd, rec, n, ms) != 0) return -1;
+  if (hd__cipher_decrypt(&r->rx, NULL, 0, rec, n, pt) != 0 || n == HD__RECORD_TAG) return -1;
+  uint64_t l;
+  int vl = hd__varint_get(pt, n - HD__RECORD_TAG, &l);
+  return vl > 0 && (size_t)vl < n - HD__RECORD_TAG ? pt[vl] : -1;
+}
+
+/* The handshake timeout closes in silence: no rejection frame, no BYE, whether the client sent
+ * nothing, only the preamble, or the whole handshake and then no record. */
+static void handshake_timeout_silent(void) {
+  hd_server_options_t so = HD_SERVER_OPTIONS_INIT;
+  so.handshake_timeout_ms = 300;
+  srv_t v;
+  CHECK_OK(srv_start(&v, &so));
+  int port = hd_server_port(v.s);
+  tu_raw_t r;
+  CHECK(tu_raw_connect(&r, port) == 0);
+  CHECK(closed_silently(r.fd, 3000));
+  close(r.fd);
+  uint8_t pre[HD__PREAMBLE_BYTES], tk[HD_TOPIC_BYTES];
+  CHECK_OK(hd_topic_key(tk, TOPIC, strlen(TOPIC)));
+  hd__preamble_encode(pre, tk);
+  CHECK(tu_raw_connect(&r, port) == 0 && tu_send_all(r.fd, pre, sizeof pre) == 0);
+  CHECK(closed_silently(r.fd, 3000));
+  close(r.fd);
+  hd_keypair_t kp;
+  hd_keypair_generate(&kp);
+  CHECK(tu_raw_connect(&r, port) == 0);
+  CHECK(tu_raw_handshake_only(&r, &kp, v.kp.public_key, TOPIC) == 0); /* WELCOME read */
+  CHECK(closed_silently(r.fd, 3000));
+  close(r.fd);
+  CHECK(atomic_load(&v.p.connected) == 0);
+  CHECK(WAIT_FOR(atomic_load(&v.p.disconnected) == 3, 3000));
+  CHECK(atomic_load(&v.p.last_status) == HD_ETIMEDOUT);
+  CHECK_OK(hd_server_close_wait(v.s));
+
+  /* the client's side: a server that takes message 1 and never answers */
+  int lport, lfd = tu_listen(&lport);
+  CHECK(lfd >= 0);
+  hd_keypair_t skp;
+  hd_keypair_generate(&skp);
+  char addr[64];
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", lport);
+  tu_peer_t p;
+  tu_peer_init(&p);
+  hd_client_options_t o = tu_client_options(&kp, skp.public_key, TOPIC, addr, &p);
+  o.handshake_timeout_ms = 300;
+  o.no_reconnect = 1;
+  hd_client_t *c;
+  CHECK_OK(hd_client_create(&c, &o));
+  struct pollfd pf = {lfd, POLLIN, 0};
+  CHECK(poll(&pf, 1, 3000 * hdt_slow()) == 1);
+  int fd = accept(lfd, NULL, NULL);
+  CHECK(fd >= 0);
+  uint8_t first[18];
+  CHECK(tu_recv_all(fd, first, sizeof first, 3000) == 0); /* preamble and message 1's length */
+  size_t m1 = hd__get_u16be(first + 16);
+  uint8_t *msg1 = malloc(m1);
+  CHECK(msg1 != NULL);
+  int got = tu_recv_all(fd, msg1, m1, 3000);
+  free(msg1);
+  CHECK(got == 0);
+  CHECK(closed_silently(fd, 3000));
+  CHECK(WAIT_FOR(atomic_load(&p.disconnected) == 1, 3000));
+  CHECK(atomic_load(&p.last_status) == HD_ETIMEDOUT);
+  close(fd);
+  close(lfd);
+  CHECK_OK(hd_client_close_wait(c));
+}
+
+/* Each side keeps alive on its own keepalive_ms: the server PINGs a silent client after its own
+ * interval and drops it, without a BYE, once its idle timeout passes unanswered. A library client
+ * with a much longer interval than the server's WELCOME says stays connected: it answers PINGs. */
+static void keepalive_on_own_interval(void) {
+  hd_server_options_t so = HD_SERVER_OPTIONS_INIT;
+  so.keepalive_ms = 200; /* idle timeout 600 ms */
+  srv_t v;
+  CHECK_OK(srv_start(&v, &so));
+  hd_keypair_t kp;
+  hd_keypair_generate(&kp);
+  tu_raw_t r;
+  CHECK(tu_raw_connect(&r, hd_server_port(v.s)) == 0);
+  CHECK(tu_raw_handshake(&r, &kp, v.kp.public_key, TOPIC) == 0);
+  CHECK(r.welcome.keepalive_ms == 200);
+  CHECK(raw_next_type(&r, 3000) == HD__MSG_PING);
+  CHECK(closed_silently(r.fd, 5000)); /* not answered: dropped, no BYE */
+  close(r.fd);
+  CHECK(WAIT_FOR(atomic_load(&v.p.disconnected) == 1, 3000));
+  CHECK(atomic_load(&v.p.last_status) == HD_ETIMEDOUT);
+
+  tu_peer_t p;
+  hd_client_options_t o = cli_options(&v, &kp, &p);
+  o.keepalive_ms = 60000;
+  hd_client_t *c;
+  CHECK_OK(hd_client_create(&c, &o));
+  CHECK(WAIT_FOR(atomic_load(&p.connected) == 1, 5000));
+  hdt_sleep_ms(2000); /* more than 3 idle timeouts of the server's */
+  CHECK(atomic_load(&p.disconnected) == 0 && atomic_load(&v.p.disconnected) == 1);
+  CHECK_OK(hd_client_close_wait(c));
+  CHECK_OK(hd_server_close_wait(v.s));
+}
+
 /* A caller built against options version 2 has no max_event_bytes: init does not write it and
  * create does not read it (garbage there would refuse every default client). */
 static void options_version_2(void) {
@@ -235,6 +363,8 @@ static void options_version_2(void) {
   X(replaced_bye_on_the_wire)                                                                     \
   X(small_client_refused_at_handshake)                                                            \
   X(too_large_event_told)                                                                         \
-  X(options_version_2)
+  X(options_version_2)                                                                            \
+  X(handshake_timeout_silent)                                                                     \
+  X(keepalive_on_own_interval)
 
 HD_TEST_MAIN(TESTS)
