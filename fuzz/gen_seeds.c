@@ -41,10 +41,10 @@ static void save(const char *target, const char *name, hd__buf_t *b) {
 /* ---- the example messages of docs/PROTOCOL.md section 6, framed by their encoders ---- */
 
 enum { EX_EVENTS, EX_CONSUMED, EX_DONE, EX_RESUME, EX_RESUME_FRESH, EX_CREDIT, EX_PAUSE, EX_PING,
-       EX_PONG, EX_BYE, EX_BYE_ERROR, EX_EPOCH, N_EXAMPLES };
+       EX_PONG, EX_BYE, EX_BYE_ERROR, EX_EPOCH, EX_BYE_REPLACED, N_EXAMPLES };
 static const char *const ex_names[N_EXAMPLES] = {
     "events", "consumed", "done", "resume", "resume-fresh", "credit",
-    "pause", "ping", "pong", "bye", "bye-error", "epoch"};
+    "pause", "ping", "pong", "bye", "bye-error", "epoch", "bye-replaced"};
 
 static const uint8_t store_0_15[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
@@ -70,6 +70,7 @@ static void example(int i, hd__buf_t *out) {
     case EX_BYE: rc = hd__msg_encode_bye(out, 0, "bye", 3); break;
     case EX_BYE_ERROR: rc = hd__msg_encode_bye(out, 9, "bad frame", 9); break;
     case EX_EPOCH: rc = hd__msg_encode_epoch(out, 90, 100); break;
+    case EX_BYE_REPLACED: rc = hd__msg_encode_bye(out, 29, "replaced", 8); break;
   }
   FZ_CHECK(rc == 0);
 }
@@ -125,7 +126,12 @@ static size_t welcome_example(uint8_t *out) {
 }
 
 /* Handshake message 1 of the fuzz user to the fuzz server (fixed ephemeral), framed. */
-static void message1(hd__buf_t *out) {
+static void message1_limit(hd__buf_t *out, uint64_t max_message);
+
+static void message1(hd__buf_t *out) { message1_limit(out, HD__DEFAULT_MAX_MESSAGE); }
+
+/* The same with HELLO advertising `max_message` (below the server's largest event: rejection 7). */
+static void message1_limit(hd__buf_t *out, uint64_t max_message) {
   uint8_t xs[32], xp[32], srv[32], e[32], msg[512], hello[HD__HELLO_MAX];
   FZ_CHECK(hd__keypair_to_x25519(fz_keypair(1), xs, xp) == 0);
   FZ_CHECK(hd__ed25519_pk_to_x25519(fz_keypair(0)->public_key, srv) == 0);
@@ -133,7 +139,7 @@ static void message1(hd__buf_t *out) {
   FZ_CHECK(hd__handshake_init(&hs, HD__NOISE_IK, 1, fz_prologue(), FZ_PROLOGUE_LEN, xs, srv) == 0);
   memset(e, 0x5e, sizeof e);
   hd__handshake_fix_ephemeral(&hs, e);
-  hd__hello_t h = {HD_PROTOCOL_VERSION, {0}, HD__DEFAULT_MAX_MESSAGE};
+  hd__hello_t h = {HD_PROTOCOL_VERSION, {0}, max_message};
   memcpy(h.public_key, fz_keypair(1)->public_key, 32);
   size_t hl = hd__hello_encode(&h, hello), ml = 0;
   FZ_CHECK(hd__handshake_write_message(&hs, hello, hl, msg, sizeof msg, &ml) == 0);
@@ -348,6 +354,9 @@ static void server_session_seeds(void) {
   put_u8(&seed, 3);
   message1(&seed);
   save(t, "raw-handshake", &seed);
+  put_u8(&seed, 3);
+  message1_limit(&seed, 65536);
+  save(t, "raw-handshake-small-limit", &seed);
   /* raw: the preamble of another topic; then a zero-length handshake message */
   uint8_t topic_key[HD_TOPIC_BYTES], pre[HD__PREAMBLE_BYTES];
   FZ_CHECK(hd_topic_key(topic_key, "topic", 5) == 0);
@@ -367,6 +376,7 @@ static void client_session_seeds(void) {
       {"events-done-pause", 2 | LINGER, {EX_EVENTS, EX_DONE, EX_PAUSE}, 3},
       {"control", 0, {EX_PING, EX_PONG, EX_BYE}, 3},
       {"bye-error", 0, {EX_BYE_ERROR}, 1},
+      {"bye-replaced", 0, {EX_BYE_REPLACED}, 1},
       {"wrong-direction", 0, {EX_CONSUMED, EX_RESUME, EX_CREDIT}, 3},
   };
   session_seeds(t, rows, HD__ARRAY_SIZE(rows));
@@ -390,6 +400,8 @@ static void client_session_seeds(void) {
   put(&seed, "\x01\x00\x00\x02", 4);
   save(t, "raw-reject-topic", &seed);
   put(&seed, "\x01\x00\x00\x07", 4);
+  save(t, "raw-reject-msgsize", &seed);
+  put(&seed, "\x01\x00\x00\x08", 4);
   save(t, "raw-reject-unknown", &seed);
   put(&seed, "\x01\x00\x05" "abcde", 8);
   save(t, "raw-short-message", &seed);

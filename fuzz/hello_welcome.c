@@ -44,7 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   } else {
     /* any reason byte is an error code; unknown ones read as malformed */
     int rc = hd__reject_error(len ? p[0] : 0);
-    FZ_CHECK(rc == HD_EVERSION || rc == HD_ETOPIC || rc == HD_EAUTH || rc == HD_EPROTO);
+    FZ_CHECK(rc == HD_EVERSION || rc == HD_ETOPIC || rc == HD_EAUTH || rc == HD_EPROTO ||
+             rc == HD_EMSGSIZE);
   }
   return 0;
 }

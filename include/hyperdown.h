@@ -63,7 +63,9 @@ HD_EXTERN int hd_check_version(int abi_version, unsigned int header_version_hex)
 HD_EXTERN int hd_init(void);
 
 /* ---------------------------------------------------------------------------------------------
- * Errors: negative codes from one list. Append only; never renumber.
+ * Errors: negative codes from one list. Append only; never renumber: the list grows, so a caller
+ * must expect codes it does not know (hd_err_name gives "UNKNOWN" for them) and HD_ERRNO_MIN
+ * moves down with each new one.
  */
 #define HD_ERRNO_MAP(XX)                                                                          \
   XX(EINVAL, -1, "invalid argument")                                                              \
@@ -93,13 +95,14 @@ HD_EXTERN int hd_init(void);
   XX(EBUFSIZE, -25, "buffer too small")                                                           \
   XX(ESTATE, -26, "operation not valid in the current state")                                     \
   XX(EBYE, -27, "peer closed the connection")                                                     \
-  XX(ETHREAD, -28, "call not allowed on this thread")
+  XX(ETHREAD, -28, "call not allowed on this thread")                                             \
+  XX(EREPLACED, -29, "connection replaced by a newer one of the same key")
 
 typedef enum hd_errno {
 #define HD__ERRNO_ENUM(name, value, text) HD_##name = value,
   HD_ERRNO_MAP(HD__ERRNO_ENUM)
 #undef HD__ERRNO_ENUM
-  HD_ERRNO_MIN = -28
+  HD_ERRNO_MIN = -29
 } hd_errno_t;
 
 /* A static description of `code` ("unknown error" for a code that is not in the list). */
@@ -211,7 +214,8 @@ typedef struct hd_client hd_client_t;
 /* A peer finished the handshake; `public_key` is its authenticated Ed25519 key. */
 typedef void (*hd_peer_cb)(void *user_data, const uint8_t public_key[HD_PUBLICKEY_BYTES]);
 /* A connection ended. `public_key` is NULL if the peer never authenticated. `status` is 0 for an
- * orderly close and a negative HD_E* code otherwise; hd_last_error_message() tells the detail. */
+ * orderly close and a negative HD_E* code otherwise (HD_EREPLACED on both sides for a connection
+ * a newer one of the same key replaced); hd_last_error_message() tells the detail. */
 typedef void (*hd_peer_closed_cb)(void *user_data, const uint8_t *public_key, int status);
 /* A handle finished closing; its memory is freed right after this returns. */
 typedef void (*hd_close_cb)(void *user_data);
@@ -227,7 +231,7 @@ typedef struct hd_authorization hd_authorization_t;
 typedef void (*hd_authorize_cb)(void *user_data, const uint8_t public_key[HD_PUBLICKEY_BYTES],
                                 hd_authorization_t *request);
 
-#define HD_SERVER_OPTIONS_VERSION 2
+#define HD_SERVER_OPTIONS_VERSION 3
 typedef struct hd_server_options {
   unsigned int version;           /* HD_SERVER_OPTIONS_VERSION */
   const hd_keypair_t *keypair;    /* the server's identity (copied) */
@@ -258,8 +262,13 @@ typedef struct hd_server_options {
   uint32_t handshakes_per_address; /* connections accepted per second from one address (IPv6:
                                       one /64); beyond it closed at once; 0 = 64,
                                       UINT32_MAX = none */
+  /* Appended in version 3 (docs/PROTOCOL.md, "Message limits"). */
+  uint32_t max_event_bytes;       /* the largest event payload hd_server_add_event accepts;
+                                     0 = max_message_bytes - 64. A client whose max_message_bytes
+                                     is below this + 64 is refused at the handshake (HD_EMSGSIZE):
+                                     every event the server holds must be deliverable to it */
 } hd_server_options_t;
-#define HD_SERVER_OPTIONS_INIT {HD_SERVER_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, HD_LOG_ERROR, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+#define HD_SERVER_OPTIONS_INIT {HD_SERVER_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, HD_LOG_ERROR, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 HD_EXTERN int hd_server_options_init(hd_server_options_t *opts, unsigned int version);
 
 #define HD_CLIENT_OPTIONS_VERSION 1
@@ -275,7 +284,10 @@ typedef struct hd_client_options {
   uint32_t idle_timeout_ms;       /* 0 = 3 x keepalive */
   uint32_t max_message_bytes;     /* 0 = 1 MiB */
   uint32_t reconnect_min_ms;      /* first retry delay after a failure; 0 = 100 */
-  uint32_t reconnect_max_ms;      /* cap of the doubling retry delay; 0 = 5000 */
+  uint32_t reconnect_max_ms;      /* cap of the doubling retry delay; 0 = 5000. Also the wait
+                                     after the server replaced the connection by a newer one of
+                                     the same key (HD_EREPLACED), doubled with each replacement in
+                                     a row up to 60 s */
   int no_reconnect;               /* 1: do not dial again after a failure or a disconnect */
   void *user_data;
   hd_destroy_cb destroy;
@@ -336,7 +348,7 @@ typedef void (*hd_add_cb)(void *cb_data, int status, uint64_t seq);
 typedef void (*hd_done_cb)(void *cb_data, int status);
 
 /* Adds an event for `user` (an Ed25519 public key). The payload (1 byte up to the server's
- * max_message_bytes less 64) is copied before the call returns. The event takes the user's next
+ * max_event_bytes, by default max_message_bytes less 64) is copied before the call returns. The event takes the user's next
  * sequence number; concurrent adds share one transaction and one fsync; `cb` (optional) runs
  * once it is durable, and a connected user gets the event pushed right after. Any thread.
  * HD_EINVAL: empty or oversized payload; HD_EKEY: `user` is not a valid Ed25519 key;
@@ -366,7 +378,7 @@ HD_EXTERN int hd_consumed_complete(hd_consumed_t *batch, size_t index, int ok);
  * that is never completed is never freed: the application must complete every event. */
 HD_EXTERN int hd_consumed_complete_all(hd_consumed_t *batch, int ok);
 
-#define HD_SERVER_STATS_VERSION 1
+#define HD_SERVER_STATS_VERSION 2
 typedef struct hd_server_stats {
   unsigned int version;       /* set to HD_SERVER_STATS_VERSION before the call */
   uint64_t events_added;      /* adds that completed durable since create */
@@ -376,6 +388,10 @@ typedef struct hd_server_stats {
   uint64_t pending_total;     /* events held in the store */
   uint64_t connected_users;   /* authenticated connections now */
   uint64_t commits;           /* store transactions (one fsync each) */
+  /* Appended in version 2. */
+  uint64_t events_too_large;  /* times an event could not be sent because it is larger than the
+                                 client's max_message_bytes (stored under a larger
+                                 max_event_bytes): that connection closed with BYE HD_EMSGSIZE */
 } hd_server_stats_t;
 
 /* Blocking reads, any thread (inline on the loop thread). */

@@ -14,6 +14,10 @@
 
 #define DEFAULT_RECONNECT_MIN_MS 100
 #define DEFAULT_RECONNECT_MAX_MS 5000
+/* After a BYE "replaced" the wait starts at reconnect_max_ms and doubles with each replacement
+ * in a row, up to this (or reconnect_max_ms if larger): two copies of one key take turns ever
+ * more rarely instead of bouncing each other (docs/PROTOCOL.md, BYE). */
+#define REPLACED_MAX_MS 60000
 
 struct hd_client {
   hd__runtime_t *rt;
@@ -29,6 +33,7 @@ struct hd_client {
   int open;
   uv_timer_t retry;
   uint32_t backoff_ms, reconnect_min_ms, reconnect_max_ms;
+  uint32_t replaced_ms; /* the wait after the next BYE "replaced"; 0: none in a row yet */
   int no_reconnect;
 
   hd__hook_t hook;              /* tests (client.h); loop thread */
@@ -80,8 +85,23 @@ static void on_conn_close(hd__conn_t *c, const uint8_t *pk, int status) {
   if (!c->raw && cl->events != NULL) hd__client_events_on_close(cl->events, c);
   /* the conn restored the error detail just before this call */
   if (cl->on_disconnected) cl->on_disconnected(cl->user_data, pk, status);
-  if (cl->closing) maybe_finish(cl);
-  else schedule_retry(cl);
+  if (cl->closing) {
+    maybe_finish(cl);
+    return;
+  }
+  if (status == HD_EREPLACED) {
+    /* another copy of this client (same key) took over: dialing back at once would throw it
+     * out, and it would do the same */
+    uint32_t cap = cl->reconnect_max_ms > REPLACED_MAX_MS ? cl->reconnect_max_ms : REPLACED_MAX_MS;
+    uint64_t wait = cl->replaced_ms ? (uint64_t)cl->replaced_ms * 2 : cl->reconnect_max_ms;
+    cl->replaced_ms = wait > cap ? cap : (uint32_t)wait;
+    cl->backoff_ms = cl->replaced_ms;
+    hd__log(cl->rt, HD_LOG_WARN, "replaced by another connection with this client's key (a "
+            "second copy of this client?): dialing again in %u ms", cl->replaced_ms);
+  } else if (pk != NULL) {
+    cl->replaced_ms = 0; /* a connection that ended for another reason: the run is over */
+  }
+  schedule_retry(cl);
 }
 
 static void dial(hd_client_t *cl) {

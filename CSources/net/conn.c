@@ -433,6 +433,11 @@ static int on_msg(void *ctx, uint8_t type, const uint8_t *body, size_t len) {
       if (v == 0) {
         hd__error(0, "peer %s said goodbye: %.*s", c->peer, (int)text_len, (const char *)text);
         conn_end(c, 0, CLOSE_FLUSH);
+      } else if (v == (uint64_t)-HD_EREPLACED) {
+        /* its own status: the owner must not dial again at once (docs/PROTOCOL.md, BYE) */
+        hd__error(HD_EREPLACED, "peer %s closed the connection: %.*s", c->peer, (int)text_len,
+                  (const char *)text);
+        conn_end(c, HD_EREPLACED, CLOSE_FLUSH);
       } else {
         hd__error(HD_EBYE, "peer %s closed the connection with error %s: %.*s", c->peer,
                   hd_err_name(-(int)(v > 1000 ? 1000 : v)), (int)text_len, (const char *)text);
@@ -557,6 +562,16 @@ static void server_read_msg1(hd__conn_t *c, const uint8_t *msg, size_t len) {
     server_reject(c, rc, HD__REJECT_IDENTITY);
     return;
   }
+  if (hello.max_message_bytes < c->cfg->min_peer_message) {
+    /* every event must be deliverable: one this client could not take would stay pending and
+     * fail each of its connections (docs/PROTOCOL.md, "Message limits") */
+    hd__error(HD_EMSGSIZE, "client %s refused: it accepts messages of at most %llu bytes, this "
+              "server's events take up to %llu (max_event_bytes + 64)", c->peer,
+              (unsigned long long)hello.max_message_bytes,
+              (unsigned long long)c->cfg->min_peer_message);
+    server_reject(c, HD_EMSGSIZE, HD__REJECT_MSGSIZE);
+    return;
+  }
   memcpy(c->remote_pk, hello.public_key, HD_PUBLICKEY_BYTES);
   c->hello_read = 1;
   c->peer_max_message = hello.max_message_bytes;
@@ -671,6 +686,10 @@ static ssize_t handshake_feed(hd__conn_t *c, const uint8_t *p, size_t n) {
     if (p[0] == HD__REJECT_AUTH) {
       hd__error(HD_EAUTH, "server rejected the handshake: it does not hold the key the client "
                           "expects (wrong serverPublicKey?)");
+    } else if (p[0] == HD__REJECT_MSGSIZE) {
+      hd__error(HD_EMSGSIZE, "server refused the handshake: its events can be larger than this "
+                "client's max_message_bytes (%u) allows; raise it to the server's max_event_bytes "
+                "+ 64", c->cfg->max_message_bytes);
     }
     conn_end(c, rc, CLOSE_ABRUPT);
     return -1;

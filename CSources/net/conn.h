@@ -30,6 +30,8 @@ typedef struct hd__conn_config {
   uint32_t keepalive_ms;
   uint32_t idle_timeout_ms;
   uint32_t max_message_bytes;   /* the largest message we accept */
+  uint64_t min_peer_message;    /* server: the smallest max_message_bytes a client may advertise
+                                   (its largest EVENTS message); 0: any */
   uint32_t authorize_timeout_ms; /* server: how long on_authorize's answer may take */
   hd__welcome_t welcome;        /* server: what WELCOME says (store id, pause...) */
 

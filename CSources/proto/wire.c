@@ -558,6 +558,7 @@ uint8_t hd__reject_reason_for(int code) {
     case HD_ETOPIC: return HD__REJECT_TOPIC;
     case HD_EAUTH: return HD__REJECT_AUTH;
     case HD_EKEY: return HD__REJECT_IDENTITY;
+    case HD_EMSGSIZE: return HD__REJECT_MSGSIZE;
     default: return HD__REJECT_MALFORMED;
   }
 }
@@ -579,6 +580,9 @@ int hd__reject_error(uint8_t reason) {
     case HD__REJECT_REFUSED:
       return hd__error(HD_EAUTH, "server refused the handshake: it does not admit this client's "
                                  "key");
+    case HD__REJECT_MSGSIZE:
+      return hd__error(HD_EMSGSIZE, "server refused the handshake: its events can be larger than "
+                                    "this client's max_message_bytes");
     default:
       return hd__error(HD_EPROTO, "server rejected the handshake with unknown reason %u", reason);
   }

@@ -235,7 +235,9 @@ enum {
   HD__REJECT_AUTH = 3,     /* handshake authentication failed */
   HD__REJECT_IDENTITY = 4, /* HELLO's Ed25519 key does not map to the Noise static key */
   HD__REJECT_MALFORMED = 5, /* malformed preamble or handshake */
-  HD__REJECT_REFUSED = 6    /* the server does not admit this key (older clients read it as 5) */
+  HD__REJECT_REFUSED = 6,   /* the server does not admit this key (older clients read it as 5) */
+  HD__REJECT_MSGSIZE = 7    /* the client's max_message_bytes cannot carry the server's largest
+                               event (older clients read it as 5) */
 };
 
 /* The rejection frame: 00 00 reason. */

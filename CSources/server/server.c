@@ -93,7 +93,7 @@ static void on_conn_open(hd__conn_t *c, const uint8_t pk[HD_PUBLICKEY_BYTES]) {
     /* the same identity connected again (e.g. it restarted before we noticed): the newest
      * connection wins; the old one is told why */
     hd__log(s->rt, HD_LOG_INFO, "peer %s replaces its previous connection %s", c->peer, old->peer);
-    hd__conn_close(old, 0, "replaced by a newer connection of the same peer");
+    hd__conn_fail(old, HD_EREPLACED, "replaced by a newer connection of the same key");
   }
   if (s->hook.fn != NULL) {
     c->raw = 1;
@@ -156,7 +156,10 @@ int hd_server_options_init(hd_server_options_t *opts, unsigned int version) {
   if (rc != 0) return rc;
   hd_server_options_t init = HD_SERVER_OPTIONS_INIT;
   /* a caller's struct of an older version is shorter: only its fields */
-  memcpy(opts, &init, version >= 2 ? sizeof init : offsetof(hd_server_options_t, authorize));
+  size_t size = version >= 3   ? sizeof init
+                : version == 2 ? offsetof(hd_server_options_t, max_event_bytes)
+                               : offsetof(hd_server_options_t, authorize);
+  memcpy(opts, &init, size);
   opts->version = version;
   return 0;
 }
@@ -256,6 +259,8 @@ int hd_server_create(hd_server_t **out, const hd_server_options_t *opts) {
   rc = listen_on(s, &addr, opts->listen);
   /* after bind: a busy port is reported before a busy folder */
   if (rc == 0) rc = hd__server_events_create(&s->events, s->rt, opts, &s->cfg.welcome);
+  /* every event it may hold must fit a client's messages: a smaller limit is refused */
+  if (rc == 0) s->cfg.min_peer_message = s->events->max_payload + HD__SRV_PAYLOAD_SLACK;
   if (rc == 0) hd__server_events_start(s->events);
   /* the loop thread starts last: everything above ran on the creating thread */
   if (rc == 0) rc = hd__runtime_start(s->rt);
@@ -356,11 +361,13 @@ int hd_server_stats(hd_server_t *server, hd_server_stats_t *out) {
   if (server == NULL || out == NULL) return hd__error(HD_EINVAL, "server or out is NULL");
   int rc = hd__options_check_stats_version(out->version, HD_SERVER_STATS_VERSION, "server");
   if (rc != 0) return rc;
-  hd_server_stats_t tmp = {HD_SERVER_STATS_VERSION, 0, 0, 0, 0, 0, 0, 0};
+  hd_server_stats_t tmp = {.version = out->version};
   stats_call_t c = {server, &tmp};
   rc = hd__runtime_call(server->rt, stats_on_loop, &c);
-  if (rc == 0) *out = tmp; /* version 1 is the whole struct */
-  return rc;
+  if (rc != 0) return rc;
+  /* a caller built against version 1 has the struct without the fields appended since */
+  memcpy(out, &tmp, out->version == 1 ? offsetof(hd_server_stats_t, events_too_large) : sizeof tmp);
+  return 0;
 }
 
 typedef struct users_call {

@@ -45,8 +45,8 @@ int hd_server_add_event(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYT
   }
   hd__server_events_t *ev = hd__server_events_of(server);
   if (len > ev->max_payload) {
-    return hd__error(HD_EINVAL, "payload of %zu bytes is above the limit of %zu "
-                     "(max_message_bytes - %d)", len, ev->max_payload, HD__SRV_PAYLOAD_SLACK);
+    return hd__error(HD_EINVAL, "payload of %zu bytes is above the server's max_event_bytes "
+                     "(%zu)", len, ev->max_payload);
   }
   if (hd__key_cache_check(&ev->key_cache, user) != 0) {
     return hd__error(HD_EKEY, "the user is not a valid Ed25519 public key");

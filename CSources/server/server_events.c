@@ -66,6 +66,12 @@ int hd__server_events_create(hd__server_events_t **out, hd__runtime_t *rt,
   if (opts->data_dir == NULL || opts->data_dir[0] == '\0') {
     return hd__error(HD_EINVAL, "data_dir is required: the folder of the server's event store");
   }
+  uint32_t max_event = opts->version >= 3 ? opts->max_event_bytes : 0;
+  if (max_event > UINT32_MAX - HD__SRV_PAYLOAD_SLACK) {
+    /* a client's limit is a u32 too: none could take such an event */
+    return hd__error(HD_EINVAL, "max_event_bytes %u is above %u (a client's largest "
+                     "max_message_bytes less 64)", max_event, UINT32_MAX - HD__SRV_PAYLOAD_SLACK);
+  }
   hd__server_events_t *ev = calloc(1, sizeof *ev);
   if (ev == NULL) return hd__error(HD_ENOMEM, "out of memory creating the server");
   int rc = hd__key_cache_init(&ev->key_cache);
@@ -81,6 +87,7 @@ int hd__server_events_create(hd__server_events_t **out, hd__runtime_t *rt,
   uint32_t max_message = opts->max_message_bytes ? opts->max_message_bytes
                                                  : HD__DEFAULT_MAX_MESSAGE;
   ev->max_payload = max_message - HD__SRV_PAYLOAD_SLACK;
+  if (max_event != 0) ev->max_payload = max_event;
   hd__keymap_init(&ev->users);
   hd__queue_init(&ev->del_users);
   hd__queue_init(&ev->batches);
@@ -181,5 +188,6 @@ int hd__server_events_stats(hd__server_events_t *ev, hd_server_stats_t *out) {
   hd__store_stats_t st;
   ev->store->vt->stats(ev->store, &st);
   out->commits = st.commits;
+  out->events_too_large = ev->n_too_large;
   return ev->store->vt->pending_total(ev->store, &out->pending_total);
 }

@@ -31,7 +31,8 @@
 /* A delete that failed (a full disk) is tried again after this, doubling up to the maximum. */
 #define HD__SRV_DEL_RETRY_MIN_MS 100u
 #define HD__SRV_DEL_RETRY_MAX_MS 5000u
-/* A payload must leave room for the EVENTS framing within the peer's message limit. */
+/* A payload must leave room for the EVENTS framing within the peer's message limit: an EVENTS
+ * message with one event of n bytes is at most n + 64 (docs/PROTOCOL.md, "Message limits"). */
 #define HD__SRV_PAYLOAD_SLACK 64
 
 typedef struct hd__server_events hd__server_events_t;
@@ -74,12 +75,13 @@ struct hd__server_events {
   hd_consumed_cb on_consumed;
   void *user_data;
   uint32_t page_events;
-  size_t max_payload;
+  size_t max_payload;         /* max_event_bytes: the largest event hd_server_add_event takes */
   hd__key_cache_t key_cache;  /* users whose key passed the check (add, any thread) */
   hd__keymap_t users;         /* public key -> hd__server_user_t */
 
   /* counters (loop thread; read through hd__runtime_call) */
   uint64_t n_added, n_delivered, n_consumed, n_confirmed;
+  uint64_t n_too_large;       /* events above a client's limit (session.c): its connection closed */
   uint64_t n_rollbacks, n_epoch_resumes; /* RESUMEs answered with EPOCH: that cut the client's
                                             view, all of them (session.c) */
 

@@ -36,6 +36,22 @@ static int finish_message(page_t *pg) {
   return hd__conn_out(pg->c) != NULL ? 0 : -1; /* NULL: the connection failed while flushing */
 }
 
+/* An event the client's limit cannot carry: the handshake refuses clients below the largest event
+ * the server takes, so it was stored under a larger max_event_bytes. Leaving the connection
+ * silently would fail it the same way at every reconnect: the client is told in a BYE, the
+ * operator in a log line and a counter (docs/PROTOCOL.md, "Message limits"). */
+static void too_large(page_t *pg, const hd__store_event_t *ev) {
+  hd__server_events_t *s = pg->ss->ev;
+  char text[200];
+  snprintf(text, sizeof text, "event %llu has %zu bytes: more than this client's max_message_bytes "
+           "(%llu) can carry; it stays pending", (unsigned long long)ev->seq, ev->payload_len,
+           (unsigned long long)pg->c->peer_max_message);
+  s->n_too_large++;
+  hd__log(s->rt, HD_LOG_ERROR, "%s: %s (stored when max_event_bytes was larger? raise the "
+          "client's max_message_bytes, or the server's max_event_bytes back)", pg->c->peer, text);
+  hd__conn_fail(pg->c, HD_EMSGSIZE, text);
+}
+
 static int page_row(void *data, const hd__store_event_t *ev) {
   page_t *pg = data;
   hd__session_t *ss = pg->ss;
@@ -47,7 +63,7 @@ static int page_row(void *data, const hd__store_event_t *ev) {
                                                          ev->payload, ev->payload_len);
   }
   if (rc != 0) {
-    if (rc == HD_EMSGSIZE) hd__conn_close(pg->c, HD_EMSGSIZE, hd_last_error_message());
+    if (rc == HD_EMSGSIZE) too_large(pg, ev);
     else if (rc == HD_ENOMEM) hd__conn_close(pg->c, HD_ENOMEM, "out of memory encoding events");
     pg->stop = 1;
     return 1;

@@ -75,4 +75,6 @@ public struct HyperdownError: Error, Sendable, Equatable, CustomStringConvertibl
   public static let bye = HD_EBYE.rawValue
   /// `EBUFSIZE`: a buffer too small for what was to go into it.
   public static let bufferTooSmall = HD_EBUFSIZE.rawValue
+  /// `EREPLACED`: a newer connection with the same key took this one's place.
+  public static let replaced = HD_EREPLACED.rawValue
 }

@@ -116,6 +116,7 @@ declare namespace hyperdown {
     | 'EPROTO' | 'EMSGSIZE' | 'ETIMEDOUT' | 'ECONNREFUSED' | 'ECONNRESET' | 'EADDRINUSE'
     | 'EADDR' | 'EIO' | 'ECLOSED' | 'EBUSY' | 'ENOSPC' | 'ESTORE' | 'ECORRUPT' | 'ECANCELED'
     | 'ENOTFOUND' | 'EALREADY' | 'EBUFSIZE' | 'ESTATE' | 'EBYE' | 'ETHREAD'
+    | 'EREPLACED'
 
   type LogLevel = 'error' | 'warn' | 'info' | 'debug'
 

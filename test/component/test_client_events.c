@@ -256,6 +256,9 @@ typedef struct cli {
   char addr[64];
 } cli_t;
 
+/* The client's keepalive_ms for the clients created next (0: the default). */
+static uint32_t cli_keepalive_ms;
+
 /* Creates the client on c->dir with c->kp, dialing 127.0.0.1:port, the server key r's. */
 static int cli_start(cli_t *c, handler_t *h, rs_t *r, int port) {
   tu_peer_init(&c->p);
@@ -267,6 +270,7 @@ static int cli_start(cli_t *c, handler_t *h, rs_t *r, int port) {
   o.window = WINDOW;
   o.retry_min_ms = 100;
   o.retry_max_ms = 200;
+  o.keepalive_ms = cli_keepalive_ms;
   return hd_client_create(&c->c, &o);
 }
 
@@ -763,6 +767,66 @@ static void resume_epochs(void) {
   session_end(&r, &c);
 }
 
+/* Events the client already holds, sent again (a server that resumes from seq 1, as after EPOCH or
+ * a store id change), are dropped as already seen, and the credit they took is given back at once
+ * in CREDIT: it does not wait for DONE, which will never come for them. */
+static void credit_back_for_seen(void) {
+  SESSION(0x19, 0, MODE_HOLD, 1); /* the handler keeps every event: nothing is consumed */
+  uint64_t s[] = {1, 2, 3};
+  CHECK(rs_events(&r, s, 3) == 0);
+  hd_client_stats_t st;
+  CHECK(WAIT_FOR((hdt_client_stats(c.c, &st) == 0 && st.events_received == 3), 3000));
+  rs_drop_conn(&r);
+  CHECK(rs_accept(&r, 5000) == 0);
+  CHECK(resume_is(rs_next(&r, 3000), r.store_id, 3, WINDOW - 3));
+  CHECK(rs_events(&r, s, 3) == 0); /* all three again, within the credit of 5 */
+  CHECK(credit_sum(&r, 3, 3000) == 3);
+  CHECK_OK(hdt_client_stats(c.c, &st));
+  CHECK(st.events_received == 3 && st.unhandled == 3 && st.high_water == 3);
+  CHECK(atomic_load(&c.p.disconnected) == 1); /* only the drop above */
+  CHECK_OK(hd_client_close_wait(c.c));
+  for (int i = 0; i < h.nheld; i++) hd_event_complete(h.held[i], 0, NULL, 0); /* only frees */
+  session_end(&r, &c);
+}
+
+/* The pause window opens when events arrive to an idle handler (once stored) and is not pushed
+ * back by later arrivals: events arriving every 150 ms with a pause of 600 ms are handed out
+ * while they keep coming. Were the window to restart at each arrival, nothing would be handed
+ * out before they stopped. */
+static void pause_from_first_arrival(void) {
+  SESSION(0x1a, 600, MODE_OK, 0);
+  uint64_t sent = 0;
+  while (sent < WINDOW && atomic_load(&h.calls) == 0) {
+    uint64_t s[] = {++sent};
+    CHECK(rs_events(&r, s, 1) == 0);
+    hdt_sleep_ms(150);
+  }
+  printf("  first hand-out after %llu arrivals 150 ms apart (pause 600 ms)\n",
+         (unsigned long long)sent);
+  CHECK(atomic_load(&h.calls) >= 1 && sent < WINDOW);
+  CHECK(WAIT_FOR(atomic_load(&h.calls) == (int)sent, 3000));
+  CHECK_OK(hd_client_close_wait(c.c));
+  session_end(&r, &c);
+}
+
+/* The client keeps alive on its own keepalive_ms, not on the interval WELCOME gives (60 s here):
+ * it PINGs after 200 ms of silence and, unanswered, drops the connection after its idle timeout
+ * (3 x keepalive) with HD_ETIMEDOUT and without a BYE. */
+static void client_keepalive_own_interval(void) {
+  cli_keepalive_ms = 200;
+  SESSION(0x1b, 0, MODE_OK, 0);
+  cli_keepalive_ms = 0;
+  rmsg_t *m;
+  while ((m = rs_next(&r, 3000)) != NULL && m->type != HD__MSG_PING) {
+  }
+  CHECK(m != NULL);
+  while ((m = rs_next(&r, 5000)) != NULL) CHECK(m->type != HD__MSG_BYE);
+  CHECK(WAIT_FOR(atomic_load(&c.p.disconnected) >= 1, 3000));
+  CHECK(atomic_load(&c.p.last_status) == HD_ETIMEDOUT);
+  CHECK_OK(hd_client_close_wait(c.c));
+  session_end(&r, &c);
+}
+
 #define TESTS(X)                                                                                  \
   X(bad_options)                                                                                  \
   X(deliver_consume_confirm)                                                                      \
@@ -773,6 +837,9 @@ static void resume_epochs(void) {
   X(restart)                                                                                      \
   X(store_id_change)                                                                              \
   X(record_retried_disk_full)                                                                      \
-  X(resume_epochs)
+  X(resume_epochs)                                                                                \
+  X(credit_back_for_seen)                                                                         \
+  X(pause_from_first_arrival)                                                                     \
+  X(client_keepalive_own_interval)
 
 HD_TEST_MAIN(TESTS)

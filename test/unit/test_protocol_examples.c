@@ -251,6 +251,7 @@ static void check_bye(const char *name, uint64_t reason, const char *text) {
 
 static void ex_bye(void) { check_bye("bye", 0, "bye"); }
 static void ex_bye_error(void) { check_bye("bye-error", (uint64_t)-HD_EPROTO, "bad frame"); }
+static void ex_bye_replaced(void) { check_bye("bye-replaced", (uint64_t)-HD_EREPLACED, "replaced"); }
 
 /* ---- handshake ----------------------------------------------------------------------------- */
 
@@ -296,6 +297,9 @@ static void ex_reject(void) {
   CHECK(bytes_are("reject", r, sizeof r, &ex));
   CHECK(ex->bytes[0] == 0 && ex->bytes[1] == 0);
   CHECK(hd__reject_error(ex->bytes[2]) == HD_ETOPIC);
+  hd__reject_encode(r, hd__reject_reason_for(HD_EMSGSIZE));
+  CHECK(bytes_are("reject-msgsize", r, sizeof r, &ex));
+  CHECK(hd__reject_error(ex->bytes[2]) == HD_EMSGSIZE);
 }
 
 /* ---- records: all-zero key, nonces 0 and 1 -------------------------------------------------- */
@@ -345,8 +349,8 @@ static void ex_all_checked(void) {
   static const char *const checked[] = {
       "events",   "consumed", "done",         "resume",       "resume-fresh",
       "credit",   "pause",    "ping",         "pong",         "bye",
-      "bye-error", "hello",   "welcome",      "topic-key",    "preamble",
-      "reject",   "record",   "record-2",     "welcome-epoch", "resume-epoch",
+      "bye-error", "bye-replaced", "hello",   "welcome",      "topic-key",    "preamble",
+      "reject",   "reject-msgsize", "record",   "record-2",     "welcome-epoch", "resume-epoch",
       "epoch",    "epoch-unknown"};
   CHECK(load() > 0);
   CHECK(n_examples == (int)HD__ARRAY_SIZE(checked));
@@ -361,7 +365,7 @@ static void ex_all_checked(void) {
 
 #define TESTS(X)                                                                                  \
   X(ex_events) X(ex_consumed) X(ex_done) X(ex_resume) X(ex_resume_fresh) X(ex_credit) X(ex_pause) \
-  X(ex_ping) X(ex_pong) X(ex_bye) X(ex_bye_error) X(ex_hello) X(ex_welcome)                       \
+  X(ex_ping) X(ex_pong) X(ex_bye) X(ex_bye_error) X(ex_bye_replaced) X(ex_hello) X(ex_welcome)    \
   X(ex_welcome_epoch) X(ex_resume_epoch) X(ex_epoch) X(ex_epoch_unknown)                          \
   X(ex_topic_key_and_preamble) X(ex_reject) X(ex_records) X(ex_all_checked)
 HD_TEST_MAIN(TESTS)

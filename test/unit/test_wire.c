@@ -449,6 +449,9 @@ static void preamble_and_reject(void) {
   CHECK(hd__reject_error(3) == HD_EAUTH);
   CHECK(hd__reject_error(4) == HD_EAUTH && detail_has("identity"));
   CHECK(hd__reject_error(5) == HD_EPROTO);
+  CHECK(hd__reject_reason_for(HD_EMSGSIZE) == HD__REJECT_MSGSIZE && HD__REJECT_MSGSIZE == 7);
+  CHECK(hd__reject_error(7) == HD_EMSGSIZE && detail_has("max_message_bytes"));
+  CHECK(hd__reject_error(8) == HD_EPROTO && detail_has("unknown reason 8"));
   CHECK(hd__reject_error(0) == HD_EPROTO && detail_has("unknown reason 0"));
   CHECK(hd__reject_error(200) == HD_EPROTO);
 }

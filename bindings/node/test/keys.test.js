@@ -29,7 +29,8 @@ test('error codes and texts come from the core', () => {
   assert.equal(hd.errors.EAUTH, -8)
   assert.equal(hd.errName(-5), 'EKEY')
   assert.equal(hd.strerror(hd.errors.EAUTH), 'handshake authentication failed')
-  assert.equal(Object.keys(hd.errors).length, 28)
+  assert.equal(Object.keys(hd.errors).length, 29)
+  assert.equal(hd.errors.EREPLACED, -29)
 })
 
 test('the original example\'s three keypear key pairs load', () => {

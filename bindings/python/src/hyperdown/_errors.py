@@ -13,6 +13,7 @@ __all__ = [
     "InputOutputError", "ClosedError", "BusyError", "NoSpaceError", "StorageError",
     "CorruptDataError", "CanceledError", "NotFoundError", "AlreadyDoneError",
     "BufferTooSmallError", "InvalidStateError", "PeerClosedError", "WrongThreadError",
+    "ReplacedError",
     "error_codes", "error_from_code",
 ]
 
@@ -156,6 +157,10 @@ class WrongThreadError(HyperdownError):
     """HD_ETHREAD: e.g. close_wait() called from the handle's own loop thread."""
 
 
+class ReplacedError(HyperdownError):
+    """HD_EREPLACED: a newer connection with the same key took this one's place."""
+
+
 def error_codes() -> Dict[str, int]:
     """Every error the core defines, ``{"EINVAL": -1, ...}``, read from the compiled enum."""
     return {name[3:]: value for value, name in ffi.typeof("hd_errno_t").elements.items()
@@ -173,6 +178,7 @@ _BY_NAME: Dict[str, Type[HyperdownError]] = {
     "ECORRUPT": CorruptDataError, "ECANCELED": CanceledError, "ENOTFOUND": NotFoundError,
     "EALREADY": AlreadyDoneError, "EBUFSIZE": BufferTooSmallError, "ESTATE": InvalidStateError,
     "EBYE": PeerClosedError, "ETHREAD": WrongThreadError,
+    "EREPLACED": ReplacedError,
 }
 # keyed by the code the compiled header gives each name: never a hand-copied number
 _BY_CODE: Dict[int, Type[HyperdownError]] = {
