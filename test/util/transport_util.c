@@ -39,7 +39,15 @@ int tu_log_has(const char *needle) {
 
 void tu_peer_init(tu_peer_t *p) {
   memset(p, 0, sizeof *p);
+  pthread_mutex_init(&p->detail_lock, NULL);
   atomic_store(&p->next_seq, 1);
+}
+
+int tu_peer_detail_has(tu_peer_t *p, const char *needle) {
+  pthread_mutex_lock(&p->detail_lock);
+  int has = strstr(p->detail, needle) != NULL;
+  pthread_mutex_unlock(&p->detail_lock);
+  return has;
 }
 
 void tu_on_connected(void *ud, const uint8_t pk[32]) {
@@ -50,7 +58,9 @@ void tu_on_connected(void *ud, const uint8_t pk[32]) {
 
 void tu_on_disconnected(void *ud, const uint8_t *pk, int status) {
   tu_peer_t *p = ud;
+  pthread_mutex_lock(&p->detail_lock);
   snprintf(p->detail, sizeof p->detail, "%s", hd_last_error_message());
+  pthread_mutex_unlock(&p->detail_lock);
   atomic_store(&p->last_had_key, pk != NULL);
   atomic_store(&p->last_status, status);
   atomic_fetch_add(&p->disconnected, 1);

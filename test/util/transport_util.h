@@ -38,7 +38,10 @@ typedef struct tu_peer {
   atomic_int last_status;
   atomic_int last_had_key;
   uint8_t key[32];           /* the last authenticated key seen */
-  char detail[512];          /* hd_last_error_message() inside the last close callback */
+  char detail[512];          /* hd_last_error_message() inside the last close callback; while
+                                the handle may still close connections, read it with
+                                tu_peer_detail_has (it is rewritten under detail_lock) */
+  pthread_mutex_t detail_lock;
   atomic_int messages;
   atomic_llong bytes;
   atomic_llong next_seq;     /* the seq expected next (in-order check) */
@@ -49,6 +52,8 @@ typedef struct tu_peer {
 } tu_peer_t;
 
 void tu_peer_init(tu_peer_t *p);
+/* 1 if the last close callback's detail contains `needle` (under the lock the callback takes). */
+int tu_peer_detail_has(tu_peer_t *p, const char *needle);
 void tu_on_connected(void *ud, const uint8_t pk[32]);
 void tu_on_disconnected(void *ud, const uint8_t *pk, int status);
 void tu_on_closed(void *ud);  /* counts p->closed */
