@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* SQLite's primary result codes that mean something of their own here; any other is ESTORE. */
@@ -76,6 +77,33 @@ static int try_lock(int fd) {
   return flock(fd, LOCK_EX | LOCK_NB);
 }
 
+/* The pid the lock file names (its last holder wrote it), or 0. */
+static long holder_pid(int fd) {
+  char buf[32] = {0};
+  ssize_t got = pread(fd, buf, sizeof buf - 1, 0);
+  return got > 0 ? strtol(buf, NULL, 10) : 0;
+}
+
+/* try_lock, waiting a moment when the holder is this process: a store of this process that has
+ * just closed can still hold the lock through a child between its fork and its exec (the child
+ * shares the open file description until exec closes it; Foundation's Process, posix_spawn and
+ * any fork of a threaded program do this), so a close followed at once by an open of the same
+ * folder would fail now and then. A store that really is open in this process still gets
+ * HD_EBUSY, 250 ms later. */
+static int try_lock_settling(int fd) {
+  for (int waited_ms = 0;; waited_ms += 2) {
+    if (try_lock(fd) == 0) return 0;
+    int e = errno;
+    if ((e != EAGAIN && e != EACCES && e != EWOULDBLOCK) || holder_pid(fd) != (long)getpid() ||
+        waited_ms >= 250) {
+      errno = e;
+      return -1;
+    }
+    struct timespec ts = {0, 2000000};
+    nanosleep(&ts, NULL);
+  }
+}
+
 /* Creates `folder` (0700) if missing and takes an exclusive lock on its lock file, held until
  * the fd is closed. HD_EBUSY (naming the holder's pid) if another open store holds it, in this
  * process or another. */
@@ -92,11 +120,9 @@ static int lock_folder(const char *folder, int *fd_out) {
     int e = errno;
     return hd__error(errno_code(e), "cannot open lock file %s: %s", path, strerror(e));
   }
-  if (try_lock(fd) != 0) {
+  if (try_lock_settling(fd) != 0) {
     int e = errno;
-    char buf[32] = {0};
-    ssize_t got = pread(fd, buf, sizeof buf - 1, 0);
-    long pid = got > 0 ? strtol(buf, NULL, 10) : 0;
+    long pid = holder_pid(fd);
     close(fd);
     if (e == EAGAIN || e == EACCES || e == EWOULDBLOCK) {
       if (pid == (long)getpid()) {

@@ -459,6 +459,28 @@ static void close_flushes_queue(void) {
   CHECK_OK(fx_done(&f));
 }
 
+/* A store closed while a child of this process sits between its fork and its exec (it shares
+ * the lock's open file description until then: Foundation's Process does this in the Swift
+ * tests, while other tests run) opens again at once: the open waits for the child instead of
+ * refusing the folder as "already open in this process". */
+static void reopen_while_a_child_shares_the_lock(void) {
+  fx_t f;
+  CHECK_OK(fx_begin(&f));
+  fflush(NULL);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) { /* a child that has not exec'd yet: it only waits */
+    struct timespec ts = {0, 100 * 1000000L};
+    nanosleep(&ts, NULL);
+    _exit(0);
+  }
+  CHECK_OK(fx_close(&f));
+  CHECK_OK(fx_open(&f)); /* HD_EBUSY "already open in this process" before */
+  int status = 0;
+  CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+  CHECK_OK(fx_done(&f));
+}
+
 /* The child of busy_folder: opens the folder its parent holds; exit 0 if refused with EBUSY. */
 static const char *program_path; /* argv[0]: /proc/self/exe is valgrind itself under valgrind */
 
@@ -969,6 +991,7 @@ static void backup_folder_and_close(void) {
   X(reopen_keeps_everything)                                                                      \
   X(close_flushes_queue)                                                                          \
   X(busy_folder)                                                                                  \
+  X(reopen_while_a_child_shares_the_lock)                                                         \
   X(migration_from_zero)                                                                          \
   X(migration_future_refused)                                                                     \
   X(wrong_kind_refused)                                                                           \
