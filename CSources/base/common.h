@@ -48,4 +48,11 @@ static inline uint16_t hd__get_u16be(const uint8_t *p) {
   return (uint16_t)(((unsigned)p[0] << 8) | p[1]);
 }
 
+/* The next wait of a doubling backoff: twice `ms`, at most `max_ms` (every retry of the core:
+ * dialing, handler retries, consumption records, server deletes). */
+static inline uint32_t hd__backoff_next(uint32_t ms, uint32_t max_ms) {
+  uint64_t next = (uint64_t)ms * 2;
+  return next > max_ms ? max_ms : (uint32_t)next;
+}
+
 #endif

@@ -74,8 +74,7 @@ static void schedule_retry(hd_client_t *cl) {
   if (cl->closing || cl->no_reconnect) return;
   hd__log(cl->rt, HD_LOG_DEBUG, "dialing again in %u ms", cl->backoff_ms);
   uv_timer_start(&cl->retry, on_retry, cl->backoff_ms, 0);
-  uint64_t next = (uint64_t)cl->backoff_ms * 2;
-  cl->backoff_ms = next > cl->reconnect_max_ms ? cl->reconnect_max_ms : (uint32_t)next;
+  cl->backoff_ms = hd__backoff_next(cl->backoff_ms, cl->reconnect_max_ms);
 }
 
 static void on_conn_close(hd__conn_t *c, const uint8_t *pk, int status) {
@@ -93,8 +92,8 @@ static void on_conn_close(hd__conn_t *c, const uint8_t *pk, int status) {
     /* another copy of this client (same key) took over: dialing back at once would throw it
      * out, and it would do the same */
     uint32_t cap = cl->reconnect_max_ms > REPLACED_MAX_MS ? cl->reconnect_max_ms : REPLACED_MAX_MS;
-    uint64_t wait = cl->replaced_ms ? (uint64_t)cl->replaced_ms * 2 : cl->reconnect_max_ms;
-    cl->replaced_ms = wait > cap ? cap : (uint32_t)wait;
+    cl->replaced_ms =
+        cl->replaced_ms ? hd__backoff_next(cl->replaced_ms, cap) : cl->reconnect_max_ms;
     cl->backoff_ms = cl->replaced_ms;
     hd__log(cl->rt, HD_LOG_WARN, "replaced by another connection with this client's key (a "
             "second copy of this client?): dialing again in %u ms", cl->replaced_ms);

@@ -229,8 +229,7 @@ static void records_settle(hd__client_events_t *ev) {
   if (!hd__queue_empty(&ev->unrecorded)) {
     ev->record_timer_armed = 1;
     uv_timer_start(&ev->record_timer, on_record_timer, ev->record_backoff_ms, 0);
-    uint64_t next = (uint64_t)ev->record_backoff_ms * 2;
-    ev->record_backoff_ms = next > ev->retry_max_ms ? ev->retry_max_ms : (uint32_t)next;
+    ev->record_backoff_ms = hd__backoff_next(ev->record_backoff_ms, ev->retry_max_ms);
     return;
   }
   ev->records_stuck = 0;
@@ -302,6 +301,5 @@ void hd__client_handler_completed(hd__client_events_t *ev, hd_event_t *e) {
   hd__queue_insert_head(&ev->ready, &e->node); /* before any later event */
   hd__runtime_undefer(ev->rt, &ev->next_d);
   wait_then_hand_out(ev, ev->backoff_ms);
-  uint64_t next = (uint64_t)ev->backoff_ms * 2;
-  ev->backoff_ms = next > ev->retry_max_ms ? ev->retry_max_ms : (uint32_t)next;
+  ev->backoff_ms = hd__backoff_next(ev->backoff_ms, ev->retry_max_ms);
 }

@@ -158,8 +158,7 @@ static void del_retry_later(del_ctx_t *d) {
   hd__queue_insert_tail(&ev->del_retry, &d->node);
   if (uv_is_active((uv_handle_t *)&ev->del_timer)) return;
   uv_timer_start(&ev->del_timer, on_del_timer, ev->del_backoff_ms, 0);
-  uint64_t next = (uint64_t)ev->del_backoff_ms * 2;
-  ev->del_backoff_ms = next > HD__SRV_DEL_RETRY_MAX_MS ? HD__SRV_DEL_RETRY_MAX_MS : (uint32_t)next;
+  ev->del_backoff_ms = hd__backoff_next(ev->del_backoff_ms, HD__SRV_DEL_RETRY_MAX_MS);
 }
 
 static void del_done(void *data, int status, uint64_t value);
