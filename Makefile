@@ -15,7 +15,9 @@ DEPS_PKGS := libuv libsodium sqlite3
 DEPS_CFLAGS := $(shell pkg-config --cflags $(DEPS_PKGS) 2>/dev/null)
 DEPS_LIBS := $(shell pkg-config --libs $(DEPS_PKGS) 2>/dev/null || echo -luv -lsodium -lsqlite3) -lpthread
 
-WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+# Internal structs grow by appending fields; a positional initializer zeroes the ones it omits.
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
+        -Wno-missing-field-initializers
 OPT ?= -O2 -g
 # The layers, bottom up; "a|b" are siblings (neither may include the other). A layer sees the
 # folders of every layer before it in this list, and its own.

@@ -96,13 +96,14 @@ HD_EXTERN int hd_init(void);
   XX(ESTATE, -26, "operation not valid in the current state")                                     \
   XX(EBYE, -27, "peer closed the connection")                                                     \
   XX(ETHREAD, -28, "call not allowed on this thread")                                             \
-  XX(EREPLACED, -29, "connection replaced by a newer one of the same key")
+  XX(EREPLACED, -29, "connection replaced by a newer one of the same key")                        \
+  XX(ELIMIT, -30, "the user's limit of held events or bytes is reached")
 
 typedef enum hd_errno {
 #define HD__ERRNO_ENUM(name, value, text) HD_##name = value,
   HD_ERRNO_MAP(HD__ERRNO_ENUM)
 #undef HD__ERRNO_ENUM
-  HD_ERRNO_MIN = -29
+  HD_ERRNO_MIN = -30 /* the lowest code today: it moves down as codes are appended */
 } hd_errno_t;
 
 /* A static description of `code` ("unknown error" for a code that is not in the list). */
@@ -231,7 +232,27 @@ typedef struct hd_authorization hd_authorization_t;
 typedef void (*hd_authorize_cb)(void *user_data, const uint8_t public_key[HD_PUBLICKEY_BYTES],
                                 hd_authorization_t *request);
 
-#define HD_SERVER_OPTIONS_VERSION 3
+/* A dead letter: an event its user's client failed to handle (docs/QUEUES.md "Poison events"),
+ * as the server holds it. Pointers are valid during the call (or into a listing's buffer). */
+typedef struct hd_dead_letter {
+  uint64_t seq;            /* the number it had in the user's queue */
+  int64_t created_ms;      /* when it was added */
+  const uint8_t *payload;
+  size_t payload_len;
+  uint32_t attempts;       /* handler calls the client made */
+  const char *reason;      /* the handler's reason, UTF-8, not NUL-terminated */
+  size_t reason_len;
+  int64_t dead_ms;         /* when it became a dead letter (Unix time, ms) */
+} hd_dead_letter_t;
+/* An event of `user` became a dead letter (durably). Loop thread; informational: nothing to
+ * complete. */
+typedef void (*hd_dead_letter_cb)(void *user_data, const uint8_t user[HD_PUBLICKEY_BYTES],
+                                  const hd_dead_letter_t *dead_letter);
+
+/* What an add past a per-user limit does (hd_server_options_t.overflow). */
+enum { HD_OVERFLOW_REJECT = 0, HD_OVERFLOW_DROP_OLDEST = 1 };
+
+#define HD_SERVER_OPTIONS_VERSION 4
 typedef struct hd_server_options {
   unsigned int version;           /* HD_SERVER_OPTIONS_VERSION */
   const hd_keypair_t *keypair;    /* the server's identity (copied) */
@@ -267,11 +288,29 @@ typedef struct hd_server_options {
                                      0 = max_message_bytes - 64. A client whose max_message_bytes
                                      is below this + 64 is refused at the handshake (HD_EMSGSIZE):
                                      every event the server holds must be deliverable to it */
+  /* Appended in version 4 (docs/QUEUES.md). */
+  uint64_t default_ttl_ms;        /* an event not sent to its client this long after its add is
+                                     never sent (expired); 0 = events do not expire */
+  uint64_t max_pending_per_user;  /* events held per user (notices aside); 0 = no limit */
+  uint64_t max_bytes_per_user;    /* payload bytes held per user; 0 = no limit */
+  int overflow;                   /* HD_OVERFLOW_REJECT: an add past a limit fails with
+                                     HD_ELIMIT; HD_OVERFLOW_DROP_OLDEST: the oldest events not
+                                     yet sent make room and the client gets a notice */
+  uint64_t dedup_window_ms;       /* how long a deduplication key is remembered; 0 = 24 h */
+  uint32_t dedup_keys_per_user;   /* most keys remembered per user (the oldest go first);
+                                     0 = 100000 */
+  hd_dead_letter_cb on_dead_letter; /* optional */
+  uint32_t expiry_batch;          /* most expired events one sweep transaction deletes;
+                                     0 = 1000 */
 } hd_server_options_t;
-#define HD_SERVER_OPTIONS_INIT {HD_SERVER_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, HD_LOG_ERROR, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+#define HD_SERVER_OPTIONS_INIT {HD_SERVER_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, HD_LOG_ERROR, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 HD_EXTERN int hd_server_options_init(hd_server_options_t *opts, unsigned int version);
 
-#define HD_CLIENT_OPTIONS_VERSION 1
+/* The attempts a client makes at an event before it reports it failed (a dead letter on the
+ * server): docs/QUEUES.md says why 10. */
+#define HD_DEFAULT_MAX_ATTEMPTS 10
+
+#define HD_CLIENT_OPTIONS_VERSION 2
 typedef struct hd_client_options {
   unsigned int version;           /* HD_CLIENT_OPTIONS_VERSION */
   const hd_keypair_t *keypair;    /* the user's identity (copied) */
@@ -302,8 +341,17 @@ typedef struct hd_client_options {
   uint32_t window;                /* events accepted unconfirmed (in flight + held); 0 = 8192 */
   uint32_t retry_min_ms;          /* first delay before a failed event is handled again; 0 = 100 */
   uint32_t retry_max_ms;          /* cap of the doubling delay; 0 = 30000 */
+  /* Appended in version 2 (docs/QUEUES.md). */
+  uint32_t max_attempts;          /* handler calls per event, counted durably before each call;
+                                     after the last failed one the event is reported failed (a
+                                     dead letter) and later events flow on. 0 = unlimited (strict
+                                     order); the _INIT macro and _options_init give
+                                     HD_DEFAULT_MAX_ATTEMPTS. Version-1 options: unlimited */
+  hd_event_cb on_notice;          /* optional: notices (hd_event_notice) in their place in the
+                                     user's stream, completed like events; NULL: confirmed
+                                     without being handed out */
 } hd_client_options_t;
-#define HD_CLIENT_OPTIONS_INIT {HD_CLIENT_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, HD_LOG_ERROR, 0, 0, 0, 0, 0, 0, 0, 0}
+#define HD_CLIENT_OPTIONS_INIT {HD_CLIENT_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, HD_LOG_ERROR, 0, 0, 0, 0, 0, 0, 0, 0, HD_DEFAULT_MAX_ATTEMPTS, 0}
 HD_EXTERN int hd_client_options_init(hd_client_options_t *opts, unsigned int version);
 
 /* Creates a server and starts listening before it returns (so the port is known). */
@@ -378,7 +426,7 @@ HD_EXTERN int hd_consumed_complete(hd_consumed_t *batch, size_t index, int ok);
  * that is never completed is never freed: the application must complete every event. */
 HD_EXTERN int hd_consumed_complete_all(hd_consumed_t *batch, int ok);
 
-#define HD_SERVER_STATS_VERSION 2
+#define HD_SERVER_STATS_VERSION 3
 typedef struct hd_server_stats {
   unsigned int version;       /* set to HD_SERVER_STATS_VERSION before the call */
   uint64_t events_added;      /* adds that completed durable since create */
@@ -392,6 +440,15 @@ typedef struct hd_server_stats {
   uint64_t events_too_large;  /* times an event could not be sent because it is larger than the
                                  client's max_message_bytes (stored under a larger
                                  max_event_bytes): that connection closed with BYE HD_EMSGSIZE */
+  /* Appended in version 3 (docs/QUEUES.md), since create. */
+  uint64_t events_expired;    /* deleted unsent after their time to live */
+  uint64_t events_dead;       /* moved to the dead letters (failed or rejected by the client) */
+  uint64_t events_requeued;   /* dead letters given back to their users */
+  uint64_t adds_duplicate;    /* adds answered with an earlier add's number (deduplication key) */
+  uint64_t events_replaced;   /* unsent events replaced by a newer one with their collapse key */
+  uint64_t events_dropped;    /* unsent events dropped to make room (HD_OVERFLOW_DROP_OLDEST) */
+  uint64_t adds_limited;      /* adds refused with HD_ELIMIT */
+  uint64_t dead_letters;      /* dead letters held now */
 } hd_server_stats_t;
 
 /* Blocking reads, any thread (inline on the loop thread). */
@@ -423,7 +480,7 @@ HD_EXTERN uint64_t hd_event_seq(const hd_event_t *event);
  * from retry_min_ms to retry_max_ms), before any later event. Frees the event. Any thread, once. */
 HD_EXTERN int hd_event_complete(hd_event_t *event, int ok, const void *data, size_t len);
 
-#define HD_CLIENT_STATS_VERSION 1
+#define HD_CLIENT_STATS_VERSION 2
 typedef struct hd_client_stats {
   unsigned int version;       /* set to HD_CLIENT_STATS_VERSION before the call */
   uint64_t events_received;   /* new events stored */
@@ -437,6 +494,9 @@ typedef struct hd_client_stats {
   uint64_t high_water;        /* the highest sequence received from the current server store */
   uint32_t pause_ms;          /* the pause in force */
   int connected;              /* 1 while authenticated to the server */
+  /* Appended in version 2. */
+  uint64_t events_dead;       /* reported failed after max_attempts, or rejected */
+  uint64_t notices_received;  /* notices stored */
 } hd_client_stats_t;
 /* Blocking read, any thread (inline on the loop thread). */
 HD_EXTERN int hd_client_stats(hd_client_t *client, hd_client_stats_t *out);
@@ -572,6 +632,147 @@ HD_EXTERN int hd_server_delete_events_wait(hd_server_t *server,
                                            const uint64_t *seqs, size_t n, uint64_t *count);
 HD_EXTERN int hd_server_delete_user_wait(hd_server_t *server,
                                          const uint8_t user[HD_PUBLICKEY_BYTES], uint64_t *count);
+
+/* ---------------------------------------------------------------------------------------------
+ * Queue semantics (appended; docs/QUEUES.md): adds with a time to live, a deduplication key or a
+ * collapse key; fan-out; per-user limits (hd_server_options_t); poison events and dead letters;
+ * notices.
+ */
+
+/* Longest deduplication or collapse key, and longest reason of a failed event, in bytes. */
+#define HD_KEY_MAX_BYTES 256
+#define HD_REASON_MAX_BYTES 1024
+/* Most users of one hd_server_add_fanout call. */
+#define HD_FANOUT_MAX_USERS 100000
+HD_EXTERN size_t hd_key_max_bytes(void);
+HD_EXTERN size_t hd_reason_max_bytes(void);
+HD_EXTERN size_t hd_fanout_max_users(void);
+
+#define HD_ADD_OPTIONS_VERSION 1
+typedef struct hd_add_options {
+  unsigned int version;           /* HD_ADD_OPTIONS_VERSION */
+  uint64_t ttl_ms;                /* time to live: not sent this long after the add, the event
+                                     expires; 0 = the server's default_ttl_ms, UINT64_MAX = never */
+  const uint8_t *dedup_key;       /* optional, per user: a repeat within the server's
+                                     dedup_window_ms stores nothing and answers with the first
+                                     add's number (HD_ADD_DUPLICATE) */
+  size_t dedup_key_len;           /* 1..HD_KEY_MAX_BYTES */
+  const uint8_t *collapse_key;    /* optional, per user: replaces the user's unsent event with the
+                                     same key (HD_ADD_REPLACED) */
+  size_t collapse_key_len;        /* 1..HD_KEY_MAX_BYTES */
+} hd_add_options_t;
+#define HD_ADD_OPTIONS_INIT {HD_ADD_OPTIONS_VERSION, 0, 0, 0, 0, 0}
+HD_EXTERN int hd_add_options_init(hd_add_options_t *opts, unsigned int version);
+
+/* hd_add_result_t.flags */
+enum {
+  HD_ADD_DUPLICATE = 1, /* the dedup key was seen within the window: nothing stored, seq is the
+                           first add's (the event may have been consumed since) */
+  HD_ADD_CONFLICT = 2,  /* with HD_ADD_DUPLICATE: this add's payload differs from the first's
+                           (the first wins) */
+  HD_ADD_REPLACED = 4,  /* replaced the unsent event replaced_seq with the same collapse key */
+  HD_ADD_DROPPED = 8    /* `dropped` older unsent events made room (HD_OVERFLOW_DROP_OLDEST) */
+};
+typedef struct hd_add_result {
+  uint64_t seq;          /* the event's number (a duplicate: the first add's) */
+  uint32_t flags;        /* HD_ADD_* */
+  uint64_t replaced_seq; /* HD_ADD_REPLACED: the event it replaced */
+  uint64_t dropped;      /* HD_ADD_DROPPED: how many */
+} hd_add_result_t;
+/* status 0 and the result once durable, or a negative code (HD_ELIMIT: the user is at a limit
+ * under HD_OVERFLOW_REJECT) and result NULL. Loop thread. */
+typedef void (*hd_add_result_cb)(void *cb_data, int status, const hd_add_result_t *result);
+
+/* hd_server_add_event with options (NULL: as hd_server_add_event). Any thread. HD_EINVAL: as
+ * hd_server_add_event, or a key longer than HD_KEY_MAX_BYTES. */
+HD_EXTERN int hd_server_add_event_v2(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYTES],
+                                     const void *payload, size_t len,
+                                     const hd_add_options_t *opts, hd_add_result_cb cb,
+                                     void *cb_data);
+/* The same, blocking until durable; `result` (optional) receives the result. The add's own
+ * failure (HD_ELIMIT...) is the return value. HD_ETHREAD on the handle's loop thread. */
+HD_EXTERN int hd_server_add_event_v2_wait(hd_server_t *server,
+                                          const uint8_t user[HD_PUBLICKEY_BYTES],
+                                          const void *payload, size_t len,
+                                          const hd_add_options_t *opts, hd_add_result_t *result);
+
+/* Fan-out: one payload for `n` users (users: n x 32 bytes, 1..HD_FANOUT_MAX_USERS), in one
+ * transaction, the payload stored once. `opts` applies to each user (a dedup or collapse key is
+ * each user's). cb(cb_data, status, results, n): status is 0 once the transaction is durable and
+ * results[i] is users[i]'s: its status (0, HD_ELIMIT, HD_EKEY...) and, when 0, its result; a user
+ * that fails fails alone. A negative status fails the whole call (results NULL). Loop thread. */
+typedef struct hd_fanout_result {
+  int status;
+  hd_add_result_t result;
+} hd_fanout_result_t;
+typedef void (*hd_fanout_cb)(void *cb_data, int status, const hd_fanout_result_t *results,
+                             size_t n);
+HD_EXTERN int hd_server_add_fanout(hd_server_t *server, const uint8_t *users, size_t n,
+                                   const void *payload, size_t len, const hd_add_options_t *opts,
+                                   hd_fanout_cb cb, void *cb_data);
+/* The same, blocking; `results` (optional) has n entries. HD_ETHREAD on the loop thread. */
+HD_EXTERN int hd_server_add_fanout_wait(hd_server_t *server, const uint8_t *users, size_t n,
+                                        const void *payload, size_t len,
+                                        const hd_add_options_t *opts,
+                                        hd_fanout_result_t *results);
+
+/* Dead letters, listed as hd_server_list_events lists events: a page of `user`'s dead letters
+ * numbered above *cursor, their payloads and reasons copied into `buf`. */
+HD_EXTERN int hd_server_list_dead_letters(hd_server_t *server,
+                                          const uint8_t user[HD_PUBLICKEY_BYTES],
+                                          uint64_t *cursor, hd_dead_letter_t *out, size_t cap,
+                                          uint8_t *buf, size_t buf_len);
+/* How many dead letters the store holds for `user` (NULL: for every user). Blocking read. */
+HD_EXTERN int hd_server_dead_letter_count(hd_server_t *server,
+                                          const uint8_t user[HD_PUBLICKEY_BYTES], uint64_t *out);
+/* The users holding dead letters, paged as hd_server_pending_users. */
+HD_EXTERN int hd_server_dead_letter_users(hd_server_t *server, uint64_t *cursor, uint8_t *keys,
+                                          uint64_t *counts, size_t cap);
+/* Requeues dead letters `seqs[0..n)` of `user` (seqs NULL and n 0: all of them): each comes back
+ * as a new event with the user's next number (and its attempts start again), and the client gets
+ * a notice (HD_NOTICE_REQUEUED). Deleting drops them for good. cb: how many. Any thread. */
+HD_EXTERN int hd_server_requeue_dead_letters(hd_server_t *server,
+                                             const uint8_t user[HD_PUBLICKEY_BYTES],
+                                             const uint64_t *seqs, size_t n, hd_count_cb cb,
+                                             void *cb_data);
+HD_EXTERN int hd_server_delete_dead_letters(hd_server_t *server,
+                                            const uint8_t user[HD_PUBLICKEY_BYTES],
+                                            const uint64_t *seqs, size_t n, hd_count_cb cb,
+                                            void *cb_data);
+HD_EXTERN int hd_server_requeue_dead_letters_wait(hd_server_t *server,
+                                                  const uint8_t user[HD_PUBLICKEY_BYTES],
+                                                  const uint64_t *seqs, size_t n,
+                                                  uint64_t *count);
+HD_EXTERN int hd_server_delete_dead_letters_wait(hd_server_t *server,
+                                                 const uint8_t user[HD_PUBLICKEY_BYTES],
+                                                 const uint64_t *seqs, size_t n,
+                                                 uint64_t *count);
+
+/* Client side. A failed attempt with the handler's reason (hd_event_complete(event, 0, ...) is one
+ * with the reason "handler failed"); after max_attempts the event is reported failed. */
+HD_EXTERN int hd_event_fail(hd_event_t *event, const char *reason, size_t len);
+/* Rejects the event at once, whatever its attempts: reported failed with `reason` (at most
+ * HD_REASON_MAX_BYTES, longer is cut), a dead letter on the server. Frees the event. */
+HD_EXTERN int hd_event_reject(hd_event_t *event, const char *reason, size_t len);
+/* Which handler call this is for the event: 1 the first time (counted across restarts). */
+HD_EXTERN uint32_t hd_event_attempt(const hd_event_t *event);
+
+/* Notices: what the user's application missed, in their place in its stream (on_notice). */
+enum {
+  HD_NOTICE_EXPIRED = 1,  /* `count` events numbered first_seq..last_seq expired unsent */
+  HD_NOTICE_DROPPED = 2,  /* `count` events numbered first_seq..last_seq were dropped by a limit */
+  HD_NOTICE_REQUEUED = 3  /* the dead letter first_seq comes back as event last_seq (count 1) */
+};
+typedef struct hd_notice {
+  unsigned int kind;  /* HD_NOTICE_* (a later release may add kinds: ignore unknown ones) */
+  uint64_t count;
+  uint64_t first_seq;
+  uint64_t last_seq;
+} hd_notice_t;
+/* 1 if `event` is a notice, else 0. */
+HD_EXTERN int hd_event_is_notice(const hd_event_t *event);
+/* The notice's fields; HD_EINVAL if `event` is not a notice. */
+HD_EXTERN int hd_event_notice(const hd_event_t *event, hd_notice_t *out);
 
 #ifdef __cplusplus
 }

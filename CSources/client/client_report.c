@@ -59,7 +59,7 @@ static void flush(hd__deferred_t *d) {
         /* an event of another server store waits, consumed in the store, for a connection to
          * its own: under its number this one has, or will have, another event */
         if (e->store == ev->store_no) {
-          ev->scratch_entry[i++] = (hd__entry_t){e->seq, 0, e->data, e->data_len};
+          ev->scratch_entry[i++] = (hd__entry_t){.seq = e->seq, .data = e->data, .len = e->data_len};
         }
       }
       rc = send_consumed(ev, ev->scratch_entry, i); /* the data's one copy: into the wire */
@@ -116,7 +116,7 @@ static int page_one(void *data, const hd__store_event_t *row) {
     return 1;
   }
   /* data pointers are fixed up once the page is complete (the buffer may move) */
-  ev->scratch_entry[p->n++] = (hd__entry_t){row->seq, 0, NULL, row->data_len};
+  ev->scratch_entry[p->n++] = (hd__entry_t){.seq = row->seq, .len = row->data_len};
   p->last = row->seq;
   return 0;
 }

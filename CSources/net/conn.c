@@ -575,6 +575,7 @@ static void server_read_msg1(hd__conn_t *c, const uint8_t *msg, size_t len) {
   memcpy(c->remote_pk, hello.public_key, HD_PUBLICKEY_BYTES);
   c->hello_read = 1;
   c->peer_max_message = hello.max_message_bytes;
+  c->features = hello.features & c->cfg->features;
   if (c->cfg->on_authorize == NULL) {
     server_welcome(c);
     return;
@@ -604,6 +605,7 @@ static void server_welcome(hd__conn_t *c) {
   w.version = HD_PROTOCOL_VERSION;
   w.max_message_bytes = c->cfg->max_message_bytes;
   w.keepalive_ms = c->cfg->keepalive_ms;
+  w.features = c->cfg->features;
   uint8_t wp[HD__WELCOME_MAX];
   size_t wlen = hd__welcome_encode(&w, wp);
   uint8_t frame[2 + HS_FRAME_MAX];
@@ -647,6 +649,7 @@ static void client_read_msg2(hd__conn_t *c, const uint8_t *msg, size_t len) {
     return;
   }
   c->peer_max_message = w.max_message_bytes;
+  c->features = w.features & c->cfg->features;
   c->welcome = w;
   memcpy(c->remote_pk, c->cfg->server_public_key, HD_PUBLICKEY_BYTES);
   become_open(c);
@@ -830,6 +833,7 @@ static void on_connect(uv_connect_t *req, int status) {
     hello.version = HD_PROTOCOL_VERSION;
     memcpy(hello.public_key, c->cfg->public_key, HD_PUBLICKEY_BYTES);
     hello.max_message_bytes = c->cfg->max_message_bytes;
+    hello.features = c->cfg->features;
     uint8_t hp[HD__HELLO_MAX];
     size_t hlen = hd__hello_encode(&hello, hp);
     hd__preamble_encode(data, c->cfg->topic_key);

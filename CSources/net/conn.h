@@ -34,6 +34,8 @@ typedef struct hd__conn_config {
                                    (its largest EVENTS message); 0: any */
   uint32_t authorize_timeout_ms; /* server: how long on_authorize's answer may take */
   hd__welcome_t welcome;        /* server: what WELCOME says (store id, pause...) */
+  uint64_t features;            /* HD__FEATURE_* announced in HELLO or WELCOME (tests clear
+                                   bits to play a peer of an earlier release) */
 
   void *owner;
   /* Server, optional: a connection was accepted from `addr`; nonzero (with the detail recorded)
@@ -82,6 +84,8 @@ struct hd__conn {
   hd__record_reader_t rr;   /* owns the receiving cipher */
   hd__msg_reader_t mr;
   uint64_t peer_max_message; /* the largest message the peer accepts */
+  uint64_t features;         /* HD__FEATURE_* both sides announced: what this connection may
+                                send and receive beyond the first release's messages */
   hd__buf_t out;             /* plaintext messages waiting for the end of the iteration */
   hd__deferred_t flush;
 

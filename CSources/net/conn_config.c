@@ -28,6 +28,7 @@ int hd__conn_config_init(hd__conn_config_t *cfg, const hd_keypair_t *kp, const c
   cfg->keepalive_ms = keepalive_ms ? keepalive_ms : HD__DEFAULT_KEEPALIVE_MS;
   cfg->idle_timeout_ms = idle_timeout_ms ? idle_timeout_ms : 3 * cfg->keepalive_ms;
   cfg->max_message_bytes = max_message_bytes ? max_message_bytes : HD__DEFAULT_MAX_MESSAGE;
+  cfg->features = HD__FEATURES_ALL;
   return 0;
 }
 

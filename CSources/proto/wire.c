@@ -13,7 +13,8 @@
 
 const char *hd__msg_type_name(uint8_t type) {
   static const char *const names[] = {NULL,    "EVENTS", "CONSUMED", "DONE", "RESUME", "CREDIT",
-                                      "PAUSE", "PING",   "PONG",     "BYE",  "EPOCH"};
+                                      "PAUSE", "PING",   "PONG",     "BYE",  "EPOCH",
+                                      "FAILED", "NOTICES"};
   return type < HD__ARRAY_SIZE(names) ? names[type] : NULL;
 }
 
@@ -28,6 +29,8 @@ static uint8_t *msg_begin(hd__buf_t *out, uint8_t type, size_t body_len) {
   return p;
 }
 
+static int utf8_valid(const uint8_t *s, size_t n);
+
 static void msg_end(hd__buf_t *out, const uint8_t *end) { out->len = (size_t)(end - out->data); }
 
 static size_t event_size(const hd__entry_t *e) {
@@ -36,6 +39,16 @@ static size_t event_size(const hd__entry_t *e) {
 
 static size_t consumed_size(const hd__entry_t *e) {
   return hd__varint_len(e->seq) + hd__varint_len(e->len) + e->len;
+}
+
+static size_t failed_size(const hd__entry_t *e) {
+  return hd__varint_len(e->seq) + hd__varint_len(e->attempts) + hd__varint_len(e->len) + e->len;
+}
+
+static size_t notice_size(const hd__entry_t *e) {
+  return hd__varint_len(e->seq) + hd__varint_len(e->created_ms) +
+         hd__varint_len(e->notice.kind) + hd__varint_len(e->notice.count) +
+         hd__varint_len(e->notice.first_seq) + hd__varint_len(e->notice.last_seq);
 }
 
 /* Whole message size (prefix included) for a body of `body` bytes. */
@@ -69,6 +82,9 @@ size_t hd__msg_consumed_size(const hd__entry_t *e, size_t n) {
 }
 size_t hd__msg_consumed_fit(const hd__entry_t *e, size_t n, uint64_t max_message_bytes) {
   return batch_fit(e, NULL, n, max_message_bytes, consumed_size);
+}
+size_t hd__msg_failed_fit(const hd__entry_t *e, size_t n, uint64_t max_message_bytes) {
+  return batch_fit(e, NULL, n, max_message_bytes, failed_size);
 }
 size_t hd__msg_done_fit(const uint64_t *seqs, size_t n, uint64_t max_message_bytes) {
   return batch_fit(NULL, seqs, n, max_message_bytes, NULL);
@@ -191,6 +207,42 @@ int hd__msg_encode_done(hd__buf_t *out, const uint64_t *seqs, size_t n) {
   return 0;
 }
 
+int hd__msg_encode_failed(hd__buf_t *out, const hd__entry_t *e, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (e[i].len > HD__REASON_MAX || (e[i].len && !utf8_valid(e[i].data, e[i].len)))
+      return hd__error(HD_EINVAL, "FAILED: a reason is longer than %d bytes or not UTF-8",
+                       HD__REASON_MAX);
+  }
+  uint8_t *p = msg_begin(out, HD__MSG_FAILED, batch_body(e, n, failed_size));
+  if (p == NULL) return HD_ENOMEM;
+  p += hd__varint_put(p, n);
+  for (size_t i = 0; i < n; i++) {
+    p += hd__varint_put(p, e[i].seq);
+    p += hd__varint_put(p, e[i].attempts);
+    p += hd__varint_put(p, e[i].len);
+    if (e[i].len) memcpy(p, e[i].data, e[i].len);
+    p += e[i].len;
+  }
+  msg_end(out, p);
+  return 0;
+}
+
+int hd__msg_encode_notices(hd__buf_t *out, const hd__entry_t *e, size_t n) {
+  uint8_t *p = msg_begin(out, HD__MSG_NOTICES, batch_body(e, n, notice_size));
+  if (p == NULL) return HD_ENOMEM;
+  p += hd__varint_put(p, n);
+  for (size_t i = 0; i < n; i++) {
+    p += hd__varint_put(p, e[i].seq);
+    p += hd__varint_put(p, e[i].created_ms);
+    p += hd__varint_put(p, e[i].notice.kind);
+    p += hd__varint_put(p, e[i].notice.count);
+    p += hd__varint_put(p, e[i].notice.first_seq);
+    p += hd__varint_put(p, e[i].notice.last_seq);
+  }
+  msg_end(out, p);
+  return 0;
+}
+
 int hd__msg_encode_resume(hd__buf_t *out, const hd__resume_t *r) {
   size_t body = HD_STORE_ID_BYTES + hd__varint_len(r->high_seq) + hd__varint_len(r->window) +
                 (r->has_epoch ? HD_STORE_ID_BYTES : 0);
@@ -236,8 +288,6 @@ int hd__msg_encode_ping(hd__buf_t *out, uint64_t nonce) {
 int hd__msg_encode_pong(hd__buf_t *out, uint64_t nonce) {
   return encode_varint_msg(out, HD__MSG_PONG, nonce);
 }
-
-static int utf8_valid(const uint8_t *s, size_t n);
 
 int hd__msg_encode_bye(hd__buf_t *out, uint64_t reason, const char *text, size_t text_len) {
   if (text_len > HD__BYE_TEXT_MAX)
@@ -295,7 +345,12 @@ static int cur_end(const cursor_t *c) {
 
 /* The fewest bytes one entry can take: every varint is at least one byte. */
 static size_t entry_min_bytes(uint8_t type) {
-  return type == HD__MSG_EVENTS ? 3 : type == HD__MSG_CONSUMED ? 2 : 1;
+  switch (type) {
+    case HD__MSG_EVENTS: case HD__MSG_FAILED: return 3;
+    case HD__MSG_CONSUMED: return 2;
+    case HD__MSG_NOTICES: return 6;
+    default: return 1;
+  }
 }
 
 /* Reads one entry (errors name the field; after validation it cannot fail). */
@@ -304,9 +359,30 @@ static int entry_read(cursor_t *c, uint8_t type, hd__entry_t *e) {
   e->created_ms = 0;
   e->data = NULL;
   e->len = 0;
+  e->attempts = 0;
+  memset(&e->notice, 0, sizeof e->notice);
   if ((rc = cur_varint(c, &e->seq, "entry seq"))) return rc;
-  if (type == HD__MSG_EVENTS && (rc = cur_varint(c, &e->created_ms, "entry created_unix_ms")))
+  if ((type == HD__MSG_EVENTS || type == HD__MSG_NOTICES) &&
+      (rc = cur_varint(c, &e->created_ms, "entry created_unix_ms")))
     return rc;
+  if (type == HD__MSG_NOTICES) {
+    if ((rc = cur_varint(c, &e->notice.kind, "notice kind")) ||
+        (rc = cur_varint(c, &e->notice.count, "notice count")) ||
+        (rc = cur_varint(c, &e->notice.first_seq, "notice first_seq")) ||
+        (rc = cur_varint(c, &e->notice.last_seq, "notice last_seq")))
+      return rc;
+    return 0;
+  }
+  if (type == HD__MSG_FAILED) {
+    if ((rc = cur_varint(c, &e->attempts, "entry attempts"))) return rc;
+    if ((rc = cur_bytes(c, &e->data, &e->len, "reason"))) return rc;
+    if (e->len > HD__REASON_MAX)
+      return hd__error(HD_EPROTO, "%s: reason of %zu bytes exceeds %d", c->msg, e->len,
+                       HD__REASON_MAX);
+    if (!utf8_valid(e->data, e->len))
+      return hd__error(HD_EPROTO, "%s: reason is not valid UTF-8", c->msg);
+    return 0;
+  }
   if (type != HD__MSG_DONE &&
       (rc = cur_bytes(c, &e->data, &e->len, type == HD__MSG_EVENTS ? "payload" : "data")))
     return rc;
@@ -315,8 +391,7 @@ static int entry_read(cursor_t *c, uint8_t type, hd__entry_t *e) {
 
 int hd__msg_entries_begin(hd__entry_iter_t *it, uint8_t type, const uint8_t *body, size_t len,
                           uint64_t *count) {
-  if (type != HD__MSG_EVENTS && type != HD__MSG_CONSUMED && type != HD__MSG_DONE)
-    return hd__error(HD_EINVAL, "message type %u has no entries", type);
+  if (!hd__msg_is_batch(type)) return hd__error(HD_EINVAL, "message type %u has no entries", type);
   cursor_t c = {body, body + len, hd__msg_type_name(type)};
   uint64_t n;
   int rc = cur_varint(&c, &n, "count");
@@ -435,6 +510,8 @@ int hd__msg_check(uint8_t type, const uint8_t *body, size_t len) {
     case HD__MSG_EVENTS:
     case HD__MSG_CONSUMED:
     case HD__MSG_DONE:
+    case HD__MSG_FAILED:
+    case HD__MSG_NOTICES:
       return hd__msg_entries_begin(&it, type, body, len, NULL);
     case HD__MSG_RESUME:
       return hd__msg_decode_resume(body, len, &r);
@@ -465,6 +542,7 @@ static uint8_t *put_head(uint8_t *p, uint64_t version, const uint8_t *id, size_t
 size_t hd__hello_encode(const hd__hello_t *h, uint8_t *out) {
   uint8_t *p = put_head(out, h->version, h->public_key, HD_PUBLICKEY_BYTES);
   p += hd__varint_put(p, h->max_message_bytes);
+  if (h->features != 0) p += hd__varint_put(p, h->features);
   return (size_t)(p - out);
 }
 
@@ -476,6 +554,7 @@ size_t hd__welcome_encode(const hd__welcome_t *w, uint8_t *out) {
   if (w->has_epoch) {
     memcpy(p, w->epoch, HD_STORE_ID_BYTES);
     p += HD_STORE_ID_BYTES;
+    if (w->features != 0) p += hd__varint_put(p, w->features);
   }
   return (size_t)(p - out);
 }
@@ -497,7 +576,10 @@ int hd__hello_decode(const uint8_t *p, size_t len, hd__hello_t *h) {
   if ((rc = cur_varint(&c, &h->version, "version"))) return rc;
   if (h->version != HD_PROTOCOL_VERSION) return 0; /* the rest is another version's layout */
   if ((rc = cur_raw(&c, h->public_key, HD_PUBLICKEY_BYTES, "public key"))) return rc;
-  return cur_varint(&c, &h->max_message_bytes, "max_message_bytes");
+  if ((rc = cur_varint(&c, &h->max_message_bytes, "max_message_bytes"))) return rc;
+  /* an earlier release sends nothing more; a later one's further bytes are ignored */
+  if (cur_left(&c) != 0 && hd__varint_get(c.p, cur_left(&c), &h->features) <= 0) h->features = 0;
+  return 0;
 }
 
 int hd__welcome_decode(const uint8_t *p, size_t len, hd__welcome_t *w) {
@@ -514,7 +596,28 @@ int hd__welcome_decode(const uint8_t *p, size_t len, hd__welcome_t *w) {
   if (cur_left(&c) < HD_STORE_ID_BYTES) return 0;
   memcpy(w->epoch, c.p, HD_STORE_ID_BYTES);
   w->has_epoch = 1;
+  c.p += HD_STORE_ID_BYTES;
+  if (cur_left(&c) != 0 && hd__varint_get(c.p, cur_left(&c), &w->features) <= 0) w->features = 0;
   return 0; /* what follows is a later extension's */
+}
+
+size_t hd__notice_encode(const hd__notice_t *n, uint8_t out[HD__NOTICE_MAX]) {
+  uint8_t *p = out;
+  p += hd__varint_put(p, n->kind);
+  p += hd__varint_put(p, n->count);
+  p += hd__varint_put(p, n->first_seq);
+  p += hd__varint_put(p, n->last_seq);
+  return (size_t)(p - out);
+}
+
+int hd__notice_decode(const uint8_t *p, size_t len, hd__notice_t *n) {
+  cursor_t c = {p, p + len, "notice"};
+  int rc;
+  if ((rc = cur_varint(&c, &n->kind, "kind")) || (rc = cur_varint(&c, &n->count, "count")) ||
+      (rc = cur_varint(&c, &n->first_seq, "first_seq")) ||
+      (rc = cur_varint(&c, &n->last_seq, "last_seq")))
+    return rc;
+  return cur_end(&c);
 }
 
 /* ---- Preamble and rejection ---------------------------------------------------------------- */

@@ -25,8 +25,22 @@ enum {
   HD__MSG_PING = 0x07,
   HD__MSG_PONG = 0x08,
   HD__MSG_BYE = 0x09,
-  HD__MSG_EPOCH = 0x0a
+  HD__MSG_EPOCH = 0x0a,
+  /* Sent only where both peers announced the feature in the handshake (HD__FEATURE_*). */
+  HD__MSG_FAILED = 0x0b,  /* client to server: events its handler failed or rejected */
+  HD__MSG_NOTICES = 0x0c  /* server to client: notices in their place in the user's stream */
 };
+
+/* Features, a bit set appended to HELLO (the client's) and WELCOME (the server's): a message of a
+ * feature is sent only when both sides announced it; a peer of an earlier release announces none
+ * and ignores the bytes. */
+enum {
+  HD__FEATURE_FAILED = 1,  /* FAILED messages and dead letters */
+  HD__FEATURE_NOTICES = 2  /* NOTICES messages */
+};
+#define HD__FEATURES_ALL (HD__FEATURE_FAILED | HD__FEATURE_NOTICES)
+/* Longest reason in a FAILED entry. */
+#define HD__REASON_MAX 1024
 
 #define HD__BYE_TEXT_MAX 256
 #define HD__DEFAULT_MAX_MESSAGE (1024 * 1024)
@@ -34,13 +48,25 @@ enum {
 /* "EVENTS", ..., or NULL for a type this version does not know. */
 const char *hd__msg_type_name(uint8_t type);
 
-/* One entry of a batch message. EVENTS uses all fields; CONSUMED uses seq and data (the client's
- * data about the event); DONE uses seq only. Decoded entries point into the message body. */
+/* A notice's fields (docs/PROTOCOL.md "NOTICES"). */
+typedef struct hd__notice {
+  uint64_t kind;
+  uint64_t count;
+  uint64_t first_seq;
+  uint64_t last_seq;
+} hd__notice_t;
+
+/* One entry of a batch message. EVENTS uses seq, created_ms and data (the payload); CONSUMED uses
+ * seq and data (the client's data about the event); DONE uses seq only; FAILED seq, attempts and
+ * data (the reason, UTF-8); NOTICES seq, created_ms and notice. Decoded entries point into the
+ * message body. */
 typedef struct hd__entry {
   uint64_t seq;
   uint64_t created_ms;
   const uint8_t *data;
   size_t len;
+  uint64_t attempts;
+  hd__notice_t notice;
 } hd__entry_t;
 
 typedef struct hd__resume {
@@ -62,6 +88,9 @@ typedef struct hd__resume {
 int hd__msg_encode_events(hd__buf_t *out, const hd__entry_t *e, size_t n);
 int hd__msg_encode_consumed(hd__buf_t *out, const hd__entry_t *e, size_t n);
 int hd__msg_encode_done(hd__buf_t *out, const uint64_t *seqs, size_t n);
+/* Reasons longer than HD__REASON_MAX or not UTF-8: HD_EINVAL. */
+int hd__msg_encode_failed(hd__buf_t *out, const hd__entry_t *e, size_t n);
+int hd__msg_encode_notices(hd__buf_t *out, const hd__entry_t *e, size_t n);
 int hd__msg_encode_resume(hd__buf_t *out, const hd__resume_t *r);
 int hd__msg_encode_credit(hd__buf_t *out, uint64_t granted);
 int hd__msg_encode_pause(hd__buf_t *out, uint64_t pause_ms);
@@ -81,6 +110,7 @@ size_t hd__msg_events_fit(const hd__entry_t *e, size_t n, uint64_t max_message_b
 size_t hd__msg_consumed_size(const hd__entry_t *e, size_t n);
 size_t hd__msg_consumed_fit(const hd__entry_t *e, size_t n, uint64_t max_message_bytes);
 size_t hd__msg_done_fit(const uint64_t *seqs, size_t n, uint64_t max_message_bytes);
+size_t hd__msg_failed_fit(const hd__entry_t *e, size_t n, uint64_t max_message_bytes);
 
 /* ---- EVENTS, streamed -------------------------------------------------------------------------
  * The one EVENTS encoder. Entries are appended straight into `out` as they come (the server's
@@ -160,7 +190,7 @@ typedef struct hd__entry_iter {
   uint8_t type;
 } hd__entry_iter_t;
 
-/* Validates the body of `type` (one of the three batch types) and readies `it`. `*count` gets the
+/* Validates the body of `type` (one of the batch types: hd__msg_is_batch) and readies `it`. `*count` gets the
  * number of entries; it is checked against the body's length before anything else, so a caller
  * may size an array from it. */
 int hd__msg_entries_begin(hd__entry_iter_t *it, uint8_t type, const uint8_t *body, size_t len,
@@ -179,20 +209,30 @@ int hd__msg_decode_bye(const uint8_t *body, size_t len, uint64_t *reason, const 
                        size_t *text_len);
 /* Validates a message of any type: HD_EPROTO for an unknown type or a malformed body. */
 int hd__msg_check(uint8_t type, const uint8_t *body, size_t len);
-/* EVENTS, CONSUMED and DONE: bodies whose every entry hd__msg_entries_begin walks. */
+/* EVENTS, CONSUMED, DONE, FAILED and NOTICES: bodies whose every entry hd__msg_entries_begin
+ * walks. */
 static inline int hd__msg_is_batch(uint8_t type) {
-  return type == HD__MSG_EVENTS || type == HD__MSG_CONSUMED || type == HD__MSG_DONE;
+  return type == HD__MSG_EVENTS || type == HD__MSG_CONSUMED || type == HD__MSG_DONE ||
+         type == HD__MSG_FAILED || type == HD__MSG_NOTICES;
 }
+
+/* A notice as the stores keep it: its four fields as varints (the payload of a stored notice). */
+#define HD__NOTICE_MAX (4 * HD__VARINT_MAX)
+size_t hd__notice_encode(const hd__notice_t *n, uint8_t out[HD__NOTICE_MAX]);
+/* HD_EPROTO unless exactly four minimal varints. */
+int hd__notice_decode(const uint8_t *p, size_t len, hd__notice_t *n);
 
 /* ---- Handshake payloads -------------------------------------------------------------------- */
 
-#define HD__HELLO_MAX (HD__VARINT_MAX + HD_PUBLICKEY_BYTES + HD__VARINT_MAX)
-#define HD__WELCOME_MAX (HD__VARINT_MAX + HD_STORE_ID_BYTES + 3 * HD__VARINT_MAX + HD_STORE_ID_BYTES)
+#define HD__HELLO_MAX (HD__VARINT_MAX + HD_PUBLICKEY_BYTES + 2 * HD__VARINT_MAX)
+#define HD__WELCOME_MAX (HD__VARINT_MAX + HD_STORE_ID_BYTES + 4 * HD__VARINT_MAX + HD_STORE_ID_BYTES)
 
 typedef struct hd__hello {
   uint64_t version;
   uint8_t public_key[HD_PUBLICKEY_BYTES]; /* the client's Ed25519 identity */
   uint64_t max_message_bytes;             /* the largest message the client accepts */
+  /* Appended after max_message_bytes (a peer of an earlier release ignores it; absent: 0) */
+  uint64_t features;                      /* HD__FEATURE_* */
 } hd__hello_t;
 
 typedef struct hd__welcome {
@@ -205,14 +245,17 @@ typedef struct hd__welcome {
    * whenever the store may have lost its last commits (docs/PROTOCOL.md, "Epochs"). */
   int has_epoch;
   uint8_t epoch[HD_STORE_ID_BYTES];
+  /* Appended after the epoch (sent with one only; absent: 0). */
+  uint64_t features; /* HD__FEATURE_* */
 } hd__welcome_t;
 
 /* Encode into `out` (HD__HELLO_MAX / HD__WELCOME_MAX bytes); return the length used. */
 size_t hd__hello_encode(const hd__hello_t *h, uint8_t *out);
 size_t hd__welcome_encode(const hd__welcome_t *w, uint8_t *out);
 /* Decode a handshake payload. Trailing bytes are ignored (room for extensions): a WELCOME has
- * an epoch when at least 16 bytes follow keepalive_ms, and what follows them is ignored too; fewer
- * are ignored as they always were. When the version
+ * an epoch when at least 16 bytes follow keepalive_ms, then features if a varint follows; what
+ * follows is ignored too; fewer than 16 are ignored as they always were. A HELLO has features if
+ * a varint follows max_message_bytes. When the version
  * is not HD_PROTOCOL_VERSION only `version` is filled and 0 is returned, so that the caller can
  * answer "version unsupported" rather than "malformed". HD_EPROTO if malformed. */
 int hd__hello_decode(const uint8_t *p, size_t len, hd__hello_t *h);

@@ -637,7 +637,7 @@ static void report_work(hd__deferred_t *d) {
   for (size_t i = 0; i < k; i++) { /* the scratch holds a whole message: room for a slice */
     size_t j = r->done + i, from = j ? r->end[j - 1] : 0;
     ev->scr_seqs[i] = r->seq[j];
-    ev->scr_entries[i] = (hd__entry_t){r->seq[j], 0, r->data + from, r->end[j] - from};
+    ev->scr_entries[i] = (hd__entry_t){.seq = r->seq[j], .data = r->data + from, .len = r->end[j] - from};
   }
   r->done += k;
   hd_consumed_t *b = slice_run(ev, ss, k);

@@ -40,6 +40,12 @@ typedef struct hd__store_options {
   uint32_t max_batch;    /* most writes per transaction; 0 = HD__STORE_DEFAULT_MAX_BATCH */
   uint64_t max_db_pages; /* a size quota in database pages (4096 bytes); writes past it fail with
                             HD_ENOSPC like a full disk. 0 = none */
+  /* Server store: the per-user limits and the deduplication window (hd_server_options_t) */
+  uint64_t max_events_per_user; /* 0: none */
+  uint64_t max_bytes_per_user;  /* 0: none */
+  int drop_oldest;              /* 1: an add past a limit drops the oldest unsent events */
+  int64_t dedup_window_ms;      /* 0: 24 h */
+  uint32_t dedup_keys_per_user; /* 0: 100000 */
 } hd__store_options_t;
 
 /* Completion of a queued write: `status` 0 or an HD_E* code, `value` what the write produced
@@ -58,7 +64,12 @@ typedef struct hd__store_event {
   int64_t orphan;      /* client store, an orphan: its row (0: an event of the server's numbering) */
   int64_t store;       /* client store: the server store it came from, as the store numbers them
                           (its row: 1, 2... in the order first seen; 0 for an orphan) */
+  uint32_t kind;       /* HD__STORE_KIND_*: a notice's payload is hd__notice_encode's */
+  uint32_t attempts;   /* client store: handler calls counted so far */
 } hd__store_event_t;
+
+/* What a stored row is (both stores' `kind` column). */
+enum { HD__STORE_KIND_EVENT = 0, HD__STORE_KIND_NOTICE = 1 };
 
 /* The client store's event flags. */
 enum {
@@ -68,6 +79,8 @@ enum {
   /* received before the server's store lost it (docs/STORAGE.md "Orphans"): handled, never
    * reported */
   HD__STORE_EV_ORPHAN = 2,
+  /* list_consumed: reported failed (its data is the reason), not consumed */
+  HD__STORE_EV_FAILED = 4,
 };
 
 /* Called per event by the paging reads, in sequence order. Return 0 to go on, non-zero to stop. */
@@ -94,6 +107,35 @@ typedef struct hd__store_stats {
  * Server store: per-user queues keyed by the user's Ed25519 public key.
  */
 typedef struct hd__server_store hd__server_store_t;
+
+/* What an add asks for beyond its payload (docs/QUEUES.md). */
+typedef struct hd__add_spec {
+  int64_t expires_ms;           /* not sent by then, the event expires (0: never) */
+  const uint8_t *dedup_key;     /* optional, 1..HD_KEY_MAX_BYTES */
+  size_t dedup_key_len;
+  const uint8_t *collapse_key;  /* optional, 1..HD_KEY_MAX_BYTES */
+  size_t collapse_key_len;
+  uint64_t sent_upto;           /* the user's session has sent every event up to this number (a
+                                   collapse leaves those alone) */
+} hd__add_spec_t;
+
+/* Completion of add_event2 and of each user of add_fanout: the add's own status (0, HD_ELIMIT)
+ * and result. A failure of one add never fails the batch it is in. */
+typedef void (*hd__store_add_cb)(void *cb_data, int status, const hd_add_result_t *result);
+typedef void (*hd__store_fanout_cb)(void *cb_data, int status, const hd_fanout_result_t *results,
+                                    size_t n);
+
+/* One event a client reported failed. */
+typedef struct hd__store_failed {
+  uint64_t seq;
+  uint32_t attempts;
+  const char *reason; /* UTF-8, at most HD_REASON_MAX_BYTES */
+  size_t reason_len;
+} hd__store_failed_t;
+
+/* Called per dead letter by the paging reads, in sequence order; the pointers are valid during the
+ * call. Return 0 to go on, non-zero to stop. */
+typedef int (*hd__store_dead_fn)(void *fn_data, const hd_dead_letter_t *dl);
 typedef struct hd__server_store_vtable {
   const char *backend_name;
 
@@ -111,6 +153,33 @@ typedef struct hd__server_store_vtable {
    * the next number. Writes queued before it are deleted too, later ones are not. */
   int (*delete_user)(hd__server_store_t *s, const uint8_t user[32], hd__store_cb cb,
                      void *cb_data);
+  /* The add with its spec (expiry, dedup and collapse keys) under the store's limits. */
+  int (*add_event2)(hd__server_store_t *s, const uint8_t user[32], int64_t created_ms,
+                    const void *payload, size_t len, const hd__add_spec_t *spec,
+                    hd__store_add_cb cb, void *cb_data);
+  /* One payload for n users (users: n x 32 bytes) in one op, the payload stored once; spec's
+   * keys apply to each user; spec->sent_upto is ignored (sent_upto[i] per user, or NULL: 0). */
+  int (*add_fanout)(hd__server_store_t *s, const uint8_t *users, size_t n, int64_t created_ms,
+                    const void *payload, size_t len, const hd__add_spec_t *spec,
+                    const uint64_t *sent_upto, hd__store_fanout_cb cb, void *cb_data);
+  /* Moves the held events among f[0..n) into the user's dead letters with their attempts and
+   * reasons; value = how many moved (the others were not held). */
+  int (*fail_events)(hd__server_store_t *s, const uint8_t user[32], const hd__store_failed_t *f,
+                     size_t n, hd__store_cb cb, void *cb_data);
+  /* Requeues (as new events, each with a notice) or deletes the user's dead letters seqs[0..n)
+   * (NULL, 0: all); value = how many. */
+  int (*requeue_dead)(hd__server_store_t *s, const uint8_t user[32], const uint64_t *seqs,
+                      size_t n, hd__store_cb cb, void *cb_data);
+  int (*delete_dead)(hd__server_store_t *s, const uint8_t user[32], const uint64_t *seqs,
+                     size_t n, hd__store_cb cb, void *cb_data);
+  /* Deletes at most `limit` events whose expiry is at or before now_ms, with one notice per user
+   * touched, and the dedup keys older than the window (at most `limit` of them); value = events
+   * expired. A value below `limit` means nothing more is due. */
+  int (*expire)(hd__server_store_t *s, int64_t now_ms, uint32_t limit, hd__store_cb cb,
+                void *cb_data);
+  /* Records that the user's client was sent every event up to `sent_upto` (never lowers it). */
+  int (*set_sent)(hd__server_store_t *s, const uint8_t user[32], uint64_t sent_upto,
+                  hd__store_cb cb, void *cb_data);
   /* Stores the pause setting; value = the pause. pause() returns it once this completed. */
   int (*set_pause)(hd__server_store_t *s, uint32_t pause_ms, hd__store_cb cb, void *cb_data);
   /* Writes a consistent copy of the store to `path` (which must not exist), marked as a backup
@@ -127,6 +196,18 @@ typedef struct hd__server_store_vtable {
   int (*read_events)(hd__server_store_t *s, const uint8_t user[32], const uint64_t *seqs,
                      size_t n, hd__store_event_fn fn, void *fn_data);
   int (*pending_count)(hd__server_store_t *s, const uint8_t user[32], uint64_t *out);
+  /* The user's dead letters numbered above after_seq, at most `limit`, in order. */
+  int (*read_dead)(hd__server_store_t *s, const uint8_t user[32], uint64_t after_seq,
+                   uint32_t limit, hd__store_dead_fn fn, void *fn_data);
+  /* The dead letters among seqs[0..n), in the order given (for on_dead_letter). */
+  int (*read_dead_seqs)(hd__server_store_t *s, const uint8_t user[32], const uint64_t *seqs,
+                        size_t n, hd__store_dead_fn fn, void *fn_data);
+  /* Dead letters held for `user` (NULL: all users). */
+  int (*dead_count)(hd__server_store_t *s, const uint8_t user[32], uint64_t *out);
+  /* As pending_users, for users holding dead letters. */
+  int (*dead_users)(hd__server_store_t *s, uint64_t *cursor, uint32_t limit,
+                    void (*fn)(void *fn_data, const uint8_t key[32], uint64_t dead),
+                    void *fn_data);
   int (*pending_total)(hd__server_store_t *s, uint64_t *out);
   /* Users holding events with a user number above *cursor, in that order, at most `limit`:
    * fn(fn_data, key, pending) for each; *cursor advances past the last one. Returns how many. */
@@ -175,6 +256,14 @@ typedef struct hd__client_store_vtable {
    * received from this server store) and raises the mark; value = how many were new. */
   int (*insert_received)(hd__client_store_t *s, const uint8_t store_id[HD_STORE_ID_BYTES],
                          const hd__store_event_t *evs, size_t n, hd__store_cb cb, void *cb_data);
+  /* Counts one more handler call of `which` before the call (a relaxed write: a crash of the
+   * process keeps it); value = the attempts now. */
+  int (*mark_attempt)(hd__client_store_t *s, const hd__store_event_t *which, hd__store_cb cb,
+                      void *cb_data);
+  /* Records that the handler failed `which` for good (state 2, the reason kept for FAILED) after
+   * `attempts` calls; value as mark_consumed's. */
+  int (*mark_failed)(hd__client_store_t *s, const hd__store_event_t *which, uint32_t attempts,
+                     const char *reason, size_t len, hd__store_cb cb, void *cb_data);
   /* Records that the handler consumed the event `which` (as a read handed it out: its store,
    * seq, created_ms and orphan), with its data for the server; value = 1 if the event was held
    * and not yet consumed (report it, to its own server store only), 2 if it was an orphan, now

@@ -322,6 +322,41 @@ static int prepare_all(sqlite3 *db, const char *const *sql, sqlite3_stmt **out, 
   return 0;
 }
 
+/* The statement cache (hd__sqlite_stmt): open addressing on the SQL text's address. */
+static size_t stmt_slot(const char *sql) {
+  uintptr_t h = (uintptr_t)sql;
+  return (size_t)((h ^ (h >> 13)) * 0x9E3779B97F4A7C15ull >> 40) & (HD__SQLITE_CACHED - 1);
+}
+
+sqlite3_stmt *hd__sqlite_stmt(hd__sqlite_store_t *s, sqlite3 *db, const char *sql) {
+  hd__sqlite_cached_t *cache = db == s->wdb ? s->wcache : s->rcache;
+  size_t i = stmt_slot(sql);
+  for (size_t probes = 0; probes < HD__SQLITE_CACHED; probes++) {
+    hd__sqlite_cached_t *c = &cache[(i + probes) & (HD__SQLITE_CACHED - 1)];
+    if (c->sql == sql) return c->st;
+    if (c->sql != NULL) continue;
+    int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &c->st, NULL);
+    if (rc != SQLITE_OK) {
+      hd__sqlite_error(rc, db, sql);
+      sqlite3_finalize(c->st);
+      c->st = NULL;
+      return NULL;
+    }
+    c->sql = sql;
+    return c->st;
+  }
+  hd__error(HD_ESTORE, "store: more than %d cached statements", HD__SQLITE_CACHED);
+  return NULL;
+}
+
+static void finalize_cached(hd__sqlite_cached_t *cache) {
+  for (size_t i = 0; i < HD__SQLITE_CACHED; i++) {
+    sqlite3_finalize(cache[i].st);
+    cache[i].st = NULL;
+    cache[i].sql = NULL;
+  }
+}
+
 int hd__sqlite_step_done(sqlite3_stmt *st, const char *what) {
   int rc = sqlite3_step(st);
   int err = rc == SQLITE_DONE ? 0 : hd__sqlite_error(rc, sqlite3_db_handle(st), what);
@@ -345,6 +380,8 @@ int hd__sqlite_read_events(sqlite3_stmt *st, hd__store_event_fn fn, void *fn_dat
     if (columns > 4) ev.flags = (uint32_t)sqlite3_column_int(st, 4);
     if (columns > 5) ev.orphan = sqlite3_column_int64(st, 5);
     if (columns > 6) ev.store = sqlite3_column_int64(st, 6);
+    if (columns > 7) ev.kind = (uint32_t)sqlite3_column_int(st, 7);
+    if (columns > 8) ev.attempts = (uint32_t)sqlite3_column_int(st, 8);
     count++;
     if (fn(fn_data, &ev) != 0) {
       rc = SQLITE_DONE;
@@ -434,6 +471,7 @@ static void hook_after_commit(void *ctx) {
 static void close_write_side(hd__sqlite_store_t *s) {
   finalize_all(s->tx, HD__ARRAY_SIZE(s->tx));
   finalize_all(s->w, s->kind->n_write);
+  finalize_cached(s->wcache);
   sqlite3_close(s->wdb); /* the last connection: checkpoints and removes the WAL */
   s->wdb = NULL;
 }
@@ -451,6 +489,7 @@ static const hd__writer_hooks_t writer_hooks = {hook_begin,        hook_before_c
 
 static void close_read_side(hd__sqlite_store_t *s) {
   finalize_all(s->r, s->kind->n_read);
+  finalize_cached(s->rcache);
   sqlite3_close(s->rdb);
   s->rdb = NULL;
 }

@@ -20,8 +20,15 @@
 
 /* Most statements a kind prepares on each connection. */
 #define HD__SQLITE_MAX_STATEMENTS 12
+/* Statements prepared on first use (hd__sqlite_stmt), per connection; a power of two. */
+#define HD__SQLITE_CACHED 64
 
 typedef struct hd__sqlite_store hd__sqlite_store_t;
+
+typedef struct hd__sqlite_cached {
+  const char *sql; /* the statement's text, by address: a static string of the caller's */
+  sqlite3_stmt *st;
+} hd__sqlite_cached_t;
 
 /* A kind of store. The hooks are optional (NULL: nothing to do). */
 typedef struct hd__sqlite_kind {
@@ -65,6 +72,8 @@ struct hd__sqlite_store {
   sqlite3_stmt *tx[2]; /* BEGIN IMMEDIATE, COMMIT (the writer's) */
   sqlite3_stmt *w[HD__SQLITE_MAX_STATEMENTS]; /* kind->write_sql on wdb */
   sqlite3_stmt *r[HD__SQLITE_MAX_STATEMENTS]; /* kind->read_sql on rdb */
+  hd__sqlite_cached_t wcache[HD__SQLITE_CACHED]; /* hd__sqlite_stmt's, on wdb (pool thread) */
+  hd__sqlite_cached_t rcache[HD__SQLITE_CACHED]; /* on rdb (loop thread) */
   int closing; /* close was called: reads fail with HD_ECLOSED */
   int backups; /* backups on the pool: the store is freed once they are done */
   int writer_closed;
@@ -108,11 +117,17 @@ int hd__sqlite_exec(sqlite3 *db, const char *sql, const char *what);
  * names `what`, SQLite's message and the OS errno when there is one. */
 int hd__sqlite_error(int rc, sqlite3 *db, const char *what);
 
+/* The statement of `sql` (a static string: it is known by its address) on `db` (s->wdb on the
+ * writer's thread, s->rdb on the loop thread), prepared on its first use and kept until the
+ * connection closes, so that a file of a kind can have statements of its own without a shared
+ * list. NULL with the error recorded if it does not prepare. */
+sqlite3_stmt *hd__sqlite_stmt(hd__sqlite_store_t *s, sqlite3 *db, const char *sql);
+
 /* Steps a statement expected to finish (INSERT/UPDATE/DELETE) and resets it. */
 int hd__sqlite_step_done(sqlite3_stmt *st, const char *what);
 
 /* Steps a bound read whose rows are (seq, created_ms, payload[, data[, flags[, orphan[,
- * store]]]]),
+ * store[, kind[, attempts]]]]]]),
  * handing each row to fn
  * as an event, until the rows end or fn returns non-zero; then resets it (an open read would
  * pin the WAL). Returns how many rows fn got, or an HD_E* code naming `what`. */

@@ -53,6 +53,14 @@ static const char *const client_migrations[] = {
     "  WHERE key = 'server_store_id';"
     "DELETE FROM meta WHERE key IN ('server_store_id', 'high_water', 'server_epoch',"
     "  'seen_upto');",
+    /* version 4: queue semantics (docs/STORAGE.md "Queue semantics"): attempts (handler calls
+     * counted before each call, so that a handler that crashes the process runs out of them too),
+     * kind (1: a notice, its payload the notice's encoded fields), and state 2 (failed: data holds
+     * the reason, reported as FAILED); the partial index covers every reported state */
+    "ALTER TABLE events ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE events ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;"
+    "DROP INDEX events_consumed;"
+    "CREATE INDEX events_reported ON events(store, seq) WHERE state >= 1;",
 };
 
 enum {
@@ -64,7 +72,7 @@ static const char *const write_sql[W_COUNT] = {
     "  VALUES(?5, ?1, ?2, ?3, ?4)",
     "UPDATE events SET state = 1, data = ?2 WHERE store = ?4 AND seq = ?1 AND created_ms = ?3"
     "  AND state = 0",
-    "DELETE FROM events WHERE store = ?2 AND seq = ?1 AND state = 1",
+    "DELETE FROM events WHERE store = ?2 AND seq = ?1 AND state >= 1",
     "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
     /* an orphan handled: by its row, or (it became one while out) by its seq and time */
     "DELETE FROM orphans WHERE id = ?1 OR (?1 = 0 AND seq = ?2 AND created_ms = ?3)",
@@ -82,13 +90,14 @@ static const char *const read_sql[R_COUNT] = {
     /* every store's, the oldest store first: a replaced store's events before the new one's */
     "SELECT seq, created_ms, payload, NULL, repeated, 0, store FROM events"
     "  WHERE state = 0 AND (store, seq) > (?1, ?2) ORDER BY store, seq LIMIT ?3",
-    "SELECT seq, created_ms, payload, data, 0, 0, store FROM events"
-    "  WHERE store = " CURRENT " AND state = 1 AND seq > ?1 ORDER BY seq LIMIT ?2",
+    /* consumed (state 1) and failed (2: flag HD__STORE_EV_FAILED, data the reason) */
+    "SELECT seq, created_ms, payload, data, (state = 2) * 4, 0, store FROM events"
+    "  WHERE store = " CURRENT " AND state >= 1 AND seq > ?1 ORDER BY seq LIMIT ?2",
     "SELECT coalesce(sum(state = 0), 0) + (SELECT count(*) FROM orphans),"
-    "  coalesce(sum(state = 1), 0) FROM events WHERE store = " CURRENT,
+    "  coalesce(sum(state >= 1), 0) FROM events WHERE store = " CURRENT,
     "SELECT seq, created_ms, payload, NULL, 2, id FROM orphans WHERE id > ?1 ORDER BY id"
     "  LIMIT ?2",
-    "SELECT s.id, sum(e.state = 0), sum(e.state = 1) FROM stores s JOIN events e ON e.store = s.no"
+    "SELECT s.id, sum(e.state = 0), sum(e.state >= 1) FROM stores s JOIN events e ON e.store = s.no"
     "  WHERE s.no IS NOT " CURRENT " GROUP BY s.no ORDER BY s.no",
 };
 
@@ -97,7 +106,7 @@ static const char *const read_sql[R_COUNT] = {
 static const char *const rewind_sql[] = {
     "INSERT INTO orphans(seq, created_ms, payload) SELECT seq, created_ms, payload FROM events"
     "  WHERE store = ?2 AND seq > ?1 AND state = 0 ORDER BY seq",
-    "DELETE FROM events WHERE store = ?2 AND seq > ?1 AND state = 1",
+    "DELETE FROM events WHERE store = ?2 AND seq > ?1 AND state >= 1",
     "DELETE FROM events WHERE store = ?2 AND seq > ?1",
 };
 

@@ -9,8 +9,7 @@
  * Writes go through the group-commit writer (store_writer.h). Within a batch the touched users
  * live in a small hash table of the store's, used by the batch on the pool thread; their
  * next_seq/pending are written once per batch, not once per event. */
-#include "store_sqlite.h"
-#include "store_writer.h"
+#include "store_sqlite_server.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +36,34 @@ static const char *const server_migrations[] = {
     "  floor INTEGER NOT NULL, PRIMARY KEY(user_no, epoch_no)) WITHOUT ROWID;"
     "INSERT INTO epochs(no, id, reason, at_ms) VALUES(1, randomblob(16), 'first',"
     "  CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER));",
+    /* version 3: queue semantics (docs/STORAGE.md "Queue semantics"). events: expires_ms (0:
+     * never), kind (0 an event, 1 a notice whose payload is its encoded fields), collapse_key,
+     * payload_no (a fan-out's payload, stored once in payloads with a count of its events; the
+     * event's own payload is then empty). users: bytes (payload bytes of its events), sent_upto
+     * (events at or below were sent to its client: a collapse never replaces them), dedup_keys
+     * (rows in dedup), dead (rows in dead_letters). dead_letters: failed events with their
+     * attempts, reason and time; dedup: the keys of recent adds with the digest of their payload */
+    "ALTER TABLE events ADD COLUMN expires_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE events ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE events ADD COLUMN collapse_key BLOB;"
+    "ALTER TABLE events ADD COLUMN payload_no INTEGER;"
+    "CREATE INDEX events_expiry ON events(expires_ms) WHERE expires_ms > 0;"
+    "CREATE INDEX events_collapse ON events(user_no, collapse_key)"
+    "  WHERE collapse_key IS NOT NULL;"
+    "ALTER TABLE users ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE users ADD COLUMN sent_upto INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE users ADD COLUMN dedup_keys INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE users ADD COLUMN dead INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE users SET bytes = (SELECT coalesce(sum(length(payload)), 0) FROM events e"
+    "  WHERE e.user_no = users.user_no);"
+    "CREATE TABLE payloads(no INTEGER PRIMARY KEY, refs INTEGER NOT NULL, payload BLOB NOT NULL);"
+    "CREATE TABLE dead_letters(user_no INTEGER NOT NULL, seq INTEGER NOT NULL,"
+    "  created_ms INTEGER NOT NULL, payload BLOB NOT NULL, attempts INTEGER NOT NULL,"
+    "  reason TEXT NOT NULL, dead_ms INTEGER NOT NULL, PRIMARY KEY(user_no, seq)) WITHOUT ROWID;"
+    "CREATE TABLE dedup(user_no INTEGER NOT NULL, key BLOB NOT NULL, seq INTEGER NOT NULL,"
+    "  digest BLOB NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY(user_no, key)) WITHOUT ROWID;"
+    "CREATE INDEX dedup_age ON dedup(at_ms);"
+    "CREATE INDEX dedup_user_age ON dedup(user_no, at_ms);",
 };
 
 /* Epoch changes a store remembers; a client whose epoch is older is resumed as one whose epoch
@@ -48,11 +75,13 @@ enum {
   W_COUNT
 };
 static const char *const write_sql[W_COUNT] = {
-    "SELECT user_no, next_seq, pending, seq_epoch FROM users WHERE public_key = ?1",
+    "SELECT user_no, next_seq, pending, seq_epoch, bytes, sent_upto, dedup_keys, dead FROM users"
+    "  WHERE public_key = ?1",
     "INSERT INTO users(public_key, next_seq, pending) VALUES(?1, 1, 0)",
-    "UPDATE users SET next_seq = ?2, pending = ?3, seq_epoch = ?4 WHERE user_no = ?1",
+    "UPDATE users SET next_seq = ?2, pending = ?3, seq_epoch = ?4, bytes = ?5, sent_upto = ?6,"
+    "  dedup_keys = ?7, dead = ?8 WHERE user_no = ?1",
     "INSERT INTO events(user_no, seq, created_ms, payload) VALUES(?1, ?2, ?3, ?4)",
-    "DELETE FROM events WHERE user_no = ?1 AND seq = ?2",
+    "DELETE FROM events WHERE user_no = ?1 AND seq = ?2 RETURNING kind, length(payload)",
     "INSERT OR REPLACE INTO meta(key, value) VALUES('pause_ms', ?1)",
     "INSERT OR REPLACE INTO floors(user_no, epoch_no, floor) VALUES(?1, ?2, ?3)",
     "DELETE FROM events WHERE user_no = ?1",
@@ -79,35 +108,6 @@ static const char *const read_sql[R_COUNT] = {
 _Static_assert(W_COUNT <= HD__SQLITE_MAX_STATEMENTS && R_COUNT <= HD__SQLITE_MAX_STATEMENTS,
                "server store: too many statements");
 
-/* A user touched by the current batch. Valid while gen == the batch's generation, so starting a
- * batch invalidates the whole table without clearing it. */
-typedef struct batch_user {
-  uint8_t pk[32];
-  uint64_t gen;
-  int64_t user_no; /* 0: not in the database (yet) */
-  int64_t next_seq;
-  int64_t pending;
-  int64_t next_seq_before; /* as committed: the user's floor if this batch starts an epoch's */
-  int64_t seq_epoch;       /* the epoch of the row's last write (0: no row) */
-  int dirty;
-} batch_user_t;
-
-typedef struct sq_server {
-  hd__sqlite_store_t sql; /* first: the writer's ctx and the allocation */
-  hd__server_store_t iface;
-  uint8_t store_id[HD_STORE_ID_BYTES];
-  uint32_t pause_ms;
-  int64_t epoch_no;                    /* the current epoch, its number and id */
-  uint8_t epoch_id[HD_STORE_ID_BYTES];
-  char epoch_note[512];                /* what changed the epoch at this open ("": nothing) */
-  /* writer (pool thread): the batch's users */
-  batch_user_t *users;
-  size_t users_cap; /* a power of two, at least twice the batch's ops */
-  size_t *dirty;
-  size_t n_dirty;
-  uint64_t gen;
-} sq_server_t;
-
 typedef struct add_op {
   hd__wop_t base;
   uint8_t user[32];
@@ -128,10 +128,7 @@ typedef struct pause_op {
   uint32_t pause_ms;
 } pause_op_t;
 
-/* The server store from its interface (from its SQLite base, the writer's ctx: a cast). */
-static sq_server_t *from_iface(hd__server_store_t *iface) {
-  return hd__container_of(iface, sq_server_t, iface);
-}
+static sq_server_t *from_iface(hd__server_store_t *iface) { return hd__sqs_from_iface(iface); }
 
 /* ---- writer (a pool thread, one batch at a time) --------------------------------------------- */
 
@@ -141,8 +138,7 @@ static size_t hash_pk(const uint8_t pk[32]) {
   return (size_t)((h ^ (h >> 29)) * 0x9E3779B97F4A7C15ull);
 }
 
-/* The batch's entry for `pk`, loaded from the database on first use in this batch. */
-static int batch_user(sq_server_t *s, const uint8_t pk[32], batch_user_t **out) {
+int hd__sqs_batch_user(sq_server_t *s, const uint8_t pk[32], batch_user_t **out) {
   size_t mask = s->users_cap - 1, i = (hash_pk(pk) >> 7) & mask;
   while (s->users[i].gen == s->gen) {
     if (memcmp(s->users[i].pk, pk, 32) == 0) {
@@ -158,6 +154,10 @@ static int batch_user(sq_server_t *s, const uint8_t pk[32], batch_user_t **out) 
   u->next_seq = 1;
   u->pending = 0;
   u->seq_epoch = 0;
+  u->bytes = 0;
+  u->sent_upto = 0;
+  u->dedup_keys = 0;
+  u->dead = 0;
   u->dirty = 0;
   sqlite3_stmt *st = s->sql.w[W_USER_GET];
   sqlite3_bind_blob(st, 1, pk, 32, SQLITE_STATIC);
@@ -167,6 +167,10 @@ static int batch_user(sq_server_t *s, const uint8_t pk[32], batch_user_t **out) 
     u->next_seq = sqlite3_column_int64(st, 1);
     u->pending = sqlite3_column_int64(st, 2);
     u->seq_epoch = sqlite3_column_int64(st, 3);
+    u->bytes = sqlite3_column_int64(st, 4);
+    u->sent_upto = sqlite3_column_int64(st, 5);
+    u->dedup_keys = sqlite3_column_int64(st, 6);
+    u->dead = sqlite3_column_int64(st, 7);
   }
   u->next_seq_before = u->next_seq;
   int err = 0;
@@ -177,7 +181,7 @@ static int batch_user(sq_server_t *s, const uint8_t pk[32], batch_user_t **out) 
   return err;
 }
 
-static void mark_dirty(sq_server_t *s, batch_user_t *u) {
+void hd__sqs_mark_dirty(sq_server_t *s, batch_user_t *u) {
   if (!u->dirty) {
     u->dirty = 1;
     s->dirty[s->n_dirty++] = (size_t)(u - s->users);
@@ -188,7 +192,7 @@ static int run_add(void *ctx, hd__wop_t *base) {
   sq_server_t *s = ctx;
   add_op_t *op = (add_op_t *)base;
   batch_user_t *u;
-  int err = batch_user(s, op->user, &u);
+  int err = hd__sqs_batch_user(s, op->user, &u);
   if (err != 0) return err;
   if (u->user_no == 0) {
     sqlite3_stmt *st = s->sql.w[W_USER_NEW];
@@ -207,7 +211,8 @@ static int run_add(void *ctx, hd__wop_t *base) {
   if (err != 0) return err;
   base->value = (uint64_t)u->next_seq++;
   u->pending++;
-  mark_dirty(s, u);
+  u->bytes += (int64_t)op->len;
+  hd__sqs_mark_dirty(s, u);
   return 0;
 }
 
@@ -216,20 +221,22 @@ static int run_delete(void *ctx, hd__wop_t *base) {
   sq_server_t *s = ctx;
   del_op_t *op = (del_op_t *)base;
   batch_user_t *u;
-  int err = batch_user(s, op->user, &u);
+  int err = hd__sqs_batch_user(s, op->user, &u);
   if (err != 0 || u->user_no == 0) return err; /* never seen: nothing held */
   sqlite3_stmt *st = s->sql.w[W_EVENT_DEL];
   for (size_t i = 0; i < op->n; i++) {
     if (op->seqs[i] > INT64_MAX) continue;
     sqlite3_bind_int64(st, 1, u->user_no);
     sqlite3_bind_int64(st, 2, (int64_t)op->seqs[i]);
-    err = hd__sqlite_step_done(st, "delete event");
+    int64_t kind = -1, len = 0;
+    err = hd__sqs_step_returning(st, &kind, &len, "delete event");
     if (err != 0) return err;
-    int gone = sqlite3_changes(s->sql.wdb);
-    base->value += (uint64_t)gone;
-    u->pending -= gone;
+    if (kind < 0) continue; /* not held */
+    base->value++;
+    u->pending--;
+    if (kind == HD__STORE_KIND_EVENT) u->bytes -= len;
   }
-  if (base->value != 0) mark_dirty(s, u);
+  if (base->value != 0) hd__sqs_mark_dirty(s, u);
   return 0;
 }
 
@@ -238,7 +245,7 @@ static int run_delete_user(void *ctx, hd__wop_t *base) {
   base->value = 0;
   sq_server_t *s = ctx;
   batch_user_t *u;
-  int err = batch_user(s, ((del_op_t *)base)->user, &u);
+  int err = hd__sqs_batch_user(s, ((del_op_t *)base)->user, &u);
   if (err != 0 || u->user_no == 0) return err;
   sqlite3_stmt *st = s->sql.w[W_USER_DEL];
   sqlite3_bind_int64(st, 1, u->user_no);
@@ -246,7 +253,8 @@ static int run_delete_user(void *ctx, hd__wop_t *base) {
   if (err != 0) return err;
   base->value = (uint64_t)sqlite3_changes(s->sql.wdb);
   u->pending = 0;
-  if (base->value != 0) mark_dirty(s, u);
+  u->bytes = 0;
+  if (base->value != 0) hd__sqs_mark_dirty(s, u);
   return 0;
 }
 
@@ -308,6 +316,10 @@ static int kind_before_commit(hd__sqlite_store_t *sql) {
     sqlite3_bind_int64(st, 2, u->next_seq);
     sqlite3_bind_int64(st, 3, u->pending);
     sqlite3_bind_int64(st, 4, s->epoch_no);
+    sqlite3_bind_int64(st, 5, u->bytes);
+    sqlite3_bind_int64(st, 6, u->sent_upto);
+    sqlite3_bind_int64(st, 7, u->dedup_keys);
+    sqlite3_bind_int64(st, 8, u->dead);
     err = hd__sqlite_step_done(st, "update user");
     if (err != 0) return err;
   }
@@ -616,10 +628,46 @@ static int meta_text(sqlite3 *db, const char *key, char *buf, size_t cap) {
   return err;
 }
 
-static int64_t wall_ms(void) {
+static int64_t wall_ms(void) { return hd__sqs_now_ms(); }
+
+int64_t hd__sqs_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int hd__sqs_step_returning(sqlite3_stmt *st, int64_t *a, int64_t *b, const char *what) {
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    *a = sqlite3_column_int64(st, 0);
+    *b = sqlite3_column_int64(st, 1);
+    rc = sqlite3_step(st); /* RETURNING: the statement's work ends with the last row */
+  }
+  int err = rc == SQLITE_DONE ? 0 : hd__sqlite_error(rc, sqlite3_db_handle(st), what);
+  sqlite3_reset(st);
+  return err;
+}
+
+int hd__sqs_add_notice(sq_server_t *s, batch_user_t *u, const hd__notice_t *n,
+                       int64_t created_ms, uint64_t *seq) {
+  uint8_t body[HD__NOTICE_MAX];
+  size_t len = hd__notice_encode(n, body);
+  sqlite3_stmt *st = hd__sqlite_stmt(&s->sql, s->sql.wdb,
+                                     "INSERT INTO events(user_no, seq, created_ms, payload, kind)"
+                                     "  VALUES(?1, ?2, ?3, ?4, 1)");
+  if (st == NULL) return hd_last_error_code();
+  sqlite3_bind_int64(st, 1, u->user_no);
+  sqlite3_bind_int64(st, 2, u->next_seq);
+  sqlite3_bind_int64(st, 3, created_ms);
+  sqlite3_bind_blob(st, 4, body, (int)len, SQLITE_STATIC);
+  int err = hd__sqlite_step_done(st, "add notice");
+  sqlite3_clear_bindings(st);
+  if (err != 0) return err;
+  if (seq != NULL) *seq = (uint64_t)u->next_seq;
+  u->next_seq++;
+  u->pending++;
+  hd__sqs_mark_dirty(s, u);
+  return 0;
 }
 
 /* A new epoch: recorded with its reason, the oldest forgotten past EPOCHS_KEPT with the floors

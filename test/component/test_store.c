@@ -578,7 +578,7 @@ static void migration_from_zero(void) {
   CHECK_OK(add(&f, 1, "after migration", r));
   CHECK(wait_results(&f, r, 1) == 0 && r->failed == 0 && r->values[0] == 1);
   CHECK_OK(fx_close(&f));
-  CHECK(user_version(f.fx.folder) == 2);
+  CHECK(user_version(f.fx.folder) == 3);
   CHECK_OK(fx_done(&f));
 }
 

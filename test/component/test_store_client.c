@@ -379,7 +379,7 @@ static void migration_from_version_2(void) {
   CHECK(sqlite3_open(path, &db) == SQLITE_OK);
   sqlite3_stmt *st = NULL;
   CHECK(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK);
-  CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 3);
+  CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 4);
   sqlite3_finalize(st);
   sqlite3_close(db);
   CHECK_OK(fx_done(&f));

@@ -107,7 +107,7 @@ static void test_whole_message_encoder_is_the_writer(void) {
   hd__entry_t e[N];
   for (size_t i = 0; i < N; i++) {
     uint64_t seq = 1 + i;
-    e[i] = (hd__entry_t){seq, 1000 + seq, payload, seq % 300};
+    e[i] = (hd__entry_t){.seq = seq, .created_ms = 1000 + seq, .data = payload, .len = seq % 300};
   }
   hd__buf_t one, many;
   hd__buf_init(&one);

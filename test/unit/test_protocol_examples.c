@@ -154,8 +154,8 @@ static void check_batch(const char *name, uint8_t type, const hd__entry_t *want,
 }
 
 static void ex_events(void) {
-  hd__entry_t ev[2] = {{1, 1700000000000ull, (const uint8_t *)"hello", 5},
-                       {2, 1700000000001ull, (const uint8_t *)"", 0}};
+  hd__entry_t ev[2] = {{.seq = 1, .created_ms = 1700000000000ull, .data = (const uint8_t *)"hello", .len = 5},
+                       {.seq = 2, .created_ms = 1700000000001ull, .data = (const uint8_t *)"", .len = 0}};
   check_batch("events", HD__MSG_EVENTS, ev, 2, NULL);
 }
 

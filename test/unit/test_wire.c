@@ -103,7 +103,8 @@ static void type_names(void) {
   CHECK(strcmp(hd__msg_type_name(HD__MSG_BYE), "BYE") == 0);
   CHECK(strcmp(hd__msg_type_name(HD__MSG_EPOCH), "EPOCH") == 0);
   CHECK(hd__msg_type_name(0) == NULL);
-  CHECK(hd__msg_type_name(11) == NULL);
+  CHECK(strcmp(hd__msg_type_name(HD__MSG_NOTICES), "NOTICES") == 0);
+  CHECK(hd__msg_type_name(13) == NULL);
   CHECK(hd__msg_type_name(0xff) == NULL);
   const uint8_t body[1] = {0};
   CHECK_RC(hd__msg_check(0x00, body, 1), HD_EPROTO);
@@ -374,7 +375,7 @@ static void hello_welcome(void) {
   CHECK_OK(hd__hello_decode(buf, n + 2, &h2));
   CHECK(memcmp(&h, &h2, sizeof h) == 0);
   for (size_t cut = 0; cut < n; cut++) CHECK_RC(hd__hello_decode(buf, cut, &h2), HD_EPROTO);
-  hd__hello_t hmax = {UINT64_MAX, {0}, UINT64_MAX};
+  hd__hello_t hmax = {UINT64_MAX, {0}, UINT64_MAX, UINT64_MAX};
   CHECK(hd__hello_encode(&hmax, buf) == HD__HELLO_MAX);
   /* another version: only the version is read, whatever follows */
   CHECK_OK(hd__hello_decode((const uint8_t *)"\x02\x01", 2, &h2));
@@ -391,7 +392,7 @@ static void hello_welcome(void) {
   CHECK_OK(hd__welcome_decode(buf, n + 1, &w2));
   CHECK(memcmp(&w, &w2, sizeof w) == 0);
   for (size_t cut = 0; cut < n; cut++) CHECK_RC(hd__welcome_decode(buf, cut, &w2), HD_EPROTO);
-  hd__welcome_t wmax = {UINT64_MAX, {0}, UINT64_MAX, UINT64_MAX, UINT64_MAX, 1, {0}};
+  hd__welcome_t wmax = {UINT64_MAX, {0}, UINT64_MAX, UINT64_MAX, UINT64_MAX, 1, {0}, UINT64_MAX};
   CHECK(hd__welcome_encode(&wmax, buf) == HD__WELCOME_MAX);
   /* the epoch: 16 bytes after keepalive_ms; fewer are ignored as before, more too */
   w.has_epoch = 1;

@@ -75,7 +75,7 @@ hd__buf_t tu_events_message(uint64_t seq, size_t len) {
   hd__buf_init(&b);
   uint8_t *payload = malloc(len ? len : 1);
   for (size_t i = 0; i < len; i++) payload[i] = (uint8_t)(seq * 31 + i);
-  hd__entry_t e = {seq, 1700000000000ull, payload, len};
+  hd__entry_t e = {.seq = seq, .created_ms = 1700000000000ull, .data = payload, .len = len};
   hd__msg_encode_events(&b, &e, 1);
   free(payload);
   return b;
@@ -286,7 +286,7 @@ int tu_raw_handshake_only(tu_raw_t *r, const hd_keypair_t *kp, const uint8_t ser
   hd__ed25519_pk_to_x25519(server_pk, srv_x);
   hd__handshake_t hs;
   if (hd__handshake_init(&hs, HD__NOISE_IK, 1, prologue, 43, xs, srv_x) != 0) return -1;
-  hd__hello_t hello = {HD_PROTOCOL_VERSION, {0}, HD__DEFAULT_MAX_MESSAGE};
+  hd__hello_t hello = {.version = HD_PROTOCOL_VERSION, .max_message_bytes = HD__DEFAULT_MAX_MESSAGE};
   memcpy(hello.public_key, kp->public_key, 32);
   uint8_t hp[HD__HELLO_MAX], out[16 + 2 + 512];
   size_t hl = hd__hello_encode(&hello, hp), ml = 0;

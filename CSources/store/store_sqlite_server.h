@@ -1,0 +1,64 @@
+/* The server store on SQLite, inside: what its files share (store_sqlite_server.c: the store,
+ * its schema, adds and deletes, epochs; the queue semantics in files of their own, each with its
+ * statements through hd__sqlite_stmt). Not an interface of the store: store.h is. */
+#ifndef HD_STORE_SQLITE_SERVER_H
+#define HD_STORE_SQLITE_SERVER_H
+
+#include "store_sqlite.h"
+#include "store_writer.h"
+#include "wire.h"
+
+/* A user touched by the current batch. Valid while gen == the batch's generation, so starting a
+ * batch invalidates the whole table without clearing it. */
+typedef struct batch_user {
+  uint8_t pk[32];
+  uint64_t gen;
+  int64_t user_no; /* 0: not in the database (yet) */
+  int64_t next_seq;
+  int64_t pending;
+  int64_t next_seq_before; /* as committed: the user's floor if this batch starts an epoch's */
+  int64_t seq_epoch;       /* the epoch of the row's last write (0: no row) */
+  int64_t bytes;           /* payload bytes of its events (notices aside) */
+  int64_t sent_upto;       /* its client was sent every event up to this number */
+  int64_t dedup_keys;      /* its rows in dedup */
+  int64_t dead;            /* its rows in dead_letters */
+  int dirty;
+} batch_user_t;
+
+typedef struct sq_server {
+  hd__sqlite_store_t sql; /* first: the writer's ctx and the allocation */
+  hd__server_store_t iface;
+  uint8_t store_id[HD_STORE_ID_BYTES];
+  uint32_t pause_ms;
+  int64_t epoch_no;                    /* the current epoch, its number and id */
+  uint8_t epoch_id[HD_STORE_ID_BYTES];
+  char epoch_note[512];                /* what changed the epoch at this open ("": nothing) */
+  /* writer (pool thread): the batch's users */
+  batch_user_t *users;
+  size_t users_cap; /* a power of two, at least twice the batch's ops */
+  size_t *dirty;
+  size_t n_dirty;
+  uint64_t gen;
+} sq_server_t;
+
+/* The server store from its interface (from its SQLite base, the writer's ctx: a cast). */
+static inline sq_server_t *hd__sqs_from_iface(hd__server_store_t *iface) {
+  return hd__container_of(iface, sq_server_t, iface);
+}
+
+/* Writer (pool thread). The batch's entry for `pk`, loaded from the database on its first use in
+ * the batch (user_no 0: not in the database yet). */
+int hd__sqs_batch_user(sq_server_t *s, const uint8_t pk[32], batch_user_t **out);
+/* The entry changed: its users row is written before COMMIT. */
+void hd__sqs_mark_dirty(sq_server_t *s, batch_user_t *u);
+/* Writer. Appends a notice to the user's stream (a row of kind 1 with the user's next number,
+ * counted in pending, not in bytes); *seq (optional) its number. The user must have a row. */
+int hd__sqs_add_notice(sq_server_t *s, batch_user_t *u, const hd__notice_t *n, int64_t created_ms,
+                       uint64_t *seq);
+/* Steps a statement with RETURNING of at most one row: *a and *b its two columns (left as they
+ * were if no row), then reset. */
+int hd__sqs_step_returning(sqlite3_stmt *st, int64_t *a, int64_t *b, const char *what);
+/* Unix time in ms (the stores' clock for created, expiry and dead-letter times). */
+int64_t hd__sqs_now_ms(void);
+
+#endif
