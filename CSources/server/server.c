@@ -206,6 +206,11 @@ int hd_server_create(hd_server_t **out, const hd_server_options_t *opts) {
   if (opts->data_dir == NULL || opts->data_dir[0] == '\0') {
     return hd__error(HD_EINVAL, "data_dir is required: the folder of the server's event store");
   }
+  if (opts->version >= 4 && opts->overflow != HD_OVERFLOW_REJECT &&
+      opts->overflow != HD_OVERFLOW_DROP_OLDEST) {
+    return hd__error(HD_EINVAL, "overflow %d: HD_OVERFLOW_REJECT (0) or HD_OVERFLOW_DROP_OLDEST "
+                     "(1)", opts->overflow);
+  }
   hd_server_t *s = calloc(1, sizeof *s);
   if (s == NULL) return hd__error(HD_ENOMEM, "out of memory creating the server");
   rc = hd__conn_config_init(&s->cfg, opts->keypair, opts->topic, opts->handshake_timeout_ms,

@@ -101,6 +101,19 @@ int hd__server_events_create(hd__server_events_t **out, hd__runtime_t *rt,
    * owned loop the loop thread has not started yet (the thread start orders this before every
    * later use); with a caller's loop, create must run on that loop's thread. */
   hd__store_options_t so = {HD__STORE_SQLITE, opts->data_dir, rt->loop, opts->sync_normal, 0, 0};
+  if (opts->version >= 4) {
+    ev->default_ttl_ms = opts->default_ttl_ms;
+    ev->on_dead_letter = opts->on_dead_letter;
+    ev->expiry_batch = opts->expiry_batch ? opts->expiry_batch : HD__SRV_EXPIRY_BATCH;
+    so.max_events_per_user = opts->max_pending_per_user;
+    so.max_bytes_per_user = opts->max_bytes_per_user;
+    so.drop_oldest = opts->overflow == HD_OVERFLOW_DROP_OLDEST;
+    so.dedup_window_ms = opts->dedup_window_ms > INT64_MAX ? INT64_MAX
+                                                           : (int64_t)opts->dedup_window_ms;
+    so.dedup_keys_per_user = opts->dedup_keys_per_user;
+  } else {
+    ev->expiry_batch = HD__SRV_EXPIRY_BATCH;
+  }
   rc = hd__server_store_open(&ev->store, &so);
   if (rc != 0) {
     hd__anchor_detach(ev->anchor);

@@ -34,6 +34,8 @@
 /* A payload must leave room for the EVENTS framing within the peer's message limit: an EVENTS
  * message with one event of n bytes is at most n + 64 (docs/PROTOCOL.md, "Message limits"). */
 #define HD__SRV_PAYLOAD_SLACK 64
+/* Most expired events one sweep transaction deletes (hd_server_options_t.expiry_batch). */
+#define HD__SRV_EXPIRY_BATCH 1000u
 
 typedef struct hd__server_events hd__server_events_t;
 typedef struct hd__session hd__session_t;
@@ -76,6 +78,9 @@ struct hd__server_events {
   void *user_data;
   uint32_t page_events;
   size_t max_payload;         /* max_event_bytes: the largest event hd_server_add_event takes */
+  uint64_t default_ttl_ms;    /* options v4 (docs/QUEUES.md); 0: events do not expire */
+  hd_dead_letter_cb on_dead_letter;
+  uint32_t expiry_batch;
   hd__key_cache_t key_cache;  /* users whose key passed the check (add, any thread) */
   hd__keymap_t users;         /* public key -> hd__server_user_t */
 
@@ -143,6 +148,11 @@ void hd__session_drained(hd__conn_t *c);
 void hd__session_wake(hd__server_events_t *ev, const uint8_t pk[HD_PUBLICKEY_BYTES]);
 /* Queues PAUSE on the session's connection. */
 void hd__session_push_pause(hd__session_t *ss, uint32_t pause_ms);
+
+/* server_add.c: the store's spec of an add with `opts` (NULL: none) at `now` (ms), the server's
+ * default time to live applied; HD_EINVAL for a bad key, HD_EVERSION for a newer options struct. */
+int hd__server_add_spec(hd__server_events_t *ev, const hd_add_options_t *opts, int64_t now,
+                        hd__add_spec_t *spec);
 
 /* consumed.c */
 void hd__consumed_report(hd__server_events_t *ev, hd__session_t *ss, const uint8_t *body,

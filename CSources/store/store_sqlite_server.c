@@ -588,6 +588,7 @@ static int s_close(hd__server_store_t *base, hd_close_cb cb, void *cb_data) {
 static const hd__server_store_vtable_t sqlite_server_vtable = {
     .backend_name = "sqlite",
     .add_event = s_add_event,
+    .add_event2 = hd__sqs_add_event2,
     .delete_events = s_delete_events,
     .delete_user = s_delete_user,
     .set_pause = s_set_pause,

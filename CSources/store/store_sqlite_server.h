@@ -58,6 +58,11 @@ int hd__sqs_add_notice(sq_server_t *s, batch_user_t *u, const hd__notice_t *n, i
 /* Steps a statement with RETURNING of at most one row: *a and *b its two columns (left as they
  * were if no row), then reset. */
 int hd__sqs_step_returning(sqlite3_stmt *st, int64_t *a, int64_t *b, const char *what);
+/* The vtable's operations that live in files of their own (store_sqlite_server_*.c). */
+int hd__sqs_add_event2(hd__server_store_t *s, const uint8_t user[32], int64_t created_ms,
+                       const void *payload, size_t len, const hd__add_spec_t *spec,
+                       hd__store_add_cb cb, void *cb_data);
+
 /* Unix time in ms (the stores' clock for created, expiry and dead-letter times). */
 int64_t hd__sqs_now_ms(void);
 
