@@ -39,14 +39,17 @@ static const char *const server_migrations[] = {
     /* version 3: queue semantics (docs/STORAGE.md "Queue semantics"). events: expires_ms (0:
      * never), kind (0 an event, 1 a notice whose payload is its encoded fields), collapse_key,
      * payload_no (a fan-out's payload, stored once in payloads with a count of its events; the
-     * event's own payload is then empty). users: bytes (payload bytes of its events), sent_upto
-     * (events at or below were sent to its client: a collapse never replaces them), dedup_keys
-     * (rows in dedup), dead (rows in dead_letters). dead_letters: failed events with their
+     * event's own payload is then empty), size (the payload's length wherever it is). users:
+     * bytes (payload bytes of its events), sent_upto (events at or below were sent to its
+     * client: a collapse never replaces them), dedup_keys (rows in dedup), dead (rows in
+     * dead_letters). dead_letters: failed events with their
      * attempts, reason and time; dedup: the keys of recent adds with the digest of their payload */
     "ALTER TABLE events ADD COLUMN expires_ms INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE events ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE events ADD COLUMN collapse_key BLOB;"
     "ALTER TABLE events ADD COLUMN payload_no INTEGER;"
+    "ALTER TABLE events ADD COLUMN size INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE events SET size = length(payload);"
     "CREATE INDEX events_expiry ON events(expires_ms) WHERE expires_ms > 0;"
     "CREATE INDEX events_collapse ON events(user_no, collapse_key)"
     "  WHERE collapse_key IS NOT NULL;"
@@ -57,6 +60,11 @@ static const char *const server_migrations[] = {
     "UPDATE users SET bytes = (SELECT coalesce(sum(length(payload)), 0) FROM events e"
     "  WHERE e.user_no = users.user_no);"
     "CREATE TABLE payloads(no INTEGER PRIMARY KEY, refs INTEGER NOT NULL, payload BLOB NOT NULL);"
+    /* every way an event goes (consumed, expired, dropped, replaced, failed, purged) lets go of
+     * a shared payload: the last one deletes it */
+    "CREATE TRIGGER events_payload_gone AFTER DELETE ON events WHEN old.payload_no IS NOT NULL"
+    "  BEGIN UPDATE payloads SET refs = refs - 1 WHERE no = old.payload_no;"
+    "  DELETE FROM payloads WHERE no = old.payload_no AND refs <= 0; END;"
     "CREATE TABLE dead_letters(user_no INTEGER NOT NULL, seq INTEGER NOT NULL,"
     "  created_ms INTEGER NOT NULL, payload BLOB NOT NULL, attempts INTEGER NOT NULL,"
     "  reason TEXT NOT NULL, dead_ms INTEGER NOT NULL, PRIMARY KEY(user_no, seq)) WITHOUT ROWID;"
@@ -80,8 +88,8 @@ static const char *const write_sql[W_COUNT] = {
     "INSERT INTO users(public_key, next_seq, pending) VALUES(?1, 1, 0)",
     "UPDATE users SET next_seq = ?2, pending = ?3, seq_epoch = ?4, bytes = ?5, sent_upto = ?6,"
     "  dedup_keys = ?7, dead = ?8 WHERE user_no = ?1",
-    "INSERT INTO events(user_no, seq, created_ms, payload) VALUES(?1, ?2, ?3, ?4)",
-    "DELETE FROM events WHERE user_no = ?1 AND seq = ?2 RETURNING kind, length(payload)",
+    "INSERT INTO events(user_no, seq, created_ms, payload, size) VALUES(?1, ?2, ?3, ?4, ?5)",
+    "DELETE FROM events WHERE user_no = ?1 AND seq = ?2 RETURNING kind, size",
     "INSERT OR REPLACE INTO meta(key, value) VALUES('pause_ms', ?1)",
     "INSERT OR REPLACE INTO floors(user_no, epoch_no, floor) VALUES(?1, ?2, ?3)",
     "DELETE FROM events WHERE user_no = ?1",
@@ -206,6 +214,7 @@ static int run_add(void *ctx, hd__wop_t *base) {
   sqlite3_bind_int64(st, 2, u->next_seq);
   sqlite3_bind_int64(st, 3, op->created_ms);
   sqlite3_bind_blob(st, 4, op->payload, (int)op->len, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 5, (int64_t)op->len);
   err = hd__sqlite_step_done(st, "add event");
   sqlite3_clear_bindings(st); /* drop the pointer to the payload */
   if (err != 0) return err;

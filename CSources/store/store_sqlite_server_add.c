@@ -20,7 +20,8 @@ typedef struct add2_op {
 } add2_op_t;
 
 static const char *const sql_event_add =
-    "INSERT INTO events(user_no, seq, created_ms, payload, expires_ms) VALUES(?1, ?2, ?3, ?4, ?5)";
+    "INSERT INTO events(user_no, seq, created_ms, payload, expires_ms, size)"
+    "  VALUES(?1, ?2, ?3, ?4, ?5, ?6)";
 static const char *const sql_user_new = "INSERT INTO users(public_key, next_seq, pending)"
                                         "  VALUES(?1, 1, 0)";
 
@@ -51,6 +52,7 @@ static int run_add2(void *ctx, hd__wop_t *base) {
   sqlite3_bind_int64(st, 3, op->created_ms);
   sqlite3_bind_blob(st, 4, op->payload, (int)op->len, SQLITE_STATIC);
   sqlite3_bind_int64(st, 5, op->expires_ms);
+  sqlite3_bind_int64(st, 6, (int64_t)op->len);
   err = hd__sqlite_step_done(st, "add event");
   sqlite3_clear_bindings(st); /* drop the pointer to the payload */
   if (err != 0) return err;
