@@ -12,6 +12,7 @@
 const { EventEmitter } = require('events')
 const fs = require('fs')
 const path = require('path')
+const queues = require('./lib/queues')
 
 const binding = loadBinding()
 
@@ -42,6 +43,21 @@ function hdError (code, message) {
   err.code = code
   err.errno = errors[code]
   return err
+}
+
+/** The Error of a core code (a fan-out user's status). */
+function codeError (code) {
+  const name = binding.errName(code)
+  const err = new Error(binding.strerror(code))
+  err.code = name
+  err.errno = code
+  return err
+}
+
+/** add options with ttlMs: Infinity (never expires) as the core's UINT64_MAX. */
+function ttlOption (options) {
+  if (!options || options.ttlMs !== Infinity) return options
+  return { ...options, ttlMs: 0xffffffffffffffffn }
 }
 
 function invalid (message) {
@@ -267,10 +283,12 @@ function commonOptions (options, addressKey) {
 class Handle extends EventEmitter {
   constructor (Native, native, options) {
     super()
-    const onEvent = (type, a, b, c, d, e) => {
+    const onEvent = (type, a, b, c, d, e, f) => {
       if (type === 'log') this.emit('log', LOG_LEVELS[a] || String(a), b)
-      else if (type === 'event') this._onEvent(a, b, c, d, e)
+      else if (type === 'event') this._onEvent(a, b, c, d, e, f)
+      else if (type === 'notice') this._onNotice(a, b, c, d, e)
       else if (type === 'consumed') this._onConsumed(a, b, c)
+      else if (type === 'deadLetter') this._onDeadLetter(a, b)
       else this._event(type, a, b)
     }
     if (typeof options.log === 'function') this.on('log', options.log)
@@ -306,13 +324,13 @@ class Handle extends EventEmitter {
     try {
       result = fn.apply(this, args)
     } catch (err) {
-      fail()
+      fail(err)
       this._callbackError(err, where)
       return
     }
     if (result && typeof result.then === 'function') {
       result.then(undefined, (err) => {
-        fail()
+        fail(err)
         this._callbackError(err, where)
       })
     }
@@ -355,6 +373,7 @@ class Server extends Handle {
     }
     native.onConsumed = typeof onConsumed === 'function'
     native.pageEvents = options.pageEvents
+    Object.assign(native, queues.serverOptions(options, invalid))
     super(binding.Server, native, options)
     this.publicKey = kp.publicKey
     this.topic = native.topic
@@ -363,6 +382,17 @@ class Server extends Handle {
     this.peers = new Map() // hex public key -> Buffer, authenticated peers now connected
     /** The original's server callback: (remotePublicKey, events, cb(ok[, index])). */
     this.onClientConsumedEvents = onConsumed
+    /** (user, deadLetter): an event of the user became a dead letter (also a 'deadLetter' event). */
+    this.onDeadLetter = options.onDeadLetter
+  }
+
+  /* A dead letter, durably: onDeadLetter and the 'deadLetter' listeners (informational). */
+  _onDeadLetter (user, d) {
+    const letter = queues.deadLetter(d, (b) => this._decode(b))
+    if (typeof this.onDeadLetter === 'function') {
+      this._guard(this.onDeadLetter, [user, letter], 'onDeadLetter', () => {})
+    }
+    this.emit('deadLetter', user, letter)
   }
 
   /** The port it listens on (useful with port 0). */
@@ -415,6 +445,83 @@ class Server extends Handle {
     }
   }
 
+  /**
+   * addEvent with options, resolving with what the add did (docs/QUEUES.md):
+   * options { ttlMs (time to live; default the server's defaultTtlMs, Infinity never),
+   * dedupKey (string or bytes: a repeat within the server's dedupWindowMs stores nothing and
+   * gives the first add's seq), collapseKey (replaces the user's unsent event with the same
+   * key) }; result { seq, duplicate, conflict (a duplicate whose payload differs), replacedSeq
+   * (null unless it replaced one), dropped (older unsent events dropped for room) }. Rejects
+   * with code 'ELIMIT' when the user is at a limit under overflow 'reject'. addEvent() is
+   * unchanged: it resolves with the seq alone.
+   */
+  add (remotePublicKey, data, options) {
+    try {
+      return this._native.addEventV2(toBuffer(remotePublicKey, 'remotePublicKey', sizes.publicKey),
+        encode(data, 'data'), queues.addOptions(ttlOption(options), invalid))
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /**
+   * One event for many users in one transaction, the payload stored once; options as add()'s,
+   * each user's keys its own. Resolves with each user's result, in order: { user, error (null,
+   * or an Error with code 'ELIMIT', 'EKEY'...: that user failed alone), seq, duplicate,
+   * conflict, replacedSeq, dropped }.
+   */
+  addEventForUsers (users, data, options) {
+    try {
+      const keys = (Array.isArray(users) ? users : []).map((u, i) => toBuffer(u, `users[${i}]`, sizes.publicKey))
+      return this._native.addFanout(queues.usersBuffer(keys, (k) => k, invalid), encode(data, 'data'),
+        queues.addOptions(ttlOption(options), invalid))
+        .then((results) => queues.fanoutResults(keys, results, codeError))
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /**
+   * A page of the user's dead letters (events its client failed maxAttempts times or rejected):
+   * [{ id, payload, createdAt, attempts, reason, deadAt }] with an id above `after`, at most
+   * `limit`; page on as listEvents.
+   */
+  listDeadLetters (remotePublicKey, { after = 0, limit = 256 } = {}) {
+    return this._native.listDeadLetters(toBuffer(remotePublicKey, 'remotePublicKey', sizes.publicKey), after, limit)
+      .map((d) => queues.deadLetter(d, (b) => this._decode(b)))
+  }
+
+  /** How many dead letters the store holds for the user (every user without one). */
+  deadLetterCount (remotePublicKey) {
+    const user = remotePublicKey === undefined || remotePublicKey === null
+      ? null : toBuffer(remotePublicKey, 'remotePublicKey', sizes.publicKey)
+    return this._native.deadLetterCount(user)
+  }
+
+  /** The users holding dead letters: [{ user: Buffer, count }]. */
+  deadLetterUsers () { return this._native.deadLetterUsers() }
+
+  /**
+   * Gives the user's dead letters with these ids (all of them without ids) back as new events
+   * (new ids, attempts from 1); the client gets a 'requeued' notice. Resolves with how many.
+   */
+  requeueDeadLetters (remotePublicKey, ids) {
+    try {
+      return this._native.requeueDeadLetters(toBuffer(remotePublicKey, 'remotePublicKey', sizes.publicKey), ids ?? null)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /** Drops the user's dead letters with these ids (all without ids) for good; resolves with how many. */
+  deleteDeadLetters (remotePublicKey, ids) {
+    try {
+      return this._native.deleteDeadLetters(toBuffer(remotePublicKey, 'remotePublicKey', sizes.publicKey), ids ?? null)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
   /** Stores the pause (ms) clients wait before handling new events and pushes it to them. */
   updatePause (ms) {
     try {
@@ -425,7 +532,8 @@ class Server extends Handle {
   }
 
   /** { eventsAdded, eventsDelivered, eventsConsumed, eventsConfirmed, pendingTotal,
-   *    connectedUsers, commits } */
+   *    connectedUsers, commits, eventsTooLarge, eventsExpired, eventsDead, eventsRequeued,
+   *    addsDuplicate, eventsReplaced, eventsDropped, addsLimited, deadLetters } */
   stats () { return this._native.stats() }
 
   /** How many events the store holds for the user. */
@@ -492,6 +600,11 @@ class Client extends Handle {
     native.window = options.window
     native.retryMinMs = options.retryMinMs
     native.retryMaxMs = options.retryMaxMs
+    native.maxAttempts = options.maxAttempts
+    if (options.onNotice !== undefined && options.onNotice !== null && typeof options.onNotice !== 'function') {
+      throw invalid('onNotice must be a function')
+    }
+    native.onNotice = typeof options.onNotice === 'function'
     super(binding.Client, native, options)
     this.publicKey = kp.publicKey
     this.serverPublicKey = native.serverPublicKey
@@ -501,6 +614,8 @@ class Client extends Handle {
     this.offline = Boolean(options.offline) // informational, as in the original
     /** The original's client callback: (id, data, cb(id, ok[, result])). */
     this.eventHandler = handler
+    /** (notice): what the user's application missed, in its place in the stream. */
+    this.onNotice = options.onNotice
   }
 
   _event (type, publicKey, error) {
@@ -511,15 +626,18 @@ class Client extends Handle {
 
   /*
    * One event at a time, in id order: eventHandler(id, data, cb, event) with data decoded by the
-   * JSON rule and event = { id, payload (Buffer), createdAt, possiblyRepeated } (possiblyRepeated:
-   * the server's store lost commits and gave this event again, and this client may have handled
-   * it before; docs/RELIABILITY.md, "Restores and rollbacks"). cb(id, true[, result]) records it
-   * consumed (result: optional data reported to the server, a Buffer or a JSON value) and the
-   * next event follows; cb(id, false), a throw or a rejected promise: it is handed out again
-   * after a backoff (retryMinMs doubling to retryMaxMs), before any later event. Without an
-   * eventHandler the 'event' listeners get (id, data, cb, event); without either the event waits.
+   * JSON rule and event = { id, payload (Buffer), createdAt, possiblyRepeated, attempt, fail,
+   * reject } (possiblyRepeated: the server's store lost commits and gave this event again, and
+   * this client may have handled it before; docs/RELIABILITY.md, "Restores and rollbacks";
+   * attempt: 1 the first time). cb(id, true[, result]) records it consumed (result: optional
+   * data reported to the server, a Buffer or a JSON value) and the next event follows;
+   * cb(id, false), event.fail(reason), a throw or a rejected promise (its message the reason): a
+   * failed attempt, handed out again after a backoff (retryMinMs doubling to retryMaxMs), before
+   * any later event, until maxAttempts (default 10) make it a dead letter on the server;
+   * event.reject(reason) makes it one at once. Without an eventHandler the 'event' listeners get
+   * (id, data, cb, event); without either each attempt fails.
    */
-  _onEvent (id, payload, createdAt, complete, possiblyRepeated) {
+  _onEvent (id, payload, createdAt, complete, possiblyRepeated, attempt) {
     let done = false
     const cb = (cbId, ok, result) => {
       if (typeof cbId === 'boolean' && ok === undefined) { ok = cbId; cbId = id } // cb(true)
@@ -531,19 +649,56 @@ class Client extends Handle {
       complete(ok, bytes)
       done = true
     }
-    const fail = () => { if (!done) { done = true; quietly(() => complete(false)) } }
-    const event = { id, payload, createdAt, possiblyRepeated }
+    const end = (how, reason) => {
+      if (done) throw hdError('EALREADY', 'the event is already completed')
+      complete(how, queues.reasonBytes(reason))
+      done = true
+    }
+    // a throw or a rejection: a failed attempt whose reason is the error's message
+    const fail = (err) => {
+      if (!done) { done = true; quietly(() => complete(queues.COMPLETE_FAIL_REASON, queues.reasonBytes(err ?? 'handler failed'))) }
+    }
+    const event = {
+      id,
+      payload,
+      createdAt,
+      possiblyRepeated,
+      /** Which handler call this is for the event: 1 the first time (counted across restarts). */
+      attempt,
+      /** A failed attempt with a reason; after maxAttempts the event is a dead letter. */
+      fail: (reason) => end(queues.COMPLETE_FAIL_REASON, reason ?? 'handler failed'),
+      /** A dead letter at once with `reason`, whatever its attempts. */
+      reject: (reason) => end(queues.COMPLETE_REJECT, reason ?? 'rejected')
+    }
     const data = this._decode(payload)
     const fn = this.eventHandler
     if (typeof fn === 'function') return this._guard(fn, [id, data, cb, event], 'eventHandler', fail)
     if (this.listenerCount('event') > 0) {
       return this._guard((...args) => { this.emit('event', ...args) }, [id, data, cb, event], "'event' listener", fail)
     }
-    fail()
+    fail('no eventHandler and no event listener')
+  }
+
+  /*
+   * A notice (docs/QUEUES.md): onNotice({ kind, count, firstSeq, lastSeq }) in its place in the
+   * stream; returning (or resolving) completes it, a throw or a rejection hands it again later.
+   */
+  _onNotice (kind, count, firstSeq, lastSeq, complete) {
+    let done = false
+    const fail = () => { if (!done) { done = true; quietly(() => complete(false)) } }
+    const n = queues.notice(kind, count, firstSeq, lastSeq)
+    this._guard((x) => {
+      const result = this.onNotice(x)
+      if (result && typeof result.then === 'function') {
+        return result.then(() => { if (!done) { done = true; complete(true) } })
+      }
+      done = true
+      complete(true)
+    }, [n], 'onNotice', fail)
   }
 
   /** { eventsReceived, eventsHandled, eventsFailed, eventsConfirmed, unhandled, consumed,
-   *    highWater, pauseMs, connected } */
+   *    highWater, pauseMs, eventsDead, noticesReceived, connected } */
   stats () { return this._native.stats() }
 }
 
@@ -598,6 +753,8 @@ Object.assign(module.exports, {
   checkPublicKey,
   topicKey,
   hex,
+  OVERFLOW: queues.OVERFLOW,
+  NOTICE_KINDS: queues.NOTICE_KINDS,
   encode,
   decode,
   errors,

@@ -18,7 +18,7 @@
  * A worker (or any env) torn down with handles still open: an async cleanup hook closes them
  * and holds the env until the core's close callback ran. If the finalizer ever sees an open
  * handle (env teardown), it starts the close and the close callback frees the wrapper. */
-#include "hdn.h"
+#include "handles.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -26,54 +26,23 @@
 #include <string.h>
 #include <uv.h>
 
-typedef enum { HDN_SERVER = 0, HDN_CLIENT = 1 } hdn_kind_t;
-typedef enum { HDN_OPEN = 0, HDN_CLOSING = 1, HDN_CLOSED = 2 } hdn_state_t;
-
 static const char *const kind_names[] = {"Server", "Client"};
-
-typedef struct hdn_handle {
-  napi_env env;
-  hdn_kind_t kind;
-  hdn_state_t state;
-  void *core;                /* hd_server_t * or hd_client_t *; NULL once CLOSED */
-  int finalized;             /* the JS object is gone: free on close, never touch JS again */
-  int teardown;              /* the env is being torn down: no more calls into JS */
-  napi_ref self;             /* strong while OPEN/CLOSING */
-  napi_ref on_event;         /* onEvent(type, ...) */
-  napi_async_context actx;
-  napi_deferred close_deferred;
-  napi_ref close_promise;
-  napi_async_cleanup_hook_handle cleanup;
-  int pending;               /* addEvent/updatePause not completed yet: keep the wrapper */
-} hdn_handle_t;
-
-/* The addon's native objects alive in this process, by kind: a wrapper, a client event or a
- * server batch handed to JS, an addEvent/updatePause in flight. nativeObjects() reads them: once
- * every handle is closed and its objects collected, each count is back to zero, so a leak of
- * any of them shows exactly (test/handles.test.js). Atomic: worker threads share the addon. */
-typedef enum {
-  HDN_LIVE_HANDLE,
-  HDN_LIVE_EVENT,
-  HDN_LIVE_BATCH,
-  HDN_LIVE_OPERATION,
-  HDN_LIVE_KINDS
-} hdn_live_kind_t;
 
 static atomic_long live[HDN_LIVE_KINDS];
 
-static void *live_calloc(hdn_live_kind_t kind, size_t size) {
+void *hdn_live_calloc(hdn_live_kind_t kind, size_t size) {
   void *p = calloc(1, size);
   if (p != NULL) atomic_fetch_add(&live[kind], 1);
   return p;
 }
 
-static void live_free(hdn_live_kind_t kind, void *p) {
+void hdn_live_free(hdn_live_kind_t kind, void *p) {
   if (p == NULL) return;
   atomic_fetch_sub(&live[kind], 1);
   free(p);
 }
 
-static int can_call_js(const hdn_handle_t *h) {
+int hdn_can_call_js(const hdn_handle_t *h) {
   return !h->finalized && !h->teardown && h->on_event != NULL;
 }
 
@@ -106,7 +75,7 @@ static void report_exception(napi_env env, const char *kind, const char *what, n
 
 /* onEvent(argv...) through napi_make_callback; must be called inside a handle scope.
  * Returns 0 if the call returned normally, -1 if it could not be made or JS threw. */
-static int call_js(hdn_handle_t *h, const char *what, size_t argc, napi_value *argv) {
+int hdn_call_js(hdn_handle_t *h, const char *what, size_t argc, napi_value *argv) {
   napi_env env = h->env;
   napi_value fn, recv, result;
   if (napi_get_reference_value(env, h->on_event, &fn) != napi_ok || fn == NULL) return -1;
@@ -129,21 +98,21 @@ static int call_js(hdn_handle_t *h, const char *what, size_t argc, napi_value *a
 
 static void on_peer(void *ud, const uint8_t public_key[HD_PUBLICKEY_BYTES]) {
   hdn_handle_t *h = ud;
-  if (!can_call_js(h)) return;
+  if (!hdn_can_call_js(h)) return;
   napi_env env = h->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   napi_value argv[2];
   if (napi_create_string_utf8(env, "connect", NAPI_AUTO_LENGTH, &argv[0]) == napi_ok &&
       (argv[1] = hdn_buffer_copy(env, public_key, HD_PUBLICKEY_BYTES)) != NULL) {
-    call_js(h, "connect", 2, argv);
+    hdn_call_js(h, "connect", 2, argv);
   }
   napi_close_handle_scope(env, scope);
 }
 
 static void on_peer_closed(void *ud, const uint8_t *public_key, int status) {
   hdn_handle_t *h = ud;
-  if (!can_call_js(h)) return;
+  if (!hdn_can_call_js(h)) return;
   char detail[512];
   snprintf(detail, sizeof detail, "%s", hd_last_error_message()); /* explains `status` */
   napi_env env = h->env;
@@ -159,13 +128,13 @@ static void on_peer_closed(void *ud, const uint8_t *public_key, int status) {
     if (status < 0) ok = (argv[2] = hdn_make_error(env, status, detail)) != NULL;
     else ok = napi_get_null(env, &argv[2]) == napi_ok;
   }
-  if (ok) call_js(h, "disconnect", 3, argv);
+  if (ok) hdn_call_js(h, "disconnect", 3, argv);
   napi_close_handle_scope(env, scope);
 }
 
 static void on_log(void *ud, hd_log_level_t level, const char *message) {
   hdn_handle_t *h = ud;
-  if (!can_call_js(h)) return;
+  if (!hdn_can_call_js(h)) return;
   napi_env env = h->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
@@ -173,7 +142,7 @@ static void on_log(void *ud, hd_log_level_t level, const char *message) {
   if (napi_create_string_utf8(env, "log", NAPI_AUTO_LENGTH, &argv[0]) == napi_ok &&
       napi_create_int32(env, (int32_t)level, &argv[1]) == napi_ok &&
       napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &argv[2]) == napi_ok) {
-    call_js(h, "log", 3, argv);
+    hdn_call_js(h, "log", 3, argv);
   }
   napi_close_handle_scope(env, scope);
 }
@@ -204,7 +173,7 @@ static void finish(hdn_handle_t *h) {
   if (h->state != HDN_CLOSED || h->pending > 0) return;
   int free_now = h->finalized;
   release_js(h);
-  if (free_now) live_free(HDN_LIVE_HANDLE, h);
+  if (free_now) hdn_live_free(HDN_LIVE_HANDLE, h);
 }
 
 /* The core's close callback (loop thread); the core frees its handle right after. */
@@ -263,7 +232,7 @@ static void finalize(napi_env env, void *data, void *hint) {
   hdn_handle_t *h = data;
   h->finalized = 1;
   if (h->state == HDN_CLOSED) {
-    live_free(HDN_LIVE_HANDLE, h);
+    hdn_live_free(HDN_LIVE_HANDLE, h);
     return;
   }
   /* Only at env teardown (a strong reference holds open handles): close it now; the close
@@ -274,14 +243,14 @@ static void finalize(napi_env env, void *data, void *hint) {
   if (h->state == HDN_OPEN && core_close(h) != 0) {
     /* nothing will call back: the core refused (it was already closing by its own means) */
     release_js(h);
-    live_free(HDN_LIVE_HANDLE, h);
+    hdn_live_free(HDN_LIVE_HANDLE, h);
   }
 }
 
 /* ---- Events ----------------------------------------------------------------------------- */
 
 /* An event's sequence number as a Number (always, in practice: exact up to 2^53) or a BigInt. */
-static napi_value seq_value(napi_env env, uint64_t seq) {
+napi_value hdn_seq_value(napi_env env, uint64_t seq) {
   napi_value v;
   napi_status st = seq <= 9007199254740992ULL ? napi_create_double(env, (double)seq, &v)
                                               : napi_create_bigint_uint64(env, seq, &v);
@@ -291,7 +260,7 @@ static napi_value seq_value(napi_env env, uint64_t seq) {
 /* { id, createdAt, payload, data } of one event; data is null when empty. */
 static napi_value event_object(napi_env env, const hd_event_info_t *info) {
   napi_value obj, id, created, payload, data;
-  if (napi_create_object(env, &obj) != napi_ok || (id = seq_value(env, info->seq)) == NULL ||
+  if (napi_create_object(env, &obj) != napi_ok || (id = hdn_seq_value(env, info->seq)) == NULL ||
       napi_create_double(env, (double)info->created_ms, &created) != napi_ok ||
       (payload = hdn_buffer_copy(env, info->payload, info->payload_len)) == NULL) {
     return NULL;
@@ -316,20 +285,20 @@ static napi_value throw_already(napi_env env, const char *what) {
   return NULL;
 }
 
-static bool truthy(napi_env env, napi_value v) {
+bool hdn_truthy(napi_env env, napi_value v) {
   napi_value b;
   bool out = false;
   if (napi_coerce_to_bool(env, v, &b) == napi_ok) napi_get_value_bool(env, b, &out);
   return out;
 }
 
-static bool is_nullish(napi_env env, napi_value v) {
+bool hdn_is_nullish(napi_env env, napi_value v) {
   napi_valuetype t;
   return napi_typeof(env, v, &t) != napi_ok || t == napi_undefined || t == napi_null;
 }
 
 /* A function `fn(...)` bound to `data`; `fin` runs when the function is collected. */
-static napi_value make_completion(napi_env env, const char *name, napi_callback cb, void *data,
+napi_value hdn_make_completion(napi_env env, const char *name, napi_callback cb, void *data,
                                   napi_finalize fin) {
   napi_value fn;
   if (napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, data, &fn) != napi_ok) return NULL;
@@ -357,7 +326,7 @@ static void batch_finalize(napi_env env, void *data, void *hint) {
   batch_ref_t *r = data;
   batch_fail_rest(r);
   free(r->done);
-  live_free(HDN_LIVE_BATCH, r);
+  hdn_live_free(HDN_LIVE_BATCH, r);
 }
 
 /* complete(ok) completes every open event of the batch; complete(ok, index) one of them. */
@@ -367,9 +336,9 @@ static napi_value js_batch_complete(napi_env env, napi_callback_info info) {
   void *data = NULL;
   HDN_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, &data));
   batch_ref_t *r = data;
-  int ok = argc > 0 && truthy(env, argv[0]);
+  int ok = argc > 0 && hdn_truthy(env, argv[0]);
   int rc;
-  if (argc < 2 || is_nullish(env, argv[1])) {
+  if (argc < 2 || hdn_is_nullish(env, argv[1])) {
     if (r->b == NULL) return throw_already(env, "the batch's event is already completed");
     rc = hd_consumed_complete_all(r->b, ok);
     memset(r->done, 1, r->count);
@@ -397,9 +366,9 @@ static void on_consumed(void *ud, const uint8_t user[32], hd_consumed_t *batch) 
   hdn_handle_t *h = ud;
   size_t n = hd_consumed_count(batch);
   batch_ref_t *r = NULL;
-  if (!can_call_js(h) || n == 0 || (r = live_calloc(HDN_LIVE_BATCH, sizeof *r)) == NULL ||
+  if (!hdn_can_call_js(h) || n == 0 || (r = hdn_live_calloc(HDN_LIVE_BATCH, sizeof *r)) == NULL ||
       (r->done = calloc(n, 1)) == NULL) {
-    if (r) live_free(HDN_LIVE_BATCH, r);
+    if (r) hdn_live_free(HDN_LIVE_BATCH, r);
     hd_consumed_complete_all(batch, 0); /* reported again later */
     return;
   }
@@ -421,7 +390,7 @@ static void on_consumed(void *ud, const uint8_t user[32], hd_consumed_t *batch) 
     ok = hd_consumed_event(batch, i, &info) == 0 && (ev = event_object(env, &info)) != NULL &&
          napi_set_element(env, argv[2], (uint32_t)i, ev) == napi_ok;
   }
-  if (ok) ok = (fn = make_completion(env, "complete", js_batch_complete, r, batch_finalize)) != NULL;
+  if (ok) ok = (fn = hdn_make_completion(env, "complete", js_batch_complete, r, batch_finalize)) != NULL;
   if (!ok) {
     bool pending;
     napi_value exc;
@@ -435,7 +404,7 @@ static void on_consumed(void *ud, const uint8_t user[32], hd_consumed_t *batch) 
   }
   argv[3] = fn;
   /* JS threw past the binding's own try/catch: what is still open fails (and comes back) */
-  if (call_js(h, "consumed", 4, argv) != 0) batch_fail_rest(r);
+  if (hdn_call_js(h, "consumed", 4, argv) != 0) batch_fail_rest(r);
   napi_close_handle_scope(env, scope);
 }
 
@@ -448,10 +417,16 @@ typedef struct event_ref {
 static void event_finalize(napi_env env, void *data, void *hint) {
   event_ref_t *r = data;
   if (r->e != NULL) hd_event_complete(r->e, 0, NULL, 0);
-  live_free(HDN_LIVE_EVENT, r);
+  hdn_live_free(HDN_LIVE_EVENT, r);
 }
 
-/* complete(ok[, data: Uint8Array]) */
+/* How an event ends (the completion's first argument when it is a number): the handler's
+ * success or failure (hd_event_complete), a failed attempt with a reason (hd_event_fail) or a
+ * rejection (hd_event_reject). Booleans mean success or failure. */
+enum { COMPLETE_FAIL = 0, COMPLETE_OK = 1, COMPLETE_FAIL_REASON = 2, COMPLETE_REJECT = 3 };
+
+/* complete(ok[, data: Uint8Array]) or complete(COMPLETE_FAIL_REASON | COMPLETE_REJECT, reason:
+ * Uint8Array) */
 static napi_value js_event_complete(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -459,15 +434,22 @@ static napi_value js_event_complete(napi_env env, napi_callback_info info) {
   HDN_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, &data));
   event_ref_t *r = data;
   if (r->e == NULL) return throw_already(env, "the event is already completed");
-  int ok = argc > 0 && truthy(env, argv[0]);
+  napi_valuetype t = napi_undefined;
+  int32_t mode = COMPLETE_FAIL;
+  if (argc > 0) napi_typeof(env, argv[0], &t);
+  if (t == napi_number) napi_get_value_int32(env, argv[0], &mode);
+  else mode = argc > 0 && hdn_truthy(env, argv[0]) ? COMPLETE_OK : COMPLETE_FAIL;
   const uint8_t *bytes = NULL;
   size_t len = 0;
-  if (argc > 1 && !is_nullish(env, argv[1]) &&
+  if (argc > 1 && !hdn_is_nullish(env, argv[1]) &&
       hdn_get_bytes(env, argv[1], 0, &bytes, &len, "data") < 0) {
     return NULL;
   }
-  if (!ok) len = 0;
-  int rc = hd_event_complete(r->e, ok, len ? bytes : NULL, len);
+  int rc;
+  if (mode == COMPLETE_FAIL_REASON) rc = hd_event_fail(r->e, (const char *)bytes, len);
+  else if (mode == COMPLETE_REJECT) rc = hd_event_reject(r->e, (const char *)bytes, len);
+  else if (mode == COMPLETE_OK) rc = hd_event_complete(r->e, 1, len ? bytes : NULL, len);
+  else rc = hd_event_complete(r->e, 0, NULL, 0);
   if (rc == HD_EINVAL || rc == HD_ENOMEM) return hdn_throw_hd(env, rc); /* still open */
   r->e = NULL;
   if (rc < 0) return hdn_throw_hd(env, rc);
@@ -476,12 +458,25 @@ static napi_value js_event_complete(napi_env env, napi_callback_info info) {
   return undef;
 }
 
-/* The core's on_event: onEvent('event', id, payload, createdAt, complete, possiblyRepeated). */
-static void on_client_event(void *ud, hd_event_t *event) {
+/* A notice's fields for onEvent('notice', kind, count, firstSeq, lastSeq, complete): argv[1..4]. */
+static int notice_args(napi_env env, hd_event_t *event, napi_value *argv) {
+  hd_notice_t n;
+  return hd_event_notice(event, &n) == 0 &&
+         napi_create_uint32(env, n.kind, &argv[0]) == napi_ok &&
+         (argv[1] = hdn_seq_value(env, n.count)) != NULL &&
+         (argv[2] = hdn_seq_value(env, n.first_seq)) != NULL &&
+         (argv[3] = hdn_seq_value(env, n.last_seq)) != NULL;
+}
+
+/* The core's on_event and on_notice: onEvent('event', id, payload, createdAt, complete,
+ * possiblyRepeated, attempt) or onEvent('notice', kind, count, firstSeq, lastSeq, complete). */
+void hdn_on_client_event(void *ud, hd_event_t *event) {
   hdn_handle_t *h = ud;
   event_ref_t *r = NULL;
   hd_event_info_t info;
-  if (!can_call_js(h) || hd_event_info(event, &info) != 0 || (r = live_calloc(HDN_LIVE_EVENT, sizeof *r)) == NULL) {
+  memset(&info, 0, sizeof info);
+  if (!hdn_can_call_js(h) || (hd_event_is_notice(event) != 1 && hd_event_info(event, &info) != 0) ||
+      (r = hdn_live_calloc(HDN_LIVE_EVENT, sizeof *r)) == NULL) {
     hd_event_complete(event, 0, NULL, 0); /* handed out again later */
     return;
   }
@@ -492,13 +487,23 @@ static void on_client_event(void *ud, hd_event_t *event) {
     event_finalize(env, r, NULL);
     return;
   }
-  napi_value argv[6], fn = NULL;
-  int ok = napi_create_string_utf8(env, "event", NAPI_AUTO_LENGTH, &argv[0]) == napi_ok &&
-           (argv[1] = seq_value(env, info.seq)) != NULL &&
-           (argv[2] = hdn_buffer_copy(env, info.payload, info.payload_len)) != NULL &&
-           napi_create_double(env, (double)info.created_ms, &argv[3]) == napi_ok &&
-           napi_get_boolean(env, hd_event_possibly_repeated(event) != 0, &argv[5]) == napi_ok &&
-           (fn = make_completion(env, "complete", js_event_complete, r, event_finalize)) != NULL;
+  napi_value argv[7], fn = NULL;
+  int notice = hd_event_is_notice(event) == 1;
+  size_t argc = notice ? 6 : 7;
+  const char *what = notice ? "notice" : "event";
+  int ok = napi_create_string_utf8(env, what, NAPI_AUTO_LENGTH, &argv[0]) == napi_ok;
+  if (ok && notice) {
+    ok = notice_args(env, event, argv + 1);
+  } else if (ok) {
+    ok = (argv[1] = hdn_seq_value(env, info.seq)) != NULL &&
+         (argv[2] = hdn_buffer_copy(env, info.payload, info.payload_len)) != NULL &&
+         napi_create_double(env, (double)info.created_ms, &argv[3]) == napi_ok &&
+         napi_get_boolean(env, hd_event_possibly_repeated(event) != 0, &argv[5]) == napi_ok &&
+         napi_create_uint32(env, hd_event_attempt(event), &argv[6]) == napi_ok;
+  }
+  if (ok) {
+    ok = (fn = hdn_make_completion(env, "complete", js_event_complete, r, event_finalize)) != NULL;
+  }
   if (!ok) {
     bool pending;
     napi_value exc;
@@ -513,8 +518,8 @@ static void on_client_event(void *ud, hd_event_t *event) {
     napi_close_handle_scope(env, scope);
     return;
   }
-  argv[4] = fn;
-  if (call_js(h, "event", 6, argv) != 0 && r->e != NULL) {
+  argv[notice ? 5 : 4] = fn;
+  if (hdn_call_js(h, what, argc, argv) != 0 && r->e != NULL) {
     hd_event_complete(r->e, 0, NULL, 0); /* JS threw before completing: fail, retried */
     r->e = NULL;
   }
@@ -592,7 +597,7 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
   uint8_t server_pk[HD_PUBLICKEY_BYTES];
   uint32_t reconnect_min = 0, reconnect_max = 0, page_events = 0, window = 0, retry_min = 0,
            retry_max = 0;
-  int reconnect = 1, want_consumed = 0;
+  int reconnect = 1, want_consumed = 0, want_notices = 0;
   if (kind == HDN_SERVER) {
     if (hdn_opt_u32(env, argv[0], "pageEvents", &page_events) < 0 ||
         hdn_opt_bool(env, argv[0], "onConsumed", &want_consumed) < 0) {
@@ -609,7 +614,8 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
         hdn_opt_bool(env, argv[0], "reconnect", &reconnect) < 0 ||
         hdn_opt_u32(env, argv[0], "window", &window) < 0 ||
         hdn_opt_u32(env, argv[0], "retryMinMs", &retry_min) < 0 ||
-        hdn_opt_u32(env, argv[0], "retryMaxMs", &retry_max) < 0) {
+        hdn_opt_u32(env, argv[0], "retryMaxMs", &retry_max) < 0 ||
+        hdn_opt_bool(env, argv[0], "onNotice", &want_notices) < 0) {
       common_opts_free(&co);
       return NULL;
     }
@@ -623,7 +629,7 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
     hdn_throw_napi(env, st, "napi_get_uv_event_loop");
     return NULL;
   }
-  hdn_handle_t *h = live_calloc(HDN_LIVE_HANDLE, sizeof *h);
+  hdn_handle_t *h = hdn_live_calloc(HDN_LIVE_HANDLE, sizeof *h);
   if (h == NULL) {
     common_opts_free(&co);
     return hdn_throw_hd(env, HD_ENOMEM);
@@ -637,7 +643,7 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
       (st = napi_async_init(env, NULL, name, &h->actx)) != napi_ok) {
     common_opts_free(&co);
     release_js(h);
-    live_free(HDN_LIVE_HANDLE, h);
+    hdn_live_free(HDN_LIVE_HANDLE, h);
     hdn_throw_napi(env, st, "creating the handle's references");
     return NULL;
   }
@@ -663,7 +669,7 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
     o.on_consumed = want_consumed ? on_consumed : NULL;
     o.page_events = page_events;
     hd_server_t *s = NULL;
-    rc = hd_server_create(&s, &o);
+    rc = hdn_queue_server_options(env, argv[0], &o) < 0 ? HD_EINVAL : hd_server_create(&s, &o);
     h->core = s;
   } else {
     hd_client_options_t o = HD_CLIENT_OPTIONS_INIT;
@@ -686,12 +692,13 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
     o.on_disconnected = on_peer_closed;
     o.data_dir = co.data_dir;
     o.sync_normal = co.sync_normal;
-    o.on_event = on_client_event;
+    o.on_event = hdn_on_client_event;
+    o.on_notice = want_notices ? hdn_on_client_event : NULL;
     o.window = window;
     o.retry_min_ms = retry_min;
     o.retry_max_ms = retry_max;
     hd_client_t *c = NULL;
-    rc = hd_client_create(&c, &o);
+    rc = hdn_queue_client_options(env, argv[0], &o) < 0 ? HD_EINVAL : hd_client_create(&c, &o);
     h->core = c;
   }
   common_opts_free(&co);
@@ -699,7 +706,9 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
     char detail[512];
     snprintf(detail, sizeof detail, "%s", hd_last_error_message());
     release_js(h);
-    live_free(HDN_LIVE_HANDLE, h);
+    hdn_live_free(HDN_LIVE_HANDLE, h);
+    bool thrown = false; /* an option of the wrong type */
+    if (napi_is_exception_pending(env, &thrown) == napi_ok && thrown) return NULL;
     napi_value err = hdn_make_error(env, rc, detail);
     if (err) napi_throw(env, err);
     return NULL;
@@ -715,7 +724,7 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
     if (wrapped) napi_remove_wrap(env, this, NULL);
     if (core_close(h) != 0) {
       release_js(h);
-      live_free(HDN_LIVE_HANDLE, h);
+      hdn_live_free(HDN_LIVE_HANDLE, h);
     }
     hdn_throw_napi(env, st, "wrapping the handle");
     return NULL;
@@ -793,14 +802,7 @@ static napi_value js_state(napi_env env, napi_callback_info info) {
 
 /* ---- Asynchronous operations (addEvent, updatePause, deleteEvents, deleteUser) ------------------------------------- */
 
-typedef struct op_ctx {
-  hdn_handle_t *h;
-  napi_deferred d;
-} op_ctx_t;
-
-/* Settles an operation's promise from the core's completion (loop thread): resolved with the
- * sequence number (has_seq) or undefined, or rejected with an Error carrying the code. */
-static void op_settle(op_ctx_t *o, int status, uint64_t seq, int has_seq) {
+void hdn_op_settle(hdn_op_t *o, int status, hdn_value_fn make, const void *arg) {
   hdn_handle_t *h = o->h;
   napi_env env = h->env;
   char detail[512];
@@ -816,7 +818,7 @@ static void op_settle(op_ctx_t *o, int status, uint64_t seq, int has_seq) {
       value = hdn_make_error(env, status, detail[0] ? detail : NULL);
       if (value != NULL) napi_reject_deferred(env, o->d, value);
     } else {
-      if (has_seq) value = seq_value(env, seq);
+      if (make != NULL) value = make(env, arg);
       else napi_get_undefined(env, &value);
       if (value != NULL) napi_resolve_deferred(env, o->d, value);
     }
@@ -830,24 +832,31 @@ static void op_settle(op_ctx_t *o, int status, uint64_t seq, int has_seq) {
     }
     napi_close_handle_scope(env, scope);
   }
-  live_free(HDN_LIVE_OPERATION, o);
+  hdn_live_free(HDN_LIVE_OPERATION, o);
   h->pending--;
   finish(h);
 }
 
-static void on_added(void *cb_data, int status, uint64_t seq) { op_settle(cb_data, status, seq, 1); }
-static void on_paused(void *cb_data, int status) { op_settle(cb_data, status, 0, 0); }
+static napi_value seq_of(napi_env env, const void *seq) {
+  return hdn_seq_value(env, *(const uint64_t *)seq);
+}
+
+void hdn_on_added(void *cb_data, int status, uint64_t seq) {
+  hdn_op_settle(cb_data, status, seq_of, &seq);
+}
+
+static void on_paused(void *cb_data, int status) { hdn_op_settle(cb_data, status, NULL, NULL); }
 
 /* A promise and its context; `*promise` set. NULL (thrown) on failure. */
-static op_ctx_t *op_new(napi_env env, hdn_handle_t *h, napi_value *promise) {
-  op_ctx_t *o = live_calloc(HDN_LIVE_OPERATION, sizeof *o);
+hdn_op_t *hdn_op_new(napi_env env, hdn_handle_t *h, napi_value *promise) {
+  hdn_op_t *o = hdn_live_calloc(HDN_LIVE_OPERATION, sizeof *o);
   if (o == NULL) {
     hdn_throw_hd(env, HD_ENOMEM);
     return NULL;
   }
   napi_status st = napi_create_promise(env, &o->d, promise);
   if (st != napi_ok) {
-    live_free(HDN_LIVE_OPERATION, o);
+    hdn_live_free(HDN_LIVE_OPERATION, o);
     hdn_throw_napi(env, st, "napi_create_promise");
     return NULL;
   }
@@ -856,16 +865,16 @@ static op_ctx_t *op_new(napi_env env, hdn_handle_t *h, napi_value *promise) {
 }
 
 /* The call failed before the core took it: reject at once (the promise is returned). */
-static napi_value op_fail(napi_env env, op_ctx_t *o, napi_value promise, int rc) {
+napi_value hdn_op_fail(napi_env env, hdn_op_t *o, napi_value promise, int rc) {
   napi_value err = hdn_make_error(env, rc, NULL);
   if (err != NULL) napi_reject_deferred(env, o->d, err);
-  live_free(HDN_LIVE_OPERATION, o);
+  hdn_live_free(HDN_LIVE_OPERATION, o);
   return err != NULL ? promise : NULL;
 }
 
 /* The handle of an asynchronous operation's `this`, open or not (the operation's promise says
  * ECLOSED), and its arguments; NULL (thrown) if `this` is not a handle. */
-static hdn_handle_t *op_handle(napi_env env, napi_callback_info info, size_t *argc,
+hdn_handle_t *hdn_op_handle(napi_env env, napi_callback_info info, size_t *argc,
                                napi_value *argv) {
   napi_value this;
   void *data = NULL;
@@ -881,7 +890,7 @@ static hdn_handle_t *op_handle(napi_env env, napi_callback_info info, size_t *ar
 static napi_value js_add_event(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2], promise;
-  hdn_handle_t *h = op_handle(env, info, &argc, argv);
+  hdn_handle_t *h = hdn_op_handle(env, info, &argc, argv);
   if (h == NULL) return NULL;
   if (argc < 2) return hdn_throw_einval(env, "expected (user, payload)");
   const uint8_t *user, *payload;
@@ -890,11 +899,11 @@ static napi_value js_add_event(napi_env env, napi_callback_info info) {
       hdn_get_bytes(env, argv[1], 0, &payload, &len, "payload") < 0) {
     return NULL;
   }
-  op_ctx_t *o = op_new(env, h, &promise);
+  hdn_op_t *o = hdn_op_new(env, h, &promise);
   if (o == NULL) return NULL;
-  if (h->state != HDN_OPEN) { hd_clear_error(); return op_fail(env, o, promise, HD_ECLOSED); }
-  int rc = hd_server_add_event(h->core, user, payload, len, on_added, o);
-  if (rc < 0) return op_fail(env, o, promise, rc);
+  if (h->state != HDN_OPEN) { hd_clear_error(); return hdn_op_fail(env, o, promise, HD_ECLOSED); }
+  int rc = hd_server_add_event(h->core, user, payload, len, hdn_on_added, o);
+  if (rc < 0) return hdn_op_fail(env, o, promise, rc);
   h->pending++;
   return promise;
 }
@@ -903,27 +912,27 @@ static napi_value js_add_event(napi_env env, napi_callback_info info) {
 static napi_value js_update_pause(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1], promise;
-  hdn_handle_t *h = op_handle(env, info, &argc, argv);
+  hdn_handle_t *h = hdn_op_handle(env, info, &argc, argv);
   if (h == NULL) return NULL;
   double d = -1;
   if (argc < 1 || napi_get_value_double(env, argv[0], &d) != napi_ok || !(d >= 0) ||
       d > 4294967295.0 || d != (double)(uint32_t)d) {
     return hdn_throw_einval(env, "the pause must be an integer number of ms from 0 to 2^32-1");
   }
-  op_ctx_t *o = op_new(env, h, &promise);
+  hdn_op_t *o = hdn_op_new(env, h, &promise);
   if (o == NULL) return NULL;
-  if (h->state != HDN_OPEN) { hd_clear_error(); return op_fail(env, o, promise, HD_ECLOSED); }
+  if (h->state != HDN_OPEN) { hd_clear_error(); return hdn_op_fail(env, o, promise, HD_ECLOSED); }
   int rc = hd_server_update_pause(h->core, (uint32_t)d, on_paused, o);
-  if (rc < 0) return op_fail(env, o, promise, rc);
+  if (rc < 0) return hdn_op_fail(env, o, promise, rc);
   h->pending++;
   return promise;
 }
 
 /* ---- Blocking reads (inline: we are on the loop thread) ------------------------------------ */
 
-static hdn_handle_t *open_handle(napi_env env, napi_callback_info info, size_t *argc,
+hdn_handle_t *hdn_open_handle(napi_env env, napi_callback_info info, size_t *argc,
                                  napi_value *argv) {
-  hdn_handle_t *h = op_handle(env, info, argc, argv);
+  hdn_handle_t *h = hdn_op_handle(env, info, argc, argv);
   if (h == NULL) return NULL;
   if (h->state != HDN_OPEN) {
     napi_value err = hdn_make_error(env, HD_ECLOSED, "the handle is closed or closing");
@@ -933,7 +942,7 @@ static hdn_handle_t *open_handle(napi_env env, napi_callback_info info, size_t *
   return h;
 }
 
-static int set_u64(napi_env env, napi_value obj, const char *key, uint64_t v) {
+int hdn_set_u64(napi_env env, napi_value obj, const char *key, uint64_t v) {
   napi_value n;
   return napi_create_double(env, (double)v, &n) == napi_ok &&
                  napi_set_named_property(env, obj, key, n) == napi_ok
@@ -942,12 +951,12 @@ static int set_u64(napi_env env, napi_value obj, const char *key, uint64_t v) {
 }
 
 /* { names[i]: values[i] } as Numbers; NULL (thrown, naming `what`) on failure. */
-static napi_value counters_object(napi_env env, const char *what, size_t n,
+napi_value hdn_counters_object(napi_env env, const char *what, size_t n,
                                   const char *const names[], const uint64_t values[]) {
   napi_value obj;
   HDN_CALL(env, napi_create_object(env, &obj));
   for (size_t i = 0; i < n; i++) {
-    if (set_u64(env, obj, names[i], values[i]) < 0) {
+    if (hdn_set_u64(env, obj, names[i], values[i]) < 0) {
       hdn_throw_napi(env, napi_generic_failure, what);
       return NULL;
     }
@@ -957,26 +966,30 @@ static napi_value counters_object(napi_env env, const char *what, size_t n,
 
 static napi_value js_server_stats(napi_env env, napi_callback_info info) {
   size_t argc = 0;
-  hdn_handle_t *h = open_handle(env, info, &argc, NULL);
+  hdn_handle_t *h = hdn_open_handle(env, info, &argc, NULL);
   if (h == NULL) return NULL;
   hd_server_stats_t s;
   memset(&s, 0, sizeof s);
   s.version = HD_SERVER_STATS_VERSION;
   int rc = hd_server_stats(h->core, &s);
   if (rc < 0) return hdn_throw_hd(env, rc);
-  static const char *const names[] = {"eventsAdded",     "eventsDelivered", "eventsConsumed",
-                                       "eventsConfirmed", "pendingTotal",    "connectedUsers",
-                                       "commits"};
-  const uint64_t values[] = {s.events_added,     s.events_delivered, s.events_consumed,
-                             s.events_confirmed, s.pending_total,    s.connected_users,
-                             s.commits};
-  return counters_object(env, "stats", sizeof values / sizeof values[0], names, values);
+  static const char *const names[] = {
+      "eventsAdded",    "eventsDelivered", "eventsConsumed", "eventsConfirmed", "pendingTotal",
+      "connectedUsers", "commits",         "eventsTooLarge", "eventsExpired",   "eventsDead",
+      "eventsRequeued", "addsDuplicate",   "eventsReplaced", "eventsDropped",   "addsLimited",
+      "deadLetters"};
+  const uint64_t values[] = {
+      s.events_added,    s.events_delivered, s.events_consumed, s.events_confirmed,
+      s.pending_total,   s.connected_users,  s.commits,         s.events_too_large,
+      s.events_expired,  s.events_dead,      s.events_requeued, s.adds_duplicate,
+      s.events_replaced, s.events_dropped,   s.adds_limited,    s.dead_letters};
+  return hdn_counters_object(env, "stats", sizeof values / sizeof values[0], names, values);
 }
 
 static napi_value js_server_pending(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1], out;
-  hdn_handle_t *h = open_handle(env, info, &argc, argv);
+  hdn_handle_t *h = hdn_open_handle(env, info, &argc, argv);
   if (h == NULL) return NULL;
   if (argc < 1) return hdn_throw_einval(env, "expected (user)");
   const uint8_t *user;
@@ -991,7 +1004,7 @@ static napi_value js_server_pending(napi_env env, napi_callback_info info) {
 /* pendingUsers() -> [{ user: Buffer, pending }] in the order the store first saw them. */
 static napi_value js_server_pending_users(napi_env env, napi_callback_info info) {
   size_t argc = 0;
-  hdn_handle_t *h = open_handle(env, info, &argc, NULL);
+  hdn_handle_t *h = hdn_open_handle(env, info, &argc, NULL);
   if (h == NULL) return NULL;
   enum { PAGE = 256 };
   uint8_t keys[PAGE * HD_PUBLICKEY_BYTES];
@@ -1008,7 +1021,7 @@ static napi_value js_server_pending_users(napi_env env, napi_callback_info info)
       if (key == NULL) return NULL;
       HDN_CALL(env, napi_create_object(env, &obj));
       HDN_CALL(env, napi_set_named_property(env, obj, "user", key));
-      if (set_u64(env, obj, "pending", counts[i]) < 0) {
+      if (hdn_set_u64(env, obj, "pending", counts[i]) < 0) {
         hdn_throw_napi(env, napi_generic_failure, "pendingUsers");
         return NULL;
       }
@@ -1019,7 +1032,7 @@ static napi_value js_server_pending_users(napi_env env, napi_callback_info info)
 }
 
 /* A sequence number from a Number (a safe integer >= 0) or a BigInt; -1 (thrown) otherwise. */
-static int get_seq(napi_env env, napi_value v, uint64_t *out, const char *what) {
+int hdn_get_seq(napi_env env, napi_value v, uint64_t *out, const char *what) {
   napi_valuetype t;
   if (napi_typeof(env, v, &t) != napi_ok) t = napi_undefined;
   bool lossless = false;
@@ -1039,17 +1052,40 @@ static int get_seq(napi_env env, napi_value v, uint64_t *out, const char *what) 
   return -1;
 }
 
+uint64_t *hdn_get_seqs(napi_env env, napi_value v, uint32_t *n) {
+  bool is_array = false;
+  *n = 0;
+  if (napi_is_array(env, v, &is_array) != napi_ok || !is_array ||
+      napi_get_array_length(env, v, n) != napi_ok) {
+    hdn_throw_einval(env, "ids must be an array of event ids");
+    return NULL;
+  }
+  uint64_t *seqs = malloc((*n ? *n : 1) * sizeof *seqs);
+  if (seqs == NULL) {
+    hdn_throw_hd(env, HD_ENOMEM);
+    return NULL;
+  }
+  for (uint32_t i = 0; i < *n; i++) {
+    napi_value e;
+    if (napi_get_element(env, v, i, &e) != napi_ok || hdn_get_seq(env, e, &seqs[i], "an id") < 0) {
+      free(seqs);
+      return NULL;
+    }
+  }
+  return seqs;
+}
+
 /* listEvents(user, after, limit) -> [{ id, createdAt, payload, data: null }]: one page. */
 static napi_value js_server_list_events(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
-  hdn_handle_t *h = open_handle(env, info, &argc, argv);
+  hdn_handle_t *h = hdn_open_handle(env, info, &argc, argv);
   if (h == NULL) return NULL;
   if (argc < 3) return hdn_throw_einval(env, "expected (user, after, limit)");
   const uint8_t *user;
   uint64_t after, limit;
   if (hdn_get_bytes(env, argv[0], HD_PUBLICKEY_BYTES, &user, NULL, "user") < 0 ||
-      get_seq(env, argv[1], &after, "after") < 0 || get_seq(env, argv[2], &limit, "limit") < 0) {
+      hdn_get_seq(env, argv[1], &after, "after") < 0 || hdn_get_seq(env, argv[2], &limit, "limit") < 0) {
     return NULL;
   }
   if (limit == 0 || limit > 65536) return hdn_throw_einval(env, "limit must be 1 to 65536");
@@ -1088,7 +1124,7 @@ static napi_value js_server_list_events(napi_env env, napi_callback_info info) {
 static napi_value delete_call(napi_env env, napi_callback_info info, int all) {
   size_t argc = 2;
   napi_value argv[2], promise;
-  hdn_handle_t *h = op_handle(env, info, &argc, argv);
+  hdn_handle_t *h = hdn_op_handle(env, info, &argc, argv);
   if (h == NULL) return NULL;
   if (argc < (all ? 1u : 2u)) {
     return hdn_throw_einval(env, all ? "expected (user)" : "expected (user, ids)");
@@ -1096,32 +1132,20 @@ static napi_value delete_call(napi_env env, napi_callback_info info, int all) {
   const uint8_t *user;
   if (hdn_get_bytes(env, argv[0], HD_PUBLICKEY_BYTES, &user, NULL, "user") < 0) return NULL;
   uint32_t n = 0;
-  bool is_array = false;
-  if (!all && (napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array ||
-               napi_get_array_length(env, argv[1], &n) != napi_ok)) {
-    return hdn_throw_einval(env, "ids must be an array of event ids");
-  }
-  uint64_t *seqs = malloc((n ? n : 1) * sizeof *seqs);
-  if (seqs == NULL) return hdn_throw_hd(env, HD_ENOMEM);
-  for (uint32_t i = 0; i < n; i++) {
-    napi_value v;
-    if (napi_get_element(env, argv[1], i, &v) != napi_ok || get_seq(env, v, &seqs[i], "an id") < 0) {
-      free(seqs);
-      return NULL;
-    }
-  }
-  op_ctx_t *o = op_new(env, h, &promise);
+  uint64_t *seqs = all ? malloc(sizeof *seqs) : hdn_get_seqs(env, argv[1], &n);
+  if (seqs == NULL) return all ? hdn_throw_hd(env, HD_ENOMEM) : NULL;
+  hdn_op_t *o = hdn_op_new(env, h, &promise);
   if (o == NULL) {
     free(seqs);
     return NULL;
   }
   int rc = h->state != HDN_OPEN ? HD_ECLOSED
-           : all                ? hd_server_delete_user(h->core, user, on_added, o)
-                                : hd_server_delete_events(h->core, user, seqs, n, on_added, o);
+           : all                ? hd_server_delete_user(h->core, user, hdn_on_added, o)
+                                : hd_server_delete_events(h->core, user, seqs, n, hdn_on_added, o);
   free(seqs); /* copied by the call */
   if (rc < 0) {
     if (h->state != HDN_OPEN) hd_clear_error();
-    return op_fail(env, o, promise, rc);
+    return hdn_op_fail(env, o, promise, rc);
   }
   h->pending++;
   return promise;
@@ -1137,7 +1161,7 @@ static napi_value js_server_delete_user(napi_env env, napi_callback_info info) {
 
 static napi_value js_server_connected_users(napi_env env, napi_callback_info info) {
   size_t argc = 0;
-  hdn_handle_t *h = open_handle(env, info, &argc, NULL);
+  hdn_handle_t *h = hdn_open_handle(env, info, &argc, NULL);
   if (h == NULL) return NULL;
   size_t cap = 16;
   uint8_t *keys = NULL;
@@ -1173,7 +1197,7 @@ static napi_value js_server_connected_users(napi_env env, napi_callback_info inf
 
 static napi_value js_client_stats(napi_env env, napi_callback_info info) {
   size_t argc = 0;
-  hdn_handle_t *h = open_handle(env, info, &argc, NULL);
+  hdn_handle_t *h = hdn_open_handle(env, info, &argc, NULL);
   if (h == NULL) return NULL;
   hd_client_stats_t s;
   memset(&s, 0, sizeof s);
@@ -1182,11 +1206,13 @@ static napi_value js_client_stats(napi_env env, napi_callback_info info) {
   if (rc < 0) return hdn_throw_hd(env, rc);
   static const char *const names[] = {"eventsReceived",  "eventsHandled", "eventsFailed",
                                        "eventsConfirmed", "unhandled",     "consumed",
-                                       "highWater",       "pauseMs"};
+                                       "highWater",       "pauseMs",       "eventsDead",
+                                       "noticesReceived"};
   const uint64_t values[] = {s.events_received,  s.events_handled, s.events_failed,
                              s.events_confirmed, s.unhandled,      s.consumed,
-                             s.high_water,       s.pause_ms};
-  napi_value b, obj = counters_object(env, "stats", sizeof values / sizeof values[0], names, values);
+                             s.high_water,       s.pause_ms,       s.events_dead,
+                             s.notices_received};
+  napi_value b, obj = hdn_counters_object(env, "stats", sizeof values / sizeof values[0], names, values);
   if (obj == NULL) return NULL;
   HDN_CALL(env, napi_get_boolean(env, s.connected != 0, &b));
   HDN_CALL(env, napi_set_named_property(env, obj, "connected", b));
@@ -1196,7 +1222,7 @@ static napi_value js_client_stats(napi_env env, napi_callback_info info) {
 /* rollbackStats() of either handle: hd_rollback_stats_t, the epoch as a Buffer. */
 static napi_value js_rollback_stats(napi_env env, napi_callback_info info) {
   size_t argc = 0;
-  hdn_handle_t *h = open_handle(env, info, &argc, NULL);
+  hdn_handle_t *h = hdn_open_handle(env, info, &argc, NULL);
   if (h == NULL) return NULL;
   hd_rollback_stats_t s;
   memset(&s, 0, sizeof s);
@@ -1209,7 +1235,7 @@ static napi_value js_rollback_stats(napi_env env, napi_callback_info info) {
   const uint64_t values[] = {s.rollbacks, s.epoch_resumes, s.events_repeated, s.events_orphaned,
                              s.consumed_dropped};
   napi_value epoch,
-      obj = counters_object(env, "rollbackStats", sizeof values / sizeof values[0], names, values);
+      obj = hdn_counters_object(env, "rollbackStats", sizeof values / sizeof values[0], names, values);
   if (obj == NULL || (epoch = hdn_buffer_copy(env, s.epoch, sizeof s.epoch)) == NULL) return NULL;
   HDN_CALL(env, napi_set_named_property(env, obj, "epoch", epoch));
   return obj;
@@ -1220,7 +1246,7 @@ static napi_value js_native_objects(napi_env env, napi_callback_info info) {
   static const char *const names[HDN_LIVE_KINDS] = {"handles", "events", "batches", "operations"};
   uint64_t values[HDN_LIVE_KINDS];
   for (int k = 0; k < HDN_LIVE_KINDS; k++) values[k] = (uint64_t)atomic_load(&live[k]);
-  return counters_object(env, "nativeObjects", HDN_LIVE_KINDS, names, values);
+  return hdn_counters_object(env, "nativeObjects", HDN_LIVE_KINDS, names, values);
 }
 
 napi_status hdn_handles_init(napi_env env, napi_value exports) {
@@ -1246,8 +1272,14 @@ napi_status hdn_handles_init(napi_env env, napi_value exports) {
       {"deleteEvents", NULL, js_server_delete_events, NULL, NULL, NULL, napi_default_method, NULL},
       {"deleteUser", NULL, js_server_delete_user, NULL, NULL, NULL, napi_default_method, NULL},
   };
+  enum { SERVER_PROPS = sizeof server_props / sizeof server_props[0] };
+  napi_property_descriptor all[SERVER_PROPS + 16];
+  if (hdn_queue_server_method_count > 16) return napi_generic_failure;
+  memcpy(all, server_props, sizeof server_props);
+  memcpy(all + SERVER_PROPS, hdn_queue_server_methods,
+         hdn_queue_server_method_count * sizeof *all);
   st = napi_define_class(env, "Server", NAPI_AUTO_LENGTH, server_new, NULL,
-                         sizeof server_props / sizeof server_props[0], server_props, &cls);
+                         SERVER_PROPS + hdn_queue_server_method_count, all, &cls);
   if (st == napi_ok) st = napi_set_named_property(env, exports, "Server", cls);
   if (st != napi_ok) return st;
   napi_property_descriptor client_props[] = {

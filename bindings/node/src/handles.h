@@ -1,0 +1,103 @@
+/* What the handle files share (handles.c: Server and Client, their lifetime and events;
+ * queues.c: the queue semantics of docs/QUEUES.md). Private to the addon. */
+#ifndef HDN_HANDLES_H
+#define HDN_HANDLES_H
+
+#include <stdbool.h>
+
+#include "hdn.h"
+
+typedef enum { HDN_SERVER = 0, HDN_CLIENT = 1 } hdn_kind_t;
+typedef enum { HDN_OPEN = 0, HDN_CLOSING = 1, HDN_CLOSED = 2 } hdn_state_t;
+
+typedef struct hdn_handle {
+  napi_env env;
+  hdn_kind_t kind;
+  hdn_state_t state;
+  void *core;                /* hd_server_t * or hd_client_t *; NULL once CLOSED */
+  int finalized;             /* the JS object is gone: free on close, never touch JS again */
+  int teardown;              /* the env is being torn down: no more calls into JS */
+  napi_ref self;             /* strong while OPEN/CLOSING */
+  napi_ref on_event;         /* onEvent(type, ...) */
+  napi_async_context actx;
+  napi_deferred close_deferred;
+  napi_ref close_promise;
+  napi_async_cleanup_hook_handle cleanup;
+  int pending;               /* addEvent/updatePause not completed yet: keep the wrapper */
+} hdn_handle_t;
+
+/* The addon's native objects alive in this process, by kind: a wrapper, a client event or a
+ * server batch handed to JS, an addEvent/updatePause in flight. nativeObjects() reads them: once
+ * every handle is closed and its objects collected, each count is back to zero, so a leak of
+ * any of them shows exactly (test/handles.test.js). Atomic: worker threads share the addon. */
+typedef enum {
+  HDN_LIVE_HANDLE,
+  HDN_LIVE_EVENT,
+  HDN_LIVE_BATCH,
+  HDN_LIVE_OPERATION,
+  HDN_LIVE_KINDS
+} hdn_live_kind_t;
+
+void *hdn_live_calloc(hdn_live_kind_t kind, size_t size);
+void hdn_live_free(hdn_live_kind_t kind, void *p);
+
+/* The handle may call into JS (not finalized, not torn down). */
+int hdn_can_call_js(const hdn_handle_t *h);
+/* onEvent(argv...) through napi_make_callback, inside a handle scope; an exception is reported
+ * to stderr and dropped. 0 if the call returned normally. */
+int hdn_call_js(hdn_handle_t *h, const char *what, size_t argc, napi_value *argv);
+
+/* An event's sequence number as a Number (exact up to 2^53) or a BigInt; NULL on failure. */
+napi_value hdn_seq_value(napi_env env, uint64_t seq);
+/* A sequence number from a Number (a safe integer >= 0) or a BigInt; -1 (thrown) otherwise. */
+int hdn_get_seq(napi_env env, napi_value v, uint64_t *out, const char *what);
+/* An array of sequence numbers as a malloc'ed array (*n entries; at least one allocated);
+ * NULL (thrown) if `v` is not an array of ids. */
+uint64_t *hdn_get_seqs(napi_env env, napi_value v, uint32_t *n);
+bool hdn_truthy(napi_env env, napi_value v);
+bool hdn_is_nullish(napi_env env, napi_value v);
+int hdn_set_u64(napi_env env, napi_value obj, const char *key, uint64_t v);
+/* { names[i]: values[i] } as Numbers; NULL (thrown, naming `what`) on failure. */
+napi_value hdn_counters_object(napi_env env, const char *what, size_t n, const char *const names[],
+                               const uint64_t values[]);
+/* A function `fn(...)` bound to `data`; `fin` runs when the function is collected. */
+napi_value hdn_make_completion(napi_env env, const char *name, napi_callback cb, void *data,
+                               napi_finalize fin);
+
+/* An asynchronous operation: its handle and its promise. While it runs the handle counts it
+ * (h->pending) and stays alive. */
+typedef struct hdn_op {
+  hdn_handle_t *h;
+  napi_deferred d;
+} hdn_op_t;
+/* Builds the value a settled operation resolves with (inside a handle scope). */
+typedef napi_value (*hdn_value_fn)(napi_env env, const void *arg);
+
+/* The handle of `this` (open or not: the operation's promise says ECLOSED) and the arguments;
+ * NULL (thrown) if `this` is not a handle. */
+hdn_handle_t *hdn_op_handle(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv);
+/* The same for a blocking read: NULL (thrown ECLOSED) unless open. */
+hdn_handle_t *hdn_open_handle(napi_env env, napi_callback_info info, size_t *argc,
+                              napi_value *argv);
+/* A promise and its operation; `*promise` set. NULL (thrown) on failure. */
+hdn_op_t *hdn_op_new(napi_env env, hdn_handle_t *h, napi_value *promise);
+/* The call failed before the core took it: reject at once; returns the promise. */
+napi_value hdn_op_fail(napi_env env, hdn_op_t *o, napi_value promise, int rc);
+/* Settles from the core's completion (loop thread): resolved with make(env, arg) (undefined for
+ * make NULL) or rejected with an Error carrying `status`; frees the operation. */
+void hdn_op_settle(hdn_op_t *o, int status, hdn_value_fn make, const void *arg);
+/* A completion (hd_add_cb, hd_count_cb) that resolves with the number. */
+void hdn_on_added(void *cb_data, int status, uint64_t seq);
+
+/* The client's on_event and on_notice (handles.c): a notice goes to onEvent('notice', ...). */
+void hdn_on_client_event(void *ud, hd_event_t *event);
+
+/* Queue semantics (queues.c): the server's and client's options of docs/QUEUES.md; 0, or -1
+ * with an exception thrown. */
+int hdn_queue_server_options(napi_env env, napi_value opts, hd_server_options_t *o);
+int hdn_queue_client_options(napi_env env, napi_value opts, hd_client_options_t *o);
+/* The queue-semantics methods, appended to the classes' property lists. */
+extern const napi_property_descriptor hdn_queue_server_methods[];
+extern const size_t hdn_queue_server_method_count;
+
+#endif
