@@ -60,6 +60,72 @@ declare namespace hyperdown {
     payload: Buffer
     createdAt: number
     possiblyRepeated: boolean
+    /** Which handler call this is for the event: 1 the first time (counted across restarts). */
+    attempt: number
+    /** A failed attempt with a reason (default 'handler failed'); after maxAttempts the event
+     *  is a dead letter on the server. Throws EALREADY once completed. */
+    fail (reason?: string | Error): void
+    /** A dead letter at once with the reason (at most 1024 bytes), whatever its attempts. */
+    reject (reason?: string | Error): void
+  }
+
+  /** Add options (docs/QUEUES.md). */
+  interface AddOptions {
+    /** Time to live (ms): not sent by then, the event expires and the client gets an 'expired'
+     *  notice. Default: the server's defaultTtlMs; Infinity: never. */
+    ttlMs?: number | bigint
+    /** A repeat of the key (per user) within the server's dedupWindowMs stores nothing and
+     *  resolves with the first add's seq (duplicate: true). 1 to 256 bytes. */
+    dedupKey?: string | Uint8Array
+    /** Replaces the user's unsent event with the same key (replacedSeq). 1 to 256 bytes. */
+    collapseKey?: string | Uint8Array
+  }
+
+  /** What an add did. */
+  interface AddResult {
+    /** The event's id (a duplicate: the first add's). */
+    seq: EventId
+    /** The dedupKey was seen within the window: nothing stored. */
+    duplicate: boolean
+    /** With duplicate: this add's payload differs from the first's (the first wins). */
+    conflict: boolean
+    /** The unsent event this add replaced (collapseKey), or null. */
+    replacedSeq: EventId | null
+    /** How many older unsent events were dropped to make room (overflow 'drop-oldest'). */
+    dropped: number
+  }
+
+  /** One user's result of addEventForUsers: error null and the result, or the Error (code
+   *  'ELIMIT', 'EKEY', ...) of a user that failed alone (then seq and replacedSeq are null). */
+  interface FanoutResult extends Omit<AddResult, 'seq'> {
+    user: Buffer
+    error: HyperdownError | null
+    seq: EventId | null
+  }
+
+  /** An event its user's client failed maxAttempts times or rejected, as the server holds it. */
+  interface DeadLetter {
+    /** The id it had in the user's queue. */
+    id: EventId
+    payload: Payload
+    /** When it was added (Unix ms). */
+    createdAt: number
+    /** Handler calls the client made. */
+    attempts: number
+    /** The handler's reason. */
+    reason: string
+    /** When it became a dead letter (Unix ms). */
+    deadAt: number
+  }
+
+  /** What the user's application missed, in its place in the stream: `count` events numbered
+   *  firstSeq..lastSeq expired unsent or were dropped by a limit, or (requeued, count 1) the
+   *  dead letter firstSeq comes back as event lastSeq. A later release may add kinds (numbers). */
+  interface Notice {
+    kind: 'expired' | 'dropped' | 'requeued' | number
+    count: number
+    firstSeq: EventId
+    lastSeq: EventId
   }
 
   type EventHandler = (this: Client, id: EventId, data: Payload, cb: EventCallback,
@@ -73,6 +139,25 @@ declare namespace hyperdown {
     pendingTotal: number
     connectedUsers: number
     commits: number
+    /** Times an event was larger than a client's maxMessageBytes (stored under a larger
+     *  maxEventBytes): that connection closed with EMSGSIZE. */
+    eventsTooLarge: number
+    /** Deleted unsent after their time to live. */
+    eventsExpired: number
+    /** Moved to the dead letters. */
+    eventsDead: number
+    /** Dead letters given back to their users. */
+    eventsRequeued: number
+    /** Adds answered with an earlier add's seq (dedupKey). */
+    addsDuplicate: number
+    /** Unsent events replaced by a newer one with their collapseKey. */
+    eventsReplaced: number
+    /** Unsent events dropped to make room (overflow 'drop-oldest'). */
+    eventsDropped: number
+    /** Adds refused with ELIMIT. */
+    addsLimited: number
+    /** Dead letters held now. */
+    deadLetters: number
   }
 
   interface ClientStats {
@@ -84,6 +169,10 @@ declare namespace hyperdown {
     consumed: number
     highWater: number
     pauseMs: number
+    /** Reported failed after maxAttempts, or rejected. */
+    eventsDead: number
+    /** Notices stored. */
+    noticesReceived: number
     connected: boolean
   }
 
@@ -116,7 +205,7 @@ declare namespace hyperdown {
     | 'EPROTO' | 'EMSGSIZE' | 'ETIMEDOUT' | 'ECONNREFUSED' | 'ECONNRESET' | 'EADDRINUSE'
     | 'EADDR' | 'EIO' | 'ECLOSED' | 'EBUSY' | 'ENOSPC' | 'ESTORE' | 'ECORRUPT' | 'ECANCELED'
     | 'ENOTFOUND' | 'EALREADY' | 'EBUFSIZE' | 'ESTATE' | 'EBYE' | 'ETHREAD'
-    | 'EREPLACED'
+    | 'EREPLACED' | 'ELIMIT'
 
   type LogLevel = 'error' | 'warn' | 'info' | 'debug'
 
@@ -155,6 +244,26 @@ declare namespace hyperdown {
     onConsumed?: OnClientConsumedEvents
     /** Catch-up page size in events (default 512). */
     pageEvents?: number
+    /** The largest payload addEvent accepts (default maxMessageBytes - 64); clients whose
+     *  maxMessageBytes is below it + 64 are refused at the handshake (EMSGSIZE). */
+    maxEventBytes?: number
+    /** An event not sent this long (ms) after its add expires; default 0: never. */
+    defaultTtlMs?: number | bigint
+    /** Events held per user (notices aside); default 0: no limit. */
+    maxPendingPerUser?: number | bigint
+    /** Payload bytes held per user; default 0: no limit. */
+    maxBytesPerUser?: number | bigint
+    /** An add past a limit: 'reject' (default; ELIMIT) or 'drop-oldest' (the oldest unsent
+     *  events make room and the client gets a 'dropped' notice). */
+    overflow?: 'reject' | 'drop-oldest'
+    /** How long a dedupKey is remembered (ms); default 24 h. */
+    dedupWindowMs?: number | bigint
+    /** Most dedupKeys remembered per user (the oldest go first); default 100000. */
+    dedupKeysPerUser?: number
+    /** Most expired events one sweep transaction deletes; default 1000. */
+    expiryBatch?: number
+    /** An event of the user became a dead letter (durably); informational. Also 'deadLetter'. */
+    onDeadLetter?: (this: Server, user: Buffer, deadLetter: DeadLetter) => unknown
   }
 
   interface ClientOptions extends CommonOptions {
@@ -176,6 +285,13 @@ declare namespace hyperdown {
     retryMaxMs?: number
     /** Accepted and kept as client.offline (informational, as in the original). */
     offline?: boolean
+    /** Handler calls per event before it is reported failed (a dead letter on the server) and
+     *  later events flow on; default 10, 0: unlimited (strict order). */
+    maxAttempts?: number
+    /** Notices (what the application missed: expired, dropped, requeued events) in their place
+     *  in the stream; returning (or resolving) completes one, a throw hands it again later.
+     *  Without it notices are confirmed unseen. */
+    onNotice?: (this: Client, notice: Notice) => unknown
   }
 
   /** The original's options (require('hyperdown')(options)); a server listens on
@@ -193,6 +309,8 @@ declare namespace hyperdown {
     callbackError: [error: unknown, where: string]
     /** Client without an eventHandler: the events. */
     event: [id: EventId, data: Payload, cb: EventCallback, event: ClientEvent]
+    /** Server: an event became a dead letter. */
+    deadLetter: [user: Buffer, deadLetter: DeadLetter]
     close: []
   }
 
@@ -244,6 +362,22 @@ declare namespace hyperdown {
     deleteEvents (remotePublicKey: Bytes, ids: EventId[]): Promise<number>
     /** Deletes every event of the user; resolves with how many, once durable. */
     deleteUser (remotePublicKey: Bytes): Promise<number>
+    onDeadLetter?: (this: Server, user: Buffer, deadLetter: DeadLetter) => unknown
+    /** addEvent with options; resolves with what the add did. Rejects with ELIMIT at a limit
+     *  under overflow 'reject'. (addEvent itself is unchanged: it resolves with the id.) */
+    add (remotePublicKey: Bytes, data: Payload, options?: AddOptions): Promise<AddResult>
+    /** One event for many users (1 to 100000) in one transaction; each user's result, in order. */
+    addEventForUsers (users: Bytes[], data: Payload, options?: AddOptions): Promise<FanoutResult[]>
+    /** A page of the user's dead letters with an id above `after`, at most `limit` (256). */
+    listDeadLetters (remotePublicKey: Bytes, options?: { after?: EventId, limit?: number }): DeadLetter[]
+    /** Dead letters held for the user (for every user without one). */
+    deadLetterCount (remotePublicKey?: Bytes | null): number
+    /** The users holding dead letters, with how many. */
+    deadLetterUsers (): Array<{ user: Buffer, count: number }>
+    /** Gives these dead letters (all without ids) back as new events; resolves with how many. */
+    requeueDeadLetters (remotePublicKey: Bytes, ids?: EventId[] | null): Promise<number>
+    /** Drops these dead letters (all without ids) for good; resolves with how many. */
+    deleteDeadLetters (remotePublicKey: Bytes, ids?: EventId[] | null): Promise<number>
   }
 
   class Client extends Handle {
@@ -253,6 +387,7 @@ declare namespace hyperdown {
     readonly isServer: false
     readonly offline: boolean
     eventHandler?: EventHandler
+    onNotice?: (this: Client, notice: Notice) => unknown
     stats (): ClientStats
   }
 
@@ -279,6 +414,10 @@ declare namespace hyperdown {
   }
 
   const errors: Readonly<Record<ErrorCode, number>>
+  /** overflow's values and their numbers in the C API. */
+  const OVERFLOW: Readonly<{ reject: 0; 'drop-oldest': 1 }>
+  /** Notice kinds by their number in the C API. */
+  const NOTICE_KINDS: Readonly<{ 1: 'expired'; 2: 'dropped'; 3: 'requeued' }>
   const sizes: Readonly<{ publicKey: 32; scalar: 32; seed: 32; secretKey: 64; topic: 32 }>
   const version: string
   const versions: Readonly<{

@@ -29,8 +29,17 @@ test('error codes and texts come from the core', () => {
   assert.equal(hd.errors.EAUTH, -8)
   assert.equal(hd.errName(-5), 'EKEY')
   assert.equal(hd.strerror(hd.errors.EAUTH), 'handshake authentication failed')
-  assert.equal(Object.keys(hd.errors).length, 29)
+  assert.equal(Object.keys(hd.errors).length, 30)
   assert.equal(hd.errors.EREPLACED, -29)
+  assert.equal(hd.errors.ELIMIT, -30)
+  assert.equal(hd.errName(-30), 'ELIMIT')
+})
+
+test('index.d.ts lists every error code the core has, and no other', () => {
+  const dts = require('fs').readFileSync(require('path').join(__dirname, '..', 'index.d.ts'), 'utf8')
+  const union = dts.match(/type ErrorCode =([^]*?)\n\n/)[1]
+  const listed = [...union.matchAll(/'(E[A-Z]+)'/g)].map((m) => m[1]).sort()
+  assert.deepEqual(listed, Object.keys(hd.errors).sort())
 })
 
 test('the original example\'s three keypear key pairs load', () => {
