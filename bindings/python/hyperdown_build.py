@@ -319,19 +319,26 @@ extern "Python" void _hd_py_peer_closed(void *user_data, const uint8_t *public_k
 extern "Python" void _hd_py_destroy(void *user_data);
 extern "Python" void _hd_py_log(void *user_data, hd_log_level_t level, const char *message);
 """
-# Declared only when the header has the type (the event API lands with the delivery issue).
-OPTIONAL_CALLBACKS = {
-    "hd_event_cb": 'extern "Python" void _hd_py_event(void *user_data, hd_event_t *event);\n',
-    "hd_consumed_cb": 'extern "Python" void _hd_py_consumed(void *user_data, const uint8_t *user, '
-                      'hd_consumed_t *batch);\n',
-    "hd_add_cb": 'extern "Python" void _hd_py_added(void *cb_data, int status, uint64_t seq);\n',
-    "hd_done_cb": 'extern "Python" void _hd_py_done(void *cb_data, int status);\n',
-}
+# Declared only when the header has the callback type they stand for (the event API landed with
+# the delivery issue, the queue semantics with issue 11): (typedef, declaration).
+OPTIONAL_CALLBACKS = [
+    ("hd_event_cb", 'extern "Python" void _hd_py_event(void *user_data, hd_event_t *event);\n'),
+    ("hd_consumed_cb", 'extern "Python" void _hd_py_consumed(void *user_data, const uint8_t *user, '
+                       'hd_consumed_t *batch);\n'),
+    ("hd_add_cb", 'extern "Python" void _hd_py_added(void *cb_data, int status, uint64_t seq);\n'),
+    ("hd_done_cb", 'extern "Python" void _hd_py_done(void *cb_data, int status);\n'),
+    # a client's on_notice is an hd_event_cb of its own, so that a notice never meets on_event
+    ("hd_add_result_cb", 'extern "Python" void _hd_py_notice(void *user_data, hd_event_t *event);\n'),
+    ("hd_add_result_cb", 'extern "Python" void _hd_py_add_result(void *cb_data, int status, '
+                         'const hd_add_result_t *result);\n'),
+    ("hd_dead_letter_cb", 'extern "Python" void _hd_py_dead_letter(void *user_data, '
+                          'const uint8_t *user, const hd_dead_letter_t *dead_letter);\n'),
+]
 
 
 def callbacks_for(cdef: str) -> str:
     out = CALLBACKS
-    for typedef, decl in OPTIONAL_CALLBACKS.items():
+    for typedef, decl in OPTIONAL_CALLBACKS:
         if re.search(r"\(\s*\*\s*" + typedef + r"\s*\)", cdef):
             out += decl
     return out

@@ -114,3 +114,5 @@ def test_error_names() -> None:
     assert hyperdown.error_from_code(_lib.HD_EAUTH).__class__ is hyperdown.AuthenticationError
     assert hyperdown.error_from_code(_lib.HD_ETOPIC).__class__ is hyperdown.TopicMismatchError
     assert hyperdown.error_from_code(_lib.HD_EKEY).__class__ is hyperdown.InvalidKeyError
+    assert hyperdown.error_from_code(_lib.HD_ELIMIT).__class__ is hyperdown.LimitError
+    assert _lib.HD_ELIMIT == -30

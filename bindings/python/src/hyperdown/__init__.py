@@ -9,10 +9,12 @@ from typing import Any, Dict, Union
 
 from ._errors import *  # noqa: F401,F403
 from ._errors import __all__ as _errors_all
-from ._events import (DEFER, ClientStats, ConsumedBatch, ConsumedEvent, Event, Payload,
-                      PendingEvent, RollbackStats, ServerStats, decode_payload, encode_payload)
-from ._handles import (AddCallback, CallbackErrorHandler, Client, ConsumedHandler, EventHandler,
-                       LogCallback, LogLevel, PeerCallback, PeerClosedCallback, Server)
+from ._events import (DEFER, AddResult, ClientStats, ConsumedBatch, ConsumedEvent, DeadLetter,
+                      Event, FanoutResult, Notice, Payload, PendingEvent, RollbackStats,
+                      ServerStats, decode_payload, encode_payload)
+from ._handles import (AddCallback, AddResultCallback, CallbackErrorHandler, Client,
+                       ConsumedHandler, DeadLetterCallback, EventHandler, LogCallback, LogLevel,
+                       NoticeHandler, PeerCallback, PeerClosedCallback, Server)
 from ._hyperdown import ffi as _ffi, lib as _lib
 from ._keys import (PROTOCOL_VERSION, PUBLICKEY_BYTES, SCALAR_BYTES, SECRETKEY_BYTES, SEED_BYTES,
                     TOPIC_BYTES, BytesLike, KeyPair, abi_version, check_public_key, hex_decode,
@@ -43,7 +45,8 @@ def create(options: Dict[str, Any]) -> Union[Server, Client]:
 
 __all__ = [
     "create", "DEFER", "Payload", "ConsumedEvent", "ConsumedBatch", "ServerStats", "ClientStats",
-    "RollbackStats", "PendingEvent",
+    "RollbackStats", "PendingEvent", "AddResult", "FanoutResult", "DeadLetter", "Notice",
+    "AddResultCallback", "NoticeHandler", "DeadLetterCallback",
     "encode_payload", "decode_payload", "ConsumedHandler", "AddCallback",
     *_errors_all,
     "KeyPair", "BytesLike", "topic_key", "hex_encode", "hex_decode", "check_public_key",

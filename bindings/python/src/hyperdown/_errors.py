@@ -13,7 +13,7 @@ __all__ = [
     "InputOutputError", "ClosedError", "BusyError", "NoSpaceError", "StorageError",
     "CorruptDataError", "CanceledError", "NotFoundError", "AlreadyDoneError",
     "BufferTooSmallError", "InvalidStateError", "PeerClosedError", "WrongThreadError",
-    "ReplacedError",
+    "ReplacedError", "LimitError",
     "error_codes", "error_from_code",
 ]
 
@@ -161,6 +161,11 @@ class ReplacedError(HyperdownError):
     """HD_EREPLACED: a newer connection with the same key took this one's place."""
 
 
+class LimitError(HyperdownError):
+    """HD_ELIMIT: the user's limit of held events or bytes is reached (the server's
+    ``max_pending_per_user`` / ``max_bytes_per_user`` under ``overflow="reject"``)."""
+
+
 def error_codes() -> Dict[str, int]:
     """Every error the core defines, ``{"EINVAL": -1, ...}``, read from the compiled enum."""
     return {name[3:]: value for value, name in ffi.typeof("hd_errno_t").elements.items()
@@ -178,7 +183,7 @@ _BY_NAME: Dict[str, Type[HyperdownError]] = {
     "ECORRUPT": CorruptDataError, "ECANCELED": CanceledError, "ENOTFOUND": NotFoundError,
     "EALREADY": AlreadyDoneError, "EBUFSIZE": BufferTooSmallError, "ESTATE": InvalidStateError,
     "EBYE": PeerClosedError, "ETHREAD": WrongThreadError,
-    "EREPLACED": ReplacedError,
+    "EREPLACED": ReplacedError, "ELIMIT": LimitError,
 }
 # keyed by the code the compiled header gives each name: never a hand-copied number
 _BY_CODE: Dict[int, Type[HyperdownError]] = {

@@ -21,7 +21,8 @@ from ._errors import AlreadyDoneError, check
 from ._hyperdown import ffi, lib
 
 __all__ = ["encode_payload", "decode_payload", "Payload", "Event", "ConsumedEvent",
-           "ConsumedBatch", "PendingEvent", "ServerStats", "ClientStats", "DEFER"]
+           "ConsumedBatch", "PendingEvent", "ServerStats", "ClientStats", "DEFER", "AddResult",
+           "FanoutResult", "DeadLetter", "Notice"]
 
 Payload = Union[bytes, bytearray, memoryview, dict, list, tuple, str, int, float, bool, None]
 """What can be sent as a payload or as consumption data (see the module docstring)."""
@@ -84,7 +85,8 @@ class Event:
     from their return value: success (``None``/``True``/data), failure (``False`` or a raise:
     handed again after a backoff), or nothing yet (:data:`DEFER`)."""
 
-    __slots__ = ("id", "raw", "payload", "created_ms", "possibly_repeated", "_ptr", "_lock")
+    __slots__ = ("id", "raw", "payload", "created_ms", "possibly_repeated", "attempt", "_ptr",
+                 "_lock")
 
     def __init__(self, ptr: Any) -> None:
         info = ffi.new("hd_event_info_t *")
@@ -94,6 +96,8 @@ class Event:
         self.raw: bytes = _bytes(info.payload, info.payload_len)
         self.payload: Any = decode_payload(self.raw)
         self.possibly_repeated: bool = lib.hd_event_possibly_repeated(ptr) != 0
+        #: which handler call this is for the event: 1 the first time (counted across restarts)
+        self.attempt: int = int(lib.hd_event_attempt(ptr))
         self._ptr = ptr
         self._lock = threading.Lock()
 
@@ -125,6 +129,25 @@ class Event:
             raise AlreadyDoneError(lib.HD_EALREADY, f"event {self.id} was already completed")
         check(lib.hd_event_complete(ptr, 1 if ok else 0, raw if raw else ffi.NULL, len(raw)))
 
+    def _take(self) -> Any:
+        with self._lock:
+            ptr, self._ptr = self._ptr, None
+        if ptr is None:
+            raise AlreadyDoneError(lib.HD_EALREADY, f"event {self.id} was already completed")
+        return ptr
+
+    def fail(self, reason: Union[str, BaseException] = "handler failed") -> None:
+        """A failed attempt with ``reason``: handed again after a backoff until the client's
+        ``max_attempts`` make it a dead letter on the server (docs/QUEUES.md). Any thread, once."""
+        raw = _reason(reason)
+        check(lib.hd_event_fail(self._take(), raw, len(raw)))
+
+    def reject(self, reason: Union[str, BaseException] = "rejected") -> None:
+        """Makes the event a dead letter at once with ``reason`` (at most 1024 bytes kept),
+        whatever its attempts; later events flow on. Any thread, once."""
+        raw = _reason(reason)
+        check(lib.hd_event_reject(self._take(), raw, len(raw)))
+
     def _finish(self, result: Any) -> None:
         """Completes from a handler's return value (no-op if completed or deferred)."""
         if result is DEFER or self.completed:
@@ -138,7 +161,134 @@ class Event:
 
     def __repr__(self) -> str:
         mark = " possibly repeated" if self.possibly_repeated else ""
+        mark += f" attempt {self.attempt}" if self.attempt > 1 else ""
         return f"<hyperdown.Event id={self.id} {len(self.raw)} bytes{mark}>"
+
+
+def _reason(reason: Union[str, BaseException]) -> bytes:
+    text = reason if isinstance(reason, str) else (str(reason) or type(reason).__name__)
+    return text.encode("utf-8", "replace")
+
+
+_NOTICE_KINDS = {lib.HD_NOTICE_EXPIRED: "expired", lib.HD_NOTICE_DROPPED: "dropped",
+                 lib.HD_NOTICE_REQUEUED: "requeued"}
+
+
+class Notice:
+    """What the user's application missed, handed to a client's ``on_notice`` in its place in the
+    stream (docs/QUEUES.md): ``kind`` is ``"expired"`` or ``"dropped"`` (``count`` events
+    numbered ``first_seq``..``last_seq`` expired unsent or were dropped by a limit) or
+    ``"requeued"`` (the dead letter ``first_seq`` comes back as event ``last_seq``); a kind a
+    later release adds is its number. Completed like an event: from the handler's return value
+    (``False`` or a raise: handed again later), or with :meth:`complete` after :data:`DEFER`."""
+
+    __slots__ = ("kind", "count", "first_seq", "last_seq", "_ptr", "_lock")
+
+    def __init__(self, ptr: Any) -> None:
+        n = ffi.new("hd_notice_t *")
+        check(lib.hd_event_notice(ptr, n))
+        self.kind: Union[str, int] = _NOTICE_KINDS.get(int(n.kind), int(n.kind))
+        self.count: int = int(n.count)
+        self.first_seq: int = int(n.first_seq)
+        self.last_seq: int = int(n.last_seq)
+        self._ptr = ptr
+        self._lock = threading.Lock()
+
+    @property
+    def completed(self) -> bool:
+        return self._ptr is None
+
+    def complete(self, ok: bool = True) -> None:
+        """Done with it (``ok``), or handed again after a backoff. Any thread, once."""
+        with self._lock:
+            ptr, self._ptr = self._ptr, None
+        if ptr is None:
+            raise AlreadyDoneError(lib.HD_EALREADY, "the notice was already completed")
+        check(lib.hd_event_complete(ptr, 1 if ok else 0, ffi.NULL, 0))
+
+    def _finish(self, result: Any) -> None:
+        if result is DEFER or self.completed:
+            return
+        self.complete(result is not False)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, tuple):  # (kind, count, first_seq, last_seq)
+            return (self.kind, self.count, self.first_seq, self.last_seq) == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (f"<hyperdown.Notice {self.kind} count={self.count} "
+                f"seq={self.first_seq}..{self.last_seq}>")
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """What :meth:`Server.add` did: ``seq`` (the event's number; a duplicate: the first add's),
+    ``duplicate`` (the dedup key was seen within the window: nothing stored), ``conflict`` (with
+    duplicate: this payload differs from the first's, which wins), ``replaced_seq`` (the unsent
+    event this add replaced by its collapse key, else None), ``dropped`` (older unsent events
+    dropped to make room under ``overflow="drop-oldest"``)."""
+
+    seq: int
+    duplicate: bool = False
+    conflict: bool = False
+    replaced_seq: Optional[int] = None
+    dropped: int = 0
+
+    @classmethod
+    def _from(cls, r: Any) -> "AddResult":
+        flags = int(r.flags)
+        return cls(int(r.seq), bool(flags & lib.HD_ADD_DUPLICATE), bool(flags & lib.HD_ADD_CONFLICT),
+                   int(r.replaced_seq) if flags & lib.HD_ADD_REPLACED else None,
+                   int(r.dropped) if flags & lib.HD_ADD_DROPPED else 0)
+
+
+@dataclass(frozen=True)
+class FanoutResult:
+    """One user's result of :meth:`Server.add_event_for_users`: ``user``, and ``error`` None and
+    ``result`` the :class:`AddResult`, or ``error`` the exception of a user that failed alone
+    (:class:`LimitError`, InvalidKeyError...) and ``result`` None."""
+
+    user: bytes
+    error: Optional[Exception]
+    result: Optional[AddResult]
+
+    @property
+    def seq(self) -> Optional[int]:
+        return self.result.seq if self.result is not None else None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event its user's client failed ``max_attempts`` times or rejected, as the server holds
+    it: ``id`` (its number in the user's queue), ``payload`` (decoded; ``raw``), ``created_ms``,
+    ``attempts`` (handler calls made), ``reason`` (the handler's), ``dead_ms`` (when it became a
+    dead letter)."""
+
+    id: int
+    payload: Any
+    raw: bytes
+    created_ms: int
+    attempts: int
+    reason: str
+    dead_ms: int
+
+    @classmethod
+    def _from(cls, d: Any) -> "DeadLetter":
+        raw = _bytes(d.payload, d.payload_len)
+        reason = _bytes(d.reason, d.reason_len).decode("utf-8", "replace")
+        return cls(int(d.seq), decode_payload(raw), raw, int(d.created_ms), int(d.attempts), reason,
+                   int(d.dead_ms))
+
+    @property
+    def created_at(self) -> _dt.datetime:
+        return _created(self.created_ms)
+
+    @property
+    def dead_at(self) -> _dt.datetime:
+        return _created(self.dead_ms)
 
 
 class ConsumedEvent:
@@ -255,6 +405,18 @@ class ServerStats:
     pending_total: int
     connected_users: int
     commits: int
+    events_too_large: int = 0
+    """times an event was larger than a client's max_message_bytes (stored under a larger
+    max_event_bytes): that connection closed with EMSGSIZE"""
+    events_expired: int = 0
+    events_dead: int = 0
+    events_requeued: int = 0
+    adds_duplicate: int = 0
+    events_replaced: int = 0
+    events_dropped: int = 0
+    adds_limited: int = 0
+    dead_letters: int = 0
+    """dead letters held now (the others count since the server was created)"""
 
 
 @dataclass(frozen=True)
@@ -270,6 +432,9 @@ class ClientStats:
     high_water: int
     pause_ms: int
     connected: bool
+    events_dead: int = 0
+    """reported failed after max_attempts, or rejected"""
+    notices_received: int = 0
 
 
 @dataclass(frozen=True)

@@ -10,24 +10,26 @@ everything; called from one of the handle's own callbacks it only starts the clo
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import enum
 import itertools
 import logging
+import math
 import os
 import threading
 import weakref
 from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple, Union
 
 from ._errors import HyperdownError, _str, check, error_from_code, last_error
-from ._events import (DEFER, ClientStats, ConsumedBatch, ConsumedEvent, Event, Payload,
-                      PendingEvent, RollbackStats, ServerStats, _bytes, decode_payload,
-                      encode_payload)
+from ._events import (DEFER, AddResult, ClientStats, ConsumedBatch, ConsumedEvent, DeadLetter,
+                      Event, FanoutResult, Notice, Payload, PendingEvent, RollbackStats,
+                      ServerStats, _bytes, decode_payload, encode_payload)
 from ._hyperdown import ffi, lib
 from ._keys import BytesLike, KeyPair, PUBLICKEY_BYTES, check_public_key
 
 __all__ = ["Server", "Client", "Event", "EventHandler", "ConsumedHandler", "AddCallback",
-           "LogLevel", "PeerCallback", "PeerClosedCallback", "LogCallback",
-           "CallbackErrorHandler"]
+           "AddResultCallback", "NoticeHandler", "DeadLetterCallback", "LogLevel", "PeerCallback",
+           "PeerClosedCallback", "LogCallback", "CallbackErrorHandler"]
 
 logger = logging.getLogger("hyperdown")
 core_logger = logging.getLogger("hyperdown.core")
@@ -63,7 +65,7 @@ class _State:
     Server/Client object, so that an abandoned handle can still be collected and closed."""
 
     __slots__ = ("on_peer", "on_peer_closed", "log", "on_error", "on_event", "on_consumed",
-                 "cdata", "loop_thread", "warned")
+                 "on_notice", "on_dead_letter", "cdata", "loop_thread", "warned")
 
     def __init__(self, on_peer: Optional[PeerCallback], on_peer_closed: Optional[PeerClosedCallback],
                  log: Optional[LogCallback], on_error: Optional[CallbackErrorHandler]) -> None:
@@ -73,6 +75,8 @@ class _State:
         self.on_error = on_error
         self.on_event: Optional[Callable[["Event"], Any]] = None
         self.on_consumed: Optional[Callable[[bytes, ConsumedBatch], Any]] = None
+        self.on_notice: Optional[Callable[[Notice], Any]] = None
+        self.on_dead_letter: Optional[Callable[[bytes, DeadLetter], Any]] = None
         self.warned = False
         self.cdata: Any = None
         self.loop_thread: Optional[int] = None
@@ -142,7 +146,7 @@ def _hd_py_destroy(user_data: Any) -> None:
     with _live_lock:
         _live.discard(st.cdata)
     st.on_peer = st.on_peer_closed = st.log = st.on_error = st.on_event = None
-    st.on_consumed = None
+    st.on_consumed = st.on_notice = st.on_dead_letter = None
 
 
 # ---- Events (present when the core has the event API: hd_event_cb) ---------------------------
@@ -153,7 +157,9 @@ def _fields(ctype: str) -> FrozenSet[str]:
 
 _SERVER_FIELDS = _fields("hd_server_options_t")
 _CLIENT_FIELDS = _fields("hd_client_options_t")
+_SERVER_STATS_FIELDS = _fields("hd_server_stats_t")
 HAS_EVENTS = hasattr(lib, "_hd_py_event")
+HAS_QUEUES = hasattr(lib, "_hd_py_add_result")  # the queue semantics (docs/QUEUES.md)
 
 DEFERRED: Any = DEFER  # the name used before DEFER was public
 
@@ -172,6 +178,18 @@ next connection), :data:`DEFER` leaves the completion to you (``events.complete(
 AddCallback = Callable[[Optional[HyperdownError], int], Any]
 """``(error, seq)``: the completion of :meth:`Server.add_event_nowait`, on the server's loop
 thread: ``(None, seq)`` once the event is durable, else ``(error, 0)``."""
+
+AddResultCallback = Callable[[Optional[HyperdownError], Optional[AddResult]], Any]
+"""``(error, result)``: the completion of :meth:`Server.add_nowait`, on the server's loop
+thread: ``(None, AddResult)`` once durable, else ``(error, None)`` (LimitError at a limit)."""
+
+NoticeHandler = Callable[[Notice], Any]
+"""``(notice) -> None | True | False | DEFER``: as an :data:`EventHandler` (``False`` or a raise:
+handed again after a backoff)."""
+
+DeadLetterCallback = Callable[[bytes, DeadLetter], Any]
+"""``(user, dead_letter)``: an event of ``user`` became a dead letter (durably); on the server's
+loop thread, informational."""
 
 
 def _finish(ev: Any, result: Any) -> None:
@@ -235,15 +253,17 @@ if HAS_EVENTS:
             return
         try:
             result = handler(ev)
-        except BaseException as exc:  # noqa: BLE001 - a failure: the core hands it again later
+        except BaseException as exc:  # noqa: BLE001 - a failed attempt, the error its reason
             st.report(exc, "on_event")
-            result = False
+            if not ev.completed:
+                _fail_quietly(ev, exc)
+            return
         try:
             ev._finish(result)
         except BaseException as exc:  # noqa: BLE001 - e.g. data that is not JSON: fail it
             st.report(exc, "on_event")
             if not ev.completed:
-                ev.complete(False)
+                _fail_quietly(ev, exc)
 
     @ffi.def_extern(onerror=_unraisable)
     def _hd_py_consumed(user_data: Any, user: Any, batch: Any) -> None:
@@ -276,6 +296,109 @@ if HAS_EVENTS:
     @ffi.def_extern(onerror=_unraisable)
     def _hd_py_done(cb_data: Any, status: int) -> None:
         _call_fire(int(ffi.cast("uintptr_t", cb_data)), status, 0)
+
+
+def _fail_quietly(ev: Event, exc: BaseException) -> None:
+    """A failed attempt whose reason is the exception (plain failure on a core without reasons)."""
+    try:
+        if HAS_QUEUES:
+            ev.fail(exc)
+        else:
+            ev.complete(False)
+    except HyperdownError:
+        pass
+
+
+if HAS_QUEUES:
+    @ffi.def_extern(onerror=_unraisable)
+    def _hd_py_notice(user_data: Any, event: Any) -> None:
+        st: _State = ffi.from_handle(user_data)
+        st.loop_thread = threading.get_ident()
+        try:
+            notice = Notice(event)
+        except BaseException as exc:  # noqa: BLE001 - handed again later
+            lib.hd_event_complete(event, 0, ffi.NULL, 0)
+            st.report(exc, "on_notice")
+            return
+        handler = st.on_notice
+        try:
+            result = handler(notice) if handler is not None else True
+        except BaseException as exc:  # noqa: BLE001 - handed again after a backoff
+            st.report(exc, "on_notice")
+            result = False
+        try:
+            notice._finish(result)
+        except BaseException as exc:  # noqa: BLE001
+            st.report(exc, "on_notice")
+
+    @ffi.def_extern(onerror=_unraisable)
+    def _hd_py_add_result(cb_data: Any, status: int, result: Any) -> None:
+        value = AddResult._from(result) if status == 0 else None
+        _call_fire(int(ffi.cast("uintptr_t", cb_data)), status, value)
+
+    @ffi.def_extern(onerror=_unraisable)
+    def _hd_py_dead_letter(user_data: Any, user: Any, dead_letter: Any) -> None:
+        st: _State = ffi.from_handle(user_data)
+        st.loop_thread = threading.get_ident()
+        if st.on_dead_letter is None:
+            return
+        try:
+            st.on_dead_letter(bytes(ffi.buffer(user, PUBLICKEY_BYTES)), DeadLetter._from(dead_letter))
+        except BaseException as exc:  # noqa: BLE001
+            st.report(exc, "on_dead_letter")
+
+
+_UINT64_MAX = 2 ** 64 - 1
+_OVERFLOW = {"reject": 0, "drop-oldest": 1}
+
+
+def _ms64(seconds: Optional[float], what: str) -> int:
+    """Seconds (float) as the core's uint64 milliseconds; None: 0 (the default), inf: never."""
+    if seconds is None:
+        return 0
+    if seconds == math.inf:
+        return _UINT64_MAX
+    ms = int(round(seconds * 1000))
+    if ms <= 0 or ms >= _UINT64_MAX:
+        raise ValueError(f"{what} must be a positive number of seconds (or math.inf)")
+    return ms
+
+
+def _count(value: Optional[int], what: str, limit: int = _UINT64_MAX) -> int:
+    if value is None:
+        return 0
+    if not 0 < int(value) <= limit:
+        raise ValueError(f"{what} must be a positive integer (None: the default)")
+    return int(value)
+
+
+def _key(value: Union[str, bytes, None], what: str) -> Optional[bytes]:
+    """A deduplication or collapse key's bytes: a str as its UTF-8."""
+    if value is None:
+        return None
+    raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    if not raw:
+        raise ValueError(f"{what} must not be empty")
+    return raw
+
+
+def _add_options(ttl: Optional[float], dedup_key: Union[str, bytes, None],
+                 collapse_key: Union[str, bytes, None]) -> Tuple[Any, List[Any]]:
+    """hd_add_options_t and the buffers it points into (alive until the call returns)."""
+    if not HAS_QUEUES:
+        raise TypeError("add options: this build of the core has no queue semantics")
+    opts = ffi.new("hd_add_options_t *")
+    check(lib.hd_add_options_init(opts, lib.HD_ADD_OPTIONS_VERSION))
+    opts.ttl_ms = _ms64(ttl, "ttl")
+    keep = []
+    for name, value in (("dedup_key", dedup_key), ("collapse_key", collapse_key)):
+        raw = _key(value, name)
+        if raw is not None:
+            buf = ffi.new("uint8_t[]", raw)  # (one NUL more than the key: not counted)
+            keep.append(buf)
+            setattr(opts, name, buf)
+            setattr(opts, name + "_len", len(raw))
+    return opts, keep
 
 
 def _ms(seconds: Optional[float], what: str) -> int:
@@ -415,7 +538,15 @@ class Server(_Handle):
     (a :data:`ConsumedHandler`) runs when a user reported events consumed; without it every
     report is accepted. The socket listens before the constructor returns, so :attr:`port` is
     known at once (useful with port 0). Callbacks run on the server's loop thread (see the module
-    docstring)."""
+    docstring).
+
+    Queue options (docs/QUEUES.md; None: the core's default): ``max_event_bytes`` (the largest
+    payload; default ``max_message_bytes`` - 64), ``default_ttl`` (seconds an event may wait
+    unsent before it expires; default never), ``max_pending_per_user`` and
+    ``max_bytes_per_user`` (limits; default none) with ``overflow`` (``"reject"``: LimitError,
+    or ``"drop-oldest"``), ``dedup_window`` (seconds a dedup key is remembered; default 24 h),
+    ``dedup_keys_per_user`` (default 100000), ``expiry_batch`` (default 1000) and
+    ``on_dead_letter(user, dead_letter)`` (a :data:`DeadLetterCallback`)."""
 
     _kind = "server"
 
@@ -432,7 +563,16 @@ class Server(_Handle):
                  data_dir: Union[str, "os.PathLike[str]", None] = None,
                  sync_normal: bool = False,
                  on_consumed: Optional[ConsumedHandler] = None,
-                 page_events: Optional[int] = None) -> None:
+                 page_events: Optional[int] = None,
+                 max_event_bytes: Optional[int] = None,
+                 default_ttl: Optional[float] = None,
+                 max_pending_per_user: Optional[int] = None,
+                 max_bytes_per_user: Optional[int] = None,
+                 overflow: str = "reject",
+                 dedup_window: Optional[float] = None,
+                 dedup_keys_per_user: Optional[int] = None,
+                 expiry_batch: Optional[int] = None,
+                 on_dead_letter: Optional[DeadLetterCallback] = None) -> None:
         super().__init__()
         self._keypair = _as_keypair(keypair)
         self._topic = topic
@@ -460,6 +600,25 @@ class Server(_Handle):
             opts.on_consumed = lib._hd_py_consumed
         if page_events is not None:
             opts.page_events = _u32(page_events, "page_events")
+        if max_event_bytes is not None:
+            opts.max_event_bytes = _u32(max_event_bytes, "max_event_bytes")
+        if overflow not in _OVERFLOW:
+            raise ValueError('overflow must be "reject" or "drop-oldest"')
+        queue_options = (default_ttl, max_pending_per_user, max_bytes_per_user, dedup_window,
+                         dedup_keys_per_user, expiry_batch, on_dead_letter)
+        if HAS_QUEUES:
+            opts.default_ttl_ms = _ms64(default_ttl, "default_ttl")
+            opts.max_pending_per_user = _count(max_pending_per_user, "max_pending_per_user")
+            opts.max_bytes_per_user = _count(max_bytes_per_user, "max_bytes_per_user")
+            opts.overflow = _OVERFLOW[overflow]
+            opts.dedup_window_ms = _ms64(dedup_window, "dedup_window")
+            opts.dedup_keys_per_user = _count(dedup_keys_per_user, "dedup_keys_per_user", 0xFFFFFFFF)
+            opts.expiry_batch = _count(expiry_batch, "expiry_batch", 0xFFFFFFFF)
+            if on_dead_letter is not None:
+                state.on_dead_letter = on_dead_letter
+                opts.on_dead_letter = lib._hd_py_dead_letter
+        elif any(v is not None for v in queue_options) or overflow != "reject":
+            raise TypeError("queue options: this build of the core has no queue semantics")
         cdata = self._attach(opts, state)
         out = ffi.new("hd_server_t **")
         self._created(lib.hd_server_create(out, opts), out, cdata)
@@ -514,6 +673,146 @@ class Server(_Handle):
             _call_pop(key)
             raise last_error(rc)
 
+    def add(self, user: BytesLike, payload: Payload, *, ttl: Optional[float] = None,
+            dedup_key: Union[str, bytes, None] = None,
+            collapse_key: Union[str, bytes, None] = None) -> AddResult:
+        """:meth:`add_event` with options, returning what the add did (docs/QUEUES.md), once
+        durable. ``ttl`` (seconds; default the server's ``default_ttl``, ``math.inf`` never): not
+        sent by then, the event expires and the client gets an ``"expired"`` notice.
+        ``dedup_key`` (str or bytes, 1 to 256 bytes): a repeat within the server's
+        ``dedup_window`` stores nothing and returns the first add's ``seq`` (``duplicate``).
+        ``collapse_key``: replaces the user's unsent event with the same key
+        (``replaced_seq``). Raises LimitError at a limit under ``overflow="reject"``.
+        :meth:`add_event` is unchanged (it returns the number alone)."""
+        pk = check_public_key(user)
+        raw = encode_payload(payload)
+        opts, keep = _add_options(ttl, dedup_key, collapse_key)  # noqa: F841 - alive for the call
+        out = ffi.new("hd_add_result_t *")
+        check(lib.hd_server_add_event_v2_wait(self._require_open(), pk, raw, len(raw), opts, out))
+        return AddResult._from(out)
+
+    def add_nowait(self, user: BytesLike, payload: Payload,
+                   callback: Optional[AddResultCallback] = None, *, ttl: Optional[float] = None,
+                   dedup_key: Union[str, bytes, None] = None,
+                   collapse_key: Union[str, bytes, None] = None) -> None:
+        """:meth:`add` without waiting: ``callback(error, result)`` runs on the server's loop
+        thread once the add is durable or failed (see :data:`AddResultCallback`)."""
+        pk = check_public_key(user)
+        raw = encode_payload(payload)
+        opts, keep = _add_options(ttl, dedup_key, collapse_key)  # noqa: F841 - alive for the call
+        h = self._require_open()
+        if callback is None:
+            check(lib.hd_server_add_event_v2(h, pk, raw, len(raw), opts, ffi.NULL, ffi.NULL))
+            return
+
+        def done(status: int, result: Optional[AddResult]) -> None:
+            if status == 0:
+                callback(None, result)
+            else:
+                callback(error_from_code(status, "adding the event failed"), None)
+
+        key, cb_data = _call_register(id(self), done)
+        rc = lib.hd_server_add_event_v2(h, pk, raw, len(raw), opts, lib._hd_py_add_result, cb_data)
+        if rc < 0:
+            _call_pop(key)
+            raise last_error(rc)
+
+    def add_event_for_users(self, users: List[BytesLike], payload: Payload, *,
+                            ttl: Optional[float] = None, dedup_key: Union[str, bytes, None] = None,
+                            collapse_key: Union[str, bytes, None] = None) -> List[FanoutResult]:
+        """One event for many users (1 to 100000) in one transaction, the payload stored once;
+        the options as :meth:`add`'s, each user's keys its own. Returns each user's
+        :class:`FanoutResult` in order: a user that fails (LimitError, InvalidKeyError...) fails
+        alone. Blocks until durable (WrongThreadError from this server's own callbacks)."""
+        keys = [check_public_key(u) for u in users]
+        if not keys:
+            raise ValueError("users must hold at least one public key")
+        raw = encode_payload(payload)
+        opts, keep = _add_options(ttl, dedup_key, collapse_key)  # noqa: F841 - alive for the call
+        out = ffi.new("hd_fanout_result_t[]", len(keys))
+        check(lib.hd_server_add_fanout_wait(self._require_open(), b"".join(keys), len(keys), raw,
+                                            len(raw), opts, out))
+        results = []
+        for i, pk in enumerate(keys):
+            status = int(out[i].status)
+            if status == 0:
+                results.append(FanoutResult(pk, None, AddResult._from(out[i].result)))
+            else:
+                results.append(FanoutResult(pk, error_from_code(status), None))
+        return results
+
+    def list_dead_letters(self, user: BytesLike, after: int = 0,
+                          limit: int = 256) -> List[DeadLetter]:
+        """A page of ``user``'s dead letters (events its client failed ``max_attempts`` times or
+        rejected): at most ``limit`` with an id above ``after``, in order; page on as
+        :meth:`list_events` (a short blocking read)."""
+        if not 0 < int(limit) <= 65536:
+            raise ValueError("limit must be 1 to 65536")
+        if not 0 <= int(after) < 2 ** 64:
+            raise ValueError("after must be an event id (0 or more)")
+        pk = check_public_key(user)
+        h = self._require_open()
+        out = ffi.new("hd_dead_letter_t[]", int(limit))
+        cursor = ffi.new("uint64_t *")
+        size = 1 << 20
+        while True:
+            buf = ffi.new("uint8_t[]", size)
+            cursor[0] = int(after)
+            rc = lib.hd_server_list_dead_letters(h, pk, cursor, out, int(limit), buf, size)
+            if rc == lib.HD_EBUFSIZE and size < 1 << 30:
+                size *= 4  # the page's first one is larger: a larger buffer
+                continue
+            return [DeadLetter._from(out[i]) for i in range(check(rc))]
+
+    def dead_letter_count(self, user: Optional[BytesLike] = None) -> int:
+        """How many dead letters the store holds for ``user`` (for every user without one)."""
+        out = ffi.new("uint64_t *")
+        pk = check_public_key(user) if user is not None else ffi.NULL
+        check(lib.hd_server_dead_letter_count(self._require_open(), pk, out))
+        return int(out[0])
+
+    def dead_letter_users(self) -> List[Tuple[bytes, int]]:
+        """The users holding dead letters, with how many (a short blocking read)."""
+        h = self._require_open()
+        page = 256
+        keys = ffi.new("uint8_t[]", page * PUBLICKEY_BYTES)
+        counts = ffi.new("uint64_t[]", page)
+        cursor = ffi.new("uint64_t *", 0)
+        out: List[Tuple[bytes, int]] = []
+        while True:
+            n = check(lib.hd_server_dead_letter_users(h, cursor, keys, counts, page))
+            raw = bytes(ffi.buffer(keys, n * PUBLICKEY_BYTES))
+            out.extend((raw[i * PUBLICKEY_BYTES:(i + 1) * PUBLICKEY_BYTES], int(counts[i]))
+                       for i in range(n))
+            if n < page:
+                return out
+
+    def _dead_call(self, fn: Any, user: BytesLike, ids: Optional[List[int]]) -> int:
+        pk = check_public_key(user)
+        h = self._require_open()
+        count = ffi.new("uint64_t *")
+        if ids is None:  # all of them
+            check(fn(h, pk, ffi.NULL, 0, count))
+            return int(count[0])
+        seqs = [int(i) for i in ids]
+        if any(not 0 <= i < 2 ** 64 for i in seqs):
+            raise ValueError("an event id is 0 or more and below 2**64")
+        if not seqs:
+            return 0  # none (the core takes an empty list for all)
+        check(fn(h, pk, ffi.new("uint64_t[]", seqs), len(seqs), count))
+        return int(count[0])
+
+    def requeue_dead_letters(self, user: BytesLike, ids: Optional[List[int]] = None) -> int:
+        """Gives ``user``'s dead letters with these ids (all without ids) back as new events
+        (new numbers, attempts from 1); the client gets a ``"requeued"`` notice. Waits until
+        durable; returns how many."""
+        return self._dead_call(lib.hd_server_requeue_dead_letters_wait, user, ids)
+
+    def delete_dead_letters(self, user: BytesLike, ids: Optional[List[int]] = None) -> int:
+        """Drops ``user``'s dead letters with these ids (all without ids) for good; waits until
+        durable; returns how many."""
+        return self._dead_call(lib.hd_server_delete_dead_letters_wait, user, ids)
+
     def update_pause(self, pause_ms: int, callback: Optional[Callable[[Optional[HyperdownError]], Any]] = None,
                      wait: bool = True) -> None:
         """Stores the pause (milliseconds, the window clients coalesce events over) and pushes it
@@ -546,9 +845,8 @@ class Server(_Handle):
         out = ffi.new("hd_server_stats_t *")
         out.version = lib.HD_SERVER_STATS_VERSION
         check(lib.hd_server_stats(self._require_open(), out))
-        return ServerStats(int(out.events_added), int(out.events_delivered),
-                           int(out.events_consumed), int(out.events_confirmed),
-                           int(out.pending_total), int(out.connected_users), int(out.commits))
+        names = [f.name for f in dataclasses.fields(ServerStats)]
+        return ServerStats(*(int(getattr(out, n)) for n in names if n in _SERVER_STATS_FIELDS))
 
     def rollback_stats(self) -> RollbackStats:
         """The store's epoch and how many clients' resumes met a rollback (a short blocking
@@ -672,9 +970,13 @@ class Client(_Handle):
     a failure or a disconnect unless ``reconnect=False``. ``data_dir`` is its event store's
     folder (required): received events are stored before ``on_event`` (an :data:`EventHandler`)
     sees them, one at a time in order, also while the server is away. A failed event is handed
-    again after ``retry_min`` seconds, doubling up to ``retry_max``. ``window``: how many events
-    the server may send unconfirmed. Callbacks run on the client's loop thread (see the module
-    docstring)."""
+    again after ``retry_min`` seconds, doubling up to ``retry_max``, until ``max_attempts``
+    handler calls (default 10, 0 unlimited) make it a dead letter on the server and later events
+    flow on (a raise is a failed attempt whose reason is the exception; ``event.fail(reason)``,
+    ``event.reject(reason)``). ``on_notice`` (a :data:`NoticeHandler`) gets the notices: events
+    that expired or were dropped unsent, dead letters requeued (without it they are confirmed
+    unseen). ``window``: how many events the server may send unconfirmed. Callbacks run on the
+    client's loop thread (see the module docstring)."""
 
     _kind = "client"
 
@@ -697,7 +999,10 @@ class Client(_Handle):
                  window: Optional[int] = None,
                  retry_min: Optional[float] = None,
                  retry_max: Optional[float] = None,
-                 _on_event_raw: Optional[Callable[[Event], Any]] = None) -> None:
+                 max_attempts: Optional[int] = None,
+                 on_notice: Optional[NoticeHandler] = None,
+                 _on_event_raw: Optional[Callable[[Event], Any]] = None,
+                 _on_notice_raw: Optional[Callable[[Notice], Any]] = None) -> None:
         super().__init__()
         self._keypair = _as_keypair(keypair)
         self._server_public_key = check_public_key(server_public_key)
@@ -736,6 +1041,17 @@ class Client(_Handle):
             state.on_event = _on_event_raw or on_event
         if HAS_EVENTS and "on_event" in _CLIENT_FIELDS:
             opts.on_event = lib._hd_py_event
+        if max_attempts is not None or on_notice is not None or _on_notice_raw is not None:
+            if not HAS_QUEUES:
+                raise TypeError("max_attempts, on_notice: this build of the core has no queue "
+                                "semantics")
+            if max_attempts is not None:
+                if not 0 <= int(max_attempts) <= 0xFFFFFFFF:
+                    raise ValueError("max_attempts must be 0 (unlimited) or a positive integer")
+                opts.max_attempts = int(max_attempts)
+            if on_notice is not None or _on_notice_raw is not None:
+                state.on_notice = _on_notice_raw or on_notice
+                opts.on_notice = lib._hd_py_notice
         cdata = self._attach(opts, state)
         out = ffi.new("hd_client_t **")
         self._created(lib.hd_client_create(out, opts), out, cdata)
@@ -753,10 +1069,11 @@ class Client(_Handle):
         out = ffi.new("hd_client_stats_t *")
         out.version = lib.HD_CLIENT_STATS_VERSION
         check(lib.hd_client_stats(self._require_open(), out))
+        extra = [int(out.events_dead), int(out.notices_received)] if HAS_QUEUES else []
         return ClientStats(int(out.events_received), int(out.events_handled),
                            int(out.events_failed), int(out.events_confirmed), int(out.unhandled),
                            int(out.consumed), int(out.high_water), int(out.pause_ms),
-                           bool(out.connected))
+                           bool(out.connected), *extra)
 
     def rollback_stats(self) -> RollbackStats:
         """What losses of the server store's commits did to this client (a short blocking

@@ -33,8 +33,8 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Set, Tuple, T
 
 from . import _handles
 from ._errors import HyperdownError, error_from_code
-from ._events import (DEFER, ClientStats, ConsumedBatch, Event, Payload, PendingEvent, RollbackStats,
-                      ServerStats)
+from ._events import (DEFER, AddResult, ClientStats, ConsumedBatch, DeadLetter, Event, FanoutResult,
+                      Notice, Payload, PendingEvent, RollbackStats, ServerStats)
 from ._handles import LogCallback, LogLevel
 from ._keys import BytesLike, KeyPair
 
@@ -78,7 +78,10 @@ class _Bridge:
                 self.loop.call_exception_handler({"message": f"hyperdown: {what} raised",
                                                   "exception": exc})
             if not target.completed:
-                target._finish(False)
+                if isinstance(target, Event) and isinstance(exc, Exception):
+                    _handles._fail_quietly(target, exc)  # a failed attempt, the error its reason
+                else:
+                    target._finish(False)
 
         def finish(value: Any) -> None:
             try:
@@ -175,7 +178,16 @@ class Server(_AsyncHandle):
                  data_dir: Union[str, "os.PathLike[str]", None] = None,
                  sync_normal: bool = False,
                  on_consumed: Optional[AsyncConsumedHandler] = None,
-                 page_events: Optional[int] = None) -> None:
+                 page_events: Optional[int] = None,
+                 max_event_bytes: Optional[int] = None,
+                 default_ttl: Optional[float] = None,
+                 max_pending_per_user: Optional[int] = None,
+                 max_bytes_per_user: Optional[int] = None,
+                 overflow: str = "reject",
+                 dedup_window: Optional[float] = None,
+                 dedup_keys_per_user: Optional[int] = None,
+                 expiry_batch: Optional[int] = None,
+                 on_dead_letter: Optional[Callable[[bytes, DeadLetter], Any]] = None) -> None:
         self._bridge = b = _Bridge(loop or asyncio.get_running_loop())
         self._connected: "asyncio.Queue[bytes]" = asyncio.Queue()
         self._disconnected: "asyncio.Queue[Disconnect]" = asyncio.Queue()
@@ -190,7 +202,14 @@ class Server(_AsyncHandle):
             max_message_bytes=max_message_bytes, log=log, log_level=log_level,
             data_dir=data_dir, sync_normal=sync_normal, page_events=page_events,
             on_consumed=(lambda user, batch: self._post_consumed(on_consumed, batch))
-            if on_consumed is not None else None)
+            if on_consumed is not None else None,
+            max_event_bytes=max_event_bytes, default_ttl=default_ttl,
+            max_pending_per_user=max_pending_per_user, max_bytes_per_user=max_bytes_per_user,
+            overflow=overflow, dedup_window=dedup_window, dedup_keys_per_user=dedup_keys_per_user,
+            expiry_batch=expiry_batch,
+            # on the event loop (a coroutine function runs as a task); informational
+            on_dead_letter=(lambda user, d: b.post(b.call_user, on_dead_letter, user, d))
+            if on_dead_letter is not None else None)
 
     def _post_consumed(self, handler: AsyncConsumedHandler, batch: ConsumedBatch) -> Any:
         # on the core's thread: the loop completes the batch; a closed loop keeps the events
@@ -242,6 +261,61 @@ class Server(_AsyncHandle):
 
         self._inner.add_event_nowait(user, payload, done)
         return await fut
+
+    async def add(self, user: BytesLike, payload: Payload, *, ttl: Optional[float] = None,
+                  dedup_key: Union[str, bytes, None] = None,
+                  collapse_key: Union[str, bytes, None] = None) -> AddResult:
+        """:meth:`add_event` with options, returning what the add did once durable (see
+        :meth:`hyperdown.Server.add`); LimitError at a limit. No thread waits."""
+        loop = asyncio.get_running_loop()
+        fut: "asyncio.Future[AddResult]" = loop.create_future()
+
+        def settle(err: Optional[HyperdownError], result: Optional[AddResult]) -> None:
+            if not fut.done():
+                fut.set_exception(err) if err is not None else fut.set_result(result)  # type: ignore[arg-type]
+
+        def done(err: Optional[HyperdownError], result: Optional[AddResult]) -> None:
+            try:
+                loop.call_soon_threadsafe(settle, err, result)
+            except RuntimeError:
+                pass  # the event loop is closed: nobody awaits any more
+
+        self._inner.add_nowait(user, payload, done, ttl=ttl, dedup_key=dedup_key,
+                               collapse_key=collapse_key)
+        return await fut
+
+    async def add_event_for_users(self, users: List[BytesLike], payload: Payload, *,
+                                  ttl: Optional[float] = None,
+                                  dedup_key: Union[str, bytes, None] = None,
+                                  collapse_key: Union[str, bytes, None] = None) -> List[FanoutResult]:
+        """One event for many users in one transaction; each user's result (see
+        :meth:`hyperdown.Server.add_event_for_users`)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            None, lambda: self._inner.add_event_for_users(
+                list(users), payload, ttl=ttl, dedup_key=dedup_key, collapse_key=collapse_key))
+
+    def list_dead_letters(self, user: BytesLike, after: int = 0,
+                          limit: int = 256) -> List[DeadLetter]:
+        """A page of ``user``'s dead letters (a short blocking read)."""
+        return self._inner.list_dead_letters(user, after, limit)
+
+    def dead_letter_count(self, user: Optional[BytesLike] = None) -> int:
+        """Dead letters held for ``user`` (every user without one; a short blocking read)."""
+        return self._inner.dead_letter_count(user)
+
+    def dead_letter_users(self) -> List[Tuple[bytes, int]]:
+        """The users holding dead letters, with how many (a short blocking read)."""
+        return self._inner.dead_letter_users()
+
+    async def requeue_dead_letters(self, user: BytesLike, ids: Optional[List[int]] = None) -> int:
+        """Gives these dead letters (all without ids) back as new events; how many, once durable."""
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self._inner.requeue_dead_letters, user, None if ids is None else list(ids))
+
+    async def delete_dead_letters(self, user: BytesLike, ids: Optional[List[int]] = None) -> int:
+        """Drops these dead letters (all without ids) for good; how many, once durable."""
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self._inner.delete_dead_letters, user, None if ids is None else list(ids))
 
     async def update_pause(self, pause_ms: int) -> None:
         """Stores the pause (ms) and pushes it to every connected client; returns once stored."""
@@ -341,7 +415,9 @@ class Client(_AsyncHandle):
                  on_event: Optional[AsyncEventHandler] = None,
                  window: Optional[int] = None,
                  retry_min: Optional[float] = None,
-                 retry_max: Optional[float] = None) -> None:
+                 retry_max: Optional[float] = None,
+                 max_attempts: Optional[int] = None,
+                 on_notice: Optional[Callable[[Notice], Any]] = None) -> None:
         self._bridge = b = _Bridge(loop or asyncio.get_running_loop())
         self._events: "asyncio.Queue[Optional[Event]]" = asyncio.Queue()
         self._held: Set[Event] = set()  # handed out by events()/next_event(), maybe not completed
@@ -359,7 +435,10 @@ class Client(_AsyncHandle):
             handshake_timeout=handshake_timeout, keepalive=keepalive, idle_timeout=idle_timeout,
             max_message_bytes=max_message_bytes, log=log, log_level=log_level,
             data_dir=data_dir, sync_normal=sync_normal, window=window, retry_min=retry_min,
-            retry_max=retry_max,
+            retry_max=retry_max, max_attempts=max_attempts,
+            # notices run on the event loop like on_event (a coroutine function is awaited)
+            _on_notice_raw=(lambda n: DEFER if b.post(b.handle, "on_notice", n, on_notice, n)
+                            else False) if on_notice is not None else None,
             _on_event_raw=(lambda ev: self._post_event(on_event, ev)))
 
     def _post_event(self, handler: Optional[AsyncEventHandler], ev: Event) -> Any:
