@@ -112,6 +112,7 @@ int hd__server_events_create(hd__server_events_t **out, hd__runtime_t *rt,
     so.dedup_window_ms = opts->dedup_window_ms > INT64_MAX ? INT64_MAX
                                                            : (int64_t)opts->dedup_window_ms;
     so.dedup_keys_per_user = opts->dedup_keys_per_user;
+    ev->limited = so.max_events_per_user != 0 || so.max_bytes_per_user != 0;
   } else {
     ev->expiry_batch = HD__SRV_EXPIRY_BATCH;
   }

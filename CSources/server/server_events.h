@@ -87,6 +87,7 @@ struct hd__server_events {
   uint64_t default_ttl_ms;    /* options v4 (docs/QUEUES.md); 0: events do not expire */
   hd_dead_letter_cb on_dead_letter;
   uint32_t expiry_batch;
+  int limited;                /* per-user limits set: every add goes through add_event2 */
   hd__key_cache_t key_cache;  /* users whose key passed the check (add, any thread) */
   hd__keymap_t users;         /* public key -> hd__server_user_t */
 

@@ -58,8 +58,8 @@ static int add(srv_t *s, const hd_keypair_t *user, const char *text, const char 
                                      keys(&o, dedup, collapse), r);
 }
 
-/* Dedup, collapse and a limit through the server, and the stats v3 counters; a v2 stats struct
- * gets none of them. */
+/* Dedup, collapse and a limit (on a plain add too) through the server, and the stats v3
+ * counters; a v2 stats struct gets none of them. */
 static void adds_with_options_body(srv_t *s) {
   hd_keypair_t u1, u2;
   hd_keypair_generate(&u1);
@@ -73,6 +73,8 @@ static void adds_with_options_body(srv_t *s) {
   CHECK_OK(add(s, &u1, "b", NULL, NULL, &r));
   CHECK(r.seq == 2);
   CHECK_RC(add(s, &u1, "c", NULL, NULL, &r), HD_ELIMIT);
+  uint64_t seq = 99; /* a plain add is limited too */
+  CHECK_RC(hd_server_add_event_wait(s->h, u1.public_key, "d", 1, &seq), HD_ELIMIT);
   CHECK_OK(add(s, &u2, "x", NULL, "ck", &r));
   CHECK_OK(add(s, &u2, "y", NULL, "ck", &r));
   CHECK(r.seq == 2 && r.flags == HD_ADD_REPLACED && r.replaced_seq == 1);
@@ -82,7 +84,7 @@ static void adds_with_options_body(srv_t *s) {
   hd_server_stats_t st;
   CHECK_OK(hdt_server_stats(s->h, &st));
   CHECK(st.events_added == 4 && st.adds_duplicate == 1 && st.events_replaced == 1);
-  CHECK(st.adds_limited == 1 && st.events_dropped == 0);
+  CHECK(st.adds_limited == 2 && st.events_dropped == 0);
   hd_server_stats_t v2;
   memset(&v2, 0xAB, sizeof v2);
   v2.version = 2;
