@@ -36,6 +36,13 @@ static void add_done(void *data, int status, uint64_t seq) {
   free(a);
 }
 
+/* Under per-user limits a plain add is an add with no options: the limits apply to it too. */
+static void add_limited_done(void *data, int status, const hd_add_result_t *r) {
+  if (status == HD_ELIMIT) ((add_ctx_t *)data)->ev->n_limited++;
+  if (status == 0) ((add_ctx_t *)data)->ev->n_dropped += r->dropped;
+  add_done(data, status, status == 0 ? r->seq : 0);
+}
+
 int hd_server_add_event(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYTES],
                         const void *payload, size_t len, hd_add_cb cb, void *cb_data) {
   if (server == NULL || user == NULL) return hd__error(HD_EINVAL, "server or user is NULL");
@@ -57,7 +64,18 @@ int hd_server_add_event(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYT
   a->cb = cb;
   a->cb_data = cb_data;
   memcpy(a->user, user, HD_PUBLICKEY_BYTES);
-  int rc = ev->store->vt->add_event(ev->store, user, now_ms(), payload, len, add_done, a);
+  int64_t now = now_ms();
+  int rc;
+  if (ev->limited) {
+    hd__add_spec_t spec;
+    rc = hd__server_add_spec(ev, NULL, now, &spec);
+    if (rc == 0) {
+      rc = ev->store->vt->add_event2(ev->store, user, now, payload, len, &spec, add_limited_done,
+                                     a);
+    }
+  } else {
+    rc = ev->store->vt->add_event(ev->store, user, now, payload, len, add_done, a);
+  }
   if (rc != 0) free(a);
   return rc;
 }

@@ -31,7 +31,8 @@ static void user_free(hd__server_user_t *u) {
 }
 
 void hd__server_user_release(hd__server_events_t *ev, hd__server_user_t *u) {
-  if (u->session != NULL || u->n_inflight != 0 || u->n_del != 0 || hd__queue_linked(&u->del_node)) {
+  if (u->session != NULL || u->n_inflight != 0 || u->n_del != 0 || u->holds != 0 ||
+      hd__queue_linked(&u->del_node)) {
     return;
   }
   hd__keymap_remove(&ev->users, u->pk, u);
@@ -111,6 +112,7 @@ int hd__server_events_create(hd__server_events_t **out, hd__runtime_t *rt,
     so.dedup_window_ms = opts->dedup_window_ms > INT64_MAX ? INT64_MAX
                                                            : (int64_t)opts->dedup_window_ms;
     so.dedup_keys_per_user = opts->dedup_keys_per_user;
+    ev->limited = so.max_events_per_user != 0 || so.max_bytes_per_user != 0;
   } else {
     ev->expiry_batch = HD__SRV_EXPIRY_BATCH;
   }
@@ -202,5 +204,9 @@ int hd__server_events_stats(hd__server_events_t *ev, hd_server_stats_t *out) {
   ev->store->vt->stats(ev->store, &st);
   out->commits = st.commits;
   out->events_too_large = ev->n_too_large;
+  out->adds_duplicate = ev->n_duplicate;
+  out->events_replaced = ev->n_replaced;
+  out->events_dropped = ev->n_dropped;
+  out->adds_limited = ev->n_limited;
   return ev->store->vt->pending_total(ev->store, &out->pending_total);
 }

@@ -51,6 +51,12 @@ typedef struct hd__server_user {
   uint64_t *del;                /* completed ok, waiting for this iteration's grouped delete */
   size_t n_del, cap_del;
   hd__queue_t del_node;         /* on ev->del_users while it has deletes to submit */
+  /* Collapse adds in flight (server_add.c): while any, no session pushes this user's events, so
+   * that nothing is sent between the add's snapshot of sent_max and its commit. */
+  uint32_t holds;
+  uint64_t sent_max;            /* the highest seq pushed to any session of the user (in order:
+                                   every event up to it was sent); written to the store
+                                   (set_sent) when a session ends */
 } hd__server_user_t;
 
 struct hd__session {
@@ -81,12 +87,14 @@ struct hd__server_events {
   uint64_t default_ttl_ms;    /* options v4 (docs/QUEUES.md); 0: events do not expire */
   hd_dead_letter_cb on_dead_letter;
   uint32_t expiry_batch;
+  int limited;                /* per-user limits set: every add goes through add_event2 */
   hd__key_cache_t key_cache;  /* users whose key passed the check (add, any thread) */
   hd__keymap_t users;         /* public key -> hd__server_user_t */
 
   /* counters (loop thread; read through hd__runtime_call) */
   uint64_t n_added, n_delivered, n_consumed, n_confirmed;
   uint64_t n_too_large;       /* events above a client's limit (session.c): its connection closed */
+  uint64_t n_duplicate, n_replaced, n_dropped, n_limited; /* adds with options (server_add.c) */
   uint64_t n_rollbacks, n_epoch_resumes; /* RESUMEs answered with EPOCH: that cut the client's
                                             view, all of them (session.c) */
 
@@ -148,6 +156,9 @@ void hd__session_drained(hd__conn_t *c);
 void hd__session_wake(hd__server_events_t *ev, const uint8_t pk[HD_PUBLICKEY_BYTES]);
 /* Queues PAUSE on the session's connection. */
 void hd__session_push_pause(hd__session_t *ss, uint32_t pause_ms);
+
+/* session.c: a hold ended (server_add.c): the user's session may push again. */
+void hd__session_unhold(hd__server_events_t *ev, hd__server_user_t *u);
 
 /* server_add.c: the store's spec of an add with `opts` (NULL: none) at `now` (ms), the server's
  * default time to live applied; HD_EINVAL for a bad key, HD_EVERSION for a newer options struct. */

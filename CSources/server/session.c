@@ -70,6 +70,7 @@ static int page_row(void *data, const hd__store_event_t *ev) {
   }
   pg->rows++;
   ss->sent_upto = ev->seq;
+  if (ev->seq > ss->user->sent_max) ss->user->sent_max = ev->seq;
   ss->credit--;
   ss->catchup_sent++;
   ss->ev->n_delivered++;
@@ -97,6 +98,7 @@ static void pump(hd__deferred_t *d) {
   hd__session_t *ss = hd__container_of(d, hd__session_t, pump);
   hd__server_events_t *s = ss->ev;
   if (!ss->resumed || s->closing) return;
+  if (ss->user->holds != 0) return; /* a collapse add is deciding what is unsent: unhold wakes */
   for (int pages = 0; pages < HD__SRV_PAGES_PER_TURN; pages++) {
     if (ss->credit == 0 || hd__conn_out(ss->conn) == NULL) return;
     if (hd__conn_write_backlog(ss->conn) >= HD__SRV_HIGH_WATER) {
@@ -132,6 +134,11 @@ static void wake(hd__session_t *ss) {
 void hd__session_wake(hd__server_events_t *ev, const uint8_t pk[HD_PUBLICKEY_BYTES]) {
   hd__server_user_t *u = hd__server_user_get(ev, pk, 0);
   if (u != NULL && u->session != NULL) wake(u->session);
+}
+
+void hd__session_unhold(hd__server_events_t *ev, hd__server_user_t *u) {
+  if (--u->holds == 0 && u->session != NULL) wake(u->session);
+  hd__server_user_release(ev, u);
 }
 
 void hd__session_push_pause(hd__session_t *ss, uint32_t pause_ms) {
@@ -175,6 +182,11 @@ void hd__session_close(hd__server_events_t *s, hd__conn_t *c) {
             c->peer, (unsigned long long)ss->catchup_sent, (unsigned long long)ss->sent_upto);
   }
   hd__server_user_t *u = ss->user;
+  /* what was sent, for the collapses and drops of later adds (a failure only makes them
+   * replace or drop events the client may have: it sees both, or a notice too many) */
+  if (u->sent_max != 0 && s->store != NULL) {
+    s->store->vt->set_sent(s->store, u->pk, u->sent_max, NULL, NULL);
+  }
   if (u->session == ss) u->session = NULL;
   free(ss);
   hd__server_user_release(s, u);

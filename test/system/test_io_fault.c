@@ -19,6 +19,7 @@
  * valgrind); HD_SEED: the seed of the spread (default 1). */
 #include "harness.h"
 #include "cut_util.h"
+#include "keyed_util.h"
 
 #define ADDS 3
 #define ADDS_AFTER 2
@@ -135,6 +136,64 @@ static void enospc_server(void) { faults(CW_SERVER, ENOSPC); }
 static void eio_client(void) { faults(CW_CLIENT, EIO); }
 static void enospc_client(void) { faults(CW_CLIENT, ENOSPC); }
 
-#define TESTS(X) X(eio_server) X(enospc_server) X(eio_client) X(enospc_client)
+/* Adds with keys and fan-outs (keyed_util.h) while the server store's disk fails at each
+ * operation in turn: every add fails only with HD_EIO or HD_ENOSPC; after a full disk that failed
+ * writes only, the next step succeeds without a restart; then a power cut (every unsynced write
+ * dropped) and the store is consistent and holds what was acknowledged (ku_verify). */
+#define KEYED_STEPS 3
+static void keyed_run(ku_t *k, int err, long fault_at, long *ops, long *fired) {
+  CHECK_OK(ku_init(k, "keyed-fault", 0));
+  CHECK_OK(ku_start(k));
+  fv_counts_t c0, c1;
+  fv_counts(k->d, &c0);
+  if (fault_at > 0) fv_fault_at(k->d, c0.ops + fault_at, err, FV_WRITES | FV_SYNCS);
+  for (int i = 0; i < KEYED_STEPS; i++) {
+    CHECK_OK(ku_step(k));
+    int j = k->n - 1;
+    int rcs[3] = {k->dedup[j].rc, k->collapse[j].rc, k->fan[j].rc};
+    for (int a = 0; a < 3; a++) CHECK(rcs[a] == 0 || err == ENOSPC || rcs[a] == HD_EIO);
+  }
+  fv_counts(k->d, &c1);
+  *ops = c1.ops - c0.ops;
+  fv_fault_clear(k->d);
+  if (c1.failed > 0) (*fired)++;
+  if (c1.failed > 0 && err == ENOSPC && c1.failed_syncs == 0) {
+    CHECK_OK(ku_step(k)); /* a full disk leaves the store usable */
+    CHECK(k->dedup[k->n - 1].rc == 0 && k->collapse[k->n - 1].rc == 0 && k->fan[k->n - 1].rc == 0);
+  }
+  CHECK_OK(ku_cut(k, FV_DROP, 1));
+  CHECK(ku_verify(k));
+}
+
+static void keyed_faults(int err) {
+  static ku_t k;
+  long n = 0, fired = 0;
+  uint64_t t0 = hdt_now_ms();
+  int failed = hd_test_failed_checks;
+  keyed_run(&k, err, 0, &n, &fired);
+  ku_free(&k);
+  CHECK(hd_test_failed_checks == failed && n > 0);
+  long points = (long)cw_env_count("HD_FAULTS", (unsigned)n, 3);
+  if (points > n) points = n;
+  long offset = (long)(cw_seed(1) % (uint64_t)n);
+  for (long j = 0; j < points; j++) {
+    long at = 1 + (points == n ? j : (offset + j * n / points) % n), ops;
+    keyed_run(&k, err, at, &ops, &fired);
+    ku_free(&k);
+    if (hd_test_failed_checks != failed) {
+      fprintf(stderr, "  keyed: the fault at operation %ld of %ld failed\n", at, n);
+      return;
+    }
+  }
+  printf("  keyed %s on the server store: %ld fault points of %ld operations in %" PRIu64
+         " ms; fired in %ld runs\n", err == EIO ? "EIO" : "ENOSPC", points, n, hdt_now_ms() - t0,
+         fired);
+}
+
+static void keyed_eio(void) { keyed_faults(EIO); }
+static void keyed_enospc(void) { keyed_faults(ENOSPC); }
+
+#define TESTS(X) X(eio_server) X(enospc_server) X(eio_client) X(enospc_client) X(keyed_eio) \
+  X(keyed_enospc)
 
 HD_TEST_MAIN(TESTS)
