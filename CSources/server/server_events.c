@@ -202,5 +202,8 @@ int hd__server_events_stats(hd__server_events_t *ev, hd_server_stats_t *out) {
   ev->store->vt->stats(ev->store, &st);
   out->commits = st.commits;
   out->events_too_large = ev->n_too_large;
-  return ev->store->vt->pending_total(ev->store, &out->pending_total);
+  out->events_dead = ev->n_dead;
+  out->events_requeued = ev->n_requeued;
+  int rc = ev->store->vt->dead_count(ev->store, NULL, &out->dead_letters);
+  return rc != 0 ? rc : ev->store->vt->pending_total(ev->store, &out->pending_total);
 }
