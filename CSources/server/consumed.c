@@ -89,6 +89,21 @@ static void inflight_remove_sorted(hd__server_user_t *u, const uint64_t *seqs, s
   }
 }
 
+/* For FAILED reports (failed.c), which share the set: a seq cannot be failed and consumed at
+ * once. */
+int hd__inflight_add(hd__server_user_t *u, const uint64_t *seqs, size_t n) {
+  return inflight_add_sorted(u, seqs, n);
+}
+
+void hd__inflight_remove(hd__server_user_t *u, const uint64_t *seqs, size_t n) {
+  inflight_remove_sorted(u, seqs, n);
+}
+
+int hd__inflight_has(const hd__server_user_t *u, uint64_t seq) {
+  size_t at = lower_bound(u->inflight, 0, u->n_inflight, seq);
+  return at < u->n_inflight && u->inflight[at] == seq;
+}
+
 static int cmp_seq(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
   return x < y ? -1 : x > y;
@@ -97,7 +112,7 @@ static int cmp_seq(const void *a, const void *b) {
 /* ---- DONE --------------------------------------------------------------------------------- */
 
 /* Sends DONE for `seqs` on the user's connection, if any (split under the peer's limit). */
-static void send_done(hd__server_user_t *u, const uint64_t *seqs, size_t n) {
+void hd__consumed_send_done(hd__server_user_t *u, const uint64_t *seqs, size_t n) {
   if (u->session == NULL) return; /* the client reports them again at its next connection */
   hd__conn_t *c = u->session->conn;
   while (n > 0) {
@@ -215,7 +230,7 @@ static void del_done(void *data, int status, uint64_t value) {
     if (d->tries > 0) {
       hd__log(ev->rt, HD_LOG_WARN, "deleted %zu consumed events at try %u", d->n, d->tries + 1);
     }
-    send_done(d->u, d->seqs, d->n);
+    hd__consumed_send_done(d->u, d->seqs, d->n);
     del_end(d);
     return;
   }
@@ -589,7 +604,7 @@ static hd_consumed_t *slice_run(hd__server_events_t *ev, hd__session_t *ss, size
   }
   if (gone) {
     inflight_remove_sorted(u, gone_seqs, gone);
-    send_done(u, gone_seqs, gone);
+    hd__consumed_send_done(u, gone_seqs, gone);
   }
   hd__log(ev->rt, HD_LOG_DEBUG, "%s: %zu reported events to the application, %zu already "
           "finished (DONE)", ss->conn->peer, held, gone);

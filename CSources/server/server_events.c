@@ -208,5 +208,8 @@ int hd__server_events_stats(hd__server_events_t *ev, hd_server_stats_t *out) {
   out->events_replaced = ev->n_replaced;
   out->events_dropped = ev->n_dropped;
   out->adds_limited = ev->n_limited;
-  return ev->store->vt->pending_total(ev->store, &out->pending_total);
+  out->events_dead = ev->n_dead;
+  out->events_requeued = ev->n_requeued;
+  int rc = ev->store->vt->dead_count(ev->store, NULL, &out->dead_letters);
+  return rc != 0 ? rc : ev->store->vt->pending_total(ev->store, &out->pending_total);
 }

@@ -7,8 +7,10 @@
  *   server_events.c  the object: create/start/close, the user table, message dispatch, stats
  *   session.c        one user's connection: RESUME, CREDIT, paged pumping, backpressure
  *   consumed.c       CONSUMED reports, hd_consumed_t batches, grouped deletes, DONE
+ *   failed.c         FAILED reports: events moved to the dead letters, DONE, on_dead_letter
  *   server_api.c     the public event calls (add_event, update_pause, pending, ...)
- *   admin.c          the admin calls: a user's events listed, deleted (some or all) */
+ *   admin.c          the admin calls: a user's events listed, deleted (some or all)
+ *   dead_letters.c   the dead-letter calls: listed, counted, requeued, deleted */
 #ifndef HD_SERVER_EVENTS_H
 #define HD_SERVER_EVENTS_H
 
@@ -95,6 +97,7 @@ struct hd__server_events {
   uint64_t n_added, n_delivered, n_consumed, n_confirmed;
   uint64_t n_too_large;       /* events above a client's limit (session.c): its connection closed */
   uint64_t n_duplicate, n_replaced, n_dropped, n_limited; /* adds with options (server_add.c) */
+  uint64_t n_dead, n_requeued; /* events moved to the dead letters, and given back (stats v3) */
   uint64_t n_rollbacks, n_epoch_resumes; /* RESUMEs answered with EPOCH: that cut the client's
                                             view, all of them (session.c) */
 
@@ -179,5 +182,15 @@ void hd__consumed_init(hd__server_events_t *ev);
 void hd__consumed_close(hd__server_events_t *ev, uv_close_cb closed);
 /* At the very end: batches still with the application only wait to be freed. */
 void hd__consumed_orphan_all(hd__server_events_t *ev);
+/* The user's in-flight set (sorted seqs; add and remove take ascending, distinct seqs). */
+int hd__inflight_add(hd__server_user_t *u, const uint64_t *seqs, size_t n);
+void hd__inflight_remove(hd__server_user_t *u, const uint64_t *seqs, size_t n);
+int hd__inflight_has(const hd__server_user_t *u, uint64_t seq);
+/* DONE for `seqs` on the user's connection, if it has one. */
+void hd__consumed_send_done(hd__server_user_t *u, const uint64_t *seqs, size_t n);
+
+/* failed.c: FAILED from a client that announced HD__FEATURE_FAILED */
+void hd__failed_report(hd__server_events_t *ev, hd__session_t *ss, const uint8_t *body,
+                       size_t len);
 
 #endif

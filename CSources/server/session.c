@@ -300,6 +300,14 @@ void hd__session_message(hd__server_events_t *s, hd__conn_t *c, uint8_t type,
     case HD__MSG_CONSUMED:
       hd__consumed_report(s, ss, body, len);
       break;
+    case HD__MSG_FAILED:
+      /* a peer that did not announce the feature does not speak it: as an unknown message */
+      if (!(c->features & HD__FEATURE_FAILED)) {
+        protocol_error(c, "without the feature announced in HELLO", type);
+        return;
+      }
+      hd__failed_report(s, ss, body, len);
+      break;
     default: /* EVENTS, DONE, PAUSE: server-to-client messages */
       protocol_error(c, "from a client (wrong direction)", type);
       break;

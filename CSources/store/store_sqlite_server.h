@@ -81,6 +81,21 @@ int hd__sqs_add_fanout(hd__server_store_t *s, const uint8_t *users, size_t n, in
                        const uint64_t *sent_upto, hd__store_fanout_cb cb, void *cb_data);
 int hd__sqs_set_sent(hd__server_store_t *s, const uint8_t user[32], uint64_t sent_upto,
                      hd__store_cb cb, void *cb_data);
+/* store_sqlite_server_dead.c: dead letters */
+int hd__sqs_fail_events(hd__server_store_t *s, const uint8_t user[32], const hd__store_failed_t *f,
+                        size_t n, hd__store_cb cb, void *cb_data);
+int hd__sqs_requeue_dead(hd__server_store_t *s, const uint8_t user[32], const uint64_t *seqs,
+                         size_t n, hd__store_cb cb, void *cb_data);
+int hd__sqs_delete_dead(hd__server_store_t *s, const uint8_t user[32], const uint64_t *seqs,
+                        size_t n, hd__store_cb cb, void *cb_data);
+int hd__sqs_read_dead(hd__server_store_t *s, const uint8_t user[32], uint64_t after_seq,
+                      uint32_t limit, hd__store_dead_fn fn, void *fn_data);
+int hd__sqs_read_dead_seqs(hd__server_store_t *s, const uint8_t user[32], const uint64_t *seqs,
+                           size_t n, hd__store_dead_fn fn, void *fn_data);
+int hd__sqs_dead_count(hd__server_store_t *s, const uint8_t user[32], uint64_t *out);
+int hd__sqs_dead_users(hd__server_store_t *s, uint64_t *cursor, uint32_t limit,
+                       void (*fn)(void *fn_data, const uint8_t key[32], uint64_t dead),
+                       void *fn_data);
 
 /* Unix time in ms (the stores' clock for created, expiry and dead-letter times). */
 int64_t hd__sqs_now_ms(void);
