@@ -8,6 +8,8 @@
 #include "store_writer.h"
 #include "wire.h"
 
+#include <stdatomic.h>
+
 /* A user touched by the current batch. Valid while gen == the batch's generation, so starting a
  * batch invalidates the whole table without clearing it. */
 typedef struct batch_user {
@@ -39,6 +41,10 @@ typedef struct sq_server {
   size_t *dirty;
   size_t n_dirty;
   uint64_t gen;
+  /* expiry (store_sqlite_server_expiry.c) */
+  int64_t dedup_window_ms;  /* hd__store_options_t's, 0 made 24 h */
+  _Atomic int64_t expire_horizon; /* the latest now_ms an expire was submitted with: reads skip
+                                     what it may delete even if the clock went back */
 } sq_server_t;
 
 /* The server store from its interface (from its SQLite base, the writer's ctx: a cast). */
@@ -62,6 +68,11 @@ int hd__sqs_step_returning(sqlite3_stmt *st, int64_t *a, int64_t *b, const char 
 int hd__sqs_add_event2(hd__server_store_t *s, const uint8_t user[32], int64_t created_ms,
                        const void *payload, size_t len, const hd__add_spec_t *spec,
                        hd__store_add_cb cb, void *cb_data);
+
+int hd__sqs_expire(hd__server_store_t *s, int64_t now_ms, uint32_t limit, hd__store_cb cb,
+                   void *cb_data);
+int hd__sqs_set_sent(hd__server_store_t *s, const uint8_t user[32], uint64_t sent_upto,
+                     hd__store_cb cb, void *cb_data);
 
 /* Unix time in ms (the stores' clock for created, expiry and dead-letter times). */
 int64_t hd__sqs_now_ms(void);
