@@ -61,6 +61,7 @@ typedef struct add2_ctx {
   hd__server_events_t *ev;
   hd_add_result_cb cb;
   void *cb_data;
+  int64_t expires_ms;
   uint8_t user[HD_PUBLICKEY_BYTES];
 } add2_ctx_t;
 
@@ -69,7 +70,10 @@ static void add2_done(void *data, int status, const hd_add_result_t *r) {
   hd__server_events_t *ev = a->ev;
   if (status == 0 && !(r->flags & HD_ADD_DUPLICATE)) ev->n_added++;
   if (a->cb != NULL) a->cb(a->cb_data, status, r);
-  if (status == 0 && !(r->flags & HD_ADD_DUPLICATE)) hd__session_wake(ev, a->user);
+  if (status == 0 && !(r->flags & HD_ADD_DUPLICATE)) {
+    hd__session_wake(ev, a->user);
+    if (a->expires_ms != 0) hd__expiry_added(ev, a->expires_ms);
+  }
   free(a);
 }
 
@@ -98,6 +102,7 @@ int hd_server_add_event_v2(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_
   a->ev = ev;
   a->cb = cb;
   a->cb_data = cb_data;
+  a->expires_ms = spec.expires_ms;
   memcpy(a->user, user, HD_PUBLICKEY_BYTES);
   rc = ev->store->vt->add_event2(ev->store, user, now, payload, len, &spec, add2_done, a);
   if (rc != 0) free(a);

@@ -121,6 +121,7 @@ int hd__server_events_create(hd__server_events_t **out, hd__runtime_t *rt,
     return rc;
   }
   hd__consumed_init(ev);
+  hd__expiry_init(ev);
   ev->store->vt->store_id(ev->store, welcome->store_id);
   ev->store->vt->epoch(ev->store, welcome->epoch);
   welcome->has_epoch = 1;
@@ -137,6 +138,7 @@ void hd__server_events_start(hd__server_events_t *ev) {
     hd__log(ev->rt, HD_LOG_INFO, "store holds %llu pending events, pause %u ms",
             (unsigned long long)pending, (unsigned)ev->welcome->pause_ms);
   }
+  hd__expiry_start(ev); /* what expired while the server was down goes first */
 }
 
 /* ---- Connections ---------------------------------------------------------------------------- */
@@ -184,11 +186,12 @@ void hd__server_events_close(hd__server_events_t *ev, void (*cb)(void *arg), voi
   ev->closing = 1;
   ev->closed_cb = cb;
   ev->closed_arg = arg;
-  ev->pending_closes = 2;
+  ev->pending_closes = 3;
   /* what was completed goes to the store, then the store commits everything queued (their
    * callbacks run) and closes; we finish once it and the retry timer are closed */
   hd__consumed_flush(ev);
   hd__consumed_close(ev, on_timer_closed);
+  hd__expiry_close(ev, on_timer_closed);
   if (ev->store->vt->close(ev->store, on_store_closed, ev) != 0) on_store_closed(ev);
 }
 
@@ -202,5 +205,6 @@ int hd__server_events_stats(hd__server_events_t *ev, hd_server_stats_t *out) {
   ev->store->vt->stats(ev->store, &st);
   out->commits = st.commits;
   out->events_too_large = ev->n_too_large;
+  out->events_expired = ev->n_expired;
   return ev->store->vt->pending_total(ev->store, &out->pending_total);
 }
