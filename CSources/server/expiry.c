@@ -101,7 +101,8 @@ void hd__expiry_start(hd__server_events_t *ev) { arm(ev, 0); }
 void hd__expiry_added(hd__server_events_t *ev, int64_t expires_ms) {
   int64_t in = expires_ms - wall_ms();
   if (in < 0) in = 0;
-  arm(ev, (uint64_t)in < HD__SRV_EXPIRY_PERIOD_MS ? (uint64_t)in : HD__SRV_EXPIRY_PERIOD_MS);
+  uint64_t ms = (uint64_t)in + HD__SRV_EXPIRY_SLACK_MS;
+  arm(ev, ms < HD__SRV_EXPIRY_PERIOD_MS ? ms : HD__SRV_EXPIRY_PERIOD_MS);
 }
 
 void hd__expiry_sent(hd__server_events_t *ev, hd__session_t *ss) {

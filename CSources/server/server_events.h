@@ -39,6 +39,9 @@
 #define HD__SRV_EXPIRY_BATCH 1000u
 /* The sweep's wait after a short op while events with an expiry remain (expiry.c). */
 #define HD__SRV_EXPIRY_PERIOD_MS 1000u
+/* An add with an expiry has the sweep run this long after it is due, so that a burst of adds that
+ * expire together costs one op and gives its user one notice. */
+#define HD__SRV_EXPIRY_SLACK_MS 100u
 
 typedef struct hd__server_events hd__server_events_t;
 typedef struct hd__session hd__session_t;
