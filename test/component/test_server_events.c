@@ -28,6 +28,7 @@ typedef struct rc {
   hd__buf_t pending_out;
   uint8_t *done_map;  /* optional: DONE seqs in [map_base, map_base + map_len) seen, each once */
   uint64_t map_base, map_len, map_twice, map_outside;
+  uint64_t notices; /* NOTICES entries (this raw client announces no features: never any) */
   int got_bye;
   uint64_t bye_reason;
   char bye_text[HD__BYE_TEXT_MAX + 1];
@@ -62,6 +63,8 @@ static int rc_msg(void *ctx, uint8_t type, const uint8_t *body, size_t len) {
       hd__msg_encode_credit(&c->pending_out, n);
       c->credit_back += n;
     }
+  } else if (type == HD__MSG_NOTICES && hd__msg_entries_begin(&it, type, body, len, &n) == 0) {
+    c->notices += n;
   } else if (type == HD__MSG_PAUSE && hd__msg_decode_varint(type, body, len, &v) == 0) {
     c->pause = v;
   } else if (type == HD__MSG_EPOCH &&
@@ -791,6 +794,41 @@ static void admin_list_and_delete(void) {
   fx_done(&f);
 }
 
+static uint64_t fx_expired(fx_t *f) {
+  hd_server_stats_t st;
+  return hdt_server_stats(f->s, &st) == 0 ? st.events_expired : UINT64_MAX;
+}
+
+/* A client of an earlier release (no NOTICES in its HELLO, as this raw client) never gets a
+ * notice: the pump skips it and deletes it as confirmed, without credit, and the events after it
+ * flow; the server ends with nothing pending. */
+static void notices_skipped_for_old_client(void) {
+  fx_t f;
+  CHECK(fx_init(&f, 0, 0) == 0);
+  hd_add_options_t ao;
+  CHECK_OK(hd_add_options_init(&ao, HD_ADD_OPTIONS_VERSION));
+  ao.ttl_ms = 50;
+  hd_add_result_t r;
+  CHECK_OK(hd_server_add_event_v2_wait(f.s, f.ukp.public_key, "old", 3, &ao, &r));
+  CHECK(r.seq == 1);
+  CHECK(WAIT_FOR(fx_expired(&f) == 1, 5000));
+  CHECK(fx_pending(&f) == 1); /* its notice */
+  CHECK(add_many(&f, 2, 5) == 0);
+  rc_t c;
+  CHECK(fx_connect(&f, &c) == 0);
+  c.auto_consume = 1;
+  c.last_seq = 2; /* the expired event and the notice are never sent: 3 comes first */
+  CHECK(rc_resume(&c, NULL, 0, 2) == 0); /* a window of exactly the two events */
+  CHECK(RC_UNTIL(&c, c.received == 2 && fx_pending(&f) == 0, 5000));
+  CHECK(c.out_of_order == 0 && c.last_seq == 4 && c.notices == 0);
+  hd_server_stats_t st;
+  CHECK_OK(hdt_server_stats(f.s, &st));
+  CHECK(st.events_expired == 1 && st.events_delivered == 2);
+  CHECK(WAIT_FOR(hdt_server_stats(f.s, &st) == 0 && st.events_confirmed == 3, 5000));
+  rc_free(&c);
+  fx_done(&f);
+}
+
 #define TESTS(X)                                                                                  \
   X(add_durable)                                                                                  \
   X(catchup_window)                                                                               \
@@ -807,5 +845,6 @@ static void admin_list_and_delete(void) {
   X(huge_report_bounded)                                                                          \
   X(report_sliced)                                                                                \
   X(resume_epochs)                                                                                \
-  X(admin_list_and_delete)
+  X(admin_list_and_delete)                                                                        \
+  X(notices_skipped_for_old_client)
 HD_TEST_MAIN(TESTS)
