@@ -13,7 +13,8 @@
  *    reported is handled again), and the store opens again;
  *  - service resumes: more adds are acknowledged and everything is delivered (cw_verify);
  *  - an operator's adds and deletes of a second user's events, done in between, fail only with
- *    HD_EIO or HD_ENOSPC, and after the cut every acknowledged one holds (cw_verify).
+ *    HD_EIO or HD_ENOSPC, and after the cut every acknowledged one holds (cw_verify); one of
+ *    those adds expires at once, so that the expiry sweep's expire op meets the fault too.
  *
  * HD_FAULTS: fault points per store and error (default every operation of the scenario, 3 under
  * valgrind); HD_SEED: the seed of the spread (default 1). */
@@ -48,9 +49,10 @@ static void fault_run(cw_t *cw, int side, int err, long fault_at, uint64_t seed,
   fv_counts(d, &c0);
   if (fault_at > 0) fv_fault_at(d, c0.ops + fault_at, err, FV_WRITES | FV_SYNCS);
   for (int i = 0; i < ADDS; i++) {
-    /* an operator's adds, delete of one and purge of another user's events, in the fault's way */
-    static const unsigned steps[ADDS][2] = {{0, 0}, {6, 10}, {9, 0}}; /* 10: none */
-    for (int k = 0; k < 2 && steps[i][k] < 10; k++) {
+    /* an operator's adds, delete of one and purge of another user's events, and an add that
+     * expires at once (the expiry sweep's op), in the fault's way */
+    static const unsigned steps[ADDS][2] = {{0, 0}, {6, 11}, {9, 10}}; /* 11: none */
+    for (int k = 0; k < 2 && steps[i][k] <= 10; k++) {
       int by = cw_by_step(cw, steps[i][k]);
       if (by != 0 && by != HD_EIO && by != HD_ENOSPC) {
         fprintf(stderr, "  an admin call failed with %s (%s)\n", hd_err_name(by),
@@ -123,11 +125,12 @@ static void faults(int side, int err) {
   printf("  %s on the %s store: %ld fault points of %ld operations in %" PRIu64 " ms; fired in "
          "%ld runs, %ld operations failed, %ld adds failed, %ld resumed without a restart; "
          "%ld adds acknowledged, %ld events verified, %ld handled again; another user: %ld "
-         "deletes acknowledged, %ld deleted events verified gone, %ld kept verified\n",
+         "deletes acknowledged, %ld deleted events verified gone, %ld kept verified, %ld "
+         "expiring ones gone\n",
          err == EIO ? "EIO" : "ENOSPC", side_name[side], points, n, hdt_now_ms() - t0, fig.fired,
          fig.failed_ops, fig.failed_adds, fig.resumed_alone, fig.cut.adds_acked,
          fig.cut.events_verified, fig.cut.rehandled, fig.cut.by_deletes_acked,
-         fig.cut.by_deleted_verified, fig.cut.by_kept_verified);
+         fig.cut.by_deleted_verified, fig.cut.by_kept_verified, fig.cut.by_expired_gone);
 }
 
 static void eio_server(void) { faults(CW_SERVER, EIO); }

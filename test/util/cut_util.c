@@ -132,13 +132,24 @@ int cw_by_step(cw_t *cw, unsigned r) {
   hd_server_t *h = cw->w.s.h;
   const uint8_t *user = cw->by_kp.public_key;
   if (h == NULL) return HD_ECLOSED;
-  if (r < 6) {
+  if (r > 10) return 0;
+  if (r < 6 || r == 10) {
     if (cw->n_by >= CW_MAX_BY) return 0;
     int i = cw->n_by++;
     char payload[16];
     int n = snprintf(payload, sizeof payload, "by%d", i);
     cw_by_t *b = &cw->by[i];
-    b->add_rc = hd_server_add_event_wait(h, user, payload, (size_t)n, &b->seq);
+    if (r == 10) {
+      hd_add_options_t ao;
+      hd_add_options_init(&ao, HD_ADD_OPTIONS_VERSION);
+      ao.ttl_ms = 1;
+      hd_add_result_t res = {0};
+      b->expiring = 1;
+      b->add_rc = hd_server_add_event_v2_wait(h, user, payload, (size_t)n, &ao, &res);
+      b->seq = res.seq;
+    } else {
+      b->add_rc = hd_server_add_event_wait(h, user, payload, (size_t)n, &b->seq);
+    }
     b->add_syncs = server_wal_syncs(cw);
     return b->add_rc;
   }
@@ -287,13 +298,14 @@ static int by_verify(cw_t *cw, cw_figures_t *fig) {
     } else if (deleted && !present[i]) {
       fig->by_deleted_verified++;
     }
-    if (b->add_rc == 0 && !b->del_tried && !present[i] && !b->add_may_be_lost) {
+    if (b->add_rc == 0 && !b->del_tried && !present[i] && !b->add_may_be_lost && !b->expiring) {
       fprintf(stderr, "  by%d (seq %" PRIu64 ") was acknowledged, never deleted, and is gone\n",
               i, b->seq);
       ok = 0;
     } else if (b->add_rc == 0 && !b->del_tried && present[i]) {
       fig->by_kept_verified++;
     }
+    if (b->expiring && b->add_rc == 0 && !present[i]) fig->by_expired_gone++;
   }
   return ok;
 }

@@ -45,6 +45,7 @@ typedef struct cw_by {
   int del_rc;          /* that delete's result (0: acknowledged) */
   long del_syncs;
   int del_may_be_lost;
+  int expiring;        /* added with a time to live of 1 ms: the sweep may delete it at any time */
 } cw_by_t;
 
 typedef struct cw_figures {
@@ -53,6 +54,7 @@ typedef struct cw_figures {
   long adds_acked, adds_failed, events_verified, allowed_lost, rehandled, epochs_changed;
   long seqs_again; /* acknowledged with a number acknowledged before the cut */
   long by_deletes_acked, by_deleted_verified, by_kept_verified;
+  long by_expired_gone; /* expiring adds not held any more (expired, or deleted) */
 } cw_figures_t;
 
 typedef struct cw {
@@ -80,7 +82,9 @@ int cw_start(cw_t *cw, int side);
 /* Adds attempt number cw->n_att and records it; returns the add's result. */
 int cw_add(cw_t *cw);
 /* The operator's step on the bystander: an add, or a delete of its oldest event not deleted
- * yet, or of all its events (by `r`: 0-5 add, 6-8 one, 9 all), recorded; returns the call's
+ * yet, or of all its events, or an add that expires at once, so that the server's expiry sweep
+ * (an expire op) is in the scenario (by `r`: 0-5 add, 6-8 one, 9 all, 10 expiring, above: none),
+ * recorded; returns the call's
  * result. Before a cut only: after one, a NORMAL store may give a lost number again, and the
  * delete of the oldest would name another event. */
 int cw_by_step(cw_t *cw, unsigned r);
