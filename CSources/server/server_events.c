@@ -72,6 +72,10 @@ int hd__server_events_create(hd__server_events_t **out, hd__runtime_t *rt,
     return hd__error(HD_EINVAL, "max_event_bytes %u is above %u (a client's largest "
                      "max_message_bytes less 64)", max_event, UINT32_MAX - HD__SRV_PAYLOAD_SLACK);
   }
+  if (opts->version >= 4 && opts->expiry_batch > HD__SRV_EXPIRY_BATCH_MAX) {
+    return hd__error(HD_EINVAL, "expiry_batch %u is above %u (events per sweep transaction)",
+                     opts->expiry_batch, HD__SRV_EXPIRY_BATCH_MAX);
+  }
   hd__server_events_t *ev = calloc(1, sizeof *ev);
   if (ev == NULL) return hd__error(HD_ENOMEM, "out of memory creating the server");
   int rc = hd__key_cache_init(&ev->key_cache);

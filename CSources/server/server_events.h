@@ -37,6 +37,7 @@
 #define HD__SRV_PAYLOAD_SLACK 64
 /* Most expired events one sweep transaction deletes (hd_server_options_t.expiry_batch). */
 #define HD__SRV_EXPIRY_BATCH 1000u
+#define HD__SRV_EXPIRY_BATCH_MAX (1u << 20) /* the store's bound on one expire op */
 /* The sweep's wait after a short op while events with an expiry remain (expiry.c). */
 #define HD__SRV_EXPIRY_PERIOD_MS 1000u
 /* An add with an expiry has the sweep run this long after it is due, so that a burst of adds that

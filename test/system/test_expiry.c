@@ -71,12 +71,14 @@ static int client_start(du_client_t *c) {
   return rc;
 }
 
-/* Starts the world's server with a default time to live (0: none). */
-static int server_start(du_world_t *w, uint64_t default_ttl_ms) {
+/* Starts the world's server with a default time to live (0: none) and an expiry batch (0: the
+ * default). */
+static int server_start(du_world_t *w, uint64_t default_ttl_ms, uint32_t expiry_batch) {
   hd_server_options_t o;
   char listen[64];
   du_server_fill_options(&w->s, &o, listen, sizeof listen);
   o.default_ttl_ms = default_ttl_ms;
+  o.expiry_batch = expiry_batch;
   int rc = hd_server_create(&w->s.h, &o);
   if (rc != 0) {
     w->s.h = NULL;
@@ -239,7 +241,7 @@ static void default_ttl_body(du_world_t *w) {
   notices_reset(0);
   CHECK_OK(du_world_init(w, "expiry", 1, 16, 0));
   du_client_t *c = &w->c[0];
-  CHECK_OK(server_start(w, TTL_MS));
+  CHECK_OK(server_start(w, TTL_MS, 0));
   CHECK_OK(add_plain_burst(w, 0, 1, 2));
   CHECK_OK(add_ttl(w, 0, 3, UINT64_MAX));
   DCHECK(WAIT_FOR(expired_count(w) == 2, 5000));
@@ -288,9 +290,43 @@ static void notice_survives_client_restart_body(du_world_t *w) {
 }
 DU_WORLD_TEST(notice_survives_client_restart, notice_survives_client_restart_body)
 
+/* expiry_batch bounds each sweep transaction: seven due events go in batches of two, one notice
+ * per batch, the next batch at once after a full one (not after the sweep's one-second wait).
+ * A batch above the store's bound is refused at create. */
+static void batches_body(du_world_t *w) {
+  notices_reset(0);
+  CHECK_OK(du_world_init(w, "expiry", 1, 32, 0));
+  du_client_t *c = &w->c[0];
+  hd_server_options_t o;
+  char listen[64];
+  du_server_fill_options(&w->s, &o, listen, sizeof listen);
+  o.expiry_batch = (1u << 20) + 1;
+  hd_server_t *bad = NULL;
+  CHECK_RC(hd_server_create(&bad, &o), HD_EINVAL);
+  CHECK_OK(server_start(w, 0, 2));
+  uint64_t t0 = hdt_now_ms();
+  CHECK_OK(add_burst(w, 0, 1, 7, TTL_MS));
+  DCHECK(WAIT_FOR(expired_count(w) == 7, 5000));
+  uint64_t took = hdt_now_ms() - t0;
+  if (hdt_slow() == 1) CHECK(took < 2500); /* four transactions; a wait between them: 3 s */
+  CHECK_OK(client_start(c));
+  DCHECK(WAIT_FOR(notices_seen() == 4, 5000));
+  DCHECK(WAIT_FOR(du_server_pending(&w->s, c->kp.public_key) == 0 && du_client_store_empty(c),
+                  5000));
+  uint64_t next = 1;
+  for (int i = 0; i < 4; i++) { /* oldest expiry first: 1-2, 3-4, 5-6, 7 */
+    uint64_t n = i < 3 ? 2 : 1;
+    CHECK(notice_is(i, 8 + (uint64_t)i, n, next, next + n - 1));
+    next += n;
+  }
+  CHECK(NR.errors == 0 && du_client_total_calls(c) == 0);
+}
+DU_WORLD_TEST(batches, batches_body)
+
 #define TESTS(X)                                                                                  \
   X(expired_while_away)                                                                           \
   X(sent_events_never_expire)                                                                     \
   X(default_ttl)                                                                                  \
-  X(notice_survives_client_restart)
+  X(notice_survives_client_restart)                                                                \
+  X(batches)
 HD_TEST_MAIN(TESTS)
