@@ -191,8 +191,12 @@ static int run_set_sent(void *ctx, hd__wop_t *base) {
   batch_user_t *u;
   int err = hd__sqs_batch_user(s, op->user, &u);
   if (err != 0) return err;
-  if (u->user_no != 0 && op->sent_upto <= INT64_MAX && (int64_t)op->sent_upto > u->sent_upto) {
-    u->sent_upto = (int64_t)op->sent_upto;
+  /* no higher than the user's last number: a client's claim (RESUME's high_seq) cannot take
+   * the expiry away from events not added yet */
+  uint64_t upto = op->sent_upto < (uint64_t)u->next_seq - 1 ? op->sent_upto
+                                                            : (uint64_t)u->next_seq - 1;
+  if (u->user_no != 0 && (int64_t)upto > u->sent_upto) {
+    u->sent_upto = (int64_t)upto;
     hd__sqs_mark_dirty(s, u);
   }
   base->value = (uint64_t)u->sent_upto;

@@ -223,6 +223,8 @@ static void sent_events_untouched(fx_t *f) {
   CHECK(f->value == 2);
   CHECK_OK(set_sent(f, 1, 1));
   CHECK(f->value == 2);
+  CHECK_OK(set_sent(f, 7, 5)); /* a user the store never saw: nothing to record */
+  CHECK(f->value == 0);
   uint64_t v = expire(f, NOW, 100);
   CHECK(EXPIRED(v) == 2 && !(v & HD__STORE_EXPIRE_LEFT));
   rows_t r;
@@ -297,8 +299,12 @@ static void bad_arguments(fx_t *f) {
   CHECK(f->s->vt->expire(f->s, NOW, 0, on_done, f) == HD_EINVAL);
   CHECK(f->s->vt->set_sent(f->s, NULL, 1, on_done, f) == HD_EINVAL);
   CHECK(f->done == 0);
-  CHECK_OK(set_sent(f, 7, 5)); /* a user the store never saw: nothing to record */
-  CHECK(f->value == 0);
+  /* never above the user's last number (a client's claim cannot cover later adds) */
+  CHECK(add(f, 1, "a", NOW - 10) == 1);
+  CHECK_OK(set_sent(f, 1, UINT64_MAX));
+  CHECK(f->value == 1);
+  CHECK(add(f, 1, "b", NOW - 10) == 2);
+  CHECK(EXPIRED(expire(f, NOW, 10)) == 1);
 }
 
 /* Each test runs on a fixture that is freed whatever its CHECKs did. */
