@@ -289,6 +289,13 @@ static int queue_delete(hd__server_events_t *ev, hd__server_user_t *u, uint64_t 
   return 0;
 }
 
+void hd__consumed_drop_notice(hd__server_events_t *ev, hd__server_user_t *u, uint64_t seq) {
+  size_t at = lower_bound(u->inflight, 0, u->n_inflight, seq);
+  if (at < u->n_inflight && u->inflight[at] == seq) return; /* on its way already */
+  if (inflight_add_sorted(u, &seq, 1) != 0) return; /* stays: skipped again next time */
+  if (queue_delete(ev, u, seq) != 0) inflight_remove_sorted(u, &seq, 1);
+}
+
 /* ---- Batches: lifetime ------------------------------------------------------------------- */
 
 static void batch_unref(hd_consumed_t *b) {
@@ -471,11 +478,14 @@ typedef struct read_ctx {
   uint8_t *bytes;   /* pass 2: where the next payload goes */
 } read_ctx_t;
 
+/* scr_plen of a candidate that is a notice: deleted and confirmed, never the application's */
+#define PLEN_NOTICE (SIZE_MAX - 1)
+
 /* Pass 1: which candidates are held, and their payload sizes (reads keep the order given). */
 static int measure_row(void *data, const hd__store_event_t *row) {
   read_ctx_t *r = data;
   while (r->ev->scr_seqs[r->cursor] != row->seq) r->cursor++;
-  r->ev->scr_plen[r->cursor] = row->payload_len;
+  r->ev->scr_plen[r->cursor] = row->kind == HD__STORE_KIND_NOTICE ? PLEN_NOTICE : row->payload_len;
   r->ev->scr_entries[r->cursor].created_ms = (uint64_t)row->created_ms;
   r->cursor++;
   return 0;
@@ -595,6 +605,11 @@ static hd_consumed_t *slice_run(hd__server_events_t *ev, hd__session_t *ss, size
   for (size_t i = 0; i < k; i++) {
     if (ev->scr_plen[i] == SIZE_MAX) {
       gone_seqs[gone++] = ev->scr_seqs[i];
+      continue;
+    }
+    if (ev->scr_plen[i] == PLEN_NOTICE) {
+      /* in flight already: DONE follows the delete's commit, as for a completed event */
+      if (queue_delete(ev, u, ev->scr_seqs[i]) != 0) inflight_remove_sorted(u, &ev->scr_seqs[i], 1);
       continue;
     }
     ev->scr_seqs[held] = ev->scr_seqs[i];

@@ -120,6 +120,7 @@ typedef struct add2_ctx {
   hd_add_result_cb cb;
   void *cb_data;
   int held;
+  int64_t expires_ms;
   uint8_t user[HD_PUBLICKEY_BYTES];
 } add2_ctx_t;
 
@@ -129,7 +130,10 @@ static void add2_done(void *data, int status, const hd_add_result_t *r) {
   count_result(ev, status, r);
   if (a->held) unhold_users(ev, a->user, 1);
   if (a->cb != NULL) a->cb(a->cb_data, status, r);
-  if (status == 0 && !(r->flags & HD_ADD_DUPLICATE)) hd__session_wake(ev, a->user);
+  if (status == 0 && !(r->flags & HD_ADD_DUPLICATE)) {
+    hd__session_wake(ev, a->user);
+    if (a->expires_ms != 0) hd__expiry_added(ev, a->expires_ms);
+  }
   free(a);
 }
 
@@ -176,6 +180,7 @@ int hd_server_add_event_v2(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_
   a->cb = cb;
   a->cb_data = cb_data;
   a->held = 0;
+  a->expires_ms = spec.expires_ms;
   memcpy(a->user, user, HD_PUBLICKEY_BYTES);
   if (spec.collapse_key != NULL) {
     uint64_t sent = 0;
@@ -229,6 +234,7 @@ typedef struct fanout_ctx {
   void *cb_data;
   size_t n, m;
   int held;
+  int64_t expires_ms;          /* the events' expiry (0: none): the sweep is told */
   hd_fanout_result_t *results; /* n */
   size_t *map;                 /* m: valid[i] is users[map[i]] */
   uint8_t *valid;              /* m x 32 */
@@ -253,6 +259,7 @@ static void fanout_done(void *data, int status, const hd_fanout_result_t *r, siz
         hd__session_wake(ev, f->valid + 32 * i);
       }
     }
+    if (f->expires_ms != 0) hd__expiry_added(ev, f->expires_ms);
   }
   free(f);
 }
@@ -306,6 +313,7 @@ int hd_server_add_fanout(hd_server_t *server, const uint8_t *users, size_t n,
   f->n = n;
   f->m = 0;
   f->held = 0;
+  f->expires_ms = spec.expires_ms;
   for (size_t i = 0; i < n; i++) {
     memset(&f->results[i], 0, sizeof f->results[i]);
     if (hd__key_cache_check(&ev->key_cache, users + 32 * i) != 0) {

@@ -11,6 +11,7 @@
  * next_seq/pending are written once per batch, not once per event. */
 #include "store_sqlite_server.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,17 +96,22 @@ static const char *const write_sql[W_COUNT] = {
     "DELETE FROM events WHERE user_no = ?1",
 };
 
+/* An event's payload: its own, or a fan-out's shared one. */
+#define PAYLOAD                                                                                   \
+  "CASE WHEN payload_no IS NULL THEN payload"                                                     \
+  "  ELSE (SELECT payload FROM payloads WHERE no = payload_no) END"
+
 enum {
   R_USER, R_PAGE, R_ONE, R_TOTAL, R_META, R_USERS, R_EPOCH_NO, R_USER_SEQ, R_FLOOR, R_COUNT
 };
 static const char *const read_sql[R_COUNT] = {
     "SELECT user_no, pending FROM users WHERE public_key = ?1",
-    "SELECT seq, created_ms, payload FROM events WHERE user_no = ?1 AND seq > ?2"
-    "  ORDER BY seq LIMIT ?3",
-    /* a fan-out's event has its payload in payloads (payload_no) */
-    "SELECT created_ms, CASE WHEN payload_no IS NULL THEN payload ELSE"
-    "  (SELECT p.payload FROM payloads p WHERE p.no = payload_no) END, kind FROM events"
-    "  WHERE user_no = ?1 AND seq = ?2",
+    /* not the expired ones that were never sent (docs/QUEUES.md "Expiry"); a fan-out's payload
+     * from payloads; the kind last (hd__sqlite_read_events' eighth column) */
+    "SELECT seq, created_ms, " PAYLOAD ", NULL, 0, 0, 0, kind FROM events"
+    "  WHERE user_no = ?1 AND seq > ?2 AND (expires_ms = 0 OR expires_ms > ?4"
+    "  OR seq <= (SELECT sent_upto FROM users WHERE user_no = ?1)) ORDER BY seq LIMIT ?3",
+    "SELECT created_ms, " PAYLOAD ", kind FROM events WHERE user_no = ?1 AND seq = ?2",
     "SELECT coalesce(sum(pending), 0) FROM users",
     "SELECT value FROM meta WHERE key = ?1",
     "SELECT user_no, public_key, pending FROM users WHERE user_no > ?1 AND pending > 0"
@@ -495,6 +501,8 @@ static int s_read_pending(hd__server_store_t *base, const uint8_t user[32], uint
   sqlite3_bind_int64(st, 1, user_no);
   sqlite3_bind_int64(st, 2, (int64_t)after_seq);
   sqlite3_bind_int64(st, 3, limit > INT32_MAX ? INT32_MAX : (int64_t)limit);
+  int64_t now = hd__sqs_now_ms(), horizon = atomic_load(&s->expire_horizon);
+  sqlite3_bind_int64(st, 4, now > horizon ? now : horizon);
   return hd__sqlite_read_events(st, fn, fn_data, "read pending events");
 }
 
@@ -515,7 +523,7 @@ static int s_read_events(hd__server_store_t *base, const uint8_t user[32], const
       hd__store_event_t ev = {.seq = seqs[i], .created_ms = sqlite3_column_int64(st, 0),
                               .payload = sqlite3_column_blob(st, 1),
                               .payload_len = (size_t)sqlite3_column_bytes(st, 1),
-                              .kind = (uint32_t)sqlite3_column_int64(st, 2)};
+                              .kind = (uint32_t)sqlite3_column_int(st, 2)};
       count++;
       stop = fn(fn_data, &ev);
     } else if (rc != SQLITE_DONE) {
@@ -678,6 +686,7 @@ static const hd__server_store_vtable_t sqlite_server_vtable = {
     .dead_users = hd__sqs_dead_users,
     .delete_events = s_delete_events,
     .delete_user = s_delete_user,
+    .expire = hd__sqs_expire,
     .set_pause = s_set_pause,
     .backup = s_backup,
     .read_pending = s_read_pending,
@@ -861,6 +870,7 @@ static int kind_opened(hd__sqlite_store_t *sql, const hd__store_options_t *opts)
   s->drop_oldest = opts->drop_oldest;
   s->dedup_window_ms = opts->dedup_window_ms > 0 ? opts->dedup_window_ms : 24 * 3600 * 1000;
   s->dedup_keys_per_user = opts->dedup_keys_per_user ? opts->dedup_keys_per_user : 100000;
+  atomic_init(&s->expire_horizon, 0);
   sqlite3_stmt *st = s->sql.r[R_META];
   sqlite3_bind_text(st, 1, "store_id", -1, SQLITE_STATIC);
   int rc = sqlite3_step(st), err = 0;

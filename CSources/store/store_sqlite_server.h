@@ -8,6 +8,8 @@
 #include "store_writer.h"
 #include "wire.h"
 
+#include <stdatomic.h>
+
 /* A user touched by the current batch. Valid while gen == the batch's generation, so starting a
  * batch invalidates the whole table without clearing it. */
 typedef struct batch_user {
@@ -50,6 +52,8 @@ typedef struct sq_server {
   int raise_sent, raise_in_batch;
   /* meta 'open' is in the database (or written by the current batch) */
   int open_flag, open_flag_in_batch;
+  _Atomic int64_t expire_horizon; /* the latest now_ms an expire was submitted with: reads skip
+                                     what it may delete even if the clock went back (expiry) */
 } sq_server_t;
 
 /* The server store from its interface (from its SQLite base, the writer's ctx: a cast). */
@@ -96,6 +100,9 @@ int hd__sqs_dead_count(hd__server_store_t *s, const uint8_t user[32], uint64_t *
 int hd__sqs_dead_users(hd__server_store_t *s, uint64_t *cursor, uint32_t limit,
                        void (*fn)(void *fn_data, const uint8_t key[32], uint64_t dead),
                        void *fn_data);
+
+int hd__sqs_expire(hd__server_store_t *s, int64_t now_ms, uint32_t limit, hd__store_cb cb,
+                   void *cb_data);
 
 /* Unix time in ms (the stores' clock for created, expiry and dead-letter times). */
 int64_t hd__sqs_now_ms(void);

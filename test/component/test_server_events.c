@@ -31,6 +31,7 @@ typedef struct rc {
   uint64_t got_seq[64];            /* the first events received: seq and payload */
   char got_payload[64][16];
   size_t n_got;
+  uint64_t notices; /* NOTICES entries (this raw client announces no features: never any) */
   int got_bye;
   uint64_t bye_reason;
   char bye_text[HD__BYE_TEXT_MAX + 1];
@@ -71,6 +72,8 @@ static int rc_msg(void *ctx, uint8_t type, const uint8_t *body, size_t len) {
       hd__msg_encode_credit(&c->pending_out, n);
       c->credit_back += n;
     }
+  } else if (type == HD__MSG_NOTICES && hd__msg_entries_begin(&it, type, body, len, &n) == 0) {
+    c->notices += n;
   } else if (type == HD__MSG_PAUSE && hd__msg_decode_varint(type, body, len, &v) == 0) {
     c->pause = v;
   } else if (type == HD__MSG_EPOCH &&
@@ -997,19 +1000,22 @@ static void requeue_body(fx_t *f, rc_t *c) {
   CHECK(rc_resume(c, c->r.welcome.store_id, 3, 10) == 0);
   CHECK_OK(hd_server_requeue_dead_letters_wait(f->s, f->ukp.public_key, &seqs[1], 1, &n));
   CHECK(n == 1);
-  /* notice 4 {REQUEUED, 1, 2, 5}, then dead letter 2 as event 5 */
+  /* notice 4 {REQUEUED, 1, 2, 5} (not sent: this client takes no notices), then dead letter 2
+   * as event 5 */
   CHECK(RC_UNTIL(c, c->n_got >= 1 && c->got_seq[c->n_got - 1] == 5, 5000));
   CHECK(strcmp(c->got_payload[c->n_got - 1], "xxxxx") == 0);
   CHECK_OK(hd_server_requeue_dead_letters_wait(f->s, f->ukp.public_key, &seqs[1], 1, &n));
   CHECK(n == 0); /* not a dead letter any more */
-  CHECK(fx_pending(f) == 3); /* 3, the notice and 5 */
+  /* 3 and 5: the notice went to a client that did not announce NOTICES, so it was dropped */
+  CHECK(WAIT_FOR(fx_pending(f) == 2, 5000));
   /* the requeued event is consumed as any other */
   uint64_t five = 5;
   const char *const data[] = {"d5"};
   CHECK(rc_consumed(c, &five, data, 1) == 0);
   CHECK(WAIT_FOR(atomic_load(&f->n_batches) == 1, 5000));
   CHECK_OK(hd_consumed_complete_all(f->batches[0], 1));
-  CHECK(RC_UNTIL(c, c->n_done == 1 && c->done_seqs[0] == 5, 5000));
+  /* DONE 5 (after DONE 4 of the dropped notice, a number this client never saw: ignored) */
+  CHECK(RC_UNTIL(c, c->n_done >= 1 && c->done_seqs[c->n_done - 1] == 5, 5000));
   /* dead letter 1: deleted for good */
   CHECK_OK(hd_server_delete_dead_letters_wait(f->s, f->ukp.public_key, NULL, 0, &n));
   CHECK(n == 1);
@@ -1035,6 +1041,41 @@ static void dead_letter_restart_and_requeue(void) {
   fx_done(&f);
 }
 
+static uint64_t fx_expired(fx_t *f) {
+  hd_server_stats_t st;
+  return hdt_server_stats(f->s, &st) == 0 ? st.events_expired : UINT64_MAX;
+}
+
+/* A client of an earlier release (no NOTICES in its HELLO, as this raw client) never gets a
+ * notice: the pump skips it and deletes it as confirmed, without credit, and the events after it
+ * flow; the server ends with nothing pending. */
+static void notices_skipped_for_old_client(void) {
+  fx_t f;
+  CHECK(fx_init(&f, 0, 0) == 0);
+  hd_add_options_t ao;
+  CHECK_OK(hd_add_options_init(&ao, HD_ADD_OPTIONS_VERSION));
+  ao.ttl_ms = 50;
+  hd_add_result_t r;
+  CHECK_OK(hd_server_add_event_v2_wait(f.s, f.ukp.public_key, "old", 3, &ao, &r));
+  CHECK(r.seq == 1);
+  CHECK(WAIT_FOR(fx_expired(&f) == 1, 5000));
+  CHECK(fx_pending(&f) == 1); /* its notice */
+  CHECK(add_many(&f, 2, 5) == 0);
+  rc_t c;
+  CHECK(fx_connect(&f, &c) == 0);
+  c.auto_consume = 1;
+  c.last_seq = 2; /* the expired event and the notice are never sent: 3 comes first */
+  CHECK(rc_resume(&c, NULL, 0, 2) == 0); /* a window of exactly the two events */
+  CHECK(RC_UNTIL(&c, c.received == 2 && fx_pending(&f) == 0, 5000));
+  CHECK(c.out_of_order == 0 && c.last_seq == 4 && c.notices == 0);
+  hd_server_stats_t st;
+  CHECK_OK(hdt_server_stats(f.s, &st));
+  CHECK(st.events_expired == 1 && st.events_delivered == 2);
+  CHECK(WAIT_FOR(hdt_server_stats(f.s, &st) == 0 && st.events_confirmed == 3, 5000));
+  rc_free(&c);
+  fx_done(&f);
+}
+
 #define TESTS(X)                                                                                  \
   X(add_durable)                                                                                  \
   X(catchup_window)                                                                               \
@@ -1054,5 +1095,6 @@ static void dead_letter_restart_and_requeue(void) {
   X(resume_epochs)                                                                                \
   X(admin_list_and_delete)                                                                        \
   X(failed_to_dead_letter)                                                                        \
-  X(dead_letter_restart_and_requeue)
+  X(dead_letter_restart_and_requeue)                                                              \
+  X(notices_skipped_for_old_client)
 HD_TEST_MAIN(TESTS)

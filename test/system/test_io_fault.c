@@ -13,8 +13,9 @@
  *    reported is handled again), and the store opens again;
  *  - service resumes: more adds are acknowledged and everything is delivered (cw_verify);
  *  - an operator's adds, deletes, fails (dead letters), requeues and deletes of dead letters of a
- *    second user's events, done in between, fail only with HD_EIO or HD_ENOSPC, and after the
- *    cut every acknowledged one holds (cw_verify).
+ *    second user's events, and an add that expires at once (the expiry sweep's expire op), done in
+ *    between, fail only with HD_EIO or HD_ENOSPC, and after the cut every acknowledged one holds
+ *    (cw_verify).
  *
  * HD_FAULTS: fault points per store and error (default every operation of the scenario, 3 under
  * valgrind); HD_SEED: the seed of the spread (default 1). */
@@ -51,9 +52,9 @@ static void fault_run(cw_t *cw, int side, int err, long fault_at, uint64_t seed,
   if (fault_at > 0) fv_fault_at(d, c0.ops + fault_at, err, FV_WRITES | FV_SYNCS);
   for (int i = 0; i < ADDS; i++) {
     /* an operator's adds, delete of one, a failed one (a dead letter), the requeue of the dead
-     * letters and the delete of one, and a purge of another user's events, in the fault's way */
+     * letters and the delete of one, a purge of another user's events and an add that expires at once, in the fault's way */
     static const unsigned steps[ADDS][5] = {
-        {0, 0, 0, 10, 99}, {11, 6, 10, 99, 99}, {12, 9, 0, 0, 10}}; /* 99: none */
+        {0, 0, 0, 10, 13}, {11, 6, 10, 99, 99}, {12, 9, 0, 0, 10}}; /* 99: none */
     for (int k = 0; k < 5 && steps[i][k] < 99; k++) {
       int by = cw_by_step(cw, steps[i][k]);
       if (by != 0 && by != HD_EIO && by != HD_ENOSPC) {
@@ -128,12 +129,12 @@ static void faults(int side, int err) {
          "%ld runs, %ld operations failed, %ld adds failed, %ld resumed without a restart; "
          "%ld adds acknowledged, %ld events verified, %ld handled again; another user: %ld "
          "deletes acknowledged, %ld deleted events verified gone, %ld kept verified, %ld fails "
-         "and %ld requeues acknowledged, %ld dead letters verified\n",
+         "and %ld requeues acknowledged, %ld dead letters verified, %ld expiring ones gone\n",
          err == EIO ? "EIO" : "ENOSPC", side_name[side], points, n, hdt_now_ms() - t0, fig.fired,
          fig.failed_ops, fig.failed_adds, fig.resumed_alone, fig.cut.adds_acked,
          fig.cut.events_verified, fig.cut.rehandled, fig.cut.by_deletes_acked,
          fig.cut.by_deleted_verified, fig.cut.by_kept_verified, fig.cut.by_fails_acked,
-         fig.cut.by_requeues_acked, fig.cut.by_dead_verified);
+         fig.cut.by_requeues_acked, fig.cut.by_dead_verified, fig.cut.by_expired_gone);
 }
 
 static void eio_server(void) { faults(CW_SERVER, EIO); }

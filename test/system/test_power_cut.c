@@ -15,8 +15,10 @@
  *    marked possibly repeated;
  *  - meanwhile an operator adds events for a second user (no client), deletes some or all of
  *    them, fails some (dead letters: the write a client's FAILED makes), requeues and deletes
- *    dead letters: after the cut each such event is where its acknowledged operations left it
- *    (NORMAL: or where one with no WAL sync after it had not taken it yet).
+ *    dead letters, and adds some that expire at once (the server's expiry sweep deletes them: its
+ *    expire ops are cut too): after the cut each such event is where its acknowledged operations
+ *    left it (NORMAL: or where one with no WAL sync after it had not taken it yet; an expiring
+ *    one: or gone).
  *
  * HD_CUTS: cuts per test (default 20, 6 under valgrind); HD_SEED: the seed (default 1). */
 #include "harness.h"
@@ -50,7 +52,7 @@ static void arm(cw_t *cw, int side, long within, uint64_t *rng) {
 static void add_some(cw_t *cw, int side, uint64_t *rng) {
   for (int i = 0; i < ADDS_BEFORE; i++) {
     cw_add(cw);
-    if (fv_rand(rng) % 2 == 0) cw_by_step(cw, (unsigned)(fv_rand(rng) % 13));
+    if (fv_rand(rng) % 2 == 0) cw_by_step(cw, (unsigned)(fv_rand(rng) % 14));
     if (cw->w.c[0].h != NULL && fv_rand(rng) % 3 == 0) {
       WAIT_FOR(cw_settled(cw) || fv_cut_fired(cw->d[side]), 2000);
     }
@@ -160,13 +162,13 @@ static void cuts(int normal) {
          "%ld unsynced writes dropped, %ld torn, %ld files removed; %ld adds acknowledged, "
          "%ld failed; %ld events verified; %ld handled again; %ld allowed lost; "
          "%ld epoch changes; %ld numbers given again; another user: %ld deletes acknowledged, "
-         "%ld deleted events verified gone, %ld kept verified, %ld fails and %ld requeues "
-         "acknowledged, %ld dead letters verified\n",
+          "%ld deleted events verified gone, %ld kept verified, %ld fails and %ld requeues "
+          "acknowledged, %ld dead letters verified, %ld expiring ones gone\n",
          normal ? "NORMAL" : "FULL", fig.cuts, fig.cuts_server, fig.cuts_client, hdt_now_ms() - t0,
          fig.writes_dropped, fig.writes_torn, fig.files_removed, fig.adds_acked, fig.adds_failed,
          fig.events_verified, fig.rehandled, fig.allowed_lost, fig.epochs_changed,
          fig.seqs_again, fig.by_deletes_acked, fig.by_deleted_verified, fig.by_kept_verified,
-         fig.by_fails_acked, fig.by_requeues_acked, fig.by_dead_verified);
+          fig.by_fails_acked, fig.by_requeues_acked, fig.by_dead_verified, fig.by_expired_gone);
 }
 
 static void cuts_full(void) { cuts(0); }

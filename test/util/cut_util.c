@@ -220,13 +220,24 @@ int cw_by_step(cw_t *cw, unsigned r) {
   hd_server_t *h = cw->w.s.h;
   const uint8_t *user = cw->by_kp.public_key;
   if (h == NULL) return HD_ECLOSED;
-  if (r < 6) {
+  if (r > 13) return 0;
+  if (r < 6 || r == 13) {
     if (cw->n_by >= CW_MAX_BY) return 0;
     int i = cw->n_by++;
     char payload[16];
     int n = snprintf(payload, sizeof payload, "by%d", i);
     cw_by_t *b = &cw->by[i];
-    b->add_rc = hd_server_add_event_wait(h, user, payload, (size_t)n, &b->seq);
+    if (r == 13) {
+      hd_add_options_t ao;
+      hd_add_options_init(&ao, HD_ADD_OPTIONS_VERSION);
+      ao.ttl_ms = 1;
+      hd_add_result_t res = {0};
+      b->expiring = 1;
+      b->add_rc = hd_server_add_event_v2_wait(h, user, payload, (size_t)n, &ao, &res);
+      b->seq = res.seq;
+    } else {
+      b->add_rc = hd_server_add_event_wait(h, user, payload, (size_t)n, &b->seq);
+    }
     if (b->add_rc != 0) b->seq = 0;
     by_record(b, OP_ADD, b->add_rc, server_wal_syncs(cw));
     return b->add_rc;
@@ -411,6 +422,7 @@ static int by_verify(cw_t *cw, cw_figures_t *fig) {
     }
     unsigned seen = held[i] ? CW_BY_HELD : dead[i] ? CW_BY_DEAD : CW_BY_NONE;
     unsigned may = by_allowed(cw, b);
+    if (b->expiring) may |= CW_BY_NONE; /* the sweep may have deleted it */
     if (!(may & seen)) {
       fprintf(stderr, "  by%d (seq %" PRIu64 ") is %s after the cut; its acknowledged operations "
               "leave it %s%s%s\n", i, b->seq, by_state_name(seen),
@@ -424,6 +436,7 @@ static int by_verify(cw_t *cw, cw_figures_t *fig) {
     } else if (may == seen && seen == CW_BY_HELD) {
       fig->by_kept_verified++;
     }
+    if (b->expiring && b->add_rc == 0 && seen == CW_BY_NONE) fig->by_expired_gone++;
   }
   return ok;
 }

@@ -51,6 +51,8 @@ typedef struct cw_by {
   unsigned char may[CW_BY_HIST];   /* the states it may be in after each operation */
   unsigned char acked[CW_BY_HIST]; /* the operation was acknowledged */
   long syncs[CW_BY_HIST];          /* the server's WAL syncs at its acknowledgement */
+  int expiring;                    /* added with a time to live of 1 ms: the sweep may delete it
+                                      at any time */
 } cw_by_t;
 
 typedef struct cw_figures {
@@ -60,6 +62,7 @@ typedef struct cw_figures {
   long seqs_again; /* acknowledged with a number acknowledged before the cut */
   long by_deletes_acked, by_deleted_verified, by_kept_verified;
   long by_fails_acked, by_requeues_acked, by_dead_verified;
+  long by_expired_gone; /* expiring adds not held any more (expired, or deleted) */
 } cw_figures_t;
 
 typedef struct cw {
@@ -90,9 +93,10 @@ int cw_start(cw_t *cw, int side);
 int cw_add(cw_t *cw);
 /* The operator's step on the bystander, by `r`: 0-5 an add; 6-8 a delete of its oldest held
  * event; 9 of all its events; 10 its oldest held event reported failed (a dead letter); 11 every
- * dead letter requeued; 12 its oldest dead letter deleted. Recorded; returns the call's result.
- * Before a cut only: after one, a NORMAL store may give a lost number again, and an operation
- * by number would name another event. */
+ * dead letter requeued; 12 its oldest dead letter deleted; 13 an add that expires at once, so that
+ * the server's expiry sweep (an expire op) is in the scenario. Recorded; returns the call's
+ * result. Before a cut only: after one, a NORMAL store may give a lost number again, and an
+ * operation by number would name another event. */
 int cw_by_step(cw_t *cw, unsigned r);
 
 /* 1 once every acknowledged attempt that may not be lost was handled, the server holds nothing
