@@ -91,7 +91,6 @@ static void fill(hd__client_events_t *ev) {
 }
 
 static void give_up(hd__client_events_t *ev, hd_event_t *e);
-static void retry_later(hd__client_events_t *ev, hd_event_t *e);
 
 /* 1 if (store, seq) comes after (store2, seq2) in the handler's order. */
 static int after(int64_t store, uint64_t seq, int64_t store2, uint64_t seq2) {
@@ -117,12 +116,14 @@ static void on_attempt_counted(void *data, int status, uint64_t value) {
     return;
   }
   if (status != 0) {
-    /* not counted, so not called: a crash in the handler would go uncounted */
+    /* a full disk must not stop the handler as well (the events it holds are handled, as before
+     * the count existed): the call goes ahead, counted in this process only, so only a crash of
+     * the process in it goes uncounted */
+    uint32_t counted = e->attempt != 0 ? e->attempt : e->stored_attempts;
     hd__log(ev->rt, HD_LOG_ERROR, "counting a handler call of event %llu failed (%s: %s): "
-            "trying again after a backoff", (unsigned long long)e->seq, hd_err_name(status),
+            "called, counted in memory only", (unsigned long long)e->seq, hd_err_name(status),
             hd_last_error_message());
-    ev->current = NULL;
-    retry_later(ev, e);
+    call(ev, e, counted + 1);
     return;
   }
   if (value == 0) {
@@ -377,8 +378,7 @@ static void give_up(hd__client_events_t *ev, hd_event_t *e) {
   hd__runtime_defer(ev->rt, &ev->next_d);
 }
 
-/* A failed attempt (or a call that could not be counted): again after the backoff, before any
- * later event. */
+/* A failed attempt: again after the backoff, before any later event. */
 static void retry_later(hd__client_events_t *ev, hd_event_t *e) {
   atomic_store(&e->state, HD__EVENT_READY);
   hd__queue_insert_head(&ev->ready, &e->node); /* before any later event */
