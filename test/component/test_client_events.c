@@ -284,6 +284,8 @@ typedef struct cli {
 static uint32_t cli_keepalive_ms;
 /* The client's max_attempts for the clients created next (0: the options' default). */
 static uint32_t cli_max_attempts;
+/* 1: the clients created next get options of version 1 (no max_attempts: unlimited). */
+static int cli_options_v1;
 /* The features the raw servers of the sessions opened next announce (with an all-zero epoch,
  * which the client's fresh store has too: no EPOCH is awaited). */
 static uint64_t session_features;
@@ -301,6 +303,7 @@ static int cli_start(cli_t *c, handler_t *h, rs_t *r, int port) {
   o.retry_max_ms = 200;
   o.keepalive_ms = cli_keepalive_ms;
   if (cli_max_attempts != 0) o.max_attempts = cli_max_attempts;
+  if (cli_options_v1) o.version = 1;
   return hd_client_create(&c->c, &o);
 }
 
@@ -1042,6 +1045,40 @@ static void poison_kept_for_old_server(void) {
   session_end(&r2, &c);
 }
 
+/* Options of version 1 know no max_attempts: a failing event is retried for ever, as before
+ * (here 12 times, past the default of 10), and hd_client_options_init(..., 1) writes only the
+ * fields of version 1. */
+static void poison_v1_options_unlimited(void) {
+  struct {
+    hd_client_options_t o;
+    uint64_t canary;
+  } v1;
+  memset(&v1, 0xAB, sizeof v1);
+  CHECK_OK(hd_client_options_init(&v1.o, 1));
+  CHECK(v1.o.version == 1 && v1.o.on_event == NULL && v1.o.retry_max_ms == 0);
+  uint32_t ab;
+  memset(&ab, 0xAB, sizeof ab);
+  CHECK(v1.o.max_attempts == ab);
+  hd_client_options_t v2;
+  CHECK_OK(hd_client_options_init(&v2, HD_CLIENT_OPTIONS_VERSION));
+  CHECK(v2.max_attempts == HD_DEFAULT_MAX_ATTEMPTS && v2.on_notice == NULL);
+
+  cli_options_v1 = 1;
+  rs_t r;
+  handler_t h;
+  cli_t c;
+  int opened = session_open(&r, &h, &c, 0x25, 0, MODE_FAIL_FIRST, 12);
+  cli_options_v1 = 0;
+  CHECK(opened == 0);
+  uint64_t one = 1;
+  CHECK(rs_events(&r, &one, 1) == 0);
+  reports_t rep;
+  CHECK(rs_reports(&r, &rep, 1, 0, 10000) == 0 && rep.consumed[0] == 1);
+  CHECK(atomic_load(&h.calls) == 13 && h.attempts[12] == 13);
+  CHECK_OK(hd_client_close_wait(c.c));
+  session_end(&r, &c);
+}
+
 /* The crash child (poison_crash_counted): a client on HD_POISON_DIR whose handler appends the
  * attempt to HD_POISON_LOG and aborts the process; it exits once an event was reported failed
  * and confirmed. Nothing to do outside a child. */
@@ -1164,6 +1201,7 @@ static void poison_crash_counted(void) {
   X(poison_reported_failed)                                                                       \
   X(poison_rejected_cut)                                                                          \
   X(poison_kept_for_old_server)                                                                   \
+  X(poison_v1_options_unlimited)                                                                  \
   X(poison_crash_child)                                                                           \
   X(poison_crash_counted)
 
