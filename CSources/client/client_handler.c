@@ -274,10 +274,10 @@ static void on_marked(void *data, int status, uint64_t value);
 static void record_failed(hd__client_events_t *ev, hd_event_t *e, int status) {
   ev->record_failures++;
   if (e->record_tries++ == 0) {
-    hd__log(ev->rt, HD_LOG_ERROR, "recording event %llu consumed failed (%s: %s): it is not "
+    hd__log(ev->rt, HD_LOG_ERROR, "recording event %llu %s failed (%s: %s): it is not "
             "handed to the handler again; recorded again after a backoff, and no event is handed "
-            "out meanwhile", (unsigned long long)e->seq, hd_err_name(status),
-            hd_last_error_message());
+            "out meanwhile", (unsigned long long)e->seq, e->dead ? "failed" : "consumed",
+            hd_err_name(status), hd_last_error_message());
   }
   ev->records_stuck = 1;
   hd__queue_insert_tail(&ev->unrecorded, &e->node);
