@@ -80,6 +80,7 @@ int cw_init(cw_t *cw, const char *tag, int normal) {
   cw->w.c[0].check = cw_client_check;
   cw->w.c[0].fail_seq = 2; /* its first call fails: the next is counted (mark_attempt) first */
   cw->w.c[0].fail_times = 1;
+  cw->w.c[0].reject_seq = 4; /* rejected: recorded failed (mark_failed), a dead letter */
   if (hd_keypair_generate(&cw->by_kp) != 0) return -1;
   cw->by_cut_syncs = -1;
   cw->d[CW_SERVER] = fv_domain(cw->w.s.dir);
