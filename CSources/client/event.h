@@ -30,7 +30,6 @@ struct hd_event {
   uint32_t attempt;         /* the handler call it is out for, 1-based (0: not called in this
                                process); once dead, the calls counted in all */
   uint32_t stored_attempts; /* the calls its row counted when it was read */
-  uint32_t kind;            /* HD__STORE_KIND_* of its row */
   uint8_t *data;            /* the handler's data (copied by hd_event_complete), or the reason of
                                its last failure (hd_event_fail) */
   size_t data_len;

@@ -29,7 +29,6 @@ typedef struct rs {
   int has_epoch;     /* WELCOME carries `epoch` (a server with epochs) */
   uint64_t features; /* WELCOME's (HD__FEATURE_*; 0: a server of an earlier release) */
   uint8_t epoch[16];
-  uint64_t features; /* HD__FEATURE_* announced in WELCOME (with an epoch only) */
   hd__cipher_t tx;
   hd__record_reader_t rr;
   hd__msg_reader_t mr;
@@ -98,7 +97,6 @@ static int rs_accept(rs_t *r, int ms) {
   w.has_epoch = r->has_epoch;
   w.features = r->features;
   memcpy(w.epoch, r->epoch, 16);
-  w.features = r->features;
   uint8_t wp[HD__WELCOME_MAX];
   size_t wl = hd__welcome_encode(&w, wp);
   if (hd__handshake_write_message(&hs, wp, wl, out + 2, sizeof out - 2, &ol) != 0) return -1;
