@@ -98,6 +98,12 @@ function notice (kind, count, firstSeq, lastSeq) {
   return { kind: NOTICE_KINDS[kind] ?? kind, count, firstSeq, lastSeq }
 }
 
+/** add options with ttlMs: Infinity (never expires) as the core's UINT64_MAX. */
+function ttlOption (options) {
+  if (!options || options.ttlMs !== Infinity) return options
+  return { ...options, ttlMs: 0xffffffffffffffffn }
+}
+
 /** A reason for a failed or rejected event as UTF-8 bytes (the core cuts it at 1024). */
 function reasonBytes (reason) {
   if (reason === undefined || reason === null) return Buffer.alloc(0)
@@ -112,6 +118,7 @@ module.exports = {
   COMPLETE_REJECT,
   serverOptions,
   addOptions,
+  ttlOption,
   usersBuffer,
   fanoutResults,
   deadLetter,

@@ -1,0 +1,128 @@
+'use strict'
+// The client: events handed to the handler one at a time, attempts, notices.
+const binding = require('./binding')
+const { hdError, invalid } = require('./errors')
+const { toBuffer, sizes, encode } = require('./bytes')
+const { commonOptions } = require('./options')
+const { Handle, quietly } = require('./handle')
+const queues = require('./queues')
+
+class Client extends Handle {
+  constructor (options = {}) {
+    const { kp, native } = commonOptions(options, 'connect')
+    const server = options.serverPublicKey
+    if (server === undefined || server === null) throw invalid('serverPublicKey is required')
+    const handler = options.eventHandler ?? options.onEvent
+    if (handler !== undefined && handler !== null && typeof handler !== 'function') {
+      throw invalid('eventHandler must be a function')
+    }
+    native.serverPublicKey = toBuffer(server, 'serverPublicKey', sizes.publicKey)
+    native.reconnect = options.reconnect === undefined ? undefined : Boolean(options.reconnect)
+    native.reconnectMinMs = options.reconnectMinMs
+    native.reconnectMaxMs = options.reconnectMaxMs
+    native.window = options.window
+    native.retryMinMs = options.retryMinMs
+    native.retryMaxMs = options.retryMaxMs
+    native.maxAttempts = options.maxAttempts
+    if (options.onNotice !== undefined && options.onNotice !== null && typeof options.onNotice !== 'function') {
+      throw invalid('onNotice must be a function')
+    }
+    native.onNotice = typeof options.onNotice === 'function'
+    super(binding.Client, native, options)
+    this.publicKey = kp.publicKey
+    this.serverPublicKey = native.serverPublicKey
+    this.topic = native.topic
+    this.isServer = false
+    this.connected = false
+    this.offline = Boolean(options.offline) // informational, as in the original
+    /** The original's client callback: (id, data, cb(id, ok[, result])). */
+    this.eventHandler = handler
+    /** (notice): what the user's application missed, in its place in the stream. */
+    this.onNotice = options.onNotice
+  }
+
+  _event (type, publicKey, error) {
+    if (type === 'connect') this.connected = true
+    else if (type === 'disconnect') this.connected = false
+    super._event(type, publicKey, error)
+  }
+
+  /*
+   * One event at a time, in id order: eventHandler(id, data, cb, event) with data decoded by the
+   * JSON rule and event = { id, payload (Buffer), createdAt, possiblyRepeated, attempt, fail,
+   * reject } (possiblyRepeated: the server's store lost commits and gave this event again, and
+   * this client may have handled it before; docs/RELIABILITY.md, "Restores and rollbacks";
+   * attempt: 1 the first time). cb(id, true[, result]) records it consumed (result: optional
+   * data reported to the server, a Buffer or a JSON value) and the next event follows;
+   * cb(id, false), event.fail(reason), a throw or a rejected promise (its message the reason): a
+   * failed attempt, handed out again after a backoff (retryMinMs doubling to retryMaxMs), before
+   * any later event, until maxAttempts (default 10) make it a dead letter on the server;
+   * event.reject(reason) makes it one at once. Without an eventHandler the 'event' listeners get
+   * (id, data, cb, event); without either each attempt fails.
+   */
+  _onEvent (id, payload, createdAt, complete, possiblyRepeated, attempt) {
+    let done = false
+    const cb = (cbId, ok, result) => {
+      if (typeof cbId === 'boolean' && ok === undefined) { ok = cbId; cbId = id } // cb(true)
+      if (String(cbId) !== String(id)) {
+        throw invalid(`Malformed id for event. Got: '${cbId}', expected: '${id}'`)
+      }
+      ok = ok === undefined ? true : Boolean(ok)
+      const bytes = ok && result !== undefined && result !== null ? encode(result, 'result') : undefined
+      complete(ok, bytes)
+      done = true
+    }
+    const end = (how, reason) => {
+      if (done) throw hdError('EALREADY', 'the event is already completed')
+      complete(how, queues.reasonBytes(reason))
+      done = true
+    }
+    // a throw or a rejection: a failed attempt whose reason is the error's message
+    const fail = (err) => {
+      if (!done) { done = true; quietly(() => complete(queues.COMPLETE_FAIL_REASON, queues.reasonBytes(err ?? 'handler failed'))) }
+    }
+    const event = {
+      id,
+      payload,
+      createdAt,
+      possiblyRepeated,
+      /** Which handler call this is for the event: 1 the first time (counted across restarts). */
+      attempt,
+      /** A failed attempt with a reason; after maxAttempts the event is a dead letter. */
+      fail: (reason) => end(queues.COMPLETE_FAIL_REASON, reason ?? 'handler failed'),
+      /** A dead letter at once with `reason`, whatever its attempts. */
+      reject: (reason) => end(queues.COMPLETE_REJECT, reason ?? 'rejected')
+    }
+    const data = this._decode(payload)
+    const fn = this.eventHandler
+    if (typeof fn === 'function') return this._guard(fn, [id, data, cb, event], 'eventHandler', fail)
+    if (this.listenerCount('event') > 0) {
+      return this._guard((...args) => { this.emit('event', ...args) }, [id, data, cb, event], "'event' listener", fail)
+    }
+    fail('no eventHandler and no event listener')
+  }
+
+  /*
+   * A notice (docs/QUEUES.md): onNotice({ kind, count, firstSeq, lastSeq }) in its place in the
+   * stream; returning (or resolving) completes it, a throw or a rejection hands it again later.
+   */
+  _onNotice (kind, count, firstSeq, lastSeq, complete) {
+    let done = false
+    const fail = () => { if (!done) { done = true; quietly(() => complete(false)) } }
+    const n = queues.notice(kind, count, firstSeq, lastSeq)
+    this._guard((x) => {
+      const result = this.onNotice(x)
+      if (result && typeof result.then === 'function') {
+        return result.then(() => { if (!done) { done = true; complete(true) } })
+      }
+      done = true
+      complete(true)
+    }, [n], 'onNotice', fail)
+  }
+
+  /** { eventsReceived, eventsHandled, eventsFailed, eventsConfirmed, unhandled, consumed,
+   *    highWater, pauseMs, eventsDead, noticesReceived, connected } */
+  stats () { return this._native.stats() }
+}
+
+module.exports = { Client }

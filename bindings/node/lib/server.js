@@ -1,0 +1,230 @@
+'use strict'
+// The server: adds (plain, with options, fan-out), consumption reports, admin, dead letters.
+const binding = require('./binding')
+const { codeError, invalid } = require('./errors')
+const { toBuffer, sizes, encode } = require('./bytes')
+const { commonOptions } = require('./options')
+const { Handle, quietly } = require('./handle')
+const queues = require('./queues')
+
+class Server extends Handle {
+  constructor (options = {}) {
+    const { kp, native } = commonOptions(options, 'listen')
+    const onConsumed = options.onClientConsumedEvents ?? options.onConsumed
+    if (onConsumed !== undefined && onConsumed !== null && typeof onConsumed !== 'function') {
+      throw invalid('onClientConsumedEvents must be a function')
+    }
+    native.onConsumed = typeof onConsumed === 'function'
+    native.pageEvents = options.pageEvents
+    Object.assign(native, queues.serverOptions(options, invalid))
+    super(binding.Server, native, options)
+    this.publicKey = kp.publicKey
+    this.topic = native.topic
+    this.isServer = true
+    this._port = this._native.port()
+    this.peers = new Map() // hex public key -> Buffer, authenticated peers now connected
+    /** The original's server callback: (remotePublicKey, events, cb(ok[, index])). */
+    this.onClientConsumedEvents = onConsumed
+    /** (user, deadLetter): an event of the user became a dead letter (also a 'deadLetter' event). */
+    this.onDeadLetter = options.onDeadLetter
+  }
+
+  /* A dead letter, durably: onDeadLetter and the 'deadLetter' listeners (informational). */
+  _onDeadLetter (user, d) {
+    const letter = queues.deadLetter(d, (b) => this._decode(b))
+    if (typeof this.onDeadLetter === 'function') {
+      this._guard(this.onDeadLetter, [user, letter], 'onDeadLetter', () => {})
+    }
+    this.emit('deadLetter', user, letter)
+  }
+
+  /** The port it listens on (useful with port 0). */
+  get port () { return this._port }
+
+  _event (type, publicKey, error) {
+    if (publicKey) {
+      const id = publicKey.toString('hex')
+      if (type === 'connect') this.peers.set(id, publicKey)
+      else this.peers.delete(id)
+    }
+    super._event(type, publicKey, error)
+  }
+
+  /*
+   * A user reported events consumed: onClientConsumedEvents(remotePublicKey, events, cb) with
+   * events [{ id, data, payload, createdAt }] in id order (data: what the client's handler
+   * reported, payload: what addEvent stored, both decoded by the JSON rule). cb(true) deletes
+   * them and confirms them to the client; cb(false) keeps them (the client reports them again
+   * on its next connection); cb(ok, index) completes one event of the array. A throw or a
+   * rejected promise counts as cb(false) for what is not completed yet.
+   */
+  _onConsumed (user, events, complete) {
+    const list = events.map((e) => ({
+      id: e.id,
+      data: e.data === null ? null : this._decode(e.data),
+      payload: this._decode(e.payload),
+      createdAt: e.createdAt
+    }))
+    const cb = (ok = true, index) => {
+      if (index === undefined || index === null) complete(Boolean(ok))
+      else complete(Boolean(ok), index)
+    }
+    const fn = this.onClientConsumedEvents
+    if (typeof fn !== 'function') return quietly(() => complete(true))
+    this._guard(fn, [user, list, cb], 'onClientConsumedEvents', () => quietly(() => complete(false)))
+  }
+
+  /**
+   * Stores an event for the user (its Ed25519 public key: Buffer, Uint8Array or hex); `data` is
+   * a Buffer (sent as is) or any JSON value. Resolves with the event's id (the user's sequence
+   * number, from 1) once it is durable; a connected user gets it right after.
+   */
+  addEvent (remotePublicKey, data) {
+    try {
+      return this._native.addEvent(toBuffer(remotePublicKey, 'remotePublicKey', sizes.publicKey),
+        encode(data, 'data'))
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /**
+   * addEvent with options, resolving with what the add did (docs/QUEUES.md):
+   * options { ttlMs (time to live; default the server's defaultTtlMs, Infinity never),
+   * dedupKey (string or bytes: a repeat within the server's dedupWindowMs stores nothing and
+   * gives the first add's seq), collapseKey (replaces the user's unsent event with the same
+   * key) }; result { seq, duplicate, conflict (a duplicate whose payload differs), replacedSeq
+   * (null unless it replaced one), dropped (older unsent events dropped for room) }. Rejects
+   * with code 'ELIMIT' when the user is at a limit under overflow 'reject'. addEvent() is
+   * unchanged: it resolves with the seq alone.
+   */
+  add (remotePublicKey, data, options) {
+    try {
+      return this._native.addEventV2(toBuffer(remotePublicKey, 'remotePublicKey', sizes.publicKey),
+        encode(data, 'data'), queues.addOptions(queues.ttlOption(options), invalid))
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /**
+   * One event for many users in one transaction, the payload stored once; options as add()'s,
+   * each user's keys its own. Resolves with each user's result, in order: { user, error (null,
+   * or an Error with code 'ELIMIT', 'EKEY'...: that user failed alone), seq, duplicate,
+   * conflict, replacedSeq, dropped }.
+   */
+  addEventForUsers (users, data, options) {
+    try {
+      const keys = (Array.isArray(users) ? users : []).map((u, i) => toBuffer(u, `users[${i}]`, sizes.publicKey))
+      return this._native.addFanout(queues.usersBuffer(keys, (k) => k, invalid), encode(data, 'data'),
+        queues.addOptions(queues.ttlOption(options), invalid))
+        .then((results) => queues.fanoutResults(keys, results, codeError))
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /**
+   * A page of the user's dead letters (events its client failed maxAttempts times or rejected):
+   * [{ id, payload, createdAt, attempts, reason, deadAt }] with an id above `after`, at most
+   * `limit`; page on as listEvents.
+   */
+  listDeadLetters (remotePublicKey, { after = 0, limit = 256 } = {}) {
+    return this._native.listDeadLetters(toBuffer(remotePublicKey, 'remotePublicKey', sizes.publicKey), after, limit)
+      .map((d) => queues.deadLetter(d, (b) => this._decode(b)))
+  }
+
+  /** How many dead letters the store holds for the user (every user without one). */
+  deadLetterCount (remotePublicKey) {
+    const user = remotePublicKey === undefined || remotePublicKey === null
+      ? null : toBuffer(remotePublicKey, 'remotePublicKey', sizes.publicKey)
+    return this._native.deadLetterCount(user)
+  }
+
+  /** The users holding dead letters: [{ user: Buffer, count }]. */
+  deadLetterUsers () { return this._native.deadLetterUsers() }
+
+  /**
+   * Gives the user's dead letters with these ids (all of them without ids) back as new events
+   * (new ids, attempts from 1); the client gets a 'requeued' notice. Resolves with how many.
+   */
+  requeueDeadLetters (remotePublicKey, ids) {
+    try {
+      return this._native.requeueDeadLetters(toBuffer(remotePublicKey, 'remotePublicKey', sizes.publicKey), ids ?? null)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /** Drops the user's dead letters with these ids (all without ids) for good; resolves with how many. */
+  deleteDeadLetters (remotePublicKey, ids) {
+    try {
+      return this._native.deleteDeadLetters(toBuffer(remotePublicKey, 'remotePublicKey', sizes.publicKey), ids ?? null)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /** Stores the pause (ms) clients wait before handling new events and pushes it to them. */
+  updatePause (ms) {
+    try {
+      return this._native.updatePause(ms)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /** { eventsAdded, eventsDelivered, eventsConsumed, eventsConfirmed, pendingTotal,
+   *    connectedUsers, commits, eventsTooLarge, eventsExpired, eventsDead, eventsRequeued,
+   *    addsDuplicate, eventsReplaced, eventsDropped, addsLimited, deadLetters } */
+  stats () { return this._native.stats() }
+
+  /** How many events the store holds for the user. */
+  pending (remotePublicKey) {
+    return this._native.pending(toBuffer(remotePublicKey, 'remotePublicKey', sizes.publicKey))
+  }
+
+  /** The public keys of the users connected now. */
+  connectedUsers () { return this._native.connectedUsers() }
+
+  /**
+   * Every user the store holds events for, with how many: [{ user: Buffer, pending }], in the
+   * order the store first saw them.
+   */
+  pendingUsers () { return this._native.pendingUsers() }
+
+  /**
+   * A page of the events the store holds for the user: [{ id, payload, createdAt }] (payload
+   * decoded by the JSON rule), at most `limit` (default 256) of those with an id above `after`
+   * (default 0), in order. Page on with the last one's id until a page comes back empty.
+   */
+  listEvents (remotePublicKey, { after = 0, limit = 256 } = {}) {
+    const page = this._native.listEvents(toBuffer(remotePublicKey, 'remotePublicKey', sizes.publicKey),
+      after, limit)
+    return page.map((e) => ({ id: e.id, payload: this._decode(e.payload), createdAt: e.createdAt }))
+  }
+
+  /**
+   * Deletes the user's events with these ids; resolves with how many the store still held once
+   * that is durable. The user's client is not told: what it received already it still handles,
+   * and its report is answered without onClientConsumedEvents; an event not sent yet never is.
+   */
+  deleteEvents (remotePublicKey, ids) {
+    try {
+      return this._native.deleteEvents(toBuffer(remotePublicKey, 'remotePublicKey', sizes.publicKey), ids)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /** Deletes every event the store holds for the user (removed); resolves with how many. */
+  deleteUser (remotePublicKey) {
+    try {
+      return this._native.deleteUser(toBuffer(remotePublicKey, 'remotePublicKey', sizes.publicKey))
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+}
+
+module.exports = { Server }
