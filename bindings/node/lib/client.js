@@ -28,7 +28,12 @@ class Client extends Handle {
       throw invalid('onNotice must be a function')
     }
     native.onNotice = typeof options.onNotice === 'function'
-    super(binding.Client, native, options)
+    super(binding.Client, native, options, {
+      onevent: (id, payload, createdAt, complete, possiblyRepeated, attempt) =>
+        this._onEvent(id, payload, createdAt, complete, possiblyRepeated, attempt),
+      onnotice: (kind, count, firstSeq, lastSeq, complete) =>
+        this._onNotice(kind, count, firstSeq, lastSeq, complete)
+    })
     this.publicKey = kp.publicKey
     this.serverPublicKey = native.serverPublicKey
     this.topic = native.topic

@@ -17,19 +17,17 @@ const { decode } = require('./bytes')
  * Exceptions thrown by listeners are caught by the addon, printed to stderr and ignored.
  */
 class Handle extends EventEmitter {
-  constructor (Native, native, options) {
+  constructor (Native, native, options, callbacks) {
     super()
-    const onEvent = (type, a, b, c, d, e, f) => {
-      if (type === 'log') this.emit('log', LOG_LEVELS[a] || String(a), b)
-      else if (type === 'event') this._onEvent(a, b, c, d, e, f)
-      else if (type === 'notice') this._onNotice(a, b, c, d, e)
-      else if (type === 'consumed') this._onConsumed(a, b, c)
-      else if (type === 'deadLetter') this._onDeadLetter(a, b)
-      else this._event(type, a, b)
-    }
     if (typeof options.log === 'function') this.on('log', options.log)
     this._json = options.json !== false
-    this._native = new Native(native, onEvent)
+    // one typed callback per kind of call from the core (src/handles.h, hdn_callback_t)
+    this._native = new Native(native, {
+      onconnect: (publicKey) => this._event('connect', publicKey),
+      ondisconnect: (publicKey, error) => this._event('disconnect', publicKey, error),
+      onlog: (level, message) => this.emit('log', LOG_LEVELS[level] || String(level), message),
+      ...callbacks
+    })
     this._closing = null
     this.dataDir = native.dataDir
   }

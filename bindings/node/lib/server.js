@@ -17,7 +17,10 @@ class Server extends Handle {
     native.onConsumed = typeof onConsumed === 'function'
     native.pageEvents = options.pageEvents
     Object.assign(native, queues.serverOptions(options, invalid))
-    super(binding.Server, native, options)
+    super(binding.Server, native, options, {
+      onconsumed: (user, events, complete) => this._onConsumed(user, events, complete),
+      ondeadletter: (user, deadLetter) => this._onDeadLetter(user, deadLetter)
+    })
     this.publicKey = kp.publicKey
     this.topic = native.topic
     this.isServer = true

@@ -42,8 +42,46 @@ void hdn_live_free(hdn_live_kind_t kind, void *p) {
   free(p);
 }
 
+static const char *const callback_names[HDN_CB_COUNT] = {
+    "onconnect", "ondisconnect", "onlog", "onevent", "onnotice", "onconsumed", "ondeadletter"};
+
 int hdn_can_call_js(const hdn_handle_t *h) {
-  return !h->finalized && !h->teardown && h->on_event != NULL;
+  return !h->finalized && !h->teardown && h->has_callbacks;
+}
+
+static void drop_callbacks(hdn_handle_t *h) {
+  for (int i = 0; i < HDN_CB_COUNT; i++) {
+    if (h->callbacks[i]) napi_delete_reference(h->env, h->callbacks[i]);
+    h->callbacks[i] = NULL;
+  }
+  h->has_callbacks = 0;
+}
+
+/* References to the functions of `obj` named in callback_names (each optional). 0, or -1 with
+ * an exception thrown (a property that is neither a function nor undefined). */
+static int hold_callbacks(napi_env env, napi_value obj, hdn_handle_t *h) {
+  h->has_callbacks = 1;
+  for (int i = 0; i < HDN_CB_COUNT; i++) {
+    napi_value fn;
+    napi_valuetype t;
+    if (napi_get_named_property(env, obj, callback_names[i], &fn) != napi_ok ||
+        napi_typeof(env, fn, &t) != napi_ok) {
+      hdn_throw_napi(env, napi_generic_failure, callback_names[i]);
+      return -1;
+    }
+    if (t == napi_undefined) continue;
+    if (t != napi_function) {
+      char msg[96];
+      snprintf(msg, sizeof msg, "callbacks.%s must be a function", callback_names[i]);
+      hdn_throw_einval(env, msg);
+      return -1;
+    }
+    if (napi_create_reference(env, fn, 1, &h->callbacks[i]) != napi_ok) {
+      hdn_throw_napi(env, napi_generic_failure, "napi_create_reference");
+      return -1;
+    }
+  }
+  return 0;
 }
 
 /* ---- Calling JS from the loop ----------------------------------------------------------- */
@@ -73,12 +111,16 @@ static void report_exception(napi_env env, const char *kind, const char *what, n
   fflush(stderr);
 }
 
-/* onEvent(argv...) through napi_make_callback; must be called inside a handle scope.
+/* callbacks[cb](argv...) through napi_make_callback; must be called inside a handle scope.
  * Returns 0 if the call returned normally, -1 if it could not be made or JS threw. */
-int hdn_call_js(hdn_handle_t *h, const char *what, size_t argc, napi_value *argv) {
+int hdn_call_js(hdn_handle_t *h, hdn_callback_t cb, size_t argc, napi_value *argv) {
   napi_env env = h->env;
   napi_value fn, recv, result;
-  if (napi_get_reference_value(env, h->on_event, &fn) != napi_ok || fn == NULL) return -1;
+  const char *what = callback_names[cb];
+  if (h->callbacks[cb] == NULL || napi_get_reference_value(env, h->callbacks[cb], &fn) != napi_ok ||
+      fn == NULL) {
+    return -1;
+  }
   if (h->self == NULL || napi_get_reference_value(env, h->self, &recv) != napi_ok || recv == NULL) {
     /* during create (a log line) `this` is not wrapped yet; make_callback needs an object */
     if (napi_get_global(env, &recv) != napi_ok) return -1;
@@ -102,10 +144,9 @@ static void on_peer(void *ud, const uint8_t public_key[HD_PUBLICKEY_BYTES]) {
   napi_env env = h->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value argv[2];
-  if (napi_create_string_utf8(env, "connect", NAPI_AUTO_LENGTH, &argv[0]) == napi_ok &&
-      (argv[1] = hdn_buffer_copy(env, public_key, HD_PUBLICKEY_BYTES)) != NULL) {
-    hdn_call_js(h, "connect", 2, argv);
+  napi_value argv[1];
+  if ((argv[0] = hdn_buffer_copy(env, public_key, HD_PUBLICKEY_BYTES)) != NULL) {
+    hdn_call_js(h, HDN_CB_CONNECT, 1, argv);
   }
   napi_close_handle_scope(env, scope);
 }
@@ -118,17 +159,15 @@ static void on_peer_closed(void *ud, const uint8_t *public_key, int status) {
   napi_env env = h->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value argv[3];
-  int ok = napi_create_string_utf8(env, "disconnect", NAPI_AUTO_LENGTH, &argv[0]) == napi_ok;
+  napi_value argv[2];
+  int ok;
+  if (public_key != NULL) ok = (argv[0] = hdn_buffer_copy(env, public_key, HD_PUBLICKEY_BYTES)) != NULL;
+  else ok = napi_get_null(env, &argv[0]) == napi_ok;
   if (ok) {
-    if (public_key != NULL) ok = (argv[1] = hdn_buffer_copy(env, public_key, HD_PUBLICKEY_BYTES)) != NULL;
+    if (status < 0) ok = (argv[1] = hdn_make_error(env, status, detail)) != NULL;
     else ok = napi_get_null(env, &argv[1]) == napi_ok;
   }
-  if (ok) {
-    if (status < 0) ok = (argv[2] = hdn_make_error(env, status, detail)) != NULL;
-    else ok = napi_get_null(env, &argv[2]) == napi_ok;
-  }
-  if (ok) hdn_call_js(h, "disconnect", 3, argv);
+  if (ok) hdn_call_js(h, HDN_CB_DISCONNECT, 2, argv);
   napi_close_handle_scope(env, scope);
 }
 
@@ -138,11 +177,10 @@ static void on_log(void *ud, hd_log_level_t level, const char *message) {
   napi_env env = h->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value argv[3];
-  if (napi_create_string_utf8(env, "log", NAPI_AUTO_LENGTH, &argv[0]) == napi_ok &&
-      napi_create_int32(env, (int32_t)level, &argv[1]) == napi_ok &&
-      napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &argv[2]) == napi_ok) {
-    hdn_call_js(h, "log", 3, argv);
+  napi_value argv[2];
+  if (napi_create_int32(env, (int32_t)level, &argv[0]) == napi_ok &&
+      napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &argv[1]) == napi_ok) {
+    hdn_call_js(h, HDN_CB_LOG, 2, argv);
   }
   napi_close_handle_scope(env, scope);
 }
@@ -153,10 +191,10 @@ static void on_log(void *ud, hd_log_level_t level, const char *message) {
  * last, keeps it so). */
 static void release_js(hdn_handle_t *h) {
   napi_env env = h->env;
-  if (h->on_event) napi_delete_reference(env, h->on_event);
+  drop_callbacks(h);
   if (h->close_promise) napi_delete_reference(env, h->close_promise);
   if (h->self) napi_delete_reference(env, h->self);
-  h->on_event = h->close_promise = h->self = NULL;
+  h->close_promise = h->self = NULL;
   if (h->actx) napi_async_destroy(env, h->actx);
   h->actx = NULL;
   if (h->cleanup) {
@@ -237,9 +275,9 @@ static void finalize(napi_env env, void *data, void *hint) {
   }
   /* Only at env teardown (a strong reference holds open handles): close it now; the close
    * callback frees the wrapper. */
-  if (h->on_event) napi_delete_reference(env, h->on_event);
+  drop_callbacks(h);
   if (h->self) napi_delete_reference(env, h->self);
-  h->on_event = h->self = NULL;
+  h->self = NULL;
   if (h->state == HDN_OPEN && core_close(h) != 0) {
     /* nothing will call back: the core refused (it was already closing by its own means) */
     release_js(h);
@@ -361,7 +399,7 @@ static napi_value js_batch_complete(napi_env env, napi_callback_info info) {
   return undef;
 }
 
-/* The core's on_consumed: onEvent('consumed', user, events[], complete). */
+/* The core's on_consumed: onconsumed(user, events[], complete). */
 static void on_consumed(void *ud, const uint8_t user[32], hd_consumed_t *batch) {
   hdn_handle_t *h = ud;
   size_t n = hd_consumed_count(batch);
@@ -380,15 +418,14 @@ static void on_consumed(void *ud, const uint8_t user[32], hd_consumed_t *batch) 
     batch_finalize(env, r, NULL);
     return;
   }
-  napi_value argv[4], fn = NULL;
-  int ok = napi_create_string_utf8(env, "consumed", NAPI_AUTO_LENGTH, &argv[0]) == napi_ok &&
-           (argv[1] = hdn_buffer_copy(env, user, HD_PUBLICKEY_BYTES)) != NULL &&
-           napi_create_array_with_length(env, n, &argv[2]) == napi_ok;
+  napi_value argv[3], fn = NULL;
+  int ok = (argv[0] = hdn_buffer_copy(env, user, HD_PUBLICKEY_BYTES)) != NULL &&
+           napi_create_array_with_length(env, n, &argv[1]) == napi_ok;
   for (size_t i = 0; ok && i < n; i++) {
     hd_event_info_t info;
     napi_value ev;
     ok = hd_consumed_event(batch, i, &info) == 0 && (ev = event_object(env, &info)) != NULL &&
-         napi_set_element(env, argv[2], (uint32_t)i, ev) == napi_ok;
+         napi_set_element(env, argv[1], (uint32_t)i, ev) == napi_ok;
   }
   if (ok) ok = (fn = hdn_make_completion(env, "complete", js_batch_complete, r, batch_finalize)) != NULL;
   if (!ok) {
@@ -402,9 +439,9 @@ static void on_consumed(void *ud, const uint8_t user[32], hd_consumed_t *batch) 
     napi_close_handle_scope(env, scope);
     return;
   }
-  argv[3] = fn;
+  argv[2] = fn;
   /* JS threw past the binding's own try/catch: what is still open fails (and comes back) */
-  if (hdn_call_js(h, "consumed", 4, argv) != 0) batch_fail_rest(r);
+  if (hdn_call_js(h, HDN_CB_CONSUMED, 3, argv) != 0) batch_fail_rest(r);
   napi_close_handle_scope(env, scope);
 }
 
@@ -458,7 +495,7 @@ static napi_value js_event_complete(napi_env env, napi_callback_info info) {
   return undef;
 }
 
-/* A notice's fields for onEvent('notice', kind, count, firstSeq, lastSeq, complete): argv[1..4]. */
+/* A notice's fields for onnotice(kind, count, firstSeq, lastSeq, complete): argv[0..3]. */
 static int notice_args(napi_env env, hd_event_t *event, napi_value *argv) {
   hd_notice_t n;
   return hd_event_notice(event, &n) == 0 &&
@@ -468,8 +505,8 @@ static int notice_args(napi_env env, hd_event_t *event, napi_value *argv) {
          (argv[3] = hdn_seq_value(env, n.last_seq)) != NULL;
 }
 
-/* The core's on_event and on_notice: onEvent('event', id, payload, createdAt, complete,
- * possiblyRepeated, attempt) or onEvent('notice', kind, count, firstSeq, lastSeq, complete). */
+/* The core's on_event and on_notice: onevent(id, payload, createdAt, complete, possiblyRepeated,
+ * attempt) or onnotice(kind, count, firstSeq, lastSeq, complete). */
 void hdn_on_client_event(void *ud, hd_event_t *event) {
   hdn_handle_t *h = ud;
   event_ref_t *r = NULL;
@@ -487,19 +524,16 @@ void hdn_on_client_event(void *ud, hd_event_t *event) {
     event_finalize(env, r, NULL);
     return;
   }
-  napi_value argv[7], fn = NULL;
-  int notice = hd_event_is_notice(event) == 1;
-  size_t argc = notice ? 6 : 7;
-  const char *what = notice ? "notice" : "event";
-  int ok = napi_create_string_utf8(env, what, NAPI_AUTO_LENGTH, &argv[0]) == napi_ok;
-  if (ok && notice) {
-    ok = notice_args(env, event, argv + 1);
-  } else if (ok) {
-    ok = (argv[1] = hdn_seq_value(env, info.seq)) != NULL &&
-         (argv[2] = hdn_buffer_copy(env, info.payload, info.payload_len)) != NULL &&
-         napi_create_double(env, (double)info.created_ms, &argv[3]) == napi_ok &&
-         napi_get_boolean(env, hd_event_possibly_repeated(event) != 0, &argv[5]) == napi_ok &&
-         napi_create_uint32(env, hd_event_attempt(event), &argv[6]) == napi_ok;
+  napi_value argv[6], fn = NULL;
+  int notice = hd_event_is_notice(event) == 1, ok;
+  if (notice) {
+    ok = notice_args(env, event, argv);
+  } else {
+    ok = (argv[0] = hdn_seq_value(env, info.seq)) != NULL &&
+         (argv[1] = hdn_buffer_copy(env, info.payload, info.payload_len)) != NULL &&
+         napi_create_double(env, (double)info.created_ms, &argv[2]) == napi_ok &&
+         napi_get_boolean(env, hd_event_possibly_repeated(event) != 0, &argv[4]) == napi_ok &&
+         napi_create_uint32(env, hd_event_attempt(event), &argv[5]) == napi_ok;
   }
   if (ok) {
     ok = (fn = hdn_make_completion(env, "complete", js_event_complete, r, event_finalize)) != NULL;
@@ -518,8 +552,9 @@ void hdn_on_client_event(void *ud, hd_event_t *event) {
     napi_close_handle_scope(env, scope);
     return;
   }
-  argv[notice ? 5 : 4] = fn;
-  if (hdn_call_js(h, what, argc, argv) != 0 && r->e != NULL) {
+  argv[notice ? 4 : 3] = fn;
+  if (hdn_call_js(h, notice ? HDN_CB_NOTICE : HDN_CB_EVENT, notice ? 5 : 6, argv) != 0 &&
+      r->e != NULL) {
     hd_event_complete(r->e, 0, NULL, 0); /* JS threw before completing: fail, retried */
     r->e = NULL;
   }
@@ -578,7 +613,7 @@ static int read_common(napi_env env, napi_value opts, const char *address_key, c
   return 0;
 }
 
-/* new Server(options, onEvent) / new Client(options, onEvent) */
+/* new Server(options, callbacks) / new Client(options, callbacks): callbacks { onconnect, ... } */
 static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t kind) {
   size_t argc = 2;
   napi_value argv[2], this, target;
@@ -586,11 +621,11 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
   HDN_CALL(env, napi_get_cb_info(env, info, &argc, argv, &this, NULL));
   HDN_CALL(env, napi_get_new_target(env, info, &target));
   if (target == NULL) return hdn_throw_einval(env, "use `new`");
-  if (argc < 2) return hdn_throw_einval(env, "expected (options, onEvent)");
+  if (argc < 2) return hdn_throw_einval(env, "expected (options, callbacks)");
   HDN_CALL(env, napi_typeof(env, argv[0], &t));
   if (t != napi_object) return hdn_throw_einval(env, "options must be an object");
   HDN_CALL(env, napi_typeof(env, argv[1], &t));
-  if (t != napi_function) return hdn_throw_einval(env, "onEvent must be a function");
+  if (t != napi_object) return hdn_throw_einval(env, "callbacks must be an object");
 
   common_opts_t co;
   if (read_common(env, argv[0], kind == HDN_SERVER ? "listen" : "connect", &co) < 0) return NULL;
@@ -637,8 +672,13 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
   h->env = env;
   h->kind = kind;
   napi_value name;
-  if ((st = napi_create_reference(env, argv[1], 1, &h->on_event)) != napi_ok ||
-      (st = napi_create_string_utf8(env, kind == HDN_SERVER ? "hyperdown.Server" : "hyperdown.Client",
+  if (hold_callbacks(env, argv[1], h) < 0) {
+    common_opts_free(&co);
+    release_js(h);
+    hdn_live_free(HDN_LIVE_HANDLE, h);
+    return NULL;
+  }
+  if ((st = napi_create_string_utf8(env, kind == HDN_SERVER ? "hyperdown.Server" : "hyperdown.Client",
                                     NAPI_AUTO_LENGTH, &name)) != napi_ok ||
       (st = napi_async_init(env, NULL, name, &h->actx)) != napi_ok) {
     common_opts_free(&co);

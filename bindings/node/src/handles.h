@@ -10,6 +10,20 @@
 typedef enum { HDN_SERVER = 0, HDN_CLIENT = 1 } hdn_kind_t;
 typedef enum { HDN_OPEN = 0, HDN_CLOSING = 1, HDN_CLOSED = 2 } hdn_state_t;
 
+/* The JS callbacks a handle is created with, one per kind of call (udx-native style): the object
+ * given to the constructor names them as hdn_callback_names does. */
+typedef enum {
+  HDN_CB_CONNECT,      /* onconnect(publicKey) */
+  HDN_CB_DISCONNECT,   /* ondisconnect(publicKey | null, error | null) */
+  HDN_CB_LOG,          /* onlog(level, message) */
+  HDN_CB_EVENT,        /* client: onevent(id, payload, createdAt, complete, possiblyRepeated,
+                          attempt) */
+  HDN_CB_NOTICE,       /* client: onnotice(kind, count, firstSeq, lastSeq, complete) */
+  HDN_CB_CONSUMED,     /* server: onconsumed(user, events, complete) */
+  HDN_CB_DEAD_LETTER,  /* server: ondeadletter(user, deadLetter) */
+  HDN_CB_COUNT
+} hdn_callback_t;
+
 typedef struct hdn_handle {
   napi_env env;
   hdn_kind_t kind;
@@ -18,7 +32,8 @@ typedef struct hdn_handle {
   int finalized;             /* the JS object is gone: free on close, never touch JS again */
   int teardown;              /* the env is being torn down: no more calls into JS */
   napi_ref self;             /* strong while OPEN/CLOSING */
-  napi_ref on_event;         /* onEvent(type, ...) */
+  napi_ref callbacks[HDN_CB_COUNT]; /* NULL: not given (and never called) */
+  int has_callbacks;         /* the references are held (until the close or the finalizer) */
   napi_async_context actx;
   napi_deferred close_deferred;
   napi_ref close_promise;
@@ -43,9 +58,10 @@ void hdn_live_free(hdn_live_kind_t kind, void *p);
 
 /* The handle may call into JS (not finalized, not torn down). */
 int hdn_can_call_js(const hdn_handle_t *h);
-/* onEvent(argv...) through napi_make_callback, inside a handle scope; an exception is reported
- * to stderr and dropped. 0 if the call returned normally. */
-int hdn_call_js(hdn_handle_t *h, const char *what, size_t argc, napi_value *argv);
+/* The callback `cb`(argv...) through napi_make_callback, inside a handle scope; an exception is
+ * reported to stderr and dropped. 0 if the call returned normally (-1 also without that
+ * callback). */
+int hdn_call_js(hdn_handle_t *h, hdn_callback_t cb, size_t argc, napi_value *argv);
 
 /* An event's sequence number as a Number (exact up to 2^53) or a BigInt; NULL on failure. */
 napi_value hdn_seq_value(napi_env env, uint64_t seq);
@@ -89,7 +105,7 @@ void hdn_op_settle(hdn_op_t *o, int status, hdn_value_fn make, const void *arg);
 /* A completion (hd_add_cb, hd_count_cb) that resolves with the number. */
 void hdn_on_added(void *cb_data, int status, uint64_t seq);
 
-/* The client's on_event and on_notice (handles.c): a notice goes to onEvent('notice', ...). */
+/* The client's on_event and on_notice (handles.c): a notice goes to onnotice. */
 void hdn_on_client_event(void *ud, hd_event_t *event);
 
 /* Queue semantics (queues.c): the server's and client's options of docs/QUEUES.md; 0, or -1

@@ -77,7 +77,7 @@ static napi_value dead_letter_object(napi_env env, const hd_dead_letter_t *d) {
   return obj;
 }
 
-/* The core's on_dead_letter: onEvent('deadLetter', user, deadLetter). */
+/* The core's on_dead_letter: ondeadletter(user, deadLetter). */
 static void on_dead_letter(void *ud, const uint8_t user[HD_PUBLICKEY_BYTES],
                            const hd_dead_letter_t *d) {
   hdn_handle_t *h = ud;
@@ -85,11 +85,10 @@ static void on_dead_letter(void *ud, const uint8_t user[HD_PUBLICKEY_BYTES],
   napi_env env = h->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value argv[3];
-  if (napi_create_string_utf8(env, "deadLetter", NAPI_AUTO_LENGTH, &argv[0]) == napi_ok &&
-      (argv[1] = hdn_buffer_copy(env, user, HD_PUBLICKEY_BYTES)) != NULL &&
-      (argv[2] = dead_letter_object(env, d)) != NULL) {
-    hdn_call_js(h, "deadLetter", 3, argv);
+  napi_value argv[2];
+  if ((argv[0] = hdn_buffer_copy(env, user, HD_PUBLICKEY_BYTES)) != NULL &&
+      (argv[1] = dead_letter_object(env, d)) != NULL) {
+    hdn_call_js(h, HDN_CB_DEAD_LETTER, 2, argv);
   } else {
     bool pending = false;
     napi_value exc;
