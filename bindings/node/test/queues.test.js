@@ -186,11 +186,17 @@ test('notices: an event that expires unsent reaches the client as an expired not
   await until(() => server.stats().eventsExpired >= 1, 15000, 'the expiry sweep')
   const notices = []
   const got = []
+  const refused = []
   const client = openClient(server, tmpDir('client'), {
     eventHandler (id, data, cb) { got.push(id); cb(id, true) },
-    onNotice (n) { notices.push(n) }
+    async onNotice (n) {
+      if (refused.length === 0) { refused.push(n); throw new Error('not yet') } // handed again
+      notices.push(n)
+    }
   })
+  client.on('callbackError', () => {})
   await until(() => notices.length === 1 && got.length === 1, 10000, 'the notice and the live event')
+  assert.deepEqual(refused, notices)
   assert.deepEqual(notices[0], { kind: 'expired', count: 1, firstSeq: r.seq, lastSeq: r.seq })
   assert.deepEqual(got, [2]) // the event on time; the expired one only as the notice
   assert.equal(client.stats().noticesReceived, 1)

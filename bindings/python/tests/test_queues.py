@@ -205,14 +205,27 @@ def test_aio_queue_calls(server_kp, user_kp, store) -> None:
                 ev.reject("no")
                 return hyperdown.DEFER
 
+            notices: "asyncio.Queue" = asyncio.Queue()
+            refused = []
+
+            async def on_notice(n: hyperdown.Notice):  # a coroutine, awaited on the loop
+                if not refused:
+                    refused.append(n)
+                    raise RuntimeError("not yet")  # handed again later
+                notices.put_nowait(n)
+
             async with hyperdown.aio.Client(user_kp, server.public_key, "topic",
                                             f"127.0.0.1:{server.port}", on_event=on_event,
+                                            on_notice=on_notice, retry_min=0.01, retry_max=0.04,
                                             **store()):
                 letter = await asyncio.wait_for(dead.get(), TIMEOUT)
                 assert letter.reason == "no" and letter.id == 1
                 await asyncio.wait_for(dead.get(), TIMEOUT)
-            assert server.dead_letter_count(u) == 2
-            assert await server.delete_dead_letters(u, [1]) == 1
-            assert await server.requeue_dead_letters(u) == 1
+                assert server.dead_letter_count(u) == 2
+                assert await server.delete_dead_letters(u, [1]) == 1
+                assert await server.requeue_dead_letters(u) == 1
+                n = await asyncio.wait_for(notices.get(), TIMEOUT)
+                assert (n.kind, n.count, n.first_seq) == ("requeued", 1, 2)
+                assert refused and refused[0] == (n.kind, n.count, n.first_seq, n.last_seq)
 
     asyncio.run(main())
