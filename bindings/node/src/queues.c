@@ -5,6 +5,7 @@
  * handed out in handles.c (hdn_on_client_event). */
 #include "handles.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,12 +24,25 @@ static int opt_present(napi_env env, napi_value obj, const char *key, napi_value
   return t == napi_undefined || t == napi_null ? 0 : 1;
 }
 
-/* An optional count or duration: a safe integer >= 0 or a BigInt. */
+/* An optional count or duration: a safe integer >= 0 or a BigInt below 2^64. */
 static int opt_u64(napi_env env, napi_value obj, const char *key, uint64_t *out) {
   napi_value v;
+  napi_valuetype t;
+  double d;
+  bool lossless = false;
   int has = opt_present(env, obj, key, &v);
   if (has <= 0) return has;
-  return hdn_get_seq(env, v, out, key);
+  if (napi_typeof(env, v, &t) == napi_ok &&
+      ((t == napi_bigint && napi_get_value_bigint_uint64(env, v, out, &lossless) == napi_ok &&
+        lossless) ||
+       (t == napi_number && napi_get_value_double(env, v, &d) == napi_ok && d >= 0 &&
+        d <= 9007199254740991.0 && d == (double)(uint64_t)d && (*out = (uint64_t)d, 1)))) {
+    return 0;
+  }
+  char msg[128];
+  snprintf(msg, sizeof msg, "%s must be an integer from 0 (a Number up to 2^53 or a BigInt)", key);
+  hdn_throw_einval(env, msg);
+  return -1;
 }
 
 int hdn_queue_server_options(napi_env env, napi_value opts, hd_server_options_t *o) {
