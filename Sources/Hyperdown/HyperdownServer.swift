@@ -29,7 +29,8 @@ public final class HyperdownServer: Sendable, Service {
   /// - Throws: ``HyperdownError``: `EBUSY` if another process uses the folder, `EADDRINUSE`,
   ///   `EADDR` for a malformed address, `EKEY`, `ESTORE`...
   public init(configuration c: ServerConfiguration) throws {
-    core = ServerCore(onClientConsumedEvents: c.onClientConsumedEvents, authorize: c.authorize)
+    core = ServerCore(onClientConsumedEvents: c.onClientConsumedEvents, authorize: c.authorize,
+                      onDeadLetter: c.onDeadLetter)
     handle = CoreHandle(context: core, logger: c.logger, onPeerConnected: c.onUserConnected,
                         onPeerDisconnected: c.onUserDisconnected,
                         close: hd_server_close, closeWait: hd_server_close_wait)
@@ -38,6 +39,20 @@ public final class HyperdownServer: Sendable, Service {
     opts.authorize_timeout_ms = c.authorizeTimeout?.clampedMilliseconds ?? 0
     opts.max_handshakes = c.maxHandshakes ?? 0
     opts.handshakes_per_address = c.handshakesPerAddress ?? 0
+    opts.max_event_bytes = c.maxEventBytes ?? 0
+    opts.default_ttl_ms = c.defaultTTL.map { max(1, $0.clampedMilliseconds64) } ?? 0
+    opts.max_pending_per_user = c.maxPendingPerUser ?? 0
+    opts.max_bytes_per_user = c.maxBytesPerUser ?? 0
+    opts.overflow = c.overflow.cValue
+    opts.dedup_window_ms = c.dedupWindow.map { max(1, $0.clampedMilliseconds64) } ?? 0
+    opts.dedup_keys_per_user = c.dedupKeysPerUser ?? 0
+    opts.expiry_batch = c.expiryBatch ?? 0
+    if c.onDeadLetter != nil {
+      opts.on_dead_letter = { ud, user, deadLetter in
+        guard let core = CoreHandle.context(ud, as: ServerCore.self), let user, let deadLetter else { return }
+        core.onDeadLetter?(PublicKey(pointer: user), DeadLetter(deadLetter.pointee))
+      }
+    }
     if c.authorize != nil {
       opts.authorize = { ud, key, request in
         guard let request else { return }
@@ -174,7 +189,11 @@ public final class HyperdownServer: Sendable, Service {
     return ServerStats(eventsAdded: s.events_added, eventsDelivered: s.events_delivered,
                        eventsConsumed: s.events_consumed, eventsConfirmed: s.events_confirmed,
                        pendingTotal: s.pending_total, connectedUsers: s.connected_users,
-                       commits: s.commits)
+                       commits: s.commits, eventsTooLarge: s.events_too_large,
+                       eventsExpired: s.events_expired, eventsDead: s.events_dead,
+                       eventsRequeued: s.events_requeued, addsDuplicate: s.adds_duplicate,
+                       eventsReplaced: s.events_replaced, eventsDropped: s.events_dropped,
+                       addsLimited: s.adds_limited, deadLetters: s.dead_letters)
   }
 
   /// The store's epoch and how many clients' resumes met a rollback. A short blocking read.
@@ -304,6 +323,7 @@ final class BatchSlot: UnmanagedContext {
 final class ServerCore: Sendable {
   let onClientConsumedEvents: (@Sendable (PublicKey, [ConsumedEvent]) async -> Bool)?
   let authorizeUser: (@Sendable (PublicKey) async -> Bool)?
+  let onDeadLetter: (@Sendable (PublicKey, DeadLetter) -> Void)?
 
   struct State {
     var draining = false
@@ -313,9 +333,11 @@ final class ServerCore: Sendable {
   let state = Mutex(State())
 
   init(onClientConsumedEvents: (@Sendable (PublicKey, [ConsumedEvent]) async -> Bool)?,
-       authorize: (@Sendable (PublicKey) async -> Bool)?) {
+       authorize: (@Sendable (PublicKey) async -> Bool)?,
+       onDeadLetter: (@Sendable (PublicKey, DeadLetter) -> Void)?) {
     self.onClientConsumedEvents = onClientConsumedEvents
     self.authorizeUser = authorize
+    self.onDeadLetter = onDeadLetter
   }
 
   /// On the loop thread: asks ``ServerConfiguration/authorize`` in a task and answers the
