@@ -39,6 +39,42 @@ extension HyperdownServer {
     }
   }
 
+  /// Adds several events for `user` with the same options, in this order, and returns their
+  /// results (in the same order) once all are durable. They share commits, and a key's later add
+  /// sees the earlier ones: a repeated deduplication key answers with the first one's number.
+  /// - Throws: the first ``HyperdownError`` (events before a failed one may have been added).
+  public func addEvents(for user: PublicKey, payloads: [[UInt8]], options: AddOptions) async throws -> [AddResult] {
+    if payloads.isEmpty { return [] }
+    return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[AddResult], any Error>) in
+      let batch = BatchCompletion<AddResult>(count: payloads.count, continuation)
+      do {
+        try handle.with { h in
+          options.withCOptions { opts in
+            for (i, payload) in payloads.enumerated() {
+              let slot = BatchSlot(batch: batch, index: i).retainedPointer()
+              let rc = payload.withUnsafeBytes { bytes in
+                hd_server_add_event_v2(h, user.bytes, bytes.baseAddress, bytes.count, opts, { ctx, status, result in
+                  let slot = BatchSlot<AddResult>.take(ctx)!
+                  slot.batch.finish(slot.index, status < 0 || result == nil
+                    ? .failure(HyperdownError.last(status < 0 ? status : HD_EIO.rawValue))
+                    : .success(AddResult(result!.pointee)))
+                }, slot)
+              }
+              if rc < 0 {
+                BatchSlot<AddResult>.release(slot)
+                let error = HyperdownError.last(rc)
+                for j in i..<payloads.count { batch.finish(j, .failure(error)) }
+                return
+              }
+            }
+          }
+        }
+      } catch {
+        for j in 0..<payloads.count { batch.finish(j, .failure(error)) }
+      }
+    }
+  }
+
   /// Adds one payload for every user of `users`, in one transaction with the payload stored once
   /// (fan-out, `hd_server_add_fanout`), and returns each user's outcome, in the order of `users`,
   /// once durable. A user that fails (`ELIMIT` at its limit...) fails alone. `options` applies to

@@ -121,19 +121,19 @@ public final class HyperdownServer: Sendable, Service {
   public func addEvents(for user: PublicKey, payloads: [[UInt8]]) async throws -> [UInt64] {
     if payloads.isEmpty { return [] }
     return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[UInt64], any Error>) in
-      let batch = BatchCompletion(count: payloads.count, continuation)
+      let batch = BatchCompletion<UInt64>(count: payloads.count, continuation)
       do {
         try handle.with { h in
           for (i, payload) in payloads.enumerated() {
             let slot = BatchSlot(batch: batch, index: i).retainedPointer()
             let rc = payload.withUnsafeBytes { bytes in
               hd_server_add_event(h, user.bytes, bytes.baseAddress, bytes.count, { ctx, status, seq in
-                let slot = BatchSlot.take(ctx)!
+                let slot = BatchSlot<UInt64>.take(ctx)!
                 slot.batch.finish(slot.index, status < 0 ? .failure(HyperdownError.last(status)) : .success(seq))
               }, slot)
             }
             if rc < 0 {
-              BatchSlot.release(slot)
+              BatchSlot<UInt64>.release(slot)
               let error = HyperdownError.last(rc)
               for j in i..<payloads.count { batch.finish(j, .failure(error)) }
               return
@@ -279,40 +279,41 @@ final class Completion<Value: Sendable>: UnmanagedContext {
   }
 }
 
-/// Collects the completions of ``HyperdownServer/addEvents(for:payloads:)``.
-final class BatchCompletion: Sendable {
+/// Collects the completions of ``HyperdownServer/addEvents(for:payloads:)`` (and of its form
+/// with options): one value per add, in the order of the adds.
+final class BatchCompletion<Value: Sendable>: Sendable {
   struct State {
     var remaining: Int
-    var seqs: [UInt64]
+    var values: [Value?]
     var error: (any Error)?
-    var continuation: CheckedContinuation<[UInt64], any Error>?
+    var continuation: CheckedContinuation<[Value], any Error>?
   }
   let state: Mutex<State>
 
-  init(count: Int, _ continuation: CheckedContinuation<[UInt64], any Error>) {
-    state = Mutex(State(remaining: count, seqs: Array(repeating: 0, count: count), continuation: continuation))
+  init(count: Int, _ continuation: CheckedContinuation<[Value], any Error>) {
+    state = Mutex(State(remaining: count, values: Array(repeating: nil, count: count), continuation: continuation))
   }
 
-  func finish(_ index: Int, _ result: Result<UInt64, any Error>) {
-    let done = state.withLock { s -> (CheckedContinuation<[UInt64], any Error>, Result<[UInt64], any Error>)? in
+  func finish(_ index: Int, _ result: Result<Value, any Error>) {
+    let done = state.withLock { s -> (CheckedContinuation<[Value], any Error>, Result<[Value], any Error>)? in
       switch result {
-      case .success(let seq): s.seqs[index] = seq
+      case .success(let value): s.values[index] = value
       case .failure(let error): if s.error == nil { s.error = error }
       }
       s.remaining -= 1
       guard s.remaining == 0, let c = s.continuation else { return nil }
       s.continuation = nil
-      return (c, s.error.map { .failure($0) } ?? .success(s.seqs))
+      return (c, s.error.map { .failure($0) } ?? .success(s.values.map { $0! }))
     }
     if let (continuation, result) = done { continuation.resume(with: result) }
   }
 }
 
 /// One event of ``HyperdownServer/addEvents(for:payloads:)``: the `cb_data` of its add.
-final class BatchSlot: UnmanagedContext {
-  let batch: BatchCompletion
+final class BatchSlot<Value: Sendable>: UnmanagedContext {
+  let batch: BatchCompletion<Value>
   let index: Int
-  init(batch: BatchCompletion, index: Int) {
+  init(batch: BatchCompletion<Value>, index: Int) {
     self.batch = batch
     self.index = index
   }

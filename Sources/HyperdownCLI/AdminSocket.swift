@@ -267,9 +267,10 @@ final class AdminServer: Sendable {
         throw CLIError("add needs a user and at least one payload")
       }
       let user = try PublicKey(hex: userHex)
-      // In order, sharing commits.
-      let seqs = try await server.addEvents(for: user, payloads: payloads.map { Array($0.utf8) })
-      return Admin.Response(ok: true, seqs: seqs)
+      // In order, sharing commits, under the server's limits and default time to live.
+      let results = try await server.addEvents(for: user, payloads: payloads.map { Array($0.utf8) },
+                                               options: AddOptions())
+      return Admin.Response(ok: true, seqs: results.map(\.seq))
     case "add2":  // with options: a server that does not know it refuses it (never adds without them)
       guard let userHex = request.user, let payloads = request.payloads, !payloads.isEmpty else {
         throw CLIError("add needs a user and at least one payload")
@@ -278,11 +279,9 @@ final class AdminServer: Sendable {
       var ttl = TimeToLive.serverDefault
       if let ms = request.ttlMs { ttl = .after(.milliseconds(Int64(clamping: ms))) }
       let options = AddOptions(ttl: ttl, dedupKey: request.dedupKey, collapseKey: request.collapseKey)
-      var seqs: [UInt64] = []
-      for payload in payloads {  // one after the other: a key's later add sees the earlier one
-        seqs.append(try await server.addEvent(for: user, payload: Array(payload.utf8), options: options).seq)
-      }
-      return Admin.Response(ok: true, seqs: seqs)
+      let results = try await server.addEvents(for: user, payloads: payloads.map { Array($0.utf8) },
+                                               options: options)
+      return Admin.Response(ok: true, seqs: results.map(\.seq))
     case "status":
       let stats = try server.stats()
       let connected = try server.connectedUsers()

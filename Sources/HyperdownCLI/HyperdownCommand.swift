@@ -335,6 +335,8 @@ struct Listen: AsyncParsableCommand {
       // printed before the core hands the next event, so in its place among the events' lines
       config.onNotice = { notice in Output.line(Listen.noticeLine(notice)) }
       let handler = exec.map { ExecHandler(command: $0, timeout: .milliseconds(Int64((execTimeout * 1000).rounded(.up)))) }
+      // a command that exits without reading its stdin must fail our write (EPIPE), not kill us
+      if handler != nil { signal(SIGPIPE, SIG_IGN) }
       let client: HyperdownClient
       do {
         client = try HyperdownClient(configuration: config)
