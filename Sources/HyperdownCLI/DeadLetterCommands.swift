@@ -20,38 +20,43 @@ struct DeadLetters: AsyncParsableCommand {
   func run() async throws {
     try await reportingErrors {
       let named = try userHex.map { text in try hex("USER_HEX") { try PublicKey(hex: text) } }
-      let users: [PublicKey]
-      if let named {
-        users = [named]
-      } else {
-        users = try await Admin.onStore(data, online: {
-          let response = try Admin.call(dataDirectory: data, Admin.Request(op: "deadLetterUsers"))
-          guard response.ok, let list = response.deadLetterUsers else {
-            throw CLIError(response.error ?? "the server refused the request")
-          }
-          return try list.map { try PublicKey(hex: $0.user) }
-        }, offline: { server in
-          try server.deadLetterUsers().map(\.user)
-        })
-      }
-      for user in users {
-        var after: UInt64 = 0
-        while true {
-          let page: [Admin.DeadLetter] = try await Admin.onStore(data, online: {
-            let response = try Admin.call(dataDirectory: data,
-                                          Admin.Request(op: "deadLetters", user: user.hex, after: after))
-            guard response.ok, let page = response.deadLetters else {
-              throw CLIError(response.error ?? "the server refused the request")
-            }
-            return page
-          }, offline: { server in
-            try server.deadLetters(for: user, after: after, limit: Admin.eventsPage).map(Admin.DeadLetter.init)
-          })
-          for dead in page { Output.line(Self.line(user: user, dead)) }
-          guard let last = page.last else { break }
-          after = last.id
+      // one path or the other for the whole listing (a store opened once when no server runs)
+      try await Admin.onStore(data, online: {
+        let users = try named.map { [$0] } ?? Self.call(data, Admin.Request(op: "deadLetterUsers")) {
+          try $0.deadLetterUsers.map { list in try list.map { try PublicKey(hex: $0.user) } }
         }
-      }
+        for user in users {
+          try Self.printPages(user) { after in
+            try Self.call(data, Admin.Request(op: "deadLetters", user: user.hex, after: after)) { $0.deadLetters }
+          }
+        }
+      }, offline: { server in
+        for user in try named.map({ [$0] }) ?? server.deadLetterUsers().map(\.user) {
+          try Self.printPages(user) { after in
+            try server.deadLetters(for: user, after: after, limit: Admin.eventsPage).map(Admin.DeadLetter.init)
+          }
+        }
+      })
+    }
+  }
+
+  /// An admin call whose answer must carry what `field` reads.
+  static func call<T>(_ data: String, _ request: Admin.Request, _ field: (Admin.Response) throws -> T?) throws -> T {
+    let response = try Admin.call(dataDirectory: data, request)
+    guard response.ok, let value = try field(response) else {
+      throw CLIError(response.error ?? "the server refused the request")
+    }
+    return value
+  }
+
+  /// Prints the user's dead letters a page at a time until a page comes back empty.
+  static func printPages(_ user: PublicKey, _ page: (UInt64) throws -> [Admin.DeadLetter]) throws {
+    var after: UInt64 = 0
+    while true {
+      let dead = try page(after)
+      for d in dead { Output.line(line(user: user, d)) }
+      guard let last = dead.last else { return }
+      after = last.id
     }
   }
 
