@@ -3,7 +3,7 @@
 # (or use it as is: make -f Makefile -f bench/bench.mk bench-backlog). bench/README.md explains.
 .PHONY: bench-build bench-backlog
 
-BENCH_BINS := $(BUILD)/bench/backlog
+BENCH_BINS := $(BUILD)/bench/backlog $(BUILD)/bench/queues
 
 bench-build: $(BENCH_BINS)
 
@@ -11,6 +11,13 @@ $(BUILD)/bench/%: bench/%.c $(SHLIB)
 	@mkdir -p $(@D)
 	$(CC) -std=c11 $(OPT) -Wall -Wextra -Iinclude $< -o $@ -L$(BUILD) -lhyperdown -lpthread \
 	  -Wl,-rpath,'$$ORIGIN/..'
+
+# ---- bench-queues: the queue semantics' costs (docs/BENCHMARKS.md, "Queue semantics") ---------
+# make bench-queues QUEUES_ARGS="adds --events 200000"
+.PHONY: bench-queues
+QUEUES_ARGS ?= all
+bench-queues: $(BUILD)/bench/queues
+	$(BUILD)/bench/queues $(QUEUES_ARGS)
 
 # make bench-backlog BACKLOG_ARGS="1000000 --payload 100 --sync full"
 BACKLOG_ARGS ?= 1000000
