@@ -19,8 +19,10 @@
  *
  * Input: a flags byte (1: raw instead of the handshake's answer; 2: one record per message;
  * bits 2-3: the WELCOME's message limit; bits 4-5: its pause; 0x40: read on for LINGER_MS after
- * the PONG, for what the client does after its store writes: CONSUMED, CREDIT), then the
- * messages or the raw bytes. */
+ * the PONG, for what the client does after its store writes: CONSUMED, CREDIT; 0x80: the WELCOME
+ * carries an epoch and announces every feature, so that NOTICES are the server's to send and
+ * the client waits for an EPOCH; without it the server plays one of the release before epochs and
+ * features), then the messages or the raw bytes. */
 #include "fuzz_util.h"
 
 #include "testutil.h"
@@ -129,6 +131,11 @@ static void run_messages(int fd, fz_in_t *in, uint8_t flags) {
   memcpy(w.store_id, &connections, sizeof connections); /* another store each time */
   w.max_message_bytes = limits[flags >> 2 & 3];
   w.pause_ms = (flags >> 4 & 3) * 5;
+  if (flags & 0x80) {
+    w.has_epoch = 1;
+    memset(w.epoch, 0xe0, sizeof w.epoch);
+    w.features = HD__FEATURES_ALL;
+  }
   fz_peer_t p;
   handshake(fd, &w, &p);
   FZ_CHECK(fz_peer_wait(&p, has_resume, 0, REPLY_MS) == 1);

@@ -41,10 +41,19 @@ static void save(const char *target, const char *name, hd__buf_t *b) {
 /* ---- the example messages of docs/PROTOCOL.md section 6, framed by their encoders ---- */
 
 enum { EX_EVENTS, EX_CONSUMED, EX_DONE, EX_RESUME, EX_RESUME_FRESH, EX_CREDIT, EX_PAUSE, EX_PING,
-       EX_PONG, EX_BYE, EX_BYE_ERROR, EX_EPOCH, EX_BYE_REPLACED, N_EXAMPLES };
+       EX_PONG, EX_BYE, EX_BYE_ERROR, EX_EPOCH, EX_BYE_REPLACED, EX_FAILED, EX_NOTICES,
+       N_EXAMPLES };
 static const char *const ex_names[N_EXAMPLES] = {
     "events", "consumed", "done", "resume", "resume-fresh", "credit",
-    "pause", "ping", "pong", "bye", "bye-error", "epoch", "bye-replaced"};
+    "pause", "ping", "pong", "bye", "bye-error", "epoch", "bye-replaced", "failed", "notices"};
+
+/* The FAILED and NOTICES examples' entries. */
+static const hd__entry_t failed_ex[2] = {
+    {.seq = 5, .attempts = 10, .data = (const uint8_t *)"timeout", .len = 7},
+    {.seq = 300, .attempts = 1, .data = (const uint8_t *)"bad json", .len = 8}};
+static const hd__entry_t notices_ex[2] = {
+    {.seq = 42, .created_ms = 1700000000000ull, .notice = {1, 4, 38, 41}},
+    {.seq = 45, .created_ms = 1700000000001ull, .notice = {3, 1, 7, 44}}};
 
 static const uint8_t store_0_15[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
@@ -71,6 +80,8 @@ static void example(int i, hd__buf_t *out) {
     case EX_BYE_ERROR: rc = hd__msg_encode_bye(out, 9, "bad frame", 9); break;
     case EX_EPOCH: rc = hd__msg_encode_epoch(out, 90, 100); break;
     case EX_BYE_REPLACED: rc = hd__msg_encode_bye(out, 29, "replaced", 8); break;
+    case EX_FAILED: rc = hd__msg_encode_failed(out, failed_ex, 2); break;
+    case EX_NOTICES: rc = hd__msg_encode_notices(out, notices_ex, 2); break;
   }
   FZ_CHECK(rc == 0);
 }
@@ -122,6 +133,20 @@ static size_t hello_example(uint8_t *out) {
 static size_t welcome_example(uint8_t *out) {
   hd__welcome_t w = {HD_PROTOCOL_VERSION, {0}, 1000, 1048576, 5000};
   memcpy(w.store_id, store_0_15, 16);
+  return hd__welcome_encode(&w, out);
+}
+
+/* The hello-features and welcome-features examples. */
+static size_t hello_features_example(uint8_t *out) {
+  hd__hello_t h = {HD_PROTOCOL_VERSION, {0}, 1048576, HD__FEATURES_ALL};
+  for (int i = 0; i < 32; i++) h.public_key[i] = (uint8_t)(0xa0 + i);
+  return hd__hello_encode(&h, out);
+}
+
+static size_t welcome_features_example(uint8_t *out) {
+  hd__welcome_t w = {HD_PROTOCOL_VERSION, {0}, 1000, 1048576, 5000, 1, {0}, HD__FEATURES_ALL};
+  memcpy(w.store_id, store_0_15, 16);
+  for (int i = 0; i < 16; i++) w.epoch[i] = (uint8_t)(0x10 + i);
   return hd__welcome_encode(&w, out);
 }
 
@@ -244,6 +269,12 @@ static void hello_welcome_seeds(void) {
   put_u8(&b, 1);
   put(&b, p, welcome_example(p));
   save("hello_welcome", "welcome", &b);
+  put_u8(&b, 0);
+  put(&b, p, hello_features_example(p));
+  save("hello_welcome", "hello-features", &b);
+  put_u8(&b, 1);
+  put(&b, p, welcome_features_example(p));
+  save("hello_welcome", "welcome-features", &b);
   put_u8(&b, 2);
   hd__preamble_encode(p, fz_prologue() + FZ_PROLOGUE_LEN - HD_TOPIC_BYTES);
   put(&b, p, HD__PREAMBLE_BYTES);
@@ -327,6 +358,48 @@ static void keys_seeds(void) {
   hd__buf_free(&b);
 }
 
+/* failed_notices: a selector byte, then what it feeds (see the target). */
+static void failed_notices_seeds(void) {
+  static const char *const t = "failed_notices";
+  hd__buf_t b, m;
+  hd__buf_init(&b);
+  hd__buf_init(&m);
+  for (int i = 0; i < 2; i++) { /* the example bodies, without length and type */
+    example(i == 0 ? EX_FAILED : EX_NOTICES, &m);
+    put_u8(&b, (uint8_t)i);
+    put(&b, m.data + 2, m.len - 2);
+    save(t, i == 0 ? "failed" : "notices", &b);
+    m.len = 0;
+  }
+  /* entries: two, the second with a reason of 1025 bytes (refused), then of 1024 (taken) */
+  for (int over = 0; over < 2; over++) {
+    put_u8(&b, 2);
+    put_u8(&b, 2);
+    put(&b, "\0\0\0\0\0\0\0\x05\x00\x0a\x00\x07" "timeout", 19);
+    put(&b, "\0\0\0\0\0\0\x01\x2c\x00\x01", 10);
+    put_u16(&b, (uint16_t)(HD__REASON_MAX + !over));
+    for (int i = 0; i < HD__REASON_MAX + !over; i++) put_u8(&b, (uint8_t)('a' + i % 26));
+    save(t, over ? "entries-longest-reason" : "entries-reason-too-long", &b);
+  }
+  put_u8(&b, 2);
+  put(&b, "\x01\0\0\0\0\0\0\0\x01\x00\x01\x00\x02\xc3\x28", 15); /* not UTF-8 */
+  save(t, "entries-not-utf8", &b);
+  uint8_t p[HD__NOTICE_MAX];
+  put_u8(&b, 3);
+  put(&b, p, hd__notice_encode(&notices_ex[0].notice, p));
+  save(t, "notice-payload", &b);
+  put(&b, "\x04\x00\x03", 3); /* HELLO, features 3 */
+  save(t, "hello-features", &b);
+  put(&b, "\x04\x01", 2); /* WELCOME: the epoch, features 3 */
+  put(&b, store_0_15, 16);
+  put_u8(&b, 3);
+  save(t, "welcome-features", &b);
+  put(&b, "\x04\x00\x80\x00", 4); /* non-minimal features: none */
+  save(t, "hello-features-non-minimal", &b);
+  hd__buf_free(&b);
+  hd__buf_free(&m);
+}
+
 static void server_session_seeds(void) {
   static const char *const t = "server_session";
   static const session_row_t rows[] = {
@@ -338,8 +411,26 @@ static void server_session_seeds(void) {
       {"credit-before-resume", 0, {EX_CREDIT, EX_RESUME_FRESH}, 2},
       {"resume-twice", 0, {EX_RESUME_FRESH, EX_RESUME}, 2},
       {"wrong-direction", 0, {EX_RESUME_FRESH, EX_EVENTS, EX_DONE, EX_PAUSE}, 4},
+      /* 0x80: the raw client announces the features */
+      {"failed", 0x80 | LINGER, {EX_RESUME_FRESH, EX_FAILED}, 2},
+      {"failed-not-agreed", LINGER, {EX_RESUME_FRESH, EX_FAILED}, 2},
+      {"notices-from-client", 0x80, {EX_RESUME_FRESH, EX_NOTICES}, 2},
   };
   session_seeds(t, rows, HD__ARRAY_SIZE(rows));
+  /* FAILED of held events (1..3) and one the server never had, then CONSUMED of the same */
+  {
+    hd__buf_t more;
+    hd__buf_init(&more);
+    hd__entry_t f[4] = {{.seq = 1, .attempts = 10, .data = (const uint8_t *)"timeout", .len = 7},
+                        {.seq = 2, .attempts = 1},
+                        {.seq = 3, .attempts = 3, .data = (const uint8_t *)"\xc3\xa9", .len = 2},
+                        {.seq = 300, .attempts = 1, .data = (const uint8_t *)"x", .len = 1}};
+    FZ_CHECK(hd__msg_encode_failed(&more, f, 4) == 0);
+    FZ_CHECK(hd__msg_encode_consumed(&more, f, 4) == 0);
+    static const session_row_t held = {"failed-held-and-not", 0x80 | LINGER, {EX_RESUME_FRESH}, 1};
+    session_seed(t, &held, &more);
+    hd__buf_free(&more);
+  }
   /* CONSUMED of held events (1..3), one the server never had, and 300 */
   hd__buf_t more, seed;
   hd__buf_init(&more);
@@ -378,6 +469,12 @@ static void client_session_seeds(void) {
       {"bye-error", 0, {EX_BYE_ERROR}, 1},
       {"bye-replaced", 0, {EX_BYE_REPLACED}, 1},
       {"wrong-direction", 0, {EX_CONSUMED, EX_RESUME, EX_CREDIT}, 3},
+      /* 0x80: WELCOME with an epoch and the features */
+      {"notices", 0x80 | LINGER, {EX_NOTICES}, 1},
+      {"events-notices-done", 0x80 | 2 | LINGER, {EX_EVENTS, EX_NOTICES, EX_DONE}, 3},
+      {"epoch-notices", 0x80 | LINGER, {EX_EPOCH, EX_EVENTS, EX_NOTICES}, 3},
+      {"notices-not-agreed", LINGER, {EX_EVENTS, EX_NOTICES}, 2},
+      {"failed-from-server", 0x80, {EX_FAILED}, 1},
   };
   session_seeds(t, rows, HD__ARRAY_SIZE(rows));
   /* the whole window (16) in one message, then one more; the server's limit at 16 bytes */
@@ -426,5 +523,6 @@ int main(int argc, char **argv) {
   keys_seeds();
   server_session_seeds();
   client_session_seeds();
+  failed_notices_seeds();
   return 0;
 }

@@ -85,7 +85,7 @@ static void check_writer(const hd__entry_t *e, size_t n, uint64_t max, size_t ro
   hd__buf_free(&out);
 }
 
-/* EVENTS, CONSUMED, DONE. */
+/* EVENTS, CONSUMED, DONE, FAILED, NOTICES. */
 static void check_batch(uint8_t type, const uint8_t *body, size_t len, int checked) {
   hd__entry_iter_t it;
   uint64_t count;
@@ -120,7 +120,13 @@ static void check_batch(uint8_t type, const uint8_t *body, size_t len, int check
     FZ_CHECK(hd__msg_consumed_size(e, n) == out.len);
     FZ_CHECK(hd__msg_consumed_fit(e, n, l) == n &&
              (n == 0 || hd__msg_consumed_fit(e, n, l - 1) < n));
+  } else if (type == HD__MSG_FAILED) {
+    FZ_CHECK(hd__msg_encode_failed(&out, e, n) == 0);
+    FZ_CHECK(hd__msg_failed_fit(e, n, l) == n && (n == 0 || hd__msg_failed_fit(e, n, l - 1) < n));
+  } else if (type == HD__MSG_NOTICES) {
+    FZ_CHECK(hd__msg_encode_notices(&out, e, n) == 0);
   } else {
+    FZ_CHECK(type == HD__MSG_DONE);
     FZ_CHECK(hd__msg_encode_done(&out, seqs, n) == 0);
     FZ_CHECK(hd__msg_done_fit(seqs, n, l) == n && (n == 0 || hd__msg_done_fit(seqs, n, l - 1) < n));
   }

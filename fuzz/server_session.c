@@ -17,7 +17,9 @@
  *
  * Input: a flags byte (1: raw before the handshake; 2: one record per message, or in raw mode a
  * valid preamble first; 0x40: read on for LINGER_MS after the PONG, for what the server does
- * after its store reads and writes), then the messages or the raw bytes. */
+ * after its store reads and writes; 0x80: the raw client's HELLO announces every feature, so that
+ * FAILED is the client's to send; without it the client plays one of the release before the
+ * features), then the messages or the raw bytes. */
 #include "fuzz_util.h"
 
 #include "testutil.h"
@@ -95,9 +97,10 @@ static void wait_server_closed(void) {
 }
 
 /* A connection as the user, handshake done; the peer takes the socket. */
-static void connect_peer(fz_peer_t *p) {
+static void connect_peer(fz_peer_t *p, uint64_t features) {
   tu_raw_t r;
   memset(&r, 0, sizeof r);
+  r.features = features;
   FZ_CHECK((r.fd = fz_connect(port)) >= 0);
   opened++;
   FZ_CHECK(tu_raw_handshake(&r, fz_keypair(1), fz_keypair(0)->public_key, FZ_TOPIC) == 0);
@@ -114,7 +117,7 @@ static void check_alive(void) {
   hd_server_stats_t st;
   FZ_CHECK(hdt_server_stats(server, &st) == 0 && st.pending_total == PENDING);
   fz_peer_t p;
-  connect_peer(&p);
+  connect_peer(&p, HD__FEATURES_ALL);
   hd__resume_t resume = {{0}, 0, 4};
   hd__buf_t m;
   hd__buf_init(&m);
@@ -129,7 +132,7 @@ static void check_alive(void) {
 
 static void run_messages(fz_in_t *in, uint8_t flags) {
   fz_peer_t p;
-  connect_peer(&p);
+  connect_peer(&p, flags & 0x80 ? HD__FEATURES_ALL : 0);
   fz_peer_play(&p, in, flags & 2, REPLY_MS, flags & 0x40 ? LINGER_MS : 0);
   fz_peer_close(&p, 0);
 }

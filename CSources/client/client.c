@@ -239,11 +239,13 @@ int hd_client_stats(hd_client_t *client, hd_client_stats_t *out) {
   if (client == NULL || out == NULL) return hd__error(HD_EINVAL, "client or output is NULL");
   int rc = hd__options_check_stats_version(out->version, HD_CLIENT_STATS_VERSION, "client");
   if (rc != 0) return rc;
-  unsigned int version = out->version;
-  memset(out, 0, sizeof *out);
-  out->version = version;
-  stats_call_t c = {.cl = client, .out = out};
-  return hd__runtime_call(client->rt, stats_on_loop, &c);
+  hd_client_stats_t tmp = {.version = out->version};
+  stats_call_t c = {.cl = client, .out = &tmp};
+  rc = hd__runtime_call(client->rt, stats_on_loop, &c);
+  if (rc != 0) return rc;
+  /* a caller built against version 1 has the struct without the fields appended since */
+  memcpy(out, &tmp, tmp.version == 1 ? offsetof(hd_client_stats_t, events_dead) : sizeof tmp);
+  return 0;
 }
 
 static int rollback_stats_on_loop(void *arg) {

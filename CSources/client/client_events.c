@@ -18,6 +18,7 @@ int hd__client_events_create(hd__client_events_t **out, hd__runtime_t *rt,
   if (ev == NULL) return hd__error(HD_ENOMEM, "out of memory creating the client");
   ev->rt = rt;
   ev->on_event = opts->on_event;
+  ev->on_notice = opts->version >= 2 ? opts->on_notice : NULL;
   ev->user_data = opts->user_data;
   ev->window = opts->window ? opts->window : DEFAULT_WINDOW;
   ev->retry_min_ms = opts->retry_min_ms ? opts->retry_min_ms : DEFAULT_RETRY_MIN_MS;
@@ -61,7 +62,8 @@ static void on_inserted(void *data, int status, uint64_t value) {
     if (ev->conn != NULL && rec.epoch == ev->epoch) hd__conn_close(ev->conn, status, "store failed");
     return;
   }
-  ev->received += value;
+  if (rec.notices) ev->notices += value;
+  else ev->received += value;
   /* duplicates (at or below the high-water mark) took credit but are not held: give it back */
   if (rec.epoch == ev->epoch && value < rec.n) {
     ev->grant += rec.n - value;
@@ -70,7 +72,7 @@ static void on_inserted(void *data, int status, uint64_t value) {
   if (value > 0) hd__client_handler_arrived(ev);
 }
 
-static int push_insert(hd__client_events_t *ev, uint64_t n) {
+static int push_insert(hd__client_events_t *ev, uint64_t n, int notices) {
   if (ev->ins_len == ev->ins_cap) {
     size_t cap = ev->ins_cap ? ev->ins_cap * 2 : 16;
     hd__insert_rec_t *r = malloc(cap * sizeof *r);
@@ -81,38 +83,57 @@ static int push_insert(hd__client_events_t *ev, uint64_t n) {
     ev->ins_cap = cap;
     ev->ins_head = 0;
   }
-  ev->ins[(ev->ins_head + ev->ins_len) % ev->ins_cap] = (hd__insert_rec_t){n, ev->epoch};
+  ev->ins[(ev->ins_head + ev->ins_len) % ev->ins_cap] = (hd__insert_rec_t){n, notices, ev->epoch};
   ev->ins_len++;
   return 0;
 }
 
-static int on_events(hd__client_events_t *ev, hd__conn_t *c, const uint8_t *body, size_t len) {
+/* EVENTS, and NOTICES (stored as rows of kind 1 whose payload is the notice's fields, in their
+ * place in the stream): both take credit and keep the order. */
+static int on_events(hd__client_events_t *ev, hd__conn_t *c, uint8_t type, const uint8_t *body,
+                     size_t len) {
+  const char *name = type == HD__MSG_NOTICES ? "NOTICES" : "EVENTS";
+  if (type == HD__MSG_NOTICES && !(c->features & HD__FEATURE_NOTICES)) {
+    return hd__error(HD_EPROTO, "NOTICES on a connection without the notices feature");
+  }
   hd__entry_iter_t it;
   uint64_t n;
-  int rc = hd__msg_entries_begin(&it, HD__MSG_EVENTS, body, len, &n);
+  int rc = hd__msg_entries_begin(&it, type, body, len, &n);
   if (rc != 0) return rc;
   if (n == 0) return 0;
   /* a server that ignores the window could make this client hold without bound */
   if (n > ev->credit_left) {
-    return hd__error(HD_EPROTO, "EVENTS: %llu events with only %llu of credit left (window %u)",
+    return hd__error(HD_EPROTO, "%s: %llu events with only %llu of credit left (window %u)", name,
                      (unsigned long long)n, (unsigned long long)ev->credit_left, ev->window);
   }
   ev->credit_left -= n;
   rc = hd__array_reserve((void **)&ev->scratch_ev, &ev->scratch_ev_cap, (size_t)n,
                        sizeof *ev->scratch_ev);
+  if (rc == 0 && type == HD__MSG_NOTICES) {
+    rc = hd__array_reserve((void **)&ev->scratch_notice, &ev->scratch_notice_cap,
+                           (size_t)n * HD__NOTICE_MAX, 1);
+  }
   if (rc != 0) return rc;
   hd__entry_t e;
   size_t i = 0;
   while (hd__msg_entries_next(&it, &e)) {
     if (e.seq <= ev->last_seq || e.created_ms > INT64_MAX) {
-      return hd__error(HD_EPROTO, "EVENTS: seq %llu after %llu on this connection (must increase)",
-                       (unsigned long long)e.seq, (unsigned long long)ev->last_seq);
+      return hd__error(HD_EPROTO, "%s: seq %llu after %llu on this connection (must increase)",
+                       name, (unsigned long long)e.seq, (unsigned long long)ev->last_seq);
     }
     ev->last_seq = e.seq;
-    ev->scratch_ev[i++] = (hd__store_event_t){
+    hd__store_event_t *row = &ev->scratch_ev[i];
+    *row = (hd__store_event_t){
         .seq = e.seq, .created_ms = (int64_t)e.created_ms, .payload = e.data, .payload_len = e.len};
+    if (type == HD__MSG_NOTICES) {
+      uint8_t *p = ev->scratch_notice + i * HD__NOTICE_MAX;
+      row->kind = HD__STORE_KIND_NOTICE;
+      row->payload = p;
+      row->payload_len = hd__notice_encode(&e.notice, p);
+    }
+    i++;
   }
-  rc = push_insert(ev, n);
+  rc = push_insert(ev, n, type == HD__MSG_NOTICES);
   if (rc != 0) return rc;
   /* one queued write per message: the store's group commit batches them across messages */
   rc = ev->store->vt->insert_received(ev->store, c->welcome.store_id, ev->scratch_ev, i,
@@ -166,7 +187,8 @@ void hd__client_events_on_message(hd__client_events_t *ev, hd__conn_t *c, uint8_
   uint64_t v;
   switch (type) {
     case HD__MSG_EVENTS:
-      rc = on_events(ev, c, body, len);
+    case HD__MSG_NOTICES:
+      rc = on_events(ev, c, type, body, len);
       break;
     case HD__MSG_DONE:
       rc = on_done(ev, c, body, len);
@@ -214,6 +236,7 @@ static void close_step(hd__client_events_t *ev) {
   void *arg = ev->closed_arg;
   free(ev->ins);
   free(ev->scratch_ev);
+  free(ev->scratch_notice);
   free(ev->scratch_seq);
   free(ev->scratch_entry);
   free(ev);
@@ -247,6 +270,7 @@ int hd__client_events_stats(hd__client_events_t *ev, hd_client_stats_t *out) {
   out->events_handled = ev->handled;
   out->events_failed = ev->failed;
   out->events_confirmed = ev->confirmed;
+  out->notices_received = ev->notices;
   out->pause_ms = ev->pause_ms;
   out->connected = ev->conn != NULL;
   int rc = ev->store->vt->counts(ev->store, &out->unhandled, &out->consumed);

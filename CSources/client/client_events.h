@@ -24,6 +24,7 @@ typedef struct hd__client_events hd__client_events_t;
  * FIFO ring is enough to match them (no allocation per message). */
 typedef struct hd__insert_rec {
   uint64_t n;      /* events in the message */
+  int notices;     /* a NOTICES message */
   uint64_t epoch;  /* the credit epoch (connection) it was received in */
 } hd__insert_rec_t;
 
@@ -32,6 +33,7 @@ struct hd__client_events {
   hd__client_store_t *store;
   hd__anchor_t *anchor;        /* what events still with the application hold */
   hd_event_cb on_event;
+  hd_event_cb on_notice;       /* options v2; NULL: notices are completed without a call */
   void *user_data;
   uint32_t window, retry_min_ms, retry_max_ms;
 
@@ -59,6 +61,8 @@ struct hd__client_events {
   size_t ins_cap, ins_head, ins_len;
   hd__store_event_t *scratch_ev; /* one EVENTS message's events, pointing into its body */
   size_t scratch_ev_cap;
+  uint8_t *scratch_notice;     /* one NOTICES message's notices, encoded as the store keeps them */
+  size_t scratch_notice_cap;
   uint64_t *scratch_seq;       /* one DONE message's seqs */
   size_t scratch_seq_cap;
   hd__entry_t *scratch_entry;  /* CONSUMED entries being encoded */
@@ -91,7 +95,7 @@ struct hd__client_events {
   hd__queue_t reports;         /* hd_event_t */
   hd__deferred_t flush_d;
 
-  uint64_t received, handled, failed, confirmed;
+  uint64_t received, handled, failed, confirmed, notices;
   /* epochs (client_report.c): EPOCHs applied, those that cut what the client had seen, and what
    * they cost */
   uint64_t epoch_resumes, rollbacks, repeated, orphaned, dropped;

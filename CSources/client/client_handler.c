@@ -93,7 +93,13 @@ static void hand_out(hd__client_events_t *ev) {
   hd_event_t *e = hd__container_of(q, hd_event_t, node);
   atomic_store(&e->state, HD__EVENT_OUT);
   ev->current = e;
-  ev->on_event(ev->user_data, e); /* it may complete inline: the next one waits for next_d */
+  if (e->kind != HD__STORE_KIND_NOTICE) {
+    ev->on_event(ev->user_data, e); /* it may complete inline: the next one waits for next_d */
+  } else if (ev->on_notice != NULL) {
+    ev->on_notice(ev->user_data, e);
+  } else {
+    hd_event_complete(e, 1, NULL, 0); /* nobody wants it: done, and the server is told */
+  }
 }
 
 static void next_deferred(hd__deferred_t *d) {
@@ -283,7 +289,7 @@ void hd__client_handler_completed(hd__client_events_t *ev, hd_event_t *e) {
     return;
   }
   if (e->ok) {
-    ev->handled++;
+    if (e->kind != HD__STORE_KIND_NOTICE) ev->handled++;
     if (e->flags & HD__STORE_EV_REPEATED) ev->repeated++;
     ev->backoff_ms = ev->retry_min_ms;
     /* the event stays alive until the commit: its data goes into CONSUMED then */

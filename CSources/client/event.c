@@ -21,6 +21,7 @@ hd_event_t *hd__event_new(hd__anchor_t *anchor, const hd__store_event_t *row) {
   e->flags = row->flags;
   e->orphan = row->orphan;
   e->store = row->store;
+  e->kind = row->kind;
   e->payload_len = row->payload_len;
   if (row->payload_len) memcpy(e->payload, row->payload, row->payload_len);
   hd__anchor_ref(anchor);
@@ -59,6 +60,25 @@ uint64_t hd_event_seq(const hd_event_t *e) { return e ? e->seq : 0; }
 
 int hd_event_possibly_repeated(const hd_event_t *e) {
   return e != NULL && e->magic == HD__EVENT_MAGIC && (e->flags & HD__STORE_EV_REPEATED) != 0;
+}
+
+int hd_event_is_notice(const hd_event_t *e) {
+  return e != NULL && e->magic == HD__EVENT_MAGIC && e->kind == HD__STORE_KIND_NOTICE;
+}
+
+int hd_event_notice(const hd_event_t *e, hd_notice_t *out) {
+  if (e == NULL || out == NULL) return hd__error(HD_EINVAL, "event or output is NULL");
+  if (e->magic != HD__EVENT_MAGIC) return hd__error(HD_EALREADY, "event already completed");
+  hd__notice_t n;
+  if (e->kind != HD__STORE_KIND_NOTICE || hd__notice_decode(e->payload, e->payload_len, &n) != 0) {
+    return hd__error(HD_EINVAL, "event %llu is not a notice", (unsigned long long)e->seq);
+  }
+  /* a kind this release does not know is handed on as it came (the caller ignores it) */
+  out->kind = n.kind > UINT32_MAX ? UINT32_MAX : (unsigned int)n.kind;
+  out->count = n.count;
+  out->first_seq = n.first_seq;
+  out->last_seq = n.last_seq;
+  return 0;
 }
 
 int hd_event_complete(hd_event_t *e, int ok, const void *data, size_t len) {

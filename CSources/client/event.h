@@ -32,6 +32,7 @@ struct hd_event {
   uint32_t flags;           /* HD__STORE_EV_* of its row */
   int64_t orphan;           /* its row among the orphans (0: an event of the server's numbering) */
   int64_t store;            /* the server store it came from (store.h hd__store_event_t.store) */
+  uint32_t kind;            /* HD__STORE_KIND_*: a notice's payload is its encoded fields */
   size_t payload_len;
   uint8_t payload[];
 };

@@ -28,6 +28,10 @@ typedef struct list_call {
 static int list_row(void *arg, const hd__store_event_t *row) {
   list_call_t *l = arg;
   const uint8_t *payload = NULL;
+  if (row->kind == HD__STORE_KIND_NOTICE) { /* the user's application's, not an added event */
+    *l->cursor = row->seq;
+    return 0;
+  }
   if (l->buf != NULL) {
     if (row->payload_len > l->buf_len - l->used) {
       if (l->n == 0) {
@@ -50,8 +54,12 @@ static int list_on_loop(void *arg) {
   list_call_t *l = arg;
   hd__server_events_t *ev = hd__server_events_of(l->s);
   if (ev == NULL || ev->closing) return hd__error(HD_ECLOSED, "the server is closing");
-  int rc = ev->store->vt->read_pending(ev->store, l->user, *l->cursor, (uint32_t)l->cap, list_row,
-                                       l);
+  int rc;
+  /* a page of notices only lists nothing: the next page, so that 0 still means the end */
+  do {
+    rc = ev->store->vt->read_pending(ev->store, l->user, *l->cursor, (uint32_t)l->cap, list_row,
+                                     l);
+  } while (rc == (int)l->cap && l->n == 0 && l->too_big == 0);
   if (rc < 0) return rc;
   if (l->too_big != 0) {
     return hd__error(HD_EBUFSIZE, "event %llu's payload has %zu bytes; the buffer has %zu",

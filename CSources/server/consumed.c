@@ -89,6 +89,21 @@ static void inflight_remove_sorted(hd__server_user_t *u, const uint64_t *seqs, s
   }
 }
 
+/* For FAILED reports (failed.c), which share the set: a seq cannot be failed and consumed at
+ * once. */
+int hd__inflight_add(hd__server_user_t *u, const uint64_t *seqs, size_t n) {
+  return inflight_add_sorted(u, seqs, n);
+}
+
+void hd__inflight_remove(hd__server_user_t *u, const uint64_t *seqs, size_t n) {
+  inflight_remove_sorted(u, seqs, n);
+}
+
+int hd__inflight_has(const hd__server_user_t *u, uint64_t seq) {
+  size_t at = lower_bound(u->inflight, 0, u->n_inflight, seq);
+  return at < u->n_inflight && u->inflight[at] == seq;
+}
+
 static int cmp_seq(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
   return x < y ? -1 : x > y;
@@ -97,7 +112,7 @@ static int cmp_seq(const void *a, const void *b) {
 /* ---- DONE --------------------------------------------------------------------------------- */
 
 /* Sends DONE for `seqs` on the user's connection, if any (split under the peer's limit). */
-static void send_done(hd__server_user_t *u, const uint64_t *seqs, size_t n) {
+void hd__consumed_send_done(hd__server_user_t *u, const uint64_t *seqs, size_t n) {
   if (u->session == NULL) return; /* the client reports them again at its next connection */
   hd__conn_t *c = u->session->conn;
   while (n > 0) {
@@ -215,7 +230,7 @@ static void del_done(void *data, int status, uint64_t value) {
     if (d->tries > 0) {
       hd__log(ev->rt, HD_LOG_WARN, "deleted %zu consumed events at try %u", d->n, d->tries + 1);
     }
-    send_done(d->u, d->seqs, d->n);
+    hd__consumed_send_done(d->u, d->seqs, d->n);
     del_end(d);
     return;
   }
@@ -272,6 +287,13 @@ static int queue_delete(hd__server_events_t *ev, hd__server_user_t *u, uint64_t 
   if (!hd__queue_linked(&u->del_node)) hd__queue_insert_tail(&ev->del_users, &u->del_node);
   hd__runtime_defer(ev->rt, &ev->del_flush);
   return 0;
+}
+
+void hd__consumed_drop_notice(hd__server_events_t *ev, hd__server_user_t *u, uint64_t seq) {
+  size_t at = lower_bound(u->inflight, 0, u->n_inflight, seq);
+  if (at < u->n_inflight && u->inflight[at] == seq) return; /* on its way already */
+  if (inflight_add_sorted(u, &seq, 1) != 0) return; /* stays: skipped again next time */
+  if (queue_delete(ev, u, seq) != 0) inflight_remove_sorted(u, &seq, 1);
 }
 
 /* ---- Batches: lifetime ------------------------------------------------------------------- */
@@ -456,11 +478,14 @@ typedef struct read_ctx {
   uint8_t *bytes;   /* pass 2: where the next payload goes */
 } read_ctx_t;
 
+/* scr_plen of a candidate that is a notice: deleted and confirmed, never the application's */
+#define PLEN_NOTICE (SIZE_MAX - 1)
+
 /* Pass 1: which candidates are held, and their payload sizes (reads keep the order given). */
 static int measure_row(void *data, const hd__store_event_t *row) {
   read_ctx_t *r = data;
   while (r->ev->scr_seqs[r->cursor] != row->seq) r->cursor++;
-  r->ev->scr_plen[r->cursor] = row->payload_len;
+  r->ev->scr_plen[r->cursor] = row->kind == HD__STORE_KIND_NOTICE ? PLEN_NOTICE : row->payload_len;
   r->ev->scr_entries[r->cursor].created_ms = (uint64_t)row->created_ms;
   r->cursor++;
   return 0;
@@ -582,6 +607,11 @@ static hd_consumed_t *slice_run(hd__server_events_t *ev, hd__session_t *ss, size
       gone_seqs[gone++] = ev->scr_seqs[i];
       continue;
     }
+    if (ev->scr_plen[i] == PLEN_NOTICE) {
+      /* in flight already: DONE follows the delete's commit, as for a completed event */
+      if (queue_delete(ev, u, ev->scr_seqs[i]) != 0) inflight_remove_sorted(u, &ev->scr_seqs[i], 1);
+      continue;
+    }
     ev->scr_seqs[held] = ev->scr_seqs[i];
     ev->scr_entries[held] = ev->scr_entries[i];
     ev->scr_plen[held] = ev->scr_plen[i];
@@ -589,7 +619,7 @@ static hd_consumed_t *slice_run(hd__server_events_t *ev, hd__session_t *ss, size
   }
   if (gone) {
     inflight_remove_sorted(u, gone_seqs, gone);
-    send_done(u, gone_seqs, gone);
+    hd__consumed_send_done(u, gone_seqs, gone);
   }
   hd__log(ev->rt, HD_LOG_DEBUG, "%s: %zu reported events to the application, %zu already "
           "finished (DONE)", ss->conn->peer, held, gone);

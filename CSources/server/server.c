@@ -370,8 +370,11 @@ int hd_server_stats(hd_server_t *server, hd_server_stats_t *out) {
   stats_call_t c = {server, &tmp};
   rc = hd__runtime_call(server->rt, stats_on_loop, &c);
   if (rc != 0) return rc;
-  /* a caller built against version 1 has the struct without the fields appended since */
-  memcpy(out, &tmp, out->version == 1 ? offsetof(hd_server_stats_t, events_too_large) : sizeof tmp);
+  /* a caller built against an older version has the struct without the fields appended since */
+  size_t size = out->version == 1   ? offsetof(hd_server_stats_t, events_too_large)
+                : out->version == 2 ? offsetof(hd_server_stats_t, events_expired)
+                                    : sizeof tmp;
+  memcpy(out, &tmp, size);
   return 0;
 }
 

@@ -24,6 +24,7 @@ typedef struct add_ctx {
   hd__server_events_t *ev;
   hd_add_cb cb;
   void *cb_data;
+  int64_t expires_ms; /* under the server's default time to live (0: none) */
   uint8_t user[HD_PUBLICKEY_BYTES];
 } add_ctx_t;
 
@@ -34,6 +35,18 @@ static void add_done(void *data, int status, uint64_t seq) {
   if (a->cb != NULL) a->cb(a->cb_data, status, status == 0 ? seq : 0);
   if (status == 0) hd__session_wake(ev, a->user); /* pushed after commit, coalesced per user */
   free(a);
+}
+
+/* A plain add that goes through add_event2: under the server's default time to live (the sweep
+ * is told its expiry) or under per-user limits (which apply to it too). */
+static void add_spec_done(void *data, int status, const hd_add_result_t *r) {
+  add_ctx_t *a = data;
+  hd__server_events_t *ev = a->ev;
+  int64_t expires_ms = a->expires_ms;
+  if (status == HD_ELIMIT) ev->n_limited++;
+  if (status == 0) ev->n_dropped += r->dropped;
+  add_done(a, status, status == 0 ? r->seq : 0);
+  if (status == 0 && expires_ms != 0) hd__expiry_added(ev, expires_ms);
 }
 
 int hd_server_add_event(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYTES],
@@ -57,7 +70,15 @@ int hd_server_add_event(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYT
   a->cb = cb;
   a->cb_data = cb_data;
   memcpy(a->user, user, HD_PUBLICKEY_BYTES);
-  int rc = ev->store->vt->add_event(ev->store, user, now_ms(), payload, len, add_done, a);
+  int64_t now = now_ms();
+  hd__add_spec_t spec;
+  int rc = hd__server_add_spec(ev, NULL, now, &spec); /* the server's default time to live */
+  a->expires_ms = rc == 0 ? spec.expires_ms : 0;
+  if (rc == 0 && (spec.expires_ms != 0 || ev->limited)) {
+    rc = ev->store->vt->add_event2(ev->store, user, now, payload, len, &spec, add_spec_done, a);
+  } else if (rc == 0) {
+    rc = ev->store->vt->add_event(ev->store, user, now, payload, len, add_done, a);
+  }
   if (rc != 0) free(a);
   return rc;
 }

@@ -31,7 +31,8 @@ static void user_free(hd__server_user_t *u) {
 }
 
 void hd__server_user_release(hd__server_events_t *ev, hd__server_user_t *u) {
-  if (u->session != NULL || u->n_inflight != 0 || u->n_del != 0 || hd__queue_linked(&u->del_node)) {
+  if (u->session != NULL || u->n_inflight != 0 || u->n_del != 0 || u->holds != 0 ||
+      hd__queue_linked(&u->del_node)) {
     return;
   }
   hd__keymap_remove(&ev->users, u->pk, u);
@@ -72,6 +73,10 @@ int hd__server_events_create(hd__server_events_t **out, hd__runtime_t *rt,
     return hd__error(HD_EINVAL, "max_event_bytes %u is above %u (a client's largest "
                      "max_message_bytes less 64)", max_event, UINT32_MAX - HD__SRV_PAYLOAD_SLACK);
   }
+  if (opts->version >= 4 && opts->expiry_batch > HD__SRV_EXPIRY_BATCH_MAX) {
+    return hd__error(HD_EINVAL, "expiry_batch %u is above %u (events per sweep transaction)",
+                     opts->expiry_batch, HD__SRV_EXPIRY_BATCH_MAX);
+  }
   hd__server_events_t *ev = calloc(1, sizeof *ev);
   if (ev == NULL) return hd__error(HD_ENOMEM, "out of memory creating the server");
   int rc = hd__key_cache_init(&ev->key_cache);
@@ -111,6 +116,7 @@ int hd__server_events_create(hd__server_events_t **out, hd__runtime_t *rt,
     so.dedup_window_ms = opts->dedup_window_ms > INT64_MAX ? INT64_MAX
                                                            : (int64_t)opts->dedup_window_ms;
     so.dedup_keys_per_user = opts->dedup_keys_per_user;
+    ev->limited = so.max_events_per_user != 0 || so.max_bytes_per_user != 0;
   } else {
     ev->expiry_batch = HD__SRV_EXPIRY_BATCH;
   }
@@ -121,6 +127,7 @@ int hd__server_events_create(hd__server_events_t **out, hd__runtime_t *rt,
     return rc;
   }
   hd__consumed_init(ev);
+  hd__expiry_init(ev);
   ev->store->vt->store_id(ev->store, welcome->store_id);
   ev->store->vt->epoch(ev->store, welcome->epoch);
   welcome->has_epoch = 1;
@@ -137,6 +144,7 @@ void hd__server_events_start(hd__server_events_t *ev) {
     hd__log(ev->rt, HD_LOG_INFO, "store holds %llu pending events, pause %u ms",
             (unsigned long long)pending, (unsigned)ev->welcome->pause_ms);
   }
+  hd__expiry_start(ev); /* what expired while the server was down goes first */
 }
 
 /* ---- Connections ---------------------------------------------------------------------------- */
@@ -184,11 +192,12 @@ void hd__server_events_close(hd__server_events_t *ev, void (*cb)(void *arg), voi
   ev->closing = 1;
   ev->closed_cb = cb;
   ev->closed_arg = arg;
-  ev->pending_closes = 2;
+  ev->pending_closes = 3;
   /* what was completed goes to the store, then the store commits everything queued (their
    * callbacks run) and closes; we finish once it and the retry timer are closed */
   hd__consumed_flush(ev);
   hd__consumed_close(ev, on_timer_closed);
+  hd__expiry_close(ev, on_timer_closed);
   if (ev->store->vt->close(ev->store, on_store_closed, ev) != 0) on_store_closed(ev);
 }
 
@@ -202,5 +211,13 @@ int hd__server_events_stats(hd__server_events_t *ev, hd_server_stats_t *out) {
   ev->store->vt->stats(ev->store, &st);
   out->commits = st.commits;
   out->events_too_large = ev->n_too_large;
-  return ev->store->vt->pending_total(ev->store, &out->pending_total);
+  out->adds_duplicate = ev->n_duplicate;
+  out->events_replaced = ev->n_replaced;
+  out->events_dropped = ev->n_dropped;
+  out->adds_limited = ev->n_limited;
+  out->events_expired = ev->n_expired;
+  out->events_dead = ev->n_dead;
+  out->events_requeued = ev->n_requeued;
+  int rc = ev->store->vt->dead_count(ev->store, NULL, &out->dead_letters);
+  return rc != 0 ? rc : ev->store->vt->pending_total(ev->store, &out->pending_total);
 }

@@ -7,8 +7,11 @@
  *   server_events.c  the object: create/start/close, the user table, message dispatch, stats
  *   session.c        one user's connection: RESUME, CREDIT, paged pumping, backpressure
  *   consumed.c       CONSUMED reports, hd_consumed_t batches, grouped deletes, DONE
+ *   failed.c         FAILED reports: events moved to the dead letters, DONE, on_dead_letter
  *   server_api.c     the public event calls (add_event, update_pause, pending, ...)
- *   admin.c          the admin calls: a user's events listed, deleted (some or all) */
+ *   admin.c          the admin calls: a user's events listed, deleted (some or all)
+ *   dead_letters.c   the dead-letter calls: listed, counted, requeued, deleted
+ *   expiry.c         the expiry sweep: bounded expire ops on a timer */
 #ifndef HD_SERVER_EVENTS_H
 #define HD_SERVER_EVENTS_H
 
@@ -36,6 +39,12 @@
 #define HD__SRV_PAYLOAD_SLACK 64
 /* Most expired events one sweep transaction deletes (hd_server_options_t.expiry_batch). */
 #define HD__SRV_EXPIRY_BATCH 1000u
+#define HD__SRV_EXPIRY_BATCH_MAX (1u << 20) /* the store's bound on one expire op */
+/* The sweep's wait after a short op while events with an expiry remain (expiry.c). */
+#define HD__SRV_EXPIRY_PERIOD_MS 1000u
+/* An add with an expiry has the sweep run this long after it is due, so that a burst of adds that
+ * expire together costs one op and gives its user one notice. */
+#define HD__SRV_EXPIRY_SLACK_MS 100u
 
 typedef struct hd__server_events hd__server_events_t;
 typedef struct hd__session hd__session_t;
@@ -51,6 +60,12 @@ typedef struct hd__server_user {
   uint64_t *del;                /* completed ok, waiting for this iteration's grouped delete */
   size_t n_del, cap_del;
   hd__queue_t del_node;         /* on ev->del_users while it has deletes to submit */
+  /* Collapse adds in flight (server_add.c): while any, no session pushes this user's events, so
+   * that nothing is sent between the add's snapshot of sent_max and its commit. */
+  uint32_t holds;
+  uint64_t sent_max;            /* the highest seq pushed to any session of the user (in order:
+                                   every event up to it was sent); written to the store
+                                   (set_sent) when a session ends */
 } hd__server_user_t;
 
 struct hd__session {
@@ -67,6 +82,8 @@ struct hd__session {
   uint64_t catchup_start_ms;
   size_t events_room;    /* the EVENTS writer's header guess, kept from page to page */
   hd__report_t *reports; /* CONSUMED still being worked through, oldest first (consumed.c) */
+  uint64_t sent_recorded; /* the store knows the client was sent up to this (expiry.c) */
+  hd__queue_t sent_node;  /* on ev->sent_sessions while sent_upto is above it */
 };
 
 struct hd__server_events {
@@ -81,12 +98,16 @@ struct hd__server_events {
   uint64_t default_ttl_ms;    /* options v4 (docs/QUEUES.md); 0: events do not expire */
   hd_dead_letter_cb on_dead_letter;
   uint32_t expiry_batch;
+  int limited;                /* per-user limits set: every add goes through add_event2 */
   hd__key_cache_t key_cache;  /* users whose key passed the check (add, any thread) */
   hd__keymap_t users;         /* public key -> hd__server_user_t */
 
   /* counters (loop thread; read through hd__runtime_call) */
   uint64_t n_added, n_delivered, n_consumed, n_confirmed;
   uint64_t n_too_large;       /* events above a client's limit (session.c): its connection closed */
+  uint64_t n_duplicate, n_replaced, n_dropped, n_limited; /* adds with options (server_add.c) */
+  uint64_t n_dead, n_requeued; /* events moved to the dead letters, and given back (stats v3) */
+  uint64_t n_expired;         /* expiry.c */
   uint64_t n_rollbacks, n_epoch_resumes; /* RESUMEs answered with EPOCH: that cut the client's
                                             view, all of them (session.c) */
 
@@ -103,7 +124,11 @@ struct hd__server_events {
   hd__queue_t del_retry;      /* deletes that failed (a full disk), submitted again on the timer */
   uv_timer_t del_timer;       /* armed while del_retry is not empty */
   uint32_t del_backoff_ms;    /* the next retry's delay: doubles up to HD__SRV_DEL_RETRY_MAX_MS */
-  int pending_closes;         /* close: the store and the timer */
+  int pending_closes;         /* close: the store and the timers */
+  uv_timer_t expiry_timer;    /* the sweep (expiry.c) */
+  uint64_t expiry_due;        /* uv_now at which it fires, while armed */
+  int expiry_busy;            /* an expire op is in the store's queue */
+  hd__queue_t sent_sessions;  /* sessions that sent since their last set_sent */
   hd__queue_t batches;        /* live batches (handed to the application) */
 
   int closing;                /* close was called: the store is closing or closed */
@@ -149,10 +174,23 @@ void hd__session_wake(hd__server_events_t *ev, const uint8_t pk[HD_PUBLICKEY_BYT
 /* Queues PAUSE on the session's connection. */
 void hd__session_push_pause(hd__session_t *ss, uint32_t pause_ms);
 
+/* session.c: a hold ended (server_add.c): the user's session may push again. */
+void hd__session_unhold(hd__server_events_t *ev, hd__server_user_t *u);
+
 /* server_add.c: the store's spec of an add with `opts` (NULL: none) at `now` (ms), the server's
  * default time to live applied; HD_EINVAL for a bad key, HD_EVERSION for a newer options struct. */
 int hd__server_add_spec(hd__server_events_t *ev, const hd_add_options_t *opts, int64_t now,
                         hd__add_spec_t *spec);
+
+/* expiry.c. init after the store opened; start with the server; close as the store closes. */
+void hd__expiry_init(hd__server_events_t *ev);
+void hd__expiry_start(hd__server_events_t *ev);
+void hd__expiry_close(hd__server_events_t *ev, uv_close_cb closed);
+/* An add with an expiry committed: the sweep runs by then (or within its period). */
+void hd__expiry_added(hd__server_events_t *ev, int64_t expires_ms);
+/* The session sent events: recorded before the next expire op. */
+void hd__expiry_sent(hd__server_events_t *ev, hd__session_t *ss);
+void hd__expiry_session_close(hd__server_events_t *ev, hd__session_t *ss);
 
 /* consumed.c */
 void hd__consumed_report(hd__server_events_t *ev, hd__session_t *ss, const uint8_t *body,
@@ -166,7 +204,19 @@ void hd__consumed_init(hd__server_events_t *ev);
 /* At close: deletes waiting to be tried again are dropped (the client reports those events again
  * at its next connection); the timer closes, then `closed(h)`. */
 void hd__consumed_close(hd__server_events_t *ev, uv_close_cb closed);
+/* A notice the pump skips (its client cannot take NOTICES): deleted like a confirmed event. */
+void hd__consumed_drop_notice(hd__server_events_t *ev, hd__server_user_t *u, uint64_t seq);
 /* At the very end: batches still with the application only wait to be freed. */
 void hd__consumed_orphan_all(hd__server_events_t *ev);
+/* The user's in-flight set (sorted seqs; add and remove take ascending, distinct seqs). */
+int hd__inflight_add(hd__server_user_t *u, const uint64_t *seqs, size_t n);
+void hd__inflight_remove(hd__server_user_t *u, const uint64_t *seqs, size_t n);
+int hd__inflight_has(const hd__server_user_t *u, uint64_t seq);
+/* DONE for `seqs` on the user's connection, if it has one. */
+void hd__consumed_send_done(hd__server_user_t *u, const uint64_t *seqs, size_t n);
+
+/* failed.c: FAILED from a client that announced HD__FEATURE_FAILED */
+void hd__failed_report(hd__server_events_t *ev, hd__session_t *ss, const uint8_t *body,
+                       size_t len);
 
 #endif

@@ -21,7 +21,8 @@ typedef struct page {
   hd__session_t *ss;
   hd__conn_t *c;
   hd__events_writer_t w;
-  uint32_t rows;     /* rows this page handed over */
+  uint32_t rows;     /* rows this page sent */
+  uint32_t read;     /* rows this page read (a notice skipped for an older client is not sent) */
   int stop;          /* backpressure or a failure: end the pump */
 } page_t;
 
@@ -52,8 +53,57 @@ static void too_large(page_t *pg, const hd__store_event_t *ev) {
   hd__conn_fail(pg->c, HD_EMSGSIZE, text);
 }
 
+/* After a row went out: its credit, and whether the page goes on. */
+static int page_sent(page_t *pg, uint64_t seq) {
+  hd__session_t *ss = pg->ss;
+  pg->rows++;
+  ss->sent_upto = seq;
+  if (seq > ss->user->sent_max) ss->user->sent_max = seq;
+  ss->credit--;
+  ss->catchup_sent++;
+  if (ss->credit == 0) return 1;
+  if (hd__conn_write_backlog(pg->c) >= HD__SRV_HIGH_WATER) {
+    ss->blocked = 1;
+    pg->stop = 1;
+    return 1;
+  }
+  return 0;
+}
+
+/* A notice in its place in the stream: the EVENTS message before it is finished first. A client
+ * without the feature never sees it: it is deleted as if confirmed. */
+static int page_notice(page_t *pg, const hd__store_event_t *ev) {
+  hd__session_t *ss = pg->ss;
+  hd__notice_t n;
+  if (!(pg->c->features & HD__FEATURE_NOTICES) ||
+      hd__notice_decode(ev->payload, ev->payload_len, &n) != 0) {
+    if (pg->c->features & HD__FEATURE_NOTICES) {
+      hd__log(ss->ev->rt, HD_LOG_ERROR, "%s: notice %llu is unreadable: dropped", pg->c->peer,
+              (unsigned long long)ev->seq);
+    }
+    hd__consumed_drop_notice(ss->ev, ss->user, ev->seq);
+    ss->sent_upto = ev->seq;
+    return 0;
+  }
+  if (finish_message(pg) != 0) {
+    pg->stop = 1;
+    return 1;
+  }
+  hd__entry_t e = {.seq = ev->seq, .created_ms = (uint64_t)ev->created_ms, .notice = n};
+  hd__buf_t *out = hd__conn_out(pg->c);
+  if (out == NULL || hd__msg_encode_notices(out, &e, 1) != 0) {
+    if (out != NULL) hd__conn_close(pg->c, HD_ENOMEM, "out of memory encoding a notice");
+    pg->stop = 1;
+    return 1;
+  }
+  hd__conn_queued(pg->c);
+  return page_sent(pg, ev->seq);
+}
+
 static int page_row(void *data, const hd__store_event_t *ev) {
   page_t *pg = data;
+  pg->read++;
+  if (ev->kind == HD__STORE_KIND_NOTICE) return page_notice(pg, ev);
   hd__session_t *ss = pg->ss;
   int rc = hd__events_writer_add(&pg->w, ev->seq, (uint64_t)ev->created_ms, ev->payload,
                                  ev->payload_len);
@@ -68,18 +118,8 @@ static int page_row(void *data, const hd__store_event_t *ev) {
     pg->stop = 1;
     return 1;
   }
-  pg->rows++;
-  ss->sent_upto = ev->seq;
-  ss->credit--;
-  ss->catchup_sent++;
   ss->ev->n_delivered++;
-  if (ss->credit == 0) return 1;
-  if (hd__conn_write_backlog(pg->c) >= HD__SRV_HIGH_WATER) {
-    ss->blocked = 1;
-    pg->stop = 1;
-    return 1;
-  }
-  return 0;
+  return page_sent(pg, ev->seq);
 }
 
 /* ---- The pump -------------------------------------------------------------------------------- */
@@ -97,6 +137,7 @@ static void pump(hd__deferred_t *d) {
   hd__session_t *ss = hd__container_of(d, hd__session_t, pump);
   hd__server_events_t *s = ss->ev;
   if (!ss->resumed || s->closing) return;
+  if (ss->user->holds != 0) return; /* a collapse add is deciding what is unsent: unhold wakes */
   for (int pages = 0; pages < HD__SRV_PAGES_PER_TURN; pages++) {
     if (ss->credit == 0 || hd__conn_out(ss->conn) == NULL) return;
     if (hd__conn_write_backlog(ss->conn) >= HD__SRV_HIGH_WATER) {
@@ -111,13 +152,14 @@ static void pump(hd__deferred_t *d) {
                                         &pg);
     if (hd__conn_out(ss->conn) != NULL) finish_message(&pg);
     ss->events_room = pg.w.room; /* the next page's messages likely have headers of this size */
+    if (pg.rows > 0) hd__expiry_sent(s, ss);
     if (rc < 0) {
       hd__log(s->rt, HD_LOG_ERROR, "%s: reading pending events: %s", ss->conn->peer,
               hd_last_error_message());
       return; /* the next add or CREDIT tries again */
     }
     if (pg.stop) return;
-    if (pg.rows < limit && ss->credit > 0) { /* caught up: the next commit wakes us */
+    if (pg.read < limit && ss->credit > 0) { /* caught up: the next commit wakes us */
       catchup_done(ss);
       return;
     }
@@ -132,6 +174,11 @@ static void wake(hd__session_t *ss) {
 void hd__session_wake(hd__server_events_t *ev, const uint8_t pk[HD_PUBLICKEY_BYTES]) {
   hd__server_user_t *u = hd__server_user_get(ev, pk, 0);
   if (u != NULL && u->session != NULL) wake(u->session);
+}
+
+void hd__session_unhold(hd__server_events_t *ev, hd__server_user_t *u) {
+  if (--u->holds == 0 && u->session != NULL) wake(u->session);
+  hd__server_user_release(ev, u);
 }
 
 void hd__session_push_pause(hd__session_t *ss, uint32_t pause_ms) {
@@ -160,6 +207,7 @@ void hd__session_open(hd__server_events_t *ev, hd__conn_t *c) {
   ss->conn = c;
   ss->user = u;
   hd__deferred_init(&ss->pump, pump);
+  hd__queue_init(&ss->sent_node);
   u->session = ss; /* a replaced connection's session lets go in its close */
   c->user_data = ss;
 }
@@ -170,11 +218,17 @@ void hd__session_close(hd__server_events_t *s, hd__conn_t *c) {
   c->user_data = NULL;
   hd__runtime_undefer(s->rt, &ss->pump);
   hd__consumed_session_close(s, ss);
+  hd__expiry_session_close(s, ss);
   if (ss->catching_up) {
     hd__log(s->rt, HD_LOG_INFO, "%s: left during catch-up after %llu events (up to seq %llu)",
             c->peer, (unsigned long long)ss->catchup_sent, (unsigned long long)ss->sent_upto);
   }
   hd__server_user_t *u = ss->user;
+  /* what was sent, for the collapses and drops of later adds (a failure only makes them
+   * replace or drop events the client may have: it sees both, or a notice too many) */
+  if (u->sent_max != 0 && s->store != NULL) {
+    s->store->vt->set_sent(s->store, u->pk, u->sent_max, NULL, NULL);
+  }
   if (u->session == ss) u->session = NULL;
   free(ss);
   hd__server_user_release(s, u);
@@ -287,6 +341,14 @@ void hd__session_message(hd__server_events_t *s, hd__conn_t *c, uint8_t type,
       break;
     case HD__MSG_CONSUMED:
       hd__consumed_report(s, ss, body, len);
+      break;
+    case HD__MSG_FAILED:
+      /* a peer that did not announce the feature does not speak it: as an unknown message */
+      if (!(c->features & HD__FEATURE_FAILED)) {
+        protocol_error(c, "without the feature announced in HELLO", type);
+        return;
+      }
+      hd__failed_report(s, ss, body, len);
       break;
     default: /* EVENTS, DONE, PAUSE: server-to-client messages */
       protocol_error(c, "from a client (wrong direction)", type);

@@ -119,6 +119,9 @@ typedef struct hd__add_spec {
                                    collapse leaves those alone) */
 } hd__add_spec_t;
 
+#define HD__STORE_EXPIRE_MORE ((uint64_t)1 << 32)
+#define HD__STORE_EXPIRE_LEFT ((uint64_t)1 << 33)
+
 /* Completion of add_event2 and of each user of add_fanout: the add's own status (0, HD_ELIMIT)
  * and result. A failure of one add never fails the batch it is in. */
 typedef void (*hd__store_add_cb)(void *cb_data, int status, const hd_add_result_t *result);
@@ -172,9 +175,13 @@ typedef struct hd__server_store_vtable {
                       size_t n, hd__store_cb cb, void *cb_data);
   int (*delete_dead)(hd__server_store_t *s, const uint8_t user[32], const uint64_t *seqs,
                      size_t n, hd__store_cb cb, void *cb_data);
-  /* Deletes at most `limit` events whose expiry is at or before now_ms, with one notice per user
-   * touched, and the dedup keys older than the window (at most `limit` of them); value = events
-   * expired. A value below `limit` means nothing more is due. */
+  /* Deletes at most `limit` events whose expiry is at or before now_ms and that were not sent
+   * (seq above the user's sent_upto: set_sent first for what a live session sent; a sent one
+   * only loses its expiry), with one notice per user touched, and the dedup keys older than the
+   * window (at most `limit` of them). value = events expired (the low 32 bits)
+   * | HD__STORE_EXPIRE_MORE (a bound was reached: more may be due now)
+   * | HD__STORE_EXPIRE_LEFT (events with an expiry remain, not due yet). Reads skip from now on
+   * what it may delete. */
   int (*expire)(hd__server_store_t *s, int64_t now_ms, uint32_t limit, hd__store_cb cb,
                 void *cb_data);
   /* Records that the user's client was sent every event up to `sent_upto` (never lowers it). */

@@ -68,8 +68,8 @@ enum {
   W_COUNT
 };
 static const char *const write_sql[W_COUNT] = {
-    "INSERT OR IGNORE INTO events(store, seq, created_ms, payload, repeated)"
-    "  VALUES(?5, ?1, ?2, ?3, ?4)",
+    "INSERT OR IGNORE INTO events(store, seq, created_ms, payload, repeated, kind)"
+    "  VALUES(?5, ?1, ?2, ?3, ?4, ?6)",
     "UPDATE events SET state = 1, data = ?2 WHERE store = ?4 AND seq = ?1 AND created_ms = ?3"
     "  AND state = 0",
     "DELETE FROM events WHERE store = ?2 AND seq = ?1 AND state >= 1",
@@ -88,7 +88,7 @@ enum { R_STORE, R_UNHANDLED, R_CONSUMED, R_COUNTS, R_ORPHANS, R_HELD, R_COUNT };
 static const char *const read_sql[R_COUNT] = {
     "SELECT id, high_water, epoch FROM stores WHERE no = " CURRENT,
     /* every store's, the oldest store first: a replaced store's events before the new one's */
-    "SELECT seq, created_ms, payload, NULL, repeated, 0, store FROM events"
+    "SELECT seq, created_ms, payload, NULL, repeated, 0, store, kind FROM events"
     "  WHERE state = 0 AND (store, seq) > (?1, ?2) ORDER BY store, seq LIMIT ?3",
     /* consumed (state 1) and failed (2: flag HD__STORE_EV_FAILED, data the reason) */
     "SELECT seq, created_ms, payload, data, (state = 2) * 4, 0, store FROM events"
@@ -104,8 +104,9 @@ static const char *const read_sql[R_COUNT] = {
 /* The rewind's statements, prepared when it runs (once per epoch change): ?1 the floor, ?2 the
  * current store's row. */
 static const char *const rewind_sql[] = {
+    /* a notice above the floor is of numbers the store lost: dropped, not an orphan */
     "INSERT INTO orphans(seq, created_ms, payload) SELECT seq, created_ms, payload FROM events"
-    "  WHERE store = ?2 AND seq > ?1 AND state = 0 ORDER BY seq",
+    "  WHERE store = ?2 AND seq > ?1 AND state = 0 AND kind = 0 ORDER BY seq",
     "DELETE FROM events WHERE store = ?2 AND seq > ?1 AND state >= 1",
     "DELETE FROM events WHERE store = ?2 AND seq > ?1",
 };
@@ -199,6 +200,7 @@ static int run_insert(void *ctx, hd__wop_t *base) {
     sqlite3_bind_int64(st, 2, ev->created_ms);
     sqlite3_bind_blob(st, 3, ev->payload, (int)ev->payload_len, SQLITE_STATIC);
     sqlite3_bind_int(st, 4, (int64_t)ev->seq <= s->cur.seen);
+    sqlite3_bind_int(st, 6, (int)ev->kind);
     int err = hd__sqlite_step_done(st, "store received event");
     if (err != 0) return err;
     base->value += (uint64_t)sqlite3_changes(s->sql.wdb);

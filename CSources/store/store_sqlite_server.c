@@ -11,6 +11,7 @@
  * next_seq/pending are written once per batch, not once per event. */
 #include "store_sqlite_server.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,14 +96,22 @@ static const char *const write_sql[W_COUNT] = {
     "DELETE FROM events WHERE user_no = ?1",
 };
 
+/* An event's payload: its own, or a fan-out's shared one. */
+#define PAYLOAD                                                                                   \
+  "CASE WHEN payload_no IS NULL THEN payload"                                                     \
+  "  ELSE (SELECT payload FROM payloads WHERE no = payload_no) END"
+
 enum {
   R_USER, R_PAGE, R_ONE, R_TOTAL, R_META, R_USERS, R_EPOCH_NO, R_USER_SEQ, R_FLOOR, R_COUNT
 };
 static const char *const read_sql[R_COUNT] = {
     "SELECT user_no, pending FROM users WHERE public_key = ?1",
-    "SELECT seq, created_ms, payload FROM events WHERE user_no = ?1 AND seq > ?2"
-    "  ORDER BY seq LIMIT ?3",
-    "SELECT created_ms, payload FROM events WHERE user_no = ?1 AND seq = ?2",
+    /* not the expired ones that were never sent (docs/QUEUES.md "Expiry"); a fan-out's payload
+     * from payloads; the kind last (hd__sqlite_read_events' eighth column) */
+    "SELECT seq, created_ms, " PAYLOAD ", NULL, 0, 0, 0, kind FROM events"
+    "  WHERE user_no = ?1 AND seq > ?2 AND (expires_ms = 0 OR expires_ms > ?4"
+    "  OR seq <= (SELECT sent_upto FROM users WHERE user_no = ?1)) ORDER BY seq LIMIT ?3",
+    "SELECT created_ms, " PAYLOAD ", kind FROM events WHERE user_no = ?1 AND seq = ?2",
     "SELECT coalesce(sum(pending), 0) FROM users",
     "SELECT value FROM meta WHERE key = ?1",
     "SELECT user_no, public_key, pending FROM users WHERE user_no > ?1 AND pending > 0"
@@ -146,7 +155,26 @@ static size_t hash_pk(const uint8_t pk[32]) {
   return (size_t)((h ^ (h >> 29)) * 0x9E3779B97F4A7C15ull);
 }
 
+/* After a run without a clean close, anything may have been sent: every user's sent_upto becomes
+ * its highest number as of this open, before the run's first batch reads a user. */
+static int raise_sent(sq_server_t *s) {
+  static const char *const sql =
+      "UPDATE users SET sent_upto = next_seq - 1 WHERE sent_upto < next_seq - 1";
+  sqlite3_stmt *st = hd__sqlite_stmt(&s->sql, s->sql.wdb, sql);
+  if (st == NULL) return hd_last_error_code();
+  int err = hd__sqlite_step_done(st, "sent after an unclean run");
+  if (err == 0) s->raise_in_batch = 1;
+  return err;
+}
+
 int hd__sqs_batch_user(sq_server_t *s, const uint8_t pk[32], batch_user_t **out) {
+  if (s->raise_sent && !s->raise_in_batch) {
+    int err = raise_sent(s);
+    if (err != 0) {
+      *out = NULL;
+      return err;
+    }
+  }
   size_t mask = s->users_cap - 1, i = (hash_pk(pk) >> 7) & mask;
   while (s->users[i].gen == s->gen) {
     if (memcmp(s->users[i].pk, pk, 32) == 0) {
@@ -187,6 +215,37 @@ int hd__sqs_batch_user(sq_server_t *s, const uint8_t pk[32], batch_user_t **out)
   if (err != 0) u->gen = 0;
   *out = u;
   return err;
+}
+
+int hd__sqs_batch_reserve(sq_server_t *s, size_t more) {
+  size_t used = 0;
+  for (size_t i = 0; i < s->users_cap; i++) used += s->users[i].gen == s->gen;
+  if (more > SIZE_MAX / 4 - used) return hd__error(HD_ENOMEM, "batch table: %zu users", more);
+  if (2 * (used + more) <= s->users_cap) return 0;
+  size_t cap = s->users_cap;
+  while (cap < 2 * (used + more)) cap *= 2;
+  batch_user_t *users = calloc(cap, sizeof *users);
+  size_t *dirty = malloc(cap * sizeof *dirty);
+  if (users == NULL || dirty == NULL) {
+    free(users);
+    free(dirty);
+    return hd__error(HD_ENOMEM, "store writer: batch table of %zu users", cap);
+  }
+  size_t n_dirty = 0;
+  for (size_t i = 0; i < s->users_cap; i++) {
+    if (s->users[i].gen != s->gen) continue;
+    size_t j = (hash_pk(s->users[i].pk) >> 7) & (cap - 1);
+    while (users[j].gen == s->gen) j = (j + 1) & (cap - 1);
+    users[j] = s->users[i];
+    if (users[j].dirty) dirty[n_dirty++] = j;
+  }
+  free(s->users);
+  free(s->dirty);
+  s->users = users;
+  s->dirty = dirty;
+  s->users_cap = cap;
+  s->n_dirty = n_dirty;
+  return 0;
 }
 
 void hd__sqs_mark_dirty(sq_server_t *s, batch_user_t *u) {
@@ -297,6 +356,8 @@ static int kind_begin(hd__sqlite_store_t *sql, size_t n_ops, int relaxed) {
   }
   s->gen++; /* invalidates every entry of the previous batch */
   s->n_dirty = 0;
+  s->raise_in_batch = 0;
+  s->open_flag_in_batch = 0;
   return 0;
 }
 
@@ -316,6 +377,13 @@ static int record_floor(sq_server_t *s, const batch_user_t *u) {
 /* Before COMMIT: the touched users' next_seq and pending, once per user per batch. */
 static int kind_before_commit(hd__sqlite_store_t *sql) {
   sq_server_t *s = (sq_server_t *)sql;
+  if (!s->open_flag) { /* under FULL: the run's first commit says a run is under way */
+    int err = hd__sqlite_exec(s->sql.wdb,
+                              "INSERT OR REPLACE INTO meta(key, value) VALUES('open', 'full')",
+                              "clean-shutdown flag");
+    if (err != 0) return err;
+    s->open_flag_in_batch = 1;
+  }
   sqlite3_stmt *st = s->sql.w[W_USER_SET];
   for (size_t i = 0; i < s->n_dirty; i++) {
     batch_user_t *u = &s->users[s->dirty[i]];
@@ -337,6 +405,12 @@ static int kind_before_commit(hd__sqlite_store_t *sql) {
 
 static void kind_rollback(hd__sqlite_store_t *sql) {
   ((sq_server_t *)sql)->gen++; /* the batch's users hold numbers that were not committed */
+}
+
+static void kind_after_commit(hd__sqlite_store_t *sql) {
+  sq_server_t *s = (sq_server_t *)sql;
+  if (s->raise_in_batch) s->raise_sent = 0;
+  if (s->open_flag_in_batch) s->open_flag = 1;
 }
 
 /* ---- loop thread -------------------------------------------------------------------------- */
@@ -427,6 +501,8 @@ static int s_read_pending(hd__server_store_t *base, const uint8_t user[32], uint
   sqlite3_bind_int64(st, 1, user_no);
   sqlite3_bind_int64(st, 2, (int64_t)after_seq);
   sqlite3_bind_int64(st, 3, limit > INT32_MAX ? INT32_MAX : (int64_t)limit);
+  int64_t now = hd__sqs_now_ms(), horizon = atomic_load(&s->expire_horizon);
+  sqlite3_bind_int64(st, 4, now > horizon ? now : horizon);
   return hd__sqlite_read_events(st, fn, fn_data, "read pending events");
 }
 
@@ -446,7 +522,8 @@ static int s_read_events(hd__server_store_t *base, const uint8_t user[32], const
     if (rc == SQLITE_ROW) {
       hd__store_event_t ev = {.seq = seqs[i], .created_ms = sqlite3_column_int64(st, 0),
                               .payload = sqlite3_column_blob(st, 1),
-                              .payload_len = (size_t)sqlite3_column_bytes(st, 1)};
+                              .payload_len = (size_t)sqlite3_column_bytes(st, 1),
+                              .kind = (uint32_t)sqlite3_column_int(st, 2)};
       count++;
       stop = fn(fn_data, &ev);
     } else if (rc != SQLITE_DONE) {
@@ -598,8 +675,18 @@ static const hd__server_store_vtable_t sqlite_server_vtable = {
     .backend_name = "sqlite",
     .add_event = s_add_event,
     .add_event2 = hd__sqs_add_event2,
+    .add_fanout = hd__sqs_add_fanout,
+    .set_sent = hd__sqs_set_sent,
+    .fail_events = hd__sqs_fail_events,
+    .requeue_dead = hd__sqs_requeue_dead,
+    .delete_dead = hd__sqs_delete_dead,
+    .read_dead = hd__sqs_read_dead,
+    .read_dead_seqs = hd__sqs_read_dead_seqs,
+    .dead_count = hd__sqs_dead_count,
+    .dead_users = hd__sqs_dead_users,
     .delete_events = s_delete_events,
     .delete_user = s_delete_user,
+    .expire = hd__sqs_expire,
     .set_pause = s_set_pause,
     .backup = s_backup,
     .read_pending = s_read_pending,
@@ -736,8 +823,14 @@ static int kind_open_tx(hd__sqlite_store_t *sql, const hd__store_options_t *opts
              "told at their next connection and get the events numbered again",
              reason);
   }
-  /* Under FULL the flag only has to replace a NORMAL run's: an open that writes nothing also
-   * works on a full disk, so the events the store holds are delivered meanwhile. */
+  /* After a run without a clean close its sessions may have sent anything the store held: the
+   * first batch raises every user's sent_upto (so that no collapse or drop touches what a client
+   * may have). */
+  s->raise_sent = was_open[0] != '\0';
+  s->open_flag = was_open[0] != '\0' || opts->sync_normal;
+  /* Under FULL the flag is written by the run's first commit (kind_before_commit), not here: an
+   * open that writes nothing also works on a full disk, so the events the store holds are
+   * delivered meanwhile. Here it only has to replace a NORMAL run's. */
   if (opts->sync_normal || strcmp(was_open, "normal") == 0) {
     err = hd__sqlite_exec(db,
                           opts->sync_normal
@@ -772,6 +865,12 @@ static int kind_opened(hd__sqlite_store_t *sql, const hd__store_options_t *opts)
   sq_server_t *s = (sq_server_t *)sql;
   s->iface.vt = &sqlite_server_vtable;
   s->iface.loop = opts->loop;
+  s->max_events_per_user = opts->max_events_per_user;
+  s->max_bytes_per_user = opts->max_bytes_per_user;
+  s->drop_oldest = opts->drop_oldest;
+  s->dedup_window_ms = opts->dedup_window_ms > 0 ? opts->dedup_window_ms : 24 * 3600 * 1000;
+  s->dedup_keys_per_user = opts->dedup_keys_per_user ? opts->dedup_keys_per_user : 100000;
+  atomic_init(&s->expire_horizon, 0);
   sqlite3_stmt *st = s->sql.r[R_META];
   sqlite3_bind_text(st, 1, "store_id", -1, SQLITE_STATIC);
   int rc = sqlite3_step(st), err = 0;
@@ -805,6 +904,7 @@ static const hd__sqlite_kind_t server_kind = {
     .write_sql = write_sql, .n_write = W_COUNT, .read_sql = read_sql, .n_read = R_COUNT,
     .open_tx = kind_open_tx, .opened = kind_opened, .closing = kind_closing,
     .begin = kind_begin, .before_commit = kind_before_commit, .rollback = kind_rollback,
+    .after_commit = kind_after_commit,
     .release = kind_release,
     /* the first open of a copy marked so is a restore (kind_open_tx) */
     .backup_mark_sql = "INSERT OR REPLACE INTO meta(key, value) VALUES('backup_ms',"

@@ -8,6 +8,8 @@
 #include "store_writer.h"
 #include "wire.h"
 
+#include <stdatomic.h>
+
 /* A user touched by the current batch. Valid while gen == the batch's generation, so starting a
  * batch invalidates the whole table without clearing it. */
 typedef struct batch_user {
@@ -39,6 +41,19 @@ typedef struct sq_server {
   size_t *dirty;
   size_t n_dirty;
   uint64_t gen;
+  /* the adds' limits and deduplication (hd__store_options_t, defaults applied at open) */
+  uint64_t max_events_per_user, max_bytes_per_user; /* 0: none */
+  int drop_oldest;
+  int64_t dedup_window_ms;
+  int64_t dedup_keys_per_user;
+  /* Sent tracking after a run that ended without a clean close (meta 'open' found at open):
+   * every user's sent_upto is raised to next_seq - 1 by the run's first batch that touches a
+   * user (kind_open_tx writes nothing under FULL, so that an open works on a full disk). */
+  int raise_sent, raise_in_batch;
+  /* meta 'open' is in the database (or written by the current batch) */
+  int open_flag, open_flag_in_batch;
+  _Atomic int64_t expire_horizon; /* the latest now_ms an expire was submitted with: reads skip
+                                     what it may delete even if the clock went back (expiry) */
 } sq_server_t;
 
 /* The server store from its interface (from its SQLite base, the writer's ctx: a cast). */
@@ -49,6 +64,9 @@ static inline sq_server_t *hd__sqs_from_iface(hd__server_store_t *iface) {
 /* Writer (pool thread). The batch's entry for `pk`, loaded from the database on its first use in
  * the batch (user_no 0: not in the database yet). */
 int hd__sqs_batch_user(sq_server_t *s, const uint8_t pk[32], batch_user_t **out);
+/* Writer. Makes room in the batch's table for `more` users beyond those it holds (a fan-out
+ * touches many users in one op); entries move, so pointers from hd__sqs_batch_user are stale. */
+int hd__sqs_batch_reserve(sq_server_t *s, size_t more);
 /* The entry changed: its users row is written before COMMIT. */
 void hd__sqs_mark_dirty(sq_server_t *s, batch_user_t *u);
 /* Writer. Appends a notice to the user's stream (a row of kind 1 with the user's next number,
@@ -62,6 +80,29 @@ int hd__sqs_step_returning(sqlite3_stmt *st, int64_t *a, int64_t *b, const char 
 int hd__sqs_add_event2(hd__server_store_t *s, const uint8_t user[32], int64_t created_ms,
                        const void *payload, size_t len, const hd__add_spec_t *spec,
                        hd__store_add_cb cb, void *cb_data);
+int hd__sqs_add_fanout(hd__server_store_t *s, const uint8_t *users, size_t n, int64_t created_ms,
+                       const void *payload, size_t len, const hd__add_spec_t *spec,
+                       const uint64_t *sent_upto, hd__store_fanout_cb cb, void *cb_data);
+int hd__sqs_set_sent(hd__server_store_t *s, const uint8_t user[32], uint64_t sent_upto,
+                     hd__store_cb cb, void *cb_data);
+/* store_sqlite_server_dead.c: dead letters */
+int hd__sqs_fail_events(hd__server_store_t *s, const uint8_t user[32], const hd__store_failed_t *f,
+                        size_t n, hd__store_cb cb, void *cb_data);
+int hd__sqs_requeue_dead(hd__server_store_t *s, const uint8_t user[32], const uint64_t *seqs,
+                         size_t n, hd__store_cb cb, void *cb_data);
+int hd__sqs_delete_dead(hd__server_store_t *s, const uint8_t user[32], const uint64_t *seqs,
+                        size_t n, hd__store_cb cb, void *cb_data);
+int hd__sqs_read_dead(hd__server_store_t *s, const uint8_t user[32], uint64_t after_seq,
+                      uint32_t limit, hd__store_dead_fn fn, void *fn_data);
+int hd__sqs_read_dead_seqs(hd__server_store_t *s, const uint8_t user[32], const uint64_t *seqs,
+                           size_t n, hd__store_dead_fn fn, void *fn_data);
+int hd__sqs_dead_count(hd__server_store_t *s, const uint8_t user[32], uint64_t *out);
+int hd__sqs_dead_users(hd__server_store_t *s, uint64_t *cursor, uint32_t limit,
+                       void (*fn)(void *fn_data, const uint8_t key[32], uint64_t dead),
+                       void *fn_data);
+
+int hd__sqs_expire(hd__server_store_t *s, int64_t now_ms, uint32_t limit, hd__store_cb cb,
+                   void *cb_data);
 
 /* Unix time in ms (the stores' clock for created, expiry and dead-letter times). */
 int64_t hd__sqs_now_ms(void);

@@ -22,6 +22,7 @@ typedef struct rs {
   uint8_t store_id[16];
   uint32_t pause_ms;
   int has_epoch;     /* WELCOME carries `epoch` (a server with epochs) */
+  uint64_t features; /* WELCOME's (HD__FEATURE_*; 0: a server of an earlier release) */
   uint8_t epoch[16];
   hd__cipher_t tx;
   hd__record_reader_t rr;
@@ -89,6 +90,7 @@ static int rs_accept(rs_t *r, int ms) {
                      .max_message_bytes = HD__DEFAULT_MAX_MESSAGE, .keepalive_ms = 60000};
   memcpy(w.store_id, r->store_id, 16);
   w.has_epoch = r->has_epoch;
+  w.features = r->features;
   memcpy(w.epoch, r->epoch, 16);
   uint8_t wp[HD__WELCOME_MAX];
   size_t wl = hd__welcome_encode(&w, wp);
@@ -151,6 +153,16 @@ static int rs_events(rs_t *r, const uint64_t *seqs, size_t n) {
   hd__buf_t m;
   hd__buf_init(&m);
   hd__msg_encode_events(&m, e, n);
+  return rs_send(r, &m);
+}
+
+/* NOTICES with one EXPIRED notice numbered `seq`, about `count` events first..last. */
+static int rs_notice(rs_t *r, uint64_t seq, uint64_t count, uint64_t first, uint64_t last) {
+  hd__entry_t e = {.seq = seq, .created_ms = 1700000000000ull + seq,
+                   .notice = {HD_NOTICE_EXPIRED, count, first, last}};
+  hd__buf_t m;
+  hd__buf_init(&m);
+  hd__msg_encode_notices(&m, &e, 1);
   return rs_send(r, &m);
 }
 
@@ -226,6 +238,8 @@ static void on_event(void *ud, hd_event_t *e) {
       info.created_ms != (int64_t)(1700000000000ull + info.seq)) {
     h->bad_payload++;
   }
+  hd_notice_t notice;
+  if (hd_event_is_notice(e) || hd_event_notice(e, &notice) != HD_EINVAL) h->bad_payload++;
   int n = atomic_load(&h->calls);
   if (n < 256) {
     h->seqs[n] = info.seq;
@@ -827,6 +841,72 @@ static void client_keepalive_own_interval(void) {
   session_end(&r, &c);
 }
 
+/* With the notices feature in WELCOME, a notice comes in its place between events: stored (not
+ * counted as an event), completed at once without on_notice (none set), reported CONSUMED in
+ * order with the events, forgotten at DONE with its credit given back. */
+static void notices_in_place(void) {
+  rs_t r;
+  handler_t h;
+  cli_t c;
+  memset(&r, 0, sizeof r);
+  /* session_open with a server that announces notices: its listen and the feature first */
+  memset(&c, 0, sizeof c);
+  handler_init(&h, MODE_OK);
+  hd_keypair_generate(&c.kp);
+  snprintf(c.dir, sizeof c.dir, "/tmp/hd-ce-XXXXXX");
+  CHECK(rs_listen(&r, 0x1a, 0) == 0 && mkdtemp(c.dir) != NULL);
+  r.features = HD__FEATURE_NOTICES; /* carried after the epoch: a server of this release */
+  r.has_epoch = 1;
+  memset(r.epoch, 0xe1, sizeof r.epoch);
+  CHECK(cli_start(&c, &h, &r, r.port) == 0 && rs_accept(&r, 5000) == 0);
+  CHECK(rs_expect(&r, HD__MSG_RESUME, 3000) != NULL);
+  CHECK(rs_epoch(&r, 0, 0) == 0); /* the client knew no epoch: nothing it saw is vouched for */
+  uint64_t s1[] = {1}, s3[] = {3};
+  CHECK(rs_events(&r, s1, 1) == 0);
+  CHECK(rs_notice(&r, 2, 7, 10, 20) == 0);
+  CHECK(rs_events(&r, s3, 1) == 0);
+  CHECK(WAIT_FOR(atomic_load(&h.calls) == 2, 3000));
+  CHECK(h.seqs[0] == 1 && h.seqs[1] == 3 && h.bad_payload == 0);
+  uint64_t seen[3] = {0};
+  size_t got = 0;
+  while (got < 3) { /* the notice's entry has no data; the events' "ok<seq>" */
+    rmsg_t *m = rs_expect(&r, HD__MSG_CONSUMED, 3000);
+    CHECK(m != NULL);
+    hd__entry_iter_t it;
+    uint64_t count;
+    CHECK(hd__msg_entries_begin(&it, HD__MSG_CONSUMED, m->body, m->len, &count) == 0);
+    hd__entry_t e;
+    while (hd__msg_entries_next(&it, &e) && got < 3) {
+      CHECK((e.seq == 2) == (e.len == 0));
+      seen[got++] = e.seq;
+    }
+  }
+  CHECK(seen[0] == 1 && seen[1] == 2 && seen[2] == 3);
+  hd_client_stats_t st;
+  CHECK_OK(hdt_client_stats(c.c, &st));
+  CHECK(st.events_received == 2 && st.notices_received == 1 && st.events_handled == 2);
+  uint64_t d[] = {1, 2, 3};
+  CHECK(rs_done(&r, d, 3) == 0);
+  CHECK(credit_sum(&r, 3, 3000) == 3);
+  CHECK(WAIT_FOR((hdt_client_stats(c.c, &st) == 0 && st.consumed == 0), 3000));
+  CHECK(st.unhandled == 0 && st.high_water == 3);
+  CHECK_OK(hd_client_close_wait(c.c));
+  session_end(&r, &c);
+}
+
+/* NOTICES from a server that did not announce the feature is a protocol error. */
+static void notices_without_feature_refused(void) {
+  SESSION(0x1b, 0, MODE_OK, 0);
+  CHECK(rs_notice(&r, 1, 1, 1, 1) == 0);
+  CHECK(told_eproto(&r, "NOTICES on a connection without the notices feature"));
+  CHECK(cut_off(&r, &c, 1));
+  hd_client_stats_t st;
+  CHECK_OK(hdt_client_stats(c.c, &st));
+  CHECK(st.notices_received == 0 && st.high_water == 0);
+  CHECK_OK(hd_client_close_wait(c.c));
+  session_end(&r, &c);
+}
+
 #define TESTS(X)                                                                                  \
   X(bad_options)                                                                                  \
   X(deliver_consume_confirm)                                                                      \
@@ -840,6 +920,8 @@ static void client_keepalive_own_interval(void) {
   X(resume_epochs)                                                                                \
   X(credit_back_for_seen)                                                                         \
   X(pause_from_first_arrival)                                                                     \
-  X(client_keepalive_own_interval)
+  X(client_keepalive_own_interval)                                                                 \
+  X(notices_in_place)                                                                             \
+  X(notices_without_feature_refused)
 
 HD_TEST_MAIN(TESTS)

@@ -28,6 +28,10 @@ typedef struct rc {
   hd__buf_t pending_out;
   uint8_t *done_map;  /* optional: DONE seqs in [map_base, map_base + map_len) seen, each once */
   uint64_t map_base, map_len, map_twice, map_outside;
+  uint64_t got_seq[64];            /* the first events received: seq and payload */
+  char got_payload[64][16];
+  size_t n_got;
+  uint64_t notices; /* NOTICES entries (this raw client announces no features: never any) */
   int got_bye;
   uint64_t bye_reason;
   char bye_text[HD__BYE_TEXT_MAX + 1];
@@ -45,6 +49,12 @@ static int rc_msg(void *ctx, uint8_t type, const uint8_t *body, size_t len) {
       if (e.seq != c->last_seq + 1) c->out_of_order++;
       c->last_seq = e.seq;
       c->received++;
+      if (c->n_got < 64) {
+        size_t n_copy = e.len < 15 ? e.len : 15;
+        memcpy(c->got_payload[c->n_got], e.data, n_copy);
+        c->got_payload[c->n_got][n_copy] = '\0';
+        c->got_seq[c->n_got++] = e.seq;
+      }
       if (k < 512) batch[k++] = (hd__entry_t){e.seq, 0, (const uint8_t *)"ok", 2};
     }
     uint64_t in_flight = c->received - c->confirmed;
@@ -62,6 +72,8 @@ static int rc_msg(void *ctx, uint8_t type, const uint8_t *body, size_t len) {
       hd__msg_encode_credit(&c->pending_out, n);
       c->credit_back += n;
     }
+  } else if (type == HD__MSG_NOTICES && hd__msg_entries_begin(&it, type, body, len, &n) == 0) {
+    c->notices += n;
   } else if (type == HD__MSG_PAUSE && hd__msg_decode_varint(type, body, len, &v) == 0) {
     c->pause = v;
   } else if (type == HD__MSG_EPOCH &&
@@ -81,12 +93,19 @@ static int rc_msg(void *ctx, uint8_t type, const uint8_t *body, size_t len) {
   return 0;
 }
 
-static int rc_connect(rc_t *c, int port, const hd_keypair_t *kp, const uint8_t server_pk[32]) {
+static int rc_connect_with(rc_t *c, int port, const hd_keypair_t *kp,
+                           const uint8_t server_pk[32], uint64_t features) {
   memset(c, 0, sizeof *c);
   if (tu_raw_connect(&c->r, port) != 0) return -1;
+  c->r.features = features;
   if (tu_raw_handshake(&c->r, kp, server_pk, TOPIC) != 0) return -1;
   hd__msg_reader_init(&c->mr, HD__DEFAULT_MAX_MESSAGE, rc_msg, c);
   return hd__record_reader_init(&c->rr, &c->r.rx, hd__record_to_msgs, &c->mr);
+}
+
+/* A client of the first release: it announces no features. */
+static int rc_connect(rc_t *c, int port, const hd_keypair_t *kp, const uint8_t server_pk[32]) {
+  return rc_connect_with(c, port, kp, server_pk, 0);
 }
 
 static void rc_free(rc_t *c) {
@@ -130,6 +149,19 @@ static int rc_consumed(rc_t *c, const uint64_t *seqs, const char *const *data, s
   return rc_send(c, &m);
 }
 
+/* FAILED: seqs[i] failed after attempts[i] handler calls, with reasons[i]. */
+static int rc_failed(rc_t *c, const uint64_t *seqs, const uint64_t *attempts,
+                     const char *const *reasons, size_t n) {
+  hd__entry_t e[16];
+  for (size_t i = 0; i < n; i++) {
+    e[i] = (hd__entry_t){.seq = seqs[i], .attempts = attempts[i],
+                         .data = (const uint8_t *)reasons[i], .len = strlen(reasons[i])};
+  }
+  hd__buf_t m = {0};
+  hd__msg_encode_failed(&m, e, n);
+  return rc_send(c, &m);
+}
+
 /* Reads for up to `ms`; returns at the first batch of bytes. */
 static void rc_poll(rc_t *c, int ms) {
   struct pollfd pf = {c->r.fd, POLLIN, 0};
@@ -170,8 +202,41 @@ static void on_consumed_keep(void *ud, const uint8_t user[32], hd_consumed_t *b)
   atomic_fetch_add(&f->n_batches, 1);
 }
 
+/* on_dead_letter's calls (the server's loop thread; read under the lock). */
+static struct {
+  pthread_mutex_t mu;
+  int calls, on_loop_thread;
+  uint8_t user[32];
+  uint64_t seq;
+  uint32_t attempts;
+  int64_t dead_ms;
+  char payload[16], reason[32];
+} dead_seen = {PTHREAD_MUTEX_INITIALIZER};
+
+static void on_dead_letter(void *ud, const uint8_t user[32], const hd_dead_letter_t *dl) {
+  (void)ud;
+  pthread_mutex_lock(&dead_seen.mu);
+  dead_seen.calls++;
+  memcpy(dead_seen.user, user, 32);
+  dead_seen.seq = dl->seq;
+  dead_seen.attempts = dl->attempts;
+  dead_seen.dead_ms = dl->dead_ms;
+  snprintf(dead_seen.payload, sizeof dead_seen.payload, "%.*s", (int)dl->payload_len,
+           (const char *)dl->payload);
+  snprintf(dead_seen.reason, sizeof dead_seen.reason, "%.*s", (int)dl->reason_len, dl->reason);
+  pthread_mutex_unlock(&dead_seen.mu);
+}
+
+static int dead_calls(void) {
+  pthread_mutex_lock(&dead_seen.mu);
+  int n = dead_seen.calls;
+  pthread_mutex_unlock(&dead_seen.mu);
+  return n;
+}
+
 static int fx_start(fx_t *f, int keep_batches, uint32_t page) {
   hd_server_options_t so = tu_server_options(&f->skp, TOPIC, "127.0.0.1:0", &f->p);
+  so.on_dead_letter = on_dead_letter;
   so.data_dir = f->dir;
   so.page_events = page;
   if (keep_batches) so.on_consumed = on_consumed_keep;
@@ -433,7 +498,8 @@ static void wrong_direction(void) {
 
 /* A protocol error of the client is told before the close: BYE with HD_EPROTO's code and a text
  * naming the fault. One row per fault. */
-enum { BYE_CREDIT_FIRST, BYE_RESUME_TWICE, BYE_DONE_FROM_CLIENT, BYE_BAD_CONSUMED };
+enum { BYE_CREDIT_FIRST, BYE_RESUME_TWICE, BYE_DONE_FROM_CLIENT, BYE_BAD_CONSUMED,
+       BYE_FAILED_UNANNOUNCED };
 static const struct {
   int resume_first;
   const char *text;
@@ -442,6 +508,8 @@ static const struct {
     [BYE_RESUME_TWICE] = {1, "RESUME a second time"},
     [BYE_DONE_FROM_CLIENT] = {1, "DONE from a client (wrong direction)"},
     [BYE_BAD_CONSUMED] = {1, "CONSUMED: count 5 cannot fit"},
+    /* a client that did not announce HD__FEATURE_FAILED does not speak FAILED */
+    [BYE_FAILED_UNANNOUNCED] = {1, "FAILED without the feature announced"},
 };
 
 static void bye_run(int row) {
@@ -458,6 +526,9 @@ static void bye_run(int row) {
     case BYE_RESUME_TWICE: hd__msg_encode_resume(&m, &(hd__resume_t){.window = 10}); break;
     case BYE_DONE_FROM_CLIENT: hd__msg_encode_done(&m, &one, 1); break;
     case BYE_BAD_CONSUMED: hd__buf_append(&m, bad_consumed, sizeof bad_consumed); break;
+    case BYE_FAILED_UNANNOUNCED:
+      hd__msg_encode_failed(&m, &(hd__entry_t){.seq = 1, .attempts = 1, .data = (const uint8_t *)"x", .len = 1}, 1);
+      break;
   }
   CHECK(rc_send(&c, &m) == 0);
   CHECK(RC_UNTIL(&c, c.got_bye, 3000));
@@ -475,6 +546,7 @@ static void bye_credit_before_resume(void) { bye_run(BYE_CREDIT_FIRST); }
 static void bye_resume_twice(void) { bye_run(BYE_RESUME_TWICE); }
 static void bye_done_from_client(void) { bye_run(BYE_DONE_FROM_CLIENT); }
 static void bye_bad_consumed(void) { bye_run(BYE_BAD_CONSUMED); }
+static void bye_failed_unannounced(void) { bye_run(BYE_FAILED_UNANNOUNCED); }
 
 /* A client that does not read: the server stops near the high-water mark, then goes on. */
 static void backpressure(void) {
@@ -791,6 +863,219 @@ static void admin_list_and_delete(void) {
   fx_done(&f);
 }
 
+/* The user connects announcing FAILED, resumes from nothing with a window of 10 and receives the
+ * `n` events added before. */
+static int fx_connect_failed(fx_t *f, rc_t *c, uint64_t n) {
+  if (rc_connect_with(c, f->port, &f->ukp, f->skp.public_key, HD__FEATURE_FAILED) != 0 ||
+      rc_resume(c, NULL, 0, 10) != 0) {
+    return -1;
+  }
+  return RC_UNTIL(c, c->received == n, 5000) ? 0 : -1;
+}
+
+/* FAILED (docs/QUEUES.md "Dead letters"): the event moves to the dead letters with its attempts
+ * and reason, DONE follows, on_dead_letter runs once (never on_consumed), a repeat of the report
+ * is answered DONE without a second callback, a seq in a consumed batch is not failed meanwhile,
+ * and later events flow. */
+static void failed_body(fx_t *f, rc_t *c) {
+  CHECK(add_many(f, 3, 5) == 0);
+  pthread_mutex_lock(&dead_seen.mu);
+  dead_seen.calls = 0;
+  pthread_mutex_unlock(&dead_seen.mu);
+  CHECK(fx_connect_failed(f, c, 3) == 0);
+  int64_t t0 = (int64_t)time(NULL) * 1000 - 1000;
+  uint64_t two = 2, ten = 10;
+  const char *const boom[] = {"boom"};
+  CHECK(rc_failed(c, &two, &ten, boom, 1) == 0);
+  CHECK(RC_UNTIL(c, c->n_done == 1, 5000));
+  CHECK(c->done_seqs[0] == 2);
+  CHECK(WAIT_FOR(dead_calls() == 1, 5000));
+  pthread_mutex_lock(&dead_seen.mu);
+  int same_user = memcmp(dead_seen.user, f->ukp.public_key, 32) == 0;
+  int fields = dead_seen.seq == 2 && dead_seen.attempts == 10 && dead_seen.dead_ms >= t0 &&
+               strcmp(dead_seen.payload, "xxxxx") == 0 && strcmp(dead_seen.reason, "boom") == 0;
+  pthread_mutex_unlock(&dead_seen.mu);
+  CHECK(same_user && fields);
+  CHECK(atomic_load(&f->n_batches) == 0 && fx_pending(f) == 2);
+  uint64_t n = 0;
+  CHECK_OK(hd_server_dead_letter_count(f->s, f->ukp.public_key, &n));
+  CHECK(n == 1);
+  CHECK_OK(hd_server_dead_letter_count(f->s, NULL, &n));
+  CHECK(n == 1);
+  hd_dead_letter_t dl[4];
+  uint8_t buf[64];
+  uint64_t cursor = 0;
+  CHECK(hd_server_list_dead_letters(f->s, f->ukp.public_key, &cursor, dl, 4, buf, sizeof buf) == 1);
+  CHECK(cursor == 2 && dl[0].seq == 2 && dl[0].attempts == 10 && dl[0].created_ms > 0);
+  CHECK(dl[0].payload_len == 5 && memcmp(dl[0].payload, "xxxxx", 5) == 0);
+  CHECK(dl[0].reason_len == 4 && memcmp(dl[0].reason, "boom", 4) == 0);
+  CHECK(hd_server_list_dead_letters(f->s, f->ukp.public_key, &cursor, dl, 4, buf, sizeof buf) == 0);
+  cursor = 0;
+  CHECK_RC(hd_server_list_dead_letters(f->s, f->ukp.public_key, &cursor, dl, 4, buf, 8),
+           HD_EBUFSIZE); /* 5 + 4 bytes */
+  CHECK(hd_server_list_dead_letters(f->s, f->ukp.public_key, &cursor, dl, 4, NULL, 0) == 1);
+  CHECK(dl[0].payload == NULL && dl[0].payload_len == 5 && dl[0].reason_len == 4);
+  uint8_t keys[2 * 32];
+  uint64_t counts[2];
+  cursor = 0;
+  CHECK(hd_server_dead_letter_users(f->s, &cursor, keys, counts, 2) == 1);
+  CHECK(memcmp(keys, f->ukp.public_key, 32) == 0 && counts[0] == 1);
+  CHECK(hd_server_dead_letter_users(f->s, &cursor, keys, counts, 2) == 0);
+  /* the report again (a DONE lost with a connection): DONE, no second dead letter or callback */
+  CHECK(rc_failed(c, &two, &ten, boom, 1) == 0);
+  CHECK(RC_UNTIL(c, c->n_done == 2, 5000));
+  CHECK(c->done_seqs[1] == 2);
+  /* event 3 in a consumed batch: a FAILED of it meanwhile is skipped; the batch decides */
+  uint64_t three = 3;
+  const char *const data[] = {"d3"};
+  CHECK(rc_consumed(c, &three, data, 1) == 0);
+  CHECK(WAIT_FOR(atomic_load(&f->n_batches) == 1, 5000));
+  CHECK(rc_failed(c, &three, &ten, boom, 1) == 0);
+  hdt_sleep_ms(50);
+  CHECK(c->n_done == 2 && fx_pending(f) == 2);
+  CHECK_OK(hd_consumed_complete_all(f->batches[0], 1));
+  CHECK(RC_UNTIL(c, c->n_done == 3, 5000));
+  CHECK(c->done_seqs[2] == 3 && fx_pending(f) == 1);
+  CHECK(dead_calls() == 1);
+  /* later events flow; event 1 is consumed as usual */
+  CHECK(add_many(f, 1, 5) == 0);
+  CHECK(RC_UNTIL(c, c->received == 4, 5000));
+  CHECK(c->last_seq == 4 && !c->closed);
+  uint64_t one = 1;
+  CHECK(rc_consumed(c, &one, data, 1) == 0);
+  CHECK(WAIT_FOR(atomic_load(&f->n_batches) == 2, 5000));
+  CHECK_OK(hd_consumed_complete_all(f->batches[1], 1));
+  CHECK(RC_UNTIL(c, c->n_done == 4, 5000));
+  hd_server_stats_t st;
+  CHECK_OK(hdt_server_stats(f->s, &st));
+  CHECK(st.events_dead == 1 && st.dead_letters == 1 && st.events_requeued == 0);
+  CHECK(st.events_confirmed == 2 && st.pending_total == 1);
+  /* a caller built against stats version 2 gets nothing past its struct */
+  hd_server_stats_t v2;
+  memset(&v2, 0xAB, sizeof v2);
+  v2.version = 2;
+  CHECK_OK(hd_server_stats(f->s, &v2));
+  CHECK(v2.events_added == st.events_added && v2.events_too_large == 0);
+  CHECK(v2.events_expired == 0xABABABABABABABABull && v2.dead_letters == 0xABABABABABABABABull);
+  CHECK(dead_calls() == 1);
+}
+
+static void failed_to_dead_letter(void) {
+  fx_t f;
+  CHECK(fx_init(&f, 1, 0) == 0);
+  rc_t c;
+  memset(&c, 0, sizeof c);
+  c.r.fd = -1;
+  failed_body(&f, &c);
+  if (c.r.fd >= 0) rc_free(&c);
+  fx_done(&f);
+}
+
+/* A dead letter outlives a restart of the server; requeued, it comes back to the connected
+ * client as a new event with the user's next number (after the notice that says so); deleted,
+ * it is gone. */
+static void requeue_body(fx_t *f, rc_t *c) {
+  CHECK(add_many(f, 3, 5) == 0);
+  CHECK(fx_connect_failed(f, c, 3) == 0);
+  uint64_t seqs[] = {1, 2}, attempts[] = {3, 4};
+  const char *const why[] = {"bad", "worse"};
+  CHECK(rc_failed(c, seqs, attempts, why, 2) == 0);
+  CHECK(RC_UNTIL(c, c->n_done == 2, 5000));
+  rc_free(c);
+  memset(c, 0, sizeof *c);
+  c->r.fd = -1;
+  hd_server_close_wait(f->s);
+  f->s = NULL;
+  CHECK(fx_start(f, 1, 0) == 0);
+  uint64_t n = 0;
+  CHECK_OK(hd_server_dead_letter_count(f->s, f->ukp.public_key, &n));
+  CHECK(n == 2);
+  hd_dead_letter_t dl[4];
+  uint8_t buf[64];
+  uint64_t cursor = 0;
+  CHECK(hd_server_list_dead_letters(f->s, f->ukp.public_key, &cursor, dl, 4, buf, sizeof buf) == 2);
+  CHECK(dl[1].seq == 2 && dl[1].attempts == 4 && memcmp(dl[1].reason, "worse", 5) == 0);
+  /* the client is back, having seen up to 3 */
+  CHECK(rc_connect_with(c, f->port, &f->ukp, f->skp.public_key, HD__FEATURE_FAILED) == 0);
+  CHECK(rc_resume(c, c->r.welcome.store_id, 3, 10) == 0);
+  CHECK_OK(hd_server_requeue_dead_letters_wait(f->s, f->ukp.public_key, &seqs[1], 1, &n));
+  CHECK(n == 1);
+  /* notice 4 {REQUEUED, 1, 2, 5} (not sent: this client takes no notices), then dead letter 2
+   * as event 5 */
+  CHECK(RC_UNTIL(c, c->n_got >= 1 && c->got_seq[c->n_got - 1] == 5, 5000));
+  CHECK(strcmp(c->got_payload[c->n_got - 1], "xxxxx") == 0);
+  CHECK_OK(hd_server_requeue_dead_letters_wait(f->s, f->ukp.public_key, &seqs[1], 1, &n));
+  CHECK(n == 0); /* not a dead letter any more */
+  /* 3 and 5: the notice went to a client that did not announce NOTICES, so it was dropped */
+  CHECK(WAIT_FOR(fx_pending(f) == 2, 5000));
+  /* the requeued event is consumed as any other */
+  uint64_t five = 5;
+  const char *const data[] = {"d5"};
+  CHECK(rc_consumed(c, &five, data, 1) == 0);
+  CHECK(WAIT_FOR(atomic_load(&f->n_batches) == 1, 5000));
+  CHECK_OK(hd_consumed_complete_all(f->batches[0], 1));
+  /* DONE 5 (after DONE 4 of the dropped notice, a number this client never saw: ignored) */
+  CHECK(RC_UNTIL(c, c->n_done >= 1 && c->done_seqs[c->n_done - 1] == 5, 5000));
+  /* dead letter 1: deleted for good */
+  CHECK_OK(hd_server_delete_dead_letters_wait(f->s, f->ukp.public_key, NULL, 0, &n));
+  CHECK(n == 1);
+  CHECK_OK(hd_server_dead_letter_count(f->s, NULL, &n));
+  CHECK(n == 0);
+  hd_server_stats_t st;
+  CHECK_OK(hdt_server_stats(f->s, &st));
+  CHECK(st.events_requeued == 1 && st.dead_letters == 0 && st.events_dead == 0);
+  CHECK_RC(hd_server_requeue_dead_letters(f->s, NULL, NULL, 0, NULL, NULL), HD_EINVAL);
+  CHECK_RC(hd_server_delete_dead_letters(f->s, f->ukp.public_key, NULL, 1, NULL, NULL),
+           HD_EINVAL);
+  CHECK_RC(hd_server_dead_letter_count(f->s, NULL, NULL), HD_EINVAL);
+}
+
+static void dead_letter_restart_and_requeue(void) {
+  fx_t f;
+  CHECK(fx_init(&f, 1, 0) == 0);
+  rc_t c;
+  memset(&c, 0, sizeof c);
+  c.r.fd = -1;
+  requeue_body(&f, &c);
+  if (c.r.fd >= 0) rc_free(&c);
+  fx_done(&f);
+}
+
+static uint64_t fx_expired(fx_t *f) {
+  hd_server_stats_t st;
+  return hdt_server_stats(f->s, &st) == 0 ? st.events_expired : UINT64_MAX;
+}
+
+/* A client of an earlier release (no NOTICES in its HELLO, as this raw client) never gets a
+ * notice: the pump skips it and deletes it as confirmed, without credit, and the events after it
+ * flow; the server ends with nothing pending. */
+static void notices_skipped_for_old_client(void) {
+  fx_t f;
+  CHECK(fx_init(&f, 0, 0) == 0);
+  hd_add_options_t ao;
+  CHECK_OK(hd_add_options_init(&ao, HD_ADD_OPTIONS_VERSION));
+  ao.ttl_ms = 50;
+  hd_add_result_t r;
+  CHECK_OK(hd_server_add_event_v2_wait(f.s, f.ukp.public_key, "old", 3, &ao, &r));
+  CHECK(r.seq == 1);
+  CHECK(WAIT_FOR(fx_expired(&f) == 1, 5000));
+  CHECK(fx_pending(&f) == 1); /* its notice */
+  CHECK(add_many(&f, 2, 5) == 0);
+  rc_t c;
+  CHECK(fx_connect(&f, &c) == 0);
+  c.auto_consume = 1;
+  c.last_seq = 2; /* the expired event and the notice are never sent: 3 comes first */
+  CHECK(rc_resume(&c, NULL, 0, 2) == 0); /* a window of exactly the two events */
+  CHECK(RC_UNTIL(&c, c.received == 2 && fx_pending(&f) == 0, 5000));
+  CHECK(c.out_of_order == 0 && c.last_seq == 4 && c.notices == 0);
+  hd_server_stats_t st;
+  CHECK_OK(hdt_server_stats(f.s, &st));
+  CHECK(st.events_expired == 1 && st.events_delivered == 2);
+  CHECK(WAIT_FOR(hdt_server_stats(f.s, &st) == 0 && st.events_confirmed == 3, 5000));
+  rc_free(&c);
+  fx_done(&f);
+}
+
 #define TESTS(X)                                                                                  \
   X(add_durable)                                                                                  \
   X(catchup_window)                                                                               \
@@ -803,9 +1088,13 @@ static void admin_list_and_delete(void) {
   X(bye_resume_twice)                                                                             \
   X(bye_done_from_client)                                                                         \
   X(bye_bad_consumed)                                                                             \
+  X(bye_failed_unannounced)                                                                       \
   X(backpressure)                                                                                 \
   X(huge_report_bounded)                                                                          \
   X(report_sliced)                                                                                \
   X(resume_epochs)                                                                                \
-  X(admin_list_and_delete)
+  X(admin_list_and_delete)                                                                        \
+  X(failed_to_dead_letter)                                                                        \
+  X(dead_letter_restart_and_requeue)                                                              \
+  X(notices_skipped_for_old_client)
 HD_TEST_MAIN(TESTS)

@@ -12,13 +12,16 @@
  *    reported done was not durable (every acknowledged add is still delivered; no consumption
  *    reported is handled again), and the store opens again;
  *  - service resumes: more adds are acknowledged and everything is delivered (cw_verify);
- *  - an operator's adds and deletes of a second user's events, done in between, fail only with
- *    HD_EIO or HD_ENOSPC, and after the cut every acknowledged one holds (cw_verify).
+ *  - an operator's adds, deletes, fails (dead letters), requeues and deletes of dead letters of a
+ *    second user's events, and an add that expires at once (the expiry sweep's expire op), done in
+ *    between, fail only with HD_EIO or HD_ENOSPC, and after the cut every acknowledged one holds
+ *    (cw_verify).
  *
  * HD_FAULTS: fault points per store and error (default every operation of the scenario, 3 under
  * valgrind); HD_SEED: the seed of the spread (default 1). */
 #include "harness.h"
 #include "cut_util.h"
+#include "keyed_util.h"
 
 #define ADDS 3
 #define ADDS_AFTER 2
@@ -48,9 +51,11 @@ static void fault_run(cw_t *cw, int side, int err, long fault_at, uint64_t seed,
   fv_counts(d, &c0);
   if (fault_at > 0) fv_fault_at(d, c0.ops + fault_at, err, FV_WRITES | FV_SYNCS);
   for (int i = 0; i < ADDS; i++) {
-    /* an operator's adds, delete of one and purge of another user's events, in the fault's way */
-    static const unsigned steps[ADDS][2] = {{0, 0}, {6, 10}, {9, 0}}; /* 10: none */
-    for (int k = 0; k < 2 && steps[i][k] < 10; k++) {
+    /* an operator's adds, delete of one, a failed one (a dead letter), the requeue of the dead
+     * letters and the delete of one, a purge of another user's events and an add that expires at once, in the fault's way */
+    static const unsigned steps[ADDS][5] = {
+        {0, 0, 0, 10, 13}, {11, 6, 10, 99, 99}, {12, 9, 0, 0, 10}}; /* 99: none */
+    for (int k = 0; k < 5 && steps[i][k] < 99; k++) {
       int by = cw_by_step(cw, steps[i][k]);
       if (by != 0 && by != HD_EIO && by != HD_ENOSPC) {
         fprintf(stderr, "  an admin call failed with %s (%s)\n", hd_err_name(by),
@@ -123,11 +128,13 @@ static void faults(int side, int err) {
   printf("  %s on the %s store: %ld fault points of %ld operations in %" PRIu64 " ms; fired in "
          "%ld runs, %ld operations failed, %ld adds failed, %ld resumed without a restart; "
          "%ld adds acknowledged, %ld events verified, %ld handled again; another user: %ld "
-         "deletes acknowledged, %ld deleted events verified gone, %ld kept verified\n",
+         "deletes acknowledged, %ld deleted events verified gone, %ld kept verified, %ld fails "
+         "and %ld requeues acknowledged, %ld dead letters verified, %ld expiring ones gone\n",
          err == EIO ? "EIO" : "ENOSPC", side_name[side], points, n, hdt_now_ms() - t0, fig.fired,
          fig.failed_ops, fig.failed_adds, fig.resumed_alone, fig.cut.adds_acked,
          fig.cut.events_verified, fig.cut.rehandled, fig.cut.by_deletes_acked,
-         fig.cut.by_deleted_verified, fig.cut.by_kept_verified);
+         fig.cut.by_deleted_verified, fig.cut.by_kept_verified, fig.cut.by_fails_acked,
+         fig.cut.by_requeues_acked, fig.cut.by_dead_verified, fig.cut.by_expired_gone);
 }
 
 static void eio_server(void) { faults(CW_SERVER, EIO); }
@@ -135,6 +142,64 @@ static void enospc_server(void) { faults(CW_SERVER, ENOSPC); }
 static void eio_client(void) { faults(CW_CLIENT, EIO); }
 static void enospc_client(void) { faults(CW_CLIENT, ENOSPC); }
 
-#define TESTS(X) X(eio_server) X(enospc_server) X(eio_client) X(enospc_client)
+/* Adds with keys and fan-outs (keyed_util.h) while the server store's disk fails at each
+ * operation in turn: every add fails only with HD_EIO or HD_ENOSPC; after a full disk that failed
+ * writes only, the next step succeeds without a restart; then a power cut (every unsynced write
+ * dropped) and the store is consistent and holds what was acknowledged (ku_verify). */
+#define KEYED_STEPS 3
+static void keyed_run(ku_t *k, int err, long fault_at, long *ops, long *fired) {
+  CHECK_OK(ku_init(k, "keyed-fault", 0));
+  CHECK_OK(ku_start(k));
+  fv_counts_t c0, c1;
+  fv_counts(k->d, &c0);
+  if (fault_at > 0) fv_fault_at(k->d, c0.ops + fault_at, err, FV_WRITES | FV_SYNCS);
+  for (int i = 0; i < KEYED_STEPS; i++) {
+    CHECK_OK(ku_step(k));
+    int j = k->n - 1;
+    int rcs[3] = {k->dedup[j].rc, k->collapse[j].rc, k->fan[j].rc};
+    for (int a = 0; a < 3; a++) CHECK(rcs[a] == 0 || err == ENOSPC || rcs[a] == HD_EIO);
+  }
+  fv_counts(k->d, &c1);
+  *ops = c1.ops - c0.ops;
+  fv_fault_clear(k->d);
+  if (c1.failed > 0) (*fired)++;
+  if (c1.failed > 0 && err == ENOSPC && c1.failed_syncs == 0) {
+    CHECK_OK(ku_step(k)); /* a full disk leaves the store usable */
+    CHECK(k->dedup[k->n - 1].rc == 0 && k->collapse[k->n - 1].rc == 0 && k->fan[k->n - 1].rc == 0);
+  }
+  CHECK_OK(ku_cut(k, FV_DROP, 1));
+  CHECK(ku_verify(k));
+}
+
+static void keyed_faults(int err) {
+  static ku_t k;
+  long n = 0, fired = 0;
+  uint64_t t0 = hdt_now_ms();
+  int failed = hd_test_failed_checks;
+  keyed_run(&k, err, 0, &n, &fired);
+  ku_free(&k);
+  CHECK(hd_test_failed_checks == failed && n > 0);
+  long points = (long)cw_env_count("HD_FAULTS", (unsigned)n, 3);
+  if (points > n) points = n;
+  long offset = (long)(cw_seed(1) % (uint64_t)n);
+  for (long j = 0; j < points; j++) {
+    long at = 1 + (points == n ? j : (offset + j * n / points) % n), ops;
+    keyed_run(&k, err, at, &ops, &fired);
+    ku_free(&k);
+    if (hd_test_failed_checks != failed) {
+      fprintf(stderr, "  keyed: the fault at operation %ld of %ld failed\n", at, n);
+      return;
+    }
+  }
+  printf("  keyed %s on the server store: %ld fault points of %ld operations in %" PRIu64
+         " ms; fired in %ld runs\n", err == EIO ? "EIO" : "ENOSPC", points, n, hdt_now_ms() - t0,
+         fired);
+}
+
+static void keyed_eio(void) { keyed_faults(EIO); }
+static void keyed_enospc(void) { keyed_faults(ENOSPC); }
+
+#define TESTS(X) X(eio_server) X(enospc_server) X(eio_client) X(enospc_client) X(keyed_eio) \
+  X(keyed_enospc)
 
 HD_TEST_MAIN(TESTS)

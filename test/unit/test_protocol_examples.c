@@ -132,8 +132,10 @@ static void check_batch(const char *name, uint8_t type, const hd__entry_t *want,
                         const uint64_t *seqs) {
   hd__buf_t b;
   hd__buf_init(&b);
-  int rc = type == HD__MSG_EVENTS ? hd__msg_encode_events(&b, want, n)
+  int rc = type == HD__MSG_EVENTS     ? hd__msg_encode_events(&b, want, n)
            : type == HD__MSG_CONSUMED ? hd__msg_encode_consumed(&b, want, n)
+           : type == HD__MSG_FAILED   ? hd__msg_encode_failed(&b, want, n)
+           : type == HD__MSG_NOTICES  ? hd__msg_encode_notices(&b, want, n)
                                       : hd__msg_encode_done(&b, seqs, n);
   const uint8_t *body;
   size_t len;
@@ -147,8 +149,11 @@ static void check_batch(const char *name, uint8_t type, const hd__entry_t *want,
     CHECK(hd__msg_entries_next(&it, &e) == 1);
     CHECK(e.seq == (seqs ? seqs[i] : want[i].seq));
     if (type == HD__MSG_DONE) continue;
-    CHECK(e.created_ms == (type == HD__MSG_EVENTS ? want[i].created_ms : 0));
-    CHECK(e.len == want[i].len && memcmp(e.data, want[i].data, e.len) == 0);
+    int timed = type == HD__MSG_EVENTS || type == HD__MSG_NOTICES;
+    CHECK(e.created_ms == (timed ? want[i].created_ms : 0));
+    CHECK(e.attempts == want[i].attempts);
+    CHECK(memcmp(&e.notice, &want[i].notice, sizeof e.notice) == 0);
+    CHECK(e.len == want[i].len && (e.len == 0 || memcmp(e.data, want[i].data, e.len) == 0));
   }
   CHECK(hd__msg_entries_next(&it, &e) == 0);
 }
@@ -167,6 +172,26 @@ static void ex_consumed(void) {
 static void ex_done(void) {
   static const uint64_t seqs[3] = {1, 2, 300};
   check_batch("done", HD__MSG_DONE, NULL, 3, seqs);
+}
+
+static void ex_failed(void) {
+  hd__entry_t f[2] = {{.seq = 5, .attempts = 10, .data = (const uint8_t *)"timeout", .len = 7},
+                      {.seq = 300, .attempts = 1, .data = (const uint8_t *)"bad json", .len = 8}};
+  check_batch("failed", HD__MSG_FAILED, f, 2, NULL);
+}
+
+static void ex_notices(void) {
+  hd__entry_t n[2] = {{.seq = 42, .created_ms = 1700000000000ull,
+                       .notice = {.kind = 1, .count = 4, .first_seq = 38, .last_seq = 41}},
+                      {.seq = 45, .created_ms = 1700000000001ull,
+                       .notice = {.kind = 3, .count = 1, .first_seq = 7, .last_seq = 44}}};
+  check_batch("notices", HD__MSG_NOTICES, n, 2, NULL);
+  /* the four varints after the time are the stored notice's payload, as the doc says */
+  const example_t *ex = example("notices");
+  CHECK(ex != NULL);
+  uint8_t p[HD__NOTICE_MAX];
+  size_t k = hd__notice_encode(&n[0].notice, p);
+  CHECK(k == 4 && memcmp(ex->bytes + 3 + 7, p, k) == 0);
 }
 
 /* ---- single-value messages ----------------------------------------------------------------- */
@@ -255,19 +280,24 @@ static void ex_bye_replaced(void) { check_bye("bye-replaced", (uint64_t)-HD_EREP
 
 /* ---- handshake ----------------------------------------------------------------------------- */
 
-static void ex_hello(void) {
-  hd__hello_t h = {1, {0}, 1048576}, d;
+static void check_hello(const char *name, uint64_t features) {
+  hd__hello_t h = {.version = 1, .max_message_bytes = 1048576, .features = features}, d;
   for (int i = 0; i < 32; i++) h.public_key[i] = (uint8_t)(0xa0 + i);
   uint8_t buf[HD__HELLO_MAX];
   const example_t *ex;
-  CHECK(bytes_are("hello", buf, hd__hello_encode(&h, buf), &ex));
+  CHECK(bytes_are(name, buf, hd__hello_encode(&h, buf), &ex));
   CHECK_OK(hd__hello_decode(ex->bytes, ex->len, &d));
   CHECK(memcmp(&d, &h, sizeof h) == 0);
 }
 
-static void check_welcome(const char *name, int has_epoch) {
+static void ex_hello(void) { check_hello("hello", 0); }
+static void ex_hello_features(void) {
+  check_hello("hello-features", HD__FEATURE_FAILED | HD__FEATURE_NOTICES);
+}
+
+static void check_welcome(const char *name, int has_epoch, uint64_t features) {
   hd__welcome_t w = {.version = 1, .pause_ms = 1000, .max_message_bytes = 1048576,
-                     .keepalive_ms = 5000, .has_epoch = has_epoch}, d;
+                     .keepalive_ms = 5000, .has_epoch = has_epoch, .features = features}, d;
   memcpy(w.store_id, store_0_15, 16);
   if (has_epoch) memcpy(w.epoch, epoch_16_31, 16);
   uint8_t buf[HD__WELCOME_MAX];
@@ -277,8 +307,11 @@ static void check_welcome(const char *name, int has_epoch) {
   CHECK(memcmp(&d, &w, sizeof w) == 0);
 }
 
-static void ex_welcome(void) { check_welcome("welcome", 0); }
-static void ex_welcome_epoch(void) { check_welcome("welcome-epoch", 1); }
+static void ex_welcome(void) { check_welcome("welcome", 0, 0); }
+static void ex_welcome_epoch(void) { check_welcome("welcome-epoch", 1, 0); }
+static void ex_welcome_features(void) {
+  check_welcome("welcome-features", 1, HD__FEATURE_FAILED | HD__FEATURE_NOTICES);
+}
 
 static void ex_topic_key_and_preamble(void) {
   uint8_t key[HD_TOPIC_BYTES], pre[HD__PREAMBLE_BYTES];
@@ -351,7 +384,7 @@ static void ex_all_checked(void) {
       "credit",   "pause",    "ping",         "pong",         "bye",
       "bye-error", "bye-replaced", "hello",   "welcome",      "topic-key",    "preamble",
       "reject",   "reject-msgsize", "record",   "record-2",     "welcome-epoch", "resume-epoch",
-      "epoch",    "epoch-unknown"};
+      "epoch",    "epoch-unknown", "hello-features", "welcome-features", "failed", "notices"};
   CHECK(load() > 0);
   CHECK(n_examples == (int)HD__ARRAY_SIZE(checked));
   for (int i = 0; i < n_examples; i++) {
@@ -367,5 +400,6 @@ static void ex_all_checked(void) {
   X(ex_events) X(ex_consumed) X(ex_done) X(ex_resume) X(ex_resume_fresh) X(ex_credit) X(ex_pause) \
   X(ex_ping) X(ex_pong) X(ex_bye) X(ex_bye_error) X(ex_bye_replaced) X(ex_hello) X(ex_welcome)    \
   X(ex_welcome_epoch) X(ex_resume_epoch) X(ex_epoch) X(ex_epoch_unknown)                          \
+  X(ex_hello_features) X(ex_welcome_features) X(ex_failed) X(ex_notices)                         \
   X(ex_topic_key_and_preamble) X(ex_reject) X(ex_records) X(ex_all_checked)
 HD_TEST_MAIN(TESTS)

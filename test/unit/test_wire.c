@@ -103,6 +103,7 @@ static void type_names(void) {
   CHECK(strcmp(hd__msg_type_name(HD__MSG_BYE), "BYE") == 0);
   CHECK(strcmp(hd__msg_type_name(HD__MSG_EPOCH), "EPOCH") == 0);
   CHECK(hd__msg_type_name(0) == NULL);
+  CHECK(strcmp(hd__msg_type_name(HD__MSG_FAILED), "FAILED") == 0);
   CHECK(strcmp(hd__msg_type_name(HD__MSG_NOTICES), "NOTICES") == 0);
   CHECK(hd__msg_type_name(13) == NULL);
   CHECK(hd__msg_type_name(0xff) == NULL);
@@ -162,6 +163,133 @@ static void roundtrip_batches(void) {
       hd__buf_free(&b);
     }
   }
+}
+
+/* FAILED and NOTICES: each set of entries round-trips through the encoder, hd__msg_check and the
+ * iterator (reasons pointing into the body); every cut of the message's body and one byte more
+ * are refused; the fit helper takes exactly the entries that fit. */
+static void check_new_batch(uint8_t type, const hd__entry_t *e, size_t n) {
+  hd__buf_t b;
+  hd__buf_init(&b);
+  CHECK_OK(type == HD__MSG_FAILED ? hd__msg_encode_failed(&b, e, n)
+                                  : hd__msg_encode_notices(&b, e, n));
+  uint8_t t;
+  const uint8_t *body;
+  size_t len;
+  CHECK(frame(&b, &t, &body, &len) == 0);
+  CHECK(t == type);
+  CHECK_OK(hd__msg_check(t, body, len));
+  hd__entry_iter_t it;
+  uint64_t count = 99;
+  CHECK_OK(hd__msg_entries_begin(&it, t, body, len, &count));
+  CHECK(count == n);
+  hd__entry_t d;
+  for (size_t i = 0; i < n; i++) {
+    CHECK(hd__msg_entries_next(&it, &d) == 1);
+    CHECK(d.seq == e[i].seq);
+    if (type == HD__MSG_FAILED) {
+      CHECK(d.attempts == e[i].attempts && d.created_ms == 0);
+      CHECK(d.len == e[i].len && (d.len == 0 || memcmp(d.data, e[i].data, d.len) == 0));
+      CHECK(d.len == 0 || (d.data >= body && d.data + d.len <= body + len));
+      CHECK(d.notice.kind == 0 && d.notice.count == 0 && d.notice.last_seq == 0);
+    } else {
+      CHECK(d.created_ms == e[i].created_ms && d.attempts == 0 && d.len == 0);
+      CHECK(memcmp(&d.notice, &e[i].notice, sizeof d.notice) == 0);
+    }
+  }
+  CHECK(hd__msg_entries_next(&it, &d) == 0);
+  /* every cut is refused (a prefix never holds the count's entries), and a byte more too */
+  uint8_t *copy = malloc(len + 1);
+  CHECK(copy != NULL);
+  memcpy(copy, body, len);
+  for (size_t cut = 0; cut < len; cut++) CHECK_RC(hd__msg_check(t, copy, cut), HD_EPROTO);
+  copy[len] = 0;
+  CHECK_RC(hd__msg_check(t, copy, len + 1), HD_EPROTO);
+  CHECK(detail_has("trailing"));
+  free(copy);
+  if (type == HD__MSG_FAILED) {
+    uint64_t l = b.len - hd__varint_len(b.len - 1); /* L: type and body */
+    CHECK(l == len + 1);
+    CHECK(hd__msg_failed_fit(e, n, l) == n);
+    CHECK(n == 0 || hd__msg_failed_fit(e, n, l - 1) == n - 1);
+  }
+  hd__buf_free(&b);
+}
+
+static void roundtrip_failed(void) {
+  /* the longest reason, in characters of two, three and four bytes */
+  static char longest[HD__REASON_MAX];
+  size_t k = 0;
+  while (k + 9 <= sizeof longest) {
+    memcpy(longest + k, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9); /* é € 😀 */
+    k += 9;
+  }
+  while (k < sizeof longest) longest[k++] = 'x';
+  hd__entry_t f[4] = {{.seq = 1, .attempts = 0},
+                      {.seq = 300, .attempts = 10, .data = (const uint8_t *)"timeout", .len = 7},
+                      {.seq = UINT64_MAX, .attempts = UINT64_MAX, .data = (const uint8_t *)longest,
+                       .len = sizeof longest},
+                      {.seq = 2, .attempts = 1, .data = (const uint8_t *)"", .len = 0}};
+  for (size_t n = 0; n <= 4; n++) check_new_batch(HD__MSG_FAILED, f, n);
+  /* the encoder refuses what the decoder would refuse, and writes nothing then */
+  hd__buf_t b;
+  hd__buf_init(&b);
+  hd__entry_t bad[2] = {f[1], {.seq = 3, .attempts = 1, .data = (const uint8_t *)longest,
+                               .len = sizeof longest + 1}};
+  static char over[HD__REASON_MAX + 1];
+  memset(over, 'a', sizeof over);
+  bad[1].data = (const uint8_t *)over;
+  CHECK_RC(hd__msg_encode_failed(&b, bad, 2), HD_EINVAL);
+  CHECK(b.len == 0);
+  static const char *const invalid[] = {"\xc3\x28", "\xc0\x80", "\xed\xa0\x80",
+                                        "\xf4\x90\x80\x80", "\xe2\x82", "\xff"};
+  for (size_t i = 0; i < HD__ARRAY_SIZE(invalid); i++) {
+    bad[1].data = (const uint8_t *)invalid[i];
+    bad[1].len = strlen(invalid[i]);
+    CHECK_RC(hd__msg_encode_failed(&b, bad, 2), HD_EINVAL);
+    CHECK(b.len == 0);
+  }
+  hd__buf_free(&b);
+}
+
+static void roundtrip_notices(void) {
+  hd__entry_t n[4] = {
+      {.seq = 42, .created_ms = 1700000000000ull, .notice = {1, 4, 38, 41}},
+      {.seq = 45, .created_ms = 1700000000001ull, .notice = {3, 1, 7, 44}},
+      {.seq = UINT64_MAX, .created_ms = UINT64_MAX,
+       .notice = {UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX}},
+      /* a kind this release does not know, and a range the codec does not judge */
+      {.seq = 1, .created_ms = 0, .notice = {99, 0, 9, 2}}};
+  for (size_t k = 0; k <= 4; k++) check_new_batch(HD__MSG_NOTICES, n, k);
+}
+
+/* A stored notice's payload: four minimal varints, nothing else. */
+static void notice_payload(void) {
+  const hd__notice_t cases[] = {{0, 0, 0, 0}, {1, 4, 38, 41}, {3, 1, 7, 44}, {99, 0, 9, 2},
+                                {UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX}};
+  uint8_t p[HD__NOTICE_MAX + 1];
+  for (size_t i = 0; i < HD__ARRAY_SIZE(cases); i++) {
+    size_t n = hd__notice_encode(&cases[i], p);
+    size_t want = hd__varint_len(cases[i].kind) + hd__varint_len(cases[i].count) +
+                  hd__varint_len(cases[i].first_seq) + hd__varint_len(cases[i].last_seq);
+    CHECK(n == want && n <= HD__NOTICE_MAX);
+    hd__notice_t d;
+    CHECK_OK(hd__notice_decode(p, n, &d));
+    CHECK(memcmp(&d, &cases[i], sizeof d) == 0);
+    for (size_t cut = 0; cut < n; cut++) CHECK_RC(hd__notice_decode(p, cut, &d), HD_EPROTO);
+    p[n] = 0;
+    CHECK_RC(hd__notice_decode(p, n + 1, &d), HD_EPROTO);
+    CHECK(detail_has("trailing"));
+  }
+  hd__notice_t all = {UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX}, d;
+  CHECK(hd__notice_encode(&all, p) == HD__NOTICE_MAX);
+  uint8_t golden[4];
+  CHECK(unhex(golden, "01 04 26 29") == 4);
+  CHECK_OK(hd__notice_decode(golden, 4, &d));
+  CHECK(d.kind == 1 && d.count == 4 && d.first_seq == 38 && d.last_seq == 41);
+  CHECK(unhex(golden, "01 80 00 26") == 4); /* non-minimal count */
+  CHECK_RC(hd__notice_decode(golden, 4, &d), HD_EPROTO);
+  CHECK(detail_has("count is not a minimal"));
 }
 
 static void roundtrip_singles(void) {
@@ -279,6 +407,31 @@ static const struct malformed {
     {HD__MSG_DONE, "02 01 82", "seq is truncated"},
     {HD__MSG_DONE, "01 01 01", "trailing"},
     {HD__MSG_DONE, "01 ff ff ff ff ff ff ff ff ff 02", "seq is not a minimal"},
+    {HD__MSG_FAILED, "", "count is truncated"},
+    {HD__MSG_FAILED, "01 01", "count 1 cannot fit"},
+    {HD__MSG_FAILED, "02 01 01 00", "count 2 cannot fit"},
+    {HD__MSG_FAILED, "ff ff ff ff ff ff ff ff ff 01 01 01 00", "cannot fit"},
+    {HD__MSG_FAILED, "01 80 00 01 00", "seq is not a minimal"},
+    {HD__MSG_FAILED, "01 01 80 00 00", "attempts is not a minimal"},
+    {HD__MSG_FAILED, "01 01 01 ff ff ff ff ff ff ff ff ff 02", "reason is not a minimal"},
+    {HD__MSG_FAILED, "01 01 01 05 61 62", "reason length 5 exceeds"},
+    {HD__MSG_FAILED, "01 01 01 01 61 62", "1 trailing bytes"},
+    {HD__MSG_FAILED, "02 01 01 00 02 01 81", "reason is truncated"},
+    {HD__MSG_FAILED, "01 01 01 02 c3 28", "reason is not valid UTF-8"},
+    {HD__MSG_FAILED, "01 01 01 02 c0 80", "reason is not valid UTF-8"},    /* overlong NUL */
+    {HD__MSG_FAILED, "01 01 01 03 ed a0 80", "reason is not valid UTF-8"}, /* surrogate */
+    {HD__MSG_FAILED, "01 01 01 02 e2 82", "reason is not valid UTF-8"},    /* cut sequence */
+    {HD__MSG_NOTICES, "", "count is truncated"},
+    {HD__MSG_NOTICES, "01 01 01 01 01 01", "count 1 cannot fit"},
+    {HD__MSG_NOTICES, "02 01 01 01 01 01 01 01", "count 2 cannot fit"},
+    {HD__MSG_NOTICES, "80 80 80 80 01 01 01 01 01 01 01", "cannot fit"},
+    {HD__MSG_NOTICES, "01 81 00 01 01 01 01 01", "seq is not a minimal"},
+    {HD__MSG_NOTICES, "01 01 80 00 01 01 01 01", "created_unix_ms is not a minimal"},
+    {HD__MSG_NOTICES, "01 01 01 80 00 01 01 01", "notice kind is not a minimal"},
+    {HD__MSG_NOTICES, "01 01 01 01 80 00 01 01", "notice count is not a minimal"},
+    {HD__MSG_NOTICES, "01 01 01 01 01 80 00 01", "notice first_seq is not a minimal"},
+    {HD__MSG_NOTICES, "01 01 01 01 01 01 81", "notice last_seq is truncated"},
+    {HD__MSG_NOTICES, "01 01 01 01 01 01 01 00", "1 trailing bytes"},
     {HD__MSG_RESUME, "00 01 02", "store id is truncated"},
     {HD__MSG_RESUME, "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00", "high_seq is truncated"},
     {HD__MSG_RESUME, "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 05", "window is truncated"},
@@ -326,6 +479,21 @@ static void malformed_consumed_done(void) {
   CHECK_RC(hd__msg_entries_begin(&it, HD__MSG_PING, (const uint8_t *)"\x01", 1, NULL), HD_EINVAL);
 }
 
+static void malformed_failed_notices(void) {
+  check_malformed(1u << HD__MSG_FAILED | 1u << HD__MSG_NOTICES);
+  /* a reason of 1024 bytes is the most there may be: 1025 all present is refused */
+  static uint8_t body[1 + 1 + 1 + 2 + HD__REASON_MAX + 1];
+  size_t n = 0;
+  body[n++] = 1, body[n++] = 1, body[n++] = 1;
+  n += hd__varint_put(body + n, HD__REASON_MAX);
+  memset(body + n, 'a', HD__REASON_MAX);
+  CHECK_OK(hd__msg_check(HD__MSG_FAILED, body, n + HD__REASON_MAX));
+  n = 3 + hd__varint_put(body + 3, HD__REASON_MAX + 1);
+  memset(body + n, 'a', HD__REASON_MAX + 1);
+  CHECK_RC(hd__msg_check(HD__MSG_FAILED, body, n + HD__REASON_MAX + 1), HD_EPROTO);
+  CHECK(detail_has("FAILED") && detail_has("reason of 1025 bytes exceeds 1024"));
+}
+
 static void malformed_singles(void) {
   check_malformed(1u << HD__MSG_RESUME | 1u << HD__MSG_BYE | 1u << HD__MSG_EPOCH);
   for (uint8_t t = HD__MSG_CREDIT; t <= HD__MSG_PONG; t++) {
@@ -359,6 +527,18 @@ static void batch_fit(void) {
   CHECK(hd__msg_done_fit(seqs, 200, 1 + 2 + 128) == 128);
   CHECK(hd__msg_done_fit(seqs, 200, 1 + 1 + 128) == 127);
   CHECK(hd__msg_done_fit(seqs, 200, 1000) == 200);
+  /* FAILED: entries of 7, 5 and 4 bytes (seq, attempts, reason length, reason) */
+  CHECK(hd__msg_failed_fit(ev, 3, 1 + 1 + 7 + 5 + 4) == 3);
+  CHECK(hd__msg_failed_fit(ev, 3, 1 + 1 + 7 + 5 + 3) == 2);
+  CHECK(hd__msg_failed_fit(ev, 3, 1 + 1 + 7) == 1);
+  CHECK(hd__msg_failed_fit(ev, 3, 1 + 1 + 6) == 0);
+  CHECK(hd__msg_failed_fit(ev, 0, 0) == 0);
+  static hd__entry_t small[200];
+  for (int i = 0; i < 200; i++) small[i] = (hd__entry_t){.seq = 1, .attempts = 1};
+  CHECK(hd__msg_failed_fit(small, 200, 1 + 1 + 127 * 3) == 127);
+  CHECK(hd__msg_failed_fit(small, 200, 1 + 2 + 128 * 3) == 128);
+  CHECK(hd__msg_failed_fit(small, 200, 1 + 1 + 128 * 3) == 127);
+  CHECK(hd__msg_failed_fit(small, 200, UINT64_MAX) == 200);
 }
 
 static void hello_welcome(void) {
@@ -409,6 +589,90 @@ static void hello_welcome(void) {
   CHECK_OK(hd__welcome_decode((const uint8_t *)"\x07", 1, &w2));
   CHECK(w2.version == 7);
   CHECK_RC(hd__welcome_decode((const uint8_t *)"\x80\x00", 2, &w2), HD_EPROTO);
+}
+
+/* The features varint: after max_message_bytes in HELLO, after the epoch in WELCOME; absent or
+ * malformed it reads as 0, and what follows it is ignored. */
+static void handshake_features(void) {
+  uint8_t buf[HD__WELCOME_MAX + 16], old[HD__WELCOME_MAX];
+  hd__hello_t h = {.version = 1, .max_message_bytes = 1048576}, d;
+  for (int i = 0; i < 32; i++) h.public_key[i] = (uint8_t)(i + 1);
+  size_t n0 = hd__hello_encode(&h, old); /* the previous release's HELLO: features 0 */
+  CHECK(n0 == 1 + 32 + 3);
+  CHECK_OK(hd__hello_decode(old, n0, &d));
+  CHECK(d.features == 0);
+  const uint64_t values[] = {HD__FEATURE_FAILED, HD__FEATURE_NOTICES, HD__FEATURES_ALL, 1u << 20,
+                             UINT64_MAX};
+  for (size_t i = 0; i < HD__ARRAY_SIZE(values); i++) {
+    h.features = values[i];
+    size_t n = hd__hello_encode(&h, buf);
+    CHECK(n == n0 + hd__varint_len(values[i]));
+    CHECK(memcmp(buf, old, n0) == 0); /* what a peer of the previous release reads */
+    CHECK_OK(hd__hello_decode(buf, n, &d));
+    CHECK(memcmp(&d, &h, sizeof h) == 0);
+    buf[n] = 0x80; /* a later field, even unfinished, is ignored */
+    CHECK_OK(hd__hello_decode(buf, n + 1, &d));
+    CHECK(d.features == values[i]);
+    for (size_t cut = n0; cut < n; cut++) { /* a features varint cut short: none */
+      CHECK_OK(hd__hello_decode(buf, cut, &d));
+      CHECK(d.features == 0 && d.max_message_bytes == 1048576);
+    }
+  }
+  /* malformed features are ignored, not refused: non-minimal, past 64 bits, cut short */
+  static const char *const bad[] = {"80 00", "83 00", "ff ff ff ff ff ff ff ff ff 02", "80",
+                                    "ff ff ff ff ff ff ff ff ff 81 01"};
+  for (size_t i = 0; i < HD__ARRAY_SIZE(bad); i++) {
+    memcpy(buf, old, n0);
+    size_t n = n0 + unhex(buf + n0, bad[i]);
+    d.features = 77;
+    CHECK_OK(hd__hello_decode(buf, n, &d));
+    CHECK(d.features == 0 && d.max_message_bytes == 1048576);
+  }
+  /* a features byte 00 (never sent: 0 is left out) reads as 0 */
+  memcpy(buf, old, n0);
+  buf[n0] = 0;
+  CHECK_OK(hd__hello_decode(buf, n0 + 1, &d));
+  CHECK(d.features == 0);
+
+  hd__welcome_t w = {.version = 1, .pause_ms = 1000, .max_message_bytes = 1048576,
+                     .keepalive_ms = 5000, .features = HD__FEATURES_ALL}, wd;
+  for (int i = 0; i < 16; i++) w.store_id[i] = (uint8_t)i;
+  /* without an epoch there is no features field: the encoder leaves it out */
+  size_t n = hd__welcome_encode(&w, buf);
+  CHECK(n == 1 + 16 + 2 + 3 + 2);
+  CHECK_OK(hd__welcome_decode(buf, n, &wd));
+  CHECK(wd.features == 0 && wd.has_epoch == 0);
+  w.has_epoch = 1;
+  for (int i = 0; i < 16; i++) w.epoch[i] = (uint8_t)(0x10 + i);
+  w.features = 0;
+  size_t e0 = hd__welcome_encode(&w, old); /* the previous release's WELCOME with an epoch */
+  CHECK(e0 == n + 16);
+  for (size_t i = 0; i < HD__ARRAY_SIZE(values); i++) {
+    w.features = values[i];
+    n = hd__welcome_encode(&w, buf);
+    CHECK(n == e0 + hd__varint_len(values[i]) && memcmp(buf, old, e0) == 0);
+    CHECK_OK(hd__welcome_decode(buf, n, &wd));
+    CHECK(memcmp(&wd, &w, sizeof w) == 0);
+    buf[n] = 0xff;
+    CHECK_OK(hd__welcome_decode(buf, n + 1, &wd));
+    CHECK(wd.features == values[i]);
+    for (size_t cut = e0; cut < n; cut++) {
+      CHECK_OK(hd__welcome_decode(buf, cut, &wd));
+      CHECK(wd.features == 0 && wd.has_epoch == 1 && memcmp(wd.epoch, w.epoch, 16) == 0);
+    }
+  }
+  /* fewer than 16 bytes after keepalive_ms: no epoch, hence no features, whatever they hold */
+  for (size_t cut = e0 - 16; cut < e0; cut++) {
+    CHECK_OK(hd__welcome_decode(buf, cut, &wd));
+    CHECK(wd.has_epoch == 0 && wd.features == 0);
+  }
+  for (size_t i = 0; i < HD__ARRAY_SIZE(bad); i++) {
+    memcpy(buf, old, e0);
+    n = e0 + unhex(buf + e0, bad[i]);
+    wd.features = 77;
+    CHECK_OK(hd__welcome_decode(buf, n, &wd));
+    CHECK(wd.features == 0 && wd.has_epoch == 1);
+  }
 }
 
 static void preamble_and_reject(void) {
@@ -663,6 +927,7 @@ static void reader_memory(void) {
 #define TESTS(X)                                                                                  \
   X(varint_edges) X(buf_basics) X(type_names) X(roundtrip_batches) X(roundtrip_singles)           \
   X(malformed_events) X(malformed_consumed_done) X(malformed_singles) X(batch_fit)                \
-  X(hello_welcome) X(preamble_and_reject) X(reader_whole_chunk_in_place) X(reader_byte_by_byte)   \
+  X(roundtrip_failed) X(roundtrip_notices) X(notice_payload) X(malformed_failed_notices)          \
+  X(handshake_features) X(hello_welcome) X(preamble_and_reject) X(reader_whole_chunk_in_place) X(reader_byte_by_byte)   \
   X(reader_random_chunks) X(reader_limits) X(reader_callback_stops) X(reader_memory)
 HD_TEST_MAIN(TESTS)

@@ -1,6 +1,10 @@
 /* cut_util.h: the ledger of attempted adds, the cut of a store, and what is checked after it. */
 #include "cut_util.h"
 
+#include "server.h"
+#include "server_events.h"
+#include "waiter.h"
+
 #define CW_CAP 1024       /* seqs the recorders count (the ledger is what is checked) */
 #define CW_WAIT_MS 5000
 
@@ -71,6 +75,7 @@ int cw_init(cw_t *cw, const char *tag, int normal) {
   cw->w.s.check = cw_server_check;
   cw->w.c[0].check = cw_client_check;
   if (hd_keypair_generate(&cw->by_kp) != 0) return -1;
+  cw->by_cut_syncs = -1;
   cw->d[CW_SERVER] = fv_domain(cw->w.s.dir);
   cw->d[CW_CLIENT] = fv_domain(cw->w.c[0].dir);
   return cw->d[0] >= 0 && cw->d[1] >= 0 ? 0 : -1;
@@ -128,42 +133,140 @@ static long server_wal_syncs(cw_t *cw) {
   return sc.wal_syncs;
 }
 
+/* The bystander's operations as maps of its states: where an event in `st` goes. */
+enum { OP_ADD, OP_DELETE, OP_FAIL, OP_REQUEUE, OP_DELETE_DEAD };
+
+static unsigned op_map(int op, unsigned st) {
+  switch (op) {
+    case OP_ADD: return st == CW_BY_NONE ? CW_BY_HELD : st;
+    case OP_DELETE: return st == CW_BY_HELD ? CW_BY_NONE : st;
+    case OP_FAIL: return st == CW_BY_HELD ? CW_BY_DEAD : st;
+    case OP_REQUEUE: return st == CW_BY_DEAD ? CW_BY_HELD : st;
+    default: return st == CW_BY_DEAD ? CW_BY_NONE : st; /* OP_DELETE_DEAD */
+  }
+}
+
+/* The states an event may be in now. */
+static unsigned by_now(const cw_by_t *b) { return b->n_hist ? b->may[b->n_hist - 1] : CW_BY_NONE; }
+
+/* Records operation `op` (its result rc, the syncs at its answer) on event b: acknowledged, it
+ * moved every state it may have been in; failed, it may or may not have. */
+static void by_record(cw_by_t *b, int op, int rc, long syncs) {
+  if (b->n_hist >= CW_BY_HIST) return; /* by_room kept this from happening */
+  unsigned before = by_now(b), after = 0;
+  for (unsigned st = 1; st <= CW_BY_DEAD; st <<= 1) {
+    if (before & st) after |= op_map(op, st);
+  }
+  int i = b->n_hist++;
+  b->may[i] = (unsigned char)(rc == 0 ? after : after | before);
+  b->acked[i] = rc == 0;
+  b->syncs[i] = syncs;
+}
+
+static int by_room(const cw_by_t *b) { return b->n_hist < CW_BY_HIST; }
+
+/* The oldest event surely in state `st` with a known number and room in its history. */
+static int by_oldest(cw_t *cw, unsigned st) {
+  for (int i = 0; i < cw->n_by; i++) {
+    const cw_by_t *b = &cw->by[i];
+    if (by_now(b) == st && b->seq != 0 && by_room(b)) return i;
+  }
+  return -1;
+}
+
+static void by_wait_done(void *data, int status, uint64_t value) {
+  hd__waiter_signal(data, status, value);
+}
+
+/* Reports the bystander's event `seq` failed straight to the server's store: the write a FAILED
+ * from its client makes (failed.c), without a client (the bystander has none). */
+static int by_fail(hd_server_t *h, const uint8_t *user, uint64_t seq) {
+  hd__server_events_t *ev = hd__server_events_of(h);
+  if (ev == NULL) return HD_ECLOSED;
+  hd__waiter_t w;
+  int rc = hd__waiter_init(&w);
+  if (rc != 0) return rc;
+  hd__store_failed_t f = {seq, 3, "poison", 6};
+  rc = ev->store->vt->fail_events(ev->store, user, &f, 1, by_wait_done, &w);
+  if (rc != 0) {
+    hd__waiter_destroy(&w);
+    return rc;
+  }
+  uint64_t moved = 0;
+  return hd__waiter_wait(&w, &moved);
+}
+
+static int by_index(cw_t *cw, const uint8_t *p, size_t n);
+
+/* After a requeue: the events' new numbers, from a listing (0 where unknown). */
+static void by_renumber(cw_t *cw) {
+  for (int i = 0; i < cw->n_by; i++) {
+    if (by_now(&cw->by[i]) & CW_BY_HELD) cw->by[i].seq = 0;
+  }
+  hd_event_info_t ev[16];
+  uint8_t buf[16 * 16];
+  uint64_t cursor = 0;
+  int n;
+  while ((n = hd_server_list_events(cw->w.s.h, cw->by_kp.public_key, &cursor, ev, 16, buf,
+                                    sizeof buf)) > 0) {
+    for (int k = 0; k < n; k++) {
+      int i = by_index(cw, ev[k].payload, ev[k].payload_len);
+      if (i >= 0 && by_now(&cw->by[i]) == CW_BY_HELD) cw->by[i].seq = ev[k].seq;
+    }
+  }
+}
+
 int cw_by_step(cw_t *cw, unsigned r) {
   hd_server_t *h = cw->w.s.h;
   const uint8_t *user = cw->by_kp.public_key;
   if (h == NULL) return HD_ECLOSED;
-  if (r < 6) {
+  if (r > 13) return 0;
+  if (r < 6 || r == 13) {
     if (cw->n_by >= CW_MAX_BY) return 0;
     int i = cw->n_by++;
     char payload[16];
     int n = snprintf(payload, sizeof payload, "by%d", i);
     cw_by_t *b = &cw->by[i];
-    b->add_rc = hd_server_add_event_wait(h, user, payload, (size_t)n, &b->seq);
-    b->add_syncs = server_wal_syncs(cw);
+    if (r == 13) {
+      hd_add_options_t ao;
+      hd_add_options_init(&ao, HD_ADD_OPTIONS_VERSION);
+      ao.ttl_ms = 1;
+      hd_add_result_t res = {0};
+      b->expiring = 1;
+      b->add_rc = hd_server_add_event_v2_wait(h, user, payload, (size_t)n, &ao, &res);
+      b->seq = res.seq;
+    } else {
+      b->add_rc = hd_server_add_event_wait(h, user, payload, (size_t)n, &b->seq);
+    }
+    if (b->add_rc != 0) b->seq = 0;
+    by_record(b, OP_ADD, b->add_rc, server_wal_syncs(cw));
     return b->add_rc;
   }
-  int from = 0, to = 0; /* the events the delete names: [from, to) */
-  for (from = 0; from < cw->n_by; from++) {
-    if (cw->by[from].add_rc == 0 && !cw->by[from].del_tried) break;
-  }
-  if (from == cw->n_by) return 0;
-  int rc;
+  int rc, op, one = -1;
   uint64_t count = 0;
-  if (r < 9) {
-    to = from + 1;
-    rc = hd_server_delete_events_wait(h, user, &cw->by[from].seq, 1, &count);
+  if (r < 9 || r == 10) {
+    op = r == 10 ? OP_FAIL : OP_DELETE;
+    if ((one = by_oldest(cw, CW_BY_HELD)) < 0) return 0;
+    rc = op == OP_FAIL ? by_fail(h, user, cw->by[one].seq)
+                       : hd_server_delete_events_wait(h, user, &cw->by[one].seq, 1, &count);
+  } else if (r == 12) {
+    op = OP_DELETE_DEAD;
+    if ((one = by_oldest(cw, CW_BY_DEAD)) < 0) return 0;
+    rc = hd_server_delete_dead_letters_wait(h, user, &cw->by[one].seq, 1, &count);
   } else {
-    to = cw->n_by;
-    rc = hd_server_delete_user_wait(h, user, &count);
+    /* 9: every held event; 11: every dead letter (each needs room for the operation) */
+    op = r == 9 ? OP_DELETE : OP_REQUEUE;
+    for (int i = 0; i < cw->n_by; i++) {
+      if (!by_room(&cw->by[i])) return 0;
+    }
+    rc = op == OP_DELETE ? hd_server_delete_user_wait(h, user, &count)
+                         : hd_server_requeue_dead_letters_wait(h, user, NULL, 0, &count);
   }
   long syncs = server_wal_syncs(cw);
-  for (int i = from; i < to; i++) {
-    cw_by_t *b = &cw->by[i];
-    if (b->add_rc != 0 || b->del_tried) continue;
-    b->del_tried = 1;
-    b->del_rc = rc;
-    b->del_syncs = syncs;
+  for (int i = 0; i < cw->n_by; i++) {
+    if (one < 0 || i == one) by_record(&cw->by[i], op, rc, syncs);
   }
+  if (op == OP_REQUEUE) by_renumber(cw);
   return rc;
 }
 
@@ -200,11 +303,7 @@ static void cw_mark_cut(cw_t *cw, int side) {
     }
   }
   pthread_mutex_unlock(&cw->mu);
-  for (int i = 0; side == CW_SERVER && cw->normal && i < cw->n_by; i++) {
-    cw_by_t *b = &cw->by[i];
-    if (b->add_rc == 0 && b->add_syncs == c.wal_syncs) b->add_may_be_lost = 1;
-    if (b->del_tried && b->del_rc == 0 && b->del_syncs == c.wal_syncs) b->del_may_be_lost = 1;
-  }
+  if (side == CW_SERVER && cw->normal) cw->by_cut_syncs = c.wal_syncs;
 }
 
 int cw_cut(cw_t *cw, int side, int mode, uint64_t seed, cw_figures_t *fig) {
@@ -236,35 +335,71 @@ int cw_cut(cw_t *cw, int side, int mode, uint64_t seed, cw_figures_t *fig) {
   return rc;
 }
 
-/* The bystander's events the store holds, by their add's index: present[i] (payloads that were
- * never added count in *bad). 0 or the listing's error. */
-static int by_present(cw_t *cw, int *present, int *bad) {
+/* The bystander's event with payload p, or -1. */
+static int by_index(cw_t *cw, const uint8_t *p, size_t n) {
+  char text[16];
+  if (n >= sizeof text) return -1;
+  memcpy(text, p, n);
+  text[n] = '\0';
+  char *end;
+  long i = strncmp(text, "by", 2) == 0 ? strtol(text + 2, &end, 10) : -1;
+  return i >= 0 && i < cw->n_by && *end == '\0' ? (int)i : -1;
+}
+
+/* The bystander's events the store holds, by their add's index: held[i] and dead[i] (payloads
+ * that were never added count in *bad; the notices of requeues are skipped). 0 or the listing's
+ * error. */
+static int by_present(cw_t *cw, int *held, int *dead, int *bad) {
   hd_event_info_t ev[16];
-  uint8_t buf[16 * 16];
+  hd_dead_letter_t dl[16];
+  uint8_t buf[16 * 32];
   uint64_t cursor = 0;
   int n;
   while ((n = hd_server_list_events(cw->w.s.h, cw->by_kp.public_key, &cursor, ev, 16, buf,
                                     sizeof buf)) > 0) {
     for (int k = 0; k < n; k++) {
-      char text[16];
-      size_t len = ev[k].payload_len < sizeof text - 1 ? ev[k].payload_len : sizeof text - 1;
-      memcpy(text, ev[k].payload, len);
-      text[len] = '\0';
-      char *end;
-      long i = strncmp(text, "by", 2) == 0 ? strtol(text + 2, &end, 10) : -1;
-      if (i < 0 || i >= cw->n_by || *end != '\0') (*bad)++;
-      else present[i]++;
+      int i = by_index(cw, ev[k].payload, ev[k].payload_len);
+      hd__notice_t notice;
+      if (i >= 0) held[i]++;
+      else if (hd__notice_decode(ev[k].payload, ev[k].payload_len, &notice) != 0) (*bad)++;
+    }
+  }
+  if (n < 0) return n;
+  cursor = 0;
+  while ((n = hd_server_list_dead_letters(cw->w.s.h, cw->by_kp.public_key, &cursor, dl, 16, buf,
+                                          sizeof buf)) > 0) {
+    for (int k = 0; k < n; k++) {
+      int i = by_index(cw, dl[k].payload, dl[k].payload_len);
+      if (i >= 0) dead[i]++;
+      else (*bad)++;
     }
   }
   return n;
 }
 
-/* Every acknowledged add of the bystander not deleted is there, once; no acknowledged delete came
- * undone; NORMAL: except what the cut may have lost. */
+/* The states event b may be in after the cut: those after its last operation that stays (every
+ * acknowledged one under FULL; under NORMAL one acknowledged after a WAL sync that the cut kept)
+ * and after each one since, which the cut may have lost. */
+static unsigned by_allowed(const cw_t *cw, const cw_by_t *b) {
+  int from = -1;
+  for (int i = 0; i < b->n_hist; i++) {
+    if (b->acked[i] && (cw->by_cut_syncs < 0 || b->syncs[i] < cw->by_cut_syncs)) from = i;
+  }
+  unsigned may = from < 0 ? CW_BY_NONE : 0;
+  for (int i = from < 0 ? 0 : from; i < b->n_hist; i++) may |= b->may[i];
+  return may;
+}
+
+static const char *by_state_name(unsigned st) {
+  return st == CW_BY_HELD ? "held" : st == CW_BY_DEAD ? "a dead letter" : "gone";
+}
+
+/* Every bystander event is where its acknowledged operations left it, once; NORMAL: or where an
+ * operation the cut may have lost had not taken it yet. */
 static int by_verify(cw_t *cw, cw_figures_t *fig) {
   if (cw->n_by == 0) return 1;
-  int present[CW_MAX_BY] = {0}, bad = 0, ok = 1;
-  int rc = cw->w.s.h != NULL ? by_present(cw, present, &bad) : HD_ECLOSED;
+  int held[CW_MAX_BY] = {0}, dead[CW_MAX_BY] = {0}, bad = 0, ok = 1;
+  int rc = cw->w.s.h != NULL ? by_present(cw, held, dead, &bad) : HD_ECLOSED;
   if (rc < 0) {
     fprintf(stderr, "  listing the bystander's events failed: %s (%s)\n", hd_err_name(rc),
             hd_last_error_message());
@@ -274,26 +409,34 @@ static int by_verify(cw_t *cw, cw_figures_t *fig) {
   ok = bad == 0;
   for (int i = 0; i < cw->n_by; i++) {
     const cw_by_t *b = &cw->by[i];
-    int deleted = b->del_tried && b->del_rc == 0;
-    fig->by_deletes_acked += deleted;
-    if (present[i] > 1) {
-      fprintf(stderr, "  by%d is held %d times\n", i, present[i]);
-      ok = 0;
+    for (int k = 1; k < b->n_hist; k++) { /* what was acknowledged, by the map that moved it */
+      if (!b->acked[k] || b->may[k] == b->may[k - 1]) continue;
+      if (b->may[k] == CW_BY_DEAD) fig->by_fails_acked++;
+      else if (b->may[k] == CW_BY_HELD) fig->by_requeues_acked++;
+      else if (b->may[k] == CW_BY_NONE) fig->by_deletes_acked++;
     }
-    if (deleted && present[i] && !b->del_may_be_lost) {
-      fprintf(stderr, "  by%d (seq %" PRIu64 ") is held again after its delete was "
-              "acknowledged\n", i, b->seq);
+    if (held[i] + dead[i] > 1) {
+      fprintf(stderr, "  by%d is held %d times and a dead letter %d times\n", i, held[i], dead[i]);
       ok = 0;
-    } else if (deleted && !present[i]) {
-      fig->by_deleted_verified++;
+      continue;
     }
-    if (b->add_rc == 0 && !b->del_tried && !present[i] && !b->add_may_be_lost) {
-      fprintf(stderr, "  by%d (seq %" PRIu64 ") was acknowledged, never deleted, and is gone\n",
-              i, b->seq);
+    unsigned seen = held[i] ? CW_BY_HELD : dead[i] ? CW_BY_DEAD : CW_BY_NONE;
+    unsigned may = by_allowed(cw, b);
+    if (b->expiring) may |= CW_BY_NONE; /* the sweep may have deleted it */
+    if (!(may & seen)) {
+      fprintf(stderr, "  by%d (seq %" PRIu64 ") is %s after the cut; its acknowledged operations "
+              "leave it %s%s%s\n", i, b->seq, by_state_name(seen),
+              may & CW_BY_HELD ? "held " : "", may & CW_BY_DEAD ? "dead " : "",
+              may & CW_BY_NONE ? "gone" : "");
       ok = 0;
-    } else if (b->add_rc == 0 && !b->del_tried && present[i]) {
+    } else if (may == seen && b->n_hist > 1 && b->acked[b->n_hist - 1]) {
+      if (seen == CW_BY_NONE) fig->by_deleted_verified++;
+      else if (seen == CW_BY_DEAD) fig->by_dead_verified++;
+      else fig->by_kept_verified++;
+    } else if (may == seen && seen == CW_BY_HELD) {
       fig->by_kept_verified++;
     }
+    if (b->expiring && b->add_rc == 0 && seen == CW_BY_NONE) fig->by_expired_gone++;
   }
   return ok;
 }

@@ -31,20 +31,28 @@ typedef struct cw_att {
   int handled_at_cut;
 } cw_att_t;
 
-/* The bystander: a second user with no client, whose events an operator adds and deletes
- * (hd_server_delete_events / hd_server_delete_user) while the store may be cut. Its payloads are
- * "by<i>" (the i-th add). */
+/* The bystander: a second user with no client, whose events an operator adds, deletes
+ * (hd_server_delete_events / hd_server_delete_user), fails (the dead letters: the store's
+ * fail_events, the write a client's FAILED makes), requeues and deletes as dead letters, while
+ * the store may be cut. Its payloads are "by<i>" (the i-th add). Each event's history is kept as
+ * the set of states it may be in after each operation (a failed operation may or may not have
+ * happened), with the server's WAL syncs at its acknowledgement: after a cut, the event must be
+ * in a state of the last operation that was durable or of one after it. */
 #define CW_MAX_BY 128
+#define CW_BY_HIST 16
+
+/* Where a bystander event is (bits of a state set). */
+enum { CW_BY_NONE = 1, CW_BY_HELD = 2, CW_BY_DEAD = 4 };
 
 typedef struct cw_by {
   int add_rc;          /* the add's result (0: acknowledged) */
-  uint64_t seq;
-  long add_syncs;      /* the server's WAL syncs at the acknowledgement */
-  int add_may_be_lost; /* NORMAL: no WAL sync after it before a cut */
-  int del_tried;       /* a delete named it (one event, or all of the user's) */
-  int del_rc;          /* that delete's result (0: acknowledged) */
-  long del_syncs;
-  int del_may_be_lost;
+  uint64_t seq;        /* its number now (a requeue gives a new one; 0: not known) */
+  int n_hist;
+  unsigned char may[CW_BY_HIST];   /* the states it may be in after each operation */
+  unsigned char acked[CW_BY_HIST]; /* the operation was acknowledged */
+  long syncs[CW_BY_HIST];          /* the server's WAL syncs at its acknowledgement */
+  int expiring;                    /* added with a time to live of 1 ms: the sweep may delete it
+                                      at any time */
 } cw_by_t;
 
 typedef struct cw_figures {
@@ -53,6 +61,8 @@ typedef struct cw_figures {
   long adds_acked, adds_failed, events_verified, allowed_lost, rehandled, epochs_changed;
   long seqs_again; /* acknowledged with a number acknowledged before the cut */
   long by_deletes_acked, by_deleted_verified, by_kept_verified;
+  long by_fails_acked, by_requeues_acked, by_dead_verified;
+  long by_expired_gone; /* expiring adds not held any more (expired, or deleted) */
 } cw_figures_t;
 
 typedef struct cw {
@@ -68,6 +78,8 @@ typedef struct cw {
   hd_keypair_t by_kp;  /* the bystander */
   cw_by_t by[CW_MAX_BY];
   int n_by;
+  long by_cut_syncs;   /* NORMAL, after a cut of the server's store: its WAL syncs at the cut
+                          (an operation acknowledged with as many may be lost); else -1 */
 } cw_t;
 
 /* Installs the VFS, makes the world (not started) with both stores under `normal`. 0 or -1. */
@@ -79,10 +91,12 @@ int cw_stop(cw_t *cw, int side);
 int cw_start(cw_t *cw, int side);
 /* Adds attempt number cw->n_att and records it; returns the add's result. */
 int cw_add(cw_t *cw);
-/* The operator's step on the bystander: an add, or a delete of its oldest event not deleted
- * yet, or of all its events (by `r`: 0-5 add, 6-8 one, 9 all), recorded; returns the call's
- * result. Before a cut only: after one, a NORMAL store may give a lost number again, and the
- * delete of the oldest would name another event. */
+/* The operator's step on the bystander, by `r`: 0-5 an add; 6-8 a delete of its oldest held
+ * event; 9 of all its events; 10 its oldest held event reported failed (a dead letter); 11 every
+ * dead letter requeued; 12 its oldest dead letter deleted; 13 an add that expires at once, so that
+ * the server's expiry sweep (an expire op) is in the scenario. Recorded; returns the call's
+ * result. Before a cut only: after one, a NORMAL store may give a lost number again, and an
+ * operation by number would name another event. */
 int cw_by_step(cw_t *cw, unsigned r);
 
 /* 1 once every acknowledged attempt that may not be lost was handled, the server holds nothing

@@ -286,7 +286,8 @@ int tu_raw_handshake_only(tu_raw_t *r, const hd_keypair_t *kp, const uint8_t ser
   hd__ed25519_pk_to_x25519(server_pk, srv_x);
   hd__handshake_t hs;
   if (hd__handshake_init(&hs, HD__NOISE_IK, 1, prologue, 43, xs, srv_x) != 0) return -1;
-  hd__hello_t hello = {.version = HD_PROTOCOL_VERSION, .max_message_bytes = HD__DEFAULT_MAX_MESSAGE};
+  hd__hello_t hello = {.version = HD_PROTOCOL_VERSION, .max_message_bytes = HD__DEFAULT_MAX_MESSAGE,
+                       .features = r->features};
   memcpy(hello.public_key, kp->public_key, 32);
   uint8_t hp[HD__HELLO_MAX], out[16 + 2 + 512];
   size_t hl = hd__hello_encode(&hello, hp), ml = 0;

@@ -91,6 +91,8 @@ typedef struct tu_raw {
   hd__welcome_t welcome;
   uint8_t sent[16 + 2 + 512]; /* the preamble and message 1 as sent (to replay them) */
   size_t sent_len;
+  uint64_t features; /* HD__FEATURE_* its HELLO announces (tu_raw_connect: 0, none, as a client
+                        of the release before the features) */
 } tu_raw_t;
 
 /* Connects to 127.0.0.1:port (TCP_NODELAY). connect()'s result. */
