@@ -71,7 +71,10 @@ enum Admin {
     var eventsDelivered: UInt64
     var eventsConfirmed: UInt64
     var commits: UInt64
-    var deadLetters: UInt64?    // absent from a server before dead letters
+    var deadLetters: UInt64?    // these four: absent from a server before the queue semantics
+    var eventsExpired: UInt64?
+    var eventsDropped: UInt64?
+    var eventsDead: UInt64?
   }
 
   static func makeAddress(_ path: String) throws -> sockaddr_un {
@@ -295,7 +298,8 @@ final class AdminServer: Sendable {
                                 connected: connected.map(\.hex).sorted(),
                                 eventsAdded: stats.eventsAdded, eventsDelivered: stats.eventsDelivered,
                                 eventsConfirmed: stats.eventsConfirmed, commits: stats.commits,
-                                deadLetters: stats.deadLetters)
+                                deadLetters: stats.deadLetters, eventsExpired: stats.eventsExpired,
+                                eventsDropped: stats.eventsDropped, eventsDead: stats.eventsDead)
       return Admin.Response(ok: true, status: status)
     case "backup":
       guard let path = request.path, path.hasPrefix("/") else {
