@@ -77,6 +77,11 @@ struct QueueTests {
     #expect(other == AddResult(seq: 1, isDuplicate: true, isConflict: true))
     // a key is per user
     #expect(try await server.addEvent(for: Keys.user2.identity, payload: [1], options: AddOptions(dedupKey: "k")).seq == 1)
+    // in one batch, in order: the later add sees the earlier one's key
+    let batch = try await server.addEvents(for: Keys.user2.identity, payloads: [[2], [3], [2]],
+                                           options: AddOptions(dedupKey: "batch"))
+    #expect(batch == [AddResult(seq: 2), AddResult(seq: 2, isDuplicate: true, isConflict: true),
+                      AddResult(seq: 2, isDuplicate: true)])
 
     let v1 = try await server.addEvent(for: user, payload: Array("v1".utf8), options: AddOptions(collapseKey: "state"))
     #expect(!v1.isDuplicate && v1.replaced == nil)
@@ -85,8 +90,8 @@ struct QueueTests {
     #expect(try server.events(for: user).map { Self.text($0.payload) } == ["a", "v2"])
 
     let stats = try server.stats()
-    #expect(stats.addsDuplicate == 2 && stats.eventsReplaced == 1)
-    #expect(stats.eventsAdded == 4)  // duplicates store nothing
+    #expect(stats.addsDuplicate == 4 && stats.eventsReplaced == 1)
+    #expect(stats.eventsAdded == 5)  // duplicates store nothing
 
     for bad in [AddOptions(dedupKey: ""), AddOptions(collapseKey: String(repeating: "x", count: 257))] {
       await #expect(throws: HyperdownError(code: HyperdownError.invalidArgument, message: "")) {
