@@ -477,7 +477,8 @@ HD_EXTERN int hd_event_info(const hd_event_t *event, hd_event_info_t *out);
 HD_EXTERN uint64_t hd_event_seq(const hd_event_t *event);
 /* ok != 0: the event is recorded consumed (durably) with `data` (optional, copied) and reported
  * to the server. ok == 0: it stays and is handed to the handler again after a backoff (doubling
- * from retry_min_ms to retry_max_ms), before any later event. Frees the event. Any thread, once. */
+ * from retry_min_ms to retry_max_ms), before any later event, until max_attempts calls (then it is
+ * reported failed: hd_event_fail). Frees the event. Any thread, once. */
 HD_EXTERN int hd_event_complete(hd_event_t *event, int ok, const void *data, size_t len);
 
 #define HD_CLIENT_STATS_VERSION 2
@@ -749,7 +750,9 @@ HD_EXTERN int hd_server_delete_dead_letters_wait(hd_server_t *server,
                                                  uint64_t *count);
 
 /* Client side. A failed attempt with the handler's reason (hd_event_complete(event, 0, ...) is one
- * with the reason "handler failed"); after max_attempts the event is reported failed. */
+ * with the reason "handler failed"); after max_attempts the event is reported failed. A reason is
+ * UTF-8 (HD_EINVAL otherwise, and the event stays the caller's), cut to HD_REASON_MAX_BYTES at a
+ * character's start; empty: "handler failed". Frees the event. */
 HD_EXTERN int hd_event_fail(hd_event_t *event, const char *reason, size_t len);
 /* Rejects the event at once, whatever its attempts: reported failed with `reason` (at most
  * HD_REASON_MAX_BYTES, longer is cut), a dead letter on the server. Frees the event. */

@@ -9,6 +9,7 @@
 #include "keys.h"
 #include "options.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,7 +123,8 @@ int hd_client_options_init(hd_client_options_t *opts, unsigned int version) {
   int rc = hd__options_check_version(opts, version, HD_CLIENT_OPTIONS_VERSION, "client");
   if (rc != 0) return rc;
   hd_client_options_t init = HD_CLIENT_OPTIONS_INIT;
-  memcpy(opts, &init, sizeof init);
+  /* a caller's struct of version 1 is shorter: only its fields */
+  memcpy(opts, &init, version >= 2 ? sizeof init : offsetof(hd_client_options_t, max_attempts));
   opts->version = version;
   return 0;
 }
@@ -244,7 +246,7 @@ int hd_client_stats(hd_client_t *client, hd_client_stats_t *out) {
   rc = hd__runtime_call(client->rt, stats_on_loop, &c);
   if (rc != 0) return rc;
   /* a caller built against version 1 has the struct without the fields appended since */
-  memcpy(out, &tmp, tmp.version == 1 ? offsetof(hd_client_stats_t, events_dead) : sizeof tmp);
+  memcpy(out, &tmp, out->version == 1 ? offsetof(hd_client_stats_t, events_dead) : sizeof tmp);
   return 0;
 }
 

@@ -20,6 +20,11 @@ int hd__client_events_create(hd__client_events_t **out, hd__runtime_t *rt,
   ev->on_event = opts->on_event;
   ev->on_notice = opts->version >= 2 ? opts->on_notice : NULL;
   ev->user_data = opts->user_data;
+  /* a caller of version 1 has neither field: attempts are unlimited, as they were */
+  if (opts->version >= 2) {
+    ev->max_attempts = opts->max_attempts;
+    ev->on_notice = opts->on_notice;
+  }
   ev->window = opts->window ? opts->window : DEFAULT_WINDOW;
   ev->retry_min_ms = opts->retry_min_ms ? opts->retry_min_ms : DEFAULT_RETRY_MIN_MS;
   ev->retry_max_ms = opts->retry_max_ms ? opts->retry_max_ms : DEFAULT_RETRY_MAX_MS;
@@ -218,6 +223,7 @@ void hd__client_events_on_open(hd__client_events_t *ev, hd__conn_t *c) {
   ev->awaiting_epoch = 0;
   ev->last_seq = 0;
   ev->credit_left = 0; /* none before RESUME */
+  ev->failed_kept_warned = 0;
   ev->pause_ms = c->welcome.pause_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)c->welcome.pause_ms;
   hd__client_report_open(ev, c);
 }
@@ -239,6 +245,7 @@ static void close_step(hd__client_events_t *ev) {
   free(ev->scratch_notice);
   free(ev->scratch_seq);
   free(ev->scratch_entry);
+  free(ev->scratch_failed);
   free(ev);
   if (cb != NULL) cb(arg);
 }
@@ -270,6 +277,7 @@ int hd__client_events_stats(hd__client_events_t *ev, hd_client_stats_t *out) {
   out->events_handled = ev->handled;
   out->events_failed = ev->failed;
   out->events_confirmed = ev->confirmed;
+  out->events_dead = ev->dead;
   out->notices_received = ev->notices;
   out->pause_ms = ev->pause_ms;
   out->connected = ev->conn != NULL;

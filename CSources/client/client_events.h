@@ -36,6 +36,7 @@ struct hd__client_events {
   hd_event_cb on_notice;       /* options v2; NULL: notices are completed without a call */
   void *user_data;
   uint32_t window, retry_min_ms, retry_max_ms;
+  uint32_t max_attempts;       /* handler calls per event; 0: unlimited */
 
   /* the connection that speaks the event protocol (NULL: none) */
   hd__conn_t *conn;
@@ -76,7 +77,17 @@ struct hd__client_events {
   int64_t fetched_orphan;      /* the same for the orphans (handed out before the others) */
   int orphans_more;
   hd__queue_t marking;         /* hd_event_t completed ok, their consumption not committed yet */
-  hd_event_t *current;         /* handed out, not completed */
+  hd_event_t *current;         /* handed out (or its call being counted), not completed */
+  /* Attempts (docs/QUEUES.md "Poison events"): the receive commits an event's first call, so the
+   * first call of an event this process received and never handed out needs no write; any other
+   * call is counted (mark_attempt) before it. Events of recv_store above recv_floor (its
+   * high-water mark when it became the connection's store) were received by this process; the
+   * handler goes in (store, seq) order, so those after (called_store, called_seq) were never
+   * handed out. A mistake can only count a call too many, never one too few. */
+  int64_t recv_store;
+  uint64_t recv_floor;
+  int64_t called_store;
+  uint64_t called_seq;
   uv_timer_t timer;            /* the pause, or a failed event's backoff */
   int timer_armed;
   uint32_t backoff_ms;
@@ -91,11 +102,15 @@ struct hd__client_events {
   uint32_t record_backoff_ms;
   uint64_t record_failures;    /* failed attempts in all (logged; not in the public stats) */
 
-  /* consumption reports: committed consumed events to put in CONSUMED (client_report.c) */
+  /* consumption reports: committed consumed events to put in CONSUMED, and failed ones (dead)
+   * to put in FAILED (client_report.c) */
   hd__queue_t reports;         /* hd_event_t */
   hd__deferred_t flush_d;
+  hd__entry_t *scratch_failed; /* FAILED entries being encoded */
+  size_t scratch_failed_cap;
+  int failed_kept_warned;      /* this connection's server takes no FAILED: told once */
 
-  uint64_t received, handled, failed, confirmed, notices;
+  uint64_t received, handled, failed, confirmed, notices, dead;
   /* epochs (client_report.c): EPOCHs applied, those that cut what the client had seen, and what
    * they cost */
   uint64_t epoch_resumes, rollbacks, repeated, orphaned, dropped;

@@ -1,13 +1,18 @@
 /* Handing events to the client's on_event: in sequence order, one at a time (the next only after
  * the previous completed), after the pause when events arrive to an idle handler, a failed event
- * again after a doubling backoff before any later one (client_events.h). A completion is recorded
- * consumed before it is reported; a record that fails is tried again until it works (below).
+ * again after a doubling backoff before any later one (client_events.h). Each call is counted
+ * durably before it happens, so that after max_attempts calls (those that crashed the process
+ * too) the event is given up on: recorded failed and reported in FAILED, and later events flow on
+ * (docs/QUEUES.md "Poison events"). A completion is recorded consumed (or failed) before it is
+ * reported; a record that fails is tried again until it works (below).
  *
  * Events are read from the store a small page at a time, so memory stays bounded whatever the
  * backlog; only committed events are read, so an event is handed out only once it is durable. */
 #include "client_events.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define PAGE_EVENTS 32
 #define PAGE_BYTES (256 * 1024)
@@ -85,21 +90,94 @@ static void fill(hd__client_events_t *ev) {
   while (hd__queue_empty(&ev->ready) && (ev->more || ev->orphans_more)) fill_page(ev);
 }
 
+static void give_up(hd__client_events_t *ev, hd_event_t *e);
+
+/* 1 if (store, seq) comes after (store2, seq2) in the handler's order. */
+static int after(int64_t store, uint64_t seq, int64_t store2, uint64_t seq2) {
+  return store > store2 || (store == store2 && seq > seq2);
+}
+
+/* The call counted, or needing no count (client_events.h): out it goes. */
+static void call(hd__client_events_t *ev, hd_event_t *e, uint32_t attempt) {
+  e->attempt = attempt;
+  if (e->orphan == 0 && after(e->store, e->seq, ev->called_store, ev->called_seq)) {
+    ev->called_store = e->store;
+    ev->called_seq = e->seq;
+  }
+  atomic_store(&e->state, HD__EVENT_OUT);
+  /* either may complete inline: the next one waits for next_d */
+  if (e->kind != HD__STORE_KIND_NOTICE) {
+    ev->on_event(ev->user_data, e);
+  } else if (ev->on_notice != NULL) {
+    ev->on_notice(ev->user_data, e);
+  } else {
+    hd_event_complete(e, 1, NULL, 0); /* nobody wants it: done, and the server is told */
+  }
+}
+
+static void on_attempt_counted(void *data, int status, uint64_t value) {
+  hd_event_t *e = data;
+  hd__client_events_t *ev = e->anchor->owner;
+  if (ev == NULL || ev->closing || ev->current != e) {
+    hd__event_free(e); /* closed meanwhile: handed out again next time, counted again */
+    return;
+  }
+  if (status != 0) {
+    /* a full disk must not stop the handler as well (the events it holds are handled, as before
+     * the count existed): the call goes ahead, counted in this process only, so only a crash of
+     * the process in it goes uncounted */
+    uint32_t counted = e->attempt != 0 ? e->attempt : e->stored_attempts;
+    hd__log(ev->rt, HD_LOG_ERROR, "counting a handler call of event %llu failed (%s: %s): "
+            "called, counted in memory only", (unsigned long long)e->seq, hd_err_name(status),
+            hd_last_error_message());
+    call(ev, e, counted + 1);
+    return;
+  }
+  if (value == 0) {
+    /* not held unhandled any more (a purge, or an epoch change made it an orphan: read again) */
+    ev->current = NULL;
+    hd__event_free(e);
+    hd__runtime_defer(ev->rt, &ev->next_d);
+    return;
+  }
+  if (ev->max_attempts != 0 && value > ev->max_attempts) {
+    e->stored_attempts = (uint32_t)value;
+    ev->current = NULL;
+    give_up(ev, e);
+    return;
+  }
+  call(ev, e, value > UINT32_MAX ? UINT32_MAX : (uint32_t)value);
+}
+
 static void hand_out(hd__client_events_t *ev) {
   if (ev->closing || ev->current != NULL || ev->timer_armed || ev->records_stuck) return;
   fill(ev);
   hd__queue_t *q = hd__queue_pop(&ev->ready);
   if (q == NULL) return; /* idle until events arrive */
   hd_event_t *e = hd__container_of(q, hd_event_t, node);
-  atomic_store(&e->state, HD__EVENT_OUT);
-  ev->current = e;
-  if (e->kind != HD__STORE_KIND_NOTICE) {
-    ev->on_event(ev->user_data, e); /* it may complete inline: the next one waits for next_d */
-  } else if (ev->on_notice != NULL) {
-    ev->on_notice(ev->user_data, e);
-  } else {
-    hd_event_complete(e, 1, NULL, 0); /* nobody wants it: done, and the server is told */
+  /* the calls counted so far: this process's, or its row's */
+  uint32_t counted = e->attempt != 0 ? e->attempt : e->stored_attempts;
+  if (e->orphan != 0) {
+    /* the orphans table keeps no count: an orphan's calls are counted in this process only */
+    counted = e->attempt;
+  } else if (e->attempt == 0 && e->store == ev->recv_store && e->seq > ev->recv_floor &&
+             after(e->store, e->seq, ev->called_store, ev->called_seq)) {
+    ev->current = e;
+    call(ev, e, 1); /* the receive's commit counted this first call */
+    return;
   }
+  if (ev->max_attempts != 0 && counted >= ev->max_attempts) {
+    give_up(ev, e); /* the last calls did not complete: they crashed the process */
+    return;
+  }
+  ev->current = e;
+  if (e->orphan != 0) {
+    call(ev, e, counted + 1);
+    return;
+  }
+  hd__store_event_t which = {.seq = e->seq, .created_ms = e->created_ms, .store = e->store};
+  int rc = ev->store->vt->mark_attempt(ev->store, &which, on_attempt_counted, e);
+  if (rc != 0) on_attempt_counted(e, rc, 0);
 }
 
 static void next_deferred(hd__deferred_t *d) {
@@ -203,10 +281,10 @@ static void on_marked(void *data, int status, uint64_t value);
 static void record_failed(hd__client_events_t *ev, hd_event_t *e, int status) {
   ev->record_failures++;
   if (e->record_tries++ == 0) {
-    hd__log(ev->rt, HD_LOG_ERROR, "recording event %llu consumed failed (%s: %s): it is not "
+    hd__log(ev->rt, HD_LOG_ERROR, "recording event %llu %s failed (%s: %s): it is not "
             "handed to the handler again; recorded again after a backoff, and no event is handed "
-            "out meanwhile", (unsigned long long)e->seq, hd_err_name(status),
-            hd_last_error_message());
+            "out meanwhile", (unsigned long long)e->seq, e->dead ? "failed" : "consumed",
+            hd_err_name(status), hd_last_error_message());
   }
   ev->records_stuck = 1;
   hd__queue_insert_tail(&ev->unrecorded, &e->node);
@@ -217,7 +295,10 @@ static void record_submit(hd__client_events_t *ev, hd_event_t *e) {
   /* the event as it was handed out: another event that got its number is never taken for it */
   hd__store_event_t which = {.seq = e->seq, .created_ms = e->created_ms, .orphan = e->orphan,
                              .store = e->store};
-  int rc = ev->store->vt->mark_consumed(ev->store, &which, e->data, e->data_len, on_marked, e);
+  int rc = e->dead ? ev->store->vt->mark_failed(ev->store, &which, e->attempt,
+                                               (const char *)e->data, e->data_len, on_marked, e)
+                   : ev->store->vt->mark_consumed(ev->store, &which, e->data, e->data_len,
+                                                  on_marked, e);
   if (rc != 0) {
     record_failed(ev, e, rc);
     return;
@@ -272,6 +353,7 @@ static void on_marked(void *data, int status, uint64_t value) {
     if (ev != NULL && !ev->closing) records_settle(ev);
     return;
   }
+  if (status == 0 && value != 0 && e->dead) ev->dead++;
   if (status != 0) record_failed(ev, e, status);
   /* 0: not held (or consumed) any more (a purge); 2: an orphan, done and forgotten (the
    * server's store does not know it): nothing to report */
@@ -281,6 +363,36 @@ static void on_marked(void *data, int status, uint64_t value) {
 }
 
 /* ---- completions (loop thread) --------------------------------------------------------- */
+
+/* Gives up on `e` (its last attempt failed, it was rejected, or its calls ran out while they
+ * crashed the process): recorded failed with its reason, reported in FAILED; the later events
+ * flow on. */
+static void give_up(hd__client_events_t *ev, hd_event_t *e) {
+  if (e->attempt < e->stored_attempts) e->attempt = e->stored_attempts;
+  if (e->data == NULL) {
+    char text[64];
+    int n = snprintf(text, sizeof text, "crashed or failed %u attempts", e->attempt);
+    e->data = (uint8_t *)strdup(text);
+    e->data_len = e->data != NULL ? (size_t)n : 0;
+  }
+  e->dead = 1;
+  hd__log(ev->rt, HD_LOG_WARN, "event %llu failed for good after %u attempts (%.*s): reported "
+          "failed, later events go on", (unsigned long long)e->seq, e->attempt,
+          (int)e->data_len, e->data != NULL ? (const char *)e->data : "");
+  ev->backoff_ms = ev->retry_min_ms;
+  record_submit(ev, e);
+  records_settle(ev);
+  hd__runtime_defer(ev->rt, &ev->next_d);
+}
+
+/* A failed attempt: again after the backoff, before any later event. */
+static void retry_later(hd__client_events_t *ev, hd_event_t *e) {
+  atomic_store(&e->state, HD__EVENT_READY);
+  hd__queue_insert_head(&ev->ready, &e->node); /* before any later event */
+  hd__runtime_undefer(ev->rt, &ev->next_d);
+  wait_then_hand_out(ev, ev->backoff_ms);
+  ev->backoff_ms = hd__backoff_next(ev->backoff_ms, ev->retry_max_ms);
+}
 
 void hd__client_handler_completed(hd__client_events_t *ev, hd_event_t *e) {
   if (ev->current == e) ev->current = NULL;
@@ -300,12 +412,13 @@ void hd__client_handler_completed(hd__client_events_t *ev, hd_event_t *e) {
     hd__runtime_defer(ev->rt, &ev->next_d);
     return;
   }
-  ev->failed++;
-  hd__log(ev->rt, HD_LOG_DEBUG, "event %llu failed; handled again in %u ms",
-          (unsigned long long)e->seq, ev->backoff_ms);
-  atomic_store(&e->state, HD__EVENT_READY);
-  hd__queue_insert_head(&ev->ready, &e->node); /* before any later event */
-  hd__runtime_undefer(ev->rt, &ev->next_d);
-  wait_then_hand_out(ev, ev->backoff_ms);
-  ev->backoff_ms = hd__backoff_next(ev->backoff_ms, ev->retry_max_ms);
+  if (!e->rejected) ev->failed++;
+  if (e->rejected || (ev->max_attempts != 0 && e->attempt >= ev->max_attempts)) {
+    give_up(ev, e);
+    return;
+  }
+  hd__log(ev->rt, HD_LOG_DEBUG, "event %llu failed (attempt %u: %.*s); handled again in %u ms",
+          (unsigned long long)e->seq, e->attempt, (int)e->data_len, (const char *)e->data,
+          ev->backoff_ms);
+  retry_later(ev, e);
 }

@@ -1,6 +1,8 @@
 /* What the client tells its server (client_events.h): on each connect the store id check, RESUME
- * and the consumed-but-unconfirmed report; afterwards CONSUMED for each committed completion and
- * CREDIT for each event that left the store, coalesced into one write per loop iteration. */
+ * and the consumed-but-unconfirmed report; afterwards CONSUMED for each committed completion,
+ * FAILED for each event given up on, and CREDIT for each event that left the store, coalesced
+ * into one write per loop iteration. A server that takes no FAILED (an earlier release) is not
+ * told of failed events: the store keeps them until a connection to one that does. */
 #include "client_events.h"
 
 #include "array.h"
@@ -10,28 +12,47 @@
 
 #define REPORT_PAGE 256
 
-/* Encodes `n` CONSUMED entries into as few messages as the server's limit allows. */
-static int send_consumed(hd__client_events_t *ev, const hd__entry_t *e, size_t n) {
+/* Encodes `n` CONSUMED (or FAILED) entries into as few messages as the server's limit allows. */
+static int send_batch(hd__client_events_t *ev, const hd__entry_t *e, size_t n, int failed) {
   hd__conn_t *c = ev->conn;
   while (n > 0) {
-    size_t k = hd__msg_consumed_fit(e, n, c->peer_max_message);
+    size_t k = failed ? hd__msg_failed_fit(e, n, c->peer_max_message)
+                      : hd__msg_consumed_fit(e, n, c->peer_max_message);
     if (k == 0) {
       /* cannot happen with data under HD__EVENT_DATA_MAX and a server accepting 1 MiB; a server
        * with a smaller limit never learns of this event (it stays consumed here) */
-      hd__log(ev->rt, HD_LOG_ERROR, "consumed event %llu: data of %zu bytes too large for the "
-              "server's limit of %llu", (unsigned long long)e->seq, e->len,
-              (unsigned long long)c->peer_max_message);
+      hd__log(ev->rt, HD_LOG_ERROR, "%s event %llu: data of %zu bytes too large for the "
+              "server's limit of %llu", failed ? "failed" : "consumed",
+              (unsigned long long)e->seq, e->len, (unsigned long long)c->peer_max_message);
       e++;
       n--;
       continue;
     }
     hd__buf_t *out = hd__conn_out(c);
     if (out == NULL) return hd__error(HD_ESTATE, "not connected any more"); /* not a failure */
-    int rc = hd__msg_encode_consumed(out, e, k);
+    int rc = failed ? hd__msg_encode_failed(out, e, k) : hd__msg_encode_consumed(out, e, k);
     if (rc != 0) return rc;
     hd__conn_queued(c);
     e += k;
     n -= k;
+  }
+  return 0;
+}
+
+static int send_consumed(hd__client_events_t *ev, const hd__entry_t *e, size_t n) {
+  return send_batch(ev, e, n, 0);
+}
+
+/* FAILED, to a server that takes it; else they stay in the store (state 2), told once per
+ * connection, and later events flow on. */
+static int send_failed(hd__client_events_t *ev, const hd__entry_t *e, size_t n) {
+  if (n == 0) return 0;
+  if (ev->conn->features & HD__FEATURE_FAILED) return send_batch(ev, e, n, 1);
+  if (!ev->failed_kept_warned) {
+    ev->failed_kept_warned = 1;
+    hd__log(ev->rt, HD_LOG_WARN, "the server (an earlier release) takes no FAILED: events the "
+            "handler failed for good (event %llu...) are kept, and reported to a server that "
+            "takes them; later events go on", (unsigned long long)e->seq);
   }
   return 0;
 }
@@ -53,16 +74,23 @@ static void flush(hd__deferred_t *d) {
     rc = hd__array_reserve((void **)&ev->scratch_entry, &ev->scratch_entry_cap, n,
                          sizeof *ev->scratch_entry);
     if (rc == 0) {
-      size_t i = 0;
+      rc = hd__array_reserve((void **)&ev->scratch_failed, &ev->scratch_failed_cap, n,
+                             sizeof *ev->scratch_failed);
+    }
+    if (rc == 0) {
+      size_t i = 0, f = 0;
       hd__queue_foreach(q, &ev->reports) {
         hd_event_t *e = hd__container_of(q, hd_event_t, node);
         /* an event of another server store waits, consumed in the store, for a connection to
          * its own: under its number this one has, or will have, another event */
-        if (e->store == ev->store_no) {
-          ev->scratch_entry[i++] = (hd__entry_t){.seq = e->seq, .data = e->data, .len = e->data_len};
-        }
+        if (e->store != ev->store_no) continue;
+        hd__entry_t entry = {.seq = e->seq, .data = e->data, .len = e->data_len,
+                             .attempts = e->attempt};
+        if (e->dead) ev->scratch_failed[f++] = entry;
+        else ev->scratch_entry[i++] = entry;
       }
       rc = send_consumed(ev, ev->scratch_entry, i); /* the data's one copy: into the wire */
+      if (rc == 0) rc = send_failed(ev, ev->scratch_failed, f);
     }
   }
   hd__client_report_drop(ev);
@@ -103,43 +131,52 @@ void hd__client_report_drop(hd__client_events_t *ev) {
 typedef struct page {
   hd__client_events_t *ev;
   hd__buf_t bytes;
-  size_t n;
+  size_t n, failed; /* consumed (scratch_entry) and failed (scratch_failed) rows */
   uint64_t last;
 } page_t;
 
 static int page_one(void *data, const hd__store_event_t *row) {
   page_t *p = data;
   hd__client_events_t *ev = p->ev;
+  int failed = (row->flags & HD__STORE_EV_FAILED) != 0;
+  size_t at = p->bytes.len;
   if (hd__array_reserve((void **)&ev->scratch_entry, &ev->scratch_entry_cap, p->n + 1,
-                      sizeof *ev->scratch_entry) != 0 ||
+                        sizeof *ev->scratch_entry) != 0 ||
+      hd__array_reserve((void **)&ev->scratch_failed, &ev->scratch_failed_cap, p->failed + 1,
+                        sizeof *ev->scratch_failed) != 0 ||
       (row->data_len && hd__buf_append(&p->bytes, row->data, row->data_len) != 0)) {
     return 1;
   }
-  /* data pointers are fixed up once the page is complete (the buffer may move) */
-  ev->scratch_entry[p->n++] = (hd__entry_t){.seq = row->seq, .len = row->data_len};
+  /* data holds the offset until the page is complete (the buffer may move) */
+  hd__entry_t e = {.seq = row->seq, .data = (const uint8_t *)(uintptr_t)at, .len = row->data_len,
+                   .attempts = row->attempts};
+  if (failed) ev->scratch_failed[p->failed++] = e;
+  else ev->scratch_entry[p->n++] = e;
   p->last = row->seq;
   return 0;
 }
 
+static void page_fix(page_t *p, hd__entry_t *e, size_t n) {
+  for (size_t i = 0; i < n; i++) e[i].data = p->bytes.data + (uintptr_t)e[i].data;
+}
+
 static int report_consumed_from_store(hd__client_events_t *ev) {
-  page_t p = {ev, {0}, 0, 0};
+  page_t p = {ev, {0}, 0, 0, 0};
   int rc = 0;
   for (;;) {
-    p.n = 0;
+    p.n = p.failed = 0;
     p.bytes.len = 0;
     int got = ev->store->vt->list_consumed(ev->store, p.last, REPORT_PAGE, page_one, &p);
     if (got < 0) {
       rc = got;
       break;
     }
-    size_t off = 0;
-    for (size_t i = 0; i < p.n; i++) {
-      ev->scratch_entry[i].data = p.bytes.data + off;
-      off += ev->scratch_entry[i].len;
-    }
+    page_fix(&p, ev->scratch_entry, p.n);
+    page_fix(&p, ev->scratch_failed, p.failed);
     if (p.n > 0 && (rc = send_consumed(ev, ev->scratch_entry, p.n)) != 0) break;
+    if ((rc = send_failed(ev, ev->scratch_failed, p.failed)) != 0) break;
     if (got < REPORT_PAGE) break;
-    if (p.n < (size_t)got) {
+    if (p.n + p.failed < (size_t)got) {
       rc = hd__error(HD_ENOMEM, "out of memory reporting consumed events");
       break;
     }
@@ -278,6 +315,12 @@ static void on_store_id_set(void *data, int status, uint64_t value) {
   if (ev->closing) return;
   int changed = status == 0 && (value & HD__STORE_ID_CHANGED) != 0;
   if (status == 0) ev->store_no = (int64_t)(value & 0xffffffffu);
+  /* another store than the last connection's (client_events.h): what this process receives
+   * from it from now on is above its mark now (no insert of this connection is queued yet) */
+  if (status == 0 && ev->sets_pending == 0 && ev->store_no != ev->recv_store &&
+      ev->store->vt->high_water(ev->store, &ev->recv_floor) == 0) {
+    ev->recv_store = ev->store_no;
+  }
   if (changed) store_changed(ev, (value & HD__STORE_ID_NEW) != 0);
   /* a connection that closed meanwhile has a newer set queued, or none is needed */
   if (ev->sets_pending > 0 || ev->conn == NULL || ev->resumed) return;

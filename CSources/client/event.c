@@ -21,6 +21,7 @@ hd_event_t *hd__event_new(hd__anchor_t *anchor, const hd__store_event_t *row) {
   e->flags = row->flags;
   e->orphan = row->orphan;
   e->store = row->store;
+  e->stored_attempts = row->attempts;
   e->kind = row->kind;
   e->payload_len = row->payload_len;
   if (row->payload_len) memcpy(e->payload, row->payload, row->payload_len);
@@ -81,19 +82,15 @@ int hd_event_notice(const hd_event_t *e, hd_notice_t *out) {
   return 0;
 }
 
-int hd_event_complete(hd_event_t *e, int ok, const void *data, size_t len) {
-  if (e == NULL) return hd__error(HD_EINVAL, "event is NULL");
-  if (data == NULL && len != 0) return hd__error(HD_EINVAL, "data is NULL but len is %zu", len);
-  if (len > HD__EVENT_DATA_MAX) {
-    return hd__error(HD_EINVAL, "completion data of %zu bytes is above the limit of %d", len,
-                     HD__EVENT_DATA_MAX);
-  }
+/* The one completion path: ok (data for the server), a failed attempt or a rejection (data: the
+ * reason, UTF-8, at most HD_REASON_MAX_BYTES). */
+static int complete(hd_event_t *e, int ok, int rejected, const void *data, size_t len) {
   /* Freed memory cannot be checked reliably: the magic catches the common case of a second
    * completion soon after the first (and valgrind/ASan the rest); the state catches a race of
    * two completions on live memory. */
   if (e->magic != HD__EVENT_MAGIC) return hd__error(HD_EALREADY, "event already completed");
   uint8_t *copy = NULL;
-  if (ok && len != 0) {
+  if (len != 0) {
     copy = malloc(len);
     if (copy == NULL) return hd__error(HD_ENOMEM, "copying %zu bytes of completion data", len);
     memcpy(copy, data, len);
@@ -103,7 +100,10 @@ int hd_event_complete(hd_event_t *e, int ok, const void *data, size_t len) {
     free(copy);
     return hd__error(HD_EALREADY, "event %llu already completed", (unsigned long long)e->seq);
   }
-  e->ok = ok != 0;
+  /* the handler has the event: the loop leaves it alone until the completion is posted */
+  free(e->data); /* an earlier attempt's reason */
+  e->ok = ok;
+  e->rejected = rejected;
   e->data = copy;
   e->data_len = copy ? len : 0;
   e->task.fn = completion_task;
@@ -111,4 +111,52 @@ int hd_event_complete(hd_event_t *e, int ok, const void *data, size_t len) {
    * freed (it is handled again next time) */
   if (hd__anchor_post(e->anchor, &e->task) < 0) hd__event_free(e);
   return 0;
+}
+
+int hd_event_complete(hd_event_t *e, int ok, const void *data, size_t len) {
+  if (e == NULL) return hd__error(HD_EINVAL, "event is NULL");
+  if (data == NULL && len != 0) return hd__error(HD_EINVAL, "data is NULL but len is %zu", len);
+  if (len > HD__EVENT_DATA_MAX) {
+    return hd__error(HD_EINVAL, "completion data of %zu bytes is above the limit of %d", len,
+                     HD__EVENT_DATA_MAX);
+  }
+  if (!ok) {
+    return complete(e, 0, 0, HD__REASON_HANDLER_FAILED, sizeof HD__REASON_HANDLER_FAILED - 1);
+  }
+  return complete(e, 1, 0, data, len);
+}
+
+/* A reason as it is kept and reported: UTF-8 (HD_EINVAL otherwise: nothing is replaced, so that
+ * the operator reads what the handler said), cut to HD_REASON_MAX_BYTES at a character's start;
+ * empty: `fallback`. */
+static int failure(hd_event_t *e, int rejected, const char *reason, size_t len,
+                   const char *fallback) {
+  if (e == NULL) return hd__error(HD_EINVAL, "event is NULL");
+  if (reason == NULL && len != 0) {
+    return hd__error(HD_EINVAL, "reason is NULL but len is %zu", len);
+  }
+  if (len != 0 && !hd__utf8_valid((const uint8_t *)reason, len)) {
+    return hd__error(HD_EINVAL, "the reason is not UTF-8");
+  }
+  if (len > HD_REASON_MAX_BYTES) {
+    len = HD_REASON_MAX_BYTES;
+    while (len > 0 && ((uint8_t)reason[len] & 0xc0) == 0x80) len--; /* a continuation byte */
+  }
+  if (len == 0) {
+    reason = fallback;
+    len = strlen(fallback);
+  }
+  return complete(e, 0, rejected, reason, len);
+}
+
+int hd_event_fail(hd_event_t *e, const char *reason, size_t len) {
+  return failure(e, 0, reason, len, HD__REASON_HANDLER_FAILED);
+}
+
+int hd_event_reject(hd_event_t *e, const char *reason, size_t len) {
+  return failure(e, 1, reason, len, HD__REASON_REJECTED);
+}
+
+uint32_t hd_event_attempt(const hd_event_t *e) {
+  return e != NULL && e->magic == HD__EVENT_MAGIC ? e->attempt : 0;
 }

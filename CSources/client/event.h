@@ -24,8 +24,14 @@ struct hd_event {
   atomic_int state;         /* HD__EVENT_*: a second completion is refused, not run twice */
   uint32_t magic;           /* HD__EVENT_MAGIC while alive; catches most uses after free */
   int ok;
+  int rejected;             /* hd_event_reject: failed for good at once */
+  int dead;                 /* failed for good: recorded with mark_failed, reported in FAILED */
   uint32_t record_tries;    /* failed attempts to record its consumption (client_handler.c) */
-  uint8_t *data;            /* the handler's data (copied by hd_event_complete) */
+  uint32_t attempt;         /* the handler call it is out for, 1-based (0: not called in this
+                               process); once dead, the calls counted in all */
+  uint32_t stored_attempts; /* the calls its row counted when it was read */
+  uint8_t *data;            /* the handler's data (copied by hd_event_complete), or the reason of
+                               its last failure (hd_event_fail) */
   size_t data_len;
   uint64_t seq;
   int64_t created_ms;
@@ -40,6 +46,10 @@ struct hd_event {
 #define HD__EVENT_MAGIC 0x68646576u /* "hdev" */
 /* The largest data a handler may report: it must fit one CONSUMED message of the default size. */
 #define HD__EVENT_DATA_MAX (HD__DEFAULT_MAX_MESSAGE - 64)
+/* The reasons of hd_event_complete(e, 0, ...) and of an event whose last calls did not complete
+ * (the process crashed in the handler, or closed). */
+#define HD__REASON_HANDLER_FAILED "handler failed"
+#define HD__REASON_REJECTED "rejected"
 
 /* A new event (state READY) holding a copy of the row's payload, or NULL (out of memory, detail
  * recorded). Its completion reaches the anchor's owner (hd__client_events_t) on the loop. */

@@ -800,3 +800,5 @@ int hd__msg_reader_feed(hd__msg_reader_t *r, const uint8_t *p, size_t n) {
   }
   return 0;
 }
+
+int hd__utf8_valid(const uint8_t *s, size_t n) { return utf8_valid(s, n); }

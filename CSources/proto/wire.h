@@ -45,6 +45,9 @@ enum {
 #define HD__BYE_TEXT_MAX 256
 #define HD__DEFAULT_MAX_MESSAGE (1024 * 1024)
 
+/* 1 if s[0..n) is well-formed UTF-8 (no overlongs, surrogates or code points above U+10FFFF). */
+int hd__utf8_valid(const uint8_t *s, size_t n);
+
 /* "EVENTS", ..., or NULL for a type this version does not know. */
 const char *hd__msg_type_name(uint8_t type);
 

@@ -5,7 +5,9 @@
  * path), so that the events of a server store that was replaced stay apart from the new one's
  * (docs/STORAGE.md). A partial index over the consumed rows makes the reconnect's "what did I
  * consume" listing cost what it returns, not a scan of every unhandled event. state is 0 for a
- * received event, 1 once consumed (data then holds the consumer's data for the server).
+ * received event, 1 once consumed (data then holds the consumer's data for the server), 2 once
+ * failed for good (data holds the reason for FAILED); attempts counts the handler calls, the
+ * first by the receive's own commit, each later one before it happens (mark_attempt).
  * `stores` holds, per server store, its id, its high-water mark (the highest seq ever received
  * from it, kept across forgetting, so a confirmed event that it sends again is recognised as a
  * duplicate), its epoch and seen_upto; meta.server_store names the current one. */
@@ -68,8 +70,9 @@ enum {
   W_COUNT
 };
 static const char *const write_sql[W_COUNT] = {
-    "INSERT OR IGNORE INTO events(store, seq, created_ms, payload, repeated, kind)"
-    "  VALUES(?5, ?1, ?2, ?3, ?4, ?6)",
+    /* the receive commit counts the first handler call (docs/QUEUES.md "Poison events") */
+    "INSERT OR IGNORE INTO events(store, seq, created_ms, payload, repeated, kind, attempts)"
+    "  VALUES(?5, ?1, ?2, ?3, ?4, ?6, 1)",
     "UPDATE events SET state = 1, data = ?2 WHERE store = ?4 AND seq = ?1 AND created_ms = ?3"
     "  AND state = 0",
     "DELETE FROM events WHERE store = ?2 AND seq = ?1 AND state >= 1",
@@ -88,10 +91,10 @@ enum { R_STORE, R_UNHANDLED, R_CONSUMED, R_COUNTS, R_ORPHANS, R_HELD, R_COUNT };
 static const char *const read_sql[R_COUNT] = {
     "SELECT id, high_water, epoch FROM stores WHERE no = " CURRENT,
     /* every store's, the oldest store first: a replaced store's events before the new one's */
-    "SELECT seq, created_ms, payload, NULL, repeated, 0, store, kind FROM events"
+    "SELECT seq, created_ms, payload, NULL, repeated, 0, store, kind, attempts FROM events"
     "  WHERE state = 0 AND (store, seq) > (?1, ?2) ORDER BY store, seq LIMIT ?3",
     /* consumed (state 1) and failed (2: flag HD__STORE_EV_FAILED, data the reason) */
-    "SELECT seq, created_ms, payload, data, (state = 2) * 4, 0, store FROM events"
+    "SELECT seq, created_ms, payload, data, (state = 2) * 4, 0, store, kind, attempts FROM events"
     "  WHERE store = " CURRENT " AND state >= 1 AND seq > ?1 ORDER BY seq LIMIT ?2",
     "SELECT coalesce(sum(state = 0), 0) + (SELECT count(*) FROM orphans),"
     "  coalesce(sum(state >= 1), 0) FROM events WHERE store = " CURRENT,
@@ -143,12 +146,14 @@ typedef struct insert_op {
   hd__store_event_t evs[]; /* followed by the payloads, copied once */
 } insert_op_t;
 
+/* mark_consumed, mark_failed (data: the reason) and mark_attempt (no data) */
 typedef struct consume_op {
   hd__wop_t base;
   uint64_t seq;
   int64_t created_ms;
   int64_t orphan;
   int64_t store;
+  uint32_t attempts; /* mark_failed */
   size_t len;
   uint8_t data[];
 } consume_op_t;
@@ -213,6 +218,18 @@ static int run_insert(void *ctx, hd__wop_t *base) {
   return 0;
 }
 
+/* An orphan done with (consumed or failed), or an event that became one while it was out: its
+ * row goes, with nothing to report; value 2 if there was one. */
+static int forget_orphan(sq_client_t *s, consume_op_t *op) {
+  sqlite3_stmt *st = s->sql.w[W_ORPHAN_DEL];
+  sqlite3_bind_int64(st, 1, op->orphan);
+  sqlite3_bind_int64(st, 2, (int64_t)op->seq);
+  sqlite3_bind_int64(st, 3, op->created_ms);
+  int err = hd__sqlite_step_done(st, "forget orphan");
+  if (err == 0 && sqlite3_changes(s->sql.wdb) != 0) op->base.value = 2;
+  return err;
+}
+
 /* The event as it was handed out: by its store, seq and creation time, so that another event
  * that got its number (after an epoch change, or in another server store) is never taken for
  * it; an orphan (or an event that became one while it was out) is forgotten, with nothing to
@@ -236,13 +253,63 @@ static int run_consume(void *ctx, hd__wop_t *base) {
       return err;
     }
   }
-  sqlite3_stmt *st = s->sql.w[W_ORPHAN_DEL];
-  sqlite3_bind_int64(st, 1, op->orphan);
+  return forget_orphan(s, op);
+}
+
+/* Poison events (docs/QUEUES.md): a handler call counted before it happens, and an event given
+ * up on, kept as state 2 with its reason until the server confirms the FAILED report. */
+static const char mark_attempt_sql[] =
+    "UPDATE events SET attempts = attempts + 1 WHERE store = ?1 AND seq = ?2 AND created_ms = ?3"
+    "  AND state = 0 RETURNING attempts";
+static const char mark_failed_sql[] =
+    "UPDATE events SET state = 2, data = ?4, attempts = max(attempts, ?5) WHERE store = ?1"
+    "  AND seq = ?2 AND created_ms = ?3 AND state = 0";
+
+/* value: the attempts now, 0 if the event is not held unhandled (nor ever for an orphan: the
+ * orphans table has no count, the event layer counts an orphan's calls in memory). */
+static int run_mark_attempt(void *ctx, hd__wop_t *base) {
+  sq_client_t *s = ctx;
+  consume_op_t *op = (consume_op_t *)base;
+  base->value = 0;
+  if (op->seq > INT64_MAX || op->orphan != 0) return 0;
+  sqlite3_stmt *st = hd__sqlite_stmt(&s->sql, s->sql.wdb, mark_attempt_sql);
+  if (st == NULL) return HD_ESTORE;
+  sqlite3_bind_int64(st, 1, op->store);
   sqlite3_bind_int64(st, 2, (int64_t)op->seq);
   sqlite3_bind_int64(st, 3, op->created_ms);
-  err = hd__sqlite_step_done(st, "forget orphan");
-  if (err == 0 && sqlite3_changes(s->sql.wdb) != 0) base->value = 2;
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    int64_t n = sqlite3_column_int64(st, 0);
+    base->value = n > 0 ? (uint64_t)n : 0;
+    rc = sqlite3_step(st); /* RETURNING: the update ends with the last row */
+  }
+  int err = rc == SQLITE_DONE ? 0 : hd__sqlite_error(rc, s->sql.wdb, "count a handler call");
+  sqlite3_reset(st);
   return err;
+}
+
+/* value as run_consume's: 1 (held: report it), 2 (an orphan, forgotten), 0 (not held). */
+static int run_mark_failed(void *ctx, hd__wop_t *base) {
+  sq_client_t *s = ctx;
+  consume_op_t *op = (consume_op_t *)base;
+  base->value = 0;
+  if (op->seq > INT64_MAX) return 0;
+  if (op->orphan == 0) {
+    sqlite3_stmt *st = hd__sqlite_stmt(&s->sql, s->sql.wdb, mark_failed_sql);
+    if (st == NULL) return HD_ESTORE;
+    sqlite3_bind_int64(st, 1, op->store);
+    sqlite3_bind_int64(st, 2, (int64_t)op->seq);
+    sqlite3_bind_int64(st, 3, op->created_ms);
+    sqlite3_bind_blob(st, 4, op->data, (int)op->len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, op->attempts);
+    int err = hd__sqlite_step_done(st, "mark failed");
+    sqlite3_clear_bindings(st);
+    if (err != 0 || sqlite3_changes(s->sql.wdb) != 0) {
+      base->value = err == 0;
+      return err;
+    }
+  }
+  return forget_orphan(s, op);
 }
 
 /* One statement run once with ?1 and ?2 bound: how many rows it changed, or an HD_E* code. */
@@ -436,6 +503,9 @@ static void kind_after_commit(hd__sqlite_store_t *sql) {
 /* Received and forgotten events may commit without an fsync (kind_begin says why). */
 static const hd__wop_type_t insert_type = {run_insert, hd__wop_done, 1};
 static const hd__wop_type_t consume_type = {run_consume, hd__wop_done, 0};
+/* a count lost to a power cut (not to a crash) only gives the event one more call */
+static const hd__wop_type_t attempt_type = {run_mark_attempt, hd__wop_done, 1};
+static const hd__wop_type_t failed_type = {run_mark_failed, hd__wop_done, 0};
 static const hd__wop_type_t forget_type = {run_forget, hd__wop_done, 1};
 static const hd__wop_type_t store_id_type = {run_store_id, hd__wop_done, 0};
 static const hd__wop_type_t rewind_type = {run_rewind, hd__wop_done, 0};
@@ -475,20 +545,40 @@ static int c_insert_received(hd__client_store_t *base, const uint8_t store_id[HD
   return hd__writer_submit(&from_iface(base)->sql.writer, &op->base, &insert_type, cb, cb_data);
 }
 
-static int c_mark_consumed(hd__client_store_t *base, const hd__store_event_t *which,
-                           const void *data, size_t len, hd__store_cb cb, void *cb_data) {
+/* mark_consumed, mark_failed and mark_attempt: the event as a read handed it out, and data. */
+static int submit_mark(hd__client_store_t *base, const hd__wop_type_t *type,
+                       const hd__store_event_t *which, uint32_t attempts, const void *data,
+                       size_t len, hd__store_cb cb, void *cb_data, const char *what) {
   if (which == NULL || (data == NULL && len != 0) || len > (size_t)INT32_MAX) {
-    return hd__error(HD_EINVAL, "mark consumed: no event or bad data");
+    return hd__error(HD_EINVAL, "%s: no event or bad data", what);
   }
   consume_op_t *op = malloc(sizeof *op + len);
-  if (op == NULL) return hd__error(HD_ENOMEM, "mark consumed");
+  if (op == NULL) return hd__error(HD_ENOMEM, "%s", what);
   op->seq = which->seq;
   op->created_ms = which->created_ms;
   op->orphan = which->orphan;
   op->store = which->store;
+  op->attempts = attempts;
   op->len = len;
   if (len != 0) memcpy(op->data, data, len);
-  return hd__writer_submit(&from_iface(base)->sql.writer, &op->base, &consume_type, cb, cb_data);
+  return hd__writer_submit(&from_iface(base)->sql.writer, &op->base, type, cb, cb_data);
+}
+
+static int c_mark_consumed(hd__client_store_t *base, const hd__store_event_t *which,
+                           const void *data, size_t len, hd__store_cb cb, void *cb_data) {
+  return submit_mark(base, &consume_type, which, 0, data, len, cb, cb_data, "mark consumed");
+}
+
+static int c_mark_attempt(hd__client_store_t *base, const hd__store_event_t *which,
+                          hd__store_cb cb, void *cb_data) {
+  return submit_mark(base, &attempt_type, which, 0, NULL, 0, cb, cb_data, "count an attempt");
+}
+
+static int c_mark_failed(hd__client_store_t *base, const hd__store_event_t *which,
+                         uint32_t attempts, const char *reason, size_t len, hd__store_cb cb,
+                         void *cb_data) {
+  return submit_mark(base, &failed_type, which, attempts, reason, len, cb, cb_data,
+                     "mark failed");
 }
 
 static int c_forget(hd__client_store_t *base, const uint8_t store_id[HD_STORE_ID_BYTES],
@@ -690,6 +780,8 @@ static int c_set_quota(hd__client_store_t *base, uint64_t max_db_pages, hd__stor
 static const hd__client_store_vtable_t sqlite_client_vtable = {
     .backend_name = "sqlite",
     .insert_received = c_insert_received,
+    .mark_attempt = c_mark_attempt,
+    .mark_failed = c_mark_failed,
     .mark_consumed = c_mark_consumed,
     .forget = c_forget,
     .set_server_store_id = c_set_server_store_id,

@@ -5,6 +5,11 @@
 #include "harness.h"
 #include "transport_util.h"
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
 #define TOPIC "client-events-test"
 #define WINDOW 8
 
@@ -221,6 +226,11 @@ typedef struct handler {
   uint64_t seqs[256];   /* every call, in order */
   uint64_t at_ms[256];
   hd_event_t *held[256];
+  uint32_t attempts[256]; /* hd_event_attempt of every call */
+  uint64_t poison;        /* this event always fails (hd_event_fail "bad <seq>"), or with
+                             `reject`, is rejected with `reason` */
+  int reject;
+  const char *reason;
   atomic_int calls;
   int nheld;
   int bad_payload;
@@ -244,8 +254,20 @@ static void on_event(void *ud, hd_event_t *e) {
   if (n < 256) {
     h->seqs[n] = info.seq;
     h->at_ms[n] = hdt_now_ms();
+    h->attempts[n] = hd_event_attempt(e);
   }
   int complete = 1, ok = 1;
+  if (h->poison != 0 && info.seq == h->poison) {
+    atomic_fetch_add(&h->calls, 1);
+    pthread_mutex_unlock(&h->mu);
+    if (h->reject) {
+      hd_event_reject(e, h->reason, strlen(h->reason));
+    } else {
+      snprintf(want, sizeof want, "bad %llu", (unsigned long long)info.seq);
+      hd_event_fail(e, want, strlen(want));
+    }
+    return;
+  }
   if (h->mode == MODE_HOLD && info.seq >= h->hold_from) {
     h->held[h->nheld++] = e;
     complete = 0;
@@ -272,6 +294,13 @@ typedef struct cli {
 
 /* The client's keepalive_ms for the clients created next (0: the default). */
 static uint32_t cli_keepalive_ms;
+/* The client's max_attempts for the clients created next (0: the options' default). */
+static uint32_t cli_max_attempts;
+/* 1: the clients created next get options of version 1 (no max_attempts: unlimited). */
+static int cli_options_v1;
+/* The features the raw servers of the sessions opened next announce (with an all-zero epoch,
+ * which the client's fresh store has too: no EPOCH is awaited). */
+static uint64_t session_features;
 
 /* Creates the client on c->dir with c->kp, dialing 127.0.0.1:port, the server key r's. */
 static int cli_start(cli_t *c, handler_t *h, rs_t *r, int port) {
@@ -285,6 +314,8 @@ static int cli_start(cli_t *c, handler_t *h, rs_t *r, int port) {
   o.retry_min_ms = 100;
   o.retry_max_ms = 200;
   o.keepalive_ms = cli_keepalive_ms;
+  if (cli_max_attempts != 0) o.max_attempts = cli_max_attempts;
+  if (cli_options_v1) o.version = 1;
   return hd_client_create(&c->c, &o);
 }
 
@@ -309,7 +340,7 @@ static int resume_is(rmsg_t *m, const uint8_t *id_or_null, uint64_t high, uint64
   if (m == NULL || hd__msg_decode_resume(m->body, m->len, &res) != 0) return 0;
   uint8_t zeros[16] = {0};
   if (memcmp(res.store_id, id_or_null ? id_or_null : zeros, 16) != 0) return 0;
-  if (res.has_epoch) return 0;
+  if (res.has_epoch != (session_features != 0)) return 0;
   if (res.high_seq != high || res.window != window) {
     fprintf(stderr, "  RESUME high %llu window %llu\n", (unsigned long long)res.high_seq,
             (unsigned long long)res.window);
@@ -331,6 +362,8 @@ static int session_open(rs_t *r, handler_t *h, cli_t *c, uint8_t id, uint32_t pa
   hd_keypair_generate(&c->kp);
   snprintf(c->dir, sizeof c->dir, "/tmp/hd-ce-XXXXXX");
   if (rs_listen(r, id, pause_ms) != 0 || mkdtemp(c->dir) == NULL) return -1;
+  r->features = session_features;
+  r->has_epoch = session_features != 0;
   if (cli_start(c, h, r, r->port) != 0 || rs_accept(r, 5000) != 0) return -1;
   rmsg_t *m = rs_next(r, 3000);
   return m != NULL && m->type == HD__MSG_RESUME && resume_is(m, NULL, 0, WINDOW) ? 0 : -1;
@@ -907,6 +940,328 @@ static void notices_without_feature_refused(void) {
   session_end(&r, &c);
 }
 
+/* ---- poison events (docs/QUEUES.md "Poison events") ------------------------------------------ */
+
+/* What the client reported: CONSUMED seqs, FAILED entries (seq, attempts, reason), collected
+ * until `consumed` and `failed` of them came (CREDIT, PING and PONG skipped); 0, or -1 if another
+ * message came, the connection ended or `ms` passed first. */
+typedef struct reports {
+  uint64_t consumed[16];
+  size_t nc;
+  uint64_t failed[16], attempts[16];
+  char reason[16][HD_REASON_MAX_BYTES + 1];
+  size_t reason_len[16];
+  size_t nf;
+} reports_t;
+
+static int rs_reports(rs_t *r, reports_t *out, size_t consumed, size_t failed, int ms) {
+  memset(out, 0, sizeof *out);
+  uint64_t dl = hdt_now_ms() + (uint64_t)ms * hdt_slow();
+  while (out->nc < consumed || out->nf < failed) {
+    uint64_t now = hdt_now_ms();
+    rmsg_t *m = now < dl ? rs_next(r, (int)((dl - now) / hdt_slow()) + 1) : NULL;
+    if (m == NULL) return -1;
+    if (m->type == HD__MSG_CREDIT || m->type == HD__MSG_PING || m->type == HD__MSG_PONG) continue;
+    if (m->type != HD__MSG_CONSUMED && m->type != HD__MSG_FAILED) return -1;
+    hd__entry_iter_t it;
+    uint64_t count;
+    if (hd__msg_entries_begin(&it, m->type, m->body, m->len, &count) != 0) return -1;
+    hd__entry_t e;
+    while (hd__msg_entries_next(&it, &e)) {
+      if (m->type == HD__MSG_CONSUMED && out->nc < 16) {
+        out->consumed[out->nc++] = e.seq;
+      } else if (m->type == HD__MSG_FAILED && out->nf < 16) {
+        out->failed[out->nf] = e.seq;
+        out->attempts[out->nf] = e.attempts;
+        memcpy(out->reason[out->nf], e.data, e.len);
+        out->reason[out->nf][e.len] = '\0';
+        out->reason_len[out->nf++] = e.len;
+      }
+    }
+  }
+  return 0;
+}
+
+/* Opens a session whose client gives up after `max` attempts and whose raw server announces
+ * `features`; the handler fails (or rejects) event `poison`. */
+static int poison_open(rs_t *r, handler_t *h, cli_t *c, uint8_t id, uint64_t features,
+                       uint32_t max, uint64_t poison) {
+  cli_max_attempts = max;
+  session_features = features;
+  int rc = session_open(r, h, c, id, 0, MODE_OK, 0);
+  cli_max_attempts = 0;
+  session_features = 0;
+  h->poison = poison;
+  return rc;
+}
+
+/* An event whose handler fails max_attempts times is recorded failed and reported in FAILED
+ * with its attempts and last reason; the events after it are handled meanwhile... after it, in
+ * order; DONE forgets it like a consumed one. */
+static void poison_reported_failed(void) {
+  rs_t r;
+  handler_t h;
+  cli_t c;
+  CHECK(poison_open(&r, &h, &c, 0x21, HD__FEATURE_FAILED, 3, 2) == 0);
+  uint64_t s[] = {1, 2, 3};
+  CHECK(rs_events(&r, s, 3) == 0);
+  reports_t rep;
+  CHECK(rs_reports(&r, &rep, 2, 1, 5000) == 0);
+  CHECK(rep.nc == 2 && rep.consumed[0] == 1 && rep.consumed[1] == 3);
+  CHECK(rep.nf == 1 && rep.failed[0] == 2 && rep.attempts[0] == 3);
+  CHECK(strcmp(rep.reason[0], "bad 2") == 0);
+  CHECK(atomic_load(&h.calls) == 5);
+  static const uint64_t seqs[] = {1, 2, 2, 2, 3};
+  static const uint32_t attempts[] = {1, 1, 2, 3, 1};
+  for (int i = 0; i < 5; i++) CHECK(h.seqs[i] == seqs[i] && h.attempts[i] == attempts[i]);
+  hd_client_stats_t st;
+  CHECK(WAIT_FOR(hdt_client_stats(c.c, &st) == 0 && st.events_dead == 1, 3000));
+  CHECK(st.events_failed == 3 && st.events_handled == 2 && st.consumed == 3 && st.unhandled == 0);
+  uint64_t done[] = {1, 2, 3};
+  CHECK(rs_done(&r, done, 3) == 0);
+  CHECK(WAIT_FOR(hdt_client_stats(c.c, &st) == 0 && st.events_confirmed == 3, 3000));
+  CHECK(st.consumed == 0);
+  /* a version-1 stats struct gets its fields only */
+  struct {
+    hd_client_stats_t st;
+    uint64_t canary;
+  } v1;
+  memset(&v1, 0xAB, sizeof v1);
+  v1.st.version = 1;
+  CHECK_OK(hd_client_stats(c.c, &v1.st));
+  CHECK(v1.st.events_confirmed == 3);
+  uint64_t ab;
+  memset(&ab, 0xAB, sizeof ab);
+  CHECK(v1.st.events_dead == ab && v1.st.notices_received == ab);
+  CHECK_OK(hd_client_close_wait(c.c));
+  session_end(&r, &c);
+}
+
+/* A rejected event is reported failed at once (attempts 1) with its reason cut to
+ * HD_REASON_MAX_BYTES at a character's start; a reason that is not UTF-8 is refused
+ * (HD_EINVAL) and the event stays the handler's. */
+static void poison_rejected_cut(void) {
+  rs_t r;
+  handler_t h;
+  cli_t c;
+  char reason[HD_REASON_MAX_BYTES + 8];
+  memset(reason, 'x', sizeof reason);
+  memcpy(reason + HD_REASON_MAX_BYTES - 1, "\xc3\xa9", 2); /* é across the limit */
+  reason[sizeof reason - 1] = '\0';
+  CHECK(poison_open(&r, &h, &c, 0x22, HD__FEATURE_FAILED, 0, 1) == 0);
+  h.reject = 1;
+  h.reason = "\xc3("; /* not UTF-8: refused */
+  hd_event_t *held = NULL;
+  h.mode = MODE_HOLD;
+  h.hold_from = 1;
+  h.poison = 0;
+  uint64_t s[] = {1, 2};
+  CHECK(rs_events(&r, s, 2) == 0);
+  CHECK(WAIT_FOR(atomic_load(&h.calls) == 1, 3000));
+  pthread_mutex_lock(&h.mu);
+  held = h.held[0];
+  h.mode = MODE_OK;
+  pthread_mutex_unlock(&h.mu);
+  CHECK(hd_event_attempt(held) == 1 && hd_event_attempt(NULL) == 0);
+  CHECK_RC(hd_event_reject(held, h.reason, strlen(h.reason)), HD_EINVAL);
+  CHECK_RC(hd_event_fail(held, NULL, 3), HD_EINVAL);
+  CHECK_OK(hd_event_reject(held, reason, strlen(reason)));
+  CHECK_RC(hd_event_reject(held, "x", 1), HD_EALREADY);
+  reports_t rep;
+  CHECK(rs_reports(&r, &rep, 1, 1, 5000) == 0);
+  CHECK(rep.nf == 1 && rep.failed[0] == 1 && rep.attempts[0] == 1);
+  CHECK(rep.reason_len[0] == HD_REASON_MAX_BYTES - 1);
+  CHECK(rep.nc == 1 && rep.consumed[0] == 2);
+  hd_client_stats_t st;
+  CHECK(WAIT_FOR(hdt_client_stats(c.c, &st) == 0 && st.events_dead == 1, 3000));
+  CHECK(st.events_failed == 0 && st.events_handled == 1);
+  CHECK_OK(hd_client_close_wait(c.c));
+  session_end(&r, &c);
+}
+
+/* A server of an earlier release (no FAILED in its WELCOME) is not sent FAILED: the failed event
+ * is kept, later events flow on, and it is reported once the client talks to a server that takes
+ * FAILED. */
+static void poison_kept_for_old_server(void) {
+  rs_t r;
+  handler_t h;
+  cli_t c;
+  tu_log_clear();
+  CHECK(poison_open(&r, &h, &c, 0x23, 0, 2, 2) == 0);
+  uint64_t s[] = {1, 2, 3};
+  CHECK(rs_events(&r, s, 3) == 0);
+  reports_t rep;
+  CHECK(rs_reports(&r, &rep, 2, 0, 5000) == 0);
+  CHECK(rep.consumed[0] == 1 && rep.consumed[1] == 3);
+  hd_client_stats_t st;
+  CHECK(WAIT_FOR(hdt_client_stats(c.c, &st) == 0 && st.events_dead == 1, 3000));
+  CHECK(WAIT_FOR(tu_log_has("takes no FAILED"), 3000));
+  uint64_t done[] = {1, 3};
+  CHECK(rs_done(&r, done, 2) == 0);
+  CHECK(WAIT_FOR(hdt_client_stats(c.c, &st) == 0 && st.events_confirmed == 2, 3000));
+  CHECK(st.consumed == 1); /* the failed one, kept */
+  uint64_t s4[] = {4};
+  CHECK(rs_events(&r, s4, 1) == 0);
+  CHECK(rs_reports(&r, &rep, 1, 0, 5000) == 0 && rep.consumed[0] == 4);
+  for (rmsg_t *m; (m = rs_next(&r, 300)) != NULL;) CHECK(m->type != HD__MSG_FAILED);
+  CHECK_OK(hd_client_close_wait(c.c));
+  /* the same server store, now of a release that takes FAILED */
+  rs_t r2;
+  CHECK(rs_listen(&r2, 0x23, 0) == 0);
+  r2.kp = r.kp;
+  r2.features = HD__FEATURE_FAILED;
+  r2.has_epoch = 1;
+  rs_close(&r);
+  handler_t h2;
+  cli_t c2;
+  CHECK_OK(cli_again(&c2, &h2, &c, &r2, r2.port, MODE_OK));
+  CHECK(rs_accept(&r2, 5000) == 0);
+  CHECK(rs_expect(&r2, HD__MSG_RESUME, 3000) != NULL);
+  CHECK(rs_reports(&r2, &rep, 0, 1, 5000) == 0);
+  CHECK(rep.failed[0] == 2 && rep.attempts[0] == 2 && strcmp(rep.reason[0], "bad 2") == 0);
+  CHECK_OK(hd_client_close_wait(c2.c));
+  session_end(&r2, &c);
+}
+
+/* Options of version 1 know no max_attempts: a failing event is retried for ever, as before
+ * (here 12 times, past the default of 10), and hd_client_options_init(..., 1) writes only the
+ * fields of version 1. */
+static void poison_v1_options_unlimited(void) {
+  struct {
+    hd_client_options_t o;
+    uint64_t canary;
+  } v1;
+  memset(&v1, 0xAB, sizeof v1);
+  CHECK_OK(hd_client_options_init(&v1.o, 1));
+  CHECK(v1.o.version == 1 && v1.o.on_event == NULL && v1.o.retry_max_ms == 0);
+  uint32_t ab;
+  memset(&ab, 0xAB, sizeof ab);
+  CHECK(v1.o.max_attempts == ab);
+  hd_client_options_t v2;
+  CHECK_OK(hd_client_options_init(&v2, HD_CLIENT_OPTIONS_VERSION));
+  CHECK(v2.max_attempts == HD_DEFAULT_MAX_ATTEMPTS && v2.on_notice == NULL);
+
+  cli_options_v1 = 1;
+  rs_t r;
+  handler_t h;
+  cli_t c;
+  int opened = session_open(&r, &h, &c, 0x25, 0, MODE_FAIL_FIRST, 12);
+  cli_options_v1 = 0;
+  CHECK(opened == 0);
+  uint64_t one = 1;
+  CHECK(rs_events(&r, &one, 1) == 0);
+  reports_t rep;
+  CHECK(rs_reports(&r, &rep, 1, 0, 10000) == 0 && rep.consumed[0] == 1);
+  CHECK(atomic_load(&h.calls) == 13 && h.attempts[12] == 13);
+  CHECK_OK(hd_client_close_wait(c.c));
+  session_end(&r, &c);
+}
+
+/* The crash child (poison_crash_counted): a client on HD_POISON_DIR whose handler appends the
+ * attempt to HD_POISON_LOG and aborts the process; it exits once an event was reported failed
+ * and confirmed. Nothing to do outside a child. */
+static const char *poison_log;
+
+static void crash_on_event(void *ud, hd_event_t *e) {
+  char line[32];
+  int n = snprintf(line, sizeof line, "%u\n", hd_event_attempt(e));
+  int fd = open(poison_log, O_WRONLY | O_APPEND | O_CREAT, 0600);
+  if (fd >= 0) {
+    if (write(fd, line, (size_t)n) != n) fprintf(stderr, "poison child: log write failed\n");
+    close(fd);
+  }
+  abort();
+}
+
+static void poison_crash_child(void) {
+  const char *dir = getenv("HD_POISON_DIR"), *port = getenv("HD_POISON_PORT");
+  poison_log = getenv("HD_POISON_LOG");
+  if (dir == NULL || port == NULL || poison_log == NULL) return; /* not a child */
+  struct rlimit no_core = {0, 0};
+  setrlimit(RLIMIT_CORE, &no_core);
+  hd_keypair_t kp, server;
+  CHECK_OK(hdt_example_keypair(&kp, 1));
+  CHECK_OK(hdt_example_keypair(&server, 0));
+  tu_peer_t p;
+  tu_peer_init(&p);
+  char addr[64];
+  snprintf(addr, sizeof addr, "127.0.0.1:%s", port);
+  hd_client_options_t o = tu_client_options(&kp, server.public_key, TOPIC, addr, &p);
+  o.data_dir = dir;
+  o.on_event = crash_on_event;
+  o.window = WINDOW;
+  o.max_attempts = 3;
+  hd_client_t *c;
+  CHECK_OK(hd_client_create(&c, &o));
+  hd_client_stats_t st;
+  CHECK(WAIT_FOR(hdt_client_stats(c, &st) == 0 && st.events_dead == 1 && st.events_confirmed == 1,
+                 10000));
+  CHECK_OK(hd_client_close_wait(c));
+}
+
+/* Accepts the child's connection, or sees it exit first: 0 connected, 1 exited (*status), -1
+ * neither within 10 s. Connections of children that died before the handshake are skipped. */
+static int accept_or_exit(rs_t *r, pid_t pid, int *status) {
+  uint64_t dl = hdt_now_ms() + 10000u * hdt_slow();
+  while (hdt_now_ms() < dl) {
+    struct pollfd pf = {r->lfd, POLLIN, 0};
+    if (poll(&pf, 1, 20) > 0 && rs_accept(r, 100) == 0) return 0;
+    if (waitpid(pid, status, WNOHANG) == pid) return 1;
+  }
+  return -1;
+}
+
+/* A handler that crashes the process (abort) runs out of attempts too: each run calls it with
+ * the next attempt, and the run after the last reports the event failed without calling it. */
+static void poison_crash_counted(void) {
+  rs_t r;
+  CHECK(rs_listen(&r, 0x24, 0) == 0);
+  CHECK_OK(hdt_example_keypair(&r.kp, 0));
+  r.features = HD__FEATURE_FAILED;
+  r.has_epoch = 1;
+  char *dir = hdt_mkdtemp("poison"), *store = hdt_path(dir, "client"), *log = hdt_path(dir, "log");
+  char port[16];
+  snprintf(port, sizeof port, "%d", r.port);
+  char *env[] = {"HD_POISON_DIR", store, "HD_POISON_PORT", port, "HD_POISON_LOG", log, NULL};
+  int reported = 0, runs = 0;
+  while (!reported && runs < 6) {
+    runs++;
+    pid_t pid = hdt_spawn_self("test_client_events", "poison_crash_child", env, HDT_CHILD_QUIET);
+    CHECK(pid > 0);
+    int status = 0, got = accept_or_exit(&r, pid, &status);
+    CHECK(got >= 0);
+    if (got == 0 && rs_expect(&r, HD__MSG_RESUME, 3000) != NULL) {
+      if (runs == 1) {
+        uint64_t one = 1;
+        CHECK(rs_events(&r, &one, 1) == 0);
+      }
+      reports_t rep;
+      if (rs_reports(&r, &rep, 0, 1, 3000) == 0) {
+        CHECK(rep.failed[0] == 1 && rep.attempts[0] == 3);
+        CHECK(strcmp(rep.reason[0], "crashed or failed 3 attempts") == 0);
+        uint64_t one = 1;
+        CHECK(rs_done(&r, &one, 1) == 0);
+        reported = 1;
+      }
+    }
+    if (got == 0) status = hdt_wait_child(pid, 15000);
+    if (reported) CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    else CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+  }
+  CHECK(reported && runs == 4);
+  char text[64] = {0};
+  FILE *f = fopen(log, "r");
+  CHECK(f != NULL);
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  CHECK(n == 6 && strcmp(text, "1\n2\n3\n") == 0);
+  rs_close(&r);
+  hdt_rmrf(dir);
+  free(store);
+  free(log);
+  free(dir);
+}
+
 #define TESTS(X)                                                                                  \
   X(bad_options)                                                                                  \
   X(deliver_consume_confirm)                                                                      \
@@ -922,6 +1277,13 @@ static void notices_without_feature_refused(void) {
   X(pause_from_first_arrival)                                                                     \
   X(client_keepalive_own_interval)                                                                 \
   X(notices_in_place)                                                                             \
-  X(notices_without_feature_refused)
+  X(notices_without_feature_refused)                                                               \
+  X(client_keepalive_own_interval)                                                                \
+  X(poison_reported_failed)                                                                       \
+  X(poison_rejected_cut)                                                                          \
+  X(poison_kept_for_old_server)                                                                   \
+  X(poison_v1_options_unlimited)                                                                  \
+  X(poison_crash_child)                                                                           \
+  X(poison_crash_counted)
 
 HD_TEST_MAIN(TESTS)

@@ -126,6 +126,8 @@ typedef struct listing {
   char data[64][16];
   uint32_t flags[64];
   int64_t orphan[64];
+  uint32_t attempts[64];
+  uint32_t kind[64];
 } listing_t;
 
 static int on_event(void *p, const hd__store_event_t *ev) {
@@ -137,6 +139,8 @@ static int on_event(void *p, const hd__store_event_t *ev) {
   if (l->count < 64) {
     l->flags[l->count] = ev->flags;
     l->orphan[l->count] = ev->orphan;
+    l->attempts[l->count] = ev->attempts;
+    l->kind[l->count] = ev->kind;
     size_t n = ev->data_len < 15 ? ev->data_len : 15;
     if (n) memcpy(l->data[l->count], ev->data, n);
     l->data[l->count][n] = '\0';
@@ -578,6 +582,105 @@ static void rewind_from_nothing(void) {
   CHECK_OK(fx_done(&f));
 }
 
+/* ---- poison events: attempts counted before each handler call, an event failed for good ---- */
+
+/* The event `seq` as receive() stored it, in the current store (orphan: its orphans row). */
+static hd__store_event_t which_event(fx_t *f, uint64_t seq, int64_t orphan) {
+  return (hd__store_event_t){.seq = seq, .created_ms = created(seq, 0),
+                             .store = orphan ? 0 : f->store_no, .orphan = orphan};
+}
+
+static uint64_t mark_attempt(fx_t *f, uint64_t seq, int64_t orphan) {
+  hd__store_event_t w = which_event(f, seq, orphan);
+  if (f->s->vt->mark_attempt(f->s, &w, on_result, f) != 0) return UINT64_MAX;
+  return next_value(f);
+}
+
+static uint64_t mark_failed(fx_t *f, uint64_t seq, int64_t orphan, uint32_t attempts,
+                            const char *reason) {
+  hd__store_event_t w = which_event(f, seq, orphan);
+  if (f->s->vt->mark_failed(f->s, &w, attempts, reason, strlen(reason), on_result, f) != 0) {
+    return UINT64_MAX;
+  }
+  return next_value(f);
+}
+
+/* The receive counts the first call; mark_attempt each later one; mark_failed keeps the reason
+ * and the count for list_consumed (flag FAILED) until DONE forgets it; all of it across a
+ * reopen. */
+static void attempts_and_failed(void) {
+  fx_t f;
+  CHECK_OK(fx_begin(&f));
+  CHECK(receive(&f, 1, 4) == 4);
+  listing_t u = {0};
+  CHECK(f.s->vt->list_unhandled(f.s, 0, 0, 100, on_event, &u) == 4);
+  for (int i = 0; i < 4; i++) CHECK(u.attempts[i] == 1 && u.kind[i] == 0);
+  CHECK(mark_attempt(&f, 2, 0) == 2);
+  CHECK(mark_attempt(&f, 2, 0) == 3);
+  CHECK(mark_attempt(&f, 42, 0) == 0); /* not held */
+  hd__store_event_t other = which_event(&f, 3, 0);
+  other.created_ms++; /* another event under that number is never counted for it */
+  CHECK_OK(f.s->vt->mark_attempt(f.s, &other, on_result, &f));
+  CHECK(next_value(&f) == 0);
+  CHECK(mark_failed(&f, 2, 0, 3, "boom") == 1);
+  CHECK(mark_failed(&f, 2, 0, 3, "again") == 0); /* failed once; the first reason stays */
+  CHECK(mark_attempt(&f, 2, 0) == 0);           /* not unhandled any more */
+  CHECK(consume_as(&f, 2, 0, 0) == 0);          /* nor consumable */
+  CHECK(consume_as(&f, 1, 0, 0) == 1);
+  CHECK(mark_failed(&f, 1, 0, 1, "late") == 0); /* consumed: stays consumed */
+  CHECK(counts_are(&f, 2, 2));
+
+  for (int round = 0; round < 2; round++) {
+    listing_t c = {0}, v = {0};
+    CHECK(f.s->vt->list_consumed(f.s, 0, 100, on_event, &c) == 2);
+    CHECK(c.seqs[0] == 1 && c.flags[0] == 0);
+    CHECK(c.seqs[1] == 2 && c.flags[1] == HD__STORE_EV_FAILED && c.attempts[1] == 3);
+    CHECK(strcmp(c.data[1], "boom") == 0);
+    CHECK(f.s->vt->list_unhandled(f.s, 0, 0, 100, on_event, &v) == 2);
+    CHECK(v.seqs[0] == 3 && v.seqs[1] == 4 && v.attempts[0] == 1);
+    if (round == 0) {
+      CHECK_OK(fx_close(&f));
+      CHECK_OK(fx_open(&f));
+    }
+  }
+  CHECK(mark_attempt(&f, 3, 0) == 2); /* counted on from what the last run left */
+  CHECK(mark_failed(&f, 4, 0, 7, "more than counted") == 1);
+  uint64_t done[] = {1, 2, 4};
+  CHECK_OK(f.s->vt->forget(f.s, f.id, done, 3, on_result, &f));
+  CHECK(next_value(&f) == 3);
+  listing_t c = {0};
+  CHECK(f.s->vt->list_consumed(f.s, 0, 100, on_event, &c) == 0);
+  CHECK(counts_are(&f, 1, 0));
+  CHECK_OK(fx_done(&f));
+}
+
+/* An orphan has no count in the store (its calls are counted in memory); failing it forgets it,
+ * with nothing to report (value 2). A received event's kind is kept. */
+static void failed_orphan_and_kind(void) {
+  fx_t f;
+  CHECK_OK(fx_begin(&f));
+  hd__store_event_t ev = {.seq = 1, .created_ms = created(1, 0), .payload = (const uint8_t *)"e1",
+                          .payload_len = 2, .kind = HD__STORE_KIND_NOTICE};
+  CHECK_OK(f.s->vt->insert_received(f.s, f.id, &ev, 1, on_result, &f));
+  CHECK(next_value(&f) == 1);
+  CHECK(receive(&f, 2, 3) == 2);
+  listing_t u = {0};
+  CHECK(f.s->vt->list_unhandled(f.s, 0, 0, 100, on_event, &u) == 3);
+  CHECK(u.kind[0] == HD__STORE_KIND_NOTICE && u.kind[1] == 0 && u.attempts[0] == 1);
+  uint8_t e[HD_STORE_ID_BYTES];
+  memset(e, 0xE2, sizeof e);
+  CHECK_OK(f.s->vt->rewind(f.s, f.id, 1, 1, e, on_result, &f));
+  CHECK(next_value(&f) == 2); /* 2 and 3 orphaned */
+  listing_t o = {0};
+  CHECK(f.s->vt->list_orphans(f.s, 0, 100, on_event, &o) == 2);
+  CHECK(mark_attempt(&f, 2, o.orphan[0]) == 0);
+  CHECK(mark_failed(&f, 2, o.orphan[0], 5, "poison orphan") == 2);
+  CHECK(mark_failed(&f, 2, o.orphan[0], 5, "poison orphan") == 0);
+  listing_t o2 = {0};
+  CHECK(f.s->vt->list_orphans(f.s, 0, 100, on_event, &o2) == 1 && o2.seqs[0] == 3);
+  CHECK_OK(fx_done(&f));
+}
+
 #define TESTS(X)                                                                                  \
   X(high_water_and_duplicates)                                                                    \
   X(consume_and_forget)                                                                           \
@@ -588,5 +691,7 @@ static void rewind_from_nothing(void) {
   X(group_commit)                                                                                 \
   X(busy_and_versions)                                                                            \
   X(rewind_keeps_the_floor)                                                                       \
-  X(rewind_from_nothing)
+  X(rewind_from_nothing)                                                                          \
+  X(attempts_and_failed)                                                                          \
+  X(failed_orphan_and_kind)
 HD_TEST_MAIN(TESTS)

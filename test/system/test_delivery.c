@@ -239,6 +239,31 @@ static void fail_body(du_world_t *w) {
 
 DU_WORLD_TEST(handler_fails_twice, fail_body)
 
+/* Event 3 of 5 always fails: after the default 10 attempts the client reports it failed, the
+ * server keeps it as a dead letter (not consumed: its callback never sees it) and confirms it, and
+ * events 4 and 5 are handled after it (docs/QUEUES.md "Poison events"). */
+static void poison_body(du_world_t *w) {
+  CHECK_OK(du_world_init(w, "delivery", 1, 16, DU_START_SERVER));
+  du_client_t *c = &w->c[0];
+  c->fail_seq = 3;
+  c->fail_times = 1000;
+  CHECK_OK(du_client_start(c));
+  CHECK_OK(du_add_events(w->s.h, c->kp.public_key, 1, 1, 5, 0));
+  hd_client_stats_t st;
+  DCHECK(WAIT_FOR(du_client_stats(c, &st) == 0 && st.events_dead == 1 &&
+                  st.events_confirmed == 5, 10000));
+  CHECK(st.events_handled == 4 && st.events_failed == HD_DEFAULT_MAX_ATTEMPTS);
+  CHECK(st.consumed == 0 && st.unhandled == 0);
+  CHECK(du_client_calls(c, 3) == HD_DEFAULT_MAX_ATTEMPTS);
+  CHECK(du_client_oks(c, 4) == 1 && du_client_oks(c, 5) == 1);
+  uint64_t dead = 0;
+  CHECK_OK(hd_server_dead_letter_count(w->s.h, c->kp.public_key, &dead));
+  CHECK(dead == 1);
+  CHECK(du_server_total_calls(&w->s) == 4);
+}
+
+DU_WORLD_TEST(poison_event_dead_lettered, poison_body)
+
 /* update_pause reaches a connected client, and a client that connects later gets it at connect. */
 static void on_pause_stored(void *cb_data, int status) {
   atomic_store((atomic_int *)cb_data, status == 0 ? 1 : -1);
@@ -353,6 +378,7 @@ DU_WORLD_TEST(pending_users, pending_users_body)
   X(two_users_isolated)                                                                           \
   X(complete_from_thread)                                                                         \
   X(handler_fails_twice)                                                                          \
+  X(poison_event_dead_lettered)                                                                   \
   X(update_pause_reaches_clients)                                                                 \
   X(consumed_failure_comes_back)                                                                  \
   X(pending_users)

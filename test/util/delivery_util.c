@@ -241,6 +241,11 @@ void du_on_event(void *ud, hd_event_t *ev) {
     c->failed_so_far++;
     ok = 0;
   }
+  if (seq != 0 && seq == c->reject_seq) {
+    pthread_mutex_unlock(&c->mu);
+    if (hd_event_reject(ev, "rejected by the test", 20) != 0) c->complete_errors++;
+    return;
+  }
   if (hdt_verbose()) du_log_line(c->name, "TEST: handler seq %" PRIu64 " (%s)", seq, ok ? "ok" : "fail");
   if (ok && c->mode == DU_HOLD && held_push(&c->held, ev, seq) == 0) {
     pthread_cond_broadcast(&c->cv);

@@ -108,6 +108,7 @@ typedef struct du_client {
   int mode;
   uint64_t fail_seq;        /* the first `fail_times` calls for this seq complete with failure */
   int fail_times, failed_so_far;
+  uint64_t reject_seq;      /* every call for this seq rejects the event (hd_event_reject) */
   uint64_t cap;             /* seqs 1..cap-1 are recorded */
   int *calls;               /* handler calls per seq */
   int *oks;                 /* ok completions per seq */
