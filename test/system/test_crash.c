@@ -123,9 +123,16 @@ enum {
   MIX_DEDUP_AGAIN, /* a repeat of IDX - 1 (its key and payload) by another thread at once */
   MIX_DEDUP_OLD,   /* a repeat of IDX - 2 - 1000000: the previous server incarnation's add */
   MIX_COLLAPSE,    /* collapse key "ck<(IDX / 20) % 3>" */
+  MIX_FAIL,        /* poison: the client's handler fails it at every call (hd_event_fail) */
+  MIX_REJECT,      /* poison: the client's handler rejects it at once (hd_event_reject) */
 };
 
+/* The client's attempts at an event under the mix (max_attempts), with a short backoff. */
+#define MIX_ATTEMPTS 4
+
 static int mix_kind(long idx) {
+  if (idx % 100 == 17) return MIX_FAIL;
+  if (idx % 100 == 57) return MIX_REJECT;
   switch (idx % 20) {
     case 3: case 13: return MIX_TTL;
     case 5: return MIX_DEDUP;
@@ -242,6 +249,12 @@ static void log_dead_letters(hd_server_t *s, const uint8_t user[32]) {
   if (n < 0) log_write("# list dead letters failed: %s", hd_err_name(n));
 }
 
+static void role_dead_letter(void *ud, const uint8_t user[32], const hd_dead_letter_t *d) {
+  (void)ud;
+  (void)user;
+  log_write("dl %" PRIu64 " %u", d->seq, d->attempts);
+}
+
 static void role_server(void) {
   hd_keypair_t kp;
   uint8_t user[32];
@@ -253,6 +266,7 @@ static void role_server(void) {
   o.listen = listen;
   o.data_dir = getenv("HD_CRASH_DIR");
   o.on_consumed = role_consumed;
+  o.on_dead_letter = role_dead_letter;
   o.log = role_log;
   o.log_level = HD_LOG_INFO;
   o.user_data = "server";
@@ -290,6 +304,7 @@ static void role_server(void) {
 }
 
 static long handler_us;
+static int client_mix; /* HD_CRASH_MIX */
 
 static void role_event(void *ud, hd_event_t *ev) {
   (void)ud;
@@ -306,7 +321,15 @@ static void role_event(void *ud, hd_event_t *ev) {
     tmp[info.payload_len - 6] = '\0';
     idx = atol(tmp);
   }
-  log_write("handled %" PRIu64 " %ld", info.seq, idx);
+  uint32_t attempt = hd_event_attempt(ev);
+  int kind = client_mix && idx >= 0 ? mix_kind(idx) : MIX_PLAIN;
+  if (kind == MIX_FAIL || kind == MIX_REJECT) {
+    log_write("poison %" PRIu64 " %ld %u", info.seq, idx, attempt);
+    if (kind == MIX_FAIL) hd_event_fail(ev, "torture poison", 14);
+    else hd_event_reject(ev, "torture reject", 14);
+    return;
+  }
+  log_write("handled %" PRIu64 " %ld %u", info.seq, idx, attempt);
   if (handler_us > 0) usleep((useconds_t)handler_us); /* an application doing some work */
   char data[64];
   int dl = snprintf(data, sizeof data, "ack %" PRIu64, info.seq);
@@ -344,7 +367,13 @@ static void role_client(void) {
   handler_us = getenv("HD_CRASH_HANDLER_US") ? atol(getenv("HD_CRASH_HANDLER_US")) : 0;
   o.reconnect_min_ms = 20;
   o.reconnect_max_ms = 200;
-  if (getenv("HD_CRASH_MIX")) o.on_notice = role_notice;
+  client_mix = getenv("HD_CRASH_MIX") != NULL;
+  if (client_mix) {
+    o.on_notice = role_notice;
+    o.max_attempts = MIX_ATTEMPTS;
+    o.retry_min_ms = 1;
+    o.retry_max_ms = 4;
+  }
   hd_client_t *c = NULL;
   int rc = hd_client_create(&c, &o);
   if (rc != 0) log_write("# client create failed: %s (%s)", hd_err_name(rc), hd_last_error_message());
@@ -413,6 +442,16 @@ typedef struct parsed {
   struct dup { uint64_t seq; long idx, own; } *dups; /* "dup" lines */
   size_t n_dups, dups_cap;
   long notice_lines, replaced_lines, dead_lines, conflicts, replaced_twice;
+  /* attempts (hd_event_attempt) and poison */
+  uint32_t *last_attempt;    /* [seq]: the attempt of its last handler call */
+  long attempt_not_rising;   /* a call whose attempt was not above the seq's previous call's */
+  int *poison_calls;         /* [seq]: "poison" lines (handler calls of a poison event) */
+  long *poison_idx;          /* [seq]: their payload's number */
+  int *poison_inc_calls;     /* [seq]: calls by the client incarnation of its last call */
+  int *poison_inc;           /* [seq]: that incarnation */
+  long reject_twice_in_inc;  /* a rejected event called twice by one client incarnation */
+  char *dl;                  /* [seq]: on_dead_letter said so */
+  long poison_lines;
 } parsed_t;
 
 /* Grows *arr (of `size`-byte items, *cap of them) to hold `want`, zeroing what it adds. */
@@ -429,6 +468,12 @@ static int grow(void *arr, size_t *cap, size_t want, size_t size) {
 }
 
 static void parsed_free(parsed_t *p) {
+  free(p->last_attempt);
+  free(p->poison_calls);
+  free(p->poison_idx);
+  free(p->poison_inc_calls);
+  free(p->poison_inc);
+  free(p->dl);
   free(p->handled_idx);
   free(p->replaced_by);
   free(p->is_notice);
@@ -454,6 +499,12 @@ static int parse_log(const char *path, uint64_t cap, int mix, parsed_t *p) {
   p->replaced_by = calloc(cap, sizeof(uint64_t));
   p->is_notice = calloc(cap, 1);
   p->dead = calloc(cap, sizeof(int));
+  p->last_attempt = calloc(cap, sizeof(uint32_t));
+  p->poison_calls = calloc(cap, sizeof(int));
+  p->poison_idx = calloc(cap, sizeof(long));
+  p->poison_inc_calls = calloc(cap, sizeof(int));
+  p->poison_inc = calloc(cap, sizeof(int));
+  p->dl = calloc(cap, 1);
   p->added = calloc(cap, sizeof(int));
   p->handled = calloc(cap, sizeof(int));
   p->handled_seg = calloc(cap, sizeof(int));
@@ -475,9 +526,26 @@ static int parse_log(const char *path, uint64_t cap, int mix, parsed_t *p) {
       p->added[seq]++;
       p->added_idx[seq] = idx;
       if (handled_idx[seq] && handled_idx[seq] != idx) p->idx_mismatch++;
+    } else if (sscanf(line, "poison %" SCNu64 " %ld %u", &seq, &idx, &kind) == 3) {
+      p->poison_lines++;
+      if (seq >= cap) { p->out_of_range++; continue; }
+      if (kind <= p->last_attempt[seq]) p->attempt_not_rising++;
+      p->last_attempt[seq] = kind;
+      p->poison_calls[seq]++;
+      p->poison_idx[seq] = idx;
+      if (p->poison_inc[seq] != p->client_starts) p->poison_inc_calls[seq] = 0;
+      p->poison_inc[seq] = p->client_starts;
+      if (++p->poison_inc_calls[seq] > 1 && mix_kind(idx) == MIX_REJECT) p->reject_twice_in_inc++;
+    } else if (sscanf(line, "dl %" SCNu64 " %ld", &seq, &a) == 2) {
+      if (seq >= cap) { p->out_of_range++; continue; }
+      p->dl[seq] = 1;
     } else if (sscanf(line, "handled %" SCNu64 " %ld", &seq, &idx) == 2) {
       p->handled_lines++;
       if (seq >= cap) { p->out_of_range++; continue; }
+      if (sscanf(line, "handled %*u %*d %u", &kind) == 1) {
+        if (kind <= p->last_attempt[seq]) p->attempt_not_rising++;
+        p->last_attempt[seq] = kind;
+      }
       p->handled[seq]++;
       if (p->handled_seg[seq] == p->segment + 1) p->dup_in_segment++;
       p->handled_seg[seq] = p->segment + 1;
@@ -580,9 +648,13 @@ static int collapse_replaced(const parsed_t *p, uint64_t r) {
 static int event_resolved(const parsed_t *p, uint64_t s) {
   if (p->handled[s]) return 1;
   if (!p->mix) return 0;
+  if (p->dl[s]) return 1; /* a dead letter (the final listing says whether it may be) */
   switch (mix_kind(p->added_idx[s])) {
     case MIX_TTL: return expired_covered(p, s);
     case MIX_COLLAPSE: return collapse_replaced(p, s);
+    /* seen by the handler: its end (a dead letter: on_dead_letter may have died with a killed
+     * server) is the final listing's to show, once both sides drained */
+    case MIX_FAIL: case MIX_REJECT: return p->poison_calls[s] > 0;
     default: return 0;
   }
 }
@@ -953,6 +1025,8 @@ typedef struct mix_tally {
   uint64_t expired_counted, unknown;         /* the notices' counts; numbers the log never names */
   long dedup_answers, dedup_across, dedup_wrong, stored_twice, conflicts;
   long collapse, replaced, replaced_handled, replaced_wrong, replaced_twice;
+  long poison, poison_calls, dead, dead_good, poison_not_dead, poison_attempts_wrong;
+  long poison_too_many_calls, poison_reported, dead_good_wrong;
 } mix_tally_t;
 
 static int cmp_pair(const void *a, const void *b) {
@@ -1001,8 +1075,34 @@ static int mix_tally(const parsed_t *p, mix_tally_t *t) {
     }
   }
   for (uint64_t s = 1; s <= top; s++) {
-    if (!(p->added[s] || p->handled[s] || p->is_notice[s] || p->replaced_by[s] || p->dead[s]))
+    if (!(p->added[s] || p->handled[s] || p->is_notice[s] || p->replaced_by[s] || p->dead[s] ||
+          p->poison_calls[s]))
       t->unknown++;
+  }
+  /* Poison: every one a dead letter, after MIX_ATTEMPTS counted calls (failed) or at once
+   * (rejected: once per client process, a killed one's call may be repeated), never reported to
+   * on_consumed. A good event in the dead letters is one whose attempts were used up by kills of
+   * the client (docs/QUEUES.md: a crash during a call counts): all of them. */
+  for (uint64_t s = 1; s < p->cap; s++) {
+    long idx = p->added[s] ? p->added_idx[s] : p->poison_calls[s] ? p->poison_idx[s]
+                                                                 : p->handled[s] ? p->handled_idx[s] : -1;
+    int kind = idx >= 0 ? mix_kind(idx) : MIX_PLAIN;
+    int poison = kind == MIX_FAIL || kind == MIX_REJECT;
+    t->poison_calls += p->poison_calls[s];
+    if (p->dead[s]) {
+      t->dead++;
+      if (!poison) {
+        t->dead_good++;
+        if (p->dead[s] != MIX_ATTEMPTS) t->dead_good_wrong++;
+      }
+    }
+    if (!poison || !(p->added[s] || p->poison_calls[s])) continue;
+    t->poison++;
+    if (!p->dead[s]) t->poison_not_dead++;
+    else if (kind == MIX_FAIL ? p->dead[s] != MIX_ATTEMPTS : p->dead[s] > MIX_ATTEMPTS)
+      t->poison_attempts_wrong++;
+    if (p->poison_calls[s] > MIX_ATTEMPTS) t->poison_too_many_calls++;
+    if (p->reported[s]) t->poison_reported++;
   }
   for (size_t i = 0; i < p->n_notices; i++) {
     t->notices++;
@@ -1120,6 +1220,24 @@ static void torture_run(crash_t *c) {
          "(%ld replaced an unsent one)\n",
          m.ttl, m.ttl_handled, m.expired, m.expired_counted, m.notices - m.other_notices,
          m.unknown, m.dedup_answers, m.dedup_across, m.collapse, m.replaced);
+  printf("  poison: %ld events (1 in %d failed at every call, 1 in %d rejected) in %ld handler calls; "
+         "%ld dead letters at the end, %ld of them good events whose %d attempts kills used up\n",
+         m.poison, 100, 100, m.poison_calls, m.dead, m.dead_good, MIX_ATTEMPTS);
+  int poison_bad = m.poison_not_dead || m.poison_attempts_wrong || m.poison_too_many_calls ||
+                   m.poison_reported || m.dead_good_wrong || p.reject_twice_in_inc ||
+                   p.attempt_not_rising;
+  if (poison_bad) {
+    fprintf(stderr, "  poison not dead %ld, dead with other attempts %ld, called more than %d "
+            "times %ld, reported to on_consumed %ld, good dead with attempts left %ld, rejected "
+            "twice by one client %ld, calls whose attempt did not rise %ld\n",
+            m.poison_not_dead, m.poison_attempts_wrong, MIX_ATTEMPTS, m.poison_too_many_calls,
+            m.poison_reported, m.dead_good_wrong, p.reject_twice_in_inc, p.attempt_not_rising);
+    print_tail(c);
+  }
+  CHECK(m.poison_not_dead == 0 && m.poison_attempts_wrong == 0 && m.poison_too_many_calls == 0);
+  CHECK(m.poison_reported == 0 && m.dead_good_wrong == 0 && p.reject_twice_in_inc == 0);
+  CHECK(p.attempt_not_rising == 0); /* attempts are counted durably before each call */
+  CHECK(m.poison > 0 && p.dead_lines == m.dead);
   int mix_bad = m.uncovered || m.expired_counted < (uint64_t)m.expired ||
                 m.expired_counted > (uint64_t)m.expired + m.unknown || m.other_notices ||
                 m.dedup_wrong || m.stored_twice || m.conflicts || m.replaced_handled ||
