@@ -45,7 +45,22 @@
  * incarnation that ended cleanly, or again after the server received its report; and the
  * repeats of a killed incarnation are the tail of what it handled (its consumptions commit in
  * order, so what was not yet durable at the kill is its last handlings); everything drains, both
- * stores end empty. The figures (kills of each, events, repeats, time) are printed. */
+ * stores end empty. The figures (kills of each, events, repeats, time) are printed.
+ *
+ * The torture's adds are a mix (HD_CRASH_MIX in the children; mix_kind says which from the
+ * payload's number): plain ones; ones with a time to live of 10 to 220 ms (a killed client stays
+ * away 150 to 350 ms one time in three, so the sweep takes some); ones with a dedup key, each
+ * repeated at once by another thread and again by the next server incarnation (same key, same
+ * payload); ones with a collapse key (3 keys); and poison ones the client's handler fails at
+ * every call (max_attempts 4) or rejects. More lines: "dup SEQ IDX OWN" (a repeat's answer),
+ * "replaced R SEQ", "notice SEQ KIND COUNT FIRST LAST" (on_notice), "poison SEQ IDX ATTEMPT",
+ * "dl SEQ ATTEMPTS" (on_dead_letter) and, from the last server at its stop, "dead SEQ ATTEMPTS
+ * IDX REASON" for every dead letter; "handled" lines carry hd_event_attempt. Checked besides:
+ * an acknowledged add is handled, or expired unsent and in an EXPIRED notice's range (the
+ * notices count exactly those, give or take the adds a killed server committed unanswered), or
+ * replaced unsent (never handled), or a poison event in the dead letters after 4 calls (failed)
+ * or at once (rejected), never seen by on_consumed; a repeat answers the number its payload was
+ * stored under and no payload is stored twice; attempts rise across kills. */
 #include "harness.h"
 #include "delivery_util.h"
 
@@ -185,7 +200,8 @@ static int adder_add(adder_t *a, long i) {
   if (rc != 0) return rc;
   if (!a->mix) r.flags = 0;
   if (r.flags & HD_ADD_DUPLICATE) {
-    log_write("dup %" PRIu64 " %ld %ld%s", r.seq, idx, i, r.flags & HD_ADD_CONFLICT ? " conflict" : "");
+    log_write("dup %" PRIu64 " %ld %ld%s", r.seq, idx, i,
+              r.flags & HD_ADD_CONFLICT ? " conflict" : "");
     return 0;
   }
   log_write("added %" PRIu64 " %ld", r.seq, idx);
@@ -732,7 +748,7 @@ static void kill_child(crash_t *c, pid_t *pid, const char *what) {
     int wl_ok_ = 0;                                                                               \
     for (;;) {                                                                                    \
       parsed_free(&(p));                                                                          \
-      parse_log((c)->log, (c)->cap, (c)->mix, &(p));                                                        \
+      parse_log((c)->log, (c)->cap, (c)->mix, &(p));                                              \
       if (cond) { wl_ok_ = 1; break; }                                                            \
       if (hdt_now_ms() > wl_dl_) break;                                                           \
       hdt_sleep_ms(20);                                                                           \
@@ -1084,8 +1100,10 @@ static int mix_tally(const parsed_t *p, mix_tally_t *t) {
    * on_consumed. A good event in the dead letters is one whose attempts were used up by kills of
    * the client (docs/QUEUES.md: a crash during a call counts): all of them. */
   for (uint64_t s = 1; s < p->cap; s++) {
-    long idx = p->added[s] ? p->added_idx[s] : p->poison_calls[s] ? p->poison_idx[s]
-                                                                 : p->handled[s] ? p->handled_idx[s] : -1;
+    long idx = p->added[s]          ? p->added_idx[s]
+               : p->poison_calls[s] ? p->poison_idx[s]
+               : p->handled[s]      ? p->handled_idx[s]
+                                    : -1;
     int kind = idx >= 0 ? mix_kind(idx) : MIX_PLAIN;
     int poison = kind == MIX_FAIL || kind == MIX_REJECT;
     t->poison_calls += p->poison_calls[s];
@@ -1214,14 +1232,15 @@ static void torture_run(crash_t *c) {
   CHECK(t.events >= TORTURE_ADD);
   mix_tally_t m;
   CHECK_OK(mix_tally(&p, &m));
-  printf("  mix: %ld adds with a time to live (%ld handled, %ld expired unsent: %" PRIu64 " counted "
-         "by %ld notices, %" PRIu64 " numbers the log never names); %ld dedup repeats answered "
-         "with the first add's number (%ld across a server restart), %ld collapse adds "
-         "(%ld replaced an unsent one)\n",
+  printf("  mix: %ld adds with a time to live (%ld handled, %ld expired unsent: %" PRIu64
+         " counted by %ld notices, %" PRIu64 " numbers the log never names); %ld dedup repeats "
+         "answered with the first add's number (%ld across a server restart), %ld collapse "
+         "adds (%ld replaced an unsent one)\n",
          m.ttl, m.ttl_handled, m.expired, m.expired_counted, m.notices - m.other_notices,
          m.unknown, m.dedup_answers, m.dedup_across, m.collapse, m.replaced);
-  printf("  poison: %ld events (1 in %d failed at every call, 1 in %d rejected) in %ld handler calls; "
-         "%ld dead letters at the end, %ld of them good events whose %d attempts kills used up\n",
+  printf("  poison: %ld events (1 in %d failed at every call, 1 in %d rejected) in %ld handler "
+         "calls; %ld dead letters at the end, %ld of them good events whose %d attempts kills "
+         "used up\n",
          m.poison, 100, 100, m.poison_calls, m.dead, m.dead_good, MIX_ATTEMPTS);
   int poison_bad = m.poison_not_dead || m.poison_attempts_wrong || m.poison_too_many_calls ||
                    m.poison_reported || m.dead_good_wrong || p.reject_twice_in_inc ||
@@ -1254,7 +1273,8 @@ static void torture_run(crash_t *c) {
   CHECK(m.expired_counted >= (uint64_t)m.expired);
   CHECK(m.expired_counted <= (uint64_t)m.expired + m.unknown); /* no handled event counted */
   CHECK(m.other_notices == 0);
-  CHECK(m.dedup_wrong == 0 && m.stored_twice == 0 && m.conflicts == 0); /* a repeat stores nothing */
+  /* a repeat stores nothing and answers with the first add's number */
+  CHECK(m.dedup_wrong == 0 && m.stored_twice == 0 && m.conflicts == 0);
   CHECK(m.replaced_handled == 0 && m.replaced_wrong == 0 && m.replaced_twice == 0);
   CHECK(m.ttl > 0 && m.dedup_across > 0 && m.collapse > 0); /* the mix was exercised */
   parsed_free(&p);
