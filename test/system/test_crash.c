@@ -1145,10 +1145,12 @@ static int mix_tally(const parsed_t *p, mix_tally_t *t) {
 
 /* Server and client run; HD_KILLS times (60 by default, 30 under valgrind) one of them or both
  * are SIGKILLed at a random moment (20 to 400 ms after the last kill) and started again on their
- * folders, the server on the same port; the server's four threads add events all along (a pause
- * of 1 ms between two adds of a thread) and its consumption callback completes them; the
- * client's handler works 50 us per event. Then both run to the end: everything drains, both stop
- * cleanly. The seed (HD_SEED, 1 by default) fixes the moments and the victims. */
+ * folders 0 to 50 ms later (a client killed alone: 150 to 350 ms later one time in three, that
+ * time taken off the next pause), the server on the same port; the server's four threads add
+ * the mix all along (a pause of 1 ms between two adds of a thread) and its consumption callback
+ * completes them; the client's handler works 50 us per event. Then both run to the end:
+ * everything drains, both stop cleanly. The seed (HD_SEED, 1 by default) fixes the moments and
+ * the victims. */
 static void torture_run(crash_t *c) {
   parsed_t p;
   memset(&p, 0, sizeof p);
