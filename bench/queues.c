@@ -31,6 +31,8 @@
 
 static size_t n_events = 200000, n_users = 1000, n_fanout = 100000, n_expire = 1000000;
 static size_t n_online = 1000, payload_len = 100;
+/* what the adds beside plain ones carry: 1 a time to live, 2 a dedup key, 3 both (the target's) */
+static int adds_mode = 3;
 
 static double now_s(void) {
   struct timespec ts;
@@ -169,10 +171,12 @@ static double adds_run(const hd_keypair_t *kp, const hd_keypair_t *users, int wi
     int rc;
     if (with_options) {
       hd_add_options_t ao = HD_ADD_OPTIONS_INIT;
-      ao.ttl_ms = 3600 * 1000;
+      if (with_options & 1) ao.ttl_ms = 3600 * 1000;
       int kl = snprintf(key, sizeof key, "order-%zu", i);
-      ao.dedup_key = (const uint8_t *)key;
-      ao.dedup_key_len = (size_t)kl;
+      if (with_options & 2) {
+        ao.dedup_key = (const uint8_t *)key;
+        ao.dedup_key_len = (size_t)kl;
+      }
       rc = hd_server_add_event_v2(s, user, payload, payload_len, &ao, on_added2, &w);
     } else {
       rc = hd_server_add_event(s, user, payload, payload_len, on_added, &w);
@@ -198,7 +202,7 @@ static void bench_adds(const hd_keypair_t *kp) {
   double plain[3], opts[3];
   for (int r = 0; r < 3; r++) { /* interleaved, so that drift hits both alike */
     plain[r] = adds_run(kp, users, 0, r);
-    opts[r] = adds_run(kp, users, 1, r);
+    opts[r] = adds_run(kp, users, adds_mode, r);
   }
   qsort(plain, 3, sizeof(double), cmp_double);
   qsort(opts, 3, sizeof(double), cmp_double);
@@ -440,6 +444,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "queues: --payload between 8 and 128\n");
     return 2;
   }
+  if (getenv("QUEUES_ADDS_MODE") != NULL) adds_mode = atoi(getenv("QUEUES_ADDS_MODE"));
   const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
   snprintf(scratch, sizeof scratch, "%s/hd-bench-queues-XXXXXX", tmp);
   if (mkdtemp(scratch) == NULL) {

@@ -54,6 +54,8 @@ static const char *const server_migrations[] = {
     "CREATE INDEX events_expiry ON events(expires_ms) WHERE expires_ms > 0;"
     "CREATE INDEX events_collapse ON events(user_no, collapse_key)"
     "  WHERE collapse_key IS NOT NULL;"
+    /* a user's notices, counted by an add at its limit (few: one per drop run or sweep) */
+    "CREATE INDEX events_notices ON events(user_no, seq) WHERE kind = 1;"
     "ALTER TABLE users ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE users ADD COLUMN sent_upto INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE users ADD COLUMN dedup_keys INTEGER NOT NULL DEFAULT 0;"

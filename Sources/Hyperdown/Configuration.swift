@@ -71,6 +71,31 @@ public struct ServerConfiguration: Sendable {
   /// Connections accepted per second from one address (an IPv6 /64); more are closed at once
   /// (`nil`: 64).
   public var handshakesPerAddress: UInt32?
+  /// The largest event payload accepted, in bytes (`nil`: ``maxMessageBytes`` less 64). A
+  /// client whose own message limit cannot carry it is refused at the handshake.
+  public var maxEventBytes: UInt32?
+  /// How long an event may wait to be sent to its user's client before it expires, unless its
+  /// add says otherwise (``AddOptions/ttl``); `nil`: events do not expire (docs/QUEUES.md).
+  public var defaultTTL: Duration?
+  /// Events held per user (notices aside); `nil`: no limit. What an add past it does:
+  /// ``overflow``.
+  public var maxPendingPerUser: UInt64?
+  /// Payload bytes held per user; `nil`: no limit.
+  public var maxBytesPerUser: UInt64?
+  /// What an add past ``maxPendingPerUser`` or ``maxBytesPerUser`` does
+  /// (``OverflowPolicy/reject`` by default: it fails with `ELIMIT`).
+  public var overflow: OverflowPolicy = .reject
+  /// How long a deduplication key (``AddOptions/dedupKey``) is remembered (`nil`: 24 h).
+  public var dedupWindow: Duration?
+  /// Most deduplication keys remembered per user, the oldest forgotten first (`nil`: 100,000).
+  public var dedupKeysPerUser: UInt32?
+  /// Most expired events one sweep transaction deletes (`nil`: 1000).
+  public var expiryBatch: UInt32?
+  /// An event of a user became a dead letter (its client failed it after its attempts, or
+  /// rejected it), durably: the user and the dead letter. Informational: list, requeue or delete
+  /// dead letters with ``HyperdownServer/deadLetters(for:after:limit:)`` and the calls beside it.
+  /// Runs on the core's loop thread: it must not block.
+  public var onDeadLetter: (@Sendable (PublicKey, DeadLetter) -> Void)?
 
   /// A configuration with the required fields; set the others as needed.
   /// - Parameters:
@@ -127,6 +152,15 @@ public struct ClientConfiguration: Sendable {
   public var reconnectMax: Duration?
   /// `true`: do not dial again after a failure or a disconnect.
   public var noReconnect: Bool = false
+  /// Handler calls per event, each counted durably before the call: after the last failed one
+  /// the event is reported failed (a dead letter on the server) and later events flow on
+  /// (`nil`: 10; 0: unlimited, the event is retried for ever and holds back the later ones;
+  /// docs/QUEUES.md "Poison events").
+  public var maxAttempts: UInt32?
+  /// Receives the notices (``Notice``: events that expired or were dropped unsent, a dead letter
+  /// requeued) in their place in the user's stream: the next event comes after it returns.
+  /// `nil`: notices are confirmed without being handed out.
+  public var onNotice: (@Sendable (Notice) async -> Void)?
   /// Durability of the store (``Durability/full`` by default).
   public var durability: Durability = .full
   /// Handshake timeout (`nil`: 10 s).
@@ -141,7 +175,9 @@ public struct ClientConfiguration: Sendable {
   public var logger: Logger
   /// The original's `eventHandler`: when set, every event goes to this closure (and none to
   /// ``HyperdownClient/events``). Return the data to report to the server (or `nil`) to mark the
-  /// event consumed; throw to have it handed again after the retry delay.
+  /// event consumed; throw to have it handed again after the retry delay (a failed attempt whose
+  /// reason is the error's description: after ``maxAttempts`` it becomes a dead letter); throw
+  /// ``EventRejected`` to make it a dead letter at once.
   public var eventHandler: (@Sendable (Event) async throws -> [UInt8]?)?
   /// The server authenticated (its key). Runs on the core's loop thread: it must not block.
   public var onConnected: (@Sendable (PublicKey) -> Void)?

@@ -62,6 +62,10 @@ public final class Event: Sendable, CustomStringConvertible {
   /// event again (`hd_event_possibly_repeated`; docs/RELIABILITY.md, "Restores and rollbacks").
   /// An unmarked event is new even if its id was seen before.
   public var possiblyRepeated: Bool { delivery.possiblyRepeated }
+  /// Which handler call this is for the event: 1 the first time, counted durably across
+  /// restarts (`hd_event_attempt`). After ``ClientConfiguration/maxAttempts`` failed ones the
+  /// event becomes a dead letter.
+  public var attempt: UInt32 { delivery.attempt }
 
   let delivery: Delivery
   let core: ClientCore
@@ -87,6 +91,23 @@ public final class Event: Sendable, CustomStringConvertible {
   @discardableResult
   public func complete(ok: Bool = true, data: [UInt8]? = nil) -> Bool {
     core.complete(delivery, ok: ok, data: data)
+  }
+
+  /// A failed attempt with `reason`: the event is handed again after the retry delay, unless
+  /// this was its last attempt (``ClientConfiguration/maxAttempts``): then it is reported failed
+  /// and becomes a dead letter on the server with this reason, and later events flow on. Once,
+  /// like ``complete(ok:data:)``; returns `false` if the event was completed already.
+  @discardableResult
+  public func fail(reason: String) -> Bool {
+    core.finish(delivery, .failed(reason))
+  }
+
+  /// Rejects the event at once, whatever its attempts: it is reported failed and becomes a dead
+  /// letter on the server with `reason` (at most 1024 bytes of UTF-8 are kept). For an event
+  /// that can never be handled (a poison event). Once; `false` if completed already.
+  @discardableResult
+  public func reject(reason: String) -> Bool {
+    core.finish(delivery, .rejected(reason))
   }
 
   /// Completes the event with success and `value` encoded as JSON as its data.
@@ -115,6 +136,7 @@ final class Delivery: Sendable {
   let createdMs: Int64
   let payload: [UInt8]
   let possiblyRepeated: Bool
+  let attempt: UInt32
   private let pointer: Mutex<UnsafeTransfer<OpaquePointer>?>
 
   init(_ event: OpaquePointer) {
@@ -125,6 +147,7 @@ final class Delivery: Sendable {
     createdMs = info.created_ms
     payload = copied.payload
     possiblyRepeated = hd_event_possibly_repeated(event) != 0
+    attempt = hd_event_attempt(event)
     pointer = Mutex(UnsafeTransfer(value: event))
   }
 
@@ -150,6 +173,25 @@ public struct ServerStats: Sendable, Hashable {
   public var connectedUsers: UInt64
   /// Store transactions (one fsync each).
   public var commits: UInt64
+  /// Times an event could not be sent because it is larger than its client's message limit
+  /// (that connection closed with `EMSGSIZE`).
+  public var eventsTooLarge: UInt64
+  /// Events deleted unsent after their time to live.
+  public var eventsExpired: UInt64
+  /// Events moved to the dead letters (failed or rejected by their client).
+  public var eventsDead: UInt64
+  /// Dead letters given back to their users.
+  public var eventsRequeued: UInt64
+  /// Adds answered with an earlier add's number (deduplication key).
+  public var addsDuplicate: UInt64
+  /// Unsent events replaced by a newer one with their collapse key.
+  public var eventsReplaced: UInt64
+  /// Unsent events dropped to make room (``OverflowPolicy/dropOldest``).
+  public var eventsDropped: UInt64
+  /// Adds refused with `ELIMIT`.
+  public var addsLimited: UInt64
+  /// Dead letters the store holds now.
+  public var deadLetters: UInt64
 }
 
 /// Counters and state of a client (``HyperdownClient/stats()``).
@@ -172,6 +214,10 @@ public struct ClientStats: Sendable, Hashable {
   public var pause: Duration
   /// Whether the client is authenticated to its server now.
   public var isConnected: Bool
+  /// Events reported failed after ``ClientConfiguration/maxAttempts``, or rejected.
+  public var eventsDead: UInt64
+  /// Notices stored.
+  public var noticesReceived: UInt64
 }
 
 /// What losses of the server store's last commits did, counted since the handle was created

@@ -33,7 +33,7 @@ public final class HyperdownClient: Sendable {
   /// even while the server is away.
   /// - Throws: ``HyperdownError``: `EBUSY` if another process uses the folder, `EADDR`, `EKEY`...
   public init(configuration c: ClientConfiguration) throws {
-    core = ClientCore(logger: c.logger, eventHandler: c.eventHandler)
+    core = ClientCore(logger: c.logger, eventHandler: c.eventHandler, onNotice: c.onNotice)
     // The core names the server on a disconnect too; the client's callback only takes why.
     let onDisconnected: (@Sendable (PublicKey?, HyperdownError?) -> Void)? = c.onDisconnected.map { report in
       { @Sendable _, error in report(error) }
@@ -48,6 +48,13 @@ public final class HyperdownClient: Sendable {
     opts.window = c.window ?? 0
     opts.retry_min_ms = c.retryMin?.clampedMilliseconds ?? 0
     opts.retry_max_ms = c.retryMax?.clampedMilliseconds ?? 0
+    opts.max_attempts = c.maxAttempts ?? UInt32(HD_DEFAULT_MAX_ATTEMPTS)
+    if c.onNotice != nil {
+      opts.on_notice = { ud, event in
+        guard let core = CoreHandle.context(ud, as: ClientCore.self), let event else { return }
+        core.deliverNotice(event)
+      }
+    }
     opts.on_event = { ud, event in
       guard let core = CoreHandle.context(ud, as: ClientCore.self), let event else { return }
       core.deliver(event)
@@ -78,8 +85,9 @@ public final class HyperdownClient: Sendable {
   public var events: EventSequence { EventSequence(core: core) }
 
   /// Handles events with `handler` until the client closes or the calling task is cancelled: the
-  /// data it returns is reported to the server; a thrown error has the event handed again after
-  /// the retry delay.
+  /// data it returns is reported to the server; a thrown error is a failed attempt (handed again
+  /// after the retry delay, a dead letter after ``ClientConfiguration/maxAttempts``), and
+  /// ``EventRejected`` makes the event a dead letter at once.
   public func handleEvents(_ handler: (Event) async throws -> [UInt8]?) async {
     do {
       for try await event in events {
@@ -87,8 +95,7 @@ public final class HyperdownClient: Sendable {
           let data = try await handler(event)
           event.complete(ok: true, data: data)
         } catch {
-          core.logger.debug("event \(event.id) failed: \(error)")
-          event.complete(ok: false)
+          core.handlerFailed(event, error)
         }
       }
     } catch {}
@@ -100,7 +107,8 @@ public final class HyperdownClient: Sendable {
     return ClientStats(eventsReceived: s.events_received, eventsHandled: s.events_handled,
                        eventsFailed: s.events_failed, eventsConfirmed: s.events_confirmed,
                        unhandled: s.unhandled, consumed: s.consumed, highWater: s.high_water,
-                       pause: .milliseconds(Int64(s.pause_ms)), isConnected: s.connected != 0)
+                       pause: .milliseconds(Int64(s.pause_ms)), isConnected: s.connected != 0,
+                       eventsDead: s.events_dead, noticesReceived: s.notices_received)
   }
 
   /// What losses of the server store's commits did to this client. A short blocking read.
@@ -149,6 +157,19 @@ public struct EventSequence: AsyncSequence, Sendable {
 final class ClientCore: Sendable {
   let logger: Logger
   let eventHandler: (@Sendable (Event) async throws -> [UInt8]?)?
+  let onNotice: (@Sendable (Notice) async -> Void)?
+
+  /// How an event is completed.
+  enum Outcome {
+    /// Consumed, with the data to report (`hd_event_complete` ok).
+    case consumed([UInt8]?)
+    /// A failed attempt without a reason (`hd_event_complete` not ok: "handler failed").
+    case retry
+    /// A failed attempt with a reason (`hd_event_fail`).
+    case failed(String)
+    /// A dead letter at once (`hd_event_reject`).
+    case rejected(String)
+  }
 
   typealias Continuation = AsyncThrowingStream<Event, any Error>.Continuation
 
@@ -161,9 +182,39 @@ final class ClientCore: Sendable {
   }
   let state = Mutex(State())
 
-  init(logger: Logger, eventHandler: (@Sendable (Event) async throws -> [UInt8]?)?) {
+  init(logger: Logger, eventHandler: (@Sendable (Event) async throws -> [UInt8]?)?,
+       onNotice: (@Sendable (Notice) async -> Void)?) {
     self.logger = logger
     self.eventHandler = eventHandler
+    self.onNotice = onNotice
+  }
+
+  /// On the loop thread: a notice from the core, handed to ``ClientConfiguration/onNotice`` in a
+  /// task and completed when it returns (the core hands the next event after that).
+  func deliverNotice(_ event: OpaquePointer) {
+    var n = hd_notice_t()
+    let transfer = UnsafeTransfer(value: event)
+    guard hd_event_notice(event, &n) == 0, let onNotice else {
+      _ = hd_event_complete(event, 1, nil, 0)
+      return
+    }
+    let notice = Notice(n)
+    Task {
+      await onNotice(notice)
+      // also after the close: then the core only frees it (the notice comes again next time)
+      _ = hd_event_complete(transfer.value, 1, nil, 0)
+    }
+  }
+
+  /// A handler threw: a failed attempt with the error as its reason, or a rejection.
+  func handlerFailed(_ event: Event, _ error: any Error) {
+    if let rejection = error as? EventRejected {
+      logger.debug("event \(event.id) rejected: \(rejection.reason)")
+      event.reject(reason: rejection.reason)
+    } else {
+      logger.debug("event \(event.id) failed: \(error)")
+      event.fail(reason: String(describing: error))
+    }
   }
 
   /// On the loop thread: one event from the core.
@@ -177,8 +228,7 @@ final class ClientCore: Sendable {
           let data = try await handler(event)
           event.complete(ok: true, data: data)
         } catch {
-          self.logger.debug("event \(event.id) failed: \(error)")
-          event.complete(ok: false)
+          self.handlerFailed(event, error)
         }
       }
       return
@@ -242,21 +292,34 @@ final class ClientCore: Sendable {
   func released(_ delivery: Delivery, seen: Bool) {
     if seen {
       // Your code had it and dropped it: a failure, handed again after the retry delay.
-      _ = complete(delivery, ok: false, data: nil)
+      _ = finish(delivery, .failed("the event was released without completion"))
     } else {
       offer(delivery)
     }
   }
 
   func complete(_ delivery: Delivery, ok: Bool, data: [UInt8]?) -> Bool {
+    finish(delivery, ok ? .consumed(data) : .retry)
+  }
+
+  func finish(_ delivery: Delivery, _ outcome: Outcome) -> Bool {
     guard let event = delivery.take() else { return false }
     // Always completed, also after the client closed: then the core only frees the event (it is
     // handed again next time). An hd_event_t outlives its client until it is completed.
     let rc: Int32
-    if let data, !data.isEmpty {
-      rc = data.withUnsafeBytes { hd_event_complete(event, ok ? 1 : 0, $0.baseAddress, $0.count) }
-    } else {
-      rc = hd_event_complete(event, ok ? 1 : 0, nil, 0)
+    switch outcome {
+    case .consumed(let data?) where !data.isEmpty:
+      rc = data.withUnsafeBytes { hd_event_complete(event, 1, $0.baseAddress, $0.count) }
+    case .consumed:
+      rc = hd_event_complete(event, 1, nil, 0)
+    case .retry:
+      rc = hd_event_complete(event, 0, nil, 0)
+    case .failed(let reason):
+      let bytes = Self.reasonBytes(reason)
+      rc = bytes.withUnsafeBufferPointer { hd_event_fail(event, $0.baseAddress, $0.count) }
+    case .rejected(let reason):
+      let bytes = Self.reasonBytes(reason)
+      rc = bytes.withUnsafeBufferPointer { hd_event_reject(event, $0.baseAddress, $0.count) }
     }
     if rc < 0 { logger.warning("completing event \(delivery.seq): \(HyperdownError.last(rc))") }
     return rc >= 0
@@ -276,5 +339,17 @@ final class ClientCore: Sendable {
   /// Frees events nobody took (after the close, completing only frees them).
   func release(_ parked: [Delivery]) {
     for delivery in parked { _ = complete(delivery, ok: false, data: nil) }
+  }
+
+  /// A reason's UTF-8, cut to `HD_REASON_MAX_BYTES` at a character boundary.
+  static func reasonBytes(_ reason: String) -> [CChar] {
+    let limit = Int(HD_REASON_MAX_BYTES)
+    var bytes = Array(reason.utf8)
+    if bytes.count > limit {
+      var end = limit
+      while end > 0 && bytes[end] & 0xC0 == 0x80 { end -= 1 }  // not inside a character
+      bytes.removeSubrange(end...)
+    }
+    return bytes.map { CChar(bitPattern: $0) }
   }
 }

@@ -77,4 +77,33 @@ public struct HyperdownError: Error, Sendable, Equatable, CustomStringConvertibl
   public static let bufferTooSmall = HD_EBUFSIZE.rawValue
   /// `EREPLACED`: a newer connection with the same key took this one's place.
   public static let replaced = HD_EREPLACED.rawValue
+  /// `ENOMEM`: out of memory.
+  public static let outOfMemory = HD_ENOMEM.rawValue
+  /// `EINIT`: the library's initialisation failed (libsodium, SQLite).
+  public static let initializationFailed = HD_EINIT.rawValue
+  /// `EMSGSIZE`: a message or an event too large for the peer's limit.
+  public static let messageTooLarge = HD_EMSGSIZE.rawValue
+  /// `ECANCELED`: the operation was canceled.
+  public static let canceled = HD_ECANCELED.rawValue
+  /// `ENOTFOUND`: not found (a store id the client never saw...).
+  public static let notFound = HD_ENOTFOUND.rawValue
+  /// `EALREADY`: already done (an event or a request answered twice).
+  public static let alreadyDone = HD_EALREADY.rawValue
+  /// `ESTATE`: the operation is not valid in the current state.
+  public static let invalidState = HD_ESTATE.rawValue
+  /// `ETHREAD`: a blocking call on the handle's own loop thread.
+  public static let wrongThread = HD_ETHREAD.rawValue
+  /// `ELIMIT`: the user is at its limit of held events or bytes
+  /// (``ServerConfiguration/maxPendingPerUser``, ``ServerConfiguration/maxBytesPerUser``) under
+  /// ``OverflowPolicy/reject``.
+  public static let limitReached = HD_ELIMIT.rawValue
+
+  /// Every code the core had when this module was built, each with its constant above.
+  public static let knownCodes: [Int32] = [
+    invalidArgument, outOfMemory, initializationFailed, versionMismatch, badKey, badHex,
+    wrongTopic, authenticationFailed, protocolViolation, messageTooLarge, timedOut,
+    connectionRefused, connectionReset, addressInUse, badAddress, io, closed, busy, noSpace,
+    storage, corrupt, canceled, notFound, alreadyDone, bufferTooSmall, invalidState, bye,
+    wrongThread, replaced, limitReached,
+  ]
 }

@@ -51,7 +51,7 @@ extension HyperdownServer {
   /// - Throws: ``HyperdownError``: `ECLOSED`, `EIO`, `ENOSPC`...
   @discardableResult
   public func deleteEvents(for user: PublicKey, ids: [UInt64]) async throws -> UInt64 {
-    try await countingDelete { h, box in
+    try await counting { h, box in
       hd_server_delete_events(h, user.bytes, ids, ids.count, { ctx, status, count in
         Completion<UInt64>.take(ctx)!.resume(status: status, returning: count)
       }, box)
@@ -63,14 +63,16 @@ extension HyperdownServer {
   /// ``deleteEvents(for:ids:)`` for what the user's client sees.
   @discardableResult
   public func deleteAllEvents(for user: PublicKey) async throws -> UInt64 {
-    try await countingDelete { h, box in
+    try await counting { h, box in
       hd_server_delete_user(h, user.bytes, { ctx, status, count in
         Completion<UInt64>.take(ctx)!.resume(status: status, returning: count)
       }, box)
     }
   }
 
-  private func countingDelete(
+  /// Runs `call`, a core call that completes through an `hd_count_cb` with a `Completion<UInt64>`
+  /// as its `cb_data`, and returns the count.
+  func counting(
     _ call: (OpaquePointer, UnsafeMutableRawPointer) -> Int32
   ) async throws -> UInt64 {
     try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<UInt64, any Error>) in

@@ -29,7 +29,8 @@ public final class HyperdownServer: Sendable, Service {
   /// - Throws: ``HyperdownError``: `EBUSY` if another process uses the folder, `EADDRINUSE`,
   ///   `EADDR` for a malformed address, `EKEY`, `ESTORE`...
   public init(configuration c: ServerConfiguration) throws {
-    core = ServerCore(onClientConsumedEvents: c.onClientConsumedEvents, authorize: c.authorize)
+    core = ServerCore(onClientConsumedEvents: c.onClientConsumedEvents, authorize: c.authorize,
+                      onDeadLetter: c.onDeadLetter)
     handle = CoreHandle(context: core, logger: c.logger, onPeerConnected: c.onUserConnected,
                         onPeerDisconnected: c.onUserDisconnected,
                         close: hd_server_close, closeWait: hd_server_close_wait)
@@ -38,6 +39,20 @@ public final class HyperdownServer: Sendable, Service {
     opts.authorize_timeout_ms = c.authorizeTimeout?.clampedMilliseconds ?? 0
     opts.max_handshakes = c.maxHandshakes ?? 0
     opts.handshakes_per_address = c.handshakesPerAddress ?? 0
+    opts.max_event_bytes = c.maxEventBytes ?? 0
+    opts.default_ttl_ms = c.defaultTTL.map { max(1, $0.clampedMilliseconds64) } ?? 0
+    opts.max_pending_per_user = c.maxPendingPerUser ?? 0
+    opts.max_bytes_per_user = c.maxBytesPerUser ?? 0
+    opts.overflow = c.overflow.cValue
+    opts.dedup_window_ms = c.dedupWindow.map { max(1, $0.clampedMilliseconds64) } ?? 0
+    opts.dedup_keys_per_user = c.dedupKeysPerUser ?? 0
+    opts.expiry_batch = c.expiryBatch ?? 0
+    if c.onDeadLetter != nil {
+      opts.on_dead_letter = { ud, user, deadLetter in
+        guard let core = CoreHandle.context(ud, as: ServerCore.self), let user, let deadLetter else { return }
+        core.onDeadLetter?(PublicKey(pointer: user), DeadLetter(deadLetter.pointee))
+      }
+    }
     if c.authorize != nil {
       opts.authorize = { ud, key, request in
         guard let request else { return }
@@ -106,19 +121,19 @@ public final class HyperdownServer: Sendable, Service {
   public func addEvents(for user: PublicKey, payloads: [[UInt8]]) async throws -> [UInt64] {
     if payloads.isEmpty { return [] }
     return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[UInt64], any Error>) in
-      let batch = BatchCompletion(count: payloads.count, continuation)
+      let batch = BatchCompletion<UInt64>(count: payloads.count, continuation)
       do {
         try handle.with { h in
           for (i, payload) in payloads.enumerated() {
             let slot = BatchSlot(batch: batch, index: i).retainedPointer()
             let rc = payload.withUnsafeBytes { bytes in
               hd_server_add_event(h, user.bytes, bytes.baseAddress, bytes.count, { ctx, status, seq in
-                let slot = BatchSlot.take(ctx)!
+                let slot = BatchSlot<UInt64>.take(ctx)!
                 slot.batch.finish(slot.index, status < 0 ? .failure(HyperdownError.last(status)) : .success(seq))
               }, slot)
             }
             if rc < 0 {
-              BatchSlot.release(slot)
+              BatchSlot<UInt64>.release(slot)
               let error = HyperdownError.last(rc)
               for j in i..<payloads.count { batch.finish(j, .failure(error)) }
               return
@@ -174,7 +189,11 @@ public final class HyperdownServer: Sendable, Service {
     return ServerStats(eventsAdded: s.events_added, eventsDelivered: s.events_delivered,
                        eventsConsumed: s.events_consumed, eventsConfirmed: s.events_confirmed,
                        pendingTotal: s.pending_total, connectedUsers: s.connected_users,
-                       commits: s.commits)
+                       commits: s.commits, eventsTooLarge: s.events_too_large,
+                       eventsExpired: s.events_expired, eventsDead: s.events_dead,
+                       eventsRequeued: s.events_requeued, addsDuplicate: s.adds_duplicate,
+                       eventsReplaced: s.events_replaced, eventsDropped: s.events_dropped,
+                       addsLimited: s.adds_limited, deadLetters: s.dead_letters)
   }
 
   /// The store's epoch and how many clients' resumes met a rollback. A short blocking read.
@@ -260,40 +279,41 @@ final class Completion<Value: Sendable>: UnmanagedContext {
   }
 }
 
-/// Collects the completions of ``HyperdownServer/addEvents(for:payloads:)``.
-final class BatchCompletion: Sendable {
+/// Collects the completions of ``HyperdownServer/addEvents(for:payloads:)`` (and of its form
+/// with options): one value per add, in the order of the adds.
+final class BatchCompletion<Value: Sendable>: Sendable {
   struct State {
     var remaining: Int
-    var seqs: [UInt64]
+    var values: [Value?]
     var error: (any Error)?
-    var continuation: CheckedContinuation<[UInt64], any Error>?
+    var continuation: CheckedContinuation<[Value], any Error>?
   }
   let state: Mutex<State>
 
-  init(count: Int, _ continuation: CheckedContinuation<[UInt64], any Error>) {
-    state = Mutex(State(remaining: count, seqs: Array(repeating: 0, count: count), continuation: continuation))
+  init(count: Int, _ continuation: CheckedContinuation<[Value], any Error>) {
+    state = Mutex(State(remaining: count, values: Array(repeating: nil, count: count), continuation: continuation))
   }
 
-  func finish(_ index: Int, _ result: Result<UInt64, any Error>) {
-    let done = state.withLock { s -> (CheckedContinuation<[UInt64], any Error>, Result<[UInt64], any Error>)? in
+  func finish(_ index: Int, _ result: Result<Value, any Error>) {
+    let done = state.withLock { s -> (CheckedContinuation<[Value], any Error>, Result<[Value], any Error>)? in
       switch result {
-      case .success(let seq): s.seqs[index] = seq
+      case .success(let value): s.values[index] = value
       case .failure(let error): if s.error == nil { s.error = error }
       }
       s.remaining -= 1
       guard s.remaining == 0, let c = s.continuation else { return nil }
       s.continuation = nil
-      return (c, s.error.map { .failure($0) } ?? .success(s.seqs))
+      return (c, s.error.map { .failure($0) } ?? .success(s.values.map { $0! }))
     }
     if let (continuation, result) = done { continuation.resume(with: result) }
   }
 }
 
 /// One event of ``HyperdownServer/addEvents(for:payloads:)``: the `cb_data` of its add.
-final class BatchSlot: UnmanagedContext {
-  let batch: BatchCompletion
+final class BatchSlot<Value: Sendable>: UnmanagedContext {
+  let batch: BatchCompletion<Value>
   let index: Int
-  init(batch: BatchCompletion, index: Int) {
+  init(batch: BatchCompletion<Value>, index: Int) {
     self.batch = batch
     self.index = index
   }
@@ -304,6 +324,7 @@ final class BatchSlot: UnmanagedContext {
 final class ServerCore: Sendable {
   let onClientConsumedEvents: (@Sendable (PublicKey, [ConsumedEvent]) async -> Bool)?
   let authorizeUser: (@Sendable (PublicKey) async -> Bool)?
+  let onDeadLetter: (@Sendable (PublicKey, DeadLetter) -> Void)?
 
   struct State {
     var draining = false
@@ -313,9 +334,11 @@ final class ServerCore: Sendable {
   let state = Mutex(State())
 
   init(onClientConsumedEvents: (@Sendable (PublicKey, [ConsumedEvent]) async -> Bool)?,
-       authorize: (@Sendable (PublicKey) async -> Bool)?) {
+       authorize: (@Sendable (PublicKey) async -> Bool)?,
+       onDeadLetter: (@Sendable (PublicKey, DeadLetter) -> Void)?) {
     self.onClientConsumedEvents = onClientConsumedEvents
     self.authorizeUser = authorize
+    self.onDeadLetter = onDeadLetter
   }
 
   /// On the loop thread: asks ``ServerConfiguration/authorize`` in a task and answers the

@@ -87,11 +87,14 @@ struct Purge: AsyncParsableCommand {
     discussion: """
       For a user or a device that was removed, or events sent by mistake. The user's client is \
       not told: what it received already it still handles, and the server answers its reports; \
-      numbers are never given again. Through the admin socket of the server running on the \
-      folder, or from the folder itself when no server runs. docs/OPERATIONS.md "Admin".
+      numbers are never given again. With --dead-letters, the user's dead letters instead (for \
+      good). Through the admin socket of the server running on the folder, or from the folder \
+      itself when no server runs. docs/OPERATIONS.md "Admin".
       """)
 
   @Option(help: "The server's store folder.") var data: String
+  @Flag(help: "Delete the user's dead letters (those named, or all) instead of its pending events.")
+  var deadLetters = false
   @Argument(help: "The user's public key in hex.") var userHex: String
   @Argument(help: "The events' ids (none: every event of the user).") var ids: [UInt64] = []
 
@@ -100,13 +103,15 @@ struct Purge: AsyncParsableCommand {
       let user = try hex("USER_HEX") { try PublicKey(hex: userHex) }
       let named = ids.isEmpty ? nil : ids
       let deleted = try await Admin.onStore(data, online: {
-        let response = try Admin.call(dataDirectory: data, Admin.Request(op: "delete", user: user.hex, ids: named))
+        let op = deadLetters ? "deleteDeadLetters" : "delete"
+        let response = try Admin.call(dataDirectory: data, Admin.Request(op: op, user: user.hex, ids: named))
         guard response.ok, let n = response.deleted else {
           throw CLIError(response.error ?? "the server refused the delete")
         }
         return n
       }, offline: { server in
-        try await Admin.delete(server, user: user, ids: named)
+        if deadLetters { return try await server.deleteDeadLetters(for: user, ids: named) }
+        return try await Admin.delete(server, user: user, ids: named)
       })
       Output.line("{\"user\": \"\(user.hex)\", \"deleted\": \(deleted)}")
     }

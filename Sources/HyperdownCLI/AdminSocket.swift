@@ -14,13 +14,18 @@ enum Admin {
   static func socketPath(dataDirectory: String) -> String { folder(dataDirectory: dataDirectory) + "/hyperdown.sock" }
 
   struct Request: Codable {
-    var op: String              // "add", "status", "backup", "events" or "delete"
-    var user: String?           // add, events, delete: the user's public key (hex)
-    var payloads: [String]?     // add: the events (JSON text each)
+    var op: String              // "add", "add2", "status", "backup", "events", "delete",
+                                // "deadLetters", "deadLetterUsers", "requeue", "deleteDeadLetters"
+    var user: String?           // add, add2, events, delete, deadLetters, requeue,
+                                // deleteDeadLetters: the user's public key (hex)
+    var payloads: [String]?     // add, add2: the events (JSON text each)
     var users: [String]?        // status: users to count too (0 if none held)
     var path: String?           // backup: the file to write (absolute)
-    var after: UInt64?          // events: the page starts after this id (default 0)
-    var ids: [UInt64]?          // delete: the events (nil: every one of the user's)
+    var after: UInt64?          // events, deadLetters: the page starts after this id (default 0)
+    var ids: [UInt64]?          // delete, requeue, deleteDeadLetters: the events (nil: every one)
+    var ttlMs: UInt64?          // add2: time to live (nil: the server's default)
+    var dedupKey: String?       // add2: deduplication key
+    var collapseKey: String?    // add2: collapse key
   }
 
   struct Response: Codable {
@@ -29,7 +34,26 @@ enum Admin {
     var seqs: [UInt64]?
     var status: Status?
     var events: [Event]?        // events: a page (empty: no more)
-    var deleted: UInt64?        // delete: how many
+    var deleted: UInt64?        // delete, deleteDeadLetters: how many
+    var deadLetters: [DeadLetter]?  // deadLetters: a page (empty: no more)
+    var deadLetterUsers: [UserCount]?  // deadLetterUsers
+    var requeued: UInt64?       // requeue: how many
+  }
+
+  /// A dead letter in a `deadLetters` answer.
+  struct DeadLetter: Codable {
+    var id: UInt64
+    var createdMs: Int64
+    var payload: Data
+    var attempts: UInt32
+    var reason: String
+    var deadMs: Int64
+  }
+
+  /// A user and a count, in a `deadLetterUsers` answer.
+  struct UserCount: Codable {
+    var user: String
+    var count: UInt64
   }
 
   /// A pending event in an `events` answer.
@@ -47,6 +71,10 @@ enum Admin {
     var eventsDelivered: UInt64
     var eventsConfirmed: UInt64
     var commits: UInt64
+    var deadLetters: UInt64?    // these four: absent from a server before the queue semantics
+    var eventsExpired: UInt64?
+    var eventsDropped: UInt64?
+    var eventsDead: UInt64?
   }
 
   static func makeAddress(_ path: String) throws -> sockaddr_un {
@@ -242,9 +270,21 @@ final class AdminServer: Sendable {
         throw CLIError("add needs a user and at least one payload")
       }
       let user = try PublicKey(hex: userHex)
-      // In order, sharing commits.
-      let seqs = try await server.addEvents(for: user, payloads: payloads.map { Array($0.utf8) })
-      return Admin.Response(ok: true, seqs: seqs)
+      // In order, sharing commits, under the server's limits and default time to live.
+      let results = try await server.addEvents(for: user, payloads: payloads.map { Array($0.utf8) },
+                                               options: AddOptions())
+      return Admin.Response(ok: true, seqs: results.map(\.seq))
+    case "add2":  // with options: a server that does not know it refuses it (never adds without them)
+      guard let userHex = request.user, let payloads = request.payloads, !payloads.isEmpty else {
+        throw CLIError("add needs a user and at least one payload")
+      }
+      let user = try PublicKey(hex: userHex)
+      var ttl = TimeToLive.serverDefault
+      if let ms = request.ttlMs { ttl = .after(.milliseconds(Int64(clamping: ms))) }
+      let options = AddOptions(ttl: ttl, dedupKey: request.dedupKey, collapseKey: request.collapseKey)
+      let results = try await server.addEvents(for: user, payloads: payloads.map { Array($0.utf8) },
+                                               options: options)
+      return Admin.Response(ok: true, seqs: results.map(\.seq))
     case "status":
       let stats = try server.stats()
       let connected = try server.connectedUsers()
@@ -257,7 +297,9 @@ final class AdminServer: Sendable {
       let status = Admin.Status(pendingTotal: stats.pendingTotal, pending: pending,
                                 connected: connected.map(\.hex).sorted(),
                                 eventsAdded: stats.eventsAdded, eventsDelivered: stats.eventsDelivered,
-                                eventsConfirmed: stats.eventsConfirmed, commits: stats.commits)
+                                eventsConfirmed: stats.eventsConfirmed, commits: stats.commits,
+                                deadLetters: stats.deadLetters, eventsExpired: stats.eventsExpired,
+                                eventsDropped: stats.eventsDropped, eventsDead: stats.eventsDead)
       return Admin.Response(ok: true, status: status)
     case "backup":
       guard let path = request.path, path.hasPrefix("/") else {
@@ -273,6 +315,19 @@ final class AdminServer: Sendable {
       let user = try PublicKey(hex: request.user ?? "")
       let n = try await Admin.delete(server, user: user, ids: request.ids)
       return Admin.Response(ok: true, deleted: n)
+    case "deadLetters":
+      let user = try PublicKey(hex: request.user ?? "")
+      let page = try server.deadLetters(for: user, after: request.after ?? 0, limit: Admin.eventsPage)
+      return Admin.Response(ok: true, deadLetters: page.map(Admin.DeadLetter.init))
+    case "deadLetterUsers":
+      let users = try server.deadLetterUsers()
+      return Admin.Response(ok: true, deadLetterUsers: users.map { Admin.UserCount(user: $0.user.hex, count: $0.count) })
+    case "requeue":
+      let user = try PublicKey(hex: request.user ?? "")
+      return Admin.Response(ok: true, requeued: try await server.requeueDeadLetters(for: user, ids: request.ids))
+    case "deleteDeadLetters":
+      let user = try PublicKey(hex: request.user ?? "")
+      return Admin.Response(ok: true, deleted: try await server.deleteDeadLetters(for: user, ids: request.ids))
     default:
       throw CLIError("unknown admin operation '\(request.op)'")
     }

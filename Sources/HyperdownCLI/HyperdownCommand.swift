@@ -13,7 +13,7 @@ struct HyperdownCommand: AsyncParsableCommand {
     discussion: "docs/swift.md describes every command, the key file and the admin socket.",
     version: Version.string,
     subcommands: [Keygen.self, Serve.self, Send.self, Listen.self, Status.self, Backup.self, Pending.self,
-                  Purge.self, Demo.self]
+                  Purge.self, DeadLetters.self, Requeue.self, Demo.self]
   )
 }
 
@@ -72,7 +72,11 @@ struct Serve: AsyncParsableCommand {
       `hyperdown send` through the admin socket DIR/admin/hyperdown.sock (owner only). With \
       --allow FILE only the users whose keys FILE lists (one in hex per line, # comments) may \
       connect; SIGHUP reads FILE again, closes the connections of the users it no longer lists \
-      and prints {"allowList": ..., "keys": n, "removed": n, "disconnected": n}.
+      and prints {"allowList": ..., "keys": n, "removed": n, "disconnected": n}. An event a client \
+      failed (after its attempts, or rejected) prints {"user": ..., "deadLetter": id, "attempts": n, \
+      "reason": ...}. --max-pending-per-user and --max-bytes-per-user bound what a user holds; \
+      past them --overflow reject refuses the add (send fails with ELIMIT) and drop-oldest drops \
+      the oldest unsent events, of which the client is told (docs/QUEUES.md).
       """)
 
   @Option(help: "The topic (folder name).") var topic: String
@@ -85,6 +89,23 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "Log level on stderr.") var logLevel = "warning"
   @Option(help: "Admit only the users listed in this file (hex keys, one per line; reread on SIGHUP).")
   var allow: String?
+  @Option(help: "Seconds an event may wait to be sent before it expires, unless its send says otherwise (default: never).")
+  var defaultTtl: Double?
+  @Option(help: "Events held per user (default: no limit).") var maxPendingPerUser: UInt64?
+  @Option(help: "Payload bytes held per user (default: no limit).") var maxBytesPerUser: UInt64?
+  @Option(help: "What an add past a user's limit does: reject (the add fails) or drop-oldest.")
+  var overflow: OverflowOption = .reject
+
+  enum OverflowOption: String, ExpressibleByArgument {
+    case reject
+    case dropOldest = "drop-oldest"
+  }
+
+  func validate() throws {
+    if let defaultTtl, !(defaultTtl > 0) { throw ValidationError("--default-ttl must be above 0 seconds") }
+    if maxPendingPerUser == 0 { throw ValidationError("--max-pending-per-user must be at least 1") }
+    if maxBytesPerUser == 0 { throw ValidationError("--max-bytes-per-user must be at least 1") }
+  }
 
   /// One consumed event as JSON: its id, the payload and what the client's handler reported
   /// (`data`; `...Base64` when the bytes are not text).
@@ -107,6 +128,13 @@ struct Serve: AsyncParsableCommand {
                                        listen: listen, logger: logger)
       config.durability = syncNormal ? .normal : .full
       config.pause = pause.map { .milliseconds(Int64($0)) }
+      config.defaultTTL = defaultTtl.map { .milliseconds(Int64(($0 * 1000).rounded(.up))) }
+      config.maxPendingPerUser = maxPendingPerUser
+      config.maxBytesPerUser = maxBytesPerUser
+      config.overflow = overflow == .reject ? .reject : .dropOldest
+      config.onDeadLetter = { user, dead in
+        Output.line("{\"user\": \"\(user.hex)\", \"deadLetter\": \(dead.id), \"attempts\": \(dead.attempts), \"reason\": \(JSONText.quote(dead.reason))}")
+      }
       let allowList = try allow.map { try AllowList(path: $0) }
       if let allowList {
         config.authorize = { user in allowList.contains(user) }
@@ -148,15 +176,30 @@ struct AdminService: Service {
 
 struct Send: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Add events for a user through the server's admin socket; print each sequence number once durable.")
+    abstract: "Add events for a user through the server's admin socket; print each sequence number once durable.",
+    discussion: """
+      --ttl: the event expires if it is not sent to the user's client within this many seconds \
+      (the client is told). --dedup-key: a repeat of the key within the server's window adds \
+      nothing and prints the first add's number. --collapse-key: the event replaces the user's \
+      unsent event with the same key. Past a limit of a server that rejects (--overflow reject) \
+      the send fails with ELIMIT. docs/QUEUES.md.
+      """)
 
   @Option(help: "The server's store folder.") var data: String
+  @Option(help: "Seconds the event may wait to be sent before it expires (default: the server's).")
+  var ttl: Double?
+  @Option(help: "A deduplication key (per user).") var dedupKey: String?
+  @Option(help: "A collapse key (per user): replaces the unsent event with the same key.") var collapseKey: String?
   @Argument(help: "The user's public key in hex.") var userHex: String
   @Argument(help: "The event as JSON (more than one: several events, one number per line).")
   var json: [String]
 
   func validate() throws {
     if json.isEmpty { throw ValidationError("Missing expected argument '<json>'") }
+    if let ttl, !(ttl > 0) { throw ValidationError("--ttl must be above 0 seconds") }
+    for (name, key) in [("--dedup-key", dedupKey), ("--collapse-key", collapseKey)] {
+      if let key, key.isEmpty || key.utf8.count > 256 { throw ValidationError("\(name) takes 1 to 256 bytes") }
+    }
   }
 
   func run() async throws {
@@ -165,7 +208,14 @@ struct Send: AsyncParsableCommand {
       for (i, text) in json.enumerated() where !JSONText.isValid(Array(text.utf8)) {
         throw CLIError("event \(i + 1) is not valid JSON: \(text.prefix(60))")
       }
-      let response = try Admin.call(dataDirectory: data, Admin.Request(op: "add", user: user.hex, payloads: json))
+      var request = Admin.Request(op: "add", user: user.hex, payloads: json)
+      if ttl != nil || dedupKey != nil || collapseKey != nil {
+        request.op = "add2"
+        request.ttlMs = ttl.map { UInt64(($0 * 1000).rounded(.up)) }
+        request.dedupKey = dedupKey
+        request.collapseKey = collapseKey
+      }
+      let response = try Admin.call(dataDirectory: data, request)
       guard response.ok, let seqs = response.seqs else {
         throw CLIError(response.error ?? "the server refused the event")
       }
@@ -232,7 +282,17 @@ struct Backup: AsyncParsableCommand {
 struct Listen: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Run a client: print each event as one JSON line {\"id\": N, \"data\": ...}, then confirm it.",
-    discussion: "Runs until SIGINT or SIGTERM. Fails if the server does not answer within --connect-timeout.")
+    discussion: """
+      Runs until SIGINT or SIGTERM. Fails if the server does not answer within --connect-timeout. \
+      With --exec CMD, each event's line goes to the standard input of `/bin/sh -c CMD` first \
+      (CMD's standard output and error go to listen's standard error): exit 0 consumes the event \
+      and prints its line; exit 100 rejects it at once (a dead letter on the server, reason \
+      "exit 100: <CMD's first line of stderr>"); any other status, or running past \
+      --exec-timeout (CMD's process group is killed), is a failed attempt, tried again after a \
+      delay up to --max-attempts times, then a dead letter. Notices (events that expired or were \
+      dropped unsent, a dead letter requeued) print in their place as \
+      {"notice": "expired", "count": n, "firstSeq": a, "lastSeq": b}.
+      """)
 
   @Option(help: "The topic (folder name).") var topic: String
   @Option(help: "The client's store folder.") var data: String
@@ -241,6 +301,25 @@ struct Listen: AsyncParsableCommand {
   @Option(name: .customLong("server-key"), help: "The server's public key in hex.") var serverKey: String
   @Option(help: "Seconds to wait for the first connection.") var connectTimeout: Double = 10
   @Option(help: "Log level on stderr.") var logLevel = "error"
+  @Option(help: "A shell command that handles each event: its JSON line on stdin; exit 0 consumes it, 100 rejects it.")
+  var exec: String?
+  @Option(help: "Seconds --exec's command may run before it is killed (a failed attempt).")
+  var execTimeout: Double = 30
+  @Option(help: "Handler attempts per event before it becomes a dead letter (0: unlimited).")
+  var maxAttempts: UInt32 = UInt32(Listen.defaultMaxAttempts)
+
+  static let defaultMaxAttempts = 10
+
+  func validate() throws {
+    if !(execTimeout > 0) { throw ValidationError("--exec-timeout must be above 0 seconds") }
+  }
+
+  /// A notice's line: `{"notice": "expired", "count": 3, "firstSeq": 4, "lastSeq": 6}`.
+  static func noticeLine(_ notice: Notice) -> String {
+    var kind = JSONText.quote(notice.kindName)
+    if case .unknown(let number) = notice.kind { kind += ", \"kindNumber\": \(number)" }
+    return "{\"notice\": \(kind), \"count\": \(notice.count), \"firstSeq\": \(notice.firstSeq), \"lastSeq\": \(notice.lastSeq)}"
+  }
 
   func run() async throws {
     try await reportingErrors {
@@ -252,6 +331,12 @@ struct Listen: AsyncParsableCommand {
                                        dataDirectory: data, server: server, logger: logger)
       config.onConnected = { _ in notes.continuation.yield(nil) }
       config.onDisconnected = { error in if let error { notes.continuation.yield(error) } }
+      config.maxAttempts = maxAttempts
+      // printed before the core hands the next event, so in its place among the events' lines
+      config.onNotice = { notice in Output.line(Listen.noticeLine(notice)) }
+      let handler = exec.map { ExecHandler(command: $0, timeout: .milliseconds(Int64((execTimeout * 1000).rounded(.up)))) }
+      // a command that exits without reading its stdin must fail our write (EPIPE), not kill us
+      if handler != nil { signal(SIGPIPE, SIG_IGN) }
       let client: HyperdownClient
       do {
         client = try HyperdownClient(configuration: config)
@@ -259,7 +344,8 @@ struct Listen: AsyncParsableCommand {
         throw CLIError("folder \(data) is in use by another process")
       }
       let service = ListenService(client: client, server: server, notes: notes.stream,
-                                  connectTimeout: .milliseconds(Int64(connectTimeout * 1000)))
+                                  connectTimeout: .milliseconds(Int64(connectTimeout * 1000)),
+                                  handler: handler)
       let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint],
                                logger: logger)
       try await group.run()
@@ -272,6 +358,7 @@ struct ListenService: Service {
   let server: String
   let notes: AsyncStream<HyperdownError?>
   let connectTimeout: Duration
+  let handler: ExecHandler?
 
   func run() async throws {
     do {
@@ -279,8 +366,13 @@ struct ListenService: Service {
         group.addTask {
           for try await event in client.events.cancelOnGracefulShutdown() {
             let (key, value) = JSONText.dataField(event.payload)
-            Output.line("{\"id\": \(event.id), \"\(key)\": \(value)}")
-            event.complete()
+            let line = "{\"id\": \(event.id), \"\(key)\": \(value)}"
+            guard let handler else {
+              Output.line(line)
+              event.complete()
+              continue
+            }
+            await handler.handle(event, line: line)
           }
           return true
         }

@@ -4,6 +4,9 @@
 # ways: an old server with a new client, then a new server with an old client. Each way: events
 # added while the client is away are delivered when it connects, one added while it is connected
 # arrives at once, every one is confirmed (the server ends with nothing pending), and both exit 0.
+# Then the queue semantics against the previous release (docs/QUEUES.md "Compatibility"): a
+# poison event rejected by a new client of an old server, and a new server's expiry with an old
+# client.
 #
 # Usage: cli_compat.sh NEW_CLI BUILD_DIR
 #   NEW_CLI    the hyperdown built from this checkout
@@ -97,11 +100,78 @@ one_way() {
     echo "  the client printed:" >&2; cat "$d/listen.out" >&2; return 1; }
 }
 
+pending_is() { "$1" status --data "$2" | grep -q "\"pendingTotal\": *$3[,}]"; }
+
+# serve NAME CLI [FLAGS...]: a server on 127.0.0.1, port chosen by the OS; sets d, spid, port
+serve() {
+  name=$1; scli=$2; shift 2
+  d=$work/$name
+  mkdir -p "$d"
+  server=$("$scli" keygen --out "$d/server.key") || return 1
+  "$scli" serve --topic compat --data "$d/srv" --key "$d/server.key" --listen 127.0.0.1:0 "$@" \
+    > "$d/serve.out" 2> "$d/serve.err" &
+  spid=$!
+  pids="$pids $spid"
+  wait_for 30 $spid grep -q listening "$d/serve.out" || return 1
+  port=$(sed -n 's/.*"port": *\([0-9]*\).*/\1/p' "$d/serve.out")
+}
+
+# A poison event from a server of the previous release, which takes no FAILED: the new client's
+# command rejects it (exit 100), keeps it for a server that takes FAILED, and handles the events
+# after it; the old server still holds the poison event, and only it.
+poison_old_server() {
+  serve poison-old-server "$old_cli" || return 1
+  user=$("$new_cli" keygen --out "$d/user.key") || return 1
+  "$old_cli" send --data "$d/srv" "$user" '"poison"' '"one"' '"two"' > "$d/send.out" || return 1
+  "$new_cli" listen --topic compat --data "$d/usr" --key "$d/user.key" \
+    --server "127.0.0.1:$port" --server-key "$server" --max-attempts 2 \
+    --exec 'if grep -q poison; then exit 100; fi' > "$d/listen.out" 2> "$d/listen.err" &
+  cpid=$!
+  pids="$pids $cpid"
+  wait_for 30 $cpid lines_at_least "$d/listen.out" 2 || return 1
+  wait_for 30 $spid pending_is "$old_cli" "$d/srv" 1 || return 1
+  kill -INT $cpid && wait $cpid || { echo "  the client did not exit 0" >&2; return 1; }
+  kill -INT $spid && wait $spid || { echo "  the server did not exit 0" >&2; return 1; }
+  pids=""
+  grep -q poison "$d/listen.out" && { echo "  the poison event was printed" >&2; return 1; }
+  [ "$(grep -c '"id": *[23]' "$d/listen.out")" = 2 ] || { echo "  the client printed:" >&2;
+    cat "$d/listen.out" >&2; return 1; }
+}
+
+# A server of this release with a default time to live, and a client of the previous release,
+# which takes no notices: the event that expired while it was away is never sent, its notice is
+# dropped, the one added while it is connected arrives, and nothing stays pending.
+ttl_old_client() {
+  serve ttl-old-client "$new_cli" --default-ttl 1 || return 1
+  user=$("$old_cli" keygen --out "$d/user.key") || return 1
+  "$new_cli" send --data "$d/srv" "$user" '"expires"' > "$d/send.out" || return 1
+  sleep 2.5 # the time to live runs out; the sweep deletes it and adds a notice
+  "$old_cli" listen --topic compat --data "$d/usr" --key "$d/user.key" \
+    --server "127.0.0.1:$port" --server-key "$server" > "$d/listen.out" 2> "$d/listen.err" &
+  cpid=$!
+  pids="$pids $cpid"
+  wait_for 30 $spid pending_zero "$new_cli" "$d/srv" || return 1
+  "$new_cli" send --data "$d/srv" "$user" '"fresh"' >> "$d/send.out" || return 1
+  wait_for 30 $cpid lines_at_least "$d/listen.out" 1 || return 1
+  wait_for 30 $spid pending_zero "$new_cli" "$d/srv" || return 1
+  kill -INT $cpid && wait $cpid || { echo "  the client did not exit 0" >&2; return 1; }
+  kill -INT $spid && wait $spid || { echo "  the server did not exit 0" >&2; return 1; }
+  pids=""
+  [ "$(tr -d ' \n' < "$d/listen.out")" = '{"id":3,"data":"fresh"}' ] || {
+    echo "  the client printed:" >&2; cat "$d/listen.out" >&2; return 1; }
+}
+
 passed=0
 failed=0
-for way in "old-server-new-client $old_cli $new_cli" "new-server-old-client $new_cli $old_cli"; do
+for way in "old-server-new-client $old_cli $new_cli" "new-server-old-client $new_cli $old_cli" \
+           "poison-old-server" "ttl-old-client"; do
   set -- $way
-  if one_way "$1" "$2" "$3"; then
+  case $1 in
+    poison-old-server) run="poison_old_server" ;;
+    ttl-old-client) run="ttl_old_client" ;;
+    *) run="one_way $1 $2 $3" ;;
+  esac
+  if $run; then
     echo "ok $1"
     passed=$((passed + 1))
   else
