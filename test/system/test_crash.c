@@ -130,7 +130,8 @@ static int client_drained(void *c) {
 
 /* ---- the torture's mix (HD_CRASH_MIX=1): what an add of payload crash#IDX carries ----
  * The kind is a function of IDX, so the parent reads it from the log's numbers. Kinds are not
- * mixed: an event is plain, or has a time to live, or a dedup key, or a collapse key. */
+ * mixed: an event is plain, or has a time to live, or a dedup key, or a collapse key, or is
+ * poison. */
 enum {
   MIX_PLAIN,
   MIX_TTL,         /* ttl_ms mix_ttl(IDX): 10 to 220 ms, some expire while the client is away */
