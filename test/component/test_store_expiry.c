@@ -344,6 +344,32 @@ static void bad_arguments(fx_t *f) {
   CHECK(EXPIRED(expire(f, NOW, 10)) == 1);
 }
 
+/* More due than one op takes: the op's cutoff is the expiry of the limit-th due event, and reads
+ * skip only what it takes. The ones past the cutoff may still be sent meanwhile (a session
+ * sends them, its mark rises over them) and are then the client's; none is skipped by the reads
+ * and then taken for sent, which would leave it pending and never sent (an op that took `limit`
+ * rows but let the reads skip every due one did). */
+static void more_due_than_one_op(fx_t *f) {
+  CHECK_OK(fx_begin(f));
+  for (int i = 0; i < 5; i++) CHECK(add(f, 1, "e", NOW - 100 + i) == (uint64_t)i + 1);
+  CHECK(add(f, 1, "plain", 0) == 6);
+  uint64_t v = expire(f, NOW, 2);
+  CHECK(EXPIRED(v) == 2 && (v & HD__STORE_EXPIRE_MORE));
+  rows_t r;
+  /* 3 to 5 are due but past the cutoff: read (and so sent) as usual; then the notice */
+  CHECK(pending_rows(f, 1, &r) == 5);
+  CHECK(r.seq[0] == 3 && r.seq[1] == 4 && r.seq[2] == 5 && r.seq[3] == 6);
+  CHECK(is_notice(&r, 4, 2, 1, 2));
+  CHECK_OK(set_sent(f, 1, 7)); /* a session sent all of them */
+  v = expire(f, NOW, 2); /* 3 and 4 released */
+  CHECK(EXPIRED(v) == 0 && (v & HD__STORE_EXPIRE_MORE));
+  v = expire(f, NOW, 2); /* 5 */
+  CHECK(EXPIRED(v) == 0 && !(v & HD__STORE_EXPIRE_MORE));
+  CHECK(pending_rows(f, 1, &r) == 5 && r.seq[0] == 3); /* the client's: kept, never lost */
+  CHECK_OK(fx_close(f));
+  CHECK(sql_int(f, "SELECT count(*) FROM events WHERE expires_ms > 0") == 0);
+}
+
 /* Each test runs on a fixture that is freed whatever its CHECKs did. */
 #define FX_TEST(name)                                                                             \
   static void name##_test(void) {                                                                 \
@@ -359,6 +385,7 @@ FX_TEST(dedup_keys_pruned)
 FX_TEST(restart_resumes)
 FX_TEST(unclean_end_counts_as_sent)
 FX_TEST(bad_arguments)
+FX_TEST(more_due_than_one_op)
 
 #define TESTS(X)                                                                                  \
   X(bounded_with_a_notice_per_user_test)                                                          \
@@ -367,5 +394,6 @@ FX_TEST(bad_arguments)
   X(dedup_keys_pruned_test)                                                                       \
   X(restart_resumes_test)                                                                         \
   X(unclean_end_counts_as_sent_test)                                                              \
-  X(bad_arguments_test)
+  X(bad_arguments_test)                                                                           \
+  X(more_due_than_one_op_test)
 HD_TEST_MAIN(TESTS)
