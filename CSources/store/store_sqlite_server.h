@@ -49,7 +49,8 @@ typedef struct sq_server {
   /* Sent tracking after a run that ended without a clean close (meta 'open' found at open):
    * every user's sent_upto is raised to next_seq - 1 by the run's first batch that touches a
    * user (kind_open_tx writes nothing under FULL, so that an open works on a full disk). */
-  int raise_sent, raise_in_batch;
+  _Atomic int raise_sent; /* read by the loop thread's reads (s_read_pending) */
+  int raise_in_batch;
   /* meta 'open' is in the database (or written by the current batch) */
   int open_flag, open_flag_in_batch;
   _Atomic int64_t expire_horizon; /* the latest now_ms an expire was submitted with: reads skip

@@ -16,6 +16,7 @@
 typedef struct expire_op {
   hd__wop_t base;
   int64_t now_ms;
+  int64_t cutoff; /* every unsent event due at or before it goes (the reads' horizon) */
   uint32_t limit;
   int64_t *rows; /* limit x (user_no, seq), then reused for the dedup rows' user_no */
 } expire_op_t;
@@ -26,6 +27,12 @@ static const char *const sql_due =
     "SELECT user_no, seq FROM events WHERE expires_ms > 0 AND expires_ms <= ?1"
     "  ORDER BY expires_ms LIMIT ?2";
 static const char *const sql_left = "SELECT 1 FROM events WHERE expires_ms > 0 LIMIT 1";
+static const char *const sql_more =
+    "SELECT 1 FROM events WHERE expires_ms > 0 AND expires_ms <= ?1 LIMIT 1";
+/* the loop's read at submission: the expiry of the limit-th due event, the op's cutoff */
+static const char *const sql_cutoff =
+    "SELECT expires_ms FROM events WHERE expires_ms > 0 AND expires_ms <= ?1"
+    "  ORDER BY expires_ms LIMIT 1 OFFSET ?2";
 static const char *const sql_user_key = "SELECT public_key FROM users WHERE user_no = ?1";
 static const char *const sql_delete =
     "DELETE FROM events WHERE user_no = ?1 AND seq = ?2 RETURNING kind, size";
@@ -100,30 +107,39 @@ static int expire_user(sq_server_t *s, expire_op_t *op, const int64_t *rows, siz
   return hd__sqs_add_notice(s, u, &notice, op->now_ms, NULL);
 }
 
-static int expire_events(sq_server_t *s, expire_op_t *op, uint64_t *expired, size_t *found) {
+/* Every unsent event due at or before the op's cutoff goes, `limit` rows at a time: the reads
+ * have skipped all of them since the op's submission, so one left behind would be taken for sent
+ * by the next op (a later event's send raises the user's mark over it) and stay pending for ever.
+ * The cutoff keeps the work near `limit`: it is the expiry of the limit-th due event (ties and
+ * adds due at once since add a few). */
+static int expire_events(sq_server_t *s, expire_op_t *op, uint64_t *expired) {
   sqlite3_stmt *st = hd__sqlite_stmt(&s->sql, s->sql.wdb, sql_due);
   if (st == NULL) return hd_last_error_code();
-  sqlite3_bind_int64(st, 1, op->now_ms);
-  sqlite3_bind_int64(st, 2, op->limit);
-  size_t n = 0;
-  int rc;
-  /* read first, then write: a scan is not to see its own table change under it */
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < op->limit) {
-    op->rows[2 * n] = sqlite3_column_int64(st, 0);
-    op->rows[2 * n + 1] = sqlite3_column_int64(st, 1);
-    n++;
-  }
-  int err = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0
-                                                  : hd__sqlite_error(rc, s->sql.wdb, "due events");
-  sqlite3_reset(st);
-  *found = n;
-  if (err != 0 || n == 0) return err;
-  qsort(op->rows, n, 2 * sizeof(int64_t), cmp_row);
-  for (size_t i = 0, j; i < n && err == 0; i = j) {
-    for (j = i + 1; j < n && op->rows[2 * j] == op->rows[2 * i]; j++) {}
-    err = expire_user(s, op, op->rows + 2 * i, j - i, expired);
-  }
-  return err;
+  size_t n;
+  do {
+    sqlite3_bind_int64(st, 1, op->cutoff);
+    sqlite3_bind_int64(st, 2, op->limit);
+    n = 0;
+    int rc;
+    /* read first, then write: a scan is not to see its own table change under it */
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < op->limit) {
+      op->rows[2 * n] = sqlite3_column_int64(st, 0);
+      op->rows[2 * n + 1] = sqlite3_column_int64(st, 1);
+      n++;
+    }
+    int err = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0
+                                                    : hd__sqlite_error(rc, s->sql.wdb, "due events");
+    sqlite3_reset(st);
+    if (err != 0 || n == 0) return err;
+    qsort(op->rows, n, 2 * sizeof(int64_t), cmp_row);
+    /* each row found is deleted or released (its expiry cleared): the next round finds others */
+    for (size_t i = 0, j; i < n && err == 0; i = j) {
+      for (j = i + 1; j < n && op->rows[2 * j] == op->rows[2 * i]; j++) {}
+      err = expire_user(s, op, op->rows + 2 * i, j - i, expired);
+    }
+    if (err != 0) return err;
+  } while (n == op->limit);
+  return 0;
 }
 
 static int prune_dedup(sq_server_t *s, expire_op_t *op, size_t *found) {
@@ -159,16 +175,24 @@ static int run_expire(void *ctx, hd__wop_t *base) {
   sq_server_t *s = ctx;
   expire_op_t *op = (expire_op_t *)base;
   uint64_t expired = 0;
-  size_t due = 0, keys = 0;
+  size_t keys = 0;
   base->value = 0;
-  int err = expire_events(s, op, &expired, &due);
+  int err = expire_events(s, op, &expired);
   if (err == 0) err = prune_dedup(s, op, &keys);
   if (err != 0) return err;
   base->value = expired;
-  if (due == op->limit || keys == op->limit) base->value |= HD__STORE_EXPIRE_MORE;
-  sqlite3_stmt *st = hd__sqlite_stmt(&s->sql, s->sql.wdb, sql_left);
+  if (keys == op->limit) base->value |= HD__STORE_EXPIRE_MORE;
+  sqlite3_stmt *st = hd__sqlite_stmt(&s->sql, s->sql.wdb, sql_more);
   if (st == NULL) return hd_last_error_code();
+  sqlite3_bind_int64(st, 1, op->now_ms);
   int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) base->value |= HD__STORE_EXPIRE_MORE; /* past the cutoff, due already */
+  err = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : hd__sqlite_error(rc, s->sql.wdb, "due left");
+  sqlite3_reset(st);
+  if (err != 0) return err;
+  st = hd__sqlite_stmt(&s->sql, s->sql.wdb, sql_left);
+  if (st == NULL) return hd_last_error_code();
+  rc = sqlite3_step(st);
   if (rc == SQLITE_ROW) base->value |= HD__STORE_EXPIRE_LEFT;
   err = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : hd__sqlite_error(rc, s->sql.wdb, "expiries left");
   sqlite3_reset(st);
@@ -188,6 +212,7 @@ int hd__sqs_expire(hd__server_store_t *base, int64_t now_ms, uint32_t limit, hd_
     return hd__error(HD_EINVAL, "expire: a limit of 1 to %u, not %u", 1u << 20, limit);
   }
   sq_server_t *s = hd__sqs_from_iface(base);
+  if (s->sql.closing) return hd__error(HD_ECLOSED, "store is closing");
   expire_op_t *op = malloc(sizeof *op);
   int64_t *rows = malloc(2 * (size_t)limit * sizeof *rows);
   if (op == NULL || rows == NULL) {
@@ -198,9 +223,32 @@ int hd__sqs_expire(hd__server_store_t *base, int64_t now_ms, uint32_t limit, hd_
   op->now_ms = now_ms;
   op->limit = limit;
   op->rows = rows;
-  /* from now on a read skips what this op may delete, whatever the clock does meanwhile */
+  /* the cutoff: now, or the expiry of the limit-th due event if more are due (this thread's read
+   * of what is committed; an op queued before this one takes what is due up to its own) */
+  int64_t cutoff = now_ms;
+  sqlite3_stmt *st = hd__sqlite_stmt(&s->sql, s->sql.rdb, sql_cutoff);
+  if (st == NULL) {
+    free(op);
+    free(rows);
+    return hd_last_error_code();
+  }
+  sqlite3_bind_int64(st, 1, now_ms);
+  sqlite3_bind_int64(st, 2, (int64_t)limit - 1);
+  int src = sqlite3_step(st);
+  if (src == SQLITE_ROW) cutoff = sqlite3_column_int64(st, 0);
+  int err = src == SQLITE_ROW || src == SQLITE_DONE ? 0
+                                                    : hd__sqlite_error(src, s->sql.rdb, "cutoff");
+  sqlite3_reset(st); /* never keep a read transaction open: it would pin the WAL */
+  if (err != 0) {
+    free(op);
+    free(rows);
+    return err;
+  }
+  /* from now on a read skips what this op deletes, whatever the clock does meanwhile; the
+   * horizon never goes back (an op queued before takes what is due up to its own) */
   int64_t h = atomic_load(&s->expire_horizon);
-  while (now_ms > h && !atomic_compare_exchange_weak(&s->expire_horizon, &h, now_ms)) {}
+  while (cutoff > h && !atomic_compare_exchange_weak(&s->expire_horizon, &h, cutoff)) {}
+  op->cutoff = cutoff > h ? cutoff : h;
   int rc = hd__writer_submit(&s->sql.writer, &op->base, &expire_type, cb, cb_data);
   if (rc != 0) free(rows); /* op was freed */
   return rc;

@@ -11,8 +11,7 @@
 #include <time.h>
 
 #define WAIT_MS 20000 /* generous: valgrind is slow; a passing test never waits this long */
-/* The test's start on the store's clock (reads skip what expired by the wall clock): expiries
- * are set around it. */
+/* The test's start on the store's clock: expiries are set around it. */
 static int64_t NOW;
 
 typedef struct fx {
@@ -198,8 +197,12 @@ static void bounded_with_a_notice_per_user(fx_t *f) {
   CHECK(sql_int(f, "SELECT bytes FROM users ORDER BY user_no DESC LIMIT 1") == 4);
 }
 
-/* A read never hands out an event that expired unsent; one not yet due, or without an expiry,
- * is read as usual, and so is a due one that was sent (it is the client's). */
+/* A read skips an event that expired unsent once an expire that may delete it was submitted
+ * (from then on no session may send it); the clock alone does not skip it: the sweep records
+ * the sessions' sent marks just before it submits and takes what is below a mark for sent, so
+ * an event skipped by the clock below a later send would be kept and never sent nor told
+ * (test_expiry expired_before_the_sweep). One not yet due, or without an expiry, is read as
+ * usual, and so is a due one that was sent (it is the client's). */
 static void read_pending_skips_expired(fx_t *f) {
   CHECK_OK(fx_begin(f));
   int64_t now = NOW;
@@ -209,9 +212,13 @@ static void read_pending_skips_expired(fx_t *f) {
   CHECK(add(f, 1, "soon", now + 600000) == 4);
   CHECK_OK(set_sent(f, 1, 1));
   rows_t r;
-  CHECK(pending_rows(f, 1, &r) == 3);
-  CHECK(r.seq[0] == 1 && r.seq[1] == 3 && r.seq[2] == 4);
-  CHECK(pending(f, 1) == 4); /* still held until the sweep */
+  CHECK(pending_rows(f, 1, &r) == 4); /* due, but no sweep took it yet */
+  CHECK(EXPIRED(expire(f, now - 2000, 100)) == 0); /* a sweep before its time: not skipped */
+  CHECK(pending_rows(f, 1, &r) == 4);
+  CHECK(EXPIRED(expire(f, now, 100)) == 1);
+  CHECK(pending_rows(f, 1, &r) == 4);
+  CHECK(r.seq[0] == 1 && r.seq[1] == 3 && r.seq[2] == 4 && is_notice(&r, 3, 1, 2, 2));
+  CHECK(pending(f, 1) == 4);
 }
 
 /* An event at or below the user's sent_upto is never expired: it only loses its expiry, so later
@@ -294,6 +301,36 @@ static void restart_resumes(fx_t *f) {
   CHECK(add(f, 1, "next", 0) == 9); /* numbers go on after the notices */
 }
 
+/* After a run that ended without a clean close, everything the store held may have been sent:
+ * the run's first batch raises the sent marks to it, so a due event held then only loses its
+ * expiry. A read made before that batch commits, while an expire that will raise them is
+ * already submitted, must hand it out too: skipped then, it was taken for sent by the expire and
+ * never read again (found by the crash torture). */
+static void unclean_end_counts_as_sent(fx_t *f) {
+  CHECK_OK(fx_begin(f));
+  CHECK(add(f, 1, "held", NOW - 1000) == 1);
+  /* the files as a SIGKILL leaves them: copied while open, the copy opened */
+  char to[sizeof f->fx.folder];
+  snprintf(to, sizeof to, "%s/crashed", f->fx.dir);
+  CHECK_OK(store_copy_file(f->fx.folder, to, "hyperdown.db"));
+  CHECK_OK(store_copy_file(f->fx.folder, to, "hyperdown.db-wal"));
+  CHECK_OK(store_copy_file(f->fx.folder, to, HD__STORE_MARKER_FILE));
+  CHECK_OK(fx_close(f));
+  snprintf(f->fx.folder, sizeof f->fx.folder, "%s", to);
+  f->fx.opts.folder = f->fx.folder;
+  CHECK_OK(hd__server_store_open(&f->s, &f->fx.opts));
+  int want = f->done + 1;
+  CHECK_OK(f->s->vt->expire(f->s, NOW, 100, on_done, f)); /* in flight while the store reads */
+  rows_t r;
+  CHECK(pending_rows(f, 1, &r) == 1 && r.seq[0] == 1);
+  CHECK_OK(store_run_until(&f->fx.loop, &f->done, want, WAIT_MS));
+  CHECK(f->status == 0 && EXPIRED(f->value) == 0); /* taken for sent */
+  CHECK(pending_rows(f, 1, &r) == 1 && r.seq[0] == 1);
+  CHECK(add(f, 1, "later", NOW - 10) == 2); /* added in this run: it expires */
+  CHECK(EXPIRED(expire(f, NOW, 100)) == 1);
+  CHECK(pending_rows(f, 1, &r) == 2 && r.seq[0] == 1 && is_notice(&r, 1, 1, 2, 2));
+}
+
 static void bad_arguments(fx_t *f) {
   CHECK_OK(fx_begin(f));
   CHECK(f->s->vt->expire(f->s, NOW, 0, on_done, f) == HD_EINVAL);
@@ -305,6 +342,32 @@ static void bad_arguments(fx_t *f) {
   CHECK(f->value == 1);
   CHECK(add(f, 1, "b", NOW - 10) == 2);
   CHECK(EXPIRED(expire(f, NOW, 10)) == 1);
+}
+
+/* More due than one op takes: the op's cutoff is the expiry of the limit-th due event, and reads
+ * skip only what it takes. The ones past the cutoff may still be sent meanwhile (a session
+ * sends them, its mark rises over them) and are then the client's; none is skipped by the reads
+ * and then taken for sent, which would leave it pending and never sent (an op that took `limit`
+ * rows but let the reads skip every due one did). */
+static void more_due_than_one_op(fx_t *f) {
+  CHECK_OK(fx_begin(f));
+  for (int i = 0; i < 5; i++) CHECK(add(f, 1, "e", NOW - 100 + i) == (uint64_t)i + 1);
+  CHECK(add(f, 1, "plain", 0) == 6);
+  uint64_t v = expire(f, NOW, 2);
+  CHECK(EXPIRED(v) == 2 && (v & HD__STORE_EXPIRE_MORE));
+  rows_t r;
+  /* 3 to 5 are due but past the cutoff: read (and so sent) as usual; then the notice */
+  CHECK(pending_rows(f, 1, &r) == 5);
+  CHECK(r.seq[0] == 3 && r.seq[1] == 4 && r.seq[2] == 5 && r.seq[3] == 6);
+  CHECK(is_notice(&r, 4, 2, 1, 2));
+  CHECK_OK(set_sent(f, 1, 7)); /* a session sent all of them */
+  v = expire(f, NOW, 2); /* 3 and 4 released */
+  CHECK(EXPIRED(v) == 0 && (v & HD__STORE_EXPIRE_MORE));
+  v = expire(f, NOW, 2); /* 5 */
+  CHECK(EXPIRED(v) == 0 && !(v & HD__STORE_EXPIRE_MORE));
+  CHECK(pending_rows(f, 1, &r) == 5 && r.seq[0] == 3); /* the client's: kept, never lost */
+  CHECK_OK(fx_close(f));
+  CHECK(sql_int(f, "SELECT count(*) FROM events WHERE expires_ms > 0") == 0);
 }
 
 /* Each test runs on a fixture that is freed whatever its CHECKs did. */
@@ -320,7 +383,9 @@ FX_TEST(read_pending_skips_expired)
 FX_TEST(sent_events_untouched)
 FX_TEST(dedup_keys_pruned)
 FX_TEST(restart_resumes)
+FX_TEST(unclean_end_counts_as_sent)
 FX_TEST(bad_arguments)
+FX_TEST(more_due_than_one_op)
 
 #define TESTS(X)                                                                                  \
   X(bounded_with_a_notice_per_user_test)                                                          \
@@ -328,5 +393,7 @@ FX_TEST(bad_arguments)
   X(sent_events_untouched_test)                                                                   \
   X(dedup_keys_pruned_test)                                                                       \
   X(restart_resumes_test)                                                                         \
-  X(bad_arguments_test)
+  X(unclean_end_counts_as_sent_test)                                                              \
+  X(bad_arguments_test)                                                                           \
+  X(more_due_than_one_op_test)
 HD_TEST_MAIN(TESTS)

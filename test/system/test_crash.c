@@ -45,7 +45,22 @@
  * incarnation that ended cleanly, or again after the server received its report; and the
  * repeats of a killed incarnation are the tail of what it handled (its consumptions commit in
  * order, so what was not yet durable at the kill is its last handlings); everything drains, both
- * stores end empty. The figures (kills of each, events, repeats, time) are printed. */
+ * stores end empty. The figures (kills of each, events, repeats, time) are printed.
+ *
+ * The torture's adds are a mix (HD_CRASH_MIX in the children; mix_kind says which from the
+ * payload's number): plain ones; ones with a time to live of 10 to 220 ms (a killed client stays
+ * away 150 to 350 ms one time in three, so the sweep takes some); ones with a dedup key, each
+ * repeated at once by another thread and again by the next server incarnation (same key, same
+ * payload); ones with a collapse key (3 keys); and poison ones the client's handler fails at
+ * every call (max_attempts 4) or rejects. More lines: "dup SEQ IDX OWN" (a repeat's answer),
+ * "replaced R SEQ", "notice SEQ KIND COUNT FIRST LAST" (on_notice), "poison SEQ IDX ATTEMPT",
+ * "dl SEQ ATTEMPTS" (on_dead_letter) and, from the last server at its stop, "dead SEQ ATTEMPTS
+ * IDX REASON" for every dead letter; "handled" lines carry hd_event_attempt. Checked besides:
+ * an acknowledged add is handled, or expired unsent and in an EXPIRED notice's range (the
+ * notices count exactly those, give or take the adds a killed server committed unanswered), or
+ * replaced unsent (never handled), or a poison event in the dead letters after 4 calls (failed)
+ * or at once (rejected), never seen by on_consumed; a repeat answers the number its payload was
+ * stored under and no payload is stored twice; attempts rise across kills. */
 #include "harness.h"
 #include "delivery_util.h"
 
@@ -113,30 +128,99 @@ static int client_drained(void *c) {
   return hdt_client_stats(c, &st) != 0 || (st.unhandled == 0 && st.consumed == 0);
 }
 
+/* ---- the torture's mix (HD_CRASH_MIX=1): what an add of payload crash#IDX carries ----
+ * The kind is a function of IDX, so the parent reads it from the log's numbers. Kinds are not
+ * mixed: an event is plain, or has a time to live, or a dedup key, or a collapse key, or is
+ * poison. */
+enum {
+  MIX_PLAIN,
+  MIX_TTL,         /* ttl_ms mix_ttl(IDX): 10 to 220 ms, some expire while the client is away */
+  MIX_DEDUP,       /* dedup key "dk<IDX>" */
+  MIX_DEDUP_AGAIN, /* a repeat of IDX - 1 (its key and payload) by another thread at once */
+  MIX_DEDUP_OLD,   /* a repeat of IDX - 2 - 1000000: the previous server incarnation's add */
+  MIX_COLLAPSE,    /* collapse key "ck<(IDX / 20) % 3>" */
+  MIX_FAIL,        /* poison: the client's handler fails it at every call (hd_event_fail) */
+  MIX_REJECT,      /* poison: the client's handler rejects it at once (hd_event_reject) */
+};
+
+/* The client's attempts at an event under the mix (max_attempts), with a short backoff. */
+#define MIX_ATTEMPTS 4
+
+static int mix_kind(long idx) {
+  if (idx % 100 == 17) return MIX_FAIL;
+  if (idx % 100 == 57) return MIX_REJECT;
+  switch (idx % 20) {
+    case 3: case 13: return MIX_TTL;
+    case 5: return MIX_DEDUP;
+    case 6: return MIX_DEDUP_AGAIN;
+    case 7: return MIX_DEDUP_OLD;
+    case 9: case 19: return MIX_COLLAPSE;
+    default: return MIX_PLAIN;
+  }
+}
+
+static uint64_t mix_ttl(long idx) { return 10 + (uint64_t)((idx / 20) % 8) * 30; }
+static int mix_collapse_key(long idx) { return (int)((idx / 20) % 3); }
+
 typedef struct adder {
   hd_server_t *s;
   const uint8_t *user;
   atomic_long *next;
   long last;
   long pause_us; /* between two adds of one thread (HD_CRASH_ADD_US): adds spread over time */
+  int mix;       /* HD_CRASH_MIX: adds of every kind (mix_kind) */
   int failed;
 } adder_t;
 
+/* Adds payload crash#i as the mix says (plain without it) and logs what the server answered:
+ *   "added SEQ IDX"        stored (IDX: the payload's number, which a repeat takes from its first)
+ *   "dup SEQ IDX OWN"      a dedup repeat (add OWN) answered with SEQ, nothing stored
+ *   "replaced R SEQ"       the add SEQ replaced the unsent event R (collapse key) */
+static int adder_add(adder_t *a, long i) {
+  uint8_t buf[128], key[32];
+  hd_add_options_t ao;
+  hd_add_options_init(&ao, HD_ADD_OPTIONS_VERSION);
+  long idx = i;
+  int kind = a->mix ? mix_kind(i) : MIX_PLAIN;
+  if (kind == MIX_DEDUP_AGAIN) idx = i - 1;
+  if (kind == MIX_DEDUP_OLD) idx = i >= 1000000 ? i - 2 - 1000000 : -1;
+  if (kind == MIX_TTL) ao.ttl_ms = mix_ttl(i);
+  if (kind == MIX_DEDUP || kind == MIX_DEDUP_AGAIN || (kind == MIX_DEDUP_OLD && idx >= 0)) {
+    ao.dedup_key = key;
+    ao.dedup_key_len = (size_t)snprintf((char *)key, sizeof key, "dk%ld", idx);
+  }
+  if (kind == MIX_DEDUP_OLD && idx < 0) idx = i; /* the first incarnation has no previous one */
+  if (kind == MIX_COLLAPSE) {
+    ao.collapse_key = key;
+    ao.collapse_key_len = (size_t)snprintf((char *)key, sizeof key, "ck%d", mix_collapse_key(i));
+  }
+  int len = snprintf((char *)buf, sizeof buf, "crash#%ld", idx);
+  hd_add_result_t r;
+  int rc = a->mix ? hd_server_add_event_v2_wait(a->s, a->user, buf, (size_t)len, &ao, &r)
+                  : hd_server_add_event_wait(a->s, a->user, buf, (size_t)len, &r.seq);
+  if (rc != 0) return rc;
+  if (!a->mix) r.flags = 0;
+  if (r.flags & HD_ADD_DUPLICATE) {
+    log_write("dup %" PRIu64 " %ld %ld%s", r.seq, idx, i,
+              r.flags & HD_ADD_CONFLICT ? " conflict" : "");
+    return 0;
+  }
+  log_write("added %" PRIu64 " %ld", r.seq, idx);
+  if (r.flags & HD_ADD_REPLACED) log_write("replaced %" PRIu64 " %" PRIu64, r.replaced_seq, r.seq);
+  return 0;
+}
+
 static void *adder_main(void *arg) {
   adder_t *a = arg;
-  uint8_t buf[128];
   for (;;) {
     long i = atomic_fetch_add(a->next, 1);
     if (i > a->last) break;
-    int len = snprintf((char *)buf, sizeof buf, "crash#%ld", i);
-    uint64_t seq = 0;
-    int rc = hd_server_add_event_wait(a->s, a->user, buf, (size_t)len, &seq);
+    int rc = adder_add(a, i);
     if (rc != 0) {
       log_write("# add %ld failed: %s (%s)", i, hd_err_name(rc), hd_last_error_message());
       a->failed++;
       continue;
     }
-    log_write("added %" PRIu64 " %ld", seq, i);
     if (a->pause_us > 0) usleep((useconds_t)a->pause_us);
   }
   return NULL;
@@ -159,6 +243,35 @@ static void role_consumed(void *ud, const uint8_t user[32], hd_consumed_t *b) {
   hd_consumed_complete_all(b, 1);
 }
 
+/* The user's dead letters as the store holds them at the end: "dead SEQ ATTEMPTS IDX REASON". */
+static void log_dead_letters(hd_server_t *s, const uint8_t user[32]) {
+  static uint8_t buf[256 * 1024];
+  hd_dead_letter_t page[64];
+  uint64_t cursor = 0;
+  int n;
+  while ((n = hd_server_list_dead_letters(s, user, &cursor, page, 64, buf, sizeof buf)) > 0) {
+    for (int i = 0; i < n; i++) {
+      const hd_dead_letter_t *d = &page[i];
+      long idx = -1;
+      if (d->payload_len > 6 && d->payload_len < 40 && memcmp(d->payload, "crash#", 6) == 0) {
+        char tmp[40]; /* the payload is not NUL-terminated in the listing's buffer */
+        memcpy(tmp, d->payload + 6, d->payload_len - 6);
+        tmp[d->payload_len - 6] = '\0';
+        idx = atol(tmp);
+      }
+      log_write("dead %" PRIu64 " %u %ld %.*s", d->seq, d->attempts, idx, (int)d->reason_len,
+                d->reason);
+    }
+  }
+  if (n < 0) log_write("# list dead letters failed: %s", hd_err_name(n));
+}
+
+static void role_dead_letter(void *ud, const uint8_t user[32], const hd_dead_letter_t *d) {
+  (void)ud;
+  (void)user;
+  log_write("dl %" PRIu64 " %u", d->seq, d->attempts);
+}
+
 static void role_server(void) {
   hd_keypair_t kp;
   uint8_t user[32];
@@ -170,6 +283,7 @@ static void role_server(void) {
   o.listen = listen;
   o.data_dir = getenv("HD_CRASH_DIR");
   o.on_consumed = role_consumed;
+  o.on_dead_letter = role_dead_letter;
   o.log = role_log;
   o.log_level = HD_LOG_INFO;
   o.user_data = "server";
@@ -188,7 +302,7 @@ static void role_server(void) {
   adder_t a[ADDERS];
   pthread_t t[ADDERS];
   for (int i = 0; i < ADDERS; i++) {
-    a[i] = (adder_t){s, user, &next, last, pause_us, 0};
+    a[i] = (adder_t){s, user, &next, last, pause_us, getenv("HD_CRASH_MIX") != NULL, 0};
     pthread_create(&t[i], NULL, adder_main, &a[i]);
   }
   int failed = 0;
@@ -201,11 +315,13 @@ static void role_server(void) {
   hd_server_stats_t st;
   hdt_server_stats(s, &st);
   log_write("final-server pending %" PRIu64, st.pending_total);
+  log_dead_letters(s, user);
   CHECK_OK(hd_server_close_wait(s));
   CHECK(failed == 0);
 }
 
 static long handler_us;
+static int client_mix; /* HD_CRASH_MIX */
 
 static void role_event(void *ud, hd_event_t *ev) {
   (void)ud;
@@ -222,11 +338,32 @@ static void role_event(void *ud, hd_event_t *ev) {
     tmp[info.payload_len - 6] = '\0';
     idx = atol(tmp);
   }
-  log_write("handled %" PRIu64 " %ld", info.seq, idx);
+  uint32_t attempt = hd_event_attempt(ev);
+  int kind = client_mix && idx >= 0 ? mix_kind(idx) : MIX_PLAIN;
+  if (kind == MIX_FAIL || kind == MIX_REJECT) {
+    log_write("poison %" PRIu64 " %ld %u", info.seq, idx, attempt);
+    if (kind == MIX_FAIL) hd_event_fail(ev, "torture poison", 14);
+    else hd_event_reject(ev, "torture reject", 14);
+    return;
+  }
+  log_write("handled %" PRIu64 " %ld %u", info.seq, idx, attempt);
   if (handler_us > 0) usleep((useconds_t)handler_us); /* an application doing some work */
   char data[64];
   int dl = snprintf(data, sizeof data, "ack %" PRIu64, info.seq);
   hd_event_complete(ev, 1, data, (size_t)dl);
+}
+
+/* The mix's notices: "notice SEQ KIND COUNT FIRST LAST", then completed ok. */
+static void role_notice(void *ud, hd_event_t *ev) {
+  (void)ud;
+  hd_notice_t n;
+  if (hd_event_notice(ev, &n) != 0) {
+    log_write("bad-event");
+  } else {
+    log_write("notice %" PRIu64 " %u %" PRIu64 " %" PRIu64 " %" PRIu64, hd_event_seq(ev), n.kind,
+              n.count, n.first_seq, n.last_seq);
+  }
+  hd_event_complete(ev, 1, NULL, 0);
 }
 
 static void role_client(void) {
@@ -247,6 +384,13 @@ static void role_client(void) {
   handler_us = getenv("HD_CRASH_HANDLER_US") ? atol(getenv("HD_CRASH_HANDLER_US")) : 0;
   o.reconnect_min_ms = 20;
   o.reconnect_max_ms = 200;
+  client_mix = getenv("HD_CRASH_MIX") != NULL;
+  if (client_mix) {
+    o.on_notice = role_notice;
+    o.max_attempts = MIX_ATTEMPTS;
+    o.retry_min_ms = 1;
+    o.retry_max_ms = 4;
+  }
   hd_client_t *c = NULL;
   int rc = hd_client_create(&c, &o);
   if (rc != 0) log_write("# client create failed: %s (%s)", hd_err_name(rc), hd_last_error_message());
@@ -279,6 +423,7 @@ typedef struct crash {
   uint64_t cap;    /* the log's sequence numbers are below this */
   long handler_us; /* the client's handler works this long per event */
   long add_us;     /* each adding thread of the server pauses this long between adds */
+  int mix;         /* the torture's mix of adds (HD_CRASH_MIX in the children) */
 } crash_t;
 
 /* The log, parsed. */
@@ -303,6 +448,27 @@ typedef struct parsed {
   size_t killed_cap;
   struct handling { uint64_t seq; int inc; } *hrec; /* every handled line, in order */
   size_t n_hrec, hrec_cap;
+  /* the mix (p->mix): kinds are mix_kind(the payload's number) */
+  int mix;
+  long *handled_idx;         /* [seq]: the payload's number of its handled line (0: none) */
+  uint64_t *replaced_by;     /* [seq]: the add that replaced it (collapse), 0: none */
+  char *is_notice;           /* [seq]: a notice line had this number */
+  int *dead;                 /* [seq]: the attempts of its dead letter (0: none) */
+  struct notice { uint64_t seq, count, first, last; unsigned kind; } *notices; /* distinct seqs */
+  size_t n_notices, notices_cap;
+  struct dup { uint64_t seq; long idx, own; } *dups; /* "dup" lines */
+  size_t n_dups, dups_cap;
+  long notice_lines, replaced_lines, dead_lines, conflicts, replaced_twice;
+  /* attempts (hd_event_attempt) and poison */
+  uint32_t *last_attempt;    /* [seq]: the attempt of its last handler call */
+  long attempt_not_rising;   /* a call whose attempt was not above the seq's previous call's */
+  int *poison_calls;         /* [seq]: "poison" lines (handler calls of a poison event) */
+  long *poison_idx;          /* [seq]: their payload's number */
+  int *poison_inc_calls;     /* [seq]: calls by the client incarnation of its last call */
+  int *poison_inc;           /* [seq]: that incarnation */
+  long reject_twice_in_inc;  /* a rejected event called twice by one client incarnation */
+  char *dl;                  /* [seq]: on_dead_letter said so */
+  long poison_lines;
 } parsed_t;
 
 /* Grows *arr (of `size`-byte items, *cap of them) to hold `want`, zeroing what it adds. */
@@ -319,6 +485,18 @@ static int grow(void *arr, size_t *cap, size_t want, size_t size) {
 }
 
 static void parsed_free(parsed_t *p) {
+  free(p->last_attempt);
+  free(p->poison_calls);
+  free(p->poison_idx);
+  free(p->poison_inc_calls);
+  free(p->poison_inc);
+  free(p->dl);
+  free(p->handled_idx);
+  free(p->replaced_by);
+  free(p->is_notice);
+  free(p->dead);
+  free(p->notices);
+  free(p->dups);
   free(p->client_killed);
   free(p->hrec);
   free(p->added);
@@ -330,9 +508,20 @@ static void parsed_free(parsed_t *p) {
   memset(p, 0, sizeof *p);
 }
 
-static int parse_log(const char *path, uint64_t cap, parsed_t *p) {
+static int parse_log(const char *path, uint64_t cap, int mix, parsed_t *p) {
   memset(p, 0, sizeof *p);
   p->cap = cap;
+  p->mix = mix;
+  p->handled_idx = calloc(cap, sizeof(long));
+  p->replaced_by = calloc(cap, sizeof(uint64_t));
+  p->is_notice = calloc(cap, 1);
+  p->dead = calloc(cap, sizeof(int));
+  p->last_attempt = calloc(cap, sizeof(uint32_t));
+  p->poison_calls = calloc(cap, sizeof(int));
+  p->poison_idx = calloc(cap, sizeof(long));
+  p->poison_inc_calls = calloc(cap, sizeof(int));
+  p->poison_inc = calloc(cap, sizeof(int));
+  p->dl = calloc(cap, 1);
   p->added = calloc(cap, sizeof(int));
   p->handled = calloc(cap, sizeof(int));
   p->handled_seg = calloc(cap, sizeof(int));
@@ -343,19 +532,37 @@ static int parse_log(const char *path, uint64_t cap, parsed_t *p) {
   FILE *f = fopen(path, "r");
   if (f == NULL) return -1;
   char line[1024];
-  long *handled_idx = calloc(cap, sizeof(long));
+  long *handled_idx = p->handled_idx;
   while (fgets(line, sizeof line, f)) {
-    uint64_t seq;
+    uint64_t seq, s2, s3, s4;
     long idx, a, b;
+    unsigned kind;
     if (sscanf(line, "added %" SCNu64 " %ld", &seq, &idx) == 2) {
       p->added_lines++;
       if (seq >= cap) { p->out_of_range++; continue; }
       p->added[seq]++;
       p->added_idx[seq] = idx;
       if (handled_idx[seq] && handled_idx[seq] != idx) p->idx_mismatch++;
+    } else if (sscanf(line, "poison %" SCNu64 " %ld %u", &seq, &idx, &kind) == 3) {
+      p->poison_lines++;
+      if (seq >= cap) { p->out_of_range++; continue; }
+      if (kind <= p->last_attempt[seq]) p->attempt_not_rising++;
+      p->last_attempt[seq] = kind;
+      p->poison_calls[seq]++;
+      p->poison_idx[seq] = idx;
+      if (p->poison_inc[seq] != p->client_starts) p->poison_inc_calls[seq] = 0;
+      p->poison_inc[seq] = p->client_starts;
+      if (++p->poison_inc_calls[seq] > 1 && mix_kind(idx) == MIX_REJECT) p->reject_twice_in_inc++;
+    } else if (sscanf(line, "dl %" SCNu64 " %ld", &seq, &a) == 2) {
+      if (seq >= cap) { p->out_of_range++; continue; }
+      p->dl[seq] = 1;
     } else if (sscanf(line, "handled %" SCNu64 " %ld", &seq, &idx) == 2) {
       p->handled_lines++;
       if (seq >= cap) { p->out_of_range++; continue; }
+      if (sscanf(line, "handled %*u %*d %u", &kind) == 1) {
+        if (kind <= p->last_attempt[seq]) p->attempt_not_rising++;
+        p->last_attempt[seq] = kind;
+      }
       p->handled[seq]++;
       if (p->handled_seg[seq] == p->segment + 1) p->dup_in_segment++;
       p->handled_seg[seq] = p->segment + 1;
@@ -372,6 +579,33 @@ static int parse_log(const char *path, uint64_t cap, parsed_t *p) {
       if (seq >= cap) { p->out_of_range++; continue; }
       p->reported[seq]++;
       p->reported_seen[seq] = 1;
+    } else if (sscanf(line, "dup %" SCNu64 " %ld %ld", &seq, &idx, &a) == 3) {
+      if (seq >= cap) { p->out_of_range++; continue; }
+      if (strstr(line, "conflict")) p->conflicts++;
+      if (grow(&p->dups, &p->dups_cap, p->n_dups + 1, sizeof *p->dups) == 0)
+        p->dups[p->n_dups++] = (struct dup){seq, idx, a};
+    } else if (sscanf(line, "replaced %" SCNu64 " %" SCNu64, &seq, &s2) == 2) {
+      p->replaced_lines++;
+      if (seq >= cap || s2 >= cap) { p->out_of_range++; continue; }
+      if (p->replaced_by[seq]) p->replaced_twice++;
+      p->replaced_by[seq] = s2;
+    } else if (sscanf(line, "notice %" SCNu64 " %u %" SCNu64 " %" SCNu64 " %" SCNu64, &seq, &kind,
+                      &s2, &s3, &s4) == 5) {
+      p->notice_lines++;
+      if (seq >= cap) { p->out_of_range++; continue; }
+      if (!p->is_notice[seq] &&
+          grow(&p->notices, &p->notices_cap, p->n_notices + 1, sizeof *p->notices) == 0)
+        p->notices[p->n_notices++] = (struct notice){seq, s2, s3, s4, kind};
+      p->is_notice[seq] = 1;
+      /* a notice is completed in the stream's order like an event: it takes part in the tally */
+      if (p->handled_seg[seq] == p->segment + 1) p->dup_in_segment++;
+      p->handled_seg[seq] = p->segment + 1;
+      if (grow(&p->hrec, &p->hrec_cap, p->n_hrec + 1, sizeof *p->hrec) == 0)
+        p->hrec[p->n_hrec++] = (struct handling){seq, p->client_starts};
+    } else if (sscanf(line, "dead %" SCNu64 " %ld", &seq, &a) == 2) {
+      p->dead_lines++;
+      if (seq >= cap) { p->out_of_range++; continue; }
+      p->dead[seq] = (int)a;
     } else if (strncmp(line, "KILL client", 11) == 0) {
       p->segment++;
       if (grow(&p->client_killed, &p->killed_cap, (size_t)p->client_starts + 1, 1) == 0)
@@ -400,15 +634,64 @@ static int parse_log(const char *path, uint64_t cap, parsed_t *p) {
       p->bad_event++;
     }
   }
-  free(handled_idx);
   fclose(f);
   return 0;
 }
 
-/* Every added event handled (at least once). */
+/* The event `s` is in the range of an EXPIRED notice the client was handed. */
+static int expired_covered(const parsed_t *p, uint64_t s) {
+  for (size_t i = 0; i < p->n_notices; i++) {
+    const struct notice *n = &p->notices[i];
+    if (n->kind == HD_NOTICE_EXPIRED && n->first <= s && s <= n->last) return 1;
+  }
+  return 0;
+}
+
+/* The unsent collapse event `r` was replaced: by an add that said so, or by a later add with its
+ * key that committed without answering (its server was killed; its event was handled). */
+static int collapse_replaced(const parsed_t *p, uint64_t r) {
+  if (p->replaced_by[r]) return 1;
+  int key = mix_collapse_key(p->added_idx[r]);
+  for (uint64_t s = r + 1; s < p->cap; s++) {
+    if (p->handled[s] && !p->added[s] && mix_kind(p->handled_idx[s]) == MIX_COLLAPSE &&
+        mix_collapse_key(p->handled_idx[s]) == key)
+      return 1;
+  }
+  return 0;
+}
+
+/* The acknowledged event `s` came to an end its kind allows: handled; under the mix also expired
+ * (a time to live, and an EXPIRED notice covers it) or replaced (a collapse key). */
+static int event_resolved(const parsed_t *p, uint64_t s) {
+  if (p->handled[s]) return 1;
+  if (!p->mix) return 0;
+  if (p->dl[s]) return 1; /* a dead letter (the final listing says whether it may be) */
+  switch (mix_kind(p->added_idx[s])) {
+    case MIX_TTL: return expired_covered(p, s);
+    case MIX_COLLAPSE: return collapse_replaced(p, s);
+    /* seen by the handler: its end (a dead letter: on_dead_letter may have died with a killed
+     * server) is the final listing's to show, once both sides drained */
+    case MIX_FAIL: case MIX_REJECT: return p->poison_calls[s] > 0;
+    default: return 0;
+  }
+}
+
+/* The first acknowledged adds not resolved, as evidence. */
+static void print_unresolved(const parsed_t *p) {
+  int n = 0;
+  for (uint64_t s = 1; s < p->cap && n < 10; s++) {
+    if (p->added[s] && !event_resolved(p, s)) {
+      fprintf(stderr, "  not resolved: seq %" PRIu64 ", payload %ld (kind %d)\n", s,
+              p->added_idx[s], p->mix ? mix_kind(p->added_idx[s]) : MIX_PLAIN);
+      n++;
+    }
+  }
+}
+
+/* Every acknowledged add resolved: handled (at least once), or as its kind allows. */
 static int all_added_handled(const parsed_t *p) {
   for (uint64_t s = 1; s < p->cap; s++) {
-    if (p->added[s] && !p->handled[s]) return 0;
+    if (p->added[s] && !event_resolved(p, s)) return 0;
   }
   return 1;
 }
@@ -446,7 +729,7 @@ static pid_t spawn(crash_t *c, const char *role, const char *dir, int port, long
                  "HD_CRASH_SKEY_S", ss,           "HD_CRASH_SKEY_P",     sp,
                  "HD_CRASH_UKEY_S", us,           "HD_CRASH_UKEY_P",     up,
                  "HD_CRASH_USER",   up,           "HD_CRASH_ADD_US",     aus,
-                 NULL};
+                 c->mix ? "HD_CRASH_MIX" : NULL, "1", NULL};
   /* the children run natively, not under valgrind */
   return hdt_spawn_self("test_crash", "crash_role", env, HDT_CHILD_NATIVE | HDT_CHILD_QUIET);
 }
@@ -466,7 +749,7 @@ static void kill_child(crash_t *c, pid_t *pid, const char *what) {
     int wl_ok_ = 0;                                                                               \
     for (;;) {                                                                                    \
       parsed_free(&(p));                                                                          \
-      parse_log((c)->log, (c)->cap, &(p));                                                        \
+      parse_log((c)->log, (c)->cap, (c)->mix, &(p));                                              \
       if (cond) { wl_ok_ = 1; break; }                                                            \
       if (hdt_now_ms() > wl_dl_) break;                                                           \
       hdt_sleep_ms(20);                                                                           \
@@ -614,7 +897,7 @@ static void crash_run(crash_t *c, const crash_case_t *k) {
   int reached = WAIT_LOG(c, p, *progress >= c->n / k->kill_div, 30000);
   kill_child(c, server_dies ? &c->server : &c->client, server_dies ? "KILL server" : "KILL client");
   parsed_free(&p);
-  parse_log(c->log, c->cap, &p);
+  parse_log(c->log, c->cap, c->mix, &p);
   outcome_t o = {p.added_lines, p.handled_lines, 0};
   if (!reached) print_tail(c);
   CHECK(reached);
@@ -631,7 +914,7 @@ static void crash_run(crash_t *c, const crash_case_t *k) {
   CHECK(drained);
   o.clean_exit = stop_children(c);
   parsed_free(&p);
-  CHECK_OK(parse_log(c->log, c->cap, &p));
+  CHECK_OK(parse_log(c->log, c->cap, c->mix, &p));
   k->verdict(c, &p, &o);
   CHECK(all_added_handled(&p));
   CHECK(p.idx_mismatch == 0); /* the handled payload is the one added under that seq */
@@ -694,7 +977,8 @@ static int torture_kill(crash_t *c, pid_t *pid, const char *what) {
 /* Server incarnation `inc` (from 0) adds the payloads crash#<inc * 1000000 + i>, i < TORTURE_ADD:
  * unique across incarnations, so a handled payload names its add. */
 static pid_t torture_server(crash_t *c, int inc) {
-  c->cap = (uint64_t)(inc + 1) * TORTURE_ADD + 100; /* seqs are given to committed adds only */
+  /* seqs are given to committed adds and to notices only */
+  c->cap = (uint64_t)(inc + 1) * (TORTURE_ADD + 100) + 100;
   return spawn(c, "server", c->sdir, c->port, (long)inc * 1000000, TORTURE_ADD);
 }
 
@@ -751,18 +1035,132 @@ static int torture_tally(const parsed_t *p, torture_tally_t *t) {
   return 0;
 }
 
+/* The figures and the rules of the mix, from the final log. */
+typedef struct mix_tally {
+  long ttl, ttl_handled, expired, uncovered; /* acknowledged adds with a time to live */
+  long notices, other_notices;               /* distinct notices handed out; not EXPIRED */
+  uint64_t expired_counted, unknown;         /* the notices' counts; numbers the log never names */
+  long dedup_answers, dedup_across, dedup_wrong, stored_twice, conflicts;
+  long collapse, replaced, replaced_handled, replaced_wrong, replaced_twice;
+  long poison, poison_calls, dead, dead_good, poison_not_dead, poison_attempts_wrong;
+  long poison_too_many_calls, poison_reported, dead_good_wrong;
+} mix_tally_t;
+
+static int cmp_pair(const void *a, const void *b) {
+  const long *x = a, *y = b;
+  return x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : x[1] < y[1] ? -1 : x[1] > y[1];
+}
+
+/* Expiry: every acknowledged add with a time to live that was never handled lies in an EXPIRED
+ * notice's range, and the notices count at least those (at most those plus the numbers the log
+ * never names: adds committed by a server killed before it answered, which may have expired
+ * too). Dedup: a repeat's answer is the number its payload was stored under, and no payload is
+ * stored under two numbers. Collapse: an event replaced was never handled, and an add said so. */
+static int mix_tally(const parsed_t *p, mix_tally_t *t) {
+  memset(t, 0, sizeof *t);
+  uint64_t top = 0;
+  long (*pairs)[2] = calloc(p->cap, sizeof *pairs);
+  if (pairs == NULL) return -1;
+  size_t np = 0;
+  for (uint64_t s = 1; s < p->cap; s++) {
+    int known = p->added[s] || p->handled[s] || p->is_notice[s] || p->replaced_by[s] || p->dead[s];
+    if (known) top = s;
+    if (p->added[s] || p->handled[s]) {
+      pairs[np][0] = p->handled[s] ? p->handled_idx[s] : p->added_idx[s];
+      pairs[np++][1] = (long)s;
+    }
+    if (!p->added[s]) continue;
+    int kind = mix_kind(p->added_idx[s]);
+    if (kind == MIX_TTL) {
+      t->ttl++;
+      if (p->handled[s]) t->ttl_handled++;
+      else {
+        t->expired++;
+        if (!expired_covered(p, s)) t->uncovered++;
+      }
+    } else if (kind == MIX_COLLAPSE) {
+      t->collapse++;
+    }
+    if (p->replaced_by[s]) {
+      t->replaced++;
+      if (p->handled[s]) t->replaced_handled++;
+      uint64_t by = p->replaced_by[s];
+      long idx_by = p->added[by] ? p->added_idx[by] : -1;
+      if (kind != MIX_COLLAPSE || idx_by < 0 || mix_kind(idx_by) != MIX_COLLAPSE ||
+          mix_collapse_key(idx_by) != mix_collapse_key(p->added_idx[s]) || by <= s)
+        t->replaced_wrong++;
+    }
+  }
+  for (uint64_t s = 1; s <= top; s++) {
+    if (!(p->added[s] || p->handled[s] || p->is_notice[s] || p->replaced_by[s] || p->dead[s] ||
+          p->poison_calls[s]))
+      t->unknown++;
+  }
+  /* Poison: every one a dead letter, after MIX_ATTEMPTS counted calls (failed) or at once
+   * (rejected: once per client process, a killed one's call may be repeated), never reported to
+   * on_consumed. A good event in the dead letters is one whose attempts were used up by kills of
+   * the client (docs/QUEUES.md: a crash during a call counts): all of them. */
+  for (uint64_t s = 1; s < p->cap; s++) {
+    long idx = p->added[s]          ? p->added_idx[s]
+               : p->poison_calls[s] ? p->poison_idx[s]
+               : p->handled[s]      ? p->handled_idx[s]
+                                    : -1;
+    int kind = idx >= 0 ? mix_kind(idx) : MIX_PLAIN;
+    int poison = kind == MIX_FAIL || kind == MIX_REJECT;
+    t->poison_calls += p->poison_calls[s];
+    if (p->dead[s]) {
+      t->dead++;
+      if (!poison) {
+        t->dead_good++;
+        if (p->dead[s] != MIX_ATTEMPTS) t->dead_good_wrong++;
+      }
+    }
+    if (!poison || !(p->added[s] || p->poison_calls[s])) continue;
+    t->poison++;
+    if (!p->dead[s]) t->poison_not_dead++;
+    else if (kind == MIX_FAIL ? p->dead[s] != MIX_ATTEMPTS : p->dead[s] > MIX_ATTEMPTS)
+      t->poison_attempts_wrong++;
+    if (p->poison_calls[s] > MIX_ATTEMPTS) t->poison_too_many_calls++;
+    if (p->reported[s]) t->poison_reported++;
+  }
+  for (size_t i = 0; i < p->n_notices; i++) {
+    t->notices++;
+    if (p->notices[i].kind == HD_NOTICE_EXPIRED) t->expired_counted += p->notices[i].count;
+    else t->other_notices++;
+  }
+  for (size_t i = 0; i < p->n_dups; i++) {
+    const struct dup *d = &p->dups[i];
+    t->dedup_answers++;
+    if (d->idx / 1000000 != d->own / 1000000) t->dedup_across++;
+    if (!p->handled[d->seq] || p->handled_idx[d->seq] != d->idx) t->dedup_wrong++;
+  }
+  qsort(pairs, np, sizeof *pairs, cmp_pair);
+  for (size_t i = 1; i < np; i++) {
+    if (pairs[i][0] == pairs[i - 1][0] && pairs[i][1] != pairs[i - 1][1]) t->stored_twice++;
+  }
+  free(pairs);
+  t->conflicts = p->conflicts;
+  t->replaced_twice = p->replaced_twice;
+  return 0;
+}
+
 /* Server and client run; HD_KILLS times (60 by default, 30 under valgrind) one of them or both
  * are SIGKILLed at a random moment (20 to 400 ms after the last kill) and started again on their
- * folders, the server on the same port; the server's four threads add events all along (a pause
- * of 1 ms between two adds of a thread) and its consumption callback completes them; the
- * client's handler works 50 us per event. Then both run to the end: everything drains, both stop
- * cleanly. The seed (HD_SEED, 1 by default) fixes the moments and the victims. */
+ * folders 0 to 50 ms later (a client killed alone: 150 to 350 ms later one time in three, that
+ * time taken off the next pause), the server on the same port; the server's four threads add
+ * the mix all along (a pause of 1 ms between two adds of a thread) and its consumption callback
+ * completes them; the client's handler works 50 us per event. Then both run to the end:
+ * everything drains, both stop cleanly. The seed (HD_SEED, 1 by default) fixes the moments and
+ * the victims. */
 static void torture_run(crash_t *c) {
   parsed_t p;
   memset(&p, 0, sizeof p);
   CHECK_OK(crash_init(c));
+  c->mix = 1;
   long kills = env_long("HD_KILLS", (long)hdt_count(60, 30));
   uint64_t seed = (uint64_t)env_long("HD_SEED", 1), x = seed;
+  uint64_t y = seed ^ 0x6a09e667f3bcc908ull; /* the client's longer absences: their own stream,
+                                                so the victims are those of the seed without them */
   c->handler_us = 50;
   c->add_us = 1000;
   uint64_t t0 = hdt_now_ms();
@@ -771,8 +1169,10 @@ static void torture_run(crash_t *c) {
   c->server = torture_server(c, sinc++);
   CHECK(start_client(c, &p));
   int unexpected = 0;
+  long away_ms = 0; /* the last kill's client stayed away this long: taken off the next wait */
   while (server_kills + client_kills < kills) {
-    hdt_sleep_ms(rng_between(&x, 20, 400));
+    long wait_ms = rng_between(&x, 20, 400) - away_ms;
+    hdt_sleep_ms(wait_ms > 20 ? (int)wait_ms : 20);
     int r = rng_between(&x, 0, 9); /* 4 in 10 the server, 4 the client, 2 both */
     int ks = r < 4 || r >= 8, kc = r >= 4;
     if (ks) {
@@ -783,7 +1183,11 @@ static void torture_run(crash_t *c) {
       unexpected += torture_kill(c, &c->client, "KILL client") != 0;
       client_kills++;
     }
-    hdt_sleep_ms(rng_between(&x, 0, 50));
+    /* a killed client stays away 150 to 350 ms one time in three: long enough for the expiry
+     * sweep to take some of the events with a time to live added meanwhile */
+    away_ms = rng_between(&x, 0, 50);
+    if (kc && !ks && rng_between(&y, 0, 2) == 0) away_ms = rng_between(&y, 150, 350);
+    hdt_sleep_ms((int)away_ms);
     if (ks) c->server = torture_server(c, sinc++);
     if (kc) c->client = spawn(c, "client", c->cdir, c->port, 0, 0);
     if (unexpected || c->server <= 0 || c->client <= 0) break;
@@ -794,11 +1198,14 @@ static void torture_run(crash_t *c) {
   /* the last incarnations run to the end: the server adds all its events, everything drains */
   int drained =
       WAIT_LOG(c, p, p.adds_done_server == p.server_starts && all_added_handled(&p), 60000);
-  if (!drained) print_tail(c);
+  if (!drained) {
+    print_tail(c);
+    print_unresolved(&p);
+  }
   CHECK(drained);
   int clean_exit = stop_children(c);
   parsed_free(&p);
-  CHECK_OK(parse_log(c->log, c->cap, &p));
+  CHECK_OK(parse_log(c->log, c->cap, c->mix, &p));
   torture_tally_t t;
   CHECK_OK(torture_tally(&p, &t));
   printf("  torture, seed %" PRIu64 ": %ld kills (%ld of the server, %ld of the client) in "
@@ -828,6 +1235,53 @@ static void torture_run(crash_t *c) {
   CHECK(p.final_server == 1 && p.final_pending == 0);
   CHECK(p.final_client == 1 && p.final_unhandled == 0 && p.final_consumed == 0);
   CHECK(t.events >= TORTURE_ADD);
+  mix_tally_t m;
+  CHECK_OK(mix_tally(&p, &m));
+  printf("  mix: %ld adds with a time to live (%ld handled, %ld expired unsent: %" PRIu64
+         " counted by %ld notices, %" PRIu64 " numbers the log never names); %ld dedup repeats "
+         "answered with the first add's number (%ld across a server restart), %ld collapse "
+         "adds (%ld replaced an unsent one)\n",
+         m.ttl, m.ttl_handled, m.expired, m.expired_counted, m.notices - m.other_notices,
+         m.unknown, m.dedup_answers, m.dedup_across, m.collapse, m.replaced);
+  printf("  poison: %ld events (1 in %d failed at every call, 1 in %d rejected) in %ld handler "
+         "calls; %ld dead letters at the end, %ld of them good events whose %d attempts kills "
+         "used up\n",
+         m.poison, 100, 100, m.poison_calls, m.dead, m.dead_good, MIX_ATTEMPTS);
+  int poison_bad = m.poison_not_dead || m.poison_attempts_wrong || m.poison_too_many_calls ||
+                   m.poison_reported || m.dead_good_wrong || p.reject_twice_in_inc ||
+                   p.attempt_not_rising;
+  if (poison_bad) {
+    fprintf(stderr, "  poison not dead %ld, dead with other attempts %ld, called more than %d "
+            "times %ld, reported to on_consumed %ld, good dead with attempts left %ld, rejected "
+            "twice by one client %ld, calls whose attempt did not rise %ld\n",
+            m.poison_not_dead, m.poison_attempts_wrong, MIX_ATTEMPTS, m.poison_too_many_calls,
+            m.poison_reported, m.dead_good_wrong, p.reject_twice_in_inc, p.attempt_not_rising);
+    print_tail(c);
+  }
+  CHECK(m.poison_not_dead == 0 && m.poison_attempts_wrong == 0 && m.poison_too_many_calls == 0);
+  CHECK(m.poison_reported == 0 && m.dead_good_wrong == 0 && p.reject_twice_in_inc == 0);
+  CHECK(p.attempt_not_rising == 0); /* attempts are counted durably before each call */
+  CHECK(m.poison > 0 && p.dead_lines == m.dead);
+  int mix_bad = m.uncovered || m.expired_counted < (uint64_t)m.expired ||
+                m.expired_counted > (uint64_t)m.expired + m.unknown || m.other_notices ||
+                m.dedup_wrong || m.stored_twice || m.conflicts || m.replaced_handled ||
+                m.replaced_wrong || m.replaced_twice;
+  if (mix_bad) {
+    fprintf(stderr, "  expired not covered by a notice %ld, other notices %ld, dedup answers "
+            "with a wrong number %ld, payloads stored twice %ld, conflicts %ld, replaced events "
+            "handled %ld, replacements of another key %ld, replaced twice %ld\n",
+            m.uncovered, m.other_notices, m.dedup_wrong, m.stored_twice, m.conflicts,
+            m.replaced_handled, m.replaced_wrong, m.replaced_twice);
+    print_tail(c);
+  }
+  CHECK(m.uncovered == 0); /* an expired event is told about in an EXPIRED notice */
+  CHECK(m.expired_counted >= (uint64_t)m.expired);
+  CHECK(m.expired_counted <= (uint64_t)m.expired + m.unknown); /* no handled event counted */
+  CHECK(m.other_notices == 0);
+  /* a repeat stores nothing and answers with the first add's number */
+  CHECK(m.dedup_wrong == 0 && m.stored_twice == 0 && m.conflicts == 0);
+  CHECK(m.replaced_handled == 0 && m.replaced_wrong == 0 && m.replaced_twice == 0);
+  CHECK(m.ttl > 0 && m.dedup_across > 0 && m.collapse > 0); /* the mix was exercised */
   parsed_free(&p);
 }
 
