@@ -33,6 +33,7 @@ static size_t n_events = 200000, n_users = 1000, n_fanout = 100000, n_expire = 1
 static size_t n_online = 1000, payload_len = 100;
 /* what the adds beside plain ones carry: 1 a time to live, 2 a dedup key, 3 both (the target's) */
 static int adds_mode = 3;
+static size_t expiry_batch = 0; /* the server's expiry_batch (0: its default) */
 
 static double now_s(void) {
   struct timespec ts;
@@ -139,6 +140,7 @@ static hd_server_t *server_open(const hd_keypair_t *kp, const char *dir, uint64_
   o.listen = "127.0.0.1:0";
   o.data_dir = dir;
   o.default_ttl_ms = default_ttl_ms;
+  o.expiry_batch = (uint32_t)expiry_batch;
   o.max_handshakes = UINT32_MAX;
   o.handshakes_per_address = UINT32_MAX;
   hd_server_t *s;
@@ -441,6 +443,7 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--expire") == 0) knob = &n_expire;
     else if (strcmp(argv[i], "--online") == 0) knob = &n_online;
     else if (strcmp(argv[i], "--payload") == 0) knob = &payload_len;
+    else if (strcmp(argv[i], "--expiry-batch") == 0) knob = &expiry_batch;
     else what = argv[i];
     if (knob != NULL) {
       if (++i >= argc) {

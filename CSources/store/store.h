@@ -180,8 +180,9 @@ typedef struct hd__server_store_vtable {
    * only loses its expiry), with one notice per user touched, and the dedup keys older than the
    * window (at most `limit` of them). value = events expired (the low 32 bits)
    * | HD__STORE_EXPIRE_MORE (a bound was reached: more may be due now)
-   * | HD__STORE_EXPIRE_LEFT (events with an expiry remain, not due yet). Reads skip from now on
-   * what it may delete. */
+   * | HD__STORE_EXPIRE_LEFT (events with an expiry remain, not due yet). Loop thread only (unlike
+   * the other writes): it reads its cutoff, the limit-th due event, and the reads skip from now
+   * on exactly what it deletes, every unsent due event up to that cutoff. */
   int (*expire)(hd__server_store_t *s, int64_t now_ms, uint32_t limit, hd__store_cb cb,
                 void *cb_data);
   /* Records that the user's client was sent every event up to `sent_upto` (never lowers it). */

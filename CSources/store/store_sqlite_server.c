@@ -111,7 +111,8 @@ static const char *const read_sql[R_COUNT] = {
     /* not what a submitted expire may delete (docs/QUEUES.md "Expiry"); a fan-out's payload
      * from payloads; the kind last (hd__sqlite_read_events' eighth column) */
     "SELECT seq, created_ms, " PAYLOAD ", NULL, 0, 0, 0, kind FROM events"
-    "  WHERE user_no = ?1 AND seq > ?2 AND (expires_ms = 0 OR expires_ms > ?4"
+    "  WHERE user_no = ?1 AND seq > ?2"
+    "  AND (expires_ms = 0 OR (expires_ms, user_no, seq) > (?4, ?6, ?7)"
     "  OR seq <= (SELECT CASE WHEN ?5 THEN max(sent_upto, next_seq - 1) ELSE sent_upto END"
     "  FROM users WHERE user_no = ?1)) ORDER BY seq LIMIT ?3",
     "SELECT created_ms, " PAYLOAD ", kind FROM events WHERE user_no = ?1 AND seq = ?2",
@@ -508,7 +509,9 @@ static int s_read_pending(hd__server_store_t *base, const uint8_t user[32], uint
    * sweep records the sessions' sent marks before it submits, and takes an event at or below a
    * mark for sent. An event skipped by the clock alone, below a later send, would be taken for
    * sent, kept, and never sent or told (test_expiry expired_before_the_sweep). */
-  sqlite3_bind_int64(st, 4, atomic_load(&s->expire_horizon));
+  sqlite3_bind_int64(st, 4, s->horizon_ms);
+  sqlite3_bind_int64(st, 6, s->horizon_user);
+  sqlite3_bind_int64(st, 7, s->horizon_seq);
   /* After an unclean end the run's first batch raises every sent mark to what the store held
    * (raise_sent): until then the events it held are the sent ones too, or a read would skip one
    * that the expire then takes for sent (test_store_expiry unclean_end_counts_as_sent). The flag
@@ -882,7 +885,6 @@ static int kind_opened(hd__sqlite_store_t *sql, const hd__store_options_t *opts)
   s->drop_oldest = opts->drop_oldest;
   s->dedup_window_ms = opts->dedup_window_ms > 0 ? opts->dedup_window_ms : 24 * 3600 * 1000;
   s->dedup_keys_per_user = opts->dedup_keys_per_user ? opts->dedup_keys_per_user : 100000;
-  atomic_init(&s->expire_horizon, 0);
   sqlite3_stmt *st = s->sql.r[R_META];
   sqlite3_bind_text(st, 1, "store_id", -1, SQLITE_STATIC);
   int rc = sqlite3_step(st), err = 0;

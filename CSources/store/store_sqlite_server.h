@@ -53,8 +53,10 @@ typedef struct sq_server {
   int raise_in_batch;
   /* meta 'open' is in the database (or written by the current batch) */
   int open_flag, open_flag_in_batch;
-  _Atomic int64_t expire_horizon; /* the latest now_ms an expire was submitted with: reads skip
-                                     what it may delete even if the clock went back (expiry) */
+  /* Loop thread: the cutoff of the latest expire submitted, (expires_ms, user_no, seq): reads
+   * skip the due events at or below it, which that expire deletes (expiry), whatever the clock
+   * does meanwhile. */
+  int64_t horizon_ms, horizon_user, horizon_seq;
 } sq_server_t;
 
 /* The server store from its interface (from its SQLite base, the writer's ctx: a cast). */

@@ -16,7 +16,9 @@
 typedef struct expire_op {
   hd__wop_t base;
   int64_t now_ms;
-  int64_t cutoff; /* every unsent event due at or before it goes (the reads' horizon) */
+  int64_t cutoff_ms, cutoff_user, cutoff_seq; /* every unsent due event at or below it goes, in
+                                                 (expires_ms, user_no, seq) order: the reads'
+                                                 horizon */
   uint32_t limit;
   int64_t *rows; /* limit x (user_no, seq), then reused for the dedup rows' user_no */
 } expire_op_t;
@@ -24,15 +26,17 @@ typedef struct expire_op {
 
 /* events_expiry finds the due rows, oldest expiry first */
 static const char *const sql_due =
-    "SELECT user_no, seq FROM events WHERE expires_ms > 0 AND expires_ms <= ?1"
-    "  ORDER BY expires_ms LIMIT ?2";
+    "SELECT user_no, seq FROM events WHERE expires_ms > 0"
+    "  AND (expires_ms, user_no, seq) <= (?1, ?3, ?4) ORDER BY expires_ms, user_no, seq LIMIT ?2";
 static const char *const sql_left = "SELECT 1 FROM events WHERE expires_ms > 0 LIMIT 1";
 static const char *const sql_more =
     "SELECT 1 FROM events WHERE expires_ms > 0 AND expires_ms <= ?1 LIMIT 1";
-/* the loop's read at submission: the expiry of the limit-th due event, the op's cutoff */
+/* the loop's read at submission: the limit-th due event, the op's cutoff (ties of expiry are
+ * told apart by user and number, so that no op grows past `limit` because many events share an
+ * expiry, as a fan-out's do) */
 static const char *const sql_cutoff =
-    "SELECT expires_ms FROM events WHERE expires_ms > 0 AND expires_ms <= ?1"
-    "  ORDER BY expires_ms LIMIT 1 OFFSET ?2";
+    "SELECT expires_ms, user_no, seq FROM events WHERE expires_ms > 0 AND expires_ms <= ?1"
+    "  ORDER BY expires_ms, user_no, seq LIMIT 1 OFFSET ?2";
 static const char *const sql_user_key = "SELECT public_key FROM users WHERE user_no = ?1";
 static const char *const sql_delete =
     "DELETE FROM events WHERE user_no = ?1 AND seq = ?2 RETURNING kind, size";
@@ -107,18 +111,20 @@ static int expire_user(sq_server_t *s, expire_op_t *op, const int64_t *rows, siz
   return hd__sqs_add_notice(s, u, &notice, op->now_ms, NULL);
 }
 
-/* Every unsent event due at or before the op's cutoff goes, `limit` rows at a time: the reads
+/* Every unsent event due at or below the op's cutoff goes, `limit` rows at a time: the reads
  * have skipped all of them since the op's submission, so one left behind would be taken for sent
  * by the next op (a later event's send raises the user's mark over it) and stay pending for ever.
- * The cutoff keeps the work near `limit`: it is the expiry of the limit-th due event (ties and
- * adds due at once since add a few). */
+ * The cutoff keeps the work near `limit`: it is the limit-th due event (adds due at once since
+ * add a few). */
 static int expire_events(sq_server_t *s, expire_op_t *op, uint64_t *expired) {
   sqlite3_stmt *st = hd__sqlite_stmt(&s->sql, s->sql.wdb, sql_due);
   if (st == NULL) return hd_last_error_code();
   size_t n;
   do {
-    sqlite3_bind_int64(st, 1, op->cutoff);
+    sqlite3_bind_int64(st, 1, op->cutoff_ms);
     sqlite3_bind_int64(st, 2, op->limit);
+    sqlite3_bind_int64(st, 3, op->cutoff_user);
+    sqlite3_bind_int64(st, 4, op->cutoff_seq);
     n = 0;
     int rc;
     /* read first, then write: a scan is not to see its own table change under it */
@@ -223,9 +229,9 @@ int hd__sqs_expire(hd__server_store_t *base, int64_t now_ms, uint32_t limit, hd_
   op->now_ms = now_ms;
   op->limit = limit;
   op->rows = rows;
-  /* the cutoff: now, or the expiry of the limit-th due event if more are due (this thread's read
+  /* the cutoff: everything due now, or the limit-th due event if more are (this thread's read
    * of what is committed; an op queued before this one takes what is due up to its own) */
-  int64_t cutoff = now_ms;
+  int64_t c_ms = now_ms, c_user = INT64_MAX, c_seq = INT64_MAX;
   sqlite3_stmt *st = hd__sqlite_stmt(&s->sql, s->sql.rdb, sql_cutoff);
   if (st == NULL) {
     free(op);
@@ -235,7 +241,11 @@ int hd__sqs_expire(hd__server_store_t *base, int64_t now_ms, uint32_t limit, hd_
   sqlite3_bind_int64(st, 1, now_ms);
   sqlite3_bind_int64(st, 2, (int64_t)limit - 1);
   int src = sqlite3_step(st);
-  if (src == SQLITE_ROW) cutoff = sqlite3_column_int64(st, 0);
+  if (src == SQLITE_ROW) {
+    c_ms = sqlite3_column_int64(st, 0);
+    c_user = sqlite3_column_int64(st, 1);
+    c_seq = sqlite3_column_int64(st, 2);
+  }
   int err = src == SQLITE_ROW || src == SQLITE_DONE ? 0
                                                     : hd__sqlite_error(src, s->sql.rdb, "cutoff");
   sqlite3_reset(st); /* never keep a read transaction open: it would pin the WAL */
@@ -246,9 +256,16 @@ int hd__sqs_expire(hd__server_store_t *base, int64_t now_ms, uint32_t limit, hd_
   }
   /* from now on a read skips what this op deletes, whatever the clock does meanwhile; the
    * horizon never goes back (an op queued before takes what is due up to its own) */
-  int64_t h = atomic_load(&s->expire_horizon);
-  while (cutoff > h && !atomic_compare_exchange_weak(&s->expire_horizon, &h, cutoff)) {}
-  op->cutoff = cutoff > h ? cutoff : h;
+  if (c_ms > s->horizon_ms || (c_ms == s->horizon_ms && (c_user > s->horizon_user ||
+                                                         (c_user == s->horizon_user &&
+                                                          c_seq > s->horizon_seq)))) {
+    s->horizon_ms = c_ms;
+    s->horizon_user = c_user;
+    s->horizon_seq = c_seq;
+  }
+  op->cutoff_ms = s->horizon_ms;
+  op->cutoff_user = s->horizon_user;
+  op->cutoff_seq = s->horizon_seq;
   int rc = hd__writer_submit(&s->sql.writer, &op->base, &expire_type, cb, cb_data);
   if (rc != 0) free(rows); /* op was freed */
   return rc;
