@@ -1,6 +1,8 @@
 /* A thread waiting for the loop (waiter.h). */
 #include "waiter.h"
 
+#include "runtime.h"
+
 #include <string.h>
 
 int hd__waiter_init(hd__waiter_t *w) {
@@ -40,4 +42,24 @@ int hd__waiter_wait(hd__waiter_t *w, uint64_t *value) {
   }
   if (value != NULL) *value = w->value;
   return 0;
+}
+
+void hd__waiter_done(void *w, int status, uint64_t value) { hd__waiter_signal(w, status, value); }
+
+int hd__waiter_call(const struct hd__runtime *rt, const char *what,
+                    int (*submit)(void *arg, void (*cb)(void *, int, uint64_t), void *w),
+                    void *arg, uint64_t *value) {
+  if (hd__runtime_on_loop(rt)) {
+    return hd__error(HD_ETHREAD, "%s on the handle's loop thread would wait for itself; use the "
+                     "call without _wait", what);
+  }
+  hd__waiter_t w;
+  int rc = hd__waiter_init(&w);
+  if (rc != 0) return rc;
+  rc = submit(arg, hd__waiter_done, &w);
+  if (rc != 0) {
+    hd__waiter_destroy(&w);
+    return rc;
+  }
+  return hd__waiter_wait(&w, value);
 }

@@ -136,28 +136,27 @@ int hd_server_delete_user(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_B
   return submit_delete(server, user, NULL, 0, cb, cb_data);
 }
 
-static void delete_wait_done(void *data, int status, uint64_t count) {
-  hd__waiter_signal(data, status, count); /* carries the store's detail to the waiting thread */
+typedef struct delete_call {
+  hd_server_t *server;
+  const uint8_t *user;
+  const uint64_t *seqs;
+  size_t n;
+  int all;
+} delete_call_t;
+
+static int delete_submit(void *arg, hd_count_cb cb, void *w) {
+  delete_call_t *d = arg;
+  return d->all ? hd_server_delete_user(d->server, d->user, cb, w)
+                : hd_server_delete_events(d->server, d->user, d->seqs, d->n, cb, w);
 }
 
 static int delete_wait(hd_server_t *server, const uint8_t *user, const uint64_t *seqs, size_t n,
                        int all, uint64_t *count) {
   if (server == NULL) return hd__error(HD_EINVAL, "server is NULL");
-  if (hd__runtime_on_loop(hd__server_runtime(server))) {
-    return hd__error(HD_ETHREAD, "a blocking delete on the server's loop thread would wait for "
-                                 "itself; use hd_server_delete_events or hd_server_delete_user");
-  }
-  hd__waiter_t w;
-  int rc = hd__waiter_init(&w);
-  if (rc != 0) return rc;
-  rc = all ? hd_server_delete_user(server, user, delete_wait_done, &w)
-           : hd_server_delete_events(server, user, seqs, n, delete_wait_done, &w);
-  if (rc != 0) {
-    hd__waiter_destroy(&w);
-    return rc;
-  }
+  delete_call_t d = {server, user, seqs, n, all};
   uint64_t got = 0;
-  rc = hd__waiter_wait(&w, &got);
+  int rc = hd__waiter_call(hd__server_runtime(server), "a blocking delete", delete_submit, &d,
+                           &got);
   if (count != NULL) *count = got;
   return rc;
 }

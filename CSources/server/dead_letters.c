@@ -196,27 +196,26 @@ int hd_server_delete_dead_letters(hd_server_t *server, const uint8_t user[HD_PUB
   return submit(server, user, seqs, n, 0, cb, cb_data);
 }
 
-static void wait_done(void *data, int status, uint64_t count) {
-  hd__waiter_signal(data, status, count); /* carries the store's detail to the waiting thread */
+typedef struct dead_call {
+  hd_server_t *server;
+  const uint8_t *user;
+  const uint64_t *seqs;
+  size_t n;
+  int requeue;
+} dead_call_t;
+
+static int dead_submit(void *arg, hd_count_cb cb, void *w) {
+  dead_call_t *d = arg;
+  return submit(d->server, d->user, d->seqs, d->n, d->requeue, cb, w);
 }
 
 static int submit_wait(hd_server_t *server, const uint8_t *user, const uint64_t *seqs, size_t n,
                        int requeue, uint64_t *count) {
   if (server == NULL) return hd__error(HD_EINVAL, "server is NULL");
-  if (hd__runtime_on_loop(hd__server_runtime(server))) {
-    return hd__error(HD_ETHREAD, "a blocking dead-letter call on the server's loop thread would "
-                                 "wait for itself; use the call without _wait");
-  }
-  hd__waiter_t w;
-  int rc = hd__waiter_init(&w);
-  if (rc != 0) return rc;
-  rc = submit(server, user, seqs, n, requeue, wait_done, &w);
-  if (rc != 0) {
-    hd__waiter_destroy(&w);
-    return rc;
-  }
+  dead_call_t d = {server, user, seqs, n, requeue};
   uint64_t got = 0;
-  rc = hd__waiter_wait(&w, &got);
+  int rc = hd__waiter_call(hd__server_runtime(server), "a blocking dead-letter call", dead_submit,
+                           &d, &got);
   if (count != NULL) *count = got;
   return rc;
 }

@@ -83,26 +83,23 @@ int hd_server_add_event(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYT
   return rc;
 }
 
-static void add_wait_done(void *data, int status, uint64_t seq) {
-  hd__waiter_signal(data, status, seq); /* carries the store's detail to the waiting thread */
+typedef struct add_call {
+  hd_server_t *server;
+  const uint8_t *user;
+  const void *payload;
+  size_t len;
+} add_call_t;
+
+static int add_submit(void *arg, hd_add_cb cb, void *w) {
+  add_call_t *c = arg;
+  return hd_server_add_event(c->server, c->user, c->payload, c->len, cb, w);
 }
 
 int hd_server_add_event_wait(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYTES],
                              const void *payload, size_t len, uint64_t *seq) {
   if (server == NULL) return hd__error(HD_EINVAL, "server is NULL");
-  if (hd__runtime_on_loop(hd__server_runtime(server))) {
-    return hd__error(HD_ETHREAD, "add_event_wait on the server's loop thread would wait for "
-                                 "itself; use hd_server_add_event");
-  }
-  hd__waiter_t w;
-  int rc = hd__waiter_init(&w);
-  if (rc != 0) return rc;
-  rc = hd_server_add_event(server, user, payload, len, add_wait_done, &w);
-  if (rc != 0) {
-    hd__waiter_destroy(&w);
-    return rc;
-  }
-  return hd__waiter_wait(&w, seq);
+  add_call_t c = {server, user, payload, len};
+  return hd__waiter_call(hd__server_runtime(server), "add_event_wait", add_submit, &c, seq);
 }
 
 /* ---- update_pause --------------------------------------------------------------------------- */
