@@ -36,7 +36,8 @@ int hd__client_events_create(hd__client_events_t **out, hd__runtime_t *rt,
     free(ev);
     return HD_ENOMEM;
   }
-  hd__store_options_t so = {HD__STORE_SQLITE, opts->data_dir, rt->loop, opts->sync_normal, 0, 0};
+  hd__store_options_t so = {.backend = HD__STORE_SQLITE, .folder = opts->data_dir, .loop = rt->loop,
+                            .sync_normal = opts->sync_normal};
   int rc = hd__client_store_open(&ev->store, &so);
   if (rc != 0) {
     hd__anchor_detach(ev->anchor);

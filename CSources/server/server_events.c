@@ -105,7 +105,8 @@ int hd__server_events_create(hd__server_events_t **out, hd__runtime_t *rt,
   /* Opens on the creating thread. That is the loop's thread in the sense of store.h: with an
    * owned loop the loop thread has not started yet (the thread start orders this before every
    * later use); with a caller's loop, create must run on that loop's thread. */
-  hd__store_options_t so = {HD__STORE_SQLITE, opts->data_dir, rt->loop, opts->sync_normal, 0, 0};
+  hd__store_options_t so = {.backend = HD__STORE_SQLITE, .folder = opts->data_dir, .loop = rt->loop,
+                            .sync_normal = opts->sync_normal};
   if (opts->version >= 4) {
     ev->default_ttl_ms = opts->default_ttl_ms;
     ev->on_dead_letter = opts->on_dead_letter;

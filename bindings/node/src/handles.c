@@ -1041,11 +1041,8 @@ static napi_value js_server_pending(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* pendingUsers() -> [{ user: Buffer, pending }] in the order the store first saw them. */
-static napi_value js_server_pending_users(napi_env env, napi_callback_info info) {
-  size_t argc = 0;
-  hdn_handle_t *h = hdn_open_handle(env, info, &argc, NULL);
-  if (h == NULL) return NULL;
+napi_value hdn_user_counts(napi_env env, hd_server_t *core, hdn_user_pager_t page,
+                           const char *field, const char *what) {
   enum { PAGE = 256 };
   uint8_t keys[PAGE * HD_PUBLICKEY_BYTES];
   uint64_t counts[PAGE], cursor = 0;
@@ -1053,7 +1050,7 @@ static napi_value js_server_pending_users(napi_env env, napi_callback_info info)
   HDN_CALL(env, napi_create_array(env, &arr));
   uint32_t at = 0;
   for (;;) {
-    int n = hd_server_pending_users(h->core, &cursor, keys, counts, PAGE);
+    int n = page(core, &cursor, keys, counts, PAGE);
     if (n < 0) return hdn_throw_hd(env, n);
     for (int i = 0; i < n; i++) {
       napi_value obj, key = hdn_buffer_copy(env, keys + (size_t)i * HD_PUBLICKEY_BYTES,
@@ -1061,14 +1058,22 @@ static napi_value js_server_pending_users(napi_env env, napi_callback_info info)
       if (key == NULL) return NULL;
       HDN_CALL(env, napi_create_object(env, &obj));
       HDN_CALL(env, napi_set_named_property(env, obj, "user", key));
-      if (hdn_set_u64(env, obj, "pending", counts[i]) < 0) {
-        hdn_throw_napi(env, napi_generic_failure, "pendingUsers");
+      if (hdn_set_u64(env, obj, field, counts[i]) < 0) {
+        hdn_throw_napi(env, napi_generic_failure, what);
         return NULL;
       }
       HDN_CALL(env, napi_set_element(env, arr, at++, obj));
     }
     if (n < PAGE) return arr;
   }
+}
+
+/* pendingUsers() -> [{ user: Buffer, pending }] in the order the store first saw them. */
+static napi_value js_server_pending_users(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  hdn_handle_t *h = hdn_open_handle(env, info, &argc, NULL);
+  if (h == NULL) return NULL;
+  return hdn_user_counts(env, h->core, hd_server_pending_users, "pending", "pendingUsers");
 }
 
 /* A sequence number from a Number (a safe integer >= 0) or a BigInt; -1 (thrown) otherwise. */

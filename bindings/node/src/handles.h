@@ -73,6 +73,12 @@ uint64_t *hdn_get_seqs(napi_env env, napi_value v, uint32_t *n);
 bool hdn_truthy(napi_env env, napi_value v);
 bool hdn_is_nullish(napi_env env, napi_value v);
 int hdn_set_u64(napi_env env, napi_value obj, const char *key, uint64_t v);
+/* Every page of a paged user listing (hd_server_pending_users, hd_server_dead_letter_users) as
+ * [{ user: Buffer, <field>: count }]; NULL with an exception pending on failure. */
+typedef int (*hdn_user_pager_t)(hd_server_t *server, uint64_t *cursor, uint8_t *keys,
+                                uint64_t *counts, size_t cap);
+napi_value hdn_user_counts(napi_env env, hd_server_t *core, hdn_user_pager_t page,
+                           const char *field, const char *what);
 /* { names[i]: values[i] } as Numbers; NULL (thrown, naming `what`) on failure. */
 napi_value hdn_counters_object(napi_env env, const char *what, size_t n, const char *const names[],
                                const uint64_t values[]);

@@ -327,29 +327,7 @@ static napi_value js_dead_letter_users(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   hdn_handle_t *h = hdn_open_handle(env, info, &argc, NULL);
   if (h == NULL) return NULL;
-  enum { PAGE = 256 };
-  uint8_t keys[PAGE * HD_PUBLICKEY_BYTES];
-  uint64_t counts[PAGE], cursor = 0;
-  napi_value arr;
-  HDN_CALL(env, napi_create_array(env, &arr));
-  uint32_t at = 0;
-  for (;;) {
-    int n = hd_server_dead_letter_users(h->core, &cursor, keys, counts, PAGE);
-    if (n < 0) return hdn_throw_hd(env, n);
-    for (int i = 0; i < n; i++) {
-      napi_value obj, key = hdn_buffer_copy(env, keys + (size_t)i * HD_PUBLICKEY_BYTES,
-                                            HD_PUBLICKEY_BYTES);
-      if (key == NULL) return NULL;
-      HDN_CALL(env, napi_create_object(env, &obj));
-      HDN_CALL(env, napi_set_named_property(env, obj, "user", key));
-      if (hdn_set_u64(env, obj, "count", counts[i]) < 0) {
-        hdn_throw_napi(env, napi_generic_failure, "deadLetterUsers");
-        return NULL;
-      }
-      HDN_CALL(env, napi_set_element(env, arr, at++, obj));
-    }
-    if (n < PAGE) return arr;
-  }
+  return hdn_user_counts(env, h->core, hd_server_dead_letter_users, "count", "deadLetterUsers");
 }
 
 typedef int (*dead_op_fn)(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYTES],
