@@ -746,23 +746,9 @@ class Server(_Handle):
         """A page of ``user``'s dead letters (events its client failed ``max_attempts`` times or
         rejected): at most ``limit`` with an id above ``after``, in order; page on as
         :meth:`list_events` (a short blocking read)."""
-        if not 0 < int(limit) <= 65536:
-            raise ValueError("limit must be 1 to 65536")
-        if not 0 <= int(after) < 2 ** 64:
-            raise ValueError("after must be an event id (0 or more)")
-        pk = check_public_key(user)
-        h = self._require_open()
-        out = ffi.new("hd_dead_letter_t[]", int(limit))
-        cursor = ffi.new("uint64_t *")
-        size = 1 << 20
-        while True:
-            buf = ffi.new("uint8_t[]", size)
-            cursor[0] = int(after)
-            rc = lib.hd_server_list_dead_letters(h, pk, cursor, out, int(limit), buf, size)
-            if rc == lib.HD_EBUFSIZE and size < 1 << 30:
-                size *= 4  # the page's first one is larger: a larger buffer
-                continue
-            return [DeadLetter._from(out[i]) for i in range(check(rc))]
+        out, n, _buf = self._list_page(lib.hd_server_list_dead_letters, "hd_dead_letter_t[]",
+                                       user, after, limit)
+        return [DeadLetter._from(out[i]) for i in range(n)]
 
     def dead_letter_count(self, user: Optional[BytesLike] = None) -> int:
         """How many dead letters the store holds for ``user`` (for every user without one)."""
@@ -892,29 +878,37 @@ class Server(_Handle):
         """A page of the events the store holds for ``user``: at most ``limit`` of those with an
         id above ``after``, in order; page on with the last one's id until a page is empty (a
         short blocking read; docs/OPERATIONS.md "Admin")."""
+        infos, n, _buf = self._list_page(lib.hd_server_list_events, "hd_event_info_t[]", user,
+                                         after, limit)
+        events = []
+        for i in range(n):
+            raw = _bytes(infos[i].payload, infos[i].payload_len)
+            events.append(PendingEvent(int(infos[i].seq), decode_payload(raw), raw,
+                                       int(infos[i].created_ms)))
+        return events
+
+    def _list_page(self, fn: Any, ctype: str, user: BytesLike, after: int, limit: int) -> Any:
+        """One page of a cursor listing that copies into a caller's buffer (hd_server_list_events,
+        hd_server_list_dead_letters): the entries, how many, and the buffer they point into
+        (the caller keeps it while it copies them out); the buffer grows while the page's first
+        entry does not fit (HD_EBUFSIZE)."""
         if not 0 < int(limit) <= 65536:
             raise ValueError("limit must be 1 to 65536")
         if not 0 <= int(after) < 2 ** 64:
             raise ValueError("after must be an event id (0 or more)")
         pk = check_public_key(user)
         h = self._require_open()
-        infos = ffi.new("hd_event_info_t[]", int(limit))
+        out = ffi.new(ctype, int(limit))
         cursor = ffi.new("uint64_t *")
         size = 1 << 20
         while True:
             buf = ffi.new("uint8_t[]", size)
             cursor[0] = int(after)
-            rc = lib.hd_server_list_events(h, pk, cursor, infos, int(limit), buf, size)
+            rc = fn(h, pk, cursor, out, int(limit), buf, size)
             if rc == lib.HD_EBUFSIZE and size < 1 << 30:
-                size *= 4  # the page's first payload is larger: a larger buffer
+                size *= 4  # the page's first entry is larger: a larger buffer
                 continue
-            n = check(rc)
-            events = []
-            for i in range(n):
-                raw = _bytes(infos[i].payload, infos[i].payload_len)
-                events.append(PendingEvent(int(infos[i].seq), decode_payload(raw), raw,
-                                           int(infos[i].created_ms)))
-            return events
+            return out, check(rc), buf
 
     def delete_events(self, user: BytesLike, ids: List[int]) -> int:
         """Deletes ``user``'s events with these ids and waits until that is durable; returns how
