@@ -252,12 +252,13 @@ typedef void (*hd_dead_letter_cb)(void *user_data, const uint8_t user[HD_PUBLICK
 /* What an add past a per-user limit does (hd_server_options_t.overflow). */
 enum { HD_OVERFLOW_REJECT = 0, HD_OVERFLOW_DROP_OLDEST = 1 };
 
-#define HD_SERVER_OPTIONS_VERSION 4
+#define HD_SERVER_OPTIONS_VERSION 5
 typedef struct hd_server_options {
   unsigned int version;           /* HD_SERVER_OPTIONS_VERSION */
   const hd_keypair_t *keypair;    /* the server's identity (copied) */
   const char *topic;              /* the folder name: names the topic (copied) */
-  const char *listen;             /* "127.0.0.1:7000", "[::1]:0", "0.0.0.0:7000"; port 0 = any */
+  const char *listen;             /* "127.0.0.1:7000", "[::1]:0", "0.0.0.0:7000", "host:7000" (the
+                                     first address the name resolves to that binds); port 0 = any */
   void *loop;                     /* a uv_loop_t * the caller runs, or NULL for a loop thread */
   uint32_t handshake_timeout_ms;  /* 0 = 10000 */
   uint32_t keepalive_ms;          /* ping after this much silence; 0 = 5000 */
@@ -302,28 +303,37 @@ typedef struct hd_server_options {
   hd_dead_letter_cb on_dead_letter; /* optional */
   uint32_t expiry_batch;          /* most expired events one sweep transaction deletes;
                                      0 = 1000 */
+  /* Appended in version 5 (docs/OPERATIONS.md). */
+  const hd_keypair_t *next_keypair; /* optional: a second identity the server also answers to
+                                     while its clients move to it (key rollover); copied */
+  const char *metrics_listen;     /* optional "host:port": an HTTP/1.1 responder on the server's
+                                     loop serving GET /metrics (hd_server_metrics), /healthz and
+                                     /readyz; port 0 = any (hd_server_metrics_port) */
 } hd_server_options_t;
-#define HD_SERVER_OPTIONS_INIT {HD_SERVER_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, HD_LOG_ERROR, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+#define HD_SERVER_OPTIONS_INIT {HD_SERVER_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, HD_LOG_ERROR, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 HD_EXTERN int hd_server_options_init(hd_server_options_t *opts, unsigned int version);
 
 /* The attempts a client makes at an event before it reports it failed (a dead letter on the
  * server): docs/QUEUES.md says why 10. */
 #define HD_DEFAULT_MAX_ATTEMPTS 10
 
-#define HD_CLIENT_OPTIONS_VERSION 2
+#define HD_CLIENT_OPTIONS_VERSION 3
 typedef struct hd_client_options {
   unsigned int version;           /* HD_CLIENT_OPTIONS_VERSION */
   const hd_keypair_t *keypair;    /* the user's identity (copied) */
   const uint8_t *server_public_key; /* HD_PUBLICKEY_BYTES: the server it trusts (copied) */
   const char *topic;              /* the folder name (copied) */
-  const char *connect;            /* "127.0.0.1:7000" or "[::1]:7000" */
+  const char *connect;            /* "127.0.0.1:7000", "[::1]:7000" or "host:7000" (resolved
+                                     without blocking the loop; every address tried in turn) */
   void *loop;                     /* a uv_loop_t * the caller runs, or NULL for a loop thread */
   uint32_t handshake_timeout_ms;  /* 0 = 10000 */
   uint32_t keepalive_ms;          /* 0 = 5000 */
   uint32_t idle_timeout_ms;       /* 0 = 3 x keepalive */
   uint32_t max_message_bytes;     /* 0 = 1 MiB */
   uint32_t reconnect_min_ms;      /* first retry delay after a failure; 0 = 100 */
-  uint32_t reconnect_max_ms;      /* cap of the doubling retry delay; 0 = 5000. Also the wait
+  uint32_t reconnect_max_ms;      /* cap of the doubling retry delay (each delay drawn at random
+                                     between half of it and all of it, so that many clients part
+                                     after a server restart); 0 = 5000. Also the wait
                                      after the server replaced the connection by a newer one of
                                      the same key (HD_EREPLACED), doubled with each replacement in
                                      a row up to 60 s */
@@ -350,8 +360,16 @@ typedef struct hd_client_options {
   hd_event_cb on_notice;          /* optional: notices (hd_event_notice) in their place in the
                                      user's stream, completed like events; NULL: confirmed
                                      without being handed out */
+  /* Appended in version 3 (docs/OPERATIONS.md). */
+  const char *const *connect_list; /* optional: `connect_count` server addresses ("host:port",
+                                     names resolved), dialed in turn; replaces `connect` */
+  size_t connect_count;
+  const uint8_t *server_public_keys; /* optional: `server_public_key_count` x HD_PUBLICKEY_BYTES
+                                     keys the client accepts (key rollover), tried in turn;
+                                     replaces `server_public_key` (copied) */
+  size_t server_public_key_count;
 } hd_client_options_t;
-#define HD_CLIENT_OPTIONS_INIT {HD_CLIENT_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, HD_LOG_ERROR, 0, 0, 0, 0, 0, 0, 0, 0, HD_DEFAULT_MAX_ATTEMPTS, 0}
+#define HD_CLIENT_OPTIONS_INIT {HD_CLIENT_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, HD_LOG_ERROR, 0, 0, 0, 0, 0, 0, 0, 0, HD_DEFAULT_MAX_ATTEMPTS, 0, 0, 0, 0, 0}
 HD_EXTERN int hd_client_options_init(hd_client_options_t *opts, unsigned int version);
 
 /* Creates a server and starts listening before it returns (so the port is known). */
@@ -776,6 +794,41 @@ typedef struct hd_notice {
 HD_EXTERN int hd_event_is_notice(const hd_event_t *event);
 /* The notice's fields; HD_EINVAL if `event` is not a notice. */
 HD_EXTERN int hd_event_notice(const hd_event_t *event, hd_notice_t *out);
+
+/* ---------------------------------------------------------------------------------------------
+ * Many events at once, and operations (docs/OPERATIONS.md).
+ */
+
+/* One event of hd_server_add_events. */
+typedef struct hd_add_item {
+  const uint8_t *user;            /* HD_PUBLICKEY_BYTES */
+  const void *payload;            /* copied before the call returns */
+  size_t len;
+  const hd_add_options_t *opts;   /* optional, as for hd_server_add_event_v2 */
+} hd_add_item_t;
+/* Most items of one hd_server_add_events call. */
+#define HD_ADD_EVENTS_MAX 100000
+HD_EXTERN size_t hd_add_events_max(void);
+/* Adds `n` events (1..HD_ADD_EVENTS_MAX, any users, a user's events take its numbers in item
+ * order) in one transaction and one fsync. cb(cb_data, status, results, n) as for
+ * hd_server_add_fanout: results[i] is items[i]'s; an item that fails (HD_ELIMIT...) fails alone;
+ * a negative status fails the whole call. HD_EINVAL (nothing added, cb never runs) if any item
+ * is invalid. Any thread; cb on the loop thread. */
+HD_EXTERN int hd_server_add_events(hd_server_t *server, const hd_add_item_t *items, size_t n,
+                                   hd_fanout_cb cb, void *cb_data);
+/* The same, blocking; `results` (optional) has n entries. HD_ETHREAD on the loop thread. */
+HD_EXTERN int hd_server_add_events_wait(hd_server_t *server, const hd_add_item_t *items,
+                                        size_t n, hd_fanout_result_t *results);
+
+/* The server's metrics in the Prometheus text exposition format (version 0.0.4), names prefixed
+ * `hyperdown_`: counters since create (added, delivered, consumed, confirmed, failed...), gauges
+ * (pending events, users, connections, dead letters) and a histogram of the time from an add to
+ * its commit. Writes at most `cap` bytes (NUL-terminated when cap > 0) and returns the length of
+ * the whole text (like snprintf: call again with a larger buffer when it is >= cap), or a
+ * negative code. Any thread. */
+HD_EXTERN int hd_server_metrics(hd_server_t *server, char *buf, size_t cap);
+/* The port of the metrics responder (metrics_listen with port 0), or HD_ESTATE without one. */
+HD_EXTERN int hd_server_metrics_port(hd_server_t *server);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,7 @@
 #include "anchor.h"
 #include "conn.h"
 #include "key_cache.h"
+#include "histogram.h"
 #include "keymap.h"
 #include "queue.h"
 #include "store.h"
@@ -108,6 +109,8 @@ struct hd__server_events {
   uint64_t n_duplicate, n_replaced, n_dropped, n_limited; /* adds with options (server_add.c) */
   uint64_t n_dead, n_requeued; /* events moved to the dead letters, and given back (stats v3) */
   uint64_t n_expired;         /* expiry.c */
+  hd__histogram_t add_durable; /* from an add's call to its commit (server_add.c; rendered by
+                                  hd_server_metrics) */
   uint64_t n_rollbacks, n_epoch_resumes; /* RESUMEs answered with EPOCH: that cut the client's
                                             view, all of them (session.c) */
 
