@@ -124,7 +124,10 @@ int hd_client_options_init(hd_client_options_t *opts, unsigned int version) {
   if (rc != 0) return rc;
   hd_client_options_t init = HD_CLIENT_OPTIONS_INIT;
   /* a caller's struct of version 1 is shorter: only its fields */
-  memcpy(opts, &init, version >= 2 ? sizeof init : offsetof(hd_client_options_t, max_attempts));
+  size_t size = version >= 3   ? sizeof init
+                : version == 2 ? offsetof(hd_client_options_t, connect_list)
+                               : offsetof(hd_client_options_t, max_attempts);
+  memcpy(opts, &init, size);
   opts->version = version;
   return 0;
 }

@@ -156,7 +156,9 @@ int hd_server_options_init(hd_server_options_t *opts, unsigned int version) {
   if (rc != 0) return rc;
   hd_server_options_t init = HD_SERVER_OPTIONS_INIT;
   /* a caller's struct of an older version is shorter: only its fields */
-  size_t size = version >= 3   ? sizeof init
+  size_t size = version >= 5   ? sizeof init
+                : version == 4 ? offsetof(hd_server_options_t, next_keypair)
+                : version == 3 ? offsetof(hd_server_options_t, default_ttl_ms)
                 : version == 2 ? offsetof(hd_server_options_t, max_event_bytes)
                                : offsetof(hd_server_options_t, authorize);
   memcpy(opts, &init, size);
