@@ -19,6 +19,7 @@
  * and holds the env until the core's close callback ran. If the finalizer ever sees an open
  * handle (env teardown), it starts the close and the close callback frees the wrapper. */
 #include "handles.h"
+#include "operations.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -689,6 +690,8 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
   }
 
   int rc;
+  hdn_operation_options_t ops;
+  memset(&ops, 0, sizeof ops);
   if (kind == HDN_SERVER) {
     hd_server_options_t o = HD_SERVER_OPTIONS_INIT;
     o.keypair = &co.kp;
@@ -709,7 +712,10 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
     o.on_consumed = want_consumed ? on_consumed : NULL;
     o.page_events = page_events;
     hd_server_t *s = NULL;
-    rc = hdn_queue_server_options(env, argv[0], &o) < 0 ? HD_EINVAL : hd_server_create(&s, &o);
+    rc = hdn_queue_server_options(env, argv[0], &o) < 0 ||
+                 hdn_operation_server_options(env, argv[0], &ops, &o) < 0
+             ? HD_EINVAL
+             : hd_server_create(&s, &o);
     h->core = s;
   } else {
     hd_client_options_t o = HD_CLIENT_OPTIONS_INIT;
@@ -738,10 +744,14 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
     o.retry_min_ms = retry_min;
     o.retry_max_ms = retry_max;
     hd_client_t *c = NULL;
-    rc = hdn_queue_client_options(env, argv[0], &o) < 0 ? HD_EINVAL : hd_client_create(&c, &o);
+    rc = hdn_queue_client_options(env, argv[0], &o) < 0 ||
+                 hdn_operation_client_options(env, argv[0], &ops, &o) < 0
+             ? HD_EINVAL
+             : hd_client_create(&c, &o);
     h->core = c;
   }
   common_opts_free(&co);
+  hdn_operation_options_free(&ops);
   if (rc < 0) {
     char detail[512];
     snprintf(detail, sizeof detail, "%s", hd_last_error_message());
@@ -888,7 +898,7 @@ void hdn_on_added(void *cb_data, int status, uint64_t seq) {
 static void on_paused(void *cb_data, int status) { hdn_op_settle(cb_data, status, NULL, NULL); }
 
 /* A promise and its context; `*promise` set. NULL (thrown) on failure. */
-hdn_op_t *hdn_op_new(napi_env env, hdn_handle_t *h, napi_value *promise) {
+static hdn_op_t *op_new(napi_env env, hdn_handle_t *h, napi_value *promise) {
   hdn_op_t *o = hdn_live_calloc(HDN_LIVE_OPERATION, sizeof *o);
   if (o == NULL) {
     hdn_throw_hd(env, HD_ENOMEM);
@@ -905,11 +915,27 @@ hdn_op_t *hdn_op_new(napi_env env, hdn_handle_t *h, napi_value *promise) {
 }
 
 /* The call failed before the core took it: reject at once (the promise is returned). */
-napi_value hdn_op_fail(napi_env env, hdn_op_t *o, napi_value promise, int rc) {
+static napi_value op_fail(napi_env env, hdn_op_t *o, napi_value promise, int rc) {
   napi_value err = hdn_make_error(env, rc, NULL);
   if (err != NULL) napi_reject_deferred(env, o->d, err);
   hdn_live_free(HDN_LIVE_OPERATION, o);
   return err != NULL ? promise : NULL;
+}
+
+napi_value hdn_op_run(napi_env env, hdn_handle_t *h, hdn_op_start_fn start, const void *arg) {
+  napi_value promise;
+  hdn_op_t *o = op_new(env, h, &promise);
+  if (o == NULL) return NULL;
+  int rc;
+  if (h->state != HDN_OPEN) {
+    hd_clear_error(); /* ECLOSED is the whole story */
+    rc = HD_ECLOSED;
+  } else {
+    rc = start(h->core, o, arg);
+  }
+  if (rc < 0) return op_fail(env, o, promise, rc);
+  h->pending++;
+  return promise;
 }
 
 /* The handle of an asynchronous operation's `this`, open or not (the operation's promise says
@@ -926,32 +952,39 @@ hdn_handle_t *hdn_op_handle(napi_env env, napi_callback_info info, size_t *argc,
   return data;
 }
 
+typedef struct add_args {
+  const uint8_t *user, *payload;
+  size_t len;
+} add_args_t;
+
+static int add_start(void *core, void *cb_data, const void *arg) {
+  const add_args_t *a = arg;
+  return hd_server_add_event(core, a->user, a->payload, a->len, hdn_on_added, cb_data);
+}
+
 /* server.addEvent(user: Buffer(32), payload: Uint8Array) -> Promise<number | bigint> */
 static napi_value js_add_event(napi_env env, napi_callback_info info) {
   size_t argc = 2;
-  napi_value argv[2], promise;
+  napi_value argv[2];
   hdn_handle_t *h = hdn_op_handle(env, info, &argc, argv);
   if (h == NULL) return NULL;
   if (argc < 2) return hdn_throw_einval(env, "expected (user, payload)");
-  const uint8_t *user, *payload;
-  size_t len;
-  if (hdn_get_bytes(env, argv[0], HD_PUBLICKEY_BYTES, &user, NULL, "user") < 0 ||
-      hdn_get_bytes(env, argv[1], 0, &payload, &len, "payload") < 0) {
+  add_args_t a;
+  if (hdn_get_bytes(env, argv[0], HD_PUBLICKEY_BYTES, &a.user, NULL, "user") < 0 ||
+      hdn_get_bytes(env, argv[1], 0, &a.payload, &a.len, "payload") < 0) {
     return NULL;
   }
-  hdn_op_t *o = hdn_op_new(env, h, &promise);
-  if (o == NULL) return NULL;
-  if (h->state != HDN_OPEN) { hd_clear_error(); return hdn_op_fail(env, o, promise, HD_ECLOSED); }
-  int rc = hd_server_add_event(h->core, user, payload, len, hdn_on_added, o);
-  if (rc < 0) return hdn_op_fail(env, o, promise, rc);
-  h->pending++;
-  return promise;
+  return hdn_op_run(env, h, add_start, &a);
+}
+
+static int pause_start(void *core, void *cb_data, const void *arg) {
+  return hd_server_update_pause(core, *(const uint32_t *)arg, on_paused, cb_data);
 }
 
 /* server.updatePause(ms) -> Promise<void> */
 static napi_value js_update_pause(napi_env env, napi_callback_info info) {
   size_t argc = 1;
-  napi_value argv[1], promise;
+  napi_value argv[1];
   hdn_handle_t *h = hdn_op_handle(env, info, &argc, argv);
   if (h == NULL) return NULL;
   double d = -1;
@@ -959,13 +992,8 @@ static napi_value js_update_pause(napi_env env, napi_callback_info info) {
       d > 4294967295.0 || d != (double)(uint32_t)d) {
     return hdn_throw_einval(env, "the pause must be an integer number of ms from 0 to 2^32-1");
   }
-  hdn_op_t *o = hdn_op_new(env, h, &promise);
-  if (o == NULL) return NULL;
-  if (h->state != HDN_OPEN) { hd_clear_error(); return hdn_op_fail(env, o, promise, HD_ECLOSED); }
-  int rc = hd_server_update_pause(h->core, (uint32_t)d, on_paused, o);
-  if (rc < 0) return hdn_op_fail(env, o, promise, rc);
-  h->pending++;
-  return promise;
+  uint32_t ms = (uint32_t)d;
+  return hdn_op_run(env, h, pause_start, &ms);
 }
 
 /* ---- Blocking reads (inline: we are on the loop thread) ------------------------------------ */
@@ -1165,43 +1193,61 @@ static napi_value js_server_list_events(napi_env env, napi_callback_info info) {
   return arr;
 }
 
-/* deleteEvents(user, ids) / deleteUser(user) -> Promise<number>: how many, once durable. */
-static napi_value delete_call(napi_env env, napi_callback_info info, int all) {
+typedef struct ids_args {
+  hdn_ids_fn fn;
+  const uint8_t *user;
+  const uint64_t *seqs;
+  size_t n;
+} ids_args_t;
+
+static int ids_start(void *core, void *cb_data, const void *arg) {
+  const ids_args_t *a = arg;
+  return a->fn(core, a->user, a->seqs, a->n, hdn_on_added, cb_data);
+}
+
+napi_value hdn_ids_call(napi_env env, napi_callback_info info, hdn_ids_fn fn, hdn_ids_mode_t mode) {
   size_t argc = 2;
-  napi_value argv[2], promise;
+  napi_value argv[2], promise, zero;
   hdn_handle_t *h = hdn_op_handle(env, info, &argc, argv);
   if (h == NULL) return NULL;
-  if (argc < (all ? 1u : 2u)) {
-    return hdn_throw_einval(env, all ? "expected (user)" : "expected (user, ids)");
+  if (argc < (mode == HDN_IDS_REQUIRED ? 2u : 1u)) {
+    return hdn_throw_einval(env, mode == HDN_IDS_REQUIRED ? "expected (user, ids)" : "expected (user)");
   }
-  const uint8_t *user;
-  if (hdn_get_bytes(env, argv[0], HD_PUBLICKEY_BYTES, &user, NULL, "user") < 0) return NULL;
+  ids_args_t a = {fn, NULL, NULL, 0};
+  if (hdn_get_bytes(env, argv[0], HD_PUBLICKEY_BYTES, &a.user, NULL, "user") < 0) return NULL;
+  int all = mode == HDN_IDS_NONE || (mode == HDN_IDS_OPTIONAL && (argc < 2 || hdn_is_nullish(env, argv[1])));
   uint32_t n = 0;
-  uint64_t *seqs = all ? malloc(sizeof *seqs) : hdn_get_seqs(env, argv[1], &n);
-  if (seqs == NULL) return all ? hdn_throw_hd(env, HD_ENOMEM) : NULL;
-  hdn_op_t *o = hdn_op_new(env, h, &promise);
-  if (o == NULL) {
+  uint64_t *seqs = all ? NULL : hdn_get_seqs(env, argv[1], &n);
+  if (!all && seqs == NULL) return NULL;
+  a.seqs = seqs;
+  a.n = n;
+  if (mode == HDN_IDS_OPTIONAL && !all && n == 0) {
+    /* an empty array is "none", not "all": the core takes seqs NULL and n 0 for all */
+    napi_deferred d;
     free(seqs);
-    return NULL;
+    HDN_CALL(env, napi_create_promise(env, &d, &promise));
+    HDN_CALL(env, napi_create_uint32(env, 0, &zero));
+    HDN_CALL(env, napi_resolve_deferred(env, d, zero));
+    return promise;
   }
-  int rc = h->state != HDN_OPEN ? HD_ECLOSED
-           : all                ? hd_server_delete_user(h->core, user, hdn_on_added, o)
-                                : hd_server_delete_events(h->core, user, seqs, n, hdn_on_added, o);
+  promise = hdn_op_run(env, h, ids_start, &a);
   free(seqs); /* copied by the call */
-  if (rc < 0) {
-    if (h->state != HDN_OPEN) hd_clear_error();
-    return hdn_op_fail(env, o, promise, rc);
-  }
-  h->pending++;
   return promise;
 }
 
+/* The core's hd_server_delete_user as an hdn_ids_fn (it takes no ids). */
+static int delete_user(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYTES],
+                       const uint64_t *seqs, size_t n, hd_count_cb cb, void *cb_data) {
+  return hd_server_delete_user(server, user, cb, cb_data);
+}
+
+/* deleteEvents(user, ids) / deleteUser(user) -> Promise<number>: how many, once durable. */
 static napi_value js_server_delete_events(napi_env env, napi_callback_info info) {
-  return delete_call(env, info, 0);
+  return hdn_ids_call(env, info, hd_server_delete_events, HDN_IDS_REQUIRED);
 }
 
 static napi_value js_server_delete_user(napi_env env, napi_callback_info info) {
-  return delete_call(env, info, 1);
+  return hdn_ids_call(env, info, delete_user, HDN_IDS_NONE);
 }
 
 static napi_value js_server_connected_users(napi_env env, napi_callback_info info) {
@@ -1317,14 +1363,19 @@ napi_status hdn_handles_init(napi_env env, napi_value exports) {
       {"deleteEvents", NULL, js_server_delete_events, NULL, NULL, NULL, napi_default_method, NULL},
       {"deleteUser", NULL, js_server_delete_user, NULL, NULL, NULL, napi_default_method, NULL},
   };
-  enum { SERVER_PROPS = sizeof server_props / sizeof server_props[0] };
-  napi_property_descriptor all[SERVER_PROPS + 16];
-  if (hdn_queue_server_method_count > 16) return napi_generic_failure;
+  /* the class's own methods, then those of queues.c and operations.c */
+  enum { SERVER_PROPS = sizeof server_props / sizeof server_props[0], MORE = 24 };
+  napi_property_descriptor all[SERVER_PROPS + MORE];
+  size_t n = SERVER_PROPS;
+  if (hdn_queue_server_method_count + hdn_operation_server_method_count > MORE) {
+    return napi_generic_failure;
+  }
   memcpy(all, server_props, sizeof server_props);
-  memcpy(all + SERVER_PROPS, hdn_queue_server_methods,
-         hdn_queue_server_method_count * sizeof *all);
-  st = napi_define_class(env, "Server", NAPI_AUTO_LENGTH, server_new, NULL,
-                         SERVER_PROPS + hdn_queue_server_method_count, all, &cls);
+  memcpy(all + n, hdn_queue_server_methods, hdn_queue_server_method_count * sizeof *all);
+  n += hdn_queue_server_method_count;
+  memcpy(all + n, hdn_operation_server_methods, hdn_operation_server_method_count * sizeof *all);
+  n += hdn_operation_server_method_count;
+  st = napi_define_class(env, "Server", NAPI_AUTO_LENGTH, server_new, NULL, n, all, &cls);
   if (st == napi_ok) st = napi_set_named_property(env, exports, "Server", cls);
   if (st != napi_ok) return st;
   napi_property_descriptor client_props[] = {

@@ -101,15 +101,25 @@ hdn_handle_t *hdn_op_handle(napi_env env, napi_callback_info info, size_t *argc,
 /* The same for a blocking read: NULL (thrown ECLOSED) unless open. */
 hdn_handle_t *hdn_open_handle(napi_env env, napi_callback_info info, size_t *argc,
                               napi_value *argv);
-/* A promise and its operation; `*promise` set. NULL (thrown) on failure. */
-hdn_op_t *hdn_op_new(napi_env env, hdn_handle_t *h, napi_value *promise);
-/* The call failed before the core took it: reject at once; returns the promise. */
-napi_value hdn_op_fail(napi_env env, hdn_op_t *o, napi_value promise, int rc);
+/* Starts one asynchronous core call: `start(h->core, cb_data, arg)` must pass `cb_data` to the
+ * core as its callback's data (the callback settles it with hdn_op_settle). Makes the promise,
+ * rejects it at once with ECLOSED (closing handle) or with the code the core refused the call
+ * with, and otherwise counts the operation on the handle. The promise, or NULL (thrown). */
+typedef int (*hdn_op_start_fn)(void *core, void *cb_data, const void *arg);
+napi_value hdn_op_run(napi_env env, hdn_handle_t *h, hdn_op_start_fn start, const void *arg);
 /* Settles from the core's completion (loop thread): resolved with make(env, arg) (undefined for
  * make NULL) or rejected with an Error carrying `status`; frees the operation. */
 void hdn_op_settle(hdn_op_t *o, int status, hdn_value_fn make, const void *arg);
 /* A completion (hd_add_cb, hd_count_cb) that resolves with the number. */
 void hdn_on_added(void *cb_data, int status, uint64_t seq);
+
+/* (user, ids) -> Promise<number> calls (delete events, requeue/delete dead letters): ids
+ * REQUIRED (an array), NONE (the user alone) or OPTIONAL (nullish: all, an empty array: none,
+ * resolved with 0 at once without a call). */
+typedef int (*hdn_ids_fn)(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYTES],
+                          const uint64_t *seqs, size_t n, hd_count_cb cb, void *cb_data);
+typedef enum { HDN_IDS_REQUIRED, HDN_IDS_NONE, HDN_IDS_OPTIONAL } hdn_ids_mode_t;
+napi_value hdn_ids_call(napi_env env, napi_callback_info info, hdn_ids_fn fn, hdn_ids_mode_t mode);
 
 /* The client's on_event and on_notice (handles.c): a notice goes to onnotice. */
 void hdn_on_client_event(void *ud, hd_event_t *event);

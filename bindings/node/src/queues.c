@@ -165,32 +165,32 @@ static void on_add_result(void *cb_data, int status, const hd_add_result_t *r) {
   hdn_op_settle(cb_data, status, status == 0 ? add_result_value : NULL, r);
 }
 
+typedef struct add_v2_args {
+  const uint8_t *user, *payload;
+  size_t len;
+  hd_add_options_t opts;
+} add_v2_args_t;
+
+static int add_v2_start(void *core, void *cb_data, const void *arg) {
+  const add_v2_args_t *a = arg;
+  return hd_server_add_event_v2(core, a->user, a->payload, a->len, &a->opts, on_add_result, cb_data);
+}
+
 /* server.addEventV2(user: Buffer(32), payload: Uint8Array, options) -> Promise<result> */
 static napi_value js_add_event_v2(napi_env env, napi_callback_info info) {
   size_t argc = 3;
-  napi_value argv[3], promise;
+  napi_value argv[3];
   hdn_handle_t *h = hdn_op_handle(env, info, &argc, argv);
   if (h == NULL) return NULL;
   if (argc < 2) return hdn_throw_einval(env, "expected (user, payload, options)");
   if (argc < 3) napi_get_undefined(env, &argv[2]);
-  const uint8_t *user, *payload;
-  size_t len;
-  hd_add_options_t opts;
-  if (hdn_get_bytes(env, argv[0], HD_PUBLICKEY_BYTES, &user, NULL, "user") < 0 ||
-      hdn_get_bytes(env, argv[1], 0, &payload, &len, "payload") < 0 ||
-      add_options(env, argv[2], &opts) < 0) {
+  add_v2_args_t a;
+  if (hdn_get_bytes(env, argv[0], HD_PUBLICKEY_BYTES, &a.user, NULL, "user") < 0 ||
+      hdn_get_bytes(env, argv[1], 0, &a.payload, &a.len, "payload") < 0 ||
+      add_options(env, argv[2], &a.opts) < 0) {
     return NULL;
   }
-  hdn_op_t *o = hdn_op_new(env, h, &promise);
-  if (o == NULL) return NULL;
-  if (h->state != HDN_OPEN) {
-    hd_clear_error();
-    return hdn_op_fail(env, o, promise, HD_ECLOSED);
-  }
-  int rc = hd_server_add_event_v2(h->core, user, payload, len, &opts, on_add_result, o);
-  if (rc < 0) return hdn_op_fail(env, o, promise, rc);
-  h->pending++;
-  return promise;
+  return hdn_op_run(env, h, add_v2_start, &a);
 }
 
 typedef struct fanout_results {
@@ -225,35 +225,90 @@ static void on_fanout(void *cb_data, int status, const hd_fanout_result_t *resul
   hdn_op_settle(cb_data, status, status == 0 ? fanout_value : NULL, &f);
 }
 
+typedef struct fanout_args {
+  const uint8_t *users, *payload;
+  size_t n, len;
+  hd_add_options_t opts;
+} fanout_args_t;
+
+static int fanout_start(void *core, void *cb_data, const void *arg) {
+  const fanout_args_t *a = arg;
+  return hd_server_add_fanout(core, a->users, a->n, a->payload, a->len, &a->opts, on_fanout, cb_data);
+}
+
 /* server.addFanout(users: Buffer(n x 32), payload, options) -> Promise<[{ status, result }]> */
 static napi_value js_add_fanout(napi_env env, napi_callback_info info) {
   size_t argc = 3;
-  napi_value argv[3], promise;
+  napi_value argv[3];
   hdn_handle_t *h = hdn_op_handle(env, info, &argc, argv);
   if (h == NULL) return NULL;
   if (argc < 2) return hdn_throw_einval(env, "expected (users, payload, options)");
   if (argc < 3) napi_get_undefined(env, &argv[2]);
-  const uint8_t *users, *payload;
-  size_t users_len, len;
-  hd_add_options_t opts;
-  if (hdn_get_bytes(env, argv[0], 0, &users, &users_len, "users") < 0 ||
-      hdn_get_bytes(env, argv[1], 0, &payload, &len, "payload") < 0 ||
-      add_options(env, argv[2], &opts) < 0) {
+  fanout_args_t a;
+  size_t users_len;
+  if (hdn_get_bytes(env, argv[0], 0, &a.users, &users_len, "users") < 0 ||
+      hdn_get_bytes(env, argv[1], 0, &a.payload, &a.len, "payload") < 0 ||
+      add_options(env, argv[2], &a.opts) < 0) {
     return NULL;
   }
   if (users_len % HD_PUBLICKEY_BYTES != 0) {
     return hdn_throw_einval(env, "users must be whole 32-byte public keys");
   }
-  hdn_op_t *o = hdn_op_new(env, h, &promise);
-  if (o == NULL) return NULL;
-  if (h->state != HDN_OPEN) {
-    hd_clear_error();
-    return hdn_op_fail(env, o, promise, HD_ECLOSED);
+  a.n = users_len / HD_PUBLICKEY_BYTES;
+  return hdn_op_run(env, h, fanout_start, &a);
+}
+
+typedef struct add_events_args {
+  const hd_add_item_t *items;
+  size_t n;
+} add_events_args_t;
+
+static int add_events_start(void *core, void *cb_data, const void *arg) {
+  const add_events_args_t *a = arg;
+  return hd_server_add_events(core, a->items, a->n, on_fanout, cb_data);
+}
+
+/* server.addEvents(users: Buffer(n x 32), payloads: Uint8Array[n], options: (object | undefined)[n])
+ * -> Promise<[{ status, result }]>: hd_server_add_events, one transaction, results in item
+ * order as addFanout's. */
+static napi_value js_add_events(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  hdn_handle_t *h = hdn_op_handle(env, info, &argc, argv);
+  if (h == NULL) return NULL;
+  if (hd_server_add_events == NULL) return hdn_throw_missing(env, "hd_server_add_events");
+  if (argc < 3) return hdn_throw_einval(env, "expected (users, payloads, options)");
+  const uint8_t *users;
+  size_t users_len;
+  uint32_t n = 0, np = 0, no = 0;
+  if (hdn_get_bytes(env, argv[0], 0, &users, &users_len, "users") < 0) return NULL;
+  n = (uint32_t)(users_len / HD_PUBLICKEY_BYTES);
+  if (users_len % HD_PUBLICKEY_BYTES != 0 || napi_get_array_length(env, argv[1], &np) != napi_ok ||
+      napi_get_array_length(env, argv[2], &no) != napi_ok || np != n || no != n) {
+    return hdn_throw_einval(env, "expected n users (n x 32 bytes), n payloads and n options");
   }
-  int rc = hd_server_add_fanout(h->core, users, users_len / HD_PUBLICKEY_BYTES, payload, len,
-                                &opts, on_fanout, o);
-  if (rc < 0) return hdn_op_fail(env, o, promise, rc);
-  h->pending++;
+  hd_add_item_t *items = calloc(n ? n : 1, sizeof *items);
+  hd_add_options_t *opts = calloc(n ? n : 1, sizeof *opts);
+  napi_value promise = NULL;
+  int ok = items != NULL && opts != NULL;
+  if (!ok) hdn_throw_hd(env, HD_ENOMEM);
+  for (uint32_t i = 0; ok && i < n; i++) {
+    napi_value p, o;
+    const uint8_t *payload = NULL;
+    ok = napi_get_element(env, argv[1], i, &p) == napi_ok &&
+         napi_get_element(env, argv[2], i, &o) == napi_ok &&
+         hdn_get_bytes(env, p, 0, &payload, &items[i].len, "payload") == 0 &&
+         add_options(env, o, &opts[i]) == 0;
+    items[i].payload = payload;
+    items[i].user = users + (size_t)i * HD_PUBLICKEY_BYTES;
+    items[i].opts = &opts[i];
+  }
+  if (ok) {
+    add_events_args_t a = {items, n};
+    promise = hdn_op_run(env, h, add_events_start, &a); /* the core copies the items */
+  }
+  free(items);
+  free(opts);
   return promise;
 }
 
@@ -330,58 +385,18 @@ static napi_value js_dead_letter_users(napi_env env, napi_callback_info info) {
   return hdn_user_counts(env, h->core, hd_server_dead_letter_users, "count", "deadLetterUsers");
 }
 
-typedef int (*dead_op_fn)(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYTES],
-                          const uint64_t *seqs, size_t n, hd_count_cb cb, void *cb_data);
-
-/* fn(user, ids | null) -> Promise<number>: how many, once durable (null: all of them). */
-static napi_value dead_call(napi_env env, napi_callback_info info, dead_op_fn fn) {
-  size_t argc = 2;
-  napi_value argv[2], promise;
-  hdn_handle_t *h = hdn_op_handle(env, info, &argc, argv);
-  if (h == NULL) return NULL;
-  if (argc < 1) return hdn_throw_einval(env, "expected (user, ids)");
-  const uint8_t *user;
-  if (hdn_get_bytes(env, argv[0], HD_PUBLICKEY_BYTES, &user, NULL, "user") < 0) return NULL;
-  int all = argc < 2 || hdn_is_nullish(env, argv[1]);
-  uint32_t n = 0;
-  uint64_t *seqs = all ? NULL : hdn_get_seqs(env, argv[1], &n);
-  if (!all && seqs == NULL) return NULL;
-  hdn_op_t *o = hdn_op_new(env, h, &promise);
-  if (o == NULL) {
-    free(seqs);
-    return NULL;
-  }
-  /* an empty array is "none", not "all": the core takes seqs NULL and n 0 for all */
-  int rc = h->state != HDN_OPEN ? HD_ECLOSED
-           : !all && n == 0     ? 0
-                                : fn(h->core, user, seqs, n, hdn_on_added, o);
-  free(seqs); /* copied by the call */
-  if (rc < 0) {
-    if (h->state != HDN_OPEN) hd_clear_error();
-    return hdn_op_fail(env, o, promise, rc);
-  }
-  if (!all && n == 0) {
-    napi_value zero;
-    HDN_CALL(env, napi_create_uint32(env, 0, &zero));
-    HDN_CALL(env, napi_resolve_deferred(env, o->d, zero));
-    hdn_live_free(HDN_LIVE_OPERATION, o);
-    return promise;
-  }
-  h->pending++;
-  return promise;
-}
-
 static napi_value js_requeue_dead_letters(napi_env env, napi_callback_info info) {
-  return dead_call(env, info, hd_server_requeue_dead_letters);
+  return hdn_ids_call(env, info, hd_server_requeue_dead_letters, HDN_IDS_OPTIONAL);
 }
 
 static napi_value js_delete_dead_letters(napi_env env, napi_callback_info info) {
-  return dead_call(env, info, hd_server_delete_dead_letters);
+  return hdn_ids_call(env, info, hd_server_delete_dead_letters, HDN_IDS_OPTIONAL);
 }
 
 const napi_property_descriptor hdn_queue_server_methods[] = {
     {"addEventV2", NULL, js_add_event_v2, NULL, NULL, NULL, napi_default_method, NULL},
     {"addFanout", NULL, js_add_fanout, NULL, NULL, NULL, napi_default_method, NULL},
+    {"addEvents", NULL, js_add_events, NULL, NULL, NULL, napi_default_method, NULL},
     {"listDeadLetters", NULL, js_list_dead_letters, NULL, NULL, NULL, napi_default_method, NULL},
     {"deadLetterCount", NULL, js_dead_letter_count, NULL, NULL, NULL, napi_default_method, NULL},
     {"deadLetterUsers", NULL, js_dead_letter_users, NULL, NULL, NULL, napi_default_method, NULL},
