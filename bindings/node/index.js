@@ -14,7 +14,7 @@ const binding = require('./lib/binding')
 const { errors, invalid } = require('./lib/errors')
 const { hex, sizes, encode, decode } = require('./lib/bytes')
 const keys = require('./lib/keys')
-const { Server } = require('./lib/server')
+const { Server, HEX_KEYS } = require('./lib/server')
 const { Client } = require('./lib/client')
 const queues = require('./lib/queues')
 
@@ -33,19 +33,21 @@ function createClient (options) { return new Client(options) }
  * (uniqueKeyPair, folderName, testFolder, isServer, serverPublicKey, onClientConsumedEvents,
  * eventHandler, offline) plus the address: `listen` for a server (default '127.0.0.1:0'; the
  * original found peers with hyperswarm, here the address is explicit) and `connect` for a
- * client ('host:port'), or one `address` for both. Storage: `dataDir`, else folderName
- * (/testFolder) relative to process.cwd().
+ * client ('host:port' or a list of them), or one `address` for both. Storage: `dataDir`, else
+ * folderName (/testFolder) relative to process.cwd(). As in the original, onClientConsumedEvents
+ * gets the user's key as a hex string (createServer's gets a Buffer). docs/node.md lists every
+ * difference from the original.
  */
 async function hyperdown (options) {
   if (!options || typeof options !== 'object') throw invalid('options object is missing')
   if (options.isServer) {
-    if (typeof (options.onClientConsumedEvents ?? options.onConsumed) !== 'function') {
+    if (typeof options.onClientConsumedEvents !== 'function') {
       throw invalid('options.onClientConsumedEvents should be a function if you intend this to be a server')
     }
     const listen = options.listen ?? options.address ?? '127.0.0.1:0'
-    return createServer({ ...options, listen })
+    return createServer({ ...options, listen, [HEX_KEYS]: true })
   }
-  if (typeof (options.eventHandler ?? options.onEvent) !== 'function') {
+  if (typeof options.eventHandler !== 'function') {
     throw invalid('options.eventHandler should be a function if you intend this to be a client')
   }
   if ((options.connect ?? options.address) === undefined) {
@@ -69,6 +71,8 @@ Object.assign(module.exports, {
   decode,
   errors,
   sizes,
+  /** Most items of one server.addEvents() call. */
+  ADD_EVENTS_MAX: binding.versions.addEventsMax,
   version: binding.versions.version,
   versions: Object.freeze({ ...binding.versions }),
   strerror: binding.strerror,

@@ -10,13 +10,16 @@ const queues = require('./queues')
 class Client extends Handle {
   constructor (options = {}) {
     const { kp, native } = commonOptions(options, 'connect')
-    const server = options.serverPublicKey
-    if (server === undefined || server === null) throw invalid('serverPublicKey is required')
     const handler = options.eventHandler ?? options.onEvent
-    if (handler !== undefined && handler !== null && typeof handler !== 'function') {
-      throw invalid('eventHandler must be a function')
+    if (typeof handler !== 'function') {
+      throw invalid('eventHandler (id, data, cb) is required for a client and must be a function')
     }
-    native.serverPublicKey = toBuffer(server, 'serverPublicKey', sizes.publicKey)
+    // the server's key, or the keys it may answer to during a key rollover (tried in turn)
+    const servers = serverKeys(options)
+    native.serverPublicKey = servers[0]
+    if (options.serverPublicKeys !== undefined && options.serverPublicKeys !== null) {
+      native.serverPublicKeys = Buffer.concat(servers)
+    }
     native.reconnect = options.reconnect === undefined ? undefined : Boolean(options.reconnect)
     native.reconnectMinMs = options.reconnectMinMs
     native.reconnectMaxMs = options.reconnectMaxMs
@@ -36,6 +39,10 @@ class Client extends Handle {
     })
     this.publicKey = kp.publicKey
     this.serverPublicKey = native.serverPublicKey
+    /** Every server key the client accepts (serverPublicKeys, else [serverPublicKey]). */
+    this.serverPublicKeys = servers
+    /** The server addresses it dials, in turn. */
+    this.connectList = native.connectList ?? [native.connect]
     this.topic = native.topic
     this.isServer = false
     this.connected = false
@@ -46,10 +53,14 @@ class Client extends Handle {
     this.onNotice = options.onNotice
   }
 
-  _event (type, publicKey, error) {
-    if (type === 'connect') this.connected = true
-    else if (type === 'disconnect') this.connected = false
-    super._event(type, publicKey, error)
+  _onConnect (publicKey) {
+    this.connected = true
+    super._onConnect(publicKey)
+  }
+
+  _onDisconnect (publicKey, error) {
+    this.connected = false
+    super._onDisconnect(publicKey, error)
   }
 
   /*
@@ -62,8 +73,7 @@ class Client extends Handle {
    * cb(id, false), event.fail(reason), a throw or a rejected promise (its message the reason): a
    * failed attempt, handed out again after a backoff (retryMinMs doubling to retryMaxMs), before
    * any later event, until maxAttempts (default 10) make it a dead letter on the server;
-   * event.reject(reason) makes it one at once. Without an eventHandler the 'event' listeners get
-   * (id, data, cb, event); without either each attempt fails.
+   * event.reject(reason) makes it one at once.
    */
   _onEvent (id, payload, createdAt, complete, possiblyRepeated, attempt) {
     let done = false
@@ -98,13 +108,7 @@ class Client extends Handle {
       /** A dead letter at once with `reason`, whatever its attempts. */
       reject: (reason) => end(queues.COMPLETE_REJECT, reason ?? 'rejected')
     }
-    const data = this._decode(payload)
-    const fn = this.eventHandler
-    if (typeof fn === 'function') return this._guard(fn, [id, data, cb, event], 'eventHandler', fail)
-    if (this.listenerCount('event') > 0) {
-      return this._guard((...args) => { this.emit('event', ...args) }, [id, data, cb, event], "'event' listener", fail)
-    }
-    fail('no eventHandler and no event listener')
+    this._guard(this.eventHandler, [id, this._decode(payload), cb, event], 'eventHandler', fail)
   }
 
   /*
@@ -128,6 +132,25 @@ class Client extends Handle {
   /** { eventsReceived, eventsHandled, eventsFailed, eventsConfirmed, unhandled, consumed,
    *    highWater, pauseMs, eventsDead, noticesReceived, connected } */
   stats () { return this._native.stats() }
+}
+
+/* serverPublicKey, or serverPublicKeys (a non-empty array), as checked 32-byte Buffers. */
+function serverKeys (options) {
+  const list = options.serverPublicKeys
+  const one = options.serverPublicKey
+  if (list !== undefined && list !== null) {
+    if (!Array.isArray(list) || list.length === 0) {
+      throw invalid('serverPublicKeys must be a non-empty array of public keys')
+    }
+    if (one !== undefined && one !== null) {
+      throw invalid('give serverPublicKey or serverPublicKeys, not both')
+    }
+    return list.map((k, i) => toBuffer(k, `serverPublicKeys[${i}]`, sizes.publicKey))
+  }
+  if (one === undefined || one === null) {
+    throw invalid('serverPublicKey (the server\'s public key, or serverPublicKeys) is required for a client')
+  }
+  return [toBuffer(one, 'serverPublicKey', sizes.publicKey)]
 }
 
 module.exports = { Client }

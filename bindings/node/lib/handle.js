@@ -23,8 +23,8 @@ class Handle extends EventEmitter {
     this._json = options.json !== false
     // one typed callback per kind of call from the core (src/handles.h, hdn_callback_t)
     this._native = new Native(native, {
-      onconnect: (publicKey) => this._event('connect', publicKey),
-      ondisconnect: (publicKey, error) => this._event('disconnect', publicKey, error),
+      onconnect: (publicKey) => this._onConnect(publicKey),
+      ondisconnect: (publicKey, error) => this._onDisconnect(publicKey, error),
       onlog: (level, message) => this.emit('log', LOG_LEVELS[level] || String(level), message),
       ...callbacks
     })
@@ -32,9 +32,11 @@ class Handle extends EventEmitter {
     this.dataDir = native.dataDir
   }
 
-  _event (type, publicKey, error) {
-    this.emit(type, publicKey, error)
-  }
+  /* A peer finished the handshake (the subclasses keep their state, then call this). */
+  _onConnect (publicKey) { this.emit('connect', publicKey) }
+
+  /* A connection (or a client's attempt) ended. */
+  _onDisconnect (publicKey, error) { this.emit('disconnect', publicKey, error) }
 
   _decode (bytes) { return this._json ? decode(bytes) : bytes }
 

@@ -5,23 +5,47 @@ const { codeError, invalid } = require('./errors')
 const { toBuffer, sizes, encode } = require('./bytes')
 const { commonOptions } = require('./options')
 const { Handle, quietly } = require('./handle')
+const { keyPair } = require('./keys')
 const queues = require('./queues')
+
+/*
+ * Set by the original's entry point (index.js, hyperdown()): onClientConsumedEvents gets the
+ * user's key as a hex string, as the original's did (its own example prints it in a template
+ * string). A symbol, so that no options object can set it by mistake.
+ */
+const HEX_KEYS = Symbol('hyperdown.hexKeys')
 
 class Server extends Handle {
   constructor (options = {}) {
     const { kp, native } = commonOptions(options, 'listen')
     const onConsumed = options.onClientConsumedEvents ?? options.onConsumed
-    if (onConsumed !== undefined && onConsumed !== null && typeof onConsumed !== 'function') {
-      throw invalid('onClientConsumedEvents must be a function')
+    if (typeof onConsumed !== 'function') {
+      throw invalid('onClientConsumedEvents (remotePublicKey, events, cb) is required for a server ' +
+        'and must be a function: it decides what a consumed event means (cb(true) deletes them)')
     }
-    native.onConsumed = typeof onConsumed === 'function'
+    native.onConsumed = true
+    // key rollover: a second identity the server also answers to while clients move to it
+    const next = options.nextKeyPair === undefined || options.nextKeyPair === null
+      ? null : keyPair(options.nextKeyPair)
+    if (next !== null) {
+      native.nextPublicKey = next.publicKey
+      native.nextScalar = next.scalar
+    }
+    if (options.metricsListen !== undefined && options.metricsListen !== null &&
+        (typeof options.metricsListen !== 'string' || options.metricsListen.length === 0)) {
+      throw invalid('metricsListen must be a "host:port" string')
+    }
+    native.metricsListen = options.metricsListen
     native.pageEvents = options.pageEvents
     Object.assign(native, queues.serverOptions(options, invalid))
     super(binding.Server, native, options, {
       onconsumed: (user, events, complete) => this._onConsumed(user, events, complete),
       ondeadletter: (user, deadLetter) => this._onDeadLetter(user, deadLetter)
     })
+    this._hexKeys = options[HEX_KEYS] === true
     this.publicKey = kp.publicKey
+    /** The next identity's public key during a key rollover (nextKeyPair), else null. */
+    this.nextPublicKey = next === null ? null : next.publicKey
     this.topic = native.topic
     this.isServer = true
     this._port = this._native.port()
@@ -44,13 +68,14 @@ class Server extends Handle {
   /** The port it listens on (useful with port 0). */
   get port () { return this._port }
 
-  _event (type, publicKey, error) {
-    if (publicKey) {
-      const id = publicKey.toString('hex')
-      if (type === 'connect') this.peers.set(id, publicKey)
-      else this.peers.delete(id)
-    }
-    super._event(type, publicKey, error)
+  _onConnect (publicKey) {
+    this.peers.set(publicKey.toString('hex'), publicKey)
+    super._onConnect(publicKey)
+  }
+
+  _onDisconnect (publicKey, error) {
+    if (publicKey) this.peers.delete(publicKey.toString('hex'))
+    super._onDisconnect(publicKey, error)
   }
 
   /*
@@ -72,9 +97,9 @@ class Server extends Handle {
       if (index === undefined || index === null) complete(Boolean(ok))
       else complete(Boolean(ok), index)
     }
-    const fn = this.onClientConsumedEvents
-    if (typeof fn !== 'function') return quietly(() => complete(true))
-    this._guard(fn, [user, list, cb], 'onClientConsumedEvents', () => quietly(() => complete(false)))
+    const key = this._hexKeys ? user.toString('hex') : user
+    this._guard(this.onClientConsumedEvents, [key, list, cb], 'onClientConsumedEvents',
+      () => quietly(() => complete(false)))
   }
 
   /**
@@ -126,6 +151,43 @@ class Server extends Handle {
       return Promise.reject(err)
     }
   }
+
+  /**
+   * Many events in one call, one transaction and one fsync (hd_server_add_events): items
+   * [{ user, data, options }] (user: a public key in any accepted form; data as addEvent's;
+   * options as add()'s, optional), at most ADD_EVENTS_MAX. Resolves with each item's result, in
+   * order, as addEventForUsers does: { user, error (null, or an Error with code 'ELIMIT'...: that
+   * item failed alone), seq, duplicate, conflict, replacedSeq, dropped }. An invalid item rejects
+   * the whole call and adds nothing.
+   */
+  addEvents (items) {
+    try {
+      if (!Array.isArray(items) || items.length === 0) throw invalid('items must be a non-empty array of { user, data, options }')
+      const users = []
+      const payloads = []
+      const options = []
+      items.forEach((item, i) => {
+        if (!item || typeof item !== 'object') throw invalid(`items[${i}] must be { user, data, options }`)
+        users.push(toBuffer(item.user, `items[${i}].user`, sizes.publicKey))
+        payloads.push(encode(item.data, `items[${i}].data`))
+        options.push(queues.addOptions(queues.ttlOption(item.options), invalid))
+      })
+      return this._native.addEvents(Buffer.concat(users), payloads, options)
+        .then((results) => queues.fanoutResults(users, results, codeError))
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /**
+   * The server's metrics in the Prometheus text format (hd_server_metrics), names prefixed
+   * `hyperdown_`: mount it on your own HTTP server (as prom-client users do), or let the
+   * server serve it on metricsListen.
+   */
+  metrics () { return this._native.metrics() }
+
+  /** The port of the metrics responder (metricsListen with port 0), null without one. */
+  get metricsPort () { return this._native.metricsPort() }
 
   /**
    * A page of the user's dead letters (events its client failed maxAttempts times or rejected):
@@ -230,4 +292,4 @@ class Server extends Handle {
   }
 }
 
-module.exports = { Server }
+module.exports = { Server, HEX_KEYS }

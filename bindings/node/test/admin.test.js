@@ -5,12 +5,12 @@
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const hd = require('..')
-const { ORIGINAL, within, tmpDir } = require('./helpers')
+const { ORIGINAL, within, tmpDir, confirm, handle } = require('./helpers')
 
 const hexOf = (b) => Buffer.from(b).toString('hex')
 
 test('pendingUsers, listEvents pages, deleteEvents and deleteUser; ids go on after a purge', { timeout: 20000 }, async () => {
-  const server = hd.createServer({ keyPair: ORIGINAL.kp0, topic: 'topic', dataDir: tmpDir('server'), listen: '127.0.0.1:0' })
+  const server = hd.createServer({ keyPair: ORIGINAL.kp0, onClientConsumedEvents: confirm, topic: 'topic', dataDir: tmpDir('server'), listen: '127.0.0.1:0' })
   const u1 = ORIGINAL.kp1.publicKey
   const u2 = ORIGINAL.kp2.publicKey
   for (let i = 1; i <= 5; i++) await server.addEvent(u1, { n: i })

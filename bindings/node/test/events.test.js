@@ -4,18 +4,19 @@
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const hd = require('..')
-const { ORIGINAL, within, next, runFixture, tmpDir } = require('./helpers')
+const { ORIGINAL, within, next, runFixture, tmpDir, confirm, handle } = require('./helpers')
 
 const TOPIC = 'topic'
 const hexOf = (b) => Buffer.from(b).toString('hex')
 
 function openServer (dataDir, options = {}) {
-  return hd.createServer({ keyPair: ORIGINAL.kp0, topic: TOPIC, dataDir, listen: '127.0.0.1:0', ...options })
+  return hd.createServer({ keyPair: ORIGINAL.kp0, onClientConsumedEvents: confirm, topic: TOPIC, dataDir, listen: '127.0.0.1:0', ...options })
 }
 
 function openClient (server, dataDir, options = {}) {
   return hd.createClient({
     keyPair: ORIGINAL.kp1,
+    eventHandler: handle,
     serverPublicKey: ORIGINAL.kp0.publicKey,
     topic: TOPIC,
     dataDir,

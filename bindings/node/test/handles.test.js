@@ -2,14 +2,15 @@
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const hd = require('..')
-const { ORIGINAL, within, next, runFixture, tmpDir } = require('./helpers')
+const { ORIGINAL, within, next, runFixture, tmpDir, confirm, handle } = require('./helpers')
 
 const TOPIC = 'topic'
 
 function pair (options = {}) {
-  const server = hd.createServer({ keyPair: ORIGINAL.kp0, topic: TOPIC, dataDir: tmpDir('server'), listen: '127.0.0.1:0', ...options.server })
+  const server = hd.createServer({ keyPair: ORIGINAL.kp0, onClientConsumedEvents: confirm, topic: TOPIC, dataDir: tmpDir('server'), listen: '127.0.0.1:0', ...options.server })
   const client = hd.createClient({
     keyPair: ORIGINAL.kp1,
+    eventHandler: handle,
     dataDir: tmpDir('client'),
     serverPublicKey: ORIGINAL.kp0.publicKey,
     topic: TOPIC,
@@ -20,12 +21,13 @@ function pair (options = {}) {
 }
 
 test('server and client handshake over 127.0.0.1 and see each other\'s keys', { timeout: 15000 }, async () => {
-  const server = hd.createServer({ keyPair: ORIGINAL.kp0, topic: TOPIC, dataDir: tmpDir('server'), listen: '127.0.0.1:0' })
+  const server = hd.createServer({ keyPair: ORIGINAL.kp0, onClientConsumedEvents: confirm, topic: TOPIC, dataDir: tmpDir('server'), listen: '127.0.0.1:0' })
   assert.ok(server.port > 0)
   assert.equal(server.state, 'open')
   const serverSaw = next(server, 'connect')
   const client = hd.createClient({
     keyPair: ORIGINAL.kp1,
+    eventHandler: handle,
     dataDir: tmpDir('client'),
     serverPublicKey: ORIGINAL.kp0.publicKey,
     topic: TOPIC,
@@ -56,12 +58,13 @@ test('server and client handshake over 127.0.0.1 and see each other\'s keys', { 
 })
 
 test('a wrong server key fails the handshake with EAUTH on both sides', { timeout: 15000 }, async () => {
-  const server = hd.createServer({ keyPair: ORIGINAL.kp0, topic: TOPIC, dataDir: tmpDir('server'), listen: '127.0.0.1:0' })
+  const server = hd.createServer({ keyPair: ORIGINAL.kp0, onClientConsumedEvents: confirm, topic: TOPIC, dataDir: tmpDir('server'), listen: '127.0.0.1:0' })
   const serverLost = next(server, 'disconnect')
   let connects = 0
   server.on('connect', () => connects++)
   const client = hd.createClient({
     keyPair: ORIGINAL.kp1,
+    eventHandler: handle,
     dataDir: tmpDir('client'),
     serverPublicKey: ORIGINAL.kp2.publicKey, // not the server's key
     topic: TOPIC,
@@ -90,11 +93,12 @@ test('another topic fails the handshake with ETOPIC', { timeout: 15000 }, async 
 })
 
 test('a client dialing nobody reports ECONNREFUSED and retries until closed', { timeout: 15000 }, async () => {
-  const probe = hd.createServer({ keyPair: ORIGINAL.kp0, topic: TOPIC, dataDir: tmpDir('server'), listen: '127.0.0.1:0' })
+  const probe = hd.createServer({ keyPair: ORIGINAL.kp0, onClientConsumedEvents: confirm, topic: TOPIC, dataDir: tmpDir('server'), listen: '127.0.0.1:0' })
   const port = probe.port
   await within(probe.close(), 5000, 'probe close')
   const client = hd.createClient({
     keyPair: ORIGINAL.kp1,
+    eventHandler: handle,
     dataDir: tmpDir('client'), serverPublicKey: ORIGINAL.kp0.publicKey, topic: TOPIC,
     connect: `127.0.0.1:${port}`, reconnectMinMs: 10, reconnectMaxMs: 20
   })
@@ -108,19 +112,19 @@ test('a client dialing nobody reports ECONNREFUSED and retries until closed', { 
 })
 
 test('bad options throw synchronously with a code', () => {
-  assert.throws(() => hd.createServer({ keyPair: { scalar: ORIGINAL.kp0.scalar, publicKey: ORIGINAL.kp1.publicKey }, topic: TOPIC, listen: '127.0.0.1:0' }),
+  assert.throws(() => hd.createServer({ keyPair: { scalar: ORIGINAL.kp0.scalar, publicKey: ORIGINAL.kp1.publicKey }, onClientConsumedEvents: confirm, topic: TOPIC, listen: '127.0.0.1:0' }),
     { code: 'EKEY' })
-  assert.throws(() => hd.createServer({ keyPair: ORIGINAL.kp0, topic: TOPIC, dataDir: tmpDir('server'), listen: 'nonsense' }), { code: 'EADDR' })
-  assert.throws(() => hd.createServer({ keyPair: ORIGINAL.kp0, topic: TOPIC, dataDir: tmpDir('server') }), { code: 'EINVAL' })
-  assert.throws(() => hd.createServer({ keyPair: ORIGINAL.kp0, dataDir: tmpDir('server'), listen: '127.0.0.1:0' }), { code: 'EINVAL' })
-  assert.throws(() => hd.createClient({ keyPair: ORIGINAL.kp1, dataDir: tmpDir('client'), topic: TOPIC, connect: '127.0.0.1:1' }), { code: 'EINVAL' })
-  assert.throws(() => hd.createClient({ keyPair: ORIGINAL.kp1, dataDir: tmpDir('client'), serverPublicKey: Buffer.alloc(32, 0xff), topic: TOPIC, connect: '127.0.0.1:1' }),
+  assert.throws(() => hd.createServer({ keyPair: ORIGINAL.kp0, onClientConsumedEvents: confirm, topic: TOPIC, dataDir: tmpDir('server'), listen: 'nonsense' }), { code: 'EADDR' })
+  assert.throws(() => hd.createServer({ keyPair: ORIGINAL.kp0, onClientConsumedEvents: confirm, topic: TOPIC, dataDir: tmpDir('server') }), { code: 'EINVAL' })
+  assert.throws(() => hd.createServer({ keyPair: ORIGINAL.kp0, onClientConsumedEvents: confirm, dataDir: tmpDir('server'), listen: '127.0.0.1:0' }), { code: 'EINVAL' })
+  assert.throws(() => hd.createClient({ keyPair: ORIGINAL.kp1, eventHandler: handle, dataDir: tmpDir('client'), topic: TOPIC, connect: '127.0.0.1:1' }), { code: 'EINVAL' })
+  assert.throws(() => hd.createClient({ keyPair: ORIGINAL.kp1, eventHandler: handle, dataDir: tmpDir('client'), serverPublicKey: Buffer.alloc(32, 0xff), topic: TOPIC, connect: '127.0.0.1:1' }),
     { code: 'EKEY' })
 })
 
 test('a port in use gives EADDRINUSE', { timeout: 10000 }, async () => {
-  const a = hd.createServer({ keyPair: ORIGINAL.kp0, topic: TOPIC, dataDir: tmpDir('server'), listen: '127.0.0.1:0' })
-  assert.throws(() => hd.createServer({ keyPair: ORIGINAL.kp0, topic: TOPIC, dataDir: tmpDir('server'), listen: `127.0.0.1:${a.port}` }),
+  const a = hd.createServer({ keyPair: ORIGINAL.kp0, onClientConsumedEvents: confirm, topic: TOPIC, dataDir: tmpDir('server'), listen: '127.0.0.1:0' })
+  assert.throws(() => hd.createServer({ keyPair: ORIGINAL.kp0, onClientConsumedEvents: confirm, topic: TOPIC, dataDir: tmpDir('server'), listen: `127.0.0.1:${a.port}` }),
     (err) => err.code === 'EADDRINUSE' && /127\.0\.0\.1/.test(err.message))
   await within(a.close(), 5000, 'close')
 })
@@ -160,7 +164,7 @@ test('the original\'s entry point with its option names and keys', { timeout: 15
 
 test('log lines arrive as \'log\' events', { timeout: 10000 }, async () => {
   const lines = []
-  const server = hd.createServer({ keyPair: ORIGINAL.kp0, topic: TOPIC, dataDir: tmpDir('server'), listen: '127.0.0.1:0', logLevel: 'info', log: (level, msg) => lines.push([level, msg]) })
+  const server = hd.createServer({ keyPair: ORIGINAL.kp0, onClientConsumedEvents: confirm, topic: TOPIC, dataDir: tmpDir('server'), listen: '127.0.0.1:0', logLevel: 'info', log: (level, msg) => lines.push([level, msg]) })
   await within(server.close(), 5000, 'close')
   assert.ok(lines.some(([level, msg]) => level === 'info' && /listening/.test(msg)), JSON.stringify(lines))
 })

@@ -82,4 +82,10 @@ function runFixture (name, { timeout = 15000, args = [], nodeArgs = [], cwd, unt
   })
 }
 
-module.exports = { ORIGINAL, within, next, runFixture, tmpDir }
+/** A server's onClientConsumedEvents that deletes what was consumed (required: no default). */
+function confirm (remotePublicKey, events, cb) { cb(true) }
+
+/** A client's eventHandler that records every event consumed (required: no default). */
+function handle (id, data, cb) { cb(id, true) }
+
+module.exports = { ORIGINAL, within, next, runFixture, tmpDir, confirm, handle }

@@ -6,13 +6,13 @@ const assert = require('node:assert/strict')
 const fs = require('fs')
 const path = require('path')
 const hd = require('..')
-const { ORIGINAL, within, next, tmpDir } = require('./helpers')
+const { ORIGINAL, within, next, tmpDir, confirm, handle } = require('./helpers')
 
 const TOPIC = 'topic'
 const USER = ORIGINAL.kp1.publicKey
 
 function openServer (dataDir) {
-  return hd.createServer({ keyPair: ORIGINAL.kp0, topic: TOPIC, dataDir, listen: '127.0.0.1:0', syncNormal: true })
+  return hd.createServer({ keyPair: ORIGINAL.kp0, onClientConsumedEvents: confirm, topic: TOPIC, dataDir, listen: '127.0.0.1:0', syncNormal: true })
 }
 
 /** A client that records every event it is handed as [payload, possiblyRepeated] and completes it. */
