@@ -83,6 +83,11 @@ test('the original\'s example runs with its own keys and behaves as the original
   // the server's callback reports each consumed event exactly once
   assert.deepEqual([...o1.serverNotes].sort(), ['user1 is online', 'user1 is still online', 'user2 is offline'])
   assert.ok(o1.serverCalls >= 1 && o1.serverCalls <= 3, first.stdout)
+  // the original's entry point hands onClientConsumedEvents the user's key as hex, as the
+  // original did: its own log line prints it
+  const keys = [...first.stdout.matchAll(/^server: client (\S+) used the event/gm)].map((m) => m[1])
+  assert.ok(keys.length === o1.serverCalls && keys.every((k) => [ORIGINAL.kp1, ORIGINAL.kp2].some((kp) => kp.publicKey.toString('hex') === k)),
+    first.stdout)
 
   // "re-run": the stores under ./topic/{server,onlineClient1,offlineClient2} are reopened; the
   // events of the first run were confirmed, so only the new ones are handled, with the next ids
