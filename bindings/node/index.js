@@ -29,6 +29,15 @@ function createServer (options) { return new Server(options) }
 function createClient (options) { return new Client(options) }
 
 /**
+ * Writes a consistent copy of the server store in `dataDir` to `path` while no server has it
+ * open (EBUSY if a process has: use server.backup()); blocking, like fs.copyFileSync.
+ */
+function backupFolder (dataDir, path) {
+  if (typeof dataDir !== 'string' || typeof path !== 'string') throw invalid('backupFolder(dataDir, path) takes two paths')
+  binding.backupFolder(require('path').resolve(dataDir), path)
+}
+
+/**
  * The original's entry point: `await require('hyperdown')(options)`, with its option names
  * (uniqueKeyPair, folderName, testFolder, isServer, serverPublicKey, onClientConsumedEvents,
  * eventHandler, offline) plus the address: `listen` for a server (default '127.0.0.1:0'; the
@@ -77,5 +86,6 @@ Object.assign(module.exports, {
   versions: Object.freeze({ ...binding.versions }),
   strerror: binding.strerror,
   errName: binding.errName,
-  nativeObjects: binding.nativeObjects
+  nativeObjects: binding.nativeObjects,
+  backupFolder
 })

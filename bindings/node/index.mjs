@@ -30,6 +30,7 @@ export const {
   versions,
   strerror,
   errName,
-  nativeObjects
+  nativeObjects,
+  backupFolder
 } = hyperdown
 export { hyperdown }

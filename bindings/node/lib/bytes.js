@@ -26,7 +26,8 @@ const hex = Object.freeze({
   }
 })
 
-const sizes = Object.freeze({ publicKey: 32, scalar: 32, seed: 32, secretKey: 64, topic: 32 })
+/** The sizes of keys and topics, as the core gives them (hd_publickey_bytes()...). */
+const sizes = Object.freeze({ ...binding.sizes })
 
 /*
  * The rule shared by every binding: an event's payload (and the data a client reports with it)

@@ -129,6 +129,25 @@ class Client extends Handle {
     }, [n], 'onNotice', fail)
   }
 
+  /**
+   * The server stores other than the current one this client holds events for (the store was
+   * replaced by another, docs/OPERATIONS.md "Events held for another server store"):
+   * [{ store: Buffer(16), unhandled, consumed }], the one seen first first.
+   */
+  heldStores () { return this._native.heldStores() }
+
+  /**
+   * Drops every event held for that server store and forgets it; resolves once durable.
+   * Rejects with ENOTFOUND (a store never seen, or purged) or EBUSY (the current server's).
+   */
+  purgeStore (store) {
+    try {
+      return this._native.purgeStore(toBuffer(store, 'store', 16))
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
   /** { eventsReceived, eventsHandled, eventsFailed, eventsConfirmed, unhandled, consumed,
    *    highWater, pauseMs, eventsDead, noticesReceived, connected } */
   stats () { return this._native.stats() }

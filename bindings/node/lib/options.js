@@ -18,7 +18,7 @@ const COMMON_OPTIONS = ['keyPair', 'uniqueKeyPair', 'topic', 'folderName', 'test
 const SERVER_OPTIONS = new Set([...COMMON_OPTIONS, 'listen', 'onClientConsumedEvents', 'onConsumed',
   'pageEvents', 'onDeadLetter', 'maxEventBytes', 'defaultTtlMs', 'maxPendingPerUser',
   'maxBytesPerUser', 'overflow', 'dedupWindowMs', 'dedupKeysPerUser', 'expiryBatch', 'nextKeyPair',
-  'metricsListen'])
+  'metricsListen', 'authorize', 'authorizeTimeoutMs', 'maxHandshakes', 'handshakesPerAddress'])
 const CLIENT_OPTIONS = new Set([...COMMON_OPTIONS, 'connect', 'serverPublicKey', 'serverPublicKeys',
   'eventHandler', 'onEvent', 'reconnect', 'reconnectMinMs', 'reconnectMaxMs', 'window', 'retryMinMs',
   'retryMaxMs', 'maxAttempts', 'onNotice', 'offline'])

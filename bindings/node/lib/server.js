@@ -36,12 +36,23 @@ class Server extends Handle {
       throw invalid('metricsListen must be a "host:port" string')
     }
     native.metricsListen = options.metricsListen
+    // admission (docs/RELIABILITY.md, "Admission control")
+    if (options.authorize !== undefined && options.authorize !== null && typeof options.authorize !== 'function') {
+      throw invalid('authorize must be a function (publicKey) => boolean | Promise<boolean>')
+    }
+    native.authorize = typeof options.authorize === 'function'
+    native.authorizeTimeoutMs = options.authorizeTimeoutMs
+    native.maxHandshakes = options.maxHandshakes
+    native.handshakesPerAddress = options.handshakesPerAddress
     native.pageEvents = options.pageEvents
     Object.assign(native, queues.serverOptions(options, invalid))
     super(binding.Server, native, options, {
       onconsumed: (user, events, complete) => this._onConsumed(user, events, complete),
-      ondeadletter: (user, deadLetter) => this._onDeadLetter(user, deadLetter)
+      ondeadletter: (user, deadLetter) => this._onDeadLetter(user, deadLetter),
+      onauthorize: (publicKey, answer) => this._onAuthorize(publicKey, answer)
     })
+    /** (publicKey) => boolean | Promise<boolean>: whether a client's key may connect. */
+    this.authorize = options.authorize
     this._hexKeys = options[HEX_KEYS] === true
     this.publicKey = kp.publicKey
     /** The next identity's public key during a key rollover (nextKeyPair), else null. */
@@ -63,6 +74,44 @@ class Server extends Handle {
       this._guard(this.onDeadLetter, [user, letter], 'onDeadLetter', () => {})
     }
     this.emit('deadLetter', user, letter)
+  }
+
+  /*
+   * A client's key authenticated its first handshake message: authorize(publicKey) decides
+   * (true or a promise of true: admitted); a throw, a rejection or anything else refuses it.
+   * Not answered within authorizeTimeoutMs (default 5000), the core refuses it.
+   */
+  _onAuthorize (publicKey, answer) {
+    const refuse = () => quietly(() => answer(false))
+    this._guard((pk) => {
+      const result = this.authorize(pk)
+      if (result && typeof result.then === 'function') {
+        return result.then((ok) => quietly(() => answer(ok === true)))
+      }
+      answer(result === true)
+    }, [publicKey], 'authorize', refuse)
+  }
+
+  /**
+   * Closes every connection of the user (open ones with a goodbye saying EAUTH); returns how
+   * many. For a key the authorize callback no longer admits: it meets authorize again when it
+   * dials back.
+   */
+  disconnect (remotePublicKey) {
+    return this._native.disconnect(toBuffer(remotePublicKey, 'remotePublicKey', sizes.publicKey))
+  }
+
+  /**
+   * Writes a consistent copy of the running store to `path` (a file that must not exist),
+   * marked as a backup; resolves once it is complete and durable. Adds and deliveries go on.
+   */
+  backup (path) {
+    try {
+      if (typeof path !== 'string' || path.length === 0) throw invalid('path must be a non-empty string')
+      return this._native.backup(path)
+    } catch (err) {
+      return Promise.reject(err)
+    }
   }
 
   /** The port it listens on (useful with port 0). */

@@ -358,6 +358,18 @@ static napi_value versions_object(napi_env env) {
   return obj;
 }
 
+/* The sizes of keys and topics, from the core (the JS layer checks arguments against them). */
+static napi_value sizes_object(napi_env env) {
+  napi_value obj;
+  HDN_CALL(env, napi_create_object(env, &obj));
+  HDN_CALL(env, set_u32(env, obj, "publicKey", (uint32_t)hd_publickey_bytes()));
+  HDN_CALL(env, set_u32(env, obj, "scalar", (uint32_t)hd_scalar_bytes()));
+  HDN_CALL(env, set_u32(env, obj, "seed", (uint32_t)hd_seed_bytes()));
+  HDN_CALL(env, set_u32(env, obj, "secretKey", (uint32_t)hd_secretkey_bytes()));
+  HDN_CALL(env, set_u32(env, obj, "topic", (uint32_t)hd_topic_bytes()));
+  return obj;
+}
+
 static napi_value errors_object(napi_env env) {
   napi_value obj;
   HDN_CALL(env, napi_create_object(env, &obj));
@@ -446,6 +458,9 @@ NAPI_MODULE_INIT() {
   napi_value versions = versions_object(env);
   if (versions == NULL) return NULL;
   HDN_CALL(env, napi_set_named_property(env, exports, "versions", versions));
+  napi_value sizes = sizes_object(env);
+  if (sizes == NULL) return NULL;
+  HDN_CALL(env, napi_set_named_property(env, exports, "sizes", sizes));
   napi_value errors = errors_object(env);
   if (errors == NULL) return NULL;
   HDN_CALL(env, napi_set_named_property(env, exports, "errors", errors));

@@ -19,6 +19,7 @@
  * and holds the env until the core's close callback ran. If the finalizer ever sees an open
  * handle (env teardown), it starts the close and the close callback frees the wrapper. */
 #include "handles.h"
+#include "admin.h"
 #include "operations.h"
 
 #include <stdatomic.h>
@@ -44,7 +45,8 @@ void hdn_live_free(hdn_live_kind_t kind, void *p) {
 }
 
 static const char *const callback_names[HDN_CB_COUNT] = {
-    "onconnect", "ondisconnect", "onlog", "onevent", "onnotice", "onconsumed", "ondeadletter"};
+    "onconnect", "ondisconnect", "onlog",        "onevent",
+    "onnotice",  "onconsumed",   "ondeadletter", "onauthorize"};
 
 int hdn_can_call_js(const hdn_handle_t *h) {
   return !h->finalized && !h->teardown && h->has_callbacks;
@@ -713,6 +715,7 @@ static napi_value construct(napi_env env, napi_callback_info info, hdn_kind_t ki
     o.page_events = page_events;
     hd_server_t *s = NULL;
     rc = hdn_queue_server_options(env, argv[0], &o) < 0 ||
+                 hdn_admission_server_options(env, argv[0], &o) < 0 ||
                  hdn_operation_server_options(env, argv[0], &ops, &o) < 0
              ? HD_EINVAL
              : hd_server_create(&s, &o);
@@ -895,7 +898,7 @@ void hdn_on_added(void *cb_data, int status, uint64_t seq) {
   hdn_op_settle(cb_data, status, seq_of, &seq);
 }
 
-static void on_paused(void *cb_data, int status) { hdn_op_settle(cb_data, status, NULL, NULL); }
+void hdn_on_done(void *cb_data, int status) { hdn_op_settle(cb_data, status, NULL, NULL); }
 
 /* A promise and its context; `*promise` set. NULL (thrown) on failure. */
 static hdn_op_t *op_new(napi_env env, hdn_handle_t *h, napi_value *promise) {
@@ -978,7 +981,7 @@ static napi_value js_add_event(napi_env env, napi_callback_info info) {
 }
 
 static int pause_start(void *core, void *cb_data, const void *arg) {
-  return hd_server_update_pause(core, *(const uint32_t *)arg, on_paused, cb_data);
+  return hd_server_update_pause(core, *(const uint32_t *)arg, hdn_on_done, cb_data);
 }
 
 /* server.updatePause(ms) -> Promise<void> */
@@ -1367,7 +1370,8 @@ napi_status hdn_handles_init(napi_env env, napi_value exports) {
   enum { SERVER_PROPS = sizeof server_props / sizeof server_props[0], MORE = 24 };
   napi_property_descriptor all[SERVER_PROPS + MORE];
   size_t n = SERVER_PROPS;
-  if (hdn_queue_server_method_count + hdn_operation_server_method_count > MORE) {
+  if (hdn_queue_server_method_count + hdn_operation_server_method_count +
+          hdn_admin_server_method_count > MORE) {
     return napi_generic_failure;
   }
   memcpy(all, server_props, sizeof server_props);
@@ -1375,6 +1379,8 @@ napi_status hdn_handles_init(napi_env env, napi_value exports) {
   n += hdn_queue_server_method_count;
   memcpy(all + n, hdn_operation_server_methods, hdn_operation_server_method_count * sizeof *all);
   n += hdn_operation_server_method_count;
+  memcpy(all + n, hdn_admin_server_methods, hdn_admin_server_method_count * sizeof *all);
+  n += hdn_admin_server_method_count;
   st = napi_define_class(env, "Server", NAPI_AUTO_LENGTH, server_new, NULL, n, all, &cls);
   if (st == napi_ok) st = napi_set_named_property(env, exports, "Server", cls);
   if (st != napi_ok) return st;
@@ -1384,8 +1390,14 @@ napi_status hdn_handles_init(napi_env env, napi_value exports) {
       {"stats", NULL, js_client_stats, NULL, NULL, NULL, napi_default_method, NULL},
       {"rollbackStats", NULL, js_rollback_stats, NULL, NULL, NULL, napi_default_method, NULL},
   };
+  enum { CLIENT_PROPS = sizeof client_props / sizeof client_props[0] };
+  napi_property_descriptor call[CLIENT_PROPS + 8];
+  if (hdn_admin_client_method_count > 8) return napi_generic_failure;
+  memcpy(call, client_props, sizeof client_props);
+  memcpy(call + CLIENT_PROPS, hdn_admin_client_methods, hdn_admin_client_method_count * sizeof *call);
   st = napi_define_class(env, "Client", NAPI_AUTO_LENGTH, client_new, NULL,
-                         sizeof client_props / sizeof client_props[0], client_props, &cls);
+                         CLIENT_PROPS + hdn_admin_client_method_count, call, &cls);
   if (st == napi_ok) st = napi_set_named_property(env, exports, "Client", cls);
+  if (st == napi_ok) st = hdn_admin_init(env, exports);
   return st;
 }

@@ -21,6 +21,7 @@ typedef enum {
   HDN_CB_NOTICE,       /* client: onnotice(kind, count, firstSeq, lastSeq, complete) */
   HDN_CB_CONSUMED,     /* server: onconsumed(user, events, complete) */
   HDN_CB_DEAD_LETTER,  /* server: ondeadletter(user, deadLetter) */
+  HDN_CB_AUTHORIZE,    /* server: onauthorize(publicKey, answer) */
   HDN_CB_COUNT
 } hdn_callback_t;
 
@@ -112,6 +113,8 @@ napi_value hdn_op_run(napi_env env, hdn_handle_t *h, hdn_op_start_fn start, cons
 void hdn_op_settle(hdn_op_t *o, int status, hdn_value_fn make, const void *arg);
 /* A completion (hd_add_cb, hd_count_cb) that resolves with the number. */
 void hdn_on_added(void *cb_data, int status, uint64_t seq);
+/* A completion (hd_done_cb) that resolves with undefined. */
+void hdn_on_done(void *cb_data, int status);
 
 /* (user, ids) -> Promise<number> calls (delete events, requeue/delete dead letters): ids
  * REQUIRED (an array), NONE (the user alone) or OPTIONAL (nullish: all, an empty array: none,
