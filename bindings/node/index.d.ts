@@ -1,4 +1,5 @@
-// Type declarations of the `hyperdown` Node binding (index.js).
+// Type declarations of the `hyperdown` Node binding (index.js, and index.mjs's named exports).
+// They use Buffer and EventEmitter: a TypeScript project needs @types/node (README.md).
 /// <reference types="node" />
 import { EventEmitter } from 'events'
 
@@ -47,6 +48,9 @@ declare namespace hyperdown {
   type ConsumedCallback = (ok?: boolean, index?: number) => void
 
   type OnClientConsumedEvents = (this: Server, remotePublicKey: Buffer, events: ConsumedEvent[],
+    cb: ConsumedCallback) => unknown
+  /** The original's entry point hands the user's key as hex, as the original did. */
+  type OriginalOnClientConsumedEvents = (this: Server, remotePublicKey: string, events: ConsumedEvent[],
     cb: ConsumedCallback) => unknown
 
   /** cb(id, ok = true, result?); cb(true) is accepted too. Throws EINVAL for another id. */
@@ -209,10 +213,11 @@ declare namespace hyperdown {
 
   type LogLevel = 'error' | 'warn' | 'info' | 'debug'
 
+  /** The identity (any KeyPairInput form), required: `keyPair`, or the original's
+   *  `uniqueKeyPair`. Make it once and store it: it must survive restarts. */
+  type Identity = { keyPair: KeyPairInput; uniqueKeyPair?: never } | { uniqueKeyPair: KeyPairInput; keyPair?: never }
+
   interface CommonOptions {
-    /** The identity (any KeyPairInput form); the original's name is `uniqueKeyPair`. */
-    keyPair?: KeyPairInput
-    uniqueKeyPair?: KeyPairInput
     /** The topic, and the storage folder unless dataDir is given; the original's name is `folderName`. */
     topic?: string
     folderName?: string
@@ -226,6 +231,8 @@ declare namespace hyperdown {
     json?: boolean
     /** "host:port" for both a server (listen) and a client (connect). */
     address?: string
+    /** Accepted for the original's sake (require('hyperdown')(options) chooses by it). */
+    isServer?: boolean
     handshakeTimeoutMs?: number
     keepaliveMs?: number
     idleTimeoutMs?: number
@@ -235,14 +242,23 @@ declare namespace hyperdown {
     logLevel?: LogLevel
   }
 
-  interface ServerOptions extends CommonOptions {
-    /** "127.0.0.1:7000", "[::1]:0", "0.0.0.0:7000"; port 0 picks a free port. */
+  interface ServerOptionsBase extends CommonOptions {
+    /** "127.0.0.1:7000", "[::1]:0", "0.0.0.0:7000", "localhost:7000"; port 0 picks a free port. */
     listen?: string
-    /** The original's server callback (required by require('hyperdown')(options)); without it
-     *  consumption reports are completed with success. Alias: onConsumed. */
-    onClientConsumedEvents?: OnClientConsumedEvents
-    onConsumed?: OnClientConsumedEvents
-    /** Catch-up page size in events (default 512). */
+    /** A second identity the server also answers to while its clients move to it (key rollover). */
+    nextKeyPair?: KeyPairInput
+    /** "host:port" of an HTTP/1.1 responder on the server's loop: GET /metrics, /healthz, /readyz
+     *  (port 0: any, see metricsPort). */
+    metricsListen?: string
+    /** Whether a client's key may connect (admission control); a throw or a rejection refuses. */
+    authorize?: (this: Server, publicKey: Buffer) => boolean | Promise<boolean>
+    /** An authorize answer not given by then refuses the key (default 5000 ms). */
+    authorizeTimeoutMs?: number
+    /** Connections accepted and not yet authenticated (default 512). */
+    maxHandshakes?: number
+    /** Connections accepted per second from one address (default 64). */
+    handshakesPerAddress?: number
+    /** Catch-up page size in events (default 4096). */
     pageEvents?: number
     /** The largest payload addEvent accepts (default maxMessageBytes - 64); clients whose
      *  maxMessageBytes is below it + 64 are refused at the handshake (EMSGSIZE). */
@@ -266,19 +282,19 @@ declare namespace hyperdown {
     onDeadLetter?: (this: Server, user: Buffer, deadLetter: DeadLetter) => unknown
   }
 
-  interface ClientOptions extends CommonOptions {
-    serverPublicKey: Bytes
-    /** "127.0.0.1:7000" or "[::1]:7000". */
-    connect?: string
+  /** A server's options: the identity and the consumption callback are required (alias
+   *  onConsumed). Unknown options throw EINVAL. */
+  type ServerOptions = ServerOptionsBase & Identity &
+    ({ onClientConsumedEvents: OnClientConsumedEvents; onConsumed?: never } | { onConsumed: OnClientConsumedEvents; onClientConsumedEvents?: never })
+
+  interface ClientOptionsBase extends CommonOptions {
+    /** "127.0.0.1:7000", "[::1]:7000", "host:7000", or a list of them dialed in turn. */
+    connect?: string | string[]
     /** Dial again after a failure or a disconnect (default true). */
     reconnect?: boolean
     reconnectMinMs?: number
     reconnectMaxMs?: number
-    /** The original's client callback (required by require('hyperdown')(options)). Without it
-     *  the 'event' listeners get the events; without either they wait. Alias: onEvent. */
-    eventHandler?: EventHandler
-    onEvent?: EventHandler
-    /** Events accepted unconfirmed (default 1024). */
+    /** Events accepted unconfirmed (default 8192). */
     window?: number
     /** Backoff of a failed event: retryMinMs (default 100) doubling up to retryMaxMs (30000). */
     retryMinMs?: number
@@ -294,12 +310,25 @@ declare namespace hyperdown {
     onNotice?: (this: Client, notice: Notice) => unknown
   }
 
-  /** The original's options (require('hyperdown')(options)); a server listens on
-   *  '127.0.0.1:0' unless `listen`/`address` says otherwise, a client needs `connect`/`address`. */
-  interface OriginalOptions extends ServerOptions, Omit<ClientOptions, 'serverPublicKey'> {
-    isServer?: boolean
-    serverPublicKey?: Bytes
+  /** A client's options: the identity, the handler (alias onEvent) and the server's key (or the
+   *  keys it may answer to during a key rollover) are required. Unknown options throw EINVAL. */
+  type ClientOptions = ClientOptionsBase & Identity &
+    ({ eventHandler: EventHandler; onEvent?: never } | { onEvent: EventHandler; eventHandler?: never }) &
+    ({ serverPublicKey: Bytes; serverPublicKeys?: never } | { serverPublicKeys: Bytes[]; serverPublicKey?: never })
+
+  /** The original's server options (require('hyperdown')({ isServer: true, ... })): listens on
+   *  '127.0.0.1:0' unless `listen`/`address` says otherwise; onClientConsumedEvents gets the
+   *  user's key as hex, as in the original. */
+  type OriginalServerOptions = ServerOptionsBase & Identity & {
+    isServer: true
+    onClientConsumedEvents: OriginalOnClientConsumedEvents
   }
+
+  /** The original's client options: `connect`/`address` is required (there is no discovery). */
+  type OriginalClientOptions = ClientOptionsBase & Identity & {
+    isServer?: false
+    eventHandler: EventHandler
+  } & ({ serverPublicKey: Bytes; serverPublicKeys?: never } | { serverPublicKeys: Bytes[]; serverPublicKey?: never })
 
   interface HandleEvents {
     connect: [publicKey: Buffer]
@@ -307,8 +336,6 @@ declare namespace hyperdown {
     log: [level: LogLevel, message: string]
     /** An eventHandler / onClientConsumedEvents threw or rejected (the events count as failed). */
     callbackError: [error: unknown, where: string]
-    /** Client without an eventHandler: the events. */
-    event: [id: EventId, data: Payload, cb: EventCallback, event: ClientEvent]
     /** Server: an event became a dead letter. */
     deadLetter: [user: Buffer, deadLetter: DeadLetter]
     close: []
@@ -338,10 +365,24 @@ declare namespace hyperdown {
   class Server extends Handle {
     constructor (options: ServerOptions)
     readonly port: number
+    /** The next identity's public key during a key rollover (nextKeyPair), else null. */
+    readonly nextPublicKey: Buffer | null
+    /** The port of the metrics responder (metricsListen), null without one. */
+    readonly metricsPort: number | null
+    authorize?: (this: Server, publicKey: Buffer) => boolean | Promise<boolean>
+    /** Many events, any users, one transaction (at most ADD_EVENTS_MAX); each item's result in
+     *  order (an item at a limit fails alone); an invalid item rejects the call, adding nothing. */
+    addEvents (items: Array<{ user: Bytes, data: Payload, options?: AddOptions }>): Promise<FanoutResult[]>
+    /** The metrics in the Prometheus text format, names prefixed hyperdown_. */
+    metrics (): string
+    /** Closes every connection of the user; returns how many. */
+    disconnect (remotePublicKey: Bytes): number
+    /** A consistent copy of the running store to `path` (must not exist), durable when resolved. */
+    backup (path: string): Promise<void>
     /** Authenticated peers connected now, by hex public key. */
     readonly peers: Map<string, Buffer>
     readonly isServer: true
-    onClientConsumedEvents?: OnClientConsumedEvents
+    onClientConsumedEvents: OnClientConsumedEvents | OriginalOnClientConsumedEvents
     /** Stores an event for the user; resolves with its id once durable. Rejects with a code
      *  (EINVAL, EKEY, ECLOSED, ...). */
     addEvent (remotePublicKey: Bytes, data: Payload): Promise<EventId>
@@ -382,11 +423,20 @@ declare namespace hyperdown {
 
   class Client extends Handle {
     constructor (options: ClientOptions)
+    /** The first (or only) server key it accepts. */
     readonly serverPublicKey: Buffer
+    /** Every server key it accepts. */
+    readonly serverPublicKeys: Buffer[]
+    /** The server addresses it dials, in turn. */
+    readonly connectList: string[]
+    /** Server stores other than the current one it holds events for. */
+    heldStores (): Array<{ store: Buffer, unhandled: number, consumed: number }>
+    /** Drops the events held for that store; ENOTFOUND, EBUSY (the current server's). */
+    purgeStore (store: Bytes): Promise<void>
     readonly connected: boolean
     readonly isServer: false
     readonly offline: boolean
-    eventHandler?: EventHandler
+    eventHandler: EventHandler
     onNotice?: (this: Client, notice: Notice) => unknown
     stats (): ClientStats
   }
@@ -419,6 +469,10 @@ declare namespace hyperdown {
   /** Notice kinds by their number in the C API. */
   const NOTICE_KINDS: Readonly<{ 1: 'expired'; 2: 'dropped'; 3: 'requeued' }>
   const sizes: Readonly<{ publicKey: 32; scalar: 32; seed: 32; secretKey: 64; topic: 32 }>
+  /** Most items of one addEvents() call. */
+  const ADD_EVENTS_MAX: number
+  /** A consistent copy of the server store in dataDir (no server has it open) to path; blocking. */
+  function backupFolder (dataDir: string, path: string): void
   const version: string
   const versions: Readonly<{
     version: string
@@ -430,6 +484,7 @@ declare namespace hyperdown {
     uvHeaderHex: number
     uvRuntimeHex: number
     napi: number
+    addEventsMax: number
   }>
   /** The JSON rule: a Buffer as is, anything else as UTF-8 JSON. */
   function encode (value: Payload): Buffer
@@ -438,11 +493,13 @@ declare namespace hyperdown {
   function strerror (code: number): string
   function errName (code: number): string
 
-  function hyperdown (options: OriginalOptions & { isServer: true }): Promise<Server>
-  function hyperdown (options: OriginalOptions): Promise<Server | Client>
+  /** The original's entry point: a Server for isServer: true, a Client otherwise. */
+  function hyperdown (options: OriginalServerOptions): Promise<Server>
+  function hyperdown (options: OriginalClientOptions): Promise<Client>
 }
 
-declare function hyperdown (options: hyperdown.OriginalOptions & { isServer: true }): Promise<hyperdown.Server>
-declare function hyperdown (options: hyperdown.OriginalOptions): Promise<hyperdown.Server | hyperdown.Client>
+/** The original's entry point: a Server for isServer: true, a Client otherwise. */
+declare function hyperdown (options: hyperdown.OriginalServerOptions): Promise<hyperdown.Server>
+declare function hyperdown (options: hyperdown.OriginalClientOptions): Promise<hyperdown.Client>
 
 export = hyperdown
