@@ -214,6 +214,12 @@ install: lib
 deps:
 	@sh scripts/install-deps.sh
 
+# The installed library as a user outside the repository meets it: `make install PREFIX=<tmp>`,
+# a program built through pkg-config alone (shared and static), run.
+.PHONY: test-install
+test-install: lib
+	sh test/install/c_library.sh
+
 # Every suite: C (plain, under valgrind, ASan+UBSan, TSan), a short fuzzing run, the header
 # check, the layering and case checks, the ABI check, Swift, the previous release's CLI against
 # this one, Node, Python, the docs' code blocks.
@@ -225,6 +231,7 @@ test: deps
 	$(MAKE) test-c-tsan
 	$(MAKE) fuzz-smoke
 	$(MAKE) abi-check
+	$(MAKE) test-install
 	$(MAKE) test-swift
 	$(MAKE) test-compat
 	$(MAKE) test-node
