@@ -214,6 +214,13 @@ install: lib
 deps:
 	@sh scripts/install-deps.sh
 
+# Every public hd_ function has a counterpart in Swift, Node and Python or a written reason why not
+# (abi/parity/<binding>.txt; test/parity/check_parity.py says how it checks).
+.PHONY: test-parity
+test-parity:
+	python3 test/parity/check_parity.py --self-test
+	python3 test/parity/check_parity.py
+
 # The installed library as a user outside the repository meets it: `make install PREFIX=<tmp>`,
 # a program built through pkg-config alone (shared and static), run.
 .PHONY: test-install
@@ -232,6 +239,7 @@ test: deps
 	$(MAKE) fuzz-smoke
 	$(MAKE) abi-check
 	$(MAKE) test-install
+	$(MAKE) test-parity
 	$(MAKE) test-swift
 	$(MAKE) test-compat
 	$(MAKE) test-node
