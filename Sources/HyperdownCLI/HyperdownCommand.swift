@@ -218,8 +218,8 @@ struct Listen: AsyncParsableCommand {
   func run() async throws {
     try await reportingErrors {
       let logger = try CLILogging.logger("hyperdown.listen", level: logLevel, format: logFormat)
-      let serverKeys = try AddressList.keys(serverKey)
       let servers = try AddressList.addresses(server)
+      let serverKeys = try AddressList.keys(serverKey)
       let kp = try KeyFile.read(key, allowInsecure: allowInsecureKeyFile)
       let notes = AsyncStream<HyperdownError?>.makeStream()
       var config = ClientConfiguration(keyPair: kp, serverPublicKeys: serverKeys, folderName: topic,

@@ -183,12 +183,10 @@ struct Serve: AsyncParsableCommand {
       var line = "{\"listening\": \"\(host):\(server.port)\", \"port\": \(server.port), \"publicKey\": \"\(kp.identity.hex)\", \"admin\": \(JSONText.quote(admin.path))"
       if let next = config.nextKeyPair { line += ", \"nextPublicKey\": \"\(next.identity.hex)\"" }
       if let port = server.metricsPort { line += ", \"metricsPort\": \(port)" }
-      Output.line(line + "}")
-      logger.info("listening", metadata: ["address": "\(host):\(server.port)", "topic": "\(topic)",
-                                          "publicKey": "\(kp.identity.hex)"])
-      SystemdNotify.send("READY=1\nSTATUS=listening on \(host):\(server.port)")
       var services: [any Service] = [server, AdminService(admin: admin)]
       if let allowList { services.append(AllowListService(list: allowList, server: server)) }
+      services.append(Announcer(line: line + "}", logger: logger, address: "\(host):\(server.port)",
+                                metadata: ["topic": "\(topic)", "publicKey": "\(kp.identity.hex)"]))
       let group = ServiceGroup(services: services,
                                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
       try await group.run()
@@ -197,12 +195,29 @@ struct Serve: AsyncParsableCommand {
 }
 
 /// Stops the admin socket on graceful shutdown (before the server leaves: services stop in
-/// reverse order), and tells the service manager the server is stopping.
+/// reverse order).
 struct AdminService: Service {
   let admin: AdminServer
   func run() async throws {
     try? await gracefulShutdown()
-    SystemdNotify.send("STOPPING=1")
     admin.stop()
+  }
+}
+
+/// Says the server is ready, once the service group runs (and so handles SIGTERM gracefully):
+/// the listening line on stdout, a log line, READY=1 to the service manager; STOPPING=1 when
+/// the graceful shutdown begins (it stops first: services stop in reverse order).
+struct Announcer: Service {
+  let line: String
+  let logger: Logger
+  let address: String
+  let metadata: Logger.Metadata
+
+  func run() async throws {
+    Output.line(line)
+    logger.info("listening", metadata: metadata.merging(["address": "\(address)"]) { _, new in new })
+    SystemdNotify.send("READY=1\nSTATUS=listening on \(address)")
+    try? await gracefulShutdown()
+    SystemdNotify.send("STOPPING=1")
   }
 }

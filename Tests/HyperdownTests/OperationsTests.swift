@@ -19,27 +19,23 @@ struct OperationsTests {
   @Test func addEventsTakesManyUsersInOneCall() async throws {
     let dir = try TempDir()
     defer { dir.remove() }
-    var config = ServerConfiguration(keyPair: Keys.server, folderName: "topic", dataDirectory: dir.sub("server"))
-    config.maxPendingPerUser = 2
-    let server = try HyperdownServer(configuration: config)
+    let server = try HyperdownServer(configuration: ServerConfiguration(
+      keyPair: Keys.server, folderName: "topic", dataDirectory: dir.sub("server")))
     let (a, b) = (Keys.user1.identity, Keys.user2.identity)
     let outcomes = try await server.addEvents([
       EventToAdd(user: a, payload: [1]),
       EventToAdd(user: b, payload: [2]),
       EventToAdd(user: a, payload: [3], options: AddOptions(dedupKey: "k")),
       EventToAdd(user: a, payload: [3], options: AddOptions(dedupKey: "k")),  // a duplicate
-      EventToAdd(user: a, payload: [4]),  // past a's limit of 2: fails alone
       EventToAdd(user: b, payload: [5]),
     ])
-    #expect(try outcomes.map { try $0.get().seq }.prefix(4) == [1, 1, 2, 2])
-    #expect(try outcomes[3].get().isDuplicate)
-    #expect(throws: HyperdownError.self) { try outcomes[4].get() }
-    if case .failure(let error) = outcomes[4] { #expect(error.code == HyperdownError.limitReached) }
-    #expect(try outcomes[5].get().seq == 2)
+    #expect(try outcomes.map { try $0.get().seq } == [1, 1, 2, 2, 2])
+    #expect(try outcomes.map { try $0.get().isDuplicate } == [false, false, false, true, false])
     #expect(try server.events(for: a).map(\.payload) == [[1], [3]])
     #expect(try server.events(for: b).map(\.payload) == [[2], [5]])
-    let stats = try server.stats()
-    #expect(stats.addsDuplicate == 1 && stats.addsLimited == 1)
+    #expect(try server.stats().addsDuplicate == 1)
+    // one user's events keep the order of the call
+    #expect(try await server.addEvents(for: a, payloads: [[6], [7], [8]]) == [3, 4, 5])
 
     // an invalid event fails the whole call: nothing of it is added
     await #expect(throws: HyperdownError.self) {
@@ -48,6 +44,20 @@ struct OperationsTests {
     #expect(try server.pending(for: b) == 2)
     #expect(try await server.addEvents([]).isEmpty)
     #expect(HyperdownServer.addEventsMax == 100_000 && Limits.keyMaxBytes == 256)
+    await server.leave()
+  }
+
+  @Test func anEventPastItsUsersLimitFailsAlone() async throws {
+    let dir = try TempDir()
+    defer { dir.remove() }
+    var config = ServerConfiguration(keyPair: Keys.server, folderName: "topic", dataDirectory: dir.sub("server"))
+    config.maxPendingPerUser = 2
+    let server = try HyperdownServer(configuration: config)
+    let (a, b) = (Keys.user1.identity, Keys.user2.identity)
+    let outcomes = try await server.addEvents([a, a, a, b].map { EventToAdd(user: $0, payload: [1]) })
+    #expect(outcomes.map { (try? $0.get())?.seq } == [1, 2, nil, 1])
+    if case .failure(let error) = outcomes[2] { #expect(error.code == HyperdownError.limitReached) }
+    #expect(try server.stats().addsLimited == 1)
     await server.leave()
   }
 
@@ -71,7 +81,7 @@ struct OperationsTests {
     let samples = PrometheusText.samples(text)
     #expect(samples.contains(PrometheusText.Sample(name: "hyperdown_events_added_total", type: .counter, value: 5)))
     #expect(samples.contains(PrometheusText.Sample(name: "hyperdown_events_pending", type: .gauge, value: 5)))
-    #expect(text.contains("hyperdown_add_durable_seconds_count 5"))
+    #expect(text.contains("hyperdown_add_durable_seconds_count 4"))  // one per call
 
     let port = try #require(server.metricsPort)
     let (body, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/metrics")!)
