@@ -514,13 +514,22 @@ static void on_fanout(void *data, int status, const hd_fanout_result_t *results,
 static int fanout(fx_t *f, int first_user, size_t n, const char *text, const char *dedup,
                   fan_res_t *fr) {
   uint8_t *users = malloc(32 * n);
-  if (users == NULL) return -1;
-  for (size_t i = 0; i < n; i++) user_key(users + 32 * i, first_user + (int)i);
+  hd__store_add_t *adds = calloc(n, sizeof *adds);
+  if (users == NULL || adds == NULL) {
+    free(users);
+    free(adds);
+    return -1;
+  }
   hd__add_spec_t spec = spec_of(dedup, NULL);
+  for (size_t i = 0; i < n; i++) {
+    user_key(users + 32 * i, first_user + (int)i);
+    adds[i].user = users + 32 * i;
+    adds[i].spec = spec;
+  }
   fr->done = 0;
-  int rc = f->s->vt->add_fanout(f->s, users, n, T0, text, strlen(text), &spec, NULL, on_fanout,
-                                fr);
+  int rc = f->s->vt->add_fanout(f->s, adds, n, T0, text, strlen(text), on_fanout, fr);
   free(users);
+  free(adds);
   if (rc != 0) return rc;
   return store_run_until(&f->fx.loop, &fr->done, 1, WAIT_MS) == 0 ? fr->status : -1000;
 }
@@ -584,8 +593,8 @@ static void fanout_one_over_limit(void) {
   CHECK_OK(fanout(&f, 1, 5, "p", "once", &fr)); /* every user repeats: no payload kept */
   for (int i = 0; i < 5; i++) CHECK(r[i].result.flags == HD_ADD_DUPLICATE);
   CHECK(sql_count(&f, "SELECT count(*) FROM payloads") == 2);
-  CHECK(f.s->vt->add_fanout(f.s, NULL, HD_FANOUT_MAX_USERS + 1, T0, "p", 1, &(hd__add_spec_t){0},
-                            NULL, on_fanout, &fr) == HD_EINVAL);
+  CHECK(f.s->vt->add_fanout(f.s, NULL, HD_FANOUT_MAX_USERS + 1, T0, "p", 1, on_fanout, &fr) ==
+        HD_EINVAL);
   CHECK_OK(fx_done(&f));
 }
 
