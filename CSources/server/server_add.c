@@ -178,6 +178,8 @@ static void add_call_done(hd__add_call_t *c, int status, const hd_fanout_result_
   } else {
     count_result(ev, status, NULL);
   }
+  /* one observation per call, however many adds: the time the caller waited for durability */
+  if (status == 0) hd__histogram_observe(&ev->add_durable, uv_hrtime() - c->start_ns);
   reply(c, status);
   if (status == 0) {
     int64_t expiry = 0; /* the earliest of the stored events: the sweep runs by then */
