@@ -10,6 +10,7 @@
  *   failed.c         FAILED reports: events moved to the dead letters, DONE, on_dead_letter
  *   server_api.c     the public event calls (add_event, update_pause, pending, ...)
  *   server_add.c     every add's checks, call and completion; add_event_v2, fan-out
+ *   server_add_events.c  many events at once (hd_server_add_events)
  *   admin.c          the admin calls: a user's events listed, deleted (some or all)
  *   dead_letters.c   the dead-letter calls: listed, counted, requeued, deleted
  *   expiry.c         the expiry sweep: bounded expire ops on a timer */

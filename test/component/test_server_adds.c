@@ -1,6 +1,6 @@
 /* The server's add calls at their one completion (server_add.c): the add-to-durable histogram
  * (hd__server_events_t.add_durable, read on the loop thread) gets one observation per add call
- * that succeeded, whatever its kind (add_event, add_event_v2, fan-out) and however
+ * that succeeded, whatever its kind (add_event, add_event_v2, fan-out, add_events) and however
  * many adds it carried; none for an add refused at its limit or a call refused at once; each
  * observation is the time from the call to the commit. Server on 127.0.0.1 port 0, folder under
  * /tmp, every wait bounded. */
@@ -71,18 +71,21 @@ static void one_per_call(void) {
   memcpy(users + 32, f.u2.public_key, 32);
   CHECK_OK(hd_server_add_fanout_wait(f.s, users, 2, "c", 1, NULL, NULL));
   CHECK(hist(&f).count == 3); /* two adds, one call */
-  CHECK_OK(hd_server_add_event_wait(f.s, f.u2.public_key, "d", 1, NULL));
-  CHECK_OK(hd_server_add_event_wait(f.s, f.u2.public_key, "e", 1, NULL));
-  CHECK(hist(&f).count == 5);
+  hd_add_item_t items[3] = {{f.u2.public_key, "d", 1, NULL}, {f.u2.public_key, "e", 1, NULL},
+                            {f.u1.public_key, "f", 1, NULL}}; /* u1's fourth: refused alone */
+  hd_fanout_result_t res[3];
+  CHECK_OK(hd_server_add_events_wait(f.s, items, 3, res));
+  CHECK(res[2].status == HD_ELIMIT);
+  CHECK(hist(&f).count == 4);
   /* refused: at the limit (a single add fails whole), or at once */
   CHECK_RC(hd_server_add_event_wait(f.s, f.u1.public_key, "g", 1, NULL), HD_ELIMIT);
   CHECK_RC(hd_server_add_event_v2_wait(f.s, f.u1.public_key, "g", 1, NULL, NULL), HD_ELIMIT);
-  CHECK_RC(hd_server_add_event_wait(f.s, f.u1.public_key, "", 0, NULL), HD_EINVAL);
+  CHECK_RC(hd_server_add_events_wait(f.s, items, 0, NULL), HD_EINVAL);
   h = hist(&f);
-  CHECK(h.count == 5);
+  CHECK(h.count == 4);
   uint64_t in_buckets = 0;
   for (int i = 0; i <= HD__HISTOGRAM_BUCKETS; i++) in_buckets += h.counts[i];
-  CHECK(in_buckets == 5);
+  CHECK(in_buckets == 4);
   fx_done(&f);
 }
 
