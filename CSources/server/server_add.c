@@ -86,7 +86,7 @@ int hd__server_key_check(hd__server_events_t *ev, const uint8_t user[HD_PUBLICKE
   return hd__error(HD_EKEY, "the user is not a valid Ed25519 public key");
 }
 
-/* ---- the add call: one completion for every add ------------------------------------------------ */
+/* ---- the add call: one completion for every add ---------------------------------------------- */
 
 hd__add_call_t *hd__add_call_new(hd__server_events_t *ev, size_t n, int reply, void *cb_data) {
   size_t each = sizeof(hd_fanout_result_t) + sizeof(hd__store_add_t) + sizeof(size_t) + 32;
@@ -268,7 +268,7 @@ int hd__add_call_submit(hd__add_call_t *c, int64_t now_ms, const void *shared,
   return rc;
 }
 
-/* ---- one user ---------------------------------------------------------------------------------- */
+/* ---- one user -------------------------------------------------------------------------------- */
 
 int hd_server_add_event_v2(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYTES],
                            const void *payload, size_t len, const hd_add_options_t *opts,

@@ -3,7 +3,8 @@
  * unsent event replaced, a sent one left alone, across clean and unclean reopens), per-user
  * limits (refused, or the oldest unsent dropped with one notice), fan-out (one commit, the
  * payload stored once, a user over its limit failing alone, the payload freed with its last
- * event) and many adds each with its own payload and spec in one op (hd_server_add_events). Each test works in a fresh folder under /tmp; every wait on the loop is bounded. */
+ * event) and many adds each with its own payload and spec in one op (hd_server_add_events).
+ * Each test works in a fresh folder under /tmp; every wait on the loop is bounded. */
 #include "harness.h"
 #include "store_util.h"
 #include "wire.h"

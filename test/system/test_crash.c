@@ -54,9 +54,10 @@
  * payload); ones with a collapse key (3 keys); and poison ones the client's handler fails at
  * every call (max_attempts 4) or rejects; and pairs added by one hd_server_add_events call
  * (crash#IDX and crash#<IDX + 500000>, numbered one after the other). More lines: "dup SEQ IDX
- * OWN" (a repeat's answer), "replaced R SEQ", "notice SEQ KIND COUNT FIRST LAST" (on_notice), "poison SEQ IDX ATTEMPT",
- * "dl SEQ ATTEMPTS" (on_dead_letter) and, from the last server at its stop, "dead SEQ ATTEMPTS
- * IDX REASON" for every dead letter; "handled" lines carry hd_event_attempt. Checked besides:
+ * OWN" (a repeat's answer), "replaced R SEQ", "notice SEQ KIND COUNT FIRST LAST" (on_notice),
+ * "poison SEQ IDX ATTEMPT", "dl SEQ ATTEMPTS" (on_dead_letter) and, from the last server at its
+ * stop, "dead SEQ ATTEMPTS IDX REASON" for every dead letter; "handled" lines carry
+ * hd_event_attempt. Checked besides:
  * an acknowledged add is handled, or expired unsent and in an EXPIRED notice's range (the
  * notices count exactly those, give or take the adds a killed server committed unanswered), or
  * replaced unsent (never handled), or a poison event in the dead letters after 4 calls (failed)

@@ -4,7 +4,8 @@
  * collapse with a live client: an event its session pushed is never replaced, also after the
  * server restarted; hd_server_add_events(_wait): many users' items in one commit, a user's in
  * item order, failures alone (limit, key) or whole (an invalid item: HD_EINVAL, nothing queued),
- * HD_ETHREAD on the loop, pushed to connected clients. Servers on 127.0.0.1 port 0, folders under /tmp, every wait bounded. */
+ * HD_ETHREAD on the loop, pushed to connected clients. Servers on 127.0.0.1 port 0, folders
+ * under /tmp, every wait bounded. */
 #include "harness.h"
 #include "delivery_util.h"
 
@@ -448,7 +449,9 @@ static void add_events_live_body(du_world_t *w) {
   }
   hd_fanout_result_t res[9];
   CHECK_OK(hd_server_add_events_wait(w->s.h, items, 9, res));
-  for (int k = 0; k < 9; k++) CHECK(res[k].status == 0 && res[k].result.seq == (uint64_t)(k / 3 + 1));
+  for (int k = 0; k < 9; k++) {
+    CHECK(res[k].status == 0 && res[k].result.seq == (uint64_t)(k / 3 + 1));
+  }
   for (int i = 0; i < 3; i++) DCHECK(du_all_done(&w->s, i, &w->c[i], 3, 1, 1, 10000));
 }
 DU_WORLD_TEST(add_events_live, add_events_live_body)
