@@ -317,6 +317,13 @@ static void add_events_body(srv_t *s, hd_keypair_t *kps, hd_add_item_t *items,
   CHECK(st1.events_added == st0.events_added + 3 + 1 + 1 + 2 + (MANY - 4));
   CHECK(st1.adds_limited == st0.adds_limited + 1 && st1.adds_duplicate == st0.adds_duplicate + 1);
   CHECK(st1.events_replaced == st0.events_replaced + 1);
+  /* every item's user invalid: each fails alone, the call succeeds with nothing stored */
+  hd_add_item_t none[2] = {item(&bad, "x", NULL), item(&bad, "y", NULL)};
+  res[0].status = res[1].status = 0;
+  CHECK_OK(hd_server_add_events_wait(s->h, none, 2, res));
+  CHECK(res[0].status == HD_EKEY && res[1].status == HD_EKEY);
+  CHECK_OK(hdt_server_stats(s->h, &st0));
+  CHECK(st0.events_added == st1.events_added);
 }
 
 static void add_events(void) {
