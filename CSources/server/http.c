@@ -361,6 +361,8 @@ int hd__http_start(hd__http_t **out, hd__runtime_t *rt, hd_server_t *server, con
   }
   h->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                               : ((struct sockaddr_in *)&bound)->sin_port);
+  hd__log(rt, HD_LOG_INFO, "metrics responder on %s (port %d): /metrics, /healthz, /readyz",
+          listen, h->port);
   *out = h;
   return 0;
 }

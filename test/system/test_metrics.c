@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <uv.h>
 
 #define HEAD_MAX 8192       /* the responder's limit (CSources/server/http.h) */
 #define READ_TIMEOUT_MS 5000 /* its deadline for a head */
@@ -436,12 +437,12 @@ static void flood_body(du_world_t *w) {
     fds[i] = tcp_connect(port);
     if (fds[i] >= 0) opened++;
   }
+  /* the extra ones are closed at once; look well within the held ones' 5 s deadline */
+  hdt_sleep_ms(hdt_slow() > 1 ? 2000 : 300);
   int closed_early = 0;
-  char tmp[64];
   for (int i = 0; i < N; i++) {
-    if (fds[i] >= 0 && read_to_eof(fds[i], tmp, sizeof tmp, i == 0 ? 1000 : 20) == 0) {
-      closed_early++;
-    }
+    char tmp[64];
+    if (fds[i] >= 0 && recv(fds[i], tmp, sizeof tmp, MSG_DONTWAIT) == 0) closed_early++;
   }
   hd_server_stats_t st;
   int stats = hdt_server_stats(w->s.h, &st) == 0;
@@ -457,6 +458,76 @@ static void flood_body(du_world_t *w) {
   CHECK(served);
 }
 DU_WORLD_TEST(connection_flood_is_bounded, flood_body)
+
+/* ---- while the server closes ---------------------------------------------------------------- */
+
+static void on_closed(void *data) { *(int *)data = 1; }
+
+/* On a loop the test runs, so that the close and the requests are ordered: both requests' heads
+ * are read but for their last CRLF before the close; the CRLF is there when the close starts;
+ * the responder (closed last) answers /readyz with 503, and /metrics still with the counters (the
+ * store closes after the connections: a last scrape sees the final counts). */
+static void closing_run(uv_loop_t *loop, const char *dir) {
+  static response_t r1, r2;
+  hd_keypair_t kp;
+  hd_keypair_generate(&kp);
+  hd_server_options_t o = HD_SERVER_OPTIONS_INIT;
+  o.keypair = &kp;
+  o.topic = DU_TOPIC;
+  o.listen = "127.0.0.1:0";
+  o.data_dir = dir;
+  o.loop = loop;
+  o.metrics_listen = "127.0.0.1:0";
+  hd_server_t *s;
+  CHECK_OK(hd_server_create(&s, &o));
+  int port = hd_server_metrics_port(s);
+  int fd1 = tcp_connect(port), fd2 = tcp_connect(port);
+  static const char ready[] = "GET /readyz HTTP/1.1\r\nHost: x\r\n";
+  static const char metrics[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n";
+  int sent = fd1 >= 0 && fd2 >= 0 && send_all(fd1, ready, sizeof ready - 1) == 0 &&
+             send_all(fd2, metrics, sizeof metrics - 1) == 0;
+  for (int i = 0; i < 100; i++) { /* accepted, the heads read but for their end */
+    uv_run(loop, UV_RUN_NOWAIT);
+    hdt_sleep_ms(1);
+  }
+  sent = sent && send_all(fd1, "\r\n", 2) == 0 && send_all(fd2, "\r\n", 2) == 0;
+  int closed = 0;
+  int rc = hd_server_close(s, on_closed, &closed);
+  uint64_t deadline = hdt_now_ms() + 10000u * (uint64_t)hdt_slow();
+  while (rc == 0 && !closed && hdt_now_ms() < deadline) {
+    uv_run(loop, UV_RUN_NOWAIT);
+    hdt_sleep_ms(1);
+  }
+  uv_run(loop, UV_RUN_DEFAULT); /* the runtime's own handles */
+  long n1 = fd1 >= 0 ? read_to_eof(fd1, r1.raw, sizeof r1.raw, 2000) : -1;
+  long n2 = fd2 >= 0 ? read_to_eof(fd2, r2.raw, sizeof r2.raw, 2000) : -1;
+  if (fd1 >= 0) close(fd1);
+  if (fd2 >= 0) close(fd2);
+  CHECK(sent);
+  CHECK_OK(rc);
+  CHECK(closed);
+  if (n1 <= 0 || n2 <= 0) fprintf(stderr, "  readyz: %.40s / metrics: %.40s\n", r1.raw, r2.raw);
+  CHECK(n1 > 0 && strncmp(r1.raw, "HTTP/1.1 503 ", 13) == 0);
+  CHECK(n2 > 0 && strncmp(r2.raw, "HTTP/1.1 200 ", 13) == 0);
+  const char *body = strstr(r2.raw, "\r\n\r\n");
+  pt_text_t t;
+  CHECK(body != NULL);
+  int parsed = pt_parse(body + 4, strlen(body + 4), &t) == 0;
+  pt_free(&t);
+  CHECK(parsed);
+}
+
+static void readyz_503_while_closing(void) {
+  char *dir = hdt_mkdtemp("metrics-closing");
+  uv_loop_t loop;
+  CHECK(dir != NULL && uv_loop_init(&loop) == 0);
+  closing_run(&loop, dir);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  int loop_closed = uv_loop_close(&loop) == 0;
+  hdt_rmrf(dir);
+  free(dir);
+  CHECK(loop_closed);
+}
 
 /* ---- options -------------------------------------------------------------------------------- */
 
@@ -591,6 +662,7 @@ static void reader_refuses(void) {
   X(hostile_requests_are_refused)                                                                 \
   X(stalled_request_is_bounded)                                                                   \
   X(connection_flood_is_bounded)                                                                  \
+  X(readyz_503_while_closing)                                                                     \
   X(metrics_listen_options)
 
 HD_TEST_MAIN(TESTS)
