@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <uv.h>
@@ -344,6 +345,18 @@ static void endpoints_body(du_world_t *w) {
   CHECK(http_raw(port, nohost, sizeof nohost - 1, &r) == 0);
   CHECK(r.status == 400);
   CHECK(hd_server_port(w->s.h) != port);
+  /* a head that comes a byte at a time is read whole */
+  static const char drip[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  int fd = tcp_connect(port);
+  CHECK(fd >= 0);
+  int one = 1, sent = setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0;
+  for (size_t i = 0; sent && i < sizeof drip - 1; i++) {
+    sent = send_all(fd, drip + i, 1) == 0;
+    hdt_sleep_ms(2);
+  }
+  long n = sent ? read_to_eof(fd, r.raw, sizeof r.raw, 5000) : -1;
+  close(fd);
+  CHECK(n > 0 && strncmp(r.raw, "HTTP/1.1 200 ", 13) == 0);
 }
 DU_WORLD_TEST(endpoints_healthz_readyz_404_405, endpoints_body)
 
