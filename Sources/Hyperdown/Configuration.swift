@@ -38,7 +38,7 @@ public struct ServerConfiguration: Sendable {
   public var pause: Duration?
   /// Durability of the store (``Durability/full`` by default).
   public var durability: Durability = .full
-  /// The catch-up page size in events (`nil`: the core's default, 512).
+  /// The catch-up page size in events (`nil`: the core's default, 4096).
   public var pageEvents: UInt32?
   /// Handshake timeout (`nil`: 10 s).
   public var handshakeTimeout: Duration?
@@ -172,7 +172,7 @@ public struct ClientConfiguration: Sendable {
   /// The server's addresses (at least one), dialed in turn with a jittered, capped backoff
   /// (``reconnectMin``, ``reconnectMax``): a client reaches whichever answers.
   public var servers: [String]
-  /// How many events the client accepts unconfirmed (`nil`: 1024). Bounds memory on both sides.
+  /// How many events the client accepts unconfirmed (`nil`: 8192). Bounds memory on both sides.
   public var window: UInt32?
   /// First delay before a failed event is handed again (`nil`: 100 ms); it doubles up to
   /// ``retryMax``.
@@ -181,7 +181,9 @@ public struct ClientConfiguration: Sendable {
   public var retryMax: Duration?
   /// First redial delay after a failed or lost connection (`nil`: 100 ms).
   public var reconnectMin: Duration?
-  /// Cap of the doubling redial delay (`nil`: 5 s).
+  /// Cap of the doubling redial delay (`nil`: 5 s). Each delay is drawn at random between half
+  /// of its value and all of it, so that many clients part after a server restart instead of
+  /// dialing in the same millisecond.
   public var reconnectMax: Duration?
   /// `true`: do not dial again after a failure or a disconnect.
   public var noReconnect: Bool = false
