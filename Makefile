@@ -214,6 +214,19 @@ install: lib
 deps:
 	@sh scripts/install-deps.sh
 
+# Every public hd_ function has a counterpart in Swift, Node and Python or a written reason why not
+# (abi/parity/<binding>.txt; test/parity/check_parity.py says how it checks).
+.PHONY: test-parity
+test-parity:
+	python3 test/parity/check_parity.py --self-test
+	python3 test/parity/check_parity.py
+
+# The installed library as a user outside the repository meets it: `make install PREFIX=<tmp>`,
+# a program built through pkg-config alone (shared and static), run.
+.PHONY: test-install
+test-install: lib
+	sh test/install/c_library.sh
+
 # Every suite: C (plain, under valgrind, ASan+UBSan, TSan), a short fuzzing run, the header
 # check, the layering and case checks, the ABI check, Swift, the previous release's CLI against
 # this one, Node, Python, the docs' code blocks.
@@ -225,7 +238,10 @@ test: deps
 	$(MAKE) test-c-tsan
 	$(MAKE) fuzz-smoke
 	$(MAKE) abi-check
+	$(MAKE) test-install
+	$(MAKE) test-parity
 	$(MAKE) test-swift
+	$(MAKE) test-systemd
 	$(MAKE) test-compat
 	$(MAKE) test-node
 	$(MAKE) test-python
@@ -235,6 +251,13 @@ test: deps
 test-swift:
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
+
+# The example unit (contrib/systemd) passes `systemd-analyze verify` (make deps installs systemd,
+# so the script's skip, exit 77, fails here).
+.PHONY: test-systemd
+test-systemd:
+	$(SWIFT) build --product hyperdown
+	sh test/systemd/verify.sh .build/debug/hyperdown
 
 # The CLI of the previous release (test/compat/PREVIOUS, built from git history into
 # $(BUILD)/compat) against this one, both ways (test/README.md).
