@@ -23,6 +23,8 @@ typedef struct hd__conn_config {
   int is_server;
   uint8_t public_key[HD_PUBLICKEY_BYTES]; /* our Ed25519 identity (sent in HELLO) */
   uint8_t x_secret[32], x_public[32];     /* our Noise static key pair */
+  uint8_t next_x_secret[32];              /* server: the next static key (key rollover) */
+  int has_next_key;                       /* server: it answers to next_x_secret too */
   uint8_t topic_key[HD_TOPIC_BYTES];
   uint8_t server_public_key[HD_PUBLICKEY_BYTES]; /* client: the server it trusts */
   uint8_t server_x_public[32];                   /* client: that key as X25519 */
