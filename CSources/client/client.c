@@ -45,9 +45,12 @@ struct hd_client {
   uint32_t backoff_ms, reconnect_min_ms, reconnect_max_ms;
   uint32_t replaced_ms; /* the wait after the next BYE "replaced"; 0: none in a row yet */
   uint64_t rng;         /* the jitter's generator (splitmix64), seeded per client */
+  int no_jitter;        /* benchmarks (client.h) */
   int no_reconnect;
 
   hd__hook_t hook;              /* tests (client.h); loop thread */
+  void (*dial_observer)(void *); /* benchmarks (client.h) */
+  void *dial_observer_ud;
 
   hd__client_events_t *events;  /* NULL once closed, and for a bare client (client.h) */
 
@@ -74,6 +77,7 @@ static uint64_t rng_next(hd_client_t *cl) {
  * restart) come back spread over half the delay instead of in the same millisecond, and none
  * waits longer than d. */
 static uint32_t jitter(hd_client_t *cl, uint32_t d) {
+  if (cl->no_jitter) return d;
   uint32_t lo = d / 2;
   return lo + (uint32_t)(rng_next(cl) % ((uint64_t)(d - lo) + 1));
 }
@@ -182,6 +186,7 @@ static int dial_now(hd_client_t *cl, const struct sockaddr *addr) {
     hd__addr_format(addr, text, sizeof text);
     hd__log(cl->rt, HD_LOG_DEBUG, "dialing %s (%s)", text, hd__dialer_entry_text(&cl->dialer));
   }
+  if (cl->dial_observer != NULL) cl->dial_observer(cl->dial_observer_ud);
   int rc = hd__conn_connect(&cl->cfg, addr, &c);
   if (rc == 0) cl->conn = c;
   return rc;
@@ -548,6 +553,13 @@ static int send_now(void *owner, const uint8_t *key, uint8_t type, const uint8_t
 int hd__client_send(hd_client_t *cl, uint8_t type, const uint8_t *body, size_t len) {
   return hd__runtime_send(cl->rt, send_now, cl, NULL, type, body, len);
 }
+
+void hd__client_set_dial_observer(hd_client_t *cl, void (*fn)(void *ud), void *ud) {
+  cl->dial_observer = fn;
+  cl->dial_observer_ud = ud;
+}
+
+void hd__client_set_jitter(hd_client_t *cl, int on) { cl->no_jitter = !on; }
 
 hd__client_store_t *hd__client_store_of(hd_client_t *cl) {
   return cl->events != NULL ? cl->events->store : NULL;
