@@ -142,7 +142,8 @@ static void attempt_failed(hd_client_t *cl, int status) {
     }
   }
   cl->auth_failures = 0;
-  if (hd__dialer_failed(&cl->dialer) == 0 && !cl->no_reconnect) dial_soon(cl);
+  /* the other addresses of one name are the same attempt: tried even under no_reconnect */
+  if (hd__dialer_failed(&cl->dialer) == 0) dial_soon(cl);
   else schedule_retry(cl);
 }
 

@@ -46,7 +46,7 @@ int hd__dialer_next(hd__dialer_t *d, const struct sockaddr **addr);
  * address (dial it at once: one name's addresses are one attempt), 1 when the dialer moved on
  * to the next entry (the list wraps round; the name is resolved again when its turn comes). */
 int hd__dialer_failed(hd__dialer_t *d);
-/* The current entry as given ("host:port"), for logs. */
+/* The current entry's host as given (a name or a numeric address), for logs. */
 const char *hd__dialer_entry_text(const hd__dialer_t *d);
 /* Cancels a resolution in flight (its callback still runs, with HD_ECANCELED or its result);
  * 1 while one is in flight, 0 when none is. */

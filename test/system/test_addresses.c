@@ -231,7 +231,58 @@ static void bad_lists(void) {
   CHECK(c == NULL);
 }
 
+/* The waits between attempts are drawn in [d/2, d]: with d pinned at 200 ms (min = max), every
+ * wait is at least about 100 ms, at most 200 ms and some loop delay, and they differ (a fixed
+ * delay would make them all alike). */
+#define JITTER_ATTEMPTS 8
+typedef struct attempts {
+  tu_peer_t p;
+  atomic_int n;
+  uint64_t at[JITTER_ATTEMPTS];
+} attempts_t;
+
+static void attempts_on_disconnected(void *ud, const uint8_t *pk, int status) {
+  attempts_t *a = ud;
+  int i = atomic_load(&a->n);
+  if (i < JITTER_ATTEMPTS) a->at[i] = hdt_now_ms();
+  atomic_store(&a->n, i + 1);
+  tu_on_disconnected(ud, pk, status);
+}
+
+static void backoff_is_jittered(void) {
+  hd_keypair_t skp, ckp;
+  hd_keypair_generate(&skp);
+  hd_keypair_generate(&ckp);
+  int port = refusing_port();
+  CHECK(port > 0);
+  char addr[64];
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+  static attempts_t a;
+  memset(&a, 0, sizeof a);
+  tu_peer_init(&a.p);
+  hd_client_options_t co = tu_client_options(&ckp, skp.public_key, TOPIC, addr, &a.p);
+  co.on_disconnected = attempts_on_disconnected;
+  co.reconnect_min_ms = 200;
+  co.reconnect_max_ms = 200;
+  hd_client_t *c;
+  CHECK_OK(hd_client_create(&c, &co));
+  CHECK(WAIT_FOR(atomic_load(&a.n) >= JITTER_ATTEMPTS, 200 * JITTER_ATTEMPTS + WAIT_MS));
+  CHECK_OK(hd_client_close_wait(c));
+  uint64_t lo = UINT64_MAX, hi = 0;
+  for (int i = 1; i < JITTER_ATTEMPTS; i++) {
+    uint64_t gap = a.at[i] - a.at[i - 1];
+    if (gap < lo) lo = gap;
+    if (gap > hi) hi = gap;
+  }
+  if (hdt_verbose()) printf("  waits between attempts: %llu..%llu ms\n", (unsigned long long)lo,
+                            (unsigned long long)hi);
+  CHECK(lo >= 90);
+  CHECK(hi <= 200 + 150 * (uint64_t)hdt_slow());
+  CHECK(hi - lo >= 5); /* 7 draws in [100, 200] all within 5 ms: about 1 in 10^8 */
+}
+
 #define TESTS(X)                                                                                  \
+  X(backoff_is_jittered)                                                                          \
   X(name_for_listen_and_connect)                                                                  \
   X(list_reaches_third_and_keeps_working)                                                         \
   X(unresolvable_name)                                                                            \
