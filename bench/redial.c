@@ -247,6 +247,21 @@ static void report(run_t *r) {
   }
   printf("every client saw the loss within %.1f ms of the kill\n",
          lost_last ? (double)(lost_last - kill_ns) / 1e6 : -1.0);
+  /* each client's own wait, from its loss to its first redial: the draws themselves (plus the
+   * loop's lateness), free of the time the loop took to notice the losses */
+  uint64_t *w = malloc(sizeof *w * (size_t)r->n);
+  int k = 0;
+  for (int i = 0; i < r->n; i++) {
+    const rec_t *c = &r->recs[i];
+    if (c->lost_ns != 0 && c->first_dial_ns > c->lost_ns) w[k++] = c->first_dial_ns - c->lost_ns;
+  }
+  if (k > 0) {
+    qsort(w, (size_t)k, sizeof *w, cmp_u64);
+    printf("each client's wait from its loss to its first redial: min %.1f, p10 %.1f, median "
+           "%.1f, p90 %.1f, max %.1f ms\n", (double)w[0] / 1e6, (double)w[k / 10] / 1e6,
+           (double)w[k / 2] / 1e6, (double)w[k * 9 / 10] / 1e6, (double)w[k - 1] / 1e6);
+  }
+  free(w);
   qsort(t, (size_t)m, sizeof *t, cmp_u64);
   double span_ms = (double)(t[m - 1] - t[0]) / 1e6;
   int best = 0;
@@ -275,7 +290,7 @@ static void report(run_t *r) {
     double from = (double)t[0] / 1e6 + span_ms * b / BINS;
     int bar = top ? bins[b] * 50 / top : 0;
     printf("  %7.1f  %5d  ", from, bins[b]);
-    for (int k = 0; k < bar; k++) putchar('#');
+    for (int q = 0; q < bar; q++) putchar('#');
     putchar('\n');
   }
   free(t);
