@@ -587,7 +587,14 @@ static void server_read_msg1(hd__conn_t *c, const uint8_t *msg, size_t len) {
   }
   memcpy(c->remote_pk, hello.public_key, HD_PUBLICKEY_BYTES);
   c->hello_read = 1;
-  if (used_next) hd__log(c->cfg->rt, HD_LOG_DEBUG, "client %s dialed the next key", c->peer);
+  /* the config is the owner's, shared by its connections: the counters are its (conn.h) */
+  hd__conn_config_t *cfg = (hd__conn_config_t *)c->cfg;
+  if (used_next) {
+    cfg->handshakes_next_key++;
+    hd__log(c->cfg->rt, HD_LOG_DEBUG, "client %s dialed the next key", c->peer);
+  } else {
+    cfg->handshakes_current_key++;
+  }
   c->peer_max_message = hello.max_message_bytes;
   c->features = hello.features & c->cfg->features;
   if (c->cfg->on_authorize == NULL) {
