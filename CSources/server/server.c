@@ -459,6 +459,9 @@ int hd_server_disconnect(hd_server_t *server, const uint8_t public_key[HD_PUBLIC
 void hd__server_conns(hd_server_t *s, hd__server_conns_t *out) {
   out->open = s->peers.count;
   out->handshaking = s->nhandshaking;
+  out->handshakes_current_key = s->cfg.handshakes_current_key;
+  out->handshakes_next_key = s->cfg.handshakes_next_key;
+  out->has_next_key = s->cfg.has_next_key;
 }
 
 int hd__server_ready(hd_server_t *s) {

@@ -97,6 +97,12 @@ static void rollover(void) {
   CHECK(atomic_load(&only_a.auth_failures) + atomic_load(&only_b.auth_failures) +
             atomic_load(&both.auth_failures) == 0);
 
+  /* the metrics tell the keys apart: the operator drops A when its count stops moving */
+  char text[8192];
+  CHECK(hd_server_metrics(s, text, sizeof text) > 0);
+  CHECK(strstr(text, "\nhyperdown_handshakes_total{key=\"current\"} 2\n") != NULL);
+  CHECK(strstr(text, "\nhyperdown_handshakes_total{key=\"next\"} 1\n") != NULL);
+
   /* after it: B alone, on the same store and port */
   CHECK_OK(hd_server_close_wait(s));
   s = server_start(&b, NULL, addr, dir, &sp);
@@ -107,6 +113,8 @@ static void rollover(void) {
   CHECK(exchange(s, &both, 2));
   CHECK(WAIT_FOR(atomic_load(&only_b.p.connected) == 2, WAIT_MS));
   CHECK(exchange(s, &only_b, 2));
+  CHECK(hd_server_metrics(s, text, sizeof text) > 0);
+  CHECK(strstr(text, "hyperdown_handshakes_total{key=\"next\"}") == NULL); /* no next key */
   CHECK(WAIT_FOR(atomic_load(&only_a.auth_failures) >= 2, WAIT_MS));
   CHECK(atomic_load(&only_a.p.connected) == 1);
   CHECK(atomic_load(&only_a.p.last_status) == HD_EAUTH);
