@@ -52,14 +52,6 @@ napi_value hdn_throw_einval(napi_env env, const char *message) {
   return NULL;
 }
 
-napi_value hdn_throw_missing(napi_env env, const char *function) {
-  char msg[256];
-  snprintf(msg, sizeof msg, "this build of the hyperdown core has no %s (rebuild the addon with a core "
-           "that defines it)", function);
-  napi_throw_error(env, "ENOSYS", msg);
-  return NULL;
-}
-
 int hdn_get_bytes(napi_env env, napi_value v, size_t len, const uint8_t **data, size_t *out_len,
                   const char *name) {
   char msg[160];
@@ -352,9 +344,8 @@ static napi_value versions_object(napi_env env) {
   HDN_CALL(env, set_u32(env, obj, "uvRuntimeHex", uv_version()));
   HDN_CALL(env, set_str(env, obj, "uv", uv_version_string()));
   HDN_CALL(env, set_u32(env, obj, "napi", NAPI_VERSION));
-  /* most items of one addEvents call (the header's value while hd_add_events_max has not landed) */
-  HDN_CALL(env, set_u32(env, obj, "addEventsMax",
-                        (uint32_t)(hd_add_events_max != NULL ? hd_add_events_max() : HD_ADD_EVENTS_MAX)));
+  /* most items of one addEvents call */
+  HDN_CALL(env, set_u32(env, obj, "addEventsMax", (uint32_t)hd_add_events_max()));
   return obj;
 }
 

@@ -44,17 +44,6 @@ int hdn_opt_bool(napi_env env, napi_value obj, const char *key, int *out);
 /* A property that must be present: the value, or NULL (thrown). */
 napi_value hdn_prop(napi_env env, napi_value obj, const char *key);
 
-/* The calls issue 12 added to the ABI land in the core one by one: weak references, so that an
- * addon built against a core that lacks one loads, and its JS method throws ENOSYS naming the
- * function (hdn_throw_missing) instead of the process dying at the first call. With the core
- * that defines them (every core from then on) they bind like any other call. */
-#pragma weak hd_server_add_events
-#pragma weak hd_add_events_max
-#pragma weak hd_server_metrics
-#pragma weak hd_server_metrics_port
-/* Throws an Error with code 'ENOSYS': this build's core has no `function`. Returns NULL. */
-napi_value hdn_throw_missing(napi_env env, const char *function);
-
 /* Registers Server and Client on `exports` (handles.c). */
 napi_status hdn_handles_init(napi_env env, napi_value exports);
 

@@ -112,7 +112,6 @@ static napi_value js_metrics(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   hdn_handle_t *h = hdn_open_handle(env, info, &argc, NULL);
   if (h == NULL) return NULL;
-  if (hd_server_metrics == NULL) return hdn_throw_missing(env, "hd_server_metrics");
   size_t cap = 16384;
   char *buf = NULL;
   int n;
@@ -143,7 +142,6 @@ static napi_value js_metrics_port(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   hdn_handle_t *h = hdn_open_handle(env, info, &argc, NULL);
   if (h == NULL) return NULL;
-  if (hd_server_metrics_port == NULL) return hdn_throw_missing(env, "hd_server_metrics_port");
   napi_value out;
   int port = hd_server_metrics_port(h->core);
   if (port == HD_ESTATE) {

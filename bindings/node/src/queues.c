@@ -276,7 +276,6 @@ static napi_value js_add_events(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   hdn_handle_t *h = hdn_op_handle(env, info, &argc, argv);
   if (h == NULL) return NULL;
-  if (hd_server_add_events == NULL) return hdn_throw_missing(env, "hd_server_add_events");
   if (argc < 3) return hdn_throw_einval(env, "expected (users, payloads, options)");
   const uint8_t *users;
   size_t users_len;

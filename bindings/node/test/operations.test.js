@@ -1,7 +1,6 @@
 'use strict'
 // Issue 12's additions to the server: many events in one call (hd_server_add_events) and the
-// metrics (hd_server_metrics, the metricsListen responder). A build whose core lacks one of the
-// calls says so (ENOSYS); such a test is skipped naming the C function.
+// metrics (hd_server_metrics, the metricsListen responder).
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const http = require('http')
@@ -15,26 +14,7 @@ function openServer (extra = {}) {
   return hd.createServer({ keyPair: ORIGINAL.kp0, topic: 'ops', dataDir: tmpDir('server'), listen: '127.0.0.1:0', onClientConsumedEvents: confirm, ...extra })
 }
 
-/* The C function a call needs, when this build's core lacks it (ENOSYS), else null. */
-function missing (fn) {
-  try {
-    const r = fn()
-    if (r && typeof r.catch === 'function') r.catch(() => {}) // called for real: its outcome is not the point
-    return null
-  } catch (err) {
-    if (err.code === 'ENOSYS') return err.message.match(/no (hd_\w+)/)[1]
-    return null
-  }
-}
-
-const probe = openServer()
-const noAddEvents = missing(() => probe._native.addEvents(Buffer.alloc(0), [], []))
-const noMetrics = missing(() => probe.metrics())
-const noMetricsPort = missing(() => probe.metricsPort)
-test.after(() => probe.close())
-const skip = (what) => what && `${what} is not in this build's core yet (issue 12): rebuild once it has landed`
-
-test('addEvents: many events, any users, one call; results in item order; each user\'s events in item order', { skip: skip(noAddEvents), timeout: 20000 }, async () => {
+test('addEvents: many events, any users, one call; results in item order; each user\'s events in item order', { timeout: 20000 }, async () => {
   const server = openServer({ maxPendingPerUser: 3 })
   try {
     assert.equal(hd.ADD_EVENTS_MAX, 100000)
@@ -70,7 +50,7 @@ function sample (text, name) {
   return undefined
 }
 
-test('metrics(): the Prometheus text, names prefixed hyperdown_, the added counter moving', { skip: skip(noMetrics), timeout: 20000 }, async () => {
+test('metrics(): the Prometheus text, names prefixed hyperdown_, the added counter moving', { timeout: 20000 }, async () => {
   const server = openServer()
   try {
     const before = server.metrics()
@@ -96,8 +76,10 @@ function get (port, path) {
   }), 5000, `GET ${path}`)
 }
 
-test('metricsListen: /metrics, /healthz and /readyz on the server\'s loop; metricsPort', { skip: skip(noMetricsPort || noMetrics), timeout: 20000 }, async () => {
-  assert.equal(probe.metricsPort, null, 'no responder without metricsListen')
+test('metricsListen: /metrics, /healthz and /readyz on the server\'s loop; metricsPort', { timeout: 20000 }, async () => {
+  const plain = openServer()
+  assert.equal(plain.metricsPort, null, 'no responder without metricsListen')
+  await plain.close()
   const server = openServer({ metricsListen: '127.0.0.1:0' })
   try {
     const port = server.metricsPort
