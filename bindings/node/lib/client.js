@@ -32,10 +32,10 @@ class Client extends Handle {
     }
     native.onNotice = typeof options.onNotice === 'function'
     super(binding.Client, native, options, {
-      onevent: (id, payload, createdAt, complete, possiblyRepeated, attempt) =>
-        this._onEvent(id, payload, createdAt, complete, possiblyRepeated, attempt),
-      onnotice: (kind, count, firstSeq, lastSeq, complete) =>
-        this._onNotice(kind, count, firstSeq, lastSeq, complete)
+      onevent: (id, payload, createdAt, ref, possiblyRepeated, attempt) =>
+        this._onEvent(id, payload, createdAt, ref, possiblyRepeated, attempt),
+      onnotice: (kind, count, firstSeq, lastSeq, ref) =>
+        this._onNotice(kind, count, firstSeq, lastSeq, ref)
     })
     this.publicKey = kp.publicKey
     this.serverPublicKey = native.serverPublicKey
@@ -75,7 +75,8 @@ class Client extends Handle {
    * any later event, until maxAttempts (default 10) make it a dead letter on the server;
    * event.reject(reason) makes it one at once.
    */
-  _onEvent (id, payload, createdAt, complete, possiblyRepeated, attempt) {
+  _onEvent (id, payload, createdAt, ref, possiblyRepeated, attempt) {
+    // ref: the native event; binding.eventComplete/eventFail/eventReject end it (once)
     let done = false
     const cb = (cbId, ok, result) => {
       if (typeof cbId === 'boolean' && ok === undefined) { ok = cbId; cbId = id } // cb(true)
@@ -84,17 +85,17 @@ class Client extends Handle {
       }
       ok = ok === undefined ? true : Boolean(ok)
       const bytes = ok && result !== undefined && result !== null ? encode(result, 'result') : undefined
-      complete(ok, bytes)
+      binding.eventComplete(ref, ok, bytes)
       done = true
     }
     const end = (how, reason) => {
       if (done) throw hdError('EALREADY', 'the event is already completed')
-      complete(how, queues.reasonBytes(reason))
+      how(ref, queues.reasonBytes(reason))
       done = true
     }
     // a throw or a rejection: a failed attempt whose reason is the error's message
     const fail = (err) => {
-      if (!done) { done = true; quietly(() => complete(queues.COMPLETE_FAIL_REASON, queues.reasonBytes(err ?? 'handler failed'))) }
+      if (!done) { done = true; quietly(() => binding.eventFail(ref, queues.reasonBytes(err ?? 'handler failed'))) }
     }
     const event = {
       id,
@@ -104,9 +105,9 @@ class Client extends Handle {
       /** Which handler call this is for the event: 1 the first time (counted across restarts). */
       attempt,
       /** A failed attempt with a reason; after maxAttempts the event is a dead letter. */
-      fail: (reason) => end(queues.COMPLETE_FAIL_REASON, reason ?? 'handler failed'),
+      fail: (reason) => end(binding.eventFail, reason ?? 'handler failed'),
       /** A dead letter at once with `reason`, whatever its attempts. */
-      reject: (reason) => end(queues.COMPLETE_REJECT, reason ?? 'rejected')
+      reject: (reason) => end(binding.eventReject, reason ?? 'rejected')
     }
     this._guard(this.eventHandler, [id, this._decode(payload), cb, event], 'eventHandler', fail)
   }
@@ -115,8 +116,9 @@ class Client extends Handle {
    * A notice (docs/QUEUES.md): onNotice({ kind, count, firstSeq, lastSeq }) in its place in the
    * stream; returning (or resolving) completes it, a throw or a rejection hands it again later.
    */
-  _onNotice (kind, count, firstSeq, lastSeq, complete) {
+  _onNotice (kind, count, firstSeq, lastSeq, ref) {
     let done = false
+    const complete = (ok) => binding.eventComplete(ref, ok)
     const fail = () => { if (!done) { done = true; quietly(() => complete(false)) } }
     const n = queues.notice(kind, count, firstSeq, lastSeq)
     this._guard((x) => {

@@ -12,10 +12,6 @@ const OVERFLOW = Object.freeze({ reject: 0, 'drop-oldest': 1 })
 /** Notice kinds by their number in the C API (HD_NOTICE_*); a later release may add more. */
 const NOTICE_KINDS = Object.freeze({ 1: 'expired', 2: 'dropped', 3: 'requeued' })
 
-/** How a client event ends, as the native completion takes it (src/handles.c). */
-const COMPLETE_FAIL_REASON = 2
-const COMPLETE_REJECT = 3
-
 /**
  * The server's queue options, as the native constructor reads them: limits (maxPendingPerUser,
  * maxBytesPerUser, overflow), expiry (defaultTtlMs, expiryBatch), deduplication (dedupWindowMs,
@@ -114,8 +110,6 @@ function reasonBytes (reason) {
 module.exports = {
   OVERFLOW,
   NOTICE_KINDS,
-  COMPLETE_FAIL_REASON,
-  COMPLETE_REJECT,
   serverOptions,
   addOptions,
   ttlOption,

@@ -47,9 +47,9 @@ class Server extends Handle {
     native.pageEvents = options.pageEvents
     Object.assign(native, queues.serverOptions(options, invalid))
     super(binding.Server, native, options, {
-      onconsumed: (user, events, complete) => this._onConsumed(user, events, complete),
+      onconsumed: (user, events, batch) => this._onConsumed(user, events, batch),
       ondeadletter: (user, deadLetter) => this._onDeadLetter(user, deadLetter),
-      onauthorize: (publicKey, answer) => this._onAuthorize(publicKey, answer)
+      onauthorize: (publicKey, request) => this._onAuthorize(publicKey, request)
     })
     /** (publicKey) => boolean | Promise<boolean>: whether a client's key may connect. */
     this.authorize = options.authorize
@@ -81,7 +81,9 @@ class Server extends Handle {
    * (true or a promise of true: admitted); a throw, a rejection or anything else refuses it.
    * Not answered within authorizeTimeoutMs (default 5000), the core refuses it.
    */
-  _onAuthorize (publicKey, answer) {
+  _onAuthorize (publicKey, request) {
+    // request: the native request; binding.authorizationAllow/Deny answer it (once)
+    const answer = (ok) => ok === true ? binding.authorizationAllow(request) : binding.authorizationDeny(request)
     const refuse = () => quietly(() => answer(false))
     this._guard((pk) => {
       const result = this.authorize(pk)
@@ -135,20 +137,20 @@ class Server extends Handle {
    * on its next connection); cb(ok, index) completes one event of the array. A throw or a
    * rejected promise counts as cb(false) for what is not completed yet.
    */
-  _onConsumed (user, events, complete) {
+  _onConsumed (user, events, batch) {
     const list = events.map((e) => ({
       id: e.id,
       data: e.data === null ? null : this._decode(e.data),
       payload: this._decode(e.payload),
       createdAt: e.createdAt
     }))
-    const cb = (ok = true, index) => {
-      if (index === undefined || index === null) complete(Boolean(ok))
-      else complete(Boolean(ok), index)
-    }
+    // batch: the native batch; consumedComplete (one event) and consumedCompleteAll complete it
+    const cb = (ok = true, index) => index === undefined || index === null
+      ? binding.consumedCompleteAll(batch, Boolean(ok))
+      : binding.consumedComplete(batch, index, Boolean(ok))
     const key = this._hexKeys ? user.toString('hex') : user
     this._guard(this.onClientConsumedEvents, [key, list, cb], 'onClientConsumedEvents',
-      () => quietly(() => complete(false)))
+      () => quietly(() => binding.consumedCompleteAll(batch, false)))
   }
 
   /**

@@ -22,28 +22,49 @@ static void authorization_finalize(napi_env env, void *data, void *hint) {
   hdn_live_free(HDN_LIVE_OPERATION, r);
 }
 
-/* answer(allow: boolean): once; a second answer throws EALREADY. */
-static napi_value js_answer(napi_env env, napi_callback_info info) {
+static const napi_type_tag authorization_tag = {0x5d03b8e6f2a1497cULL, 0x0c6e9f1a2b74d853ULL};
+
+/* The open request of an authorizationAllow/Deny call (its first argument), taken from its
+ * reference: the answer frees it. NULL (thrown) otherwise. */
+static hd_authorization_t *take_request(napi_env env, napi_callback_info info) {
   size_t argc = 1;
-  napi_value argv[1], undef;
-  void *data = NULL;
-  HDN_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, &data));
-  authorization_ref_t *r = data;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) {
+    hdn_throw_einval(env, "expected (request)");
+    return NULL;
+  }
+  authorization_ref_t *r = hdn_get_ref(env, argv[0], &authorization_tag, "an authorization request");
+  if (r == NULL) return NULL;
   if (r->request == NULL) {
     napi_value err = hdn_make_error(env, HD_EALREADY, "the authorization request is already answered");
     if (err != NULL) napi_throw(env, err);
     return NULL;
   }
   hd_authorization_t *request = r->request;
-  r->request = NULL; /* the answer frees it */
-  int rc = argc > 0 && hdn_truthy(env, argv[0]) ? hd_authorization_allow(request)
-                                                 : hd_authorization_deny(request);
+  r->request = NULL;
+  return request;
+}
+
+static napi_value answered(napi_env env, int rc) {
+  napi_value undef;
   if (rc < 0) return hdn_throw_hd(env, rc);
   napi_get_undefined(env, &undef);
   return undef;
 }
 
-/* The core's authorize: onauthorize(publicKey, answer). */
+/* authorizationAllow(request): hd_authorization_allow. */
+static napi_value js_authorization_allow(napi_env env, napi_callback_info info) {
+  hd_authorization_t *request = take_request(env, info);
+  return request == NULL ? NULL : answered(env, hd_authorization_allow(request));
+}
+
+/* authorizationDeny(request): hd_authorization_deny. */
+static napi_value js_authorization_deny(napi_env env, napi_callback_info info) {
+  hd_authorization_t *request = take_request(env, info);
+  return request == NULL ? NULL : answered(env, hd_authorization_deny(request));
+}
+
+/* The core's authorize: onauthorize(publicKey, request). */
 static void on_authorize(void *ud, const uint8_t public_key[HD_PUBLICKEY_BYTES],
                          hd_authorization_t *request) {
   hdn_handle_t *h = ud;
@@ -60,14 +81,14 @@ static void on_authorize(void *ud, const uint8_t public_key[HD_PUBLICKEY_BYTES],
     return;
   }
   napi_value argv[2] = {hdn_buffer_copy(env, public_key, HD_PUBLICKEY_BYTES), NULL};
-  if (argv[0] != NULL) argv[1] = hdn_make_completion(env, "answer", js_answer, r, authorization_finalize);
+  if (argv[0] != NULL) argv[1] = hdn_make_ref(env, r, &authorization_tag, authorization_finalize);
   if (argv[1] == NULL) {
     bool pending = false;
     napi_value exc;
     if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
       napi_get_and_clear_last_exception(env, &exc);
     }
-    authorization_finalize(env, r, NULL); /* not owned by a function */
+    authorization_finalize(env, r, NULL); /* not owned by a reference */
   } else if (hdn_call_js(h, HDN_CB_AUTHORIZE, 2, argv) != 0 && r->request != NULL) {
     hd_authorization_t *q = r->request; /* JS threw before answering: refused */
     r->request = NULL;
@@ -220,8 +241,10 @@ const size_t hdn_admin_client_method_count =
     sizeof hdn_admin_client_methods / sizeof hdn_admin_client_methods[0];
 
 napi_status hdn_admin_init(napi_env env, napi_value exports) {
-  napi_value fn;
-  napi_status st = napi_create_function(env, "backupFolder", NAPI_AUTO_LENGTH, js_backup_folder,
-                                        NULL, &fn);
-  return st == napi_ok ? napi_set_named_property(env, exports, "backupFolder", fn) : st;
+  const napi_property_descriptor functions[] = {
+      {"backupFolder", NULL, js_backup_folder, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"authorizationAllow", NULL, js_authorization_allow, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"authorizationDeny", NULL, js_authorization_deny, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  return napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
 }

@@ -15,7 +15,8 @@ extern const size_t hdn_admin_server_method_count;
 extern const napi_property_descriptor hdn_admin_client_methods[];
 extern const size_t hdn_admin_client_method_count;
 
-/* backupFolder(dataDir, path) on the module. */
+/* backupFolder(dataDir, path), authorizationAllow(request), authorizationDeny(request) on the
+ * module. */
 napi_status hdn_admin_init(napi_env env, napi_value exports);
 
 #endif

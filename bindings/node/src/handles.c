@@ -338,18 +338,39 @@ bool hdn_is_nullish(napi_env env, napi_value v) {
   return napi_typeof(env, v, &t) != napi_ok || t == napi_undefined || t == napi_null;
 }
 
-/* A function `fn(...)` bound to `data`; `fin` runs when the function is collected. */
-napi_value hdn_make_completion(napi_env env, const char *name, napi_callback cb, void *data,
-                                  napi_finalize fin) {
-  napi_value fn;
-  if (napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, data, &fn) != napi_ok) return NULL;
-  if (napi_add_finalizer(env, fn, data, fin, NULL, NULL) != napi_ok) return NULL;
-  return fn;
+napi_value hdn_make_ref(napi_env env, void *data, const napi_type_tag *tag, napi_finalize fin) {
+  napi_value ext;
+  /* the finalizer comes last: until it is attached (NULL returned before), `data` is the caller's */
+  if (napi_create_external(env, data, NULL, NULL, &ext) != napi_ok ||
+      napi_type_tag_object(env, ext, tag) != napi_ok ||
+      napi_add_finalizer(env, ext, data, fin, NULL, NULL) != napi_ok) {
+    return NULL;
+  }
+  return ext;
 }
 
-/* Server: one hd_consumed_t handed to JS. `b` is NULL once every event is completed (the core
- * may have freed it then). A batch whose completion function is collected with events still
- * open is completed with failure: the client reports them again (nothing is lost, nothing
+void *hdn_get_ref(napi_env env, napi_value v, const napi_type_tag *tag, const char *what) {
+  bool ok = false;
+  void *data = NULL;
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external ||
+      napi_check_object_type_tag(env, v, tag, &ok) != napi_ok || !ok ||
+      napi_get_value_external(env, v, &data) != napi_ok || data == NULL) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "not %s handed out by this addon", what);
+    hdn_throw_einval(env, msg);
+    return NULL;
+  }
+  return data;
+}
+
+/* The tags of the references handed to JS (random 128-bit values: napi_type_tag_object). */
+static const napi_type_tag batch_tag = {0x3f1c9a5e27d84b60ULL, 0x9e4d0b7a61c2f835ULL};
+static const napi_type_tag event_tag = {0x8a27e4c1d95b3f06ULL, 0x41f6c0d2b97e5a18ULL};
+
+/* Server: one hd_consumed_t handed to JS (an external, tagged batch_tag). `b` is NULL once every
+ * event is completed (the core may have freed it then). A batch whose reference is collected
+ * with events still open is completed with failure: the client reports them again (nothing is lost, nothing
  * leaks). */
 typedef struct batch_ref {
   hd_consumed_t *b;
@@ -370,39 +391,48 @@ static void batch_finalize(napi_env env, void *data, void *hint) {
   hdn_live_free(HDN_LIVE_BATCH, r);
 }
 
-/* complete(ok) completes every open event of the batch; complete(ok, index) one of them. */
-static napi_value js_batch_complete(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  void *data = NULL;
-  HDN_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, &data));
-  batch_ref_t *r = data;
-  int ok = argc > 0 && hdn_truthy(env, argv[0]);
-  int rc;
-  if (argc < 2 || hdn_is_nullish(env, argv[1])) {
-    if (r->b == NULL) return throw_already(env, "the batch's event is already completed");
-    rc = hd_consumed_complete_all(r->b, ok);
-    memset(r->done, 1, r->count);
-    r->b = NULL;
-    r->remaining = 0;
-  } else {
-    uint32_t i;
-    if (napi_get_value_uint32(env, argv[1], &i) != napi_ok || i >= r->count) {
-      return hdn_throw_einval(env, "index must be an event's index in the batch");
-    }
-    if (r->done[i] || r->b == NULL) return throw_already(env, "the batch's event is already completed");
-    r->done[i] = 1;
-    hd_consumed_t *b = r->b;
-    if (--r->remaining == 0) r->b = NULL; /* the last completion may free it */
-    rc = hd_consumed_complete(b, i, ok);
+/* consumedComplete(batch, index, ok): hd_consumed_complete, one event of the batch. */
+static napi_value js_consumed_complete(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], undef;
+  uint32_t i;
+  HDN_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) return hdn_throw_einval(env, "expected (batch, index, ok)");
+  batch_ref_t *r = hdn_get_ref(env, argv[0], &batch_tag, "a batch");
+  if (r == NULL) return NULL;
+  if (napi_get_value_uint32(env, argv[1], &i) != napi_ok || i >= r->count) {
+    return hdn_throw_einval(env, "index must be an event's index in the batch");
   }
+  if (r->done[i] || r->b == NULL) return throw_already(env, "the batch's event is already completed");
+  r->done[i] = 1;
+  hd_consumed_t *b = r->b;
+  if (--r->remaining == 0) r->b = NULL; /* the last completion may free it */
+  int rc = hd_consumed_complete(b, i, hdn_truthy(env, argv[2]));
   if (rc < 0) return hdn_throw_hd(env, rc);
-  napi_value undef;
   napi_get_undefined(env, &undef);
   return undef;
 }
 
-/* The core's on_consumed: onconsumed(user, events[], complete). */
+/* consumedCompleteAll(batch, ok): hd_consumed_complete_all, every open event of the batch. */
+static napi_value js_consumed_complete_all(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], undef;
+  HDN_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) return hdn_throw_einval(env, "expected (batch, ok)");
+  batch_ref_t *r = hdn_get_ref(env, argv[0], &batch_tag, "a batch");
+  if (r == NULL) return NULL;
+  if (r->b == NULL) return throw_already(env, "the batch's events are already completed");
+  hd_consumed_t *b = r->b;
+  memset(r->done, 1, r->count);
+  r->b = NULL;
+  r->remaining = 0;
+  int rc = hd_consumed_complete_all(b, hdn_truthy(env, argv[1]));
+  if (rc < 0) return hdn_throw_hd(env, rc);
+  napi_get_undefined(env, &undef);
+  return undef;
+}
+
+/* The core's on_consumed: onconsumed(user, events[], batch). */
 static void on_consumed(void *ud, const uint8_t user[32], hd_consumed_t *batch) {
   hdn_handle_t *h = ud;
   size_t n = hd_consumed_count(batch);
@@ -430,14 +460,14 @@ static void on_consumed(void *ud, const uint8_t user[32], hd_consumed_t *batch) 
     ok = hd_consumed_event(batch, i, &info) == 0 && (ev = event_object(env, &info)) != NULL &&
          napi_set_element(env, argv[1], (uint32_t)i, ev) == napi_ok;
   }
-  if (ok) ok = (fn = hdn_make_completion(env, "complete", js_batch_complete, r, batch_finalize)) != NULL;
+  if (ok) ok = (fn = hdn_make_ref(env, r, &batch_tag, batch_finalize)) != NULL;
   if (!ok) {
     bool pending;
     napi_value exc;
     if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
       napi_get_and_clear_last_exception(env, &exc);
     }
-    if (fn == NULL) batch_finalize(env, r, NULL); /* not owned by a function yet */
+    if (fn == NULL) batch_finalize(env, r, NULL); /* not owned by a reference yet */
     else batch_fail_rest(r);
     napi_close_handle_scope(env, scope);
     return;
@@ -460,42 +490,71 @@ static void event_finalize(napi_env env, void *data, void *hint) {
   hdn_live_free(HDN_LIVE_EVENT, r);
 }
 
-/* How an event ends (the completion's first argument when it is a number): the handler's
- * success or failure (hd_event_complete), a failed attempt with a reason (hd_event_fail) or a
- * rejection (hd_event_reject). Booleans mean success or failure. */
-enum { COMPLETE_FAIL = 0, COMPLETE_OK = 1, COMPLETE_FAIL_REASON = 2, COMPLETE_REJECT = 3 };
-
-/* complete(ok[, data: Uint8Array]) or complete(COMPLETE_FAIL_REASON | COMPLETE_REJECT, reason:
- * Uint8Array) */
-static napi_value js_event_complete(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  void *data = NULL;
-  HDN_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, &data));
-  event_ref_t *r = data;
-  if (r->e == NULL) return throw_already(env, "the event is already completed");
-  napi_valuetype t = napi_undefined;
-  int32_t mode = COMPLETE_FAIL;
-  if (argc > 0) napi_typeof(env, argv[0], &t);
-  if (t == napi_number) napi_get_value_int32(env, argv[0], &mode);
-  else mode = argc > 0 && hdn_truthy(env, argv[0]) ? COMPLETE_OK : COMPLETE_FAIL;
-  const uint8_t *bytes = NULL;
-  size_t len = 0;
-  if (argc > 1 && !hdn_is_nullish(env, argv[1]) &&
-      hdn_get_bytes(env, argv[1], 0, &bytes, &len, "data") < 0) {
+/* The open event of an eventComplete/eventFail/eventReject call; NULL (thrown) otherwise. */
+static event_ref_t *open_event(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
+  if (napi_get_cb_info(env, info, argc, argv, NULL, NULL) != napi_ok || *argc < 1) {
+    hdn_throw_einval(env, "expected (event, ...)");
     return NULL;
   }
-  int rc;
-  if (mode == COMPLETE_FAIL_REASON) rc = hd_event_fail(r->e, (const char *)bytes, len);
-  else if (mode == COMPLETE_REJECT) rc = hd_event_reject(r->e, (const char *)bytes, len);
-  else if (mode == COMPLETE_OK) rc = hd_event_complete(r->e, 1, len ? bytes : NULL, len);
-  else rc = hd_event_complete(r->e, 0, NULL, 0);
+  event_ref_t *r = hdn_get_ref(env, argv[0], &event_tag, "an event");
+  if (r != NULL && r->e == NULL) {
+    throw_already(env, "the event is already completed");
+    return NULL;
+  }
+  return r;
+}
+
+/* Bytes of an optional argument (data, a reason); -1 (thrown) if it is not bytes. */
+static int optional_bytes(napi_env env, size_t argc, napi_value *argv, size_t i, const uint8_t **p,
+                          size_t *len, const char *what) {
+  *p = NULL;
+  *len = 0;
+  if (argc <= i || hdn_is_nullish(env, argv[i])) return 0;
+  return hdn_get_bytes(env, argv[i], 0, p, len, what);
+}
+
+/* The outcome of a completing call: the event stays open after EINVAL/ENOMEM, else it is done. */
+static napi_value event_done(napi_env env, event_ref_t *r, int rc) {
+  napi_value undef;
   if (rc == HD_EINVAL || rc == HD_ENOMEM) return hdn_throw_hd(env, rc); /* still open */
   r->e = NULL;
   if (rc < 0) return hdn_throw_hd(env, rc);
-  napi_value undef;
   napi_get_undefined(env, &undef);
   return undef;
+}
+
+/* eventComplete(event, ok[, data: Uint8Array]): hd_event_complete. */
+static napi_value js_event_complete(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  event_ref_t *r = open_event(env, info, &argc, argv);
+  const uint8_t *data;
+  size_t len;
+  if (r == NULL || optional_bytes(env, argc, argv, 2, &data, &len, "data") < 0) return NULL;
+  int ok = argc > 1 && hdn_truthy(env, argv[1]);
+  return event_done(env, r, hd_event_complete(r->e, ok, ok && len ? data : NULL, ok ? len : 0));
+}
+
+/* eventFail(event[, reason: Uint8Array]): hd_event_fail, a failed attempt. */
+static napi_value js_event_fail(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  event_ref_t *r = open_event(env, info, &argc, argv);
+  const uint8_t *reason;
+  size_t len;
+  if (r == NULL || optional_bytes(env, argc, argv, 1, &reason, &len, "reason") < 0) return NULL;
+  return event_done(env, r, hd_event_fail(r->e, (const char *)reason, len));
+}
+
+/* eventReject(event[, reason: Uint8Array]): hd_event_reject, a dead letter at once. */
+static napi_value js_event_reject(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  event_ref_t *r = open_event(env, info, &argc, argv);
+  const uint8_t *reason;
+  size_t len;
+  if (r == NULL || optional_bytes(env, argc, argv, 1, &reason, &len, "reason") < 0) return NULL;
+  return event_done(env, r, hd_event_reject(r->e, (const char *)reason, len));
 }
 
 /* A notice's fields for onnotice(kind, count, firstSeq, lastSeq, complete): argv[0..3]. */
@@ -508,8 +567,9 @@ static int notice_args(napi_env env, hd_event_t *event, napi_value *argv) {
          (argv[3] = hdn_seq_value(env, n.last_seq)) != NULL;
 }
 
-/* The core's on_event and on_notice: onevent(id, payload, createdAt, complete, possiblyRepeated,
- * attempt) or onnotice(kind, count, firstSeq, lastSeq, complete). */
+/* The core's on_event and on_notice: onevent(id, payload, createdAt, event, possiblyRepeated,
+ * attempt) or onnotice(kind, count, firstSeq, lastSeq, event), `event` the reference that
+ * eventComplete/eventFail/eventReject take. */
 void hdn_on_client_event(void *ud, hd_event_t *event) {
   hdn_handle_t *h = ud;
   event_ref_t *r = NULL;
@@ -539,7 +599,7 @@ void hdn_on_client_event(void *ud, hd_event_t *event) {
          napi_create_uint32(env, hd_event_attempt(event), &argv[5]) == napi_ok;
   }
   if (ok) {
-    ok = (fn = hdn_make_completion(env, "complete", js_event_complete, r, event_finalize)) != NULL;
+    ok = (fn = hdn_make_ref(env, r, &event_tag, event_finalize)) != NULL;
   }
   if (!ok) {
     bool pending;
@@ -1345,9 +1405,18 @@ static napi_value js_native_objects(napi_env env, napi_callback_info info) {
 
 napi_status hdn_handles_init(napi_env env, napi_value exports) {
   napi_status st;
-  napi_value cls, fn;
-  st = napi_create_function(env, "nativeObjects", NAPI_AUTO_LENGTH, js_native_objects, NULL, &fn);
-  if (st == napi_ok) st = napi_set_named_property(env, exports, "nativeObjects", fn);
+  napi_value cls;
+  /* the completions of what the handles hand out, one function per C call */
+  const napi_property_descriptor functions[] = {
+      {"nativeObjects", NULL, js_native_objects, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"consumedComplete", NULL, js_consumed_complete, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"consumedCompleteAll", NULL, js_consumed_complete_all, NULL, NULL, NULL, napi_enumerable,
+       NULL},
+      {"eventComplete", NULL, js_event_complete, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"eventFail", NULL, js_event_fail, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"eventReject", NULL, js_event_reject, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  st = napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
   if (st != napi_ok) return st;
   napi_property_descriptor server_props[] = {
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default_method, NULL},

@@ -16,12 +16,12 @@ typedef enum {
   HDN_CB_CONNECT,      /* onconnect(publicKey) */
   HDN_CB_DISCONNECT,   /* ondisconnect(publicKey | null, error | null) */
   HDN_CB_LOG,          /* onlog(level, message) */
-  HDN_CB_EVENT,        /* client: onevent(id, payload, createdAt, complete, possiblyRepeated,
+  HDN_CB_EVENT,        /* client: onevent(id, payload, createdAt, event, possiblyRepeated,
                           attempt) */
-  HDN_CB_NOTICE,       /* client: onnotice(kind, count, firstSeq, lastSeq, complete) */
-  HDN_CB_CONSUMED,     /* server: onconsumed(user, events, complete) */
+  HDN_CB_NOTICE,       /* client: onnotice(kind, count, firstSeq, lastSeq, event) */
+  HDN_CB_CONSUMED,     /* server: onconsumed(user, events, batch) */
   HDN_CB_DEAD_LETTER,  /* server: ondeadletter(user, deadLetter) */
-  HDN_CB_AUTHORIZE,    /* server: onauthorize(publicKey, answer) */
+  HDN_CB_AUTHORIZE,    /* server: onauthorize(publicKey, request) */
   HDN_CB_COUNT
 } hdn_callback_t;
 
@@ -83,9 +83,12 @@ napi_value hdn_user_counts(napi_env env, hd_server_t *core, hdn_user_pager_t pag
 /* { names[i]: values[i] } as Numbers; NULL (thrown, naming `what`) on failure. */
 napi_value hdn_counters_object(napi_env env, const char *what, size_t n, const char *const names[],
                                const uint64_t values[]);
-/* A function `fn(...)` bound to `data`; `fin` runs when the function is collected. */
-napi_value hdn_make_completion(napi_env env, const char *name, napi_callback cb, void *data,
-                               napi_finalize fin);
+/* A reference to `data` handed to JS (udx-native style: JS passes it back to the one function
+ * of each C call): an external tagged `tag`, `fin` running when it is collected. NULL on
+ * failure, `data` still the caller's. */
+napi_value hdn_make_ref(napi_env env, void *data, const napi_type_tag *tag, napi_finalize fin);
+/* The data of a reference made with `tag`; NULL (thrown EINVAL, naming `what`) otherwise. */
+void *hdn_get_ref(napi_env env, napi_value v, const napi_type_tag *tag, const char *what);
 
 /* An asynchronous operation: its handle and its promise. While it runs the handle counts it
  * (h->pending) and stays alive. */
