@@ -1373,26 +1373,41 @@ static napi_value js_client_stats(napi_env env, napi_callback_info info) {
   return obj;
 }
 
-/* rollbackStats() of either handle: hd_rollback_stats_t, the epoch as a Buffer. */
-static napi_value js_rollback_stats(napi_env env, napi_callback_info info) {
+/* hd_rollback_stats_t as { epoch: Buffer, rollbacks, ... }. */
+static napi_value rollback_object(napi_env env, const hd_rollback_stats_t *s) {
+  static const char *const names[] = {"rollbacks", "epochResumes", "eventsRepeated",
+                                       "eventsOrphaned", "consumedDropped"};
+  const uint64_t values[] = {s->rollbacks, s->epoch_resumes, s->events_repeated,
+                             s->events_orphaned, s->consumed_dropped};
+  napi_value epoch,
+      obj = hdn_counters_object(env, "rollbackStats", sizeof values / sizeof values[0], names, values);
+  if (obj == NULL || (epoch = hdn_buffer_copy(env, s->epoch, sizeof s->epoch)) == NULL) return NULL;
+  HDN_CALL(env, napi_set_named_property(env, obj, "epoch", epoch));
+  return obj;
+}
+
+/* server.rollbackStats(): hd_server_rollback_stats. */
+static napi_value js_server_rollback_stats(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   hdn_handle_t *h = hdn_open_handle(env, info, &argc, NULL);
   if (h == NULL) return NULL;
   hd_rollback_stats_t s;
   memset(&s, 0, sizeof s);
   s.version = HD_ROLLBACK_STATS_VERSION;
-  int rc = h->kind == HDN_SERVER ? hd_server_rollback_stats(h->core, &s)
-                                 : hd_client_rollback_stats(h->core, &s);
-  if (rc < 0) return hdn_throw_hd(env, rc);
-  static const char *const names[] = {"rollbacks", "epochResumes", "eventsRepeated",
-                                       "eventsOrphaned", "consumedDropped"};
-  const uint64_t values[] = {s.rollbacks, s.epoch_resumes, s.events_repeated, s.events_orphaned,
-                             s.consumed_dropped};
-  napi_value epoch,
-      obj = hdn_counters_object(env, "rollbackStats", sizeof values / sizeof values[0], names, values);
-  if (obj == NULL || (epoch = hdn_buffer_copy(env, s.epoch, sizeof s.epoch)) == NULL) return NULL;
-  HDN_CALL(env, napi_set_named_property(env, obj, "epoch", epoch));
-  return obj;
+  int rc = hd_server_rollback_stats(h->core, &s);
+  return rc < 0 ? hdn_throw_hd(env, rc) : rollback_object(env, &s);
+}
+
+/* client.rollbackStats(): hd_client_rollback_stats. */
+static napi_value js_client_rollback_stats(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  hdn_handle_t *h = hdn_open_handle(env, info, &argc, NULL);
+  if (h == NULL) return NULL;
+  hd_rollback_stats_t s;
+  memset(&s, 0, sizeof s);
+  s.version = HD_ROLLBACK_STATS_VERSION;
+  int rc = hd_client_rollback_stats(h->core, &s);
+  return rc < 0 ? hdn_throw_hd(env, rc) : rollback_object(env, &s);
 }
 
 /* nativeObjects() -> { handles, events, batches, operations } alive in this process. */
@@ -1428,7 +1443,7 @@ napi_status hdn_handles_init(napi_env env, napi_value exports) {
       {"pending", NULL, js_server_pending, NULL, NULL, NULL, napi_default_method, NULL},
       {"connectedUsers", NULL, js_server_connected_users, NULL, NULL, NULL, napi_default_method,
        NULL},
-      {"rollbackStats", NULL, js_rollback_stats, NULL, NULL, NULL, napi_default_method, NULL},
+      {"rollbackStats", NULL, js_server_rollback_stats, NULL, NULL, NULL, napi_default_method, NULL},
       {"pendingUsers", NULL, js_server_pending_users, NULL, NULL, NULL, napi_default_method,
        NULL},
       {"listEvents", NULL, js_server_list_events, NULL, NULL, NULL, napi_default_method, NULL},
@@ -1457,7 +1472,7 @@ napi_status hdn_handles_init(napi_env env, napi_value exports) {
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default_method, NULL},
       {"state", NULL, js_state, NULL, NULL, NULL, napi_default_method, NULL},
       {"stats", NULL, js_client_stats, NULL, NULL, NULL, napi_default_method, NULL},
-      {"rollbackStats", NULL, js_rollback_stats, NULL, NULL, NULL, napi_default_method, NULL},
+      {"rollbackStats", NULL, js_client_rollback_stats, NULL, NULL, NULL, napi_default_method, NULL},
   };
   enum { CLIENT_PROPS = sizeof client_props / sizeof client_props[0] };
   napi_property_descriptor call[CLIENT_PROPS + 8];
