@@ -409,7 +409,7 @@ AuthorizeCallback = Callable[[bytes, Authorization], Any]
 """``(public_key, request) -> True | False | DEFER``: on the server's loop thread, must not
 block. ``True`` admits the key, ``DEFER`` leaves the answer to ``request.allow()`` /
 ``request.deny()`` (any thread, before ``authorize_timeout``), anything else (or a raise)
-refuses it (the client sees AuthError)."""
+refuses it (the client sees AuthenticationError)."""
 
 
 @ffi.def_extern(onerror=_unraisable)
@@ -840,7 +840,7 @@ class Server(_Handle):
     @property
     def metrics_port(self) -> int:
         """The port of the metrics responder (``metrics_listen``, useful with port 0);
-        StateError without one."""
+        InvalidStateError without one."""
         return check(lib.hd_server_metrics_port(self._require_open()))
 
     def metrics(self) -> str:
