@@ -200,25 +200,25 @@ def _finish(ev: Any, result: Any) -> None:
 
 
 # Completions of asynchronous calls (add_event_nowait, update_pause): cb_data is a key here.
-_calls: Dict[int, Tuple[int, Callable[[int, int], None]]] = {}
+_calls: Dict[int, Tuple[int, Callable[[int, Any], None]]] = {}
 _calls_lock = threading.Lock()
 _call_ids = itertools.count(1)
 
 
-def _call_register(owner: int, fn: Callable[[int, int], None]) -> Any:
+def _call_register(owner: int, fn: Callable[[int, Any], None]) -> Any:
     key = next(_call_ids)
     with _calls_lock:
         _calls[key] = (owner, fn)
     return key, ffi.cast("void *", key)
 
 
-def _call_pop(key: int) -> Optional[Callable[[int, int], None]]:
+def _call_pop(key: int) -> Optional[Callable[[int, Any], None]]:
     with _calls_lock:
         entry = _calls.pop(key, None)
     return entry[1] if entry else None
 
 
-def _call_fire(key: int, status: int, value: int) -> None:
+def _call_fire(key: int, status: int, value: Any) -> None:
     fn = _call_pop(key)
     if fn is not None:
         try:
