@@ -214,6 +214,19 @@ install: lib
 deps:
 	@sh scripts/install-deps.sh
 
+# Every public hd_ function has a counterpart in Swift, Node and Python or a written reason why not
+# (abi/parity/<binding>.txt; test/parity/check_parity.py says how it checks).
+.PHONY: test-parity
+test-parity:
+	python3 test/parity/check_parity.py --self-test
+	python3 test/parity/check_parity.py
+
+# The installed library as a user outside the repository meets it: `make install PREFIX=<tmp>`,
+# a program built through pkg-config alone (shared and static), run.
+.PHONY: test-install
+test-install: lib
+	sh test/install/c_library.sh
+
 # Every suite: C (plain, under valgrind, ASan+UBSan, TSan), a short fuzzing run, the header
 # check, the layering and case checks, the ABI check, Swift, the previous release's CLI against
 # this one, Node, Python, the docs' code blocks.
@@ -225,6 +238,8 @@ test: deps
 	$(MAKE) test-c-tsan
 	$(MAKE) fuzz-smoke
 	$(MAKE) abi-check
+	$(MAKE) test-install
+	$(MAKE) test-parity
 	$(MAKE) test-swift
 	$(MAKE) test-compat
 	$(MAKE) test-node

@@ -5,7 +5,8 @@ set -eu
 # build-essential's gcc also brings the sanitizer runtimes that `make test-c-asan` and
 # `make test-c-tsan` link (libasan8, liblsan0, libubsan1, libtsan2: hard dependencies of
 # libgcc-12-dev, which gcc-12 depends on), so they need no line of their own.
-packages="build-essential pkg-config libuv1-dev libsodium-dev libsqlite3-dev valgrind abigail-tools python3-venv nodejs"
+# systemd: its systemd-analyze verifies the example unit (test/systemd/verify.sh).
+packages="build-essential pkg-config libuv1-dev libsodium-dev libsqlite3-dev valgrind abigail-tools python3-venv nodejs systemd"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
