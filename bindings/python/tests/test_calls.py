@@ -189,3 +189,26 @@ def test_backup_and_held_stores(server_kp, user_kp, store, tmp_path) -> None:
 
 def test_keypair_verify() -> None:
     assert hyperdown.KeyPair.generate().verify()
+
+
+def test_aio_authorize_coroutine(server_kp, user_kp, store) -> None:
+    stranger = hyperdown.KeyPair.generate()
+
+    async def authorize(pk: bytes) -> bool:
+        await asyncio.sleep(0)
+        return pk == user_kp.public_key
+
+    async def main() -> None:
+        async with hyperdown.aio.Server(server_kp, "topic", authorize=authorize,
+                                        **store()) as server:
+            async with hyperdown.aio.Client(stranger, server_kp.public_key, "topic",
+                                            f"127.0.0.1:{server.port}", reconnect=False,
+                                            **store()) as refused:
+                _, err = await refused.disconnected(timeout=TIMEOUT)
+                assert isinstance(err, hyperdown.AuthenticationError)
+            async with hyperdown.aio.Client(user_kp, server_kp.public_key, "topic",
+                                            f"127.0.0.1:{server.port}", **store()) as client:
+                assert await client.connected(timeout=TIMEOUT) == server_kp.public_key
+                assert server.disconnect(user_kp.public_key) == 1
+                await client.disconnected(timeout=TIMEOUT)
+    asyncio.run(asyncio.wait_for(main(), 30))
