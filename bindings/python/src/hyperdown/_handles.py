@@ -408,8 +408,9 @@ class Authorization:
 AuthorizeCallback = Callable[[bytes, Authorization], Any]
 """``(public_key, request) -> True | False | DEFER``: on the server's loop thread, must not
 block. ``True`` admits the key, ``DEFER`` leaves the answer to ``request.allow()`` /
-``request.deny()`` (any thread, before ``authorize_timeout``), anything else (or a raise)
-refuses it (the client sees AuthenticationError)."""
+``request.deny()`` (any thread, before ``authorize_timeout``; answer a deferred request even
+late: the answer is what frees it), anything else (or a raise) refuses it (the client sees
+AuthenticationError)."""
 
 
 @ffi.def_extern(onerror=_unraisable)
@@ -1061,14 +1062,7 @@ class Server(_Handle):
         out = ffi.new("hd_fanout_result_t[]", len(keys))
         check(lib.hd_server_add_fanout_wait(self._require_open(), b"".join(keys), len(keys), raw,
                                             len(raw), opts, out))
-        results = []
-        for i, pk in enumerate(keys):
-            status = int(out[i].status)
-            if status == 0:
-                results.append(FanoutResult(pk, None, AddResult._from(out[i].result)))
-            else:
-                results.append(FanoutResult(pk, error_from_code(status), None))
-        return results
+        return _fanout_results(keys, 0, out)
 
     def list_dead_letters(self, user: BytesLike, after: int = 0,
                           limit: int = 256) -> List[DeadLetter]:
