@@ -12,7 +12,7 @@ FUZZ_BUILD := $(BUILD)/fuzz
 # One file per target, named for what it feeds.
 FUZZ_TARGETS := varint messages msg_reader record_reader handshake_responder \
                 handshake_initiator hello_welcome keys server_session client_session \
-                failed_notices
+                failed_notices http_request
 
 # UBSan reports stop the run (libFuzzer then saves the input), like ASan's.
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined

@@ -505,6 +505,30 @@ static void client_session_seeds(void) {
   hd__buf_free(&seed);
 }
 
+/* The metrics responder's requests (http_request): what Prometheus, curl and a probe send, and
+ * the refusals' shapes. Plain text: no encoder to take them from. */
+static void http_request_seeds(void) {
+  static const struct { const char *name, *text; } seeds[] = {
+      {"get-metrics", "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:9100\r\nUser-Agent: "
+                      "Prometheus/2.53.0\r\nAccept: text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n"
+                      "Accept-Encoding: gzip\r\nX-Prometheus-Scrape-Timeout-Seconds: 10\r\n\r\n"},
+      {"get-healthz-1.0", "GET /healthz HTTP/1.0\r\n\r\n"},
+      {"get-readyz-query", "GET /readyz?verbose=1 HTTP/1.1\r\nhost: x\r\n\r\n"},
+      {"post-metrics", "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"},
+      {"half", "GET /metr"},
+      {"no-host", "GET /metrics HTTP/1.1\r\nAccept: */*\r\n\r\n"},
+      {"folded", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n"},
+      {"bare-lf", "GET / HTTP/1.1\nHost: x\n\n"},
+  };
+  hd__buf_t b;
+  hd__buf_init(&b);
+  for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
+    put(&b, seeds[i].text, strlen(seeds[i].text));
+    save("http_request", seeds[i].name, &b);
+  }
+  hd__buf_free(&b);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s DIR (writes DIR/<target>/<seed>)\n", argv[0]);
@@ -524,5 +548,6 @@ int main(int argc, char **argv) {
   server_session_seeds();
   client_session_seeds();
   failed_notices_seeds();
+  http_request_seeds();
   return 0;
 }

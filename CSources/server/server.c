@@ -6,6 +6,7 @@
 
 #include "authorize.h"
 #include "conn_config.h"
+#include "http.h"
 #include "keymap.h"
 #include "options.h"
 #include "rate.h"
@@ -46,6 +47,9 @@ struct hd_server {
   hd__hook_t hook;              /* tests (server.h); loop thread */
 
   hd__server_events_t *events;  /* NULL once closed */
+  hd__http_t *http;             /* the metrics responder (metrics_listen), or NULL; closed last,
+                                   so that /readyz answers 503 while the rest closes */
+  int http_closing;
 
   int closing;
   int listener_open;
@@ -269,6 +273,9 @@ int hd_server_create(hd_server_t **out, const hd_server_options_t *opts) {
   /* every event it may hold must fit a client's messages: a smaller limit is refused */
   if (rc == 0) s->cfg.min_peer_message = s->events->max_payload + HD__SRV_PAYLOAD_SLACK;
   if (rc == 0) hd__server_events_start(s->events);
+  if (rc == 0 && opts->version >= 5 && opts->metrics_listen != NULL) {
+    rc = hd__http_start(&s->http, s->rt, s, opts->metrics_listen);
+  }
   /* the loop thread starts last: everything above ran on the creating thread */
   if (rc == 0) rc = hd__runtime_start(s->rt);
   if (rc != 0) {
@@ -277,6 +284,7 @@ int hd_server_create(hd_server_t **out, const hd_server_options_t *opts) {
     hd__runtime_t *rt = s->rt;
     /* frees itself once its store is closed: within abort for an owned loop */
     if (s->events != NULL) hd__server_events_close(s->events, NULL, NULL);
+    if (s->http != NULL) hd__http_close(s->http, NULL, NULL); /* frees itself likewise */
     uv_close((uv_handle_t *)&s->listener, on_listener_closed_on_error);
     hd__runtime_abort(rt);
     return hd__error_restore(&e);
@@ -293,11 +301,23 @@ int hd_server_port(hd_server_t *server) {
   return server->port;
 }
 
+int hd_server_metrics_port(hd_server_t *server) {
+  if (server == NULL) return hd__error(HD_EINVAL, "server is NULL");
+  if (server->http == NULL) return hd__error(HD_ESTATE, "the server has no metrics_listen");
+  return hd__http_port(server->http);
+}
+
 /* ---- Close ---------------------------------------------------------------------------------- */
 
 static void on_events_closed(void *arg) {
   hd_server_t *s = arg;
   s->events = NULL;
+  maybe_finish(s);
+}
+
+static void on_http_closed(void *arg) {
+  hd_server_t *s = arg;
+  s->http = NULL;
   maybe_finish(s);
 }
 
@@ -309,6 +329,11 @@ static void maybe_finish(hd_server_t *s) {
     hd__server_events_t *ev = s->events;
     if (ev->closing) return;
     hd__server_events_close(ev, on_events_closed, s);
+    return;
+  }
+  if (s->http != NULL) {
+    if (!s->http_closing) hd__http_close(s->http, on_http_closed, s);
+    s->http_closing = 1;
     return;
   }
   hd__runtime_t *rt = s->rt;
@@ -438,6 +463,15 @@ int hd_server_disconnect(hd_server_t *server, const uint8_t public_key[HD_PUBLIC
 }
 
 /* ---- The event layer and the runtime, for server_api.c --------------------------------------- */
+
+void hd__server_conns(hd_server_t *s, hd__server_conns_t *out) {
+  out->open = s->peers.count;
+  out->handshaking = s->nhandshaking;
+}
+
+int hd__server_ready(hd_server_t *s) {
+  return !s->closing && s->listener_open && s->events != NULL && !s->events->closing;
+}
 
 hd__server_events_t *hd__server_events_of(hd_server_t *s) { return s->events; }
 

@@ -25,4 +25,13 @@ int hd__server_set_message_hook(hd_server_t *server, hd__message_hook cb, void *
 int hd__server_send(hd_server_t *server, const uint8_t public_key[HD_PUBLICKEY_BYTES],
                     uint8_t type, const uint8_t *body, size_t len);
 
+/* For the metrics (metrics.c) and the HTTP responder (http.c); loop thread. */
+typedef struct hd__server_conns {
+  uint64_t open;        /* authenticated connections (connected users) */
+  uint64_t handshaking; /* accepted, not authenticated yet */
+} hd__server_conns_t;
+void hd__server_conns(hd_server_t *server, hd__server_conns_t *out);
+/* 1 while the store is open and the listener accepts (not closing): /readyz. */
+int hd__server_ready(hd_server_t *server);
+
 #endif

@@ -1,7 +1,9 @@
-/* The server's adds with options (hyperdown.h "Queue semantics"): hd_server_add_event_v2 and its
- * blocking form, the add options and the sizes of the queue semantics. An add with options goes
- * to the store's add_event2, which applies the expiry, the keys and the user's limits inside the
- * batch's transaction (store_sqlite_server_add.c). */
+/* The server's adds: the checks every add makes, the add call from the call to its one
+ * completion (hd__add_call_t, used by every add: hd_server_add_event in server_api.c, the many
+ * events of server_add_events.c), hd_server_add_event_v2 and the fan-out with their blocking
+ * forms, the add options and the sizes of the queue semantics. An add with options goes to the
+ * store's add_event2, several adds to its add_fanout; the store applies the expiry, the keys and
+ * the user's limits inside the batch's transaction (store_sqlite_server_add.c). */
 #include "options.h"
 #include "server.h"
 #include "server_events.h"
@@ -57,6 +59,69 @@ int hd__server_add_spec(hd__server_events_t *ev, const hd_add_options_t *opts, i
   return 0;
 }
 
+/* ---- the checks ------------------------------------------------------------------------------ */
+
+int hd__server_payload_check(const hd__server_events_t *ev, const void *payload, size_t len) {
+  if (payload == NULL || len == 0) return hd__error(HD_EINVAL, "an event needs a payload");
+  if (len > ev->max_payload) {
+    return hd__error(HD_EINVAL, "payload of %zu bytes is above the server's max_event_bytes "
+                     "(%zu)", len, ev->max_payload);
+  }
+  return 0;
+}
+
+int hd__server_add_check(hd_server_t *server, const void *user, const void *payload, size_t len,
+                         hd__server_events_t **ev) {
+  if (server == NULL || user == NULL) return hd__error(HD_EINVAL, "server or user is NULL");
+  if (payload == NULL || len == 0) return hd__error(HD_EINVAL, "an event needs a payload");
+  if (hd__runtime_closing(hd__server_runtime(server))) {
+    return hd__error(HD_ECLOSED, "the server is closing");
+  }
+  *ev = hd__server_events_of(server);
+  return hd__server_payload_check(*ev, payload, len);
+}
+
+int hd__server_key_check(hd__server_events_t *ev, const uint8_t user[HD_PUBLICKEY_BYTES]) {
+  if (hd__key_cache_check(&ev->key_cache, user) == 0) return 0;
+  return hd__error(HD_EKEY, "the user is not a valid Ed25519 public key");
+}
+
+/* ---- the add call: one completion for every add ---------------------------------------------- */
+
+hd__add_call_t *hd__add_call_new(hd__server_events_t *ev, size_t n, int reply, void *cb_data) {
+  size_t each = sizeof(hd_fanout_result_t) + sizeof(hd__store_add_t) + sizeof(size_t) + 32;
+  hd__add_call_t *c = malloc(sizeof *c + n * each);
+  if (c == NULL) {
+    hd__error(HD_ENOMEM, "out of memory for %zu adds", n);
+    return NULL;
+  }
+  memset(c, 0, sizeof *c);
+  c->ev = ev;
+  c->start_ns = uv_hrtime();
+  c->reply = reply;
+  c->cb_data = cb_data;
+  c->n = n;
+  c->results = (hd_fanout_result_t *)(c + 1);
+  c->adds = (hd__store_add_t *)(c->results + n);
+  c->map = (size_t *)(c->adds + n);
+  c->users = (uint8_t *)(c->map + n);
+  memset(c->results, 0, n * sizeof *c->results);
+  return c;
+}
+
+hd__store_add_t *hd__add_call_push(hd__add_call_t *c, size_t i, const uint8_t *user,
+                                   const hd__add_spec_t *spec) {
+  size_t k = c->m++;
+  hd__store_add_t *a = &c->adds[k];
+  memcpy(c->users + 32 * k, user, 32);
+  a->user = c->users + 32 * k;
+  a->payload = NULL;
+  a->len = 0;
+  a->spec = *spec;
+  c->map[k] = i;
+  return a;
+}
+
 /* The counters of an add's outcome (loop thread). */
 static void count_result(hd__server_events_t *ev, int status, const hd_add_result_t *r) {
   if (status == HD_ELIMIT) ev->n_limited++;
@@ -78,288 +143,247 @@ static void count_result(hd__server_events_t *ev, int status, const hd_add_resul
  * then be sent between the snapshot and the commit; the add's completion unholds and wakes. A
  * hold is per user, so a session that opens meanwhile is held too. Adds without a collapse key
  * need none of this and go straight to the store's queue from any thread. */
-typedef struct hold_call {
-  hd__server_events_t *ev;
-  const uint8_t *users; /* n x 32 */
-  size_t n;
-  uint64_t *sent;       /* n: the snapshots */
-  size_t held;          /* users held so far */
-  int (*submit)(struct hold_call *c);
-  void *arg;
-} hold_call_t;
-
-static void unhold_users(hd__server_events_t *ev, const uint8_t *users, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    hd__server_user_t *u = hd__server_user_get(ev, users + 32 * i, 0);
-    if (u != NULL && u->holds != 0) hd__session_unhold(ev, u);
+static void unhold(hd__add_call_t *c, size_t upto) {
+  for (size_t i = 0; i < upto; i++) {
+    if (c->adds[i].spec.collapse_key_len == 0) continue;
+    hd__server_user_t *u = hd__server_user_get(c->ev, c->adds[i].user, 0);
+    if (u != NULL && u->holds != 0) hd__session_unhold(c->ev, u);
   }
 }
 
+static void reply(hd__add_call_t *c, int status) {
+  int ok = status == 0;
+  switch (c->reply) {
+    case HD__ADD_REPLY_SEQ:
+      if (c->cb.seq != NULL) c->cb.seq(c->cb_data, status, ok ? c->results[0].result.seq : 0);
+      break;
+    case HD__ADD_REPLY_RESULT:
+      if (c->cb.result != NULL) c->cb.result(c->cb_data, status, ok ? &c->results[0].result : NULL);
+      break;
+    default:
+      if (c->cb.many != NULL) c->cb.many(c->cb_data, status, ok ? c->results : NULL, ok ? c->n : 0);
+  }
+}
+
+/* The one completion. status: the call's (0: its transaction committed; a single add's own
+ * failure, HD_ELIMIT, is its status too); r[0..m): the store's per add (status 0 only). */
+static void add_call_done(hd__add_call_t *c, int status, const hd_fanout_result_t *r) {
+  hd__server_events_t *ev = c->ev;
+  if (c->held) unhold(c, c->m);
+  if (status == 0) {
+    for (size_t i = 0; i < c->m; i++) {
+      c->results[c->map[i]] = r[i];
+      count_result(ev, r[i].status, &r[i].result);
+    }
+  } else {
+    count_result(ev, status, NULL);
+  }
+  /* one observation per call, however many adds: the time the caller waited for durability */
+  if (status == 0) hd__histogram_observe(&ev->add_durable, uv_hrtime() - c->start_ns);
+  reply(c, status);
+  if (status == 0) {
+    int64_t expiry = 0; /* the earliest of the stored events: the sweep runs by then */
+    for (size_t i = 0; i < c->m; i++) {
+      if (r[i].status != 0 || (r[i].result.flags & HD_ADD_DUPLICATE)) continue;
+      hd__session_wake(ev, c->adds[i].user); /* pushed after commit, coalesced per user */
+      int64_t e = c->adds[i].spec.expires_ms;
+      if (e != 0 && (expiry == 0 || e < expiry)) expiry = e;
+    }
+    if (expiry != 0) hd__expiry_added(ev, expiry);
+  }
+  free(c);
+}
+
+static void one_done(void *data, int status, const hd_add_result_t *r) {
+  hd_fanout_result_t res = {0};
+  if (status == 0) res.result = *r;
+  add_call_done(data, status, &res);
+}
+
+static void seq_done(void *data, int status, uint64_t seq) {
+  hd_fanout_result_t res = {0};
+  res.result.seq = seq;
+  add_call_done(data, status, &res);
+}
+
+static void many_done(void *data, int status, const hd_fanout_result_t *r, size_t m) {
+  (void)m;
+  add_call_done(data, status, r);
+}
+
+typedef struct add_submit {
+  hd__add_call_t *c;
+  int64_t now;
+  const void *shared;
+  size_t shared_len;
+} add_submit_t;
+
+static int to_store(add_submit_t *x) {
+  hd__add_call_t *c = x->c;
+  hd__server_store_t *st = c->ev->store;
+  if (c->reply == HD__ADD_REPLY_MANY) {
+    return st->vt->add_fanout(st, c->adds, c->m, x->now, x->shared, x->shared_len, many_done, c);
+  }
+  const hd__store_add_t *a = &c->adds[0];
+  /* a plain add without an expiry and without limits needs none of add_event2's reads */
+  if (c->reply == HD__ADD_REPLY_SEQ && a->spec.expires_ms == 0 && !c->ev->limited) {
+    return st->vt->add_event(st, a->user, x->now, a->payload, a->len, seq_done, c);
+  }
+  return st->vt->add_event2(st, a->user, x->now, a->payload, a->len, &a->spec, one_done, c);
+}
+
 static int hold_on_loop(void *arg) {
-  hold_call_t *c = arg;
+  add_submit_t *x = arg;
+  hd__add_call_t *c = x->c;
   if (c->ev->closing) return hd__error(HD_ECLOSED, "the server is closing");
   int rc = 0;
-  for (c->held = 0; c->held < c->n; c->held++) {
-    hd__server_user_t *u = hd__server_user_get(c->ev, c->users + 32 * c->held, 1);
+  size_t i;
+  for (i = 0; i < c->m; i++) {
+    hd__store_add_t *a = &c->adds[i];
+    if (a->spec.collapse_key_len == 0) continue;
+    hd__server_user_t *u = hd__server_user_get(c->ev, a->user, 1);
     if (u == NULL) {
       rc = hd__error(HD_ENOMEM, "out of memory holding a user's pushes");
       break;
     }
     u->holds++;
-    c->sent[c->held] = u->sent_max;
+    a->spec.sent_upto = u->sent_max;
   }
-  if (rc == 0) rc = c->submit(c);
-  if (rc != 0) unhold_users(c->ev, c->users, c->held);
+  c->held = rc == 0;
+  if (rc == 0) rc = to_store(x);
+  if (rc != 0) {
+    unhold(c, i);
+    c->held = 0;
+  }
   return rc;
 }
 
-/* ---- one user ---------------------------------------------------------------------------------- */
-
-typedef struct add2_ctx {
-  hd__server_events_t *ev;
-  hd_add_result_cb cb;
-  void *cb_data;
-  int held;
-  int64_t expires_ms;
-  uint8_t user[HD_PUBLICKEY_BYTES];
-} add2_ctx_t;
-
-static void add2_done(void *data, int status, const hd_add_result_t *r) {
-  add2_ctx_t *a = data;
-  hd__server_events_t *ev = a->ev;
-  count_result(ev, status, r);
-  if (a->held) unhold_users(ev, a->user, 1);
-  if (a->cb != NULL) a->cb(a->cb_data, status, r);
-  if (status == 0 && !(r->flags & HD_ADD_DUPLICATE)) {
-    hd__session_wake(ev, a->user);
-    if (a->expires_ms != 0) hd__expiry_added(ev, a->expires_ms);
-  }
-  free(a);
+int hd__add_call_submit(hd__add_call_t *c, int64_t now_ms, const void *shared,
+                        size_t shared_len) {
+  add_submit_t x = {c, now_ms, shared, shared_len};
+  int collapse = 0;
+  for (size_t i = 0; i < c->m && !collapse; i++) collapse = c->adds[i].spec.collapse_key_len != 0;
+  int rc = collapse ? hd__runtime_call(c->ev->rt, hold_on_loop, &x) : to_store(&x);
+  if (rc != 0) free(c);
+  return rc;
 }
 
-typedef struct add2_submit {
-  add2_ctx_t *a;
-  int64_t now;
-  const void *payload;
-  size_t len;
-  hd__add_spec_t *spec;
-} add2_submit_t;
-
-static int add2_submit(hold_call_t *c) {
-  add2_submit_t *x = c->arg;
-  hd__server_events_t *ev = x->a->ev;
-  x->spec->sent_upto = c->sent[0];
-  x->a->held = 1;
-  return ev->store->vt->add_event2(ev->store, x->a->user, x->now, x->payload, x->len, x->spec,
-                                   add2_done, x->a);
-}
+/* ---- one user -------------------------------------------------------------------------------- */
 
 int hd_server_add_event_v2(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYTES],
                            const void *payload, size_t len, const hd_add_options_t *opts,
                            hd_add_result_cb cb, void *cb_data) {
-  if (server == NULL || user == NULL) return hd__error(HD_EINVAL, "server or user is NULL");
-  if (payload == NULL || len == 0) return hd__error(HD_EINVAL, "an event needs a payload");
-  if (hd__runtime_closing(hd__server_runtime(server))) {
-    return hd__error(HD_ECLOSED, "the server is closing");
-  }
-  hd__server_events_t *ev = hd__server_events_of(server);
-  if (len > ev->max_payload) {
-    return hd__error(HD_EINVAL, "payload of %zu bytes is above the server's max_event_bytes "
-                     "(%zu)", len, ev->max_payload);
-  }
-  if (hd__key_cache_check(&ev->key_cache, user) != 0) {
-    return hd__error(HD_EKEY, "the user is not a valid Ed25519 public key");
-  }
+  hd__server_events_t *ev;
+  int rc = hd__server_add_check(server, user, payload, len, &ev);
+  if (rc == 0) rc = hd__server_key_check(ev, user);
+  if (rc != 0) return rc;
   int64_t now = now_ms();
   hd__add_spec_t spec;
-  int rc = hd__server_add_spec(ev, opts, now, &spec);
+  rc = hd__server_add_spec(ev, opts, now, &spec);
   if (rc != 0) return rc;
-  add2_ctx_t *a = malloc(sizeof *a);
-  if (a == NULL) return hd__error(HD_ENOMEM, "out of memory adding an event");
-  a->ev = ev;
-  a->cb = cb;
-  a->cb_data = cb_data;
-  a->held = 0;
-  a->expires_ms = spec.expires_ms;
-  memcpy(a->user, user, HD_PUBLICKEY_BYTES);
-  if (spec.collapse_key != NULL) {
-    uint64_t sent = 0;
-    add2_submit_t x = {a, now, payload, len, &spec};
-    hold_call_t c = {ev, a->user, 1, &sent, 0, add2_submit, &x};
-    rc = hd__runtime_call(hd__server_runtime(server), hold_on_loop, &c);
-  } else {
-    rc = ev->store->vt->add_event2(ev->store, user, now, payload, len, &spec, add2_done, a);
-  }
-  if (rc != 0) free(a);
-  return rc;
+  hd__add_call_t *c = hd__add_call_new(ev, 1, HD__ADD_REPLY_RESULT, cb_data);
+  if (c == NULL) return HD_ENOMEM;
+  c->cb.result = cb;
+  hd__store_add_t *a = hd__add_call_push(c, 0, user, &spec);
+  a->payload = payload;
+  a->len = len;
+  return hd__add_call_submit(c, now, NULL, 0);
 }
 
+/* The blocking forms: hd__waiter_call with a completion that keeps the result, then signals. */
 typedef struct add2_wait {
-  hd__waiter_t w;
+  hd_server_t *server;
+  const uint8_t *user;
+  const void *payload;
+  size_t len;
+  const hd_add_options_t *opts;
   hd_add_result_t *out;
+  void (*signal)(void *w, int status, uint64_t value);
+  void *w;
 } add2_wait_t;
 
 static void add2_wait_done(void *data, int status, const hd_add_result_t *r) {
-  add2_wait_t *aw = data;
-  if (status == 0 && aw->out != NULL) *aw->out = *r;
-  hd__waiter_signal(&aw->w, status, 0); /* carries the store's detail to the waiting thread */
+  add2_wait_t *x = data;
+  if (status == 0 && x->out != NULL) *x->out = *r;
+  x->signal(x->w, status, 0); /* carries the store's detail to the waiting thread */
+}
+
+static int add2_wait_submit(void *arg, void (*cb)(void *, int, uint64_t), void *w) {
+  add2_wait_t *x = arg;
+  x->signal = cb;
+  x->w = w;
+  return hd_server_add_event_v2(x->server, x->user, x->payload, x->len, x->opts, add2_wait_done,
+                                x);
 }
 
 int hd_server_add_event_v2_wait(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYTES],
                                 const void *payload, size_t len, const hd_add_options_t *opts,
                                 hd_add_result_t *result) {
   if (server == NULL) return hd__error(HD_EINVAL, "server is NULL");
-  if (hd__runtime_on_loop(hd__server_runtime(server))) {
-    return hd__error(HD_ETHREAD, "add_event_v2_wait on the server's loop thread would wait for "
-                                 "itself; use hd_server_add_event_v2");
-  }
-  add2_wait_t aw = {.out = result};
-  int rc = hd__waiter_init(&aw.w);
-  if (rc != 0) return rc;
-  rc = hd_server_add_event_v2(server, user, payload, len, opts, add2_wait_done, &aw);
-  if (rc != 0) {
-    hd__waiter_destroy(&aw.w);
-    return rc;
-  }
-  return hd__waiter_wait(&aw.w, NULL);
+  add2_wait_t x = {server, user, payload, len, opts, result, NULL, NULL};
+  return hd__waiter_call(hd__server_runtime(server), "add_event_v2_wait", add2_wait_submit, &x,
+                         NULL);
 }
 
 /* ---- fan-out --------------------------------------------------------------------------------- */
 
-/* The store gets the users whose key is valid (`valid`, m of them, their places in `map`); the
- * results go back in the caller's order, HD_EKEY for the others. */
-typedef struct fanout_ctx {
-  hd__server_events_t *ev;
-  hd_fanout_cb cb;
-  void *cb_data;
-  size_t n, m;
-  int held;
-  int64_t expires_ms;          /* the events' expiry (0: none): the sweep is told */
-  hd_fanout_result_t *results; /* n */
-  size_t *map;                 /* m: valid[i] is users[map[i]] */
-  uint8_t *valid;              /* m x 32 */
-  uint64_t *sent;              /* m: the holds' snapshots */
-} fanout_ctx_t;
-
-static void fanout_done(void *data, int status, const hd_fanout_result_t *r, size_t m) {
-  fanout_ctx_t *f = data;
-  hd__server_events_t *ev = f->ev;
-  if (f->held) unhold_users(ev, f->valid, f->m);
-  if (status == 0) {
-    for (size_t i = 0; i < m; i++) {
-      f->results[f->map[i]] = r[i];
-      count_result(ev, r[i].status, &r[i].result);
-    }
-  }
-  if (f->cb != NULL) f->cb(f->cb_data, status, status == 0 ? f->results : NULL,
-                           status == 0 ? f->n : 0);
-  if (status == 0) {
-    for (size_t i = 0; i < m; i++) {
-      if (r[i].status == 0 && !(r[i].result.flags & HD_ADD_DUPLICATE)) {
-        hd__session_wake(ev, f->valid + 32 * i);
-      }
-    }
-    if (f->expires_ms != 0) hd__expiry_added(ev, f->expires_ms);
-  }
-  free(f);
-}
-
-typedef struct fanout_submit {
-  fanout_ctx_t *f;
-  int64_t now;
-  const void *payload;
-  size_t len;
-  hd__add_spec_t *spec;
-} fanout_submit_t;
-
-static int fanout_store(fanout_submit_t *x, int held) {
-  hd__server_events_t *ev = x->f->ev;
-  x->f->held = held;
-  return ev->store->vt->add_fanout(ev->store, x->f->valid, x->f->m, x->now, x->payload, x->len,
-                                   x->spec, held ? x->f->sent : NULL, fanout_done, x->f);
-}
-
-static int fanout_submit(hold_call_t *c) { return fanout_store(c->arg, 1); }
-
 int hd_server_add_fanout(hd_server_t *server, const uint8_t *users, size_t n,
                          const void *payload, size_t len, const hd_add_options_t *opts,
                          hd_fanout_cb cb, void *cb_data) {
-  if (server == NULL || users == NULL) return hd__error(HD_EINVAL, "server or users is NULL");
   if (n == 0 || n > HD_FANOUT_MAX_USERS) {
     return hd__error(HD_EINVAL, "a fan-out has 1 to %d users, not %zu", HD_FANOUT_MAX_USERS, n);
   }
-  if (payload == NULL || len == 0) return hd__error(HD_EINVAL, "an event needs a payload");
-  if (hd__runtime_closing(hd__server_runtime(server))) {
-    return hd__error(HD_ECLOSED, "the server is closing");
-  }
-  hd__server_events_t *ev = hd__server_events_of(server);
-  if (len > ev->max_payload) {
-    return hd__error(HD_EINVAL, "payload of %zu bytes is above the server's max_event_bytes "
-                     "(%zu)", len, ev->max_payload);
-  }
+  hd__server_events_t *ev;
+  int rc = hd__server_add_check(server, users, payload, len, &ev);
+  if (rc != 0) return rc;
   int64_t now = now_ms();
   hd__add_spec_t spec;
-  int rc = hd__server_add_spec(ev, opts, now, &spec);
+  rc = hd__server_add_spec(ev, opts, now, &spec);
   if (rc != 0) return rc;
-  fanout_ctx_t *f = malloc(sizeof *f + n * (sizeof(hd_fanout_result_t) + sizeof(size_t) + 8 + 32));
-  if (f == NULL) return hd__error(HD_ENOMEM, "out of memory for a fan-out to %zu users", n);
-  f->results = (hd_fanout_result_t *)(f + 1);
-  f->sent = (uint64_t *)(f->results + n);
-  f->map = (size_t *)(f->sent + n);
-  f->valid = (uint8_t *)(f->map + n);
-  f->ev = ev;
-  f->cb = cb;
-  f->cb_data = cb_data;
-  f->n = n;
-  f->m = 0;
-  f->held = 0;
-  f->expires_ms = spec.expires_ms;
+  hd__add_call_t *c = hd__add_call_new(ev, n, HD__ADD_REPLY_MANY, cb_data);
+  if (c == NULL) return HD_ENOMEM;
+  c->cb.many = cb;
   for (size_t i = 0; i < n; i++) {
-    memset(&f->results[i], 0, sizeof f->results[i]);
     if (hd__key_cache_check(&ev->key_cache, users + 32 * i) != 0) {
-      f->results[i].status = HD_EKEY;
+      c->results[i].status = HD_EKEY; /* fails alone */
       continue;
     }
-    memcpy(f->valid + 32 * f->m, users + 32 * i, 32);
-    f->map[f->m++] = i;
+    hd__add_call_push(c, i, users + 32 * i, &spec);
   }
-  fanout_submit_t x = {f, now, payload, len, &spec};
-  if (spec.collapse_key != NULL && f->m != 0) {
-    hold_call_t c = {ev, f->valid, f->m, f->sent, 0, fanout_submit, &x};
-    rc = hd__runtime_call(hd__server_runtime(server), hold_on_loop, &c);
-  } else {
-    rc = fanout_store(&x, 0);
-  }
-  if (rc != 0) free(f);
-  return rc;
+  return hd__add_call_submit(c, now, payload, len);
 }
 
 typedef struct fanout_wait {
-  hd__waiter_t w;
+  hd_server_t *server;
+  const uint8_t *users;
+  size_t n;
+  const void *payload;
+  size_t len;
+  const hd_add_options_t *opts;
   hd_fanout_result_t *out;
+  void (*signal)(void *w, int status, uint64_t value);
+  void *w;
 } fanout_wait_t;
 
 static void fanout_wait_done(void *data, int status, const hd_fanout_result_t *r, size_t n) {
-  fanout_wait_t *fw = data;
-  if (status == 0 && fw->out != NULL) memcpy(fw->out, r, n * sizeof *r);
-  hd__waiter_signal(&fw->w, status, 0);
+  fanout_wait_t *x = data;
+  if (status == 0 && x->out != NULL) memcpy(x->out, r, n * sizeof *r);
+  x->signal(x->w, status, 0);
+}
+
+static int fanout_wait_submit(void *arg, void (*cb)(void *, int, uint64_t), void *w) {
+  fanout_wait_t *x = arg;
+  x->signal = cb;
+  x->w = w;
+  return hd_server_add_fanout(x->server, x->users, x->n, x->payload, x->len, x->opts,
+                              fanout_wait_done, x);
 }
 
 int hd_server_add_fanout_wait(hd_server_t *server, const uint8_t *users, size_t n,
                               const void *payload, size_t len, const hd_add_options_t *opts,
                               hd_fanout_result_t *results) {
   if (server == NULL) return hd__error(HD_EINVAL, "server is NULL");
-  if (hd__runtime_on_loop(hd__server_runtime(server))) {
-    return hd__error(HD_ETHREAD, "add_fanout_wait on the server's loop thread would wait for "
-                                 "itself; use hd_server_add_fanout");
-  }
-  fanout_wait_t fw = {.out = results};
-  int rc = hd__waiter_init(&fw.w);
-  if (rc != 0) return rc;
-  rc = hd_server_add_fanout(server, users, n, payload, len, opts, fanout_wait_done, &fw);
-  if (rc != 0) {
-    hd__waiter_destroy(&fw.w);
-    return rc;
-  }
-  return hd__waiter_wait(&fw.w, NULL);
+  fanout_wait_t x = {server, users, n, payload, len, opts, results, NULL, NULL};
+  return hd__waiter_call(hd__server_runtime(server), "add_fanout_wait", fanout_wait_submit, &x,
+                         NULL);
 }

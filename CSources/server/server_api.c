@@ -18,69 +18,25 @@ static int64_t now_ms(void) {
 
 /* ---- add_event ------------------------------------------------------------------------------ */
 
-/* What the completion needs besides the store's answer: the store's op carries the payload, so
- * only this small record is added per event. */
-typedef struct add_ctx {
-  hd__server_events_t *ev;
-  hd_add_cb cb;
-  void *cb_data;
-  int64_t expires_ms; /* under the server's default time to live (0: none) */
-  uint8_t user[HD_PUBLICKEY_BYTES];
-} add_ctx_t;
-
-static void add_done(void *data, int status, uint64_t seq) {
-  add_ctx_t *a = data;
-  hd__server_events_t *ev = a->ev;
-  if (status == 0) ev->n_added++;
-  if (a->cb != NULL) a->cb(a->cb_data, status, status == 0 ? seq : 0);
-  if (status == 0) hd__session_wake(ev, a->user); /* pushed after commit, coalesced per user */
-  free(a);
-}
-
-/* A plain add that goes through add_event2: under the server's default time to live (the sweep
- * is told its expiry) or under per-user limits (which apply to it too). */
-static void add_spec_done(void *data, int status, const hd_add_result_t *r) {
-  add_ctx_t *a = data;
-  hd__server_events_t *ev = a->ev;
-  int64_t expires_ms = a->expires_ms;
-  if (status == HD_ELIMIT) ev->n_limited++;
-  if (status == 0) ev->n_dropped += r->dropped;
-  add_done(a, status, status == 0 ? r->seq : 0);
-  if (status == 0 && expires_ms != 0) hd__expiry_added(ev, expires_ms);
-}
-
+/* One add: an hd__add_call_t (server_add.c) answering with hd_add_cb. Under the server's default
+ * time to live or per-user limits it goes through the store's add_event2, else its add_event. */
 int hd_server_add_event(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYTES],
                         const void *payload, size_t len, hd_add_cb cb, void *cb_data) {
-  if (server == NULL || user == NULL) return hd__error(HD_EINVAL, "server or user is NULL");
-  if (payload == NULL || len == 0) return hd__error(HD_EINVAL, "an event needs a payload");
-  if (hd__runtime_closing(hd__server_runtime(server))) {
-    return hd__error(HD_ECLOSED, "the server is closing");
-  }
-  hd__server_events_t *ev = hd__server_events_of(server);
-  if (len > ev->max_payload) {
-    return hd__error(HD_EINVAL, "payload of %zu bytes is above the server's max_event_bytes "
-                     "(%zu)", len, ev->max_payload);
-  }
-  if (hd__key_cache_check(&ev->key_cache, user) != 0) {
-    return hd__error(HD_EKEY, "the user is not a valid Ed25519 public key");
-  }
-  add_ctx_t *a = malloc(sizeof *a);
-  if (a == NULL) return hd__error(HD_ENOMEM, "out of memory adding an event");
-  a->ev = ev;
-  a->cb = cb;
-  a->cb_data = cb_data;
-  memcpy(a->user, user, HD_PUBLICKEY_BYTES);
+  hd__server_events_t *ev;
+  int rc = hd__server_add_check(server, user, payload, len, &ev);
+  if (rc == 0) rc = hd__server_key_check(ev, user);
+  if (rc != 0) return rc;
   int64_t now = now_ms();
   hd__add_spec_t spec;
-  int rc = hd__server_add_spec(ev, NULL, now, &spec); /* the server's default time to live */
-  a->expires_ms = rc == 0 ? spec.expires_ms : 0;
-  if (rc == 0 && (spec.expires_ms != 0 || ev->limited)) {
-    rc = ev->store->vt->add_event2(ev->store, user, now, payload, len, &spec, add_spec_done, a);
-  } else if (rc == 0) {
-    rc = ev->store->vt->add_event(ev->store, user, now, payload, len, add_done, a);
-  }
-  if (rc != 0) free(a);
-  return rc;
+  rc = hd__server_add_spec(ev, NULL, now, &spec); /* the server's default time to live */
+  if (rc != 0) return rc;
+  hd__add_call_t *c = hd__add_call_new(ev, 1, HD__ADD_REPLY_SEQ, cb_data);
+  if (c == NULL) return HD_ENOMEM;
+  c->cb.seq = cb;
+  hd__store_add_t *a = hd__add_call_push(c, 0, user, &spec);
+  a->payload = payload;
+  a->len = len;
+  return hd__add_call_submit(c, now, NULL, 0);
 }
 
 typedef struct add_call {

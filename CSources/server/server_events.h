@@ -9,6 +9,8 @@
  *   consumed.c       CONSUMED reports, hd_consumed_t batches, grouped deletes, DONE
  *   failed.c         FAILED reports: events moved to the dead letters, DONE, on_dead_letter
  *   server_api.c     the public event calls (add_event, update_pause, pending, ...)
+ *   server_add.c     every add's checks, call and completion; add_event_v2, fan-out
+ *   server_add_events.c  many events at once (hd_server_add_events)
  *   admin.c          the admin calls: a user's events listed, deleted (some or all)
  *   dead_letters.c   the dead-letter calls: listed, counted, requeued, deleted
  *   expiry.c         the expiry sweep: bounded expire ops on a timer */
@@ -184,6 +186,57 @@ void hd__session_unhold(hd__server_events_t *ev, hd__server_user_t *u);
  * default time to live applied; HD_EINVAL for a bad key, HD_EVERSION for a newer options struct. */
 int hd__server_add_spec(hd__server_events_t *ev, const hd_add_options_t *opts, int64_t now,
                         hd__add_spec_t *spec);
+
+/* server_add.c: the checks every add makes of its call (any thread): server and `user` (one
+ * user, or a fan-out's array; for add_events the items) given, the server not closing, and
+ * hd__server_payload_check; *ev the event layer. HD_EINVAL, HD_ECLOSED. */
+int hd__server_add_check(hd_server_t *server, const void *user, const void *payload, size_t len,
+                         hd__server_events_t **ev);
+/* A payload of 1 to max_event_bytes bytes, else HD_EINVAL. */
+int hd__server_payload_check(const hd__server_events_t *ev, const void *payload, size_t len);
+/* HD_EKEY (detail set) if `user` is not a valid Ed25519 public key. */
+int hd__server_key_check(hd__server_events_t *ev, const uint8_t user[HD_PUBLICKEY_BYTES]);
+
+/* Which callback an add call answers with. */
+enum { HD__ADD_REPLY_SEQ, HD__ADD_REPLY_RESULT, HD__ADD_REPLY_MANY };
+
+/* An add call in flight, from the call (any thread) to its one completion (loop thread), for
+ * every kind of add: hd_server_add_event (one add, hd_add_cb), _v2 (hd_add_result_cb), _fanout
+ * and _events (n adds, hd_fanout_cb). The completion counts each add's outcome, lets go of the
+ * holds, records the add-to-durable time, answers, wakes the users' sessions and tells the
+ * expiry sweep. One allocation (hd__add_call_new). */
+typedef struct hd__add_call {
+  hd__server_events_t *ev;
+  uint64_t start_ns; /* uv_hrtime() at the call (add_durable) */
+  int reply;         /* HD__ADD_REPLY_* */
+  union {
+    hd_add_cb seq;
+    hd_add_result_cb result;
+    hd_fanout_cb many;
+  } cb;
+  void *cb_data;
+  int held;                    /* the users of its collapse adds are held (server_add.c) */
+  size_t n;                    /* the caller's adds */
+  size_t m;                    /* those handed to the store (a user whose key is no Ed25519
+                                  key is not: HD_EKEY in its result) */
+  hd_fanout_result_t *results; /* n, in the caller's order */
+  size_t *map;                 /* m: adds[i] is the caller's add map[i] */
+  hd__store_add_t *adds;       /* m; once submitted only user and spec (expires_ms,
+                                  collapse_key_len) are read: the pointers were the caller's */
+  uint8_t *users;              /* m x 32: the copies adds[i].user points to */
+} hd__add_call_t;
+
+/* A call for up to `n` adds answering `reply`, its results zeroed; NULL (HD_ENOMEM set) */
+hd__add_call_t *hd__add_call_new(hd__server_events_t *ev, size_t n, int reply, void *cb_data);
+/* The next add handed to the store: the caller's add `i`, for `user` (copied), with `spec`.
+ * Its payload is set by the caller (ignored when the submit shares one). */
+hd__store_add_t *hd__add_call_push(hd__add_call_t *c, size_t i, const uint8_t *user,
+                                   const hd__add_spec_t *spec);
+/* Hands the call's adds to the store (any thread; the users of collapse adds are held first,
+ * on the loop). shared: one payload for every add (a fan-out), else NULL. On failure `c` is
+ * freed and its callback never runs. */
+int hd__add_call_submit(hd__add_call_t *c, int64_t now_ms, const void *shared,
+                        size_t shared_len);
 
 /* expiry.c. init after the store opened; start with the server; close as the store closes. */
 void hd__expiry_init(hd__server_events_t *ev);

@@ -122,7 +122,18 @@ typedef struct hd__add_spec {
 #define HD__STORE_EXPIRE_MORE ((uint64_t)1 << 32)
 #define HD__STORE_EXPIRE_LEFT ((uint64_t)1 << 33)
 
-/* Completion of add_event2 and of each user of add_fanout: the add's own status (0, HD_ELIMIT)
+/* One add of add_fanout: a user, a payload and a spec (its sent_upto is the user's). */
+typedef struct hd__store_add {
+  const uint8_t *user; /* 32 bytes */
+  const void *payload; /* ignored when the op shares one payload */
+  size_t len;
+  hd__add_spec_t spec;
+} hd__store_add_t;
+/* Most adds of one add_fanout op (hyperdown.h: a fan-out's users, an add_events call's items). */
+#define HD__STORE_ADDS_MAX                                                                        \
+  (HD_FANOUT_MAX_USERS > HD_ADD_EVENTS_MAX ? HD_FANOUT_MAX_USERS : HD_ADD_EVENTS_MAX)
+
+/* Completion of add_event2 and of each add of add_fanout: the add's own status (0, HD_ELIMIT)
  * and result. A failure of one add never fails the batch it is in. */
 typedef void (*hd__store_add_cb)(void *cb_data, int status, const hd_add_result_t *result);
 typedef void (*hd__store_fanout_cb)(void *cb_data, int status, const hd_fanout_result_t *results,
@@ -160,11 +171,14 @@ typedef struct hd__server_store_vtable {
   int (*add_event2)(hd__server_store_t *s, const uint8_t user[32], int64_t created_ms,
                     const void *payload, size_t len, const hd__add_spec_t *spec,
                     hd__store_add_cb cb, void *cb_data);
-  /* One payload for n users (users: n x 32 bytes) in one op, the payload stored once; spec's
-   * keys apply to each user; spec->sent_upto is ignored (sent_upto[i] per user, or NULL: 0). */
-  int (*add_fanout)(hd__server_store_t *s, const uint8_t *users, size_t n, int64_t created_ms,
-                    const void *payload, size_t len, const hd__add_spec_t *spec,
-                    const uint64_t *sent_upto, hd__store_fanout_cb cb, void *cb_data);
+  /* n adds in one op, in order (a user's adds take its numbers in the order given), each as
+   * add_event2 would make it; results[i] is adds[i]'s. With `shared` (a fan-out) every add's
+   * payload is that one, stored once and referred to by each event; else each add's own, in its
+   * row. Everything is copied before the call returns (one allocation; a payload or key that is
+   * the previous add's, the same pointer and length, is copied once). n <= HD__STORE_ADDS_MAX. */
+  int (*add_fanout)(hd__server_store_t *s, const hd__store_add_t *adds, size_t n,
+                    int64_t created_ms, const void *shared, size_t shared_len,
+                    hd__store_fanout_cb cb, void *cb_data);
   /* Moves the held events among f[0..n) into the user's dead letters with their attempts and
    * reasons; value = how many moved (the others were not held). */
   int (*fail_events)(hd__server_store_t *s, const uint8_t user[32], const hd__store_failed_t *f,

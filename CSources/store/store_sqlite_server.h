@@ -83,9 +83,9 @@ int hd__sqs_step_returning(sqlite3_stmt *st, int64_t *a, int64_t *b, const char 
 int hd__sqs_add_event2(hd__server_store_t *s, const uint8_t user[32], int64_t created_ms,
                        const void *payload, size_t len, const hd__add_spec_t *spec,
                        hd__store_add_cb cb, void *cb_data);
-int hd__sqs_add_fanout(hd__server_store_t *s, const uint8_t *users, size_t n, int64_t created_ms,
-                       const void *payload, size_t len, const hd__add_spec_t *spec,
-                       const uint64_t *sent_upto, hd__store_fanout_cb cb, void *cb_data);
+int hd__sqs_add_fanout(hd__server_store_t *s, const hd__store_add_t *adds, size_t n,
+                       int64_t created_ms, const void *shared, size_t shared_len,
+                       hd__store_fanout_cb cb, void *cb_data);
 int hd__sqs_set_sent(hd__server_store_t *s, const uint8_t user[32], uint64_t sent_upto,
                      hd__store_cb cb, void *cb_data);
 /* store_sqlite_server_dead.c: dead letters */

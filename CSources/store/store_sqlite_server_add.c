@@ -1,5 +1,6 @@
 /* The server store on SQLite: adds with a spec (hd__add_spec_t: expiry, deduplication and collapse
- * keys) under the per-user limits, fan-out, and the sent mark (docs/QUEUES.md). An add's own
+ * keys) under the per-user limits, many adds in one op (a fan-out of one payload, or
+ * hd_server_add_events' items), and the sent mark (docs/QUEUES.md). An add's own
  * failure (a user at its limit) is the add's status, never the batch's: the other writes of the
  * batch commit. An add decides everything (duplicate? what it replaces? what it drops? does it
  * fit?) with reads before it writes anything, so a refused add leaves nothing behind.
@@ -460,20 +461,28 @@ int hd__sqs_add_event2(hd__server_store_t *base, const uint8_t user[32], int64_t
                            NULL);
 }
 
-/* ---- add_fanout ------------------------------------------------------------------------------ */
+/* ---- add_fanout: n adds in one op ------------------------------------------------------------ */
+
+/* One add as the op holds it: its payload and keys are ranges of the op's bytes. */
+typedef struct add_slot {
+  uint8_t user[32];
+  int64_t expires_ms;
+  uint64_t sent_upto;
+  size_t payload_off, len, dedup_off, dedup_len, collapse_off, collapse_len;
+} add_slot_t;
 
 typedef struct fanout_op {
   hd__wop_t base;
   size_t n;
-  int64_t created_ms, expires_ms;
+  int64_t created_ms;
+  int shared;                  /* one payload for all (bytes[0..shared_len)), stored once */
+  size_t shared_len;
   hd__store_fanout_cb cb;
   void *cb_data;
-  uint8_t *users;              /* n x 32 */
-  uint64_t *sent;              /* n, or NULL */
   hd_fanout_result_t *results; /* n */
-  uint8_t *dedup_key, *collapse_key, *payload;
-  size_t dedup_len, collapse_len, len;
-  uint64_t data[]; /* results, sent, users, payload, keys (8-aligned first) */
+  add_slot_t *slots;           /* n */
+  uint8_t *bytes;              /* the payloads and keys */
+  uint64_t data[];             /* results, slots, bytes (8-aligned first) */
 } fanout_op_t;
 
 static int payload_stmt(sq_server_t *s, const char *sql, int64_t no, int64_t v) {
@@ -490,27 +499,45 @@ static int run_fanout(void *ctx, hd__wop_t *base) {
   if (op->n == 0) return 0;
   int err = hd__sqs_batch_reserve(s, op->n);
   if (err != 0) return err;
-  sqlite3_stmt *st = stmt(s, sql_payload_add);
-  if (st == NULL) return hd_last_error_code();
-  sqlite3_bind_blob(st, 1, op->payload, (int)op->len, SQLITE_STATIC);
-  err = hd__sqlite_step_done(st, "fan-out payload");
-  sqlite3_clear_bindings(st);
-  if (err != 0) return err;
-  add_in_t in = {.created_ms = op->created_ms, .expires_ms = op->expires_ms,
-                 .payload = op->payload, .len = (int64_t)op->len,
-                 .payload_no = sqlite3_last_insert_rowid(s->sql.wdb)};
-  add_in_keys(&in, op->dedup_key, op->dedup_len, op->collapse_key, op->collapse_len);
+  int64_t payload_no = 0;
+  if (op->shared) {
+    sqlite3_stmt *st = stmt(s, sql_payload_add);
+    if (st == NULL) return hd_last_error_code();
+    sqlite3_bind_blob(st, 1, op->bytes, (int)op->shared_len, SQLITE_STATIC);
+    err = hd__sqlite_step_done(st, "fan-out payload");
+    sqlite3_clear_bindings(st);
+    if (err != 0) return err;
+    payload_no = sqlite3_last_insert_rowid(s->sql.wdb);
+  }
   int64_t refs = 0;
+  const uint8_t *digested = NULL; /* the payload in.digest is of (adds that share one share it) */
+  size_t digested_len = 0;
+  add_in_t in = {.created_ms = op->created_ms, .payload_no = payload_no};
   for (size_t i = 0; i < op->n; i++) {
+    const add_slot_t *a = &op->slots[i];
+    in.expires_ms = a->expires_ms;
+    in.payload = op->bytes + a->payload_off;
+    in.len = (int64_t)a->len;
+    in.dedup_key = a->dedup_len != 0 ? op->bytes + a->dedup_off : NULL;
+    in.dedup_len = a->dedup_len;
+    in.collapse_key = a->collapse_len != 0 ? op->bytes + a->collapse_off : NULL;
+    in.collapse_len = a->collapse_len;
+    if (in.dedup_key != NULL && (in.payload != digested || a->len != digested_len)) {
+      crypto_generichash(in.digest, DIGEST_BYTES, in.payload, (unsigned long long)in.len, NULL,
+                         0);
+      digested = in.payload;
+      digested_len = a->len;
+    }
     int stored;
-    err = add_for_user(s, op->users + 32 * i, &in, op->sent != NULL ? op->sent[i] : 0,
-                       &op->results[i].status, &op->results[i].result, &stored);
+    err = add_for_user(s, a->user, &in, a->sent_upto, &op->results[i].status,
+                       &op->results[i].result, &stored);
     if (err != 0) return err;
     refs += stored;
   }
+  if (!op->shared) return 0;
   /* every user a duplicate or refused: no event refers to it */
-  return refs != 0 ? payload_stmt(s, sql_payload_refs, in.payload_no, refs)
-                   : payload_stmt(s, sql_payload_del, in.payload_no, 0);
+  return refs != 0 ? payload_stmt(s, sql_payload_refs, payload_no, refs)
+                   : payload_stmt(s, sql_payload_del, payload_no, 0);
 }
 
 static void fanout_done(void *ctx, hd__wop_t *base, int status) {
@@ -524,46 +551,93 @@ static void fanout_done(void *ctx, hd__wop_t *base, int status) {
 
 static const hd__wop_type_t fanout_type = {run_fanout, fanout_done, 0};
 
-int hd__sqs_add_fanout(hd__server_store_t *base, const uint8_t *users, size_t n,
-                       int64_t created_ms, const void *payload, size_t len,
-                       const hd__add_spec_t *spec, const uint64_t *sent_upto,
+/* Where a range of `len` bytes at `p` goes in the op's bytes: the previous add's range if it is
+ * the same pointer and length (a fan-out's key, a payload given twice in a row), else the next
+ * free one. *size grows by what is new; *copy says whether to copy. */
+static size_t place(const void *p, size_t len, const void *prev_p, size_t prev_len,
+                    size_t prev_off, size_t *size, int *copy) {
+  *copy = 0;
+  if (len == 0) return 0;
+  if (p == prev_p && len == prev_len) return prev_off;
+  size_t off = *size;
+  *size += len;
+  *copy = 1;
+  return off;
+}
+
+/* The slots' ranges and the bytes they need (bytes NULL: sizes only, else copies too). */
+static size_t lay_out(const hd__store_add_t *adds, size_t n, const void *shared,
+                      size_t shared_len, add_slot_t *slots, uint8_t *bytes) {
+  size_t size = shared != NULL ? shared_len : 0;
+  if (bytes != NULL && shared_len != 0) memcpy(bytes, shared, shared_len);
+  add_slot_t prev = {{0}};
+  const hd__store_add_t *pa = NULL;
+  for (size_t i = 0; i < n; i++) {
+    const hd__store_add_t *a = &adds[i];
+    add_slot_t sl = {{0}};
+    int copy;
+    sl.expires_ms = a->spec.expires_ms;
+    sl.sent_upto = a->spec.sent_upto;
+    if (shared != NULL) {
+      sl.len = shared_len;
+    } else {
+      sl.len = a->len;
+      sl.payload_off = place(a->payload, a->len, pa ? pa->payload : NULL, prev.len,
+                             prev.payload_off, &size, &copy);
+      if (copy && bytes != NULL) memcpy(bytes + sl.payload_off, a->payload, a->len);
+    }
+    sl.dedup_len = a->spec.dedup_key_len;
+    sl.dedup_off = place(a->spec.dedup_key, sl.dedup_len, pa ? pa->spec.dedup_key : NULL,
+                         prev.dedup_len, prev.dedup_off, &size, &copy);
+    if (copy && bytes != NULL) memcpy(bytes + sl.dedup_off, a->spec.dedup_key, sl.dedup_len);
+    sl.collapse_len = a->spec.collapse_key_len;
+    sl.collapse_off = place(a->spec.collapse_key, sl.collapse_len,
+                            pa ? pa->spec.collapse_key : NULL, prev.collapse_len,
+                            prev.collapse_off, &size, &copy);
+    if (copy && bytes != NULL) {
+      memcpy(bytes + sl.collapse_off, a->spec.collapse_key, sl.collapse_len);
+    }
+    if (slots != NULL) {
+      memcpy(sl.user, a->user, 32);
+      slots[i] = sl;
+    }
+    prev = sl;
+    pa = a;
+  }
+  return size;
+}
+
+int hd__sqs_add_fanout(hd__server_store_t *base, const hd__store_add_t *adds, size_t n,
+                       int64_t created_ms, const void *shared, size_t shared_len,
                        hd__store_fanout_cb cb, void *cb_data) {
-  int err = spec_check(spec, "fan-out");
-  if (err != 0) return err;
-  if ((users == NULL && n != 0) || n > HD_FANOUT_MAX_USERS || (payload == NULL && len != 0) ||
-      len > (size_t)INT32_MAX) {
-    return hd__error(HD_EINVAL, "fan-out: users missing or more than %d, or payload missing or "
-                     "too large", HD_FANOUT_MAX_USERS);
+  if ((adds == NULL && n != 0) || n > HD__STORE_ADDS_MAX ||
+      (shared == NULL && shared_len != 0) || shared_len > (size_t)INT32_MAX) {
+    return hd__error(HD_EINVAL, "fan-out: adds missing or more than %d, or payload missing or "
+                     "too large", HD__STORE_ADDS_MAX);
   }
-  size_t head = n * sizeof(hd_fanout_result_t) + (sent_upto != NULL ? n * 8 : 0);
-  size_t extra = head + 32 * n + len + spec->dedup_key_len + spec->collapse_key_len;
-  fanout_op_t *op = malloc(sizeof *op + extra);
-  if (op == NULL) return hd__error(HD_ENOMEM, "fan-out: %zu users, %zu bytes", n, len);
-  uint8_t *p = (uint8_t *)op->data;
-  op->results = (hd_fanout_result_t *)p;
-  p += n * sizeof(hd_fanout_result_t);
-  op->sent = sent_upto != NULL ? (uint64_t *)p : NULL;
-  if (sent_upto != NULL) {
-    memcpy(p, sent_upto, n * 8);
-    p += n * 8;
+  for (size_t i = 0; i < n; i++) {
+    const hd__store_add_t *a = &adds[i];
+    int err = spec_check(&a->spec, "fan-out");
+    if (err != 0) return err;
+    if (a->user == NULL ||
+        (shared == NULL && ((a->payload == NULL && a->len != 0) || a->len > (size_t)INT32_MAX))) {
+      return hd__error(HD_EINVAL, "fan-out: add %zu has no user, or its payload is missing or "
+                       "too large", i);
+    }
   }
-  op->users = p;
-  if (n != 0) memcpy(p, users, 32 * n);
-  p += 32 * n;
-  op->payload = p;
-  if (len != 0) memcpy(p, payload, len);
-  p += len;
-  op->dedup_key = p;
-  op->dedup_len = spec->dedup_key_len;
-  if (op->dedup_len != 0) memcpy(p, spec->dedup_key, op->dedup_len);
-  p += op->dedup_len;
-  op->collapse_key = p;
-  op->collapse_len = spec->collapse_key_len;
-  if (op->collapse_len != 0) memcpy(p, spec->collapse_key, op->collapse_len);
+  size_t head = n * (sizeof(hd_fanout_result_t) + sizeof(add_slot_t));
+  size_t size = lay_out(adds, n, shared, shared_len, NULL, NULL);
+  fanout_op_t *op = malloc(sizeof *op + head + size);
+  if (op == NULL) return hd__error(HD_ENOMEM, "fan-out: %zu adds, %zu bytes", n, size);
+  op->results = (hd_fanout_result_t *)op->data;
+  op->slots = (add_slot_t *)(op->results + n);
+  op->bytes = (uint8_t *)(op->slots + n);
+  lay_out(adds, n, shared, shared_len, op->slots, op->bytes);
+  memset(op->results, 0, n * sizeof *op->results);
   op->n = n;
-  op->len = len;
   op->created_ms = created_ms;
-  op->expires_ms = spec->expires_ms;
+  op->shared = shared != NULL;
+  op->shared_len = shared_len;
   op->cb = cb;
   op->cb_data = cb_data;
   return hd__writer_submit(&hd__sqs_from_iface(base)->sql.writer, &op->base, &fanout_type, NULL,

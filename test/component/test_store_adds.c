@@ -1,9 +1,10 @@
 /* The server store's adds with a spec (store.h add_event2, add_fanout, set_sent): deduplication
  * keys (repeat, conflict, window, cap, two in one batch, across a reopen), collapse keys (the
  * unsent event replaced, a sent one left alone, across clean and unclean reopens), per-user
- * limits (refused, or the oldest unsent dropped with one notice) and fan-out (one commit, the
+ * limits (refused, or the oldest unsent dropped with one notice), fan-out (one commit, the
  * payload stored once, a user over its limit failing alone, the payload freed with its last
- * event). Each test works in a fresh folder under /tmp; every wait on the loop is bounded. */
+ * event) and many adds each with its own payload and spec in one op (hd_server_add_events).
+ * Each test works in a fresh folder under /tmp; every wait on the loop is bounded. */
 #include "harness.h"
 #include "store_util.h"
 #include "wire.h"
@@ -514,13 +515,22 @@ static void on_fanout(void *data, int status, const hd_fanout_result_t *results,
 static int fanout(fx_t *f, int first_user, size_t n, const char *text, const char *dedup,
                   fan_res_t *fr) {
   uint8_t *users = malloc(32 * n);
-  if (users == NULL) return -1;
-  for (size_t i = 0; i < n; i++) user_key(users + 32 * i, first_user + (int)i);
+  hd__store_add_t *adds = calloc(n, sizeof *adds);
+  if (users == NULL || adds == NULL) {
+    free(users);
+    free(adds);
+    return -1;
+  }
   hd__add_spec_t spec = spec_of(dedup, NULL);
+  for (size_t i = 0; i < n; i++) {
+    user_key(users + 32 * i, first_user + (int)i);
+    adds[i].user = users + 32 * i;
+    adds[i].spec = spec;
+  }
   fr->done = 0;
-  int rc = f->s->vt->add_fanout(f->s, users, n, T0, text, strlen(text), &spec, NULL, on_fanout,
-                                fr);
+  int rc = f->s->vt->add_fanout(f->s, adds, n, T0, text, strlen(text), on_fanout, fr);
   free(users);
+  free(adds);
   if (rc != 0) return rc;
   return store_run_until(&f->fx.loop, &fr->done, 1, WAIT_MS) == 0 ? fr->status : -1000;
 }
@@ -584,8 +594,8 @@ static void fanout_one_over_limit(void) {
   CHECK_OK(fanout(&f, 1, 5, "p", "once", &fr)); /* every user repeats: no payload kept */
   for (int i = 0; i < 5; i++) CHECK(r[i].result.flags == HD_ADD_DUPLICATE);
   CHECK(sql_count(&f, "SELECT count(*) FROM payloads") == 2);
-  CHECK(f.s->vt->add_fanout(f.s, NULL, HD_FANOUT_MAX_USERS + 1, T0, "p", 1, &(hd__add_spec_t){0},
-                            NULL, on_fanout, &fr) == HD_EINVAL);
+  CHECK(f.s->vt->add_fanout(f.s, NULL, HD_FANOUT_MAX_USERS + 1, T0, "p", 1, on_fanout, &fr) ==
+        HD_EINVAL);
   CHECK_OK(fx_done(&f));
 }
 
@@ -603,6 +613,77 @@ static void fanout_read_pending(void) {
   CHECK_OK(fx_done(&f));
 }
 
+/* ---- many adds, each its own (hd_server_add_events' op) -------------------------------------- */
+
+/* One op of items of several users, each with its own payload and spec: a user's items take its
+ * numbers in item order, a dedup repeat inside the op answers with the op's own first add, a
+ * collapse inside the op replaces the op's own earlier add, a user at its limit fails alone, each
+ * item keeps its expiry; one commit; payloads inline (no shared row); a payload given twice in a
+ * row reads back right (the op copied it once). */
+static void many_own_adds(void) {
+  fx_t f;
+  CHECK_OK(fx_begin(&f));
+  f.fx.opts.max_events_per_user = 3;
+  CHECK_OK(fx_open(&f));
+  enum { N = 9 };
+  uint8_t users[5][32];
+  for (int u = 0; u < 5; u++) user_key(users[u], u + 1);
+  static const char *const text[N] = {"u1-a", "u2-a", "u1-b", "u3-k", "u3-k", "u4-x", "u4-y",
+                                      "u1-c", "u1-d"};
+  static const int who[N] = {0, 1, 0, 2, 2, 3, 3, 0, 0};
+  hd__store_add_t adds[N];
+  memset(adds, 0, sizeof adds);
+  for (int i = 0; i < N; i++) {
+    adds[i].user = users[who[i]];
+    adds[i].payload = text[i];
+    adds[i].len = strlen(text[i]);
+  }
+  adds[3].spec = spec_of("once", NULL);
+  adds[4].spec = spec_of("once", NULL);
+  adds[5].spec = spec_of(NULL, "ck");
+  adds[6].spec = spec_of(NULL, "ck");
+  adds[1].spec.expires_ms = T0 + 5000;
+  static const char shared_twice[] = "u5-same";
+  hd__store_add_t more[2] = {{users[4], shared_twice, 7, {0}}, {users[4], shared_twice, 7, {0}}};
+  hd__store_stats_t st0, st1;
+  f.s->vt->stats(f.s, &st0);
+  hd_fanout_result_t r[N], r2[2];
+  fan_res_t fr = {.r = r}, fr2 = {.r = r2};
+  f.s->vt->hold(f.s, 1); /* both ops in one batch: one commit */
+  CHECK_OK(f.s->vt->add_fanout(f.s, adds, N, T0, NULL, 0, on_fanout, &fr));
+  CHECK_OK(f.s->vt->add_fanout(f.s, more, 2, T0, NULL, 0, on_fanout, &fr2));
+  f.s->vt->hold(f.s, 0);
+  CHECK_OK(store_run_until(&f.fx.loop, &fr2.done, 1, WAIT_MS));
+  CHECK(fr.done == 1 && fr.status == 0 && fr.n == N && fr2.status == 0);
+  f.s->vt->stats(f.s, &st1);
+  CHECK(st1.commits == st0.commits + 1);
+  /* user 1: a, b, c take 1, 2, 3 in item order; d is past the limit of 3 */
+  CHECK(r[0].status == 0 && r[0].result.seq == 1);
+  CHECK(r[2].status == 0 && r[2].result.seq == 2);
+  CHECK(r[7].status == 0 && r[7].result.seq == 3);
+  CHECK(r[8].status == HD_ELIMIT && r[8].result.seq == 0);
+  CHECK(r[1].status == 0 && r[1].result.seq == 1);
+  CHECK(r[3].result.seq == 1 && r[3].result.flags == 0);
+  CHECK(r[4].status == 0 && r[4].result.seq == 1 && r[4].result.flags == HD_ADD_DUPLICATE);
+  CHECK(r[5].result.seq == 1 && r[6].result.seq == 2);
+  CHECK(r[6].result.flags == HD_ADD_REPLACED && r[6].result.replaced_seq == 1);
+  CHECK(r2[0].result.seq == 1 && r2[1].result.seq == 2);
+  page_t p = read_page(&f, 1);
+  CHECK(p.n == 3 && p.seqs[0] == 1 && p.seqs[2] == 3 && strcmp(p.last, "u1-c") == 0);
+  CHECK(strcmp(read_one(&f, 1, 2).payload, "u1-b") == 0);
+  CHECK(strcmp(read_one(&f, 4, 2).payload, "u4-y") == 0 && !read_one(&f, 4, 1).found);
+  CHECK(strcmp(read_one(&f, 5, 2).payload, "u5-same") == 0);
+  CHECK(pending(&f, 3) == 1 && pending(&f, 5) == 2);
+  CHECK(sql_count(&f, "SELECT count(*) FROM payloads") == 0);
+  CHECK(sql_count(&f, "SELECT count(*) FROM events WHERE expires_ms = " "1700000005000") == 1);
+  CHECK(sql_count(&f, "SELECT sum(bytes) FROM users") == 4 * 3 + 4 + 4 + 4 + 2 * 7);
+  /* a bad spec anywhere fails the op whole, before anything is queued */
+  adds[8].spec.dedup_key_len = HD_KEY_MAX_BYTES + 1;
+  CHECK(f.s->vt->add_fanout(f.s, adds, N, T0, NULL, 0, on_fanout, &fr) == HD_EINVAL);
+  CHECK(fr.done == 1);
+  CHECK_OK(fx_done(&f));
+}
+
 #define TESTS(X)                                                                                  \
   X(dedup_repeat_and_conflict)                                                                    \
   X(dedup_window)                                                                                 \
@@ -617,5 +698,6 @@ static void fanout_read_pending(void) {
   X(limit_drops_for_bytes)                                                                        \
   X(fanout_thousand)                                                                              \
   X(fanout_one_over_limit)                                                                        \
-  X(fanout_read_pending)
+  X(fanout_read_pending)                                                                           \
+  X(many_own_adds)
 HD_TEST_MAIN(TESTS)

@@ -52,10 +52,12 @@
  * away 150 to 350 ms one time in three, so the sweep takes some); ones with a dedup key, each
  * repeated at once by another thread and again by the next server incarnation (same key, same
  * payload); ones with a collapse key (3 keys); and poison ones the client's handler fails at
- * every call (max_attempts 4) or rejects. More lines: "dup SEQ IDX OWN" (a repeat's answer),
- * "replaced R SEQ", "notice SEQ KIND COUNT FIRST LAST" (on_notice), "poison SEQ IDX ATTEMPT",
- * "dl SEQ ATTEMPTS" (on_dead_letter) and, from the last server at its stop, "dead SEQ ATTEMPTS
- * IDX REASON" for every dead letter; "handled" lines carry hd_event_attempt. Checked besides:
+ * every call (max_attempts 4) or rejects; and pairs added by one hd_server_add_events call
+ * (crash#IDX and crash#<IDX + 500000>, numbered one after the other). More lines: "dup SEQ IDX
+ * OWN" (a repeat's answer), "replaced R SEQ", "notice SEQ KIND COUNT FIRST LAST" (on_notice),
+ * "poison SEQ IDX ATTEMPT", "dl SEQ ATTEMPTS" (on_dead_letter) and, from the last server at its
+ * stop, "dead SEQ ATTEMPTS IDX REASON" for every dead letter; "handled" lines carry
+ * hd_event_attempt. Checked besides:
  * an acknowledged add is handled, or expired unsent and in an EXPIRED notice's range (the
  * notices count exactly those, give or take the adds a killed server committed unanswered), or
  * replaced unsent (never handled), or a poison event in the dead letters after 4 calls (failed)
@@ -141,7 +143,11 @@ enum {
   MIX_COLLAPSE,    /* collapse key "ck<(IDX / 20) % 3>" */
   MIX_FAIL,        /* poison: the client's handler fails it at every call (hd_event_fail) */
   MIX_REJECT,      /* poison: the client's handler rejects it at once (hd_event_reject) */
+  MIX_BATCH,       /* with crash#<IDX + MIX_BATCH_SECOND> in one hd_server_add_events call */
 };
+
+/* The second item of a MIX_BATCH call: a number no incarnation's own adds reach. */
+#define MIX_BATCH_SECOND 500000
 
 /* The client's attempts at an event under the mix (max_attempts), with a short backoff. */
 #define MIX_ATTEMPTS 4
@@ -155,6 +161,7 @@ static int mix_kind(long idx) {
     case 6: return MIX_DEDUP_AGAIN;
     case 7: return MIX_DEDUP_OLD;
     case 9: case 19: return MIX_COLLAPSE;
+    case 11: return MIX_BATCH;
     default: return MIX_PLAIN;
   }
 }
@@ -171,6 +178,30 @@ typedef struct adder {
   int mix;       /* HD_CRASH_MIX: adds of every kind (mix_kind) */
   int failed;
 } adder_t;
+
+/* MIX_BATCH: crash#i and crash#<i + MIX_BATCH_SECOND> in one hd_server_add_events call (one
+ * transaction): both "added", the second numbered right after the first. */
+static int adder_add_batch(adder_t *a, long i) {
+  char text[2][32];
+  hd_add_item_t items[2];
+  for (int j = 0; j < 2; j++) {
+    int len = snprintf(text[j], sizeof text[j], "crash#%ld", i + j * MIX_BATCH_SECOND);
+    items[j] = (hd_add_item_t){a->user, text[j], (size_t)len, NULL};
+  }
+  hd_fanout_result_t r[2];
+  int rc = hd_server_add_events_wait(a->s, items, 2, r);
+  for (int j = 0; rc == 0 && j < 2; j++) rc = r[j].status;
+  if (rc != 0) return rc;
+  for (int j = 0; j < 2; j++) {
+    log_write("added %" PRIu64 " %ld", r[j].result.seq, i + j * MIX_BATCH_SECOND);
+  }
+  if (r[1].result.seq != r[0].result.seq + 1) {
+    log_write("# batch %ld numbered %" PRIu64 " and %" PRIu64 ": not in item order", i,
+              r[0].result.seq, r[1].result.seq);
+    return HD_EINVAL;
+  }
+  return 0;
+}
 
 /* Adds payload crash#i as the mix says (plain without it) and logs what the server answered:
  *   "added SEQ IDX"        stored (IDX: the payload's number, which a repeat takes from its first)
@@ -194,6 +225,7 @@ static int adder_add(adder_t *a, long i) {
     ao.collapse_key = key;
     ao.collapse_key_len = (size_t)snprintf((char *)key, sizeof key, "ck%d", mix_collapse_key(i));
   }
+  if (kind == MIX_BATCH) return adder_add_batch(a, i);
   int len = snprintf((char *)buf, sizeof buf, "crash#%ld", idx);
   hd_add_result_t r;
   int rc = a->mix ? hd_server_add_event_v2_wait(a->s, a->user, buf, (size_t)len, &ao, &r)
@@ -978,7 +1010,7 @@ static int torture_kill(crash_t *c, pid_t *pid, const char *what) {
  * unique across incarnations, so a handled payload names its add. */
 static pid_t torture_server(crash_t *c, int inc) {
   /* seqs are given to committed adds and to notices only */
-  c->cap = (uint64_t)(inc + 1) * (TORTURE_ADD + 100) + 100;
+  c->cap = (uint64_t)(inc + 1) * (TORTURE_ADD + 150) + 100; /* MIX_BATCH: 2 events per add */
   return spawn(c, "server", c->sdir, c->port, (long)inc * 1000000, TORTURE_ADD);
 }
 
@@ -1042,6 +1074,7 @@ typedef struct mix_tally {
   uint64_t expired_counted, unknown;         /* the notices' counts; numbers the log never names */
   long dedup_answers, dedup_across, dedup_wrong, stored_twice, conflicts;
   long collapse, replaced, replaced_handled, replaced_wrong, replaced_twice;
+  long batch;                                /* events added by add_events calls */
   long poison, poison_calls, dead, dead_good, poison_not_dead, poison_attempts_wrong;
   long poison_too_many_calls, poison_reported, dead_good_wrong;
 } mix_tally_t;
@@ -1080,6 +1113,8 @@ static int mix_tally(const parsed_t *p, mix_tally_t *t) {
       }
     } else if (kind == MIX_COLLAPSE) {
       t->collapse++;
+    } else if (kind == MIX_BATCH) {
+      t->batch++;
     }
     if (p->replaced_by[s]) {
       t->replaced++;
@@ -1240,9 +1275,9 @@ static void torture_run(crash_t *c) {
   printf("  mix: %ld adds with a time to live (%ld handled, %ld expired unsent: %" PRIu64
          " counted by %ld notices, %" PRIu64 " numbers the log never names); %ld dedup repeats "
          "answered with the first add's number (%ld across a server restart), %ld collapse "
-         "adds (%ld replaced an unsent one)\n",
+         "adds (%ld replaced an unsent one), %ld events added two by two by add_events\n",
          m.ttl, m.ttl_handled, m.expired, m.expired_counted, m.notices - m.other_notices,
-         m.unknown, m.dedup_answers, m.dedup_across, m.collapse, m.replaced);
+         m.unknown, m.dedup_answers, m.dedup_across, m.collapse, m.replaced, m.batch);
   printf("  poison: %ld events (1 in %d failed at every call, 1 in %d rejected) in %ld handler "
          "calls; %ld dead letters at the end, %ld of them good events whose %d attempts kills "
          "used up\n",

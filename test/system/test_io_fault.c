@@ -142,10 +142,11 @@ static void enospc_server(void) { faults(CW_SERVER, ENOSPC); }
 static void eio_client(void) { faults(CW_CLIENT, EIO); }
 static void enospc_client(void) { faults(CW_CLIENT, ENOSPC); }
 
-/* Adds with keys and fan-outs (keyed_util.h) while the server store's disk fails at each
- * operation in turn: every add fails only with HD_EIO or HD_ENOSPC; after a full disk that failed
- * writes only, the next step succeeds without a restart; then a power cut (every unsynced write
- * dropped) and the store is consistent and holds what was acknowledged (ku_verify). */
+/* Adds with keys, fan-outs and add_events calls (keyed_util.h) while the server store's disk
+ * fails at each operation in turn: every add fails only with HD_EIO or HD_ENOSPC; after a full
+ * disk that failed writes only, the next step succeeds without a restart; then a power cut
+ * (every unsynced write dropped) and the store is consistent and holds what was acknowledged
+ * (ku_verify). */
 #define KEYED_STEPS 3
 static void keyed_run(ku_t *k, int err, long fault_at, long *ops, long *fired) {
   CHECK_OK(ku_init(k, "keyed-fault", 0));

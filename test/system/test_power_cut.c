@@ -174,11 +174,12 @@ static void cuts(int normal) {
 static void cuts_full(void) { cuts(0); }
 static void cuts_normal(void) { cuts(1); }
 
-/* Adds with dedup and collapse keys and fan-outs (keyed_util.h) while a power cut hits the server
- * store at a random operation: after the reopen the store is consistent (its counters, the shared
- * payloads' references, every fan-out held by all its users or none), and what must have lasted
- * did (a repeated key is still a duplicate of its first add, the latest collapse is held, the
- * acknowledged fan-outs are held). set_sent is cut in cuts_full/cuts_normal: a session that ends
+/* Adds with dedup and collapse keys, fan-outs and add_events calls (keyed_util.h) while a power
+ * cut hits the server store at a random operation: after the reopen the store is consistent (its
+ * counters, the shared payloads' references, every fan-out and every add_events call held by all
+ * its users or none, a user's items in item order), and what must have lasted did (a repeated
+ * key is still a duplicate of its first add, the latest collapse is held, the acknowledged
+ * fan-outs and add_events calls are held). set_sent is cut in cuts_full/cuts_normal: a session that ends
  * writes it. */
 #define KEYED_STEPS 6
 static void keyed_cuts(int normal) {

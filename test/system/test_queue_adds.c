@@ -2,7 +2,10 @@
  * hd_server_add_event_v2_wait with dedup and collapse keys under the per-user limits, the stats
  * they count, hd_server_add_fanout_wait (invalid keys and users over their limit fail alone), and
  * collapse with a live client: an event its session pushed is never replaced, also after the
- * server restarted. Servers on 127.0.0.1 port 0, folders under /tmp, every wait bounded. */
+ * server restarted; hd_server_add_events(_wait): many users' items in one commit, a user's in
+ * item order, failures alone (limit, key) or whole (an invalid item: HD_EINVAL, nothing queued),
+ * HD_ETHREAD on the loop, pushed to connected clients. Servers on 127.0.0.1 port 0, folders
+ * under /tmp, every wait bounded. */
 #include "harness.h"
 #include "delivery_util.h"
 
@@ -235,10 +238,239 @@ static void collapse_live_body(du_world_t *w) {
 }
 DU_WORLD_TEST(collapse_with_live_client, collapse_live_body)
 
+/* ---- many events at once (hd_server_add_events) -------------------------------------------- */
+
+static hd_add_item_t item(const hd_keypair_t *user, const char *text, const hd_add_options_t *o) {
+  hd_add_item_t it = {user->public_key, text, strlen(text), o};
+  return it;
+}
+
+/* The payloads of `user`'s held events in order, joined by ','. */
+static int listed(srv_t *s, const hd_keypair_t *user, char *out, size_t cap) {
+  hd_event_info_t ev[16];
+  uint8_t buf[512];
+  uint64_t cursor = 0;
+  int n = hd_server_list_events(s->h, user->public_key, &cursor, ev, 16, buf, sizeof buf);
+  size_t at = 0;
+  out[0] = '\0';
+  for (int i = 0; i < n && at < cap; i++) {
+    at += (size_t)snprintf(out + at, cap - at, "%s%.*s", i ? "," : "", (int)ev[i].payload_len,
+                           (const char *)ev[i].payload);
+  }
+  return n;
+}
+
+/* Many users in one call (one commit); one user's several items take its numbers in item order,
+ * after what it held; a user at its limit fails alone (HD_ELIMIT) and so does a key that is no
+ * Ed25519 key (HD_EKEY); a dedup repeat inside the call answers with the call's own first add; a
+ * collapse inside the call replaces the call's own earlier add; the stats count each item. */
+#define MANY 300
+static void add_events_body(srv_t *s, hd_keypair_t *kps, hd_add_item_t *items,
+                            hd_fanout_result_t *res) {
+  CHECK_OK(srv_start(s, 4, HD_OVERFLOW_REJECT));
+  for (int i = 0; i < MANY; i++) CHECK_OK(hd_keypair_generate(&kps[i]));
+  hd_keypair_t *a = &kps[0], *lim = &kps[1], *d = &kps[2], *c = &kps[3];
+  hd_add_result_t r;
+  CHECK_OK(add(s, a, "a0", NULL, NULL, &r));
+  CHECK_OK(add(s, lim, "l0", NULL, NULL, &r));
+  CHECK_OK(add(s, lim, "l1", NULL, NULL, &r));
+  CHECK_OK(add(s, lim, "l2", NULL, NULL, &r));
+  hd_keypair_t bad;
+  memset(&bad, 0, sizeof bad);
+  hd_add_options_t od, oc;
+  keys(&od, "once", NULL);
+  keys(&oc, NULL, "ck");
+  size_t n = 0;
+  items[n++] = item(a, "a1", NULL);
+  items[n++] = item(lim, "l3", NULL); /* its fourth: fits */
+  items[n++] = item(d, "d1", &od);
+  items[n++] = item(a, "a2", NULL);
+  items[n++] = item(lim, "l4", NULL); /* its fifth: past the limit of 4 */
+  items[n++] = item(d, "d1", &od);    /* a repeat of the call's own add */
+  items[n++] = item(c, "c1", &oc);
+  items[n++] = item(&bad, "x", NULL);
+  items[n++] = item(c, "c2", &oc);    /* replaces c1 */
+  items[n++] = item(a, "a3", NULL);
+  for (int i = 4; i < MANY; i++) items[n++] = item(&kps[i], "news", NULL);
+  hd_server_stats_t st0, st1;
+  CHECK_OK(hdt_server_stats(s->h, &st0));
+  CHECK_OK(hd_server_add_events_wait(s->h, items, n, res));
+  CHECK_OK(hdt_server_stats(s->h, &st1));
+  CHECK(st1.commits == st0.commits + 1);
+  CHECK(res[0].status == 0 && res[0].result.seq == 2);
+  CHECK(res[3].status == 0 && res[3].result.seq == 3);
+  CHECK(res[9].status == 0 && res[9].result.seq == 4);
+  CHECK(res[1].status == 0 && res[1].result.seq == 4);
+  CHECK(res[4].status == HD_ELIMIT);
+  CHECK(res[2].status == 0 && res[2].result.seq == 1 && res[2].result.flags == 0);
+  CHECK(res[5].status == 0 && res[5].result.seq == 1 && res[5].result.flags == HD_ADD_DUPLICATE);
+  CHECK(res[6].result.seq == 1 && res[8].result.seq == 2);
+  CHECK(res[8].result.flags == HD_ADD_REPLACED && res[8].result.replaced_seq == 1);
+  CHECK(res[7].status == HD_EKEY);
+  for (size_t i = 10; i < n; i++) CHECK(res[i].status == 0 && res[i].result.seq == 1);
+  char text[128];
+  CHECK(listed(s, a, text, sizeof text) == 4 && strcmp(text, "a0,a1,a2,a3") == 0);
+  CHECK(listed(s, lim, text, sizeof text) == 4 && strcmp(text, "l0,l1,l2,l3") == 0);
+  CHECK(listed(s, c, text, sizeof text) == 1 && strcmp(text, "c2") == 0);
+  CHECK(listed(s, &kps[MANY - 1], text, sizeof text) == 1 && strcmp(text, "news") == 0);
+  /* stored: a1-a3, l3, d1, c1, c2, the others'; c2 replaced c1 */
+  CHECK(st1.events_added == st0.events_added + 3 + 1 + 1 + 2 + (MANY - 4));
+  CHECK(st1.adds_limited == st0.adds_limited + 1 && st1.adds_duplicate == st0.adds_duplicate + 1);
+  CHECK(st1.events_replaced == st0.events_replaced + 1);
+  /* every item's user invalid: each fails alone, the call succeeds with nothing stored */
+  hd_add_item_t none[2] = {item(&bad, "x", NULL), item(&bad, "y", NULL)};
+  res[0].status = res[1].status = 0;
+  CHECK_OK(hd_server_add_events_wait(s->h, none, 2, res));
+  CHECK(res[0].status == HD_EKEY && res[1].status == HD_EKEY);
+  CHECK_OK(hdt_server_stats(s->h, &st0));
+  CHECK(st0.events_added == st1.events_added);
+}
+
+static void add_events(void) {
+  srv_t s = {0};
+  hd_keypair_t *kps = calloc(MANY, sizeof *kps);
+  hd_add_item_t *items = calloc(MANY + 8, sizeof *items);
+  hd_fanout_result_t *res = calloc(MANY + 8, sizeof *res);
+  if (kps != NULL && items != NULL && res != NULL) add_events_body(&s, kps, items, res);
+  else CHECK(0);
+  srv_free(&s);
+  free(kps);
+  free(items);
+  free(res);
+}
+
+/* An invalid item fails the call whole with HD_EINVAL before anything is queued (no commit, no
+ * event), whichever item it is; so do a count of 0 or above the most, and NULL items. */
+static void add_events_invalid_body(srv_t *s) {
+  hd_keypair_t u;
+  hd_keypair_generate(&u);
+  CHECK_OK(srv_start(s, 0, HD_OVERFLOW_REJECT));
+  hd_add_options_t good, long_key, newer;
+  keys(&good, "k", NULL);
+  uint8_t key[HD_KEY_MAX_BYTES + 1] = {0};
+  keys(&long_key, NULL, NULL);
+  long_key.collapse_key = key;
+  long_key.collapse_key_len = sizeof key;
+  keys(&newer, NULL, NULL);
+  newer.version = HD_ADD_OPTIONS_VERSION + 1;
+  static uint8_t big[2 * 1024 * 1024];
+  hd_add_item_t items[3] = {item(&u, "ok", &good), item(&u, "ok", NULL), item(&u, "ok", NULL)};
+  hd_add_item_t bad[6] = {
+      {NULL, "p", 1, NULL}, {u.public_key, NULL, 1, NULL}, {u.public_key, "p", 0, NULL},
+      {u.public_key, big, sizeof big, NULL}, item(&u, "p", &long_key), item(&u, "p", &newer)};
+  int want[6] = {HD_EINVAL, HD_EINVAL, HD_EINVAL, HD_EINVAL, HD_EINVAL, HD_EVERSION};
+  hd_keypair_t other;
+  hd_keypair_generate(&other);
+  hd_add_item_t first = item(&other, "first", NULL); /* the store's first commit is behind us */
+  CHECK_OK(hd_server_add_events_wait(s->h, &first, 1, NULL));
+  hd_server_stats_t st0, st1;
+  CHECK_OK(hdt_server_stats(s->h, &st0));
+  for (int b = 0; b < 6; b++) {
+    items[2] = bad[b];
+    CHECK_RC(hd_server_add_events(s->h, items, 3, NULL, NULL), want[b]);
+    CHECK(strstr(hd_last_error_message(), "item 2") != NULL);
+    CHECK_RC(hd_server_add_events_wait(s->h, items, 3, NULL), want[b]);
+  }
+  CHECK_RC(hd_server_add_events_wait(s->h, items, 0, NULL), HD_EINVAL);
+  CHECK_RC(hd_server_add_events_wait(s->h, items, HD_ADD_EVENTS_MAX + 1, NULL), HD_EINVAL);
+  CHECK_RC(hd_server_add_events_wait(s->h, NULL, 1, NULL), HD_EINVAL);
+  CHECK_RC(hd_server_add_events_wait(NULL, items, 1, NULL), HD_EINVAL);
+  CHECK(hd_add_events_max() == HD_ADD_EVENTS_MAX);
+  hdt_sleep_ms(50); /* anything queued would have committed */
+  CHECK_OK(hdt_server_stats(s->h, &st1));
+  CHECK(st1.commits == st0.commits && st1.events_added == st0.events_added);
+  uint64_t n = 99;
+  CHECK_OK(hd_server_pending(s->h, u.public_key, &n));
+  CHECK(n == 0);
+}
+
+static void add_events_invalid(void) {
+  srv_t s = {0};
+  add_events_invalid_body(&s);
+  srv_free(&s);
+}
+
+/* The blocking form on the server's loop thread (in a callback) would wait for itself:
+ * HD_ETHREAD, and nothing added; the callback form works there and answers once. */
+typedef struct on_loop {
+  hd_server_t *h;
+  const hd_add_item_t *items;
+  atomic_int wait_rc, inner_status, inner_calls, outer_calls;
+  hd_fanout_result_t inner[2];
+} on_loop_t;
+
+static void inner_done(void *data, int status, const hd_fanout_result_t *r, size_t n) {
+  on_loop_t *x = data;
+  if (status == 0 && n == 2) memcpy(x->inner, r, sizeof x->inner);
+  atomic_store(&x->inner_status, status);
+  atomic_fetch_add(&x->inner_calls, 1);
+}
+
+static void outer_done(void *data, int status, const hd_fanout_result_t *r, size_t n) {
+  on_loop_t *x = data;
+  (void)status;
+  (void)r;
+  (void)n;
+  atomic_store(&x->wait_rc, hd_server_add_events_wait(x->h, x->items, 2, NULL));
+  hd_server_add_events(x->h, x->items, 2, inner_done, x);
+  atomic_fetch_add(&x->outer_calls, 1);
+}
+
+static void add_events_threads_body(srv_t *s) {
+  hd_keypair_t u;
+  hd_keypair_generate(&u);
+  CHECK_OK(srv_start(s, 0, HD_OVERFLOW_REJECT));
+  hd_add_item_t items[2] = {item(&u, "first", NULL), item(&u, "second", NULL)};
+  static on_loop_t x;
+  memset(&x, 0, sizeof x);
+  x.h = s->h;
+  x.items = items;
+  atomic_store(&x.inner_status, 1);
+  CHECK_OK(hd_server_add_events(s->h, items, 1, outer_done, &x));
+  CHECK(WAIT_FOR(atomic_load(&x.inner_calls) == 1, 5000));
+  CHECK(atomic_load(&x.outer_calls) == 1 && atomic_load(&x.wait_rc) == HD_ETHREAD);
+  CHECK(atomic_load(&x.inner_status) == 0);
+  CHECK(x.inner[0].result.seq == 2 && x.inner[1].result.seq == 3);
+  uint64_t n = 0;
+  CHECK_OK(hd_server_pending(s->h, u.public_key, &n));
+  CHECK(n == 3); /* first (alone), then first and second: the blocking call added nothing */
+}
+
+static void add_events_threads(void) {
+  srv_t s = {0};
+  add_events_threads_body(&s);
+  srv_free(&s);
+}
+
+/* Pushed to online users after the commit, in order: three connected clients get their items of
+ * one call, each user its own numbers 1..3, each handled once. */
+static void add_events_live_body(du_world_t *w) {
+  CHECK_OK(du_world_init(w, "queue-adds-many", 3, 16, DU_START_SERVER | DU_START_CLIENTS));
+  for (int i = 0; i < 3; i++) DCHECK(WAIT_FOR(du_client_is_connected(&w->c[i]), 5000));
+  uint8_t p[9][64];
+  hd_add_item_t items[9];
+  for (int k = 0; k < 9; k++) { /* round robin over the users: 1, 2, 3, 1, 2, 3... */
+    int ui = k % 3;
+    size_t len = du_payload(p[k], sizeof p[k], ui + 1, (uint64_t)(k / 3 + 1), 0);
+    items[k] = (hd_add_item_t){w->c[ui].kp.public_key, p[k], len, NULL};
+  }
+  hd_fanout_result_t res[9];
+  CHECK_OK(hd_server_add_events_wait(w->s.h, items, 9, res));
+  for (int k = 0; k < 9; k++) {
+    CHECK(res[k].status == 0 && res[k].result.seq == (uint64_t)(k / 3 + 1));
+  }
+  for (int i = 0; i < 3; i++) DCHECK(du_all_done(&w->s, i, &w->c[i], 3, 1, 1, 10000));
+}
+DU_WORLD_TEST(add_events_live, add_events_live_body)
+
 #define TESTS(X)                                                                                  \
   X(adds_with_options)                                                                            \
   X(drop_oldest)                                                                                  \
   X(fanout)                                                                                       \
   X(fanout_listed)                                                                                \
-  X(collapse_with_live_client)
+  X(collapse_with_live_client)                                                                    \
+  X(add_events)                                                                                   \
+  X(add_events_invalid)                                                                           \
+  X(add_events_threads)                                                                           \
+  X(add_events_live)
 HD_TEST_MAIN(TESTS)

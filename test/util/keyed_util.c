@@ -23,6 +23,7 @@ int ku_init(ku_t *k, const char *tag, int normal) {
   for (int i = 0; i < KU_FAN; i++) {
     if (hd_keypair_generate(&k->f[i]) != 0) return -1;
   }
+  if (hd_keypair_generate(&k->e[0]) != 0 || hd_keypair_generate(&k->e[1]) != 0) return -1;
   return 0;
 }
 
@@ -95,8 +96,23 @@ int ku_step(ku_t *k) {
     if (res[u].status != 0) x->rc = res[u].status;
   }
   x->syncs = wal_syncs(k);
-  int rcs[3] = {k->dedup[i].rc, k->collapse[i].rc, x->rc};
+  /* add_events: E0, E1, E0 in one call */
+  char e_text[3][16];
+  hd_add_item_t items[3];
   for (int j = 0; j < 3; j++) {
+    snprintf(e_text[j], sizeof e_text[j], "e%d.%d", i, j);
+    items[j] = (hd_add_item_t){k->e[j % 2].public_key, e_text[j], strlen(e_text[j]), NULL};
+  }
+  hd_fanout_result_t eres[3];
+  ku_add_t *y = &k->many[i];
+  y->rc = hd_server_add_events_wait(k->h, items, 3, eres);
+  for (int j = 0; y->rc == 0 && j < 3; j++) {
+    if (eres[j].status != 0) y->rc = eres[j].status;
+  }
+  if (y->rc == 0 && eres[2].result.seq != eres[0].result.seq + 1) y->rc = HD_EINVAL; /* order */
+  y->syncs = wal_syncs(k);
+  int rcs[4] = {k->dedup[i].rc, k->collapse[i].rc, x->rc, y->rc};
+  for (int j = 0; j < 4; j++) {
     if (!expected(rcs[j])) {
       fprintf(stderr, "  keyed step %d, add %d: %s (%s)\n", i, j, hd_err_name(rcs[j]),
               hd_last_error_message());
@@ -148,6 +164,46 @@ static const char *const consistency[] = {
     "  payload_no NOT IN (SELECT no FROM payloads)",
     "SELECT count(*) FROM payloads WHERE refs != " KU_STR(KU_FAN),
 };
+
+/* add_events: E1 holds at least the calls that must have lasted, at most the tried ones; E0 holds
+ * twice as many, each call's two items next to each other (e<i>.0 then e<i>.2), calls in order. */
+static int check_many(ku_t *k) {
+  uint64_t lasting = 0, tried = (uint64_t)k->n, held[2] = {0, 0};
+  for (int i = 0; i < k->n; i++) lasting += durable(k, &k->many[i]);
+  for (int u = 0; u < 2; u++) {
+    if (hd_server_pending(k->h, k->e[u].public_key, &held[u]) != 0) held[u] = UINT64_MAX;
+  }
+  if (held[1] < lasting || held[1] > tried || held[0] != 2 * held[1]) {
+    fprintf(stderr, "  add_events: E0 holds %llu, E1 %llu (lasting %llu, tried %llu)\n",
+            (unsigned long long)held[0], (unsigned long long)held[1],
+            (unsigned long long)lasting, (unsigned long long)tried);
+    return 0;
+  }
+  hd_event_info_t ev[2 * KU_MAX];
+  static uint8_t buf[16 * 2 * KU_MAX];
+  uint64_t cursor = 0;
+  int n = hd_server_list_events(k->h, k->e[0].public_key, &cursor, ev, 2 * KU_MAX, buf,
+                                sizeof buf);
+  int prev = -1;
+  for (int j = 0; j + 1 < n; j += 2) {
+    int c0 = -1, c2 = -1, i0 = -1, i2 = -1;
+    char t0[16], t2[16];
+    snprintf(t0, sizeof t0, "%.*s", (int)ev[j].payload_len, (const char *)ev[j].payload);
+    snprintf(t2, sizeof t2, "%.*s", (int)ev[j + 1].payload_len, (const char *)ev[j + 1].payload);
+    if (sscanf(t0, "e%d.%d", &c0, &i0) != 2 || sscanf(t2, "e%d.%d", &c2, &i2) != 2 || c0 != c2 ||
+        i0 != 0 || i2 != 2 || c0 <= prev || ev[j + 1].seq != ev[j].seq + 1) {
+      fprintf(stderr, "  add_events: E0's events %d and %d are %s and %s\n", j, j + 1, t0, t2);
+      return 0;
+    }
+    prev = c0;
+  }
+  if (n < 0 || (uint64_t)n != held[0]) {
+    fprintf(stderr, "  add_events: E0 lists %d of its %llu events\n", n,
+            (unsigned long long)held[0]);
+    return 0;
+  }
+  return 1;
+}
 
 static int check_api(ku_t *k) {
   int ok = 1;
@@ -205,7 +261,7 @@ static int check_api(ku_t *k) {
       ok = 0;
     }
   }
-  return ok;
+  return check_many(k) && ok;
 }
 
 int ku_verify(ku_t *k) {

@@ -1,15 +1,18 @@
 /* Adds with keys and fan-outs on the fault VFS (fault_vfs.h), for the power-cut and I/O-fault
  * system tests: a server (no client) whose store is a domain of the VFS, three kinds of add per
  * step (a dedup add over five keys for user A, a collapse add of one key for user B, a fan-out to
- * KU_FAN users) and a ledger of their outcomes, and the checks after a cut:
+ * KU_FAN users, and an hd_server_add_events call of three items: E0, E1, E0) and a ledger of
+ * their outcomes, and the checks after a cut:
  *
  *  - always: the store is consistent: users.pending, bytes and dedup_keys match the rows, every
  *    shared payload's refs match the events that name it, and a fan-out is held by all of its
- *    users or by none (its transaction is one);
+ *    users or by none (its transaction is one), and so is an add_events call (E0 holds twice what
+ *    E1 holds, its two items of each call next to each other in item order);
  *  - what must be durable (FULL: every acknowledged add; NORMAL: those with a WAL sync after
  *    their acknowledgement): a repeat of a dedup key is answered with the first add's number, B
  *    holds one event (the latest collapse, or one after it whose acknowledgement was not seen),
- *    each fan-out user holds at least the acknowledged fan-outs. */
+ *    each fan-out user holds at least the acknowledged fan-outs, E1 at least the acknowledged
+ *    add_events calls. */
 #ifndef HD_KEYED_UTIL_H
 #define HD_KEYED_UTIL_H
 
@@ -30,9 +33,9 @@ typedef struct ku_add {
 typedef struct ku {
   char *dir;         /* the server's data_dir, a domain of the VFS */
   int d, normal;
-  hd_keypair_t kp, a, b, f[KU_FAN];
+  hd_keypair_t kp, a, b, f[KU_FAN], e[2];
   hd_server_t *h;
-  ku_add_t dedup[KU_MAX], collapse[KU_MAX], fan[KU_MAX];
+  ku_add_t dedup[KU_MAX], collapse[KU_MAX], fan[KU_MAX], many[KU_MAX];
   int n;             /* steps done */
   long syncs_at_cut; /* the WAL syncs when the cut came (NORMAL: what came after is lost) */
 } ku_t;
@@ -41,7 +44,7 @@ typedef struct ku {
 int ku_init(ku_t *k, const char *tag, int normal);
 int ku_start(ku_t *k);
 void ku_stop(ku_t *k);
-/* One step (its three adds). 0, or the first error that is not HD_EIO or HD_ENOSPC. */
+/* One step (its four add calls). 0, or the first error that is not HD_EIO or HD_ENOSPC. */
 int ku_step(ku_t *k);
 /* A power cut now: the server closes, its files are reverted as `mode` keeps them, it starts
  * again. 0 or the start's error. */
