@@ -93,3 +93,17 @@ $(BUILD)/bench/connections: bench/connections.c $(TEST_UTIL_HDRS) $(TEST_UTIL_LI
 
 bench-connections: $(BUILD)/bench/connections
 	$(BUILD)/bench/connections $(CONNECTIONS)
+
+# ---- bench-redial: the first redials of N clients after their server restarts -------------------
+# (docs/BENCHMARKS.md, "Redial after a restart"): N bare clients (client.h) on one loop in this
+# process, the server in a child that is killed and started again on the same port; prints the
+# busiest 10 ms of the first redials against the uniform share, and a histogram.
+# make bench-redial REDIAL_ARGS="10000 100"   (clients, reconnect_min_ms)
+.PHONY: bench-redial
+REDIAL_ARGS ?= 10000
+$(BUILD)/bench/redial: bench/redial.c $(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_TEST) $< -o $@ $(STLIB) $(DEPS_LIBS)
+
+bench-redial: $(BUILD)/bench/redial
+	$(BUILD)/bench/redial $(REDIAL_ARGS)

@@ -100,8 +100,8 @@ int fz_feed_chunks(const uint8_t *data, size_t n, fz_in_t *sizes, fz_feed_fn fee
 /* ---- identities and ciphers ---- */
 
 const hd_keypair_t *fz_keypair(int i) {
-  static hd_keypair_t kp[2];
-  static int made[2];
+  static hd_keypair_t kp[3];
+  static int made[3];
   if (!made[i]) {
     uint8_t seed[HD_SEED_BYTES];
     memset(seed, 0x51 + i, sizeof seed);
@@ -203,12 +203,50 @@ static int alter(fz_in_t *in, const uint8_t *msg, size_t len, uint8_t *out, size
   return *out_len != len || memcmp(out, msg, len) != 0;
 }
 
+/* The IK responder's two keys (a server's key rollover): the first byte's bits 1-2 say how.
+ * 0: one key, as before; 1: the initiator dialed the responder's next key (the responder starts
+ * with fz_keypair(2), a decoy); 2: it dialed the current one and the decoy is next. */
+static const uint8_t *rollover_keys(int mode, hd__handshake_t *res, uint8_t next[32]) {
+  static uint8_t xs[2][32], xp[32];
+  static int made;
+  if (!made) {
+    FZ_CHECK(hd__keypair_to_x25519(fz_keypair(0), xs[0], xp) == 0);
+    FZ_CHECK(hd__keypair_to_x25519(fz_keypair(2), xs[1], xp) == 0);
+    made = 1;
+  }
+  if (mode == 0) return NULL;
+  if (mode == 1) {
+    uint8_t e[32];
+    memset(e, 0xe2, sizeof e);
+    FZ_CHECK(hd__handshake_init(res, HD__NOISE_IK, 0, fz_prologue(), FZ_PROLOGUE_LEN, xs[1],
+                                NULL) == 0);
+    hd__handshake_fix_ephemeral(res, e);
+  }
+  memcpy(next, xs[mode == 1 ? 0 : 1], 32);
+  return next;
+}
+
+/* Reads the IK responder's first message as the server does, with its next key if it has one. */
+static int read_first(hd__handshake_t *r, const uint8_t *next, int mode, const uint8_t *msg,
+                      size_t len, uint8_t *got, size_t cap, size_t *glen) {
+  if (next == NULL) return hd__handshake_read_message(r, msg, len, got, cap, glen);
+  int used_next = -1;
+  int rc = hd__handshake_read_first_either(r, fz_prologue(), FZ_PROLOGUE_LEN, next, msg, len, got,
+                                           cap, glen, &used_next);
+  FZ_CHECK(used_next == (rc == 0 && mode == 1));
+  return rc;
+}
+
 void fz_handshake_run(int tested_initiator, const uint8_t *data, size_t size) {
   fz_in_t in = {data, size};
-  hd__noise_pattern_t pattern = fz_u8(&in) & 1 ? HD__NOISE_XX : HD__NOISE_IK;
+  uint8_t first = fz_u8(&in);
+  hd__noise_pattern_t pattern = first & 1 ? HD__NOISE_XX : HD__NOISE_IK;
   int n_messages = pattern == HD__NOISE_IK ? 2 : 3;
   hd__handshake_t hs[2]; /* [0] initiator, [1] responder */
   handshake_pair(pattern, &hs[0], &hs[1]);
+  int mode = pattern == HD__NOISE_IK && !tested_initiator ? (first >> 1) % 3 : 0;
+  uint8_t next_key[32];
+  const uint8_t *next = rollover_keys(mode, &hs[1], next_key);
   static uint8_t msg[HD__NOISE_MAX_MESSAGE], alt[HD__NOISE_MAX_MESSAGE], got[HD__NOISE_MAX_MESSAGE];
   for (int i = 0; i < n_messages; i++) {
     hd__handshake_t *w = &hs[i % 2], *r = &hs[1 - i % 2];
@@ -218,7 +256,8 @@ void fz_handshake_run(int tested_initiator, const uint8_t *data, size_t size) {
     FZ_CHECK(hd__handshake_write_message(w, payload, plen, msg, sizeof msg, &mlen) == 0);
     if (reader_tested && alter(&in, msg, mlen, alt, &alen, sizeof alt)) {
       hd__handshake_t before = *r;
-      int rc = hd__handshake_read_message(r, alt, alen, got, sizeof got, &glen);
+      int rc = i == 0 ? read_first(r, next, mode, alt, alen, got, sizeof got, &glen)
+                      : hd__handshake_read_message(r, alt, alen, got, sizeof got, &glen);
       if (rc == 0) {
         /* only XX's first message is unauthenticated: a clear ephemeral key and payload */
         FZ_CHECK(pattern == HD__NOISE_XX && i == 0 && alen >= HD__NOISE_DHLEN);
@@ -228,7 +267,8 @@ void fz_handshake_run(int tested_initiator, const uint8_t *data, size_t size) {
       FZ_CHECK(rc == HD_EAUTH || rc == HD_EPROTO || rc == HD_EBUFSIZE);
       FZ_CHECK(memcmp(&before, r, sizeof before) == 0); /* a refused message changes nothing */
     }
-    FZ_CHECK(hd__handshake_read_message(r, msg, mlen, got, sizeof got, &glen) == 0);
+    FZ_CHECK((i == 0 ? read_first(r, next, mode, msg, mlen, got, sizeof got, &glen)
+                     : hd__handshake_read_message(r, msg, mlen, got, sizeof got, &glen)) == 0);
     FZ_CHECK(glen == plen && (plen == 0 || memcmp(got, payload, plen) == 0));
     if (reader_tested && pattern == HD__NOISE_IK) {
       if (i == 0) fz_check_hello(got, glen);

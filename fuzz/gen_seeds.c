@@ -292,7 +292,8 @@ static void hello_welcome_seeds(void) {
   hd__buf_free(&b);
 }
 
-/* fz_handshake_run's input: a pattern byte; per message a payload (length byte, bytes) and,
+/* fz_handshake_run's input: a pattern byte (bit 0: XX; bits 1-2: the responder's second key,
+ * fuzz_util.c); per message a payload (length byte, bytes) and,
  * for a message the tested side reads, how it arrives (0: intact). */
 static void handshake_seeds(const char *target, int tested_initiator) {
   hd__buf_t b;
@@ -312,6 +313,20 @@ static void handshake_seeds(const char *target, int tested_initiator) {
     }
     static const char *const names[3] = {"ik-intact", "ik-replaced", "ik-flipped"};
     save(target, names[how], &b);
+  }
+  if (!tested_initiator) {
+    /* the responder with a second key (rollover): the initiator dials the next one (pattern
+     * byte 2), or the current one with a decoy next (4); message 1 flipped, then intact */
+    for (int mode = 1; mode <= 2; mode++) {
+      put_u8(&b, (uint8_t)(mode << 1));
+      put_u8(&b, (uint8_t)hl);
+      put(&b, hello, hl);
+      put_u8(&b, 2);
+      put(&b, "\x00\x00\x20\x01", 4);
+      put_u8(&b, (uint8_t)wl);
+      put(&b, welcome, wl);
+      save(target, mode == 1 ? "ik-next-key" : "ik-decoy-next", &b);
+    }
   }
   put_u8(&b, 1); /* XX, every message intact, empty payloads */
   for (int i = 0; i < 3; i++) {

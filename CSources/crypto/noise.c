@@ -449,3 +449,32 @@ const uint8_t *hd__handshake_remote_static(const hd__handshake_t *hs) {
 const uint8_t *hd__handshake_hash(const hd__handshake_t *hs) { return hs->h; }
 
 void hd__handshake_wipe(hd__handshake_t *hs) { sodium_memzero(hs, sizeof *hs); }
+
+int hd__handshake_read_first_either(hd__handshake_t *hs, const uint8_t *prologue,
+                                    size_t prologue_len,
+                                    const uint8_t next_secret[HD__NOISE_DHLEN],
+                                    const uint8_t *msg, size_t msg_len, uint8_t *payload,
+                                    size_t payload_cap, size_t *payload_len, int *used_next) {
+  *used_next = 0;
+  int rc = hd__handshake_read_message(hs, msg, msg_len, payload, payload_cap, payload_len);
+  if (rc != HD_EAUTH || next_secret == NULL) return rc;
+  if (hs->pattern != HD__NOISE_IK || hs->initiator || hs->step != 0) {
+    return hd__error(HD_ESTATE, "noise: a second static key is for the IK responder's first "
+                     "message only");
+  }
+  hd__handshake_t alt;
+  /* the responder's static key is in h from the start (IK's "<- s"): a fresh state under the
+   * other key, the same in every other way */
+  int arc = hd__handshake_init(&alt, HD__NOISE_IK, 0, prologue, prologue_len, next_secret, NULL);
+  if (arc == 0 && hs->fixed_e) hd__handshake_fix_ephemeral(&alt, hs->e_secret);
+  if (arc == 0) arc = hd__handshake_read_message(&alt, msg, msg_len, payload, payload_cap,
+                                                 payload_len);
+  if (arc == 0) {
+    *hs = alt;
+    *used_next = 1;
+  }
+  sodium_memzero(&alt, sizeof alt);
+  /* a message neither key reads is the first key's failure: the detail stays its own */
+  return arc == 0 ? 0 : hd__error(HD_EAUTH, "noise: message 1 authenticates under neither "
+                                  "static key");
+}

@@ -67,6 +67,17 @@ int hd__handshake_write_message(hd__handshake_t *hs, const uint8_t *payload, siz
  * not the peer's turn, HD_EBUFSIZE if the payload does not fit in `payload_cap`. */
 int hd__handshake_read_message(hd__handshake_t *hs, const uint8_t *msg, size_t msg_len,
                                uint8_t *payload, size_t payload_cap, size_t *payload_len);
+/* The IK responder's first read with a choice of two static keys (a server's key rollover,
+ * docs/OPERATIONS.md): reads `msg` as hd__handshake_read_message does with the key `hs` was
+ * initialised with (on `prologue`), and when that fails authentication (HD_EAUTH) and
+ * `next_secret` is given, again under `next_secret` in its place; *used_next says which key
+ * read it. A failure leaves `hs` exactly as it was; both keys failing is HD_EAUTH. The second
+ * try costs a responder one more DH, only for an initiator of the other key (or a forger). */
+int hd__handshake_read_first_either(hd__handshake_t *hs, const uint8_t *prologue,
+                                    size_t prologue_len,
+                                    const uint8_t next_secret[HD__NOISE_DHLEN],
+                                    const uint8_t *msg, size_t msg_len, uint8_t *payload,
+                                    size_t payload_cap, size_t *payload_len, int *used_next);
 int hd__handshake_is_done(const hd__handshake_t *hs);
 /* 1 if the next message is ours to write. */
 int hd__handshake_my_turn(const hd__handshake_t *hs);

@@ -86,10 +86,16 @@ static hd__conn_t *conn_new(const hd__conn_config_t *cfg) {
   return c;
 }
 
-static int prologue_init(const hd__conn_config_t *cfg, hd__handshake_t *hs, int initiator) {
-  uint8_t prologue[sizeof PROLOGUE_NAME - 1 + HD_TOPIC_BYTES];
+#define PROLOGUE_BYTES (sizeof PROLOGUE_NAME - 1 + HD_TOPIC_BYTES)
+
+static void prologue_make(const hd__conn_config_t *cfg, uint8_t prologue[PROLOGUE_BYTES]) {
   memcpy(prologue, PROLOGUE_NAME, sizeof PROLOGUE_NAME - 1);
   memcpy(prologue + sizeof PROLOGUE_NAME - 1, cfg->topic_key, HD_TOPIC_BYTES);
+}
+
+static int prologue_init(const hd__conn_config_t *cfg, hd__handshake_t *hs, int initiator) {
+  uint8_t prologue[PROLOGUE_BYTES];
+  prologue_make(cfg, prologue);
   return hd__handshake_init(hs, HD__NOISE_IK, initiator, prologue, sizeof prologue,
                             cfg->x_secret, initiator ? cfg->server_x_public : NULL);
 }
@@ -530,12 +536,19 @@ static void server_read_msg1(hd__conn_t *c, const uint8_t *msg, size_t len) {
     conn_end(c, rc, CLOSE_ABRUPT);
     return;
   }
-  rc = hd__handshake_read_message(&io->hs, msg, len, payload, sizeof payload, &plen);
+  /* during a key rollover the client may know either key: the current one first (the one
+   * most clients hold), then the next (docs/OPERATIONS.md, "Key rollover") */
+  uint8_t prologue[PROLOGUE_BYTES];
+  prologue_make(c->cfg, prologue);
+  int used_next = 0;
+  rc = hd__handshake_read_first_either(&io->hs, prologue, sizeof prologue,
+                                       c->cfg->has_next_key ? c->cfg->next_x_secret : NULL, msg,
+                                       len, payload, sizeof payload, &plen, &used_next);
   if (rc != 0) {
     rc = hd__error(HD_EAUTH,
                    "handshake from %s failed authentication: the client does not expect this "
-                   "server's key, or the message was tampered with",
-                   c->peer);
+                   "server's key%s, or the message was tampered with",
+                   c->peer, c->cfg->has_next_key ? " nor its next key" : "");
     server_reject(c, rc, HD__REJECT_AUTH);
     return;
   }
@@ -574,6 +587,14 @@ static void server_read_msg1(hd__conn_t *c, const uint8_t *msg, size_t len) {
   }
   memcpy(c->remote_pk, hello.public_key, HD_PUBLICKEY_BYTES);
   c->hello_read = 1;
+  /* the config is the owner's, shared by its connections: the counters are its (conn.h) */
+  hd__conn_config_t *cfg = (hd__conn_config_t *)c->cfg;
+  if (used_next) {
+    cfg->handshakes_next_key++;
+    hd__log(c->cfg->rt, HD_LOG_DEBUG, "client %s dialed the next key", c->peer);
+  } else {
+    cfg->handshakes_current_key++;
+  }
   c->peer_max_message = hello.max_message_bytes;
   c->features = hello.features & c->cfg->features;
   if (c->cfg->on_authorize == NULL) {

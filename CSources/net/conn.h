@@ -23,6 +23,12 @@ typedef struct hd__conn_config {
   int is_server;
   uint8_t public_key[HD_PUBLICKEY_BYTES]; /* our Ed25519 identity (sent in HELLO) */
   uint8_t x_secret[32], x_public[32];     /* our Noise static key pair */
+  uint8_t next_x_secret[32];              /* server: the next static key (key rollover) */
+  int has_next_key;                       /* server: it answers to next_x_secret too */
+  /* Server, loop thread: handshakes whose message 1 authenticated under the current key and
+   * under the next one, since create (the metrics: an operator waits for the first to fall to
+   * the clients not yet updated before dropping the old key). */
+  uint64_t handshakes_current_key, handshakes_next_key;
   uint8_t topic_key[HD_TOPIC_BYTES];
   uint8_t server_public_key[HD_PUBLICKEY_BYTES]; /* client: the server it trusts */
   uint8_t server_x_public[32];                   /* client: that key as X25519 */

@@ -32,4 +32,20 @@ int hd__conn_config_init(hd__conn_config_t *cfg, const hd_keypair_t *kp, const c
   return 0;
 }
 
-void hd__conn_config_wipe(hd__conn_config_t *cfg) { sodium_memzero(cfg->x_secret, 32); }
+int hd__conn_config_next_key(hd__conn_config_t *cfg, const hd_keypair_t *next) {
+  int rc = hd_keypair_verify(next);
+  if (rc != 0) return hd__error(rc, "next_keypair: %s", hd_last_error_message());
+  if (sodium_memcmp(next->public_key, cfg->public_key, HD_PUBLICKEY_BYTES) == 0) {
+    return hd__error(HD_EINVAL, "next_keypair is the server's keypair: a rollover needs a new key");
+  }
+  uint8_t x_public[32];
+  rc = hd__keypair_to_x25519(next, cfg->next_x_secret, x_public);
+  if (rc != 0) return rc;
+  cfg->has_next_key = 1;
+  return 0;
+}
+
+void hd__conn_config_wipe(hd__conn_config_t *cfg) {
+  sodium_memzero(cfg->x_secret, 32);
+  sodium_memzero(cfg->next_x_secret, 32);
+}

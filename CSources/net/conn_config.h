@@ -13,6 +13,8 @@
 int hd__conn_config_init(hd__conn_config_t *cfg, const hd_keypair_t *kp, const char *topic,
                          uint32_t handshake_timeout_ms, uint32_t keepalive_ms,
                          uint32_t idle_timeout_ms, uint32_t max_message_bytes);
+/* Server: a second identity it answers to (key rollover); checks the pair. */
+int hd__conn_config_next_key(hd__conn_config_t *cfg, const hd_keypair_t *next);
 void hd__conn_config_wipe(hd__conn_config_t *cfg);
 
 #endif

@@ -3,6 +3,7 @@
 #include "http.h"
 
 #include "addr.h"
+#include "listen.h"
 #include "metrics.h"
 #include "server.h"
 
@@ -329,13 +330,6 @@ static void on_listener_closed(uv_handle_t *handle) {
 
 int hd__http_start(hd__http_t **out, hd__runtime_t *rt, hd_server_t *server, const char *listen) {
   *out = NULL;
-  struct sockaddr_storage addr;
-  int rc = hd__addr_parse(listen, &addr);
-  if (rc != 0) {
-    char detail[256];
-    snprintf(detail, sizeof detail, "%s", hd_last_error_message());
-    return hd__error(rc, "metrics_listen: %s", detail);
-  }
   hd__http_t *h = calloc(1, sizeof *h);
   if (h == NULL) return hd__error(HD_ENOMEM, "out of memory starting the metrics responder");
   h->rt = rt;
@@ -345,22 +339,17 @@ int hd__http_start(hd__http_t **out, hd__runtime_t *rt, hd_server_t *server, con
   uv_tcp_init(rt->loop, &h->listener);
   h->listener.data = h;
   h->listener_open = 1;
-  rc = uv_tcp_bind(&h->listener, (const struct sockaddr *)&addr, 0);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&h->listener, 64, on_connection);
-  struct sockaddr_storage bound;
-  int blen = sizeof bound;
-  if (rc == 0) rc = uv_tcp_getsockname(&h->listener, (struct sockaddr *)&bound, &blen);
+  /* the same address forms as the event listener's `listen`: names resolved, first that binds */
+  int rc = hd__listen_open(&h->listener, listen, 64, on_connection, &h->port);
   if (rc != 0) {
-    char what[128];
-    snprintf(what, sizeof what, "cannot listen on %s (metrics_listen)", listen);
+    char detail[256];
+    snprintf(detail, sizeof detail, "metrics_listen: %s", hd_last_error_message());
     hd__error_state_t e;
-    hd__error_from_uv(rc, what);
+    hd__error(rc, "%s", detail);
     hd__error_save(&e);
     hd__http_close(h, NULL, NULL); /* frees itself once the loop has closed the listener */
     return hd__error_restore(&e);
   }
-  h->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                              : ((struct sockaddr_in *)&bound)->sin_port);
   hd__log(rt, HD_LOG_INFO, "metrics responder on %s (port %d): /metrics, /healthz, /readyz",
           listen, h->port);
   *out = h;

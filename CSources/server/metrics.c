@@ -49,6 +49,9 @@ int hd__metrics_read(hd_server_t *server, hd__metrics_t *out) {
   hd__server_conns(server, &conns);
   out->st.connected_users = conns.open;
   out->handshaking = conns.handshaking;
+  out->handshakes_current_key = conns.handshakes_current_key;
+  out->handshakes_next_key = conns.handshakes_next_key;
+  out->has_next_key = conns.has_next_key;
   out->epoch_resumes = ev->n_epoch_resumes;
   out->rollbacks = ev->n_rollbacks;
   out->add_durable = ev->add_durable;
@@ -147,6 +150,13 @@ size_t hd__metrics_render(const hd__metrics_t *m, char *buf, size_t cap) {
           m->epoch_resumes);
   counter(&t, "resumes_rolled_back_total", "Client resumes of clients that had seen numbers "
           "the store lost.", m->rollbacks);
+  /* key rollover (docs/OPERATIONS.md): the old key may go once its series stops moving */
+  family(&t, "handshakes_total", "counter", "Client handshakes authenticated, by the server key "
+         "the client dialed (current, or next during a key rollover).");
+  put(&t, "hyperdown_handshakes_total{key=\"current\"} %" PRIu64 "\n", m->handshakes_current_key);
+  if (m->has_next_key) {
+    put(&t, "hyperdown_handshakes_total{key=\"next\"} %" PRIu64 "\n", m->handshakes_next_key);
+  }
   gauge(&t, "events_pending", "Events held in the store (not yet confirmed).",
         s->pending_total);
   gauge(&t, "users_pending", "Users holding at least one pending event.", m->users_pending);

@@ -14,6 +14,8 @@ typedef struct hd__metrics {
   uint64_t users_pending;    /* users holding at least one pending event */
   uint64_t handshaking;      /* connections accepted, not authenticated yet */
   uint64_t epoch_resumes, rollbacks;
+  uint64_t handshakes_current_key, handshakes_next_key;
+  int has_next_key;          /* the next key's series is shown only while there is one */
   hd__histogram_t add_durable;
 } hd__metrics_t;
 

@@ -8,6 +8,7 @@
 #include "conn_config.h"
 #include "http.h"
 #include "keymap.h"
+#include "listen.h"
 #include "options.h"
 #include "rate.h"
 #include "server_events.h"
@@ -179,23 +180,10 @@ static void free_server(hd_server_t *s) {
 
 static void on_listener_closed_on_error(uv_handle_t *h) { free_server(h->data); }
 
-/* Binds and listens on the creating thread, so that hd_server_port works at once. */
-static int listen_on(hd_server_t *s, const struct sockaddr_storage *addr, const char *text) {
-  int rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)addr, 0);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
-  if (rc == 0) {
-    struct sockaddr_storage bound;
-    int len = sizeof bound;
-    rc = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &len);
-    if (rc == 0) {
-      s->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                  : ((struct sockaddr_in *)&bound)->sin_port);
-    }
-  }
-  if (rc == 0) return 0;
-  char what[128];
-  snprintf(what, sizeof what, "cannot listen on %s", text);
-  return hd__error_from_uv(rc, what);
+/* Binds and listens on the creating thread, so that hd_server_port works at once (a name is
+ * resolved there too: listen.h). */
+static int listen_on(hd_server_t *s, const char *text) {
+  return hd__listen_open(&s->listener, text, 511, on_connection, &s->port);
 }
 
 int hd_server_create(hd_server_t **out, const hd_server_options_t *opts) {
@@ -206,8 +194,8 @@ int hd_server_create(hd_server_t **out, const hd_server_options_t *opts) {
   rc = hd__options_check_version(opts, opts ? opts->version : 0, HD_SERVER_OPTIONS_VERSION,
                                  "server");
   if (rc != 0) return rc;
-  struct sockaddr_storage addr;
-  rc = hd__addr_parse(opts->listen, &addr);
+  hd__addr_spec_t listen_spec; /* the syntax now; a name resolves once the handle exists */
+  rc = hd__addr_spec_parse(opts->listen, &listen_spec);
   if (rc != 0) return rc;
   if (opts->data_dir == NULL || opts->data_dir[0] == '\0') {
     return hd__error(HD_EINVAL, "data_dir is required: the folder of the server's event store");
@@ -221,7 +209,11 @@ int hd_server_create(hd_server_t **out, const hd_server_options_t *opts) {
   if (s == NULL) return hd__error(HD_ENOMEM, "out of memory creating the server");
   rc = hd__conn_config_init(&s->cfg, opts->keypair, opts->topic, opts->handshake_timeout_ms,
                             opts->keepalive_ms, opts->idle_timeout_ms, opts->max_message_bytes);
+  if (rc == 0 && opts->version >= 5 && opts->next_keypair != NULL) {
+    rc = hd__conn_config_next_key(&s->cfg, opts->next_keypair);
+  }
   if (rc != 0) {
+    hd__conn_config_wipe(&s->cfg);
     free(s);
     return rc;
   }
@@ -267,7 +259,7 @@ int hd_server_create(hd_server_t **out, const hd_server_options_t *opts) {
   }
   uv_tcp_init(s->rt->loop, &s->listener);
   s->listener.data = s;
-  rc = listen_on(s, &addr, opts->listen);
+  rc = listen_on(s, opts->listen);
   /* after bind: a busy port is reported before a busy folder */
   if (rc == 0) rc = hd__server_events_create(&s->events, s->rt, opts, &s->cfg.welcome);
   /* every event it may hold must fit a client's messages: a smaller limit is refused */
@@ -467,6 +459,9 @@ int hd_server_disconnect(hd_server_t *server, const uint8_t public_key[HD_PUBLIC
 void hd__server_conns(hd_server_t *s, hd__server_conns_t *out) {
   out->open = s->peers.count;
   out->handshaking = s->nhandshaking;
+  out->handshakes_current_key = s->cfg.handshakes_current_key;
+  out->handshakes_next_key = s->cfg.handshakes_next_key;
+  out->has_next_key = s->cfg.has_next_key;
 }
 
 int hd__server_ready(hd_server_t *s) {

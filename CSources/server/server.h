@@ -29,6 +29,8 @@ int hd__server_send(hd_server_t *server, const uint8_t public_key[HD_PUBLICKEY_B
 typedef struct hd__server_conns {
   uint64_t open;        /* authenticated connections (connected users) */
   uint64_t handshaking; /* accepted, not authenticated yet */
+  uint64_t handshakes_current_key, handshakes_next_key; /* since create (key rollover) */
+  int has_next_key;
 } hd__server_conns_t;
 void hd__server_conns(hd_server_t *server, hd__server_conns_t *out);
 /* 1 while the store is open and the listener accepts (not closing): /readyz. */

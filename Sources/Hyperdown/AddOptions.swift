@@ -30,24 +30,30 @@ public struct AddOptions: Sendable, Hashable {
 
   /// Runs `body` with the C options; the keys' bytes live for the duration of `body`.
   func withCOptions<R>(_ body: (UnsafePointer<hd_add_options_t>) throws -> R) rethrows -> R {
-    var opts = hd_add_options_t()
-    _ = hd_add_options_init(&opts, UInt32(HD_ADD_OPTIONS_VERSION))
-    opts.ttl_ms = ttl.milliseconds
     let dedup = dedupKey.map { Array($0.utf8) } ?? []
     let collapse = collapseKey.map { Array($0.utf8) } ?? []
     return try dedup.withUnsafeBufferPointer { d in
       try collapse.withUnsafeBufferPointer { c in
-        // an empty key is passed as given (a pointer with length 0), for the core to refuse
-        if dedupKey != nil {
-          opts.dedup_key = d.baseAddress ?? UnsafePointer(bitPattern: 1)
-          opts.dedup_key_len = d.count
-        }
-        if collapseKey != nil {
-          opts.collapse_key = c.baseAddress ?? UnsafePointer(bitPattern: 1)
-          opts.collapse_key_len = c.count
-        }
+        var opts = cOptions(dedup: d.baseAddress, collapse: c.baseAddress)
         return try body(&opts)
       }
     }
+  }
+
+  /// The C options, their keys' bytes at `dedup` and `collapse` (the caller keeps them alive).
+  func cOptions(dedup: UnsafePointer<UInt8>?, collapse: UnsafePointer<UInt8>?) -> hd_add_options_t {
+    var opts = hd_add_options_t()
+    _ = hd_add_options_init(&opts, UInt32(HD_ADD_OPTIONS_VERSION))
+    opts.ttl_ms = ttl.milliseconds
+    // an empty key is passed as given (a pointer with length 0), for the core to refuse
+    if let dedupKey {
+      opts.dedup_key = dedup ?? UnsafePointer(bitPattern: 1)
+      opts.dedup_key_len = dedupKey.utf8.count
+    }
+    if let collapseKey {
+      opts.collapse_key = collapse ?? UnsafePointer(bitPattern: 1)
+      opts.collapse_key_len = collapseKey.utf8.count
+    }
+    return opts
   }
 }

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 
 /// How hard the store works to keep what it acknowledged.
@@ -37,7 +38,7 @@ public struct ServerConfiguration: Sendable {
   public var pause: Duration?
   /// Durability of the store (``Durability/full`` by default).
   public var durability: Durability = .full
-  /// The catch-up page size in events (`nil`: the core's default, 512).
+  /// The catch-up page size in events (`nil`: the core's default, 4096).
   public var pageEvents: UInt32?
   /// Handshake timeout (`nil`: 10 s).
   public var handshakeTimeout: Duration?
@@ -96,6 +97,23 @@ public struct ServerConfiguration: Sendable {
   /// dead letters with ``HyperdownServer/deadLetters(for:after:limit:)`` and the calls beside it.
   /// Runs on the core's loop thread: it must not block.
   public var onDeadLetter: (@Sendable (PublicKey, DeadLetter) -> Void)?
+  /// A second identity the server also answers to, while its clients move to it (key rollover,
+  /// docs/OPERATIONS.md "Key files"): a client that trusts either key connects. Start the server
+  /// with its current key as ``keyPair`` and the new one here; once the clients know the new key
+  /// (``ClientConfiguration/serverPublicKeys``), restart it with the new key alone. `nil`: none.
+  public var nextKeyPair: KeyPair?
+  /// An address, `"127.0.0.1:9090"`, where the core serves `GET /metrics` (``HyperdownServer/metrics()``),
+  /// `/healthz` and `/readyz` over HTTP/1.1 on the server's own loop (port 0: any free one,
+  /// ``HyperdownServer/metricsPort``). `nil`: no such responder.
+  public var metricsListen: String?
+  /// Where the server's swift-metrics go: `nil` is the process's `MetricsSystem.factory`, the
+  /// backend the service bootstrapped (swift-prometheus, say); nothing is reported when none was.
+  public var metricsFactory: (any MetricsFactory)?
+  /// How often the core's counters are handed to swift-metrics (`nil`: never; default 1 s).
+  public var metricsInterval: Duration? = .seconds(1)
+  /// Dimensions (labels) of every swift-metrics metric of this server, e.g. `[("topic", "shop")]`
+  /// when a process runs more than one server.
+  public var metricsDimensions: [(String, String)] = []
 
   /// A configuration with the required fields; set the others as needed.
   /// - Parameters:
@@ -130,16 +148,31 @@ public struct ServerConfiguration: Sendable {
 public struct ClientConfiguration: Sendable {
   /// The user's identity: the server adds events for its public key.
   public var keyPair: KeyPair
-  /// The server's public key; a server with another key fails the handshake (`EAUTH`).
-  public var serverPublicKey: PublicKey
+  /// The server's public key; a server with another key fails the handshake (`EAUTH`). Setting
+  /// it replaces ``serverPublicKeys``.
+  public var serverPublicKey: PublicKey {
+    get { serverPublicKeys[0] }
+    set { serverPublicKeys = [newValue] }
+  }
+  /// The server keys the client accepts, tried in turn (at least one): during a server's key
+  /// rollover, its current and its next key (docs/OPERATIONS.md "Key files").
+  public var serverPublicKeys: [PublicKey]
   /// The topic (the original's `folderName`); it must be the server's.
   public var folderName: String
   /// The client's store folder (created 0700, locked while open). Events received are written
   /// here before they are handled, so they are handled even while the server is away.
   public var dataDirectory: String
-  /// The server's address, `"127.0.0.1:7000"` or `"[::1]:7000"`.
-  public var server: String
-  /// How many events the client accepts unconfirmed (`nil`: 1024). Bounds memory on both sides.
+  /// The server's address, `"127.0.0.1:7000"`, `"[::1]:7000"` or `"host:7000"` (a name is
+  /// resolved without blocking, every address it resolves to tried in turn). Setting it replaces
+  /// ``servers``.
+  public var server: String {
+    get { servers[0] }
+    set { servers = [newValue] }
+  }
+  /// The server's addresses (at least one), dialed in turn with a jittered, capped backoff
+  /// (``reconnectMin``, ``reconnectMax``): a client reaches whichever answers.
+  public var servers: [String]
+  /// How many events the client accepts unconfirmed (`nil`: 8192). Bounds memory on both sides.
   public var window: UInt32?
   /// First delay before a failed event is handed again (`nil`: 100 ms); it doubles up to
   /// ``retryMax``.
@@ -148,7 +181,9 @@ public struct ClientConfiguration: Sendable {
   public var retryMax: Duration?
   /// First redial delay after a failed or lost connection (`nil`: 100 ms).
   public var reconnectMin: Duration?
-  /// Cap of the doubling redial delay (`nil`: 5 s).
+  /// Cap of the doubling redial delay (`nil`: 5 s). Each delay is drawn at random between half
+  /// of its value and all of it, so that many clients part after a server restart instead of
+  /// dialing in the same millisecond.
   public var reconnectMax: Duration?
   /// `true`: do not dial again after a failure or a disconnect.
   public var noReconnect: Bool = false
@@ -197,10 +232,23 @@ public struct ClientConfiguration: Sendable {
               dataDirectory: String, server: String,
               logger: Logger = quietLogger("hyperdown.client")) {
     self.keyPair = keyPair
-    self.serverPublicKey = serverPublicKey
+    self.serverPublicKeys = [serverPublicKey]
     self.folderName = folderName
     self.dataDirectory = dataDirectory
-    self.server = server
+    self.servers = [server]
+    self.logger = logger
+  }
+
+  /// A configuration with lists: the server keys it accepts and the server's addresses (each
+  /// list not empty), see ``serverPublicKeys`` and ``servers``.
+  public init(keyPair: KeyPair, serverPublicKeys: [PublicKey], folderName: String,
+              dataDirectory: String, servers: [String],
+              logger: Logger = quietLogger("hyperdown.client")) {
+    self.keyPair = keyPair
+    self.serverPublicKeys = serverPublicKeys
+    self.folderName = folderName
+    self.dataDirectory = dataDirectory
+    self.servers = servers
     self.logger = logger
   }
 }

@@ -6,7 +6,7 @@ import Foundation
 /// ``HyperdownServer/deadLetters(for:after:limit:)``, reported to
 /// ``ServerConfiguration/onDeadLetter``, given back by
 /// ``HyperdownServer/requeueDeadLetters(for:ids:)``.
-public struct DeadLetter: Sendable, Hashable {
+public struct DeadLetter: Sendable, Hashable, PayloadCarrying {
   /// The number it had in the user's queue.
   public let id: UInt64
   /// When it was added.
@@ -30,22 +30,12 @@ public struct DeadLetter: Sendable, Hashable {
     self.died = died
   }
 
-  /// Decodes the payload as JSON.
-  public func decodePayload<T: Decodable>(_ type: T.Type, decoder: JSONDecoder = JSONDecoder()) throws -> T {
-    try decoder.decode(type, from: Data(payload))
-  }
-
   init(_ d: hd_dead_letter_t) {
     id = d.seq
-    created = Date(timeIntervalSince1970: Double(d.created_ms) / 1000)
-    payload = d.payload_len > 0 && d.payload != nil
-      ? Array(UnsafeBufferPointer(start: d.payload, count: d.payload_len)) : []
+    created = Date(unixMilliseconds: d.created_ms)
+    payload = copiedBytes(d.payload, d.payload_len)
     attempts = d.attempts
-    reason = d.reason_len > 0 && d.reason != nil
-      ? d.reason.withMemoryRebound(to: UInt8.self, capacity: d.reason_len) {
-          String(decoding: UnsafeBufferPointer(start: $0, count: d.reason_len), as: UTF8.self)
-        }
-      : ""
-    died = Date(timeIntervalSince1970: Double(d.dead_ms) / 1000)
+    reason = copiedText(d.reason, d.reason_len)
+    died = Date(unixMilliseconds: d.dead_ms)
   }
 }

@@ -4,7 +4,7 @@ import Synchronization
 
 /// An event a user reported consumed, as the server's ``ServerConfiguration/onClientConsumedEvents``
 /// receives it.
-public struct ConsumedEvent: Sendable, Hashable {
+public struct ConsumedEvent: Sendable, Hashable, PayloadCarrying {
   /// The user's sequence number of the event (from 1, never reused).
   public let id: UInt64
   /// When the server stored the event.
@@ -22,18 +22,11 @@ public struct ConsumedEvent: Sendable, Hashable {
     self.data = data
   }
 
-  /// Decodes the payload as JSON.
-  public func decodePayload<T: Decodable>(_ type: T.Type, decoder: JSONDecoder = JSONDecoder()) throws -> T {
-    try decoder.decode(type, from: Data(payload))
-  }
-
   init(_ info: hd_event_info_t) {
     id = info.seq
-    created = Date(timeIntervalSince1970: Double(info.created_ms) / 1000)
-    payload = info.payload_len > 0 && info.payload != nil
-      ? Array(UnsafeBufferPointer(start: info.payload, count: info.payload_len)) : []
-    data = info.data_len > 0 && info.data != nil
-      ? Array(UnsafeBufferPointer(start: info.data, count: info.data_len)) : []
+    created = Date(unixMilliseconds: info.created_ms)
+    payload = copiedBytes(info.payload, info.payload_len)
+    data = copiedBytes(info.data, info.data_len)
   }
 }
 
@@ -49,12 +42,12 @@ public struct ConsumedEvent: Sendable, Hashable {
 /// whose iteration ended (the task was cancelled), it goes to the next iteration of
 /// ``HyperdownClient/events``; if the client closes first, it comes again when a client opens
 /// the same folder.
-public final class Event: Sendable, CustomStringConvertible {
+public final class Event: Sendable, CustomStringConvertible, PayloadCarrying {
   /// The user's sequence number of the event: from 1, strictly increasing, stable across
   /// redeliveries (use it to make a handler idempotent).
   public var id: UInt64 { delivery.seq }
   /// When the server stored the event.
-  public var created: Date { Date(timeIntervalSince1970: Double(delivery.createdMs) / 1000) }
+  public var created: Date { Date(unixMilliseconds: delivery.createdMs) }
   /// The bytes the server added.
   public var payload: [UInt8] { delivery.payload }
   /// Whether this client may have handled the event before: the server's store lost its last
@@ -78,11 +71,6 @@ public final class Event: Sendable, CustomStringConvertible {
   }
 
   func markSeen() { seen.store(true, ordering: .relaxed) }
-
-  /// Decodes the payload as JSON.
-  public func decodePayload<T: Decodable>(_ type: T.Type, decoder: JSONDecoder = JSONDecoder()) throws -> T {
-    try decoder.decode(type, from: Data(delivery.payload))
-  }
 
   /// Completes the event: `ok` records it consumed with `data` (optional, reported to the server's
   /// consumption callback); `!ok` has it handed again after the retry delay. Call it once, from any

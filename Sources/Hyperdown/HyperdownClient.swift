@@ -33,6 +33,10 @@ public final class HyperdownClient: Sendable {
   /// even while the server is away.
   /// - Throws: ``HyperdownError``: `EBUSY` if another process uses the folder, `EADDR`, `EKEY`...
   public init(configuration c: ClientConfiguration) throws {
+    if c.servers.isEmpty || c.serverPublicKeys.isEmpty {
+      throw HyperdownError(code: HyperdownError.invalidArgument,
+                           message: "a client needs at least one server address and one server key")
+    }
     core = ClientCore(logger: c.logger, eventHandler: c.eventHandler, onNotice: c.onNotice)
     // The core names the server on a disconnect too; the client's callback only takes why.
     let onDisconnected: (@Sendable (PublicKey?, HyperdownError?) -> Void)? = c.onDisconnected.map { report in
@@ -61,10 +65,23 @@ public final class HyperdownClient: Sendable {
     }
     // Events may be handed out (and parked) before the create returns and sets the handle: fine,
     // they only need the handle when they are completed.
+    let serverKeys = c.serverPublicKeys.flatMap(\.bytes)
     try handle.create(opts, configuration: c) { opts, handle in
-      c.serverPublicKey.bytes.withUnsafeBufferPointer { serverKey in
-        opts.server_public_key = serverKey.baseAddress
-        return hd_client_create(&handle, &opts)
+      serverKeys.withUnsafeBufferPointer { serverKeys in
+        withCStrings(c.servers) { servers in
+          servers.withUnsafeBufferPointer { servers in
+            opts.server_public_key = serverKeys.baseAddress
+            if c.serverPublicKeys.count > 1 {
+              opts.server_public_keys = serverKeys.baseAddress
+              opts.server_public_key_count = c.serverPublicKeys.count
+            }
+            if c.servers.count > 1 {
+              opts.connect_list = servers.baseAddress
+              opts.connect_count = servers.count
+            }
+            return hd_client_create(&handle, &opts)
+          }
+        }
       }
     }
   }

@@ -6,25 +6,9 @@ extension HyperdownServer {
   /// Page on with the last one's ``DeadLetter/id`` until a page comes back empty (a page may end
   /// early before a large payload). A short blocking read (docs/QUEUES.md "Poison events").
   public func deadLetters(for user: PublicKey, after: UInt64 = 0, limit: Int = 256) throws -> [DeadLetter] {
-    let cap = max(1, limit)
-    var entries = [hd_dead_letter_t](repeating: hd_dead_letter_t(), count: cap)
-    var bufferSize = 1 << 20
-    while true {
-      var cursor = after
-      var buffer = [UInt8](repeating: 0, count: bufferSize)
-      do {
-        return try handle.with { h in
-          try buffer.withUnsafeMutableBufferPointer { buf in
-            let n = Int(try HyperdownError.check(
-              hd_server_list_dead_letters(h, user.bytes, &cursor, &entries, cap, buf.baseAddress, buf.count)))
-            return (0..<n).map { DeadLetter(entries[$0]) }
-          }
-        }
-      } catch let error as HyperdownError where error.code == HyperdownError.bufferTooSmall
-                && bufferSize < 1 << 30 {
-        bufferSize *= 4  // a payload larger than the buffer: the page's first; try again
-      }
-    }
+    try listPage(after: after, limit: limit, empty: hd_dead_letter_t()) { h, cursor, entries, cap, buf, len in
+      hd_server_list_dead_letters(h, user.bytes, cursor, entries, cap, buf, len)
+    } convert: { DeadLetter($0) }
   }
 
   /// How many dead letters the store holds for `user`, or for every user when `user` is `nil`.
@@ -43,20 +27,7 @@ extension HyperdownServer {
 
   /// Every user holding dead letters, with how many. Reads the store a page at a time.
   public func deadLetterUsers() throws -> [(user: PublicKey, count: UInt64)] {
-    let page = 256
-    var cursor: UInt64 = 0
-    var result: [(user: PublicKey, count: UInt64)] = []
-    var keys = [UInt8](repeating: 0, count: page * 32)
-    var counts = [UInt64](repeating: 0, count: page)
-    while true {
-      let n = Int(try handle.with { h in
-        try HyperdownError.check(hd_server_dead_letter_users(h, &cursor, &keys, &counts, page))
-      })
-      for i in 0..<n {
-        result.append((PublicKey(trusted: Array(keys[i * 32..<(i + 1) * 32])), counts[i]))
-      }
-      if n < page { return result }
-    }
+    try allUsers(hd_server_dead_letter_users).map { (user: $0.0, count: $0.1) }
   }
 
   /// Gives `user`'s dead letters `ids` (`nil`: all of them) back to the user: each comes back as a

@@ -14,7 +14,8 @@ extension HyperdownServer {
   ///   a limit under ``OverflowPolicy/reject``; `EINVAL` for an empty or oversized payload or a
   ///   key of more than 256 bytes; `ECLOSED`, `ESTORE`...
   public func addEvent(for user: PublicKey, payload: [UInt8], options: AddOptions) async throws -> AddResult {
-    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<AddResult, any Error>) in
+    let started = ContinuousClock.now
+    let result = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<AddResult, any Error>) in
       let box = Completion(continuation).retainedPointer()
       do {
         try handle.with { h in
@@ -37,42 +38,8 @@ extension HyperdownServer {
         continuation.resume(throwing: error)
       }
     }
-  }
-
-  /// Adds several events for `user` with the same options, in this order, and returns their
-  /// results (in the same order) once all are durable. They share commits, and a key's later add
-  /// sees the earlier ones: a repeated deduplication key answers with the first one's number.
-  /// - Throws: the first ``HyperdownError`` (events before a failed one may have been added).
-  public func addEvents(for user: PublicKey, payloads: [[UInt8]], options: AddOptions) async throws -> [AddResult] {
-    if payloads.isEmpty { return [] }
-    return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[AddResult], any Error>) in
-      let batch = BatchCompletion<AddResult>(count: payloads.count, continuation)
-      do {
-        try handle.with { h in
-          options.withCOptions { opts in
-            for (i, payload) in payloads.enumerated() {
-              let slot = BatchSlot(batch: batch, index: i).retainedPointer()
-              let rc = payload.withUnsafeBytes { bytes in
-                hd_server_add_event_v2(h, user.bytes, bytes.baseAddress, bytes.count, opts, { ctx, status, result in
-                  let slot = BatchSlot<AddResult>.take(ctx)!
-                  slot.batch.finish(slot.index, status < 0 || result == nil
-                    ? .failure(HyperdownError.last(status < 0 ? status : HD_EIO.rawValue))
-                    : .success(AddResult(result!.pointee)))
-                }, slot)
-              }
-              if rc < 0 {
-                BatchSlot<AddResult>.release(slot)
-                let error = HyperdownError.last(rc)
-                for j in i..<payloads.count { batch.finish(j, .failure(error)) }
-                return
-              }
-            }
-          }
-        }
-      } catch {
-        for j in 0..<payloads.count { batch.finish(j, .failure(error)) }
-      }
-    }
+    metricsReporter?.addedDurable(since: started)
+    return result
   }
 
   /// Adds one payload for every user of `users`, in one transaction with the payload stored once
@@ -82,39 +49,32 @@ extension HyperdownServer {
   /// - Throws: ``HyperdownError`` when the whole call fails: `EINVAL` (more than 100,000 users,
   ///   an empty or oversized payload, a key too long), `ECLOSED`, `ESTORE`...
   public func addEvents(forUsers users: [PublicKey], payload: [UInt8],
-                        options: AddOptions = AddOptions()) async throws -> [Result<AddResult, HyperdownError>] {
+                        options: AddOptions = AddOptions()) async throws -> AddOutcomes {
     if users.isEmpty { return [] }
     var keys = [UInt8]()
     keys.reserveCapacity(users.count * 32)
     for user in users { keys += user.bytes }
-    return try await withCheckedThrowingContinuation {
-      (continuation: CheckedContinuation<[Result<AddResult, HyperdownError>], any Error>) in
+    let started = ContinuousClock.now
+    let outcomes = try await withCheckedThrowingContinuation {
+      (continuation: CheckedContinuation<AddOutcomes, any Error>) in
       let box = Completion(continuation).retainedPointer()
       do {
         try handle.with { h in
           let rc = options.withCOptions { opts in
             payload.withUnsafeBytes { bytes in
               hd_server_add_fanout(h, keys, users.count, bytes.baseAddress, bytes.count, opts, { ctx, status, results, n in
-                let completion = Completion<[Result<AddResult, HyperdownError>]>.take(ctx)!
-                guard status >= 0, let results else {
-                  completion.continuation.resume(throwing: HyperdownError.last(status < 0 ? status : HD_EIO.rawValue))
-                  return
-                }
-                let outcomes = UnsafeBufferPointer(start: results, count: n).map { r -> Result<AddResult, HyperdownError> in
-                  r.status < 0
-                    ? .failure(HyperdownError(code: r.status, message: String(cString: hd_strerror(r.status))))
-                    : .success(AddResult(r.result))
-                }
-                completion.continuation.resume(returning: outcomes)
+                Completion<AddOutcomes>.take(ctx)!.resume(status: status, results: results, count: n)
               }, box)
             }
           }
           try HyperdownError.check(rc)
         }
       } catch {
-        Completion<[Result<AddResult, HyperdownError>]>.release(box)
+        Completion<AddOutcomes>.release(box)
         continuation.resume(throwing: error)
       }
     }
+    metricsReporter?.addedDurable(since: started)
+    return outcomes
   }
 }

@@ -1,4 +1,5 @@
 import CHyperdown
+import CoreMetrics
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -24,6 +25,10 @@ import Synchronization
 public final class HyperdownServer: Sendable, Service {
   let handle: CoreHandle
   let core: ServerCore
+  /// The metrics it reports through swift-metrics (`nil`: none, ``ServerConfiguration/metricsInterval``).
+  let metricsReporter: ServerMetrics?
+  /// Reads the core's counters for `metricsReporter` until the server leaves.
+  let metricsFollower: Task<Void, Never>?
 
   /// Creates the server: opens (or creates) its store, binds and listens.
   /// - Throws: ``HyperdownError``: `EBUSY` if another process uses the folder, `EADDRINUSE`,
@@ -31,9 +36,10 @@ public final class HyperdownServer: Sendable, Service {
   public init(configuration c: ServerConfiguration) throws {
     core = ServerCore(onClientConsumedEvents: c.onClientConsumedEvents, authorize: c.authorize,
                       onDeadLetter: c.onDeadLetter)
-    handle = CoreHandle(context: core, logger: c.logger, onPeerConnected: c.onUserConnected,
-                        onPeerDisconnected: c.onUserDisconnected,
-                        close: hd_server_close, closeWait: hd_server_close_wait)
+    let handle = CoreHandle(context: core, logger: c.logger, onPeerConnected: c.onUserConnected,
+                            onPeerDisconnected: c.onUserDisconnected,
+                            close: hd_server_close, closeWait: hd_server_close_wait)
+    self.handle = handle
     var opts = hd_server_options_t.defaults
     opts.page_events = c.pageEvents ?? 0
     opts.authorize_timeout_ms = c.authorizeTimeout?.clampedMilliseconds ?? 0
@@ -69,13 +75,31 @@ public final class HyperdownServer: Sendable, Service {
         core.consumed(user: PublicKey(pointer: user), batch: batch)
       }
     }
-    try handle.create(opts, configuration: c) { opts, handle in hd_server_create(&handle, &opts) }
+    try handle.create(opts, configuration: c) { opts, handle in
+      withOptionalCKeyPair(c.nextKeyPair) { nextKeyPair in
+        withCStrings([c.metricsListen]) { s in
+          opts.next_keypair = nextKeyPair
+          opts.metrics_listen = s[0]
+          return hd_server_create(&handle, &opts)
+        }
+      }
+    }
+    let factory = c.metricsFactory ?? MetricsSystem.factory
+    if let interval = c.metricsInterval, !(factory is NOOPMetricsHandler) {
+      let metrics = ServerMetrics(factory: factory, dimensions: c.metricsDimensions)
+      metricsReporter = metrics
+      metricsFollower = ServerMetrics.follow(handle, into: metrics, every: interval)
+    } else {
+      metricsReporter = nil
+      metricsFollower = nil
+    }
     if let pause = c.pause {
       try handle.with { h in try HyperdownError.check(hd_server_update_pause(h, pause.clampedMilliseconds, nil, nil)) }
     }
   }
 
   deinit {
+    metricsFollower?.cancel()
     core.stopTakingReports()
     handle.closeNow()
   }
@@ -95,7 +119,8 @@ public final class HyperdownServer: Sendable, Service {
   ///   server is leaving, `ESTORE`/`EIO`/`ENOSPC` if the commit failed.
   @discardableResult
   public func addEvent(for user: PublicKey, payload: [UInt8]) async throws -> UInt64 {
-    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<UInt64, any Error>) in
+    let started = ContinuousClock.now
+    let seq = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<UInt64, any Error>) in
       let box = Completion(continuation).retainedPointer()
       do {
         try handle.with { h in
@@ -111,39 +136,8 @@ public final class HyperdownServer: Sendable, Service {
         continuation.resume(throwing: error)
       }
     }
-  }
-
-  /// Adds several events for `user`, in this order, and returns their sequence numbers (in the
-  /// same order) once all are durable. They share commits; unlike concurrent
-  /// ``addEvent(for:payload:)-(PublicKey,[UInt8])`` calls, the numbers follow the order of `payloads`.
-  /// - Throws: the first ``HyperdownError`` (events before a failed one may have been added).
-  @discardableResult
-  public func addEvents(for user: PublicKey, payloads: [[UInt8]]) async throws -> [UInt64] {
-    if payloads.isEmpty { return [] }
-    return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[UInt64], any Error>) in
-      let batch = BatchCompletion<UInt64>(count: payloads.count, continuation)
-      do {
-        try handle.with { h in
-          for (i, payload) in payloads.enumerated() {
-            let slot = BatchSlot(batch: batch, index: i).retainedPointer()
-            let rc = payload.withUnsafeBytes { bytes in
-              hd_server_add_event(h, user.bytes, bytes.baseAddress, bytes.count, { ctx, status, seq in
-                let slot = BatchSlot<UInt64>.take(ctx)!
-                slot.batch.finish(slot.index, status < 0 ? .failure(HyperdownError.last(status)) : .success(seq))
-              }, slot)
-            }
-            if rc < 0 {
-              BatchSlot<UInt64>.release(slot)
-              let error = HyperdownError.last(rc)
-              for j in i..<payloads.count { batch.finish(j, .failure(error)) }
-              return
-            }
-          }
-        }
-      } catch {
-        for j in 0..<payloads.count { batch.finish(j, .failure(error)) }
-      }
-    }
+    metricsReporter?.addedDurable(since: started)
+    return seq
   }
 
   /// Adds an event for the user with this 32-byte public key (see ``addEvent(for:payload:)-(PublicKey,[UInt8])``).
@@ -185,15 +179,7 @@ public final class HyperdownServer: Sendable, Service {
 
   /// The server's counters. A short blocking read (the core answers from its loop thread).
   public func stats() throws -> ServerStats {
-    let s = try handle.stats(hd_server_stats)
-    return ServerStats(eventsAdded: s.events_added, eventsDelivered: s.events_delivered,
-                       eventsConsumed: s.events_consumed, eventsConfirmed: s.events_confirmed,
-                       pendingTotal: s.pending_total, connectedUsers: s.connected_users,
-                       commits: s.commits, eventsTooLarge: s.events_too_large,
-                       eventsExpired: s.events_expired, eventsDead: s.events_dead,
-                       eventsRequeued: s.events_requeued, addsDuplicate: s.adds_duplicate,
-                       eventsReplaced: s.events_replaced, eventsDropped: s.events_dropped,
-                       addsLimited: s.adds_limited, deadLetters: s.dead_letters)
+    try ServerStats(handle)
   }
 
   /// The store's epoch and how many clients' resumes met a rollback. A short blocking read.
@@ -211,20 +197,7 @@ public final class HyperdownServer: Sendable, Service {
   /// Every user the store holds events for, with how many, in the order the users were first
   /// seen. Reads the store a page at a time.
   public func pendingUsers() throws -> [(user: PublicKey, pending: UInt64)] {
-    let page = 256
-    var cursor: UInt64 = 0
-    var result: [(user: PublicKey, pending: UInt64)] = []
-    var keys = [UInt8](repeating: 0, count: page * 32)
-    var counts = [UInt64](repeating: 0, count: page)
-    while true {
-      let n = Int(try handle.with { h in
-        try HyperdownError.check(hd_server_pending_users(h, &cursor, &keys, &counts, page))
-      })
-      for i in 0..<n {
-        result.append((PublicKey(trusted: Array(keys[i * 32..<(i + 1) * 32])), counts[i]))
-      }
-      if n < page { return result }
-    }
+    try allUsers(hd_server_pending_users).map { (user: $0.0, pending: $0.1) }
   }
 
   /// Closes every connection of `user` (a key the application no longer admits): an open one
@@ -253,6 +226,8 @@ public final class HyperdownServer: Sendable, Service {
   /// released (the folder can be opened again). Calling it again waits for the same close.
   public func leave() async {
     await core.drain()
+    metricsFollower?.cancel()
+    if let metricsReporter, let last = try? metricsText(handle) { metricsReporter.update(fromText: last) }
     await handle.close()
   }
 
@@ -279,43 +254,18 @@ final class Completion<Value: Sendable>: UnmanagedContext {
   }
 }
 
-/// Collects the completions of ``HyperdownServer/addEvents(for:payloads:)`` (and of its form
-/// with options): one value per add, in the order of the adds.
-final class BatchCompletion<Value: Sendable>: Sendable {
-  struct State {
-    var remaining: Int
-    var values: [Value?]
-    var error: (any Error)?
-    var continuation: CheckedContinuation<[Value], any Error>?
-  }
-  let state: Mutex<State>
-
-  init(count: Int, _ continuation: CheckedContinuation<[Value], any Error>) {
-    state = Mutex(State(remaining: count, values: Array(repeating: nil, count: count), continuation: continuation))
-  }
-
-  func finish(_ index: Int, _ result: Result<Value, any Error>) {
-    let done = state.withLock { s -> (CheckedContinuation<[Value], any Error>, Result<[Value], any Error>)? in
-      switch result {
-      case .success(let value): s.values[index] = value
-      case .failure(let error): if s.error == nil { s.error = error }
-      }
-      s.remaining -= 1
-      guard s.remaining == 0, let c = s.continuation else { return nil }
-      s.continuation = nil
-      return (c, s.error.map { .failure($0) } ?? .success(s.values.map { $0! }))
-    }
-    if let (continuation, result) = done { continuation.resume(with: result) }
-  }
-}
-
-/// One event of ``HyperdownServer/addEvents(for:payloads:)``: the `cb_data` of its add.
-final class BatchSlot<Value: Sendable>: UnmanagedContext {
-  let batch: BatchCompletion<Value>
-  let index: Int
-  init(batch: BatchCompletion<Value>, index: Int) {
-    self.batch = batch
-    self.index = index
+extension ServerStats {
+  /// The counters of the server `handle` (`hd_server_stats`).
+  init(_ handle: CoreHandle) throws {
+    let s = try handle.stats(hd_server_stats)
+    self.init(eventsAdded: s.events_added, eventsDelivered: s.events_delivered,
+              eventsConsumed: s.events_consumed, eventsConfirmed: s.events_confirmed,
+              pendingTotal: s.pending_total, connectedUsers: s.connected_users,
+              commits: s.commits, eventsTooLarge: s.events_too_large,
+              eventsExpired: s.events_expired, eventsDead: s.events_dead,
+              eventsRequeued: s.events_requeued, addsDuplicate: s.adds_duplicate,
+              eventsReplaced: s.events_replaced, eventsDropped: s.events_dropped,
+              addsLimited: s.adds_limited, deadLetters: s.dead_letters)
   }
 }
 

@@ -67,6 +67,12 @@ public struct KeyPair: Sendable, Equatable {
   }
 }
 
+/// Runs `body` with the C form of `keyPair`, or with NULL for `nil`.
+func withOptionalCKeyPair<R>(_ keyPair: KeyPair?, _ body: (UnsafePointer<hd_keypair_t>?) throws -> R) rethrows -> R {
+  guard let keyPair else { return try body(nil) }
+  return try keyPair.withCKeyPair { try body($0) }
+}
+
 /// Hexadecimal helpers with the core's rules (exact length, either case).
 public enum Hex {
   /// Lower-case hex of `bytes`.
@@ -105,6 +111,9 @@ public enum Topic {
 public enum Version {
   /// The loaded core's release version, e.g. `"0.1.0"`.
   public static var string: String { String(cString: hd_version_string()) }
+  /// The loaded core's version as `0xMMmmpp` (`hd_version`; compare with the header's
+  /// `HD_VERSION_HEX`).
+  public static var number: UInt32 { UInt32(hd_version()) }
   /// The loaded core's ABI version (the SONAME's number).
   public static var abi: Int { Int(hd_abi_version()) }
   /// Throws if the loaded library does not match the header this module was built with.

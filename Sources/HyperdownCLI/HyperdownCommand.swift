@@ -62,118 +62,6 @@ func hex<T>(_ what: String, _ body: () throws -> T) throws -> T {
   }
 }
 
-struct Serve: AsyncParsableCommand {
-  static let configuration = CommandConfiguration(
-    abstract: "Run a server until SIGINT or SIGTERM, then leave gracefully.",
-    discussion: """
-      Prints one JSON line when it listens ({"listening": ..., "port": ..., "publicKey": ...}) and \
-      one per consumption report ({"user": ..., "consumed": [ids], "events": [{"id", "payload", \
-      "data"}]}, "data" being what the client's handler reported). Events are added with \
-      `hyperdown send` through the admin socket DIR/admin/hyperdown.sock (owner only). With \
-      --allow FILE only the users whose keys FILE lists (one in hex per line, # comments) may \
-      connect; SIGHUP reads FILE again, closes the connections of the users it no longer lists \
-      and prints {"allowList": ..., "keys": n, "removed": n, "disconnected": n}. An event a client \
-      failed (after its attempts, or rejected) prints {"user": ..., "deadLetter": id, "attempts": n, \
-      "reason": ...}. --max-pending-per-user and --max-bytes-per-user bound what a user holds; \
-      past them --overflow reject refuses the add (send fails with ELIMIT) and drop-oldest drops \
-      the oldest unsent events, of which the client is told (docs/QUEUES.md).
-      """)
-
-  @Option(help: "The topic (folder name).") var topic: String
-  @Option(help: "The store's folder.") var data: String
-  @Option(help: "The server's key file.") var key: String
-  @Option(help: "The address to listen on, HOST:PORT (port 0: any free port).") var listen: String
-  @Option(help: "A pause (ms) to push to clients at start.") var pause: UInt32?
-  @Flag(help: "synchronous=NORMAL: faster, survives a process crash but not a power loss.")
-  var syncNormal = false
-  @Option(help: "Log level on stderr.") var logLevel = "warning"
-  @Option(help: "Admit only the users listed in this file (hex keys, one per line; reread on SIGHUP).")
-  var allow: String?
-  @Option(help: "Seconds an event may wait to be sent before it expires, unless its send says otherwise (default: never).")
-  var defaultTtl: Double?
-  @Option(help: "Events held per user (default: no limit).") var maxPendingPerUser: UInt64?
-  @Option(help: "Payload bytes held per user (default: no limit).") var maxBytesPerUser: UInt64?
-  @Option(help: "What an add past a user's limit does: reject (the add fails) or drop-oldest.")
-  var overflow: OverflowOption = .reject
-
-  enum OverflowOption: String, ExpressibleByArgument {
-    case reject
-    case dropOldest = "drop-oldest"
-  }
-
-  func validate() throws {
-    if let defaultTtl, !(defaultTtl > 0) { throw ValidationError("--default-ttl must be above 0 seconds") }
-    if maxPendingPerUser == 0 { throw ValidationError("--max-pending-per-user must be at least 1") }
-    if maxBytesPerUser == 0 { throw ValidationError("--max-bytes-per-user must be at least 1") }
-  }
-
-  /// One consumed event as JSON: its id, the payload and what the client's handler reported
-  /// (`data`; `...Base64` when the bytes are not text).
-  static func eventJSON(_ event: ConsumedEvent) -> String {
-    var fields = ["\"id\": \(event.id)"]
-    let payload = JSONText.dataField(event.payload)
-    fields.append("\"\(payload.key == "data" ? "payload" : "payloadBase64")\": \(payload.value)")
-    if !event.data.isEmpty {
-      let data = JSONText.dataField(event.data)
-      fields.append("\"\(data.key)\": \(data.value)")
-    }
-    return "{" + fields.joined(separator: ", ") + "}"
-  }
-
-  func run() async throws {
-    try await reportingErrors {
-      let logger = try CLILogging.logger("hyperdown.serve", level: logLevel)
-      let kp = try KeyFile.read(key)
-      var config = ServerConfiguration(keyPair: kp, folderName: topic, dataDirectory: data,
-                                       listen: listen, logger: logger)
-      config.durability = syncNormal ? .normal : .full
-      config.pause = pause.map { .milliseconds(Int64($0)) }
-      config.defaultTTL = defaultTtl.map { .milliseconds(Int64(($0 * 1000).rounded(.up))) }
-      config.maxPendingPerUser = maxPendingPerUser
-      config.maxBytesPerUser = maxBytesPerUser
-      config.overflow = overflow == .reject ? .reject : .dropOldest
-      config.onDeadLetter = { user, dead in
-        Output.line("{\"user\": \"\(user.hex)\", \"deadLetter\": \(dead.id), \"attempts\": \(dead.attempts), \"reason\": \(JSONText.quote(dead.reason))}")
-      }
-      let allowList = try allow.map { try AllowList(path: $0) }
-      if let allowList {
-        config.authorize = { user in allowList.contains(user) }
-      }
-      config.onClientConsumedEvents = { user, events in
-        let ids = events.map { String($0.id) }.joined(separator: ", ")
-        let detail = events.map(Self.eventJSON).joined(separator: ", ")
-        Output.line("{\"user\": \"\(user.hex)\", \"consumed\": [\(ids)], \"events\": [\(detail)]}")
-        return true
-      }
-      let server: HyperdownServer
-      do {
-        server = try HyperdownServer(configuration: config)
-      } catch let error as HyperdownError where error.code == HyperdownError.busy {
-        throw CLIError("folder \(data) is in use by another process")
-      }
-      let admin = try AdminServer(dataDirectory: data, server: server)
-      admin.start()
-      let host = listen.split(separator: ":").dropLast().joined(separator: ":")
-      Output.line("{\"listening\": \"\(host):\(server.port)\", \"port\": \(server.port), \"publicKey\": \"\(kp.identity.hex)\", \"admin\": \(JSONText.quote(admin.path))}")
-      var services: [any Service] = [server, AdminService(admin: admin)]
-      if let allowList { services.append(AllowListService(list: allowList, server: server)) }
-      let group = ServiceGroup(services: services,
-                               gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-      try await group.run()
-    }
-  }
-}
-
-/// Stops the admin socket on graceful shutdown (before the server leaves: services stop in
-/// reverse order).
-struct AdminService: Service {
-  let admin: AdminServer
-  func run() async throws {
-    try? await gracefulShutdown()
-    admin.stop()
-  }
-}
-
 struct Send: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Add events for a user through the server's admin socket; print each sequence number once durable.",
@@ -297,8 +185,14 @@ struct Listen: AsyncParsableCommand {
   @Option(help: "The topic (folder name).") var topic: String
   @Option(help: "The client's store folder.") var data: String
   @Option(help: "The user's key file.") var key: String
-  @Option(help: "The server's address, HOST:PORT.") var server: String
-  @Option(name: .customLong("server-key"), help: "The server's public key in hex.") var serverKey: String
+  @Option(help: "The server's address, HOST:PORT; several, comma-separated, are dialed in turn (a:7000,b:7000).")
+  var server: String
+  @Option(name: .customLong("server-key"),
+          help: "The server's public key in hex; several, comma-separated, are each accepted (a key rollover).")
+  var serverKey: String
+  @Flag(help: "Use a key file that its group or others may read (refused by default).")
+  var allowInsecureKeyFile = false
+  @Option(help: "Log lines as text or json (one JSON object per line).") var logFormat: LogFormat = .text
   @Option(help: "Seconds to wait for the first connection.") var connectTimeout: Double = 10
   @Option(help: "Log level on stderr.") var logLevel = "error"
   @Option(help: "A shell command that handles each event: its JSON line on stdin; exit 0 consumes it, 100 rejects it.")
@@ -323,12 +217,13 @@ struct Listen: AsyncParsableCommand {
 
   func run() async throws {
     try await reportingErrors {
-      let logger = try CLILogging.logger("hyperdown.listen", level: logLevel)
-      let serverKey = try hex("--server-key") { try PublicKey(hex: self.serverKey) }
-      let kp = try KeyFile.read(key)
+      let logger = try CLILogging.logger("hyperdown.listen", level: logLevel, format: logFormat)
+      let servers = try AddressList.addresses(server)
+      let serverKeys = try AddressList.keys(serverKey)
+      let kp = try KeyFile.read(key, allowInsecure: allowInsecureKeyFile)
       let notes = AsyncStream<HyperdownError?>.makeStream()
-      var config = ClientConfiguration(keyPair: kp, serverPublicKey: serverKey, folderName: topic,
-                                       dataDirectory: data, server: server, logger: logger)
+      var config = ClientConfiguration(keyPair: kp, serverPublicKeys: serverKeys, folderName: topic,
+                                       dataDirectory: data, servers: servers, logger: logger)
       config.onConnected = { _ in notes.continuation.yield(nil) }
       config.onDisconnected = { error in if let error { notes.continuation.yield(error) } }
       config.maxAttempts = maxAttempts

@@ -19,7 +19,17 @@ struct KeyFile: Codable {
   var secretKey: String?
   var scalar: String?
 
-  static func read(_ path: String) throws -> KeyPair {
+  /// The key pair in the file at `path`. A file that its group or others may read or write (mode
+  /// wider than 0600) is refused unless `allowInsecure` (`--allow-insecure-key-file`): a secret
+  /// key others can read is no longer the server's alone.
+  static func read(_ path: String, allowInsecure: Bool = false) throws -> KeyPair {
+    if !allowInsecure {
+      var info = stat()
+      if stat(path, &info) == 0 && info.st_mode & 0o077 != 0 {
+        let mode = String(info.st_mode & 0o777, radix: 8)
+        throw CLIError("key file \(path) is open to its group or others (mode 0\(mode)): chmod 600 \(path), or pass --allow-insecure-key-file")
+      }
+    }
     let data: Data
     do {
       data = try Data(contentsOf: URL(fileURLWithPath: path))

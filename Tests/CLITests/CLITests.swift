@@ -306,11 +306,18 @@ extension String {
 
 struct Timeout: Error {}
 
+/// This process's environment without its HYPERDOWN_* variables (which `serve` would read), and
+/// `extra`.
+func childEnvironment(_ extra: [String: String]) -> [String: String] {
+  ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("HYPERDOWN_") }.merging(extra) { _, new in new }
+}
+
 /// Runs the tool to completion (bounded).
-func run(_ args: [String], timeout: Double = 30) throws -> RunResult {
+func run(_ args: [String], timeout: Double = 30, environment: [String: String]? = nil) throws -> RunResult {
   let process = Process()
   process.executableURL = URL(fileURLWithPath: binary)
   process.arguments = args
+  if let environment { process.environment = childEnvironment(environment) }
   let out = Pipe(), err = Pipe()
   process.standardOutput = out
   process.standardError = err
@@ -346,10 +353,11 @@ final class Child: Sendable {
   private let out = Buffer()
   private let err = Buffer()
 
-  init(_ args: [String]) throws {
+  init(_ args: [String], environment: [String: String]? = nil) throws {
     process = Process()
     process.executableURL = URL(fileURLWithPath: binary)
     process.arguments = args
+    if let environment { process.environment = childEnvironment(environment) }
     let outPipe = Pipe(), errPipe = Pipe()
     process.standardOutput = outPipe
     process.standardError = errPipe

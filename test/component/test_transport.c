@@ -379,7 +379,7 @@ static void bad_options(void) {
   so.data_dir = tu_data_dir();
   so.keypair = &kp;
   so.topic = TOPIC;
-  so.listen = "example.com:80";
+  so.listen = "host.invalid:80"; /* a name that never resolves (RFC 6761) */
   CHECK_RC(hd_server_create(&s, &so), HD_EADDR);
   so.listen = "127.0.0.1";
   CHECK_RC(hd_server_create(&s, &so), HD_EADDR);

@@ -398,8 +398,46 @@ static void test_cacophony_ik(void) {
   }
 }
 
+/* A responder with two static keys (a key rollover): message 1 to either key is read, under the
+ * key it was sent to, and the handshake completes; one to neither fails and changes nothing. */
+static void test_ik_responder_two_keys(void) {
+  for (int dialed = 0; dialed < 3; dialed++) { /* 0: the current key, 1: the next, 2: neither */
+    pair_t p;
+    xkey_t next, stranger;
+    key_gen(&next);
+    key_gen(&stranger);
+    CHECK_OK(pair_init(&p, HD__NOISE_IK));
+    const uint8_t *to = dialed == 0 ? p.rs.pub : dialed == 1 ? next.pub : stranger.pub;
+    CHECK_OK(hd__handshake_init(&p.init, HD__NOISE_IK, 1, prologue, sizeof prologue, p.is.secret,
+                                to));
+    CHECK_OK(hd__handshake_write_message(&p.init, (const uint8_t *)"hello", 5, p.msg,
+                                         sizeof p.msg, &p.msg_len));
+    hd__handshake_t before = p.resp;
+    int used_next = -1;
+    int rc = hd__handshake_read_first_either(&p.resp, prologue, sizeof prologue, next.secret,
+                                             p.msg, p.msg_len, p.payload, sizeof p.payload,
+                                             &p.payload_len, &used_next);
+    if (dialed == 2) {
+      CHECK(rc == HD_EAUTH && used_next == 0);
+      CHECK(memcmp(&before, &p.resp, sizeof before) == 0);
+      continue;
+    }
+    CHECK_OK(rc);
+    CHECK(used_next == dialed);
+    CHECK(p.payload_len == 5 && memcmp(p.payload, "hello", 5) == 0);
+    CHECK_OK(pair_send(&p, &p.resp, &p.init, "welcome"));
+    CHECK(memcmp(hd__handshake_remote_static(&p.resp), p.is.pub, 32) == 0);
+    hd__cipher_t c[4];
+    CHECK_OK(hd__handshake_split(&p.init, &c[0], &c[1]));
+    CHECK_OK(hd__handshake_split(&p.resp, &c[2], &c[3]));
+    CHECK_OK(transport(&c[0], &c[3], "to the responder"));
+    CHECK_OK(transport(&c[2], &c[1], "to the initiator"));
+  }
+}
+
 #define TESTS(X)                                                                                  \
   X(test_ik_round_trip)                                                                           \
+  X(test_ik_responder_two_keys)                                                                   \
   X(test_xx_round_trip)                                                                           \
   X(test_ik_wrong_responder_key)                                                                  \
   X(test_prologue_mismatch)                                                                       \
