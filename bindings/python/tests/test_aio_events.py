@@ -79,7 +79,8 @@ def test_async_original_example(tmp_path, monkeypatch) -> None:
             await asyncio.sleep(0.2)
             assert handled == {"client1": [(1, e1), (2, e3)], "client2": [(1, e2)]}
             assert sorted(consumed, key=lambda c: (c[0], c[1])) == sorted(
-                [(KP1.public_key, 1, e1), (KP1.public_key, 2, e3), (KP2.public_key, 1, e2)],
+                [(KP1.public_key_hex, 1, e1), (KP1.public_key_hex, 2, e3),
+                 (KP2.public_key_hex, 1, e2)],
                 key=lambda c: (c[0], c[1]))
             assert all(on_loop)
             await online.leave()

@@ -77,8 +77,8 @@ def test_original_example(tmp_path, monkeypatch) -> None:
         time.sleep(0.2)  # nothing more arrives: every event once, every callback once
         assert handled == {"client1": [(1, e1), (2, e3)], "client2": [(1, e2)]}
         assert sorted(consumed, key=lambda c: (c[0], c[1])) == sorted([
-            (KP1.public_key, 1, e1, None), (KP1.public_key, 2, e3, None),
-            (KP2.public_key, 1, e2, None)], key=lambda c: (c[0], c[1]))
+            (KP1.public_key_hex, 1, e1, None), (KP1.public_key_hex, 2, e3, None),
+            (KP2.public_key_hex, 1, e2, None)], key=lambda c: (c[0], c[1]))
         assert server.stats().events_confirmed == 3
         assert len(consumed_calls) <= 3
     finally:

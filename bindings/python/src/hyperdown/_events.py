@@ -22,7 +22,7 @@ from ._hyperdown import ffi, lib
 
 __all__ = ["encode_payload", "decode_payload", "Payload", "Event", "ConsumedEvent",
            "ConsumedBatch", "PendingEvent", "ServerStats", "ClientStats", "DEFER", "AddResult",
-           "FanoutResult", "DeadLetter", "Notice"]
+           "FanoutResult", "DeadLetter", "Notice", "AddItem", "HeldStore"]
 
 Payload = Union[bytes, bytearray, memoryview, dict, list, tuple, str, int, float, bool, None]
 """What can be sent as a payload or as consumption data (see the module docstring)."""
@@ -258,6 +258,30 @@ class FanoutResult:
     @property
     def seq(self) -> Optional[int]:
         return self.result.seq if self.result is not None else None
+
+
+@dataclass(frozen=True)
+class AddItem:
+    """One event of :meth:`Server.add_events`: ``user`` (a public key, bytes or hex), ``payload``
+    (the payload rule) and the options of :meth:`Server.add` (``ttl``, ``dedup_key``,
+    ``collapse_key``). A ``(user, payload)`` tuple is an item without options."""
+
+    user: Any
+    payload: Any
+    ttl: Optional[float] = None
+    dedup_key: Union[str, bytes, None] = None
+    collapse_key: Union[str, bytes, None] = None
+
+
+@dataclass(frozen=True)
+class HeldStore:
+    """A server store other than the current one that a client holds events for
+    (:meth:`Client.held_stores`): its ``id`` (16 bytes), how many of its events are still to
+    handle (``unhandled``) and how many wait for that store to be told (``consumed``)."""
+
+    id: bytes
+    unhandled: int
+    consumed: int
 
 
 @dataclass(frozen=True)

@@ -18,18 +18,20 @@ import math
 import os
 import threading
 import weakref
-from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple, Union
+from typing import (Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple,
+                    Union)
 
 from ._errors import HyperdownError, _str, check, error_from_code, last_error
-from ._events import (DEFER, AddResult, ClientStats, ConsumedBatch, ConsumedEvent, DeadLetter,
-                      Event, FanoutResult, Notice, Payload, PendingEvent, RollbackStats,
-                      ServerStats, _bytes, decode_payload, encode_payload)
+from ._events import (DEFER, AddItem, AddResult, ClientStats, ConsumedBatch, ConsumedEvent,
+                      DeadLetter, Event, FanoutResult, HeldStore, Notice, Payload, PendingEvent,
+                      RollbackStats, ServerStats, _bytes, decode_payload, encode_payload)
 from ._hyperdown import ffi, lib
 from ._keys import BytesLike, KeyPair, PUBLICKEY_BYTES, check_public_key
 
 __all__ = ["Server", "Client", "Event", "EventHandler", "ConsumedHandler", "AddCallback",
            "AddResultCallback", "NoticeHandler", "DeadLetterCallback", "LogLevel", "PeerCallback",
-           "PeerClosedCallback", "LogCallback", "CallbackErrorHandler"]
+           "PeerClosedCallback", "LogCallback", "CallbackErrorHandler", "Authorization",
+           "AuthorizeCallback", "AddItemLike", "backup_folder"]
 
 logger = logging.getLogger("hyperdown")
 core_logger = logging.getLogger("hyperdown.core")
@@ -65,7 +67,7 @@ class _State:
     Server/Client object, so that an abandoned handle can still be collected and closed."""
 
     __slots__ = ("on_peer", "on_peer_closed", "log", "on_error", "on_event", "on_consumed",
-                 "on_notice", "on_dead_letter", "cdata", "loop_thread", "warned")
+                 "on_notice", "on_dead_letter", "authorize", "cdata", "loop_thread", "warned")
 
     def __init__(self, on_peer: Optional[PeerCallback], on_peer_closed: Optional[PeerClosedCallback],
                  log: Optional[LogCallback], on_error: Optional[CallbackErrorHandler]) -> None:
@@ -77,6 +79,7 @@ class _State:
         self.on_consumed: Optional[Callable[[bytes, ConsumedBatch], Any]] = None
         self.on_notice: Optional[Callable[[Notice], Any]] = None
         self.on_dead_letter: Optional[Callable[[bytes, DeadLetter], Any]] = None
+        self.authorize: Optional[Callable[[bytes, "Authorization"], Any]] = None
         self.warned = False
         self.cdata: Any = None
         self.loop_thread: Optional[int] = None
@@ -146,7 +149,7 @@ def _hd_py_destroy(user_data: Any) -> None:
     with _live_lock:
         _live.discard(st.cdata)
     st.on_peer = st.on_peer_closed = st.log = st.on_error = st.on_event = None
-    st.on_consumed = st.on_notice = st.on_dead_letter = None
+    st.on_consumed = st.on_notice = st.on_dead_letter = st.authorize = None
 
 
 # ---- Events (present when the core has the event API: hd_event_cb) ---------------------------
@@ -197,25 +200,25 @@ def _finish(ev: Any, result: Any) -> None:
 
 
 # Completions of asynchronous calls (add_event_nowait, update_pause): cb_data is a key here.
-_calls: Dict[int, Tuple[int, Callable[[int, int], None]]] = {}
+_calls: Dict[int, Tuple[int, Callable[[int, Any], None]]] = {}
 _calls_lock = threading.Lock()
 _call_ids = itertools.count(1)
 
 
-def _call_register(owner: int, fn: Callable[[int, int], None]) -> Any:
+def _call_register(owner: int, fn: Callable[[int, Any], None]) -> Any:
     key = next(_call_ids)
     with _calls_lock:
         _calls[key] = (owner, fn)
     return key, ffi.cast("void *", key)
 
 
-def _call_pop(key: int) -> Optional[Callable[[int, int], None]]:
+def _call_pop(key: int) -> Optional[Callable[[int, Any], None]]:
     with _calls_lock:
         entry = _calls.pop(key, None)
     return entry[1] if entry else None
 
 
-def _call_fire(key: int, status: int, value: int) -> None:
+def _call_fire(key: int, status: int, value: Any) -> None:
     fn = _call_pop(key)
     if fn is not None:
         try:
@@ -348,6 +351,86 @@ if HAS_QUEUES:
             st.report(exc, "on_dead_letter")
 
 
+def _fanout_results(users: List[bytes], status: int, results: Any) -> Any:
+    """Each item's FanoutResult from an hd_fanout_result_t array (status 0), else the error."""
+    if status != 0:
+        return error_from_code(status, "adding the events failed")
+    out = []
+    for i, pk in enumerate(users):
+        st = int(results[i].status)
+        if st == 0:
+            out.append(FanoutResult(pk, None, AddResult._from(results[i].result)))
+        else:
+            out.append(FanoutResult(pk, error_from_code(st), None))
+    return out
+
+
+@ffi.def_extern(onerror=_unraisable)
+def _hd_py_fanout(cb_data: Any, status: int, results: Any, n: int) -> None:
+    # the registered completion turns the array into FanoutResults while it is valid (this call)
+    _call_fire(int(ffi.cast("uintptr_t", cb_data)), status, results)
+
+
+@ffi.def_extern(onerror=_unraisable)
+def _hd_py_count(cb_data: Any, status: int, count: int) -> None:
+    _call_fire(int(ffi.cast("uintptr_t", cb_data)), status, int(count))
+
+
+class Authorization:
+    """A client key asking to connect (the server's ``authorize`` callback): answer it once with
+    :meth:`allow` or :meth:`deny`, from any thread (an answer after the server's timeout, or a
+    second one, changes nothing)."""
+
+    __slots__ = ("public_key", "_req", "_lock")
+
+    def __init__(self, public_key: bytes, req: Any) -> None:
+        self.public_key = public_key
+        self._req = req
+        self._lock = threading.Lock()
+
+    @property
+    def answered(self) -> bool:
+        return self._req is None
+
+    def _answer(self, fn: Any) -> None:
+        with self._lock:
+            req, self._req = self._req, None
+        if req is not None:
+            check(fn(req))
+
+    def allow(self) -> None:
+        self._answer(lib.hd_authorization_allow)
+
+    def deny(self) -> None:
+        self._answer(lib.hd_authorization_deny)
+
+
+AuthorizeCallback = Callable[[bytes, Authorization], Any]
+"""``(public_key, request) -> True | False | DEFER``: on the server's loop thread, must not
+block. ``True`` admits the key, ``DEFER`` leaves the answer to ``request.allow()`` /
+``request.deny()`` (any thread, before ``authorize_timeout``; answer a deferred request even
+late: the answer is what frees it), anything else (or a raise) refuses it (the client sees
+AuthenticationError)."""
+
+
+@ffi.def_extern(onerror=_unraisable)
+def _hd_py_authorize(user_data: Any, public_key: Any, request: Any) -> None:
+    st: _State = ffi.from_handle(user_data)
+    st.loop_thread = threading.get_ident()
+    req = Authorization(bytes(ffi.buffer(public_key, PUBLICKEY_BYTES)), request)
+    try:
+        result = st.authorize(req.public_key, req) if st.authorize is not None else False
+    except BaseException as exc:  # noqa: BLE001 - refused
+        st.report(exc, "authorize")
+        result = False
+    if result is DEFER:
+        return
+    if result is True:
+        req.allow()
+    else:
+        req.deny()
+
+
 _UINT64_MAX = 2 ** 64 - 1
 _OVERFLOW = {"reject": 0, "drop-oldest": 1}
 
@@ -399,6 +482,46 @@ def _add_options(ttl: Optional[float], dedup_key: Union[str, bytes, None],
             setattr(opts, name, buf)
             setattr(opts, name + "_len", len(raw))
     return opts, keep
+
+
+AddItemLike = Union[AddItem, Tuple[BytesLike, Payload]]
+"""An item of :meth:`Server.add_events`: an :class:`AddItem` or a ``(user, payload)`` tuple."""
+
+
+def _add_items(items: "List[AddItemLike]") -> Tuple[List[bytes], Any, List[Any]]:
+    """(users, hd_add_item_t array, what must stay alive while the core reads it)."""
+    items = list(items)
+    if not 0 < len(items) <= lib.HD_ADD_EVENTS_MAX:
+        raise ValueError(f"add_events takes 1 to {lib.HD_ADD_EVENTS_MAX} items")
+    arr = ffi.new("hd_add_item_t[]", len(items))
+    keep: List[Any] = [arr]
+    users: List[bytes] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, AddItem):
+            user, payload = item
+            item = AddItem(user, payload)
+        pk = check_public_key(item.user)
+        raw = encode_payload(item.payload)
+        c_pk, c_raw = ffi.new("uint8_t[]", pk), ffi.new("char[]", raw)
+        keep += [c_pk, c_raw]
+        arr[i].user = c_pk
+        arr[i].payload = c_raw
+        arr[i].len = len(raw)
+        if item.ttl is not None or item.dedup_key is not None or item.collapse_key is not None:
+            opts, bufs = _add_options(item.ttl, item.dedup_key, item.collapse_key)
+            keep += [opts, bufs]
+            arr[i].opts = opts
+        users.append(pk)
+    return users, arr, keep
+
+
+def backup_folder(data_dir: Union[str, "os.PathLike[str]"],
+                  path: Union[str, "os.PathLike[str]"]) -> None:
+    """Backs up the server store in ``data_dir`` while no server has it open (blocking):
+    BusyError if a process has it open (use :meth:`Server.backup`), NotFoundError if there is no
+    store there."""
+    check(lib.hd_server_backup_folder(_text(os.fspath(data_dir), "data_dir"),
+                                      _text(os.fspath(path), "path")))
 
 
 def _ms(seconds: Optional[float], what: str) -> int:
@@ -466,10 +589,9 @@ class _Handle:
         if h == ffi.NULL:
             return
         _open.discard(self)
-        close_wait = getattr(lib, f"hd_{self._kind}_close_wait")
-        rc = close_wait(h)  # cffi releases the GIL: callbacks keep running meanwhile
+        rc = self._close_wait(h)  # cffi releases the GIL: callbacks keep running meanwhile
         if rc == lib.HD_ETHREAD:
-            rc = getattr(lib, f"hd_{self._kind}_close")(h, ffi.NULL, ffi.NULL)
+            rc = self._close_start(h)
         else:
             _calls_abandon(id(self))
         check(rc)
@@ -478,7 +600,7 @@ class _Handle:
         with self._lock:
             h, self._handle = self._handle, ffi.NULL
         if h != ffi.NULL:
-            getattr(lib, f"hd_{self._kind}_close")(h, ffi.NULL, ffi.NULL)
+            self._close_start(h)
 
     def __del__(self) -> None:
         # never wait here: the last reference may be dropped on the loop thread
@@ -486,6 +608,40 @@ class _Handle:
             self._close_nowait()
         except Exception:  # noqa: BLE001
             pass
+
+    def _done_call(self, start: Callable[[Any, Any], int],
+                   callback: Optional[Callable[[Optional[HyperdownError]], Any]],
+                   what: str) -> None:
+        """Runs an hd_done_cb call: waits for it (no callback) or hands its outcome to
+        ``callback``."""
+        ready = threading.Event()
+        result: List[int] = []
+
+        def done(status: int, _value: Any) -> None:
+            err = None if status == 0 else error_from_code(status, what)
+            if callback is not None:
+                callback(err)
+            result.append(status)
+            ready.set()
+
+        key, cb_data = _call_register(id(self), done)
+        rc = start(lib._hd_py_done, cb_data)
+        if rc < 0:
+            _call_pop(key)
+            raise last_error(rc)
+        if callback is None:
+            if self._on_loop_thread():
+                raise error_from_code(lib.HD_ETHREAD, "give a callback on the loop thread")
+            ready.wait()
+            check(result[0])
+
+    @staticmethod
+    def _close_wait(h: Any) -> int:
+        raise NotImplementedError
+
+    @staticmethod
+    def _close_start(h: Any) -> int:
+        raise NotImplementedError
 
     def _on_loop_thread(self) -> bool:
         st = self._state
@@ -524,6 +680,26 @@ def _store_options(opts: Any, fields: FrozenSet[str], data_dir: Any, sync_normal
     return c_dir
 
 
+def _key_list(value: Union[BytesLike, Sequence[BytesLike]]) -> List[bytes]:
+    """One public key (bytes or hex) or a non-empty list of them: the keys, checked."""
+    if isinstance(value, (str, bytes, bytearray, memoryview)):
+        return [check_public_key(value)]
+    keys = [check_public_key(k) for k in value]
+    if not keys:
+        raise ValueError("server_public_key: give a key or a non-empty list of keys")
+    return keys
+
+
+def _address_list(value: Union[str, Sequence[str]]) -> List[str]:
+    """One "host:port" or a non-empty list of them."""
+    if isinstance(value, str):
+        return [value]
+    addrs = list(value)
+    if not addrs or not all(isinstance(a, str) and a for a in addrs):
+        raise ValueError("connect: give an address or a non-empty list of addresses")
+    return addrs
+
+
 def _as_keypair(kp: KeyPair) -> KeyPair:
     if not isinstance(kp, KeyPair):
         raise TypeError("keypair must be a hyperdown.KeyPair")
@@ -549,6 +725,8 @@ class Server(_Handle):
     ``on_dead_letter(user, dead_letter)`` (a :data:`DeadLetterCallback`)."""
 
     _kind = "server"
+    _close_wait = staticmethod(lambda h: lib.hd_server_close_wait(h))
+    _close_start = staticmethod(lambda h: lib.hd_server_close(h, ffi.NULL, ffi.NULL))
 
     def __init__(self, keypair: KeyPair, topic: str, listen: str = "127.0.0.1:0", *,
                  on_peer_connected: Optional[PeerCallback] = None,
@@ -572,9 +750,16 @@ class Server(_Handle):
                  dedup_window: Optional[float] = None,
                  dedup_keys_per_user: Optional[int] = None,
                  expiry_batch: Optional[int] = None,
-                 on_dead_letter: Optional[DeadLetterCallback] = None) -> None:
+                 on_dead_letter: Optional[DeadLetterCallback] = None,
+                 authorize: Optional[AuthorizeCallback] = None,
+                 authorize_timeout: Optional[float] = None,
+                 max_handshakes: Optional[int] = None,
+                 handshakes_per_address: Optional[int] = None,
+                 next_keypair: Optional[KeyPair] = None,
+                 metrics_listen: Optional[str] = None) -> None:
         super().__init__()
         self._keypair = _as_keypair(keypair)
+        self._next_keypair = _as_keypair(next_keypair) if next_keypair is not None else None
         self._topic = topic
         opts = ffi.new("hd_server_options_t *")
         check(lib.hd_server_options_init(opts, lib.HD_SERVER_OPTIONS_VERSION))
@@ -619,6 +804,17 @@ class Server(_Handle):
                 opts.on_dead_letter = lib._hd_py_dead_letter
         elif any(v is not None for v in queue_options) or overflow != "reject":
             raise TypeError("queue options: this build of the core has no queue semantics")
+        if authorize is not None:
+            state.authorize = authorize
+            opts.authorize = lib._hd_py_authorize
+        opts.authorize_timeout_ms = _ms(authorize_timeout, "authorize_timeout")
+        opts.max_handshakes = _u32(max_handshakes, "max_handshakes")
+        opts.handshakes_per_address = _u32(handshakes_per_address, "handshakes_per_address")
+        if self._next_keypair is not None:
+            opts.next_keypair = self._next_keypair._kp
+        c_metrics = _text(metrics_listen, "metrics_listen") if metrics_listen is not None else None
+        if c_metrics is not None:
+            opts.metrics_listen = c_metrics
         cdata = self._attach(opts, state)
         out = ffi.new("hd_server_t **")
         self._created(lib.hd_server_create(out, opts), out, cdata)
@@ -634,8 +830,142 @@ class Server(_Handle):
         return self._keypair.public_key
 
     @property
+    def next_public_key(self) -> Optional[bytes]:
+        """The key of ``next_keypair`` (key rollover), or None."""
+        return self._next_keypair.public_key if self._next_keypair is not None else None
+
+    @property
     def topic(self) -> str:
         return self._topic
+
+    @property
+    def metrics_port(self) -> int:
+        """The port of the metrics responder (``metrics_listen``, useful with port 0);
+        InvalidStateError without one."""
+        return check(lib.hd_server_metrics_port(self._require_open()))
+
+    def metrics(self) -> str:
+        """The server's metrics in the Prometheus text format (names prefixed ``hyperdown_``),
+        for an application's own HTTP server (a short read, any thread)."""
+        h = self._require_open()
+        cap = 16384
+        while True:
+            buf = ffi.new("char[]", cap)
+            n = check(lib.hd_server_metrics(h, buf, cap))
+            if n < cap:
+                return ffi.string(buf, n).decode("utf-8")
+            cap = n + 1  # snprintf-like: the whole length, then again with room for it
+
+    def disconnect(self, user: BytesLike) -> int:
+        """Closes every connection of the client ``user`` (open ones with a BYE saying "no longer
+        admitted"); returns how many. A client that dials again meets ``authorize``."""
+        return check(lib.hd_server_disconnect(self._require_open(), check_public_key(user)))
+
+    def backup(self, path: Union[str, "os.PathLike[str]"],
+               callback: Optional[Callable[[Optional[HyperdownError]], Any]] = None) -> None:
+        """Writes a consistent copy of the store to ``path`` (a new file) while the server runs;
+        waits until it is complete and durable, unless a ``callback(error)`` is given (run on
+        the loop thread). From this server's own callbacks give a callback."""
+        c_path = _text(os.fspath(path), "path")
+        self._done_call(lambda cb, data: lib.hd_server_backup(self._require_open(), c_path, cb,
+                                                              data), callback, "backup failed")
+
+    def add_events(self, items: "List[AddItemLike]") -> List[FanoutResult]:
+        """Adds many events (1 to ``ADD_EVENTS_MAX``; any users, a user's events numbered in
+        item order) in one transaction and one fsync; each item an :class:`AddItem` or a
+        ``(user, payload)`` tuple. Returns each item's :class:`FanoutResult` in order (an item
+        that fails, LimitError..., fails alone). Blocks until durable (WrongThreadError from
+        this server's own callbacks); nothing is added if an item is invalid."""
+        users, arr, keep = _add_items(items)  # noqa: F841 - alive for the call
+        out = ffi.new("hd_fanout_result_t[]", len(users))
+        check(lib.hd_server_add_events_wait(self._require_open(), arr, len(users), out))
+        return _fanout_results(users, 0, out)
+
+    def add_events_nowait(self, items: "List[AddItemLike]",
+                          callback: Optional[Callable[[Optional[HyperdownError],
+                                                       Optional[List[FanoutResult]]], Any]] = None
+                          ) -> None:
+        """:meth:`add_events` without waiting: ``callback(error, results)`` on the loop thread
+        once durable (``error`` None) or failed as a whole (``results`` None)."""
+        users, arr, keep = _add_items(items)  # noqa: F841 - copied by the core before it returns
+        self._fanout_call(lambda cb, data: lib.hd_server_add_events(
+            self._require_open(), arr, len(users), cb, data), users, callback)
+
+    def add_event_for_users_nowait(self, users: List[BytesLike], payload: Payload,
+                                   callback: Optional[Callable[[Optional[HyperdownError],
+                                                                Optional[List[FanoutResult]]],
+                                                               Any]] = None, *,
+                                   ttl: Optional[float] = None,
+                                   dedup_key: Union[str, bytes, None] = None,
+                                   collapse_key: Union[str, bytes, None] = None) -> None:
+        """:meth:`add_event_for_users` without waiting: ``callback(error, results)`` on the loop
+        thread once durable or failed as a whole."""
+        keys = [check_public_key(u) for u in users]
+        if not keys:
+            raise ValueError("users must hold at least one public key")
+        raw = encode_payload(payload)
+        opts, keep = _add_options(ttl, dedup_key, collapse_key)  # noqa: F841 - alive for the call
+        joined = b"".join(keys)
+        self._fanout_call(lambda cb, data: lib.hd_server_add_fanout(
+            self._require_open(), joined, len(keys), raw, len(raw), opts, cb, data), keys, callback)
+
+    def _fanout_call(self, start: Callable[[Any, Any], int], users: List[bytes],
+                     callback: Any) -> None:
+        def done(status: int, results: Any) -> None:
+            value = _fanout_results(users, status, results)  # read while the array is valid
+            if callback is not None:
+                if isinstance(value, HyperdownError):
+                    callback(value, None)
+                else:
+                    callback(None, value)
+
+        key, cb_data = _call_register(id(self), lambda st, v: done(st, v))
+        rc = start(lib._hd_py_fanout, cb_data)
+        if rc < 0:
+            _call_pop(key)
+            raise last_error(rc)
+
+    def count_nowait(self, op: str, user: BytesLike, ids: Optional[List[int]],
+                     callback: Callable[[Optional[HyperdownError], int], Any]) -> None:
+        """The asynchronous form of :meth:`delete_events` (``op`` "delete_events"),
+        :meth:`delete_user`, :meth:`requeue_dead_letters` and :meth:`delete_dead_letters`:
+        ``callback(error, count)`` on the loop thread once durable (``hyperdown.aio`` awaits
+        it)."""
+        pk = check_public_key(user)
+        seqs = [int(i) for i in ids] if ids is not None else None
+        if seqs is not None and any(not 0 <= i < 2 ** 64 for i in seqs):
+            raise ValueError("an event id is 0 or more and below 2**64")
+        arr = ffi.new("uint64_t[]", seqs) if seqs else ffi.NULL
+        n = len(seqs) if seqs else 0
+        h = self._require_open()
+        if op == "delete_user":
+            start = lambda cb, d: lib.hd_server_delete_user(h, pk, cb, d)  # noqa: E731
+        elif op == "delete_events":
+            if not seqs:
+                callback(None, 0)
+                return
+            start = lambda cb, d: lib.hd_server_delete_events(h, pk, arr, n, cb, d)  # noqa: E731
+        elif op in ("requeue_dead_letters", "delete_dead_letters"):
+            if seqs is not None and not seqs:
+                callback(None, 0)  # none (the core takes an empty list for all)
+                return
+            fn = (lib.hd_server_requeue_dead_letters if op == "requeue_dead_letters"
+                  else lib.hd_server_delete_dead_letters)
+            start = lambda cb, d: fn(h, pk, arr, n, cb, d)  # noqa: E731
+        else:
+            raise ValueError(f"unknown operation {op!r}")
+
+        def done(status: int, count: int) -> None:
+            if status == 0:
+                callback(None, count)
+            else:
+                callback(error_from_code(status, f"{op} failed"), 0)
+
+        key, cb_data = _call_register(id(self), done)
+        rc = start(lib._hd_py_count, cb_data)
+        if rc < 0:
+            _call_pop(key)
+            raise last_error(rc)
 
     def add_event(self, user: BytesLike, payload: Payload) -> int:
         """Stores an event for ``user`` (a public key, bytes or hex) and waits until it is durable;
@@ -732,14 +1062,7 @@ class Server(_Handle):
         out = ffi.new("hd_fanout_result_t[]", len(keys))
         check(lib.hd_server_add_fanout_wait(self._require_open(), b"".join(keys), len(keys), raw,
                                             len(raw), opts, out))
-        results = []
-        for i, pk in enumerate(keys):
-            status = int(out[i].status)
-            if status == 0:
-                results.append(FanoutResult(pk, None, AddResult._from(out[i].result)))
-            else:
-                results.append(FanoutResult(pk, error_from_code(status), None))
-        return results
+        return _fanout_results(keys, 0, out)
 
     def list_dead_letters(self, user: BytesLike, after: int = 0,
                           limit: int = 256) -> List[DeadLetter]:
@@ -973,8 +1296,12 @@ class Client(_Handle):
     client's loop thread (see the module docstring)."""
 
     _kind = "client"
+    _close_wait = staticmethod(lambda h: lib.hd_client_close_wait(h))
+    _close_start = staticmethod(lambda h: lib.hd_client_close(h, ffi.NULL, ffi.NULL))
 
-    def __init__(self, keypair: KeyPair, server_public_key: BytesLike, topic: str, connect: str, *,
+    def __init__(self, keypair: KeyPair,
+                 server_public_key: Union[BytesLike, Sequence[BytesLike]], topic: str,
+                 connect: Union[str, Sequence[str]], *,
                  on_connected: Optional[PeerCallback] = None,
                  on_disconnected: Optional[PeerClosedCallback] = None,
                  reconnect: bool = True,
@@ -999,17 +1326,30 @@ class Client(_Handle):
                  _on_notice_raw: Optional[Callable[[Notice], Any]] = None) -> None:
         super().__init__()
         self._keypair = _as_keypair(keypair)
-        self._server_public_key = check_public_key(server_public_key)
+        self._server_public_keys = _key_list(server_public_key)
+        self._server_public_key = self._server_public_keys[0]
         self._topic = topic
         opts = ffi.new("hd_client_options_t *")
         check(lib.hd_client_options_init(opts, lib.HD_CLIENT_OPTIONS_VERSION))
         keep = _store_options(opts, _CLIENT_FIELDS, data_dir, sync_normal)  # noqa: F841 - alive until create
-        c_topic, c_connect = _text(topic, "topic"), _text(connect, "connect")
-        c_spk = ffi.new("uint8_t[]", self._server_public_key)
+        c_topic = _text(topic, "topic")
         opts.keypair = keypair._kp
-        opts.server_public_key = c_spk
         opts.topic = c_topic
-        opts.connect = c_connect
+        # one key and one address in the fields every core version has; several in the lists
+        c_spk = ffi.new("uint8_t[]", b"".join(self._server_public_keys))
+        if len(self._server_public_keys) == 1:
+            opts.server_public_key = c_spk
+        else:
+            opts.server_public_keys = c_spk
+            opts.server_public_key_count = len(self._server_public_keys)
+        self._connect = _address_list(connect)
+        c_addrs = [_text(a, "connect") for a in self._connect]
+        c_list = ffi.new("char *[]", c_addrs)
+        if len(c_addrs) == 1:
+            opts.connect = c_addrs[0]
+        else:
+            opts.connect_list = c_list
+            opts.connect_count = len(c_addrs)
         opts.handshake_timeout_ms = _ms(handshake_timeout, "handshake_timeout")
         opts.keepalive_ms = _ms(keepalive, "keepalive")
         opts.idle_timeout_ms = _ms(idle_timeout, "idle_timeout")
@@ -1056,7 +1396,49 @@ class Client(_Handle):
 
     @property
     def server_public_key(self) -> bytes:
+        """The (first) server key this client accepts."""
         return self._server_public_key
+
+    @property
+    def server_public_keys(self) -> List[bytes]:
+        """Every server key this client accepts (key rollover), in the order given."""
+        return list(self._server_public_keys)
+
+    @property
+    def addresses(self) -> List[str]:
+        """The server addresses this client dials, in turn."""
+        return list(self._connect)
+
+    def held_stores(self) -> List[HeldStore]:
+        """The server stores other than the current one this client holds events for (the one
+        seen first first), each with how many events are unhandled and how many consumed ones
+        wait for it (a short blocking read)."""
+        h = self._require_open()
+        cap = 16
+        while True:
+            ids = ffi.new("uint8_t[]", cap * lib.HD_STORE_ID_BYTES)
+            unhandled = ffi.new("uint64_t[]", cap)
+            consumed = ffi.new("uint64_t[]", cap)
+            n = check(lib.hd_client_held_stores(h, ids, unhandled, consumed, cap))
+            if n <= cap:
+                size = lib.HD_STORE_ID_BYTES
+                raw = bytes(ffi.buffer(ids, n * size))
+                return [HeldStore(raw[i * size:(i + 1) * size], int(unhandled[i]),
+                                  int(consumed[i])) for i in range(n)]
+            cap = n + 4
+
+    def purge_store(self, store_id: BytesLike,
+                    callback: Optional[Callable[[Optional[HyperdownError]], Any]] = None) -> None:
+        """Drops every event this client holds for the server store ``store_id`` (an id of
+        :meth:`held_stores`) and forgets it; waits until durable unless a ``callback(error)`` is
+        given (run on the loop thread). NotFoundError: an unknown store; BusyError: the current
+        server's store."""
+        raw = bytes.fromhex(store_id) if isinstance(store_id, str) else bytes(store_id)
+        if len(raw) != lib.HD_STORE_ID_BYTES:
+            raise ValueError(f"store_id must be {lib.HD_STORE_ID_BYTES} bytes")
+        c_id = ffi.new("uint8_t[]", raw)
+        self._done_call(lambda cb, data: lib.hd_client_purge_store(
+            self._require_open(), c_id, cb, data), callback, "purge_store failed")
 
     def stats(self) -> ClientStats:
         """The client's counters and what its store holds (a short blocking read)."""

@@ -98,6 +98,10 @@ class KeyPair:
         """The secret scalar (keep it secret)."""
         return bytes(ffi.buffer(self._kp.scalar, SCALAR_BYTES))
 
+    def verify(self) -> bool:
+        """True if the scalar still gives the public key (every constructor checked it once)."""
+        return lib.hd_keypair_verify(self._kp) == 0
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, KeyPair) and self.public_key == other.public_key and \
             self.scalar == other.scalar

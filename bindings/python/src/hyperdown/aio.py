@@ -29,14 +29,16 @@ import asyncio
 import inspect
 import logging
 import os
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Set, Tuple, TypeVar, Union
+from typing import (Any, Awaitable, Callable, Dict, List, Optional, Sequence, Set, Tuple, TypeVar,
+                    Union, overload)
 
 from . import _handles
 from ._errors import HyperdownError, error_from_code
 from ._events import (DEFER, AddResult, ClientStats, ConsumedBatch, DeadLetter, Event, FanoutResult,
-                      Notice, Payload, PendingEvent, RollbackStats, ServerStats)
+                      HeldStore, Notice, Payload, PendingEvent, RollbackStats, ServerStats)
 from ._handles import LogCallback, LogLevel
 from ._keys import BytesLike, KeyPair
+from ._options import ClientOptions, ServerOptions
 
 __all__ = ["Server", "Client", "Disconnect", "AsyncPeerCallback", "AsyncPeerClosedCallback",
            "AsyncEventHandler", "AsyncConsumedHandler", "create"]
@@ -138,6 +140,26 @@ async def _get(queue: "asyncio.Queue[T]", timeout: Optional[float]) -> T:
     return await asyncio.wait_for(queue.get(), timeout)
 
 
+async def _completion(start: Callable[[Callable[..., None]], None]) -> Any:
+    """Awaits a core completion: ``start(done)`` starts the call with ``done(error, value)`` as
+    its callback (run on the core's thread); no thread waits."""
+    loop = asyncio.get_running_loop()
+    fut: "asyncio.Future[Any]" = loop.create_future()
+
+    def settle(err: Optional[BaseException], value: Any) -> None:  # on the event loop
+        if not fut.done():
+            fut.set_exception(err) if err is not None else fut.set_result(value)
+
+    def done(err: Optional[BaseException] = None, value: Any = None) -> None:  # core's thread
+        try:
+            loop.call_soon_threadsafe(settle, err, value)
+        except RuntimeError:
+            pass  # the event loop is closed: nobody awaits any more
+
+    start(done)
+    return await fut
+
+
 class _AsyncHandle:
     _inner: Any
 
@@ -187,7 +209,13 @@ class Server(_AsyncHandle):
                  dedup_window: Optional[float] = None,
                  dedup_keys_per_user: Optional[int] = None,
                  expiry_batch: Optional[int] = None,
-                 on_dead_letter: Optional[Callable[[bytes, DeadLetter], Any]] = None) -> None:
+                 on_dead_letter: Optional[Callable[[bytes, DeadLetter], Any]] = None,
+                 authorize: Optional[Callable[[bytes], Any]] = None,
+                 authorize_timeout: Optional[float] = None,
+                 max_handshakes: Optional[int] = None,
+                 handshakes_per_address: Optional[int] = None,
+                 next_keypair: Optional[KeyPair] = None,
+                 metrics_listen: Optional[str] = None) -> None:
         self._bridge = b = _Bridge(loop or asyncio.get_running_loop())
         self._connected: "asyncio.Queue[bytes]" = asyncio.Queue()
         self._disconnected: "asyncio.Queue[Disconnect]" = asyncio.Queue()
@@ -209,7 +237,74 @@ class Server(_AsyncHandle):
             expiry_batch=expiry_batch,
             # on the event loop (a coroutine function runs as a task); informational
             on_dead_letter=(lambda user, d: b.post(b.call_user, on_dead_letter, user, d))
-            if on_dead_letter is not None else None)
+            if on_dead_letter is not None else None,
+            # on the event loop: `authorize(public_key)` returns (or its coroutine returns)
+            # True to admit; the request is answered from there
+            authorize=(lambda pk, req: DEFER if b.post(self._authorize, authorize, req) else False)
+            if authorize is not None else None,
+            authorize_timeout=authorize_timeout, max_handshakes=max_handshakes,
+            handshakes_per_address=handshakes_per_address, next_keypair=next_keypair,
+            metrics_listen=metrics_listen)
+
+    def _authorize(self, fn: Callable[[bytes], Any], req: _handles.Authorization) -> None:
+        # on the event loop: True (awaited if a coroutine) admits, anything else or a raise refuses
+        def answer(result: Any) -> None:
+            try:
+                req.allow() if result is True else req.deny()
+            except HyperdownError:
+                pass  # the server closed meanwhile
+
+        try:
+            result = fn(req.public_key)
+        except Exception as exc:  # noqa: BLE001
+            self._bridge.loop.call_exception_handler({"message": "hyperdown: authorize raised",
+                                                      "exception": exc})
+            answer(False)
+            return
+        if not inspect.isawaitable(result):
+            answer(result)
+            return
+
+        async def wait() -> None:
+            try:
+                value = await result  # type: ignore[misc]
+            except BaseException as exc:  # noqa: BLE001
+                if not isinstance(exc, asyncio.CancelledError):
+                    self._bridge.loop.call_exception_handler(
+                        {"message": "hyperdown: authorize raised", "exception": exc})
+                value = False
+            answer(value)
+
+        task = asyncio.ensure_future(wait())
+        self._bridge.tasks.add(task)
+        task.add_done_callback(self._bridge.tasks.discard)
+
+    @property
+    def metrics_port(self) -> int:
+        """The port of the metrics responder (``metrics_listen``)."""
+        return int(self._inner.metrics_port)
+
+    @property
+    def next_public_key(self) -> Optional[bytes]:
+        return self._inner.next_public_key
+
+    def metrics(self) -> str:
+        """The metrics in the Prometheus text format (a short read; see
+        :meth:`hyperdown.Server.metrics`)."""
+        return self._inner.metrics()
+
+    def disconnect(self, user: BytesLike) -> int:
+        """Closes every connection of ``user``; how many (see hyperdown.Server.disconnect)."""
+        return self._inner.disconnect(user)
+
+    async def backup(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        """A consistent copy of the running store into ``path`` (a new file), once durable."""
+        await _completion(lambda done: self._inner.backup(path, callback=lambda err: done(err)))
+
+    async def add_events(self, items: "List[_handles.AddItemLike]") -> List[FanoutResult]:
+        """Many events in one transaction; each item's result (see
+        :meth:`hyperdown.Server.add_events`). No thread waits."""
+        return await _completion(lambda done: self._inner.add_events_nowait(items, done))
 
     def _post_consumed(self, handler: AsyncConsumedHandler, batch: ConsumedBatch) -> Any:
         # on the core's thread: the loop completes the batch; a closed loop keeps the events
@@ -290,9 +385,8 @@ class Server(_AsyncHandle):
                                   collapse_key: Union[str, bytes, None] = None) -> List[FanoutResult]:
         """One event for many users in one transaction; each user's result (see
         :meth:`hyperdown.Server.add_event_for_users`)."""
-        return await asyncio.get_running_loop().run_in_executor(
-            None, lambda: self._inner.add_event_for_users(
-                list(users), payload, ttl=ttl, dedup_key=dedup_key, collapse_key=collapse_key))
+        return await _completion(lambda done: self._inner.add_event_for_users_nowait(
+            list(users), payload, done, ttl=ttl, dedup_key=dedup_key, collapse_key=collapse_key))
 
     def list_dead_letters(self, user: BytesLike, after: int = 0,
                           limit: int = 256) -> List[DeadLetter]:
@@ -309,13 +403,13 @@ class Server(_AsyncHandle):
 
     async def requeue_dead_letters(self, user: BytesLike, ids: Optional[List[int]] = None) -> int:
         """Gives these dead letters (all without ids) back as new events; how many, once durable."""
-        return await asyncio.get_running_loop().run_in_executor(
-            None, self._inner.requeue_dead_letters, user, None if ids is None else list(ids))
+        return await _completion(lambda done: self._inner.count_nowait(
+            "requeue_dead_letters", user, None if ids is None else list(ids), done))
 
     async def delete_dead_letters(self, user: BytesLike, ids: Optional[List[int]] = None) -> int:
         """Drops these dead letters (all without ids) for good; how many, once durable."""
-        return await asyncio.get_running_loop().run_in_executor(
-            None, self._inner.delete_dead_letters, user, None if ids is None else list(ids))
+        return await _completion(lambda done: self._inner.count_nowait(
+            "delete_dead_letters", user, None if ids is None else list(ids), done))
 
     async def update_pause(self, pause_ms: int) -> None:
         """Stores the pause (ms) and pushes it to every connected client; returns once stored."""
@@ -362,12 +456,13 @@ class Server(_AsyncHandle):
 
     async def delete_events(self, user: BytesLike, ids: List[int]) -> int:
         """Deletes ``user``'s events with these ids; returns how many were held, once durable."""
-        return await asyncio.get_running_loop().run_in_executor(
-            None, self._inner.delete_events, user, list(ids))
+        return await _completion(lambda done: self._inner.count_nowait(
+            "delete_events", user, list(ids), done))
 
     async def delete_user(self, user: BytesLike) -> int:
         """Deletes every event of ``user``; returns how many, once durable."""
-        return await asyncio.get_running_loop().run_in_executor(None, self._inner.delete_user, user)
+        return await _completion(lambda done: self._inner.count_nowait(
+            "delete_user", user, None, done))
 
     # the original's names
     async def addEvent(self, user: BytesLike, payload: Payload) -> int:  # noqa: N802
@@ -397,7 +492,9 @@ class Server(_AsyncHandle):
 class Client(_AsyncHandle):
     """hyperdown.Client for asyncio. Create it inside a running loop (or pass ``loop``)."""
 
-    def __init__(self, keypair: KeyPair, server_public_key: BytesLike, topic: str, connect: str, *,
+    def __init__(self, keypair: KeyPair,
+                 server_public_key: Union[BytesLike, Sequence[BytesLike]], topic: str,
+                 connect: Union[str, Sequence[str]], *,
                  on_connected: Optional[AsyncPeerCallback] = None,
                  on_disconnected: Optional[AsyncPeerClosedCallback] = None,
                  loop: Optional[asyncio.AbstractEventLoop] = None,
@@ -520,6 +617,24 @@ class Client(_AsyncHandle):
     def server_public_key(self) -> bytes:
         return bytes(self._inner.server_public_key)
 
+    @property
+    def server_public_keys(self) -> List[bytes]:
+        return self._inner.server_public_keys
+
+    @property
+    def addresses(self) -> List[str]:
+        return self._inner.addresses
+
+    def held_stores(self) -> List[HeldStore]:
+        """The other server stores this client holds events for (a short blocking read)."""
+        return self._inner.held_stores()
+
+    async def purge_store(self, store_id: BytesLike) -> None:
+        """Drops the events held for the store ``store_id``, once durable (see
+        :meth:`hyperdown.Client.purge_store`)."""
+        await _completion(lambda done: self._inner.purge_store(store_id,
+                                                               callback=lambda err: done(err)))
+
     async def connected(self, timeout: Optional[float] = None) -> bytes:
         """The next successful handshake: the server's authenticated public key."""
         return await _get(self._connected, timeout)
@@ -569,7 +684,15 @@ class _EventIterator:
         self._settle_last(False)
 
 
-async def create(options: Dict[str, Any]) -> Union[Server, Client]:
+@overload
+async def create(options: ServerOptions) -> Server: ...
+@overload
+async def create(options: ClientOptions) -> Client: ...
+@overload
+async def create(options: Dict[str, Any]) -> Union[Server, Client]: ...
+
+
+async def create(options: Any) -> Union[Server, Client]:
     """The original's ``await require('hyperdown')(options)`` for asyncio: a
     :class:`Server` (``isServer``) or a :class:`Client` from the original's option names (see
     hyperdown.create). ``eventHandler`` and ``onClientConsumedEvents`` may be coroutine
