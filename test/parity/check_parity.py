@@ -7,7 +7,8 @@ include/hyperdown.h:
     hd_server_add_events<TAB>HyperdownServer.addEvents
     hd_keypair_wipe<TAB>-<TAB>keys are wiped by the type's deinit
 
-The check fails when a function of the header has no line (a new C call nobody exposed), when a
+A name is defined when the binding's sources declare it (a function, method, class, property or,
+for Node, an option the constructor reads: `options.authorize`). The check fails when a function of the header has no line (a new C call nobody exposed), when a
 line names a function the header does not have, when a mapped function is never called from the
 binding's native layer, when the named API is not defined in the binding's sources, or when an
 omission gives no reason. So a deliberate omission is written down and an accidental one fails.
@@ -31,7 +32,8 @@ BINDINGS = {
         ["bindings/node/src/*.c"],
         ["bindings/node/lib/*.js", "bindings/node/index.js"],
         [r"^\s*(?:async\s+)?(?:static\s+)?(?:get\s+)?{n}\s*\(", r"\bfunction\s+{n}\b",
-         r"\bclass\s+{n}\b", r"\b{n}\s*:", r"exports\.{n}\s*="],
+         r"\bclass\s+{n}\b", r"\b{n}\s*:", r"exports\.{n}\s*=", r"\bthis\.{n}\s*=",
+         r"\b(?:const|let|var)\s+{n}\s*=", r"\boptions\.{n}\b"],
     ),
     "python": (
         ["bindings/python/src/hyperdown/*.py"],
