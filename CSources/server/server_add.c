@@ -273,7 +273,7 @@ int hd__add_call_submit(hd__add_call_t *c, int64_t now_ms, const void *shared,
 int hd_server_add_event_v2(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYTES],
                            const void *payload, size_t len, const hd_add_options_t *opts,
                            hd_add_result_cb cb, void *cb_data) {
-  hd__server_events_t *ev;
+  hd__server_events_t *ev = NULL;
   int rc = hd__server_add_check(server, user, payload, len, &ev);
   if (rc == 0) rc = hd__server_key_check(ev, user);
   if (rc != 0) return rc;

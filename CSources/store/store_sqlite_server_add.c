@@ -570,11 +570,13 @@ static size_t lay_out(const hd__store_add_t *adds, size_t n, const void *shared,
                       size_t shared_len, add_slot_t *slots, uint8_t *bytes) {
   size_t size = shared != NULL ? shared_len : 0;
   if (bytes != NULL && shared_len != 0) memcpy(bytes, shared, shared_len);
-  add_slot_t prev = {{0}};
+  add_slot_t prev;
+  memset(&prev, 0, sizeof prev);
   const hd__store_add_t *pa = NULL;
   for (size_t i = 0; i < n; i++) {
     const hd__store_add_t *a = &adds[i];
-    add_slot_t sl = {{0}};
+    add_slot_t sl;
+    memset(&sl, 0, sizeof sl);
     int copy;
     sl.expires_ms = a->spec.expires_ms;
     sl.sent_upto = a->spec.sent_upto;
