@@ -1386,28 +1386,25 @@ static napi_value rollback_object(napi_env env, const hd_rollback_stats_t *s) {
   return obj;
 }
 
-/* server.rollbackStats(): hd_server_rollback_stats. */
-static napi_value js_server_rollback_stats(napi_env env, napi_callback_info info) {
+/* server.rollbackStats() and client.rollbackStats(): hd_server_rollback_stats or
+ * hd_client_rollback_stats, by the handle's role. */
+static napi_value rollback_stats(napi_env env, napi_callback_info info, int server) {
   size_t argc = 0;
   hdn_handle_t *h = hdn_open_handle(env, info, &argc, NULL);
   if (h == NULL) return NULL;
   hd_rollback_stats_t s;
   memset(&s, 0, sizeof s);
   s.version = HD_ROLLBACK_STATS_VERSION;
-  int rc = hd_server_rollback_stats(h->core, &s);
+  int rc = server ? hd_server_rollback_stats(h->core, &s) : hd_client_rollback_stats(h->core, &s);
   return rc < 0 ? hdn_throw_hd(env, rc) : rollback_object(env, &s);
 }
 
-/* client.rollbackStats(): hd_client_rollback_stats. */
+static napi_value js_server_rollback_stats(napi_env env, napi_callback_info info) {
+  return rollback_stats(env, info, 1);
+}
+
 static napi_value js_client_rollback_stats(napi_env env, napi_callback_info info) {
-  size_t argc = 0;
-  hdn_handle_t *h = hdn_open_handle(env, info, &argc, NULL);
-  if (h == NULL) return NULL;
-  hd_rollback_stats_t s;
-  memset(&s, 0, sizeof s);
-  s.version = HD_ROLLBACK_STATS_VERSION;
-  int rc = hd_client_rollback_stats(h->core, &s);
-  return rc < 0 ? hdn_throw_hd(env, rc) : rollback_object(env, &s);
+  return rollback_stats(env, info, 0);
 }
 
 /* nativeObjects() -> { handles, events, batches, operations } alive in this process. */
