@@ -3,16 +3,21 @@
 // project in a scratch folder outside the repository (no environment but PATH and a private
 // HOME and npm cache there), and the original's example run from that project over the host
 // name `localhost`, in CommonJS and with ESM named imports. Also an install from a path (the
-// unpacked tarball's folder).
+// unpacked tarball's folder), and from a git URL of the repository (`git+file://`), whose root
+// package.json is this package's (scripts/root-package.js) seen from two folders up.
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const { spawn, spawnSync } = require('child_process')
 const fs = require('fs')
 const os = require('os')
 const path = require('path')
+const { pathToFileURL } = require('url')
+const rootPackage = require('../scripts/root-package')
 
 const PKG = path.join(__dirname, '..')
+const REPO = path.join(PKG, '..', '..')
 const npmMissing = spawnSync('npm', ['--version'], { encoding: 'utf8' }).error?.code === 'ENOENT'
+const gitMissing = spawnSync('git', ['--version'], { encoding: 'utf8' }).error?.code === 'ENOENT'
 
 /* Runs a command with `env` only, bounded by `ms`; stops it (SIGTERM) once until(stdout) holds. */
 function run (cmd, args, { cwd, env, ms = 180000, until } = {}) {
@@ -143,6 +148,111 @@ test('npm pack, an offline install in a fresh project outside the repository, th
       assert.equal(fromPath.code, 0, fromPath.stdout + fromPath.stderr)
       const loaded = await run(process.execPath, ['-e', "const hd = require('hyperdown'); console.log(typeof hd.createServer, hd.version)"], { cwd: app2, env, ms: 30000 })
       assert.equal(loaded.stdout.trim(), 'function ' + require('..').version, loaded.stderr)
+    } finally {
+      fs.rmSync(scratch, { recursive: true, force: true })
+    }
+  })
+
+test('the repository root\'s package.json is this package\'s seen from the root (scripts/root-package.js), and npm in bindings/node does not see it',
+  { timeout: 60000 }, async () => {
+    const root = require(rootPackage.ROOT_FILE)
+    const own = require('../package.json')
+    assert.equal(fs.readFileSync(rootPackage.ROOT_FILE, 'utf8'), rootPackage.text(),
+      'package.json at the root is out of date: run node bindings/node/scripts/root-package.js --write')
+    for (const k of ['name', 'version', 'description', 'engines', 'license', 'keywords']) assert.deepEqual(root[k], own[k], k)
+    assert.deepEqual(root.exports['.'], { types: './bindings/node/index.d.ts', import: './bindings/node/index.mjs', require: './bindings/node/index.js' })
+    assert.deepEqual(Object.keys(root.exports), Object.keys(own.exports))
+    for (const f of [root.main, root.types, ...Object.values(root.exports['.']), ...root.files]) {
+      assert.ok(fs.existsSync(path.join(REPO, f)), `${f} (named in the root package.json) exists`)
+    }
+    // every file of the tarball's package is in the root's, at its place two folders down
+    for (const f of own.files.filter((f) => f !== 'core/')) assert.ok(root.files.includes('bindings/node/' + f), f)
+    assert.ok(root.files.includes('include/') && root.files.includes('CSources/'))
+    // nothing that would make npm treat bindings/node as part of the root project
+    assert.equal(root.workspaces, undefined)
+    assert.equal(root.scripts.install, 'node bindings/node/scripts/install.js')
+    assert.ok(!fs.existsSync(path.join(REPO, 'binding.gyp')), 'no binding.gyp at the root: npm adds no node-gyp build there')
+    if (!npmMissing) {
+      const env = { PATH: process.env.PATH, HOME: fs.mkdtempSync(path.join(os.tmpdir(), 'hd-prefix-')) }
+      try {
+        const prefix = await run('npm', ['prefix'], { cwd: PKG, env, ms: 30000 })
+        assert.equal(prefix.code, 0, prefix.stderr)
+        assert.equal(fs.realpathSync(prefix.stdout.trim()), fs.realpathSync(PKG), 'npm in bindings/node works on bindings/node')
+      } finally {
+        fs.rmSync(env.HOME, { recursive: true, force: true })
+      }
+    }
+  })
+
+/* A git repository in `dir` holding the working tree as it is (tracked and untracked files that
+ * are not ignored, with their changes), one commit: what a clone of a pushed commit has. */
+async function scratchRepository (dir, env) {
+  const listed = await run('git', ['-C', REPO, 'ls-files', '-z', '--cached', '--others', '--exclude-standard'], { env, ms: 60000 })
+  assert.equal(listed.code, 0, listed.stderr)
+  const files = listed.stdout.split('\0').filter(Boolean)
+  assert.ok(files.includes('package.json') && files.includes('CSources/LAYERS'), 'the repository lists its files')
+  for (const f of files) {
+    const from = path.join(REPO, f)
+    let st
+    try {
+      st = fs.lstatSync(from)
+    } catch (err) {
+      if (err.code === 'ENOENT') continue // deleted in the working tree
+      throw err
+    }
+    const to = path.join(dir, f)
+    fs.mkdirSync(path.dirname(to), { recursive: true })
+    if (st.isSymbolicLink()) fs.symlinkSync(fs.readlinkSync(from), to)
+    else if (st.isFile()) fs.copyFileSync(from, to) // a submodule (a folder) would be skipped
+    if (st.isFile()) fs.chmodSync(to, st.mode & 0o777)
+  }
+  const git = (...args) => run('git', ['-c', 'user.name=hyperdown test', '-c', 'user.email=test@hyperdown.invalid',
+    '-c', 'commit.gpgsign=false', '-c', 'init.defaultBranch=main', ...args], { cwd: dir, env, ms: 60000 })
+  for (const args of [['init', '-q'], ['add', '-A'], ['commit', '-q', '-m', 'the working tree']]) {
+    const r = await git(...args)
+    assert.equal(r.code, 0, `git ${args.join(' ')}: ${r.stdout}${r.stderr}`)
+  }
+}
+
+test('npm install git+file:// of the repository, offline, in a fresh project outside it: the addon builds and a server and a client exchange an event over localhost',
+  { skip: (npmMissing && 'npm is not installed: the package test needs it') || (gitMissing && 'git is not installed'), timeout: 600000 }, async () => {
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'hd-git-'))
+    try {
+      const env = { PATH: process.env.PATH, HOME: path.join(scratch, 'home'), npm_config_cache: path.join(scratch, 'npm-cache'), GIT_CONFIG_NOSYSTEM: '1' }
+      fs.mkdirSync(env.HOME)
+      const repo = path.join(scratch, 'repo')
+      fs.mkdirSync(repo)
+      await scratchRepository(repo, env)
+
+      const app = path.join(scratch, 'app')
+      fs.mkdirSync(app)
+      fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }))
+      const url = 'git+' + pathToFileURL(repo).href
+      const installed = await run('npm', ['install', '--offline', '--no-audit', '--no-fund', url], { cwd: app, env })
+      assert.equal(installed.code, 0, installed.stdout + installed.stderr)
+      assert.doesNotMatch(installed.stdout + installed.stderr, /nodejs\.org|http GET/, 'nothing is downloaded')
+
+      // the package as npm packed the clone: the root's "files", the addon built two folders down
+      const hd = path.join(app, 'node_modules', 'hyperdown')
+      assert.equal(JSON.parse(fs.readFileSync(path.join(hd, 'package.json'), 'utf8')).version, require('../package.json').version)
+      assert.ok(fs.existsSync(path.join(hd, 'bindings', 'node', 'build', 'Release', 'hyperdown.node')))
+      for (const f of ['include/hyperdown.h', 'CSources/LAYERS', 'bindings/node/index.d.ts', 'bindings/node/LICENSE', 'bindings/node/README.md']) {
+        assert.ok(fs.existsSync(path.join(hd, f)), `${f} is installed`)
+      }
+      for (const f of ['Makefile', 'Package.swift', 'Sources', 'bindings/python', 'bindings/node/test', 'bindings/node/topic', '.git']) {
+        assert.ok(!fs.existsSync(path.join(hd, f)), `${f} is not part of the package`)
+      }
+      const resolved = await run(process.execPath, ['-e', "console.log(require.resolve('hyperdown'), typeof require('hyperdown').createServer)"], { cwd: app, env, ms: 30000 })
+      assert.equal(resolved.stdout.trim(), path.join(fs.realpathSync(hd), 'bindings', 'node', 'index.js') + ' function', resolved.stderr)
+
+      // ESM named imports: a server and a client over localhost, one event each way, a clean exit
+      fs.writeFileSync(path.join(app, 'esm.mjs'), ESM_EXAMPLE)
+      const esm = await run(process.execPath, ['esm.mjs'], { cwd: app, env, ms: 60000 })
+      assert.equal(esm.code, 0, esm.stdout + esm.stderr)
+      assert.equal(esm.stderr, '')
+      assert.match(esm.stdout, /^handled 1 \{"prize":500\}$/m)
+      assert.match(esm.stdout, /^consumed \[\[1,\{"prize":500\},\{"ok":1\}\]\]$/m)
+      assert.match(esm.stdout, /^default export function function true$/m)
     } finally {
       fs.rmSync(scratch, { recursive: true, force: true })
     }
