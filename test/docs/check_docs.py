@@ -193,8 +193,10 @@ def parse_markdown(path, text):
 
 def find_docs(root):
     files = []
-    if os.path.exists(os.path.join(root, "README.md")):
-        files.append("README.md")
+    # the repository's README and the packages' own (npm and PyPI show them)
+    for readme in ("README.md", "bindings/node/README.md", "bindings/python/README.md"):
+        if os.path.exists(os.path.join(root, readme)):
+            files.append(readme)
     docs = os.path.join(root, "docs")
     for dirpath, dirnames, filenames in os.walk(docs):
         dirnames.sort()
