@@ -7,6 +7,7 @@
 #include "delivery_util.h"
 #include "harness.h"
 #include "prom_text.h"
+#include "transport_util.h"
 
 #include <arpa/inet.h>
 #include <math.h>
@@ -31,17 +32,6 @@ static int tcp_connect(int port) {
     return -1;
   }
   return fd;
-}
-
-static int send_all(int fd, const void *p, size_t n) {
-  const char *b = p;
-  while (n > 0) {
-    ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-    if (w <= 0) return -1;
-    b += w;
-    n -= (size_t)w;
-  }
-  return 0;
 }
 
 /* Reads until the peer ends the connection or `ms` pass; what was read, NUL-terminated.
@@ -82,7 +72,7 @@ static int http_raw(int port, const char *req, size_t len, response_t *r) {
   memset(r, 0, offsetof(response_t, raw));
   int fd = tcp_connect(port);
   if (fd < 0) return -1;
-  long n = send_all(fd, req, len) == 0 ? read_to_eof(fd, r->raw, sizeof r->raw, 5000) : -1;
+  long n = tu_send_all(fd, req, len) == 0 ? read_to_eof(fd, r->raw, sizeof r->raw, 5000) : -1;
   close(fd);
   if (n < 0) {
     if (!quiet) fprintf(stderr, "  no complete response\n");
@@ -352,7 +342,7 @@ static void endpoints_body(du_world_t *w) {
   CHECK(fd >= 0);
   int one = 1, sent = setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0;
   for (size_t i = 0; sent && i < sizeof drip - 1; i++) {
-    sent = send_all(fd, drip + i, 1) == 0;
+    sent = tu_send_all(fd, drip + i, 1) == 0;
     hdt_sleep_ms(2);
   }
   long n = sent ? read_to_eof(fd, r.raw, sizeof r.raw, 5000) : -1;
@@ -409,7 +399,7 @@ static void stalled_body(du_world_t *w) {
   CHECK(fd >= 0);
   uint64_t t0 = hdt_now_ms();
   static const char half[] = "GET /metr";
-  int sent = send_all(fd, half, sizeof half - 1) == 0;
+  int sent = tu_send_all(fd, half, sizeof half - 1) == 0;
   int served = http_get(port, "/healthz", &r) == 0 && r.status == 200;
   hd_server_stats_t st;
   int stats = hdt_server_stats(w->s.h, &st) == 0;
@@ -424,7 +414,7 @@ static void stalled_body(du_world_t *w) {
   /* a second stalled peer, then the close: prompt */
   fd = tcp_connect(port);
   CHECK(fd >= 0);
-  CHECK(send_all(fd, half, sizeof half - 1) == 0);
+  CHECK(tu_send_all(fd, half, sizeof half - 1) == 0);
   hdt_sleep_ms(50); /* accepted and read: the close meets a connection, not the backlog */
   t0 = hdt_now_ms();
   int closed = du_server_stop(&w->s) == 0;
@@ -498,13 +488,13 @@ static void closing_run(uv_loop_t *loop, const char *dir) {
   int fd1 = tcp_connect(port), fd2 = tcp_connect(port);
   static const char ready[] = "GET /readyz HTTP/1.1\r\nHost: x\r\n";
   static const char metrics[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n";
-  int sent = fd1 >= 0 && fd2 >= 0 && send_all(fd1, ready, sizeof ready - 1) == 0 &&
-             send_all(fd2, metrics, sizeof metrics - 1) == 0;
+  int sent = fd1 >= 0 && fd2 >= 0 && tu_send_all(fd1, ready, sizeof ready - 1) == 0 &&
+             tu_send_all(fd2, metrics, sizeof metrics - 1) == 0;
   for (int i = 0; i < 100; i++) { /* accepted, the heads read but for their end */
     uv_run(loop, UV_RUN_NOWAIT);
     hdt_sleep_ms(1);
   }
-  sent = sent && send_all(fd1, "\r\n", 2) == 0 && send_all(fd2, "\r\n", 2) == 0;
+  sent = sent && tu_send_all(fd1, "\r\n", 2) == 0 && tu_send_all(fd2, "\r\n", 2) == 0;
   int closed = 0;
   int rc = hd_server_close(s, on_closed, &closed);
   uint64_t deadline = hdt_now_ms() + 10000u * (uint64_t)hdt_slow();
