@@ -12,14 +12,8 @@
  * it. An event a session sends later cannot be among the op's: from its submission on, the
  * pump's reads skip every event the op may delete. */
 #include "server_events.h"
+#include "clock.h"
 
-#include <sys/time.h>
-
-static int64_t wall_ms(void) {
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 static void sweep(uv_timer_t *t);
 
@@ -80,7 +74,7 @@ static void sweep(uv_timer_t *t) {
   hd__server_events_t *ev = t->data;
   if (ev->closing || ev->expiry_busy) return;
   int rc = record_sent(ev);
-  if (rc == 0) rc = ev->store->vt->expire(ev->store, wall_ms(), ev->expiry_batch, swept, ev);
+  if (rc == 0) rc = ev->store->vt->expire(ev->store, hd__wall_ms(), ev->expiry_batch, swept, ev);
   if (rc != 0) {
     hd__log(ev->rt, HD_LOG_WARN, "expiry sweep not started (%s: %s): tried again in %u ms",
             hd_err_name(rc), hd_last_error_message(), HD__SRV_EXPIRY_PERIOD_MS);
@@ -99,7 +93,7 @@ void hd__expiry_init(hd__server_events_t *ev) {
 void hd__expiry_start(hd__server_events_t *ev) { arm(ev, 0); }
 
 void hd__expiry_added(hd__server_events_t *ev, int64_t expires_ms) {
-  int64_t in = expires_ms - wall_ms();
+  int64_t in = expires_ms - hd__wall_ms();
   if (in < 0) in = 0;
   uint64_t ms = (uint64_t)in + HD__SRV_EXPIRY_SLACK_MS;
   arm(ev, ms < HD__SRV_EXPIRY_PERIOD_MS ? ms : HD__SRV_EXPIRY_PERIOD_MS);

@@ -5,13 +5,13 @@
  * store's add_event2, several adds to its add_fanout; the store applies the expiry, the keys and
  * the user's limits inside the batch's transaction (store_sqlite_server_add.c). */
 #include "options.h"
+#include "clock.h"
 #include "server.h"
 #include "server_events.h"
 #include "waiter.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 size_t hd_key_max_bytes(void) { return HD_KEY_MAX_BYTES; }
 size_t hd_reason_max_bytes(void) { return HD_REASON_MAX_BYTES; }
@@ -23,12 +23,6 @@ int hd_add_options_init(hd_add_options_t *opts, unsigned int version) {
   memset(opts, 0, sizeof *opts);
   opts->version = version;
   return 0;
-}
-
-static int64_t now_ms(void) {
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
 int hd__server_add_spec(hd__server_events_t *ev, const hd_add_options_t *opts, int64_t now,
@@ -270,24 +264,32 @@ int hd__add_call_submit(hd__add_call_t *c, int64_t now_ms, const void *shared,
 
 /* ---- one user -------------------------------------------------------------------------------- */
 
-int hd_server_add_event_v2(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYTES],
-                           const void *payload, size_t len, const hd_add_options_t *opts,
-                           hd_add_result_cb cb, void *cb_data) {
+int hd__server_add_one(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYTES],
+                       const void *payload, size_t len, const hd_add_options_t *opts, int reply,
+                       hd__add_reply_cb_t cb, void *cb_data) {
   hd__server_events_t *ev = NULL;
   int rc = hd__server_add_check(server, user, payload, len, &ev);
   if (rc == 0) rc = hd__server_key_check(ev, user);
   if (rc != 0) return rc;
-  int64_t now = now_ms();
+  int64_t now = hd__wall_ms();
   hd__add_spec_t spec;
   rc = hd__server_add_spec(ev, opts, now, &spec);
   if (rc != 0) return rc;
-  hd__add_call_t *c = hd__add_call_new(ev, 1, HD__ADD_REPLY_RESULT, cb_data);
+  hd__add_call_t *c = hd__add_call_new(ev, 1, reply, cb_data);
   if (c == NULL) return HD_ENOMEM;
-  c->cb.result = cb;
+  c->cb = cb;
   hd__store_add_t *a = hd__add_call_push(c, 0, user, &spec);
   a->payload = payload;
   a->len = len;
   return hd__add_call_submit(c, now, NULL, 0);
+}
+
+int hd_server_add_event_v2(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYTES],
+                           const void *payload, size_t len, const hd_add_options_t *opts,
+                           hd_add_result_cb cb, void *cb_data) {
+  hd__add_reply_cb_t reply = {.result = cb};
+  return hd__server_add_one(server, user, payload, len, opts, HD__ADD_REPLY_RESULT, reply,
+                            cb_data);
 }
 
 /* The blocking forms: hd__waiter_call with a completion that keeps the result, then signals. */
@@ -336,7 +338,7 @@ int hd_server_add_fanout(hd_server_t *server, const uint8_t *users, size_t n,
   hd__server_events_t *ev;
   int rc = hd__server_add_check(server, users, payload, len, &ev);
   if (rc != 0) return rc;
-  int64_t now = now_ms();
+  int64_t now = hd__wall_ms();
   hd__add_spec_t spec;
   rc = hd__server_add_spec(ev, opts, now, &spec);
   if (rc != 0) return rc;

@@ -5,21 +5,15 @@
  * anything is queued, so an invalid one fails the call whole; a user whose key is no Ed25519 key
  * fails alone (HD_EKEY in its result, as in a fan-out), and so does a user at its limit. */
 #include "options.h"
+#include "clock.h"
 #include "server.h"
 #include "server_events.h"
 #include "waiter.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 size_t hd_add_events_max(void) { return HD_ADD_EVENTS_MAX; }
-
-static int64_t now_ms(void) {
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 /* The item's own failure, its number put before the detail. */
 static int item_error(int rc, size_t i) {
@@ -58,7 +52,7 @@ int hd_server_add_events(hd_server_t *server, const hd_add_item_t *items, size_t
                                        cb_data);
   if (c == NULL) return HD_ENOMEM;
   c->cb.many = cb;
-  int64_t now = now_ms();
+  int64_t now = hd__wall_ms();
   for (size_t i = 0; i < n; i++) {
     int rc = add_item(c, &items[i], i, now);
     if (rc != 0) {

@@ -8,13 +8,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
-
-static int64_t now_ms(void) {
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 /* ---- add_event ------------------------------------------------------------------------------ */
 
@@ -22,21 +15,9 @@ static int64_t now_ms(void) {
  * time to live or per-user limits it goes through the store's add_event2, else its add_event. */
 int hd_server_add_event(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYTES],
                         const void *payload, size_t len, hd_add_cb cb, void *cb_data) {
-  hd__server_events_t *ev;
-  int rc = hd__server_add_check(server, user, payload, len, &ev);
-  if (rc == 0) rc = hd__server_key_check(ev, user);
-  if (rc != 0) return rc;
-  int64_t now = now_ms();
-  hd__add_spec_t spec;
-  rc = hd__server_add_spec(ev, NULL, now, &spec); /* the server's default time to live */
-  if (rc != 0) return rc;
-  hd__add_call_t *c = hd__add_call_new(ev, 1, HD__ADD_REPLY_SEQ, cb_data);
-  if (c == NULL) return HD_ENOMEM;
-  c->cb.seq = cb;
-  hd__store_add_t *a = hd__add_call_push(c, 0, user, &spec);
-  a->payload = payload;
-  a->len = len;
-  return hd__add_call_submit(c, now, NULL, 0);
+  hd__add_reply_cb_t reply = {.seq = cb};
+  /* no options: the server's default time to live */
+  return hd__server_add_one(server, user, payload, len, NULL, HD__ADD_REPLY_SEQ, reply, cb_data);
 }
 
 typedef struct add_call {

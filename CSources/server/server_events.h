@@ -200,6 +200,13 @@ int hd__server_key_check(hd__server_events_t *ev, const uint8_t user[HD_PUBLICKE
 /* Which callback an add call answers with. */
 enum { HD__ADD_REPLY_SEQ, HD__ADD_REPLY_RESULT, HD__ADD_REPLY_MANY };
 
+/* The callback an add call answers with, as `reply` says. */
+typedef union hd__add_reply_cb {
+  hd_add_cb seq;
+  hd_add_result_cb result;
+  hd_fanout_cb many;
+} hd__add_reply_cb_t;
+
 /* An add call in flight, from the call (any thread) to its one completion (loop thread), for
  * every kind of add: hd_server_add_event (one add, hd_add_cb), _v2 (hd_add_result_cb), _fanout
  * and _events (n adds, hd_fanout_cb). The completion counts each add's outcome, lets go of the
@@ -209,11 +216,7 @@ typedef struct hd__add_call {
   hd__server_events_t *ev;
   uint64_t start_ns; /* uv_hrtime() at the call (add_durable) */
   int reply;         /* HD__ADD_REPLY_* */
-  union {
-    hd_add_cb seq;
-    hd_add_result_cb result;
-    hd_fanout_cb many;
-  } cb;
+  hd__add_reply_cb_t cb;
   void *cb_data;
   int held;                    /* the users of its collapse adds are held (server_add.c) */
   size_t n;                    /* the caller's adds */
@@ -232,6 +235,11 @@ hd__add_call_t *hd__add_call_new(hd__server_events_t *ev, size_t n, int reply, v
  * Its payload is set by the caller (ignored when the submit shares one). */
 hd__store_add_t *hd__add_call_push(hd__add_call_t *c, size_t i, const uint8_t *user,
                                    const hd__add_spec_t *spec);
+/* One add for `user` (hd_server_add_event: opts NULL, reply HD__ADD_REPLY_SEQ; _v2:
+ * HD__ADD_REPLY_RESULT): the checks, the call, its submit. */
+int hd__server_add_one(hd_server_t *server, const uint8_t user[HD_PUBLICKEY_BYTES],
+                       const void *payload, size_t len, const hd_add_options_t *opts, int reply,
+                       hd__add_reply_cb_t cb, void *cb_data);
 /* Hands the call's adds to the store (any thread; the users of collapse adds are held first,
  * on the loop). shared: one payload for every add (a fan-out), else NULL. On failure `c` is
  * freed and its callback never runs. */

@@ -10,6 +10,7 @@
  * live in a small hash table of the store's, used by the batch on the pool thread; their
  * next_seq/pending are written once per batch, not once per event. */
 #include "store_sqlite_server.h"
+#include "clock.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -742,11 +743,7 @@ static int meta_text(sqlite3 *db, const char *key, char *buf, size_t cap) {
 
 static int64_t wall_ms(void) { return hd__sqs_now_ms(); }
 
-int64_t hd__sqs_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+int64_t hd__sqs_now_ms(void) { return hd__wall_ms(); }
 
 int hd__sqs_step_returning(sqlite3_stmt *st, int64_t *a, int64_t *b, const char *what) {
   int rc = sqlite3_step(st);

@@ -535,26 +535,26 @@ static napi_value js_event_complete(napi_env env, napi_callback_info info) {
   return event_done(env, r, hd_event_complete(r->e, ok, ok && len ? data : NULL, ok ? len : 0));
 }
 
-/* eventFail(event[, reason: Uint8Array]): hd_event_fail, a failed attempt. */
-static napi_value js_event_fail(napi_env env, napi_callback_info info) {
+/* eventFail(event[, reason: Uint8Array]): hd_event_fail, a failed attempt; eventReject(...):
+ * hd_event_reject, a dead letter at once. */
+static napi_value event_fail_or_reject(napi_env env, napi_callback_info info, int reject) {
   size_t argc = 2;
   napi_value argv[2];
   event_ref_t *r = open_event(env, info, &argc, argv);
   const uint8_t *reason;
   size_t len;
   if (r == NULL || optional_bytes(env, argc, argv, 1, &reason, &len, "reason") < 0) return NULL;
-  return event_done(env, r, hd_event_fail(r->e, (const char *)reason, len));
+  int rc = reject ? hd_event_reject(r->e, (const char *)reason, len)
+                  : hd_event_fail(r->e, (const char *)reason, len);
+  return event_done(env, r, rc);
 }
 
-/* eventReject(event[, reason: Uint8Array]): hd_event_reject, a dead letter at once. */
+static napi_value js_event_fail(napi_env env, napi_callback_info info) {
+  return event_fail_or_reject(env, info, 0);
+}
+
 static napi_value js_event_reject(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  event_ref_t *r = open_event(env, info, &argc, argv);
-  const uint8_t *reason;
-  size_t len;
-  if (r == NULL || optional_bytes(env, argc, argv, 1, &reason, &len, "reason") < 0) return NULL;
-  return event_done(env, r, hd_event_reject(r->e, (const char *)reason, len));
+  return event_fail_or_reject(env, info, 1);
 }
 
 /* A notice's fields for onnotice(kind, count, firstSeq, lastSeq, complete): argv[0..3]. */
